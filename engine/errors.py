@@ -1,0 +1,21 @@
+"""Exception types of the engine: every user-facing failure is one of these, so callers can catch one family."""
+
+
+class SARCompressorError(Exception):
+    """Base class: a problem the user can act on (message names the problem)."""
+
+
+class InputError(SARCompressorError):
+    """The input raster cannot be compressed as asked (band count, dtype, all-nodata, ...)."""
+
+
+class ModelError(SARCompressorError):
+    """A model or checkpoint is missing, broken, foreign, or does not match a compressed file."""
+
+
+class ContainerError(SARCompressorError):
+    """A .sarz file is not readable: wrong magic, unknown version, truncated, corrupt (CRC)."""
+
+
+class CancelledError(SARCompressorError):
+    """The caller's cancel check returned True; no output was left behind."""

@@ -7,7 +7,7 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 TORCH_SPEC  ?= torch==2.13.0
 NUMPY_SPEC  ?= numpy<2
-PIP_DEPS    ?= pytest pytest-qgis hypothesis ruff tqdm constriction
+PIP_DEPS    ?= "setuptools>=64" pytest pytest-qgis hypothesis ruff tqdm constriction
 APT_PKGS    := python3-qgis python3-rasterio python3-venv python3-matplotlib qgis xvfb
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP       := $(VENV)/.setup-stamp

@@ -1,0 +1,228 @@
+"""What the three Processing algorithms share: dependency check, layer -> file, engine callbacks and errors.
+
+The algorithms are thin: the main thread turns layers into file paths, the worker thread calls ONE engine
+function with progress/cancel wired to the feedback, and engine errors become QgsProcessingException so
+Processing shows the message instead of a traceback. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Optional
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from ..engine.errors import CancelledError, SARCompressorError
+
+PLUGIN_DIR = Path(__file__).resolve().parents[1]
+ICON_PATH = PLUGIN_DIR / "resources" / "icon.svg"
+MODELS_DIR = PLUGIN_DIR / "resources" / "models"
+
+# import name -> pip package name, for the advice
+REQUIRED_MODULES = {"torch": "torch", "constriction": "constriction", "rasterio": "rasterio"}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def missing_dependencies() -> list[str]:
+    """Import names of the engine's heavy dependencies that this Python cannot find (nothing is imported)."""
+    missing = []
+    for name in REQUIRED_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a blocked or half-imported module
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def dependency_message(missing: list[str]) -> str:
+    """One sentence naming what is missing and the command that installs it."""
+    packages = " ".join(REQUIRED_MODULES[name] for name in missing)
+    names = ", ".join("PyTorch" if name == "torch" else name for name in missing)
+    return (
+        f"SAR Compressor needs {names}: run `python3 -m pip install {packages}` in the Python that QGIS uses "
+        "(on Windows in the OSGeo4W Shell), then restart QGIS."
+    )
+
+
+def require_dependencies() -> None:
+    """Raise the install advice as a QgsProcessingException when a heavy dependency is missing."""
+    missing = missing_dependencies()
+    if missing:
+        raise QgsProcessingException(dependency_message(missing))
+
+
+def bundled_models() -> list[str]:
+    """Model choices: 'default' (the engine's DEFAULT_MODEL) then the bundled weights, found without torch."""
+    return ["default", *sorted(p.stem for p in MODELS_DIR.glob("*.pt"))]
+
+
+def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
+    """The GDAL dataset name of a file-based raster layer; anything else (WMS, database...) is refused."""
+    if layer is None or not layer.isValid():
+        raise QgsProcessingException(f"The {what} raster layer could not be loaded.")
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(
+            f"The {what} layer '{layer.name()}' comes from the '{layer.providerType()}' provider; "
+            "SAR Compressor reads files only: save it as a GeoTIFF first."
+        )
+    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
+    if not path or not Path(path).is_file():
+        raise QgsProcessingException(
+            f"The {what} layer '{layer.name()}' is not a file on disk ({layer.source()}); "
+            "save it as a GeoTIFF first."
+        )
+    return layer.source()
+
+
+def resolve_band(layer: QgsRasterLayer, band: int, what: str) -> int:
+    """The 1-based band: the chosen one, or band 1 of a single-band raster (others must choose)."""
+    count = layer.bandCount()
+    if band <= 0:
+        if count > 1:
+            raise QgsProcessingException(
+                f"The {what} raster has {count} bands: choose the band to use (parameter BAND)."
+            )
+        return 1
+    if band > count:
+        raise QgsProcessingException(f"Band {band} does not exist: the {what} raster has {count} band(s).")
+    return band
+
+
+def geotiff_path(path: str, what: str) -> str:
+    """The engine writes GeoTIFF only: refuse other extensions instead of writing a mislabelled file."""
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        raise QgsProcessingException(f"The {what} must be a GeoTIFF (.tif), got '{path}'.")
+    return path
+
+
+def engine_callbacks(
+    feedback: QgsProcessingFeedback,
+) -> tuple[Callable[[int, int], None], Callable[[], bool]]:
+    """(progress, cancel) for the engine: progress(done, total) -> percent, cancel -> feedback.isCanceled."""
+
+    def progress(done: int, total: int) -> None:
+        if total > 0:
+            feedback.setProgress(100.0 * done / total)
+
+    return progress, feedback.isCanceled
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """Engine failures -> QgsProcessingException (CancelledError passes: callers end the run quietly)."""
+    try:
+        yield
+    except CancelledError:
+        raise
+    except SARCompressorError as exc:
+        raise QgsProcessingException(str(exc)) from exc
+    except ImportError as exc:  # missing, or installed but broken (a DLL, an ABI mismatch)
+        top = (exc.name or "").split(".")[0]
+        advice = dependency_message([top]) if top in REQUIRED_MODULES else ""
+        raise QgsProcessingException(
+            f"The SAR Compressor engine could not be imported: {exc}. {advice}"
+        ) from exc
+
+
+def cancelled(feedback: QgsProcessingFeedback) -> dict:
+    """The result of a cancelled run: the engine already removed its partial output."""
+    feedback.pushInfo("Cancelled: no output was written.")
+    return {}
+
+
+class StyleLikeSource(QgsProcessingLayerPostProcessorInterface):
+    """Gives a loaded result the renderer of the layer it was made from, so both look the same.
+
+    QGIS keeps only a pointer to a post-processor: instances hold themselves in `_alive` until they ran.
+    """
+
+    _alive: set[StyleLikeSource] = set()
+
+    def __init__(self, renderer) -> None:
+        super().__init__()
+        self._renderer = renderer
+        StyleLikeSource._alive.add(self)
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 (QGIS API name)
+        if isinstance(layer, QgsRasterLayer) and self._renderer is not None:
+            layer.setRenderer(self._renderer.clone())
+            layer.triggerRepaint()
+        StyleLikeSource._alive.discard(self)
+
+
+def source_renderer(layer: QgsRasterLayer, band: int, context: QgsProcessingContext):
+    """A copy of a project layer's renderer moved to band 1 (results are single-band), or None.
+
+    Only for layers the user has loaded (their style is a choice) and renderers reading just that band.
+    """
+    project = context.project()
+    if project is None or project.mapLayer(layer.id()) is None or layer.renderer() is None:
+        return None
+    renderer = layer.renderer().clone()
+    if list(renderer.usesBands()) != [band] or (band != 1 and not renderer.setInputBand(1)):
+        return None
+    return renderer
+
+
+def style_on_load(context: QgsProcessingContext, destination: str, renderer) -> None:
+    """Attach the source renderer to a result that QGIS will load on completion (main thread)."""
+    if renderer is not None and destination and context.willLoadLayerOnCompletion(destination):
+        details = context.layerToLoadOnCompletionDetails(destination)
+        details.setPostProcessor(StyleLikeSource(renderer))
+
+
+class SARAlgorithm(QgsProcessingAlgorithm):
+    """Base of the provider's algorithms: translation, icon, shared parameter builders."""
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate("SARCompressor", text)
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON_PATH))
+
+    def advanced(self, param: QgsProcessingParameterDefinition) -> None:
+        """Add a secondary parameter, shown under 'Advanced parameters'."""
+        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(param)
+
+    def add_device_parameter(self) -> None:
+        param = QgsProcessingParameterEnum(
+            "DEVICE", self.tr("Device"), options=list(DEVICES), defaultValue="auto"
+        )
+        param.setUsesStaticStrings(True)
+        self.advanced(param)
+
+    def add_model_file_parameter(self, help_text: str) -> None:
+        param = QgsProcessingParameterFile(
+            "MODEL_FILE",
+            self.tr("Model file (.pt)"),
+            behavior=QgsProcessingParameterFile.File,
+            fileFilter="PyTorch checkpoints (*.pt *.pth)",
+            optional=True,
+        )
+        param.setHelp(help_text)
+        self.advanced(param)
+
+    def model_file(self, parameters: dict, context: QgsProcessingContext) -> Optional[str]:
+        return self.parameterAsFile(parameters, "MODEL_FILE", context) or None
+
+    def device(self, parameters: dict, context: QgsProcessingContext) -> str:
+        return self.parameterAsEnumString(parameters, "DEVICE", context) or "auto"

@@ -1,0 +1,96 @@
+"""sar_compressor:decompress: .sarz -> georeferenced GeoTIFF (loaded on completion)."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterDestination,
+)
+
+from ..engine.errors import CancelledError
+from .common import (
+    SARAlgorithm,
+    cancelled,
+    engine_callbacks,
+    engine_errors,
+    geotiff_path,
+    require_dependencies,
+)
+
+
+class DecompressAlgorithm(SARAlgorithm):
+    """Decompress a .sarz file back to a GeoTIFF with the original CRS, geotransform, dtype and nodata."""
+
+    def createInstance(self) -> DecompressAlgorithm:  # noqa: N802 (QGIS API names below too)
+        return DecompressAlgorithm()
+
+    def name(self) -> str:
+        return "decompress"
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.tr("Decompress SAR raster")
+
+    def group(self) -> str:
+        return self.tr("Compression")
+
+    def groupId(self) -> str:  # noqa: N802
+        return "compression"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.tr(
+            "Decompresses a .sarz file written by 'Compress SAR raster' into a GeoTIFF with the "
+            "original CRS, geotransform, data type and nodata. Complex (SLC) input comes back as float32 "
+            "intensity.\n\n"
+            "The model is named in the file and found among the bundled models; a checkpoint file (advanced) "
+            "is only needed for files made with a model that is not bundled. Its checksum must match.\n\n"
+            "Advanced: write a Cloud Optimized GeoTIFF (with overviews)."
+        )
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "INPUT",
+                self.tr("Compressed file (.sarz)"),
+                behavior=QgsProcessingParameterFile.File,
+                fileFilter=self.tr("SAR Compressor files (*.sarz)"),
+            )
+        )
+        self.add_device_parameter()
+        self.add_model_file_parameter(
+            self.tr("The checkpoint (.pt) the file was compressed with, when it is not a bundled model.")
+        )
+        cog = QgsProcessingParameterBoolean(
+            "COG", self.tr("Write a Cloud Optimized GeoTIFF"), defaultValue=False
+        )
+        self.advanced(cog)
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Decompressed raster")))
+
+    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802
+        require_dependencies()
+        return True
+
+    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
+        """Worker thread: one call into the engine."""
+        from ..engine.codec import decompress_file
+
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        output = geotiff_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context), "output")
+        progress, cancel = engine_callbacks(feedback)
+        try:
+            with engine_errors():
+                stats = decompress_file(
+                    source,
+                    output,
+                    device=self.device(parameters, context),
+                    model=self.model_file(parameters, context),
+                    cog=self.parameterAsBoolean(parameters, "COG", context),
+                    progress=progress,
+                    cancel=cancel,
+                    log=feedback.pushInfo,
+                )
+        except CancelledError:
+            return cancelled(feedback)
+        feedback.pushInfo(f"Device: {stats.device_name}")
+        feedback.pushInfo(f"Decompressed {stats.pixels} pixels in {stats.seconds:.1f} s")
+        return {"OUTPUT": output}

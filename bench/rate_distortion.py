@@ -1,0 +1,150 @@
+"""Rate-distortion on one dataset: every quality level of every model, the float16-latent prototype and JPEG 2000
+at matched rates, all measured by engine.metrics over the same range (the original's 0.5-99.5 pct dB).
+
+bpp always counts the whole file (.sarz, .jp2, or the prototype's header + latents). Our metrics come from the
+reconstruction raster that compress_file writes (equal to decompress_file's output by design), so every level
+costs one encoder and one decoder pass.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..engine.codec import compress_file
+from ..engine.metrics import evaluate_arrays, evaluate_files, to_domains
+from . import jpeg2000, prototype
+from .datasets import BAND, Dataset
+
+FIXED_TARGETS = (0.125, 0.25, 0.5, 1.0, 2.0)
+MERGE_TOLERANCE = 0.03  # J2K targets closer than this (relative) are measured once
+Log = Callable[[str], None]
+
+
+def _metrics(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in ("domain", "range", "band")}
+
+
+def _entry(family: str, codec: str, bpp: float, nbytes: int, metrics: dict, **extra) -> dict:
+    return {
+        "family": family,
+        "codec": codec,
+        "bpp": bpp,
+        "bytes": nbytes,
+        "metrics": _metrics(metrics),
+        **extra,
+    }
+
+
+def merged_targets(bpps: list[float], tolerance: float = MERGE_TOLERANCE) -> list[float]:
+    """Sorted targets with near-duplicates (within `tolerance`, relative) dropped."""
+    out: list[float] = []
+    for b in sorted(b for b in bpps if b > 0):
+        if not out or b > out[-1] * (1.0 + tolerance):
+            out.append(b)
+    return out
+
+
+def run_dataset(
+    ds: Dataset,
+    compressors: dict,
+    qualities: list[int],
+    workdir: Path,
+    fixed_targets: tuple[float, ...] = FIXED_TARGETS,
+    keep: Optional[tuple[str, int]] = None,
+    log: Log = print,
+) -> tuple[dict, Optional[np.ndarray]]:
+    """All codecs on one dataset -> (JSON-ready result, dB reconstruction of `keep` = (model, quality) or None)."""
+    entries: list[dict] = []
+    kept = None
+    domains = None
+    for name, comp in compressors.items():
+        for q in qualities:
+            result, recon_db = _ours(ds, name, comp, q, workdir, want_db=keep == (name, q))
+            domains = domains or result.pop("domain")
+            entries.append(result)
+            kept = recon_db if recon_db is not None else kept
+            log(f"  {name} q{q}: {result['bpp']:.3f} bpp, PSNR {result['metrics']['psnr_db']:.2f} dB")
+        entries.append(_prototype(ds, name, comp))
+    our_bpps = [e["bpp"] for e in entries if e["family"] == "ours"]
+    for target in merged_targets(our_bpps + list(fixed_targets)):
+        entries.append(_jpeg2000(ds, target, workdir / f"{ds.name}.jp2"))
+    log(f"  jpeg2000: {sum(e['family'] == 'jpeg2000' for e in entries)} rates")
+    return {**ds.describe(), "metric_domains": domains, "entries": entries}, kept
+
+
+def _ours(
+    ds: Dataset, name: str, comp, q: int, workdir: Path, want_db: bool
+) -> tuple[dict, Optional[np.ndarray]]:
+    sarz = workdir / f"{ds.name}_{name}_q{q}.sarz"
+    recon = workdir / f"{ds.name}_{name}_q{q}.tif"
+    start = time.perf_counter()
+    stats = compress_file(
+        ds.path, sarz, quality=q, band=BAND, kind=ds.kind, compressor=comp, reconstruction=recon
+    )
+    seconds = time.perf_counter() - start
+    nbytes = sarz.stat().st_size
+    metrics = evaluate_files(ds.path, recon, band=BAND, kind=ds.kind, rng=ds.rng)
+    recon_db = _read_db(recon, ds.kind) if want_db else None
+    sarz.unlink()
+    recon.unlink()
+    entry = _entry(
+        "ours",
+        name,
+        8.0 * nbytes / ds.pixels,
+        nbytes,
+        metrics,
+        model=name,
+        quality=q,
+        compress_s=seconds,
+        network_s=stats.seconds_network,
+        codec_range_db=[stats.vmin, stats.vmax],
+        n_bright_residuals=stats.n_bright_residuals,
+    )
+    entry["domain"] = metrics["domain"]
+    return entry, recon_db
+
+
+def _read_db(path: Path, kind: str) -> np.ndarray:
+    import rasterio
+
+    with rasterio.open(path) as src:
+        db, _ = to_domains(src.read(1), kind)
+    return db
+
+
+def _prototype(ds: Dataset, name: str, comp) -> dict:
+    p = prototype.roundtrip(comp, ds.db)
+    metrics = evaluate_arrays(ds.db, p.db, kind="db", rng=ds.rng)
+    return _entry(
+        "prototype", f"{name} float16 latents", p.bpp, p.nbytes, metrics, model=name, seconds=p.seconds
+    )
+
+
+def _jpeg2000(ds: Dataset, target: float, path: Path) -> dict:
+    r = jpeg2000.compress_to_bpp(ds.db, ds.rng, target, path)
+    path.unlink()
+    recon = np.where(np.isfinite(ds.db), r.db, np.nan)
+    metrics = evaluate_arrays(ds.db, recon, kind="db", rng=ds.rng)
+    return _entry(
+        "jpeg2000",
+        "JPEG 2000",
+        r.bpp,
+        r.nbytes,
+        metrics,
+        target_bpp=target,
+        hit=r.hit,
+        j2k_quality=r.quality,
+        encode_s=r.encode_s,
+        decode_s=r.decode_s,
+    )
+
+
+def jpeg2000_db(ds: Dataset, bpp: float, path: Path) -> tuple[np.ndarray, float]:
+    """J2K reconstruction (dB) of a dataset at `bpp`, for the equal-rate crop figure."""
+    r = jpeg2000.compress_to_bpp(ds.db, ds.rng, bpp, path)
+    path.unlink()
+    return np.where(np.isfinite(ds.db), r.db, np.nan), r.bpp

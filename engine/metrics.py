@@ -1,0 +1,502 @@
+"""Quality figures for SAR reconstructions; each number says in which domain and range it was measured.
+
+SAR fidelity is not one number: PSNR/SSIM in dB over a stated range show the picture, the linear mean ratio
+shows radiometric bias, the ENL ratio how much speckle the codec smoothed away, EPI how well edges survived.
+Pure numpy (rasterio only in `evaluate_files`, matplotlib only in `render_side_by_side`) so the QGIS side and
+the CLI can use it without torch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .errors import InputError
+from .preprocessing import NOISE_FLOOR, robust_range, sample_stride, valid_mask
+
+DEFAULT_PERCENTILES = (0.5, 99.5)
+KINDS = ("intensity", "amplitude", "db", "complex", "uint8")
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03  # Wang et al. 2004
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003
+ENL_WINDOW = 15
+ENL_FRACTION = 0.10
+MAX_FULL_PIXELS = 50_000_000  # above this, evaluate_files accumulates strip by strip
+MAX_CROP = 4096  # ...and measures the neighbourhood metrics on a central crop of at most this size
+SUBSAMPLE_PIXELS = 4_000_000  # pixels used for the range percentiles of a large file
+STRIP_ROWS = 512
+
+# (vmin, vmax) or an object with .vmin/.vmax (preprocessing.Range)
+RangeLike = Union[tuple, Any]
+
+
+def as_range(rng: RangeLike) -> tuple[float, float]:
+    """(vmin, vmax) from a tuple or a preprocessing.Range, checked to be a non-empty interval."""
+    vmin, vmax = (rng.vmin, rng.vmax) if hasattr(rng, "vmin") else rng
+    vmin, vmax = float(vmin), float(vmax)
+    if not (math.isfinite(vmin) and math.isfinite(vmax) and vmax > vmin):
+        raise InputError(f"metric range must be finite with vmax > vmin, got [{vmin}, {vmax}]")
+    return vmin, vmax
+
+
+def to_domains(arr: np.ndarray, kind: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """(dB, linear intensity) as float64; for uint8 display products (native values, None).
+
+    Intensity -> 10 log10(I) with the codec's noise floor; amplitude and complex -> |a|^2 first;
+    dB -> 10**(dB/10).
+    Non-finite inputs stay non-finite (they are masked out, not floored).
+    """
+    if kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind == "uint8":
+        return arr.astype(np.float64), None
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if kind == "db":
+            db = arr.astype(np.float64)
+            return db, np.power(10.0, db / 10.0)
+        if kind in ("amplitude", "complex"):
+            lin = np.abs(arr).astype(np.float64) ** 2
+        else:
+            lin = arr.astype(np.float64)
+        db = 10.0 * np.log10(np.maximum(lin, NOISE_FLOOR))
+        return np.where(np.isfinite(lin), db, np.nan), lin
+
+
+def metric_range(
+    orig: np.ndarray, kind: str = "intensity", nodata: Optional[float] = None, pct=DEFAULT_PERCENTILES
+) -> tuple[float, float]:
+    """The default evaluation range: percentiles of the ORIGINAL's valid dB values (0..255 for uint8)."""
+    if kind == "uint8":
+        return 0.0, 255.0
+    db, _ = to_domains(orig, kind)
+    values = db[valid_mask(orig, nodata) & np.isfinite(db)]
+    return _percentile_range(values, pct)
+
+
+def _percentile_range(values: np.ndarray, pct) -> tuple[float, float]:
+    if values.size == 0:
+        raise InputError("the original has no valid pixels (all nodata or non-finite)")
+    return as_range(robust_range(values, pct[0], pct[1]))
+
+
+# --- pointwise sums ---
+@dataclass
+class _Sums:
+    """Running sums over valid pixels, so a raster can be measured strip by strip."""
+
+    n: int = 0
+    sse_scaled: float = 0.0
+    sse_native: float = 0.0
+    sum_orig_lin: float = 0.0
+    sum_recon_lin: float = 0.0
+    n_clipped: int = 0
+
+    def add(self, p: _Pair, rng: tuple[float, float]) -> None:
+        vmin, vmax = rng
+        ov, rv = p.o[p.mask], p.r[p.mask]
+        self.n += int(ov.size)
+        scale = vmax - vmin
+        self.sse_scaled += float(np.sum(((np.clip(rv, vmin, vmax) - np.clip(ov, vmin, vmax)) / scale) ** 2))
+        self.sse_native += float(np.sum((rv - ov) ** 2))
+        self.n_clipped += int(np.count_nonzero((ov < vmin) | (ov > vmax)))
+        if p.o_lin is not None:
+            self.sum_orig_lin += float(np.sum(p.o_lin[p.mask]))
+            self.sum_recon_lin += float(np.sum(p.r_lin[p.mask]))
+
+
+# --- SSIM family ---
+def _gaussian_kernel(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    k = np.exp(-(x**2) / (2.0 * sigma**2))
+    return k / k.sum()
+
+
+def _filter_valid(img: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation with the 1-D kernel k along both axes (output shrinks by len(k)-1)."""
+    n = len(k)
+    h, w = img.shape[0] - n + 1, img.shape[1] - n + 1
+    rows = k[0] * img[0:h, :]
+    for i in range(1, n):
+        rows = rows + k[i] * img[i : i + h, :]
+    out = k[0] * rows[:, 0:w]
+    for i in range(1, n):
+        out = out + k[i] * rows[:, i : i + w]
+    return out
+
+
+def _ssim_sums(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[float, float, int]:
+    """Sums of the SSIM and contrast-structure maps over windows lying fully on valid pixels, and their count.
+
+    Images are in [0, 1] (data range 1); works on row strips (with an 10-row halo) to bound memory.
+    """
+    k = _gaussian_kernel()
+    ones = np.ones(SSIM_WINDOW)
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    halo = SSIM_WINDOW - 1
+    total_ssim = total_cs = 0.0
+    count = 0
+    out_rows = x.shape[0] - halo
+    for r0 in range(0, max(out_rows, 0), STRIP_ROWS):
+        r1 = min(r0 + STRIP_ROWS, out_rows) + halo
+        xs, ys, ms = x[r0:r1], y[r0:r1], mask[r0:r1].astype(np.float64)
+        full = _filter_valid(ms, ones) > SSIM_WINDOW * SSIM_WINDOW - 0.5
+        if not full.any():
+            continue
+        mu_x, mu_y = _filter_valid(xs, k), _filter_valid(ys, k)
+        sxx = _filter_valid(xs * xs, k) - mu_x * mu_x
+        syy = _filter_valid(ys * ys, k) - mu_y * mu_y
+        sxy = _filter_valid(xs * ys, k) - mu_x * mu_y
+        cs = (2.0 * sxy + c2) / (sxx + syy + c2)
+        lum = (2.0 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
+        total_ssim += float(np.sum((lum * cs)[full]))
+        total_cs += float(np.sum(cs[full]))
+        count += int(np.count_nonzero(full))
+    return total_ssim, total_cs, count
+
+
+def ssim(x: np.ndarray, y: np.ndarray, mask: Optional[np.ndarray] = None) -> Optional[float]:
+    """Mean SSIM (gaussian 11x11, sigma 1.5, data range 1) of images in [0, 1]; None if no window fits."""
+    x, y, mask = _prepare_pair(x, y, mask)
+    total, _, count = _ssim_sums(x, y, mask)
+    return total / count if count else None
+
+
+def ms_ssim(x: np.ndarray, y: np.ndarray, mask: Optional[np.ndarray] = None) -> Optional[float]:
+    """5-scale MS-SSIM (2x2 mean downsampling); None if the smallest scale is below one 11x11 window.
+
+    Negative contrast-structure means are clipped to 0 before the weighted product (as pytorch-msssim's relu).
+    """
+    x, y, mask = _prepare_pair(x, y, mask)
+    n_scales = len(MS_SSIM_WEIGHTS)
+    if min(x.shape) < SSIM_WINDOW * 2 ** (n_scales - 1):
+        return None
+    result = 1.0
+    for j, weight in enumerate(MS_SSIM_WEIGHTS):
+        total_ssim, total_cs, count = _ssim_sums(x, y, mask)
+        if not count:
+            return None
+        value = (total_ssim if j == n_scales - 1 else total_cs) / count
+        result *= max(value, 0.0) ** weight
+        if j < n_scales - 1:
+            x, y, mask = _down2(x), _down2(y), _down2_mask(mask)
+    return result
+
+
+def _prepare_pair(x, y, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 2:
+        raise InputError(f"images must be 2-D with the same shape, got {x.shape} and {y.shape}")
+    mask = np.isfinite(x) & np.isfinite(y) if mask is None else mask & np.isfinite(x) & np.isfinite(y)
+    return np.where(mask, x, 0.0), np.where(mask, y, 0.0), mask
+
+
+def _down2(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    a = a[:h, :w]
+    return 0.25 * (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2])
+
+
+def _down2_mask(m: np.ndarray) -> np.ndarray:
+    h, w = m.shape[0] // 2 * 2, m.shape[1] // 2 * 2
+    m = m[:h, :w]
+    return m[0::2, 0::2] & m[1::2, 0::2] & m[0::2, 1::2] & m[1::2, 1::2]
+
+
+# --- EPI and ENL ---
+def _laplacian(a: np.ndarray) -> np.ndarray:
+    return a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:] - 4.0 * a[1:-1, 1:-1]
+
+
+def _cross_valid(m: np.ndarray) -> np.ndarray:
+    return m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:] & m[1:-1, 1:-1]
+
+
+def epi(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Optional[float]:
+    """Edge preservation index: correlation of the 3x3 Laplacians of original x and reconstruction y.
+
+    None if the original has no Laplacian variance (no edges to preserve) or is smaller than 3x3.
+    """
+    if min(x.shape) < 3:
+        return None
+    keep = _cross_valid(mask)
+    lx, ly = _laplacian(x)[keep], _laplacian(y)[keep]
+    if lx.size < 2:
+        return None
+    lx, ly = lx - lx.mean(), ly - ly.mean()
+    sxx, syy = float(np.sum(lx * lx)), float(np.sum(ly * ly))
+    if sxx == 0.0:
+        return None
+    return float(np.sum(lx * ly)) / math.sqrt(sxx * syy) if syy > 0 else 0.0
+
+
+def enl_ratio(o_lin: np.ndarray, r_lin: np.ndarray, mask: np.ndarray) -> Optional[float]:
+    """ENL(reconstruction) / ENL(original) on the most homogeneous windows of the original.
+
+    Windows: non-overlapping 15x15 blocks fully on valid pixels; the 10% with the lowest coefficient of
+    variation in the original (zero-variance blocks skipped) are kept; ENL = mean^2 / var per window, median
+    over windows.
+    > 1 means the reconstruction is smoother (despeckled). None if no usable window; inf if those windows are
+    flat in the reconstruction.
+    """
+    w = ENL_WINDOW
+    h, wd = o_lin.shape[0] // w * w, o_lin.shape[1] // w * w
+    if h == 0 or wd == 0:
+        return None
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        return a[:h, :wd].reshape(h // w, w, wd // w, w).swapaxes(1, 2).reshape(-1, w * w)
+
+    ob, rb, mb = blocks(o_lin), blocks(r_lin), blocks(mask)
+    full = mb.all(axis=1)
+    ob, rb = ob[full], rb[full]
+    o_mean, o_var = ob.mean(axis=1), ob.var(axis=1)
+    usable = (o_mean > 0) & (o_var > 0)
+    if not usable.any():
+        return None
+    ob, rb, o_mean, o_var = ob[usable], rb[usable], o_mean[usable], o_var[usable]
+    cv = np.sqrt(o_var) / o_mean
+    n_keep = max(1, int(math.ceil(ENL_FRACTION * cv.size)))
+    idx = np.argsort(cv, kind="stable")[:n_keep]
+    enl_o = float(np.median(o_mean[idx] ** 2 / o_var[idx]))
+    r_mean, r_var = rb[idx].mean(axis=1), rb[idx].var(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        enl_r_windows = np.where(r_var > 0, r_mean**2 / r_var, np.inf)
+    return float(np.median(enl_r_windows)) / enl_o
+
+
+# --- evaluation ---
+@dataclass
+class _Pair:
+    """Original and reconstruction in the metric domains, with the pixels valid in both."""
+
+    o: np.ndarray  # dB (native values for uint8)
+    r: np.ndarray
+    o_lin: Optional[np.ndarray]  # linear intensity (None for uint8)
+    r_lin: Optional[np.ndarray]
+    mask: np.ndarray
+
+
+def _pair(orig: np.ndarray, recon: np.ndarray, kind: str, nodata_o, nodata_r) -> _Pair:
+    mask = valid_mask(orig, nodata_o) & valid_mask(recon, nodata_r)
+    o, o_lin = to_domains(orig, kind)
+    r, r_lin = to_domains(recon, kind)
+    mask &= np.isfinite(o) & np.isfinite(r)
+    return _Pair(o, r, o_lin, r_lin, mask)
+
+
+def evaluate_arrays(
+    orig: np.ndarray,
+    recon: np.ndarray,
+    kind: str = "intensity",
+    rng: Optional[RangeLike] = None,
+    nodata: Optional[float] = None,
+) -> dict:
+    """All metrics for an original and its reconstruction (same shape, same kind); nodata applies to both.
+
+    kind: "intensity" | "amplitude" | "complex" (linear), "db", or "uint8" (display product: native values,
+    data range 255). rng: the dB range (default: the original's 0.5-99.5 percentiles of valid dB values).
+    """
+    orig, recon = np.asarray(orig), np.asarray(recon)
+    _check_shapes(orig.shape, recon.shape)
+    if orig.ndim != 2:
+        raise InputError(f"expected 2-D rasters, got shape {orig.shape}")
+    return _evaluate_pair(_pair(orig, recon, kind, nodata, nodata), kind, rng)
+
+
+def _check_shapes(a: tuple, b: tuple) -> None:
+    if tuple(a) != tuple(b):
+        raise InputError(f"original {tuple(a)} and reconstruction {tuple(b)} differ in shape")
+
+
+def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike]) -> dict:
+    if not p.mask.any():
+        raise InputError("no pixel is valid in both the original and the reconstruction")
+    rng_t, source = _resolve_range(rng, kind, lambda: p.o[p.mask], "")
+    sums = _Sums()
+    sums.add(p, rng_t)
+    return _assemble(kind, rng_t, source, sums, _spatial(p, rng_t), crop_note="", pixels=p.mask.size)
+
+
+def _resolve_range(rng, kind: str, values, note: str) -> tuple[tuple[float, float], str]:
+    """The given range, or the default one (values() gives the original's valid dB values)."""
+    if rng is not None:
+        return as_range(rng), "given"
+    if kind == "uint8":
+        return (0.0, 255.0), "uint8 full scale"
+    return _percentile_range(values(), DEFAULT_PERCENTILES), "original 0.5-99.5 pct" + note
+
+
+def _spatial(p: _Pair, rng) -> dict:
+    """Neighbourhood metrics (SSIM, MS-SSIM, EPI, ENL ratio) on one contiguous array."""
+    vmin, vmax = rng
+    x = np.where(p.mask, (np.clip(p.o, vmin, vmax) - vmin) / (vmax - vmin), 0.0)
+    y = np.where(p.mask, (np.clip(p.r, vmin, vmax) - vmin) / (vmax - vmin), 0.0)
+    return {
+        "ssim": ssim(x, y, p.mask),
+        "ms_ssim": ms_ssim(x, y, p.mask),
+        "epi": epi(x, y, p.mask),
+        "enl_ratio": None if p.o_lin is None else enl_ratio(p.o_lin, p.r_lin, p.mask),
+    }
+
+
+def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pixels: int) -> dict:
+    vmin, vmax = rng
+    mse = sums.sse_scaled / sums.n
+    linear = kind != "uint8"
+    na = "n/a for uint8 display products"
+    if linear:
+        rtxt = f"range [{vmin:.2f}, {vmax:.2f}] dB ({source})"
+        scaled = f"dB clipped to {rtxt}, scaled to [0, 1]"
+    else:
+        rtxt = f"range [{vmin:.0f}, {vmax:.0f}] ({source})"
+        scaled = f"native uint8 values, {rtxt}, scaled to [0, 1]"
+    ssim_txt = f"{scaled}; gaussian 11x11, sigma 1.5, data range 1{crop_note}"
+    return {
+        "kind": kind,
+        "psnr_db": math.inf if mse == 0 else -10.0 * math.log10(mse),
+        "ssim": spatial["ssim"],
+        "ms_ssim": spatial["ms_ssim"],
+        "db_rmse": math.sqrt(sums.sse_native / sums.n) if linear else None,
+        "mean_ratio": sums.sum_recon_lin / sums.sum_orig_lin if linear and sums.sum_orig_lin > 0 else None,
+        "enl_ratio": spatial["enl_ratio"],
+        "epi": spatial["epi"],
+        "clipped_fraction": sums.n_clipped / sums.n if linear else None,
+        "valid_pixels": sums.n,
+        "pixels": int(pixels),
+        "range": {"vmin": vmin, "vmax": vmax, "unit": "dB" if linear else "uint8", "source": source},
+        "domain": {
+            "psnr_db": f"{'dB' if linear else 'native uint8'}, both clipped to {rtxt}; peak = range width "
+            "(inf when identical)",
+            "ssim": ssim_txt,
+            "ms_ssim": f"{ssim_txt}; 5 scales, Wang et al. weights (None below 176 px)",
+            "db_rmse": "dB, unclipped, all valid pixels" if linear else na,
+            "mean_ratio": "linear intensity, mean(reconstruction) / mean(original) over valid pixels"
+            if linear
+            else na,
+            "enl_ratio": "linear intensity, median ENL (mean^2/var) over the 10% of 15x15 windows with the "
+            f"lowest coefficient of variation in the original; > 1 = smoother than the original{crop_note}"
+            if linear
+            else na,
+            "epi": f"{scaled}; correlation of 3x3 Laplacians{crop_note}",
+            "clipped_fraction": f"original pixels outside {rtxt}" if linear else na,
+        },
+    }
+
+
+def evaluate_files(
+    original: Union[str, Path],
+    reconstruction: Union[str, Path],
+    band: int = 1,
+    kind: str = "auto",
+    rng: Optional[RangeLike] = None,
+) -> dict:
+    """Metrics of one band of two rasters (each file's own nodata excluded).
+
+    kind "auto": uint8 -> display product (native values); otherwise the codec's detection on the original
+    (preprocessing.detect_kind), applied to both files. Rasters above ~50 Mpx are accumulated strip by strip
+    (range percentiles from a decimated read) and the neighbourhood metrics are measured on a central crop of
+    at most 4096x4096; the domain texts say so.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings(), rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # metrics need no georeferencing
+        for src, name in ((so, "original"), (sr, "reconstruction")):
+            if not 1 <= band <= src.count:
+                raise InputError(
+                    f"band {band} does not exist in the {name} ({src.count} band(s)): {src.name}"
+                )
+        _check_shapes((so.height, so.width), (sr.height, sr.width))
+        if kind == "auto":
+            kind = detect_file_kind(so, band)
+        if so.height * so.width <= MAX_FULL_PIXELS:
+            result = _evaluate_pair(
+                _pair(so.read(band), sr.read(band), kind, so.nodata, sr.nodata), kind, rng
+            )
+        else:
+            result = _evaluate_large(so, sr, band, kind, rng)
+    result["band"] = band
+    return result
+
+
+def detect_file_kind(src, band: int = 1) -> str:
+    """Kind of an open rasterio dataset's band: uint8 -> display product, else the codec's detection."""
+    from .preprocessing import detect_kind
+
+    dtype = np.dtype(src.dtypes[band - 1])
+    if dtype == np.uint8:
+        return "uint8"
+    h, w = min(src.height, 512), min(src.width, 512)
+    row0, col0 = (src.height - h) // 2, (src.width - w) // 2
+    sample = src.read(band, window=((row0, row0 + h), (col0, col0 + w)))
+    return detect_kind(dtype, sample, src.descriptions[band - 1], src.tags(band))
+
+
+def _evaluate_large(so, sr, band, kind, rng) -> dict:
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    height, width = so.height, so.width
+    step = sample_stride(height, width, SUBSAMPLE_PIXELS)
+
+    def sample_values() -> np.ndarray:
+        sample = so.read(band, out_shape=(height // step, width // step), resampling=Resampling.nearest)
+        db, _ = to_domains(sample, kind)
+        return db[valid_mask(sample, so.nodata) & np.isfinite(db)]
+
+    rng_t, source = _resolve_range(rng, kind, sample_values, f", from every {step}th row and column")
+    sums = _Sums()
+    for r0 in range(0, height, STRIP_ROWS):
+        win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
+        sums.add(
+            _pair(so.read(band, window=win), sr.read(band, window=win), kind, so.nodata, sr.nodata), rng_t
+        )
+    if sums.n == 0:
+        raise InputError("no pixel is valid in both the original and the reconstruction")
+    ch, cw = min(height, MAX_CROP), min(width, MAX_CROP)
+    row0, col0 = (height - ch) // 2, (width - cw) // 2
+    win = Window(col0, row0, cw, ch)
+    crop = _pair(so.read(band, window=win), sr.read(band, window=win), kind, so.nodata, sr.nodata)
+    note = f" (central {ch}x{cw} crop at row {row0}, col {col0} of {height}x{width})"
+    return _assemble(kind, rng_t, source, sums, _spatial(crop, rng_t), crop_note=note, pixels=height * width)
+
+
+# --- picture ---
+def render_side_by_side(
+    orig_db: np.ndarray, recon_db: np.ndarray, path: Union[str, Path], rng: RangeLike, title: str = ""
+) -> Path:
+    """PNG of original | reconstruction | |error| (dB, grey over rng; error on 0..range/4) for reports."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vmin, vmax = as_range(rng)
+    err = np.abs(np.asarray(recon_db, dtype=np.float64) - np.asarray(orig_db, dtype=np.float64))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), constrained_layout=True)
+    panels = (
+        ("original (dB)", orig_db, "gray", vmin, vmax),
+        ("reconstruction (dB)", recon_db, "gray", vmin, vmax),
+        ("|error| (dB)", err, "magma", 0.0, (vmax - vmin) / 4.0),
+    )
+    for ax, (name, img, cmap, lo, hi) in zip(axes, panels):
+        im = ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

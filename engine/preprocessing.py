@@ -1,0 +1,285 @@
+"""SAR radiometry: input kinds, dB conversion and back, nodata masks, robust per-raster range, [0, 1] scaling.
+
+The codec works in dB scaled to [0, 1]: speckle is multiplicative, so dB makes it additive and roughly
+stationary, and a per-raster robust range (percentiles of valid dB values) fits any calibration (DN, sigma0,
+amplitude, dB).
+numpy only: no torch, no rasterio, so the statistics can run anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import numpy as np
+
+from .errors import InputError
+
+Kind = Literal["intensity", "amplitude", "db", "complex"]
+KINDS: tuple[str, ...] = ("intensity", "amplitude", "db", "complex")
+SUPPORTED_DTYPES: tuple[str, ...] = (
+    "uint8",
+    "uint16",
+    "int16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+    "complex_int16",
+)
+INTEGER_DTYPES: tuple[str, ...] = ("uint8", "uint16", "int16")
+
+NOISE_FLOOR = 1e-10
+"""Linear intensity given to pixels <= 0 or non-finite, so dB stays finite (-100 dB)."""
+FLOOR_DB = -100.0
+MIN_SPAN_DB = 1.0
+"""Smallest dB range: a constant image still gets a usable, invertible range."""
+MAX_SAMPLE = 4_000_000
+"""Values kept by the strided range estimator: percentiles of 4M values are exact to far below 0.1 dB."""
+
+_DB_WORDS = re.compile(r"(?<![a-z])(db|decibels?)(?![a-z])")
+_AMP_WORDS = re.compile(r"(?<![a-z])(amp|amplitude|magnitude)(?![a-z])")
+_INTENSITY_WORDS = re.compile(r"(?<![a-z])(intensity|power|sigma0|sigma_0|beta0|gamma0|linear)(?![a-z])")
+
+
+def check_dtype(dtype: object) -> str:
+    """Canonical dtype name, or InputError naming a dtype the codec does not handle (e.g. int32, uint32)."""
+    name = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype
+    if name not in SUPPORTED_DTYPES:
+        raise InputError(
+            f"unsupported raster data type {name!r}; supported: {', '.join(SUPPORTED_DTYPES[:-1])}"
+        )
+    return name
+
+
+def check_kind(kind: str) -> str:
+    """The kind itself, or InputError naming an unknown kind."""
+    if kind not in KINDS:
+        raise InputError(f"unknown input kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return kind
+
+
+def _text_of(description: Optional[str], tags: Optional[Mapping[str, object]]) -> str:
+    parts = [description or ""]
+    if tags:
+        parts += [f"{k} {v}" for k, v in tags.items()]
+    return " ".join(parts).lower()
+
+
+def detect_kind(
+    dtype: object,
+    sample: Optional[np.ndarray] = None,
+    description: Optional[str] = None,
+    tags: Optional[Mapping[str, object]] = None,
+) -> Kind:
+    """Guess what the pixel values mean; callers can always override with an explicit kind.
+
+    Rules, first match wins:
+    1. complex dtype -> "complex" (SLC; decompresses to float32 intensity).
+    2. description or tags say dB / decibel -> "db".
+    3. they say amplitude / amp / magnitude -> "amplitude".
+    4. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
+    5. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
+       (linear intensity and amplitude are never negative).
+    6. integer dtypes (uint8, uint16, int16) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD)
+       store amplitude, so intensity would halve their dB contrast.
+    7. otherwise -> "intensity".
+    """
+    name = check_dtype(dtype)
+    if name.startswith("complex"):
+        return "complex"
+    text = _text_of(description, tags)
+    if _DB_WORDS.search(text):
+        return "db"
+    if _AMP_WORDS.search(text):
+        return "amplitude"
+    if _INTENSITY_WORDS.search(text):
+        return "intensity"
+    if sample is not None and _looks_like_db(np.asarray(sample)):
+        return "db"
+    if name in INTEGER_DTYPES:
+        return "amplitude"
+    return "intensity"
+
+
+def _looks_like_db(sample: np.ndarray) -> bool:
+    values = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample.ravel()
+    if values.size == 0:
+        return False
+    lo, hi = np.percentile(values, [0.1, 99.9])
+    return bool(np.mean(values < 0) > 0.5 and lo >= -60.0 and hi <= 40.0)
+
+
+def valid_mask(arr: np.ndarray, nodata: Optional[float] = None) -> np.ndarray:
+    """True where a pixel carries data: not equal to `nodata` and finite (NaN/inf are invalid in every kind).
+
+    Apply it to the raw input, before `to_db` (which maps non-finite values to the noise floor). A NaN
+    `nodata` is covered by the finiteness test. For dB input only non-finite values and the nodata value are
+    invalid: very negative dB values are data.
+    """
+    arr = np.asarray(arr)
+    mask = np.isfinite(arr) if arr.dtype.kind in "fc" else np.ones(arr.shape, dtype=bool)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        mask &= arr != nodata
+    return mask
+
+
+def linear_to_db(intensity: np.ndarray) -> np.ndarray:
+    """10*log10 of linear intensity as float32, with the 1e-10 noise floor for <= 0 or non-finite values."""
+    x = np.asarray(intensity, dtype=np.float64)
+    x = np.where(np.isfinite(x) & (x > NOISE_FLOOR), x, NOISE_FLOOR)
+    return (10.0 * np.log10(x)).astype(np.float32)
+
+
+def db_to_linear(db: np.ndarray) -> np.ndarray:
+    """Linear intensity 10**(dB/10) as float32 (what metrics and the mean-restoring gain work on)."""
+    return np.power(10.0, np.asarray(db, dtype=np.float32) / np.float32(10.0)).astype(np.float32)
+
+
+db_to_linear_intensity = db_to_linear
+
+
+def to_db(arr: np.ndarray, kind: str) -> np.ndarray:
+    """Input values of `kind` -> float32 dB; never returns non-finite values (they become -100 dB).
+
+    intensity: 10*log10(x); amplitude: 20*log10(x) = 10*log10(x**2); complex: 10*log10(|z|**2); db: as is.
+    """
+    check_kind(kind)
+    arr = np.asarray(arr)
+    if kind == "db":
+        db = arr.astype(np.float32)
+        return np.where(np.isfinite(db), db, np.float32(FLOOR_DB)).astype(np.float32)
+    if kind == "complex":
+        z = arr.astype(np.complex128) if arr.dtype.kind != "c" else arr
+        return linear_to_db(z.real.astype(np.float64) ** 2 + z.imag.astype(np.float64) ** 2)
+    x = arr.astype(np.float64)
+    if kind == "amplitude":
+        x = np.where(np.isfinite(x), x * x, x)
+    return linear_to_db(x)
+
+
+def from_db(db: np.ndarray, kind: str, dtype: object) -> np.ndarray:
+    """dB -> values of the input's `kind` and `dtype` (the inverse of `to_db` up to the noise floor).
+
+    Integers are rounded and clipped to the dtype's range. Complex input cannot get its phase back: it
+    decompresses to float32 linear intensity (|z|**2), whatever complex `dtype` is given.
+    """
+    check_kind(kind)
+    name = check_dtype(dtype)
+    db = np.asarray(db, dtype=np.float64)
+    if kind == "db":
+        values = db
+    elif kind == "amplitude":
+        values = np.power(10.0, db / 20.0)
+    else:
+        values = np.power(10.0, db / 10.0)
+    if kind == "complex" or name.startswith("complex"):
+        return values.astype(np.float32)
+    if name in INTEGER_DTYPES:
+        info = np.iinfo(name)
+        return np.clip(np.rint(values), info.min, info.max).astype(name)
+    return values.astype(name)
+
+
+def output_dtype(kind: str, dtype: object) -> str:
+    """The dtype a decompressed raster gets: the input's, except complex input -> float32 intensity."""
+    name = check_dtype(dtype)
+    return "float32" if kind == "complex" or name.startswith("complex") else name
+
+
+@dataclass(frozen=True)
+class Range:
+    """dB interval mapped to [0, 1]; stored in the .sarz header."""
+
+    vmin: float
+    vmax: float
+
+    @property
+    def span(self) -> float:
+        return self.vmax - self.vmin
+
+    def to_dict(self) -> dict[str, float]:
+        return {"vmin": float(self.vmin), "vmax": float(self.vmax)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, object]) -> Range:
+        try:
+            vmin, vmax = float(d["vmin"]), float(d["vmax"])  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"range needs numeric 'vmin' and 'vmax', got {dict(d)!r}") from exc
+        if not (math.isfinite(vmin) and math.isfinite(vmax) and vmax > vmin):
+            raise InputError(f"invalid dB range: vmin={vmin}, vmax={vmax} (need finite vmin < vmax)")
+        return cls(vmin, vmax)
+
+
+def robust_range(
+    db_values: np.ndarray, lo: float = 0.5, hi: float = 99.9, min_span: float = MIN_SPAN_DB
+) -> Range:
+    """Percentile range of the finite dB values; robust to speckle extremes and bright targets.
+
+    Non-finite entries are ignored (pass only valid pixels, e.g. `db[mask]`). A range narrower than
+    `min_span` dB (constant image) is widened symmetrically so normalisation stays invertible.
+    """
+    values = np.asarray(db_values, dtype=np.float32).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise InputError("no valid pixels: every pixel is nodata or non-finite")
+    vmin, vmax = (float(v) for v in np.percentile(values, [lo, hi]))
+    if vmax - vmin < min_span:
+        centre = 0.5 * (vmin + vmax)
+        vmin, vmax = centre - 0.5 * min_span, centre + 0.5 * min_span
+    return Range(vmin, vmax)
+
+
+def normalize(db: np.ndarray, rng: Range) -> np.ndarray:
+    """dB -> [0, 1] float32, clipped; non-finite values map to 0 (they are nodata, masked elsewhere)."""
+    x = (np.asarray(db, dtype=np.float32) - np.float32(rng.vmin)) / np.float32(rng.span)
+    return np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32)
+
+
+def denormalize(x: np.ndarray, rng: Range) -> np.ndarray:
+    """[0, 1] -> dB float32 (the inverse of `normalize` inside the range)."""
+    return (np.asarray(x, dtype=np.float32) * np.float32(rng.span) + np.float32(rng.vmin)).astype(np.float32)
+
+
+def clipped_fraction(db: np.ndarray, rng: Range, mask: Optional[np.ndarray] = None) -> float:
+    """Share of (valid) pixels outside [vmin, vmax]: what normalisation alone would lose."""
+    db = np.asarray(db)
+    outside = (db < rng.vmin) | (db > rng.vmax)
+    if mask is not None:
+        n = int(np.count_nonzero(mask))
+        return float(np.count_nonzero(outside & mask)) / n if n else 0.0
+    return float(np.count_nonzero(outside)) / max(db.size, 1)
+
+
+def sample_stride(height: int, width: int, max_values: int = MAX_SAMPLE) -> int:
+    """Row and column step that keeps at most about `max_values` of height*width pixels."""
+    return max(1, math.ceil(math.sqrt(height * width / max(max_values, 1))))
+
+
+def sample_for_range(
+    strips: Iterable[tuple[int, np.ndarray]],
+    height: int,
+    width: int,
+    kind: str,
+    nodata: Optional[float] = None,
+    max_values: int = MAX_SAMPLE,
+) -> np.ndarray:
+    """Valid dB values on a regular sub-grid (every k-th row and column), gathered strip by strip.
+
+    `strips` yields `(row0, rows)` as `raster_io.iter_strips` does, so a huge raster is never whole in memory;
+    the grid depends only on the raster size, not on how it is cut into strips. Feed the result to
+    `robust_range`.
+    """
+    check_kind(kind)
+    step = sample_stride(height, width, max_values)
+    parts: list[np.ndarray] = []
+    for row0, rows in strips:
+        first = (-row0) % step
+        picked = np.asarray(rows)[first::step, ::step]
+        if picked.size:
+            parts.append(to_db(picked, kind)[valid_mask(picked, nodata)])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

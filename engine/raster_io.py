@@ -1,0 +1,399 @@
+"""Streaming raster I/O with rasterio: metadata, row windows with reflect halos, atomic tiled GeoTIFF writer.
+
+Rasters are read and written window by window, never whole, so memory does not grow with raster size.
+Georeferencing (CRS, geotransform or GCPs), nodata, band descriptions, units, scale/offset and tags are
+carried in `RasterInfo`, which is JSON-able so the .sarz header can restore them exactly; a source without
+georeferencing (the AIRSAR crops) gives an output without any either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .errors import InputError
+
+PathLike = Union[str, "os.PathLike[str]"]
+_FROM_INFO: Any = object()
+_IDENTITY_GDAL = (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def _rasterio():
+    """Import rasterio lazily (the plugin imports the package without it) and silence its georef warning."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+    return rasterio
+
+
+def _float_to_json(value: Optional[float]) -> Union[float, str, None]:
+    if value is None or math.isfinite(value):
+        return value
+    return str(value)  # "nan", "inf", "-inf": strict JSON has no NaN
+
+
+def _float_from_json(value: Union[float, str, None]) -> Optional[float]:
+    return None if value is None else float(value)
+
+
+@dataclass
+class RasterInfo:
+    """What a writer needs to reproduce a raster's layout and metadata (everything but the pixels).
+
+    `transform` is the 6-float GDAL geotransform (c, a, b, f, d, e), None when the file has none; `gcps` holds
+    `[row, col, x, y, z]` ground control points (Sentinel-1 GRD style) with `gcp_crs_wkt`. `tags` are the
+    dataset tags, `band_tags` one dict per band.
+    """
+
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs_wkt: Optional[str] = None
+    transform: Optional[tuple[float, ...]] = None
+    nodata: Optional[float] = None
+    descriptions: list[Optional[str]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    band_tags: list[dict[str, str]] = field(default_factory=list)
+    units: list[Optional[str]] = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)
+    offsets: list[float] = field(default_factory=list)
+    gcps: Optional[list[list[float]]] = None
+    gcp_crs_wkt: Optional[str] = None
+
+    @property
+    def has_georef(self) -> bool:
+        return self.crs_wkt is not None or self.transform is not None or bool(self.gcps)
+
+    def band(self, i: int) -> RasterInfo:
+        """The same raster reduced to its band `i` (1-based): for writing one band of a multi-band source."""
+        self.check_band(i)
+        pick = i - 1
+
+        def one(values: list) -> list:
+            return [values[pick]] if len(values) == self.count else []
+
+        return replace(
+            self,
+            count=1,
+            descriptions=one(self.descriptions),
+            band_tags=one(self.band_tags),
+            units=one(self.units),
+            scales=one(self.scales),
+            offsets=one(self.offsets),
+        )
+
+    def check_band(self, band: int) -> int:
+        if not 1 <= band <= self.count:
+            raise InputError(f"band {band} does not exist: the raster has {self.count} band(s)")
+        return band
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["transform"] = list(self.transform) if self.transform is not None else None
+        d["nodata"] = _float_to_json(self.nodata)
+        d["has_georef"] = self.has_georef
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RasterInfo:
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if kwargs.get("transform") is not None:
+            kwargs["transform"] = tuple(float(v) for v in kwargs["transform"])
+        kwargs["nodata"] = _float_from_json(kwargs.get("nodata"))
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise InputError(f"raster metadata is incomplete: {exc}") from exc
+
+
+def _info_from_dataset(ds) -> RasterInfo:
+    gcps, gcp_crs = ds.gcps
+    gdal_transform = tuple(float(v) for v in ds.transform.to_gdal())
+    has_transform = gdal_transform != _IDENTITY_GDAL or (ds.crs is not None and not gcps)
+    return RasterInfo(
+        width=ds.width,
+        height=ds.height,
+        count=ds.count,
+        dtype=str(ds.dtypes[0]),
+        crs_wkt=ds.crs.to_wkt() if ds.crs is not None else None,
+        transform=gdal_transform if has_transform else None,
+        nodata=None if ds.nodata is None else float(ds.nodata),
+        descriptions=list(ds.descriptions),
+        tags=dict(ds.tags()),
+        band_tags=[dict(ds.tags(i)) for i in range(1, ds.count + 1)],
+        units=list(ds.units),
+        scales=[float(v) for v in ds.scales],
+        offsets=[float(v) for v in ds.offsets],
+        gcps=[[g.row, g.col, g.x, g.y, g.z or 0.0] for g in gcps] or None,
+        gcp_crs_wkt=gcp_crs.to_wkt() if gcps and gcp_crs is not None else None,
+    )
+
+
+def _open(path: PathLike):
+    rasterio = _rasterio()
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input raster not found: {p}")
+    try:
+        return rasterio.open(p)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"cannot read raster {p}: {exc}") from exc
+
+
+def open_info(path: PathLike) -> RasterInfo:
+    """Metadata of a raster file; InputError when it is missing or not a raster GDAL can read."""
+    with _open(path) as ds:
+        return _info_from_dataset(ds)
+
+
+def reflect_rows(row0: int, row1: int, height: int) -> np.ndarray:
+    """Source row for each row in [row0, row1): mirrored at the edges without repeating the edge row
+    (numpy "reflect"), repeated edge for a 1-row raster; works for halos larger than the raster."""
+    idx = np.arange(row0, row1)
+    if height == 1:
+        return np.zeros_like(idx)
+    period = 2 * (height - 1)
+    idx = np.mod(idx, period)
+    return np.where(idx >= height, period - idx, idx)
+
+
+class RasterReader:
+    """An open raster for many window reads (one open per file, not per strip)."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+        self._ds = _open(path)
+        self.info = _info_from_dataset(self._ds)
+
+    def __enter__(self) -> RasterReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def read_rows(self, band: int, row0: int, row1: int) -> np.ndarray:
+        """Rows [row0, row1) of a band, clipped to the raster (may return fewer rows near the edges)."""
+        self.info.check_band(band)
+        r0, r1 = max(0, row0), min(self.info.height, row1)
+        if r1 <= r0:
+            return np.zeros((0, self.info.width), dtype=self._ds.dtypes[band - 1])
+        window = ((r0, r1), (0, self.info.width))
+        try:
+            return self._ds.read(band, window=window)
+        except Exception as exc:  # GDAL reports corrupt blocks as assorted RasterioIOError/CPLE errors
+            raise InputError(f"cannot read rows {r0}..{r1} of {self.path}: {exc}") from exc
+
+    def read_rows_padded(self, band: int, row0: int, row1: int, halo: int = 0) -> np.ndarray:
+        """Exactly (row1 - row0 + 2*halo) rows around [row0, row1); rows outside the raster are reflected."""
+        idx = reflect_rows(row0 - halo, row1 + halo, self.info.height)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        block = self.read_rows(band, lo, hi)
+        return block[idx - lo]
+
+    def iter_strips(self, band: int, rows: int = 256, halo: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (row0, strip) for consecutive strips of `rows` core rows (the last may be shorter), each with
+        `halo` reflected context rows above and below: strip row `halo` is raster row `row0`."""
+        if rows < 1:
+            raise ValueError("rows must be >= 1")
+        for row0 in range(0, self.info.height, rows):
+            row1 = min(row0 + rows, self.info.height)
+            yield row0, self.read_rows_padded(band, row0, row1, halo)
+
+
+def read_rows(path: PathLike, band: int, row0: int, row1: int, halo: int = 0) -> np.ndarray:
+    """One window of rows from a file; with `halo` > 0 the strip is reflect-padded to a fixed size."""
+    with RasterReader(path) as reader:
+        if halo:
+            return reader.read_rows_padded(band, row0, row1, halo)
+        return reader.read_rows(band, row0, row1)
+
+
+def iter_strips(
+    path: PathLike, band: int = 1, rows: int = 256, halo: int = 0
+) -> Iterator[tuple[int, np.ndarray]]:
+    """`RasterReader.iter_strips` on a file opened for the duration of the iteration."""
+    with RasterReader(path) as reader:
+        yield from reader.iter_strips(band, rows, halo)
+
+
+def _predictor(dtype: str) -> Optional[int]:
+    kind = np.dtype(dtype).kind
+    return {"f": 3, "u": 2, "i": 2}.get(kind)
+
+
+class StripWriter:
+    """Writes a tiled, compressed GeoTIFF strip by strip, atomically.
+
+    Pixels go to a hidden temp file next to `path`; only a clean exit renames it to `path` (os.replace), so a
+    failure or a cancel (any exception in the `with` block, CancelledError included) leaves no output and no
+    temp file. `info` describes the output (size, bands, georeferencing, descriptions, tags); `dtype` and
+    `nodata` default to the info's (pass nodata=None to write none). `cog=True` converts the finished file
+    to a Cloud Optimized GeoTIFF with averaged overviews (GDAL COG driver), still atomically.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        info: RasterInfo,
+        dtype: Optional[str] = None,
+        nodata: Optional[float] = _FROM_INFO,
+        blocksize: int = 256,
+        compress: str = "DEFLATE",
+        cog: bool = False,
+    ):
+        if blocksize % 16:
+            raise ValueError("blocksize must be a multiple of 16")
+        self.path = Path(path)
+        self.info = info
+        self.dtype = str(np.dtype(dtype or info.dtype))
+        self.nodata = info.nodata if nodata is _FROM_INFO else nodata
+        self.blocksize = blocksize
+        self.compress = compress
+        self.cog = cog
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._ds = None
+
+    def _profile(self) -> dict[str, Any]:
+        rasterio = _rasterio()
+        info = self.info
+        profile: dict[str, Any] = {
+            "driver": "GTiff",
+            "width": info.width,
+            "height": info.height,
+            "count": info.count,
+            "dtype": self.dtype,
+            "tiled": True,
+            "blockxsize": self.blocksize,
+            "blockysize": self.blocksize,
+            "compress": self.compress,
+            "BIGTIFF": "IF_SAFER",
+        }
+        predictor = _predictor(self.dtype) if self.compress.upper() in ("DEFLATE", "LZW", "ZSTD") else None
+        if predictor:
+            profile["predictor"] = predictor
+        if self.nodata is not None:
+            profile["nodata"] = self.nodata
+        if info.crs_wkt is not None and not info.gcps:
+            profile["crs"] = rasterio.crs.CRS.from_wkt(info.crs_wkt)
+        if info.transform is not None:
+            profile["transform"] = rasterio.Affine.from_gdal(*info.transform)
+        return profile
+
+    def __enter__(self) -> StripWriter:
+        rasterio = _rasterio()
+        if not self.path.parent.is_dir():
+            raise InputError(f"output folder does not exist: {self.path.parent}")
+        try:
+            self._ds = rasterio.open(self._tmp, "w", **self._profile())
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputError(f"cannot create {self.path}: {exc}") from exc
+        try:
+            self._write_metadata()
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def _write_metadata(self) -> None:
+        from rasterio.control import GroundControlPoint
+        from rasterio.crs import CRS
+
+        ds, info = self._ds, self.info
+        if info.tags:
+            ds.update_tags(**info.tags)
+        for i in range(1, info.count + 1):
+            if i <= len(info.descriptions) and info.descriptions[i - 1]:
+                ds.set_band_description(i, info.descriptions[i - 1])
+            if i <= len(info.band_tags) and info.band_tags[i - 1]:
+                ds.update_tags(i, **info.band_tags[i - 1])
+            if i <= len(info.units) and info.units[i - 1]:
+                ds.set_band_unit(i, info.units[i - 1])
+        same_len = len(info.scales) == info.count and len(info.offsets) == info.count
+        if same_len and (any(s != 1.0 for s in info.scales) or any(o != 0.0 for o in info.offsets)):
+            ds.scales, ds.offsets = info.scales, info.offsets
+        if info.gcps:
+            points = [GroundControlPoint(row=g[0], col=g[1], x=g[2], y=g[3], z=g[4]) for g in info.gcps]
+            ds.gcps = (points, CRS.from_wkt(info.gcp_crs_wkt) if info.gcp_crs_wkt else None)
+
+    def write(self, row0: int, array: np.ndarray, band: Optional[int] = None) -> None:
+        """Write rows from `row0`: a 2D array into `band` (default 1), a 3D (bands, rows, cols) into all."""
+        if self._ds is None:
+            raise RuntimeError("StripWriter.write outside its 'with' block")
+        array = np.asarray(array)
+        rows, cols = array.shape[-2:]
+        if cols != self.info.width or row0 < 0 or row0 + rows > self.info.height:
+            raise ValueError(
+                f"strip of {rows}x{cols} at row {row0} does not fit "
+                f"a {self.info.height}x{self.info.width} raster"
+            )
+        window = ((row0, row0 + rows), (0, cols))
+        if array.ndim == 2:
+            self._ds.write(
+                array.astype(self.dtype, copy=False), self.info.check_band(band or 1), window=window
+            )
+        elif array.ndim == 3 and array.shape[0] == self.info.count:
+            self._ds.write(array.astype(self.dtype, copy=False), window=window)
+        else:
+            raise ValueError(f"cannot write an array of shape {array.shape} to {self.info.count} band(s)")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._abort()
+            return
+        try:
+            self._ds.close()
+            self._ds = None
+            if self.cog:
+                self._to_cog()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._abort()
+            raise
+
+    def _to_cog(self) -> None:
+        import rasterio.shutil
+
+        cog_tmp = self._tmp.with_name(self._tmp.name + ".cog")
+        options = {
+            "COMPRESS": self.compress,
+            "BLOCKSIZE": self.blocksize,
+            "OVERVIEWS": "AUTO",
+            "OVERVIEW_RESAMPLING": "AVERAGE",
+            "BIGTIFF": "IF_SAFER",
+        }
+        if _predictor(self.dtype) and self.compress.upper() in ("DEFLATE", "LZW", "ZSTD"):
+            options["PREDICTOR"] = "YES"
+        try:
+            rasterio.shutil.copy(self._tmp, cog_tmp, driver="COG", **options)
+            os.replace(cog_tmp, self._tmp)
+        finally:
+            _remove(cog_tmp)
+
+    def _abort(self) -> None:
+        if self._ds is not None:
+            try:
+                self._ds.close()
+            finally:
+                self._ds = None
+        _remove(self._tmp)
+        _remove(self._tmp.with_name(self._tmp.name + ".aux.xml"))
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

@@ -1,0 +1,77 @@
+"""QGIS plugin object: Processing provider, Raster menu entry and toolbar toggle for the dock panel.
+
+Everything heavy is lazy: the provider imports no torch, the dock is built when first opened, so QGIS starts
+quickly and still starts when torch is missing (one message-bar warning says what to install).
+"""
+
+from __future__ import annotations
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .algorithms.common import ICON_PATH, dependency_message, missing_dependencies
+from .algorithms.provider import SARCompressorProvider
+
+MENU = "&SAR Compressor"
+TITLE = "SAR Compressor"
+
+
+class SARCompressorPlugin:
+    """Owns what the plugin adds to QGIS and removes all of it in unload()."""
+
+    def __init__(self, iface) -> None:
+        self.iface = iface  # None under qgis_process
+        self.provider: SARCompressorProvider | None = None
+        self.action: QAction | None = None
+        self.dock = None
+
+    def initProcessing(self) -> None:  # noqa: N802 (QGIS API names)
+        """Register the provider (also called alone by qgis_process)."""
+        if self.provider is None:
+            self.provider = SARCompressorProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self) -> None:  # noqa: N802
+        self.initProcessing()
+        self.action = QAction(QIcon(str(ICON_PATH)), "SAR Compressor Panel", self.iface.mainWindow())
+        self.action.setObjectName("sarCompressorPanelAction")
+        self.action.setToolTip("Show or hide the SAR Compressor panel (compress, decompress, compare)")
+        self.action.setCheckable(True)
+        self.action.triggered.connect(self.set_panel_visible)
+        self.iface.addPluginToRasterMenu(MENU, self.action)
+        self.iface.addRasterToolBarIcon(self.action)
+        missing = missing_dependencies()
+        if missing:
+            self.iface.messageBar().pushWarning(TITLE, dependency_message(missing))
+
+    def set_panel_visible(self, visible: bool) -> None:
+        """Show or hide the dock, building it the first time it is shown."""
+        if visible and self.dock is None:
+            from .ui.dock import SARCompressorDock
+
+            self.dock = SARCompressorDock(self.iface, self.iface.mainWindow())
+            self.dock.setObjectName("SARCompressorDock")
+            self.dock.visibilityChanged.connect(self.action.setChecked)
+            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        if self.dock is not None:
+            self.dock.setVisible(visible)
+            if visible:
+                self.dock.raise_()
+
+    def unload(self) -> None:
+        """Remove the dock, menu entry, toolbar icon and provider, so a reload starts clean."""
+        if self.dock is not None:
+            self.dock.visibilityChanged.disconnect(self.action.setChecked)
+            self.iface.removeDockWidget(self.dock)
+            self.dock.deleteLater()
+            self.dock = None
+        if self.action is not None:
+            self.iface.removePluginRasterMenu(MENU, self.action)
+            self.iface.removeRasterToolBarIcon(self.action)
+            self.action.deleteLater()
+            self.action = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None

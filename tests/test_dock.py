@@ -1,0 +1,297 @@
+"""The dock panel, headless: a real run through the Processing algorithm in the task manager, linked canvases,
+the styled reconstruction layer, cancel, and the messages shown instead of tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qgis.core import (
+    QgsApplication,
+    QgsMapRendererParallelJob,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+)
+from qgis.PyQt.QtCore import QEventLoop, QTimer
+from qgis.PyQt.QtGui import QImage
+
+from sar_compressor.ui import environment
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+RUN_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_app):
+    """Processing with the SAR Compressor provider, as the plugin registers it."""
+    from processing.core.Processing import Processing
+
+    from sar_compressor.algorithms.provider import SARCompressorProvider
+
+    Processing.initialize()
+    registry = QgsApplication.processingRegistry()
+    if registry.providerById("sar_compressor") is None:
+        registry.addProvider(SARCompressorProvider())
+    return registry.providerById("sar_compressor")
+
+
+def _scene_layer(folder: Path, size: int, name: str) -> QgsRasterLayer:
+    from sar_compressor.engine.simulate import write_scene
+
+    path = folder / f"{name}.tif"
+    write_scene(path, size, size, looks=1, seed=7, kind="intensity", dtype="float32", georef=True)
+    layer = QgsRasterLayer(str(path), name)
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)  # qgis_iface.addRasterLayer would not add it to the project
+    return layer
+
+
+@pytest.fixture
+def scene(tmp_path, qgis_new_project) -> QgsRasterLayer:
+    return _scene_layer(tmp_path, 256, "scene")
+
+
+@pytest.fixture
+def make_dock(qgis_iface):
+    """Build docks, and make sure none leaves a task running into the next test."""
+    from sar_compressor.ui.dock import SARCompressorDock
+
+    docks = []
+
+    def make():
+        dock = SARCompressorDock(qgis_iface)
+        dock.setFloating(True)
+        dock.resize(960, 980)
+        dock.show()
+        docks.append(dock)
+        return dock
+
+    yield make
+    for dock in docks:
+        if dock.run is not None and dock.run.running:
+            dock.cancel_run()
+            _wait(dock.runFinished, 30)
+        dock.canvases.clear()
+        dock.close()
+        dock.deleteLater()
+    QgsApplication.taskManager().cancelAll()
+    QgsApplication.processEvents()
+
+
+def _wait(signal, timeout_s: float) -> bool:
+    """Spin an event loop until `signal` fires; False on timeout (so a hang fails instead of blocking)."""
+    loop = QEventLoop()
+    fired = []
+
+    def done(*_args) -> None:
+        fired.append(True)
+        loop.quit()
+
+    signal.connect(done)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec_()
+    signal.disconnect(done)
+    return bool(fired)
+
+
+def _run(dock, cancel_at_progress: float | None = None) -> list[str]:
+    """Click Run and wait for the task (and the metrics); returns the task's final status signals."""
+    statuses: list[str] = []
+    loop = QEventLoop()
+    dock.runFinished.connect(loop.quit)
+    timer = QTimer()
+    timer.setSingleShot(True)
+    timer.timeout.connect(loop.quit)
+    timer.start(RUN_TIMEOUT_S * 1000)
+    dock.run_button.click()
+    task = dock.run.task
+    assert task is not None, dock.run.error_message()
+    task.taskCompleted.connect(lambda: statuses.append("completed"))
+    task.taskTerminated.connect(lambda: statuses.append("terminated"))
+    if cancel_at_progress is not None:
+        dock.run.progressChanged.connect(
+            lambda value: dock.cancel_button.click() if value >= cancel_at_progress else None
+        )
+    loop.exec_()
+    dock.runFinished.disconnect(loop.quit)
+    assert timer.isActive(), "the run did not finish in time"
+    QgsApplication.processEvents()
+    return statuses
+
+
+def _render(canvas) -> QImage:
+    """Render what the canvas shows (its own map settings) into an image."""
+    job = QgsMapRendererParallelJob(canvas.mapSettings())
+    job.start()
+    job.waitForFinished()
+    return job.renderedImage()
+
+
+def _is_blank(image: QImage) -> bool:
+    """True when the image has (almost) one colour only."""
+    image = image.convertToFormat(QImage.Format_RGB32)
+    ptr = image.constBits()
+    ptr.setsize(image.byteCount())
+    pixels = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine())
+    return float(pixels.std()) < 2.0
+
+
+def _wait_canvases(dock) -> None:
+    for canvas in (dock.canvases.left, dock.canvases.right):
+        canvas.refreshAllLayers()
+        assert _wait(canvas.mapCanvasRefreshed, 30), "canvas did not redraw"
+
+
+def test_run_shows_both_sides_metrics_and_loads_styled_layer(make_dock, provider, scene, tiny_model_path):
+    dock = make_dock()
+    dock.set_layer(scene)
+    dock.set_model_path(tiny_model_path)
+    dock.quality_spin.setValue(2)
+    assert dock.run_button.isEnabled(), dock.message_label.text()
+
+    statuses = _run(dock)
+
+    assert statuses == ["completed"], dock.last_error
+    assert not dock.last_error
+    sarz = Path(dock.last_results["OUTPUT"])
+    reconstruction = Path(dock.last_results["RECONSTRUCTION"])
+    assert sarz.is_file() and reconstruction.is_file()
+    metrics = dock.last_metrics
+    assert metrics["ratio"] > 1.0
+    assert 0.0 < metrics["bpp"] < 32.0
+    assert metrics["psnr"] is not None and metrics["psnr"] > 0.0
+    assert metrics["ssim"] is not None and -1.0 <= metrics["ssim"] <= 1.0
+    assert metrics["mean_ratio"] is not None and 0.1 < metrics["mean_ratio"] < 10.0
+    assert dock.progress_bar.value() == 100
+    assert all(dock.metrics_table.item(row, 0).text() not in ("", "n/a") for row in range(5))
+
+    # both canvases show the data, in the same CRS and extent
+    left, right = dock.canvases.left, dock.canvases.right
+    assert left.layers()[0].id() == scene.id()
+    assert right.layers()[0] is dock.reconstruction_layer
+    assert right.mapSettings().destinationCrs() == scene.crs()
+    _wait_canvases(dock)
+    assert not _is_blank(_render(left))
+    assert not _is_blank(_render(right))
+    assert not _is_blank(left.grab().toImage())
+    assert not _is_blank(right.grab().toImage())
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert dock.grab().save(str(ARTIFACTS / "dock.png"))
+
+    # zoom/pan on the left: the right follows (and the other way round)
+    full = scene.extent()
+    zoomed = QgsRectangle(
+        full.xMinimum() + 0.2 * full.width(),
+        full.yMinimum() + 0.3 * full.height(),
+        full.xMinimum() + 0.6 * full.width(),
+        full.yMinimum() + 0.7 * full.height(),
+    )
+    left.setExtent(zoomed)
+    _assert_same_view(left, right)
+    right.setCenter(full.center())
+    _assert_same_view(right, left)
+
+    # the reconstruction as a project layer with the original's style
+    dock.load_button.click()
+    loaded = [
+        layer for layer in QgsProject.instance().mapLayers().values() if layer.source() == str(reconstruction)
+    ]
+    assert len(loaded) == 1
+    styled, original = loaded[0].renderer(), scene.renderer()
+    assert styled.type() == original.type()
+    assert styled.contrastEnhancement().minimumValue() == pytest.approx(
+        original.contrastEnhancement().minimumValue()
+    )
+    assert styled.contrastEnhancement().maximumValue() == pytest.approx(
+        original.contrastEnhancement().maximumValue()
+    )
+
+
+def _assert_same_view(source, target) -> None:
+    QgsApplication.processEvents()
+    a, b = source.extent(), target.extent()
+    tolerance = 1e-6 * max(a.width(), a.height())
+    assert abs(a.center().x() - b.center().x()) < tolerance
+    assert abs(a.center().y() - b.center().y()) < tolerance
+    assert source.mapUnitsPerPixel() == pytest.approx(target.mapUnitsPerPixel(), rel=0.02)
+
+
+def test_raster_without_crs_runs_and_renders(
+    make_dock, provider, tmp_path, qgis_new_project, tiny_model_path
+):
+    from sar_compressor.engine.simulate import write_scene
+
+    path = tmp_path / "plain.tif"
+    write_scene(path, 128, 128, looks=1, seed=3, kind="intensity", dtype="float32", georef=False)
+    layer = QgsRasterLayer(str(path), "plain")
+    QgsProject.instance().addMapLayer(layer)
+    assert not layer.crs().isValid()
+    dock = make_dock()
+    dock.set_layer(layer)
+    dock.set_model_path(tiny_model_path)
+
+    assert _run(dock) == ["completed"], dock.last_error
+    _wait_canvases(dock)
+    assert not _is_blank(_render(dock.canvases.left))
+    assert not _is_blank(_render(dock.canvases.right))
+
+
+def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project, tiny_model_path):
+    layer = _scene_layer(tmp_path, 1024, "big")
+    out = tmp_path / "out"
+    dock = make_dock()
+    dock.set_layer(layer)
+    dock.set_model_path(tiny_model_path)
+    dock.set_output_folder(str(out))
+
+    statuses = _run(dock, cancel_at_progress=0.0)
+
+    assert statuses == ["terminated"]
+    assert dock.run.successful is False
+    assert "Cancel" in dock.status_label.text()
+    assert not dock.load_button.isEnabled()
+    assert list(out.iterdir()) == []
+    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+def test_missing_torch_shows_message_not_traceback(make_dock, monkeypatch, scene):
+    status = environment.EngineStatus(
+        False, "Missing Python packages: torch (ImportError: no torch). " + environment.INSTALL_HINT
+    )
+    monkeypatch.setattr(environment, "check_engine", lambda: status)
+    dock = make_dock()
+    dock.set_layer(scene)
+
+    assert dock.message_label.isVisible()
+    assert "torch" in dock.message_label.text() and "pip install" in dock.message_label.text()
+    assert not dock.run_button.isEnabled()
+
+
+def test_missing_model_asks_for_a_file(make_dock, monkeypatch, scene, tiny_model_path):
+    monkeypatch.setattr(
+        environment, "check_engine", lambda: environment.EngineStatus(True, environment.NO_MODEL_HINT)
+    )
+    dock = make_dock()
+    dock.set_layer(scene)
+    assert dock.message_label.isVisible() and "Other model file" in dock.message_label.text()
+    assert not dock.run_button.isEnabled()
+
+    dock.set_model_path(tiny_model_path)
+    assert not dock.message_label.isVisible()
+    assert dock.run_button.isEnabled()
+
+
+def test_device_indicator(make_dock, monkeypatch, scene, tiny_model_path):
+    monkeypatch.setattr(environment, "cuda_device_name", lambda: None)
+    dock = make_dock()
+    dock.set_layer(scene)
+    dock.set_model_path(tiny_model_path)
+    assert "CPU" in dock.device_label.text()
+    dock.device_combo.setCurrentText("cuda")
+    assert "No CUDA GPU" in dock.device_label.text() and not dock.run_button.isEnabled()
+
+    monkeypatch.setattr(environment, "cuda_device_name", lambda: "NVIDIA Test GPU")
+    dock.refresh_environment()
+    assert "GPU: NVIDIA Test GPU" in dock.device_label.text() and dock.run_button.isEnabled()

@@ -1,0 +1,236 @@
+"""Metrics on hand-made cases whose answers are known in closed form."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+
+from sar_compressor.engine import InputError
+from sar_compressor.engine import metrics as m
+
+
+def _speckle(shape=(256, 256), looks=1, seed=0) -> np.ndarray:
+    """Gamma speckle on a two-level reflectivity (linear intensity)."""
+    rng = np.random.default_rng(seed)
+    refl = np.where(np.arange(shape[1])[None, :] < shape[1] // 2, 1.0, 4.0) * np.ones(shape)
+    return refl * rng.gamma(looks, 1.0 / looks, shape)
+
+
+def _box(a: np.ndarray, k: int) -> np.ndarray:
+    pad = np.pad(a, k // 2, mode="reflect")
+    c = np.cumsum(np.cumsum(np.pad(pad, ((1, 0), (1, 0))), 0), 1)
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+
+
+def _ssim_brute(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Direct Wang et al. SSIM: explicit 2-D gaussian window at every valid position."""
+    g = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = 0.01**2, 0.03**2
+    vals = []
+    for i in range(x.shape[0] - 10):
+        for j in range(x.shape[1] - 10):
+            if mask is not None and not mask[i : i + 11, j : j + 11].all():
+                continue
+            a, b = x[i : i + 11, j : j + 11], y[i : i + 11, j : j + 11]
+            mx, my = (w * a).sum(), (w * b).sum()
+            vx, vy = (w * a * a).sum() - mx * mx, (w * b * b).sum() - my * my
+            cxy = (w * a * b).sum() - mx * my
+            vals.append(((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2)))
+    return float(np.mean(vals))
+
+
+def test_identical_images_are_perfect():
+    x = _speckle()
+    r = m.evaluate_arrays(x, x.copy())
+    assert r["psnr_db"] == math.inf
+    assert r["ssim"] == pytest.approx(1.0, abs=1e-12)
+    assert r["ms_ssim"] == pytest.approx(1.0, abs=1e-12)
+    assert r["mean_ratio"] == pytest.approx(1.0, abs=1e-12)
+    assert r["epi"] == pytest.approx(1.0, abs=1e-12)
+    assert r["enl_ratio"] == pytest.approx(1.0, abs=1e-12)
+    assert r["db_rmse"] == 0.0
+    assert r["clipped_fraction"] == pytest.approx(0.01, abs=0.002)  # 0.5 % below + 0.5 % above the range
+    assert r["valid_pixels"] == x.size
+
+
+def test_constant_db_offset_gives_known_rmse_and_psnr():
+    rng = np.random.default_rng(1)
+    orig_db = rng.uniform(-10.0, 0.0, (64, 64))
+    r = m.evaluate_arrays(orig_db, orig_db + 1.5, kind="db", rng=(-20.0, 10.0))
+    assert r["db_rmse"] == pytest.approx(1.5, rel=1e-9)
+    assert r["psnr_db"] == pytest.approx(20 * math.log10(30.0 / 1.5), rel=1e-9)
+    assert r["mean_ratio"] == pytest.approx(10**0.15, rel=1e-9)
+    assert r["clipped_fraction"] == 0.0
+    assert "[-20.00, 10.00] dB (given)" in r["domain"]["psnr_db"]
+
+
+def test_offset_in_intensity_matches_db_offset():
+    x = _speckle(seed=2)
+    r = m.evaluate_arrays(x, x * 10 ** (2.0 / 10))
+    assert r["db_rmse"] == pytest.approx(2.0, rel=1e-9)
+    assert r["mean_ratio"] == pytest.approx(10**0.2, rel=1e-9)
+
+
+def test_half_linear_intensity_halves_mean_ratio():
+    x = _speckle(seed=3)
+    r = m.evaluate_arrays(x, 0.5 * x)
+    assert r["mean_ratio"] == pytest.approx(0.5, rel=1e-12)
+    assert r["db_rmse"] == pytest.approx(10 * math.log10(2), rel=1e-9)
+    assert r["enl_ratio"] == pytest.approx(1.0, rel=1e-9)  # ENL is scale invariant
+
+
+def test_amplitude_and_db_kinds_use_linear_intensity_for_the_mean():
+    x = _speckle(seed=4)
+    amp = np.sqrt(x)
+    assert m.evaluate_arrays(amp, amp * math.sqrt(0.5), kind="amplitude")["mean_ratio"] == pytest.approx(0.5)
+    db = 10 * np.log10(x)
+    assert m.evaluate_arrays(db, db - 10 * math.log10(2), kind="db")["mean_ratio"] == pytest.approx(0.5)
+
+
+def test_smoothed_speckle_raises_enl_ratio():
+    x = _speckle(seed=5)
+    r = m.evaluate_arrays(x, _box(x, 5))
+    assert r["enl_ratio"] > 5.0  # a 5x5 mean of 1-look speckle has ENL near 25 in flat areas
+    assert r["epi"] < 0.5
+
+
+def test_ssim_matches_direct_computation():
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0, 1, (23, 19))
+    y = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1)
+    assert m.ssim(x, y) == pytest.approx(_ssim_brute(x, y), rel=1e-10)
+    mask = np.ones(x.shape, bool)
+    mask[3, 4] = False
+    mask[20, 15] = False
+    y_bad = y.copy()
+    y_bad[3, 4] = y_bad[20, 15] = 99.0  # excluded windows: the value must not matter
+    assert m.ssim(x, y_bad, mask) == pytest.approx(_ssim_brute(x, y, mask), rel=1e-10)
+
+
+def test_ssim_of_constant_windows_is_luminance_term():
+    a, b = 0.3, 0.6
+    expected = (2 * a * b + 0.01**2) / (a * a + b * b + 0.01**2)
+    assert m.ssim(np.full((11, 11), a), np.full((11, 11), b)) == pytest.approx(expected, rel=1e-12)
+    assert m.ssim(np.zeros((10, 10)), np.zeros((10, 10))) is None
+
+
+def test_ms_ssim_needs_176_pixels():
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 1, (200, 180))
+    y = np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)
+    value = m.ms_ssim(x, y)
+    assert 0.5 < value < 1.0
+    assert m.ms_ssim(x[:175], y[:175]) is None
+    assert m.evaluate_arrays(_speckle((100, 100)), _speckle((100, 100), seed=1))["ms_ssim"] is None
+
+
+def test_nodata_and_nan_are_excluded():
+    x = _speckle(seed=8)
+    y = x * 0.8
+    x_nd, y_nd = x.copy(), y.copy()
+    x_nd[:40] = -9999.0
+    y_nd[:40] = 123.0
+    y_nd[100, 100] = np.nan
+    r = m.evaluate_arrays(x_nd, y_nd, nodata=-9999.0)
+    assert r["valid_pixels"] == x.size - 40 * 256 - 1
+    assert r["mean_ratio"] == pytest.approx(0.8, rel=1e-12)
+    assert r["db_rmse"] == pytest.approx(10 * math.log10(1 / 0.8), rel=1e-9)
+    with pytest.raises(InputError, match="no pixel is valid"):
+        m.evaluate_arrays(np.full((8, 8), np.nan), np.ones((8, 8)))
+
+
+def test_uint8_display_products_use_native_values():
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 250, (64, 64)).astype(np.uint8)
+    r = m.evaluate_arrays(x, x + np.uint8(1), kind="uint8")
+    assert r["psnr_db"] == pytest.approx(20 * math.log10(255.0), rel=1e-12)
+    assert 0.9 < r["ssim"] <= 1.0
+    assert r["db_rmse"] is None and r["mean_ratio"] is None and r["enl_ratio"] is None
+    assert r["range"] == {"vmin": 0.0, "vmax": 255.0, "unit": "uint8", "source": "uint8 full scale"}
+
+
+def test_every_metric_states_its_domain():
+    r = m.evaluate_arrays(_speckle(), _speckle(seed=1))
+    for key in (
+        "psnr_db",
+        "ssim",
+        "ms_ssim",
+        "db_rmse",
+        "mean_ratio",
+        "enl_ratio",
+        "epi",
+        "clipped_fraction",
+    ):
+        assert key in r and r["domain"][key]
+    vmin = r["range"]["vmin"]
+    assert f"{vmin:.2f}" in r["domain"]["ssim"] and "0.5-99.5 pct" in r["domain"]["ssim"]
+
+
+def test_shape_mismatch_and_bad_range_raise():
+    with pytest.raises(InputError, match="differ in shape"):
+        m.evaluate_arrays(np.ones((4, 4)), np.ones((4, 5)))
+    with pytest.raises(InputError, match="vmax > vmin"):
+        m.evaluate_arrays(np.ones((4, 4)), np.ones((4, 4)), rng=(1.0, 1.0))
+    with pytest.raises(InputError, match="unknown kind"):
+        m.evaluate_arrays(np.ones((4, 4)), np.ones((4, 4)), kind="sigma")
+
+
+def _write(path, arr, nodata=None):
+    profile = {"driver": "GTiff", "width": arr.shape[1], "height": arr.shape[0], "count": 1}
+    profile.update(dtype=str(arr.dtype), nodata=nodata, tiled=True, blockxsize=128, blockysize=128)
+    profile.update(crs="EPSG:32631", transform=rasterio.transform.from_origin(500000, 4000000, 10, 10))
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(arr, 1)
+    return path
+
+
+def test_evaluate_files_matches_arrays_and_checks_sizes(tmp_path):
+    x = _speckle((300, 260), seed=10).astype(np.float32)
+    y = (x * 0.9).astype(np.float32)
+    x[:10] = -1.0
+    a, b = _write(tmp_path / "a.tif", x, nodata=-1.0), _write(tmp_path / "b.tif", y)
+    from_files = m.evaluate_files(a, b)
+    from_arrays = m.evaluate_arrays(np.where(x == -1.0, np.nan, x), y)
+    assert from_files["kind"] == "intensity" and from_files["band"] == 1
+    for key in ("psnr_db", "ssim", "ms_ssim", "db_rmse", "mean_ratio", "enl_ratio", "epi"):
+        assert from_files[key] == pytest.approx(from_arrays[key], rel=1e-9)
+    c = _write(tmp_path / "c.tif", y[:200])
+    with pytest.raises(InputError, match="differ in shape"):
+        m.evaluate_files(a, c)
+    with pytest.raises(InputError, match="band 2 does not exist"):
+        m.evaluate_files(a, b, band=2)
+
+
+def test_large_files_are_accumulated_in_strips_with_a_crop(tmp_path, monkeypatch):
+    x = _speckle((300, 260), seed=11).astype(np.float32)
+    y = (x * 0.7).astype(np.float32)
+    a, b = _write(tmp_path / "a.tif", x), _write(tmp_path / "b.tif", y)
+    whole = m.evaluate_files(a, b, rng=(-20.0, 10.0))
+    monkeypatch.setattr(m, "MAX_FULL_PIXELS", 1000)
+    monkeypatch.setattr(m, "STRIP_ROWS", 64)
+    monkeypatch.setattr(m, "MAX_CROP", 200)
+    strips = m.evaluate_files(a, b, rng=(-20.0, 10.0))
+    for key in ("psnr_db", "db_rmse", "mean_ratio", "clipped_fraction"):
+        assert strips[key] == pytest.approx(whole[key], rel=1e-6)
+    assert "central 200x200 crop" in strips["domain"]["ssim"]
+    assert strips["ms_ssim"] is not None and strips["valid_pixels"] == x.size
+    auto = m.evaluate_files(a, b)
+    assert "from every" in auto["range"]["source"]
+
+
+def test_uint8_files_are_detected_as_display_products(tmp_path):
+    x = np.random.default_rng(12).integers(0, 200, (64, 64)).astype(np.uint8)
+    a, b = _write(tmp_path / "a.tif", x), _write(tmp_path / "b.tif", x + np.uint8(2))
+    r = m.evaluate_files(a, b)
+    assert r["kind"] == "uint8"
+    assert r["psnr_db"] == pytest.approx(20 * math.log10(255 / 2), rel=1e-12)
+
+
+def test_render_side_by_side_writes_png(tmp_path):
+    x = 10 * np.log10(_speckle((64, 64)))
+    out = m.render_side_by_side(x, x + 1.0, tmp_path / "sub" / "cmp.png", (-20.0, 10.0), title="test")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

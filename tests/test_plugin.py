@@ -1,0 +1,267 @@
+"""The plugin through QGIS's own loader: provider, Raster menu, toolbar, dock, clean unload; without torch.
+
+The checkout may live in a folder of any name, so QGIS sees it through a temporary plugins folder holding a
+symlink `sar_compressor -> <repo>`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import qgis.utils
+from qgis.core import Qgis, QgsApplication
+from qgis.PyQt import sip
+from qgis.PyQt.QtCore import QCoreApplication, QEvent
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = "sar_compressor"
+ALGORITHMS = {"sar_compressor:compress", "sar_compressor:decompress", "sar_compressor:evaluate"}
+QGIS_PLUGINS = "/usr/share/qgis/python/plugins"  # QGIS's own Python plugins (processing)
+
+
+def plugin_folder(root: Path) -> Path:
+    """A plugins folder in which QGIS finds this checkout as `sar_compressor`."""
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / PLUGIN
+    if not link.exists():
+        link.symlink_to(REPO, target_is_directory=True)
+    return root
+
+
+def _own_modules() -> dict:
+    return {k: v for k, v in sys.modules.items() if k == PLUGIN or k.startswith(PLUGIN + ".")}
+
+
+def _flush_deletes() -> None:
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    QCoreApplication.processEvents()
+
+
+@pytest.fixture
+def qgis_loader(tmp_path, qgis_iface):
+    """QGIS's plugin machinery pointed at the checkout; restores modules, paths and provider afterwards.
+
+    Other test modules import `sar_compressor` (the editable install), and loading/unloading through
+    qgis.utils replaces those modules: they are put back so later tests keep consistent classes.
+    """
+    folder = str(plugin_folder(tmp_path / "plugins"))
+    saved_modules, saved_paths, saved_sys_path = _own_modules(), list(qgis.utils.plugin_paths), list(sys.path)
+    registry = QgsApplication.processingRegistry()
+    had_provider = registry.providerById(PLUGIN) is not None
+    if had_provider:  # registered by another test module's fixture
+        registry.removeProvider(PLUGIN)
+    for name in saved_modules:
+        del sys.modules[name]
+    qgis.utils.plugin_paths.append(folder)
+    sys.path.append(folder)
+    qgis.utils.updateAvailablePlugins()
+    qgis_iface.messageBar().clear_messages()
+    for name in (
+        "addPluginToRasterMenu",
+        "removePluginRasterMenu",
+        "addRasterToolBarIcon",
+        "removeRasterToolBarIcon",
+    ):
+        getattr(qgis_iface, name).reset_mock()
+    yield folder
+    if PLUGIN in qgis.utils.active_plugins:
+        qgis.utils.unloadPlugin(PLUGIN)
+    for name in _own_modules():
+        del sys.modules[name]
+    sys.modules.update(saved_modules)
+    qgis.utils.plugin_paths[:] = saved_paths
+    sys.path[:] = saved_sys_path
+    qgis.utils.updateAvailablePlugins()
+    if had_provider and registry.providerById(PLUGIN) is None:
+        from sar_compressor.algorithms.provider import SARCompressorProvider
+
+        registry.addProvider(SARCompressorProvider())
+
+
+def test_plugin_loads_registers_and_unloads_cleanly(qgis_loader, qgis_iface):
+    registry = QgsApplication.processingRegistry()
+    assert qgis.utils.loadPlugin(PLUGIN)
+    assert (
+        Path(sys.modules[PLUGIN].__file__).parent == Path(qgis_loader) / PLUGIN
+    )  # found via the plugin path
+    assert qgis.utils.startPlugin(PLUGIN)
+    plugin = qgis.utils.plugins[PLUGIN]
+
+    provider = registry.providerById(PLUGIN)
+    assert provider is not None and provider.name() == "SAR Compressor"
+    assert {alg.id() for alg in provider.algorithms()} == ALGORITHMS
+    assert not provider.icon().isNull()
+    action = plugin.action
+    qgis_iface.addPluginToRasterMenu.assert_called_once_with("&SAR Compressor", action)
+    qgis_iface.addRasterToolBarIcon.assert_called_once_with(action)
+    assert action.isCheckable() and not action.icon().isNull()
+    assert qgis_iface.messageBar().get_messages(Qgis.Warning) == []  # torch is installed here
+
+    action.trigger()  # the toolbar toggle builds and shows the dock lazily
+    dock = plugin.dock
+    assert type(dock).__name__ == "SARCompressorDock" and not dock.isHidden() and action.isChecked()
+    action.trigger()
+    assert dock.isHidden() and not action.isChecked()
+
+    assert qgis.utils.unloadPlugin(PLUGIN)
+    _flush_deletes()
+    assert registry.providerById(PLUGIN) is None
+    assert registry.algorithmById("sar_compressor:compress") is None
+    qgis_iface.removePluginRasterMenu.assert_called_once_with("&SAR Compressor", action)
+    qgis_iface.removeRasterToolBarIcon.assert_called_once_with(action)
+    assert sip.isdeleted(dock) and sip.isdeleted(action)
+    assert PLUGIN not in qgis.utils.plugins and PLUGIN not in sys.modules
+
+
+def test_plugin_reloads_without_leaks(qgis_loader, qgis_iface):
+    registry = QgsApplication.processingRegistry()
+    for _ in range(2):
+        assert qgis.utils.loadPlugin(PLUGIN) and qgis.utils.startPlugin(PLUGIN)
+        qgis.utils.plugins[PLUGIN].action.trigger()
+        assert len([p for p in registry.providers() if p.id() == PLUGIN]) == 1
+        assert qgis.utils.unloadPlugin(PLUGIN)
+        _flush_deletes()
+        assert registry.providerById(PLUGIN) is None
+    assert qgis_iface.addPluginToRasterMenu.call_count == qgis_iface.removePluginRasterMenu.call_count == 2
+
+
+BLOCKER = """
+import importlib.abc, sys
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+WITHOUT_TORCH = """
+import sys
+from qgis.core import Qgis, QgsApplication, QgsProcessingException
+from qgis.PyQt.QtWidgets import QMainWindow
+
+app = QgsApplication([], False)
+app.initQgis()
+import qgis.utils
+
+
+class MessageBar:
+    # records every message with its level
+
+    def __init__(self):
+        self.messages = []
+
+    def pushWarning(self, title, text):
+        self.messages.append((Qgis.Warning, f"{title}: {text}"))
+
+    def pushMessage(self, title, text="", level=Qgis.Info, duration=-1):
+        self.messages.append((level, f"{title}: {text}"))
+
+
+class Iface:
+    # the few parts of QgisInterface the plugin touches; everything else is a no-op
+
+    def __init__(self):
+        self.window, self.bar = QMainWindow(), MessageBar()
+
+    def mainWindow(self):
+        return self.window
+
+    def messageBar(self):
+        return self.bar
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+qgis.utils.iface = iface = Iface()
+plugins, scene, sarz = sys.argv[1:4]
+qgis.utils.plugin_paths.append(plugins)
+sys.path.append(plugins)
+qgis.utils.updateAvailablePlugins()
+assert qgis.utils.loadPlugin("sar_compressor") and qgis.utils.startPlugin("sar_compressor")
+messages = iface.messageBar().messages
+assert len(messages) == 1 and messages[0][0] == Qgis.Warning, messages
+assert "python3 -m pip install torch constriction" in messages[0][1], messages
+print("WARNING:", messages[0][1])
+registry = QgsApplication.processingRegistry()
+assert registry.providerById("sar_compressor") is not None
+
+sys.path.append(QGIS_PLUGINS)
+import processing
+from processing.core.Processing import Processing
+Processing.initialize()
+runs = {
+    "sar_compressor:compress": {"INPUT": scene, "OUTPUT": sarz + ".out.sarz"},
+    "sar_compressor:decompress": {"INPUT": sarz, "OUTPUT": sarz + ".tif"},
+    "sar_compressor:evaluate": {"ORIGINAL": scene, "RECONSTRUCTION": scene, "OUTPUT_HTML": sarz + ".html"},
+}
+for alg, params in runs.items():
+    try:
+        processing.run(alg, params)
+    except QgsProcessingException as exc:
+        assert "pip install torch constriction" in str(exc), (alg, str(exc))
+        print("REFUSED:", alg)
+    else:
+        raise AssertionError(alg + " ran without torch")
+assert qgis.utils.unloadPlugin("sar_compressor")
+assert registry.providerById("sar_compressor") is None
+assert "torch" not in sys.modules
+print("OK")
+"""
+
+
+def _run_python(code: str, *args: str, tmp_path: Path, blocked: set[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "profile"))
+    script = f"BLOCKED = {sorted(blocked)!r}\nQGIS_PLUGINS = {QGIS_PLUGINS!r}\n{BLOCKER}\n{code}"
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=240
+    )
+
+
+def test_plugin_without_torch_warns_once_and_algorithms_refuse(tmp_path):
+    from sar_compressor.engine.simulate import write_scene
+
+    scene = write_scene(tmp_path / "scene.tif", 64, 64, seed=1)
+    sarz = tmp_path / "scene.sarz"
+    sarz.write_bytes(b"SARZ not really")
+    plugins = plugin_folder(tmp_path / "plugins")
+    proc = _run_python(
+        WITHOUT_TORCH,
+        str(plugins),
+        str(scene),
+        str(sarz),
+        tmp_path=tmp_path,
+        blocked={"torch", "constriction"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("REFUSED:") == 3 and proc.stdout.rstrip().endswith("OK"), proc.stdout
+
+
+ENGINE_WITHOUT_QGIS = """
+import importlib, pkgutil, sys
+import sar_compressor
+import sar_compressor.engine as engine
+
+names = [m.name for m in pkgutil.walk_packages(engine.__path__, "sar_compressor.engine.")]
+for name in names:
+    importlib.import_module(name)
+assert not any(m.split(".")[0] in ("qgis", "PyQt5") for m in sys.modules)
+print("IMPORTED", " ".join(sorted(names)))
+"""
+
+
+def test_engine_imports_without_qgis(tmp_path):
+    plugins = plugin_folder(tmp_path / "plugins")
+    script = f"import sys\nsys.path.insert(0, {str(plugins)!r})\n{ENGINE_WITHOUT_QGIS}"
+    proc = _run_python(script, tmp_path=tmp_path, blocked={"qgis", "PyQt5"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    imported = set(proc.stdout.split()[1:])
+    expected = {f"sar_compressor.engine.{m}" for m in ("codec", "compressor", "cli", "metrics", "container")}
+    assert expected <= imported, proc.stdout

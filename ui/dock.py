@@ -1,0 +1,503 @@
+"""The SAR Compressor dock: pick a raster, compress it in the background, compare original and reconstruction.
+
+The compression itself is the Processing algorithm `sar_compressor:compress`, run as a task (see task_runner),
+so the dock is a thin front end: it builds the parameters, shows progress, and presents the results.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+
+from qgis.core import (
+    QgsApplication,
+    QgsMapLayerProxyModel,
+    QgsProcessingParameterEnum,
+    QgsProcessingUtils,
+    QgsProject,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+    QgsTask,
+)
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import environment
+from .linked_canvases import LinkedCanvases
+from .styling import apply_matching_style
+from .task_runner import AlgorithmRun
+
+ALGORITHM_ID = "sar_compressor:compress"
+OTHER_MODEL = "__other_model_file__"
+KINDS = ["auto", "intensity", "amplitude", "db", "complex"]
+DEVICES = ["auto", "cpu", "cuda"]
+METRICS = [
+    ("ratio", "Compression ratio", "Input file size / .sarz size"),
+    ("bpp", "Bits per pixel", "Size of the .sarz in bits per raster pixel"),
+    ("psnr", "PSNR", "Peak signal-to-noise ratio of the reconstruction (dB domain)"),
+    ("ssim", "SSIM", "Structural similarity of the reconstruction (dB domain)"),
+    (
+        "mean_ratio",
+        "Mean ratio",
+        "Mean linear intensity of the reconstruction / of the original (1 = unbiased)",
+    ),
+]
+
+
+class SARCompressorDock(QDockWidget):
+    """Dock panel: settings, Run/Cancel, progress, metrics, linked original | reconstruction canvases."""
+
+    runFinished = pyqtSignal(bool)  # noqa: N815 (Qt naming); emitted once all metrics are in (or the run failed)
+
+    def __init__(self, iface=None, parent: QWidget | None = None) -> None:
+        super().__init__("SAR Compressor", parent)
+        self.setObjectName("SARCompressorDock")
+        self.iface = iface
+        self.run: AlgorithmRun | None = None
+        self.evaluation_task: QgsTask | None = None
+        self.reconstruction_layer: QgsRasterLayer | None = None
+        self.last_results: dict = {}
+        self.last_metrics: dict = {}
+        self.last_error = ""
+        self._run_info: dict = {}
+        self._engine = environment.EngineStatus(False, "Checking the Python environment…")
+        self._gpu_name: str | None = None
+        self._model_index = 0
+        self._build_ui()
+        self.refresh_environment()
+
+    # ----------------------------------------------------------------- public API (also used by the tests)
+    def refresh_environment(self) -> None:
+        """Check torch/constriction/bundled models and the GPU again, and update the panel."""
+        self._engine = environment.check_engine()
+        self._gpu_name = environment.cuda_device_name() if self._engine.ok else None
+        self._fill_models(self._engine.models)
+        self._update_device_label()
+        self._update_state()
+
+    def set_layer(self, layer: QgsRasterLayer) -> None:
+        """Select the raster layer to compress (it must be in the project, like any layer in the picker)."""
+        self.layer_combo.setLayer(layer)
+
+    def set_model_path(self, path: str) -> None:
+        """Use a checkpoint file instead of a bundled model (the 'Other model file…' entry)."""
+        path = os.path.abspath(str(path))
+        index = self.model_combo.findData(path)
+        if index < 0:
+            index = self.model_combo.count() - 1  # before the 'Other model file…' entry
+            self.model_combo.insertItem(index, os.path.basename(path), path)
+            self.model_combo.setItemData(index, path, Qt.ToolTipRole)
+        self.model_combo.setCurrentIndex(index)
+        self._update_state()
+
+    def set_output_folder(self, folder: str) -> None:
+        """Write outputs into `folder` instead of a fresh temporary folder."""
+        self.output_widget.setFilePath(str(folder))
+
+    def start_run(self) -> None:
+        """Start compressing the selected layer in the task manager (what Run does)."""
+        layer = self.layer_combo.currentLayer()
+        if layer is None or not self.run_button.isEnabled():
+            return
+        band = self.band_combo.currentBand() if self.band_combo.currentBand() > 0 else 1
+        sarz, reconstruction, temporary = self._output_paths(layer)
+        params = self._parameters(layer, band, sarz, reconstruction)
+        self._clear_results()
+        self._run_info = {
+            "layer": layer,
+            "band": band,
+            "started": time.monotonic(),
+            "sarz": sarz,
+            "temporary_folder": temporary,
+        }
+        self.run = AlgorithmRun(ALGORITHM_ID, params)
+        self.run.progressChanged.connect(lambda value: self.progress_bar.setValue(int(value)))
+        self.run.finished.connect(self._on_run_finished)
+        self._set_status(f"Compressing {layer.name()}…")
+        self.progress_bar.setValue(0)
+        self.run.start()
+        self._update_state()
+
+    def cancel_run(self) -> None:
+        """Cancel the running compression (what Cancel does); the algorithm leaves no partial output."""
+        if self.run is not None and self.run.running:
+            self._set_status("Cancelling…")
+            self.run.cancel()
+
+    def load_reconstruction(self) -> QgsRasterLayer | None:
+        """Add the last reconstruction to the project, styled like the original; returns the new layer."""
+        path = self.last_results.get("RECONSTRUCTION")
+        original = self._run_info.get("layer")
+        if not path or original is None:
+            return None
+        layer = QgsRasterLayer(path, self._reconstruction_name(original))
+        if not layer.isValid():
+            self._set_status(f"Cannot open the reconstruction {path}.", error=True)
+            return None
+        apply_matching_style(original, self._run_info["band"], layer)
+        QgsProject.instance().addMapLayer(layer)
+        return layer
+
+    # ----------------------------------------------------------------- building the panel
+    def _build_ui(self) -> None:
+        body = QWidget(self)
+        layout = QVBoxLayout(body)
+
+        self.message_label = QLabel(body)
+        self.message_label.setWordWrap(True)
+        self.message_label.setTextFormat(Qt.RichText)
+        self.message_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message_label.setStyleSheet(
+            "QLabel { background: #fff4ce; border: 1px solid #d8a300; padding: 6px; color: #3a2c00; }"
+        )
+        self.message_label.hide()
+        layout.addWidget(self.message_label)
+
+        layout.addLayout(self._build_form(body))
+        layout.addLayout(self._build_buttons(body))
+
+        self.progress_bar = QProgressBar(body)
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setValue(0)
+        layout.addWidget(self.progress_bar)
+
+        self.status_label = QLabel(body)
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+
+        self.metrics_table = self._build_metrics_table(body)
+        layout.addWidget(self.metrics_table)
+
+        self.canvases = LinkedCanvases(body)
+        layout.addWidget(self.canvases, 1)
+
+        self.load_button = QPushButton("Load reconstruction as layer", body)
+        self.load_button.setToolTip("Add the reconstruction to the project with the original layer's style")
+        self.load_button.setEnabled(False)
+        self.load_button.clicked.connect(self.load_reconstruction)
+        layout.addWidget(self.load_button)
+
+        self.setWidget(body)
+
+    def _build_form(self, parent: QWidget) -> QFormLayout:
+        form = QFormLayout()
+        self.layer_combo = QgsMapLayerComboBox(parent)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.layerChanged.connect(self._on_layer_changed)
+        form.addRow("Raster layer", self.layer_combo)
+
+        self.band_combo = QgsRasterBandComboBox(parent)
+        self.band_combo.setLayer(self.layer_combo.currentLayer())
+        form.addRow("Band", self.band_combo)
+
+        self.model_combo = QComboBox(parent)
+        self.model_combo.activated.connect(self._on_model_activated)
+        form.addRow("Model", self.model_combo)
+
+        self.quality_spin = QSpinBox(parent)
+        self.quality_spin.setRange(1, 6)
+        self.quality_spin.setValue(3)
+        quality_row = QHBoxLayout()
+        quality_row.addWidget(self.quality_spin)
+        hint = QLabel("1 = smallest file, 6 = best quality", parent)
+        hint.setStyleSheet("color: gray;")
+        quality_row.addWidget(hint, 1)
+        form.addRow("Quality", quality_row)
+
+        self.kind_combo = QComboBox(parent)
+        self.kind_combo.addItems(self._enum_options("KIND", KINDS))
+        self.kind_combo.setToolTip("What the pixel values are; auto reads the data type and band description")
+        form.addRow("Input kind", self.kind_combo)
+
+        self.device_combo = QComboBox(parent)
+        self.device_combo.addItems(self._enum_options("DEVICE", DEVICES))
+        self.device_combo.currentIndexChanged.connect(self._on_device_changed)
+        self.device_label = QLabel(parent)
+        self.device_label.setObjectName("deviceIndicator")
+        device_row = QHBoxLayout()
+        device_row.addWidget(self.device_combo)
+        device_row.addWidget(self.device_label, 1)
+        form.addRow("Device", device_row)
+
+        self.output_widget = QgsFileWidget(parent)
+        self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_widget.lineEdit().setPlaceholderText("[temporary folder]")
+        form.addRow("Output folder", self.output_widget)
+        return form
+
+    def _build_buttons(self, parent: QWidget) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.run_button = QPushButton("Run", parent)
+        self.run_button.clicked.connect(self.start_run)
+        self.cancel_button = QPushButton("Cancel", parent)
+        self.cancel_button.clicked.connect(self.cancel_run)
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        return row
+
+    def _build_metrics_table(self, parent: QWidget) -> QTableWidget:
+        table = QTableWidget(len(METRICS), 1, parent)
+        table.setHorizontalHeaderLabels(["Value"])
+        table.setVerticalHeaderLabels([label for _, label, _ in METRICS])
+        for row, (_, _, tip) in enumerate(METRICS):
+            table.verticalHeaderItem(row).setToolTip(tip)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        table.horizontalHeader().hide()
+        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        table.setSelectionMode(QAbstractItemView.NoSelection)
+        table.setFixedHeight(table.verticalHeader().length() + 2 * table.frameWidth() + 2)
+        return table
+
+    # ----------------------------------------------------------------- state
+    def _fill_models(self, names: list[str]) -> None:
+        """Bundled models, then model files chosen before, then 'Other model file…'; keeps the selection."""
+        current = self.model_combo.currentData()
+        files = [self.model_combo.itemData(i) for i in range(self.model_combo.count())]
+        files = [path for path in files if path not in (None, OTHER_MODEL) and os.path.isabs(path)]
+        self.model_combo.clear()
+        for name in names:
+            self.model_combo.addItem(name, name)
+        for path in files:
+            self.model_combo.addItem(os.path.basename(path), path)
+            self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
+        self.model_combo.addItem("Other model file…", OTHER_MODEL)
+        self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(current)))
+        self._model_index = self.model_combo.currentIndex()
+
+    def _selected_model(self) -> str | None:
+        data = self.model_combo.currentData()
+        return None if data in (None, OTHER_MODEL) else data
+
+    def _update_state(self) -> None:
+        running = (self.run is not None and self.run.running) or self.evaluation_task is not None
+        device_ok = environment.device_summary(self.device_combo.currentText(), self._gpu_name)[1]
+        ready = self._engine.ok and self._selected_model() is not None and device_ok
+        has_layer = self.layer_combo.currentLayer() is not None
+        self.run_button.setEnabled(ready and has_layer and not running)
+        self.cancel_button.setEnabled(self.run is not None and self.run.running)
+        self.load_button.setEnabled(not running and bool(self.last_results.get("RECONSTRUCTION")))
+        message = self._engine.message if (not self._engine.ok or self._selected_model() is None) else ""
+        self.message_label.setText(message)
+        self.message_label.setVisible(bool(message))
+
+    def _update_device_label(self) -> None:
+        text, ok = environment.device_summary(self.device_combo.currentText(), self._gpu_name)
+        colour = "#1a7f37" if ok else "#b42318"
+        self.device_label.setText(f"<span style='color:{colour}; font-weight:bold'>{text}</span>")
+
+    def _set_status(self, text: str, error: bool = False) -> None:
+        self.status_label.setStyleSheet("color: #b42318;" if error else "")
+        self.status_label.setText(text)
+
+    # ----------------------------------------------------------------- slots
+    def _on_layer_changed(self, layer) -> None:
+        self.band_combo.setLayer(layer)
+        self._update_state()
+
+    def _on_device_changed(self, _index: int) -> None:
+        self._update_device_label()
+        self._update_state()
+
+    def _on_model_activated(self, index: int) -> None:
+        if self.model_combo.itemData(index) == OTHER_MODEL:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Choose a SAR Compressor model", "", "PyTorch checkpoints (*.pt *.pth);;All files (*)"
+            )
+            if path:
+                self.set_model_path(path)
+            else:
+                self.model_combo.setCurrentIndex(self._model_index)
+        self._model_index = self.model_combo.currentIndex()
+        self._update_state()
+
+    def _on_run_finished(self, successful: bool, results: dict) -> None:
+        run, info = self.run, self._run_info
+        self.progress_bar.setValue(100 if successful else 0)
+        if not successful:
+            self.last_error = run.error_message()
+            self._set_status(self.last_error, error=True)
+            self._remove_temporary_outputs()
+            self._update_state()
+            self.runFinished.emit(False)
+            return
+        self.last_results = dict(results)
+        seconds = time.monotonic() - info["started"]
+        size = os.path.getsize(info["sarz"]) if os.path.exists(info["sarz"]) else 0
+        self._set_status(f"Done in {seconds:.1f} s: {info['sarz']} ({size / 1024:.1f} KiB)")
+        self._show_results(info["layer"], info["band"], results)
+        self._start_evaluation(info["layer"], info["band"], results)
+        self._update_state()
+
+    # ----------------------------------------------------------------- results
+    def _show_results(self, original: QgsRasterLayer, band: int, results: dict) -> None:
+        for key, name in (("ratio", "RATIO"), ("bpp", "BPP"), ("psnr", "PSNR"), ("ssim", "SSIM")):
+            self._set_metric(key, results.get(name))
+        path = results.get("RECONSTRUCTION")
+        layer = QgsRasterLayer(path, self._reconstruction_name(original)) if path else None
+        if layer is None or not layer.isValid():
+            self._set_status(f"The reconstruction {path} could not be opened.", error=True)
+            return
+        apply_matching_style(original, band, layer)
+        self.canvases.clear()
+        self.reconstruction_layer = layer  # the canvas does not own it: keep it alive here
+        self.canvases.show_pair(original, layer)
+
+    def _start_evaluation(self, original: QgsRasterLayer, band: int, results: dict) -> None:
+        """Mean ratio (and PSNR/SSIM if the algorithm gave none) from engine.metrics, in a background task."""
+        reconstruction = results.get("RECONSTRUCTION")
+        if "MEAN_RATIO" in results or not reconstruction:
+            self._set_metric("mean_ratio", results.get("MEAN_RATIO"))
+            self.runFinished.emit(True)
+            return
+        source = _file_path(original)
+        self._set_metric("mean_ratio", "…")
+
+        def evaluate(_task: QgsTask) -> dict:
+            from ..engine.metrics import evaluate_files
+
+            return evaluate_files(source, reconstruction, band=band)
+
+        self.evaluation_task = QgsTask.fromFunction(
+            "SAR Compressor: evaluating the reconstruction", evaluate, on_finished=self._on_evaluated
+        )
+        QgsApplication.taskManager().addTask(self.evaluation_task)
+
+    def _on_evaluated(self, exception: Exception | None, metrics: dict | None = None) -> None:
+        self.evaluation_task = None
+        if exception is not None or metrics is None:
+            self._set_metric("mean_ratio", None)
+            self._set_status(f"{self.status_label.text()}\nMetrics failed: {exception}", error=True)
+        else:
+            self._set_metric("mean_ratio", metrics.get("mean_ratio"))
+            for key, name in (("psnr", "psnr_db"), ("ssim", "ssim")):
+                if self.last_metrics.get(key) is None:
+                    self._set_metric(key, metrics.get(name))
+        self._update_state()
+        self.runFinished.emit(True)
+
+    def _set_metric(self, key: str, value) -> None:
+        row = [k for k, _, _ in METRICS].index(key)
+        if not isinstance(value, str):
+            self.last_metrics[key] = _number(value)
+        self.metrics_table.setItem(row, 0, QTableWidgetItem(_format_metric(key, value)))
+
+    def _clear_results(self) -> None:
+        self.canvases.clear()
+        self.reconstruction_layer = None
+        self.last_results, self.last_metrics, self.last_error = {}, {}, ""
+        for row in range(len(METRICS)):
+            self.metrics_table.setItem(row, 0, QTableWidgetItem(""))
+
+    # ----------------------------------------------------------------- parameters and outputs
+    def _parameters(self, layer: QgsRasterLayer, band: int, sarz: str, reconstruction: str) -> dict:
+        params = {
+            "INPUT": layer.id(),
+            "BAND": band,
+            "KIND": self._enum_value("KIND", self.kind_combo.currentText()),
+            "QUALITY": self.quality_spin.value(),
+            "DEVICE": self._enum_value("DEVICE", self.device_combo.currentText()),
+            "OUTPUT": sarz,
+            "RECONSTRUCTION": reconstruction,
+        }
+        model = self._selected_model()
+        if os.path.isabs(model):
+            params["MODEL_FILE"] = model
+        else:
+            params["MODEL"] = self._enum_value("MODEL", model)
+        return params
+
+    def _output_paths(self, layer: QgsRasterLayer) -> tuple[str, str, str | None]:
+        """(.sarz, reconstruction GeoTIFF, the temporary folder made for them or None)."""
+        folder = self.output_widget.filePath().strip()
+        temporary = None
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        else:
+            folder = temporary = tempfile.mkdtemp(
+                prefix="sar_compressor_", dir=QgsProcessingUtils.tempFolder()
+            )
+        stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("_") or "raster"
+        stem = f"{stem}_q{self.quality_spin.value()}"
+        return (
+            os.path.join(folder, f"{stem}.sarz"),
+            os.path.join(folder, f"{stem}_reconstruction.tif"),
+            temporary,
+        )
+
+    def _remove_temporary_outputs(self) -> None:
+        """A failed run into a folder the dock created leaves nothing behind."""
+        folder = self._run_info.get("temporary_folder")
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _algorithm_parameter(self, name: str):
+        algorithm = QgsApplication.processingRegistry().algorithmById(ALGORITHM_ID)
+        return algorithm.parameterDefinition(name) if algorithm is not None else None
+
+    def _enum_options(self, name: str, default: list[str]) -> list[str]:
+        definition = self._algorithm_parameter(name)
+        if isinstance(definition, QgsProcessingParameterEnum):
+            return list(definition.options())
+        return list(default)
+
+    def _enum_value(self, name: str, text: str):
+        """The value Processing expects for an enum: the string itself or its index."""
+        definition = self._algorithm_parameter(name)
+        if isinstance(definition, QgsProcessingParameterEnum) and not definition.usesStaticStrings():
+            options = list(definition.options())
+            return options.index(text) if text in options else text
+        return text
+
+    @staticmethod
+    def _reconstruction_name(original: QgsRasterLayer) -> str:
+        return f"{original.name()} (reconstruction)"
+
+
+def _file_path(layer: QgsRasterLayer) -> str:
+    """The file behind a GDAL raster layer (its source may carry extra URI parts)."""
+    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    return parts.get("path") or layer.source()
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None  # NaN -> None
+
+
+def _format_metric(key: str, value) -> str:
+    if isinstance(value, str):
+        return value
+    number = _number(value)
+    if number is None:
+        return "n/a"
+    formats = {
+        "ratio": "{:.1f} : 1",
+        "bpp": "{:.3f}",
+        "psnr": "{:.2f} dB",
+        "ssim": "{:.4f}",
+        "mean_ratio": "{:.4f}",
+    }
+    return formats[key].format(number)

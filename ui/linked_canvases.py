@@ -1,0 +1,85 @@
+"""Two map canvases, original | reconstruction, that zoom and pan together.
+
+Each canvas mirrors the other's extent on extentsChanged; a guard stops the mirrored change from bouncing back
+(and from looping when a canvas adjusts the extent to its own aspect ratio).
+"""
+
+from __future__ import annotations
+
+from qgis.core import QgsMapLayer, QgsRectangle
+from qgis.gui import QgsMapCanvas
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+
+
+class LinkedCanvases(QWidget):
+    """Side-by-side canvases with a shared destination CRS and linked extents."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.left = self._make_canvas("original")
+        self.right = self._make_canvas("reconstruction")
+        self._syncing = False
+        self.left.extentsChanged.connect(lambda: self._mirror(self.left, self.right))
+        self.right.extentsChanged.connect(lambda: self._mirror(self.right, self.left))
+
+        splitter = QSplitter(Qt.Horizontal, self)
+        splitter.addWidget(self._titled("Original", self.left))
+        splitter.addWidget(self._titled("Reconstruction", self.right))
+        splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+    def show_pair(self, original: QgsMapLayer, reconstruction: QgsMapLayer) -> None:
+        """Show both layers in the original's CRS (none for rasters without one) at the original's extent."""
+        for canvas, layer in ((self.left, original), (self.right, reconstruction)):
+            canvas.setDestinationCrs(original.crs())
+            canvas.setLayers([layer])
+        self.set_extent(original.extent())
+
+    def clear(self) -> None:
+        """Drop the layers (before the dock lets go of a reconstruction layer it owns)."""
+        for canvas in (self.left, self.right):
+            canvas.setLayers([])
+            canvas.refresh()
+
+    def set_extent(self, extent: QgsRectangle) -> None:
+        """Zoom both canvases to `extent` and redraw."""
+        self.left.setExtent(extent)
+        self.right.setExtent(extent)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Redraw both canvases."""
+        self.left.refresh()
+        self.right.refresh()
+
+    def _mirror(self, source: QgsMapCanvas, target: QgsMapCanvas) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            target.setExtent(source.extent())
+            target.refresh()
+        finally:
+            self._syncing = False
+
+    def _make_canvas(self, name: str) -> QgsMapCanvas:
+        canvas = QgsMapCanvas(self)
+        canvas.setObjectName(f"sar_compressor_{name}_canvas")
+        canvas.setCanvasColor(Qt.white)
+        canvas.enableAntiAliasing(True)
+        canvas.setMinimumSize(160, 160)
+        return canvas
+
+    def _titled(self, title: str, canvas: QgsMapCanvas) -> QWidget:
+        box = QWidget(self)
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        label = QLabel(f"<b>{title}</b>", box)
+        label.setAlignment(Qt.AlignCenter)
+        layout.addWidget(label)
+        layout.addWidget(canvas, 1)
+        return box

@@ -8,9 +8,11 @@ Processing shows the message instead of a traceback. Nothing here imports torch.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
+import math
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Optional
 
 from qgis.core import (
@@ -35,14 +37,21 @@ ICON_PATH = PLUGIN_DIR / "resources" / "icon.svg"
 MODELS_DIR = PLUGIN_DIR / "resources" / "models"
 
 # import name -> pip package name, for the advice
-REQUIRED_MODULES = {"torch": "torch", "constriction": "constriction", "rasterio": "rasterio"}
+REQUIRED_MODULES = {
+    "torch": "torch",
+    "constriction": "constriction",
+    "rasterio": "rasterio",
+    "matplotlib": "matplotlib",
+}
+CODEC_MODULES = ("torch", "constriction", "rasterio")  # compress, decompress
+METRICS_MODULES = ("rasterio", "matplotlib")  # evaluate: no torch needed
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def missing_dependencies() -> list[str]:
-    """Import names of the engine's heavy dependencies that this Python cannot find (nothing is imported)."""
+def missing_dependencies(modules: Iterable[str] = tuple(REQUIRED_MODULES)) -> list[str]:
+    """Import names of the engine's dependencies that this Python cannot find (nothing is imported)."""
     missing = []
-    for name in REQUIRED_MODULES:
+    for name in modules:
         try:
             found = importlib.util.find_spec(name) is not None
         except (ImportError, ValueError):  # a blocked or half-imported module
@@ -62,9 +71,9 @@ def dependency_message(missing: list[str]) -> str:
     )
 
 
-def require_dependencies() -> None:
-    """Raise the install advice as a QgsProcessingException when a heavy dependency is missing."""
-    missing = missing_dependencies()
+def require_dependencies(modules: Iterable[str] = tuple(REQUIRED_MODULES)) -> None:
+    """Raise the install advice as a QgsProcessingException when one of `modules` is missing."""
+    missing = missing_dependencies(modules)
     if missing:
         raise QgsProcessingException(dependency_message(missing))
 
@@ -125,6 +134,19 @@ def engine_callbacks(
     return progress, feedback.isCanceled
 
 
+def engine_module(name: str, modules: Iterable[str]) -> ModuleType:
+    """Import `engine.<name>` on first use; a dependency that is there but broken (a DLL, an ABI mismatch)
+    becomes the install advice instead of a traceback."""
+    try:
+        return importlib.import_module(f"..engine.{name}", __package__)
+    except (ImportError, OSError) as exc:
+        top = (getattr(exc, "name", None) or "").split(".")[0]
+        advice = dependency_message([top] if top in REQUIRED_MODULES else list(modules))
+        raise QgsProcessingException(
+            f"The SAR Compressor engine could not be loaded ({exc}). {advice}"
+        ) from exc
+
+
 @contextmanager
 def engine_errors() -> Iterator[None]:
     """Engine failures -> QgsProcessingException (CancelledError passes: callers end the run quietly)."""
@@ -134,12 +156,13 @@ def engine_errors() -> Iterator[None]:
         raise
     except SARCompressorError as exc:
         raise QgsProcessingException(str(exc)) from exc
-    except ImportError as exc:  # missing, or installed but broken (a DLL, an ABI mismatch)
-        top = (exc.name or "").split(".")[0]
-        advice = dependency_message([top]) if top in REQUIRED_MODULES else ""
-        raise QgsProcessingException(
-            f"The SAR Compressor engine could not be imported: {exc}. {advice}"
-        ) from exc
+
+
+def fmt_number(value) -> str:
+    """A metric for logs and reports: 4 decimals, 'n/a' for None (too small to measure), inf as is."""
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) and math.isfinite(value) else str(value)
 
 
 def cancelled(feedback: QgsProcessingFeedback) -> dict:
@@ -190,7 +213,33 @@ def style_on_load(context: QgsProcessingContext, destination: str, renderer) -> 
 
 
 class SARAlgorithm(QgsProcessingAlgorithm):
-    """Base of the provider's algorithms: translation, icon, shared parameter builders."""
+    """Base of the provider's algorithms: input checks before the run, translation, shared parameters.
+
+    Subclasses resolve their layers in `resolve_inputs` (main thread). It runs twice: in checkParameterValues,
+    so dialogs, processing.run and qgis_process refuse bad input with its message before anything starts, and
+    in prepareAlgorithm, for paths that skip the check (model children, batch rows).
+    """
+
+    DEPENDENCIES: tuple[str, ...] = CODEC_MODULES
+
+    def resolve_inputs(self, parameters: dict, context: QgsProcessingContext) -> None:
+        """Turn layers into files and bands, raising QgsProcessingException for unusable input (default:
+        no layers to resolve)."""
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API names)
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        try:
+            require_dependencies(self.DEPENDENCIES)
+            self.resolve_inputs(parameters, context)
+        except QgsProcessingException as exc:
+            return False, str(exc)
+        return True, ""
+
+    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802
+        self.resolve_inputs(parameters, context)
+        return True
 
     def tr(self, text: str) -> str:
         return QCoreApplication.translate("SARCompressor", text)
@@ -223,6 +272,11 @@ class SARAlgorithm(QgsProcessingAlgorithm):
 
     def model_file(self, parameters: dict, context: QgsProcessingContext) -> Optional[str]:
         return self.parameterAsFile(parameters, "MODEL_FILE", context) or None
+
+    def engine(self, name: str) -> ModuleType:
+        """The engine module `name`, after checking this algorithm's dependencies (worker thread)."""
+        require_dependencies(self.DEPENDENCIES)
+        return engine_module(name, self.DEPENDENCIES)
 
     def device(self, parameters: dict, context: QgsProcessingContext) -> str:
         return self.parameterAsEnumString(parameters, "DEVICE", context) or "auto"

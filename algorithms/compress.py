@@ -20,9 +20,9 @@ from .common import (
     cancelled,
     engine_callbacks,
     engine_errors,
+    fmt_number,
     geotiff_path,
     raster_file,
-    require_dependencies,
     resolve_band,
     source_renderer,
     style_on_load,
@@ -128,19 +128,16 @@ class CompressAlgorithm(SARAlgorithm):
         ):
             self.addOutput(QgsProcessingOutputNumber(name, self.tr(text)))
 
-    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802
+    def resolve_inputs(self, parameters, context) -> None:
         """Main thread: layer -> file path, band check, the source style for the reconstruction."""
-        require_dependencies()
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         self._source = raster_file(layer, "input")
         self._band = resolve_band(layer, self.parameterAsInt(parameters, "BAND", context), "input")
         self._renderer = source_renderer(layer, self._band, context)
-        return True
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         """Worker thread: compress (and reconstruct) with the engine, then measure the reconstruction."""
-        from ..engine.codec import compress_file
-
+        codec = self.engine("codec")
         output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         reconstruction = self.parameterAsOutputLayer(parameters, "RECONSTRUCTION", context) or None
         if reconstruction:
@@ -149,7 +146,7 @@ class CompressAlgorithm(SARAlgorithm):
         progress, cancel = engine_callbacks(steps)
         try:
             with engine_errors():
-                stats = compress_file(
+                stats = codec.compress_file(
                     self._source,
                     output,
                     model=self.model_file(parameters, context)
@@ -166,11 +163,7 @@ class CompressAlgorithm(SARAlgorithm):
                 )
         except CancelledError:
             return cancelled(feedback)
-        feedback.pushInfo(f"Device: {stats.device_name}")
-        feedback.pushInfo(
-            f"Model {stats.model_name}, quality {stats.quality}: {stats.input_bytes} -> {stats.output_bytes} "
-            f"bytes, ratio {stats.ratio:.2f}, {stats.bpp:.4f} bpp, {stats.seconds:.1f} s"
-        )
+        feedback.pushInfo(f"Device: {stats.device_name}")  # the engine logged the rest through `log`
         results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp, "PSNR": None, "SSIM": None}
         if reconstruction:
             steps.setCurrentStep(1)
@@ -180,12 +173,12 @@ class CompressAlgorithm(SARAlgorithm):
 
     def _measure(self, reconstruction: str, feedback) -> dict:
         """PSNR/SSIM of the reconstruction against the source band (the engine's metrics, domains logged)."""
-        from ..engine.metrics import evaluate_files
-
         with engine_errors():
-            metrics = evaluate_files(self._source, reconstruction, band=self._band)
-        feedback.pushInfo(f"PSNR {metrics['psnr_db']:.2f} dB ({metrics['domain']['psnr_db']})")
-        feedback.pushInfo(f"SSIM {metrics['ssim']:.4f} ({metrics['domain']['ssim']})")
+            metrics = self.engine("metrics").evaluate_files(
+                self._source, reconstruction, band=self._band, reconstruction_band=1
+            )
+        feedback.pushInfo(f"PSNR {fmt_number(metrics['psnr_db'])} dB ({metrics['domain']['psnr_db']})")
+        feedback.pushInfo(f"SSIM {fmt_number(metrics['ssim'])} ({metrics['domain']['ssim']})")
         return {"PSNR": metrics["psnr_db"], "SSIM": metrics["ssim"]}
 
     def postProcessAlgorithm(self, context, feedback) -> dict:  # noqa: N802

@@ -15,7 +15,6 @@ from .common import (
     engine_callbacks,
     engine_errors,
     geotiff_path,
-    require_dependencies,
 )
 
 
@@ -66,20 +65,15 @@ class DecompressAlgorithm(SARAlgorithm):
         self.advanced(cog)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Decompressed raster")))
 
-    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802
-        require_dependencies()
-        return True
-
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         """Worker thread: one call into the engine."""
-        from ..engine.codec import decompress_file
-
+        codec = self.engine("codec")
         source = self.parameterAsFile(parameters, "INPUT", context)
         output = geotiff_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context), "output")
         progress, cancel = engine_callbacks(feedback)
         try:
             with engine_errors():
-                stats = decompress_file(
+                stats = codec.decompress_file(
                     source,
                     output,
                     device=self.device(parameters, context),
@@ -91,6 +85,5 @@ class DecompressAlgorithm(SARAlgorithm):
                 )
         except CancelledError:
             return cancelled(feedback)
-        feedback.pushInfo(f"Device: {stats.device_name}")
-        feedback.pushInfo(f"Decompressed {stats.pixels} pixels in {stats.seconds:.1f} s")
+        feedback.pushInfo(f"Device: {stats.device_name}")  # the engine logged the rest through `log`
         return {"OUTPUT": output}

@@ -15,7 +15,15 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .common import SARAlgorithm, engine_errors, raster_file, require_dependencies, resolve_band
+from .common import (
+    METRICS_MODULES,
+    SARAlgorithm,
+    cancelled,
+    engine_errors,
+    fmt_number,
+    raster_file,
+    resolve_band,
+)
 
 # output name -> (metrics key, label)
 METRICS = {
@@ -31,6 +39,8 @@ PREVIEW_SIDE = 1024  # longest side of the side-by-side picture, in pixels
 
 class EvaluateAlgorithm(SARAlgorithm):
     """Compare a reconstruction with its original: PSNR, SSIM, dB RMSE, mean ratio, ENL ratio, EPI."""
+
+    DEPENDENCIES = METRICS_MODULES
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,9 +99,8 @@ class EvaluateAlgorithm(SARAlgorithm):
         for name, (_, label) in METRICS.items():
             self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
 
-    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802
+    def resolve_inputs(self, parameters, context) -> None:
         """Main thread: layers -> files and bands."""
-        require_dependencies()
         layers = [
             self.parameterAsRasterLayer(parameters, name, context) for name in ("ORIGINAL", "RECONSTRUCTION")
         ]
@@ -104,39 +113,37 @@ class EvaluateAlgorithm(SARAlgorithm):
                 layers, ("ORIGINAL", "RECONSTRUCTION"), ("original", "reconstruction")
             )
         )
-        return True
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         """Worker thread: the engine's metrics, then the report."""
-        from ..engine.metrics import evaluate_files
-
+        metrics_module = self.engine("metrics")
         report = self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context)
         with engine_errors():
-            metrics = evaluate_files(*self._files, band=self._bands[0], reconstruction_band=self._bands[1])
+            metrics = metrics_module.evaluate_files(
+                *self._files, band=self._bands[0], reconstruction_band=self._bands[1]
+            )
         feedback.setProgress(60)
         results = {name: metrics[key] for name, (key, _) in METRICS.items()}
         for key, label in METRICS.values():
-            feedback.pushInfo(f"{label}: {_fmt(metrics[key])}  [{metrics['domain'].get(key, '')}]")
+            feedback.pushInfo(f"{label}: {fmt_number(metrics[key])}  [{metrics['domain'].get(key, '')}]")
         if feedback.isCanceled():
-            return {}
+            return cancelled(feedback)
         with engine_errors():
-            picture = self._picture(metrics)
+            picture = self._picture(metrics_module, metrics)
         Path(report).write_text(_report_html(self._files, self._bands, metrics, picture), encoding="utf-8")
         feedback.setProgress(100)
         results["OUTPUT_HTML"] = report
         return results
 
-    def _picture(self, metrics: dict) -> bytes:
+    def _picture(self, metrics_module, metrics: dict) -> bytes:
         """PNG bytes of original | reconstruction | error in dB, on the metrics' range."""
-        from ..engine.metrics import render_side_by_side, to_domains
-
         views = [
-            to_domains(_preview(path, band), metrics["kind"])[0]
+            metrics_module.to_domains(_preview(path, band), metrics["kind"])[0]
             for path, band in zip(self._files, self._bands)
         ]
         rng = (metrics["range"]["vmin"], metrics["range"]["vmax"])
         with tempfile.TemporaryDirectory() as tmp:
-            png = render_side_by_side(*views, Path(tmp) / "side_by_side.png", rng)
+            png = metrics_module.render_side_by_side(*views, Path(tmp) / "side_by_side.png", rng)
             return png.read_bytes()
 
 
@@ -153,16 +160,10 @@ def _preview(path: str, band: int):
     return data
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4f}" if isinstance(value, float) and math.isfinite(value) else str(value)
-
-
 def _report_html(files: tuple, bands: tuple, metrics: dict, png: bytes) -> str:
     """A self-contained page: inputs, the metrics table with domains, the side-by-side picture inline."""
     rows = "\n".join(
-        f"<tr><td>{html.escape(label)}</td><td>{_fmt(metrics[key])}</td>"
+        f"<tr><td>{html.escape(label)}</td><td>{fmt_number(metrics[key])}</td>"
         f"<td>{html.escape(str(metrics['domain'].get(key, '')))}</td></tr>"
         for key, label in METRICS.values()
     )

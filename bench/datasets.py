@@ -1,4 +1,4 @@
-"""What the benchmark measures on: the real SAR crops in ../shared/sar-data (when present) and simulated scenes."""
+"""What the benchmark measures: the real SAR crops in ../shared/sar-data (if present) and simulated scenes."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Peak memory of one codec step, measured in a fresh subprocess so no step inherits another's high-water mark.
+"""Peak memory of one codec step, measured in a fresh subprocess: no step inherits another's high-water mark.
 
-The parent calls `measure(...)`; the child (`python -m sar_compressor.bench.memory STEP SRC DST ...`) loads the
-model, notes its resident memory, runs compress_file or decompress_file and prints one JSON line with its peak
-RSS (VmHWM from /proc, else getrusage) and the codec's stats.
+The parent calls `measure(...)`; the child (`python -m sar_compressor.bench.memory STEP SRC DST ...`) loads
+the model, notes its resident memory, runs compress_file or decompress_file and prints one JSON line with its
+peak RSS (VmHWM from /proc, else getrusage) and the codec's stats.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def measure(step: str, src: Path, dst: Path, model: str, quality: int, device: s
 
 
 def large_raster(size: int, model: str, quality: int, device: str, workdir: Path, timeout: float) -> dict:
-    """Peak RSS compressing and decompressing a size x size float32 scene written strip by strip (deleted after)."""
+    """Peak RSS compressing and decompressing a size x size float32 scene (written in strips, deleted)."""
     from ..engine.simulate import write_scene
 
     src, sarz, out = (

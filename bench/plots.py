@@ -1,4 +1,4 @@
-"""Benchmark figures: rate-distortion curves per dataset and an equal-rate crop comparison (matplotlib Agg)."""
+"""Benchmark figures: rate-distortion curves per dataset and an equal-rate crop comparison (matplotlib)."""
 
 from __future__ import annotations
 

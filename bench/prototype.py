@@ -27,7 +27,7 @@ class PrototypeResult:
 
 
 def roundtrip(compressor, db: np.ndarray) -> PrototypeResult:
-    """Encode a dB image (NaN = invalid) with `compressor`'s network, store float16 latents, decode back to dB."""
+    """Encode dB (NaN = invalid) with `compressor`'s network, keep float16 latents, decode back to dB."""
     start = time.perf_counter()
     valid = np.isfinite(db)
     rng = pp.robust_range(db[valid], *RANGE_PERCENTILES)

@@ -1,5 +1,5 @@
-"""Rate-distortion on one dataset: every quality level of every model, the float16-latent prototype and JPEG 2000
-at matched rates, all measured by engine.metrics over the same range (the original's 0.5-99.5 pct dB).
+"""Rate-distortion on one dataset: every quality level of every model, the float16-latent prototype and
+JPEG 2000 at matched rates, all measured by engine.metrics over one range (the original's 0.5-99.5 pct dB).
 
 bpp always counts the whole file (.sarz, .jp2, or the prototype's header + latents). Our metrics come from the
 reconstruction raster that compress_file writes (equal to decompress_file's output by design), so every level
@@ -57,7 +57,7 @@ def run_dataset(
     keep: Optional[tuple[str, int]] = None,
     log: Log = print,
 ) -> tuple[dict, Optional[np.ndarray]]:
-    """All codecs on one dataset -> (JSON-ready result, dB reconstruction of `keep` = (model, quality) or None)."""
+    """All codecs on one dataset -> (JSON-ready result, dB reconstruction of `keep` = (model, quality))."""
     entries: list[dict] = []
     kept = None
     domains = None

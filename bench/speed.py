@@ -1,5 +1,5 @@
-"""Throughput: our compress/decompress in megapixels per second per device, next to OpenJPEG on the same raster
-in the same run, and the share of wall time spent outside the network's forward passes.
+"""Throughput: our compress/decompress in megapixels per second per device, next to OpenJPEG on the same
+raster in the same run, and the share of wall time spent outside the network's forward passes.
 
 Both sides go file to file (read the GeoTIFF band, dB, code, write), so the I/O and conversions are in both.
 The model is loaded and warmed up before timing; J2K runs at the bpp our codec reached.
@@ -56,7 +56,7 @@ def measure(ds: Dataset, model: str, quality: int, workdir: Path) -> dict:
         }
     bpp = out["devices"]["cpu"]["bpp"]
     out["jpeg2000"] = _jpeg2000(ds, bpp, workdir)
-    for dev, d in out["devices"].items():
+    for d in out["devices"].values():
         d["compress_vs_jpeg2000"] = d["compress_mpx_s"] / out["jpeg2000"]["compress_mpx_s"]
         d["decompress_vs_jpeg2000"] = d["decompress_mpx_s"] / out["jpeg2000"]["decompress_mpx_s"]
     for path in (sarz, recon):

@@ -27,7 +27,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from . import preprocessing as pp
 from .compressor import SARCompressor
-from .container import ContainerReader, container_bytes, write_container
+from .container import FORMAT_VERSION, ContainerReader, container_bytes, write_container
 from .errors import CancelledError, ContainerError, InputError, ModelError, SARCompressorError
 from .raster_io import RasterInfo, RasterReader, StripWriter, open_info
 
@@ -45,6 +45,8 @@ GAIN_LOG2_STEP = 1.0 / 32.0
 GAIN_CENTER = 128
 BRIGHT_STEP_DB = 0.05
 RANGE_PERCENTILES = (0.5, 99.9)
+SAMPLE_VALUES = pp.MAX_SAMPLE
+"""Pass 1 keeps at most about this many pixels (every k-th row and column): bounded memory on any raster."""
 MEAN_CORRECTIONS = ("block", "global", "none")
 RANGE_MODES = ("percentile", "model")
 DEFAULT_QUALITY = 3
@@ -222,9 +224,11 @@ def _invalid_codes(raw: np.ndarray, invalid: np.ndarray, nodata: Optional[float]
     values = raw[invalid]
     codes = np.zeros(values.shape, dtype=np.uint8)
     if values.dtype.kind in "fc":
-        nan_nodata = nodata is not None and math.isnan(nodata)
-        is_nodata = np.isnan(values) if nan_nodata else values == nodata if nodata is not None else False
         nan = np.isnan(values)
+        if nodata is None:
+            is_nodata = np.zeros(values.shape, dtype=bool)
+        else:
+            is_nodata = nan if math.isnan(nodata) else values == nodata
         if values.dtype.kind == "c":
             posinf, neginf = np.isinf(values), np.zeros(values.shape, dtype=bool)
         else:
@@ -301,7 +305,6 @@ class _Strip:
     use: Optional[np.ndarray] = None
     raw_db: Optional[np.ndarray] = None
     gains: Optional[np.ndarray] = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def payload(self) -> bytes:
         """The chunk bytes of this strip."""
@@ -492,17 +495,16 @@ class _Survey:
 
 
 def _survey(source: _Source, kind: str, range_mode: str, comp: SARCompressor) -> _Survey:
-    """Pass 1: a strided sample of valid pixels (at most ~4M values) -> kind, range, linear mean."""
+    """Pass 1: a strided sample of valid pixels (about SAMPLE_VALUES at most) -> kind, range, linear mean."""
     info = source.info
-    step = pp.sample_stride(info.height, info.width)
+    step = pp.sample_stride(info.height, info.width, SAMPLE_VALUES)
     parts: list[np.ndarray] = []
     for row0 in range(0, info.height, STRIP_ROWS):
         rows = source.read(row0, min(row0 + STRIP_ROWS, info.height))
-        valid = pp.valid_mask(rows, info.nodata)
-        first = (-row0) % step
-        picked = rows[first::step, ::step][valid[first::step, ::step]]
-        if picked.size == 0 and valid.any():
-            picked = rows[valid][:1024]
+        grid = rows[(-row0) % step :: step, ::step]
+        picked = grid[pp.valid_mask(grid, info.nodata)]
+        if picked.size == 0:  # sparse data between the grid points: still let it count
+            picked = rows[pp.valid_mask(rows, info.nodata)][:1024]
         parts.append(picked)
     sample = np.concatenate(parts)
     if sample.size == 0:
@@ -591,9 +593,11 @@ class _Encoder:
             return
         if self.layout.mean_correction == "global":
             # the global gain is known only at the end: keep the decoded strip on disk until then
-            name = self.spool_dir / f"{cur.index}.npy"
-            np.save(name, cur.raw_db)
-            self.deferred.append((cur.row0, name, replace(cur, y_hat=cur.y_hat[:, :0], raw_db=None)))
+            name = self.spool_dir / f"{cur.index}.npz"
+            invalid = cur.invalid if cur.invalid is not None else np.zeros((0, 0), bool)
+            np.savez(name, raw_db=cur.raw_db, invalid=invalid)
+            light = replace(cur, y_hat=cur.y_hat[:, :0], raw_db=None, invalid=None)
+            self.deferred.append((cur.row0, name, light))
             return
         gain = _gain_field(self.layout, [prev, cur, nxt], cur) if cur.gains is not None else np.float32(0)
         self.sink(cur.row0, _finalize(self.layout, cur.raw_db, gain, cur))
@@ -607,7 +611,10 @@ class _Encoder:
         for row0, name, strip in self.deferred:
             if self.cancel is not None and self.cancel():
                 raise CancelledError("cancelled by the user")
-            self.sink(row0, _finalize(self.layout, np.load(name), gain_db, strip))
+            with np.load(name) as saved:
+                raw_db, invalid = saved["raw_db"], saved["invalid"]
+            strip.invalid = invalid if invalid.size else None
+            self.sink(row0, _finalize(self.layout, raw_db, gain_db, strip))
             name.unlink()
         self.deferred.clear()
 
@@ -629,6 +636,7 @@ class _Encoder:
         )
         return {
             "format": "sarz",
+            "format_version": FORMAT_VERSION,
             "software": {"name": "sar_compressor", "version": _software_version()},
             "model": {"name": loaded.name, "sha256": loaded.sha256, "arch": loaded.config.get("model", {})},
             "quality": layout.level + 1,

@@ -19,6 +19,7 @@ import os
 import shutil
 import struct
 import tempfile
+import uuid
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -90,10 +91,10 @@ def write_container(
     On any error, cancel or interrupt the temp file is removed and `path` is left untouched.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as out, tempfile.TemporaryFile(dir=path.parent) as spool:
+        # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions, not 0600
+        with open(tmp, "xb") as out, tempfile.TemporaryFile(dir=path.parent) as spool:
             _write_stream(out, header, chunks, spool, cancel)
             out.flush()
             os.fsync(out.fileno())

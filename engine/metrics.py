@@ -396,8 +396,12 @@ def evaluate_files(
     band: int = 1,
     kind: str = "auto",
     rng: Optional[RangeLike] = None,
+    reconstruction_band: Optional[int] = None,
 ) -> dict:
     """Metrics of one band of two rasters (each file's own nodata excluded).
+
+    reconstruction_band: the reconstruction's band when it differs from `band` (a single-band reconstruction
+    of band 3 of a multi-band original is band 1).
 
     kind "auto": uint8 -> display product (native values); otherwise the codec's detection on the original
     (preprocessing.detect_kind), applied to both files. Rasters above ~50 Mpx are accumulated strip by strip
@@ -409,20 +413,19 @@ def evaluate_files(
 
     with warnings.catch_warnings(), rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # metrics need no georeferencing
-        for src, name in ((so, "original"), (sr, "reconstruction")):
-            if not 1 <= band <= src.count:
-                raise InputError(
-                    f"band {band} does not exist in the {name} ({src.count} band(s)): {src.name}"
-                )
+        rband = band if reconstruction_band is None else reconstruction_band
+        for src, name, b in ((so, "original", band), (sr, "reconstruction", rband)):
+            if not 1 <= b <= src.count:
+                raise InputError(f"band {b} does not exist in the {name} ({src.count} band(s)): {src.name}")
         _check_shapes((so.height, so.width), (sr.height, sr.width))
         if kind == "auto":
             kind = detect_file_kind(so, band)
         if so.height * so.width <= MAX_FULL_PIXELS:
             result = _evaluate_pair(
-                _pair(so.read(band), sr.read(band), kind, so.nodata, sr.nodata), kind, rng
+                _pair(so.read(band), sr.read(rband), kind, so.nodata, sr.nodata), kind, rng
             )
         else:
-            result = _evaluate_large(so, sr, band, kind, rng)
+            result = _evaluate_large(so, sr, band, kind, rng, rband)
     result["band"] = band
     return result
 
@@ -440,7 +443,7 @@ def detect_file_kind(src, band: int = 1) -> str:
     return detect_kind(dtype, sample, src.descriptions[band - 1], src.tags(band))
 
 
-def _evaluate_large(so, sr, band, kind, rng) -> dict:
+def _evaluate_large(so, sr, band, kind, rng, rband) -> dict:
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
@@ -457,14 +460,14 @@ def _evaluate_large(so, sr, band, kind, rng) -> dict:
     for r0 in range(0, height, STRIP_ROWS):
         win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
         sums.add(
-            _pair(so.read(band, window=win), sr.read(band, window=win), kind, so.nodata, sr.nodata), rng_t
+            _pair(so.read(band, window=win), sr.read(rband, window=win), kind, so.nodata, sr.nodata), rng_t
         )
     if sums.n == 0:
         raise InputError("no pixel is valid in both the original and the reconstruction")
     ch, cw = min(height, MAX_CROP), min(width, MAX_CROP)
     row0, col0 = (height - ch) // 2, (width - cw) // 2
     win = Window(col0, row0, cw, ch)
-    crop = _pair(so.read(band, window=win), sr.read(band, window=win), kind, so.nodata, sr.nodata)
+    crop = _pair(so.read(band, window=win), sr.read(rband, window=win), kind, so.nodata, sr.nodata)
     note = f" (central {ch}x{cw} crop at row {row0}, col {col0} of {height}x{width})"
     return _assemble(kind, rng_t, source, sums, _spatial(crop, rng_t), crop_note=note, pixels=height * width)
 

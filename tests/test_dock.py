@@ -3,15 +3,18 @@ the styled reconstruction layer, cancel, and the messages shown instead of trace
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
 import pytest
 from qgis.core import (
     QgsApplication,
+    QgsContrastEnhancement,
     QgsMapRendererParallelJob,
     QgsProject,
     QgsRasterLayer,
+    QgsRasterMinMaxOrigin,
     QgsRectangle,
 )
 from qgis.PyQt.QtCore import QEventLoop, QTimer
@@ -32,9 +35,14 @@ def provider(qgis_app):
 
     Processing.initialize()
     registry = QgsApplication.processingRegistry()
-    if registry.providerById("sar_compressor") is None:
-        registry.addProvider(SARCompressorProvider())
-    return registry.providerById("sar_compressor")
+    provider = registry.providerById("sar_compressor")
+    added = provider is None
+    if added:  # keep the Python object referenced (the registry does not) and remove it afterwards
+        provider = SARCompressorProvider()
+        registry.addProvider(provider)
+    yield provider
+    if added:
+        registry.removeProvider(provider)
 
 
 def _scene_layer(folder: Path, size: int, name: str) -> QgsRasterLayer:
@@ -44,6 +52,10 @@ def _scene_layer(folder: Path, size: int, name: str) -> QgsRasterLayer:
     write_scene(path, size, size, looks=1, seed=7, kind="intensity", dtype="float32", georef=True)
     layer = QgsRasterLayer(str(path), name)
     assert layer.isValid()
+    # what a SAR user does first: a 2-98 % stretch (QGIS's default min/max is dominated by bright targets)
+    layer.setContrastEnhancement(
+        QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut
+    )
     QgsProject.instance().addMapLayer(layer)  # qgis_iface.addRasterLayer would not add it to the project
     return layer
 
@@ -78,6 +90,11 @@ def make_dock(qgis_iface):
         dock.deleteLater()
     QgsApplication.taskManager().cancelAll()
     QgsApplication.processEvents()
+    docks.clear()
+    gc.collect()  # while QGIS is alive: layers and tasks freed after exitQgis crash
+    import collections
+    c = collections.Counter(type(o).__module__ + "." + type(o).__name__ for o in gc.get_objects() if type(o).__module__.startswith(("qgis", "PyQt5", "sar_compressor")))
+    print("ALIVE", sorted(c.items()))
 
 
 def _wait(signal, timeout_s: float) -> bool:

@@ -62,13 +62,13 @@ class TrainConfig:
     log_every: int = 25
     patience: int = 10
     calibrate_fraction: float = 0.3
-    calibrate_gain: float = 0.02
+    calibrate_gain: float = 0.03
     target_bpp: tuple[float, float] = (0.1, 2.0)
     lambdas: list[float] | None = None
     optical_weight: float = 0.5
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     workers: int = 0
-    grad_clip: float = 1.0
+    grad_clip: float = 5.0
     ste: bool = True
 
     def resolved(self, device: torch.device) -> TrainConfig:
@@ -87,12 +87,12 @@ def target_bpps(cfg: TrainConfig) -> list[float]:
 
 
 def initial_lambdas(cfg: TrainConfig) -> list[float]:
-    """Starting lambdas (log-spaced 4..400) that the calibration phase then adjusts, unless given."""
+    """Starting lambdas (log-spaced 4..4000) that the calibration phase then adjusts, unless given."""
     if cfg.lambdas:
         if len(cfg.lambdas) != N_QUALITIES:
             raise InputError(f"--lambdas needs {N_QUALITIES} values, got {len(cfg.lambdas)}")
         return [float(v) for v in cfg.lambdas]
-    return [4.0 * 100.0 ** (q / (N_QUALITIES - 1)) for q in range(N_QUALITIES)]
+    return [4.0 * 1000.0 ** (q / (N_QUALITIES - 1)) for q in range(N_QUALITIES)]
 
 
 def pick_device(name: str) -> torch.device:
@@ -204,7 +204,9 @@ class Trainer:
             return None
         terms = self._forward(x, q)
         aux = self._aux_loss()
-        loss = terms.loss + (aux if aux is not None else 0.0)
+        # D + R / lambda_q has the same optimum as lambda_q * D + R, but gradients of one scale for every level,
+        # so the levels share the autoencoder fairly under one optimiser.
+        loss = terms.loss / self.lambdas[q] + (aux if aux is not None else 0.0)
         if not bool(torch.isfinite(loss)):
             self.skipped_nonfinite += 1
             return None

@@ -1,0 +1,142 @@
+"""Benchmark outputs: the full JSON (strict: non-finite numbers become null) and a short markdown summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+MB = 1024 * 1024
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: inf/NaN -> None, numpy scalars -> Python numbers, tuples/paths -> lists/strings."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(results: dict, path: Path) -> Path:
+    path.write_text(json.dumps(_clean(results), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _f(value: Optional[float], digits: int = 2) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _pair(a: dict, b: Optional[dict], key: str, digits: int) -> str:
+    other = _f(b["metrics"][key], digits) if b is not None else "–"
+    return f"{_f(a['metrics'][key], digits)} / {other}"
+
+
+def matched_j2k(entries: list[dict], bpp: float) -> Optional[dict]:
+    """The JPEG 2000 entry closest in (log) bpp to `bpp`."""
+    j2k = [e for e in entries if e["family"] == "jpeg2000"]
+    return min(j2k, key=lambda e: abs(math.log(e["bpp"] / bpp)), default=None) if bpp > 0 else None
+
+
+def markdown(results: dict) -> str:
+    """Short summary: ours vs J2K at matched bpp per file, speed, memory; figures linked by file name."""
+    m = results["machine"]
+    lines = [
+        f"# Benchmark {results['date']}" + (" (quick)" if results["quick"] else ""),
+        "",
+        f"{m['cpu_count']} CPU cores ({m.get('cpu_model') or 'unknown CPU'}), torch {m['torch']}, "
+        f"GPU: {m.get('gpu') or 'none'}; {results['duration_s'] / 60:.1f} min in total.",
+        "Metrics (engine.metrics): PSNR in dB over the original's 0.5-99.5 percentile dB range, SSIM on that "
+        "range scaled to [0, 1], mean ratio in linear intensity (1 = unbiased), ENL ratio > 1 = smoother "
+        "than the original. bpp counts the whole file. The same range is used for every codec.",
+        "",
+    ]
+    lines += _rd_table(results)
+    for key, label in (("rd", "Rate-distortion curves"), ("crop", "Equal-rate crop")):
+        if results["figures"].get(key):
+            lines += [f"![{label}]({results['figures'][key]})", ""]
+    lines += _speed_table(results.get("speed"))
+    lines += _memory_table(results.get("memory"))
+    for note in results.get("notes", []):
+        lines.append(f"- {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _rd_table(results: dict) -> list[str]:
+    lines = [
+        "## Rate-distortion: ours vs JPEG 2000 at matched bpp",
+        "",
+        "| file | codec | bpp (ours / J2K) | PSNR dB | SSIM | mean ratio | ENL ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ds in results["datasets"]:
+        for e in ds["entries"]:
+            if e["family"] == "jpeg2000":
+                continue
+            j = matched_j2k(ds["entries"], e["bpp"])
+            codec = f"{e['codec']} q{e['quality']}" if e["family"] == "ours" else e["codec"]
+            lines.append(
+                f"| {ds['name']} | {codec} | {e['bpp']:.3f} / {j['bpp']:.3f} | {_pair(e, j, 'psnr_db', 2)} | "
+                f"{_pair(e, j, 'ssim', 3)} | {_pair(e, j, 'mean_ratio', 3)} | {_pair(e, j, 'enl_ratio', 2)} |"
+                if j is not None
+                else f"| {ds['name']} | {codec} | {e['bpp']:.3f} | {_f(e['metrics']['psnr_db'])} | "
+                f"{_f(e['metrics']['ssim'], 3)} | {_f(e['metrics']['mean_ratio'], 3)} | "
+                f"{_f(e['metrics']['enl_ratio'])} |"
+            )
+    return lines + ["", "Each cell: ours / JPEG 2000.", ""]
+
+
+def _speed_table(speed: Optional[dict]) -> list[str]:
+    if not speed:
+        return []
+    r = speed["raster"]
+    j = speed["jpeg2000"]
+    lines = [
+        f"## Speed ({r['height']}x{r['width']} {r['kind']}, quality {speed['quality']}, file to file)",
+        "",
+        "| codec | compress Mpx/s | decompress Mpx/s | vs J2K (compress / decompress) | time outside network "
+        "(compress / decompress) |",
+        "|---|---|---|---|---|",
+    ]
+    for d in speed["devices"].values():
+        outside_c = 100 * d["compress_outside_network_share"]
+        outside_d = 100 * d["decompress_outside_network_share"]
+        lines.append(
+            f"| ours, {d['device_name']} | {d['compress_mpx_s']:.2f} | {d['decompress_mpx_s']:.2f} | "
+            f"{d['compress_vs_jpeg2000']:.3f} / {d['decompress_vs_jpeg2000']:.3f} | "
+            f"{outside_c:.0f}% / {outside_d:.0f}% |"
+        )
+    lines.append(
+        f"| JPEG 2000 (OpenJPEG) | {j['compress_mpx_s']:.2f} | {j['decompress_mpx_s']:.2f} | 1 / 1 | – |"
+    )
+    return lines + [""]
+
+
+def _memory_table(memory: Optional[dict]) -> list[str]:
+    if not memory:
+        return []
+    if "skipped" in memory:
+        return ["## Memory", "", f"Skipped: {memory['skipped']}", ""]
+    size, raster = memory["size"], memory["raster_bytes"]
+    lines = [
+        f"## Memory ({size}x{size} float32 = {raster / MB:.0f} MiB, {memory['device']}, subprocesses)",
+        "",
+        "| step | seconds | peak RSS MiB | RSS before the step MiB | peak / raster size |",
+        "|---|---|---|---|---|",
+    ]
+    for step in ("compress", "decompress"):
+        s = memory[step]
+        lines.append(
+            f"| {step} | {s['seconds']:.1f} | {s['peak_rss_bytes'] / MB:.0f} | "
+            f"{(s['rss_before_bytes'] or 0) / MB:.0f} | {s['peak_rss_bytes'] / raster:.2f} |"
+        )
+    if memory.get("size_note"):
+        lines += ["", memory["size_note"]]
+    return lines + [""]

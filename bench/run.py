@@ -1,0 +1,276 @@
+"""`make bench`: rate-distortion vs JPEG 2000, speed and memory -> bench/results/<date>.{json,md}, figures.
+
+    python -m sar_compressor.bench.run [--quick] [--large-size N] [--out bench/results] [--model PATH]
+
+Runs within a time budget (default 20 min): rate-distortion and speed first, then the large-raster memory test
+at the biggest size (up to --large-size) that the measured throughput says will fit; the size used and why are
+recorded in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from ..engine.errors import SARCompressorError
+from . import jpeg2000, memory, plots, report, speed
+from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
+from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "bench" / "results"
+RESERVE_S = 90.0  # kept free at the end of the budget for reports and slack
+CHILD_OVERHEAD_S = 20.0  # two subprocesses importing torch and loading the model
+CROP_PREFERENCE = "airsar_sf_T11"
+QUICK_LARGE = 512  # --quick keeps the memory test small
+
+
+class Clock:
+    """Elapsed time and a log line prefix."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def log(self, message: str) -> None:
+        print(f"[{self.elapsed:7.1f} s] {message}", flush=True)
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="sar-compressor bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small subset (simulated 256x256 only) for tests")
+    p.add_argument(
+        "--large-size", type=int, default=20000, help="side of the memory-test raster (upper bound)"
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p.add_argument("--model", action="append", default=[], help="checkpoint to benchmark (repeatable)")
+    p.add_argument("--data", type=Path, default=SHARED_SAR, help="folder of real SAR GeoTIFFs")
+    p.add_argument(
+        "--sim-size", type=int, default=None, help="simulated scene side (default 1024; quick 256)"
+    )
+    p.add_argument("--budget-min", type=float, default=20.0, help="wall-time budget in minutes")
+    return p.parse_args(argv)
+
+
+def _models(extra: list[str]) -> dict[str, Path]:
+    """Bundled models by name plus --model paths (named by file stem)."""
+    from ..engine.models.checkpoint import list_models, resolve_model
+
+    models = {name: resolve_model(name) for name in list_models()}
+    for path in extra:
+        models[Path(path).stem] = resolve_model(str(Path(path).resolve()))
+    return models
+
+
+def machine_info() -> dict:
+    import numpy
+    import rasterio
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_bytes": _mem_total(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "numpy": numpy.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "jpeg2000_driver": jpeg2000.DRIVER,
+    }
+    return info
+
+
+def _cpu_model() -> Optional[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _mem_total() -> Optional[int]:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _crop_dataset(datasets: list[Dataset]) -> Dataset:
+    preferred = [d for d in datasets if d.name.startswith(CROP_PREFERENCE)]
+    return (preferred or [d for d in datasets if d.source == "shared"] or datasets)[0]
+
+
+def _rate_distortion(args, datasets, compressors, qualities, workdir, clock, results) -> None:
+    default = next(iter(compressors))
+    crop_q = qualities[len(qualities) // 2]
+    crop_ds = _crop_dataset(datasets)
+    for ds in datasets:
+        clock.log(f"rate-distortion: {ds.name} ({ds.height}x{ds.width}, {ds.kind})")
+        keep = (default, crop_q) if ds is crop_ds else None
+        targets = (0.25, 1.0) if args.quick else FIXED_TARGETS
+        entry, kept = run_dataset(ds, compressors, qualities, workdir, targets, keep=keep, log=clock.log)
+        results["datasets"].append(entry)
+        if kept is not None:
+            ours = next(
+                e for e in entry["entries"] if e.get("model") == default and e.get("quality") == crop_q
+            )
+            j2k_db, j2k_bpp = jpeg2000_db(ds, ours["bpp"], workdir / "crop.jp2")
+            name = f"crop_{results['date']}.png"
+            plots.crop_figure(
+                [
+                    ("original", ds.db),
+                    (f"ours ({default} q{crop_q}), {ours['bpp']:.3f} bpp", kept),
+                    (f"JPEG 2000, {j2k_bpp:.3f} bpp", j2k_db),
+                ],
+                ds.rng,
+                args.out / name,
+                title=ds.name,
+            )
+            results["figures"]["crop"] = name
+
+
+def _memory(args, model: Path, quality: int, speed_result: dict, clock: Clock, workdir: Path) -> dict:
+    """Pick the largest size that fits the remaining budget (measured speed), then measure it."""
+    device = "cuda" if "cuda" in speed_result["devices"] else "cpu"
+    d = speed_result["devices"][device]
+    s_per_mpx = 1.0 / d["compress_mpx_s"] + 1.0 / d["decompress_mpx_s"] + speed_result["generate_s_per_mpx"]
+    remaining = args.budget_min * 60.0 - clock.elapsed - RESERVE_S - CHILD_OVERHEAD_S
+    fit = int(math.sqrt(max(remaining, 0.0) / s_per_mpx * 1e6) // 256 * 256)
+    size = min(args.large_size, fit, QUICK_LARGE if args.quick else args.large_size)
+    estimate = (args.large_size**2 / 1e6) * s_per_mpx + CHILD_OVERHEAD_S
+    note = None
+    if size < args.large_size:
+        note = (
+            f"Requested {args.large_size}x{args.large_size}: estimated {estimate / 60:.0f} min at the "
+            f"measured {s_per_mpx:.2f} s/Mpx (generate + compress + decompress), over the "
+            f"{remaining / 60:.1f} min left of the {args.budget_min:g} min budget; measured {size}x{size}."
+        )
+    if size < 512:
+        return {"skipped": note or "no time left", "requested_size": args.large_size}
+    clock.log(f"memory: {size}x{size} float32 on {device} (estimate {(size**2 / 1e6) * s_per_mpx:.0f} s)")
+    timeout = 3.0 * (size**2 / 1e6) * s_per_mpx + 300.0
+    result = memory.large_raster(size, str(model), quality, device, workdir, timeout)
+    result.update(requested_size=args.large_size, size_note=note, seconds_per_mpx_estimate=s_per_mpx)
+    return result
+
+
+def _speed(args, model: Path, quality: int, workdir: Path, clock: Clock) -> dict:
+    from ..engine.simulate import write_scene
+
+    size = 512 if args.quick else 2048
+    clock.log(f"speed: simulated {size}x{size} raster")
+    start = time.perf_counter()
+    path = write_scene(workdir / f"speed_{size}.tif", size, size, looks=1, seed=3)
+    generate_s = time.perf_counter() - start
+    result = speed.measure(load(path, "simulated"), str(model), quality, workdir)
+    result["generate_s_per_mpx"] = generate_s / (size * size / 1e6)
+    return result
+
+
+def run(args: argparse.Namespace) -> dict:
+    clock = Clock()
+    warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")
+    from ..engine.compressor import SARCompressor
+
+    jpeg2000.require()
+    models = _models(args.model)
+    if not models:
+        raise SARCompressorError(
+            "no model to benchmark: resources/models/ has no bundled .pt file; train one (make train) "
+            "or pass --model PATH"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    date = datetime.date.today().isoformat()
+    compressors = {name: SARCompressor(path, device="auto") for name, path in models.items()}
+    default_name = next(iter(compressors))
+    n_q = compressors[default_name].n_qualities
+    qualities = [1, n_q] if args.quick else list(range(1, n_q + 1))
+    results: dict = {
+        "date": date,
+        "quick": bool(args.quick),
+        "machine": machine_info(),
+        "settings": {
+            "qualities": qualities,
+            "metric_range": "original 0.5-99.5 percentile dB (per dataset, the same for every codec)",
+            "jpeg2000": "GDAL JP2OpenJPEG via rasterio, dB clipped to the metric range -> uint16, "
+            "irreversible wavelet, QUALITY tuned to each target bpp within 5% (whole .jp2 file)",
+            "prototype": "same network, latents stored as float16 (fixed rate ~1 bpp + header)",
+            "rd_device": compressors[default_name].device_name,
+        },
+        "models": {
+            name: {
+                "path": str(p),
+                "sha256": compressors[name].loaded.sha256,
+                "n_qualities": compressors[name].n_qualities,
+            }
+            for name, p in models.items()
+        },
+        "datasets": [],
+        "figures": {},
+        "notes": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="sar-bench-") as tmp:
+        workdir = Path(tmp)
+        datasets: list[Dataset] = []
+        if not args.quick:
+            datasets, skipped = shared_datasets(args.data)
+            if skipped:
+                clock.log(skipped)
+                results["notes"].append(skipped)
+        sim_size = args.sim_size or (256 if args.quick else 1024)
+        datasets += simulated_datasets(workdir, sim_size, (1,) if args.quick else (1, 4))
+        _rate_distortion(args, datasets, compressors, qualities, workdir, clock, results)
+        rd_name = f"rd_{date}.png"
+        plots.rd_figure(results["datasets"], args.out / rd_name)
+        results["figures"]["rd"] = rd_name
+        results["timings"] = {"rate_distortion_s": clock.elapsed}
+        speed_q = min(3, n_q)
+        results["speed"] = _speed(args, models[default_name], speed_q, workdir, clock)
+        results["timings"]["speed_s"] = clock.elapsed - results["timings"]["rate_distortion_s"]
+        mem_start = clock.elapsed
+        results["memory"] = _memory(args, models[default_name], speed_q, results["speed"], clock, workdir)
+        results["timings"]["memory_s"] = clock.elapsed - mem_start
+    results["duration_s"] = clock.elapsed
+    report.write_json(results, args.out / f"{date}.json")
+    md = args.out / f"{date}.md"
+    md.write_text(report.markdown(results), encoding="utf-8")
+    shutil.copyfile(md, args.out / "latest.md")
+    clock.log(f"wrote {args.out / f'{date}.json'}, {md.name}, latest.md, {rd_name}")
+    return results
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except SARCompressorError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

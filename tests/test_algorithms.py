@@ -1,0 +1,428 @@
+"""The Processing algorithms as QGIS runs them: processing.run, batch, modeler, qgis_process, cancel, errors.
+
+Inputs are simulated GeoTIFFs; the model is the random-initialised `tiny_model_path` (quality numbers are
+meaningless, only their ranges and the plumbing are tested).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingModelAlgorithm,
+    QgsProcessingModelChildAlgorithm,
+    QgsProcessingModelChildParameterSource,
+    QgsProcessingModelOutput,
+    QgsProcessingModelParameter,
+    QgsProcessingOutputLayerDefinition,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterLayer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSingleBandGrayRenderer,
+)
+
+from sar_compressor.engine.simulate import write_scene
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class RecordingFeedback(QgsProcessingFeedback):
+    """Keeps what the algorithm logged, for asserting on messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.infos: list[str] = []
+        self.errors: list[str] = []
+
+    def pushInfo(self, info: str) -> None:  # noqa: N802 (QGIS API name)
+        self.infos.append(info)
+
+    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803
+        self.errors.append(error)
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_processing):
+    """The provider as the plugin registers it; removed again if this module added it."""
+    from sar_compressor.algorithms.provider import SARCompressorProvider
+
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("sar_compressor")
+    added = provider is None
+    if added:  # keep the Python object referenced, as the plugin does
+        provider = SARCompressorProvider()
+        assert registry.addProvider(provider)
+    yield provider
+    if added:
+        registry.removeProvider(provider)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    return write_scene(tmp_path_factory.mktemp("scene") / "scene.tif", 160, 192, seed=3)
+
+
+@pytest.fixture(scope="module")
+def compressed(provider, scene, tiny_model_path, tmp_path_factory):
+    """One compression with a reconstruction, shared by the tests that only read its results."""
+    import processing
+
+    out = tmp_path_factory.mktemp("compressed")
+    feedback = RecordingFeedback()
+    results = processing.run(
+        "sar_compressor:compress",
+        {
+            "INPUT": str(scene),
+            "MODEL_FILE": str(tiny_model_path),
+            "QUALITY": 2,
+            "OUTPUT": str(out / "scene.sarz"),
+            "RECONSTRUCTION": str(out / "reconstruction.tif"),
+        },
+        feedback=feedback,
+    )
+    return results, feedback
+
+
+def assert_same_grid(path: str | Path, reference: str | Path) -> None:
+    """Same CRS, extent, size and data type as the reference raster, as QGIS reads them."""
+    layer, ref = QgsRasterLayer(str(path), "result"), QgsRasterLayer(str(reference), "reference")
+    assert layer.isValid() and ref.isValid()
+    assert layer.crs() == ref.crs() and layer.crs().authid() == "EPSG:32631"
+    assert layer.extent() == ref.extent()
+    assert (layer.width(), layer.height()) == (ref.width(), ref.height())
+    assert layer.dataProvider().dataType(1) == ref.dataProvider().dataType(1)
+
+
+def test_compress_writes_sarz_reconstruction_and_numbers(compressed, scene):
+    results, feedback = compressed
+    assert Path(results["OUTPUT"]).stat().st_size > 0
+    assert Path(results["OUTPUT"]).read_bytes()[:4] == b"SARZ"
+    assert_same_grid(results["RECONSTRUCTION"], scene)
+    assert results["RATIO"] > 1 and 0 < results["BPP"] < 32
+    assert math.isfinite(results["PSNR"]) and results["PSNR"] > 0
+    assert -1 <= results["SSIM"] <= 1
+    assert "Device: CPU" in feedback.infos
+
+
+def test_decompress_restores_the_grid_and_equals_the_reconstruction(
+    compressed, scene, tiny_model_path, tmp_path
+):
+    import processing
+
+    feedback = RecordingFeedback()
+    results = processing.run(
+        "sar_compressor:decompress",
+        {
+            "INPUT": compressed[0]["OUTPUT"],
+            "MODEL_FILE": str(tiny_model_path),
+            "COG": True,
+            "OUTPUT": str(tmp_path / "decompressed.tif"),
+        },
+        feedback=feedback,
+    )
+    assert_same_grid(results["OUTPUT"], scene)
+    assert "Device: CPU" in feedback.infos
+    with rasterio.open(results["OUTPUT"]) as dec, rasterio.open(compressed[0]["RECONSTRUCTION"]) as rec:
+        assert np.array_equal(dec.read(1), rec.read(1), equal_nan=True)
+
+
+def test_evaluate_numbers_and_html_report(compressed, scene, tmp_path):
+    import processing
+
+    results = processing.run(
+        "sar_compressor:evaluate",
+        {
+            "ORIGINAL": str(scene),
+            "RECONSTRUCTION": compressed[0]["RECONSTRUCTION"],
+            "OUTPUT_HTML": str(tmp_path / "report.html"),
+        },
+    )
+    assert results["PSNR"] == pytest.approx(compressed[0]["PSNR"])
+    assert -1 <= results["SSIM"] <= 1 and results["DB_RMSE"] > 0
+    assert results["MEAN_RATIO"] > 0 and results["ENL_RATIO"] > 0 and -1 <= results["EPI"] <= 1
+    page = Path(results["OUTPUT_HTML"]).read_text(encoding="utf-8")
+    assert "<table>" in page and "Edge preservation index" in page and "dB, unclipped" in page
+    assert 'src="data:image/png;base64,' in page
+
+
+def test_band_of_a_multiband_raster(provider, tiny_model_path, tmp_path):
+    import processing
+
+    src = tmp_path / "three.tif"
+    single = write_scene(tmp_path / "single.tif", 64, 80, seed=5)
+    with rasterio.open(single) as one:
+        profile, data = one.profile, one.read(1)
+    profile.update(count=3)
+    with rasterio.open(src, "w", **profile) as dst:
+        for band in (1, 2, 3):
+            dst.write(data * band, band)
+    params = {"INPUT": str(src), "MODEL_FILE": str(tiny_model_path), "OUTPUT": str(tmp_path / "x.sarz")}
+    with pytest.raises(QgsProcessingException, match="3 bands: choose the band"):
+        processing.run("sar_compressor:compress", params)
+    assert not (tmp_path / "x.sarz").exists()
+
+    params.update(BAND=2, RECONSTRUCTION=str(tmp_path / "band2.tif"))
+    results = processing.run("sar_compressor:compress", params)
+    assert results["PSNR"] > 0  # band 2 of the original measured against band 1 of the reconstruction
+    evaluated = processing.run(
+        "sar_compressor:evaluate",
+        {
+            "ORIGINAL": str(src),
+            "ORIGINAL_BAND": 2,
+            "RECONSTRUCTION": results["RECONSTRUCTION"],
+            "OUTPUT_HTML": str(tmp_path / "band2.html"),
+        },
+    )
+    assert evaluated["PSNR"] == pytest.approx(results["PSNR"])
+
+
+def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):
+    import processing
+
+    corrupt = tmp_path / "corrupt.sarz"
+    data = bytearray(Path(compressed[0]["OUTPUT"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    truncated = tmp_path / "truncated.sarz"
+    truncated.write_bytes(bytes(data[:40]))
+    for bad in (corrupt, truncated, tmp_path / "missing.sarz"):
+        output = tmp_path / f"{bad.stem}.tif"
+        with pytest.raises(
+            QgsProcessingException, match=r"(?i)crc|corrupt|truncated|not found|does not exist"
+        ):
+            processing.run("sar_compressor:decompress", {"INPUT": str(bad), "OUTPUT": str(output)})
+        assert not output.exists()
+
+
+def test_non_file_layer_is_refused(provider, tmp_path):
+    import processing
+
+    layer = QgsRasterLayer("type=xyz&url=http://localhost:1/{z}/{x}/{y}.png&zmax=1", "tiles", "wms")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        with pytest.raises(QgsProcessingException, match="reads files only"):
+            processing.run("sar_compressor:compress", {"INPUT": layer, "OUTPUT": str(tmp_path / "x.sarz")})
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_cancel_mid_run_leaves_no_output(provider, tiny_model_path, tmp_path):
+    import processing
+
+    big = write_scene(tmp_path / "big.tif", 640, 256, seed=9)  # several strips: cancel lands mid-run
+    feedback = RecordingFeedback()
+    progress = []
+
+    def cancel_after_first(percent: float) -> None:
+        progress.append(percent)
+        if percent > 0:
+            feedback.cancel()
+
+    feedback.progressChanged.connect(cancel_after_first)
+    outputs = [tmp_path / "cancelled.sarz", tmp_path / "cancelled.tif"]
+    results = processing.run(
+        "sar_compressor:compress",
+        {
+            "INPUT": str(big),
+            "MODEL_FILE": str(tiny_model_path),
+            "OUTPUT": str(outputs[0]),
+            "RECONSTRUCTION": str(outputs[1]),
+        },
+        feedback=feedback,
+    )
+    assert results == {} and 0 < progress[0] < 100
+    assert "Cancelled: no output was written." in feedback.infos
+    left = {p.name for p in tmp_path.iterdir()} - {"big.tif", "big.tif.aux.xml"}  # .aux.xml: GDAL statistics
+    assert not left  # no output, no temporary file
+
+
+def test_reconstruction_is_styled_like_the_loaded_source(
+    provider, scene, tiny_model_path, tmp_path, qgis_iface
+):
+    """Results load through context.layersToLoadOnCompletion with the source layer's renderer."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+
+    project = QgsProject.instance()
+    source = QgsRasterLayer(str(scene), "scene")
+    renderer = QgsSingleBandGrayRenderer(source.dataProvider(), 1)
+    renderer.setGradient(QgsSingleBandGrayRenderer.WhiteToBlack)
+    source.setRenderer(renderer)
+    project.addMapLayer(source)
+    try:
+        alg = QgsApplication.processingRegistry().createAlgorithmById("sar_compressor:compress")
+        context = QgsProcessingContext()
+        context.setProject(project)
+        feedback = RecordingFeedback()
+        params = {
+            "INPUT": source.id(),
+            "MODEL_FILE": str(tiny_model_path),
+            "OUTPUT": str(tmp_path / "styled.sarz"),
+            "RECONSTRUCTION": QgsProcessingOutputLayerDefinition(str(tmp_path / "styled.tif"), project),
+        }
+        results, ok = alg.run(params, context, feedback)
+        assert ok, feedback.errors
+        assert context.willLoadLayerOnCompletion(results["RECONSTRUCTION"])
+        assert handleAlgorithmResults(alg, context, feedback, False)
+        loaded = [
+            layer for layer in project.mapLayers().values() if layer.source() == results["RECONSTRUCTION"]
+        ]
+        assert len(loaded) == 1
+        assert isinstance(loaded[0].renderer(), QgsSingleBandGrayRenderer)
+        assert loaded[0].renderer().gradient() == QgsSingleBandGrayRenderer.WhiteToBlack
+        project.removeMapLayer(loaded[0].id())
+    finally:
+        project.removeMapLayer(source.id())
+
+
+def test_batch_runs_two_inputs(provider, tiny_model_path, tmp_path, qgis_iface):
+    """QGIS's batch dialog, filled and run programmatically (it runs its rows synchronously in 3.22)."""
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from processing.tools import dataobjects
+
+    scenes = [write_scene(tmp_path / f"batch{i}.tif", 64, 96, seed=10 + i) for i in range(2)]
+    alg = QgsApplication.processingRegistry().createAlgorithmById("sar_compressor:compress")
+    dialog = BatchAlgorithmDialog(alg)
+    panel = dialog.mainWidget()
+    panel.checkLoadLayersOnCompletion.setChecked(False)
+    panel.addRow()
+    assert panel.batchRowCount() == 2
+    context = dataobjects.createContext()
+    for row, path in enumerate(scenes):
+        panel.wrappers[row][panel.parameter_to_column["INPUT"]].setParameterValue(str(path), context)
+        panel.wrappers[row][panel.parameter_to_column["MODEL_FILE"]].setParameterValue(
+            str(tiny_model_path), context
+        )
+        output = panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column["OUTPUT"])
+        output.setValue(str(path.with_suffix(".sarz")))
+    dialog.runAlgorithm()
+    for path in scenes:
+        assert path.with_suffix(".sarz").read_bytes()[:4] == b"SARZ"
+    dialog.deleteLater()
+
+
+def test_model_chains_compress_decompress_evaluate(provider, scene, tiny_model_path, tmp_path):
+    """A QgsProcessingModelAlgorithm built in code, as the graphical modeler would save it."""
+    model = QgsProcessingModelAlgorithm("sar roundtrip", "tests")
+    model.addModelParameter(
+        QgsProcessingParameterRasterLayer("raster", "Raster"), QgsProcessingModelParameter("raster")
+    )
+    model.addModelParameter(
+        QgsProcessingParameterFile("weights", "Model file"), QgsProcessingModelParameter("weights")
+    )
+
+    def child(alg_id: str, child_id: str, sources: dict, outputs: list[str]) -> None:
+        step = QgsProcessingModelChildAlgorithm(alg_id)
+        step.setChildId(child_id)
+        for name, source in sources.items():
+            step.addParameterSources(name, [source])
+        for param in step.algorithm().parameterDefinitions():  # the modeler's dialog fills in the defaults
+            if param.name() not in sources and not param.isDestination():
+                step.addParameterSources(param.name(), [from_value(param.defaultValue())])
+        step.setModelOutputs({name: _model_output(name, child_id) for name in outputs})
+        model.addChildAlgorithm(step)
+
+    from_input = QgsProcessingModelChildParameterSource.fromModelParameter
+    from_value = QgsProcessingModelChildParameterSource.fromStaticValue
+    from_child = QgsProcessingModelChildParameterSource.fromChildOutput
+    child(
+        "sar_compressor:compress",
+        "compress",
+        {"INPUT": from_input("raster"), "MODEL_FILE": from_input("weights")},
+        ["OUTPUT"],
+    )
+    child(
+        "sar_compressor:decompress",
+        "decompress",
+        {"INPUT": from_child("compress", "OUTPUT"), "MODEL_FILE": from_input("weights")},
+        ["OUTPUT"],
+    )
+    child(
+        "sar_compressor:evaluate",
+        "evaluate",
+        {"ORIGINAL": from_input("raster"), "RECONSTRUCTION": from_child("decompress", "OUTPUT")},
+        ["OUTPUT_HTML"],
+    )
+    ok, errors = model.validate()
+    assert ok, errors
+    context, feedback = QgsProcessingContext(), RecordingFeedback()
+    params = {
+        "raster": str(scene),
+        "weights": str(tiny_model_path),
+        "compress:OUTPUT": str(tmp_path / "model.sarz"),
+        "decompress:OUTPUT": str(tmp_path / "model.tif"),
+        "evaluate:OUTPUT_HTML": str(tmp_path / "model.html"),
+    }
+    results, ok = model.run(params, context, feedback)
+    assert ok, feedback.errors
+    assert_same_grid(tmp_path / "model.tif", scene)
+    assert (tmp_path / "model.sarz").exists() and "<table>" in (tmp_path / "model.html").read_text()
+    assert results["evaluate:OUTPUT_HTML"] == str(tmp_path / "model.html")
+
+
+def _model_output(name: str, child_id: str) -> QgsProcessingModelOutput:
+    output = QgsProcessingModelOutput(name)
+    output.setChildId(child_id)
+    output.setChildOutputName(name)
+    return output
+
+
+def _qgis_process() -> str | None:
+    """Debian's wrapper script passes --noversioncheck, which 3.22's binary rejects: prefer the binary."""
+    return shutil.which("qgis_process.bin") or shutil.which("qgis_process")
+
+
+@pytest.mark.skipif(_qgis_process() is None, reason="qgis_process is not installed")
+def test_qgis_process_runs_compress(scene, tiny_model_path, tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "sar_compressor").symlink_to(REPO, target_is_directory=True)
+    site = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    env = dict(
+        os.environ,
+        HOME=str(tmp_path / "home"),
+        QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "profile"),
+        QGIS_PLUGINPATH=str(plugins),
+        QT_QPA_PLATFORM="offscreen",
+        PYTHONPATH=os.pathsep.join(site),  # qgis_process embeds the system Python: give it the venv's torch
+    )
+    exe = _qgis_process()
+    enabled = subprocess.run(
+        [exe, "plugins", "enable", "sar_compressor"], env=env, capture_output=True, text=True
+    )
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    sarz = tmp_path / "cli.sarz"
+    proc = subprocess.run(
+        [
+            exe,
+            "--json",
+            "run",
+            "sar_compressor:compress",
+            "--",
+            f"INPUT={scene}",
+            f"MODEL_FILE={tiny_model_path}",
+            "QUALITY=1",
+            f"OUTPUT={sarz}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = json.loads(proc.stdout[proc.stdout.index("{") :])["results"]
+    assert results["OUTPUT"] == str(sarz) and sarz.read_bytes()[:4] == b"SARZ"
+    assert results["RATIO"] > 1 and results["BPP"] > 0

@@ -1,0 +1,158 @@
+"""The sar-compressor command line: every subcommand through main([...]), exit codes, honest printed bpp,
+the installed console script, `python -m sar_compressor`, and Ctrl-C leaving no output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from sar_compressor.engine.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = REPO / ".venv" / "bin"
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "scene.tif"
+    assert main(["simulate", str(path), "--size", "300", "200", "--seed", "4"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def sarz(scene, tiny_model_path) -> Path:
+    out = scene.with_name("scene.sarz")
+    assert (
+        main(["-q", "compress", str(scene), str(out), "--model", str(tiny_model_path), "--device", "cpu"])
+        == 0
+    )
+    return out
+
+
+def test_simulate(scene, capsys, tmp_path):
+    with rasterio.open(scene) as ds:
+        assert (ds.height, ds.width, ds.dtypes[0]) == (300, 200, "float32") and ds.crs is not None
+    path = tmp_path / "dn.tif"
+    assert (
+        main(["simulate", str(path), "--size", "40", "50", "--kind", "amplitude", "--dtype", "uint16"]) == 0
+    )
+    with rasterio.open(path) as ds:
+        assert ds.dtypes[0] == "uint16"
+    assert "simulated 40x50 amplitude uint16" in capsys.readouterr().out
+
+
+def test_compress_prints_honest_bpp_and_psnr(scene, tiny_model_path, tmp_path, capsys):
+    out, rec = tmp_path / "q2.sarz", tmp_path / "rec.tif"
+    args = ["compress", str(scene), str(out), "--model", str(tiny_model_path), "--quality", "2"]
+    args += [
+        "--device",
+        "cpu",
+        "--reconstruction",
+        str(rec),
+        "--mean-correction",
+        "global",
+        "--range",
+        "model",
+    ]
+    assert main(["-q", *args]) == 0
+    line = capsys.readouterr().out
+    bpp = float(re.search(r"([0-9.]+) bpp", line).group(1))
+    assert bpp == pytest.approx(8 * out.stat().st_size / (300 * 200), abs=1e-4)
+    ratio = float(re.search(r"ratio ([0-9.]+):1", line).group(1))
+    assert ratio == pytest.approx(300 * 200 * 4 / out.stat().st_size, abs=0.05)
+    assert "PSNR" in line and "quality 2" in line and "CPU" in line
+    assert rec.exists()
+
+
+def test_decompress_info_evaluate(sarz, scene, tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "dec.tif"
+    assert main(["-q", "decompress", str(sarz), str(out), "--model", str(tiny_model_path), "--cog"]) == 0
+    with rasterio.open(out) as ds, rasterio.open(scene) as src:
+        assert ds.crs == src.crs and ds.transform == src.transform and ds.dtypes == src.dtypes
+    capsys.readouterr()
+    assert main(["info", str(sarz)]) == 0
+    text = capsys.readouterr().out
+    assert "baseline" in text and "EPSG:32631" in text and "quality 3/6" in text
+    assert main(["info", str(sarz), "--json"]) == 0
+    header = json.loads(capsys.readouterr().out)
+    assert header["file_bytes"] == sarz.stat().st_size and header["input"]["width"] == 200
+    assert main(["evaluate", str(scene), str(out), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert np.isfinite(metrics["psnr_db"]) and "ssim" in metrics
+    assert main(["evaluate", str(scene), str(out)]) == 0
+    assert "mean_ratio" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, tiny_model_path, sarz, capsys):
+    two = tmp_path / "two.tif"
+    profile = {"driver": "GTiff", "width": 20, "height": 20, "count": 2, "dtype": "float32"}
+    with rasterio.open(two, "w", **profile) as ds:
+        ds.write(np.ones((2, 20, 20), np.float32))
+    assert main(["compress", str(two), str(tmp_path / "x.sarz"), "--model", str(tiny_model_path)]) == 2
+    err = capsys.readouterr().err
+    assert "error: raster has 2 bands; choose one with --band" in err and "Traceback" not in err
+    assert main(["compress", str(tmp_path / "none.tif"), str(tmp_path / "x.sarz")]) == 2
+    assert "error: input raster not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.sarz"
+    junk.write_bytes(b"not a sarz file at all")
+    assert main(["info", str(junk)]) == 2
+    assert "not a .sarz file" in capsys.readouterr().err
+    assert (
+        main(["-q", "decompress", str(sarz), str(tmp_path / "d.tif"), "--model", str(tmp_path / "x.pt")]) == 2
+    )
+    assert "error: file was made with model baseline" in capsys.readouterr().err
+    assert not (tmp_path / "x.sarz").exists() and not (tmp_path / "d.tif").exists()
+
+
+def test_models_help_and_usage(capsys):
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.strip()
+    assert main(["--help"]) == 0
+    assert "compress" in capsys.readouterr().out
+    assert main(["compress"]) == 2
+    assert main(["frobnicate"]) == 2
+
+
+def test_console_script_and_module(sarz):
+    script = VENV_BIN / "sar-compressor"
+    if not script.exists():
+        pytest.skip("console script not installed (run make setup)")
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "decompress" in done.stdout
+    done = subprocess.run(
+        [sys.executable, "-m", "sar_compressor", "info", str(sarz)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "baseline" in done.stdout, done.stderr
+
+
+def test_ctrl_c_cancels_cleanly(tmp_path, tiny_model_path):
+    src = tmp_path / "big.tif"
+    assert main(["simulate", str(src), "--size", "1536", "512"]) == 0
+    out = tmp_path / "big.sarz"
+    cmd = [sys.executable, "-m", "sar_compressor", "compress", str(src), str(out)]
+    cmd += ["--model", str(tiny_model_path), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # the log line printed once pass 2 (the network work) starts
+        assert "quality" in line, line
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "cancel" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]

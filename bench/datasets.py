@@ -13,6 +13,7 @@ from ..engine.metrics import detect_file_kind, metric_range, to_domains, valid_m
 
 SHARED_SAR = Path(__file__).resolve().parents[2] / "shared" / "sar-data"
 BAND = 1  # band 1 of multi-band files
+RANGE_LABEL = "original 0.5-99.5 pct, the same for every codec"
 
 
 @dataclass
@@ -52,8 +53,10 @@ def load(path: Path, source: str, name: Optional[str] = None) -> Dataset:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    with warnings.catch_warnings(), rasterio.open(path) as src:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        src = rasterio.open(path)
+    with src:
         kind = detect_file_kind(src, BAND)
         raw = src.read(BAND)
         nodata = src.nodata

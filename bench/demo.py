@@ -20,8 +20,8 @@ DEMO_SIZE = 1024
 PNG_CROP = 1024  # the picture shows a central crop at full resolution (speckle texture stays visible)
 
 
-def _central_crop_db(path: Path, kind: str, size: int = PNG_CROP) -> np.ndarray:
-    """dB of a central window of band 1 (NaN where nodata), read without loading the whole raster."""
+def _central_crop_db(path: Path, kind: str, band: int = 1, size: int = PNG_CROP) -> np.ndarray:
+    """dB of a central window of one band (NaN where nodata), read without loading the whole raster."""
     import rasterio
 
     from ..engine.metrics import to_domains
@@ -30,7 +30,7 @@ def _central_crop_db(path: Path, kind: str, size: int = PNG_CROP) -> np.ndarray:
     with rasterio.open(path) as ds:
         h, w = min(ds.height, size), min(ds.width, size)
         row0, col0 = (ds.height - h) // 2, (ds.width - w) // 2
-        arr = ds.read(1, window=((row0, row0 + h), (col0, col0 + w)))
+        arr = ds.read(band, window=((row0, row0 + h), (col0, col0 + w)))
         nodata = ds.nodata
     db, _ = to_domains(arr, kind)
     return np.where(valid_mask(arr, nodata), db, np.nan)
@@ -43,6 +43,7 @@ def run(
     quality: int = 3,
     device: str = "auto",
     size: int = DEMO_SIZE,
+    band: int = 1,
 ) -> dict:
     """The whole demo; returns the figures it prints (also written to out/demo.json)."""
     from ..engine.codec import compress_file, decompress_file
@@ -56,11 +57,13 @@ def run(
         input_path = write_scene(out / "scene.tif", size, size, looks=1, seed=0, kind="intensity")
         print(f"simulated a georeferenced {size}x{size} single-look intensity scene: {input_path}")
     sarz, recon = out / f"{input_path.stem}.sarz", out / f"{input_path.stem}_reconstruction.tif"
-    cstats = compress_file(input_path, sarz, model=model, quality=quality, device=device, log=print)
+    cstats = compress_file(
+        input_path, sarz, model=model, quality=quality, band=band, device=device, log=print
+    )
     dstats = decompress_file(sarz, recon, model=model, device=device, log=print)
-    metrics = evaluate_files(input_path, recon)
+    metrics = evaluate_files(input_path, recon, band=band, reconstruction_band=1)
     png = render_side_by_side(
-        _central_crop_db(input_path, metrics["kind"]),
+        _central_crop_db(input_path, metrics["kind"], band),
         _central_crop_db(recon, metrics["kind"]),
         out / "side_by_side.png",
         (metrics["range"]["vmin"], metrics["range"]["vmax"]),
@@ -96,9 +99,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--quality", type=int, default=3)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--size", type=int, default=DEMO_SIZE, help="side of the simulated scene")
+    p.add_argument("--band", type=int, default=1, help="band of a multi-band --input (default 1)")
     args = p.parse_args(argv)
     try:
-        run(args.out, args.input, args.model, args.quality, args.device, args.size)
+        run(args.out, args.input, args.model, args.quality, args.device, args.size, args.band)
     except ModelError as exc:
         print(f"error: {exc}. Train one with `make train` or pass --model PATH.", file=sys.stderr)
         return 2

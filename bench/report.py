@@ -128,14 +128,15 @@ def _memory_table(memory: Optional[dict]) -> list[str]:
     lines = [
         f"## Memory ({size}x{size} float32 = {raster / MB:.0f} MiB, {memory['device']}, subprocesses)",
         "",
-        "| step | seconds | peak RSS MiB | RSS before the step MiB | peak / raster size |",
-        "|---|---|---|---|---|",
+        "| step | seconds | peak RSS MiB | RSS before MiB | peak - before MiB | peak / raster size |",
+        "|---|---|---|---|---|---|",
     ]
     for step in ("compress", "decompress"):
         s = memory[step]
+        before = s["rss_before_bytes"] or 0
         lines.append(
-            f"| {step} | {s['seconds']:.1f} | {s['peak_rss_bytes'] / MB:.0f} | "
-            f"{(s['rss_before_bytes'] or 0) / MB:.0f} | {s['peak_rss_bytes'] / raster:.2f} |"
+            f"| {step} | {s['seconds']:.1f} | {s['peak_rss_bytes'] / MB:.0f} | {before / MB:.0f} | "
+            f"{(s['peak_rss_bytes'] - before) / MB:.0f} | {s['peak_rss_bytes'] / raster:.2f} |"
         )
     if memory.get("size_note"):
         lines += ["", memory["size_note"]]

@@ -15,17 +15,19 @@ import math
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from ..engine.codec import DEFAULT_QUALITY
 from ..engine.errors import SARCompressorError
 from . import jpeg2000, memory, plots, report, speed
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
-from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
+from .rate_distortion import FIXED_TARGETS, SweepCompressor, jpeg2000_db, run_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench" / "results"
@@ -80,7 +82,7 @@ def machine_info() -> dict:
     import rasterio
     import torch
 
-    info = {
+    return {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
@@ -95,7 +97,6 @@ def machine_info() -> dict:
         "gdal": rasterio.__gdal_version__,
         "jpeg2000_driver": jpeg2000.DRIVER,
     }
-    return info
 
 
 def _cpu_model() -> Optional[str]:
@@ -124,8 +125,8 @@ def _crop_dataset(datasets: list[Dataset]) -> Dataset:
 
 
 def _rate_distortion(args, datasets, compressors, qualities, workdir, clock, results) -> None:
-    default = next(iter(compressors))
-    crop_q = qualities[len(qualities) // 2]
+    default = results["speed_model"]
+    crop_q = DEFAULT_QUALITY if DEFAULT_QUALITY in qualities else qualities[-1]
     crop_ds = _crop_dataset(datasets)
     for ds in datasets:
         clock.log(f"rate-distortion: {ds.name} ({ds.height}x{ds.width}, {ds.kind})")
@@ -162,7 +163,9 @@ def _memory(args, model: Path, quality: int, speed_result: dict, clock: Clock, w
     size = min(args.large_size, fit, QUICK_LARGE if args.quick else args.large_size)
     estimate = (args.large_size**2 / 1e6) * s_per_mpx + CHILD_OVERHEAD_S
     note = None
-    if size < args.large_size:
+    if args.quick:
+        note = f"Quick run: {size}x{size}."
+    elif size < args.large_size:
         note = (
             f"Requested {args.large_size}x{args.large_size}: estimated {estimate / 60:.0f} min at the "
             f"measured {s_per_mpx:.2f} s/Mpx (generate + compress + decompress), over the "
@@ -190,11 +193,22 @@ def _speed(args, model: Path, quality: int, workdir: Path, clock: Clock) -> dict
     return result
 
 
+def _stage(name: str, results: dict, clock: Clock, fn: Callable[[], dict]) -> Optional[dict]:
+    """Run a later stage; a failure is recorded in the notes instead of losing the results so far."""
+    start = clock.elapsed
+    try:
+        return fn()
+    except (SARCompressorError, RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        clock.log(f"{name} failed: {exc}")
+        results["notes"].append(f"{name} failed: {type(exc).__name__}: {exc}")
+        return None
+    finally:
+        results["timings"][f"{name}_s"] = clock.elapsed - start
+
+
 def run(args: argparse.Namespace) -> dict:
     clock = Clock()
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")
-    from ..engine.compressor import SARCompressor
-
     jpeg2000.require()
     models = _models(args.model)
     if not models:
@@ -203,22 +217,57 @@ def run(args: argparse.Namespace) -> dict:
             "or pass --model PATH"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    date = datetime.date.today().isoformat()
-    compressors = {name: SARCompressor(path, device="auto") for name, path in models.items()}
-    default_name = next(iter(compressors))
-    n_q = compressors[default_name].n_qualities
-    qualities = [1, n_q] if args.quick else list(range(1, n_q + 1))
-    results: dict = {
-        "date": date,
+    compressors = {name: SweepCompressor(path, device="auto") for name, path in models.items()}
+    results = _header(args, models, compressors)
+    with tempfile.TemporaryDirectory(prefix="sar-bench-") as tmp:
+        workdir = Path(tmp)
+        datasets = _datasets(args, workdir, results, clock)
+        _rate_distortion(
+            args, datasets, compressors, results["settings"]["qualities"], workdir, clock, results
+        )
+        results["figures"]["rd"] = f"rd_{results['date']}.png"
+        plots.rd_figure(results["datasets"], args.out / results["figures"]["rd"])
+        results["timings"] = {"rate_distortion_s": clock.elapsed}
+        _speed_and_memory(args, models[results["speed_model"]], workdir, clock, results)
+    results["duration_s"] = clock.elapsed
+    _write(results, args.out, clock)
+    return results
+
+
+def _speed_and_memory(args, model: Path, workdir: Path, clock: Clock, results: dict) -> None:
+    """Speed, then memory sized by the measured speed; failures become notes."""
+    quality = min(DEFAULT_QUALITY, results["settings"]["n_qualities"])
+    results["speed"] = _stage("speed", results, clock, lambda: _speed(args, model, quality, workdir, clock))
+    if results["speed"] is None:
+        results["memory"] = {"skipped": "no speed measurement to size the raster with"}
+        return
+    measured = _stage(
+        "memory", results, clock, lambda: _memory(args, model, quality, results["speed"], clock, workdir)
+    )
+    results["memory"] = measured or {"skipped": "failed, see notes"}
+
+
+def _header(args, models: dict[str, Path], compressors: dict) -> dict:
+    """The results dict before any measurement: date, machine, settings, models."""
+    from ..engine.models.checkpoint import DEFAULT_MODEL
+
+    default = DEFAULT_MODEL if DEFAULT_MODEL in compressors else next(iter(compressors))
+    n_q = compressors[default].n_qualities
+    return {
+        "date": datetime.date.today().isoformat(),
         "quick": bool(args.quick),
         "machine": machine_info(),
+        "speed_model": default,
         "settings": {
-            "qualities": qualities,
+            "qualities": [1, n_q] if args.quick else list(range(1, n_q + 1)),
+            "n_qualities": n_q,
             "metric_range": "original 0.5-99.5 percentile dB (per dataset, the same for every codec)",
             "jpeg2000": "GDAL JP2OpenJPEG via rasterio, dB clipped to the metric range -> uint16, "
             "irreversible wavelet, QUALITY tuned to each target bpp within 5% (whole .jp2 file)",
             "prototype": "same network, latents stored as float16 (fixed rate ~1 bpp + header)",
-            "rd_device": compressors[default_name].device_name,
+            "rd_encoder": "encoder output memoised per strip across quality levels (it does not depend on "
+            "the level); each level runs the real compress_file",
+            "rd_device": compressors[default].device_name,
         },
         "models": {
             name: {
@@ -232,34 +281,26 @@ def run(args: argparse.Namespace) -> dict:
         "figures": {},
         "notes": [],
     }
-    with tempfile.TemporaryDirectory(prefix="sar-bench-") as tmp:
-        workdir = Path(tmp)
-        datasets: list[Dataset] = []
-        if not args.quick:
-            datasets, skipped = shared_datasets(args.data)
-            if skipped:
-                clock.log(skipped)
-                results["notes"].append(skipped)
-        sim_size = args.sim_size or (256 if args.quick else 1024)
-        datasets += simulated_datasets(workdir, sim_size, (1,) if args.quick else (1, 4))
-        _rate_distortion(args, datasets, compressors, qualities, workdir, clock, results)
-        rd_name = f"rd_{date}.png"
-        plots.rd_figure(results["datasets"], args.out / rd_name)
-        results["figures"]["rd"] = rd_name
-        results["timings"] = {"rate_distortion_s": clock.elapsed}
-        speed_q = min(3, n_q)
-        results["speed"] = _speed(args, models[default_name], speed_q, workdir, clock)
-        results["timings"]["speed_s"] = clock.elapsed - results["timings"]["rate_distortion_s"]
-        mem_start = clock.elapsed
-        results["memory"] = _memory(args, models[default_name], speed_q, results["speed"], clock, workdir)
-        results["timings"]["memory_s"] = clock.elapsed - mem_start
-    results["duration_s"] = clock.elapsed
-    report.write_json(results, args.out / f"{date}.json")
-    md = args.out / f"{date}.md"
+
+
+def _datasets(args, workdir: Path, results: dict, clock: Clock) -> list[Dataset]:
+    datasets: list[Dataset] = []
+    if not args.quick:
+        datasets, skipped = shared_datasets(args.data)
+        if skipped:
+            clock.log(skipped)
+            results["notes"].append(skipped)
+    sim_size = args.sim_size or (256 if args.quick else 1024)
+    return datasets + simulated_datasets(workdir, sim_size, (1,) if args.quick else (1, 4))
+
+
+def _write(results: dict, out: Path, clock: Clock) -> None:
+    date = results["date"]
+    report.write_json(results, out / f"{date}.json")
+    md = out / f"{date}.md"
     md.write_text(report.markdown(results), encoding="utf-8")
-    shutil.copyfile(md, args.out / "latest.md")
-    clock.log(f"wrote {args.out / f'{date}.json'}, {md.name}, latest.md, {rd_name}")
-    return results
+    shutil.copyfile(md, out / "latest.md")
+    clock.log(f"wrote {out / f'{date}.json'}, {md.name}, latest.md and the figures")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=("float32", "uint16"), default="float32")
 
     sub.add_parser("models", help="list the bundled models and their quality levels")
+    for name, text in (
+        ("bench", "rate-distortion, speed and memory against JPEG 2000 (options: bench --help)"),
+        ("train", "train a variable-rate model (options: train --help)"),
+    ):
+        sub.add_parser(name, help=text, add_help=False)  # listed for --help; main() hands their arguments on
     return p
 
 
@@ -166,7 +171,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
     if args.reconstruction:
         from .metrics import evaluate_files
 
-        metrics = evaluate_files(args.input, args.reconstruction, band=args.band or 1)
+        metrics = evaluate_files(args.input, args.reconstruction, band=args.band or 1, reconstruction_band=1)
         psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB, SSIM {_fmt(metrics['ssim'])}"
     print(
         f"{args.output}: ratio {stats.ratio:.1f}:1, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
@@ -298,6 +303,21 @@ def _cmd_models(args: argparse.Namespace, job: _Job) -> int:
     return 0
 
 
+def _run_bench(argv: list[str]) -> int:
+    # bench/ and training/ build on the engine, never the reverse: imported only when these commands run.
+    from ..bench.run import main as bench_main
+
+    return bench_main(argv)
+
+
+def _run_train(argv: list[str]) -> int:
+    from ..training.train import main as train_main
+
+    return train_main(argv)
+
+
+PASSTHROUGH: dict[str, Callable[[list[str]], int]] = {"bench": _run_bench, "train": _run_train}
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
     "compress": _cmd_compress,
     "decompress": _cmd_decompress,
@@ -310,6 +330,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; returns the exit code (0 ok, 2 error, 130 cancelled)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:  # their own parsers take the rest of the line
+        return PASSTHROUGH[argv[0]](argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from . import preprocessing as pp
-from .compressor import SARCompressor
+from .compressor import DOWNSAMPLE, HALO, LATENT_HALO, TILE, SARCompressor
 from .container import FORMAT_VERSION, ContainerReader, container_bytes, write_container
 from .errors import CancelledError, ContainerError, InputError, ModelError, SARCompressorError
 from .raster_io import RasterInfo, RasterReader, StripWriter, open_info
@@ -267,11 +267,11 @@ class _Layout:
 
     @property
     def latent_width(self) -> int:
-        return math.ceil(self.width / 16)
+        return math.ceil(self.width / DOWNSAMPLE)
 
     @property
     def latent_height(self) -> int:
-        return math.ceil(self.height / 16)
+        return math.ceil(self.height / DOWNSAMPLE)
 
     @property
     def block_rows(self) -> int:
@@ -286,7 +286,7 @@ class _Layout:
         return row0, min(STRIP_ROWS, self.height - row0)
 
     def latent_rows(self, k: int) -> int:
-        return math.ceil(self.strip_rows(k)[1] / 16)
+        return math.ceil(self.strip_rows(k)[1] / DOWNSAMPLE)
 
 
 @dataclass
@@ -335,13 +335,13 @@ def _split_chunk(payload: bytes, k: int, layout: _Layout) -> tuple[int, list[byt
 
 
 def _decode_raw(comp: SARCompressor, layout: _Layout, prev: Optional[_Strip], cur: _Strip, nxt, cancel, tick):
-    """Decoder output of a strip in dB (before the gain), using 2 latent rows of each neighbour as halo."""
+    """Decoder output of a strip in dB (before the gain), with latent rows of the neighbours as halo."""
     parts, top, bottom = [cur.y_hat], 0, 0
     if prev is not None:
-        top = min(2, prev.y_hat.shape[1])
+        top = min(LATENT_HALO, prev.y_hat.shape[1])
         parts.insert(0, prev.y_hat[:, -top:])
     if nxt is not None:
-        bottom = min(2, nxt.y_hat.shape[1])
+        bottom = min(LATENT_HALO, nxt.y_hat.shape[1])
         parts.append(nxt.y_hat[:, :bottom])
     x01 = comp.decode_strip(np.concatenate(parts, axis=1), top, bottom, cancel=cancel, on_batch=tick)
     return pp.denormalize(x01[: cur.rows, : layout.width], layout.rng)
@@ -543,7 +543,7 @@ class _Encoder:
 
         layout, nodata = self.layout, self.source.info.nodata
         row0, rows = layout.strip_rows(k)
-        lo, hi = max(0, row0 - 32), min(layout.height, row0 + rows + 32)
+        lo, hi = max(0, row0 - HALO), min(layout.height, row0 + rows + HALO)
         raw = self.source.read(lo, hi)
         top, bottom = row0 - lo, hi - row0 - rows
         valid = pp.valid_mask(raw, nodata)
@@ -649,9 +649,9 @@ class _Encoder:
                 "channels": layout.latent_channels,
                 "height": layout.latent_height,
                 "width": layout.latent_width,
-                "tile": 256,
-                "halo": 32,
-                "latent_halo": 2,
+                "tile": TILE,
+                "halo": HALO,
+                "latent_halo": LATENT_HALO,
             },
             "gain": {
                 "mode": layout.mean_correction,

@@ -27,7 +27,7 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03  # Wang et al. 2004
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003
 ENL_WINDOW = 15
 ENL_FRACTION = 0.10
-MAX_FULL_PIXELS = 50_000_000  # above this, evaluate_files accumulates strip by strip
+MAX_FULL_PIXELS = 4096 * 4096  # above this, evaluate_files accumulates strip by strip (bounded memory)
 MAX_CROP = 4096  # ...and measures the neighbourhood metrics on a central crop of at most this size
 SUBSAMPLE_PIXELS = 4_000_000  # pixels used for the range percentiles of a large file
 STRIP_ROWS = 512
@@ -297,17 +297,19 @@ def evaluate_arrays(
     kind: str = "intensity",
     rng: Optional[RangeLike] = None,
     nodata: Optional[float] = None,
+    rng_label: str = "given",
 ) -> dict:
     """All metrics for an original and its reconstruction (same shape, same kind); nodata applies to both.
 
     kind: "intensity" | "amplitude" | "complex" (linear), "db", or "uint8" (display product: native values,
-    data range 255). rng: the dB range (default: the original's 0.5-99.5 percentiles of valid dB values).
+    data range 255). rng: the dB range (default: the original's 0.5-99.5 percentiles of valid dB values);
+    rng_label says where a given rng comes from, for the domain texts.
     """
     orig, recon = np.asarray(orig), np.asarray(recon)
     _check_shapes(orig.shape, recon.shape)
     if orig.ndim != 2:
         raise InputError(f"expected 2-D rasters, got shape {orig.shape}")
-    return _evaluate_pair(_pair(orig, recon, kind, nodata, nodata), kind, rng)
+    return _evaluate_pair(_pair(orig, recon, kind, nodata, nodata), kind, rng, rng_label)
 
 
 def _check_shapes(a: tuple, b: tuple) -> None:
@@ -315,19 +317,19 @@ def _check_shapes(a: tuple, b: tuple) -> None:
         raise InputError(f"original {tuple(a)} and reconstruction {tuple(b)} differ in shape")
 
 
-def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike]) -> dict:
+def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike], rng_label: str) -> dict:
     if not p.mask.any():
         raise InputError("no pixel is valid in both the original and the reconstruction")
-    rng_t, source = _resolve_range(rng, kind, lambda: p.o[p.mask], "")
+    rng_t, source = _resolve_range(rng, kind, lambda: p.o[p.mask], "", rng_label)
     sums = _Sums()
     sums.add(p, rng_t)
     return _assemble(kind, rng_t, source, sums, _spatial(p, rng_t), crop_note="", pixels=p.mask.size)
 
 
-def _resolve_range(rng, kind: str, values, note: str) -> tuple[tuple[float, float], str]:
+def _resolve_range(rng, kind: str, values, note: str, label: str) -> tuple[tuple[float, float], str]:
     """The given range, or the default one (values() gives the original's valid dB values)."""
     if rng is not None:
-        return as_range(rng), "given"
+        return as_range(rng), label
     if kind == "uint8":
         return (0.0, 255.0), "uint8 full scale"
     return _percentile_range(values(), DEFAULT_PERCENTILES), "original 0.5-99.5 pct" + note
@@ -397,23 +399,30 @@ def evaluate_files(
     kind: str = "auto",
     rng: Optional[RangeLike] = None,
     reconstruction_band: Optional[int] = None,
+    rng_label: str = "given",
 ) -> dict:
     """Metrics of one band of two rasters (each file's own nodata excluded).
 
-    reconstruction_band: the reconstruction's band when it differs from `band` (a single-band reconstruction
-    of band 3 of a multi-band original is band 1).
+    reconstruction_band: the reconstruction's band when it differs from `band`; by default `band`, or 1 when
+    the reconstruction has a single band (a decompressed band 3 of a multi-band original is band 1).
 
     kind "auto": uint8 -> display product (native values); otherwise the codec's detection on the original
-    (preprocessing.detect_kind), applied to both files. Rasters above ~50 Mpx are accumulated strip by strip
+    (preprocessing.detect_kind), applied to both files. Rasters above 4096x4096 are accumulated strip by strip
     (range percentiles from a decimated read) and the neighbourhood metrics are measured on a central crop of
     at most 4096x4096; the domain texts say so.
     """
-    import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    with warnings.catch_warnings(), rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # metrics need no georeferencing
-        rband = band if reconstruction_band is None else reconstruction_band
+        return _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label)
+
+
+def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label) -> dict:
+    import rasterio
+
+    with rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
+        rband = reconstruction_band or (1 if sr.count == 1 else band)
         for src, name, b in ((so, "original", band), (sr, "reconstruction", rband)):
             if not 1 <= b <= src.count:
                 raise InputError(f"band {b} does not exist in the {name} ({src.count} band(s)): {src.name}")
@@ -422,10 +431,10 @@ def evaluate_files(
             kind = detect_file_kind(so, band)
         if so.height * so.width <= MAX_FULL_PIXELS:
             result = _evaluate_pair(
-                _pair(so.read(band), sr.read(rband), kind, so.nodata, sr.nodata), kind, rng
+                _pair(so.read(band), sr.read(rband), kind, so.nodata, sr.nodata), kind, rng, rng_label
             )
         else:
-            result = _evaluate_large(so, sr, band, kind, rng, rband)
+            result = _evaluate_large(so, sr, band, kind, rng, rband, rng_label)
     result["band"] = band
     return result
 
@@ -443,7 +452,7 @@ def detect_file_kind(src, band: int = 1) -> str:
     return detect_kind(dtype, sample, src.descriptions[band - 1], src.tags(band))
 
 
-def _evaluate_large(so, sr, band, kind, rng, rband) -> dict:
+def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str) -> dict:
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
@@ -455,7 +464,8 @@ def _evaluate_large(so, sr, band, kind, rng, rband) -> dict:
         db, _ = to_domains(sample, kind)
         return db[valid_mask(sample, so.nodata) & np.isfinite(db)]
 
-    rng_t, source = _resolve_range(rng, kind, sample_values, f", from every {step}th row and column")
+    note = f", from every {step}th row and column"
+    rng_t, source = _resolve_range(rng, kind, sample_values, note, rng_label)
     sums = _Sums()
     for r0 in range(0, height, STRIP_ROWS):
         win = Window(0, r0, width, min(STRIP_ROWS, height - r0))

@@ -101,6 +101,19 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, tiny_model_path, sarz, c
     assert main(["compress", str(two), str(tmp_path / "x.sarz"), "--model", str(tiny_model_path)]) == 2
     err = capsys.readouterr().err
     assert "error: raster has 2 bands; choose one with --band" in err and "Traceback" not in err
+    rec = tmp_path / "band2.tif"
+    args = [
+        "-q",
+        "compress",
+        str(two),
+        str(tmp_path / "b2.sarz"),
+        "--band",
+        "2",
+        "--reconstruction",
+        str(rec),
+    ]
+    assert main([*args, "--model", str(tiny_model_path)]) == 0
+    assert "PSNR" in capsys.readouterr().out
     assert main(["compress", str(tmp_path / "none.tif"), str(tmp_path / "x.sarz")]) == 2
     assert "error: input raster not found" in capsys.readouterr().err
     junk = tmp_path / "junk.sarz"
@@ -156,3 +169,21 @@ def test_ctrl_c_cancels_cleanly(tmp_path, tiny_model_path):
     assert proc.returncode == 130, err
     assert "cancel" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]
+
+
+def test_demo_runs_end_to_end(tmp_path, tiny_model_path, capsys):
+    from sar_compressor.bench.demo import main as demo_main
+
+    out = tmp_path / "demo"
+    assert (
+        demo_main(["--out", str(out), "--model", str(tiny_model_path), "--size", "256", "--device", "cpu"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    for word in ("ratio", "bpp", "PSNR", "SSIM", "mean ratio"):
+        assert word in printed
+    assert (out / "side_by_side.png").stat().st_size > 10_000
+    report = json.loads((out / "demo.json").read_text())
+    assert report["compress"]["bpp"] == pytest.approx(8 * (out / "scene.sarz").stat().st_size / 256**2)
+    assert demo_main(["--out", str(tmp_path / "d2"), "--model", str(tmp_path / "absent.pt")]) == 2
+    assert "--model PATH" in capsys.readouterr().err

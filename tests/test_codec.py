@@ -467,3 +467,18 @@ def test_bright_and_varint_helpers_round_trip():
         codec._Bright.decode(bright.encode(), 1000)
     with pytest.raises(ContainerError):
         codec._Bright.decode(zlib.compress(struct.pack("<I", 3) + b"\x01"), 100)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_real_sar_crops_round_trip(shared_sar_dir, tmp_path, comp):
+    """Every crop in ../shared/sar-data: band 1 comes back with its size, dtype and georeferencing."""
+    for src in sorted(shared_sar_dir.glob("*.tif")):
+        sarz, out = tmp_path / f"{src.stem}.sarz", tmp_path / f"{src.stem}.tif"
+        stats = codec.compress_file(src, sarz, compressor=comp, band=1)
+        codec.decompress_file(sarz, out, compressor=comp)
+        with rasterio.open(src) as a, rasterio.open(out) as b:
+            assert (b.height, b.width, b.count, b.dtypes[0]) == (a.height, a.width, 1, a.dtypes[0]), src.name
+            assert b.crs == a.crs and b.transform == a.transform, src.name
+            assert b.descriptions[0] == a.descriptions[0], src.name
+        assert stats.bpp == pytest.approx(8 * sarz.stat().st_size / (a.height * a.width)), src.name

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pytest_qgis.utils import process_events
 from qgis.core import (
     QgsApplication,
     QgsContrastEnhancement,
@@ -81,20 +82,16 @@ def make_dock(qgis_iface):
         return dock
 
     yield make
-    for dock in docks:
+    while docks:
+        dock = docks.pop()
         if dock.run is not None and dock.run.running:
             dock.cancel_run()
             _wait(dock.runFinished, 30)
         dock.canvases.clear()
         dock.close()
-        dock.deleteLater()
-    QgsApplication.taskManager().cancelAll()
-    QgsApplication.processEvents()
-    docks.clear()
+        del dock
+    process_events()  # also runs the deleteLater of finished tasks, which hold their callbacks
     gc.collect()  # while QGIS is alive: layers and tasks freed after exitQgis crash
-    import collections
-    c = collections.Counter(type(o).__module__ + "." + type(o).__name__ for o in gc.get_objects() if type(o).__module__.startswith(("qgis", "PyQt5", "sar_compressor")))
-    print("ALIVE", sorted(c.items()))
 
 
 def _wait(signal, timeout_s: float) -> bool:
@@ -116,24 +113,31 @@ def _wait(signal, timeout_s: float) -> bool:
 def _run(dock, cancel_at_progress: float | None = None) -> list[str]:
     """Click Run and wait for the task (and the metrics); returns the task's final status signals."""
     statuses: list[str] = []
+    finished: list[bool] = []
     loop = QEventLoop()
-    dock.runFinished.connect(loop.quit)
-    timer = QTimer()
-    timer.setSingleShot(True)
-    timer.timeout.connect(loop.quit)
-    timer.start(RUN_TIMEOUT_S * 1000)
+
+    def done(ok: bool) -> None:
+        finished.append(ok)
+        loop.quit()
+
+    dock.runFinished.connect(done)
+    QTimer.singleShot(RUN_TIMEOUT_S * 1000, loop.quit)
     dock.run_button.click()
     task = dock.run.task
-    assert task is not None, dock.run.error_message()
-    task.taskCompleted.connect(lambda: statuses.append("completed"))
-    task.taskTerminated.connect(lambda: statuses.append("terminated"))
-    if cancel_at_progress is not None:
-        dock.run.progressChanged.connect(
-            lambda value: dock.cancel_button.click() if value >= cancel_at_progress else None
-        )
-    loop.exec_()
-    dock.runFinished.disconnect(loop.quit)
-    assert timer.isActive(), "the run did not finish in time"
+    if task is not None:
+        task.taskCompleted.connect(lambda: statuses.append("completed"))
+        task.taskTerminated.connect(lambda: statuses.append("terminated"))
+
+    def cancel(value: float) -> None:
+        if cancel_at_progress is not None and value >= cancel_at_progress:
+            dock.cancel_button.click()
+
+    dock.run.progressChanged.connect(cancel)
+    if not finished:
+        loop.exec_()
+    dock.runFinished.disconnect(done)
+    dock.run.progressChanged.disconnect(cancel)  # a connected closure holding the dock would leak it
+    assert finished, "the run did not finish in time"
     QgsApplication.processEvents()
     return statuses
 
@@ -271,6 +275,19 @@ def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project
     assert not dock.load_button.isEnabled()
     assert list(out.iterdir()) == []
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene, tiny_model_path):
+    Path(scene.source()).unlink()  # the layer stays open, but the algorithm needs the file
+    dock = make_dock()
+    dock.set_layer(scene)
+    dock.set_model_path(tiny_model_path)
+
+    assert _run(dock) == []  # prepareAlgorithm refused it: no task was queued
+    assert dock.run.successful is False
+    assert "not a file on disk" in dock.status_label.text()
+    assert dock.last_error == dock.status_label.text()
+    assert not dock.load_button.isEnabled() and dock.run_button.isEnabled()
 
 
 def test_missing_torch_shows_message_not_traceback(make_dock, monkeypatch, scene):

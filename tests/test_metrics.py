@@ -205,6 +205,19 @@ def test_evaluate_files_matches_arrays_and_checks_sizes(tmp_path):
         m.evaluate_files(a, b, band=2)
 
 
+def test_reconstruction_band_of_a_multiband_original(tmp_path):
+    x = np.stack([_speckle((64, 80), seed=s).astype(np.float32) for s in (20, 21)])
+    profile = {"driver": "GTiff", "width": 80, "height": 64, "count": 2, "dtype": "float32"}
+    profile.update(crs="EPSG:32631", transform=rasterio.transform.from_origin(500000, 4000000, 10, 10))
+    with rasterio.open(tmp_path / "two.tif", "w", **profile) as dst:
+        dst.write(x)
+    recon = _write(tmp_path / "one.tif", (x[1] * 0.5).astype(np.float32))
+    r = m.evaluate_files(tmp_path / "two.tif", recon, band=2, reconstruction_band=1)
+    assert r["mean_ratio"] == pytest.approx(0.5, rel=1e-6) and r["band"] == 2
+    with pytest.raises(InputError, match="band 2 does not exist in the reconstruction"):
+        m.evaluate_files(tmp_path / "two.tif", recon, band=2)
+
+
 def test_large_files_are_accumulated_in_strips_with_a_crop(tmp_path, monkeypatch):
     x = _speckle((300, 260), seed=11).astype(np.float32)
     y = (x * 0.7).astype(np.float32)

@@ -57,6 +57,8 @@ def engine_config(
     """The checkpoint 'config': model, typical training range, quality levels, and how it was trained."""
     cfg = tr.cfg
     model_cfg: dict[str, Any] = {"name": cfg.model, "latent_channels": tr.model.latent_channels}
+    if hasattr(tr.model, "base_channels"):
+        model_cfg["base_channels"] = int(tr.model.base_channels)
     return {
         "model": model_cfg,
         "preprocessing_params": {"vmin": data.vrange[0], "vmax": data.vrange[1], "percentiles": [0.5, 99.9]},

@@ -64,6 +64,7 @@ class TrainConfig:
     calibrate_fraction: float = 0.3
     calibrate_gain: float = 0.03
     target_bpp: tuple[float, float] = (0.1, 2.0)
+    lambda_ratio: tuple[float, float] = (1.5, 6.0)
     lambdas: list[float] | None = None
     optical_weight: float = 0.5
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -204,7 +205,7 @@ class Trainer:
             return None
         terms = self._forward(x, q)
         aux = self._aux_loss()
-        # D + R / lambda_q has the same optimum as lambda_q * D + R, but gradients of one scale for every level,
+        # D + R / lambda_q has the optimum of lambda_q * D + R but gradients of one scale at every level,
         # so the levels share the autoencoder fairly under one optimiser.
         loss = terms.loss / self.lambdas[q] + (aux if aux is not None else 0.0)
         if not bool(torch.isfinite(loss)):
@@ -237,6 +238,18 @@ class Trainer:
             return
         err = math.log(self.targets[q]) - math.log(bpp)
         self.lambdas[q] *= math.exp(self.cfg.calibrate_gain * max(-2.0, min(2.0, err)))
+        self.project_lambdas()
+
+    def project_lambdas(self) -> None:
+        """Keep each lambda within [r_min, r_max] times the one below it.
+
+        A target the architecture cannot reach (a 16-channel latent saturates well below 2 bpp) would
+        otherwise drive its lambda to infinity and that level would spend bits for nothing; capped, the top
+        levels stay on the model's rate-distortion frontier, r_max apart.
+        """
+        lo, hi = self.cfg.lambda_ratio
+        for q in range(1, len(self.lambdas)):
+            self.lambdas[q] = min(max(self.lambdas[q], lo * self.lambdas[q - 1]), hi * self.lambdas[q - 1])
 
     def set_lr(self, progress: float) -> None:
         """Constant learning rates, divided by 10 for the last part of the budget."""
@@ -316,6 +329,8 @@ class Trainer:
             "bad_validations",
         ):
             setattr(self, key, st[key])
+        if not self.calibrated:
+            self.project_lambdas()
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -336,7 +351,7 @@ class RunLog:
 
     def write(self, record: dict[str, Any], line: str) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps({**record, "time": round(time.time(), 2)}) + "\n")
         print(line, flush=True)
 
 
@@ -385,7 +400,15 @@ def _meta(tr: Trainer) -> dict[str, Any]:
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training into cfg.out; returns the exported model path."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.threads)))
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig) -> Path:
     device = pick_device(cfg.device)
     cfg = cfg.resolved(device)
     out = Path(cfg.out)
@@ -460,7 +483,6 @@ def loop(tr: Trainer, data: RunData, out: Path, log: RunLog) -> None:
             last_val = tr.step
             stop = run_validation(tr, data, out, log)
             save_atomic(tr.state(), out / "last.pt")
-            t_prev = time.time()
             if stop:
                 log.write({"type": "early_stop", "step": tr.step}, f"early stop at step {tr.step}")
                 break

@@ -23,6 +23,7 @@ from qgis.core import (
     QgsTask,
 )
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
@@ -124,14 +125,14 @@ class SARCompressorDock(QDockWidget):
         params = self._parameters(layer, band, sarz, reconstruction)
         self._clear_results()
         self._run_info = {
-            "layer": layer,
+            "layer_id": layer.id(),
             "band": band,
             "started": time.monotonic(),
             "sarz": sarz,
             "temporary_folder": temporary,
         }
         self.run = AlgorithmRun(ALGORITHM_ID, params)
-        self.run.progressChanged.connect(lambda value: self.progress_bar.setValue(int(value)))
+        self.run.progressChanged.connect(self._on_progress)
         self.run.finished.connect(self._on_run_finished)
         self._set_status(f"Compressing {layer.name()}…")
         self.progress_bar.setValue(0)
@@ -147,7 +148,7 @@ class SARCompressorDock(QDockWidget):
     def load_reconstruction(self) -> QgsRasterLayer | None:
         """Add the last reconstruction to the project, styled like the original; returns the new layer."""
         path = self.last_results.get("RECONSTRUCTION")
-        original = self._run_info.get("layer")
+        original = self._original_layer()
         if not path or original is None:
             return None
         layer = QgsRasterLayer(path, self._reconstruction_name(original))
@@ -265,7 +266,10 @@ class SARCompressorDock(QDockWidget):
         table.horizontalHeader().hide()
         table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         table.setSelectionMode(QAbstractItemView.NoSelection)
-        table.setFixedHeight(table.verticalHeader().length() + 2 * table.frameWidth() + 2)
+        table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        table.resizeRowsToContents()
+        table.setFixedHeight(table.verticalHeader().length() + 2 * table.frameWidth())
         return table
 
     # ----------------------------------------------------------------- state
@@ -330,12 +334,20 @@ class SARCompressorDock(QDockWidget):
         self._model_index = self.model_combo.currentIndex()
         self._update_state()
 
+    def _on_progress(self, value: float) -> None:
+        self.progress_bar.setValue(int(value))
+
     def _on_run_finished(self, successful: bool, results: dict) -> None:
-        run, info = self.run, self._run_info
+        if sip.isdeleted(self):  # the plugin was unloaded while the task ran
+            return
+        info = self._run_info
+        original = self._original_layer()
         self.progress_bar.setValue(100 if successful else 0)
-        if not successful:
-            self.last_error = run.error_message()
+        if not successful or original is None:
+            self.last_error = self.run.error_message() if not successful else "The input layer was removed."
             self._set_status(self.last_error, error=True)
+            if self.iface is not None and not self.run.cancel_requested:
+                self.iface.messageBar().pushWarning("SAR Compressor", self.last_error)
             self._remove_temporary_outputs()
             self._update_state()
             self.runFinished.emit(False)
@@ -344,8 +356,8 @@ class SARCompressorDock(QDockWidget):
         seconds = time.monotonic() - info["started"]
         size = os.path.getsize(info["sarz"]) if os.path.exists(info["sarz"]) else 0
         self._set_status(f"Done in {seconds:.1f} s: {info['sarz']} ({size / 1024:.1f} KiB)")
-        self._show_results(info["layer"], info["band"], results)
-        self._start_evaluation(info["layer"], info["band"], results)
+        self._show_results(original, info["band"], results)
+        self._start_evaluation(original, info["band"], results)
         self._update_state()
 
     # ----------------------------------------------------------------- results
@@ -365,17 +377,20 @@ class SARCompressorDock(QDockWidget):
     def _start_evaluation(self, original: QgsRasterLayer, band: int, results: dict) -> None:
         """Mean ratio (and PSNR/SSIM if the algorithm gave none) from engine.metrics, in a background task."""
         reconstruction = results.get("RECONSTRUCTION")
-        if "MEAN_RATIO" in results or not reconstruction:
+        if "MEAN_RATIO" in results or not reconstruction or band != 1:
+            # evaluate_files reads the same band of both files; the reconstruction has band 1 only
             self._set_metric("mean_ratio", results.get("MEAN_RATIO"))
             self.runFinished.emit(True)
             return
         source = _file_path(original)
+        kind = self.kind_combo.currentText()
+        kind = kind if kind in ("intensity", "amplitude", "db") else "auto"  # complex comes back as intensity
         self._set_metric("mean_ratio", "…")
 
         def evaluate(_task: QgsTask) -> dict:
             from ..engine.metrics import evaluate_files
 
-            return evaluate_files(source, reconstruction, band=band)
+            return evaluate_files(source, reconstruction, band=1, kind=kind)
 
         self.evaluation_task = QgsTask.fromFunction(
             "SAR Compressor: evaluating the reconstruction", evaluate, on_finished=self._on_evaluated
@@ -383,6 +398,8 @@ class SARCompressorDock(QDockWidget):
         QgsApplication.taskManager().addTask(self.evaluation_task)
 
     def _on_evaluated(self, exception: Exception | None, metrics: dict | None = None) -> None:
+        if sip.isdeleted(self):
+            return
         self.evaluation_task = None
         if exception is not None or metrics is None:
             self._set_metric("mean_ratio", None)
@@ -467,6 +484,10 @@ class SARCompressorDock(QDockWidget):
             options = list(definition.options())
             return options.index(text) if text in options else text
         return text
+
+    def _original_layer(self) -> QgsRasterLayer | None:
+        """The layer of the last run, if it is still in the project."""
+        return QgsProject.instance().mapLayer(self._run_info.get("layer_id", ""))
 
     @staticmethod
     def _reconstruction_name(original: QgsRasterLayer) -> str:

@@ -20,8 +20,8 @@ class LinkedCanvases(QWidget):
         self.left = self._make_canvas("original")
         self.right = self._make_canvas("reconstruction")
         self._syncing = False
-        self.left.extentsChanged.connect(lambda: self._mirror(self.left, self.right))
-        self.right.extentsChanged.connect(lambda: self._mirror(self.right, self.left))
+        self.left.extentsChanged.connect(self._left_changed)
+        self.right.extentsChanged.connect(self._right_changed)
 
         splitter = QSplitter(Qt.Horizontal, self)
         splitter.addWidget(self._titled("Original", self.left))
@@ -54,6 +54,13 @@ class LinkedCanvases(QWidget):
         """Redraw both canvases."""
         self.left.refresh()
         self.right.refresh()
+
+    # bound methods, not lambdas: a lambda holding self in a Qt connection is a cycle Python cannot collect
+    def _left_changed(self) -> None:
+        self._mirror(self.left, self.right)
+
+    def _right_changed(self) -> None:
+        self._mirror(self.right, self.left)
 
     def _mirror(self, source: QgsMapCanvas, target: QgsMapCanvas) -> None:
         if self._syncing:

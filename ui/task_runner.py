@@ -39,6 +39,8 @@ class AlgorithmRun(QObject):
     progressChanged = pyqtSignal(float)  # noqa: N815 (Qt naming)
     finished = pyqtSignal(bool, dict)  # successful, results
 
+    _running: set[AlgorithmRun] = set()  # alive until the task reports back, even if the dock is deleted
+
     def __init__(self, algorithm_id: str, parameters: dict, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.algorithm_id = algorithm_id
@@ -48,6 +50,7 @@ class AlgorithmRun(QObject):
         self.context.setProject(QgsProject.instance())
         self.algorithm = None
         self.task: QgsProcessingAlgRunnerTask | None = None
+        self.cancel_requested = False
         self.successful: bool | None = None
         self.results: dict = {}
 
@@ -66,27 +69,36 @@ class AlgorithmRun(QObject):
             )
             self._finish(False, {})
             return
-        self.task = QgsProcessingAlgRunnerTask(self.algorithm, self.parameters, self.context, self.feedback)
+        task = QgsProcessingAlgRunnerTask(self.algorithm, self.parameters, self.context, self.feedback)
+        if (
+            task.isCanceled()
+        ):  # prepareAlgorithm failed (its error is in the feedback); such a task never reports
+            self._finish(False, {})
+            return
+        self.task = task
         self.task.progressChanged.connect(self.progressChanged)
         self.task.executed.connect(self._finish)
+        AlgorithmRun._running.add(self)
         QgsApplication.taskManager().addTask(self.task)
 
     def cancel(self) -> None:
         """Ask the running task to stop; the algorithm checks the feedback within one batch."""
         if self.task is not None:
+            self.cancel_requested = True
             self.task.cancel()
 
     def _finish(self, successful: bool, results: dict) -> None:
         # The task manager deletes the C++ task after this signal: drop the wrapper so nothing touches it.
         self.task = None
+        AlgorithmRun._running.discard(self)
         self.successful = bool(successful) and not self.feedback.isCanceled()
         self.results = dict(results or {})
         self.finished.emit(self.successful, self.results)
 
     def error_message(self) -> str:
         """What went wrong, for the panel: the algorithm's own errors, or a plain 'cancelled'."""
-        if self.feedback.isCanceled():
-            return "Cancelled."
-        if self.feedback.errors:
+        if self.feedback.errors:  # a failed prepare cancels the task too: its error comes first
             return "\n".join(self.feedback.errors)
+        if self.cancel_requested:
+            return "Cancelled."
         return "The run failed; see the Processing log (View > Panels > Log Messages) for details."

@@ -1,0 +1,71 @@
+"""Where everything of a .sarz sits: strips of rows, latent rows, gain blocks, and the coding parameters.
+
+The encoder builds a Layout from its survey of the input, the decoder from the file header; both then walk the
+same strips, so every size they compare (chunk rows, latent rows, gain blocks) comes from one place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from . import preprocessing as pp
+from .compressor import DOWNSAMPLE
+
+STRIP_ROWS = 256
+"""Raster rows per strip (one chunk each): a multiple of the network's downsampling and of BLOCK."""
+BLOCK = 64
+"""Side of the square blocks that each get one mean-correction gain."""
+
+
+@dataclass
+class Layout:
+    """Geometry and coding parameters shared by encoder and decoder (the decoder's come from the header)."""
+
+    width: int
+    height: int
+    kind: str
+    dtype: str
+    nodata: Optional[float]
+    rng: pp.Range
+    level: int
+    mean_correction: str
+    bright_threshold: float
+    latent_channels: int
+
+    @property
+    def out_dtype(self) -> str:
+        return pp.output_dtype(self.kind, self.dtype)
+
+    @property
+    def n_strips(self) -> int:
+        return math.ceil(self.height / STRIP_ROWS)
+
+    @property
+    def latent_width(self) -> int:
+        return math.ceil(self.width / DOWNSAMPLE)
+
+    @property
+    def latent_height(self) -> int:
+        return math.ceil(self.height / DOWNSAMPLE)
+
+    @property
+    def block_rows(self) -> int:
+        return math.ceil(self.height / BLOCK)
+
+    @property
+    def block_cols(self) -> int:
+        return math.ceil(self.width / BLOCK)
+
+    def strip_rows(self, k: int) -> tuple[int, int]:
+        """First row and row count of strip k (the last strip may be short)."""
+        row0 = k * STRIP_ROWS
+        return row0, min(STRIP_ROWS, self.height - row0)
+
+    def latent_rows(self, k: int) -> int:
+        return math.ceil(self.strip_rows(k)[1] / DOWNSAMPLE)
+
+    def strip_blocks(self, rows: int) -> tuple[int, int]:
+        """Gain blocks (rows, cols) of a strip with `rows` rows."""
+        return math.ceil(rows / BLOCK), self.block_cols

@@ -1,0 +1,210 @@
+"""The bytes of one chunk: everything a strip of rows needs to be decoded, packed and checked.
+
+Chunk payload (one per strip), little-endian:
+    u16 rows | u16 latent rows | 5 x u32 section lengths | latents | gains | bright | mask | mask codes
+latents: EntropyModel.encode bytes; gains: zlib(uint8 codes, block rows x block cols) (see radiometry);
+bright: zlib(u32 count | varint position deltas | varint excess over the threshold in steps); mask:
+zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
+Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from .errors import ContainerError
+from .layout import Layout
+
+CHUNK_VERSION = 1
+"""Stored in the header: a reader refuses payloads of another layout."""
+
+_CHUNK_HEAD = struct.Struct("<HH5I")
+
+
+def varint_encode(values: np.ndarray) -> bytes:
+    """Unsigned LEB128 varints, vectorised."""
+    v = np.asarray(values, dtype=np.uint64)
+    if v.size == 0:
+        return b""
+    nbytes = np.ones(v.size, dtype=np.int64)
+    rest = v >> np.uint64(7)
+    while np.any(rest):
+        nbytes += rest > 0
+        rest = rest >> np.uint64(7)
+    k = np.arange(int(nbytes.max()), dtype=np.uint64)
+    groups = ((v[:, None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)
+    groups |= np.where(k[None, :] < (nbytes[:, None] - 1).astype(np.uint64), 0x80, 0).astype(np.uint8)
+    return groups[k[None, :] < nbytes[:, None].astype(np.uint64)].tobytes()
+
+
+def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
+    """The first `count` varints of `data` and the number of bytes they use."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    ends = np.nonzero((b & 0x80) == 0)[0][:count]
+    if len(ends) != count:
+        raise ContainerError("bright-target residuals are truncated")
+    if count == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if np.any(lengths > 8):
+        raise ContainerError("bright-target residual out of range")
+    used = int(ends[-1]) + 1
+    pos = np.arange(used) - np.repeat(starts, lengths)
+    parts = (b[:used] & 0x7F).astype(np.uint64) << (np.uint64(7) * pos.astype(np.uint64))
+    return np.add.reduceat(parts, starts).astype(np.int64), used
+
+
+def inflate(data: bytes, what: str) -> bytes:
+    """zlib.decompress with a ContainerError naming the section instead of zlib.error."""
+    try:
+        return zlib.decompress(data)
+    except zlib.error as exc:
+        raise ContainerError(f"{what} is corrupt ({exc})") from exc
+
+
+@dataclass
+class BrightResiduals:
+    """Valid pixels above the bright threshold, kept to half a step: flat positions in the strip, steps."""
+
+    positions: np.ndarray
+    steps: np.ndarray
+
+    def encode(self) -> bytes:
+        if self.positions.size == 0:
+            return b""
+        deltas = np.diff(self.positions, prepend=0)
+        body = struct.pack("<I", self.positions.size) + varint_encode(deltas) + varint_encode(self.steps)
+        return zlib.compress(body, 9)
+
+    @classmethod
+    def decode(cls, data: bytes, n_pixels: int) -> BrightResiduals:
+        if not data:
+            return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        raw = inflate(data, "bright-target residuals")
+        if len(raw) < 4:
+            raise ContainerError("bright-target residuals are truncated")
+        (count,) = struct.unpack_from("<I", raw)
+        if count > n_pixels:
+            raise ContainerError("bright-target residuals list more pixels than the strip has")
+        deltas, used = varint_decode(raw[4:], count)
+        steps, used_steps = varint_decode(raw[4 + used :], count)
+        if len(raw) != 4 + used + used_steps:
+            raise ContainerError("bright-target residuals have the wrong size")
+        positions = np.cumsum(deltas)
+        if count and (positions[-1] >= n_pixels or (count > 1 and np.any(deltas[1:] == 0))):
+            raise ContainerError("bright-target positions fall outside the strip")
+        return cls(positions, steps)
+
+
+def invalid_codes(raw: np.ndarray, invalid: np.ndarray, nodata: Optional[float]) -> np.ndarray:
+    """What each invalid pixel was, so it is restored exactly: 0 nodata, 1 NaN, 2 +inf, 3 -inf."""
+    values = raw[invalid]
+    codes = np.zeros(values.shape, dtype=np.uint8)
+    if values.dtype.kind in "fc":
+        nan = np.isnan(values)
+        if nodata is None:
+            is_nodata = np.zeros(values.shape, dtype=bool)
+        else:
+            is_nodata = nan if math.isnan(nodata) else values == nodata
+        if values.dtype.kind == "c":
+            posinf, neginf = np.isinf(values), np.zeros(values.shape, dtype=bool)
+        else:
+            posinf, neginf = np.isposinf(values), np.isneginf(values)
+        codes[~is_nodata & nan] = 1
+        codes[~is_nodata & posinf] = 2
+        codes[~is_nodata & neginf] = 3
+    return codes
+
+
+LatentDecoder = Callable[[bytes, tuple[int, int, int]], np.ndarray]
+"""(entropy-coded latents, (channels, rows, cols)) -> dequantized latents y_hat."""
+
+
+@dataclass
+class Strip:
+    """One strip in the rolling window (the encoder also keeps orig_db/use until its gains are known)."""
+
+    index: int
+    row0: int
+    rows: int
+    y_hat: np.ndarray
+    bright: BrightResiduals
+    invalid: Optional[np.ndarray]
+    codes: np.ndarray
+    latents: bytes = b""
+    orig_db: Optional[np.ndarray] = None
+    use: Optional[np.ndarray] = None
+    raw_db: Optional[np.ndarray] = None
+    gains: Optional[np.ndarray] = None
+
+    def payload(self) -> bytes:
+        """The chunk bytes of this strip."""
+        gains = zlib.compress(self.gains.tobytes(), 9) if self.gains is not None else b""
+        mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
+        codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
+        sections = [self.latents, gains, self.bright.encode(), mask, codes]
+        head = _CHUNK_HEAD.pack(self.rows, self.y_hat.shape[1], *(len(s) for s in sections))
+        return head + b"".join(sections)
+
+    @classmethod
+    def from_payload(cls, payload: bytes, k: int, layout: Layout, decode_latents: LatentDecoder) -> Strip:
+        """Strip k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
+        rows, (latents, gains, bright, mask, codes) = split_chunk(payload, k, layout)
+        shape = (layout.latent_channels, layout.latent_rows(k), layout.latent_width)
+        strip = cls(
+            index=k,
+            row0=layout.strip_rows(k)[0],
+            rows=rows,
+            y_hat=decode_latents(latents, shape),
+            bright=BrightResiduals.decode(bright, rows * layout.width),
+            invalid=None,
+            codes=np.zeros(0, np.uint8),
+        )
+        if layout.mean_correction == "block":
+            strip.gains = _read_gains(gains, k, layout.strip_blocks(rows))
+        if mask:
+            strip.invalid, strip.codes = _read_invalid(mask, codes, k, (rows, layout.width))
+        return strip
+
+
+def split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[bytes]]:
+    """Row count and the five sections of chunk k, checked against the layout."""
+    if len(payload) < _CHUNK_HEAD.size:
+        raise ContainerError(f"chunk {k} is too short")
+    rows, lat_rows, *lengths = _CHUNK_HEAD.unpack_from(payload)
+    if (rows, lat_rows) != (layout.strip_rows(k)[1], layout.latent_rows(k)):
+        raise ContainerError(f"chunk {k} does not match the raster size in the header")
+    if _CHUNK_HEAD.size + sum(lengths) != len(payload):
+        raise ContainerError(f"chunk {k} section lengths do not add up")
+    sections, pos = [], _CHUNK_HEAD.size
+    for n in lengths:
+        sections.append(payload[pos : pos + n])
+        pos += n
+    return rows, sections
+
+
+def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
+    raw = inflate(section, f"chunk {k} gains")
+    if len(raw) != blocks[0] * blocks[1]:
+        raise ContainerError(f"chunk {k}: gain block count does not match the raster size")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(blocks)
+
+
+def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The invalid-pixel mask of chunk k and the code of each invalid pixel."""
+    bits = np.frombuffer(inflate(mask, f"chunk {k} nodata mask"), dtype=np.uint8)
+    n = shape[0] * shape[1]
+    if bits.size != (n + 7) // 8:
+        raise ContainerError(f"chunk {k}: nodata mask has the wrong size")
+    invalid = np.unpackbits(bits, count=n).astype(bool).reshape(shape)
+    values = np.frombuffer(inflate(codes, f"chunk {k} mask codes"), dtype=np.uint8)
+    if values.size != int(invalid.sum()) or np.any(values > 3):
+        raise ContainerError(f"chunk {k}: nodata codes do not match the mask")
+    return invalid, values

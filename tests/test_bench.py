@@ -1,0 +1,125 @@
+"""Benchmark pieces: JPEG 2000 hits its rates, the JSON is strict, `--quick` runs end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sar_compressor.bench import jpeg2000, report
+from sar_compressor.bench.datasets import shared_datasets
+from sar_compressor.bench.rate_distortion import merged_targets
+from sar_compressor.engine import metrics
+
+pytestmark = pytest.mark.skipif(not jpeg2000.available(), reason="GDAL has no JP2OpenJPEG driver")
+
+
+def _db_image(size: int = 384, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    smooth = -12 + 6 * np.sin(6 * xx) * np.cos(4 * yy)
+    return smooth + 10 * np.log10(rng.gamma(4, 0.25, (size, size)))
+
+
+def test_uint16_mapping_round_trips_within_one_step():
+    db = _db_image(64)
+    rng = (-30.0, 5.0)
+    back = jpeg2000.uint16_to_db(jpeg2000.db_to_uint16(db, rng), rng)
+    step = (rng[1] - rng[0]) / jpeg2000.LEVELS
+    assert np.max(np.abs(back - np.clip(db, *rng))) <= step
+
+
+@pytest.mark.parametrize("target", [0.25, 1.0])
+def test_jpeg2000_hits_target_bpp(tmp_path, target):
+    db = _db_image()
+    rng = (float(np.percentile(db, 0.5)), float(np.percentile(db, 99.5)))
+    path = tmp_path / "x.jp2"
+    r = jpeg2000.compress_to_bpp(db, rng, target, path)
+    assert r.hit and abs(r.bpp / target - 1) <= 0.05
+    assert r.bpp == pytest.approx(8 * path.stat().st_size / db.size)  # whole file counted
+    assert r.db.shape == db.shape
+    psnr = metrics.evaluate_arrays(db, r.db, kind="db", rng=rng)["psnr_db"]
+    assert 15 < psnr < 60
+
+
+def test_jpeg2000_reproduces_reference_table(shared_sar_dir, tmp_path):
+    """README of ../shared/sar-data: airsar_sf_T11 at 0.25 bpp -> 32.3 dB / 0.823."""
+    ds = next(d for d in shared_datasets(shared_sar_dir)[0] if d.name.startswith("airsar_sf_T11"))
+    r = jpeg2000.compress_to_bpp(ds.db, ds.rng, 0.25, tmp_path / "t11.jp2")
+    m = metrics.evaluate_arrays(ds.db, r.db, kind="db", rng=ds.rng)
+    assert m["psnr_db"] == pytest.approx(32.3, abs=0.3)
+    assert m["ssim"] == pytest.approx(0.823, abs=0.01)
+
+
+def test_merged_targets_drop_near_duplicates():
+    assert merged_targets([0.25, 0.251, 0.5, 0.2, 0.0, 0.51]) == [0.2, 0.25, 0.5]
+
+
+def test_json_is_strict():
+    data = {"a": math.inf, "b": np.float32(1.5), "c": [np.int64(3), float("nan")], "d": (1, 2)}
+    assert report._clean(data) == {"a": None, "b": 1.5, "c": [3, None], "d": [1, 2]}
+
+
+def test_missing_shared_folder_is_a_message(tmp_path):
+    found, message = shared_datasets(tmp_path / "absent")
+    assert found == [] and "skipped" in message
+
+
+def test_sweep_compressor_reuses_the_encoder_and_changes_no_byte(tiny_model_path, tmp_path):
+    from sar_compressor.bench.rate_distortion import SweepCompressor
+    from sar_compressor.engine.codec import compress_file
+    from sar_compressor.engine.compressor import SARCompressor
+    from sar_compressor.engine.simulate import write_scene
+
+    src = write_scene(tmp_path / "s.tif", 300, 200, looks=1, seed=1)
+    plain = SARCompressor(tiny_model_path, device="cpu")
+    sweep = SweepCompressor(tiny_model_path, device="cpu")
+    for q in (1, 4):
+        compress_file(src, tmp_path / f"p{q}.sarz", quality=q, compressor=plain)
+        compress_file(src, tmp_path / f"s{q}.sarz", quality=q, compressor=sweep)
+        assert (tmp_path / f"p{q}.sarz").read_bytes() == (tmp_path / f"s{q}.sarz").read_bytes()
+    assert sweep.cache_hits == 2  # 2 strips of 256 rows, encoded once for q1, reused for q4
+
+
+def test_quick_bench_writes_all_outputs(tiny_model_path, tmp_path):
+    from sar_compressor.bench.run import main
+
+    out = tmp_path / "results"
+    assert main(["--quick", "--model", str(tiny_model_path), "--out", str(out)]) == 0
+    json_files = [p for p in out.glob("*.json")]
+    assert len(json_files) == 1
+    results = json.loads(json_files[0].read_text())
+    for key in (
+        "date",
+        "machine",
+        "settings",
+        "models",
+        "datasets",
+        "speed",
+        "memory",
+        "figures",
+        "duration_s",
+    ):
+        assert key in results
+    assert results["machine"]["cpu_count"] >= 1 and results["machine"]["torch"]
+    (ds,) = results["datasets"]
+    families = {e["family"] for e in ds["entries"]}
+    assert families == {"ours", "prototype", "jpeg2000"}
+    ours = [e for e in ds["entries"] if e["family"] == "ours"]
+    assert [e["quality"] for e in ours] == results["settings"]["qualities"]
+    for e in ds["entries"]:
+        assert e["bpp"] > 0 and "psnr_db" in e["metrics"] and "ssim" in e["metrics"]
+    proto = next(e for e in ds["entries"] if e["family"] == "prototype")
+    assert proto["bpp"] == pytest.approx(1.0, abs=0.05)  # 16 channels x 16 bits / 256 px + header
+    assert "the same for every codec" in ds["metric_domains"]["psnr_db"]
+    cpu = results["speed"]["devices"]["cpu"]
+    assert cpu["compress_mpx_s"] > 0 and cpu["compress_vs_jpeg2000"] > 0
+    assert 0 <= cpu["compress_outside_network_share"] <= 1
+    mem = results["memory"]
+    assert mem["size"] == 512 and mem["compress"]["peak_rss_bytes"] > mem["raster_bytes"]
+    for name in results["figures"].values():
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    latest = (out / "latest.md").read_text()
+    assert latest == (out / f"{results['date']}.md").read_text() and "JPEG 2000" in latest

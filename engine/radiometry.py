@@ -33,9 +33,7 @@ Gain = Union[np.ndarray, np.float32]
 """A dB gain: a field over the strip or one value for all of it."""
 
 
-def bright_residuals(
-    orig_db: np.ndarray, valid: np.ndarray, threshold: float
-) -> tuple[np.ndarray, BrightResiduals]:
+def bright_residuals(orig_db: np.ndarray, valid: np.ndarray, threshold: float) -> tuple[np.ndarray, BrightResiduals]:
     """Mask of the valid pixels above `threshold` and their excess over it in BRIGHT_STEP_DB steps."""
     bright = valid & (orig_db > threshold)
     steps = np.clip(np.rint((orig_db[bright] - threshold) / BRIGHT_STEP_DB), 0, 2**32)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .models.checkpoint import LoadedModel
 
 
-def software_version() -> str:
+def _software_version() -> str:
     """The plugin version from metadata.txt, recorded so a file says what wrote it."""
     meta = Path(__file__).resolve().parents[1] / "metadata.txt"
     with contextlib.suppress(OSError):
@@ -56,7 +56,7 @@ def build_header(
     return {
         "format": "sarz",
         "format_version": FORMAT_VERSION,
-        "software": {"name": "sar_compressor", "version": software_version()},
+        "software": {"name": "sar_compressor", "version": _software_version()},
         "model": {"name": model.name, "sha256": model.sha256, "arch": model.config.get("model", {})},
         "quality": layout.level + 1,
         "n_qualities": n_qualities,
@@ -117,14 +117,11 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
             and gain["log2_step"] == GAIN_LOG2_STEP
             and math.isfinite(float(gain["global"]))
             and float(gain["global"]) > 0,
-            "bright": header["bright"]["step_db"] == BRIGHT_STEP_DB
-            and math.isfinite(layout.bright_threshold),
+            "bright": header["bright"]["step_db"] == BRIGHT_STEP_DB and math.isfinite(layout.bright_threshold),
             "latent": (lat["height"], lat["width"]) == (layout.latent_height, layout.latent_width),
         }
     except (KeyError, TypeError, ValueError, AttributeError, SARCompressorError) as exc:
-        raise ContainerError(
-            f"the .sarz header is incomplete or invalid ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise ContainerError(f"the .sarz header is incomplete or invalid ({type(exc).__name__}: {exc})") from exc
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
         raise ContainerError(f"the .sarz header has invalid fields: {', '.join(bad)}")

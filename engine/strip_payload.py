@@ -61,7 +61,7 @@ def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
     return np.add.reduceat(parts, starts).astype(np.int64), used
 
 
-def inflate(data: bytes, what: str) -> bytes:
+def _inflate(data: bytes, what: str) -> bytes:
     """zlib.decompress with a ContainerError naming the section instead of zlib.error."""
     try:
         return zlib.decompress(data)
@@ -87,7 +87,7 @@ class BrightResiduals:
     def decode(cls, data: bytes, n_pixels: int) -> BrightResiduals:
         if not data:
             return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        raw = inflate(data, "bright-target residuals")
+        raw = _inflate(data, "bright-target residuals")
         if len(raw) < 4:
             raise ContainerError("bright-target residuals are truncated")
         (count,) = struct.unpack_from("<I", raw)
@@ -156,7 +156,7 @@ class Strip:
     @classmethod
     def from_payload(cls, payload: bytes, k: int, layout: Layout, decode_latents: LatentDecoder) -> Strip:
         """Strip k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
-        rows, (latents, gains, bright, mask, codes) = split_chunk(payload, k, layout)
+        rows, (latents, gains, bright, mask, codes) = _split_chunk(payload, k, layout)
         shape = (layout.latent_channels, layout.latent_rows(k), layout.latent_width)
         strip = cls(
             index=k,
@@ -174,7 +174,7 @@ class Strip:
         return strip
 
 
-def split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[bytes]]:
+def _split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[bytes]]:
     """Row count and the five sections of chunk k, checked against the layout."""
     if len(payload) < _CHUNK_HEAD.size:
         raise ContainerError(f"chunk {k} is too short")
@@ -191,7 +191,7 @@ def split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[bytes
 
 
 def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
-    raw = inflate(section, f"chunk {k} gains")
+    raw = _inflate(section, f"chunk {k} gains")
     if len(raw) != blocks[0] * blocks[1]:
         raise ContainerError(f"chunk {k}: gain block count does not match the raster size")
     return np.frombuffer(raw, dtype=np.uint8).reshape(blocks)
@@ -199,12 +199,12 @@ def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
 
 def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The invalid-pixel mask of chunk k and the code of each invalid pixel."""
-    bits = np.frombuffer(inflate(mask, f"chunk {k} nodata mask"), dtype=np.uint8)
+    bits = np.frombuffer(_inflate(mask, f"chunk {k} nodata mask"), dtype=np.uint8)
     n = shape[0] * shape[1]
     if bits.size != (n + 7) // 8:
         raise ContainerError(f"chunk {k}: nodata mask has the wrong size")
     invalid = np.unpackbits(bits, count=n).astype(bool).reshape(shape)
-    values = np.frombuffer(inflate(codes, f"chunk {k} mask codes"), dtype=np.uint8)
+    values = np.frombuffer(_inflate(codes, f"chunk {k} mask codes"), dtype=np.uint8)
     if values.size != int(invalid.sum()) or np.any(values > 3):
         raise ContainerError(f"chunk {k}: nodata codes do not match the mask")
     return invalid, values

@@ -33,7 +33,7 @@ def check_cancel(cancel: Cancel) -> None:
         raise CancelledError("cancelled by the user")
 
 
-class TileProgress:
+class _TileProgress:
     """Counts network tiles into progress(done, total)."""
 
     def __init__(self, total: int, progress: Progress):
@@ -51,8 +51,14 @@ class StripPass(ABC):
     def __init__(self, comp: SARCompressor, layout: Layout, progress: Progress, cancel: Cancel, passes: int = 1):
         """`passes`: network runs over every strip's tiles that `progress` counts (the encoder makes two)."""
         self.comp, self.layout, self.cancel = comp, layout, cancel
-        self.ticker = TileProgress(passes * layout.n_strips * comp.tiles_per_strip(layout.width), progress)
+        self.ticker = _TileProgress(passes * layout.n_strips * comp.tiles_per_strip(layout.width), progress)
         self.sink: Optional[Sink] = None
+        self._network_start = comp.seconds_network
+
+    @property
+    def seconds_network(self) -> float:
+        """Network time spent since this pass was made."""
+        return self.comp.seconds_network - self._network_start
 
     @property
     @abstractmethod

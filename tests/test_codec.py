@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from sar_compressor.engine import codec
+from sar_compressor.engine import codec, survey
 from sar_compressor.engine.compressor import SARCompressor
 from sar_compressor.engine.container import ContainerReader, container_bytes
 from sar_compressor.engine.errors import (
@@ -27,7 +27,10 @@ from sar_compressor.engine.errors import (
     ModelError,
     SARCompressorError,
 )
+from sar_compressor.engine.layout import Layout
+from sar_compressor.engine.radiometry import GAIN_CENTER, gain_field
 from sar_compressor.engine.simulate import simulate_scene, write_scene
+from sar_compressor.engine.strip_payload import BrightResiduals, Strip, varint_decode, varint_encode
 
 TRANSFORM = from_origin(500000.0, 4200000.0, 10.0, 10.0)
 
@@ -139,9 +142,7 @@ CASES = ["float32_intensity", "uint16_amplitude", "float32_db", "complex64", "in
 def test_round_trip_keeps_dtype_georef_nodata_and_description(tmp_path, comp, case):
     arr, nodata, kind = _make(case)
     src = _write(tmp_path / "in.tif", arr, nodata=nodata, description=f"{case} band")
-    stats = codec.compress_file(
-        src, tmp_path / "x.sarz", compressor=comp, reconstruction=tmp_path / "rec.tif"
-    )
+    stats = codec.compress_file(src, tmp_path / "x.sarz", compressor=comp, reconstruction=tmp_path / "rec.tif")
     assert stats.kind == kind
     assert stats.input_bytes == arr.size * arr.dtype.itemsize
     codec.decompress_file(tmp_path / "x.sarz", tmp_path / "out.tif", compressor=comp)
@@ -237,9 +238,7 @@ def test_cancel_leaves_no_files(tmp_path, comp):
         return len(calls) > 2
 
     with pytest.raises(CancelledError):
-        codec.compress_file(
-            src, tmp_path / "c.sarz", compressor=comp, reconstruction=tmp_path / "r.tif", cancel=cancel
-        )
+        codec.compress_file(src, tmp_path / "c.sarz", compressor=comp, reconstruction=tmp_path / "r.tif", cancel=cancel)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
     codec.compress_file(src, tmp_path / "c.sarz", compressor=comp)
     calls.clear()
@@ -265,17 +264,11 @@ def test_model_mismatch_and_missing_model(tmp_path, comp, tiny_model_path):
     with pytest.raises(ModelError, match=r"file was made with model baseline \(sha256 .*\), got baseline"):
         codec.decompress_file(tmp_path / "s.sarz", tmp_path / "d.tif", model=other_path, device="cpu")
     with pytest.raises(ModelError, match="file was made with model baseline"):
-        codec.decompress_file(
-            tmp_path / "s.sarz", tmp_path / "d.tif", model=tmp_path / "gone.pt", device="cpu"
-        )
-    with pytest.raises(
-        ModelError
-    ):  # the bundled 'baseline' is either absent or different from the tiny model
+        codec.decompress_file(tmp_path / "s.sarz", tmp_path / "d.tif", model=tmp_path / "gone.pt", device="cpu")
+    with pytest.raises(ModelError):  # the bundled 'baseline' is either absent or different from the tiny model
         codec.decompress_file(tmp_path / "s.sarz", tmp_path / "d.tif", device="cpu")
     assert not (tmp_path / "d.tif").exists()
-    stats = codec.decompress_file(
-        tmp_path / "s.sarz", tmp_path / "d.tif", model=tiny_model_path, device="cpu"
-    )
+    stats = codec.decompress_file(tmp_path / "s.sarz", tmp_path / "d.tif", model=tiny_model_path, device="cpu")
     assert stats.model_name == "baseline"
 
 
@@ -305,13 +298,9 @@ def test_mean_correction_modes_and_model_range(tmp_path, comp):
     src = write_scene(tmp_path / "s.tif", 300, 100, seed=9, nodata_fraction=0.2)
     for mode in ("global", "none"):
         out = tmp_path / f"{mode}.sarz"
-        codec.compress_file(
-            src, out, compressor=comp, mean_correction=mode, reconstruction=tmp_path / f"{mode}.tif"
-        )
+        codec.compress_file(src, out, compressor=comp, mean_correction=mode, reconstruction=tmp_path / f"{mode}.tif")
         codec.decompress_file(out, tmp_path / f"{mode}_dec.tif", compressor=comp)
-        np.testing.assert_array_equal(
-            _read(tmp_path / f"{mode}.tif")[0], _read(tmp_path / f"{mode}_dec.tif")[0]
-        )
+        np.testing.assert_array_equal(_read(tmp_path / f"{mode}.tif")[0], _read(tmp_path / f"{mode}_dec.tif")[0])
         assert codec.read_header(out)["gain"]["mode"] == mode
     assert _temp_leftovers(tmp_path) == []
     stats = codec.compress_file(src, tmp_path / "m.sarz", compressor=comp, range_mode="model")
@@ -321,7 +310,7 @@ def test_mean_correction_modes_and_model_range(tmp_path, comp):
 
 
 def test_gain_field_interpolates_between_block_centres():
-    layout = codec._Layout(
+    layout = Layout(
         width=128,
         height=64,
         kind="intensity",
@@ -333,9 +322,9 @@ def test_gain_field_interpolates_between_block_centres():
         bright_threshold=10.0,
         latent_channels=16,
     )
-    strip = codec._Strip(0, 0, 64, np.zeros((16, 4, 8), np.float32), None, None, np.zeros(0, np.uint8))
-    strip.gains = np.array([[codec.GAIN_CENTER, codec.GAIN_CENTER + 32]], dtype=np.uint8)  # x1, x2
-    field = codec._gain_field(layout, [None, strip, None], strip)
+    strip = Strip(0, 0, 64, np.zeros((16, 4, 8), np.float32), None, None, np.zeros(0, np.uint8))
+    strip.gains = np.array([[GAIN_CENTER, GAIN_CENTER + 32]], dtype=np.uint8)  # x1, x2
+    field = gain_field(layout, [None, strip, None], strip)
     db2 = 10 * math.log10(2)
     assert field[:, :32] == pytest.approx(0.0)
     assert field[:, 96:] == pytest.approx(db2, abs=1e-6)
@@ -375,7 +364,7 @@ def test_memory_does_not_grow_with_height(tmp_path, comp, monkeypatch):
     """Peak numpy allocation (tracemalloc) for 3072 rows stays that of 1024 rows (both fill the rolling window
     of strips). The pass-1 sample is bounded on its own (4M values); it is made small here so that only the
     streaming part is compared."""
-    monkeypatch.setattr(codec, "SAMPLE_VALUES", 16384)
+    monkeypatch.setattr(survey, "SAMPLE_VALUES", 16384)
     small, large = _peak_bytes(tmp_path, comp, 1024), _peak_bytes(tmp_path, comp, 3072)
     assert large < 1.25 * small, (small, large)
 
@@ -456,17 +445,17 @@ def _header_of(comp) -> dict:
 
 def test_bright_and_varint_helpers_round_trip():
     values = np.array([0, 1, 127, 128, 300, 2**31, 2**40], dtype=np.int64)
-    decoded, used = codec._varint_decode(codec._varint_encode(values) + b"\x05", len(values))
+    decoded, used = varint_decode(varint_encode(values) + b"\x05", len(values))
     np.testing.assert_array_equal(decoded, values)
-    assert used == len(codec._varint_encode(values))
-    bright = codec._Bright(np.array([3, 4, 1000, 99999]), np.array([0, 1, 200, 5000]))
-    back = codec._Bright.decode(bright.encode(), 100000)
+    assert used == len(varint_encode(values))
+    bright = BrightResiduals(np.array([3, 4, 1000, 99999]), np.array([0, 1, 200, 5000]))
+    back = BrightResiduals.decode(bright.encode(), 100000)
     np.testing.assert_array_equal(back.positions, bright.positions)
     np.testing.assert_array_equal(back.steps, bright.steps)
     with pytest.raises(ContainerError):
-        codec._Bright.decode(bright.encode(), 1000)
+        BrightResiduals.decode(bright.encode(), 1000)
     with pytest.raises(ContainerError):
-        codec._Bright.decode(zlib.compress(struct.pack("<I", 3) + b"\x01"), 100)
+        BrightResiduals.decode(zlib.compress(struct.pack("<I", 3) + b"\x01"), 100)
 
 
 @pytest.mark.slow

@@ -54,9 +54,7 @@ def _scene_layer(folder: Path, size: int, name: str) -> QgsRasterLayer:
     layer = QgsRasterLayer(str(path), name)
     assert layer.isValid()
     # what a SAR user does first: a 2-98 % stretch (QGIS's default min/max is dominated by bright targets)
-    layer.setContrastEnhancement(
-        QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut
-    )
+    layer.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut)
     QgsProject.instance().addMapLayer(layer)  # qgis_iface.addRasterLayer would not add it to the project
     return layer
 
@@ -216,18 +214,12 @@ def test_run_shows_both_sides_metrics_and_loads_styled_layer(make_dock, provider
 
     # the reconstruction as a project layer with the original's style
     dock.load_button.click()
-    loaded = [
-        layer for layer in QgsProject.instance().mapLayers().values() if layer.source() == str(reconstruction)
-    ]
+    loaded = [layer for layer in QgsProject.instance().mapLayers().values() if layer.source() == str(reconstruction)]
     assert len(loaded) == 1
     styled, original = loaded[0].renderer(), scene.renderer()
     assert styled.type() == original.type()
-    assert styled.contrastEnhancement().minimumValue() == pytest.approx(
-        original.contrastEnhancement().minimumValue()
-    )
-    assert styled.contrastEnhancement().maximumValue() == pytest.approx(
-        original.contrastEnhancement().maximumValue()
-    )
+    assert styled.contrastEnhancement().minimumValue() == pytest.approx(original.contrastEnhancement().minimumValue())
+    assert styled.contrastEnhancement().maximumValue() == pytest.approx(original.contrastEnhancement().maximumValue())
 
 
 def _assert_same_view(source, target) -> None:
@@ -239,9 +231,7 @@ def _assert_same_view(source, target) -> None:
     assert source.mapUnitsPerPixel() == pytest.approx(target.mapUnitsPerPixel(), rel=0.02)
 
 
-def test_raster_without_crs_runs_and_renders(
-    make_dock, provider, tmp_path, qgis_new_project, tiny_model_path
-):
+def test_raster_without_crs_runs_and_renders(make_dock, provider, tmp_path, qgis_new_project, tiny_model_path):
     from sar_compressor.engine.simulate import write_scene
 
     path = tmp_path / "plain.tif"
@@ -257,6 +247,51 @@ def test_raster_without_crs_runs_and_renders(
     _wait_canvases(dock)
     assert not _is_blank(_render(dock.canvases.left))
     assert not _is_blank(_render(dock.canvases.right))
+
+
+def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_new_project, tiny_model_path):
+    import rasterio
+
+    from sar_compressor.engine.simulate import write_scene
+
+    single = [tmp_path / f"b{i}.tif" for i in (1, 2)]
+    for seed, path in enumerate(single):
+        write_scene(path, 128, 128, looks=1, seed=seed, kind="intensity", dtype="float32", georef=True)
+    with rasterio.open(single[0]) as a, rasterio.open(single[1]) as b:
+        profile = dict(a.profile, count=2)
+        with rasterio.open(tmp_path / "two.tif", "w", **profile) as dst:
+            dst.write(a.read(1), 1)
+            dst.write(b.read(1) * 10.0, 2)
+    layer = QgsRasterLayer(str(tmp_path / "two.tif"), "two bands")
+    QgsProject.instance().addMapLayer(layer)
+    dock = make_dock()
+    dock.set_layer(layer)
+    dock.band_combo.setBand(2)
+    dock.set_model_path(tiny_model_path)
+
+    assert _run(dock) == ["completed"], dock.last_error
+    assert dock.last_metrics["mean_ratio"] is not None
+    # an RGB-style original cannot be cloned onto one band: gray on band 1, stretched like the original band 2
+    assert layer.renderer().type() == "multibandcolor"
+    renderer = dock.reconstruction_layer.renderer()
+    assert renderer.type() == "singlebandgray" and list(renderer.usesBands()) == [1]
+    lo, hi = layer.dataProvider().cumulativeCut(2, 0.02, 0.98, layer.extent(), 250000)
+    assert renderer.contrastEnhancement().minimumValue() == pytest.approx(lo)
+    assert renderer.contrastEnhancement().maximumValue() == pytest.approx(hi)
+
+    # a gray style on the compressed band is cloned and moved to band 1, stretch included
+    from qgis.core import QgsSingleBandGrayRenderer
+
+    from sar_compressor.ui.styling import matching_renderer
+
+    gray = QgsSingleBandGrayRenderer(layer.dataProvider(), 2)
+    stretch = QgsContrastEnhancement(renderer.contrastEnhancement())
+    stretch.setMinimumValue(1.5)
+    gray.setContrastEnhancement(stretch)
+    layer.setRenderer(gray)
+    moved = matching_renderer(layer, 2, dock.reconstruction_layer)
+    assert moved.type() == "singlebandgray" and moved.grayBand() == 1
+    assert moved.contrastEnhancement().minimumValue() == pytest.approx(1.5)
 
 
 def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project, tiny_model_path):
@@ -304,9 +339,7 @@ def test_missing_torch_shows_message_not_traceback(make_dock, monkeypatch, scene
 
 
 def test_missing_model_asks_for_a_file(make_dock, monkeypatch, scene, tiny_model_path):
-    monkeypatch.setattr(
-        environment, "check_engine", lambda: environment.EngineStatus(True, environment.NO_MODEL_HINT)
-    )
+    monkeypatch.setattr(environment, "check_engine", lambda: environment.EngineStatus(True, environment.NO_MODEL_HINT))
     dock = make_dock()
     dock.set_layer(scene)
     assert dock.message_label.isVisible() and "Other model file" in dock.message_label.text()
@@ -329,3 +362,27 @@ def test_device_indicator(make_dock, monkeypatch, scene, tiny_model_path):
     monkeypatch.setattr(environment, "cuda_device_name", lambda: "NVIDIA Test GPU")
     dock.refresh_environment()
     assert "GPU: NVIDIA Test GPU" in dock.device_label.text() and dock.run_button.isEnabled()
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_screenshot_with_bundled_model_on_real_sar(make_dock, provider, shared_sar_dir, qgis_new_project):
+    """The README picture: the bundled default model on a real AIRSAR crop (skips without either)."""
+    from sar_compressor.engine.models.checkpoint import DEFAULT_MODEL, list_models
+
+    if DEFAULT_MODEL not in list_models():
+        pytest.skip("no bundled default model in resources/models")
+    layer = QgsRasterLayer(str(shared_sar_dir / "airsar_sf_T11_900x1024.tif"), "AIRSAR San Francisco (T11)")
+    layer.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut)
+    QgsProject.instance().addMapLayer(layer)
+    dock = make_dock()
+    dock.resize(900, 1000)
+    dock.set_layer(layer)
+    dock.model_combo.setCurrentIndex(dock.model_combo.findData(DEFAULT_MODEL))
+    dock.quality_spin.setValue(4)
+
+    assert _run(dock) == ["completed"], dock.last_error
+    _wait_canvases(dock)
+    assert not _is_blank(_render(dock.canvases.right))
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert dock.grab().save(str(ARTIFACTS / "dock_bundled_model.png"))

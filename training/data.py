@@ -154,9 +154,7 @@ class OpticalSource:
 class MixedPatches(Dataset):
     """Endless map-style dataset: item i draws a source by weight, then a patch, all from (seed, i)."""
 
-    def __init__(
-        self, sources: Sequence[PatchSource], weights: Sequence[float], seed: int, length: int = 2**62
-    ):
+    def __init__(self, sources: Sequence[PatchSource], weights: Sequence[float], seed: int, length: int = 2**62):
         if len(sources) != len(weights) or not sources:
             raise InputError("MixedPatches needs one weight per source and at least one source")
         w = np.asarray(weights, dtype=np.float64)

@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-def evaluate_model(
-    model: str, folder: str | Path, qualities: list[int] | None = None
-) -> list[dict[str, Any]]:
+def evaluate_model(model: str, folder: str | Path, qualities: list[int] | None = None) -> list[dict[str, Any]]:
     """One record per (file, quality): file, quality, bpp, psnr_db, ssim, mean_ratio, enl_ratio."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
@@ -70,9 +68,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m sar_compressor.training.evaluate", description=__doc__.split("\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m sar_compressor.training.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="bundled model name or checkpoint path")
     p.add_argument("--sar", required=True, help="folder of SAR GeoTIFFs")
     p.add_argument("--quality", type=int, nargs="*", default=None)

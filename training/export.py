@@ -51,9 +51,7 @@ def _half_loses_nothing(tr: Trainer, data: RunData, ref: dict[str, Any]) -> tupl
     return bool(ok), res
 
 
-def engine_config(
-    tr: Trainer, data: RunData, best_step: int, val: dict[str, Any], half: bool
-) -> dict[str, Any]:
+def engine_config(tr: Trainer, data: RunData, best_step: int, val: dict[str, Any], half: bool) -> dict[str, Any]:
     """The checkpoint 'config': model, typical training range, quality levels, and how it was trained."""
     cfg = tr.cfg
     model_cfg: dict[str, Any] = {"name": cfg.model, "latent_channels": tr.model.latent_channels}

@@ -31,9 +31,7 @@ def plot_curves(log_path: Path, png: Path) -> None:
     train = [r for r in recs if r["type"] == "train" and "loss" in r]
     vals = [r for r in recs if r["type"] == "val"]
     sets = [k for k in (vals[-1] if vals else {}) if isinstance(vals[-1][k], list) and k != "lambdas"]
-    fig, axes = plt.subplots(
-        2, 1 + max(1, len(sets)), figsize=(4.5 * (1 + max(1, len(sets))), 7), squeeze=False
-    )
+    fig, axes = plt.subplots(2, 1 + max(1, len(sets)), figsize=(4.5 * (1 + max(1, len(sets))), 7), squeeze=False)
     steps = [r["step"] for r in train]
     axes[0, 0].plot(steps, [r["loss"] for r in train])
     axes[0, 0].set(title="train RD loss", xlabel="step", yscale="log")

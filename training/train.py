@@ -271,7 +271,11 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, val: dict[str, torch.Tensor], chunk: int = 8) -> dict[str, Any]:
-        """Per set and level: bpp, PSNR, SSIM on [0, 1]; `objective` = mean RD loss over sets and levels."""
+        """Per set and level: bpp, PSNR, SSIM on [0, 1].
+
+        `objective` = mean over sets and levels of D + bpp / lambda_q (the RD loss divided by lambda_q, so every
+        level weighs the same whatever its lambda).
+        """
         out: dict[str, Any] = {}
         objective = []
         for name, xs in val.items():
@@ -286,7 +290,7 @@ class Trainer:
                 bpp = bits / float(xs[:, 0].numel())
                 s = float(ssim(rec, xs))
                 mse = float(torch.mean((rec - xs) ** 2))
-                objective.append(self.lambdas[q] * (0.5 * mse + 0.5 * (1 - s)) + bpp)
+                objective.append(0.5 * mse + 0.5 * (1 - s) + bpp / self.lambdas[q])
                 levels.append({"bpp": bpp, "psnr": psnr(rec, xs), "ssim": s})
             out[name] = levels
         out["objective"] = float(np.mean(objective))
@@ -376,9 +380,7 @@ def run_validation(tr: Trainer, data: RunData, out: Path, log: RunLog) -> bool:
     improved = False
     if tr.calibrated and (tr.best is None or res["objective"] < tr.best):
         tr.best, tr.best_step, tr.bad_validations, improved = res["objective"], tr.step, 0, True
-        save_atomic(
-            {"model": tr.model.state_dict(), "entropy": tr.entropy.state_dict(), **_meta(tr)}, out / "best.pt"
-        )
+        save_atomic({"model": tr.model.state_dict(), "entropy": tr.entropy.state_dict(), **_meta(tr)}, out / "best.pt")
     elif tr.calibrated:
         tr.bad_validations += 1
     summary = " ".join(
@@ -388,8 +390,7 @@ def run_validation(tr: Trainer, data: RunData, out: Path, log: RunLog) -> bool:
     )
     log.write(
         {"type": "val", "step": tr.step, "lambdas": tr.lambdas, "best": improved, **res},
-        f"[val {tr.step}] obj {res['objective']:.4f}{' *' if improved else ''} (bpp/psnr per level) "
-        f"{summary}",
+        f"[val {tr.step}] obj {res['objective']:.4f}{' *' if improved else ''} (bpp/psnr per level) {summary}",
     )
     return tr.calibrated and tr.bad_validations >= tr.cfg.patience
 
@@ -429,8 +430,7 @@ def _train(cfg: TrainConfig) -> Path:
             "config": asdict(cfg),
             "data": data.sources,
         },
-        f"training {cfg.model} on {device} ({torch.get_num_threads()} threads), "
-        f"data: {'; '.join(data.sources)}",
+        f"training {cfg.model} on {device} ({torch.get_num_threads()} threads), data: {'; '.join(data.sources)}",
     )
     loop(tr, data, out, log)
     from .export import export_run
@@ -488,18 +488,14 @@ def loop(tr: Trainer, data: RunData, out: Path, log: RunLog) -> None:
                 break
     if not tr.calibrated:
         tr.calibrated = True
-        log.write(
-            {"type": "calibrated", "step": tr.step, "lambdas": tr.lambdas}, f"lambdas frozen: {tr.lambdas}"
-        )
+        log.write({"type": "calibrated", "step": tr.step, "lambdas": tr.lambdas}, f"lambdas frozen: {tr.lambdas}")
     if last_val != tr.step:
         run_validation(tr, data, out, log)
     save_atomic(tr.state(), out / "last.pt")
 
 
 def _log_train(tr: Trainer, acc: list[dict[str, float]], sec_per_step: float, log: RunLog) -> None:
-    mean = (
-        {k: float(np.mean([r[k] for r in acc])) for k in ("loss", "bpp", "mse", "ssim", "aux")} if acc else {}
-    )
+    mean = {k: float(np.mean([r[k] for r in acc])) for k in ("loss", "bpp", "mse", "ssim", "aux")} if acc else {}
     lr = tr.optimizer.param_groups[0]["lr"]
     rec = {
         "type": "train",
@@ -525,24 +521,14 @@ def _log_train(tr: Trainer, acc: list[dict[str, float]], sec_per_step: float, lo
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(
-        prog="python -m sar_compressor.training.train", description=__doc__.split("\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m sar_compressor.training.train", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="baseline", help="registry name: baseline or resnet_lite_v2")
-    p.add_argument(
-        "--out", default=None, help="run folder (log, checkpoints, PNGs); default training/runs/<model>"
-    )
-    p.add_argument(
-        "--export", default=None, help="where to write the engine checkpoint; default <out>/<model>.pt"
-    )
-    p.add_argument(
-        "--npz", default=None, help="optical images .npz (default ../shared/train-data npz if present)"
-    )
+    p.add_argument("--out", default=None, help="run folder (log, checkpoints, PNGs); default training/runs/<model>")
+    p.add_argument("--export", default=None, help="where to write the engine checkpoint; default <out>/<model>.pt")
+    p.add_argument("--npz", default=None, help="optical images .npz (default ../shared/train-data npz if present)")
     p.add_argument("--images", default=None, help="folder of optical images (png/tif/jpg) instead of --npz")
     p.add_argument("--no-optical", action="store_true", help="simulator only, even if the default npz exists")
-    p.add_argument(
-        "--val-sar", default=None, help="folder of real SAR GeoTIFFs for validation (default ../shared)"
-    )
+    p.add_argument("--val-sar", default=None, help="folder of real SAR GeoTIFFs for validation (default ../shared)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--patch", type=int, default=None)
@@ -557,9 +543,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--patience", type=int, default=10, help="validations without improvement before stopping")
     p.add_argument("--calibrate-fraction", type=float, default=0.3)
-    p.add_argument(
-        "--lambdas", type=float, nargs=N_QUALITIES, default=None, help="fixed lambdas (no calibration)"
-    )
+    p.add_argument("--lambdas", type=float, nargs=N_QUALITIES, default=None, help="fixed lambdas (no calibration)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--no-ste", action="store_true", help="decoder sees noisy latents instead of rounded ones")

@@ -355,7 +355,8 @@ class SARCompressorDock(QDockWidget):
         self.last_results = dict(results)
         seconds = time.monotonic() - info["started"]
         size = os.path.getsize(info["sarz"]) if os.path.exists(info["sarz"]) else 0
-        self._set_status(f"Done in {seconds:.1f} s: {info['sarz']} ({size / 1024:.1f} KiB)")
+        self._set_status(f"Done in {seconds:.1f} s: {os.path.basename(info['sarz'])} ({size / 1024:.1f} KiB)")
+        self.status_label.setToolTip(os.path.dirname(info["sarz"]))
         self._show_results(original, info["band"], results)
         self._start_evaluation(original, info["band"], results)
         self._update_state()
@@ -377,8 +378,7 @@ class SARCompressorDock(QDockWidget):
     def _start_evaluation(self, original: QgsRasterLayer, band: int, results: dict) -> None:
         """Mean ratio (and PSNR/SSIM if the algorithm gave none) from engine.metrics, in a background task."""
         reconstruction = results.get("RECONSTRUCTION")
-        if "MEAN_RATIO" in results or not reconstruction or band != 1:
-            # evaluate_files reads the same band of both files; the reconstruction has band 1 only
+        if "MEAN_RATIO" in results or not reconstruction:
             self._set_metric("mean_ratio", results.get("MEAN_RATIO"))
             self.runFinished.emit(True)
             return
@@ -390,7 +390,7 @@ class SARCompressorDock(QDockWidget):
         def evaluate(_task: QgsTask) -> dict:
             from ..engine.metrics import evaluate_files
 
-            return evaluate_files(source, reconstruction, band=1, kind=kind)
+            return evaluate_files(source, reconstruction, band=band, kind=kind, reconstruction_band=1)
 
         self.evaluation_task = QgsTask.fromFunction(
             "SAR Compressor: evaluating the reconstruction", evaluate, on_finished=self._on_evaluated
@@ -450,9 +450,7 @@ class SARCompressorDock(QDockWidget):
         if folder:
             os.makedirs(folder, exist_ok=True)
         else:
-            folder = temporary = tempfile.mkdtemp(
-                prefix="sar_compressor_", dir=QgsProcessingUtils.tempFolder()
-            )
+            folder = temporary = tempfile.mkdtemp(prefix="sar_compressor_", dir=QgsProcessingUtils.tempFolder())
         stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("_") or "raster"
         stem = f"{stem}_q{self.quality_spin.value()}"
         return (

@@ -12,12 +12,11 @@ from qgis.core import (
     QgsRasterMinMaxOrigin,
     QgsRasterRenderer,
     QgsSingleBandGrayRenderer,
+    QgsSingleBandPseudoColorRenderer,
 )
 
 
-def matching_renderer(
-    original: QgsRasterLayer, band: int, reconstruction: QgsRasterLayer
-) -> QgsRasterRenderer:
+def matching_renderer(original: QgsRasterLayer, band: int, reconstruction: QgsRasterLayer) -> QgsRasterRenderer:
     """A renderer for `reconstruction` (one band, made from `band` of `original`) like the original's.
 
     The original's renderer is cloned (moved to band 1) when it reads only the compressed band; otherwise
@@ -26,9 +25,20 @@ def matching_renderer(
     source = original.renderer()
     if source is not None and list(source.usesBands()) == [band]:
         renderer = source.clone()
-        if band == 1 or renderer.setInputBand(1):
+        if band == 1 or _move_to_band_1(renderer):
             return renderer
     return _gray_renderer_like(original, band, reconstruction)
+
+
+def _move_to_band_1(renderer: QgsRasterRenderer) -> bool:
+    """Point a single-band renderer at band 1 (QGIS 3.22 has no generic setInputBand)."""
+    if isinstance(renderer, QgsSingleBandGrayRenderer):
+        renderer.setGrayBand(1)
+        return True
+    if isinstance(renderer, QgsSingleBandPseudoColorRenderer):
+        renderer.setBand(1)
+        return True
+    return False
 
 
 def apply_matching_style(original: QgsRasterLayer, band: int, reconstruction: QgsRasterLayer) -> None:

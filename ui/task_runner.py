@@ -70,9 +70,7 @@ class AlgorithmRun(QObject):
             self._finish(False, {})
             return
         task = QgsProcessingAlgRunnerTask(self.algorithm, self.parameters, self.context, self.feedback)
-        if (
-            task.isCanceled()
-        ):  # prepareAlgorithm failed (its error is in the feedback); such a task never reports
+        if task.isCanceled():  # prepareAlgorithm failed (its error is in the feedback); such a task never reports
             self._finish(False, {})
             return
         self.task = task

@@ -1,0 +1,260 @@
+"""Compression: the options checked, pass 1 (survey) fixing the layout, then pass 2 as a chunk generator.
+
+Pass 2 reads each strip with a halo, encodes, quantizes and entropy-codes it, decodes the quantized latents at
+once (the shared StripPass window) and measures against the original what the chunk must carry besides the
+latents: the block gains, the bright-target residuals, the invalid pixels. The finished strips can go to a
+sink too: the reconstruction raster, equal to what decompression will produce.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import preprocessing as pp
+from .compressor import HALO, SARCompressor
+from .errors import InputError, ModelError
+from .layout import Layout
+from .radiometry import (
+    MEAN_CORRECTIONS,
+    block_sums,
+    bright_residuals,
+    finalize_strip,
+    gain_codes,
+    global_gain_db,
+)
+from .raster_io import RasterInfo
+from .sarz_header import build_header
+from .strip_payload import Strip, invalid_codes
+from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
+from .survey import RANGE_MODES, RowReader, Survey, survey_band
+
+Log = Optional[Callable[[str], None]]
+
+
+@dataclass
+class BandSource:
+    """The band being compressed: its (single-band) info, its number in the input, a row reader."""
+
+    info: RasterInfo
+    band: int
+    read: RowReader
+
+    @property
+    def raw_bytes(self) -> int:
+        """Size of the band uncompressed: what the ratio is measured against."""
+        return self.info.width * self.info.height * np.dtype(self.info.dtype).itemsize
+
+
+@dataclass
+class EncodeOptions:
+    """The user's coding choices, checked against the model by `level`."""
+
+    quality: int
+    kind: str
+    range_mode: str
+    mean_correction: str
+
+    def level(self, comp: SARCompressor) -> int:
+        """The 0-based quality level; ModelError / InputError naming what is wrong."""
+        if comp.entropy is None:
+            raise ModelError(
+                f"model {comp.loaded.name} ({comp.loaded.path}) has no entropy tables "
+                "(a prototype checkpoint): it cannot write .sarz files"
+            )
+        n, quality = comp.n_qualities, self.quality
+        if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= n:
+            raise InputError(f"quality must be an integer in 1..{n}, got {quality!r}")
+        if self.range_mode not in RANGE_MODES:
+            raise InputError(f"range mode must be one of {', '.join(RANGE_MODES)}, got {self.range_mode!r}")
+        if self.mean_correction not in MEAN_CORRECTIONS:
+            raise InputError(
+                f"mean correction must be one of {', '.join(MEAN_CORRECTIONS)}, got {self.mean_correction!r}"
+            )
+        return int(quality) - 1
+
+
+class EncodePass(StripPass):
+    """Pass 2 as a chunk generator (`strips()`, consumed by the container writer); `header()` once it is
+    exhausted, then `flush_deferred()`."""
+
+    def __init__(
+        self,
+        source: BandSource,
+        comp: SARCompressor,
+        layout: Layout,
+        survey: Survey,
+        range_mode: str,
+        progress: Progress,
+        cancel: Cancel,
+    ):
+        super().__init__(comp, layout, progress, cancel, passes=2)
+        self.source, self.survey, self.range_mode = source, survey, range_mode
+        self.spool_dir: Optional[Path] = None
+        self.sum_o = self.sum_r = 0.0
+        self.n_valid = self.n_clipped = self.n_bright = 0
+        self.deferred: list[tuple[Path, Strip]] = []
+
+    @classmethod
+    def plan(
+        cls,
+        source: BandSource,
+        comp: SARCompressor,
+        options: EncodeOptions,
+        progress: Progress = None,
+        cancel: Cancel = None,
+        log: Log = None,
+    ) -> EncodePass:
+        """Options checked and pass 1 done: a pass whose layout is fixed for every strip."""
+        level = options.level(comp)
+        pp.check_dtype(source.info.dtype)
+        model_range = pp.Range(comp.loaded.vmin, comp.loaded.vmax) if options.range_mode == "model" else None
+        survey = survey_band(source.info, source.read, options.kind, model_range)
+        layout = Layout(
+            width=source.info.width,
+            height=source.info.height,
+            kind=survey.kind,
+            dtype=source.info.dtype,
+            nodata=source.info.nodata,
+            rng=survey.rng,
+            level=level,
+            mean_correction=options.mean_correction,
+            bright_threshold=survey.rng.vmax,
+            latent_channels=comp.latent_channels,
+        )
+        if log is not None:
+            log(
+                f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind}, range "
+                f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}] dB ({options.range_mode}), model "
+                f"{comp.loaded.name}, quality {level + 1}/{comp.n_qualities}, {comp.device_name}, "
+                f"batch {comp.batch_size}"
+            )
+        return cls(source, comp, layout, survey, options.range_mode, progress, cancel)
+
+    @contextlib.contextmanager
+    def reconstructing(self, sink: Sink, spool_parent: Optional[Path]) -> Iterator[None]:
+        """Send the finished strips to `sink` too. Under "global" correction they wait on disk (a temporary
+        folder in `spool_parent`) until `flush_deferred`, as the gain is known only after the last strip."""
+        self.sink = sink
+        if self.layout.mean_correction != "global":
+            yield
+            return
+        with tempfile.TemporaryDirectory(prefix=".sarz-spool-", dir=spool_parent) as spool:
+            self.spool_dir = Path(spool)
+            yield
+
+    def load(self, k: int) -> Strip:
+        """Read strip k with its halo, encode, quantize, entropy-code; keep what the gains need."""
+        row0, rows = self.layout.strip_rows(k)
+        lo, hi = max(0, row0 - HALO), min(self.layout.height, row0 + rows + HALO)
+        raw = self.source.read(lo, hi)
+        top, bottom = row0 - lo, hi - row0 - rows
+        valid = pp.valid_mask(raw, self.layout.nodata)
+        db = pp.to_db(raw, self.layout.kind)
+        symbols = self._symbols(np.where(valid, db, np.float32(self.survey.fill_db)), top, bottom)
+        core = slice(top, top + rows)
+        return self._strip(k, symbols, raw[core], db[core], valid[core])
+
+    def _symbols(self, db: np.ndarray, top: int, bottom: int) -> np.ndarray:
+        """Quantized latents of the strip's core rows (the halo rows are context only)."""
+        import torch
+
+        x01 = pp.normalize(db, self.layout.rng)
+        latents = self.comp.encode_strip(x01, top, bottom, cancel=self.cancel, on_batch=self.ticker)
+        return self.comp.entropy.quantize(torch.from_numpy(latents), self.layout.level)
+
+    def _strip(self, k: int, symbols: np.ndarray, raw: np.ndarray, orig_db: np.ndarray, valid: np.ndarray) -> Strip:
+        """Strip k from its quantized latents and its core rows (raw, dB, valid); counts the statistics."""
+        layout = self.layout
+        row0, rows = layout.strip_rows(k)
+        bright, residuals = bright_residuals(orig_db, valid, layout.bright_threshold)
+        outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
+        self.n_valid += int(valid.sum())
+        self.n_clipped += int(np.count_nonzero(valid & outside))
+        self.n_bright += int(residuals.steps.size)
+        invalid = ~valid
+        has_invalid = bool(invalid.any())
+        return Strip(
+            index=k,
+            row0=row0,
+            rows=rows,
+            y_hat=self.y_hat(symbols),
+            bright=residuals,
+            invalid=invalid if has_invalid else None,
+            codes=invalid_codes(raw, invalid, layout.nodata) if has_invalid else np.zeros(0, np.uint8),
+            latents=self.comp.entropy.encode(symbols, layout.level),
+            orig_db=orig_db,
+            use=valid & ~bright,
+        )
+
+    def after_decode(self, strip: Strip) -> bytes:
+        """Block gains from original vs decoded linear intensity, then the chunk is complete."""
+        sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, strip.use)
+        self.sum_o += float(sum_o.sum())
+        self.sum_r += float(sum_r.sum())
+        if self.layout.mean_correction == "block":
+            strip.gains = gain_codes(sum_o, sum_r)
+        strip.orig_db = strip.use = None
+        return strip.payload()
+
+    def finalize(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> None:
+        if self.sink is not None and self.layout.mean_correction == "global":
+            self._defer(cur)
+        else:
+            super().finalize(prev, cur, nxt)
+
+    def _defer(self, strip: Strip) -> None:
+        """Keep the decoded strip on disk until the global gain is known."""
+        name = self.spool_dir / f"{strip.index}.npz"
+        invalid = strip.invalid if strip.invalid is not None else np.zeros((0, 0), bool)
+        np.savez(name, raw_db=strip.raw_db, invalid=invalid)
+        light = replace(strip, y_hat=strip.y_hat[:, :0].copy(), raw_db=None, invalid=None)
+        self.deferred.append((name, light))
+
+    def flush_deferred(self) -> None:
+        """Finish the strips `_defer` kept, now that the global gain is known."""
+        gain_db = global_gain_db(self.global_gain)
+        for name, strip in self.deferred:
+            check_cancel(self.cancel)
+            with np.load(name) as saved:
+                raw_db, invalid = saved["raw_db"], saved["invalid"]
+            strip.invalid = invalid if invalid.size else None
+            self.sink(strip.row0, finalize_strip(self.layout, raw_db, gain_db, strip))
+            name.unlink()
+        self.deferred.clear()
+
+    @property
+    def global_gain(self) -> float:
+        return self.sum_o / self.sum_r if self.sum_o > 0 and self.sum_r > 0 else 1.0
+
+    @property
+    def clipped_fraction(self) -> float:
+        return self.n_clipped / self.n_valid if self.n_valid else 0.0
+
+    def header(self) -> dict[str, Any]:
+        """The .sarz header, with the statistics of the whole run (call once `strips()` is exhausted)."""
+        layout, comp = self.layout, self.comp
+        stats = {
+            "pixels": layout.width * layout.height,
+            "valid_pixels": self.n_valid,
+            "input_bytes": self.source.raw_bytes,
+            "clipped_fraction": self.clipped_fraction,
+            "n_bright_residuals": self.n_bright,
+            "linear_mean": self.survey.linear_mean,
+        }
+        return build_header(
+            layout,
+            self.source.info,
+            self.source.band,
+            comp.loaded,
+            comp.n_qualities,
+            self.range_mode,
+            self.global_gain,
+            stats,
+        )

@@ -20,7 +20,6 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -46,6 +45,7 @@ REQUIRED_MODULES = {
 CODEC_MODULES = ("torch", "constriction", "rasterio")  # compress, decompress
 METRICS_MODULES = ("rasterio", "matplotlib")  # evaluate: no torch needed
 DEVICES = ("auto", "cpu", "cuda")
+GROUPS = {"compression": "Compression", "quality": "Quality assessment"}  # Processing toolbox group id -> name
 
 
 def missing_dependencies(modules: Iterable[str] = tuple(REQUIRED_MODULES)) -> list[str]:
@@ -78,6 +78,18 @@ def require_dependencies(modules: Iterable[str] = tuple(REQUIRED_MODULES)) -> No
         raise QgsProcessingException(dependency_message(missing))
 
 
+def import_dependencies(modules: Iterable[str]) -> None:
+    """Import `modules` (heavy: for the dock's check, not at QGIS start); a missing one, or one that is
+    installed but broken (a DLL, an ABI mismatch), raises the install advice as a QgsProcessingException."""
+    modules = tuple(modules)
+    require_dependencies(modules)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # broken installs raise OSError, RuntimeError..., not only ImportError
+            raise QgsProcessingException(f"{name} could not be imported ({exc}). {dependency_message([name])}") from exc
+
+
 def bundled_models() -> list[str]:
     """Model choices: 'default' (the engine's DEFAULT_MODEL) then the bundled weights, found without torch."""
     return ["default", *sorted(p.stem for p in MODELS_DIR.glob("*.pt"))]
@@ -95,8 +107,7 @@ def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
     path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
     if not path or not Path(path).is_file():
         raise QgsProcessingException(
-            f"The {what} layer '{layer.name()}' is not a file on disk ({layer.source()}); "
-            "save it as a GeoTIFF first."
+            f"The {what} layer '{layer.name()}' is not a file on disk ({layer.source()}); save it as a GeoTIFF first."
         )
     return layer.source()
 
@@ -142,9 +153,7 @@ def engine_module(name: str, modules: Iterable[str]) -> ModuleType:
     except (ImportError, OSError) as exc:
         top = (getattr(exc, "name", None) or "").split(".")[0]
         advice = dependency_message([top] if top in REQUIRED_MODULES else list(modules))
-        raise QgsProcessingException(
-            f"The SAR Compressor engine could not be loaded ({exc}). {advice}"
-        ) from exc
+        raise QgsProcessingException(f"The SAR Compressor engine could not be loaded ({exc}). {advice}") from exc
 
 
 @contextmanager
@@ -171,47 +180,6 @@ def cancelled(feedback: QgsProcessingFeedback) -> dict:
     return {}
 
 
-class StyleLikeSource(QgsProcessingLayerPostProcessorInterface):
-    """Gives a loaded result the renderer of the layer it was made from, so both look the same.
-
-    QGIS keeps only a pointer to a post-processor: instances hold themselves in `_alive` until they ran.
-    """
-
-    _alive: set[StyleLikeSource] = set()
-
-    def __init__(self, renderer) -> None:
-        super().__init__()
-        self._renderer = renderer
-        StyleLikeSource._alive.add(self)
-
-    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 (QGIS API name)
-        if isinstance(layer, QgsRasterLayer) and self._renderer is not None:
-            layer.setRenderer(self._renderer.clone())
-            layer.triggerRepaint()
-        StyleLikeSource._alive.discard(self)
-
-
-def source_renderer(layer: QgsRasterLayer, band: int, context: QgsProcessingContext):
-    """A copy of a project layer's renderer moved to band 1 (results are single-band), or None.
-
-    Only for layers the user has loaded (their style is a choice) and renderers reading just that band.
-    """
-    project = context.project()
-    if project is None or project.mapLayer(layer.id()) is None or layer.renderer() is None:
-        return None
-    renderer = layer.renderer().clone()
-    if list(renderer.usesBands()) != [band] or (band != 1 and not renderer.setInputBand(1)):
-        return None
-    return renderer
-
-
-def style_on_load(context: QgsProcessingContext, destination: str, renderer) -> None:
-    """Attach the source renderer to a result that QGIS will load on completion (main thread)."""
-    if renderer is not None and destination and context.willLoadLayerOnCompletion(destination):
-        details = context.layerToLoadOnCompletionDetails(destination)
-        details.setPostProcessor(StyleLikeSource(renderer))
-
-
 class SARAlgorithm(QgsProcessingAlgorithm):
     """Base of the provider's algorithms: input checks before the run, translation, shared parameters.
 
@@ -220,7 +188,25 @@ class SARAlgorithm(QgsProcessingAlgorithm):
     in prepareAlgorithm, for paths that skip the check (model children, batch rows).
     """
 
+    NAME = ""  # the id within the provider
+    DISPLAY_NAME = ""
+    GROUP_ID = "compression"  # a key of GROUPS
     DEPENDENCIES: tuple[str, ...] = CODEC_MODULES
+
+    def createInstance(self) -> SARAlgorithm:  # noqa: N802 (QGIS API names)
+        return type(self)()
+
+    def name(self) -> str:
+        return self.NAME
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.tr(self.DISPLAY_NAME)
+
+    def group(self) -> str:
+        return self.tr(GROUPS[self.GROUP_ID])
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP_ID
 
     def resolve_inputs(self, parameters: dict, context: QgsProcessingContext) -> None:
         """Turn layers into files and bands, raising QgsProcessingException for unusable input (default:
@@ -253,9 +239,7 @@ class SARAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(param)
 
     def add_device_parameter(self) -> None:
-        param = QgsProcessingParameterEnum(
-            "DEVICE", self.tr("Device"), options=list(DEVICES), defaultValue="auto"
-        )
+        param = QgsProcessingParameterEnum("DEVICE", self.tr("Device"), options=list(DEVICES), defaultValue="auto")
         param.setUsesStaticStrings(True)
         self.advanced(param)
 
@@ -277,6 +261,18 @@ class SARAlgorithm(QgsProcessingAlgorithm):
         """The engine module `name`, after checking this algorithm's dependencies (worker thread)."""
         require_dependencies(self.DEPENDENCIES)
         return engine_module(name, self.DEPENDENCIES)
+
+    def run_engine(self, function: Callable, feedback: QgsProcessingFeedback, *args, **kwargs):
+        """`function(*args, **kwargs)` (a codec call) with progress, cancel and log wired to `feedback`; its
+        stats, or None when the run was cancelled (the engine removed its partial output)."""
+        progress, cancel = engine_callbacks(feedback)
+        try:
+            with engine_errors():
+                stats = function(*args, progress=progress, cancel=cancel, log=feedback.pushInfo, **kwargs)
+        except CancelledError:
+            return None
+        feedback.pushInfo(f"Device: {stats.device_name}")  # the engine logged the rest through `log`
+        return stats
 
     def device(self, parameters: dict, context: QgsProcessingContext) -> str:
         return self.parameterAsEnumString(parameters, "DEVICE", context) or "auto"

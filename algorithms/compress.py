@@ -1,4 +1,4 @@
-"""sar_compressor:compress: one raster band -> .sarz, optionally the reconstruction and its PSNR/SSIM."""
+"""sar_compressor:compress: one raster band -> .sarz, optionally the reconstruction and its PSNR, SSIM, mean ratio."""
 
 from __future__ import annotations
 
@@ -13,27 +13,29 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..engine.errors import CancelledError
 from .common import (
     SARAlgorithm,
     bundled_models,
     cancelled,
-    engine_callbacks,
     engine_errors,
     fmt_number,
     geotiff_path,
     raster_file,
     resolve_band,
-    source_renderer,
-    style_on_load,
 )
+from .styling import source_renderer, style_on_load
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex")
 MEAN_CORRECTIONS = ("block", "global", "none")
+# output name -> (engine.metrics key, log label) of the figures measured on the reconstruction
+MEASURED = {"PSNR": ("psnr_db", "PSNR (dB)"), "SSIM": ("ssim", "SSIM"), "MEAN_RATIO": ("mean_ratio", "Mean ratio")}
 
 
 class CompressAlgorithm(SARAlgorithm):
     """Compress one band of a SAR raster into a .sarz file with the learned codec."""
+
+    NAME = "compress"
+    DISPLAY_NAME = "Compress SAR raster"
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,21 +43,6 @@ class CompressAlgorithm(SARAlgorithm):
         self._band = 1
         self._renderer = None
         self._reconstruction = ""
-
-    def createInstance(self) -> CompressAlgorithm:  # noqa: N802 (QGIS API names below too)
-        return CompressAlgorithm()
-
-    def name(self) -> str:
-        return "compress"
-
-    def displayName(self) -> str:  # noqa: N802
-        return self.tr("Compress SAR raster")
-
-    def group(self) -> str:
-        return self.tr("Compression")
-
-    def groupId(self) -> str:  # noqa: N802
-        return "compression"
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
@@ -65,7 +52,8 @@ class CompressAlgorithm(SARAlgorithm):
             "Quality 1 gives the smallest file, 6 the best fidelity. Input kind 'auto' detects the "
             "radiometry from the data type, band description and values.\n\n"
             "Optionally writes the reconstruction (what decompression will give) and reports its PSNR and "
-            "SSIM (dB domain, over the original's 0.5-99.5 percentile range).\n\n"
+            "SSIM (dB domain, over the original's 0.5-99.5 percentile range) and its mean ratio (mean linear "
+            "backscatter of the reconstruction / of the original, 1 = unbiased).\n\n"
             "Advanced: a checkpoint file overrides the bundled model; the mean correction restores the "
             "linear backscatter mean per block of about 64x64 pixels (block), per raster (global) or not "
             "at all (none)."
@@ -81,9 +69,7 @@ class CompressAlgorithm(SARAlgorithm):
                 optional=True,
             )
         )
-        kind = QgsProcessingParameterEnum(
-            "KIND", self.tr("Input kind"), options=list(KINDS), defaultValue="auto"
-        )
+        kind = QgsProcessingParameterEnum("KIND", self.tr("Input kind"), options=list(KINDS), defaultValue="auto")
         kind.setUsesStaticStrings(True)
         self.addParameter(kind)
         models = bundled_models()
@@ -125,6 +111,7 @@ class CompressAlgorithm(SARAlgorithm):
             ("BPP", "Bits per pixel"),
             ("PSNR", "PSNR of the reconstruction (dB)"),
             ("SSIM", "SSIM of the reconstruction"),
+            ("MEAN_RATIO", "Linear mean ratio of the reconstruction (reconstruction / original)"),
         ):
             self.addOutput(QgsProcessingOutputNumber(name, self.tr(text)))
 
@@ -142,44 +129,45 @@ class CompressAlgorithm(SARAlgorithm):
         reconstruction = self.parameterAsOutputLayer(parameters, "RECONSTRUCTION", context) or None
         if reconstruction:
             self._reconstruction = geotiff_path(reconstruction, "reconstruction")
+        kind = self.parameterAsEnumString(parameters, "KIND", context)
         steps = QgsProcessingMultiStepFeedback(2 if reconstruction else 1, feedback)
-        progress, cancel = engine_callbacks(steps)
-        try:
-            with engine_errors():
-                stats = codec.compress_file(
-                    self._source,
-                    output,
-                    model=self.model_file(parameters, context)
-                    or self.parameterAsEnumString(parameters, "MODEL", context),
-                    quality=self.parameterAsInt(parameters, "QUALITY", context),
-                    band=self._band,
-                    kind=self.parameterAsEnumString(parameters, "KIND", context),
-                    device=self.device(parameters, context),
-                    mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
-                    reconstruction=reconstruction,
-                    progress=progress,
-                    cancel=cancel,
-                    log=feedback.pushInfo,
-                )
-        except CancelledError:
+        stats = self.run_engine(
+            codec.compress_file,
+            steps,
+            self._source,
+            output,
+            model=self.model_file(parameters, context) or self.parameterAsEnumString(parameters, "MODEL", context),
+            quality=self.parameterAsInt(parameters, "QUALITY", context),
+            band=self._band,
+            kind=kind,
+            device=self.device(parameters, context),
+            mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
+            reconstruction=reconstruction,
+        )
+        if stats is None:
             return cancelled(feedback)
-        feedback.pushInfo(f"Device: {stats.device_name}")  # the engine logged the rest through `log`
-        results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp, "PSNR": None, "SSIM": None}
+        results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp}
+        results.update(dict.fromkeys(MEASURED))
         if reconstruction:
             steps.setCurrentStep(1)
-            results.update(self._measure(reconstruction, feedback))
+            results.update(self._measure(reconstruction, kind, feedback))
             results["RECONSTRUCTION"] = reconstruction
         return results
 
-    def _measure(self, reconstruction: str, feedback) -> dict:
-        """PSNR/SSIM of the reconstruction against the source band (the engine's metrics, domains logged)."""
+    def _measure(self, reconstruction: str, kind: str, feedback) -> dict:
+        """PSNR, SSIM and mean ratio of the reconstruction against the source band (the engine's metrics, in
+        the radiometry the codec used; complex input comes back as intensity, so it is detected again)."""
         with engine_errors():
             metrics = self.engine("metrics").evaluate_files(
-                self._source, reconstruction, band=self._band, reconstruction_band=1
+                self._source,
+                reconstruction,
+                band=self._band,
+                kind="auto" if kind == "complex" else kind,
+                reconstruction_band=1,
             )
-        feedback.pushInfo(f"PSNR {fmt_number(metrics['psnr_db'])} dB ({metrics['domain']['psnr_db']})")
-        feedback.pushInfo(f"SSIM {fmt_number(metrics['ssim'])} ({metrics['domain']['ssim']})")
-        return {"PSNR": metrics["psnr_db"], "SSIM": metrics["ssim"]}
+        for key, label in MEASURED.values():
+            feedback.pushInfo(f"{label} {fmt_number(metrics[key])} ({metrics['domain'][key]})")
+        return {name: metrics[key] for name, (key, _) in MEASURED.items()}
 
     def postProcessAlgorithm(self, context, feedback) -> dict:  # noqa: N802
         """Main thread: a loaded reconstruction gets the style of the source layer."""

@@ -8,33 +8,14 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
-from ..engine.errors import CancelledError
-from .common import (
-    SARAlgorithm,
-    cancelled,
-    engine_callbacks,
-    engine_errors,
-    geotiff_path,
-)
+from .common import SARAlgorithm, cancelled, geotiff_path
 
 
 class DecompressAlgorithm(SARAlgorithm):
     """Decompress a .sarz file back to a GeoTIFF with the original CRS, geotransform, dtype and nodata."""
 
-    def createInstance(self) -> DecompressAlgorithm:  # noqa: N802 (QGIS API names below too)
-        return DecompressAlgorithm()
-
-    def name(self) -> str:
-        return "decompress"
-
-    def displayName(self) -> str:  # noqa: N802
-        return self.tr("Decompress SAR raster")
-
-    def group(self) -> str:
-        return self.tr("Compression")
-
-    def groupId(self) -> str:  # noqa: N802
-        return "compression"
+    NAME = "decompress"
+    DISPLAY_NAME = "Decompress SAR raster"
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
@@ -59,9 +40,7 @@ class DecompressAlgorithm(SARAlgorithm):
         self.add_model_file_parameter(
             self.tr("The checkpoint (.pt) the file was compressed with, when it is not a bundled model.")
         )
-        cog = QgsProcessingParameterBoolean(
-            "COG", self.tr("Write a Cloud Optimized GeoTIFF"), defaultValue=False
-        )
+        cog = QgsProcessingParameterBoolean("COG", self.tr("Write a Cloud Optimized GeoTIFF"), defaultValue=False)
         self.advanced(cog)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Decompressed raster")))
 
@@ -70,20 +49,13 @@ class DecompressAlgorithm(SARAlgorithm):
         codec = self.engine("codec")
         source = self.parameterAsFile(parameters, "INPUT", context)
         output = geotiff_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context), "output")
-        progress, cancel = engine_callbacks(feedback)
-        try:
-            with engine_errors():
-                stats = codec.decompress_file(
-                    source,
-                    output,
-                    device=self.device(parameters, context),
-                    model=self.model_file(parameters, context),
-                    cog=self.parameterAsBoolean(parameters, "COG", context),
-                    progress=progress,
-                    cancel=cancel,
-                    log=feedback.pushInfo,
-                )
-        except CancelledError:
-            return cancelled(feedback)
-        feedback.pushInfo(f"Device: {stats.device_name}")  # the engine logged the rest through `log`
-        return {"OUTPUT": output}
+        stats = self.run_engine(
+            codec.decompress_file,
+            feedback,
+            source,
+            output,
+            device=self.device(parameters, context),
+            model=self.model_file(parameters, context),
+            cog=self.parameterAsBoolean(parameters, "COG", context),
+        )
+        return {"OUTPUT": output} if stats is not None else cancelled(feedback)

@@ -40,27 +40,15 @@ PREVIEW_SIDE = 1024  # longest side of the side-by-side picture, in pixels
 class EvaluateAlgorithm(SARAlgorithm):
     """Compare a reconstruction with its original: PSNR, SSIM, dB RMSE, mean ratio, ENL ratio, EPI."""
 
+    NAME = "evaluate"
+    DISPLAY_NAME = "Evaluate reconstruction"
+    GROUP_ID = "quality"
     DEPENDENCIES = METRICS_MODULES
 
     def __init__(self) -> None:
         super().__init__()
         self._files = ("", "")
         self._bands = (1, 1)
-
-    def createInstance(self) -> EvaluateAlgorithm:  # noqa: N802 (QGIS API names below too)
-        return EvaluateAlgorithm()
-
-    def name(self) -> str:
-        return "evaluate"
-
-    def displayName(self) -> str:  # noqa: N802
-        return self.tr("Evaluate reconstruction")
-
-    def group(self) -> str:
-        return self.tr("Quality assessment")
-
-    def groupId(self) -> str:  # noqa: N802
-        return "quality"
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
@@ -101,17 +89,11 @@ class EvaluateAlgorithm(SARAlgorithm):
 
     def resolve_inputs(self, parameters, context) -> None:
         """Main thread: layers -> files and bands."""
-        layers = [
-            self.parameterAsRasterLayer(parameters, name, context) for name in ("ORIGINAL", "RECONSTRUCTION")
-        ]
-        self._files = tuple(
-            raster_file(layer, what) for layer, what in zip(layers, ("original", "reconstruction"))
-        )
+        layers = [self.parameterAsRasterLayer(parameters, name, context) for name in ("ORIGINAL", "RECONSTRUCTION")]
+        self._files = tuple(raster_file(layer, what) for layer, what in zip(layers, ("original", "reconstruction")))
         self._bands = tuple(
             resolve_band(layer, self.parameterAsInt(parameters, f"{name}_BAND", context), what)
-            for layer, name, what in zip(
-                layers, ("ORIGINAL", "RECONSTRUCTION"), ("original", "reconstruction")
-            )
+            for layer, name, what in zip(layers, ("ORIGINAL", "RECONSTRUCTION"), ("original", "reconstruction"))
         )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802

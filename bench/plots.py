@@ -10,20 +10,21 @@ import numpy as np
 STYLE = {"ours": ("o", "-"), "prototype": ("s", "none"), "jpeg2000": ("^", "--")}
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    """A figure on its own Agg canvas: no pyplot, no global backend switch (the plugin shares QGIS's process)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def rd_figure(datasets: list[dict], path: Path) -> Path:
     """One row per dataset: PSNR (dB domain) and SSIM vs whole-file bpp, one curve per codec."""
-    plt = _pyplot()
     rows = max(len(datasets), 1)
-    fig, axes = plt.subplots(rows, 2, figsize=(11, 3.1 * rows), squeeze=False, constrained_layout=True)
+    fig = _figure(figsize=(11, 3.1 * rows), constrained_layout=True)
+    axes = fig.subplots(rows, 2, squeeze=False)
     for (ax_p, ax_s), ds in zip(axes, datasets):
         for codec, entries in _curves(ds["entries"]).items():
             marker, line = STYLE[entries[0]["family"]]
@@ -40,7 +41,6 @@ def rd_figure(datasets: list[dict], path: Path) -> Path:
         ax_s.legend(fontsize=7, loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 
@@ -60,12 +60,12 @@ def crop_figure(
     centre: Optional[tuple[int, int]] = None,
 ) -> Path:
     """Side by side crops (dB, the same grey scale over rng) of the original and reconstructions."""
-    plt = _pyplot()
     h, w = panels[0][1].shape
     ch, cw = min(crop, h), min(crop, w)
     cy, cx = centre if centre is not None else (h // 2, w // 2)
     r0, c0 = int(np.clip(cy - ch // 2, 0, h - ch)), int(np.clip(cx - cw // 2, 0, w - cw))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), constrained_layout=True)
+    fig = _figure(figsize=(4.2 * len(panels), 4.6), constrained_layout=True)
+    axes = fig.subplots(1, len(panels))
     for ax, (label, img) in zip(np.atleast_1d(axes), panels):
         ax.imshow(
             img[r0 : r0 + ch, c0 : c0 + cw], cmap="gray", vmin=rng[0], vmax=rng[1], interpolation="nearest"
@@ -78,5 +78,4 @@ def crop_figure(
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -36,9 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("output", help="output .sarz file")
     c.add_argument("--quality", type=int, default=3, help="1 (smallest file) .. 6 (best); default 3")
     c.add_argument("--model", default=None, help="bundled model name or checkpoint path (default: bundled)")
-    c.add_argument(
-        "--band", type=int, default=None, help="band to compress (required for multi-band rasters)"
-    )
+    c.add_argument("--band", type=int, default=None, help="band to compress (required for multi-band rasters)")
     c.add_argument("--kind", choices=KINDS, default="auto", help="what the values are (default: detect)")
     c.add_argument("--device", choices=DEVICES, default="auto")
     c.add_argument(
@@ -277,12 +275,8 @@ def _cmd_simulate(args: argparse.Namespace, job: _Job) -> int:
     from .simulate import write_scene
 
     height, width = args.size
-    path = write_scene(
-        args.output, height, width, looks=args.looks, seed=args.seed, kind=args.kind, dtype=args.dtype
-    )
-    print(
-        f"{path}: simulated {height}x{width} {args.kind} {args.dtype}, {args.looks} look(s), seed {args.seed}"
-    )
+    path = write_scene(args.output, height, width, looks=args.looks, seed=args.seed, kind=args.kind, dtype=args.dtype)
+    print(f"{path}: simulated {height}x{width} {args.kind} {args.dtype}, {args.looks} look(s), seed {args.seed}")
     return 0
 
 

@@ -84,9 +84,7 @@ class SARCompressor:
         if isinstance(model, LoadedModel):
             self.loaded = _on_device(model, self.device)
         else:
-            self.loaded = load_checkpoint(
-                resolve_model(None if model is None else str(model)), device=self.device
-            )
+            self.loaded = load_checkpoint(resolve_model(None if model is None else str(model)), device=self.device)
         self.model = self.loaded.model.eval()
         self.entropy = self.loaded.entropy
         self.latent_channels = int(self.model.latent_channels)
@@ -210,12 +208,7 @@ class SARCompressor:
         """[0, 1] pixels (16*core, 16*w) of latents (C, h, w) whose first/last `halo_*` rows are context."""
         y = np.asarray(y, dtype=np.float32)
         core, width = y.shape[1] - halo_top - halo_bottom, y.shape[2]
-        if (
-            core < 1
-            or width < 1
-            or min(halo_top, halo_bottom) < 0
-            or max(halo_top, halo_bottom) > LATENT_HALO
-        ):
+        if core < 1 or width < 1 or min(halo_top, halo_bottom) < 0 or max(halo_top, halo_bottom) > LATENT_HALO:
             raise InputError(f"bad latent strip: shape {y.shape} with halos {halo_top}/{halo_bottom}")
         ny, nx = math.ceil(core / LATENT_TILE), math.ceil(width / LATENT_TILE)
         padded = _pad(

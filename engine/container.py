@@ -50,9 +50,7 @@ def encode_header(header: dict) -> bytes:
     return json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def _write_stream(
-    out: BinaryIO, header: HeaderSource, chunks: Iterable[bytes], spool: BinaryIO, cancel
-) -> None:
+def _write_stream(out: BinaryIO, header: HeaderSource, chunks: Iterable[bytes], spool: BinaryIO, cancel) -> None:
     """Spool the chunks first: the header may hold statistics only known once all chunks exist."""
     lengths: list[int] = []
     for payload in chunks:
@@ -175,9 +173,7 @@ class ContainerReader:
                 f"{FORMAT_VERSION})"
             )
         if header_len > MAX_HEADER_BYTES or _PREFIX.size + header_len + _U32.size > self._size:
-            raise ContainerError(
-                f"{self.name}: truncated .sarz file (header length {header_len} past the end)"
-            )
+            raise ContainerError(f"{self.name}: truncated .sarz file (header length {header_len} past the end)")
         raw = self._read_at(_PREFIX.size, header_len + _U32.size, "header")
         header_bytes, (crc,) = raw[:header_len], _U32.unpack(raw[header_len:])
         if _crc(header_bytes) != crc:
@@ -201,9 +197,7 @@ class ContainerReader:
             raise ContainerError(f"{self.name}: truncated or damaged .sarz file (end marker missing)")
         index_len = n * _INDEX_ENTRY.size
         if index_offset < self._data_start or index_offset + index_len + _FOOTER.size != self._size:
-            raise ContainerError(
-                f"{self.name}: damaged chunk index (its position does not match the file size)"
-            )
+            raise ContainerError(f"{self.name}: damaged chunk index (its position does not match the file size)")
         index = self._read_at(index_offset, index_len, "chunk index")
         if _crc(index) != index_crc:
             raise ContainerError(f"{self.name}: chunk index CRC mismatch (the file is corrupt)")

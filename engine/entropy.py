@@ -201,9 +201,7 @@ class EntropyModel(nn.Module):
         idx = torch.tensor([row])
         s = torch.arange(lo, hi + 1, dtype=torch.float64).view(1, 1, -1)
         pmf = self._likelihood_exact(s, idx).view(-1)
-        edges = self._logits_cumulative(
-            torch.tensor([[[lo - 0.5, hi + 0.5]]], dtype=torch.float64), idx
-        ).view(-1)
+        edges = self._logits_cumulative(torch.tensor([[[lo - 0.5, hi + 0.5]]], dtype=torch.float64), idx).view(-1)
         escape = torch.sigmoid(edges[0]) + torch.sigmoid(-edges[1])
         return torch.cat([pmf, escape.view(1)]).numpy()
 
@@ -242,9 +240,7 @@ class EntropyModel(nn.Module):
 
     def _require_tables(self) -> _Tables:
         if self._tables is None:
-            raise ModelError(
-                "entropy model has no frozen tables: call freeze() or load them from a checkpoint"
-            )
+            raise ModelError("entropy model has no frozen tables: call freeze() or load them from a checkpoint")
         return self._tables
 
     def quantize(self, y: Tensor, q: int) -> np.ndarray:
@@ -290,9 +286,7 @@ class EntropyModel(nn.Module):
         level = self._check_level(q)
         c, h, w = (int(v) for v in shape)
         if c != self.latent_channels or h < 0 or w < 0:
-            raise ContainerError(
-                f"latent shape {tuple(shape)} does not match {self.latent_channels} channels"
-            )
+            raise ContainerError(f"latent shape {tuple(shape)} does not match {self.latent_channels} channels")
         try:
             return self._decode(bytes(data), tables, level, c, h * w).reshape(c, h, w)
         except ContainerError:
@@ -363,9 +357,7 @@ class EntropyModel(nn.Module):
 class _Tables:
     """Validated integer tables plus cached constriction models (built lazily, one per level and channel)."""
 
-    def __init__(
-        self, gains: list[list[float]], offsets: list[list[int]], freqs: list[list[np.ndarray]]
-    ) -> None:
+    def __init__(self, gains: list[list[float]], offsets: list[list[int]], freqs: list[list[np.ndarray]]) -> None:
         self.gains = gains
         self.offsets = offsets
         self.freqs = freqs
@@ -381,16 +373,13 @@ class _Tables:
     def validate(cls, d: dict[str, Any], n_qualities: int, channels: int) -> _Tables:
         try:
             if int(d["version"]) != FROZEN_VERSION or int(d["precision"]) != PRECISION:
-                raise ModelError(
-                    f"unsupported entropy table version/precision {d['version']}/{d['precision']}"
-                )
+                raise ModelError(f"unsupported entropy table version/precision {d['version']}/{d['precision']}")
             if int(d["n_qualities"]) != n_qualities or int(d["latent_channels"]) != channels:
                 raise ModelError("entropy tables do not match the model's levels/channels")
             gains = [[float(v) for v in d["gains"][q]] for q in range(n_qualities)]
             offsets = [[int(v) for v in d["offsets"][q]] for q in range(n_qualities)]
             freqs = [
-                [np.asarray(d["freqs"][q][c], dtype=np.int64) for c in range(channels)]
-                for q in range(n_qualities)
+                [np.asarray(d["freqs"][q][c], dtype=np.int64) for c in range(channels)] for q in range(n_qualities)
             ]
         except ModelError:
             raise

@@ -379,9 +379,7 @@ def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pix
             "ssim": ssim_txt,
             "ms_ssim": f"{ssim_txt}; 5 scales, Wang et al. weights (None below 176 px)",
             "db_rmse": "dB, unclipped, all valid pixels" if linear else na,
-            "mean_ratio": "linear intensity, mean(reconstruction) / mean(original) over valid pixels"
-            if linear
-            else na,
+            "mean_ratio": "linear intensity, mean(reconstruction) / mean(original) over valid pixels" if linear else na,
             "enl_ratio": "linear intensity, median ENL (mean^2/var) over the 10% of 15x15 windows with the "
             f"lowest coefficient of variation in the original; > 1 = smoother than the original{crop_note}"
             if linear
@@ -469,9 +467,7 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str) -> dict:
     sums = _Sums()
     for r0 in range(0, height, STRIP_ROWS):
         win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
-        sums.add(
-            _pair(so.read(band, window=win), sr.read(rband, window=win), kind, so.nodata, sr.nodata), rng_t
-        )
+        sums.add(_pair(so.read(band, window=win), sr.read(rband, window=win), kind, so.nodata, sr.nodata), rng_t)
     if sums.n == 0:
         raise InputError("no pixel is valid in both the original and the reconstruction")
     ch, cw = min(height, MAX_CROP), min(width, MAX_CROP)
@@ -486,15 +482,17 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str) -> dict:
 def render_side_by_side(
     orig_db: np.ndarray, recon_db: np.ndarray, path: Union[str, Path], rng: RangeLike, title: str = ""
 ) -> Path:
-    """PNG of original | reconstruction | |error| (dB, grey over rng; error on 0..range/4) for reports."""
-    import matplotlib
+    """PNG of original | reconstruction | |error| (dB, grey over rng; error on 0..range/4) for reports.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on its own Agg canvas, without pyplot: no global backend switch inside QGIS, nothing to close."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     vmin, vmax = as_range(rng)
     err = np.abs(np.asarray(recon_db, dtype=np.float64) - np.asarray(orig_db, dtype=np.float64))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), constrained_layout=True)
+    fig = Figure(figsize=(13, 4.6), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
     panels = (
         ("original (dB)", orig_db, "gray", vmin, vmax),
         ("reconstruction (dB)", recon_db, "gray", vmin, vmax),
@@ -511,5 +509,4 @@ def render_side_by_side(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

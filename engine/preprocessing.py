@@ -49,9 +49,7 @@ def check_dtype(dtype: object) -> str:
     """Canonical dtype name, or InputError naming a dtype the codec does not handle (e.g. int32, uint32)."""
     name = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype
     if name not in SUPPORTED_DTYPES:
-        raise InputError(
-            f"unsupported raster data type {name!r}; supported: {', '.join(SUPPORTED_DTYPES[:-1])}"
-        )
+        raise InputError(f"unsupported raster data type {name!r}; supported: {', '.join(SUPPORTED_DTYPES[:-1])}")
     return name
 
 
@@ -215,9 +213,7 @@ class Range:
         return cls(vmin, vmax)
 
 
-def robust_range(
-    db_values: np.ndarray, lo: float = 0.5, hi: float = 99.9, min_span: float = MIN_SPAN_DB
-) -> Range:
+def robust_range(db_values: np.ndarray, lo: float = 0.5, hi: float = 99.9, min_span: float = MIN_SPAN_DB) -> Range:
     """Percentile range of the finite dB values; robust to speckle extremes and bright targets.
 
     Non-finite entries are ignored (pass only valid pixels, e.g. `db[mask]`). A range narrower than

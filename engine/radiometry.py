@@ -1,8 +1,8 @@
 """What the network alone gets wrong, measured by the encoder and put back by the decoder.
 
 A codec trained in dB biases the linear-intensity mean that SAR users measure: per 64x64 block (or for the
-whole raster) a gain sum(original) / sum(decoded) in linear intensity restores it, stored as uint8 codes in
-log2 steps and applied as a smooth (bilinearly interpolated) field so block edges do not show. Bright targets
+whole raster) a gain sum(original) / sum(decoded) in linear intensity restores it, stored as int16 codes in
+log2 steps (wide enough that a badly biased block, bright urban blocks above all, is never clipped) and applied as a smooth (bilinearly interpolated) field so block edges do not show. Bright targets
 above the dB range would be clipped by the network: they are kept as residuals over the range's top instead.
 `finalize_strip` applies both and restores invalid pixels exactly; encoder and decoder share it, which is why
 the reconstruction written during compression equals the decompressed raster.
@@ -23,8 +23,7 @@ from .strip_payload import BrightResiduals, Strip
 
 MEAN_CORRECTIONS = ("block", "global", "none")
 GAIN_LOG2_STEP = 1.0 / 32.0
-GAIN_CENTER = 128
-"""The gain code of a factor 1."""
+GAIN_CODE_LIMIT = 2**15 - 1
 BRIGHT_STEP_DB = 0.05
 
 _DB_PER_LOG2 = 10.0 * math.log10(2.0)
@@ -52,13 +51,13 @@ def block_sums(orig_db: np.ndarray, raw_db: np.ndarray, use: np.ndarray) -> tupl
 
 
 def gain_codes(sum_o: np.ndarray, sum_r: np.ndarray) -> np.ndarray:
-    """uint8 log2-step codes of sum_o/sum_r per block; empty blocks take the strip's mean code."""
+    """int16 log2-step codes of sum_o/sum_r per block (0 = factor 1); empty blocks take the strip's mean code."""
     ok = (sum_o > 0) & (sum_r > 0)
     log2 = np.zeros(sum_o.shape)
     log2[ok] = np.log2(sum_o[ok] / sum_r[ok])
-    codes = np.clip(np.rint(log2 / GAIN_LOG2_STEP) + GAIN_CENTER, 0, 255)
-    fill = float(np.rint(codes[ok].mean())) if ok.any() else GAIN_CENTER
-    return np.where(ok, codes, fill).astype(np.uint8)
+    codes = np.clip(np.rint(log2 / GAIN_LOG2_STEP), -GAIN_CODE_LIMIT, GAIN_CODE_LIMIT)
+    fill = float(np.rint(codes[ok].mean())) if ok.any() else 0.0
+    return np.where(ok, codes, fill).astype(np.int16)
 
 
 def gain_field(layout: Layout, strips: Sequence[Optional[Strip]], cur: Strip) -> np.ndarray:
@@ -68,7 +67,7 @@ def gain_field(layout: Layout, strips: Sequence[Optional[Strip]], cur: Strip) ->
         if s is not None:
             first = s.row0 // BLOCK
             for i, row in enumerate(s.gains.astype(np.float64)):
-                rows_blocks[first + i] = (row - GAIN_CENTER) * GAIN_LOG2_STEP * _DB_PER_LOG2
+                rows_blocks[first + i] = row * GAIN_LOG2_STEP * _DB_PER_LOG2
 
     def axis(n: int, start: int, nblocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         u = np.clip((np.arange(start, start + n) + 0.5) / BLOCK - 0.5, 0, nblocks - 1)

@@ -223,9 +223,7 @@ def read_rows(path: PathLike, band: int, row0: int, row1: int, halo: int = 0) ->
         return reader.read_rows(band, row0, row1)
 
 
-def iter_strips(
-    path: PathLike, band: int = 1, rows: int = 256, halo: int = 0
-) -> Iterator[tuple[int, np.ndarray]]:
+def iter_strips(path: PathLike, band: int = 1, rows: int = 256, halo: int = 0) -> Iterator[tuple[int, np.ndarray]]:
     """`RasterReader.iter_strips` on a file opened for the duration of the iteration."""
     with RasterReader(path) as reader:
         yield from reader.iter_strips(band, rows, halo)
@@ -338,14 +336,11 @@ class StripWriter:
         rows, cols = array.shape[-2:]
         if cols != self.info.width or row0 < 0 or row0 + rows > self.info.height:
             raise ValueError(
-                f"strip of {rows}x{cols} at row {row0} does not fit "
-                f"a {self.info.height}x{self.info.width} raster"
+                f"strip of {rows}x{cols} at row {row0} does not fit a {self.info.height}x{self.info.width} raster"
             )
         window = ((row0, row0 + rows), (0, cols))
         if array.ndim == 2:
-            self._ds.write(
-                array.astype(self.dtype, copy=False), self.info.check_band(band or 1), window=window
-            )
+            self._ds.write(array.astype(self.dtype, copy=False), self.info.check_band(band or 1), window=window)
         elif array.ndim == 3 and array.shape[0] == self.info.count:
             self._ds.write(array.astype(self.dtype, copy=False), window=window)
         else:

@@ -335,9 +335,7 @@ def _filter_separable(z: np.ndarray, taps: np.ndarray) -> np.ndarray:
     return sum(taps[i] * rows[:, i : rows.shape[1] - k + 1 + i] for i in range(k))
 
 
-def _speckle_window(
-    seed: int, r0: int, r1: int, c0: int, c1: int, looks: int, correlated: bool = True
-) -> np.ndarray:
+def _speckle_window(seed: int, r0: int, r1: int, c0: int, c1: int, looks: int, correlated: bool = True) -> np.ndarray:
     """Unit-mean speckle of rows [r0, r1) x cols [c0, c1), averaged over `looks` independent looks.
 
     correlated: |PSF * complex Gaussian|^2 per look (exponential marginal, spatially correlated like real data);
@@ -360,9 +358,7 @@ def _speckle_window(
     return total / np.float32(looks)
 
 
-def simulate_speckle(
-    reflectivity: np.ndarray, looks: int = 1, seed: int = 0, correlated: bool = True
-) -> np.ndarray:
+def simulate_speckle(reflectivity: np.ndarray, looks: int = 1, seed: int = 0, correlated: bool = True) -> np.ndarray:
     """Speckled intensity = reflectivity x unit-mean speckle with `looks` looks (float32)."""
     refl = np.asarray(reflectivity, dtype=np.float32)
     if refl.ndim != 2:

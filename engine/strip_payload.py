@@ -2,7 +2,7 @@
 
 Chunk payload (one per strip), little-endian:
     u16 rows | u16 latent rows | 5 x u32 section lengths | latents | gains | bright | mask | mask codes
-latents: EntropyModel.encode bytes; gains: zlib(uint8 codes, block rows x block cols) (see radiometry);
+latents: EntropyModel.encode bytes; gains: zlib(int16 little-endian codes, block rows x block cols) (see radiometry);
 bright: zlib(u32 count | varint position deltas | varint excess over the threshold in steps); mask:
 zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
@@ -146,7 +146,7 @@ class Strip:
 
     def payload(self) -> bytes:
         """The chunk bytes of this strip."""
-        gains = zlib.compress(self.gains.tobytes(), 9) if self.gains is not None else b""
+        gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
         mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
         codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
         sections = [self.latents, gains, self.bright.encode(), mask, codes]
@@ -192,9 +192,9 @@ def _split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[byte
 
 def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
     raw = _inflate(section, f"chunk {k} gains")
-    if len(raw) != blocks[0] * blocks[1]:
+    if len(raw) != 2 * blocks[0] * blocks[1]:
         raise ContainerError(f"chunk {k}: gain block count does not match the raster size")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(blocks)
+    return np.frombuffer(raw, dtype="<i2").reshape(blocks)
 
 
 def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ import pytest
 import rasterio
 from qgis.core import (
     QgsApplication,
+    QgsContrastEnhancement,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -118,9 +121,7 @@ def test_compress_writes_sarz_reconstruction_and_numbers(compressed, scene):
     assert "Device: CPU" in feedback.infos
 
 
-def test_decompress_restores_the_grid_and_equals_the_reconstruction(
-    compressed, scene, tiny_model_path, tmp_path
-):
+def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, scene, tiny_model_path, tmp_path):
     import processing
 
     feedback = RecordingFeedback()
@@ -201,9 +202,7 @@ def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):
     truncated.write_bytes(bytes(data[:40]))
     for bad in (corrupt, truncated, tmp_path / "missing.sarz"):
         output = tmp_path / f"{bad.stem}.tif"
-        with pytest.raises(
-            QgsProcessingException, match=r"(?i)crc|corrupt|truncated|not found|does not exist"
-        ):
+        with pytest.raises(QgsProcessingException, match=r"(?i)crc|corrupt|truncated|not found|does not exist"):
             processing.run("sar_compressor:decompress", {"INPUT": str(bad), "OUTPUT": str(output)})
         assert not output.exists()
 
@@ -250,17 +249,13 @@ def test_cancel_mid_run_leaves_no_output(provider, tiny_model_path, tmp_path):
     assert not left  # no output, no temporary file
 
 
-def test_reconstruction_is_styled_like_the_loaded_source(
-    provider, scene, tiny_model_path, tmp_path, qgis_iface
-):
-    """Results load through context.layersToLoadOnCompletion with the source layer's renderer."""
+@contextmanager
+def loaded_reconstruction(source: QgsRasterLayer, tiny_model_path, tmp_path, **params) -> Iterator[QgsRasterLayer]:
+    """Compress `source` (added to the project) as the toolbox does and yield the reconstruction QGIS loaded
+    through context.layersToLoadOnCompletion; both layers leave the project afterwards."""
     from processing.gui.Postprocessing import handleAlgorithmResults
 
     project = QgsProject.instance()
-    source = QgsRasterLayer(str(scene), "scene")
-    renderer = QgsSingleBandGrayRenderer(source.dataProvider(), 1)
-    renderer.setGradient(QgsSingleBandGrayRenderer.WhiteToBlack)
-    source.setRenderer(renderer)
     project.addMapLayer(source)
     try:
         alg = QgsApplication.processingRegistry().createAlgorithmById("sar_compressor:compress")
@@ -272,20 +267,56 @@ def test_reconstruction_is_styled_like_the_loaded_source(
             "MODEL_FILE": str(tiny_model_path),
             "OUTPUT": str(tmp_path / "styled.sarz"),
             "RECONSTRUCTION": QgsProcessingOutputLayerDefinition(str(tmp_path / "styled.tif"), project),
+            **params,
         }
         results, ok = alg.run(params, context, feedback)
         assert ok, feedback.errors
         assert context.willLoadLayerOnCompletion(results["RECONSTRUCTION"])
         assert handleAlgorithmResults(alg, context, feedback, False)
-        loaded = [
-            layer for layer in project.mapLayers().values() if layer.source() == results["RECONSTRUCTION"]
-        ]
+        loaded = [layer for layer in project.mapLayers().values() if layer.source() == results["RECONSTRUCTION"]]
         assert len(loaded) == 1
-        assert isinstance(loaded[0].renderer(), QgsSingleBandGrayRenderer)
-        assert loaded[0].renderer().gradient() == QgsSingleBandGrayRenderer.WhiteToBlack
-        project.removeMapLayer(loaded[0].id())
+        try:
+            yield loaded[0]
+        finally:
+            project.removeMapLayer(loaded[0].id())
     finally:
         project.removeMapLayer(source.id())
+
+
+def test_reconstruction_is_styled_like_the_loaded_source(provider, scene, tiny_model_path, tmp_path, qgis_iface):
+    """Results load through context.layersToLoadOnCompletion with the source layer's renderer."""
+    source = QgsRasterLayer(str(scene), "scene")
+    renderer = QgsSingleBandGrayRenderer(source.dataProvider(), 1)
+    renderer.setGradient(QgsSingleBandGrayRenderer.WhiteToBlack)
+    source.setRenderer(renderer)
+    with loaded_reconstruction(source, tiny_model_path, tmp_path) as loaded:
+        assert isinstance(loaded.renderer(), QgsSingleBandGrayRenderer)
+        assert loaded.renderer().gradient() == QgsSingleBandGrayRenderer.WhiteToBlack
+
+
+def test_band_2_style_moves_to_band_1_of_the_reconstruction(provider, tiny_model_path, tmp_path, qgis_iface):
+    """A gray style on band 2 is given to the single-band reconstruction on band 1, stretch included
+    (QGIS 3.22 has no generic QgsRasterRenderer.setInputBand)."""
+    single = write_scene(tmp_path / "single.tif", 64, 80, seed=6)
+    with rasterio.open(single) as one:
+        profile, data = one.profile, one.read(1)
+    with rasterio.open(tmp_path / "two.tif", "w", **dict(profile, count=2)) as dst:
+        dst.write(data, 1)
+        dst.write(data * 4.0, 2)
+    source = QgsRasterLayer(str(tmp_path / "two.tif"), "two bands")
+    renderer = QgsSingleBandGrayRenderer(source.dataProvider(), 2)
+    stretch = QgsContrastEnhancement(source.dataProvider().dataType(2))
+    stretch.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+    stretch.setMinimumValue(0.25)
+    stretch.setMaximumValue(7.5)
+    renderer.setContrastEnhancement(stretch)
+    source.setRenderer(renderer)
+    with loaded_reconstruction(source, tiny_model_path, tmp_path, BAND=2) as loaded:
+        styled = loaded.renderer()
+        assert isinstance(styled, QgsSingleBandGrayRenderer)
+        assert styled.grayBand() == 1 and list(styled.usesBands()) == [1]
+        assert styled.contrastEnhancement().minimumValue() == pytest.approx(0.25)
+        assert styled.contrastEnhancement().maximumValue() == pytest.approx(7.5)
 
 
 def test_batch_runs_two_inputs(provider, tiny_model_path, tmp_path, qgis_iface):
@@ -303,9 +334,7 @@ def test_batch_runs_two_inputs(provider, tiny_model_path, tmp_path, qgis_iface):
     context = dataobjects.createContext()
     for row, path in enumerate(scenes):
         panel.wrappers[row][panel.parameter_to_column["INPUT"]].setParameterValue(str(path), context)
-        panel.wrappers[row][panel.parameter_to_column["MODEL_FILE"]].setParameterValue(
-            str(tiny_model_path), context
-        )
+        panel.wrappers[row][panel.parameter_to_column["MODEL_FILE"]].setParameterValue(str(tiny_model_path), context)
         output = panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column["OUTPUT"])
         output.setValue(str(path.with_suffix(".sarz")))
     dialog.runAlgorithm()
@@ -320,9 +349,7 @@ def test_model_chains_compress_decompress_evaluate(provider, scene, tiny_model_p
     model.addModelParameter(
         QgsProcessingParameterRasterLayer("raster", "Raster"), QgsProcessingModelParameter("raster")
     )
-    model.addModelParameter(
-        QgsProcessingParameterFile("weights", "Model file"), QgsProcessingModelParameter("weights")
-    )
+    model.addModelParameter(QgsProcessingParameterFile("weights", "Model file"), QgsProcessingModelParameter("weights"))
 
     def child(alg_id: str, child_id: str, sources: dict, outputs: list[str]) -> None:
         step = QgsProcessingModelChildAlgorithm(alg_id)
@@ -400,9 +427,7 @@ def test_qgis_process_runs_compress(scene, tiny_model_path, tmp_path):
         PYTHONPATH=os.pathsep.join(site),  # qgis_process embeds the system Python: give it the venv's torch
     )
     exe = _qgis_process()
-    enabled = subprocess.run(
-        [exe, "plugins", "enable", "sar_compressor"], env=env, capture_output=True, text=True
-    )
+    enabled = subprocess.run([exe, "plugins", "enable", "sar_compressor"], env=env, capture_output=True, text=True)
     assert enabled.returncode == 0, enabled.stdout + enabled.stderr
     sarz = tmp_path / "cli.sarz"
     proc = subprocess.run(

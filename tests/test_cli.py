@@ -32,10 +32,7 @@ def scene(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sarz(scene, tiny_model_path) -> Path:
     out = scene.with_name("scene.sarz")
-    assert (
-        main(["-q", "compress", str(scene), str(out), "--model", str(tiny_model_path), "--device", "cpu"])
-        == 0
-    )
+    assert main(["-q", "compress", str(scene), str(out), "--model", str(tiny_model_path), "--device", "cpu"]) == 0
     return out
 
 
@@ -43,9 +40,7 @@ def test_simulate(scene, capsys, tmp_path):
     with rasterio.open(scene) as ds:
         assert (ds.height, ds.width, ds.dtypes[0]) == (300, 200, "float32") and ds.crs is not None
     path = tmp_path / "dn.tif"
-    assert (
-        main(["simulate", str(path), "--size", "40", "50", "--kind", "amplitude", "--dtype", "uint16"]) == 0
-    )
+    assert main(["simulate", str(path), "--size", "40", "50", "--kind", "amplitude", "--dtype", "uint16"]) == 0
     with rasterio.open(path) as ds:
         assert ds.dtypes[0] == "uint16"
     assert "simulated 40x50 amplitude uint16" in capsys.readouterr().out
@@ -120,9 +115,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, tiny_model_path, sarz, c
     junk.write_bytes(b"not a sarz file at all")
     assert main(["info", str(junk)]) == 2
     assert "not a .sarz file" in capsys.readouterr().err
-    assert (
-        main(["-q", "decompress", str(sarz), str(tmp_path / "d.tif"), "--model", str(tmp_path / "x.pt")]) == 2
-    )
+    assert main(["-q", "decompress", str(sarz), str(tmp_path / "d.tif"), "--model", str(tmp_path / "x.pt")]) == 2
     assert "error: file was made with model baseline" in capsys.readouterr().err
     assert not (tmp_path / "x.sarz").exists() and not (tmp_path / "d.tif").exists()
 
@@ -175,10 +168,7 @@ def test_demo_runs_end_to_end(tmp_path, tiny_model_path, capsys):
     from sar_compressor.bench.demo import main as demo_main
 
     out = tmp_path / "demo"
-    assert (
-        demo_main(["--out", str(out), "--model", str(tiny_model_path), "--size", "256", "--device", "cpu"])
-        == 0
-    )
+    assert demo_main(["--out", str(out), "--model", str(tiny_model_path), "--size", "256", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     for word in ("ratio", "bpp", "PSNR", "SSIM", "mean ratio"):
         assert word in printed

@@ -28,7 +28,7 @@ from sar_compressor.engine.errors import (
     SARCompressorError,
 )
 from sar_compressor.engine.layout import Layout
-from sar_compressor.engine.radiometry import GAIN_CENTER, gain_field
+from sar_compressor.engine.radiometry import gain_field
 from sar_compressor.engine.simulate import simulate_scene, write_scene
 from sar_compressor.engine.strip_payload import BrightResiduals, Strip, varint_decode, varint_encode
 
@@ -323,13 +323,23 @@ def test_gain_field_interpolates_between_block_centres():
         latent_channels=16,
     )
     strip = Strip(0, 0, 64, np.zeros((16, 4, 8), np.float32), None, None, np.zeros(0, np.uint8))
-    strip.gains = np.array([[GAIN_CENTER, GAIN_CENTER + 32]], dtype=np.uint8)  # x1, x2
+    strip.gains = np.array([[0, 32]], dtype=np.int16)  # x1, x2
     field = gain_field(layout, [None, strip, None], strip)
     db2 = 10 * math.log10(2)
     assert field[:, :32] == pytest.approx(0.0)
     assert field[:, 96:] == pytest.approx(db2, abs=1e-6)
     assert (field[0, 63] + field[0, 64]) / 2 == pytest.approx(db2 * 0.5, abs=1e-6)  # halfway between centres
     assert np.all(np.diff(field[0]) >= 0)
+
+
+def test_gain_codes_cover_large_biases():
+    """A block the network under-estimates by 40 dB (bright urban, say) gets its full gain, not a clipped one."""
+    from sar_compressor.engine.radiometry import GAIN_LOG2_STEP, gain_codes
+
+    codes = gain_codes(np.array([[1e4, 1.0, 0.0]]), np.array([[1.0, 1e4, 1.0]]))
+    db = codes.astype(np.float64) * GAIN_LOG2_STEP * 10 * math.log10(2)
+    assert db[0, 0] == pytest.approx(40.0, abs=0.05) and db[0, 1] == pytest.approx(-40.0, abs=0.05)
+    assert codes[0, 2] == np.rint((codes[0, 0] + codes[0, 1]) / 2)  # an empty block takes the mean code
 
 
 def test_header_contents(tmp_path, comp, tiny_model_path):

@@ -84,9 +84,7 @@ def test_progress_cancel_and_timing(comp):
         comp.encode_strip(x, cancel=lambda: True)
     calls = []
     with pytest.raises(CancelledError):
-        comp.decode_strip(
-            np.zeros((16, 16, 80), np.float32), cancel=lambda: calls.append(1) or len(calls) > 1
-        )
+        comp.decode_strip(np.zeros((16, 16, 80), np.float32), cancel=lambda: calls.append(1) or len(calls) > 1)
     assert len(calls) == 2  # stopped within one batch
 
 

@@ -146,12 +146,8 @@ def test_index_damage_and_lengths_past_eof(sarz):
     assert "index CRC" in _error(damaged)
     # a consistent index (valid CRC) whose lengths run past the data section
     entries = bytearray(data[index_offset : index_offset + 12 * n])
-    struct.pack_into(
-        "<QI", entries, 12 * (n - 1), *struct.unpack_from("<QI", entries, 12 * (n - 1))[:1], 10**6
-    )
-    forged = (
-        data[:index_offset] + entries + struct.pack("<QII4s", index_offset, n, zlib.crc32(entries), marker)
-    )
+    struct.pack_into("<QI", entries, 12 * (n - 1), *struct.unpack_from("<QI", entries, 12 * (n - 1))[:1], 10**6)
+    forged = data[:index_offset] + entries + struct.pack("<QII4s", index_offset, n, zlib.crc32(entries), marker)
     assert "outside the data section" in _error(forged)
     # footer pointing past the end
     forged = data[:-20] + struct.pack("<QII4s", len(data) * 2, n, crc, marker)

@@ -282,7 +282,7 @@ def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_n
     # a gray style on the compressed band is cloned and moved to band 1, stretch included
     from qgis.core import QgsSingleBandGrayRenderer
 
-    from sar_compressor.ui.styling import matching_renderer
+    from sar_compressor.algorithms.styling import matching_renderer
 
     gray = QgsSingleBandGrayRenderer(layer.dataProvider(), 2)
     stretch = QgsContrastEnhancement(renderer.contrastEnhancement())
@@ -326,15 +326,36 @@ def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene, tiny_m
 
 
 def test_missing_torch_shows_message_not_traceback(make_dock, monkeypatch, scene):
-    status = environment.EngineStatus(
-        False, "Missing Python packages: torch (ImportError: no torch). " + environment.INSTALL_HINT
-    )
-    monkeypatch.setattr(environment, "check_engine", lambda: status)
+    """The panel shows the algorithms' own install advice (one text for the whole plugin)."""
+    from sar_compressor.algorithms import common
+
+    monkeypatch.setattr(common, "missing_dependencies", lambda modules: ["torch"])
     dock = make_dock()
     dock.set_layer(scene)
 
     assert dock.message_label.isVisible()
-    assert "torch" in dock.message_label.text() and "pip install" in dock.message_label.text()
+    assert "SAR Compressor needs PyTorch" in dock.message_label.text()
+    assert "<code>python3 -m pip install torch</code>" in dock.message_label.text()
+    assert not dock.run_button.isEnabled()
+
+
+def test_broken_dependency_shows_message_not_traceback(make_dock, monkeypatch, scene):
+    """An installed but broken package (a DLL that fails to load) is reported like a missing one."""
+    import importlib
+
+    real_import = importlib.import_module
+
+    def broken_constriction(name, package=None):
+        if name == "constriction":
+            raise OSError("DLL load failed")
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", broken_constriction)
+    dock = make_dock()
+    dock.set_layer(scene)
+
+    assert "constriction could not be imported (DLL load failed)" in dock.message_label.text()
+    assert "pip install constriction" in dock.message_label.text()
     assert not dock.run_button.isEnabled()
 
 

@@ -99,9 +99,7 @@ def test_zip_has_the_plugin_and_no_dev_files(package):
     assert all(n.startswith(f"{PLUGIN}/") for n in names)  # one top folder named like the package
     inside = {n[len(PLUGIN) + 1 :] for n in names}
     assert set(REQUIRED) <= inside
-    dev = [
-        n for n in inside if DEV_PARTS & set(PurePosixPath(n).parts) or n in DEV_FILES or n.endswith(".pyc")
-    ]
+    dev = [n for n in inside if DEV_PARTS & set(PurePosixPath(n).parts) or n in DEV_FILES or n.endswith(".pyc")]
     assert not dev, f"development files in the package: {sorted(dev)[:10]}"
 
     parser = configparser.ConfigParser()
@@ -120,9 +118,7 @@ def test_unzipped_plugin_loads_with_qgis_loader(package, tmp_path, qgis_iface):
     registry = QgsApplication.processingRegistry()
     with qgis_plugin_path(plugins, qgis_iface):
         assert qgis.utils.loadPlugin(PLUGIN)
-        assert (
-            Path(sys.modules[PLUGIN].__file__).parent == plugins / PLUGIN
-        )  # the installed copy, not the repo
+        assert Path(sys.modules[PLUGIN].__file__).parent == plugins / PLUGIN  # the installed copy, not the repo
         assert qgis.utils.startPlugin(PLUGIN)
         provider = registry.providerById(PLUGIN)
         assert provider is not None and {alg.id() for alg in provider.algorithms()} == ALGORITHMS

@@ -94,9 +94,7 @@ def qgis_loader(tmp_path, qgis_iface) -> Iterator[str]:
 def test_plugin_loads_registers_and_unloads_cleanly(qgis_loader, qgis_iface):
     registry = QgsApplication.processingRegistry()
     assert qgis.utils.loadPlugin(PLUGIN)
-    assert (
-        Path(sys.modules[PLUGIN].__file__).parent == Path(qgis_loader) / PLUGIN
-    )  # found via the plugin path
+    assert Path(sys.modules[PLUGIN].__file__).parent == Path(qgis_loader) / PLUGIN  # found via the plugin path
     assert qgis.utils.startPlugin(PLUGIN)
     plugin = qgis.utils.plugins[PLUGIN]
 
@@ -237,9 +235,7 @@ print("OK")
 def _run_python(code: str, *args: str, tmp_path: Path, blocked: set[str]) -> subprocess.CompletedProcess:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "profile"))
     script = f"BLOCKED = {sorted(blocked)!r}\nQGIS_PLUGINS = {QGIS_PLUGINS!r}\n{BLOCKER}\n{code}"
-    return subprocess.run(
-        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=240
-    )
+    return subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=240)
 
 
 def test_plugin_without_torch_warns_once_and_codec_algorithms_refuse(tmp_path):

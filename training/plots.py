@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    """A figure on its own Agg canvas: no pyplot, no global backend switch (the plugin shares QGIS's process)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -26,12 +27,12 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def plot_curves(log_path: Path, png: Path) -> None:
     """Train loss and bpp vs step; validation bpp and PSNR per level vs step for every validation set."""
-    plt = _pyplot()
     recs = read_log(log_path)
     train = [r for r in recs if r["type"] == "train" and "loss" in r]
     vals = [r for r in recs if r["type"] == "val"]
     sets = [k for k in (vals[-1] if vals else {}) if isinstance(vals[-1][k], list) and k != "lambdas"]
-    fig, axes = plt.subplots(2, 1 + max(1, len(sets)), figsize=(4.5 * (1 + max(1, len(sets))), 7), squeeze=False)
+    fig = _figure(figsize=(4.5 * (1 + max(1, len(sets))), 7))
+    axes = fig.subplots(2, 1 + max(1, len(sets)), squeeze=False)
     steps = [r["step"] for r in train]
     axes[0, 0].plot(steps, [r["loss"] for r in train])
     axes[0, 0].set(title="train RD loss", xlabel="step", yscale="log")
@@ -48,13 +49,12 @@ def plot_curves(log_path: Path, png: Path) -> None:
         axes[0, j].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(png, dpi=90)
-    plt.close(fig)
 
 
 def plot_samples(rows: list[tuple[str, np.ndarray, np.ndarray, str]], png: Path) -> None:
     """One row per (label, original, reconstruction, caption): original | reconstruction | |error|."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
+    fig = _figure(figsize=(9, 3 * len(rows)))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
     for i, (label, orig, rec, caption) in enumerate(rows):
         axes[i, 0].imshow(orig, cmap="gray", vmin=0, vmax=1)
         axes[i, 0].set_title(f"{label}: original", fontsize=8)
@@ -66,4 +66,3 @@ def plot_samples(rows: list[tuple[str, np.ndarray, np.ndarray, str]], png: Path)
             ax.axis("off")
     fig.tight_layout()
     fig.savefig(png, dpi=80)
-    plt.close(fig)

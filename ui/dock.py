@@ -18,9 +18,7 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingUtils,
     QgsProject,
-    QgsProviderRegistry,
     QgsRasterLayer,
-    QgsTask,
 )
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
 from qgis.PyQt import sip
@@ -43,15 +41,16 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..algorithms.common import DEVICES
+from ..algorithms.compress import KINDS
+from ..algorithms.styling import apply_matching_style
 from . import environment
 from .linked_canvases import LinkedCanvases
-from .styling import apply_matching_style
 from .task_runner import AlgorithmRun
 
 ALGORITHM_ID = "sar_compressor:compress"
 OTHER_MODEL = "__other_model_file__"
-KINDS = ["auto", "intensity", "amplitude", "db", "complex"]
-DEVICES = ["auto", "cpu", "cuda"]
+# (key in last_metrics: the compress algorithm's output in lower case, row label, tooltip)
 METRICS = [
     ("ratio", "Compression ratio", "Input file size / .sarz size"),
     ("bpp", "Bits per pixel", "Size of the .sarz in bits per raster pixel"),
@@ -68,14 +67,13 @@ METRICS = [
 class SARCompressorDock(QDockWidget):
     """Dock panel: settings, Run/Cancel, progress, metrics, linked original | reconstruction canvases."""
 
-    runFinished = pyqtSignal(bool)  # noqa: N815 (Qt naming); emitted once all metrics are in (or the run failed)
+    runFinished = pyqtSignal(bool)  # noqa: N815 (Qt naming); emitted once the results are shown (or the run failed)
 
     def __init__(self, iface=None, parent: QWidget | None = None) -> None:
         super().__init__("SAR Compressor", parent)
         self.setObjectName("SARCompressorDock")
         self.iface = iface
         self.run: AlgorithmRun | None = None
-        self.evaluation_task: QgsTask | None = None
         self.reconstruction_layer: QgsRasterLayer | None = None
         self.last_results: dict = {}
         self.last_metrics: dict = {}
@@ -293,7 +291,7 @@ class SARCompressorDock(QDockWidget):
         return None if data in (None, OTHER_MODEL) else data
 
     def _update_state(self) -> None:
-        running = (self.run is not None and self.run.running) or self.evaluation_task is not None
+        running = self.run is not None and self.run.running
         device_ok = environment.device_summary(self.device_combo.currentText(), self._gpu_name)[1]
         ready = self._engine.ok and self._selected_model() is not None and device_ok
         has_layer = self.layer_combo.currentLayer() is not None
@@ -358,13 +356,13 @@ class SARCompressorDock(QDockWidget):
         self._set_status(f"Done in {seconds:.1f} s: {os.path.basename(info['sarz'])} ({size / 1024:.1f} KiB)")
         self.status_label.setToolTip(os.path.dirname(info["sarz"]))
         self._show_results(original, info["band"], results)
-        self._start_evaluation(original, info["band"], results)
         self._update_state()
+        self.runFinished.emit(True)
 
     # ----------------------------------------------------------------- results
     def _show_results(self, original: QgsRasterLayer, band: int, results: dict) -> None:
-        for key, name in (("ratio", "RATIO"), ("bpp", "BPP"), ("psnr", "PSNR"), ("ssim", "SSIM")):
-            self._set_metric(key, results.get(name))
+        for key, _, _ in METRICS:
+            self._set_metric(key, results.get(key.upper()))
         path = results.get("RECONSTRUCTION")
         layer = QgsRasterLayer(path, self._reconstruction_name(original)) if path else None
         if layer is None or not layer.isValid():
@@ -375,47 +373,9 @@ class SARCompressorDock(QDockWidget):
         self.reconstruction_layer = layer  # the canvas does not own it: keep it alive here
         self.canvases.show_pair(original, layer)
 
-    def _start_evaluation(self, original: QgsRasterLayer, band: int, results: dict) -> None:
-        """Mean ratio (and PSNR/SSIM if the algorithm gave none) from engine.metrics, in a background task."""
-        reconstruction = results.get("RECONSTRUCTION")
-        if "MEAN_RATIO" in results or not reconstruction:
-            self._set_metric("mean_ratio", results.get("MEAN_RATIO"))
-            self.runFinished.emit(True)
-            return
-        source = _file_path(original)
-        kind = self.kind_combo.currentText()
-        kind = kind if kind in ("intensity", "amplitude", "db") else "auto"  # complex comes back as intensity
-        self._set_metric("mean_ratio", "…")
-
-        def evaluate(_task: QgsTask) -> dict:
-            from ..engine.metrics import evaluate_files
-
-            return evaluate_files(source, reconstruction, band=band, kind=kind, reconstruction_band=1)
-
-        self.evaluation_task = QgsTask.fromFunction(
-            "SAR Compressor: evaluating the reconstruction", evaluate, on_finished=self._on_evaluated
-        )
-        QgsApplication.taskManager().addTask(self.evaluation_task)
-
-    def _on_evaluated(self, exception: Exception | None, metrics: dict | None = None) -> None:
-        if sip.isdeleted(self):
-            return
-        self.evaluation_task = None
-        if exception is not None or metrics is None:
-            self._set_metric("mean_ratio", None)
-            self._set_status(f"{self.status_label.text()}\nMetrics failed: {exception}", error=True)
-        else:
-            self._set_metric("mean_ratio", metrics.get("mean_ratio"))
-            for key, name in (("psnr", "psnr_db"), ("ssim", "ssim")):
-                if self.last_metrics.get(key) is None:
-                    self._set_metric(key, metrics.get(name))
-        self._update_state()
-        self.runFinished.emit(True)
-
     def _set_metric(self, key: str, value) -> None:
         row = [k for k, _, _ in METRICS].index(key)
-        if not isinstance(value, str):
-            self.last_metrics[key] = _number(value)
+        self.last_metrics[key] = _number(value)
         self.metrics_table.setItem(row, 0, QTableWidgetItem(_format_metric(key, value)))
 
     def _clear_results(self) -> None:
@@ -492,12 +452,6 @@ class SARCompressorDock(QDockWidget):
         return f"{original.name()} (reconstruction)"
 
 
-def _file_path(layer: QgsRasterLayer) -> str:
-    """The file behind a GDAL raster layer (its source may carry extra URI parts)."""
-    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
-    return parts.get("path") or layer.source()
-
-
 def _number(value) -> float | None:
     try:
         number = float(value)
@@ -507,8 +461,6 @@ def _number(value) -> float | None:
 
 
 def _format_metric(key: str, value) -> str:
-    if isinstance(value, str):
-        return value
     number = _number(value)
     if number is None:
         return "n/a"

@@ -1,20 +1,19 @@
-"""What the dock needs from the Python environment: torch, constriction, bundled models, a GPU.
+"""What the dock needs from the Python environment: the compress algorithm's dependencies, bundled models, a GPU.
 
-Checked lazily (when the dock is built, not when QGIS starts) and turned into a message a user can act on,
-so a missing dependency shows up as text in the panel rather than as a traceback.
+Checked lazily (when the dock is built, not when QGIS starts) with the algorithms' own check, so the panel shows
+the same install advice as the Processing algorithms, as text rather than a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
+import html
+import re
 from dataclasses import dataclass, field
 
-REQUIRED_MODULES = ("torch", "constriction")
-INSTALL_HINT = (
-    "Install them into the Python that QGIS uses, e.g. "
-    "<code>python3 -m pip install torch constriction</code> "
-    "(on Windows run it in the OSGeo4W Shell), then restart QGIS."
-)
+from qgis.core import QgsProcessingException
+
+from ..algorithms.common import CODEC_MODULES, engine_module, import_dependencies
+
 NO_MODEL_HINT = (
     "No bundled model was found in <code>resources/models/</code>. "
     "Choose <i>Other model file…</i> in the model list to use a checkpoint (.pt), "
@@ -32,22 +31,20 @@ class EngineStatus:
 
 
 def check_engine() -> EngineStatus:
-    """Import the heavy dependencies once and list the bundled models; never raises."""
-    missing = []
-    for name in REQUIRED_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # broken installs raise OSError etc., not only ImportError
-            missing.append(f"{name} ({type(exc).__name__}: {exc})")
-    if missing:
-        return EngineStatus(False, "Missing Python packages: " + ", ".join(missing) + ". " + INSTALL_HINT)
+    """Import the compress algorithm's dependencies once and list the bundled models; never raises."""
     try:
-        from ..engine.models.checkpoint import list_models
-
-        models = list(list_models())
-    except Exception as exc:
-        return EngineStatus(False, f"The SAR Compressor engine could not be loaded: {exc}")
+        import_dependencies(CODEC_MODULES)
+        models = list(engine_module("models.checkpoint", CODEC_MODULES).list_models())
+    except QgsProcessingException as exc:  # the install advice
+        return EngineStatus(False, _rich_text(str(exc)))
+    except Exception as exc:  # anything else the engine raises on import: shown, not a traceback
+        return EngineStatus(False, _rich_text(f"The SAR Compressor engine could not be loaded: {exc}"))
     return EngineStatus(True, "" if models else NO_MODEL_HINT, models)
+
+
+def _rich_text(message: str) -> str:
+    """A plain message for the panel's rich-text label: escaped, `commands` in <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(message))
 
 
 def cuda_device_name() -> str | None:

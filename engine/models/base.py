@@ -46,9 +46,7 @@ def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
 
 def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
     """Transposed convolution that exactly doubles the size (inverse of `conv`)."""
-    return nn.ConvTranspose2d(
-        cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
-    )
+    return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
 
 
 class SARAutoencoder(nn.Module):

@@ -13,9 +13,7 @@ class BaselineAutoencoder(SARAutoencoder):
     Widths (48, 96, 176, 128): the full- and half-resolution layers stay thin because they dominate CPU cost.
     """
 
-    def __init__(
-        self, latent_channels: int = 16, widths: tuple[int, int, int, int] = (48, 96, 176, 128)
-    ) -> None:
+    def __init__(self, latent_channels: int = 16, widths: tuple[int, int, int, int] = (48, 96, 176, 128)) -> None:
         super().__init__(latent_channels)
         c1, c2, c3, c4 = widths
         self.encoder = nn.Sequential(

@@ -58,9 +58,7 @@ def resolve_model(name_or_path: PathLike | None) -> Path:
     """A bundled model name ('default'/None -> DEFAULT_MODEL) or a checkpoint path -> existing file."""
     key = DEFAULT_MODEL if name_or_path is None or str(name_or_path) == "default" else name_or_path
     text = os.fspath(key)
-    looks_like_path = (
-        isinstance(key, os.PathLike) or os.sep in text or "/" in text or text.endswith((".pt", ".pth"))
-    )
+    looks_like_path = isinstance(key, os.PathLike) or os.sep in text or "/" in text or text.endswith((".pt", ".pth"))
     if looks_like_path:
         path = Path(text).expanduser()
         if not path.is_file():
@@ -175,9 +173,7 @@ def _checked_config(config: Any, where: str = "") -> dict[str, Any]:
     if not isinstance(model_cfg, dict) or "name" not in model_cfg:
         raise ModelError(f"{where}checkpoint config is missing 'config.model.name'")
     if model_cfg["name"] not in MODELS:
-        raise ModelError(
-            f"{where}unknown model architecture {model_cfg['name']!r}; known: {', '.join(sorted(MODELS))}"
-        )
+        raise ModelError(f"{where}unknown model architecture {model_cfg['name']!r}; known: {', '.join(sorted(MODELS))}")
     pre = config.get("preprocessing_params")
     if not isinstance(pre, dict) or "vmin" not in pre or "vmax" not in pre:
         raise ModelError(f"{where}checkpoint config is missing 'config.preprocessing_params.vmin/vmax'")
@@ -211,9 +207,7 @@ def _load_state(module: nn.Module, state: Any, what: str) -> None:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [
-        k
-        for k in own
-        if k in state and (not torch.is_tensor(state[k]) or tuple(state[k].shape) != tuple(own[k].shape))
+        k for k in own if k in state and (not torch.is_tensor(state[k]) or tuple(state[k].shape) != tuple(own[k].shape))
     ]
     if missing or unexpected or shapes:
         parts = [
@@ -226,9 +220,7 @@ def _load_state(module: nn.Module, state: Any, what: str) -> None:
     module.load_state_dict(fixed, strict=True)
 
 
-def _load_entropy(
-    section: Any, model: SARAutoencoder, path: Path, device: torch.device | str
-) -> EntropyModel | None:
+def _load_entropy(section: Any, model: SARAutoencoder, path: Path, device: torch.device | str) -> EntropyModel | None:
     if section is None:
         return None
     if not isinstance(section, dict) or "frozen" not in section:
@@ -236,8 +228,7 @@ def _load_entropy(
     entropy = EntropyModel.from_frozen(section["frozen"])
     if entropy.latent_channels != model.latent_channels:
         raise ModelError(
-            f"{path}: entropy tables have {entropy.latent_channels} channels, "
-            f"the model has {model.latent_channels}"
+            f"{path}: entropy tables have {entropy.latent_channels} channels, the model has {model.latent_channels}"
         )
     if "state_dict" in section:
         _load_state(entropy, section["state_dict"], f"{path}: entropy model")

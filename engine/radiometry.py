@@ -1,9 +1,10 @@
 """What the network alone gets wrong, measured by the encoder and put back by the decoder.
 
 A codec trained in dB biases the linear-intensity mean that SAR users measure: per 64x64 block (or for the
-whole raster) a gain sum(original) / sum(decoded) in linear intensity restores it, stored as int16 codes in
-log2 steps (wide enough that a badly biased block, bright urban blocks above all, is never clipped) and applied as a smooth (bilinearly interpolated) field so block edges do not show. Bright targets
-above the dB range would be clipped by the network: they are kept as residuals over the range's top instead.
+whole raster) a gain sum(original) / sum(decoded) in linear intensity restores it. Gains are int16 codes in
+log2 steps, wide enough that a badly biased block (bright urban above all) is never clipped, and are applied
+as a smooth (bilinearly interpolated) field so block edges do not show. Bright targets above the dB range
+would be clipped by the network: they are kept as residuals over the range's top instead.
 `finalize_strip` applies both and restores invalid pixels exactly; encoder and decoder share it, which is why
 the reconstruction written during compression equals the decompressed raster.
 """

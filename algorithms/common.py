@@ -20,20 +20,22 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterRasterLayer,
     QgsProviderRegistry,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..engine.catalog import list_models
 from ..engine.errors import CancelledError, SARCompressorError
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 ICON_PATH = PLUGIN_DIR / "resources" / "icon.svg"
-MODELS_DIR = PLUGIN_DIR / "resources" / "models"
 
 # import name -> pip package name, for the advice
 REQUIRED_MODULES = {
@@ -92,7 +94,7 @@ def import_dependencies(modules: Iterable[str]) -> None:
 
 def bundled_models() -> list[str]:
     """Model choices: 'default' (the engine's DEFAULT_MODEL) then the bundled weights, found without torch."""
-    return ["default", *sorted(p.stem for p in MODELS_DIR.glob("*.pt"))]
+    return ["default", *list_models()]
 
 
 def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
@@ -212,6 +214,22 @@ class SARAlgorithm(QgsProcessingAlgorithm):
         """Turn layers into files and bands, raising QgsProcessingException for unusable input (default:
         no layers to resolve)."""
 
+    def add_raster_parameters(self, name: str, label: str, band_name: str, band_label: str) -> None:
+        """A raster layer input and the choice of its band (optional: resolve_band asks for it above one band)."""
+        self.addParameter(QgsProcessingParameterRasterLayer(name, self.tr(label)))
+        self.addParameter(
+            QgsProcessingParameterBand(band_name, self.tr(band_label), parentLayerParameterName=name, optional=True)
+        )
+
+    def raster_band(
+        self, parameters: dict, context: QgsProcessingContext, name: str, band_name: str
+    ) -> tuple[QgsRasterLayer, str, int]:
+        """Main thread: the layer of raster parameter `name`, its file and its 1-based band, all checked."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        what = name.lower()
+        path = raster_file(layer, what)
+        return layer, path, resolve_band(layer, self.parameterAsInt(parameters, band_name, context), what)
+
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API names)
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
@@ -238,10 +256,14 @@ class SARAlgorithm(QgsProcessingAlgorithm):
         param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(param)
 
-    def add_device_parameter(self) -> None:
-        param = QgsProcessingParameterEnum("DEVICE", self.tr("Device"), options=list(DEVICES), defaultValue="auto")
+    def static_enum(self, name: str, label: str, options: Iterable[str], default: str) -> QgsProcessingParameterEnum:
+        """An enum parameter whose value is the option text, not its index (scripts and models stay readable)."""
+        param = QgsProcessingParameterEnum(name, self.tr(label), options=list(options), defaultValue=default)
         param.setUsesStaticStrings(True)
-        self.advanced(param)
+        return param
+
+    def add_device_parameter(self) -> None:
+        self.advanced(self.static_enum("DEVICE", "Device", DEVICES, "auto"))
 
     def add_model_file_parameter(self, help_text: str) -> None:
         param = QgsProcessingParameterFile(

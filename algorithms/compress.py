@@ -5,24 +5,12 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingMultiStepFeedback,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBand,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
 )
 
-from .common import (
-    SARAlgorithm,
-    bundled_models,
-    cancelled,
-    engine_errors,
-    fmt_number,
-    geotiff_path,
-    raster_file,
-    resolve_band,
-)
+from .common import SARAlgorithm, bundled_models, cancelled, engine_errors, fmt_number, geotiff_path
 from .styling import source_renderer, style_on_load
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex")
@@ -60,22 +48,12 @@ class CompressAlgorithm(SARAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Input SAR raster")))
-        self.addParameter(
-            QgsProcessingParameterBand(
-                "BAND",
-                self.tr("Band (required when the raster has more than one)"),
-                parentLayerParameterName="INPUT",
-                optional=True,
-            )
+        self.add_raster_parameters(
+            "INPUT", "Input SAR raster", "BAND", "Band (required when the raster has more than one)"
         )
-        kind = QgsProcessingParameterEnum("KIND", self.tr("Input kind"), options=list(KINDS), defaultValue="auto")
-        kind.setUsesStaticStrings(True)
-        self.addParameter(kind)
+        self.addParameter(self.static_enum("KIND", "Input kind", KINDS, "auto"))
         models = bundled_models()
-        model = QgsProcessingParameterEnum("MODEL", self.tr("Model"), options=models, defaultValue=models[0])
-        model.setUsesStaticStrings(True)
-        self.addParameter(model)
+        self.addParameter(self.static_enum("MODEL", "Model", models, models[0]))
         self.addParameter(
             QgsProcessingParameterNumber(
                 "QUALITY",
@@ -88,14 +66,9 @@ class CompressAlgorithm(SARAlgorithm):
         )
         self.add_model_file_parameter(self.tr("A checkpoint (.pt) to use instead of the bundled model."))
         self.add_device_parameter()
-        correction = QgsProcessingParameterEnum(
-            "MEAN_CORRECTION",
-            self.tr("Mean correction (linear backscatter)"),
-            options=list(MEAN_CORRECTIONS),
-            defaultValue="block",
+        self.advanced(
+            self.static_enum("MEAN_CORRECTION", "Mean correction (linear backscatter)", MEAN_CORRECTIONS, "block")
         )
-        correction.setUsesStaticStrings(True)
-        self.advanced(correction)
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT", self.tr("Compressed file"), fileFilter=self.tr("SAR Compressor files (*.sarz)")
@@ -117,9 +90,7 @@ class CompressAlgorithm(SARAlgorithm):
 
     def resolve_inputs(self, parameters, context) -> None:
         """Main thread: layer -> file path, band check, the source style for the reconstruction."""
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        self._source = raster_file(layer, "input")
-        self._band = resolve_band(layer, self.parameterAsInt(parameters, "BAND", context), "input")
+        layer, self._source, self._band = self.raster_band(parameters, context, "INPUT", "BAND")
         self._renderer = source_renderer(layer, self._band, context)
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
@@ -156,14 +127,10 @@ class CompressAlgorithm(SARAlgorithm):
 
     def _measure(self, reconstruction: str, kind: str, feedback) -> dict:
         """PSNR, SSIM and mean ratio of the reconstruction against the source band (the engine's metrics, in
-        the radiometry the codec used; complex input comes back as intensity, so it is detected again)."""
+        the radiometry the codec was told to use)."""
         with engine_errors():
             metrics = self.engine("metrics").evaluate_files(
-                self._source,
-                reconstruction,
-                band=self._band,
-                kind="auto" if kind == "complex" else kind,
-                reconstruction_band=1,
+                self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1
             )
         for key, label in MEASURED.values():
             feedback.pushInfo(f"{label} {fmt_number(metrics[key])} ({metrics['domain'][key]})")

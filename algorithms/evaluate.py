@@ -8,22 +8,9 @@ import math
 import tempfile
 from pathlib import Path
 
-from qgis.core import (
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterBand,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterRasterLayer,
-)
+from qgis.core import QgsProcessingOutputNumber, QgsProcessingParameterFileDestination
 
-from .common import (
-    METRICS_MODULES,
-    SARAlgorithm,
-    cancelled,
-    engine_errors,
-    fmt_number,
-    raster_file,
-    resolve_band,
-)
+from .common import METRICS_MODULES, SARAlgorithm, cancelled, engine_errors, fmt_number
 
 # output name -> (metrics key, label)
 METRICS = {
@@ -64,21 +51,8 @@ class EvaluateAlgorithm(SARAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("ORIGINAL", self.tr("Original raster")))
-        self.addParameter(
-            QgsProcessingParameterBand(
-                "ORIGINAL_BAND", self.tr("Original band"), parentLayerParameterName="ORIGINAL", optional=True
-            )
-        )
-        self.addParameter(QgsProcessingParameterRasterLayer("RECONSTRUCTION", self.tr("Reconstruction")))
-        self.addParameter(
-            QgsProcessingParameterBand(
-                "RECONSTRUCTION_BAND",
-                self.tr("Reconstruction band"),
-                parentLayerParameterName="RECONSTRUCTION",
-                optional=True,
-            )
-        )
+        self.add_raster_parameters("ORIGINAL", "Original raster", "ORIGINAL_BAND", "Original band")
+        self.add_raster_parameters("RECONSTRUCTION", "Reconstruction", "RECONSTRUCTION_BAND", "Reconstruction band")
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT_HTML", self.tr("Report"), fileFilter=self.tr("HTML files (*.html)")
@@ -89,12 +63,11 @@ class EvaluateAlgorithm(SARAlgorithm):
 
     def resolve_inputs(self, parameters, context) -> None:
         """Main thread: layers -> files and bands."""
-        layers = [self.parameterAsRasterLayer(parameters, name, context) for name in ("ORIGINAL", "RECONSTRUCTION")]
-        self._files = tuple(raster_file(layer, what) for layer, what in zip(layers, ("original", "reconstruction")))
-        self._bands = tuple(
-            resolve_band(layer, self.parameterAsInt(parameters, f"{name}_BAND", context), what)
-            for layer, name, what in zip(layers, ("ORIGINAL", "RECONSTRUCTION"), ("original", "reconstruction"))
-        )
+        resolved = [
+            self.raster_band(parameters, context, name, f"{name}_BAND") for name in ("ORIGINAL", "RECONSTRUCTION")
+        ]
+        self._files = tuple(path for _, path, _ in resolved)
+        self._bands = tuple(band for _, _, band in resolved)
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         """Worker thread: the engine's metrics, then the report."""

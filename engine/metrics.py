@@ -60,10 +60,7 @@ def to_domains(arr: np.ndarray, kind: str) -> tuple[np.ndarray, Optional[np.ndar
         if kind == "db":
             db = arr.astype(np.float64)
             return db, np.power(10.0, db / 10.0)
-        if kind in ("amplitude", "complex"):
-            lin = np.abs(arr).astype(np.float64) ** 2
-        else:
-            lin = arr.astype(np.float64)
+        lin = np.abs(arr).astype(np.float64) ** 2 if kind in ("amplitude", "complex") else arr.astype(np.float64)
         db = 10.0 * np.log10(np.maximum(lin, NOISE_FLOOR))
         return np.where(np.isfinite(lin), db, np.nan), lin
 
@@ -283,10 +280,17 @@ class _Pair:
     mask: np.ndarray
 
 
+def _reconstruction_kind(kind: str, recon: np.ndarray) -> str:
+    """The codec decompresses complex SLC to real intensity: only a complex array is read as complex."""
+    if kind == "complex" and not np.iscomplexobj(recon):
+        return "intensity"
+    return kind
+
+
 def _pair(orig: np.ndarray, recon: np.ndarray, kind: str, nodata_o, nodata_r) -> _Pair:
     mask = valid_mask(orig, nodata_o) & valid_mask(recon, nodata_r)
     o, o_lin = to_domains(orig, kind)
-    r, r_lin = to_domains(recon, kind)
+    r, r_lin = to_domains(recon, _reconstruction_kind(kind, recon))
     mask &= np.isfinite(o) & np.isfinite(r)
     return _Pair(o, r, o_lin, r_lin, mask)
 

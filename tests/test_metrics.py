@@ -214,8 +214,17 @@ def test_reconstruction_band_of_a_multiband_original(tmp_path):
     recon = _write(tmp_path / "one.tif", (x[1] * 0.5).astype(np.float32))
     r = m.evaluate_files(tmp_path / "two.tif", recon, band=2, reconstruction_band=1)
     assert r["mean_ratio"] == pytest.approx(0.5, rel=1e-6) and r["band"] == 2
+    # a single-band reconstruction is band 1 by default; a multi-band one is read at the original's band
+    assert m.evaluate_files(tmp_path / "two.tif", recon, band=2)["mean_ratio"] == pytest.approx(0.5, rel=1e-6)
     with pytest.raises(InputError, match="band 2 does not exist in the reconstruction"):
-        m.evaluate_files(tmp_path / "two.tif", recon, band=2)
+        m.evaluate_files(tmp_path / "two.tif", recon, band=2, reconstruction_band=2)
+
+
+def test_complex_original_against_its_intensity_reconstruction():
+    rng = np.random.default_rng(3)
+    z = (rng.normal(size=(64, 64)) + 1j * rng.normal(size=(64, 64))).astype(np.complex64)
+    r = m.evaluate_arrays(z, (np.abs(z) ** 2).astype(np.float32), kind="complex")
+    assert r["mean_ratio"] == pytest.approx(1.0, rel=1e-6) and r["ssim"] == pytest.approx(1.0)
 
 
 def test_large_files_are_accumulated_in_strips_with_a_crop(tmp_path, monkeypatch):
@@ -244,6 +253,11 @@ def test_uint8_files_are_detected_as_display_products(tmp_path):
 
 
 def test_render_side_by_side_writes_png(tmp_path):
+    """...without pyplot or switching matplotlib's backend (it runs inside QGIS)."""
+    import matplotlib
+
+    backend = dict.__getitem__(matplotlib.rcParams, "backend")  # the raw value: reading it normally resolves it
     x = 10 * np.log10(_speckle((64, 64)))
     out = m.render_side_by_side(x, x + 1.0, tmp_path / "sub" / "cmp.png", (-20.0, 10.0), title="test")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert dict.__getitem__(matplotlib.rcParams, "backend") is backend

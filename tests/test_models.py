@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from sar_compressor.engine import catalog
 from sar_compressor.engine.entropy import EntropyModel
 from sar_compressor.engine.errors import InputError, ModelError
 from sar_compressor.engine.models import (
@@ -23,7 +24,6 @@ from sar_compressor.engine.models import (
     resolve_model,
     save_checkpoint,
 )
-from sar_compressor.engine.models import checkpoint as ckpt_mod
 
 CONFIG = {"model": {"name": "baseline"}, "preprocessing_params": {"vmin": -25.0, "vmax": 5.0}}
 
@@ -220,7 +220,7 @@ def test_save_checks_config(tmp_path: Path, small_pair) -> None:
 
 
 def test_resolve_model(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(ckpt_mod, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(catalog, "MODELS_DIR", tmp_path)
     assert list_models() == []
     with pytest.raises(ModelError, match="none installed"):
         resolve_model(None)

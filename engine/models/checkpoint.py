@@ -13,23 +13,22 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..catalog import DEFAULT_MODEL, MODELS_DIR, PathLike, list_models, resolve_model
 from ..entropy import EntropyModel
 from ..errors import ModelError
 from .base import SARAutoencoder
 from .registry import MODELS, build_model
 
-DEFAULT_MODEL = "baseline"
-MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
 FORMAT_VERSION = 1
 _CACHE_SIZE = 4
 
-PathLike = Union[str, "os.PathLike[str]"]
+__all__ = ["DEFAULT_MODEL", "MODELS_DIR", "LoadedModel", "list_models", "load_checkpoint", "resolve_model"]
 
 
 @dataclass
@@ -47,28 +46,6 @@ class LoadedModel:
 
 
 _cache: dict[tuple[str, str, int, int], LoadedModel] = {}
-
-
-def list_models() -> list[str]:
-    """Names of the bundled models (files resources/models/<name>.pt)."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.pt")) if MODELS_DIR.is_dir() else []
-
-
-def resolve_model(name_or_path: PathLike | None) -> Path:
-    """A bundled model name ('default'/None -> DEFAULT_MODEL) or a checkpoint path -> existing file."""
-    key = DEFAULT_MODEL if name_or_path is None or str(name_or_path) == "default" else name_or_path
-    text = os.fspath(key)
-    looks_like_path = isinstance(key, os.PathLike) or os.sep in text or "/" in text or text.endswith((".pt", ".pth"))
-    if looks_like_path:
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}")
-        return path
-    path = MODELS_DIR / f"{text}.pt"
-    if not path.is_file():
-        known = ", ".join(list_models()) or "none installed"
-        raise ModelError(f"unknown model {text!r}: not a file and not a bundled model (bundled: {known})")
-    return path
 
 
 def save_checkpoint(

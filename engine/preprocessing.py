@@ -155,7 +155,7 @@ def to_db(arr: np.ndarray, kind: str) -> np.ndarray:
         return linear_to_db(z.real.astype(np.float64) ** 2 + z.imag.astype(np.float64) ** 2)
     x = arr.astype(np.float64)
     if kind == "amplitude":
-        x = np.where(np.isfinite(x), x * x, x)
+        x = np.where(np.isfinite(x) & (x > 0), x * x, 0.0)
     return linear_to_db(x)
 
 

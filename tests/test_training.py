@@ -90,8 +90,13 @@ def test_ssim_and_loss():
     terms = rd_loss(x, x_hat.half(), torch.tensor(2048.0), lam=10.0)
     assert terms.loss.dtype == torch.float32
     assert float(terms.bpp) == pytest.approx(2048.0 / (2 * 32 * 32))
+    expected = 0.5 * float(terms.mse.detach()) + 0.5 * (1 - float(terms.ssim.detach()))
+    assert float(terms.distortion.detach()) == pytest.approx(expected, rel=1e-5)
+    assert float(terms.loss.detach()) == pytest.approx(10.0 * expected + float(terms.bpp), rel=1e-5)
     terms.loss.backward()
     assert torch.isfinite(x_hat.grad).all()
+    mse_only = rd_loss(x, noisy, torch.tensor(0.0), lam=1.0, ssim_weight=0.0)
+    assert float(mse_only.loss) == pytest.approx(float(mse_only.mse), rel=1e-5)
 
 
 def test_tiny_run_outputs_and_export(tmp_path, small_npz):
@@ -152,3 +157,30 @@ def test_cli_defaults_are_cpu_friendly(tmp_path):
     assert cfg.minutes and cfg.minutes <= 50
     cfg = cfg.resolved(torch.device("cpu"))
     assert cfg.patch == 128 and cfg.batch_size == 8
+
+
+def test_lambda_calibration_moves_toward_targets_and_keeps_order(tmp_path):
+    cfg = tiny_config(tmp_path).resolved(torch.device("cpu"))
+    tr = Trainer(cfg, torch.device("cpu"))
+    before = list(tr.lambdas)
+    tr.calibrate(0, bpp=1.0)  # far above the 0.1 bpp target of level 1: its lambda must fall
+    assert tr.lambdas[0] < before[0]
+    tr.lambdas[5] = 1e9  # an unreachable target would run away; the ratio cap holds it
+    tr.calibrate(5, bpp=0.01)
+    lo, hi = cfg.lambda_ratio
+    assert all(lo * a <= b * (1 + 1e-9) and b <= hi * a * (1 + 1e-9) for a, b in zip(tr.lambdas, tr.lambdas[1:]))
+    tr.calibrated = True
+    frozen = list(tr.lambdas)
+    tr.calibrate(0, bpp=5.0)
+    assert tr.lambdas == frozen
+
+
+def test_evaluate_model_on_a_raster(tmp_path, tiny_model_path):
+    from sar_compressor.engine.simulate import write_scene
+    from sar_compressor.training.evaluate import evaluate_model, markdown
+
+    write_scene(tmp_path / "scene.tif", 96, 96, looks=2, seed=1)
+    rows = evaluate_model(str(tiny_model_path), tmp_path, qualities=[1, 6])
+    assert [r["quality"] for r in rows] == [1, 6]
+    assert all(r["bpp"] > 0 and r["mean_ratio"] > 0 for r in rows)
+    assert "scene" in markdown(rows)

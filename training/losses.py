@@ -59,8 +59,8 @@ class RDTerms:
     bpp: torch.Tensor
 
 
-def rd_loss(x: torch.Tensor, x_hat: torch.Tensor, bits: torch.Tensor, lam: float) -> RDTerms:
-    """lambda * (0.5 * MSE + 0.5 * (1 - SSIM)) + bits per pixel of the batch, in fp32.
+def rd_loss(x: torch.Tensor, x_hat: torch.Tensor, bits: torch.Tensor, lam: float, ssim_weight: float = 0.5) -> RDTerms:
+    """lambda * ((1 - w) * MSE + w * (1 - SSIM)) + bits per pixel of the batch, in fp32 (w = 0.5 by default).
 
     `bits` is the total bit count of the batch's latents (from the entropy model); pixels are N * H * W.
     """
@@ -69,6 +69,6 @@ def rd_loss(x: torch.Tensor, x_hat: torch.Tensor, bits: torch.Tensor, lam: float
     n, _, h, w = x.shape
     mse = F.mse_loss(x_hat, x)
     s = ssim(x_hat, x)
-    distortion = 0.5 * mse + 0.5 * (1.0 - s)
+    distortion = (1.0 - ssim_weight) * mse + ssim_weight * (1.0 - s)
     bpp = bits.float() / float(n * h * w)
     return RDTerms(loss=lam * distortion + bpp, distortion=distortion, mse=mse, ssim=s, bpp=bpp)

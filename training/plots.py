@@ -25,11 +25,17 @@ def read_log(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _last_per_step(records) -> list[dict[str, Any]]:
+    """One record per step, the latest written (a resumed run repeats the steps after its last checkpoint)."""
+    by_step = {r["step"]: r for r in records}
+    return [by_step[k] for k in sorted(by_step)]
+
+
 def plot_curves(log_path: Path, png: Path) -> None:
     """Train loss and bpp vs step; validation bpp and PSNR per level vs step for every validation set."""
     recs = read_log(log_path)
-    train = [r for r in recs if r["type"] == "train" and "loss" in r]
-    vals = [r for r in recs if r["type"] == "val"]
+    train = _last_per_step(r for r in recs if r["type"] == "train" and "loss" in r)
+    vals = _last_per_step(r for r in recs if r["type"] == "val")
     sets = [k for k in (vals[-1] if vals else {}) if isinstance(vals[-1][k], list) and k != "lambdas"]
     fig = _figure(figsize=(4.5 * (1 + max(1, len(sets))), 7))
     axes = fig.subplots(2, 1 + max(1, len(sets)), squeeze=False)

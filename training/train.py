@@ -55,7 +55,7 @@ class TrainConfig:
     steps: int | None = None
     seed: int = 0
     resume: bool = False
-    lr: float = 2e-4
+    lr: float = 3e-4
     entropy_lr: float = 1e-3
     lr_drop_at: float = 0.85
     val_every: int = 250
@@ -71,6 +71,7 @@ class TrainConfig:
     workers: int = 0
     grad_clip: float = 5.0
     ste: bool = True
+    ssim_weight: float = 0.1
 
     def resolved(self, device: torch.device) -> TrainConfig:
         """Fill the device-dependent defaults: patch 128 / batch 8 on CPU, 256 / 16 on a GPU."""
@@ -188,7 +189,7 @@ class Trainer:
         y_hat, likelihoods = self.entropy(y.float(), q, ste=self.cfg.ste)
         with self._autocast():
             x_hat = self.model.decode(y_hat)
-        return rd_loss(x, x_hat.float(), self.entropy.bits(likelihoods), self.lambdas[q])
+        return rd_loss(x, x_hat.float(), self.entropy.bits(likelihoods), self.lambdas[q], self.cfg.ssim_weight)
 
     def _aux_loss(self) -> torch.Tensor | None:
         aux = getattr(self.entropy, "aux_loss", None)
@@ -290,7 +291,8 @@ class Trainer:
                 bpp = bits / float(xs[:, 0].numel())
                 s = float(ssim(rec, xs))
                 mse = float(torch.mean((rec - xs) ** 2))
-                objective.append(0.5 * mse + 0.5 * (1 - s) + bpp / self.lambdas[q])
+                w = self.cfg.ssim_weight
+                objective.append((1 - w) * mse + w * (1 - s) + bpp / self.lambdas[q])
                 levels.append({"bpp": bpp, "psnr": psnr(rec, xs), "ssim": s})
             out[name] = levels
         out["objective"] = float(np.mean(objective))
@@ -538,7 +540,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--patience", type=int, default=10, help="validations without improvement before stopping")
@@ -547,6 +549,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--no-ste", action="store_true", help="decoder sees noisy latents instead of rounded ones")
+    p.add_argument("--ssim-weight", type=float, default=0.1, help="w in D = (1 - w) MSE + w (1 - SSIM)")
     a = p.parse_args(argv)
     npz = a.npz
     if npz is None and a.images is None and not a.no_optical and DEFAULT_NPZ.is_file():
@@ -577,6 +580,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         threads=a.threads,
         workers=a.workers,
         ste=not a.no_ste,
+        ssim_weight=a.ssim_weight,
     )
 
 

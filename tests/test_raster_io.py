@@ -1,0 +1,245 @@
+"""Streaming raster I/O: metadata round trip, row windows with reflect halos, atomic strip writer, COG output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+
+from sar_compressor.engine.errors import CancelledError, InputError
+from sar_compressor.engine.raster_io import (
+    RasterInfo,
+    RasterReader,
+    StripWriter,
+    iter_strips,
+    open_info,
+    read_rows,
+    reflect_rows,
+)
+
+RNG = np.random.default_rng(2)
+TRANSFORM = (399960.0, 10.0, 0.0, 5000040.0, 0.0, -10.0)
+
+
+def _info(height=70, width=45, count=1, dtype="float32", georef=True, nodata=None) -> RasterInfo:
+    return RasterInfo(
+        width=width,
+        height=height,
+        count=count,
+        dtype=dtype,
+        crs_wkt=CRS.from_epsg(32631).to_wkt() if georef else None,
+        transform=TRANSFORM if georef else None,
+        nodata=nodata,
+        descriptions=[f"band {i} linear intensity" for i in range(1, count + 1)],
+        tags={"MISSION": "test", "LOOKS": "1"},
+        band_tags=[{"POL": p} for p in ("VV", "VH", "HH")[:count]],
+        units=["linear"] * count,
+    )
+
+
+def _write_in_strips(path, info, data, rows=16, **kwargs):
+    with StripWriter(path, info, **kwargs) as writer:
+        for r in range(0, info.height, rows):
+            writer.write(r, data[..., r : r + rows, :])
+    return path
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_round_trip_in_strips_keeps_pixels_and_metadata(tmp_path):
+    info = _info(nodata=float("nan"))
+    data = RNG.random((70, 45)).astype(np.float32)
+    data[3, 4] = np.nan
+    path = _write_in_strips(tmp_path / "out.tif", info, data)
+    assert _leftovers(tmp_path) == ["out.tif"]
+    back = open_info(path)
+    assert back.has_georef
+    assert back.transform == TRANSFORM
+    assert CRS.from_wkt(back.crs_wkt) == CRS.from_epsg(32631)
+    assert np.isnan(back.nodata)
+    assert back.descriptions == info.descriptions
+    assert back.tags["MISSION"] == "test" and back.band_tags[0]["POL"] == "VV"
+    assert back.units == ["linear"]
+    with rasterio.open(path) as ds:
+        assert ds.profile["tiled"] and ds.block_shapes[0] == (256, 256)
+        assert ds.compression.name.upper() == "DEFLATE"
+        np.testing.assert_array_equal(ds.read(1), data)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_no_georeferencing_in_gives_none_out(tmp_path):
+    info = _info(georef=False)
+    data = RNG.random((70, 45)).astype(np.float32)
+    path = _write_in_strips(tmp_path / "plain.tif", info, data)
+    back = open_info(path)
+    assert not back.has_georef and back.crs_wkt is None and back.transform is None
+    with rasterio.open(path) as ds:
+        assert ds.crs is None
+        assert ds.transform == Affine.identity()
+
+
+def test_multiband_integer_dtype_and_band_selection(tmp_path):
+    info = _info(count=2, dtype="uint16", nodata=0)
+    data = RNG.integers(1, 60000, (2, 70, 45)).astype(np.uint16)
+    path = _write_in_strips(tmp_path / "two.tif", info, data, rows=32)
+    back = open_info(path)
+    assert back.count == 2 and back.dtype == "uint16" and back.nodata == 0
+    with RasterReader(path) as reader:
+        np.testing.assert_array_equal(reader.read_rows(2, 0, 70), data[1])
+    one = back.band(2)
+    assert one.count == 1 and one.descriptions == ["band 2 linear intensity"] and one.band_tags == [{"POL": "VH"}]
+    with pytest.raises(InputError, match="band 3"):
+        back.band(3)
+
+
+def test_write_one_band_of_several_and_bad_shapes(tmp_path):
+    info = _info(count=2)
+    with StripWriter(tmp_path / "b.tif", info) as writer:
+        writer.write(0, np.ones((70, 45), np.float32), band=2)
+        with pytest.raises(ValueError):
+            writer.write(60, np.ones((20, 45), np.float32))
+        with pytest.raises(ValueError):
+            writer.write(0, np.ones((5, 44), np.float32))
+        with pytest.raises(InputError):
+            writer.write(0, np.ones((5, 45), np.float32), band=3)
+    with rasterio.open(tmp_path / "b.tif") as ds:
+        assert ds.read(2).min() == 1.0
+
+
+def test_dtype_and_nodata_overrides(tmp_path):
+    info = _info(nodata=-1.0)
+    path = _write_in_strips(tmp_path / "o.tif", info, np.ones((70, 45)), dtype="float64", nodata=None)
+    back = open_info(path)
+    assert back.dtype == "float64" and back.nodata is None
+
+
+def test_info_is_json_serialisable_with_nan_nodata():
+    info = _info(nodata=float("nan"))
+    text = json.dumps(info.to_dict(), allow_nan=False)
+    back = RasterInfo.from_dict(json.loads(text))
+    assert np.isnan(back.nodata)
+    assert back.transform == info.transform and back.crs_wkt == info.crs_wkt
+    assert back.descriptions == info.descriptions and back.band_tags == info.band_tags
+    assert json.loads(text)["has_georef"] is True
+    with pytest.raises(InputError):
+        RasterInfo.from_dict({"width": 3})
+
+
+def test_gcps_round_trip(tmp_path):
+    info = _info(georef=False)
+    info.gcps = [[0.0, 0.0, 2.1, 48.5, 0.0], [69.0, 44.0, 2.2, 48.4, 10.0], [0.0, 44.0, 2.2, 48.5, 0.0]]
+    info.gcp_crs_wkt = CRS.from_epsg(4326).to_wkt()
+    path = _write_in_strips(tmp_path / "gcp.tif", info, np.ones((70, 45), np.float32))
+    back = open_info(path)
+    assert back.has_georef and back.transform is None
+    assert len(back.gcps) == 3 and back.gcps[1][2] == pytest.approx(2.2)
+    with rasterio.open(path) as ds:
+        gcps, crs = ds.gcps
+        assert isinstance(gcps[0], GroundControlPoint) and crs == CRS.from_epsg(4326)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk full"), CancelledError("cancelled")])
+def test_failure_leaves_no_output_and_no_temp(tmp_path, error):
+    info = _info()
+    with pytest.raises(type(error)), StripWriter(tmp_path / "x.tif", info) as writer:
+        writer.write(0, np.ones((16, 45), np.float32))
+        raise error
+    assert _leftovers(tmp_path) == []
+
+
+def test_failure_keeps_an_existing_output(tmp_path):
+    target = tmp_path / "keep.tif"
+    target.write_bytes(b"old")
+    with pytest.raises(CancelledError), StripWriter(target, _info()):
+        raise CancelledError("cancelled")
+    assert target.read_bytes() == b"old"
+    assert _leftovers(tmp_path) == ["keep.tif"]
+
+
+def test_writer_errors(tmp_path):
+    with pytest.raises(InputError, match="folder"), StripWriter(tmp_path / "missing" / "x.tif", _info()):
+        pass
+    with pytest.raises(ValueError):
+        StripWriter(tmp_path / "x.tif", _info(), blocksize=100)
+
+
+def test_cog_output(tmp_path):
+    info = _info(height=600, width=520, nodata=float("nan"))
+    data = RNG.random((600, 520)).astype(np.float32)
+    path = _write_in_strips(tmp_path / "cog.tif", info, data, rows=100, cog=True, blocksize=128)
+    assert _leftovers(tmp_path) == ["cog.tif"]
+    with rasterio.open(path) as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert ds.overviews(1)
+        assert ds.block_shapes[0] == (128, 128)
+        np.testing.assert_array_equal(ds.read(1), data)
+        assert ds.descriptions == tuple(info.descriptions)
+    back = open_info(path)
+    assert back.transform == TRANSFORM and back.tags["MISSION"] == "test"
+
+
+@pytest.fixture()
+def small_raster(tmp_path):
+    data = np.arange(7 * 5, dtype=np.float32).reshape(7, 5)
+    return _write_in_strips(tmp_path / "small.tif", _info(height=7, width=5), data, rows=3), data
+
+
+def test_read_rows_clips_at_edges(small_raster):
+    path, data = small_raster
+    np.testing.assert_array_equal(read_rows(path, 1, -2, 3), data[:3])
+    np.testing.assert_array_equal(read_rows(path, 1, 5, 20), data[5:])
+    assert read_rows(path, 1, 9, 12).shape == (0, 5)
+    with pytest.raises(InputError, match="band 2"):
+        read_rows(path, 2, 0, 1)
+
+
+@pytest.mark.parametrize(("row0", "row1", "halo"), [(0, 3, 2), (4, 7, 3), (0, 7, 10), (2, 5, 0)])
+def test_padded_rows_match_numpy_reflect(small_raster, row0, row1, halo):
+    path, data = small_raster
+    expected = np.pad(data, ((halo, halo), (0, 0)), mode="reflect")[row0 : row1 + 2 * halo]
+    np.testing.assert_array_equal(read_rows(path, 1, row0, row1, halo=halo), expected)
+
+
+def test_reflect_rows_single_row_raster():
+    np.testing.assert_array_equal(reflect_rows(-3, 4, 1), np.zeros(7, dtype=int))
+    np.testing.assert_array_equal(reflect_rows(-2, 5, 3), [2, 1, 0, 1, 2, 1, 0])
+
+
+def test_iter_strips_cover_all_rows_with_halo(small_raster):
+    path, data = small_raster
+    strips = list(iter_strips(path, 1, rows=3, halo=1))
+    assert [r for r, _ in strips] == [0, 3, 6]
+    assert [s.shape[0] for _, s in strips] == [5, 5, 3]
+    core = np.concatenate([s[1:-1] for _, s in strips])
+    np.testing.assert_array_equal(core, data)
+    with pytest.raises(ValueError):
+        next(iter_strips(path, 1, rows=0))
+
+
+def test_open_info_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        open_info(tmp_path / "nope.tif")
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"not a raster at all")
+    with pytest.raises(InputError, match="cannot read"):
+        open_info(junk)
+
+
+def test_real_airsar_has_no_georef_and_round_trips(shared_sar_dir, tmp_path):
+    src = shared_sar_dir / "sanfrancisco_airsar_C11.tif"
+    info = open_info(src)
+    assert not info.has_georef and info.count == 1 and info.dtype == "float32"
+    with RasterReader(src) as reader, StripWriter(tmp_path / "copy.tif", info) as writer:
+        for row0, strip in reader.iter_strips(1, rows=100):
+            writer.write(row0, strip)
+    back = open_info(tmp_path / "copy.tif")
+    assert not back.has_georef and back.tags == info.tags
+    with rasterio.open(src) as a, rasterio.open(tmp_path / "copy.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))

@@ -232,6 +232,16 @@ class SARCompressor:
             out[ty * TILE : (ty + 1) * TILE, tx * TILE : (tx + 1) * TILE] = x[0, inner, inner]
         return out[: core * DOWNSAMPLE, : width * DOWNSAMPLE]
 
+    def autoencode_tiles(self, tiles: np.ndarray, latent_dtype: Any = np.float16) -> np.ndarray:
+        """Independent tiles [N, t, t] in [0, 1] -> encoded, latents stored as `latent_dtype`, decoded.
+
+        The prototype's fixed-rate design (no entropy coding, tiles blended by tiling.process_array): kept as the
+        benchmark's baseline for what the contiguous latent grid and the learned prior buy.
+        """
+        latents = self._forward(self.model.encode, np.asarray(tiles, dtype=np.float32)[:, None])
+        restored = latents.astype(latent_dtype).astype(np.float32)
+        return self._forward(self.model.decode, restored)[:, 0]
+
     # ------------------------------------------------------------------ arrays
 
     def compress_array(self, arr: np.ndarray, quality: int = 3, **kwargs: Any):

@@ -57,9 +57,7 @@ def run(
         input_path = write_scene(out / "scene.tif", size, size, looks=1, seed=0, kind="intensity")
         print(f"simulated a georeferenced {size}x{size} single-look intensity scene: {input_path}")
     sarz, recon = out / f"{input_path.stem}.sarz", out / f"{input_path.stem}_reconstruction.tif"
-    cstats = compress_file(
-        input_path, sarz, model=model, quality=quality, band=band, device=device, log=print
-    )
+    cstats = compress_file(input_path, sarz, model=model, quality=quality, band=band, device=device, log=print)
     dstats = decompress_file(sarz, recon, model=model, device=device, log=print)
     metrics = evaluate_files(input_path, recon, band=band, reconstruction_band=1)
     png = render_side_by_side(
@@ -90,9 +88,7 @@ def run(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m sar_compressor.bench.demo", description=__doc__.splitlines()[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m sar_compressor.bench.demo", description=__doc__.splitlines()[0])
     p.add_argument("--input", type=Path, default=None, help="raster to use instead of a simulated scene")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--model", default=None, help="model name or checkpoint path (default: the bundled one)")

@@ -49,9 +49,7 @@ def available() -> bool:
 
 def require() -> None:
     if not available():
-        raise InputError(
-            f"GDAL has no {DRIVER} driver: install GDAL with OpenJPEG to run the JPEG 2000 baseline"
-        )
+        raise InputError(f"GDAL has no {DRIVER} driver: install GDAL with OpenJPEG to run the JPEG 2000 baseline")
 
 
 def db_to_uint16(db: np.ndarray, rng: tuple[float, float]) -> np.ndarray:

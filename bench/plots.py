@@ -67,15 +67,11 @@ def crop_figure(
     fig = _figure(figsize=(4.2 * len(panels), 4.6), constrained_layout=True)
     axes = fig.subplots(1, len(panels))
     for ax, (label, img) in zip(np.atleast_1d(axes), panels):
-        ax.imshow(
-            img[r0 : r0 + ch, c0 : c0 + cw], cmap="gray", vmin=rng[0], vmax=rng[1], interpolation="nearest"
-        )
+        ax.imshow(img[r0 : r0 + ch, c0 : c0 + cw], cmap="gray", vmin=rng[0], vmax=rng[1], interpolation="nearest")
         ax.set_title(label, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(
-        f"{title}  crop {ch}x{cw} at ({r0}, {c0}), grey = [{rng[0]:.1f}, {rng[1]:.1f}] dB", fontsize=10
-    )
+    fig.suptitle(f"{title}  crop {ch}x{cw} at ({r0}, {c0}), grey = [{rng[0]:.1f}, {rng[1]:.1f}] dB", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path

@@ -103,15 +103,11 @@ def run_dataset(
     return {**ds.describe(), "metric_domains": domains, "entries": entries}, kept
 
 
-def _ours(
-    ds: Dataset, name: str, comp, q: int, workdir: Path, want_db: bool
-) -> tuple[dict, Optional[np.ndarray]]:
+def _ours(ds: Dataset, name: str, comp, q: int, workdir: Path, want_db: bool) -> tuple[dict, Optional[np.ndarray]]:
     sarz = workdir / f"{ds.name}_{name}_q{q}.sarz"
     recon = workdir / f"{ds.name}_{name}_q{q}.tif"
     start = time.perf_counter()
-    stats = compress_file(
-        ds.path, sarz, quality=q, band=BAND, kind=ds.kind, compressor=comp, reconstruction=recon
-    )
+    stats = compress_file(ds.path, sarz, quality=q, band=BAND, kind=ds.kind, compressor=comp, reconstruction=recon)
     seconds = time.perf_counter() - start
     nbytes = sarz.stat().st_size
     metrics = evaluate_files(ds.path, recon, band=BAND, kind=ds.kind, rng=ds.rng, rng_label=RANGE_LABEL)
@@ -146,9 +142,7 @@ def _read_db(path: Path, kind: str) -> np.ndarray:
 def _prototype(ds: Dataset, name: str, comp) -> dict:
     p = prototype.roundtrip(comp, ds.db)
     metrics = evaluate_arrays(ds.db, p.db, kind="db", rng=ds.rng, rng_label=RANGE_LABEL)
-    return _entry(
-        "prototype", f"{name} float16 latents", p.bpp, p.nbytes, metrics, model=name, seconds=p.seconds
-    )
+    return _entry("prototype", f"{name} float16 latents", p.bpp, p.nbytes, metrics, model=name, seconds=p.seconds)
 
 
 def _jpeg2000(ds: Dataset, target: float, path: Path) -> dict:

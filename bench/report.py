@@ -113,9 +113,7 @@ def _speed_table(speed: Optional[dict]) -> list[str]:
             f"{d['compress_vs_jpeg2000']:.3f} / {d['decompress_vs_jpeg2000']:.3f} | "
             f"{outside_c:.0f}% / {outside_d:.0f}% |"
         )
-    lines.append(
-        f"| JPEG 2000 (OpenJPEG) | {j['compress_mpx_s']:.2f} | {j['decompress_mpx_s']:.2f} | 1 / 1 | – |"
-    )
+    lines.append(f"| JPEG 2000 (OpenJPEG) | {j['compress_mpx_s']:.2f} | {j['decompress_mpx_s']:.2f} | 1 / 1 | – |")
     return lines + [""]
 
 

@@ -54,15 +54,11 @@ class Clock:
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sar-compressor bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small subset (simulated 256x256 only) for tests")
-    p.add_argument(
-        "--large-size", type=int, default=20000, help="side of the memory-test raster (upper bound)"
-    )
+    p.add_argument("--large-size", type=int, default=20000, help="side of the memory-test raster (upper bound)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     p.add_argument("--model", action="append", default=[], help="checkpoint to benchmark (repeatable)")
     p.add_argument("--data", type=Path, default=SHARED_SAR, help="folder of real SAR GeoTIFFs")
-    p.add_argument(
-        "--sim-size", type=int, default=None, help="simulated scene side (default 1024; quick 256)"
-    )
+    p.add_argument("--sim-size", type=int, default=None, help="simulated scene side (default 1024; quick 256)")
     p.add_argument("--budget-min", type=float, default=20.0, help="wall-time budget in minutes")
     return p.parse_args(argv)
 
@@ -135,9 +131,7 @@ def _rate_distortion(args, datasets, compressors, qualities, workdir, clock, res
         entry, kept = run_dataset(ds, compressors, qualities, workdir, targets, keep=keep, log=clock.log)
         results["datasets"].append(entry)
         if kept is not None:
-            ours = next(
-                e for e in entry["entries"] if e.get("model") == default and e.get("quality") == crop_q
-            )
+            ours = next(e for e in entry["entries"] if e.get("model") == default and e.get("quality") == crop_q)
             j2k_db, j2k_bpp = jpeg2000_db(ds, ours["bpp"], workdir / "crop.jp2")
             name = f"crop_{results['date']}.png"
             plots.crop_figure(
@@ -222,9 +216,7 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="sar-bench-") as tmp:
         workdir = Path(tmp)
         datasets = _datasets(args, workdir, results, clock)
-        _rate_distortion(
-            args, datasets, compressors, results["settings"]["qualities"], workdir, clock, results
-        )
+        _rate_distortion(args, datasets, compressors, results["settings"]["qualities"], workdir, clock, results)
         results["figures"]["rd"] = f"rd_{results['date']}.png"
         plots.rd_figure(results["datasets"], args.out / results["figures"]["rd"])
         results["timings"] = {"rate_distortion_s": clock.elapsed}
@@ -241,9 +233,7 @@ def _speed_and_memory(args, model: Path, workdir: Path, clock: Clock, results: d
     if results["speed"] is None:
         results["memory"] = {"skipped": "no speed measurement to size the raster with"}
         return
-    measured = _stage(
-        "memory", results, clock, lambda: _memory(args, model, quality, results["speed"], clock, workdir)
-    )
+    measured = _stage("memory", results, clock, lambda: _memory(args, model, quality, results["speed"], clock, workdir))
     results["memory"] = measured or {"skipped": "failed, see notes"}
 
 

@@ -2,13 +2,15 @@
 
 Layout (all integers little-endian):
 
-    b"SARZ" | u16 format version | u32 header length | JSON header (utf-8) | u32 CRC32(header)
+    b"SARZ" | u16 format version | u32 header length | zlib(JSON header, utf-8) | u32 CRC32(header)
     chunk*  : u32 payload length | u32 CRC32(payload) | payload
     index   : n_chunks x (u64 chunk offset | u32 payload length)
     footer  : u64 index offset | u32 n_chunks | u32 CRC32(index) | b"ZRAS"
 
-The trailer lets a reader seek straight to the chunks a window needs; the header comes first so `info` reads
-only the start of the file (plus the footer to validate it). Every defect becomes a `ContainerError`.
+The header is deflated: on a small crop its JSON (georeferencing, tags) would otherwise be a large share of
+the bits per pixel. The trailer lets a reader seek straight to the chunks a window needs; the header comes
+first so `info` reads only the start of the file (plus the footer to validate it). Every defect becomes a
+`ContainerError`.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def _crc(data: bytes) -> int:
 
 
 def encode_header(header: dict) -> bytes:
-    """Canonical JSON (sorted keys, no whitespace) so equal headers give equal bytes."""
-    return json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """Canonical JSON (sorted keys, no whitespace), deflated: equal headers give equal bytes."""
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return zlib.compress(text.encode("utf-8"), 9)
 
 
 def _write_stream(out: BinaryIO, header: HeaderSource, chunks: Iterable[bytes], spool: BinaryIO, cancel) -> None:
@@ -179,7 +182,9 @@ class ContainerReader:
         if _crc(header_bytes) != crc:
             raise ContainerError(f"{self.name}: header CRC mismatch (the file is corrupt)")
         try:
-            header = json.loads(header_bytes.decode("utf-8"))
+            header = json.loads(zlib.decompress(header_bytes).decode("utf-8"))
+        except zlib.error as exc:
+            raise ContainerError(f"{self.name}: header is not deflated JSON ({exc})") from exc
         except (UnicodeDecodeError, ValueError) as exc:
             raise ContainerError(f"{self.name}: header is not valid JSON ({exc})") from exc
         if not isinstance(header, dict):

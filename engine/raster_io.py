@@ -118,6 +118,11 @@ class RasterInfo:
             raise InputError(f"raster metadata is incomplete: {exc}") from exc
 
 
+def _band_tags(ds, band: int) -> dict[str, str]:
+    """A band's tags without GDAL's cached STATISTICS_*: they describe these pixels, not a reconstruction."""
+    return {k: v for k, v in ds.tags(band).items() if not k.startswith("STATISTICS_")}
+
+
 def _info_from_dataset(ds) -> RasterInfo:
     gcps, gcp_crs = ds.gcps
     gdal_transform = tuple(float(v) for v in ds.transform.to_gdal())
@@ -132,7 +137,7 @@ def _info_from_dataset(ds) -> RasterInfo:
         nodata=None if ds.nodata is None else float(ds.nodata),
         descriptions=list(ds.descriptions),
         tags=dict(ds.tags()),
-        band_tags=[dict(ds.tags(i)) for i in range(1, ds.count + 1)],
+        band_tags=[_band_tags(ds, i) for i in range(1, ds.count + 1)],
         units=list(ds.units),
         scales=[float(v) for v in ds.scales],
         offsets=[float(v) for v in ds.offsets],

@@ -122,13 +122,13 @@ def test_header_crc_and_json(sarz):
     data = bytearray(sarz.read_bytes())
     data[12] ^= 0x01
     assert "header CRC" in _error(data)
-    bad = b"{not json"
-    prefix = struct.pack("<4sHI", MAGIC, FORMAT_VERSION, len(bad))
-    rest = bad + struct.pack("<I", zlib.crc32(bad))
-    assert "not valid JSON" in _error(prefix + rest + b"\x00" * 20)
-    array = b"[1, 2]"
-    prefix = struct.pack("<4sHI", MAGIC, FORMAT_VERSION, len(array))
-    assert "not a JSON object" in _error(prefix + array + struct.pack("<I", zlib.crc32(array)) + b"\x00" * 20)
+    for body, message in (
+        (b"{not deflated", "not deflated JSON"),
+        (zlib.compress(b"{not json"), "not valid JSON"),
+        (zlib.compress(b"[1, 2]"), "not a JSON object"),
+    ):
+        prefix = struct.pack("<4sHI", MAGIC, FORMAT_VERSION, len(body))
+        assert message in _error(prefix + body + struct.pack("<I", zlib.crc32(body)) + b"\x00" * 20)
 
 
 def test_chunk_crc_names_the_chunk(sarz):

@@ -25,13 +25,15 @@ def rd_figure(datasets: list[dict], path: Path) -> Path:
     rows = max(len(datasets), 1)
     fig = _figure(figsize=(11, 3.1 * rows), constrained_layout=True)
     axes = fig.subplots(rows, 2, squeeze=False)
+    codecs = sorted({e["codec"] for ds in datasets for e in ds["entries"]})
+    colors = {codec: f"C{i % 10}" for i, codec in enumerate(codecs)}  # one colour per codec in every panel
     for (ax_p, ax_s), ds in zip(axes, datasets):
         for codec, entries in _curves(ds["entries"]).items():
             marker, line = STYLE[entries[0]["family"]]
             bpp = [e["bpp"] for e in entries]
             for ax, key in ((ax_p, "psnr_db"), (ax_s, "ssim")):
                 values = [np.nan if e["metrics"][key] is None else e["metrics"][key] for e in entries]
-                ax.plot(bpp, values, marker=marker, linestyle=line, label=codec, markersize=4)
+                ax.plot(bpp, values, marker=marker, linestyle=line, label=codec, markersize=4, color=colors[codec])
         for ax, label in ((ax_p, "PSNR (dB, over range)"), (ax_s, "SSIM")):
             ax.set_xscale("log")
             ax.set_xlabel("bits per pixel (whole file)")

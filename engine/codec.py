@@ -32,7 +32,7 @@ from .decode_pass import DecodePass, ModelArg
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .errors import InputError
 from .layout import Layout
-from .raster_io import RasterInfo, RasterReader, StripWriter, open_info
+from .raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info
 from .strip_window import Cancel, Progress, Sink
 
 DEFAULT_QUALITY = 3
@@ -269,7 +269,7 @@ def compress_file(
     options = EncodeOptions(quality, kind, range_mode, mean_correction)
     band_info = info.band(band)
     try:
-        with RasterReader(src) as reader:
+        with bounded_gdal_cache(), RasterReader(src) as reader:
             source = BandSource(band_info, band, lambda r0, r1: reader.read_rows(band, r0, r1))
             stats = _encode(
                 source,
@@ -372,7 +372,7 @@ def decompress_file(
     start = time.perf_counter()
     dst = Path(dst)
     _check_output_folder(dst)
-    with ContainerReader(src) as reader:
+    with bounded_gdal_cache(), ContainerReader(src) as reader:
         size = reader.file_size
         dec = _decode(
             reader,

@@ -243,3 +243,15 @@ def test_real_airsar_has_no_georef_and_round_trips(shared_sar_dir, tmp_path):
     assert not back.has_georef and back.tags == info.tags
     with rasterio.open(src) as a, rasterio.open(tmp_path / "copy.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_bounded_gdal_cache_is_restored():
+    """The codec caps GDAL's block cache while it streams (memory), and leaves QGIS's setting as it was."""
+    from osgeo import gdal
+
+    from sar_compressor.engine.raster_io import bounded_gdal_cache
+
+    before = gdal.GetCacheMax()
+    with bounded_gdal_cache(32):
+        assert gdal.GetCacheMax() == 32 * 1024 * 1024
+    assert gdal.GetCacheMax() == before

@@ -56,21 +56,25 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small subset (simulated 256x256 only) for tests")
     p.add_argument("--large-size", type=int, default=20000, help="side of the memory-test raster (upper bound)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
-    p.add_argument("--model", action="append", default=[], help="checkpoint to benchmark (repeatable)")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="checkpoint to benchmark instead of the bundled models (repeatable)",
+    )
     p.add_argument("--data", type=Path, default=SHARED_SAR, help="folder of real SAR GeoTIFFs")
     p.add_argument("--sim-size", type=int, default=None, help="simulated scene side (default 1024; quick 256)")
     p.add_argument("--budget-min", type=float, default=20.0, help="wall-time budget in minutes")
     return p.parse_args(argv)
 
 
-def _models(extra: list[str]) -> dict[str, Path]:
-    """Bundled models by name plus --model paths (named by file stem)."""
+def _models(chosen: list[str]) -> dict[str, Path]:
+    """The --model checkpoints (named by file stem) when given, else every bundled model by name."""
     from ..engine.models.checkpoint import list_models, resolve_model
 
-    models = {name: resolve_model(name) for name in list_models()}
-    for path in extra:
-        models[Path(path).stem] = resolve_model(str(Path(path).resolve()))
-    return models
+    if chosen:
+        return {Path(path).stem: resolve_model(str(Path(path).resolve())) for path in chosen}
+    return {name: resolve_model(name) for name in list_models()}
 
 
 def machine_info() -> dict:

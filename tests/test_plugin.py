@@ -65,7 +65,7 @@ def qgis_plugin_path(folder: Path, iface) -> Iterator[None]:
     for name in saved_modules:
         del sys.modules[name]
     qgis.utils.plugin_paths.append(str(folder))
-    sys.path.append(str(folder))
+    sys.path.insert(0, str(folder))  # as QGIS does; ahead of a checkout that pytest put on the path
     qgis.utils.updateAvailablePlugins()
     iface.messageBar().clear_messages()
     for name in IFACE_CALLS:
@@ -192,7 +192,7 @@ class Iface:
 qgis.utils.iface = iface = Iface()
 plugins, scene, sarz = sys.argv[1:4]
 qgis.utils.plugin_paths.append(plugins)
-sys.path.append(plugins)
+sys.path.insert(0, plugins)
 qgis.utils.updateAvailablePlugins()
 assert qgis.utils.loadPlugin("sar_compressor") and qgis.utils.startPlugin("sar_compressor")
 messages = iface.messageBar().messages

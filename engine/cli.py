@@ -250,23 +250,14 @@ def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
-    from .metrics import evaluate_files
+    from .metrics import METRIC_KEYS, evaluate_files
 
     result = evaluate_files(args.original, args.reconstruction, band=args.band)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
         return 0
     domains = result.get("domain", {})
-    for key in (
-        "psnr_db",
-        "ssim",
-        "ms_ssim",
-        "db_rmse",
-        "mean_ratio",
-        "enl_ratio",
-        "epi",
-        "clipped_fraction",
-    ):
+    for key in METRIC_KEYS:
         print(f"{key:17s} {_fmt(result.get(key), 4):>9s}   {domains.get(key, '')}")
     return 0
 

@@ -21,6 +21,8 @@ from .preprocessing import NOISE_FLOOR, robust_range, sample_stride, valid_mask
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
 KINDS = ("intensity", "amplitude", "db", "complex", "uint8")
+METRIC_KEYS = ("psnr_db", "ssim", "ms_ssim", "db_rmse", "mean_ratio", "enl_ratio", "epi", "clipped_fraction")
+"""The figures every evaluation returns, each with its domain under result["domain"]."""
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # Wang et al. 2004

@@ -30,8 +30,14 @@ def write_json(results: dict, path: Path) -> Path:
     return path
 
 
+FLAT = 1000.0
+"""An ENL ratio above this means the codec flattened the homogeneous windows (variance ~0): shown as such."""
+
+
 def _f(value: Optional[float], digits: int = 2) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+    if value is None or not math.isfinite(value):
+        return "–"
+    return "> 1000 (flat)" if value > FLAT else f"{value:.{digits}f}"
 
 
 def _pair(a: dict, b: Optional[dict], key: str, digits: int) -> str:

@@ -16,9 +16,9 @@ import numpy as np
 
 from ..engine import preprocessing as pp
 from ..engine.compressor import DOWNSAMPLE
+from ..engine.survey import RANGE_PERCENTILES  # the codec's default per-raster range
 from ..engine.tiling import pad_to_multiple, process_array, tile_grid
 
-RANGE_PERCENTILES = (0.5, 99.9)  # the codec's default per-raster range
 TILE, OVERLAP = 256, 64
 BYTES_PER_LATENT = 2  # float16
 

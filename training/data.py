@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..engine.errors import InputError
+from ..engine.survey import RANGE_PERCENTILES  # train on the normalisation the codec applies
 
-RANGE_PERCENTILES = (0.5, 99.9)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 RASTER_SUFFIXES = (".tif", ".tiff")
 

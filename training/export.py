@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..engine.survey import RANGE_PERCENTILES
 from .plots import plot_curves, plot_samples
 
 if TYPE_CHECKING:
@@ -59,7 +60,11 @@ def engine_config(tr: Trainer, data: RunData, best_step: int, val: dict[str, Any
         model_cfg["base_channels"] = int(tr.model.base_channels)
     return {
         "model": model_cfg,
-        "preprocessing_params": {"vmin": data.vrange[0], "vmax": data.vrange[1], "percentiles": [0.5, 99.9]},
+        "preprocessing_params": {
+            "vmin": data.vrange[0],
+            "vmax": data.vrange[1],
+            "percentiles": list(RANGE_PERCENTILES),
+        },
         "quality": {
             "n_qualities": len(tr.lambdas),
             "lambdas": [float(v) for v in tr.lambdas],

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
+from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from .common import SARAlgorithm, bundled_models, cancelled, engine_errors, fmt_number, geotiff_path
 from .styling import source_renderer, style_on_load
 
@@ -37,7 +38,8 @@ class CompressAlgorithm(SARAlgorithm):
             "Compresses one band of a SAR raster (intensity, amplitude, dB or complex SLC) into a .sarz file "
             "with a learned neural codec. The file keeps CRS, geotransform, dtype and nodata, so "
             "'Decompress SAR raster' restores a georeferenced GeoTIFF.\n\n"
-            "Quality 1 gives the smallest file, 6 the best fidelity. Input kind 'auto' detects the "
+            f"Quality 1 gives the smallest file (the network alone), {N_QUALITIES} the best fidelity (a wavelet "
+            "refinement layer adds what the network misses, finer at each quality). Input kind 'auto' detects the "
             "radiometry from the data type, band description and values.\n\n"
             "Optionally writes the reconstruction (what decompression will give) and reports its PSNR and "
             "SSIM (dB domain, over the original's 0.5-99.5 percentile range) and its mean ratio (mean linear "
@@ -57,11 +59,11 @@ class CompressAlgorithm(SARAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 "QUALITY",
-                self.tr("Quality (1 = smallest file, 6 = best fidelity)"),
+                self.tr(f"Quality (1 = smallest file, {N_QUALITIES} = best fidelity)"),
                 type=QgsProcessingParameterNumber.Integer,
-                defaultValue=3,
+                defaultValue=DEFAULT_QUALITY,
                 minValue=1,
-                maxValue=6,
+                maxValue=N_QUALITIES,
             )
         )
         self.add_model_file_parameter(self.tr("A checkpoint (.pt) to use instead of the bundled model."))

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from ..engine.errors import ModelError, SARCompressorError
+from ..engine.quality import DEFAULT_QUALITY
 
 DEMO_SIZE = 1024
 PNG_CROP = 1024  # the picture shows a central crop at full resolution (speckle texture stays visible)
@@ -40,7 +41,7 @@ def run(
     out: Path,
     input_path: Optional[Path] = None,
     model: Optional[str] = None,
-    quality: int = 3,
+    quality: int = DEFAULT_QUALITY,
     device: str = "auto",
     size: int = DEMO_SIZE,
     band: int = 1,
@@ -92,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--input", type=Path, default=None, help="raster to use instead of a simulated scene")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--model", default=None, help="model name or checkpoint path (default: the bundled one)")
-    p.add_argument("--quality", type=int, default=3)
+    p.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--size", type=int, default=DEMO_SIZE, help="side of the simulated scene")
     p.add_argument("--band", type=int, default=1, help="band of a multi-band --input (default 1)")

@@ -23,8 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..engine.codec import DEFAULT_QUALITY
 from ..engine.errors import SARCompressorError
+from ..engine.quality import DEFAULT_QUALITY
 from . import jpeg2000, memory, plots, report, speed
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, SweepCompressor, jpeg2000_db, run_dataset

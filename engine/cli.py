@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 from .errors import CancelledError, SARCompressorError
+from .quality import DEFAULT_QUALITY, N_QUALITIES
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex")
 DEVICES = ("auto", "cpu", "cuda")
@@ -34,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="compress one band of a raster into a .sarz file")
     c.add_argument("input", help="input raster (GeoTIFF or anything GDAL reads)")
     c.add_argument("output", help="output .sarz file")
-    c.add_argument("--quality", type=int, default=3, help="1 (smallest file) .. 6 (best); default 3")
+    c.add_argument(
+        "--quality",
+        type=int,
+        default=DEFAULT_QUALITY,
+        help=f"1 (smallest file, network alone) .. {N_QUALITIES} (best); default {DEFAULT_QUALITY}",
+    )
     c.add_argument("--model", default=None, help="bundled model name or checkpoint path (default: bundled)")
     c.add_argument("--band", type=int, default=None, help="band to compress (required for multi-band rasters)")
     c.add_argument("--kind", choices=KINDS, default="auto", help="what the values are (default: detect)")
@@ -208,6 +214,14 @@ def _crs_text(wkt: Optional[str]) -> str:
     return wkt[:70] + ("..." if len(wkt) > 70 else "")
 
 
+def _layers_text(h: dict[str, Any]) -> str:
+    step, rng = h["refine"]["step"], h["range"]
+    network = f"network level {h['model_level']}"
+    if step is None:
+        return f"{network} alone"
+    return f"{network} + wavelet refinement, step {step:g} of the range ({step * (rng['vmax'] - rng['vmin']):.2f} dB)"
+
+
 def _info_lines(h: dict[str, Any]) -> list[str]:
     inp, rng, stats, model = h["input"], h["range"], h.get("stats", {}), h["model"]
     size, pixels = h["file_bytes"], inp["width"] * inp["height"]
@@ -219,6 +233,7 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
         f"ratio / bpp   {ratio}, {8 * size / pixels:.4f} bpp",
         f"model         {model['name']} (sha256 {str(model['sha256'])[:16]}...), quality {h['quality']}"
         f"/{h.get('n_qualities', '?')}",
+        f"layers        {_layers_text(h)}",
         f"raster        {inp['width']}x{inp['height']} {inp['dtype']} {inp['kind']}, band {inp.get('band')}",
         f"description   {inp.get('description') or ''}",
         f"crs           {_crs_text(inp.get('crs_wkt'))}",

@@ -32,10 +32,9 @@ from .decode_pass import DecodePass, ModelArg
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .errors import InputError
 from .layout import Layout
+from .quality import DEFAULT_QUALITY
 from .raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info
 from .strip_window import Cancel, Progress, Sink
-
-DEFAULT_QUALITY = 3
 
 PathLike = Union[str, "os.PathLike[str]"]
 SinkOpener = Callable[[Layout, RasterInfo], "contextlib.AbstractContextManager[Sink]"]
@@ -183,7 +182,7 @@ def _compress_stats(enc: EncodePass, size: int, seconds: float, **paths: Optiona
         seconds=seconds,
         seconds_network=enc.seconds_network,
         device_name=enc.comp.device_name,
-        quality=layout.level + 1,
+        quality=layout.quality,
         model_name=loaded.name,
         model_sha256=loaded.sha256,
         kind=layout.kind,

@@ -30,7 +30,8 @@ from typing import BinaryIO, Callable, Optional, Union
 from .errors import CancelledError, ContainerError
 
 MAGIC = b"SARZ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: chunks carry the refinement layer (version 1 files came from the pre-release codec)."""
 END_MARKER = b"ZRAS"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 

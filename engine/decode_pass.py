@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from . import refine
 from .compressor import SARCompressor
 from .container import ContainerReader
 from .errors import ContainerError, ModelError
@@ -92,6 +93,11 @@ class DecodePass(StripPass):
     def load(self, k: int) -> Strip:
         check_cancel(self.cancel)
         return Strip.from_payload(self.reader.read_chunk(k), k, self.layout, self._latents)
+
+    def refine(self, strip: Strip) -> None:
+        step = self.layout.refine_step_db
+        if step is not None:
+            strip.raw_db = self.clip_refined(refine.decode(strip.refinement, strip.raw_db, step))
 
     def _latents(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         return self.y_hat(self.comp.entropy.decode(data, self.layout.level, shape))

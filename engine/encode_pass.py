@@ -18,9 +18,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import preprocessing as pp
+from . import refine
 from .compressor import HALO, SARCompressor
 from .errors import InputError, ModelError
 from .layout import Layout
+from .quality import N_QUALITIES, Quality, quality_level
 from .radiometry import (
     MEAN_CORRECTIONS,
     block_sums,
@@ -61,23 +63,25 @@ class EncodeOptions:
     range_mode: str
     mean_correction: str
 
-    def level(self, comp: SARCompressor) -> int:
-        """The 0-based quality level; ModelError / InputError naming what is wrong."""
+    def level(self, comp: SARCompressor) -> Quality:
+        """What the quality means for this model; ModelError / InputError naming what is wrong."""
         if comp.entropy is None:
             raise ModelError(
                 f"model {comp.loaded.name} ({comp.loaded.path}) has no entropy tables "
                 "(a prototype checkpoint): it cannot write .sarz files"
             )
-        n, quality = comp.n_qualities, self.quality
-        if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= n:
-            raise InputError(f"quality must be an integer in 1..{n}, got {quality!r}")
+        level = quality_level(self.quality)
+        if level.model_level >= comp.n_qualities:
+            raise ModelError(
+                f"model {comp.loaded.name} has {comp.n_qualities} levels, quality {self.quality} needs more"
+            )
         if self.range_mode not in RANGE_MODES:
             raise InputError(f"range mode must be one of {', '.join(RANGE_MODES)}, got {self.range_mode!r}")
         if self.mean_correction not in MEAN_CORRECTIONS:
             raise InputError(
                 f"mean correction must be one of {', '.join(MEAN_CORRECTIONS)}, got {self.mean_correction!r}"
             )
-        return int(quality) - 1
+        return level
 
 
 class EncodePass(StripPass):
@@ -123,7 +127,9 @@ class EncodePass(StripPass):
             dtype=source.info.dtype,
             nodata=source.info.nodata,
             rng=survey.rng,
-            level=level,
+            level=level.model_level,
+            quality=int(options.quality),
+            refine_step=level.refine_step,
             mean_correction=options.mean_correction,
             bright_threshold=survey.rng.vmax,
             latent_channels=comp.latent_channels,
@@ -132,7 +138,7 @@ class EncodePass(StripPass):
             log(
                 f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind}, range "
                 f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}] dB ({options.range_mode}), model "
-                f"{comp.loaded.name}, quality {level + 1}/{comp.n_qualities}, {comp.device_name}, "
+                f"{comp.loaded.name}, quality {layout.quality}/{N_QUALITIES}, {comp.device_name}, "
                 f"batch {comp.batch_size}"
             )
         return cls(source, comp, layout, survey, options.range_mode, progress, cancel)
@@ -192,6 +198,17 @@ class EncodePass(StripPass):
             orig_db=orig_db,
             use=valid & ~bright,
         )
+
+    def refine(self, strip: Strip) -> None:
+        """Code what the network missed against the original (bright and invalid pixels have their own
+        sections: nothing to refine there)."""
+        step = self.layout.refine_step_db
+        if step is None:
+            return
+        rng = self.layout.rng
+        target = np.where(strip.use, np.clip(strip.orig_db, rng.vmin, rng.vmax), strip.raw_db)
+        strip.refinement, refined = refine.encode(target.astype(np.float32), strip.raw_db, step)
+        strip.raw_db = self.clip_refined(refined)
 
     def after_decode(self, strip: Strip) -> bytes:
         """Block gains from original vs decoded linear intensity, then the chunk is complete."""
@@ -253,7 +270,6 @@ class EncodePass(StripPass):
             self.source.info,
             self.source.band,
             comp.loaded,
-            comp.n_qualities,
             self.range_mode,
             self.global_gain,
             stats,

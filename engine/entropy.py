@@ -23,11 +23,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .codes import PRECISION, TOTAL, quantize_pmf, zigzag_decode, zigzag_encode
 from .errors import ContainerError, InputError, ModelError
 
 N_QUALITIES = 6
-PRECISION = 16
-TOTAL = 1 << PRECISION
 MAX_TABLE = 4095  # in-table symbols per (level, channel); the escape makes 4096 entries
 TAIL_MASS = 1e-5  # probability left outside the table on each side before 16-bit quantisation
 SEARCH_BOUND = float(1 << 20)  # tails are searched within +-2^20 (scaled latent units)
@@ -171,7 +170,7 @@ class EntropyModel(nn.Module):
                 lo = int(round(float(mid_x[r]))) - MAX_TABLE // 2
                 hi = lo + MAX_TABLE - 1
             offsets.append(lo)
-            freqs.append(_quantize_pmf(model._table_pmf(r, lo, hi)).tolist())
+            freqs.append(quantize_pmf(model._table_pmf(r, lo, hi)).tolist())
         c = self.latent_channels
         frozen = {
             "version": FROZEN_VERSION,
@@ -277,7 +276,7 @@ class EntropyModel(nn.Module):
         for ch in reversed(range(flat.shape[0])):  # a stack: last pushed is decoded first
             coder.encode_reverse(indices[ch], tables.categorical(level, ch))
         words = coder.get_compressed().astype("<u4", copy=False)
-        side = _varint_encode(np.concatenate(escaped)) if escaped else b""
+        side = zigzag_encode(np.concatenate(escaped)) if escaped else b""
         return struct.pack("<I", len(words)) + words.tobytes() + side
 
     def decode(self, data: bytes, q: int, shape: tuple[int, int, int]) -> np.ndarray:
@@ -314,7 +313,7 @@ class EntropyModel(nn.Module):
         if not coder.is_empty():
             raise ContainerError("entropy-coded latents have trailing or corrupt data")
         n_esc = int(esc_mask.sum())
-        dist = _varint_decode(data[end:], n_esc)
+        dist = zigzag_decode(data[end:], n_esc, "entropy-coded latents")
         if n_esc:
             ch_of = np.nonzero(esc_mask)[0]
             lo = np.asarray(tables.offsets[level], dtype=np.int64)[ch_of]
@@ -340,7 +339,7 @@ class EntropyModel(nn.Module):
             freq = np.asarray(tables.freqs[level][ch], dtype=np.float64)[idx]
             bits += float(np.sum(PRECISION - np.log2(freq)))
             escaped.append(esc)
-        side = _varint_encode(np.concatenate(escaped)) if escaped else b""
+        side = zigzag_encode(np.concatenate(escaped)) if escaped else b""
         return bits + 8.0 * len(side)
 
     def _check_symbols(self, symbols: np.ndarray) -> np.ndarray:
@@ -416,53 +415,3 @@ class _Tables:
             probs = self.freqs[q][c].astype(np.float64) / TOTAL
             self._models[key] = constriction.stream.model.Categorical(probs, perfect=False)
         return self._models[key]
-
-
-def _quantize_pmf(p: np.ndarray) -> np.ndarray:
-    """Integer frequencies summing to 2^16, each >= 1, closest to p (largest-remainder rounding)."""
-    p = np.where(np.isfinite(p) & (p > 0), p, 0.0)
-    p = p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p))
-    n = len(p)
-    scaled = p * (TOTAL - n)
-    base = np.floor(scaled)
-    freq = base.astype(np.int64) + 1
-    remainder = TOTAL - int(freq.sum())
-    order = np.argsort(-(scaled - base), kind="stable")
-    freq[order[: max(0, min(remainder, n))]] += 1
-    freq[int(np.argmax(freq))] += TOTAL - int(freq.sum())  # float slack, if any
-    return freq
-
-
-def _varint_encode(values: np.ndarray) -> bytes:
-    """Zig-zag LEB128 varints of int64 values, vectorised."""
-    v = np.asarray(values, dtype=np.int64)
-    if v.size == 0:
-        return b""
-    zz = ((v << 1) ^ (v >> 63)).astype(np.uint64)
-    nbytes = np.ones(len(zz), dtype=np.int64)
-    rest = zz >> np.uint64(7)
-    while np.any(rest):
-        nbytes += rest > 0
-        rest = rest >> np.uint64(7)
-    k = np.arange(10, dtype=np.uint64)
-    groups = ((zz[:, None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)
-    groups |= np.where(k[None, :] < (nbytes[:, None] - 1).astype(np.uint64), 0x80, 0).astype(np.uint8)
-    return groups[k[None, :] < nbytes[:, None].astype(np.uint64)].tobytes()
-
-
-def _varint_decode(data: bytes, count: int) -> np.ndarray:
-    """Exactly `count` zig-zag varints that must use up all of `data`."""
-    b = np.frombuffer(data, dtype=np.uint8)
-    ends = np.nonzero((b & 0x80) == 0)[0]
-    if len(ends) != count or (count and ends[-1] != len(b) - 1) or (not count and len(b)):
-        raise ContainerError("escape side stream of the entropy-coded latents is corrupt")
-    if not count:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts + 1
-    if np.any(lengths > 9):
-        raise ContainerError("escape value too long in entropy-coded latents")
-    pos = np.arange(len(b)) - np.repeat(starts, lengths)
-    parts = (b & 0x7F).astype(np.uint64) << (np.uint64(7) * pos.astype(np.uint64))
-    zz = np.add.reduceat(parts, starts)
-    return (zz >> np.uint64(1)).astype(np.int64) ^ -(zz & np.uint64(1)).astype(np.int64)

@@ -30,6 +30,11 @@ class Layout:
     nodata: Optional[float]
     rng: pp.Range
     level: int
+    """The network's quality level (0-based)."""
+    quality: int
+    """The user's quality (engine.quality)."""
+    refine_step: Optional[float]
+    """Refinement quantizer step as a fraction of the dB range; None: the network alone."""
     mean_correction: str
     bright_threshold: float
     latent_channels: int
@@ -65,6 +70,10 @@ class Layout:
 
     def latent_rows(self, k: int) -> int:
         return math.ceil(self.strip_rows(k)[1] / DOWNSAMPLE)
+
+    @property
+    def refine_step_db(self) -> Optional[float]:
+        return None if self.refine_step is None else self.refine_step * (self.rng.vmax - self.rng.vmin)
 
     def strip_blocks(self, rows: int) -> tuple[int, int]:
         """Gain blocks (rows, cols) of a strip with `rows` rows."""

@@ -1,7 +1,8 @@
 """The JSON header of a .sarz: written by the encoder, validated into a Layout by the decoder.
 
 The header carries every parameter the decoder needs (raster geometry and georeferencing, kind, dB range,
-quality, model identity, strip and gain-block sizes), so a file decodes without the options it was made with.
+quality, network level and refinement step, model identity, strip and gain-block sizes), so a file decodes
+without the options it was made with.
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster.
 """
@@ -11,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import preprocessing as pp
+from . import refine
 from .compressor import HALO, LATENT_HALO, TILE
 from .container import FORMAT_VERSION
 from .errors import ContainerError, SARCompressorError
 from .layout import BLOCK, STRIP_ROWS, Layout
+from .quality import N_QUALITIES
 from .radiometry import BRIGHT_STEP_DB, GAIN_LOG2_STEP, MEAN_CORRECTIONS
 from .raster_io import RasterInfo
 from .strip_payload import CHUNK_VERSION
@@ -41,7 +44,6 @@ def build_header(
     info: RasterInfo,
     band: int,
     model: LoadedModel,
-    n_qualities: int,
     range_mode: str,
     global_gain: float,
     stats: dict[str, Any],
@@ -58,8 +60,15 @@ def build_header(
         "format_version": FORMAT_VERSION,
         "software": {"name": "sar_compressor", "version": _software_version()},
         "model": {"name": model.name, "sha256": model.sha256, "arch": model.config.get("model", {})},
-        "quality": layout.level + 1,
-        "n_qualities": n_qualities,
+        "quality": layout.quality,
+        "n_qualities": N_QUALITIES,
+        "model_level": layout.level + 1,
+        "refine": {
+            "step": layout.refine_step,
+            "wavelet": "cdf97",
+            "levels": refine.LEVELS,
+            "dead_zone": refine.DEAD_ZONE,
+        },
         "input": input_dict,
         "range": {**layout.rng.to_dict(), "mode": range_mode},
         "strip_rows": STRIP_ROWS,
@@ -104,7 +113,9 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
             dtype=pp.check_dtype(info.dtype),
             nodata=info.nodata,
             rng=pp.Range.from_dict(header["range"]),
-            level=int(header["quality"]) - 1,
+            level=int(header["model_level"]) - 1,
+            quality=int(header["quality"]),
+            refine_step=_refine_step(header["refine"]),
             mean_correction=str(gain["mode"]),
             bright_threshold=float(header["bright"]["threshold_db"]),
             latent_channels=int(lat["channels"]),
@@ -118,6 +129,9 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
             and math.isfinite(float(gain["global"]))
             and float(gain["global"]) > 0,
             "bright": header["bright"]["step_db"] == BRIGHT_STEP_DB and math.isfinite(layout.bright_threshold),
+            "refine": header["refine"]["wavelet"] == "cdf97"
+            and header["refine"]["levels"] == refine.LEVELS
+            and header["refine"]["dead_zone"] == refine.DEAD_ZONE,
             "latent": (lat["height"], lat["width"]) == (layout.latent_height, layout.latent_width),
         }
     except (KeyError, TypeError, ValueError, AttributeError, SARCompressorError) as exc:
@@ -126,3 +140,14 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
     if bad:
         raise ContainerError(f"the .sarz header has invalid fields: {', '.join(bad)}")
     return layout, info
+
+
+def _refine_step(section: dict[str, Any]) -> Optional[float]:
+    """The refinement step (a fraction of the dB range), None for none; ValueError if not a usable step."""
+    step = section["step"]
+    if step is None:
+        return None
+    step = float(step)
+    if not (math.isfinite(step) and 0.0 < step <= 1.0):
+        raise ValueError(f"refinement step {step!r} out of range")
+    return step

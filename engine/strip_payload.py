@@ -1,8 +1,9 @@
 """The bytes of one chunk: everything a strip of rows needs to be decoded, packed and checked.
 
 Chunk payload (one per strip), little-endian:
-    u16 rows | u16 latent rows | 5 x u32 section lengths | latents | gains | bright | mask | mask codes
-latents: EntropyModel.encode bytes; gains: zlib(int16 little-endian codes, block rows x block cols) (see radiometry);
+    u16 rows | u16 latent rows | 6 x u32 section lengths | latents | refinement | gains | bright | mask | mask codes
+latents: EntropyModel.encode bytes; refinement: engine.refine bytes (empty at quality 1); gains: zlib(int16
+little-endian codes, block rows x block cols) (see radiometry);
 bright: zlib(u32 count | varint position deltas | varint excess over the threshold in steps); mask:
 zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
@@ -21,10 +22,10 @@ import numpy as np
 from .errors import ContainerError
 from .layout import Layout
 
-CHUNK_VERSION = 1
+CHUNK_VERSION = 2
 """Stored in the header: a reader refuses payloads of another layout."""
 
-_CHUNK_HEAD = struct.Struct("<HH5I")
+_CHUNK_HEAD = struct.Struct("<HH6I")
 
 
 def varint_encode(values: np.ndarray) -> bytes:
@@ -139,6 +140,7 @@ class Strip:
     invalid: Optional[np.ndarray]
     codes: np.ndarray
     latents: bytes = b""
+    refinement: bytes = b""
     orig_db: Optional[np.ndarray] = None
     use: Optional[np.ndarray] = None
     raw_db: Optional[np.ndarray] = None
@@ -149,14 +151,14 @@ class Strip:
         gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
         mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
         codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
-        sections = [self.latents, gains, self.bright.encode(), mask, codes]
+        sections = [self.latents, self.refinement, gains, self.bright.encode(), mask, codes]
         head = _CHUNK_HEAD.pack(self.rows, self.y_hat.shape[1], *(len(s) for s in sections))
         return head + b"".join(sections)
 
     @classmethod
     def from_payload(cls, payload: bytes, k: int, layout: Layout, decode_latents: LatentDecoder) -> Strip:
         """Strip k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
-        rows, (latents, gains, bright, mask, codes) = _split_chunk(payload, k, layout)
+        rows, (latents, refinement, gains, bright, mask, codes) = _split_chunk(payload, k, layout)
         shape = (layout.latent_channels, layout.latent_rows(k), layout.latent_width)
         strip = cls(
             index=k,
@@ -166,7 +168,10 @@ class Strip:
             bright=BrightResiduals.decode(bright, rows * layout.width),
             invalid=None,
             codes=np.zeros(0, np.uint8),
+            refinement=refinement,
         )
+        if bool(refinement) != (layout.refine_step is not None):
+            raise ContainerError(f"chunk {k}: refinement layer present where the header says otherwise")
         if layout.mean_correction == "block":
             strip.gains = _read_gains(gains, k, layout.strip_blocks(rows))
         if mask:
@@ -175,7 +180,7 @@ class Strip:
 
 
 def _split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[bytes]]:
-    """Row count and the five sections of chunk k, checked against the layout."""
+    """Row count and the six sections of chunk k, checked against the layout."""
     if len(payload) < _CHUNK_HEAD.size:
         raise ContainerError(f"chunk {k} is too short")
     rows, lat_rows, *lengths = _CHUNK_HEAD.unpack_from(payload)

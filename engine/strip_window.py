@@ -1,10 +1,11 @@
 """The pass over a raster's strips that encoder and decoder share, in a rolling window of at most 4 strips.
 
-Strip k is decoded by the network once strip k+1's latents exist (they are its bottom halo) and finished once
-strip k+1's gains exist (the gain field is interpolated across the strip border). The encoder and the decoder
-differ only in how a strip's latents are obtained (`load`) and in what the encoder does after the network
-decode (measure the gains, emit the chunk); the decode and the finishing are the same code, which is what
-makes the encoder's reconstruction equal the decoder's output.
+Strip k is decoded by the network once strip k+1's latents exist (they are its bottom halo), refined, and
+finished once strip k+1's gains exist (the gain field is interpolated across the strip border). The encoder
+and the decoder differ only in how a strip's latents are obtained (`load`), in which side of the refinement
+layer they run (`refine`: make it or apply it) and in what the encoder does after that (measure the gains,
+emit the chunk); the network decode and the finishing are the same code, which is what makes the encoder's
+reconstruction equal the decoder's output.
 """
 
 from __future__ import annotations
@@ -73,8 +74,16 @@ class StripPass(ABC):
         """Dequantized latents, as the network decodes them."""
         return self.comp.entropy.dequantize(symbols, self.layout.level).numpy()
 
+    @abstractmethod
+    def refine(self, strip: Strip) -> None:
+        """Make (encoder) or apply (decoder) the strip's refinement layer: raw_db becomes the refined dB."""
+
+    def clip_refined(self, db: np.ndarray) -> np.ndarray:
+        """Refined dB kept inside the range like the network's own output (the original is clipped there too)."""
+        return np.clip(db, self.layout.rng.vmin, self.layout.rng.vmax).astype(np.float32)
+
     def after_decode(self, strip: Strip) -> Optional[bytes]:
-        """Called once the strip's raw_db exists; a returned payload is yielded by `strips()`."""
+        """Called once the strip's raw_db is refined; a returned payload is yielded by `strips()`."""
         return None
 
     def decode_raw(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> np.ndarray:
@@ -108,6 +117,7 @@ class StripPass(ABC):
             j = k - 1
             if 0 <= j < n:
                 window[j].raw_db = self.decode_raw(window.get(j - 1), window[j], window.get(j + 1))
+                self.refine(window[j])
                 payload = self.after_decode(window[j])
                 if payload is not None:
                     yield payload

@@ -193,7 +193,7 @@ def test_band_of_a_multiband_raster(provider, tiny_model_path, tmp_path):
     assert evaluated["PSNR"] == pytest.approx(results["PSNR"])
 
 
-def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):
+def test_corrupt_sarz_is_a_clear_error(provider, compressed, tiny_model_path, tmp_path):
     import processing
 
     corrupt = tmp_path / "corrupt.sarz"
@@ -205,7 +205,8 @@ def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):
     for bad in (corrupt, truncated, tmp_path / "missing.sarz"):
         output = tmp_path / f"{bad.stem}.tif"
         with pytest.raises(QgsProcessingException, match=r"(?i)crc|corrupt|truncated|not found|does not exist"):
-            processing.run("sar_compressor:decompress", {"INPUT": str(bad), "OUTPUT": str(output)})
+            params = {"INPUT": str(bad), "MODEL_FILE": str(tiny_model_path), "OUTPUT": str(output)}
+            processing.run("sar_compressor:decompress", params)
         assert not output.exists()
 
 

@@ -28,6 +28,7 @@ from sar_compressor.engine.errors import (
     SARCompressorError,
 )
 from sar_compressor.engine.layout import Layout
+from sar_compressor.engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from sar_compressor.engine.radiometry import gain_field
 from sar_compressor.engine.simulate import simulate_scene, write_scene
 from sar_compressor.engine.strip_payload import BrightResiduals, Strip, varint_decode, varint_encode
@@ -91,7 +92,7 @@ def test_round_trip_is_deterministic_and_equals_the_reconstruction(tmp_path, com
     assert stats.ratio == pytest.approx(300 * 200 * 4 / a.stat().st_size)
     assert stats.device_name == dstats.device_name == "CPU"
     assert 0 < stats.seconds_network <= stats.seconds
-    assert stats.to_dict()["quality"] == 3
+    assert stats.to_dict()["quality"] == DEFAULT_QUALITY
     assert _temp_leftovers(tmp_path) == []
 
 
@@ -205,7 +206,7 @@ def test_input_errors(tmp_path, comp):
     good = _write(tmp_path / "good.tif", _scene(40, 40))
     out = tmp_path / "o.sarz"
     with pytest.raises(InputError, match="quality"):
-        codec.compress_file(good, out, compressor=comp, quality=7)
+        codec.compress_file(good, out, compressor=comp, quality=N_QUALITIES + 1)
     with pytest.raises(InputError, match="quality"):
         codec.compress_file(good, out, compressor=comp, quality=0)
     with pytest.raises(InputError, match="kind"):
@@ -273,11 +274,19 @@ def test_model_mismatch_and_missing_model(tmp_path, comp, tiny_model_path):
 
 
 def test_quality_is_monotonic(comp):
-    """Levels 1 and 2 of the untrained prior start from the same density, so only from level 2 on is the order
-    strict with a random model (a trained one orders all six; the benchmark measures that)."""
+    """Every quality above 1 adds a finer refinement layer: strictly larger files, strictly closer to the input
+    (even with an untrained network, whose reconstruction the refinement corrects)."""
     arr = _scene(128, 128, seed=7)
-    sizes = [len(codec.compress_array(arr, quality=q, compressor=comp).data) for q in range(1, 7)]
-    assert sizes[1:] == sorted(set(sizes[1:])) and sizes[0] < sizes[2], sizes
+    db = 10 * np.log10(arr.astype(np.float64))
+    sizes, errors = [], []
+    for q in range(1, N_QUALITIES + 1):
+        result = codec.compress_array(arr, quality=q, compressor=comp, mean_correction="none")
+        sizes.append(len(result.data))
+        lo, hi = result.stats.vmin, result.stats.vmax
+        rec = 10 * np.log10(result.reconstruction.astype(np.float64))
+        errors.append(float(np.mean((np.clip(rec, lo, hi) - np.clip(db, lo, hi)) ** 2)))
+    assert sizes == sorted(set(sizes)), sizes
+    assert errors == sorted(set(errors), reverse=True), errors
 
 
 def test_bright_targets_restored_within_half_a_db(comp):
@@ -318,6 +327,8 @@ def test_gain_field_interpolates_between_block_centres():
         nodata=None,
         rng=codec.pp.Range(-20.0, 10.0),
         level=0,
+        quality=1,
+        refine_step=None,
         mean_correction="block",
         bright_threshold=10.0,
         latent_channels=16,
@@ -349,7 +360,8 @@ def test_header_contents(tmp_path, comp, tiny_model_path):
     codec.compress_file(src, tmp_path / "h.sarz", compressor=comp, quality=2)
     h = codec.read_header(tmp_path / "h.sarz")
     assert h["model"]["sha256"] == hashlib.sha256(tiny_model_path.read_bytes()).hexdigest()
-    assert h["model"]["name"] == "baseline" and h["quality"] == 2 and h["n_qualities"] == 6
+    assert h["model"]["name"] == "baseline" and h["quality"] == 2 and h["n_qualities"] == N_QUALITIES
+    assert h["model_level"] == 1 and h["refine"]["step"] == 0.56 and h["refine"]["wavelet"] == "cdf97"
     assert h["input"]["kind"] == "amplitude" and h["input"]["dtype"] == "uint16"
     assert (h["input"]["width"], h["input"]["height"]) == (90, 70)
     assert h["input"]["crs_wkt"] and len(h["input"]["transform"]) == 6
@@ -431,7 +443,10 @@ def test_header_damage_behind_a_valid_crc(comp):
         (("input", "width"), 10**6, ContainerError),
         (("input", "kind"), "phase", ContainerError),
         (("range",), {"vmin": 1.0, "vmax": 0.0}, ContainerError),
-        (("quality",), 42, ModelError),
+        (("model_level",), 42, ModelError),
+        (("refine", "step"), -0.5, ContainerError),
+        (("refine", "step"), None, ContainerError),  # the chunks carry a refinement layer
+        (("refine", "levels"), 3, ContainerError),
         (("gain", "mode"), "magic", ContainerError),
     ]:
         bad = {k: (dict(v) if isinstance(v, dict) else v) for k, v in header.items()}

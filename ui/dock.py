@@ -44,6 +44,7 @@ from qgis.PyQt.QtWidgets import (
 from ..algorithms.common import DEVICES
 from ..algorithms.compress import KINDS
 from ..algorithms.styling import apply_matching_style
+from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from . import environment
 from .linked_canvases import LinkedCanvases
 from .task_runner import AlgorithmRun
@@ -214,11 +215,11 @@ class SARCompressorDock(QDockWidget):
         form.addRow("Model", self.model_combo)
 
         self.quality_spin = QSpinBox(parent)
-        self.quality_spin.setRange(1, 6)
-        self.quality_spin.setValue(3)
+        self.quality_spin.setRange(1, N_QUALITIES)
+        self.quality_spin.setValue(DEFAULT_QUALITY)
         quality_row = QHBoxLayout()
         quality_row.addWidget(self.quality_spin)
-        hint = QLabel("1 = smallest file, 6 = best quality", parent)
+        hint = QLabel(f"1 = smallest file, {N_QUALITIES} = best quality", parent)
         hint.setStyleSheet("color: gray;")
         quality_row.addWidget(hint, 1)
         form.addRow("Quality", quality_row)

@@ -1,0 +1,62 @@
+"""Integer pieces shared by the two entropy coders (latents, refinement): 16-bit frequency tables and the
+zig-zag varints that carry escaped symbols. Torch-free."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ContainerError
+
+PRECISION = 16
+TOTAL = 1 << PRECISION
+"""Every frequency table sums to this; constriction gets freq / TOTAL, exact in float64."""
+
+
+def quantize_pmf(p: np.ndarray) -> np.ndarray:
+    """Integer frequencies summing to 2^16, each >= 1, closest to p (largest-remainder rounding)."""
+    p = np.where(np.isfinite(p) & (p > 0), p, 0.0)
+    p = p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p))
+    n = len(p)
+    scaled = p * (TOTAL - n)
+    base = np.floor(scaled)
+    freq = base.astype(np.int64) + 1
+    remainder = TOTAL - int(freq.sum())
+    order = np.argsort(-(scaled - base), kind="stable")
+    freq[order[: max(0, min(remainder, n))]] += 1
+    freq[int(np.argmax(freq))] += TOTAL - int(freq.sum())  # float slack, if any
+    return freq
+
+
+def zigzag_encode(values: np.ndarray) -> bytes:
+    """Zig-zag LEB128 varints of int64 values, vectorised."""
+    v = np.asarray(values, dtype=np.int64)
+    if v.size == 0:
+        return b""
+    zz = ((v << 1) ^ (v >> 63)).astype(np.uint64)
+    nbytes = np.ones(len(zz), dtype=np.int64)
+    rest = zz >> np.uint64(7)
+    while np.any(rest):
+        nbytes += rest > 0
+        rest = rest >> np.uint64(7)
+    k = np.arange(10, dtype=np.uint64)
+    groups = ((zz[:, None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)
+    groups |= np.where(k[None, :] < (nbytes[:, None] - 1).astype(np.uint64), 0x80, 0).astype(np.uint8)
+    return groups[k[None, :] < nbytes[:, None].astype(np.uint64)].tobytes()
+
+
+def zigzag_decode(data: bytes, count: int, what: str) -> np.ndarray:
+    """Exactly `count` zig-zag varints that must use up all of `data`."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    ends = np.nonzero((b & 0x80) == 0)[0]
+    if len(ends) != count or (count and ends[-1] != len(b) - 1) or (not count and len(b)):
+        raise ContainerError(f"escape side stream of the {what} is corrupt")
+    if not count:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if np.any(lengths > 9):
+        raise ContainerError(f"escape value too long in the {what}")
+    pos = np.arange(len(b)) - np.repeat(starts, lengths)
+    parts = (b & 0x7F).astype(np.uint64) << (np.uint64(7) * pos.astype(np.uint64))
+    zz = np.add.reduceat(parts, starts)
+    return (zz >> np.uint64(1)).astype(np.int64) ^ -(zz & np.uint64(1)).astype(np.int64)

@@ -1,0 +1,118 @@
+"""CDF 9/7 wavelet (the one JPEG 2000 uses for lossy coding) by lifting, on arrays of any size.
+
+The refinement layer codes what the network's reconstruction misses in this basis: a multi-level 2-D
+transform compacts the residual of spatially correlated SAR (multi-look, oversampled) into few coefficients.
+Whole-sample symmetric extension at the edges, so each strip is transformed on its own without seams of
+its own making. Scaled to be nearly orthonormal; `synthesis_norms` gives each subband's exact gain, which the quantizer
+divides its step by so that every subband costs the same squared error per step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+_LIFT = (-1.586134342059924, -0.052980118572961, 0.882911075530934, 0.443506852043971)
+_K = 1.230174104914001
+_SCALE_LOW, _SCALE_HIGH = 2**0.5 / _K, _K / 2**0.5
+"""Near-orthonormal scaling: each subband's synthesis norm is close to 1."""
+
+Subbands = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""Per level, coarsest first: (LH, HL, HH) detail subbands."""
+
+
+def _neighbours_of_odd(s: np.ndarray, nd: int) -> np.ndarray:
+    """s[i] + s[i+1] at each odd sample (the last one mirrors when the length is even)."""
+    right = s[1:] if len(s) > nd else np.concatenate([s[1:], s[-1:]], axis=0)
+    return s[:nd] + right[:nd]
+
+
+def _neighbours_of_even(d: np.ndarray, ns: int) -> np.ndarray:
+    """d[i-1] + d[i] at each even sample (mirrored at both ends)."""
+    left = np.concatenate([d[:1], d], axis=0)[:ns]
+    right = d if len(d) == ns else np.concatenate([d, d[-1:]], axis=0)
+    return left + right[:ns]
+
+
+def _analyse(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    x = np.moveaxis(x, axis, 0)
+    s, d = x[0::2].copy(), x[1::2].copy()
+    ns, nd = len(s), len(d)
+    if nd:
+        d += _LIFT[0] * _neighbours_of_odd(s, nd)
+        s += _LIFT[1] * _neighbours_of_even(d, ns)
+        d += _LIFT[2] * _neighbours_of_odd(s, nd)
+        s += _LIFT[3] * _neighbours_of_even(d, ns)
+        s *= _SCALE_LOW
+        d *= _SCALE_HIGH
+    return np.moveaxis(s, 0, axis), np.moveaxis(d, 0, axis)
+
+
+def _synthesise(s: np.ndarray, d: np.ndarray, axis: int) -> np.ndarray:
+    s, d = np.moveaxis(s, axis, 0).copy(), np.moveaxis(d, axis, 0).copy()
+    ns, nd = len(s), len(d)
+    if nd:
+        s *= 1.0 / _SCALE_LOW
+        d *= 1.0 / _SCALE_HIGH
+        s -= _LIFT[3] * _neighbours_of_even(d, ns)
+        d -= _LIFT[2] * _neighbours_of_odd(s, nd)
+        s -= _LIFT[1] * _neighbours_of_even(d, ns)
+        d -= _LIFT[0] * _neighbours_of_odd(s, nd)
+    x = np.empty((ns + nd,) + s.shape[1:], dtype=s.dtype)
+    x[0::2], x[1::2] = s, d
+    return np.moveaxis(x, 0, axis)
+
+
+def max_levels(shape: tuple[int, int], cap: int) -> int:
+    """Levels such that the coarsest subband keeps at least 2 samples per side (0 for tiny strips)."""
+    n = min(shape)
+    levels = 0
+    while levels < cap and n >= 4:
+        n = (n + 1) // 2
+        levels += 1
+    return levels
+
+
+def forward(x: np.ndarray, levels: int) -> tuple[np.ndarray, Subbands]:
+    """LL and the detail subbands (coarsest level first)."""
+    ll, details = np.asarray(x), []
+    for _ in range(levels):
+        lo, hi = _analyse(ll, 1)
+        ll, lh = _analyse(lo, 0)
+        hl, hh = _analyse(hi, 0)
+        details.append((lh, hl, hh))
+    return ll, details[::-1]
+
+
+def inverse(ll: np.ndarray, details: Subbands) -> np.ndarray:
+    for lh, hl, hh in details:
+        ll = _synthesise(_synthesise(ll, lh, 0), _synthesise(hl, hh, 0), 1)
+    return ll
+
+
+@lru_cache(maxsize=8)
+def synthesis_norms(levels: int) -> tuple[float, tuple[tuple[float, float, float], ...]]:
+    """L2 norm of the image of one unit coefficient in each subband (LL, then per level LH/HL/HH, coarsest
+    first), measured on an impulse far from the edges."""
+    n = 2 ** (levels + 4)
+    zero_ll, zero_details = forward(np.zeros((n, n)), levels)
+
+    def norm(ll: np.ndarray, details: Subbands) -> float:
+        return float(np.linalg.norm(inverse(ll, details)))
+
+    def impulse(a: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(a)
+        out[a.shape[0] // 2, a.shape[1] // 2] = 1.0
+        return out
+
+    ll_norm = norm(impulse(zero_ll), zero_details)
+    per_level = []
+    for lvl, trio in enumerate(zero_details):
+        row = []
+        for k in range(3):
+            details = [list(t) for t in zero_details]
+            details[lvl][k] = impulse(trio[k])
+            row.append(norm(zero_ll, [tuple(t) for t in details]))
+        per_level.append(tuple(row))
+    return ll_norm, tuple(per_level)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..engine.errors import SARCompressorError
-from ..engine.quality import DEFAULT_QUALITY
+from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from . import jpeg2000, memory, plots, report, speed
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, SweepCompressor, jpeg2000_db, run_dataset
@@ -246,7 +246,7 @@ def _header(args, models: dict[str, Path], compressors: dict) -> dict:
     from ..engine.models.checkpoint import DEFAULT_MODEL
 
     default = DEFAULT_MODEL if DEFAULT_MODEL in compressors else next(iter(compressors))
-    n_q = compressors[default].n_qualities
+    n_q = N_QUALITIES
     return {
         "date": datetime.date.today().isoformat(),
         "quick": bool(args.quick),
@@ -259,6 +259,7 @@ def _header(args, models: dict[str, Path], compressors: dict) -> dict:
             "jpeg2000": "GDAL JP2OpenJPEG via rasterio, dB clipped to the metric range -> uint16, "
             "irreversible wavelet, QUALITY tuned to each target bpp within 5% (whole .jp2 file)",
             "prototype": "same network, latents stored as float16 (fixed rate ~1 bpp + header)",
+            "refinement": "qualities 2.. add the wavelet refinement layer over the network's level 1",
             "rd_encoder": "encoder output memoised per strip across quality levels (it does not depend on "
             "the level); each level runs the real compress_file",
             "rd_device": compressors[default].device_name,
@@ -267,7 +268,7 @@ def _header(args, models: dict[str, Path], compressors: dict) -> dict:
             name: {
                 "path": str(p),
                 "sha256": compressors[name].loaded.sha256,
-                "n_qualities": compressors[name].n_qualities,
+                "network_levels": compressors[name].n_qualities,
             }
             for name, p in models.items()
         },

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
 MB = 1024 * 1024
 
 
@@ -65,6 +67,7 @@ def markdown(results: dict) -> str:
         "",
     ]
     lines += _rd_table(results)
+    lines += _target_table(results)
     for key, label in (("rd", "Rate-distortion curves"), ("crop", "Equal-rate crop")):
         if results["figures"].get(key):
             lines += [f"![{label}]({results['figures'][key]})", ""]
@@ -97,6 +100,42 @@ def _rd_table(results: dict) -> list[str]:
                 f"{_f(e['metrics']['enl_ratio'])} |"
             )
     return lines + ["", "Each cell: ours / JPEG 2000.", ""]
+
+
+TARGET_BPPS = (0.25, 0.5, 1.0)
+
+
+def interpolate(entries: list[dict], bpp: float, key: str) -> Optional[float]:
+    """A metric of a rate-distortion curve at `bpp`, linear in log(bpp); None outside the measured rates."""
+    pts = sorted((e["bpp"], e["metrics"][key]) for e in entries if e["metrics"].get(key) is not None)
+    if len(pts) < 2 or not pts[0][0] <= bpp <= pts[-1][0]:
+        return None
+    return float(np.interp(math.log(bpp), [math.log(b) for b, _ in pts], [v for _, v in pts]))
+
+
+def _target_table(results: dict) -> list[str]:
+    """The model card's target: ours (default model) vs JPEG 2000 at 0.25 / 0.5 / 1 bpp on every dataset."""
+    model = results["speed_model"]
+    lines = [
+        f"## At 0.25 / 0.5 / 1 bpp ({model} vs JPEG 2000, both curves interpolated in log bpp)",
+        "",
+        "| file | bpp | PSNR dB (ours / J2K) | difference | SSIM (ours / J2K) | mean ratio (ours / J2K) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for ds in results["datasets"]:
+        ours = [e for e in ds["entries"] if e["family"] == "ours" and e["codec"] == model]
+        j2k = [e for e in ds["entries"] if e["family"] == "jpeg2000"]
+        for bpp in TARGET_BPPS:
+            cells = [(interpolate(ours, bpp, k), interpolate(j2k, bpp, k)) for k in ("psnr_db", "ssim", "mean_ratio")]
+            if any(v is None for pair in cells for v in pair):
+                lines.append(f"| {ds['name']} | {bpp} | out of the measured range | | | |")
+                continue
+            (po, pj), (so, sj), (mo, mj) = cells
+            lines.append(
+                f"| {ds['name']} | {bpp} | {po:.2f} / {pj:.2f} | {po - pj:+.2f} | {so:.3f} / {sj:.3f} | "
+                f"{mo:.3f} / {mj:.3f} |"
+            )
+    return lines + [""]
 
 
 def _speed_table(speed: Optional[dict]) -> list[str]:

@@ -4,7 +4,8 @@ Compression streams a raster twice, strip by strip (256 rows), never holding it 
 1. a strided sample of valid pixels -> input kind, robust dB range, linear mean (survey);
 2. per strip: read with a 32-row halo -> dB -> [0, 1] -> encoder -> quantize -> entropy-code. The quantized
    latents are decoded again at once (strip_window: a rolling window of strips gives the decoder its latent
-   halo), so the chunk can carry what the network alone gets wrong (radiometry): per 64x64 block a
+   halo), so the chunk can carry what the network alone gets wrong: above quality 1 a wavelet refinement
+   layer coded against the network's output (refine, quality), then (radiometry) per 64x64 block a
    linear-intensity gain (restores the mean that a dB-domain codec biases), bright targets above the range as
    sparse residuals, the nodata mask (strip_payload: the chunk bytes; sarz_header: the JSON header).
    The same decoded strips give the optional reconstruction raster without a second network pass.

@@ -123,3 +123,11 @@ def test_quick_bench_writes_all_outputs(tiny_model_path, tmp_path):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     latest = (out / "latest.md").read_text()
     assert latest == (out / f"{results['date']}.md").read_text() and "JPEG 2000" in latest
+    assert "## At 0.25 / 0.5 / 1 bpp" in latest
+
+
+def test_interpolation_is_log_linear_and_refuses_to_extrapolate():
+    curve = [{"bpp": b, "metrics": {"psnr_db": p}} for b, p in ((0.5, 30.0), (0.125, 20.0), (2.0, 40.0))]
+    assert report.interpolate(curve, 0.25, "psnr_db") == pytest.approx(25.0)
+    assert report.interpolate(curve, 1.0, "psnr_db") == pytest.approx(35.0)
+    assert report.interpolate(curve, 3.0, "psnr_db") is None and report.interpolate(curve[:1], 0.5, "psnr_db") is None

@@ -24,9 +24,9 @@ def evaluate_model(model: str, folder: str | Path, qualities: list[int] | None =
 
     from ..engine.codec import compress_array
     from ..engine.compressor import SARCompressor
-    from ..engine.quality import N_QUALITIES
     from ..engine.metrics import evaluate_arrays
     from ..engine.preprocessing import detect_kind
+    from ..engine.quality import N_QUALITIES
 
     comp = SARCompressor(model, device="cpu")
     levels = qualities or list(range(1, N_QUALITIES + 1))

@@ -1,7 +1,9 @@
-"""Integer pieces shared by the two entropy coders (latents, refinement): 16-bit frequency tables and the
-zig-zag varints that carry escaped symbols. Torch-free."""
+"""Byte-level pieces shared by the coders (latents, refinement, chunk sections): 16-bit frequency tables,
+the zig-zag varints that carry escaped symbols, checked inflation. Torch-free."""
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 
@@ -60,3 +62,11 @@ def zigzag_decode(data: bytes, count: int, what: str) -> np.ndarray:
     parts = (b & 0x7F).astype(np.uint64) << (np.uint64(7) * pos.astype(np.uint64))
     zz = np.add.reduceat(parts, starts)
     return (zz >> np.uint64(1)).astype(np.int64) ^ -(zz & np.uint64(1)).astype(np.int64)
+
+
+def inflate(data: bytes, what: str) -> bytes:
+    """zlib.decompress with a ContainerError naming the section instead of zlib.error."""
+    try:
+        return zlib.decompress(data)
+    except zlib.error as exc:
+        raise ContainerError(f"{what} is corrupt ({exc})") from exc

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import wavelet
-from .codes import TOTAL, quantize_pmf, zigzag_decode, zigzag_encode
+from .codes import TOTAL, inflate, quantize_pmf, zigzag_decode, zigzag_encode
 from .errors import ContainerError
 
 LEVELS = 5
@@ -82,8 +82,8 @@ def _indices(q: np.ndarray) -> np.ndarray:
     return np.where(np.abs(q) > ALPHABET, 2 * ALPHABET + 1, q + ALPHABET).astype(np.int32)
 
 
-def _best_scale(q: np.ndarray) -> int:
-    counts = np.bincount(_indices(q), minlength=2 * ALPHABET + 2)
+def _best_scale(indices: np.ndarray) -> int:
+    counts = np.bincount(indices, minlength=2 * ALPHABET + 2)
     return int(np.argmin(_bank()[1] @ counts))
 
 
@@ -198,19 +198,20 @@ def encode(target: np.ndarray, base: np.ndarray, step: float) -> tuple[bytes, np
     alphas = [_alpha_code(tb, bb) for tb, bb in zip(t.bands, b.bands)]
     steps = b.steps(step)
     symbols = [_quantize(tb - bb * (a / ALPHA_DENOMINATOR), s) for tb, bb, a, s in zip(t.bands, b.bands, alphas, steps)]
-    groups: list[tuple[int, int, np.ndarray]] = []
+    groups: list[tuple[int, int, np.ndarray]] = []  # (subband, context, table indices) in walk order
+    escapes: list[np.ndarray] = []
 
     def visit(k: int, ctx: int, pos: np.ndarray) -> np.ndarray:
         values = symbols[k].reshape(-1)[pos]
-        groups.append((k, ctx, values))
+        groups.append((k, ctx, _indices(values)))
+        escapes.append(_escapes(values))
         return values
 
     _traverse([s.shape for s in symbols], visit)
     scales = np.zeros((len(symbols), N_CONTEXTS), dtype=np.uint8)
-    for k, ctx, values in groups:
-        scales[k, ctx] = _best_scale(values)
+    for k, ctx, indices in groups:
+        scales[k, ctx] = _best_scale(indices)
     words = _encode_groups(groups, scales)
-    escapes = [_escapes(v) for _, _, v in groups]
     side = zlib.compress(bytes(alphas) + scales.tobytes(), 9)
     payload = (
         _HEAD.pack(levels, len(symbols), len(side))
@@ -236,8 +237,8 @@ def _encode_groups(groups: list[tuple[int, int, np.ndarray]], scales: np.ndarray
     import constriction
 
     coder = constriction.stream.stack.AnsCoder()
-    for k, ctx, values in reversed(groups):  # a stack: the first group decoded is pushed last
-        coder.encode_reverse(_indices(values), _categorical(int(scales[k, ctx])))
+    for k, ctx, indices in reversed(groups):  # a stack: the first group decoded is pushed last
+        coder.encode_reverse(indices, _categorical(int(scales[k, ctx])))
     return coder.get_compressed().astype("<u4", copy=False)
 
 
@@ -256,7 +257,7 @@ def _decode(data: bytes, base_image: np.ndarray, step: float) -> np.ndarray:
     got_levels, n_bands, side_len = _HEAD.unpack_from(data)
     if got_levels != levels or n_bands != 1 + 3 * levels:
         raise ContainerError("refinement layer does not match the strip's size")
-    side = _inflate(data[_HEAD.size : _HEAD.size + side_len])
+    side = inflate(data[_HEAD.size : _HEAD.size + side_len], "refinement layer side information")
     if len(side) != n_bands * (1 + N_CONTEXTS):
         raise ContainerError("refinement layer side information has the wrong size")
     alphas = list(side[:n_bands])
@@ -299,10 +300,3 @@ def _restore_escapes(symbols: list[np.ndarray], escaped: list[tuple[int, np.ndar
     for k, positions in escaped:
         symbols[k].reshape(-1)[positions] = values[i : i + positions.size]
         i += positions.size
-
-
-def _inflate(data: bytes) -> bytes:
-    try:
-        return zlib.decompress(data)
-    except zlib.error as exc:
-        raise ContainerError(f"refinement layer side information is corrupt ({exc})") from exc

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .codes import inflate
 from .errors import ContainerError
 from .layout import Layout
 
@@ -62,14 +63,6 @@ def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
     return np.add.reduceat(parts, starts).astype(np.int64), used
 
 
-def _inflate(data: bytes, what: str) -> bytes:
-    """zlib.decompress with a ContainerError naming the section instead of zlib.error."""
-    try:
-        return zlib.decompress(data)
-    except zlib.error as exc:
-        raise ContainerError(f"{what} is corrupt ({exc})") from exc
-
-
 @dataclass
 class BrightResiduals:
     """Valid pixels above the bright threshold, kept to half a step: flat positions in the strip, steps."""
@@ -88,7 +81,7 @@ class BrightResiduals:
     def decode(cls, data: bytes, n_pixels: int) -> BrightResiduals:
         if not data:
             return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        raw = _inflate(data, "bright-target residuals")
+        raw = inflate(data, "bright-target residuals")
         if len(raw) < 4:
             raise ContainerError("bright-target residuals are truncated")
         (count,) = struct.unpack_from("<I", raw)
@@ -196,7 +189,7 @@ def _split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[byte
 
 
 def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
-    raw = _inflate(section, f"chunk {k} gains")
+    raw = inflate(section, f"chunk {k} gains")
     if len(raw) != 2 * blocks[0] * blocks[1]:
         raise ContainerError(f"chunk {k}: gain block count does not match the raster size")
     return np.frombuffer(raw, dtype="<i2").reshape(blocks)
@@ -204,12 +197,12 @@ def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
 
 def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The invalid-pixel mask of chunk k and the code of each invalid pixel."""
-    bits = np.frombuffer(_inflate(mask, f"chunk {k} nodata mask"), dtype=np.uint8)
+    bits = np.frombuffer(inflate(mask, f"chunk {k} nodata mask"), dtype=np.uint8)
     n = shape[0] * shape[1]
     if bits.size != (n + 7) // 8:
         raise ContainerError(f"chunk {k}: nodata mask has the wrong size")
     invalid = np.unpackbits(bits, count=n).astype(bool).reshape(shape)
-    values = np.frombuffer(_inflate(codes, f"chunk {k} mask codes"), dtype=np.uint8)
+    values = np.frombuffer(inflate(codes, f"chunk {k} mask codes"), dtype=np.uint8)
     if values.size != int(invalid.sum()) or np.any(values > 3):
         raise ContainerError(f"chunk {k}: nodata codes do not match the mask")
     return invalid, values

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
+from ..engine.base_choice import BASE_OPTIONS
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from .common import SARAlgorithm, bundled_models, cancelled, engine_errors, fmt_number, geotiff_path
 from .styling import source_renderer, style_on_load
@@ -38,15 +39,16 @@ class CompressAlgorithm(SARAlgorithm):
             "Compresses one band of a SAR raster (intensity, amplitude, dB or complex SLC) into a .sarz file "
             "with a learned neural codec. The file keeps CRS, geotransform, dtype and nodata, so "
             "'Decompress SAR raster' restores a georeferenced GeoTIFF.\n\n"
-            f"Quality 1 gives the smallest file (the network alone), {N_QUALITIES} the best fidelity (a wavelet "
-            "refinement layer adds what the network misses, finer at each quality). Input kind 'auto' detects the "
-            "radiometry from the data type, band description and values.\n\n"
+            f"Quality 1 gives the smallest file, {N_QUALITIES} the best fidelity: a wavelet refinement layer, "
+            "finer at each quality, codes what its base misses. Input kind 'auto' detects the radiometry from the "
+            "data type, band description and values.\n\n"
             "Optionally writes the reconstruction (what decompression will give) and reports its PSNR and "
             "SSIM (dB domain, over the original's 0.5-99.5 percentile range) and its mean ratio (mean linear "
             "backscatter of the reconstruction / of the original, 1 = unbiased).\n\n"
             "Advanced: a checkpoint file overrides the bundled model; the mean correction restores the "
             "linear backscatter mean per block of about 64x64 pixels (block), per raster (global) or not "
-            "at all (none)."
+            "at all (none); the base is what the refinement layer refines: the network's reconstruction, a "
+            "flat image (no network), or auto (a trial on a few strips keeps the cheaper)."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
@@ -71,6 +73,7 @@ class CompressAlgorithm(SARAlgorithm):
         self.advanced(
             self.static_enum("MEAN_CORRECTION", "Mean correction (linear backscatter)", MEAN_CORRECTIONS, "block")
         )
+        self.advanced(self.static_enum("BASE", "Base of the refinement layer", BASE_OPTIONS, "auto"))
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT", self.tr("Compressed file"), fileFilter=self.tr("SAR Compressor files (*.sarz)")
@@ -115,6 +118,7 @@ class CompressAlgorithm(SARAlgorithm):
             kind=kind,
             device=self.device(parameters, context),
             mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
+            base=self.parameterAsEnumString(parameters, "BASE", context),
             reconstruction=reconstruction,
         )
         if stats is None:

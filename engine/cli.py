@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
+from .base_choice import BASE_OPTIONS
 from .errors import CancelledError, SARCompressorError
 from .quality import DEFAULT_QUALITY, N_QUALITIES
 
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         "--quality",
         type=int,
         default=DEFAULT_QUALITY,
-        help=f"1 (smallest file, network alone) .. {N_QUALITIES} (best); default {DEFAULT_QUALITY}",
+        help=f"1 (smallest file) .. {N_QUALITIES} (best); default {DEFAULT_QUALITY}",
     )
     c.add_argument("--model", default=None, help="bundled model name or checkpoint path (default: bundled)")
     c.add_argument("--band", type=int, default=None, help="band to compress (required for multi-band rasters)")
@@ -57,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=("block", "global", "none"),
         default="block",
         help="restore the linear mean per 64x64 block (default), once per raster, or not at all",
+    )
+    c.add_argument(
+        "--base",
+        choices=BASE_OPTIONS,
+        default="auto",
+        help="what the wavelet layer refines: the network's reconstruction, a flat image (no network), or "
+        "auto (default: a trial on sample strips keeps the cheaper)",
     )
     c.add_argument("--reconstruction", metavar="TIF", default=None, help="also write the decoded raster")
 
@@ -166,6 +174,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         device=args.device,
         range_mode=args.range_mode,
         mean_correction=args.mean_correction,
+        base=args.base,
         reconstruction=args.reconstruction,
         progress=job.progress,
         cancel=job.cancel,
@@ -179,7 +188,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB, SSIM {_fmt(metrics['ssim'])}"
     print(
         f"{args.output}: ratio {stats.ratio:.1f}:1, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
-        f"{stats.seconds:.1f} s, {stats.device_name}"
+        f"base {stats.base}, {stats.seconds:.1f} s, {stats.device_name}"
     )
     return 0
 
@@ -216,10 +225,8 @@ def _crs_text(wkt: Optional[str]) -> str:
 
 def _layers_text(h: dict[str, Any]) -> str:
     step, rng = h["refine"]["step"], h["range"]
-    network = f"network level {h['model_level']}"
-    if step is None:
-        return f"{network} alone"
-    return f"{network} + wavelet refinement, step {step:g} of the range ({step * (rng['vmax'] - rng['vmin']):.2f} dB)"
+    base = f"network level {h['model_level']}" if h["base"] == "network" else "flat base (no network)"
+    return f"{base} + wavelet refinement, step {step:g} of the range ({step * (rng['vmax'] - rng['vmin']):.2f} dB)"
 
 
 def _info_lines(h: dict[str, Any]) -> list[str]:

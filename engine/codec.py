@@ -1,13 +1,15 @@
 """compress_file / decompress_file: the one entry point for the plugin, the CLI and the benchmark.
 
 Compression streams a raster twice, strip by strip (256 rows), never holding it whole:
-1. a strided sample of valid pixels -> input kind, robust dB range, linear mean (survey);
-2. per strip: read with a 32-row halo -> dB -> [0, 1] -> encoder -> quantize -> entropy-code. The quantized
-   latents are decoded again at once (strip_window: a rolling window of strips gives the decoder its latent
-   halo), so the chunk can carry what the network alone gets wrong: above quality 1 a wavelet refinement
-   layer coded against the network's output (refine, quality), then (radiometry) per 64x64 block a
-   linear-intensity gain (restores the mean that a dB-domain codec biases), bright targets above the range as
-   sparse residuals, the nodata mask (strip_payload: the chunk bytes; sarz_header: the JSON header).
+1. a strided sample of valid pixels -> input kind, robust dB range, linear mean (survey); the base that the
+   refinement layer is coded over (the network's output or a flat image) is fixed then too, by a trial on
+   sample strips unless the caller names it (base_choice);
+2. per strip: read with a 32-row halo -> dB -> [0, 1] -> encoder -> quantize -> entropy-code (network base
+   only). The quantized latents are decoded again at once (strip_window: a rolling window of strips gives the
+   decoder its latent halo), so the chunk can carry what the base gets wrong: a wavelet refinement layer at
+   the quality's step (refine, quality), then (radiometry) per 64x64 block a linear-intensity gain
+   (restores the mean that a dB-domain codec biases), bright targets above the range as sparse residuals,
+   the nodata mask (strip_payload: the chunk bytes; sarz_header: the JSON header).
    The same decoded strips give the optional reconstruction raster without a second network pass.
 Decompression runs the identical decode path, so its output equals that reconstruction.
 This module holds the public API: it picks the source and the destinations (file or memory) and runs
@@ -69,6 +71,7 @@ class CompressStats(_Stats):
     seconds_network: float
     device_name: str
     quality: int
+    base: str
     model_name: str
     model_sha256: str
     kind: str
@@ -87,7 +90,7 @@ class CompressStats(_Stats):
     def summary(self) -> str:
         return (
             f"ratio {self.ratio:.1f}:1, {self.bpp:.3f} bpp, {self.seconds:.1f} s "
-            f"({self.seconds_network:.1f} s network), {self.device_name}"
+            f"({self.seconds_network:.1f} s network), base {self.base}, {self.device_name}"
         )
 
 
@@ -184,6 +187,7 @@ def _compress_stats(enc: EncodePass, size: int, seconds: float, **paths: Optiona
         seconds_network=enc.seconds_network,
         device_name=enc.comp.device_name,
         quality=layout.quality,
+        base=layout.base,
         model_name=loaded.name,
         model_sha256=loaded.sha256,
         kind=layout.kind,
@@ -237,6 +241,7 @@ def compress_file(
     range_mode: str = "percentile",
     reconstruction: Optional[PathLike] = None,
     mean_correction: str = "block",
+    base: str = "auto",
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
@@ -245,7 +250,8 @@ def compress_file(
 ) -> CompressStats:
     """Compress one band of a raster into a .sarz file (atomic). `reconstruction`: also write the raster the
     decoder will produce (equal to `decompress_file`'s output), computed during compression. `compressor`
-    reuses a loaded SARCompressor (model/device are then ignored)."""
+    reuses a loaded SARCompressor (model/device are then ignored). `base`: "auto" (a trial picks), "network"
+    or "flat"."""
     start = time.perf_counter()
     info = open_info(src)
     if band is None:
@@ -266,7 +272,7 @@ def compress_file(
         written.append(dst)
         return size
 
-    options = EncodeOptions(quality, kind, range_mode, mean_correction)
+    options = EncodeOptions(quality, kind, range_mode, mean_correction, base)
     band_info = info.band(band)
     try:
         with bounded_gdal_cache(), RasterReader(src) as reader:
@@ -303,6 +309,7 @@ def compress_array(
     description: Optional[str] = None,
     range_mode: str = "percentile",
     mean_correction: str = "block",
+    base: str = "auto",
     model: ModelArg = None,
     device: str = "auto",
     compressor: Optional[SARCompressor] = None,
@@ -330,7 +337,7 @@ def compress_array(
         return len(data)
 
     source = BandSource(info, 1, lambda r0, r1: arr[max(0, r0) : min(arr.shape[0], r1)])
-    options = EncodeOptions(quality, kind, range_mode, mean_correction)
+    options = EncodeOptions(quality, kind, range_mode, mean_correction, base)
     stats = _encode(source, comp, options, write, start, open_sink=sink, progress=progress, cancel=cancel)
     return ArrayResult(bytes(data), sink.out, stats)
 

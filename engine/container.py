@@ -2,15 +2,15 @@
 
 Layout (all integers little-endian):
 
-    b"SARZ" | u16 format version | u32 header length | zlib(JSON header, utf-8) | u32 CRC32(header)
+    b"SARZ" | u16 format version | u32 header length | deflate(JSON header, utf-8) | u32 CRC32(header)
     chunk*  : u32 payload length | u32 CRC32(payload) | payload
     index   : n_chunks x (u64 chunk offset | u32 payload length)
     footer  : u64 index offset | u32 n_chunks | u32 CRC32(index) | b"ZRAS"
 
-The header is deflated: on a small crop its JSON (georeferencing, tags) would otherwise be a large share of
-the bits per pixel. The trailer lets a reader seek straight to the chunks a window needs; the header comes
-first so `info` reads only the start of the file (plus the footer to validate it). Every defect becomes a
-`ContainerError`.
+The header is deflated against a preset dictionary (header_dictionary): on a small crop its JSON
+(georeferencing, tags) would otherwise be a large share of the bits per pixel. The trailer lets a reader
+seek straight to the chunks a window needs; the header comes first so `info` reads only the start of the
+file (plus the footer to validate it). Every defect becomes a `ContainerError`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
 
 from .errors import CancelledError, ContainerError
+from .header_dictionary import HEADER_DICTIONARY
 
 MAGIC = b"SARZ"
-FORMAT_VERSION = 2
-"""2: chunks carry the refinement layer (version 1 files came from the pre-release codec)."""
+FORMAT_VERSION = 3
+"""3: every quality is a refinement step over a base named in the header, network or flat, and the header
+is deflated with a preset dictionary (versions 1-2 came from pre-release codecs)."""
 END_MARKER = b"ZRAS"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 
@@ -51,7 +53,8 @@ def _crc(data: bytes) -> int:
 def encode_header(header: dict) -> bytes:
     """Canonical JSON (sorted keys, no whitespace), deflated: equal headers give equal bytes."""
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return zlib.compress(text.encode("utf-8"), 9)
+    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    return deflate.compress(text.encode("utf-8")) + deflate.flush()
 
 
 def _write_stream(out: BinaryIO, header: HeaderSource, chunks: Iterable[bytes], spool: BinaryIO, cancel) -> None:
@@ -183,7 +186,11 @@ class ContainerReader:
         if _crc(header_bytes) != crc:
             raise ContainerError(f"{self.name}: header CRC mismatch (the file is corrupt)")
         try:
-            header = json.loads(zlib.decompress(header_bytes).decode("utf-8"))
+            inflate = zlib.decompressobj(zdict=HEADER_DICTIONARY)
+            text = inflate.decompress(header_bytes) + inflate.flush()
+            if not inflate.eof or inflate.unused_data:
+                raise zlib.error("the deflate stream does not end where the header does")
+            header = json.loads(text.decode("utf-8"))
         except zlib.error as exc:
             raise ContainerError(f"{self.name}: header is not deflated JSON ({exc})") from exc
         except (UnicodeDecodeError, ValueError) as exc:

@@ -95,12 +95,14 @@ class DecodePass(StripPass):
         return Strip.from_payload(self.reader.read_chunk(k), k, self.layout, self._latents)
 
     def refine(self, strip: Strip) -> None:
-        step = self.layout.refine_step_db
-        if step is not None:
-            strip.raw_db = self.clip_refined(refine.decode(strip.refinement, strip.raw_db, step))
+        strip.raw_db = self.clip_refined(refine.decode(strip.refinement, strip.raw_db, self.layout.refine_step_db))
 
     def _latents(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-        return self.y_hat(self.comp.entropy.decode(data, self.layout.level, shape))
+        if self.layout.uses_network:
+            return self.y_hat(self.comp.entropy.decode(data, self.layout.level, shape))
+        if data:
+            raise ContainerError("a chunk carries network latents but the header says the base is flat")
+        return np.zeros((0,) + shape[1:], dtype=np.float32)
 
     def run(self, sink: Sink) -> None:
         """Every strip, finished, into `sink`."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import preprocessing as pp
 from . import refine
+from .base_choice import BASE_OPTIONS, Trial, run_trial
 from .compressor import HALO, SARCompressor
 from .errors import InputError, ModelError
 from .layout import Layout
@@ -62,6 +63,7 @@ class EncodeOptions:
     kind: str
     range_mode: str
     mean_correction: str
+    base: str = "auto"
 
     def level(self, comp: SARCompressor) -> Quality:
         """What the quality means for this model; ModelError / InputError naming what is wrong."""
@@ -81,6 +83,8 @@ class EncodeOptions:
             raise InputError(
                 f"mean correction must be one of {', '.join(MEAN_CORRECTIONS)}, got {self.mean_correction!r}"
             )
+        if self.base not in BASE_OPTIONS:
+            raise InputError(f"base must be one of {', '.join(BASE_OPTIONS)}, got {self.base!r}")
         return level
 
 
@@ -104,6 +108,7 @@ class EncodePass(StripPass):
         self.sum_o = self.sum_r = 0.0
         self.n_valid = self.n_clipped = self.n_bright = 0
         self.deferred: list[tuple[Path, Strip]] = []
+        self.trial: Optional[Trial] = None
 
     @classmethod
     def plan(
@@ -133,15 +138,23 @@ class EncodePass(StripPass):
             mean_correction=options.mean_correction,
             bright_threshold=survey.rng.vmax,
             latent_channels=comp.latent_channels,
+            base="network" if options.base == "auto" else options.base,
         )
+        trial, network_start = None, comp.seconds_network
+        if options.base == "auto":
+            trial = run_trial(cls(source, comp, layout, survey, options.range_mode, None, cancel))
+            layout.base = trial.best
         if log is not None:
             log(
                 f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind}, range "
                 f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}] dB ({options.range_mode}), model "
                 f"{comp.loaded.name}, quality {layout.quality}/{N_QUALITIES}, {comp.device_name}, "
-                f"batch {comp.batch_size}"
+                f"batch {comp.batch_size}, base {layout.base}" + (f" ({_describe(trial)})" if trial else "")
             )
-        return cls(source, comp, layout, survey, options.range_mode, progress, cancel)
+        enc = cls(source, comp, layout, survey, options.range_mode, progress, cancel)
+        enc.trial = trial
+        enc._network_start = network_start  # the trial's network time is this compression's too
+        return enc
 
     @contextlib.contextmanager
     def reconstructing(self, sink: Sink, spool_parent: Optional[Path]) -> Iterator[None]:
@@ -163,7 +176,9 @@ class EncodePass(StripPass):
         top, bottom = row0 - lo, hi - row0 - rows
         valid = pp.valid_mask(raw, self.layout.nodata)
         db = pp.to_db(raw, self.layout.kind)
-        symbols = self._symbols(np.where(valid, db, np.float32(self.survey.fill_db)), top, bottom)
+        symbols = None
+        if self.layout.uses_network:
+            symbols = self._symbols(np.where(valid, db, np.float32(self.survey.fill_db)), top, bottom)
         core = slice(top, top + rows)
         return self._strip(k, symbols, raw[core], db[core], valid[core])
 
@@ -175,8 +190,11 @@ class EncodePass(StripPass):
         latents = self.comp.encode_strip(x01, top, bottom, cancel=self.cancel, on_batch=self.ticker)
         return self.comp.entropy.quantize(torch.from_numpy(latents), self.layout.level)
 
-    def _strip(self, k: int, symbols: np.ndarray, raw: np.ndarray, orig_db: np.ndarray, valid: np.ndarray) -> Strip:
-        """Strip k from its quantized latents and its core rows (raw, dB, valid); counts the statistics."""
+    def _strip(
+        self, k: int, symbols: Optional[np.ndarray], raw: np.ndarray, orig_db: np.ndarray, valid: np.ndarray
+    ) -> Strip:
+        """Strip k from its quantized latents (None: flat base) and its core rows (raw, dB, valid); counts the
+        statistics."""
         layout = self.layout
         row0, rows = layout.strip_rows(k)
         bright, residuals = bright_residuals(orig_db, valid, layout.bright_threshold)
@@ -190,24 +208,26 @@ class EncodePass(StripPass):
             index=k,
             row0=row0,
             rows=rows,
-            y_hat=self.y_hat(symbols),
+            y_hat=self.no_latents(k) if symbols is None else self.y_hat(symbols),
             bright=residuals,
             invalid=invalid if has_invalid else None,
             codes=invalid_codes(raw, invalid, layout.nodata) if has_invalid else np.zeros(0, np.uint8),
-            latents=self.comp.entropy.encode(symbols, layout.level),
+            latents=b"" if symbols is None else self.comp.entropy.encode(symbols, layout.level),
             orig_db=orig_db,
             use=valid & ~bright,
         )
 
-    def refine(self, strip: Strip) -> None:
-        """Code what the network missed against the original (bright and invalid pixels have their own
-        sections: nothing to refine there)."""
-        step = self.layout.refine_step_db
-        if step is None:
-            return
+    def refine_target(self, strip: Strip, base: np.ndarray) -> np.ndarray:
+        """What the refinement layer codes: the original clipped to the range, the base where pixels are
+        invalid (their own section restores them: nothing to spend there)."""
         rng = self.layout.rng
-        target = np.where(strip.use, np.clip(strip.orig_db, rng.vmin, rng.vmax), strip.raw_db)
-        strip.refinement, refined = refine.encode(target.astype(np.float32), strip.raw_db, step)
+        clipped = np.clip(strip.orig_db, rng.vmin, rng.vmax)
+        return (clipped if strip.invalid is None else np.where(strip.invalid, base, clipped)).astype(np.float32)
+
+    def refine(self, strip: Strip) -> None:
+        """Code what the base missed against the original."""
+        target = self.refine_target(strip, strip.raw_db)
+        strip.refinement, refined = refine.encode(target, strip.raw_db, self.layout.refine_step_db)
         strip.raw_db = self.clip_refined(refined)
 
     def after_decode(self, strip: Strip) -> bytes:
@@ -261,9 +281,10 @@ class EncodePass(StripPass):
             "pixels": layout.width * layout.height,
             "valid_pixels": self.n_valid,
             "input_bytes": self.source.raw_bytes,
-            "clipped_fraction": self.clipped_fraction,
+            "clipped_fraction": _round(self.clipped_fraction),
             "n_bright_residuals": self.n_bright,
-            "linear_mean": self.survey.linear_mean,
+            "linear_mean": _round(self.survey.linear_mean),
+            "base_trial": self.trial.to_dict() if self.trial else None,
         }
         return build_header(
             layout,
@@ -274,3 +295,13 @@ class EncodePass(StripPass):
             self.global_gain,
             stats,
         )
+
+
+def _round(value: float) -> float:
+    """Six significant digits: statistics for `info`, not decoder parameters (every digit costs header bytes)."""
+    return float(f"{value:.6g}")
+
+
+def _describe(trial: Trial) -> str:
+    costs = ", ".join(f"{name} {cost:.4g}" for name, cost in trial.costs.items())
+    return f"trial on strips {', '.join(map(str, trial.strips))}: cost {costs}"

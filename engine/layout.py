@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from . import preprocessing as pp
 from .compressor import DOWNSAMPLE
 
@@ -17,6 +19,9 @@ STRIP_ROWS = 256
 """Raster rows per strip (one chunk each): a multiple of the network's downsampling and of BLOCK."""
 BLOCK = 64
 """Side of the square blocks that each get one mean-correction gain."""
+BASES = ("network", "flat")
+"""What the refinement layer is coded over: the network's reconstruction, or a flat image at mid-range (no
+network at all: nothing to decode but the layer)."""
 
 
 @dataclass
@@ -33,11 +38,13 @@ class Layout:
     """The network's quality level (0-based)."""
     quality: int
     """The user's quality (engine.quality)."""
-    refine_step: Optional[float]
-    """Refinement quantizer step as a fraction of the dB range; None: the network alone."""
+    refine_step: float
+    """Refinement quantizer step as a fraction of the dB range."""
     mean_correction: str
     bright_threshold: float
     latent_channels: int
+    base: str
+    """One of BASES."""
 
     @property
     def out_dtype(self) -> str:
@@ -72,8 +79,16 @@ class Layout:
         return math.ceil(self.strip_rows(k)[1] / DOWNSAMPLE)
 
     @property
-    def refine_step_db(self) -> Optional[float]:
-        return None if self.refine_step is None else self.refine_step * (self.rng.vmax - self.rng.vmin)
+    def refine_step_db(self) -> float:
+        return self.refine_step * (self.rng.vmax - self.rng.vmin)
+
+    @property
+    def uses_network(self) -> bool:
+        return self.base == "network"
+
+    def flat_db(self, rows: int) -> np.ndarray:
+        """The flat base of a strip: mid-range, computed from the header's numbers, so both sides add to the same."""
+        return np.full((rows, self.width), 0.5 * (self.rng.vmin + self.rng.vmax), dtype=np.float32)
 
     def strip_blocks(self, rows: int) -> tuple[int, int]:
         """Gain blocks (rows, cols) of a strip with `rows` rows."""

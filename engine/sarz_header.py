@@ -1,7 +1,7 @@
 """The JSON header of a .sarz: written by the encoder, validated into a Layout by the decoder.
 
 The header carries every parameter the decoder needs (raster geometry and georeferencing, kind, dB range,
-quality, network level and refinement step, model identity, strip and gain-block sizes), so a file decodes
+quality, base, network level and refinement step, model identity, strip and gain-block sizes), so a file decodes
 without the options it was made with.
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster.
@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from . import preprocessing as pp
 from . import refine
 from .compressor import HALO, LATENT_HALO, TILE
 from .container import FORMAT_VERSION
 from .errors import ContainerError, SARCompressorError
-from .layout import BLOCK, STRIP_ROWS, Layout
+from .layout import BASES, BLOCK, STRIP_ROWS, Layout
 from .quality import N_QUALITIES
 from .radiometry import BRIGHT_STEP_DB, GAIN_LOG2_STEP, MEAN_CORRECTIONS
 from .raster_io import RasterInfo
@@ -63,6 +63,7 @@ def build_header(
         "quality": layout.quality,
         "n_qualities": N_QUALITIES,
         "model_level": layout.level + 1,
+        "base": layout.base,
         "refine": {
             "step": layout.refine_step,
             "wavelet": "cdf97",
@@ -119,6 +120,7 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
             mean_correction=str(gain["mode"]),
             bright_threshold=float(header["bright"]["threshold_db"]),
             latent_channels=int(lat["channels"]),
+            base=str(header["base"]),
         )
         checks = {
             "size": layout.width >= 1 and layout.height >= 1 and info.count == 1,
@@ -133,6 +135,7 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
             and header["refine"]["levels"] == refine.LEVELS
             and header["refine"]["dead_zone"] == refine.DEAD_ZONE,
             "latent": (lat["height"], lat["width"]) == (layout.latent_height, layout.latent_width),
+            "base": layout.base in BASES,
         }
     except (KeyError, TypeError, ValueError, AttributeError, SARCompressorError) as exc:
         raise ContainerError(f"the .sarz header is incomplete or invalid ({type(exc).__name__}: {exc})") from exc
@@ -142,12 +145,9 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
     return layout, info
 
 
-def _refine_step(section: dict[str, Any]) -> Optional[float]:
-    """The refinement step (a fraction of the dB range), None for none; ValueError if not a usable step."""
-    step = section["step"]
-    if step is None:
-        return None
-    step = float(step)
+def _refine_step(section: dict[str, Any]) -> float:
+    """The refinement step (a fraction of the dB range); ValueError if not a usable step."""
+    step = float(section["step"])
     if not (math.isfinite(step) and 0.0 < step <= 1.0):
         raise ValueError(f"refinement step {step!r} out of range")
     return step

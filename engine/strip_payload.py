@@ -163,8 +163,8 @@ class Strip:
             codes=np.zeros(0, np.uint8),
             refinement=refinement,
         )
-        if bool(refinement) != (layout.refine_step is not None):
-            raise ContainerError(f"chunk {k}: refinement layer present where the header says otherwise")
+        if not refinement:
+            raise ContainerError(f"chunk {k} has no refinement layer")
         if layout.mean_correction == "block":
             strip.gains = _read_gains(gains, k, layout.strip_blocks(rows))
         if mask:

@@ -50,9 +50,11 @@ class StripPass(ABC):
     """One pass over the strips; `strips()` yields whatever `after_decode` returns (the encoder's chunks)."""
 
     def __init__(self, comp: SARCompressor, layout: Layout, progress: Progress, cancel: Cancel, passes: int = 1):
-        """`passes`: network runs over every strip's tiles that `progress` counts (the encoder makes two)."""
+        """`passes`: network runs over every strip's tiles that `progress` counts (the encoder makes two); with
+        a flat base there are none, and progress counts strips."""
         self.comp, self.layout, self.cancel = comp, layout, cancel
-        self.ticker = _TileProgress(passes * layout.n_strips * comp.tiles_per_strip(layout.width), progress)
+        per_strip = passes * comp.tiles_per_strip(layout.width) if layout.uses_network else 1
+        self.ticker = _TileProgress(layout.n_strips * per_strip, progress)
         self.sink: Optional[Sink] = None
         self._network_start = comp.seconds_network
 
@@ -74,6 +76,10 @@ class StripPass(ABC):
         """Dequantized latents, as the network decodes them."""
         return self.comp.entropy.dequantize(symbols, self.layout.level).numpy()
 
+    def no_latents(self, k: int) -> np.ndarray:
+        """Strip k's latents under a flat base: none (zero channels, the strip's latent rows)."""
+        return np.zeros((0, self.layout.latent_rows(k), self.layout.latent_width), dtype=np.float32)
+
     @abstractmethod
     def refine(self, strip: Strip) -> None:
         """Make (encoder) or apply (decoder) the strip's refinement layer: raw_db becomes the refined dB."""
@@ -87,7 +93,10 @@ class StripPass(ABC):
         return None
 
     def decode_raw(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> np.ndarray:
-        """Decoder output of a strip in dB (before the gain), with latent rows of the neighbours as halo."""
+        """The base of a strip in dB: the network's output (latent rows of the neighbours as halo) or flat."""
+        if not self.layout.uses_network:
+            self.ticker(1)
+            return self.layout.flat_db(cur.rows)
         parts, top, bottom = [cur.y_hat], 0, 0
         if prev is not None:
             top = min(LATENT_HALO, prev.y_hat.shape[1])
@@ -112,6 +121,7 @@ class StripPass(ABC):
         n = self.layout.n_strips
         window: dict[int, Strip] = {}
         for k in range(n + 2):
+            check_cancel(self.cancel)  # the network checks between batches too; a flat base has no network
             if k < n:
                 window[k] = self.load(k)
             j = k - 1

@@ -149,7 +149,7 @@ def test_ctrl_c_cancels_cleanly(tmp_path, tiny_model_path):
     assert main(["simulate", str(src), "--size", "1536", "512"]) == 0
     out = tmp_path / "big.sarz"
     cmd = [sys.executable, "-m", "sar_compressor", "compress", str(src), str(out)]
-    cmd += ["--model", str(tiny_model_path), "--device", "cpu"]
+    cmd += ["--model", str(tiny_model_path), "--device", "cpu", "--base", "network"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()  # the log line printed once pass 2 (the network work) starts

@@ -273,14 +273,15 @@ def test_model_mismatch_and_missing_model(tmp_path, comp, tiny_model_path):
     assert stats.model_name == "baseline"
 
 
-def test_quality_is_monotonic(comp):
-    """Every quality above 1 adds a finer refinement layer: strictly larger files, strictly closer to the input
-    (even with an untrained network, whose reconstruction the refinement corrects)."""
+@pytest.mark.parametrize("base", ["network", "flat"])
+def test_quality_is_monotonic(comp, base):
+    """Each quality refines at a finer step: strictly larger files, strictly closer to the input (even over an
+    untrained network, whose reconstruction the refinement corrects)."""
     arr = _scene(128, 128, seed=7)
     db = 10 * np.log10(arr.astype(np.float64))
     sizes, errors = [], []
     for q in range(1, N_QUALITIES + 1):
-        result = codec.compress_array(arr, quality=q, compressor=comp, mean_correction="none")
+        result = codec.compress_array(arr, quality=q, compressor=comp, mean_correction="none", base=base)
         sizes.append(len(result.data))
         lo, hi = result.stats.vmin, result.stats.vmax
         rec = 10 * np.log10(result.reconstruction.astype(np.float64))
@@ -328,10 +329,11 @@ def test_gain_field_interpolates_between_block_centres():
         rng=codec.pp.Range(-20.0, 10.0),
         level=0,
         quality=1,
-        refine_step=None,
+        refine_step=0.8,
         mean_correction="block",
         bright_threshold=10.0,
         latent_channels=16,
+        base="network",
     )
     strip = Strip(0, 0, 64, np.zeros((16, 4, 8), np.float32), None, None, np.zeros(0, np.uint8))
     strip.gains = np.array([[0, 32]], dtype=np.int16)  # x1, x2
@@ -394,13 +396,14 @@ def test_memory_does_not_grow_with_height(tmp_path, comp, monkeypatch):
 SMALL = {}
 
 
-def _small_sarz(comp) -> bytes:
-    if "data" not in SMALL:
+def _small_sarz(comp, base: str = "network") -> bytes:
+    """A small file with nodata and a bright target (network base by default: its chunks hold every section)."""
+    if base not in SMALL:
         arr = _scene(40, 70, seed=11)
         arr[0:3, 0:5] = np.nan
         arr[20, 20] = 1e5
-        SMALL["data"] = codec.compress_array(arr, compressor=comp).data
-    return SMALL["data"]
+        SMALL[base] = codec.compress_array(arr, compressor=comp, base=base).data
+    return SMALL[base]
 
 
 @settings(
@@ -448,6 +451,8 @@ def test_header_damage_behind_a_valid_crc(comp):
         (("refine", "step"), None, ContainerError),  # the chunks carry a refinement layer
         (("refine", "levels"), 3, ContainerError),
         (("gain", "mode"), "magic", ContainerError),
+        (("base",), "bogus", ContainerError),
+        (("base",), "flat", ContainerError),  # the chunks carry latents
     ]:
         bad = {k: (dict(v) if isinstance(v, dict) else v) for k, v in header.items()}
         target = bad

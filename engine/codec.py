@@ -1,6 +1,6 @@
 """compress_file / decompress_file: the one entry point for the plugin, the CLI and the benchmark.
 
-Compression streams a raster twice, strip by strip (256 rows), never holding it whole:
+Compression streams a raster twice, strip by strip (512 rows), never holding it whole:
 1. a strided sample of valid pixels -> input kind, robust dB range, linear mean (survey); the base that the
    refinement layer is coded over (the network's output or a flat image) is fixed then too, by a trial on
    sample strips unless the caller names it (base_choice);

@@ -197,7 +197,7 @@ class EncodePass(StripPass):
         statistics."""
         layout = self.layout
         row0, rows = layout.strip_rows(k)
-        bright, residuals = bright_residuals(orig_db, valid, layout.bright_threshold)
+        bright, residuals = bright_residuals(orig_db, valid, layout.bright_threshold, layout.bright_step_db)
         outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
         self.n_valid += int(valid.sum())
         self.n_clipped += int(np.count_nonzero(valid & outside))

@@ -15,10 +15,17 @@ import numpy as np
 from . import preprocessing as pp
 from .compressor import DOWNSAMPLE
 
-STRIP_ROWS = 256
+STRIP_ROWS = 512
 """Raster rows per strip (one chunk each): a multiple of the network's downsampling and of BLOCK."""
 BLOCK = 64
 """Side of the square blocks that each get one mean-correction gain."""
+BRIGHT_STEP_DB = (0.05, 1.0)
+"""Range of the quantizer step of bright-target residuals."""
+BRIGHT_STEP_FRACTION = 8
+"""Bright-target residuals are kept to 1/8 of the refinement step, within 0.05-1 dB: finer than the rest of
+the raster at every quality, but not 0.05 dB everywhere (at low qualities that cost ~10 % of the file on
+urban scenes). A uniform error of even 1 dB biases a target's linear intensity by only 0.2 %."""
+
 BASES = ("network", "flat")
 """What the refinement layer is coded over: the network's reconstruction, or a flat image at mid-range (no
 network at all: nothing to decode but the layer)."""
@@ -81,6 +88,11 @@ class Layout:
     @property
     def refine_step_db(self) -> float:
         return self.refine_step * (self.rng.vmax - self.rng.vmin)
+
+    @property
+    def bright_step_db(self) -> float:
+        lo, hi = BRIGHT_STEP_DB
+        return float(min(max(self.refine_step_db / BRIGHT_STEP_FRACTION, lo), hi))
 
     @property
     def uses_network(self) -> bool:

@@ -25,7 +25,6 @@ from .strip_payload import BrightResiduals, Strip
 MEAN_CORRECTIONS = ("block", "global", "none")
 GAIN_LOG2_STEP = 1.0 / 32.0
 GAIN_CODE_LIMIT = 2**15 - 1
-BRIGHT_STEP_DB = 0.05
 
 _DB_PER_LOG2 = 10.0 * math.log10(2.0)
 
@@ -33,10 +32,12 @@ Gain = Union[np.ndarray, np.float32]
 """A dB gain: a field over the strip or one value for all of it."""
 
 
-def bright_residuals(orig_db: np.ndarray, valid: np.ndarray, threshold: float) -> tuple[np.ndarray, BrightResiduals]:
-    """Mask of the valid pixels above `threshold` and their excess over it in BRIGHT_STEP_DB steps."""
+def bright_residuals(
+    orig_db: np.ndarray, valid: np.ndarray, threshold: float, step_db: float
+) -> tuple[np.ndarray, BrightResiduals]:
+    """Mask of the valid pixels above `threshold` and their excess over it in steps of `step_db`."""
     bright = valid & (orig_db > threshold)
-    steps = np.clip(np.rint((orig_db[bright] - threshold) / BRIGHT_STEP_DB), 0, 2**32)
+    steps = np.clip(np.rint((orig_db[bright] - threshold) / step_db), 0, 2**32)
     return bright, BrightResiduals(np.flatnonzero(bright).astype(np.int64), steps.astype(np.int64))
 
 
@@ -101,7 +102,7 @@ def finalize_strip(layout: Layout, raw_db: np.ndarray, gain_db: Gain, strip: Str
     db = raw_db + gain_db
     if strip.bright.positions.size:
         flat = db.reshape(-1)
-        flat[strip.bright.positions] = layout.bright_threshold + strip.bright.steps * BRIGHT_STEP_DB
+        flat[strip.bright.positions] = layout.bright_threshold + strip.bright.steps * layout.bright_step_db
     out = pp.from_db(db, layout.kind, layout.dtype)
     if strip.invalid is not None:
         table = np.array([np.nan, np.nan, np.inf, -np.inf], dtype=np.float64)

@@ -21,7 +21,7 @@ from .container import FORMAT_VERSION
 from .errors import ContainerError, SARCompressorError
 from .layout import BASES, BLOCK, STRIP_ROWS, Layout
 from .quality import N_QUALITIES
-from .radiometry import BRIGHT_STEP_DB, GAIN_LOG2_STEP, MEAN_CORRECTIONS
+from .radiometry import GAIN_LOG2_STEP, MEAN_CORRECTIONS
 from .raster_io import RasterInfo
 from .strip_payload import CHUNK_VERSION
 
@@ -88,7 +88,7 @@ def build_header(
             "log2_step": GAIN_LOG2_STEP,
             "global": global_gain,
         },
-        "bright": {"threshold_db": layout.bright_threshold, "step_db": BRIGHT_STEP_DB},
+        "bright": {"threshold_db": layout.bright_threshold, "step_db": layout.bright_step_db},
         "stats": stats,
     }
 
@@ -130,7 +130,7 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
             and gain["log2_step"] == GAIN_LOG2_STEP
             and math.isfinite(float(gain["global"]))
             and float(gain["global"]) > 0,
-            "bright": header["bright"]["step_db"] == BRIGHT_STEP_DB and math.isfinite(layout.bright_threshold),
+            "bright": header["bright"]["step_db"] == layout.bright_step_db and math.isfinite(layout.bright_threshold),
             "refine": header["refine"]["wavelet"] == "cdf97"
             and header["refine"]["levels"] == refine.LEVELS
             and header["refine"]["dead_zone"] == refine.DEAD_ZONE,

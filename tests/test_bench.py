@@ -73,14 +73,14 @@ def test_sweep_compressor_reuses_the_encoder_and_changes_no_byte(tiny_model_path
     from sar_compressor.engine.compressor import SARCompressor
     from sar_compressor.engine.simulate import write_scene
 
-    src = write_scene(tmp_path / "s.tif", 300, 200, looks=1, seed=1)
+    src = write_scene(tmp_path / "s.tif", 700, 200, looks=1, seed=1)
     plain = SARCompressor(tiny_model_path, device="cpu")
     sweep = SweepCompressor(tiny_model_path, device="cpu")
     for q in (1, 4):
-        compress_file(src, tmp_path / f"p{q}.sarz", quality=q, compressor=plain)
-        compress_file(src, tmp_path / f"s{q}.sarz", quality=q, compressor=sweep)
+        for comp, name in ((plain, "p"), (sweep, "s")):
+            compress_file(src, tmp_path / f"{name}{q}.sarz", quality=q, compressor=comp, base="network")
         assert (tmp_path / f"p{q}.sarz").read_bytes() == (tmp_path / f"s{q}.sarz").read_bytes()
-    assert sweep.cache_hits == 2  # 2 strips of 256 rows, encoded once for q1, reused for q4
+    assert sweep.cache_hits == 2  # 2 strips of 512 rows, encoded once for q1, reused for q4
 
 
 def test_quick_bench_writes_all_outputs(tiny_model_path, tmp_path):

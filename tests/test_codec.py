@@ -368,7 +368,7 @@ def test_header_contents(tmp_path, comp, tiny_model_path):
     assert (h["input"]["width"], h["input"]["height"]) == (90, 70)
     assert h["input"]["crs_wkt"] and len(h["input"]["transform"]) == 6
     assert h["latent"] == {"channels": 16, "height": 5, "width": 6, "tile": 256, "halo": 32, "latent_halo": 2}
-    assert h["strip_rows"] == 256 and h["gain"]["block_size"] == 64
+    assert h["strip_rows"] == 512 and h["gain"]["block_size"] == 64
     assert h["file_bytes"] == (tmp_path / "h.sarz").stat().st_size and h["n_chunks"] == 1
     assert h["stats"]["input_bytes"] == 70 * 90 * 2
 

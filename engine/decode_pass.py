@@ -14,7 +14,7 @@ from .container import ContainerReader
 from .errors import ContainerError, ModelError
 from .layout import Layout
 from .raster_io import RasterInfo
-from .sarz_header import layout_from_header, model_identity
+from .sarz_header import MODEL_ID_HEX, layout_from_header, model_identity
 from .strip_payload import Strip
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
 
@@ -36,7 +36,7 @@ def decoder_for(
                 f"{exc}. Pass the model file with --model."
             ) from exc
     got = compressor.loaded
-    if got.sha256 != want_sha:
+    if len(want_sha) < MODEL_ID_HEX or not got.sha256.startswith(want_sha):
         raise ModelError(
             f"file was made with model {want_name} (sha256 {want_sha[:12]}...), got {got.name} "
             f"(sha256 {got.sha256[:12]}..., {got.path}); pass the matching model file with --model"

@@ -268,7 +268,8 @@ class EncodePass(StripPass):
 
     @property
     def global_gain(self) -> float:
-        return self.sum_o / self.sum_r if self.sum_o > 0 and self.sum_r > 0 else 1.0
+        """To 7 significant digits: the header stores what the strips were finished with, in few bytes."""
+        return float(f"{self.sum_o / self.sum_r:.7g}") if self.sum_o > 0 and self.sum_r > 0 else 1.0
 
     @property
     def clipped_fraction(self) -> float:

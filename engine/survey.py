@@ -38,9 +38,14 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, model_range: Optio
     tags = {**info.tags, **(info.band_tags[0] if info.band_tags else {})}
     kind = pp.detect_kind(info.dtype, sample, description, tags) if kind == "auto" else pp.check_kind(kind)
     db = pp.to_db(sample, kind)
-    rng = model_range if model_range is not None else pp.robust_range(db, *RANGE_PERCENTILES)
+    rng = model_range if model_range is not None else _rounded(pp.robust_range(db, *RANGE_PERCENTILES))
     linear_mean = float(np.mean(pp.db_to_linear(db), dtype=np.float64))
     return Survey(kind, rng, linear_mean, float(np.clip(np.median(db), rng.vmin, rng.vmax)))
+
+
+def _rounded(rng: pp.Range) -> pp.Range:
+    """The range to 1e-4 dB: the header stores it in a few digits instead of 17, the same numbers both sides."""
+    return pp.Range(round(rng.vmin, 4), round(rng.vmax, 4))
 
 
 def _sample_valid(info: RasterInfo, read: RowReader) -> np.ndarray:

@@ -361,7 +361,7 @@ def test_header_contents(tmp_path, comp, tiny_model_path):
     src = write_scene(tmp_path / "s.tif", 70, 90, seed=2, kind="amplitude", dtype="uint16")
     codec.compress_file(src, tmp_path / "h.sarz", compressor=comp, quality=2)
     h = codec.read_header(tmp_path / "h.sarz")
-    assert h["model"]["sha256"] == hashlib.sha256(tiny_model_path.read_bytes()).hexdigest()
+    assert h["model"]["sha256"] == hashlib.sha256(tiny_model_path.read_bytes()).hexdigest()[:16]
     assert h["model"]["name"] == "baseline" and h["quality"] == 2 and h["n_qualities"] == N_QUALITIES
     assert h["model_level"] == 1 and h["refine"]["step"] == 0.56 and h["refine"]["wavelet"] == "cdf97"
     assert h["input"]["kind"] == "amplitude" and h["input"]["dtype"] == "uint16"

@@ -22,7 +22,7 @@ from . import refine
 from .base_choice import BASE_OPTIONS, Trial, run_trial
 from .compressor import HALO, SARCompressor
 from .errors import InputError, ModelError
-from .layout import Layout
+from .layout import Layout, bright_threshold
 from .quality import N_QUALITIES, Quality, quality_level
 from .radiometry import (
     MEAN_CORRECTIONS,
@@ -136,7 +136,7 @@ class EncodePass(StripPass):
             quality=int(options.quality),
             refine_step=level.refine_step,
             mean_correction=options.mean_correction,
-            bright_threshold=survey.rng.vmax,
+            bright_threshold=bright_threshold(survey.rng, level.refine_step),
             latent_channels=comp.latent_channels,
             base="network" if options.base == "auto" else options.base,
         )

@@ -28,7 +28,7 @@ from sar_compressor.engine.errors import (
     SARCompressorError,
 )
 from sar_compressor.engine.layout import Layout
-from sar_compressor.engine.quality import DEFAULT_QUALITY, N_QUALITIES
+from sar_compressor.engine.quality import DEFAULT_QUALITY, N_QUALITIES, quality_level
 from sar_compressor.engine.radiometry import gain_field
 from sar_compressor.engine.simulate import simulate_scene, write_scene
 from sar_compressor.engine.strip_payload import BrightResiduals, Strip, varint_decode, varint_encode
@@ -290,17 +290,25 @@ def test_quality_is_monotonic(comp, base):
     assert errors == sorted(set(errors), reverse=True), errors
 
 
-def test_bright_targets_restored_within_half_a_db(comp):
+@pytest.mark.parametrize("quality", [1, DEFAULT_QUALITY, N_QUALITIES])
+def test_bright_targets_restored_within_half_a_step(comp, quality):
+    """Pixels beyond half a refinement step above the range keep their value to half a bright step (1/8 of
+    the refinement step, 0.05-1 dB); the ones closer are clipped to the range like any error of that size."""
     arr = _scene(100, 120, seed=4)
     rows, cols = np.array([10, 50, 77, 99]), np.array([3, 60, 119, 0])
     arr[rows, cols] = np.array([1e3, 5e4, 2e2, 1e6], dtype=np.float32)
-    result = codec.compress_array(arr, compressor=comp)
-    vmax = result.stats.vmax
+    result = codec.compress_array(arr, compressor=comp, quality=quality)
+    bright = codec.read_header(result.data)["bright"]
+    step_db = quality_level(quality).refine_step * (result.stats.vmax - result.stats.vmin)
+    assert bright["threshold_db"] == pytest.approx(result.stats.vmax + step_db / 2, abs=1e-4)
+    assert bright["step_db"] == pytest.approx(min(max(step_db / 8, 0.05), 1.0))
     db_in = 10 * np.log10(arr.astype(np.float64))
-    above = db_in > vmax
+    above = db_in > bright["threshold_db"]
     assert above[rows, cols].all() and result.stats.n_bright_residuals == int(above.sum())
     db_out = 10 * np.log10(result.reconstruction.astype(np.float64))
-    assert np.max(np.abs(db_out[above] - db_in[above])) < 0.5
+    assert np.max(np.abs(db_out[above] - db_in[above])) <= bright["step_db"] / 2 + 1e-3
+    near = (db_in > result.stats.vmax) & ~above
+    assert np.all(db_out[near] <= bright["threshold_db"])  # clipped to the range (plus its block gain)
     assert result.stats.clipped_fraction >= above.mean()
 
 

@@ -126,6 +126,7 @@ def _ours(ds: Dataset, name: str, comp, q: int, workdir: Path, want_db: bool) ->
         network_s=stats.seconds_network,
         codec_range_db=[stats.vmin, stats.vmax],
         n_bright_residuals=stats.n_bright_residuals,
+        base=stats.base,
     )
     entry["domain"] = metrics["domain"]
     return entry, recon_db

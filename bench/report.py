@@ -90,7 +90,7 @@ def _rd_table(results: dict) -> list[str]:
             if e["family"] == "jpeg2000":
                 continue
             j = matched_j2k(ds["entries"], e["bpp"])
-            codec = f"{e['codec']} q{e['quality']}" if e["family"] == "ours" else e["codec"]
+            codec = f"{e['codec']} q{e['quality']} ({e['base']})" if e["family"] == "ours" else e["codec"]
             lines.append(
                 f"| {ds['name']} | {codec} | {e['bpp']:.3f} / {j['bpp']:.3f} | {_pair(e, j, 'psnr_db', 2)} | "
                 f"{_pair(e, j, 'ssim', 3)} | {_pair(e, j, 'mean_ratio', 3)} | {_pair(e, j, 'enl_ratio', 2)} |"

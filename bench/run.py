@@ -259,7 +259,8 @@ def _header(args, models: dict[str, Path], compressors: dict) -> dict:
             "jpeg2000": "GDAL JP2OpenJPEG via rasterio, dB clipped to the metric range -> uint16, "
             "irreversible wavelet, QUALITY tuned to each target bpp within 5% (whole .jp2 file)",
             "prototype": "same network, latents stored as float16 (fixed rate ~1 bpp + header)",
-            "refinement": "qualities 2.. add the wavelet refinement layer over the network's level 1",
+            "refinement": "every quality is a wavelet refinement step over a base picked per file by the "
+            "encoder's trial (base auto): the network's level 1 or a flat image; each entry records it as 'base'",
             "rd_encoder": "encoder output memoised per strip across quality levels (it does not depend on "
             "the level); each level runs the real compress_file",
             "rd_device": compressors[default].device_name,

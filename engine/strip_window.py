@@ -1,11 +1,11 @@
 """The pass over a raster's strips that encoder and decoder share, in a rolling window of at most 4 strips.
 
-Strip k is decoded by the network once strip k+1's latents exist (they are its bottom halo), refined, and
-finished once strip k+1's gains exist (the gain field is interpolated across the strip border). The encoder
-and the decoder differ only in how a strip's latents are obtained (`load`), in which side of the refinement
-layer they run (`refine`: make it or apply it) and in what the encoder does after that (measure the gains,
-emit the chunk); the network decode and the finishing are the same code, which is what makes the encoder's
-reconstruction equal the decoder's output.
+Strip k's base is decoded once strip k+1's latents exist (they are the network's bottom halo; a flat base
+needs none), refined, and finished once strip k+1's gains exist (the gain field is interpolated across the
+strip border). The encoder and the decoder differ only in how a strip's latents are obtained (`load`), in
+which side of the refinement layer they run (`refine`: make it or apply it) and in what the encoder does
+after that (measure the gains, emit the chunk); the base and the finishing are the same code, which is what
+makes the encoder's reconstruction equal the decoder's output.
 """
 
 from __future__ import annotations

@@ -58,6 +58,23 @@ def test_error_and_size_follow_the_step():
     assert rmses[-1] < 0.1 * float(np.sqrt(np.mean((base - target) ** 2)))
 
 
+@pytest.mark.parametrize("step", [8.0, 4.0])  # coarse steps: where isolated 1s are many
+def test_rate_distortion_zeroing_lowers_the_cost(monkeypatch, step):
+    """Zeroing +-1s whose bits are worth more than their error: fewer bytes, and a lower D + lambda R (squared
+    error in steps^2 plus RDO_LAMBDA per bit) than plain dead-zone quantization at the same step."""
+    target, base = _pair((256, 256), seed=5)
+
+    def cost(payload: bytes, refined: np.ndarray) -> float:
+        return float(np.sum((refined - target) ** 2)) / step**2 + refine.RDO_LAMBDA * 8 * len(payload)
+
+    with_rdo = refine.encode(target, base, step)
+    monkeypatch.setattr(refine, "RDO_PASSES", 0)
+    plain = refine.encode(target, base, step)
+    assert len(with_rdo[0]) < len(plain[0])
+    assert cost(*with_rdo) < cost(*plain)
+    assert np.array_equal(refine.decode(with_rdo[0], base, step), with_rdo[1])
+
+
 def test_escapes_beyond_the_table_round_trip():
     target, base = _pair((64, 64), seed=5)
     target[10, 10], target[40, 3] = 400.0, -400.0  # far beyond ALPHABET steps

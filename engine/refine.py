@@ -159,14 +159,14 @@ def _box_sum(a: np.ndarray) -> np.ndarray:
 def _context_base(done: list[np.ndarray], k: int, shape: tuple[int, int]) -> np.ndarray:
     """Activity (ACTIVITY_UNIT ths) from the magnitudes around the parent (same orientation, one level
     coarser) and of the siblings decoded before."""
-    act = np.zeros(shape, dtype=np.int64)
+    act = np.zeros(shape, dtype=np.int32)
     if k == 0:
         return act
     orient = (k - 1) % 3
     if k > 3:
-        act += 4 * _fit(np.repeat(np.repeat(_box_sum(done[k - 3]), 2, axis=0), 2, axis=1), shape)
+        act += 4 * _fit(np.repeat(np.repeat(_box_sum(done[k - 3]), 2, axis=0), 2, axis=1), shape).astype(np.int32)
     for sib in range(k - orient, k):
-        act += _fit(9 * done[sib] + _box_sum(done[sib]), shape)
+        act += _fit(9 * done[sib].astype(np.int32) + _box_sum(done[sib]), shape)
     return act
 
 
@@ -180,13 +180,13 @@ def _traverse(shapes: list[tuple[int, int]], visit: Visit) -> None:
     escape (the decoder learns an escaped value only after the walk)."""
     done: list[np.ndarray] = []
     for k, shape in enumerate(shapes):
-        mag = np.zeros(shape, dtype=np.int64)
+        mag = np.zeros(shape, dtype=np.int16)  # <= ALPHABET + 1; activities stay far below 2**15 (int32 anyway)
         base = _context_base(done, k, shape)
-        checker = np.add.outer(np.arange(shape[0]), np.arange(shape[1])) % 2
+        odd = np.not_equal.outer(np.arange(shape[0]) % 2 == 1, np.arange(shape[1]) % 2 == 1)
         for phase in (0, 1):
-            act = base + 2 * ACTIVITY_UNIT * _neighbour_sum(mag) if phase else base
-            bucket = np.searchsorted(ACTIVITY_EDGES, act, side="right")
-            bucket[checker != phase] = -1
+            act = base + 2 * ACTIVITY_UNIT * _neighbour_sum(mag).astype(np.int32) if phase else base
+            bucket = np.searchsorted(ACTIVITY_EDGES, act, side="right").astype(np.int8)
+            bucket[odd != bool(phase)] = -1
             flat = bucket.reshape(-1)
             order = np.argsort(flat, kind="stable")
             cuts = np.searchsorted(flat[order], np.arange(N_BUCKETS + 1))
@@ -277,9 +277,11 @@ def encode(target: np.ndarray, base: np.ndarray, step: float) -> tuple[bytes, np
     alphas = [_alpha_code(tb, bb) for tb, bb in zip(t.bands, b.bands)]
     steps = b.steps(step)
     residuals = [tb - bb * (a / ALPHA_DENOMINATOR) for tb, bb, a in zip(t.bands, b.bands, alphas)]
+    del t  # peak memory: a strip's bands are several times its pixels
     symbols = [_quantize(r, s) for r, s in zip(residuals, steps)]
     for _ in range(RDO_PASSES):
         _rdo_zero(symbols, residuals, steps)
+    del residuals
     groups: list[tuple[int, int, np.ndarray]] = []  # (subband, context, table indices) in walk order
     escapes: list[np.ndarray] = []
 

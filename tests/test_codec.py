@@ -292,15 +292,16 @@ def test_quality_is_monotonic(comp, base):
 
 @pytest.mark.parametrize("quality", [1, DEFAULT_QUALITY, N_QUALITIES])
 def test_bright_targets_restored_within_half_a_step(comp, quality):
-    """Pixels beyond half a refinement step above the range keep their value to half a bright step (1/8 of
-    the refinement step, 0.05-1 dB); the ones closer are clipped to the range like any error of that size."""
+    """Pixels beyond half a refinement step (at most 3 dB) above the range keep their value to half a bright
+    step (1/8 of the refinement step, 0.05-1 dB); the ones closer are clipped to the range like any error of
+    that size."""
     arr = _scene(100, 120, seed=4)
     rows, cols = np.array([10, 50, 77, 99]), np.array([3, 60, 119, 0])
     arr[rows, cols] = np.array([1e3, 5e4, 2e2, 1e6], dtype=np.float32)
     result = codec.compress_array(arr, compressor=comp, quality=quality)
     bright = codec.read_header(result.data)["bright"]
     step_db = quality_level(quality).refine_step * (result.stats.vmax - result.stats.vmin)
-    assert bright["threshold_db"] == pytest.approx(result.stats.vmax + step_db / 2, abs=1e-4)
+    assert bright["threshold_db"] == pytest.approx(result.stats.vmax + min(step_db / 2, 3.0), abs=1e-4)
     assert bright["step_db"] == pytest.approx(min(max(step_db / 8, 0.05), 1.0))
     db_in = 10 * np.log10(arr.astype(np.float64))
     above = db_in > bright["threshold_db"]
@@ -509,3 +510,13 @@ def test_real_sar_crops_round_trip(shared_sar_dir, tmp_path, comp):
             assert b.crs == a.crs and b.transform == a.transform, src.name
             assert b.descriptions[0] == a.descriptions[0], src.name
         assert stats.bpp == pytest.approx(8 * sarz.stat().st_size / (a.height * a.width)), src.name
+
+
+@pytest.mark.parametrize("quality", [1, 2])
+def test_linear_mean_is_kept_at_the_lowest_qualities(comp, quality):
+    """Block gains keep the linear mean within 2 % even at the coarsest steps, where the refinement layer
+    clips bright speckle hard (a margin above the range without a cap broke this: 0.94-0.96)."""
+    arr = simulate_scene(512, 512, looks=1, seed=5)[0]
+    result = codec.compress_array(arr, quality=quality, compressor=comp, base="flat")
+    ratio = float(np.mean(result.reconstruction, dtype=np.float64) / np.mean(arr, dtype=np.float64))
+    assert abs(ratio - 1.0) < 0.02, ratio

@@ -22,7 +22,7 @@ MEASURED = {"PSNR": ("psnr_db", "PSNR (dB)"), "SSIM": ("ssim", "SSIM"), "MEAN_RA
 
 
 class CompressAlgorithm(SARAlgorithm):
-    """Compress one band of a SAR raster into a .sarz file with the learned codec."""
+    """Compress one band of a SAR raster into a .sarz file."""
 
     NAME = "compress"
     DISPLAY_NAME = "Compress SAR raster"
@@ -37,8 +37,9 @@ class CompressAlgorithm(SARAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
             "Compresses one band of a SAR raster (intensity, amplitude, dB or complex SLC) into a .sarz file "
-            "with a learned neural codec. The file keeps CRS, geotransform, dtype and nodata, so "
-            "'Decompress SAR raster' restores a georeferenced GeoTIFF.\n\n"
+            "with a wavelet refinement layer coded over a base: the learned network's reconstruction where a "
+            "trial says it pays for its bits, else a flat image. The file keeps CRS, geotransform, dtype and "
+            "nodata, so 'Decompress SAR raster' restores a georeferenced GeoTIFF.\n\n"
             f"Quality 1 gives the smallest file, {N_QUALITIES} the best fidelity: a wavelet refinement layer, "
             "finer at each quality, codes what its base misses. Input kind 'auto' detects the radiometry from the "
             "data type, band description and values.\n\n"

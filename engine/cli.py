@@ -226,7 +226,12 @@ def _crs_text(wkt: Optional[str]) -> str:
 def _layers_text(h: dict[str, Any]) -> str:
     step, rng = h["refine"]["step"], h["range"]
     base = f"network level {h['model_level']}" if h["base"] == "network" else "flat base (no network)"
-    return f"{base} + wavelet refinement, step {step:g} of the range ({step * (rng['vmax'] - rng['vmin']):.2f} dB)"
+    text = f"{base} + wavelet refinement, step {step:g} of the range ({step * (rng['vmax'] - rng['vmin']):.2f} dB)"
+    trial = h.get("stats", {}).get("base_trial")
+    if trial:
+        costs = ", ".join(f"{name} {cost:.4g}" for name, cost in trial["costs"].items())
+        text += f"; base picked by a trial on strips {trial['strips']} (cost {costs})"
+    return text
 
 
 def _info_lines(h: dict[str, Any]) -> list[str]:

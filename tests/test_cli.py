@@ -78,6 +78,7 @@ def test_decompress_info_evaluate(sarz, scene, tiny_model_path, tmp_path, capsys
     assert main(["info", str(sarz)]) == 0
     text = capsys.readouterr().out
     assert "baseline" in text and "EPSG:32631" in text and "quality 5/12" in text and "refinement, step 0.2" in text
+    assert "base picked by a trial on strips [0]" in text and "flat" in text
     assert main(["info", str(sarz), "--json"]) == 0
     header = json.loads(capsys.readouterr().out)
     assert header["file_bytes"] == sarz.stat().st_size and header["input"]["width"] == 200

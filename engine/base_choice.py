@@ -42,6 +42,12 @@ class Trial:
         return {"strips": self.strips, "costs": costs, "chosen": self.best}
 
 
+def describe(trial: dict[str, Any]) -> str:
+    """One line for logs and `info`, from `Trial.to_dict()` (what the header keeps)."""
+    costs = ", ".join(f"{name} {cost:.4g}" for name, cost in trial["costs"].items())
+    return f"base picked by a trial on strips {trial['strips']} (cost {costs})"
+
+
 def sample_strips(n_strips: int) -> list[int]:
     """Up to TRIAL_STRIPS strips spread over the raster (away from its edges when there are enough)."""
     if n_strips <= TRIAL_STRIPS:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
-from .base_choice import BASE_OPTIONS
+from .base_choice import BASE_OPTIONS, describe
 from .errors import CancelledError, SARCompressorError
 from .quality import DEFAULT_QUALITY, N_QUALITIES
 
@@ -228,10 +228,7 @@ def _layers_text(h: dict[str, Any]) -> str:
     base = f"network level {h['model_level']}" if h["base"] == "network" else "flat base (no network)"
     text = f"{base} + wavelet refinement, step {step:g} of the range ({step * (rng['vmax'] - rng['vmin']):.2f} dB)"
     trial = h.get("stats", {}).get("base_trial")
-    if trial:
-        costs = ", ".join(f"{name} {cost:.4g}" for name, cost in trial["costs"].items())
-        text += f"; base picked by a trial on strips {trial['strips']} (cost {costs})"
-    return text
+    return f"{text}; {describe(trial)}" if trial else text
 
 
 def _info_lines(h: dict[str, Any]) -> list[str]:

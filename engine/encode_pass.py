@@ -1,7 +1,8 @@
 """Compression: the options checked, pass 1 (survey) fixing the layout, then pass 2 as a chunk generator.
 
-Pass 2 reads each strip with a halo, encodes, quantizes and entropy-codes it, decodes the quantized latents at
-once (the shared StripPass window) and measures against the original what the chunk must carry besides the
+Pass 2 reads each strip (with a halo for the network), encodes, quantizes and entropy-codes it when the
+network is the base, decodes the quantized latents at once (the shared StripPass window), codes the
+refinement layer and measures against the original what the chunk must carry besides the
 latents: the block gains, the bright-target residuals, the invalid pixels. The finished strips can go to a
 sink too: the reconstruction raster, equal to what decompression will produce.
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from . import preprocessing as pp
 from . import refine
-from .base_choice import BASE_OPTIONS, Trial, run_trial
+from .base_choice import BASE_OPTIONS, Trial, describe, run_trial
 from .compressor import HALO, SARCompressor
 from .errors import InputError, ModelError
 from .layout import Layout, bright_threshold
@@ -149,7 +150,7 @@ class EncodePass(StripPass):
                 f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind}, range "
                 f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}] dB ({options.range_mode}), model "
                 f"{comp.loaded.name}, quality {layout.quality}/{N_QUALITIES}, {comp.device_name}, "
-                f"batch {comp.batch_size}, base {layout.base}" + (f" ({_describe(trial)})" if trial else "")
+                f"batch {comp.batch_size}, base {layout.base}" + (f" ({describe(trial.to_dict())})" if trial else "")
             )
         enc = cls(source, comp, layout, survey, options.range_mode, progress, cancel)
         enc.trial = trial
@@ -169,9 +170,11 @@ class EncodePass(StripPass):
             yield
 
     def load(self, k: int) -> Strip:
-        """Read strip k with its halo, encode, quantize, entropy-code; keep what the gains need."""
+        """Read strip k (with the network's halo when the network is the base), encode, quantize, entropy-code;
+        keep what the gains need."""
         row0, rows = self.layout.strip_rows(k)
-        lo, hi = max(0, row0 - HALO), min(self.layout.height, row0 + rows + HALO)
+        halo = HALO if self.layout.uses_network else 0
+        lo, hi = max(0, row0 - halo), min(self.layout.height, row0 + rows + halo)
         raw = self.source.read(lo, hi)
         top, bottom = row0 - lo, hi - row0 - rows
         valid = pp.valid_mask(raw, self.layout.nodata)
@@ -301,8 +304,3 @@ class EncodePass(StripPass):
 def _round(value: float) -> float:
     """Six significant digits: statistics for `info`, not decoder parameters (every digit costs header bytes)."""
     return float(f"{value:.6g}")
-
-
-def _describe(trial: Trial) -> str:
-    costs = ", ".join(f"{name} {cost:.4g}" for name, cost in trial.costs.items())
-    return f"trial on strips {', '.join(map(str, trial.strips))}: cost {costs}"

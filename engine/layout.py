@@ -99,7 +99,7 @@ class Layout:
 
     @property
     def refine_step_db(self) -> float:
-        return self.refine_step * (self.rng.vmax - self.rng.vmin)
+        return self.refine_step * self.rng.span
 
     @property
     def bright_step_db(self) -> float:

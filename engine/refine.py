@@ -1,9 +1,9 @@
-"""The refinement layer: what the network's reconstruction of a strip misses, for the qualities above what
-the network alone reaches (its reconstruction saturates near 0.3-0.5 bpp on real SAR).
+"""The refinement layer: what a strip's base (the network's reconstruction, or a flat image) misses, at the
+quality's quantizer step.
 
-Both the target (the original in dB) and the network's output go through the CDF 9/7 wavelet. Each subband of
-the target is predicted by the same subband of the network's output times a weight the encoder picks (an
-eighth-step code per subband: the network is good at coarse scales, poor at fine speckle), and the prediction
+Both the target (the original in dB) and the base go through the CDF 9/7 wavelet. Each subband of the target
+is predicted by the same subband of the base times a weight the encoder picks (an eighth-step code per
+subband: a network is good at coarse scales, poor at fine speckle), and the prediction
 error is quantized with a dead-zone scalar quantizer whose step is the quality's step over the subband's
 synthesis norm. The integers are entropy-coded with constriction's ANS coder under quantized-Laplace tables
 chosen per context: subbands go coarse to fine, each in two checkerboard phases, and a coefficient's context

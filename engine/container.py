@@ -31,9 +31,9 @@ from .errors import CancelledError, ContainerError
 from .header_dictionary import HEADER_DICTIONARY
 
 MAGIC = b"SARZ"
-FORMAT_VERSION = 3
-"""3: every quality is a refinement step over a base named in the header, network or flat, and the header
-is deflated with a preset dictionary (versions 1-2 came from pre-release codecs)."""
+FORMAT_VERSION = 4
+"""4: block gains are decoded as offsets spread by intensity (radiometry). 3 (same bytes, uniform offsets)
+and 1-2 came from pre-release codecs and are refused: a format-3 file would decode with the wrong offsets."""
 END_MARKER = b"ZRAS"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 

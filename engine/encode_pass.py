@@ -32,6 +32,7 @@ from .radiometry import (
     finalize_strip,
     gain_codes,
     global_gain_db,
+    use_mask,
 )
 from .raster_io import RasterInfo
 from .sarz_header import build_header
@@ -200,7 +201,7 @@ class EncodePass(StripPass):
         statistics."""
         layout = self.layout
         row0, rows = layout.strip_rows(k)
-        bright, residuals = bright_residuals(orig_db, valid, layout.bright_threshold, layout.bright_step_db)
+        residuals = bright_residuals(orig_db, valid, layout.bright_threshold, layout.bright_step_db)
         outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
         self.n_valid += int(valid.sum())
         self.n_clipped += int(np.count_nonzero(valid & outside))
@@ -217,7 +218,6 @@ class EncodePass(StripPass):
             codes=invalid_codes(raw, invalid, layout.nodata) if has_invalid else np.zeros(0, np.uint8),
             latents=b"" if symbols is None else self.comp.entropy.encode(symbols, layout.level),
             orig_db=orig_db,
-            use=valid & ~bright,
         )
 
     def refine_target(self, strip: Strip, base: np.ndarray) -> np.ndarray:
@@ -235,12 +235,12 @@ class EncodePass(StripPass):
 
     def after_decode(self, strip: Strip) -> bytes:
         """Block gains from original vs decoded linear intensity, then the chunk is complete."""
-        sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, strip.use)
+        sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use_mask(strip, self.layout.width))
         self.sum_o += float(sum_o.sum())
         self.sum_r += float(sum_r.sum())
         if self.layout.mean_correction == "block":
             strip.gains = gain_codes(sum_o, sum_r)
-        strip.orig_db = strip.use = None
+        strip.orig_db = None
         return strip.payload()
 
     def finalize(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> None:

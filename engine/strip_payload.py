@@ -123,7 +123,8 @@ LatentDecoder = Callable[[bytes, tuple[int, int, int]], np.ndarray]
 
 @dataclass
 class Strip:
-    """One strip in the rolling window (the encoder also keeps orig_db/use until its gains are known)."""
+    """One strip in the rolling window (the encoder also keeps orig_db until its gains are known; offsets are
+    derived from the gains and the refined raw_db when the strip or a neighbour is finished)."""
 
     index: int
     row0: int
@@ -135,9 +136,9 @@ class Strip:
     latents: bytes = b""
     refinement: bytes = b""
     orig_db: Optional[np.ndarray] = None
-    use: Optional[np.ndarray] = None
     raw_db: Optional[np.ndarray] = None
     gains: Optional[np.ndarray] = None
+    offsets: Optional[tuple[np.ndarray, np.ndarray]] = None
 
     def payload(self) -> bytes:
         """The chunk bytes of this strip."""

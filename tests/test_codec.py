@@ -29,7 +29,7 @@ from sar_compressor.engine.errors import (
 )
 from sar_compressor.engine.layout import Layout
 from sar_compressor.engine.quality import DEFAULT_QUALITY, N_QUALITIES, quality_level
-from sar_compressor.engine.radiometry import gain_field
+from sar_compressor.engine.radiometry import WEIGHT_CAP, block_offsets, offset_field
 from sar_compressor.engine.simulate import simulate_scene, write_scene
 from sar_compressor.engine.strip_payload import BrightResiduals, Strip, varint_decode, varint_encode
 
@@ -328,10 +328,10 @@ def test_mean_correction_modes_and_model_range(tmp_path, comp):
     assert header["range"] == {"vmin": -30.0, "vmax": 10.0, "mode": "model"}
 
 
-def test_gain_field_interpolates_between_block_centres():
-    layout = Layout(
-        width=128,
-        height=64,
+def _layout(width: int, height: int) -> Layout:
+    return Layout(
+        width=width,
+        height=height,
         kind="intensity",
         dtype="float32",
         nodata=None,
@@ -344,14 +344,52 @@ def test_gain_field_interpolates_between_block_centres():
         latent_channels=16,
         base="network",
     )
-    strip = Strip(0, 0, 64, np.zeros((16, 4, 8), np.float32), None, None, np.zeros(0, np.uint8))
-    strip.gains = np.array([[0, 32]], dtype=np.int16)  # x1, x2
-    field = gain_field(layout, [None, strip, None], strip)
-    db2 = 10 * math.log10(2)
-    assert field[:, :32] == pytest.approx(0.0)
-    assert field[:, 96:] == pytest.approx(db2, abs=1e-6)
-    assert (field[0, 63] + field[0, 64]) / 2 == pytest.approx(db2 * 0.5, abs=1e-6)  # halfway between centres
-    assert np.all(np.diff(field[0]) >= 0)
+
+
+def _strip(rows: int, raw_db: np.ndarray, gains: np.ndarray) -> Strip:
+    residuals = BrightResiduals(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    strip = Strip(0, 0, rows, np.zeros((16, rows // 16, 8), np.float32), residuals, None, np.zeros(0, np.uint8))
+    strip.raw_db, strip.gains = raw_db, gains
+    return strip
+
+
+def test_offset_field_is_smooth_and_keeps_each_block_mean():
+    """Two uniform blocks, gains x1 and x2: the field ramps between the block centres (the per-block fix leaves
+    a seam far below the 3 dB of block-constant gains) and each block's linear mean is its gain exactly."""
+    layout = _layout(128, 64)
+    strip = _strip(64, np.zeros((64, 128), np.float32), np.array([[0, 32]], dtype=np.int16))
+    field = offset_field(layout, [None, strip, None], strip)
+    lin = 10 ** (field.astype(np.float64) / 10)
+    assert lin[:, :64].mean() == pytest.approx(1.0, rel=1e-5) and lin[:, 64:].mean() == pytest.approx(2.0, rel=1e-5)
+    assert np.all(np.diff(field[0, 32:96]) > 0)  # between the block centres
+    assert np.abs(np.diff(field[0])).max() < 1.0
+
+
+def test_offsets_restore_each_block_and_go_to_bright_pixels():
+    """Each block's linear sum over its used pixels becomes gain x decoded sum; brighter pixels take larger
+    offsets (a lone bright pixel at most WEIGHT_CAP times the block mean's), pixels left out (bright targets,
+    restored from their own residuals) do not count."""
+    rng = np.random.default_rng(3)
+    raw = rng.normal(-8.0, 4.0, (64, 192)).astype(np.float32)
+    raw[32, 96] = raw.max() + 25.0  # far above its block (at its centre): its share is capped
+    codes = np.array([[12, -20, 40]], dtype=np.int16)
+    strip = _strip(64, raw, codes)
+    strip.bright.positions = np.arange(10, dtype=np.int64)  # row 0, columns 0-9
+    c, _ = block_offsets(raw, np.ones(raw.shape, bool), codes)
+    assert np.sign(c[0]).tolist() == [1, -1, 1]
+    field = offset_field(_layout(192, 64), [None, strip, None], strip).astype(np.float64)
+    w = 10.0 ** (raw.astype(np.float64) / 10)
+    use = np.ones(raw.shape, bool)
+    use[0, :10] = False
+    for b in range(3):
+        cols = slice(64 * b, 64 * (b + 1))
+        restored = (w[:, cols] * 10 ** (field[:, cols] / 10))[use[:, cols]].sum()
+        assert restored == pytest.approx(2 ** (codes[0, b] / 32) * w[:, cols][use[:, cols]].sum(), rel=1e-5)
+    block = field[:, 64 * 2 + 16 : 64 * 2 + 48]
+    bright = raw[:, 64 * 2 + 16 : 64 * 2 + 48] > np.percentile(raw[:, 128:], 90)
+    assert block[bright].mean() > 3 * block[~bright].mean() > 0
+    middle = np.abs(field[:, 64:128])
+    assert middle[32, 32] == middle.max() < WEIGHT_CAP * np.abs(c[0, 1]) * 1.5 and field[32, 96] < 0
 
 
 def test_gain_codes_cover_large_biases():

@@ -13,9 +13,10 @@ from .compressor import SARCompressor
 from .container import ContainerReader
 from .errors import ContainerError, ModelError
 from .layout import Layout
+from .radiometry import bright_contexts
 from .raster_io import RasterInfo
 from .sarz_header import MODEL_ID_HEX, layout_from_header, model_identity
-from .strip_payload import Strip
+from .strip_payload import BrightResiduals, Strip
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
 
 ModelArg = Union[str, Path, Any, None]
@@ -95,7 +96,9 @@ class DecodePass(StripPass):
         return Strip.from_payload(self.reader.read_chunk(k), k, self.layout, self._latents)
 
     def refine(self, strip: Strip) -> None:
+        """The refinement layer applied, then the bright targets read (their contexts come from the result)."""
         strip.raw_db = self.clip_refined(refine.decode(strip.refinement, strip.raw_db, self.layout.refine_step_db))
+        strip.bright = BrightResiduals.decode(strip.bright_section, bright_contexts(self.layout, strip.raw_db))
 
     def _latents(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         if self.layout.uses_network:

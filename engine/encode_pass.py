@@ -28,6 +28,7 @@ from .quality import N_QUALITIES, Quality, quality_level
 from .radiometry import (
     MEAN_CORRECTIONS,
     block_sums,
+    bright_contexts,
     bright_residuals,
     finalize_strip,
     gain_codes,
@@ -241,7 +242,7 @@ class EncodePass(StripPass):
         if self.layout.mean_correction == "block":
             strip.gains = gain_codes(sum_o, sum_r)
         strip.orig_db = None
-        return strip.payload()
+        return strip.payload(bright_contexts(self.layout, strip.raw_db))
 
     def finalize(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> None:
         if self.sink is not None and self.layout.mean_correction == "global":

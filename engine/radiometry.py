@@ -23,7 +23,7 @@ import numpy as np
 from . import preprocessing as pp
 from .errors import ContainerError
 from .layout import BLOCK, Layout
-from .strip_payload import BrightResiduals, Strip
+from .strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip
 
 MEAN_CORRECTIONS = ("block", "global", "none")
 GAIN_LOG2_STEP = 1.0 / 32.0
@@ -55,6 +55,19 @@ def bright_residuals(orig_db: np.ndarray, valid: np.ndarray, threshold: float, s
     bright = valid & (orig_db > threshold)
     steps = np.clip(np.rint((orig_db[bright] - threshold) / step_db), 0, 2**32)
     return BrightResiduals(np.flatnonzero(bright).astype(np.int64), steps.astype(np.int64))
+
+
+def bright_contexts(layout: Layout, raw_db: np.ndarray) -> np.ndarray:
+    """Per pixel of a decoded strip (flat), the context of its bright-target flag: eighths of a refinement
+    step below the range's top (a bright target's pixel was coded clipped to the top). Over a network base
+    all pixels share the last one: the network's float output can differ in the last bit between machines
+    (CPU, CUDA) and contexts must agree exactly; a flat base's strip is numpy arithmetic on decoded integers,
+    the same everywhere."""
+    last = BRIGHT_CONTEXTS - 1
+    if layout.uses_network:
+        return np.full(raw_db.size, last, dtype=np.uint8)
+    below = (layout.rng.vmax - raw_db.reshape(-1).astype(np.float64)) * (8.0 / layout.refine_step_db)
+    return np.clip(np.floor(below), 0, last).astype(np.uint8)
 
 
 def block_sums(orig_db: np.ndarray, raw_db: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

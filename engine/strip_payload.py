@@ -4,7 +4,7 @@ Chunk payload (one per strip), little-endian:
     u16 rows | u16 latent rows | 6 x u32 section lengths | latents | refinement | gains | bright | mask | mask codes
 latents: EntropyModel.encode bytes; refinement: engine.refine bytes (empty at quality 1); gains: zlib(int16
 little-endian codes, block rows x block cols) (see radiometry);
-bright: zlib(u32 count | varint position deltas | varint excess over the threshold in steps); mask:
+bright: BrightResiduals.encode (positions context-coded from the decoded strip, steps deflated); mask:
 zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
 """
@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .codes import inflate
 from .errors import ContainerError
 from .layout import Layout
 
-CHUNK_VERSION = 2
+CHUNK_VERSION = 3
 """Stored in the header: a reader refuses payloads of another layout."""
 
 _CHUNK_HEAD = struct.Struct("<HH6I")
@@ -63,6 +64,12 @@ def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
     return np.add.reduceat(parts, starts).astype(np.int64), used
 
 
+BRIGHT_CONTEXTS = 17
+"""Contexts of the bright-target flags: eighths of a refinement step below the range's top in the decoded
+strip (a bright target was clipped to the top, so the refinement lands near it), the last one for every
+pixel further down (radiometry.bright_contexts)."""
+
+
 @dataclass
 class BrightResiduals:
     """Valid pixels above the bright threshold, kept to half a step: flat positions in the strip, steps."""
@@ -70,31 +77,70 @@ class BrightResiduals:
     positions: np.ndarray
     steps: np.ndarray
 
-    def encode(self) -> bytes:
+    def encode(self, contexts: np.ndarray) -> bytes:
+        """varint count per context | u32 word count | ANS words (each context's flags under its own frequency)
+        | zlib(varint steps). `contexts`: one per pixel of the strip, from the decoded strip on both sides."""
         if self.positions.size == 0:
             return b""
-        deltas = np.diff(self.positions, prepend=0)
-        body = struct.pack("<I", self.positions.size) + varint_encode(deltas) + varint_encode(self.steps)
-        return zlib.compress(body, 9)
+        import constriction
+
+        flags = np.zeros(contexts.size, dtype=np.int32)
+        flags[self.positions] = 1
+        counts = np.bincount(contexts[self.positions], minlength=BRIGHT_CONTEXTS)
+        coder = constriction.stream.stack.AnsCoder()
+        for ctx, members in reversed(list(_mixed_contexts(contexts, counts))):
+            coder.encode_reverse(flags[members], _flag_model(counts[ctx], members.size))
+        words = coder.get_compressed().astype("<u4", copy=False)
+        steps = zlib.compress(varint_encode(self.steps), 9)
+        return varint_encode(counts) + struct.pack("<I", words.size) + words.tobytes() + steps
 
     @classmethod
-    def decode(cls, data: bytes, n_pixels: int) -> BrightResiduals:
+    def decode(cls, data: bytes, contexts: np.ndarray) -> BrightResiduals:
+        import constriction
+
         if not data:
             return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        raw = inflate(data, "bright-target residuals")
-        if len(raw) < 4:
+        counts, used = varint_decode(data, BRIGHT_CONTEXTS)
+        if len(data) < used + 4:
             raise ContainerError("bright-target residuals are truncated")
-        (count,) = struct.unpack_from("<I", raw)
-        if count > n_pixels:
+        (n_words,) = struct.unpack_from("<I", data, used)
+        start = used + 4
+        if len(data) < start + 4 * n_words:
+            raise ContainerError("bright-target residuals are truncated")
+        per_context = np.bincount(contexts, minlength=BRIGHT_CONTEXTS)
+        if np.any(counts > per_context) or counts.sum() == 0:
             raise ContainerError("bright-target residuals list more pixels than the strip has")
-        deltas, used = varint_decode(raw[4:], count)
-        steps, used_steps = varint_decode(raw[4 + used :], count)
-        if len(raw) != 4 + used + used_steps:
+        words = np.frombuffer(data, dtype="<u4", count=n_words, offset=start).astype(np.uint32)
+        coder = constriction.stream.stack.AnsCoder(words)
+        found = [np.flatnonzero(contexts == ctx) for ctx in np.flatnonzero((counts == per_context) & (counts > 0))]
+        for ctx, members in _mixed_contexts(contexts, counts):
+            flags = np.asarray(coder.decode(_flag_model(counts[ctx], members.size), members.size))
+            found.append(members[flags == 1])
+        positions = np.sort(np.concatenate(found))
+        if positions.size != counts.sum() or not coder.is_empty():
+            raise ContainerError("bright-target positions are corrupt")
+        raw = inflate(data[start + 4 * n_words :], "bright-target residuals")
+        steps, used_steps = varint_decode(raw, positions.size)
+        if used_steps != len(raw):
             raise ContainerError("bright-target residuals have the wrong size")
-        positions = np.cumsum(deltas)
-        if count and (positions[-1] >= n_pixels or (count > 1 and np.any(deltas[1:] == 0))):
-            raise ContainerError("bright-target positions fall outside the strip")
         return cls(positions, steps)
+
+
+def _mixed_contexts(contexts: np.ndarray, counts: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(context, its pixels in raster order) for each context with bright and other pixels: the only ones
+    with flags to code (the counts say the rest)."""
+    for ctx in np.flatnonzero(counts > 0):
+        members = np.flatnonzero(contexts == ctx)
+        if counts[ctx] < members.size:
+            yield int(ctx), members
+
+
+def _flag_model(count: int, total: int) -> Any:
+    """Flags of a context under its exact frequency count / total (both sides know both)."""
+    import constriction
+
+    p = count / total
+    return constriction.stream.model.Categorical(np.array([1.0 - p, p]), perfect=False)
 
 
 def invalid_codes(raw: np.ndarray, invalid: np.ndarray, nodata: Optional[float]) -> np.ndarray:
@@ -124,13 +170,14 @@ LatentDecoder = Callable[[bytes, tuple[int, int, int]], np.ndarray]
 @dataclass
 class Strip:
     """One strip in the rolling window (the encoder also keeps orig_db until its gains are known; offsets are
-    derived from the gains and the refined raw_db when the strip or a neighbour is finished)."""
+    derived from the gains and the refined raw_db when the strip or a neighbour is finished; the decoder reads
+    `bright` from `bright_section` once raw_db is refined, its contexts come from there)."""
 
     index: int
     row0: int
     rows: int
     y_hat: np.ndarray
-    bright: BrightResiduals
+    bright: Optional[BrightResiduals]
     invalid: Optional[np.ndarray]
     codes: np.ndarray
     latents: bytes = b""
@@ -139,13 +186,14 @@ class Strip:
     raw_db: Optional[np.ndarray] = None
     gains: Optional[np.ndarray] = None
     offsets: Optional[tuple[np.ndarray, np.ndarray]] = None
+    bright_section: bytes = b""
 
-    def payload(self) -> bytes:
-        """The chunk bytes of this strip."""
+    def payload(self, bright_contexts: np.ndarray) -> bytes:
+        """The chunk bytes of this strip (`bright_contexts`: radiometry.bright_contexts of its decoded rows)."""
         gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
         mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
         codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
-        sections = [self.latents, self.refinement, gains, self.bright.encode(), mask, codes]
+        sections = [self.latents, self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]
         head = _CHUNK_HEAD.pack(self.rows, self.y_hat.shape[1], *(len(s) for s in sections))
         return head + b"".join(sections)
 
@@ -159,10 +207,11 @@ class Strip:
             row0=layout.strip_rows(k)[0],
             rows=rows,
             y_hat=decode_latents(latents, shape),
-            bright=BrightResiduals.decode(bright, rows * layout.width),
+            bright=None,
             invalid=None,
             codes=np.zeros(0, np.uint8),
             refinement=refinement,
+            bright_section=bright,
         )
         if not refinement:
             raise ContainerError(f"chunk {k} has no refinement layer")

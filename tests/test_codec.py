@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import struct
 import tracemalloc
-import zlib
 
 import numpy as np
 import pytest
@@ -31,7 +29,7 @@ from sar_compressor.engine.layout import Layout
 from sar_compressor.engine.quality import DEFAULT_QUALITY, N_QUALITIES, quality_level
 from sar_compressor.engine.radiometry import WEIGHT_CAP, block_offsets, offset_field
 from sar_compressor.engine.simulate import simulate_scene, write_scene
-from sar_compressor.engine.strip_payload import BrightResiduals, Strip, varint_decode, varint_encode
+from sar_compressor.engine.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip, varint_decode, varint_encode
 
 TRANSFORM = from_origin(500000.0, 4200000.0, 10.0, 10.0)
 
@@ -525,14 +523,25 @@ def test_bright_and_varint_helpers_round_trip():
     decoded, used = varint_decode(varint_encode(values) + b"\x05", len(values))
     np.testing.assert_array_equal(decoded, values)
     assert used == len(varint_encode(values))
-    bright = BrightResiduals(np.array([3, 4, 1000, 99999]), np.array([0, 1, 200, 5000]))
-    back = BrightResiduals.decode(bright.encode(), 100000)
+    rng = np.random.default_rng(0)
+    contexts = np.full(100000, BRIGHT_CONTEXTS - 1, dtype=np.uint8)
+    contexts[[3, 4]] = 0  # a context that is all bright: its flags cost nothing
+    near = rng.choice(np.arange(10, 100000), 300, replace=False)
+    contexts[near] = 2
+    positions = np.sort(np.concatenate([[3, 4], near[:100], [99999]]))
+    bright = BrightResiduals(positions, np.append(rng.integers(0, 4, positions.size - 1), 5000))
+    data = bright.encode(contexts)
+    back = BrightResiduals.decode(data, contexts)
     np.testing.assert_array_equal(back.positions, bright.positions)
     np.testing.assert_array_equal(back.steps, bright.steps)
+    uninformed = bright.encode(np.full(100000, BRIGHT_CONTEXTS - 1, dtype=np.uint8))
+    assert len(data) < 0.6 * len(uninformed)  # contexts that find the bright pixels make them cheap
     with pytest.raises(ContainerError):
-        BrightResiduals.decode(bright.encode(), 1000)
-    with pytest.raises(ContainerError):
-        BrightResiduals.decode(zlib.compress(struct.pack("<I", 3) + b"\x01"), 100)
+        BrightResiduals.decode(data, contexts[:1000])
+    for cut in (1, len(data) // 2, len(data) - 1):
+        with pytest.raises(ContainerError):
+            BrightResiduals.decode(data[:cut], contexts)
+    assert BrightResiduals.decode(b"", contexts).positions.size == 0
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from . import refine
 from .compressor import HALO, LATENT_HALO, TILE
 from .container import FORMAT_VERSION
 from .errors import ContainerError, SARCompressorError
-from .layout import BASES, BLOCK, STRIP_ROWS, Layout
+from .layout import BASES, BLOCK, Layout, strip_height
 from .quality import N_QUALITIES
 from .radiometry import GAIN_LOG2_STEP, MEAN_CORRECTIONS
 from .raster_io import RasterInfo
@@ -72,7 +72,7 @@ def build_header(
         },
         "input": input_dict,
         "range": {**layout.rng.to_dict(), "mode": range_mode},
-        "strip_rows": STRIP_ROWS,
+        "strip_rows": layout.strip_height,
         "chunk_version": CHUNK_VERSION,
         "latent": {
             "channels": layout.latent_channels,
@@ -126,10 +126,12 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
             bright_threshold=float(header["bright"]["threshold_db"]),
             latent_channels=int(lat["channels"]),
             base=str(header["base"]),
+            strip_height=int(header["strip_rows"]),
         )
         checks = {
             "size": layout.width >= 1 and layout.height >= 1 and info.count == 1,
-            "strip_rows": header["strip_rows"] == STRIP_ROWS and header["chunk_version"] == CHUNK_VERSION,
+            "strip_rows": layout.strip_height == strip_height(layout.width)
+            and header["chunk_version"] == CHUNK_VERSION,
             "gain": layout.mean_correction in MEAN_CORRECTIONS
             and gain["block_size"] == BLOCK
             and gain["log2_step"] == GAIN_LOG2_STEP

@@ -16,6 +16,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from sar_compressor.engine import codec, survey
+from sar_compressor.engine import layout as layout_module
 from sar_compressor.engine.compressor import SARCompressor
 from sar_compressor.engine.container import ContainerReader, container_bytes
 from sar_compressor.engine.errors import (
@@ -413,7 +414,7 @@ def test_header_contents(tmp_path, comp, tiny_model_path):
     assert (h["input"]["width"], h["input"]["height"]) == (90, 70)
     assert h["input"]["crs_wkt"] and len(h["input"]["transform"]) == 6
     assert h["latent"] == {"channels": 16, "height": 5, "width": 6, "tile": 256, "halo": 32, "latent_halo": 2}
-    assert h["strip_rows"] == 512 and h["gain"]["block_size"] == 64
+    assert h["strip_rows"] == 46592 and h["gain"]["block_size"] == 64  # 91 x 512 rows of 90 pixels: 4M pixels
     assert h["file_bytes"] == (tmp_path / "h.sarz").stat().st_size and h["n_chunks"] == 1
     assert h["stats"]["input_bytes"] == 70 * 90 * 2
 
@@ -431,9 +432,10 @@ def _peak_bytes(tmp_path, comp, height: int) -> int:
 @pytest.mark.slow
 def test_memory_does_not_grow_with_height(tmp_path, comp, monkeypatch):
     """Peak numpy allocation (tracemalloc) for 3072 rows stays that of 1024 rows (both fill the rolling window
-    of strips). The pass-1 sample is bounded on its own (4M values); it is made small here so that only the
-    streaming part is compared."""
+    of strips). The pass-1 sample is bounded on its own (4M values) and strips by their pixels (4M); both are
+    made small here so that only the streaming part is compared."""
     monkeypatch.setattr(survey, "SAMPLE_VALUES", 16384)
+    monkeypatch.setattr(layout_module, "STRIP_PIXELS", 256 * 512)
     small, large = _peak_bytes(tmp_path, comp, 1024), _peak_bytes(tmp_path, comp, 3072)
     assert large < 1.25 * small, (small, large)
 
@@ -498,6 +500,8 @@ def test_header_damage_behind_a_valid_crc(comp):
         (("gain", "mode"), "magic", ContainerError),
         (("base",), "bogus", ContainerError),
         (("base",), "flat", ContainerError),  # the chunks carry latents
+        (("strip_rows",), 512, ContainerError),  # a 70-wide raster has taller strips
+        (("strip_rows",), 0, ContainerError),
     ]:
         bad = {k: (dict(v) if isinstance(v, dict) else v) for k, v in header.items()}
         target = bad
@@ -511,6 +515,18 @@ def test_header_damage_behind_a_valid_crc(comp):
         codec.decompress_array(container_bytes(header, [chunk]), compressor=comp)
     with pytest.raises(ContainerError, match="chunks"):
         codec.decompress_array(container_bytes(_header_of(comp), [chunk, chunk]), compressor=comp)
+
+
+def test_strip_height_follows_the_width():
+    """Strips are whole multiples of 512 rows holding at most 4M pixels (at least 512 rows)."""
+    assert [layout_module.strip_height(w) for w in (1, 900, 1024, 4096, 8192, 20000)] == [
+        4194304,
+        4608,
+        4096,
+        1024,
+        512,
+        512,
+    ]
 
 
 def _header_of(comp) -> dict:

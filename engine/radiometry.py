@@ -6,8 +6,10 @@ gain sum(original) / sum(decoded) in linear intensity restores it. Gains are int
 enough that a badly biased block (bright urban above all) is never clipped. The decoder turns a block's gain
 into dB offsets spread in proportion to each pixel's decoded intensity (capped): the smallest squared dB
 error that puts the missing intensity back (a uniform offset cost 0.2-1 dB of PSNR at low rates, this
-0.1-0.2), applied as a smooth (bilinearly interpolated) field so block edges do not show. Bright targets
-above the dB range would be clipped by the network: they are kept as residuals over the range's top instead.
+0.1-0.4). Offsets are interpolated between block centres so that block edges do not show as steps, then fixed
+per block so that every block's sum is exact again (what is left at an edge is the fix, a fraction of the
+offset). Bright targets above the dB range would be clipped by the network or the refinement layer: they are
+kept as residuals over the range's top instead.
 `finalize_strip` applies both and restores invalid pixels exactly; encoder and decoder share it, which is why
 the reconstruction written during compression equals the decompressed raster.
 """

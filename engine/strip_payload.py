@@ -109,15 +109,19 @@ class BrightResiduals:
             raise ContainerError("bright-target residuals are truncated")
         per_context = np.bincount(contexts, minlength=BRIGHT_CONTEXTS)
         if np.any(counts > per_context) or counts.sum() == 0:
-            raise ContainerError("bright-target residuals list more pixels than the strip has")
+            raise ContainerError("bright-target residuals do not fit the strip")
         words = np.frombuffer(data, dtype="<u4", count=n_words, offset=start).astype(np.uint32)
-        coder = constriction.stream.stack.AnsCoder(words)
         found = [np.flatnonzero(contexts == ctx) for ctx in np.flatnonzero((counts == per_context) & (counts > 0))]
-        for ctx, members in _mixed_contexts(contexts, counts):
-            flags = np.asarray(coder.decode(_flag_model(counts[ctx], members.size), members.size))
-            found.append(members[flags == 1])
+        try:
+            coder = constriction.stream.stack.AnsCoder(words)
+            for ctx, members in _mixed_contexts(contexts, counts):
+                flags = np.asarray(coder.decode(_flag_model(counts[ctx], members.size), members.size))
+                found.append(members[flags == 1])
+            exhausted = coder.is_empty()
+        except Exception as exc:  # constriction raises plain exceptions for garbage input
+            raise ContainerError(f"bright-target positions are corrupt ({exc})") from exc
         positions = np.sort(np.concatenate(found))
-        if positions.size != counts.sum() or not coder.is_empty():
+        if positions.size != counts.sum() or not exhausted:
             raise ContainerError("bright-target positions are corrupt")
         raw = inflate(data[start + 4 * n_words :], "bright-target residuals")
         steps, used_steps = varint_decode(raw, positions.size)

@@ -28,7 +28,7 @@ from sar_compressor.engine.errors import (
 )
 from sar_compressor.engine.layout import Layout
 from sar_compressor.engine.quality import DEFAULT_QUALITY, N_QUALITIES, quality_level
-from sar_compressor.engine.radiometry import WEIGHT_CAP, block_offsets, offset_field
+from sar_compressor.engine.radiometry import WEIGHT_CAP, block_offsets, bright_contexts, offset_field
 from sar_compressor.engine.simulate import simulate_scene, write_scene
 from sar_compressor.engine.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip, varint_decode, varint_encode
 
@@ -515,6 +515,18 @@ def test_header_damage_behind_a_valid_crc(comp):
         codec.decompress_array(container_bytes(header, [chunk]), compressor=comp)
     with pytest.raises(ContainerError, match="chunks"):
         codec.decompress_array(container_bytes(_header_of(comp), [chunk, chunk]), compressor=comp)
+
+
+def test_bright_contexts_come_from_the_decoded_strip_only_over_a_flat_base():
+    """Flat base: eighths of a step below the range's top (a pixel at the top is context 0, two steps down and
+    beyond the last). Network base: one context, as its float output may differ between machines."""
+    layout = _layout(4, 1)
+    layout.refine_step = 0.1  # of the -20..10 dB range: 3 dB, eighths of 0.375 dB
+    raw = np.array([[10.0, 9.5, 8.0, -20.0]], dtype=np.float32)
+    layout.base = "flat"
+    assert bright_contexts(layout, raw).tolist() == [0, 1, 5, BRIGHT_CONTEXTS - 1]
+    layout.base = "network"
+    assert bright_contexts(layout, raw).tolist() == [BRIGHT_CONTEXTS - 1] * 4
 
 
 def test_strip_height_follows_the_width():

@@ -98,7 +98,8 @@ class DecodePass(StripPass):
     def refine(self, strip: Strip) -> None:
         """The refinement layer applied, then the bright targets read (their contexts come from the result)."""
         strip.raw_db = self.clip_refined(refine.decode(strip.refinement, strip.raw_db, self.layout.refine_step_db))
-        strip.bright = BrightResiduals.decode(strip.bright_section, bright_contexts(self.layout, strip.raw_db))
+        contexts = bright_contexts(self.layout, strip.raw_db) if strip.bright_section else None
+        strip.bright = BrightResiduals.decode(strip.bright_section, contexts)
 
     def _latents(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         if self.layout.uses_network:

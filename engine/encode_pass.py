@@ -243,7 +243,8 @@ class EncodePass(StripPass):
         if self.layout.mean_correction == "block":
             strip.gains = gain_codes(sum_o, sum_r)
         strip.orig_db = None
-        return strip.payload(bright_contexts(self.layout, strip.raw_db))
+        bright = strip.bright.positions.size > 0
+        return strip.payload(bright_contexts(self.layout, strip.raw_db) if bright else None)
 
     def finalize(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> None:
         if self.sink is not None and self.layout.mean_correction == "global":

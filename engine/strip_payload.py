@@ -77,9 +77,10 @@ class BrightResiduals:
     positions: np.ndarray
     steps: np.ndarray
 
-    def encode(self, contexts: np.ndarray) -> bytes:
+    def encode(self, contexts: Optional[np.ndarray]) -> bytes:
         """varint count per context | u32 word count | ANS words (each context's flags under its own frequency)
-        | zlib(varint steps). `contexts`: one per pixel of the strip, from the decoded strip on both sides."""
+        | zlib(varint steps). `contexts`: one per pixel of the strip, from the decoded strip on both sides (only
+        needed when there are bright targets: nothing is written without)."""
         if self.positions.size == 0:
             return b""
         import constriction
@@ -95,7 +96,8 @@ class BrightResiduals:
         return varint_encode(counts) + struct.pack("<I", words.size) + words.tobytes() + steps
 
     @classmethod
-    def decode(cls, data: bytes, contexts: np.ndarray) -> BrightResiduals:
+    def decode(cls, data: bytes, contexts: Optional[np.ndarray]) -> BrightResiduals:
+        """The residuals back; `contexts` as given to `encode` (may be None for an empty section)."""
         import constriction
 
         if not data:
@@ -192,8 +194,9 @@ class Strip:
     offsets: Optional[tuple[np.ndarray, np.ndarray]] = None
     bright_section: bytes = b""
 
-    def payload(self, bright_contexts: np.ndarray) -> bytes:
-        """The chunk bytes of this strip (`bright_contexts`: radiometry.bright_contexts of its decoded rows)."""
+    def payload(self, bright_contexts: Optional[np.ndarray]) -> bytes:
+        """The chunk bytes of this strip (`bright_contexts`: radiometry.bright_contexts of its decoded rows;
+        None when it has no bright targets)."""
         gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
         mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
         codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""

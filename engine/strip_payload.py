@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -64,6 +63,7 @@ def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
     return np.add.reduceat(parts, starts).astype(np.int64), used
 
 
+_PIECE = 1 << 20
 BRIGHT_CONTEXTS = 17
 """Contexts of the bright-target flags: eighths of a refinement step below the range's top in the decoded
 strip (a bright target was clipped to the top, so the refinement lands near it), the last one for every
@@ -85,12 +85,15 @@ class BrightResiduals:
             return b""
         import constriction
 
-        flags = np.zeros(contexts.size, dtype=np.int32)
-        flags[self.positions] = 1
+        bright = np.zeros(contexts.size, dtype=bool)
+        bright[self.positions] = True
         counts = np.bincount(contexts[self.positions], minlength=BRIGHT_CONTEXTS)
+        per_context = np.bincount(contexts, minlength=BRIGHT_CONTEXTS)
         coder = constriction.stream.stack.AnsCoder()
-        for ctx, members in reversed(list(_mixed_contexts(contexts, counts))):
-            coder.encode_reverse(flags[members], _flag_model(counts[ctx], members.size))
+        for ctx, start in reversed(_pieces(contexts, counts, per_context)):  # a stack: the last piece goes first
+            members = _members(contexts, ctx, start)
+            if members.size:
+                coder.encode_reverse(bright[members].astype(np.int32), _flag_model(counts[ctx], per_context[ctx]))
         words = coder.get_compressed().astype("<u4", copy=False)
         steps = zlib.compress(varint_encode(self.steps), 9)
         return varint_encode(counts) + struct.pack("<I", words.size) + words.tobytes() + steps
@@ -116,9 +119,11 @@ class BrightResiduals:
         found = [np.flatnonzero(contexts == ctx) for ctx in np.flatnonzero((counts == per_context) & (counts > 0))]
         try:
             coder = constriction.stream.stack.AnsCoder(words)
-            for ctx, members in _mixed_contexts(contexts, counts):
-                flags = np.asarray(coder.decode(_flag_model(counts[ctx], members.size), members.size))
-                found.append(members[flags == 1])
+            for ctx, start in _pieces(contexts, counts, per_context):
+                members = _members(contexts, ctx, start)
+                if members.size:
+                    flags = np.asarray(coder.decode(_flag_model(counts[ctx], per_context[ctx]), members.size))
+                    found.append(members[flags == 1])
             exhausted = coder.is_empty()
         except Exception as exc:  # constriction raises plain exceptions for garbage input
             raise ContainerError(f"bright-target positions are corrupt ({exc})") from exc
@@ -132,13 +137,17 @@ class BrightResiduals:
         return cls(positions, steps)
 
 
-def _mixed_contexts(contexts: np.ndarray, counts: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """(context, its pixels in raster order) for each context with bright and other pixels: the only ones
-    with flags to code (the counts say the rest)."""
-    for ctx in np.flatnonzero(counts > 0):
-        members = np.flatnonzero(contexts == ctx)
-        if counts[ctx] < members.size:
-            yield int(ctx), members
+def _pieces(contexts: np.ndarray, counts: np.ndarray, per_context: np.ndarray) -> list[tuple[int, int]]:
+    """(context, first pixel of a span) in coding order: each context with bright and other pixels (the only
+    flags to code; the counts say the rest), its pixels in raster order, one span of _PIECE pixels at a time so
+    that index arrays stay small on wide strips."""
+    mixed = np.flatnonzero((counts > 0) & (counts < per_context))
+    return [(int(ctx), start) for ctx in mixed for start in range(0, contexts.size, _PIECE)]
+
+
+def _members(contexts: np.ndarray, ctx: int, start: int) -> np.ndarray:
+    """The pixels of context `ctx` in the span starting at `start`."""
+    return np.flatnonzero(contexts[start : start + _PIECE] == ctx) + start
 
 
 def _flag_model(count: int, total: int) -> Any:

@@ -90,8 +90,8 @@ class BrightResiduals:
         counts = np.bincount(contexts[self.positions], minlength=BRIGHT_CONTEXTS)
         per_context = np.bincount(contexts, minlength=BRIGHT_CONTEXTS)
         coder = constriction.stream.stack.AnsCoder()
-        for ctx, start in reversed(_pieces(contexts, counts, per_context)):  # a stack: the last piece goes first
-            members = _members(contexts, ctx, start)
+        for ctx, span in reversed(_pieces(contexts, counts, per_context)):  # a stack: the last piece goes first
+            members = _members(contexts, ctx, span)
             if members.size:
                 coder.encode_reverse(bright[members].astype(np.int32), _flag_model(counts[ctx], per_context[ctx]))
         words = coder.get_compressed().astype("<u4", copy=False)
@@ -119,8 +119,8 @@ class BrightResiduals:
         found = [np.flatnonzero(contexts == ctx) for ctx in np.flatnonzero((counts == per_context) & (counts > 0))]
         try:
             coder = constriction.stream.stack.AnsCoder(words)
-            for ctx, start in _pieces(contexts, counts, per_context):
-                members = _members(contexts, ctx, start)
+            for ctx, span in _pieces(contexts, counts, per_context):
+                members = _members(contexts, ctx, span)
                 if members.size:
                     flags = np.asarray(coder.decode(_flag_model(counts[ctx], per_context[ctx]), members.size))
                     found.append(members[flags == 1])

@@ -23,7 +23,7 @@ from . import refine
 from .base_choice import BASE_OPTIONS, Trial, describe, run_trial
 from .compressor import HALO, SARCompressor
 from .errors import InputError, ModelError
-from .layout import Layout, bright_threshold, strip_height
+from .layout import STRIP_ROWS, Layout, bright_threshold, strip_height
 from .quality import N_QUALITIES, Quality, quality_level
 from .radiometry import (
     MEAN_CORRECTIONS,
@@ -142,12 +142,13 @@ class EncodePass(StripPass):
             bright_threshold=bright_threshold(survey.rng, level.refine_step),
             latent_channels=comp.latent_channels,
             base="network" if options.base == "auto" else options.base,
+            strip_height=strip_height(source.info.width),
         )
         trial, network_start = None, comp.seconds_network
         if options.base == "auto":  # on STRIP_ROWS-tall samples: a bounded cost whatever the strip height
-            trial = run_trial(cls(source, comp, layout, survey, options.range_mode, None, cancel))
+            samples = replace(layout, strip_height=STRIP_ROWS)
+            trial = run_trial(cls(source, comp, samples, survey, options.range_mode, None, cancel))
             layout.base = trial.best
-        layout.strip_height = strip_height(layout.width)
         if log is not None:
             log(
                 f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind}, range "

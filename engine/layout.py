@@ -75,7 +75,7 @@ class Layout:
     base: str
     """One of BASES."""
     strip_height: int = STRIP_ROWS
-    """Rows per strip: `strip_height(width)` in files; the base trial samples STRIP_ROWS."""
+    """Rows per strip: `strip_height(width)` in files (the encoder's base trial samples STRIP_ROWS)."""
 
     @property
     def out_dtype(self) -> str:

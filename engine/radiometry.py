@@ -25,7 +25,7 @@ import numpy as np
 from . import preprocessing as pp
 from .errors import ContainerError
 from .layout import BLOCK, Layout
-from .strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip
+from .strip_payload import BRIGHT_CONTEXTS, BRIGHT_SPAN, BrightResiduals, Strip
 
 MEAN_CORRECTIONS = ("block", "global", "none")
 GAIN_LOG2_STEP = 1.0 / 32.0
@@ -47,7 +47,6 @@ first-order start is close). Each further round moves the interpolation nodes to
 that field needs larger offsets: 1 / 2 / 3 rounds measured +0.32 / +0.25 / +0.21 dB over JPEG 2000 on T33 at
 1 bpp. With one, a block's final fix shows as a seam of the fix's size (a fraction of the offset)."""
 _K = math.log(10.0) / 10.0
-_CONTEXT_CHUNK = 1 << 20
 
 Gain = Union[np.ndarray, np.float32]
 """A dB gain: a per-pixel field over the strip or one value for all of it."""
@@ -71,8 +70,8 @@ def bright_contexts(layout: Layout, raw_db: np.ndarray) -> np.ndarray:
         return np.full(raw_db.size, last, dtype=np.uint8)
     flat, out = raw_db.reshape(-1), np.empty(raw_db.size, dtype=np.uint8)
     scale = 8.0 / layout.refine_step_db
-    for start in range(0, flat.size, _CONTEXT_CHUNK):  # float64 temporaries of a chunk, not of a strip
-        part = slice(start, start + _CONTEXT_CHUNK)
+    for start in range(0, flat.size, BRIGHT_SPAN):
+        part = slice(start, start + BRIGHT_SPAN)
         out[part] = np.clip(np.floor((layout.rng.vmax - flat[part].astype(np.float64)) * scale), 0, last)
     return out
 

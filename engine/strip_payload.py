@@ -63,7 +63,9 @@ def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
     return np.add.reduceat(parts, starts).astype(np.int64), used
 
 
-_PIECE = 1 << 20
+BRIGHT_SPAN = 1 << 20
+"""Pixels of a strip handled at a time by the bright-target coding (contexts, flags): temporaries of a span,
+not of a 20000-wide strip."""
 BRIGHT_CONTEXTS = 17
 """Contexts of the bright-target flags: eighths of a refinement step below the range's top in the decoded
 strip (a bright target was clipped to the top, so the refinement lands near it), the last one for every
@@ -139,15 +141,14 @@ class BrightResiduals:
 
 def _pieces(contexts: np.ndarray, counts: np.ndarray, per_context: np.ndarray) -> list[tuple[int, int]]:
     """(context, first pixel of a span) in coding order: each context with bright and other pixels (the only
-    flags to code; the counts say the rest), its pixels in raster order, one span of _PIECE pixels at a time so
-    that index arrays stay small on wide strips."""
+    flags to code; the counts say the rest), its pixels in raster order, one span of BRIGHT_SPAN pixels at a time."""
     mixed = np.flatnonzero((counts > 0) & (counts < per_context))
-    return [(int(ctx), start) for ctx in mixed for start in range(0, contexts.size, _PIECE)]
+    return [(int(ctx), start) for ctx in mixed for start in range(0, contexts.size, BRIGHT_SPAN)]
 
 
 def _members(contexts: np.ndarray, ctx: int, start: int) -> np.ndarray:
     """The pixels of context `ctx` in the span starting at `start`."""
-    return np.flatnonzero(contexts[start : start + _PIECE] == ctx) + start
+    return np.flatnonzero(contexts[start : start + BRIGHT_SPAN] == ctx) + start
 
 
 def _flag_model(count: int, total: int) -> Any:

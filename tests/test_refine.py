@@ -59,9 +59,9 @@ def test_error_and_size_follow_the_step():
 
 
 @pytest.mark.parametrize("step", [8.0, 4.0])  # coarse steps: where isolated 1s are many
-def test_rate_distortion_zeroing_lowers_the_cost(monkeypatch, step):
-    """Zeroing +-1s whose bits are worth more than their error: fewer bytes, and a lower D + lambda R (squared
-    error in steps^2 plus RDO_LAMBDA per bit) than plain dead-zone quantization at the same step."""
+def test_rate_distortion_lowering_lowers_the_cost(monkeypatch, step):
+    """Lowering values whose bits are worth more than their error: fewer bytes, and a lower D + lambda R
+    (squared error in steps^2 plus RDO_LAMBDA per bit) than plain dead-zone quantization at the same step."""
     target, base = _pair((256, 256), seed=5)
 
     def cost(payload: bytes, refined: np.ndarray) -> float:
@@ -73,6 +73,19 @@ def test_rate_distortion_zeroing_lowers_the_cost(monkeypatch, step):
     assert len(with_rdo[0]) < len(plain[0])
     assert cost(*with_rdo) < cost(*plain)
     assert np.array_equal(refine.decode(with_rdo[0], base, step), with_rdo[1])
+
+
+def test_rate_distortion_lowers_values_above_one():
+    """In a quiet band (one coefficient in ten a 1) a 2 just past its rounding threshold becomes 1 (the error it
+    adds is small, the bits it saves are many); a 2 at the middle of its bin and a -3 near its bin's top stay."""
+    residuals = [np.where(np.arange(256).reshape(16, 16) % 10 == 0, 1.0, 0.0)]
+    symbols = [refine._quantize(residuals[0], 1.0)]
+    for (r, c), x in {(2, 3): 1.56, (9, 9): 2.0, (12, 4): -3.4}.items():
+        symbols[0][r, c] = refine._quantize(np.array(x), 1.0)
+        residuals[0][r, c] = x
+    assert symbols[0][2, 3] == 2 and symbols[0][9, 9] == 2 and symbols[0][12, 4] == -3
+    refine._rdo_lower(symbols, residuals, [1.0])
+    assert symbols[0][2, 3] == 1 and symbols[0][9, 9] == 2 and symbols[0][12, 4] == -3
 
 
 def test_escapes_beyond_the_table_round_trip():

@@ -69,6 +69,15 @@ class CompressAlgorithm(SARAlgorithm):
                 maxValue=N_QUALITIES,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "TARGET_BPP",
+                self.tr("Target bits per pixel (0 = use the quality; otherwise a few extra passes find the step)"),
+                type=QgsProcessingParameterNumber.Double,
+                defaultValue=0.0,
+                minValue=0.0,
+            )
+        )
         self.add_model_file_parameter(self.tr("A checkpoint (.pt) to use instead of the bundled model."))
         self.add_device_parameter()
         self.advanced(
@@ -120,6 +129,7 @@ class CompressAlgorithm(SARAlgorithm):
             device=self.device(parameters, context),
             mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
             base=self.parameterAsEnumString(parameters, "BASE", context),
+            target_bpp=self.parameterAsDouble(parameters, "TARGET_BPP", context) or None,
             reconstruction=reconstruction,
         )
         if stats is None:

@@ -19,6 +19,7 @@ import numpy as np
 from ..engine.codec import compress_file
 from ..engine.compressor import SARCompressor
 from ..engine.metrics import evaluate_arrays, evaluate_files, to_domains
+from ..engine.quality import DEFAULT_QUALITY
 from . import jpeg2000, prototype
 from .datasets import BAND, RANGE_LABEL, Dataset
 
@@ -81,8 +82,12 @@ def run_dataset(
     fixed_targets: tuple[float, ...] = FIXED_TARGETS,
     keep: Optional[tuple[str, int]] = None,
     log: Log = print,
+    rate_targets: tuple[float, ...] = (),
+    rate_model: Optional[str] = None,
 ) -> tuple[dict, Optional[np.ndarray]]:
-    """All codecs on one dataset -> (JSON-ready result, dB reconstruction of `keep` = (model, quality))."""
+    """All codecs on one dataset -> (JSON-ready result, dB reconstruction of `keep` = (model, quality)).
+    `rate_model` is also coded to each of `rate_targets` bpp by rate control (the model card's table: no
+    interpolation between our qualities)."""
     entries: list[dict] = []
     kept = None
     domains = None
@@ -94,6 +99,11 @@ def run_dataset(
             entries.append(result)
             kept = recon_db if recon_db is not None else kept
             log(f"  {name} q{q}: {result['bpp']:.3f} bpp, PSNR {result['metrics']['psnr_db']:.2f} dB")
+        for target in rate_targets if name == rate_model else ():
+            result, _ = _ours(ds, name, comp, DEFAULT_QUALITY, workdir, want_db=False, target_bpp=target)
+            result.pop("domain")
+            entries.append(result)
+            log(f"  {name} at {target} bpp: {result['bpp']:.4f} bpp, PSNR {result['metrics']['psnr_db']:.2f} dB")
         entries.append(_prototype(ds, name, comp))
         comp.clear_cache()
     our_bpps = [e["bpp"] for e in entries if e["family"] == "ours"]
@@ -103,11 +113,17 @@ def run_dataset(
     return {**ds.describe(), "metric_domains": domains, "entries": entries}, kept
 
 
-def _ours(ds: Dataset, name: str, comp, q: int, workdir: Path, want_db: bool) -> tuple[dict, Optional[np.ndarray]]:
-    sarz = workdir / f"{ds.name}_{name}_q{q}.sarz"
-    recon = workdir / f"{ds.name}_{name}_q{q}.tif"
+def _ours(
+    ds: Dataset, name: str, comp, q: int, workdir: Path, want_db: bool, target_bpp: Optional[float] = None
+) -> tuple[dict, Optional[np.ndarray]]:
+    """One compression at quality `q`, or (family "ours_target") at `target_bpp` by rate control."""
+    tag = f"q{q}" if target_bpp is None else f"t{target_bpp}"
+    sarz = workdir / f"{ds.name}_{name}_{tag}.sarz"
+    recon = workdir / f"{ds.name}_{name}_{tag}.tif"
     start = time.perf_counter()
-    stats = compress_file(ds.path, sarz, quality=q, band=BAND, kind=ds.kind, compressor=comp, reconstruction=recon)
+    stats = compress_file(
+        ds.path, sarz, quality=q, band=BAND, kind=ds.kind, compressor=comp, reconstruction=recon, target_bpp=target_bpp
+    )
     seconds = time.perf_counter() - start
     nbytes = sarz.stat().st_size
     metrics = evaluate_files(ds.path, recon, band=BAND, kind=ds.kind, rng=ds.rng, rng_label=RANGE_LABEL)
@@ -115,13 +131,14 @@ def _ours(ds: Dataset, name: str, comp, q: int, workdir: Path, want_db: bool) ->
     sarz.unlink()
     recon.unlink()
     entry = _entry(
-        "ours",
-        name,
+        "ours" if target_bpp is None else "ours_target",
+        name if target_bpp is None else f"{name}, rate control",
         8.0 * nbytes / ds.pixels,
         nbytes,
         metrics,
         model=name,
-        quality=q,
+        quality=stats.quality,
+        target_bpp=target_bpp,
         seconds=seconds,  # with the memoised encoder: not a speed figure
         network_s=stats.seconds_network,
         codec_range_db=[stats.vmin, stats.vmax],

@@ -132,7 +132,17 @@ def _rate_distortion(args, datasets, compressors, qualities, workdir, clock, res
         clock.log(f"rate-distortion: {ds.name} ({ds.height}x{ds.width}, {ds.kind})")
         keep = (default, crop_q) if ds is crop_ds else None
         targets = (0.25, 1.0) if args.quick else FIXED_TARGETS
-        entry, kept = run_dataset(ds, compressors, qualities, workdir, targets, keep=keep, log=clock.log)
+        entry, kept = run_dataset(
+            ds,
+            compressors,
+            qualities,
+            workdir,
+            targets,
+            keep=keep,
+            log=clock.log,
+            rate_targets=report.TARGET_BPPS,
+            rate_model=default,
+        )
         results["datasets"].append(entry)
         if kept is not None:
             ours = next(e for e in entry["entries"] if e.get("model") == default and e.get("quality") == crop_q)

@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_QUALITY,
         help=f"1 (smallest file) .. {N_QUALITIES} (best); default {DEFAULT_QUALITY}",
     )
+    c.add_argument(
+        "--target-bpp",
+        type=float,
+        default=None,
+        help="code to at most this many bits per pixel (whole file) instead of --quality (a few extra passes)",
+    )
     c.add_argument("--model", default=None, help="bundled model name or checkpoint path (default: bundled)")
     c.add_argument("--band", type=int, default=None, help="band to compress (required for multi-band rasters)")
     c.add_argument("--kind", choices=KINDS, default="auto", help="what the values are (default: detect)")
@@ -175,6 +181,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         range_mode=args.range_mode,
         mean_correction=args.mean_correction,
         base=args.base,
+        target_bpp=args.target_bpp,
         reconstruction=args.reconstruction,
         progress=job.progress,
         cancel=job.cancel,

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from . import preprocessing as pp
+from . import rate_control
 from .compressor import SARCompressor
 from .container import ContainerReader, container_bytes, write_container
 from .decode_pass import DecodePass, ModelArg
@@ -211,6 +212,7 @@ def _encode(
     write: ContainerWriter,
     start: float,
     *,
+    target_bpp: Optional[float] = None,
     open_sink: Optional[SinkOpener] = None,
     spool_parent: Optional[Path] = None,
     progress: Progress = None,
@@ -219,6 +221,9 @@ def _encode(
     **paths: Optional[str],
 ) -> CompressStats:
     """Both passes into `write` (and the finished strips into `open_sink`'s sink when given)."""
+    if target_bpp is not None:
+        options, searched = _options_for_target(source, comp, options, target_bpp, progress, cancel, log)
+        progress = _scaled(progress, searched, 1.0)
     enc = EncodePass.plan(source, comp, options, progress, cancel, log)
     with contextlib.ExitStack() as stack:
         if open_sink is not None:
@@ -242,6 +247,7 @@ def compress_file(
     reconstruction: Optional[PathLike] = None,
     mean_correction: str = "block",
     base: str = "auto",
+    target_bpp: Optional[float] = None,
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
@@ -251,7 +257,8 @@ def compress_file(
     """Compress one band of a raster into a .sarz file (atomic). `reconstruction`: also write the raster the
     decoder will produce (equal to `decompress_file`'s output), computed during compression. `compressor`
     reuses a loaded SARCompressor (model/device are then ignored). `base`: "auto" (a trial picks), "network"
-    or "flat"."""
+    or "flat". `target_bpp`: code to at most this many bits per pixel (whole file) instead of at `quality`,
+    by coding the raster at trial steps first (engine.rate_control: ~3-6 extra passes)."""
     start = time.perf_counter()
     info = open_info(src)
     if band is None:
@@ -283,6 +290,7 @@ def compress_file(
                 options,
                 write,
                 start,
+                target_bpp=target_bpp,
                 open_sink=_file_sink(recon, cog) if recon else None,
                 spool_parent=dst.parent,
                 progress=progress,
@@ -310,6 +318,7 @@ def compress_array(
     range_mode: str = "percentile",
     mean_correction: str = "block",
     base: str = "auto",
+    target_bpp: Optional[float] = None,
     model: ModelArg = None,
     device: str = "auto",
     compressor: Optional[SARCompressor] = None,
@@ -338,8 +347,48 @@ def compress_array(
 
     source = BandSource(info, 1, lambda r0, r1: arr[max(0, r0) : min(arr.shape[0], r1)])
     options = EncodeOptions(quality, kind, range_mode, mean_correction, base)
-    stats = _encode(source, comp, options, write, start, open_sink=sink, progress=progress, cancel=cancel)
+    stats = _encode(
+        source, comp, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
+    )
     return ArrayResult(bytes(data), sink.out, stats)
+
+
+def _options_for_target(
+    source: BandSource,
+    comp: SARCompressor,
+    options: EncodeOptions,
+    target_bpp: float,
+    progress: Progress,
+    cancel: Cancel,
+    log: Log,
+) -> tuple[EncodeOptions, float]:
+    """The options with the step that fills `target_bpp`, and the share of the progress bar the search took
+    (each trial pass gets 1 / (MAX_PASSES + 1) of it)."""
+    share = 1.0 / (rate_control.MAX_PASSES + 1)
+    pixels = source.info.width * source.info.height
+    done = 0
+
+    def at_step(step: float) -> EncodeOptions:
+        return replace(options, refine_step=step, quality=rate_control.nearest_quality(step))
+
+    def bpp_at(step: float) -> float:
+        nonlocal done
+        enc = EncodePass.plan(source, comp, at_step(step), _scaled(progress, done * share, (done + 1) * share), cancel)
+        bpp = 8.0 * len(container_bytes(enc.header, enc.strips(), cancel)) / pixels
+        done += 1
+        if log is not None:
+            log(f"rate control: step {step:.4g} of the dB range -> {bpp:.4f} bpp")
+        return bpp
+
+    step = rate_control.find_step(bpp_at, target_bpp)
+    return at_step(step), done * share
+
+
+def _scaled(progress: Progress, lo: float, hi: float) -> Progress:
+    """`progress` seen through a slice [lo, hi] of its bar (in thousandths)."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(round(1000 * (lo + (hi - lo) * done / max(total, 1))), 1000)
 
 
 # --------------------------------------------------------------------------- decompression

@@ -67,6 +67,8 @@ class EncodeOptions:
     range_mode: str
     mean_correction: str
     base: str = "auto"
+    refine_step: Optional[float] = None
+    """A step between the ladder's (rate control); None: the quality's own."""
 
     def level(self, comp: SARCompressor) -> Quality:
         """What the quality means for this model; ModelError / InputError naming what is wrong."""
@@ -88,7 +90,7 @@ class EncodeOptions:
             )
         if self.base not in BASE_OPTIONS:
             raise InputError(f"base must be one of {', '.join(BASE_OPTIONS)}, got {self.base!r}")
-        return level
+        return level if self.refine_step is None else replace(level, refine_step=self.refine_step)
 
 
 class EncodePass(StripPass):

@@ -122,6 +122,17 @@ def test_compress_writes_sarz_reconstruction_and_numbers(compressed, scene):
     assert "Device: CPU" in feedback.infos
 
 
+def test_compress_to_a_target_bpp(provider, scene, tiny_model_path, tmp_path):
+    import processing
+
+    params = {"INPUT": str(scene), "MODEL_FILE": str(tiny_model_path), "BASE": "flat", "TARGET_BPP": 0.8}
+    results = processing.run("sar_compressor:compress", {**params, "OUTPUT": str(tmp_path / "t.sarz")})
+    assert 0.99 * 0.8 <= results["BPP"] <= 0.8
+    with pytest.raises(QgsProcessingException, match="below what this raster can be coded in"):
+        processing.run("sar_compressor:compress", {**params, "TARGET_BPP": 1e-5, "OUTPUT": str(tmp_path / "u.sarz")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.sarz"]
+
+
 def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, scene, tiny_model_path, tmp_path):
     import processing
 

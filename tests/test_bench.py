@@ -106,9 +106,11 @@ def test_quick_bench_writes_all_outputs(tiny_model_path, tmp_path):
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["torch"]
     (ds,) = results["datasets"]
     families = {e["family"] for e in ds["entries"]}
-    assert families == {"ours", "prototype", "jpeg2000"}
+    assert families == {"ours", "ours_target", "prototype", "jpeg2000"}
     ours = [e for e in ds["entries"] if e["family"] == "ours"]
     assert [e["quality"] for e in ours] == results["settings"]["qualities"]
+    coded = {e["target_bpp"]: e["bpp"] for e in ds["entries"] if e["family"] == "ours_target"}
+    assert sorted(coded) == [0.25, 0.5, 1.0] and all(0.99 * t <= b <= t for t, b in coded.items())
     for e in ds["entries"]:
         assert e["bpp"] > 0 and "psnr_db" in e["metrics"] and "ssim" in e["metrics"]
     proto = next(e for e in ds["entries"] if e["family"] == "prototype")
@@ -123,7 +125,7 @@ def test_quick_bench_writes_all_outputs(tiny_model_path, tmp_path):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     latest = (out / "latest.md").read_text()
     assert latest == (out / f"{results['date']}.md").read_text() and "JPEG 2000" in latest
-    assert "## At 0.25 / 0.5 / 1 bpp" in latest
+    assert "## At 0.25 / 0.5 / 1 bpp" in latest and "rate control" in latest
 
 
 def test_interpolation_is_log_linear_and_refuses_to_extrapolate():

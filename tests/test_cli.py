@@ -69,6 +69,15 @@ def test_compress_prints_honest_bpp_and_psnr(scene, tiny_model_path, tmp_path, c
     assert rec.exists()
 
 
+def test_compress_to_a_target_bpp(scene, tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "t.sarz"
+    args = ["compress", str(scene), str(out), "--model", str(tiny_model_path), "--device", "cpu"]
+    assert main(["-q", *args, "--target-bpp", "0.8", "--base", "flat"]) == 0
+    assert 0.99 * 0.8 <= 8 * out.stat().st_size / (300 * 200) <= 0.8
+    assert main(["-q", *args, "--target-bpp", "0.00001"]) == 2
+    assert "below what this raster can be coded in" in capsys.readouterr().err
+
+
 def test_decompress_info_evaluate(sarz, scene, tiny_model_path, tmp_path, capsys):
     out = tmp_path / "dec.tif"
     assert main(["-q", "decompress", str(sarz), str(out), "--model", str(tiny_model_path), "--cog"]) == 0

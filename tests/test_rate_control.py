@@ -1,0 +1,96 @@
+"""Compression to a bit budget: the step search on its own, then through the codec (files and arrays)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sar_compressor.engine import codec, rate_control
+from sar_compressor.engine.compressor import SARCompressor
+from sar_compressor.engine.errors import CancelledError, InputError
+from sar_compressor.engine.simulate import write_scene
+
+
+@pytest.fixture(scope="module")
+def comp(tiny_model_path) -> SARCompressor:
+    return SARCompressor(tiny_model_path, device="cpu")
+
+
+def _power_law(scale: float, slope: float, calls: list[float]):
+    def bpp_at(step: float) -> float:
+        calls.append(step)
+        return scale * step**slope
+
+    return bpp_at
+
+
+@pytest.mark.parametrize("slope", [-1.0, -1.5, -2.5])
+@pytest.mark.parametrize("target", [0.05, 0.25, 1.0, 4.0])
+def test_search_lands_within_tolerance_under_the_target(slope, target):
+    calls: list[float] = []
+    bpp_at = _power_law(0.01, slope, calls)
+    step = rate_control.find_step(bpp_at, target)
+    assert target * (1 - rate_control.TOLERANCE) <= bpp_at(step) <= target
+    assert len(calls) - 1 <= rate_control.MAX_PASSES
+
+
+def test_search_on_a_staircase_returns_the_finest_step_within_budget():
+    """Real sizes move in steps (whole bytes, a table switching); no step may hit the 1 % window."""
+
+    def bpp_at(step: float) -> float:
+        return float(np.floor(0.02 * step**-1.5 * 4) / 4)  # quarter-bit stairs
+
+    step = rate_control.find_step(bpp_at, 1.1)
+    assert bpp_at(step) <= 1.1
+
+
+def test_unreachable_targets():
+    """Below what the coarsest step needs: InputError naming the target and what it would take. Above what
+    the finest step gives: the finest step (the most the codec can spend)."""
+    with pytest.raises(InputError, match="0.001 bits per pixel.*coarsest step"):
+        rate_control.find_step(lambda s: 0.05 / s, 0.001)
+    assert rate_control.find_step(lambda s: 0.001 / s, 100.0) == rate_control.FINEST_STEP
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="positive"):
+            rate_control.find_step(lambda s: 1.0, bad)
+
+
+def test_nearest_quality_follows_the_ladder():
+    assert rate_control.nearest_quality(0.8) == 1
+    assert rate_control.nearest_quality(0.12) == 6  # between 0.14 (6) and 0.1 (7), nearer 0.14 in log
+    assert rate_control.nearest_quality(0.001) == 12
+
+
+def test_array_at_a_target_fills_it_and_decodes_to_its_reconstruction(comp):
+    from sar_compressor.engine.simulate import simulate_scene
+
+    arr = simulate_scene(256, 320, seed=4)[0]
+    for target in (0.5, 1.5):
+        r = codec.compress_array(arr, target_bpp=target, compressor=comp, base="flat")
+        assert target * (1 - rate_control.TOLERANCE) <= r.stats.bpp <= target
+        back = codec.decompress_array(r.data, compressor=comp)
+        np.testing.assert_array_equal(back, r.reconstruction)
+
+
+def test_file_at_a_target_reports_progress_and_fails_cleanly(tmp_path, comp):
+    src = write_scene(tmp_path / "scene.tif", 200, 160, seed=2)
+    out = tmp_path / "scene.sarz"
+    progress, messages = [], []
+    stats = codec.compress_file(
+        src,
+        out,
+        target_bpp=1.0,
+        compressor=comp,
+        base="flat",
+        progress=lambda d, t: progress.append(d / t),
+        log=messages.append,
+    )
+    assert 0.99 <= stats.bpp <= 1.0 and out.stat().st_size * 8 == round(stats.bpp * 200 * 160)
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert any(m.startswith("rate control: step") for m in messages)
+    out.unlink()
+    with pytest.raises(InputError, match="below what this raster can be coded in"):
+        codec.compress_file(src, out, target_bpp=1e-4, compressor=comp, base="flat")
+    with pytest.raises(CancelledError):
+        codec.compress_file(src, out, target_bpp=1.0, compressor=comp, base="flat", cancel=lambda: True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

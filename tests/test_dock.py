@@ -163,6 +163,21 @@ def _wait_canvases(dock) -> None:
         assert _wait(canvas.mapCanvasRefreshed, 30), "canvas did not redraw"
 
 
+def test_target_bpp_replaces_the_quality(make_dock, provider, scene, tiny_model_path):
+    dock = make_dock()
+    dock.set_layer(scene)
+    dock.set_model_path(tiny_model_path)
+    dock.target_spin.setValue(0.8)
+    assert not dock.quality_spin.isEnabled()
+
+    assert _run(dock) == ["completed"], dock.last_error
+    sarz = Path(dock.last_results["OUTPUT"])
+    assert sarz.name.endswith("_0.8bpp.sarz")
+    assert 0.99 * 0.8 <= dock.last_metrics["bpp"] <= 0.8
+    dock.target_spin.setValue(0)
+    assert dock.quality_spin.isEnabled()
+
+
 def test_run_shows_both_sides_metrics_and_loads_styled_layer(make_dock, provider, scene, tiny_model_path):
     dock = make_dock()
     dock.set_layer(scene)

@@ -27,6 +27,7 @@ from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDockWidget,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -224,6 +225,17 @@ class SARCompressorDock(QDockWidget):
         quality_row.addWidget(hint, 1)
         form.addRow("Quality", quality_row)
 
+        self.target_spin = QDoubleSpinBox(parent)
+        self.target_spin.setRange(0.0, 32.0)
+        self.target_spin.setDecimals(3)
+        self.target_spin.setSingleStep(0.05)
+        self.target_spin.setSpecialValueText("off (use the quality)")
+        self.target_spin.setToolTip(
+            "Code to at most this many bits per pixel instead of the quality (a few extra passes)"
+        )
+        self.target_spin.valueChanged.connect(lambda value: self.quality_spin.setEnabled(value == 0))
+        form.addRow("Target bpp", self.target_spin)
+
         self.kind_combo = QComboBox(parent)
         self.kind_combo.addItems(self._enum_options("KIND", KINDS))
         self.kind_combo.setToolTip("What the pixel values are; auto reads the data type and band description")
@@ -393,6 +405,7 @@ class SARCompressorDock(QDockWidget):
             "BAND": band,
             "KIND": self._enum_value("KIND", self.kind_combo.currentText()),
             "QUALITY": self.quality_spin.value(),
+            "TARGET_BPP": self.target_spin.value(),
             "DEVICE": self._enum_value("DEVICE", self.device_combo.currentText()),
             "OUTPUT": sarz,
             "RECONSTRUCTION": reconstruction,
@@ -413,7 +426,8 @@ class SARCompressorDock(QDockWidget):
         else:
             folder = temporary = tempfile.mkdtemp(prefix="sar_compressor_", dir=QgsProcessingUtils.tempFolder())
         stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("_") or "raster"
-        stem = f"{stem}_q{self.quality_spin.value()}"
+        target = self.target_spin.value()
+        stem = f"{stem}_{target:g}bpp" if target else f"{stem}_q{self.quality_spin.value()}"
         return (
             os.path.join(folder, f"{stem}.sarz"),
             os.path.join(folder, f"{stem}_reconstruction.tif"),

@@ -31,9 +31,10 @@ from .errors import CancelledError, ContainerError
 from .header_dictionary import HEADER_DICTIONARY
 
 MAGIC = b"SARZ"
-FORMAT_VERSION = 4
-"""4: block gains are decoded as offsets spread by intensity (radiometry). 3 (same bytes, uniform offsets)
-and 1-2 came from pre-release codecs and are refused: a format-3 file would decode with the wrong offsets."""
+FORMAT_VERSION = 5
+"""5: the refinement layer's wavelet goes to 8 levels (was 5). 4: block gains are decoded as offsets spread by
+intensity (radiometry). 1-4 came from pre-release codecs and are refused: their refinement layers have other
+subbands (4) or would decode with the wrong offsets (3)."""
 END_MARKER = b"ZRAS"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 

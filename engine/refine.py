@@ -32,7 +32,11 @@ from . import wavelet
 from .codes import TOTAL, inflate, quantize_pmf, zigzag_decode, zigzag_encode
 from .errors import ContainerError
 
-LEVELS = 5
+LEVELS = 8
+"""Wavelet levels at most (fewer where a side would drop below 2 samples: 8 on 512-row strips). More levels code
+the coarse structure under parent contexts instead of as one flat low band: 8 instead of 5 measured +0.02 to
++0.05 dB at 0.25-1 bpp on the 900x1024 crops, within +-0.015 dB on the 256-512 pixel crops and the simulated
+scenes."""
 ALPHA_DENOMINATOR = 8
 ALPHA_MAX_CODE = 12
 """Prediction weights 0, 1/8, ..., 1.5 of the network's subband."""

@@ -258,7 +258,7 @@ def compress_file(
     decoder will produce (equal to `decompress_file`'s output), computed during compression. `compressor`
     reuses a loaded SARCompressor (model/device are then ignored). `base`: "auto" (a trial picks), "network"
     or "flat". `target_bpp`: code to at most this many bits per pixel (whole file) instead of at `quality`,
-    by coding the raster at trial steps first (engine.rate_control: ~3-6 extra passes)."""
+    by coding the raster at trial steps first (engine.rate_control: 3-7 extra passes measured)."""
     start = time.perf_counter()
     info = open_info(src)
     if band is None:

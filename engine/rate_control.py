@@ -2,9 +2,10 @@
 
 A file's size is known only once it is coded, and it depends on the content, so the step is searched by
 coding the whole raster at trial steps: bits per pixel fall roughly as a power of the step, so a secant in
-log-log space between the closest steps on either side of the target lands within 1 % in ~3-6 passes.
-What a user gets is the finest step whose file stays within the budget (JPEG 2000's rate targets mean the
-same); the steps in between the ladder's are as valid as its own (the header records the step)."""
+log-log space between the closest steps on either side of the target lands within 1 % in 3-7 passes
+(measured on the real crops at 0.25-1 bpp). What a user gets is the finest step whose file stays within the
+budget (JPEG 2000's rate targets mean the same); the steps in between the ladder's are as valid as its own
+(the header records the step)."""
 
 from __future__ import annotations
 

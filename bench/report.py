@@ -127,15 +127,9 @@ def _target_table(results: dict) -> list[str]:
     ]
     for ds in results["datasets"]:
         j2k = [e for e in ds["entries"] if e["family"] == "jpeg2000"]
+        coded = {e["target_bpp"]: e for e in ds["entries"] if e["family"] == "ours_target" and e["model"] == model}
         for target in TARGET_BPPS:
-            ours = next(
-                (
-                    e
-                    for e in ds["entries"]
-                    if e["family"] == "ours_target" and e["model"] == model and e["target_bpp"] == target
-                ),
-                None,
-            )
+            ours = coded.get(target)
             theirs = [interpolate(j2k, ours["bpp"], k) for k in ("psnr_db", "ssim", "mean_ratio")] if ours else [None]
             if None in theirs:
                 lines.append(f"| {ds['name']} | {target} | not measured or out of JPEG 2000's range | | | | |")

@@ -39,6 +39,7 @@ from .layout import Layout
 from .quality import DEFAULT_QUALITY
 from .raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info
 from .strip_window import Cancel, Progress, Sink
+from .survey import Survey
 
 PathLike = Union[str, "os.PathLike[str]"]
 SinkOpener = Callable[[Layout, RasterInfo], "contextlib.AbstractContextManager[Sink]"]
@@ -221,10 +222,11 @@ def _encode(
     **paths: Optional[str],
 ) -> CompressStats:
     """Both passes into `write` (and the finished strips into `open_sink`'s sink when given)."""
+    survey = None
     if target_bpp is not None:
-        options, searched = _options_for_target(source, comp, options, target_bpp, progress, cancel, log)
+        options, searched, survey = _options_for_target(source, comp, options, target_bpp, progress, cancel, log)
         progress = _scaled(progress, searched, 1.0)
-    enc = EncodePass.plan(source, comp, options, progress, cancel, log)
+    enc = EncodePass.plan(source, comp, options, progress, cancel, log, survey)
     with contextlib.ExitStack() as stack:
         if open_sink is not None:
             sink = stack.enter_context(open_sink(enc.layout, source.info))
@@ -361,19 +363,21 @@ def _options_for_target(
     progress: Progress,
     cancel: Cancel,
     log: Log,
-) -> tuple[EncodeOptions, float]:
-    """The options with the step that fills `target_bpp`, and the share of the progress bar the search took
-    (each trial pass gets 1 / (MAX_PASSES + 1) of it)."""
+) -> tuple[EncodeOptions, float, Optional[Survey]]:
+    """The options with the step that fills `target_bpp`, the share of the progress bar the search took (each
+    trial pass gets 1 / (MAX_PASSES + 1) of it) and pass 1's survey, made once for every pass."""
     share = 1.0 / (rate_control.MAX_PASSES + 1)
     pixels = source.info.width * source.info.height
-    done = 0
+    done, survey = 0, None
 
     def at_step(step: float) -> EncodeOptions:
         return replace(options, refine_step=step, quality=rate_control.nearest_quality(step))
 
     def bpp_at(step: float) -> float:
-        nonlocal done
-        enc = EncodePass.plan(source, comp, at_step(step), _scaled(progress, done * share, (done + 1) * share), cancel)
+        nonlocal done, survey
+        bar = _scaled(progress, done * share, (done + 1) * share)
+        enc = EncodePass.plan(source, comp, at_step(step), bar, cancel, survey=survey)
+        survey = enc.survey
         bpp = 8.0 * len(container_bytes(enc.header, enc.strips(), cancel)) / pixels
         done += 1
         if log is not None:
@@ -381,7 +385,7 @@ def _options_for_target(
         return bpp
 
     step = rate_control.find_step(bpp_at, target_bpp)
-    return at_step(step), done * share
+    return at_step(step), done * share, survey
 
 
 def _scaled(progress: Progress, lo: float, hi: float) -> Progress:

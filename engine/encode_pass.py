@@ -124,12 +124,15 @@ class EncodePass(StripPass):
         progress: Progress = None,
         cancel: Cancel = None,
         log: Log = None,
+        survey: Optional[Survey] = None,
     ) -> EncodePass:
-        """Options checked and pass 1 done: a pass whose layout is fixed for every strip."""
+        """Options checked and pass 1 done (or its `survey` given: it does not depend on the step, so rate
+        control's passes share one): a pass whose layout is fixed for every strip."""
         level = options.level(comp)
         pp.check_dtype(source.info.dtype)
-        model_range = pp.Range(comp.loaded.vmin, comp.loaded.vmax) if options.range_mode == "model" else None
-        survey = survey_band(source.info, source.read, options.kind, model_range)
+        if survey is None:
+            model_range = pp.Range(comp.loaded.vmin, comp.loaded.vmax) if options.range_mode == "model" else None
+            survey = survey_band(source.info, source.read, options.kind, model_range)
         layout = Layout(
             width=source.info.width,
             height=source.info.height,

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import refine
 from .layout import BASES
 from .strip_window import check_cancel
 
@@ -68,7 +67,7 @@ def run_trial(enc: EncodePass) -> Trial:
         bases = {"network": enc.decode_raw(None, strip, None), "flat": enc.layout.flat_db(strip.rows)}
         for name, base in bases.items():
             target = enc.refine_target(strip, base)
-            payload, refined = refine.encode(target, base, step)
+            payload, refined = enc.code_refinement(target, base)
             bits = 8 * (len(payload) + (len(strip.latents) if name == "network" else 0))
             err = enc.clip_refined(refined).astype(np.float64) - target
             costs[name] += float(np.sum(err * err)) + lam * bits

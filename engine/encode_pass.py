@@ -235,10 +235,14 @@ class EncodePass(StripPass):
         clipped = np.clip(strip.orig_db, rng.vmin, rng.vmax)
         return (clipped if strip.invalid is None else np.where(strip.invalid, base, clipped)).astype(np.float32)
 
+    def code_refinement(self, target: np.ndarray, base: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The refinement layer's (payload, refined image), its rate-distortion decisions weighted for SSIM."""
+        return refine.encode(target, base, self.layout.refine_step_db, ssim_span=self.layout.rng.span)
+
     def refine(self, strip: Strip) -> None:
         """Code what the base missed against the original."""
         target = self.refine_target(strip, strip.raw_db)
-        strip.refinement, refined = refine.encode(target, strip.raw_db, self.layout.refine_step_db)
+        strip.refinement, refined = self.code_refinement(target, strip.raw_db)
         strip.raw_db = self.clip_refined(refined)
 
     def after_decode(self, strip: Strip) -> bytes:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sar_compressor.engine import refine, wavelet
+from sar_compressor.engine import refine, ssim_weights, wavelet
 from sar_compressor.engine.errors import ContainerError
 
 
@@ -84,8 +84,31 @@ def test_rate_distortion_lowers_values_above_one():
         symbols[0][r, c] = refine._quantize(np.array(x), 1.0)
         residuals[0][r, c] = x
     assert symbols[0][2, 3] == 2 and symbols[0][9, 9] == 2 and symbols[0][12, 4] == -3
-    refine._rdo_lower(symbols, residuals, [1.0])
+    kept = [symbols[0].copy()]
+    refine._rdo_lower(symbols, residuals, [1.0], [1.0])
     assert symbols[0][2, 3] == 1 and symbols[0][9, 9] == 2 and symbols[0][12, 4] == -3
+    refine._rdo_lower(kept, residuals, [1.0], [np.full((16, 16), ssim_weights.MAX_WEIGHT)])
+    assert kept[0][2, 3] == 2  # where an error weighs more (a quiet area for SSIM) the same 2 stays
+
+
+def test_weights_keep_more_where_they_are_high(monkeypatch):
+    """Weighted errors in the left half: it keeps more (less error, more bytes), the right half is coded
+    about as before, and the decoder, which never sees the weights, returns the encoder's image."""
+    target, base = _pair((128, 128), seed=7)
+    step = 8.0  # coarse: where plain rate-distortion quantization lowers many values
+    weights = np.ones(target.shape, np.float32)
+    weights[:, :64] = ssim_weights.MAX_WEIGHT
+    monkeypatch.setattr(ssim_weights, "pixel_weights", lambda t, span: weights if span == 30.0 else None)
+    plain = refine.encode(target, base, step)
+    weighted = refine.encode(target, base, step, ssim_span=30.0)
+
+    def sse(refined: np.ndarray, cols: slice) -> float:
+        return float(np.sum((refined[:, cols] - target[:, cols]) ** 2))
+
+    assert sse(weighted[1], slice(8, 56)) < 0.9 * sse(plain[1], slice(8, 56))
+    assert sse(weighted[1], slice(72, 120)) == pytest.approx(sse(plain[1], slice(72, 120)), rel=0.1)
+    assert len(weighted[0]) > len(plain[0])
+    assert np.array_equal(refine.decode(weighted[0], base, step), weighted[1])
 
 
 def test_escapes_beyond_the_table_round_trip():

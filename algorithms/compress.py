@@ -12,6 +12,7 @@ from qgis.core import (
 
 from ..engine.base_choice import BASE_OPTIONS
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
+from ..engine.ssim_weights import TUNES
 from .common import SARAlgorithm, bundled_models, cancelled, engine_errors, fmt_number, geotiff_path
 from .styling import source_renderer, style_on_load
 
@@ -51,7 +52,9 @@ class CompressAlgorithm(SARAlgorithm):
             "Advanced: a checkpoint file overrides the bundled model; the mean correction restores the "
             "linear backscatter mean per block of about 64x64 pixels (block), per raster (global) or not "
             "at all (none); the base is what the refinement layer refines: the network's reconstruction, a "
-            "flat image (no network), or auto (a trial on a few strips keeps the cheaper)."
+            "flat image (no network), or auto (a trial on a few strips keeps the cheaper); tune for ssim "
+            "(errors weigh more in quiet areas, which keep some texture) or psnr (plain squared error: a "
+            "little more PSNR, less SSIM)."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
@@ -86,6 +89,7 @@ class CompressAlgorithm(SARAlgorithm):
             self.static_enum("MEAN_CORRECTION", "Mean correction (linear backscatter)", MEAN_CORRECTIONS, "block")
         )
         self.advanced(self.static_enum("BASE", "Base of the refinement layer", BASE_OPTIONS, "auto"))
+        self.advanced(self.static_enum("TUNE", "Tune for (what rate-distortion decisions favour)", TUNES, "ssim"))
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT", self.tr("Compressed file"), fileFilter=self.tr("SAR Compressor files (*.sarz)")
@@ -132,6 +136,7 @@ class CompressAlgorithm(SARAlgorithm):
             mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
             base=self.parameterAsEnumString(parameters, "BASE", context),
             target_bpp=self.parameterAsDouble(parameters, "TARGET_BPP", context) or None,
+            tune=self.parameterAsEnumString(parameters, "TUNE", context),
             reconstruction=reconstruction,
         )
         if stats is None:

@@ -250,6 +250,7 @@ def compress_file(
     mean_correction: str = "block",
     base: str = "auto",
     target_bpp: Optional[float] = None,
+    tune: str = "ssim",
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
@@ -260,7 +261,8 @@ def compress_file(
     decoder will produce (equal to `decompress_file`'s output), computed during compression. `compressor`
     reuses a loaded SARCompressor (model/device are then ignored). `base`: "auto" (a trial picks), "network"
     or "flat". `target_bpp`: code to at most this many bits per pixel (whole file) instead of at `quality`,
-    by coding the raster at trial steps first (engine.rate_control: 3-7 extra passes measured)."""
+    by coding the raster at trial steps first (engine.rate_control: 3-7 extra passes measured). `tune`: "ssim"
+    (rate-distortion decisions weighted where SSIM is sensitive; default) or "psnr" (plain squared error)."""
     start = time.perf_counter()
     info = open_info(src)
     if band is None:
@@ -281,7 +283,7 @@ def compress_file(
         written.append(dst)
         return size
 
-    options = EncodeOptions(quality, kind, range_mode, mean_correction, base)
+    options = EncodeOptions(quality, kind, range_mode, mean_correction, base, tune=tune)
     band_info = info.band(band)
     try:
         with bounded_gdal_cache(), RasterReader(src) as reader:
@@ -321,6 +323,7 @@ def compress_array(
     mean_correction: str = "block",
     base: str = "auto",
     target_bpp: Optional[float] = None,
+    tune: str = "ssim",
     model: ModelArg = None,
     device: str = "auto",
     compressor: Optional[SARCompressor] = None,
@@ -348,7 +351,7 @@ def compress_array(
         return len(data)
 
     source = BandSource(info, 1, lambda r0, r1: arr[max(0, r0) : min(arr.shape[0], r1)])
-    options = EncodeOptions(quality, kind, range_mode, mean_correction, base)
+    options = EncodeOptions(quality, kind, range_mode, mean_correction, base, tune=tune)
     stats = _encode(
         source, comp, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
     )

@@ -37,6 +37,7 @@ from .radiometry import (
 )
 from .raster_io import RasterInfo
 from .sarz_header import build_header
+from .ssim_weights import TUNES
 from .strip_payload import Strip, invalid_codes
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
 from .survey import RANGE_MODES, RowReader, Survey, survey_band
@@ -69,6 +70,9 @@ class EncodeOptions:
     base: str = "auto"
     refine_step: Optional[float] = None
     """A step between the ladder's (rate control); None: the quality's own."""
+    tune: str = "ssim"
+    """What the rate-distortion decisions weigh: "ssim" (errors where SSIM is sensitive count more:
+    ssim_weights) or "psnr" (plain squared error). Encoder only: not in the file, any decoder reads both."""
 
     def level(self, comp: SARCompressor) -> Quality:
         """What the quality means for this model; ModelError / InputError naming what is wrong."""
@@ -90,6 +94,8 @@ class EncodeOptions:
             )
         if self.base not in BASE_OPTIONS:
             raise InputError(f"base must be one of {', '.join(BASE_OPTIONS)}, got {self.base!r}")
+        if self.tune not in TUNES:
+            raise InputError(f"tune must be one of {', '.join(TUNES)}, got {self.tune!r}")
         return level if self.refine_step is None else replace(level, refine_step=self.refine_step)
 
 
@@ -103,12 +109,13 @@ class EncodePass(StripPass):
         comp: SARCompressor,
         layout: Layout,
         survey: Survey,
-        range_mode: str,
+        options: EncodeOptions,
         progress: Progress,
         cancel: Cancel,
     ):
         super().__init__(comp, layout, progress, cancel, passes=2)
-        self.source, self.survey, self.range_mode = source, survey, range_mode
+        self.source, self.survey, self.range_mode = source, survey, options.range_mode
+        self.ssim_span = layout.rng.span if options.tune == "ssim" else None
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
         self.n_valid = self.n_clipped = self.n_bright = 0
@@ -152,7 +159,7 @@ class EncodePass(StripPass):
         trial, network_start = None, comp.seconds_network
         if options.base == "auto":  # on STRIP_ROWS-tall samples: a bounded cost whatever the strip height
             samples = replace(layout, strip_height=STRIP_ROWS)
-            trial = run_trial(cls(source, comp, samples, survey, options.range_mode, None, cancel))
+            trial = run_trial(cls(source, comp, samples, survey, options, None, cancel))
             layout.base = trial.best
         if log is not None:
             log(
@@ -161,7 +168,7 @@ class EncodePass(StripPass):
                 f"{comp.loaded.name}, quality {layout.quality}/{N_QUALITIES}, {comp.device_name}, "
                 f"batch {comp.batch_size}, base {layout.base}" + (f" ({describe(trial.to_dict())})" if trial else "")
             )
-        enc = cls(source, comp, layout, survey, options.range_mode, progress, cancel)
+        enc = cls(source, comp, layout, survey, options, progress, cancel)
         enc.trial = trial
         enc._network_start = network_start  # the trial's network time is this compression's too
         return enc
@@ -236,8 +243,9 @@ class EncodePass(StripPass):
         return (clipped if strip.invalid is None else np.where(strip.invalid, base, clipped)).astype(np.float32)
 
     def code_refinement(self, target: np.ndarray, base: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """The refinement layer's (payload, refined image), its rate-distortion decisions weighted for SSIM."""
-        return refine.encode(target, base, self.layout.refine_step_db, ssim_span=self.layout.rng.span)
+        """The refinement layer's (payload, refined image), its rate-distortion decisions weighted for SSIM
+        unless tuned for PSNR."""
+        return refine.encode(target, base, self.layout.refine_step_db, ssim_span=self.ssim_span)
 
     def refine(self, strip: Strip) -> None:
         """Code what the base missed against the original."""

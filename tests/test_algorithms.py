@@ -133,6 +133,20 @@ def test_compress_to_a_target_bpp(provider, scene, tiny_model_path, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.sarz"]
 
 
+def test_compress_tuned_for_psnr(provider, scene, tiny_model_path, tmp_path):
+    """TUNE "psnr" reaches the engine: at the same quality the file differs from the default (ssim) one."""
+    import processing
+
+    params = {"INPUT": str(scene), "MODEL_FILE": str(tiny_model_path), "BASE": "flat", "QUALITY": 4}
+    bpp = {
+        tune: processing.run(
+            "sar_compressor:compress", {**params, "TUNE": tune, "OUTPUT": str(tmp_path / f"{tune}.sarz")}
+        )["BPP"]
+        for tune in ("ssim", "psnr")
+    }
+    assert bpp["psnr"] != bpp["ssim"]
+
+
 def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, scene, tiny_model_path, tmp_path):
     import processing
 

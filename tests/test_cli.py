@@ -78,6 +78,19 @@ def test_compress_to_a_target_bpp(scene, tiny_model_path, tmp_path, capsys):
     assert "below what this raster can be coded in" in capsys.readouterr().err
 
 
+def test_compress_tuned_for_psnr(scene, tiny_model_path, tmp_path, capsys):
+    """--tune psnr leaves the SSIM weights out: a different file at the same quality; a bad choice exits 2."""
+    sizes = {}
+    for tune in ("ssim", "psnr"):
+        out = tmp_path / f"{tune}.sarz"
+        args = ["compress", str(scene), str(out), "--model", str(tiny_model_path), "--base", "flat", "--quality", "4"]
+        assert main(["-q", *args, "--tune", tune]) == 0
+        sizes[tune] = out.stat().st_size
+    assert sizes["psnr"] != sizes["ssim"]
+    assert main(["-q", *args, "--tune", "mse"]) == 2
+    assert "invalid choice: 'mse'" in capsys.readouterr().err
+
+
 def test_decompress_info_evaluate(sarz, scene, tiny_model_path, tmp_path, capsys):
     out = tmp_path / "dec.tif"
     assert main(["-q", "decompress", str(sarz), str(out), "--model", str(tiny_model_path), "--cog"]) == 0

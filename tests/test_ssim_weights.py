@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sar_compressor.engine import codec, ssim_weights
+from sar_compressor.engine.errors import InputError
 from sar_compressor.engine.metrics import SSIM_WINDOW, _gaussian_kernel
 
 
@@ -67,3 +68,20 @@ def test_the_encoder_weighs_with_the_rasters_range(monkeypatch):
     result = codec.compress_array(intensity, quality=3, kind="intensity")
     rng = codec.read_header(result.data)["range"]
     assert spans and all(s == pytest.approx(rng["vmax"] - rng["vmin"]) for s in spans)
+
+
+def test_tuned_for_psnr_the_encoder_weighs_nothing(monkeypatch):
+    """tune="psnr": no weights, a different (smaller, at the same quality) file that decodes the same way;
+    an unknown tune is an InputError naming the choices."""
+    calls = []
+    original = ssim_weights.pixel_weights
+    monkeypatch.setattr(ssim_weights, "pixel_weights", lambda t, span: calls.append(span) or original(t, span))
+    intensity = 10.0 ** (_calm_and_busy((128, 128)) / 10.0)
+    psnr = codec.compress_array(intensity, quality=3, kind="intensity", base="flat", tune="psnr")
+    assert calls == []
+    ssim = codec.compress_array(intensity, quality=3, kind="intensity", base="flat")
+    assert calls and len(psnr.data) < len(ssim.data)
+    for result in (psnr, ssim):
+        np.testing.assert_array_equal(codec.decompress_array(result.data), result.reconstruction)
+    with pytest.raises(InputError, match="tune must be one of ssim, psnr, got 'mse'"):
+        codec.compress_array(intensity, quality=3, kind="intensity", tune="mse")

@@ -239,7 +239,9 @@ def _alpha_code(target: np.ndarray, base: np.ndarray) -> int:
 
 
 def _quantize(c: np.ndarray, step: float) -> np.ndarray:
-    return (np.sign(c) * np.floor(np.abs(c) / step + 0.5 - DEAD_ZONE)).astype(np.int64)
+    """int32: a strip's symbols are as many as its pixels (peak memory); |values| stay far below 2**31 (the
+    clipped dB range over a step of at least 0.002 of it, times the low band's gain of 2**LEVELS)."""
+    return (np.sign(c) * np.floor(np.abs(c) / step + 0.5 - DEAD_ZONE)).astype(np.int32)
 
 
 def _band_weights(target: np.ndarray, ssim_span: Optional[float], shapes: list[tuple[int, int]]) -> list[Any]:

@@ -36,6 +36,23 @@ def test_wavelet_is_nearly_orthonormal():
     assert all(0.9 < n < 1.15 for n in norms), norms
 
 
+@pytest.mark.parametrize("levels", [0, 1, 3])
+def test_synthesis_norms_are_those_of_2d_impulses(levels):
+    """The separable (1-D product) norms equal the norm of each subband's 2-D impulse synthesised in full."""
+    n = 2 ** (levels + 4)
+    zero_ll, zero_details = wavelet.forward(np.zeros((n, n)), levels)
+
+    def norm_with_impulse(band: int) -> float:
+        bands = [zero_ll.copy()] + [b.copy() for trio in zero_details for b in trio]
+        bands[band][bands[band].shape[0] // 2, bands[band].shape[1] // 2] = 1.0
+        details = [tuple(bands[1 + 3 * i : 4 + 3 * i]) for i in range(levels)]
+        return float(np.linalg.norm(wavelet.inverse(bands[0], details)))
+
+    ll_norm, per_level = wavelet.synthesis_norms(levels)
+    expected = [norm_with_impulse(k) for k in range(1 + 3 * levels)]
+    assert np.allclose([ll_norm] + [v for trio in per_level for v in trio], expected, rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("shape", [(256, 300), (131, 77), (5, 9), (1, 7)])
 def test_decode_equals_the_encoders_refined_image(shape):
     target, base = _pair(shape)

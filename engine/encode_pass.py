@@ -115,7 +115,7 @@ class EncodePass(StripPass):
     ):
         super().__init__(comp, layout, progress, cancel, passes=2)
         self.source, self.survey, self.range_mode = source, survey, options.range_mode
-        self.ssim_span = layout.rng.span if options.tune == "ssim" else None
+        self.ssim = survey.ssim if options.tune == "ssim" else None
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
         self.n_valid = self.n_clipped = self.n_bright = 0
@@ -139,7 +139,7 @@ class EncodePass(StripPass):
         pp.check_dtype(source.info.dtype)
         if survey is None:
             model_range = pp.Range(comp.loaded.vmin, comp.loaded.vmax) if options.range_mode == "model" else None
-            survey = survey_band(source.info, source.read, options.kind, model_range)
+            survey = survey_band(source.info, source.read, options.kind, model_range, ssim=options.tune == "ssim")
         layout = Layout(
             width=source.info.width,
             height=source.info.height,
@@ -245,7 +245,7 @@ class EncodePass(StripPass):
     def code_refinement(self, target: np.ndarray, base: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The refinement layer's (payload, refined image), its rate-distortion decisions weighted for SSIM
         unless tuned for PSNR."""
-        return refine.encode(target, base, self.layout.refine_step_db, ssim_span=self.ssim_span)
+        return refine.encode(target, base, self.layout.refine_step_db, ssim=self.ssim)
 
     def refine(self, strip: Strip) -> None:
         """Code what the base missed against the original."""

@@ -244,12 +244,14 @@ def _quantize(c: np.ndarray, step: float) -> np.ndarray:
     return (np.sign(c) * np.floor(np.abs(c) / step + 0.5 - DEAD_ZONE)).astype(np.int32)
 
 
-def _band_weights(target: np.ndarray, ssim_span: Optional[float], shapes: list[tuple[int, int]]) -> list[Any]:
+def _band_weights(
+    target: np.ndarray, ssim: Optional[ssim_weights.SsimScale], shapes: list[tuple[int, int]]
+) -> list[Any]:
     """Each subband's error weights (coding order): SSIM's, pooled over each level's footprint; 1.0 without."""
-    if ssim_span is None:
+    if ssim is None:
         return [1.0] * len(shapes)
     levels = (len(shapes) - 1) // 3
-    weights = ssim_weights.pixel_weights(target, ssim_span)
+    weights = ssim_weights.pixel_weights(target, ssim)
     per_level = ssim_weights.pooled(weights, levels)[::-1]  # coarsest first, as the subbands
     low = per_level[0] if levels else weights  # the low band has the coarsest level's footprint
     return [_fit(low, shapes[0])] + [_fit(per_level[(k - 1) // 3], s) for k, s in enumerate(shapes) if k]
@@ -297,11 +299,11 @@ def _rebuild(base: _Bands, alphas: list[int], symbols: list[np.ndarray], step: f
 
 
 def encode(
-    target: np.ndarray, base: np.ndarray, step: float, ssim_span: Optional[float] = None
+    target: np.ndarray, base: np.ndarray, step: float, ssim: Optional[ssim_weights.SsimScale] = None
 ) -> tuple[bytes, np.ndarray]:
     """(payload, refined image): `target` coded against the decoder's `base` at quantizer `step` (units of
-    the arrays). With `ssim_span` (the data range SSIM is measured over) its rate-distortion decisions weigh
-    each pixel's error where SSIM is sensitive (ssim_weights), else plain squared error. The refined image is
+    the arrays). With `ssim` (the raster's scale, from pass 1) its rate-distortion decisions weigh each
+    pixel's error where SSIM is sensitive (ssim_weights), else plain squared error. The refined image is
     what `decode(payload, base, step)` returns: the decoder needs no weights."""
     levels = levels_for(target.shape)
     t, b = _Bands.of(target, levels), _Bands.of(base, levels)
@@ -310,7 +312,7 @@ def encode(
     residuals = [tb - bb * (a / ALPHA_DENOMINATOR) for tb, bb, a in zip(t.bands, b.bands, alphas)]
     del t  # peak memory: a strip's bands are several times its pixels
     symbols = [_quantize(r, s) for r, s in zip(residuals, steps)]
-    band_weights = _band_weights(target, ssim_span, [s.shape for s in symbols])  # after del t: peak memory
+    band_weights = _band_weights(target, ssim, [s.shape for s in symbols])  # after del t: peak memory
     for _ in range(RDO_PASSES):
         _rdo_lower(symbols, residuals, steps, band_weights)
     del residuals, band_weights

@@ -1,23 +1,31 @@
 """Compression pass 1: a bounded, strided sample of a band's valid pixels fixes the input kind, the dB range
 that maps to the network's [0, 1], the linear mean and the fill value for invalid pixels, before any strip is
-encoded (the range must be known for the first strip and stay the same for all)."""
+encoded (the range must be known for the first strip and stay the same for all); bounded tiles of it fix the
+reference of the SSIM weights (ssim_weights), the same for every strip."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
 from . import preprocessing as pp
+from . import ssim_weights
 from .errors import InputError
 from .layout import STRIP_ROWS
+from .metrics import SSIM_WINDOW
 from .raster_io import RasterInfo
 
 RANGE_PERCENTILES = (0.5, 99.9)
 RANGE_MODES = ("percentile", "model")
 SAMPLE_VALUES = pp.MAX_SAMPLE
 """Pass 1 keeps at most about this many pixels (every k-th row and column): bounded memory on any raster."""
+TEXTURE_PIXELS = 1 << 20
+"""The SSIM weights' reference is measured on the whole raster up to this many pixels, else on about this many
+in tiles spread over it: a bounded cost (about 0.2 s)."""
+TEXTURE_TILE = 256
 
 RowReader = Callable[[int, int], np.ndarray]
 """read(row0, row1) -> the band's rows row0..row1-1."""
@@ -29,18 +37,61 @@ class Survey:
     rng: pp.Range
     linear_mean: float
     fill_db: float
+    ssim: Optional[ssim_weights.SsimScale] = None
 
 
-def survey_band(info: RasterInfo, read: RowReader, kind: str, model_range: Optional[pp.Range]) -> Survey:
-    """Kind ("auto" detects it), range (`model_range`, else the sample's percentiles), linear mean, fill."""
-    sample = _sample_valid(info, read)
+def survey_band(
+    info: RasterInfo, read: RowReader, kind: str, model_range: Optional[pp.Range], ssim: bool = False
+) -> Survey:
+    """Kind ("auto" detects it), range (`model_range`, else the sample's percentiles), linear mean, fill; with
+    `ssim`, the SSIM weights' scale."""
+    tiles = _TextureTiles(info) if ssim else None
+    sample = _sample_valid(info, read, tiles)
     description = info.descriptions[0] if info.descriptions else None
     tags = {**info.tags, **(info.band_tags[0] if info.band_tags else {})}
     kind = pp.detect_kind(info.dtype, sample, description, tags) if kind == "auto" else pp.check_kind(kind)
     db = pp.to_db(sample, kind)
     rng = model_range if model_range is not None else _rounded(pp.robust_range(db, *RANGE_PERCENTILES))
     linear_mean = float(np.mean(pp.db_to_linear(db), dtype=np.float64))
-    return Survey(kind, rng, linear_mean, float(np.clip(np.median(db), rng.vmin, rng.vmax)))
+    fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax))
+    scale = None if tiles is None else tiles.scale(kind, rng, fill_db)
+    return Survey(kind, rng, linear_mean, fill_db, scale)
+
+
+class _TextureTiles:
+    """Raw tiles of the band, kept while pass 1 reads it, where the SSIM weights' reference is measured: the
+    whole raster when it is small (then the reference is exactly what the encoder would measure on it), else
+    every k-th of the TEXTURE_TILE squares from the middle rows of the STRIP_ROWS bands."""
+
+    def __init__(self, info: RasterInfo):
+        self.info = info
+        self.whole = info.width * info.height <= TEXTURE_PIXELS
+        bands = math.ceil(info.height / STRIP_ROWS)
+        self.every = max(1, math.ceil(bands * TEXTURE_TILE * info.width / TEXTURE_PIXELS))
+        self.tiles: list[np.ndarray] = []
+
+    def add(self, row0: int, rows: np.ndarray) -> None:
+        if self.whole:
+            self.tiles.append(rows.copy())
+            return
+        top = max(0, (rows.shape[0] - TEXTURE_TILE) // 2)
+        band = rows[top : top + TEXTURE_TILE]
+        k = row0 // STRIP_ROWS
+        first = k * math.ceil(self.info.width / TEXTURE_TILE)  # tiles numbered over the raster, band by band
+        for j, col in enumerate(range(0, self.info.width, TEXTURE_TILE)):
+            if (first + j + k) % self.every == 0:  # + k: staggered from band to band
+                self.tiles.append(band[:, col : col + TEXTURE_TILE].copy())
+
+    def scale(self, kind: str, rng: pp.Range, fill_db: float) -> ssim_weights.SsimScale:
+        """As the encoder sees the pixels: dB clipped to the range, invalid ones at the fill value."""
+        raws = [np.concatenate(self.tiles)] if self.whole else self.tiles
+        blocks = []
+        for raw in raws:
+            valid = pp.valid_mask(raw, self.info.nodata)
+            db = np.clip(pp.to_db(raw, kind), rng.vmin, rng.vmax)
+            blocks.append((np.where(valid, db, np.float32(fill_db)).astype(np.float32), valid))
+        margin = 0 if self.whole else SSIM_WINDOW // 2
+        return ssim_weights.SsimScale(rng.span, ssim_weights.reference(blocks, rng.span, margin))
 
 
 def _rounded(rng: pp.Range) -> pp.Range:
@@ -48,12 +99,15 @@ def _rounded(rng: pp.Range) -> pp.Range:
     return pp.Range(round(rng.vmin, 4), round(rng.vmax, 4))
 
 
-def _sample_valid(info: RasterInfo, read: RowReader) -> np.ndarray:
-    """Every k-th row and column (about SAMPLE_VALUES at most) of the valid pixels, strip by strip."""
+def _sample_valid(info: RasterInfo, read: RowReader, tiles: Optional[_TextureTiles]) -> np.ndarray:
+    """Every k-th row and column (about SAMPLE_VALUES at most) of the valid pixels, strip by strip (and the
+    texture tiles, when asked for)."""
     step = pp.sample_stride(info.height, info.width, SAMPLE_VALUES)
     parts: list[np.ndarray] = []
     for row0 in range(0, info.height, STRIP_ROWS):
         rows = read(row0, min(row0 + STRIP_ROWS, info.height))
+        if tiles is not None:
+            tiles.add(row0, rows)
         grid = rows[(-row0) % step :: step, ::step]
         picked = grid[pp.valid_mask(grid, info.nodata)]
         if picked.size == 0:  # sparse data between the grid points: still let it count

@@ -432,9 +432,10 @@ def _peak_bytes(tmp_path, comp, height: int) -> int:
 @pytest.mark.slow
 def test_memory_does_not_grow_with_height(tmp_path, comp, monkeypatch):
     """Peak numpy allocation (tracemalloc) for 3072 rows stays that of 1024 rows (both fill the rolling window
-    of strips). The pass-1 sample is bounded on its own (4M values) and strips by their pixels (4M); both are
-    made small here so that only the streaming part is compared."""
+    of strips). The pass-1 sample and texture tiles are bounded on their own (4M values, 1M pixels) and strips
+    by their pixels (4M); all are made small here so that only the streaming part is compared."""
     monkeypatch.setattr(survey, "SAMPLE_VALUES", 16384)
+    monkeypatch.setattr(survey, "TEXTURE_PIXELS", 16384)
     monkeypatch.setattr(layout_module, "STRIP_PIXELS", 256 * 512)
     small, large = _peak_bytes(tmp_path, comp, 1024), _peak_bytes(tmp_path, comp, 3072)
     assert large < 1.25 * small, (small, large)

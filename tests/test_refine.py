@@ -115,9 +115,10 @@ def test_weights_keep_more_where_they_are_high(monkeypatch):
     step = 8.0  # coarse: where plain rate-distortion quantization lowers many values
     weights = np.ones(target.shape, np.float32)
     weights[:, :64] = ssim_weights.MAX_WEIGHT
-    monkeypatch.setattr(ssim_weights, "pixel_weights", lambda t, span: weights if span == 30.0 else None)
+    scale = ssim_weights.SsimScale(30.0, 1.0)
+    monkeypatch.setattr(ssim_weights, "pixel_weights", lambda t, s: weights if s == scale else None)
     plain = refine.encode(target, base, step)
-    weighted = refine.encode(target, base, step, ssim_span=30.0)
+    weighted = refine.encode(target, base, step, ssim=scale)
 
     def sse(refined: np.ndarray, cols: slice) -> float:
         return float(np.sum((refined[:, cols] - target[:, cols]) ** 2))

@@ -1,9 +1,9 @@
 """compress_file / decompress_file: the one entry point for the plugin, the CLI and the benchmark.
 
 Compression streams a raster twice, strip by strip (512 rows), never holding it whole:
-1. a strided sample of valid pixels -> input kind, robust dB range, linear mean (survey); the base that the
-   refinement layer is coded over (the network's output or a flat image) is fixed then too, by a trial on
-   sample strips unless the caller names it (base_choice);
+1. a strided sample of valid pixels -> input kind, robust dB range, linear mean, and bounded tiles -> the SSIM
+   weights' reference (survey); the base that the refinement layer is coded over (the network's output or a
+   flat image) is fixed then too, by a trial on sample strips unless the caller names it (base_choice);
 2. per strip: read with a 32-row halo -> dB -> [0, 1] -> encoder -> quantize -> entropy-code (network base
    only). The quantized latents are decoded again at once (strip_window: a rolling window of strips gives the
    decoder its latent halo), so the chunk can carry what the base gets wrong: a wavelet refinement layer at

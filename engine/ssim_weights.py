@@ -1,17 +1,16 @@
 """Where SSIM is sensitive: weights for the refinement layer's rate-distortion decisions (encoder only).
 
-SSIM's contrast-structure term loses about e^2 / (2 sigma^2 + C2) for an added squared error e^2, sigma^2 being
-the original's variance over SSIM's own window: the same error costs far more SSIM in a quiet area (calm or
-clipped dark water, a flat field) than in a busy one (urban, speckle at full strength). Rate-distortion
-quantization that weighs every error alike strips the quiet areas of their texture first. Here an error
-weighs that sensitivity relative to the one at the raster's 70th percentile of local variance, and never less
-than plain squared error: the busiest 30 % of the raster is coded as before, quieter areas keep more of their
-texture, and rate control pays for it with a slightly coarser step. The reference is the raster's, measured once
-in pass 1 (`reference`), not each strip's: with a per-strip reference, continuous texture beside calm water in
-one strip and beside a city in the next was coded 1.3 dB / 0.26 SSIM better in the second, a visible step at
-the strip boundary. Measured by make bench on the real crops coded to
-0.25 / 0.5 / 1 bpp, against the same codec without them (tune="psnr"): SSIM +0.0016 to +0.023, PSNR -0.01 to
--0.16 dB (mean -0.07); single-look C11 at 0.5 bpp SSIM 0.511 -> 0.534, from below JPEG 2000's to above.
+SSIM's contrast-structure term loses about e^2 / (2 sigma^2 + C2) for an added squared error e^2, sigma^2 being the
+original's variance over SSIM's own window: the same error costs far more SSIM in a quiet area (calm or clipped dark
+water, a flat field) than in a busy one (urban, speckle at full strength). Rate-distortion quantization that weighs
+every error alike strips the quiet areas of their texture first. Here an error weighs that sensitivity relative to
+the one at the raster's 70th percentile of local variance, and never less than plain squared error: the busiest 30 %
+of the raster is coded as before, quieter areas keep more of their texture, and rate control pays for it with a
+slightly coarser step. The reference is the raster's, measured once in pass 1 (`reference`), not each strip's: with
+a per-strip reference, continuous texture beside calm water in one strip and beside a city in the next was coded 1.3
+dB / 0.26 SSIM better in the second, a visible step at the strip boundary. Measured by make bench on the real crops
+coded to 0.25 / 0.5 / 1 bpp, against the same codec without them (tune="psnr"): SSIM +0.0016 to +0.023, PSNR -0.01
+to -0.16 dB (mean -0.07); single-look C11 at 0.5 bpp SSIM 0.511 -> 0.534, from below JPEG 2000's to above.
 The decoder neither knows nor needs the weights; refine.encode computes them once a strip's wavelet bands
 are built (peak memory).
 """

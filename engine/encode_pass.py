@@ -86,17 +86,17 @@ class EncodeOptions:
             raise ModelError(
                 f"model {comp.loaded.name} has {comp.n_qualities} levels, quality {self.quality} needs more"
             )
-        if self.range_mode not in RANGE_MODES:
-            raise InputError(f"range mode must be one of {', '.join(RANGE_MODES)}, got {self.range_mode!r}")
-        if self.mean_correction not in MEAN_CORRECTIONS:
-            raise InputError(
-                f"mean correction must be one of {', '.join(MEAN_CORRECTIONS)}, got {self.mean_correction!r}"
-            )
-        if self.base not in BASE_OPTIONS:
-            raise InputError(f"base must be one of {', '.join(BASE_OPTIONS)}, got {self.base!r}")
-        if self.tune not in TUNES:
-            raise InputError(f"tune must be one of {', '.join(TUNES)}, got {self.tune!r}")
+        _check_choice("range mode", self.range_mode, RANGE_MODES)
+        _check_choice("mean correction", self.mean_correction, MEAN_CORRECTIONS)
+        _check_choice("base", self.base, BASE_OPTIONS)
+        _check_choice("tune", self.tune, TUNES)
         return level if self.refine_step is None else replace(level, refine_step=self.refine_step)
+
+
+def _check_choice(label: str, value: str, choices: tuple[str, ...]) -> None:
+    """InputError naming the option, its choices and what was given."""
+    if value not in choices:
+        raise InputError(f"{label} must be one of {', '.join(choices)}, got {value!r}")
 
 
 class EncodePass(StripPass):

@@ -110,7 +110,8 @@ class _Sums:
 
 
 # --- SSIM family ---
-def _gaussian_kernel(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+def gaussian_kernel(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """SSIM's 1-D gaussian window (11 taps, sigma 1.5), normalised: the metric and the encoder's weights share it."""
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
     k = np.exp(-(x**2) / (2.0 * sigma**2))
     return k / k.sum()
@@ -134,7 +135,7 @@ def _ssim_sums(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[float, f
 
     Images are in [0, 1] (data range 1); works on row strips (with an 10-row halo) to bound memory.
     """
-    k = _gaussian_kernel()
+    k = gaussian_kernel()
     ones = np.ones(SSIM_WINDOW)
     c1, c2 = SSIM_K1**2, SSIM_K2**2
     halo = SSIM_WINDOW - 1

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
+from .metrics import SSIM_K2, SSIM_WINDOW, gaussian_kernel
 
 TUNES = ("ssim", "psnr")
 """What an encoder's rate-distortion decisions weigh: these weights, or plain squared error."""
@@ -36,9 +36,7 @@ def _blur(x: np.ndarray) -> np.ndarray:
     """SSIM's gaussian window (11 taps, sigma 1.5), separable, mirrored at the edges (repeatedly on strips
     narrower than the window)."""
     r = SSIM_WINDOW // 2
-    t = np.arange(-r, r + 1, dtype=np.float32)
-    k = np.exp(-(t * t) / (2.0 * SSIM_SIGMA**2))
-    k /= k.sum()
+    k = gaussian_kernel().astype(np.float32)
     for axis in (0, 1):
         p = np.moveaxis(np.pad(x, [(r, r) if a == axis else (0, 0) for a in (0, 1)], mode="reflect"), axis, 0)
         n = p.shape[0] - 2 * r
@@ -75,7 +73,7 @@ def reference(blocks: list[tuple[np.ndarray, np.ndarray]], span: float, margin: 
         s = sensitivity(db, span)
         inner = tuple(slice(margin, n - margin) if n > 4 * margin else slice(0, n) for n in s.shape)
         values.append(s[inner][valid[inner]])
-    pooled_values = np.concatenate(values) if values else np.zeros(0, np.float32)
+    pooled_values = np.concatenate(values)
     if pooled_values.size == 0:
         return float(1.0 / (SSIM_K2 * span) ** 2)
     return float(np.quantile(pooled_values, BUSY_FRACTION))

@@ -10,7 +10,7 @@ import pytest
 from sar_compressor.engine import codec, layout, ssim_weights, survey
 from sar_compressor.engine import preprocessing as pp
 from sar_compressor.engine.errors import InputError
-from sar_compressor.engine.metrics import SSIM_WINDOW, _gaussian_kernel
+from sar_compressor.engine.metrics import SSIM_WINDOW, gaussian_kernel
 from sar_compressor.engine.raster_io import RasterInfo
 
 
@@ -26,7 +26,7 @@ def test_blur_is_ssims_gaussian_window():
     x = np.random.default_rng(0).normal(size=(23, 31)).astype(np.float32)
     r = SSIM_WINDOW // 2
     p = np.pad(x.astype(np.float64), r, mode="reflect")
-    k2 = np.outer(_gaussian_kernel(), _gaussian_kernel())
+    k2 = np.outer(gaussian_kernel(), gaussian_kernel())
     expected = np.array(
         [[np.sum(p[i : i + SSIM_WINDOW, j : j + SSIM_WINDOW] * k2) for j in range(31)] for i in range(23)]
     )

@@ -25,7 +25,7 @@ help:
 	@echo "make test     ruff + pytest, headless"
 	@echo "make demo     simulate a SAR scene (or INPUT=file.tif), compress, decompress, evaluate, PNG"
 	@echo "make bench    rate-distortion vs JPEG 2000, speed and memory -> bench/results/"
-	@echo "make train    retrain a bundled model from scratch (MODEL=baseline|resnet_lite_v2, TRAIN_ARGS=...)"
+	@echo "make train    retrain the bundled learned models (none is bundled today)"
 	@echo "make package  plugin zip for the QGIS plugin repository -> $(DIST)"
 	@echo "make deploy   copy the plugin into QGIS_PLUGIN_DIR=$(QGIS_PLUGIN_DIR)"
 	@echo "make clean    remove venv, caches and build outputs"
@@ -64,10 +64,8 @@ demo: setup
 bench: setup
 	$(PY) -m sar_compressor.bench.run $(BENCH_ARGS)
 
-MODEL ?= baseline
-train: setup
-	$(PY) -m sar_compressor.training.train --model $(MODEL) --out training/runs/$(MODEL) \
-	  --export resources/models/$(MODEL).pt $(TRAIN_ARGS)
+train:
+	@echo "No learned model is bundled: the autoencoder base was retired in .sarz format 6 (resources/models/MODELS.md)."
 
 package:
 	@rm -rf build/package && mkdir -p build/package/$(PLUGIN_NAME) dist

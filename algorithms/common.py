@@ -23,7 +23,6 @@ from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterRasterLayer,
     QgsProviderRegistry,
     QgsRasterLayer,
@@ -31,7 +30,6 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..engine.catalog import list_models
 from ..engine.errors import CancelledError, SARCompressorError
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
@@ -39,14 +37,12 @@ ICON_PATH = PLUGIN_DIR / "resources" / "icon.svg"
 
 # import name -> pip package name, for the advice
 REQUIRED_MODULES = {
-    "torch": "torch",
     "constriction": "constriction",
     "rasterio": "rasterio",
     "matplotlib": "matplotlib",
 }
-CODEC_MODULES = ("torch", "constriction", "rasterio")  # compress, decompress
-METRICS_MODULES = ("rasterio", "matplotlib")  # evaluate: no torch needed
-DEVICES = ("auto", "cpu", "cuda")
+CODEC_MODULES = ("constriction", "rasterio")  # compress, decompress
+METRICS_MODULES = ("rasterio", "matplotlib")  # evaluate
 GROUPS = {"compression": "Compression", "quality": "Quality assessment"}  # Processing toolbox group id -> name
 
 
@@ -66,7 +62,7 @@ def missing_dependencies(modules: Iterable[str] = tuple(REQUIRED_MODULES)) -> li
 def dependency_message(missing: list[str]) -> str:
     """One sentence naming what is missing and the command that installs it."""
     packages = " ".join(REQUIRED_MODULES[name] for name in missing)
-    names = ", ".join("PyTorch" if name == "torch" else name for name in missing)
+    names = ", ".join(missing)
     return (
         f"SAR Compressor needs {names}: run `python3 -m pip install {packages}` in the Python that QGIS uses "
         "(on Windows in the OSGeo4W Shell), then restart QGIS."
@@ -90,11 +86,6 @@ def import_dependencies(modules: Iterable[str]) -> None:
             importlib.import_module(name)
         except Exception as exc:  # broken installs raise OSError, RuntimeError..., not only ImportError
             raise QgsProcessingException(f"{name} could not be imported ({exc}). {dependency_message([name])}") from exc
-
-
-def bundled_models() -> list[str]:
-    """Model choices: 'default' (the engine's DEFAULT_MODEL) then the bundled weights, found without torch."""
-    return ["default", *list_models()]
 
 
 def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
@@ -262,23 +253,6 @@ class SARAlgorithm(QgsProcessingAlgorithm):
         param.setUsesStaticStrings(True)
         return param
 
-    def add_device_parameter(self) -> None:
-        self.advanced(self.static_enum("DEVICE", "Device", DEVICES, "auto"))
-
-    def add_model_file_parameter(self, help_text: str) -> None:
-        param = QgsProcessingParameterFile(
-            "MODEL_FILE",
-            self.tr("Model file (.pt)"),
-            behavior=QgsProcessingParameterFile.File,
-            fileFilter="PyTorch checkpoints (*.pt *.pth)",
-            optional=True,
-        )
-        param.setHelp(help_text)
-        self.advanced(param)
-
-    def model_file(self, parameters: dict, context: QgsProcessingContext) -> Optional[str]:
-        return self.parameterAsFile(parameters, "MODEL_FILE", context) or None
-
     def engine(self, name: str) -> ModuleType:
         """The engine module `name`, after checking this algorithm's dependencies (worker thread)."""
         require_dependencies(self.DEPENDENCIES)
@@ -293,8 +267,4 @@ class SARAlgorithm(QgsProcessingAlgorithm):
                 stats = function(*args, progress=progress, cancel=cancel, log=feedback.pushInfo, **kwargs)
         except CancelledError:
             return None
-        feedback.pushInfo(f"Device: {stats.device_name}")  # the engine logged the rest through `log`
         return stats
-
-    def device(self, parameters: dict, context: QgsProcessingContext) -> str:
-        return self.parameterAsEnumString(parameters, "DEVICE", context) or "auto"

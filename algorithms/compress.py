@@ -10,10 +10,9 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
-from ..engine.base_choice import BASE_OPTIONS
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from ..engine.ssim_weights import TUNES
-from .common import SARAlgorithm, bundled_models, cancelled, engine_errors, fmt_number, geotiff_path
+from .common import SARAlgorithm, cancelled, engine_errors, fmt_number, geotiff_path
 from .styling import source_renderer, style_on_load
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex")
@@ -38,8 +37,7 @@ class CompressAlgorithm(SARAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
             "Compresses one band of a SAR raster (intensity, amplitude, dB or complex SLC) into a .sarz file "
-            "with a wavelet refinement layer coded over a base: the learned network's reconstruction where a "
-            "trial says it pays for its bits, else a flat image. The file keeps CRS, geotransform, dtype and "
+            "with a wavelet coder in the dB domain. The file keeps CRS, geotransform, dtype and "
             "nodata, so 'Decompress SAR raster' restores a georeferenced GeoTIFF.\n\n"
             f"Quality 1 gives the smallest file, {N_QUALITIES} the best fidelity: a wavelet refinement layer, "
             "finer at each quality, codes what its base misses. A target in bits per pixel (above 0) replaces "
@@ -49,10 +47,9 @@ class CompressAlgorithm(SARAlgorithm):
             "Optionally writes the reconstruction (what decompression will give) and reports its PSNR and "
             "SSIM (dB domain, over the original's 0.5-99.5 percentile range) and its mean ratio (mean linear "
             "backscatter of the reconstruction / of the original, 1 = unbiased).\n\n"
-            "Advanced: a checkpoint file overrides the bundled model; the mean correction restores the "
+            "Advanced: the mean correction restores the "
             "linear backscatter mean per block of about 64x64 pixels (block), per raster (global) or not "
-            "at all (none); the base is what the refinement layer refines: the network's reconstruction, a "
-            "flat image (no network), or auto (a trial on a few strips keeps the cheaper); tune for ssim "
+            "at all (none); tune for ssim "
             "(errors weigh more in quiet areas, which keep some texture) or psnr (plain squared error: a "
             "little more PSNR, less SSIM)."
         )
@@ -62,8 +59,6 @@ class CompressAlgorithm(SARAlgorithm):
             "INPUT", "Input SAR raster", "BAND", "Band (required when the raster has more than one)"
         )
         self.addParameter(self.static_enum("KIND", "Input kind", KINDS, "auto"))
-        models = bundled_models()
-        self.addParameter(self.static_enum("MODEL", "Model", models, models[0]))
         self.addParameter(
             QgsProcessingParameterNumber(
                 "QUALITY",
@@ -83,12 +78,9 @@ class CompressAlgorithm(SARAlgorithm):
                 minValue=0.0,
             )
         )
-        self.add_model_file_parameter(self.tr("A checkpoint (.pt) to use instead of the bundled model."))
-        self.add_device_parameter()
         self.advanced(
             self.static_enum("MEAN_CORRECTION", "Mean correction (linear backscatter)", MEAN_CORRECTIONS, "block")
         )
-        self.advanced(self.static_enum("BASE", "Base of the refinement layer", BASE_OPTIONS, "auto"))
         self.advanced(self.static_enum("TUNE", "Tune for (what rate-distortion decisions favour)", TUNES, "ssim"))
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -128,13 +120,10 @@ class CompressAlgorithm(SARAlgorithm):
             steps,
             self._source,
             output,
-            model=self.model_file(parameters, context) or self.parameterAsEnumString(parameters, "MODEL", context),
             quality=self.parameterAsInt(parameters, "QUALITY", context),
             band=self._band,
             kind=kind,
-            device=self.device(parameters, context),
             mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
-            base=self.parameterAsEnumString(parameters, "BASE", context),
             target_bpp=self.parameterAsDouble(parameters, "TARGET_BPP", context) or None,
             tune=self.parameterAsEnumString(parameters, "TUNE", context),
             reconstruction=reconstruction,

@@ -22,8 +22,6 @@ class DecompressAlgorithm(SARAlgorithm):
             "Decompresses a .sarz file written by 'Compress SAR raster' into a GeoTIFF with the "
             "original CRS, geotransform, data type and nodata. Complex (SLC) input comes back as float32 "
             "intensity.\n\n"
-            "The model is named in the file and found among the bundled models; a checkpoint file (advanced) "
-            "is only needed for files made with a model that is not bundled. Its checksum must match.\n\n"
             "Advanced: write a Cloud Optimized GeoTIFF (with overviews)."
         )
 
@@ -35,10 +33,6 @@ class DecompressAlgorithm(SARAlgorithm):
                 behavior=QgsProcessingParameterFile.File,
                 fileFilter=self.tr("SAR Compressor files (*.sarz)"),
             )
-        )
-        self.add_device_parameter()
-        self.add_model_file_parameter(
-            self.tr("The checkpoint (.pt) the file was compressed with, when it is not a bundled model.")
         )
         cog = QgsProcessingParameterBoolean("COG", self.tr("Write a Cloud Optimized GeoTIFF"), defaultValue=False)
         self.advanced(cog)
@@ -54,8 +48,6 @@ class DecompressAlgorithm(SARAlgorithm):
             feedback,
             source,
             output,
-            device=self.device(parameters, context),
-            model=self.model_file(parameters, context),
             cog=self.parameterAsBoolean(parameters, "COG", context),
         )
         return {"OUTPUT": output} if stats is not None else cancelled(feedback)

@@ -1,6 +1,6 @@
 """`make demo`: simulate (or take) a SAR raster, compress, decompress, evaluate, and draw a side-by-side PNG.
 
-python -m sar_compressor.bench.demo [--input TIF] [--out out/demo] [--model NAME|PATH] [--quality N]
+python -m sar_compressor.bench.demo [--input TIF] [--out out/demo] [--quality N]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..engine.errors import ModelError, SARCompressorError
+from ..engine.errors import SARCompressorError
 from ..engine.quality import DEFAULT_QUALITY
 
 DEMO_SIZE = 1024
@@ -40,26 +40,22 @@ def _central_crop_db(path: Path, kind: str, band: int = 1, size: int = PNG_CROP)
 def run(
     out: Path,
     input_path: Optional[Path] = None,
-    model: Optional[str] = None,
     quality: int = DEFAULT_QUALITY,
-    device: str = "auto",
     size: int = DEMO_SIZE,
     band: int = 1,
 ) -> dict:
     """The whole demo; returns the figures it prints (also written to out/demo.json)."""
     from ..engine.codec import compress_file, decompress_file
     from ..engine.metrics import evaluate_files, render_side_by_side
-    from ..engine.models.checkpoint import resolve_model
     from ..engine.simulate import write_scene
 
-    resolve_model(model)  # fail before simulating anything when the model is missing
     out.mkdir(parents=True, exist_ok=True)
     if input_path is None:
         input_path = write_scene(out / "scene.tif", size, size, looks=1, seed=0, kind="intensity")
         print(f"simulated a georeferenced {size}x{size} single-look intensity scene: {input_path}")
     sarz, recon = out / f"{input_path.stem}.sarz", out / f"{input_path.stem}_reconstruction.tif"
-    cstats = compress_file(input_path, sarz, model=model, quality=quality, band=band, device=device, log=print)
-    dstats = decompress_file(sarz, recon, model=model, device=device, log=print)
+    cstats = compress_file(input_path, sarz, quality=quality, band=band, log=print)
+    dstats = decompress_file(sarz, recon, log=print)
     metrics = evaluate_files(input_path, recon, band=band, reconstruction_band=1)
     png = render_side_by_side(
         _central_crop_db(input_path, metrics["kind"], band),
@@ -82,7 +78,7 @@ def run(
     print(
         f"\nratio {cstats.ratio:.1f}:1 | {cstats.bpp:.4f} bpp | PSNR {metrics['psnr_db']:.2f} dB | "
         f"SSIM {metrics['ssim']:.4f} | mean ratio {metrics['mean_ratio']:.4f} | "
-        f"compress {cstats.seconds:.1f} s, decompress {dstats.seconds:.1f} s on {cstats.device_name}"
+        f"compress {cstats.seconds:.1f} s, decompress {dstats.seconds:.1f} s"
     )
     print(f"picture: {png}")
     return report
@@ -92,17 +88,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sar_compressor.bench.demo", description=__doc__.splitlines()[0])
     p.add_argument("--input", type=Path, default=None, help="raster to use instead of a simulated scene")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
-    p.add_argument("--model", default=None, help="model name or checkpoint path (default: the bundled one)")
     p.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--size", type=int, default=DEMO_SIZE, help="side of the simulated scene")
     p.add_argument("--band", type=int, default=1, help="band of a multi-band --input (default 1)")
     args = p.parse_args(argv)
     try:
-        run(args.out, args.input, args.model, args.quality, args.device, args.size, args.band)
-    except ModelError as exc:
-        print(f"error: {exc}. Train one with `make train` or pass --model PATH.", file=sys.stderr)
-        return 2
+        run(args.out, args.input, args.quality, args.size, args.band)
     except SARCompressorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """Peak memory of one codec step, measured in a fresh subprocess: no step inherits another's high-water mark.
 
 The parent calls `measure(...)`; the child (`python -m sar_compressor.bench.memory STEP SRC DST ...`) loads
-the model, notes its resident memory, runs compress_file or decompress_file and prints one JSON line with its
+the engine, notes its resident memory, runs compress_file or decompress_file and prints one JSON line with its
 peak RSS (VmHWM from /proc, else getrusage) and the codec's stats.
 """
 
@@ -36,10 +36,9 @@ def peak_rss() -> int:
     return maxrss if sys.platform == "darwin" else maxrss * 1024  # bytes on macOS, KiB on Linux
 
 
-def measure(step: str, src: Path, dst: Path, model: str, quality: int, device: str, timeout: float) -> dict:
+def measure(step: str, src: Path, dst: Path, quality: int, timeout: float) -> dict:
     """Run one step in a subprocess; its JSON report plus the wall time seen from outside."""
-    cmd = [sys.executable, "-m", "sar_compressor.bench.memory", step, str(src), str(dst)]
-    cmd += ["--model", str(model), "--quality", str(quality), "--device", device]
+    cmd = [sys.executable, "-m", "sar_compressor.bench.memory", step, str(src), str(dst), "--quality", str(quality)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - start
@@ -51,7 +50,7 @@ def measure(step: str, src: Path, dst: Path, model: str, quality: int, device: s
     return report
 
 
-def large_raster(size: int, model: str, quality: int, device: str, workdir: Path, timeout: float) -> dict:
+def large_raster(size: int, quality: int, workdir: Path, timeout: float) -> dict:
     """Peak RSS compressing and decompressing a size x size float32 scene (written in strips, deleted)."""
     from ..engine.simulate import write_scene
 
@@ -64,8 +63,8 @@ def large_raster(size: int, model: str, quality: int, device: str, workdir: Path
         start = time.perf_counter()
         write_scene(src, size, size, looks=1, seed=7)
         generate_s = time.perf_counter() - start
-        compress = measure("compress", src, sarz, model, quality, device, timeout)
-        decompress = measure("decompress", sarz, out, model, quality, device, timeout)
+        compress = measure("compress", src, sarz, quality, timeout)
+        decompress = measure("decompress", sarz, out, quality, timeout)
         file_bytes = {"input": src.stat().st_size, "sarz": sarz.stat().st_size, "output": out.stat().st_size}
     finally:
         for path in (src, sarz, out):
@@ -73,7 +72,6 @@ def large_raster(size: int, model: str, quality: int, device: str, workdir: Path
     raster_bytes = size * size * 4
     return {
         "size": size,
-        "device": device,
         "raster_bytes": raster_bytes,
         "file_bytes": file_bytes,
         "generate_s": generate_s,
@@ -86,23 +84,15 @@ def large_raster(size: int, model: str, quality: int, device: str, workdir: Path
 
 def _child(args: argparse.Namespace) -> dict:
     from ..engine.codec import compress_file, decompress_file
-    from ..engine.compressor import resolve_device
-    from ..engine.models.checkpoint import load_checkpoint, resolve_model
 
-    dev = resolve_device(args.device)
-    load_checkpoint(resolve_model(args.model), device=dev)  # cached: the step below reuses it
     before = {"rss_before_bytes": _status_bytes("VmRSS"), "peak_before_bytes": peak_rss()}
     start = time.perf_counter()
     if args.step == "compress":
-        stats = compress_file(args.src, args.dst, model=args.model, quality=args.quality, device=args.device)
+        stats = compress_file(args.src, args.dst, quality=args.quality)
     else:
-        stats = decompress_file(args.src, args.dst, model=args.model, device=args.device)
+        stats = decompress_file(args.src, args.dst)
     seconds = time.perf_counter() - start
     report = {"step": args.step, "seconds": seconds, "peak_rss_bytes": peak_rss(), **before}
-    if dev.type == "cuda":
-        import torch
-
-        report["cuda_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated(dev))
     report["stats"] = stats.to_dict()
     return report
 
@@ -112,9 +102,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("step", choices=("compress", "decompress"))
     parser.add_argument("src")
     parser.add_argument("dst")
-    parser.add_argument("--model", required=True)
     parser.add_argument("--quality", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
     print(json.dumps(_child(parser.parse_args(argv))))
     return 0
 

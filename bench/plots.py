@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-STYLE = {"ours": ("o", "-"), "ours_target": ("*", "none"), "prototype": ("s", "none"), "jpeg2000": ("^", "--")}
+STYLE = {"ours": ("o", "-"), "ours_target": ("*", "none"), "jpeg2000": ("^", "--")}
 
 
 def _figure(**kwargs):

@@ -1,15 +1,12 @@
-"""Rate-distortion on one dataset: every quality level of every model, the float16-latent prototype and
-JPEG 2000 at matched rates, all measured by engine.metrics over one range (the original's 0.5-99.5 pct dB).
+"""Rate-distortion on one dataset: every quality level and JPEG 2000 at matched rates, all measured by
+engine.metrics over one range (the original's 0.5-99.5 pct dB).
 
-bpp always counts the whole file (.sarz, .jp2, or the prototype's header + latents). Our metrics come from the
-reconstruction raster that compress_file writes (equal to decompress_file's output by design). The encoder's
-output does not depend on the quality level, so `SweepCompressor` runs it once per strip and dataset; every
-level still goes through the real compress_file (quantization, entropy coding, decoder, container).
+bpp always counts the whole file (.sarz or .jp2). Our metrics come from the reconstruction raster that
+compress_file writes (equal to decompress_file's output by design).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -17,37 +14,14 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..engine.codec import compress_file
-from ..engine.compressor import SARCompressor
 from ..engine.metrics import evaluate_arrays, evaluate_files, to_domains
 from ..engine.quality import DEFAULT_QUALITY
-from . import jpeg2000, prototype
+from . import jpeg2000
 from .datasets import BAND, RANGE_LABEL, Dataset
 
 FIXED_TARGETS = (0.125, 0.25, 0.5, 1.0, 2.0)
 MERGE_TOLERANCE = 0.03  # J2K targets closer than this (relative) are measured once
 Log = Callable[[str], None]
-
-
-class SweepCompressor(SARCompressor):
-    """A SARCompressor whose encode_strip is memoised on its exact input, for sweeping quality levels."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._latents: dict[tuple, np.ndarray] = {}
-        self.cache_hits = 0
-
-    def clear_cache(self) -> None:
-        self._latents.clear()
-
-    def encode_strip(self, x01, halo_top=0, halo_bottom=0, cancel=None, on_batch=None):
-        x01 = np.ascontiguousarray(x01, dtype=np.float32)
-        key = (x01.shape, halo_top, halo_bottom, hashlib.blake2b(x01.tobytes(), digest_size=16).digest())
-        if key in self._latents:
-            self.cache_hits += 1
-            return self._latents[key].copy()
-        y = super().encode_strip(x01, halo_top, halo_bottom, cancel=cancel, on_batch=on_batch)
-        self._latents[key] = y.copy()
-        return y
 
 
 def _metrics(result: dict) -> dict:
@@ -76,36 +50,30 @@ def merged_targets(bpps: list[float], tolerance: float = MERGE_TOLERANCE) -> lis
 
 def run_dataset(
     ds: Dataset,
-    compressors: dict,
     qualities: list[int],
     workdir: Path,
     fixed_targets: tuple[float, ...] = FIXED_TARGETS,
-    keep: Optional[tuple[str, int]] = None,
+    keep: Optional[int] = None,
     log: Log = print,
     rate_targets: tuple[float, ...] = (),
-    rate_model: Optional[str] = None,
 ) -> tuple[dict, Optional[np.ndarray]]:
-    """All codecs on one dataset -> (JSON-ready result, dB reconstruction of `keep` = (model, quality)).
-    `rate_model` is also coded to each of `rate_targets` bpp by rate control (the model card's table: no
-    interpolation between our qualities)."""
+    """All codecs on one dataset -> (JSON-ready result, dB reconstruction at quality `keep`). Ours is also
+    coded to each of `rate_targets` bpp by rate control (the model card's table: no interpolation between our
+    qualities)."""
     entries: list[dict] = []
     kept = None
     domains = None
-    for name, comp in compressors.items():
-        comp.clear_cache()
-        for q in qualities if comp.entropy is not None else ():  # prototype checkpoints: float16 row only
-            result, recon_db = _ours(ds, name, comp, q, workdir, want_db=keep == (name, q))
-            domains = domains or result.pop("domain")
-            entries.append(result)
-            kept = recon_db if recon_db is not None else kept
-            log(f"  {name} q{q}: {result['bpp']:.3f} bpp, PSNR {result['metrics']['psnr_db']:.2f} dB")
-        for target in rate_targets if name == rate_model else ():
-            result, _ = _ours(ds, name, comp, DEFAULT_QUALITY, workdir, want_db=False, target_bpp=target)
-            result.pop("domain")
-            entries.append(result)
-            log(f"  {name} at {target} bpp: {result['bpp']:.4f} bpp, PSNR {result['metrics']['psnr_db']:.2f} dB")
-        entries.append(_prototype(ds, name, comp))
-        comp.clear_cache()
+    for q in qualities:
+        result, recon_db = _ours(ds, q, workdir, want_db=keep == q)
+        domains = domains or result.pop("domain")
+        entries.append(result)
+        kept = recon_db if recon_db is not None else kept
+        log(f"  q{q}: {result['bpp']:.3f} bpp, PSNR {result['metrics']['psnr_db']:.2f} dB")
+    for target in rate_targets:
+        result, _ = _ours(ds, DEFAULT_QUALITY, workdir, want_db=False, target_bpp=target)
+        result.pop("domain")
+        entries.append(result)
+        log(f"  at {target} bpp: {result['bpp']:.4f} bpp, PSNR {result['metrics']['psnr_db']:.2f} dB")
     our_bpps = [e["bpp"] for e in entries if e["family"] == "ours"]
     for target in merged_targets(our_bpps + list(fixed_targets)):
         entries.append(_jpeg2000(ds, target, workdir / f"{ds.name}.jp2"))
@@ -114,15 +82,15 @@ def run_dataset(
 
 
 def _ours(
-    ds: Dataset, name: str, comp, q: int, workdir: Path, want_db: bool, target_bpp: Optional[float] = None
+    ds: Dataset, q: int, workdir: Path, want_db: bool, target_bpp: Optional[float] = None
 ) -> tuple[dict, Optional[np.ndarray]]:
     """One compression at quality `q`, or (family "ours_target") at `target_bpp` by rate control."""
     tag = f"q{q}" if target_bpp is None else f"t{target_bpp}"
-    sarz = workdir / f"{ds.name}_{name}_{tag}.sarz"
-    recon = workdir / f"{ds.name}_{name}_{tag}.tif"
+    sarz = workdir / f"{ds.name}_{tag}.sarz"
+    recon = workdir / f"{ds.name}_{tag}.tif"
     start = time.perf_counter()
     stats = compress_file(
-        ds.path, sarz, quality=q, band=BAND, kind=ds.kind, compressor=comp, reconstruction=recon, target_bpp=target_bpp
+        ds.path, sarz, quality=q, band=BAND, kind=ds.kind, reconstruction=recon, target_bpp=target_bpp
     )
     seconds = time.perf_counter() - start
     nbytes = sarz.stat().st_size
@@ -132,18 +100,15 @@ def _ours(
     recon.unlink()
     entry = _entry(
         "ours" if target_bpp is None else "ours_target",
-        name if target_bpp is None else f"{name}, rate control",
+        "sarz" if target_bpp is None else "sarz, rate control",
         8.0 * nbytes / ds.pixels,
         nbytes,
         metrics,
-        model=name,
         quality=stats.quality,
         target_bpp=target_bpp,
-        seconds=seconds,  # with the memoised encoder: not a speed figure
-        network_s=stats.seconds_network,
+        seconds=seconds,  # with the reconstruction and no warm-up: not a speed figure
         codec_range_db=[stats.vmin, stats.vmax],
         n_bright_residuals=stats.n_bright_residuals,
-        base=stats.base,
     )
     entry["domain"] = metrics["domain"]
     return entry, recon_db
@@ -155,12 +120,6 @@ def _read_db(path: Path, kind: str) -> np.ndarray:
     with rasterio.open(path) as src:
         db, _ = to_domains(src.read(1), kind)
     return db
-
-
-def _prototype(ds: Dataset, name: str, comp) -> dict:
-    p = prototype.roundtrip(comp, ds.db)
-    metrics = evaluate_arrays(ds.db, p.db, kind="db", rng=ds.rng, rng_label=RANGE_LABEL)
-    return _entry("prototype", f"{name} float16 latents", p.bpp, p.nbytes, metrics, model=name, seconds=p.seconds)
 
 
 def _jpeg2000(ds: Dataset, target: float, path: Path) -> dict:

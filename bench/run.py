@@ -1,6 +1,6 @@
 """`make bench`: rate-distortion vs JPEG 2000, speed and memory -> bench/results/<date>.{json,md}, figures.
 
-    python -m sar_compressor.bench.run [--quick] [--large-size N] [--out bench/results] [--model PATH]
+    python -m sar_compressor.bench.run [--quick] [--large-size N] [--out bench/results]
 
 Runs within a time budget (default 20 min): rate-distortion and speed first, then the large-raster memory test
 at the biggest size (up to --large-size) that the measured throughput says will fit; the size used and why are
@@ -27,12 +27,12 @@ from ..engine.errors import SARCompressorError
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from . import jpeg2000, memory, plots, report, speed
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
-from .rate_distortion import FIXED_TARGETS, SweepCompressor, jpeg2000_db, run_dataset
+from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench" / "results"
 RESERVE_S = 90.0  # kept free at the end of the budget for reports and slack
-CHILD_OVERHEAD_S = 20.0  # two subprocesses importing torch and loading the model
+CHILD_OVERHEAD_S = 5.0  # two subprocesses importing numpy, rasterio and the engine
 CROP_PREFERENCE = "airsar_sf_T11"
 QUICK_LARGE = 512  # --quick keeps the memory test small
 
@@ -56,31 +56,15 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small subset (simulated 256x256 only) for tests")
     p.add_argument("--large-size", type=int, default=20000, help="side of the memory-test raster (upper bound)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
-    p.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        help="checkpoint to benchmark instead of the bundled models (repeatable)",
-    )
     p.add_argument("--data", type=Path, default=SHARED_SAR, help="folder of real SAR GeoTIFFs")
     p.add_argument("--sim-size", type=int, default=None, help="simulated scene side (default 1024; quick 256)")
     p.add_argument("--budget-min", type=float, default=20.0, help="wall-time budget in minutes")
     return p.parse_args(argv)
 
 
-def _models(chosen: list[str]) -> dict[str, Path]:
-    """The --model checkpoints (named by file stem) when given, else every bundled model by name."""
-    from ..engine.models.checkpoint import list_models, resolve_model
-
-    if chosen:
-        return {Path(path).stem: resolve_model(str(Path(path).resolve())) for path in chosen}
-    return {name: resolve_model(name) for name in list_models()}
-
-
 def machine_info() -> dict:
     import numpy
     import rasterio
-    import torch
 
     return {
         "platform": platform.platform(),
@@ -88,10 +72,6 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "memory_bytes": _mem_total(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "numpy": numpy.__version__,
         "rasterio": rasterio.__version__,
         "gdal": rasterio.__gdal_version__,
@@ -124,34 +104,25 @@ def _crop_dataset(datasets: list[Dataset]) -> Dataset:
     return (preferred or [d for d in datasets if d.source == "shared"] or datasets)[0]
 
 
-def _rate_distortion(args, datasets, compressors, qualities, workdir, clock, results) -> None:
-    default = results["speed_model"]
+def _rate_distortion(args, datasets, qualities, workdir, clock, results) -> None:
     crop_q = DEFAULT_QUALITY if DEFAULT_QUALITY in qualities else qualities[-1]
     crop_ds = _crop_dataset(datasets)
     for ds in datasets:
         clock.log(f"rate-distortion: {ds.name} ({ds.height}x{ds.width}, {ds.kind})")
-        keep = (default, crop_q) if ds is crop_ds else None
+        keep = crop_q if ds is crop_ds else None
         targets = (0.25, 1.0) if args.quick else FIXED_TARGETS
         entry, kept = run_dataset(
-            ds,
-            compressors,
-            qualities,
-            workdir,
-            targets,
-            keep=keep,
-            log=clock.log,
-            rate_targets=report.TARGET_BPPS,
-            rate_model=default,
+            ds, qualities, workdir, targets, keep=keep, log=clock.log, rate_targets=report.TARGET_BPPS
         )
         results["datasets"].append(entry)
         if kept is not None:
-            ours = next(e for e in entry["entries"] if e.get("model") == default and e.get("quality") == crop_q)
+            ours = next(e for e in entry["entries"] if e["family"] == "ours" and e["quality"] == crop_q)
             j2k_db, j2k_bpp = jpeg2000_db(ds, ours["bpp"], workdir / "crop.jp2")
             name = f"crop_{results['date']}.png"
             plots.crop_figure(
                 [
                     ("original", ds.db),
-                    (f"ours ({default} q{crop_q}), {ours['bpp']:.3f} bpp", kept),
+                    (f"ours (q{crop_q}), {ours['bpp']:.3f} bpp", kept),
                     (f"JPEG 2000, {j2k_bpp:.3f} bpp", j2k_db),
                 ],
                 ds.rng,
@@ -161,10 +132,9 @@ def _rate_distortion(args, datasets, compressors, qualities, workdir, clock, res
             results["figures"]["crop"] = name
 
 
-def _memory(args, model: Path, quality: int, speed_result: dict, clock: Clock, workdir: Path) -> dict:
+def _memory(args, quality: int, speed_result: dict, clock: Clock, workdir: Path) -> dict:
     """Pick the largest size that fits the remaining budget (measured speed), then measure it."""
-    device = "cuda" if "cuda" in speed_result["devices"] else "cpu"
-    d = speed_result["devices"][device]
+    d = speed_result["ours"]
     s_per_mpx = 1.0 / d["compress_mpx_s"] + 1.0 / d["decompress_mpx_s"] + speed_result["generate_s_per_mpx"]
     remaining = args.budget_min * 60.0 - clock.elapsed - RESERVE_S - CHILD_OVERHEAD_S
     fit = int(math.sqrt(max(remaining, 0.0) / s_per_mpx * 1e6) // 256 * 256)
@@ -181,14 +151,14 @@ def _memory(args, model: Path, quality: int, speed_result: dict, clock: Clock, w
         )
     if size < 512:
         return {"skipped": note or "no time left", "requested_size": args.large_size}
-    clock.log(f"memory: {size}x{size} float32 on {device} (estimate {(size**2 / 1e6) * s_per_mpx:.0f} s)")
+    clock.log(f"memory: {size}x{size} float32 (estimate {(size**2 / 1e6) * s_per_mpx:.0f} s)")
     timeout = 3.0 * (size**2 / 1e6) * s_per_mpx + 300.0
-    result = memory.large_raster(size, str(model), quality, device, workdir, timeout)
+    result = memory.large_raster(size, quality, workdir, timeout)
     result.update(requested_size=args.large_size, size_note=note, seconds_per_mpx_estimate=s_per_mpx)
     return result
 
 
-def _speed(args, model: Path, quality: int, workdir: Path, clock: Clock) -> dict:
+def _speed(args, quality: int, workdir: Path, clock: Clock) -> dict:
     from ..engine.simulate import write_scene
 
     size = 512 if args.quick else 2048
@@ -196,7 +166,7 @@ def _speed(args, model: Path, quality: int, workdir: Path, clock: Clock) -> dict
     start = time.perf_counter()
     path = write_scene(workdir / f"speed_{size}.tif", size, size, looks=1, seed=3)
     generate_s = time.perf_counter() - start
-    result = speed.measure(load(path, "simulated"), str(model), quality, workdir)
+    result = speed.measure(load(path, "simulated"), quality, workdir)
     result["generate_s_per_mpx"] = generate_s / (size * size / 1e6)
     return result
 
@@ -218,70 +188,46 @@ def run(args: argparse.Namespace) -> dict:
     clock = Clock()
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")
     jpeg2000.require()
-    models = _models(args.model)
-    if not models:
-        raise SARCompressorError(
-            "no model to benchmark: resources/models/ has no bundled .pt file; train one (make train) "
-            "or pass --model PATH"
-        )
     args.out.mkdir(parents=True, exist_ok=True)
-    compressors = {name: SweepCompressor(path, device="auto") for name, path in models.items()}
-    results = _header(args, models, compressors)
+    results = _header(args)
     with tempfile.TemporaryDirectory(prefix="sar-bench-") as tmp:
         workdir = Path(tmp)
         datasets = _datasets(args, workdir, results, clock)
-        _rate_distortion(args, datasets, compressors, results["settings"]["qualities"], workdir, clock, results)
+        _rate_distortion(args, datasets, results["settings"]["qualities"], workdir, clock, results)
         results["figures"]["rd"] = f"rd_{results['date']}.png"
         plots.rd_figure(results["datasets"], args.out / results["figures"]["rd"])
         results["timings"] = {"rate_distortion_s": clock.elapsed}
-        _speed_and_memory(args, models[results["speed_model"]], workdir, clock, results)
+        _speed_and_memory(args, workdir, clock, results)
     results["duration_s"] = clock.elapsed
     _write(results, args.out, clock)
     return results
 
 
-def _speed_and_memory(args, model: Path, workdir: Path, clock: Clock, results: dict) -> None:
+def _speed_and_memory(args, workdir: Path, clock: Clock, results: dict) -> None:
     """Speed, then memory sized by the measured speed; failures become notes."""
     quality = min(DEFAULT_QUALITY, results["settings"]["n_qualities"])
-    results["speed"] = _stage("speed", results, clock, lambda: _speed(args, model, quality, workdir, clock))
+    results["speed"] = _stage("speed", results, clock, lambda: _speed(args, quality, workdir, clock))
     if results["speed"] is None:
         results["memory"] = {"skipped": "no speed measurement to size the raster with"}
         return
-    measured = _stage("memory", results, clock, lambda: _memory(args, model, quality, results["speed"], clock, workdir))
+    measured = _stage("memory", results, clock, lambda: _memory(args, quality, results["speed"], clock, workdir))
     results["memory"] = measured or {"skipped": "failed, see notes"}
 
 
-def _header(args, models: dict[str, Path], compressors: dict) -> dict:
-    """The results dict before any measurement: date, machine, settings, models."""
-    from ..engine.models.checkpoint import DEFAULT_MODEL
-
-    default = DEFAULT_MODEL if DEFAULT_MODEL in compressors else next(iter(compressors))
+def _header(args) -> dict:
+    """The results dict before any measurement: date, machine, settings."""
     n_q = N_QUALITIES
     return {
         "date": datetime.date.today().isoformat(),
         "quick": bool(args.quick),
         "machine": machine_info(),
-        "speed_model": default,
         "settings": {
             "qualities": [1, n_q] if args.quick else list(range(1, n_q + 1)),
             "n_qualities": n_q,
             "metric_range": "original 0.5-99.5 percentile dB (per dataset, the same for every codec)",
             "jpeg2000": "GDAL JP2OpenJPEG via rasterio, dB clipped to the metric range -> uint16, "
             "irreversible wavelet, QUALITY tuned to each target bpp within 5% (whole .jp2 file)",
-            "prototype": "same network, latents stored as float16 (fixed rate ~1 bpp + header)",
-            "refinement": "every quality is a wavelet refinement step over a base picked per file by the "
-            "encoder's trial (base auto): the network's level 1 or a flat image; each entry records it as 'base'",
-            "rd_encoder": "encoder output memoised per strip across quality levels (it does not depend on "
-            "the level); each level runs the real compress_file",
-            "rd_device": compressors[default].device_name,
-        },
-        "models": {
-            name: {
-                "path": str(p),
-                "sha256": compressors[name].loaded.sha256,
-                "network_levels": compressors[name].n_qualities,
-            }
-            for name, p in models.items()
+            "refinement": "every quality is a wavelet refinement step over a flat base",
         },
         "datasets": [],
         "figures": {},

@@ -1,4 +1,4 @@
-"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, evaluate, simulate, models.
+"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, evaluate, simulate, bench.
 
 Engine errors print as `error: <message>` with exit code 2 and no traceback; Ctrl-C cancels the running job
 at the next batch (no partial output) and exits with 130. Progress bars go to stderr, only on a terminal.
@@ -16,21 +16,17 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
-from .base_choice import BASE_OPTIONS, describe
 from .errors import CancelledError, SARCompressorError
 from .quality import DEFAULT_QUALITY, N_QUALITIES
 from .ssim_weights import TUNES
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex")
-DEVICES = ("auto", "cpu", "cuda")
 EXIT_ERROR = 2
 EXIT_CANCELLED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sar-compressor", description="Learned compression of SAR rasters into .sarz files."
-    )
+    p = argparse.ArgumentParser(prog="sar-compressor", description="Compression of SAR rasters into .sarz files.")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -49,29 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="code to at most this many bits per pixel (whole file) instead of --quality (a few extra passes)",
     )
-    c.add_argument("--model", default=None, help="bundled model name or checkpoint path (default: bundled)")
     c.add_argument("--band", type=int, default=None, help="band to compress (required for multi-band rasters)")
     c.add_argument("--kind", choices=KINDS, default="auto", help="what the values are (default: detect)")
-    c.add_argument("--device", choices=DEVICES, default="auto")
-    c.add_argument(
-        "--range",
-        dest="range_mode",
-        choices=("percentile", "model"),
-        default="percentile",
-        help="dB range: the raster's 0.5/99.9 percentiles (default) or the model's fixed range",
-    )
     c.add_argument(
         "--mean-correction",
         choices=("block", "global", "none"),
         default="block",
         help="restore the linear mean per 64x64 block (default), once per raster, or not at all",
-    )
-    c.add_argument(
-        "--base",
-        choices=BASE_OPTIONS,
-        default="auto",
-        help="what the wavelet layer refines: the network's reconstruction, a flat image (no network), or "
-        "auto (default: a trial on sample strips keeps the cheaper)",
     )
     c.add_argument(
         "--tune",
@@ -85,8 +65,6 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decompress", help="decode a .sarz file into a GeoTIFF")
     d.add_argument("input", help="input .sarz file")
     d.add_argument("output", help="output GeoTIFF")
-    d.add_argument("--device", choices=DEVICES, default="auto")
-    d.add_argument("--model", default=None, help="model file (default: the bundled model named in the file)")
     d.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF with overviews")
 
     i = sub.add_parser("info", help="show what a .sarz file holds")
@@ -107,11 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", choices=("intensity", "amplitude", "db"), default="intensity")
     s.add_argument("--dtype", choices=("float32", "uint16"), default="float32")
 
-    sub.add_parser("models", help="list the bundled models and their quality levels")
-    for name, text in (
-        ("bench", "rate-distortion, speed and memory against JPEG 2000 (options: bench --help)"),
-        ("train", "train a variable-rate model (options: train --help)"),
-    ):
+    for name, text in (("bench", "rate-distortion, speed and memory against JPEG 2000 (options: bench --help)"),):
         sub.add_parser(name, help=text, add_help=False)  # listed for --help; main() hands their arguments on
     return p
 
@@ -181,14 +155,10 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
     stats = compress_file(
         args.input,
         args.output,
-        model=args.model,
         quality=args.quality,
         band=args.band,
         kind=args.kind,
-        device=args.device,
-        range_mode=args.range_mode,
         mean_correction=args.mean_correction,
-        base=args.base,
         target_bpp=args.target_bpp,
         tune=args.tune,
         reconstruction=args.reconstruction,
@@ -204,7 +174,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB, SSIM {_fmt(metrics['ssim'])}"
     print(
         f"{args.output}: ratio {stats.ratio:.1f}:1, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
-        f"base {stats.base}, {stats.seconds:.1f} s, {stats.device_name}"
+        f"{stats.seconds:.1f} s"
     )
     return 0
 
@@ -215,14 +185,12 @@ def _cmd_decompress(args: argparse.Namespace, job: _Job) -> int:
     stats = decompress_file(
         args.input,
         args.output,
-        device=args.device,
-        model=args.model,
         cog=args.cog,
         progress=job.progress,
         cancel=job.cancel,
         log=job.log,
     )
-    print(f"{args.output}: {stats.width}x{stats.height} {stats.dtype}, {stats.summary()}")
+    print(f"{args.output}: {stats.summary()}")
     return 0
 
 
@@ -239,37 +207,39 @@ def _crs_text(wkt: Optional[str]) -> str:
     return wkt[:70] + ("..." if len(wkt) > 70 else "")
 
 
-def _layers_text(h: dict[str, Any]) -> str:
-    step, rng = h["refine"]["step"], h["range"]
-    base = f"network level {h['model_level']}" if h["base"] == "network" else "flat base (no network)"
-    text = f"{base} + wavelet refinement, step {step:g} of the range ({step * (rng['vmax'] - rng['vmin']):.2f} dB)"
-    trial = h.get("stats", {}).get("base_trial")
-    return f"{text}; {describe(trial)}" if trial else text
+def _band_lines(b: dict[str, Any]) -> list[str]:
+    """The `info` lines of one band entry of the header."""
+    rng, stats, bright = b["range"], b.get("stats", {}), b["bright"]
+    step = b["refine_step"]
+    return [
+        f"band {b['source_band']}        {b['kind']}, description {b.get('description') or ''!r}, "
+        f"nodata {b.get('nodata')}",
+        f"  layers      flat base + wavelet refinement, quality {b['quality']}, step {step:g} of the range "
+        f"({step * (rng['vmax'] - rng['vmin']):.2f} dB)",
+        f"  range       [{rng['vmin']:.3f}, {rng['vmax']:.3f}] dB",
+        f"  mean gain   {b['mean_correction']} (global {b['global_gain']:.4f})",
+        f"  bright      {stats.get('n_bright_residuals')} residuals above {bright['threshold_db']:.3f} dB; "
+        f"clipped fraction {_fmt(stats.get('clipped_fraction'), 5)}",
+    ]
 
 
 def _info_lines(h: dict[str, Any]) -> list[str]:
-    inp, rng, stats, model = h["input"], h["range"], h.get("stats", {}), h["model"]
-    size, pixels = h["file_bytes"], inp["width"] * inp["height"]
-    raw = stats.get("input_bytes")
+    raster, tiling, bands = h["raster"], h["tiling"], h["bands"]
+    size, pixels = h["file_bytes"], raster["width"] * raster["height"]
+    raw = sum(b.get("stats", {}).get("input_bytes", 0) for b in bands)
     ratio = f"{raw / size:.1f}:1" if raw else "n/a"
-    bright = h.get("bright", {})
-    return [
-        f"format        .sarz v{h.get('format_version', 1)}, {h['n_chunks']} chunks, {size} bytes",
+    tools = ", ".join(f"{name} {tool['name']}" for name, tool in h["tools"].items() if tool) or "none"
+    lines = [
+        f"format        .sarz v{h['format_version']}, {h['n_chunks']} chunks, {size} bytes, file id {h['file_id']}",
         f"ratio / bpp   {ratio}, {8 * size / pixels:.4f} bpp",
-        f"model         {model['name']} (sha256 {str(model['sha256'])[:16]}...), quality {h['quality']}"
-        f"/{h.get('n_qualities', '?')}",
-        f"layers        {_layers_text(h)}",
-        f"raster        {inp['width']}x{inp['height']} {inp['dtype']} {inp['kind']}, band {inp.get('band')}",
-        f"description   {inp.get('description') or ''}",
-        f"crs           {_crs_text(inp.get('crs_wkt'))}",
-        f"transform     {inp.get('transform')}",
-        f"nodata        {inp.get('nodata')}",
-        f"range         [{rng['vmin']:.3f}, {rng['vmax']:.3f}] dB ({rng.get('mode')})",
-        f"mean gain     {h['gain']['mode']} (global {h['gain']['global']:.4f})",
-        f"bright        {stats.get('n_bright_residuals')} residuals above "
-        f"{bright.get('threshold_db', 0):.3f} dB; clipped fraction {_fmt(stats.get('clipped_fraction'), 5)}",
+        f"raster        {raster['width']}x{raster['height']} {raster['dtype']}, {len(bands)} band(s)",
+        f"tiling        {tiling['tile_width']}x{tiling['tile_height']} tiles, chunks in {tiling['order']} order",
+        f"crs           {_crs_text(raster.get('crs_wkt'))}",
+        f"transform     {raster.get('transform')}",
+        f"tools         {tools}",
         f"software      {h.get('software', {}).get('name')} {h.get('software', {}).get('version')}",
     ]
+    return lines + [line for band in bands for line in _band_lines(band)]
 
 
 def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
@@ -311,37 +281,14 @@ def _cmd_simulate(args: argparse.Namespace, job: _Job) -> int:
     return 0
 
 
-def _cmd_models(args: argparse.Namespace, job: _Job) -> int:
-    from .models.checkpoint import DEFAULT_MODEL, MODELS_DIR, list_models, load_checkpoint
-
-    names = list_models()
-    if not names:
-        print(f"no bundled models in {MODELS_DIR}")
-        return 0
-    for name in names:
-        loaded = load_checkpoint(MODELS_DIR / f"{name}.pt")
-        n_q = loaded.entropy.n_qualities if loaded.entropy is not None else 0
-        params = sum(p.numel() for p in loaded.model.parameters())
-        levels = f"qualities 1..{n_q}" if n_q else "no entropy tables (prototype)"
-        label = f"{name} (default)" if name == DEFAULT_MODEL else name
-        print(f"{label:26s} {loaded.name}, {params / 1e6:.2f}M params, {levels}, sha256 {loaded.sha256[:12]}")
-    return 0
-
-
 def _run_bench(argv: list[str]) -> int:
-    # bench/ and training/ build on the engine, never the reverse: imported only when these commands run.
+    # bench/ builds on the engine, never the reverse: imported only when this command runs.
     from ..bench.run import main as bench_main
 
     return bench_main(argv)
 
 
-def _run_train(argv: list[str]) -> int:
-    from ..training.train import main as train_main
-
-    return train_main(argv)
-
-
-PASSTHROUGH: dict[str, Callable[[list[str]], int]] = {"bench": _run_bench, "train": _run_train}
+PASSTHROUGH: dict[str, Callable[[list[str]], int]] = {"bench": _run_bench}
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
     "compress": _cmd_compress,
@@ -349,7 +296,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
     "info": _cmd_info,
     "evaluate": _cmd_evaluate,
     "simulate": _cmd_simulate,
-    "models": _cmd_models,
 }
 
 

@@ -1,17 +1,15 @@
 """compress_file / decompress_file: the one entry point for the plugin, the CLI and the benchmark.
 
-Compression streams a raster twice, strip by strip (512 rows), never holding it whole:
+Compression streams a raster twice, strip by strip, never holding it whole:
 1. a strided sample of valid pixels -> input kind, robust dB range, linear mean, and bounded tiles -> the SSIM
-   weights' reference (survey); the base that the refinement layer is coded over (the network's output or a
-   flat image) is fixed then too, by a trial on sample strips unless the caller names it (base_choice);
-2. per strip: read with a 32-row halo -> dB -> [0, 1] -> encoder -> quantize -> entropy-code (network base
-   only). The quantized latents are decoded again at once (strip_window: a rolling window of strips gives the
-   decoder its latent halo), so the chunk can carry what the base gets wrong: a wavelet refinement layer at
-   the quality's step (refine, quality), then (radiometry) per 64x64 block a linear-intensity gain
-   (restores the mean that a dB-domain codec biases), bright targets above the range as sparse residuals,
-   the nodata mask (strip_payload: the chunk bytes; sarz_header: the JSON header).
-   The same decoded strips give the optional reconstruction raster without a second network pass.
-Decompression runs the identical decode path, so its output equals that reconstruction.
+   weights' reference (survey);
+2. per strip: read -> dB -> a wavelet refinement layer over a flat base at the quality's step (refine,
+   quality), then (radiometry) per 64x64 block a linear-intensity gain (restores the mean that a dB-domain
+   codec biases), bright targets above the range as sparse residuals, the nodata mask (strip_payload: the
+   chunk bytes; sarz_header: the JSON header; container: the file).
+   The same decoded strips give the optional reconstruction raster.
+Decompression runs the identical decode path, so its output equals that reconstruction. No network runs on
+either side, and neither imports torch.
 This module holds the public API: it picks the source and the destinations (file or memory) and runs
 encode_pass / decode_pass between them.
 """
@@ -30,9 +28,8 @@ import numpy as np
 
 from . import preprocessing as pp
 from . import rate_control
-from .compressor import SARCompressor
 from .container import ContainerReader, container_bytes, write_container
-from .decode_pass import DecodePass, ModelArg
+from .decode_pass import DecodePass
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .errors import InputError
 from .layout import Layout
@@ -70,17 +67,11 @@ class CompressStats(_Stats):
     width: int
     height: int
     seconds: float
-    seconds_network: float
-    device_name: str
     quality: int
-    base: str
-    model_name: str
-    model_sha256: str
     kind: str
     dtype: str
     vmin: float
     vmax: float
-    range_mode: str
     mean_correction: str
     global_gain: float
     linear_mean: float
@@ -90,10 +81,7 @@ class CompressStats(_Stats):
     reconstruction: Optional[str] = None
 
     def summary(self) -> str:
-        return (
-            f"ratio {self.ratio:.1f}:1, {self.bpp:.3f} bpp, {self.seconds:.1f} s "
-            f"({self.seconds_network:.1f} s network), base {self.base}, {self.device_name}"
-        )
+        return f"ratio {self.ratio:.1f}:1, {self.bpp:.3f} bpp, quality {self.quality}, {self.seconds:.1f} s"
 
 
 @dataclass
@@ -106,18 +94,12 @@ class DecompressStats(_Stats):
     width: int
     height: int
     seconds: float
-    seconds_network: float
-    device_name: str
-    model_name: str
     kind: str
     dtype: str
     output: Optional[str] = None
 
     def summary(self) -> str:
-        return (
-            f"{self.width}x{self.height} {self.dtype}, {self.seconds:.1f} s "
-            f"({self.seconds_network:.1f} s network), {self.device_name}"
-        )
+        return f"{self.width}x{self.height} {self.dtype}, {self.seconds:.1f} s"
 
 
 @dataclass
@@ -130,10 +112,6 @@ class ArrayResult:
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def _compressor(compressor: Optional[SARCompressor], model: ModelArg, device: str) -> SARCompressor:
-    return compressor if compressor is not None else SARCompressor(model or "default", device=device)
 
 
 def _check_output_folder(path: Path) -> None:
@@ -173,7 +151,7 @@ class _ArraySink:
 
 
 def _compress_stats(enc: EncodePass, size: int, seconds: float, **paths: Optional[str]) -> CompressStats:
-    layout, loaded = enc.layout, enc.comp.loaded
+    layout = enc.layout
     pixels = layout.width * layout.height
     raw = enc.source.raw_bytes
     return CompressStats(
@@ -186,17 +164,11 @@ def _compress_stats(enc: EncodePass, size: int, seconds: float, **paths: Optiona
         width=layout.width,
         height=layout.height,
         seconds=seconds,
-        seconds_network=enc.seconds_network,
-        device_name=enc.comp.device_name,
         quality=layout.quality,
-        base=layout.base,
-        model_name=loaded.name,
-        model_sha256=loaded.sha256,
         kind=layout.kind,
         dtype=layout.dtype,
         vmin=layout.rng.vmin,
         vmax=layout.rng.vmax,
-        range_mode=enc.range_mode,
         mean_correction=layout.mean_correction,
         global_gain=enc.global_gain,
         linear_mean=enc.survey.linear_mean,
@@ -208,7 +180,6 @@ def _compress_stats(enc: EncodePass, size: int, seconds: float, **paths: Optiona
 
 def _encode(
     source: BandSource,
-    comp: SARCompressor,
     options: EncodeOptions,
     write: ContainerWriter,
     start: float,
@@ -224,9 +195,9 @@ def _encode(
     """Both passes into `write` (and the finished strips into `open_sink`'s sink when given)."""
     survey = None
     if target_bpp is not None:
-        options, searched, survey = _options_for_target(source, comp, options, target_bpp, progress, cancel, log)
+        options, searched, survey = _options_for_target(source, options, target_bpp, progress, cancel, log)
         progress = _scaled(progress, searched, 1.0)
-    enc = EncodePass.plan(source, comp, options, progress, cancel, log, survey)
+    enc = EncodePass.plan(source, options, progress, cancel, log, survey)
     with contextlib.ExitStack() as stack:
         if open_sink is not None:
             sink = stack.enter_context(open_sink(enc.layout, source.info))
@@ -240,27 +211,21 @@ def compress_file(
     src: PathLike,
     dst: PathLike,
     *,
-    model: ModelArg = None,
     quality: int = DEFAULT_QUALITY,
     band: Optional[int] = None,
     kind: str = "auto",
-    device: str = "auto",
-    range_mode: str = "percentile",
     reconstruction: Optional[PathLike] = None,
     mean_correction: str = "block",
-    base: str = "auto",
     target_bpp: Optional[float] = None,
     tune: str = "ssim",
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
-    compressor: Optional[SARCompressor] = None,
 ) -> CompressStats:
     """Compress one band of a raster into a .sarz file (atomic). `reconstruction`: also write the raster the
-    decoder will produce (equal to `decompress_file`'s output), computed during compression. `compressor`
-    reuses a loaded SARCompressor (model/device are then ignored). `base`: "auto" (a trial picks), "network"
-    or "flat". `target_bpp`: code to at most this many bits per pixel (whole file) instead of at `quality`,
+    decoder will produce (equal to `decompress_file`'s output), computed during compression.
+    `target_bpp`: code to at most this many bits per pixel (whole file) instead of at `quality`,
     by coding the raster at trial steps first (engine.rate_control: 3-7 extra passes measured). `tune`: "ssim"
     (rate-distortion decisions weighted where SSIM is sensitive; default) or "psnr" (plain squared error)."""
     start = time.perf_counter()
@@ -275,7 +240,6 @@ def compress_file(
     recon = Path(reconstruction) if reconstruction is not None else None
     for out in [dst] + ([recon] if recon else []):
         _check_output_folder(out)
-    comp = _compressor(compressor, model, device)
     written = []
 
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
@@ -283,14 +247,13 @@ def compress_file(
         written.append(dst)
         return size
 
-    options = EncodeOptions(quality, kind, range_mode, mean_correction, base, tune=tune)
+    options = EncodeOptions(quality, kind, mean_correction, tune=tune)
     band_info = info.band(band)
     try:
         with bounded_gdal_cache(), RasterReader(src) as reader:
             source = BandSource(band_info, band, lambda r0, r1: reader.read_rows(band, r0, r1))
             stats = _encode(
                 source,
-                comp,
                 options,
                 write,
                 start,
@@ -319,14 +282,9 @@ def compress_array(
     kind: str = "auto",
     nodata: Optional[float] = None,
     description: Optional[str] = None,
-    range_mode: str = "percentile",
     mean_correction: str = "block",
-    base: str = "auto",
     target_bpp: Optional[float] = None,
     tune: str = "ssim",
-    model: ModelArg = None,
-    device: str = "auto",
-    compressor: Optional[SARCompressor] = None,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> ArrayResult:
@@ -343,7 +301,6 @@ def compress_array(
         nodata=None if nodata is None else float(nodata),
         descriptions=[description],
     )
-    comp = _compressor(compressor, model, device)
     sink, data = _ArraySink(), bytearray()
 
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
@@ -351,16 +308,15 @@ def compress_array(
         return len(data)
 
     source = BandSource(info, 1, lambda r0, r1: arr[max(0, r0) : min(arr.shape[0], r1)])
-    options = EncodeOptions(quality, kind, range_mode, mean_correction, base, tune=tune)
+    options = EncodeOptions(quality, kind, mean_correction, tune=tune)
     stats = _encode(
-        source, comp, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
+        source, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
     )
     return ArrayResult(bytes(data), sink.out, stats)
 
 
 def _options_for_target(
     source: BandSource,
-    comp: SARCompressor,
     options: EncodeOptions,
     target_bpp: float,
     progress: Progress,
@@ -379,7 +335,7 @@ def _options_for_target(
     def bpp_at(step: float) -> float:
         nonlocal done, survey
         bar = _scaled(progress, done * share, (done + 1) * share)
-        enc = EncodePass.plan(source, comp, at_step(step), bar, cancel, survey=survey)
+        enc = EncodePass.plan(source, at_step(step), bar, cancel, survey=survey)
         survey = enc.survey
         bpp = 8.0 * len(container_bytes(enc.header, enc.strips(), cancel)) / pixels
         done += 1
@@ -401,18 +357,9 @@ def _scaled(progress: Progress, lo: float, hi: float) -> Progress:
 # --------------------------------------------------------------------------- decompression
 
 
-def _decode(
-    reader: ContainerReader,
-    open_sink: SinkOpener,
-    *,
-    model: ModelArg,
-    device: str,
-    compressor: Optional[SARCompressor],
-    progress: Progress,
-    cancel: Cancel,
-) -> DecodePass:
-    """The whole file into `open_sink`'s sink; the finished pass (its compressor, layout, network time)."""
-    dec = DecodePass.open(reader, model, device, compressor, progress, cancel)
+def _decode(reader: ContainerReader, open_sink: SinkOpener, progress: Progress, cancel: Cancel) -> DecodePass:
+    """The whole file into `open_sink`'s sink; the finished pass (its layout)."""
+    dec = DecodePass.open(reader, progress, cancel)
     with open_sink(dec.layout, dec.info) as sink:
         dec.run(sink)
     return dec
@@ -422,13 +369,10 @@ def decompress_file(
     src: PathLike,
     dst: PathLike,
     *,
-    device: str = "auto",
-    model: ModelArg = None,
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
-    compressor: Optional[SARCompressor] = None,
 ) -> DecompressStats:
     """Decode a .sarz into a tiled, DEFLATE GeoTIFF (COG with overviews when asked) with the original CRS,
     transform, nodata, description and dtype (complex input -> float32 intensity); atomic."""
@@ -437,15 +381,7 @@ def decompress_file(
     _check_output_folder(dst)
     with bounded_gdal_cache(), ContainerReader(src) as reader:
         size = reader.file_size
-        dec = _decode(
-            reader,
-            _file_sink(dst, cog, log),
-            model=model,
-            device=device,
-            compressor=compressor,
-            progress=progress,
-            cancel=cancel,
-        )
+        dec = _decode(reader, _file_sink(dst, cog, log), progress, cancel)
     layout = dec.layout
     stats = DecompressStats(
         input_bytes=size,
@@ -454,9 +390,6 @@ def decompress_file(
         width=layout.width,
         height=layout.height,
         seconds=time.perf_counter() - start,
-        seconds_network=dec.seconds_network,
-        device_name=dec.comp.device_name,
-        model_name=dec.comp.loaded.name,
         kind=layout.kind,
         dtype=layout.out_dtype,
         output=str(dst),
@@ -466,23 +399,16 @@ def decompress_file(
     return stats
 
 
-def decompress_array(
-    data: Union[bytes, PathLike],
-    *,
-    model: ModelArg = None,
-    device: str = "auto",
-    compressor: Optional[SARCompressor] = None,
-    progress: Progress = None,
-    cancel: Cancel = None,
-) -> np.ndarray:
+def decompress_array(data: Union[bytes, PathLike], *, progress: Progress = None, cancel: Cancel = None) -> np.ndarray:
     """A .sarz (bytes or path) -> the decoded 2-D array (the input's dtype; complex -> float32 intensity)."""
     sink = _ArraySink()
     with ContainerReader(data) as reader:
-        _decode(reader, sink, model=model, device=device, compressor=compressor, progress=progress, cancel=cancel)
+        _decode(reader, sink, progress, cancel)
     return sink.out
 
 
 def read_header(src: Union[PathLike, bytes]) -> dict[str, Any]:
-    """The JSON header of a .sarz file (structure validated), plus `file_bytes`, for `info`."""
+    """The JSON header of a .sarz file (structure validated), plus `file_bytes`, `n_chunks` and `file_id` (hex),
+    for `info`."""
     with ContainerReader(src) as reader:
-        return {**reader.header, "file_bytes": reader.file_size, "n_chunks": reader.n_chunks}
+        return {**reader.header, "file_bytes": reader.file_size, "n_chunks": reader.n_chunks, "file_id": reader.file_id}

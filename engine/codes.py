@@ -1,4 +1,4 @@
-"""Byte-level pieces shared by the coders (latents, refinement, chunk sections): 16-bit frequency tables,
+"""Byte-level pieces shared by the coders (refinement layer, chunk sections): 16-bit frequency tables,
 the zig-zag varints that carry escaped symbols, checked inflation. Torch-free."""
 
 from __future__ import annotations

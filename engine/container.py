@@ -1,24 +1,33 @@
-"""The .sarz container: a self-describing file of independently readable, CRC-checked chunks.
+"""The .sarz container: a self-describing file of independently readable, CRC-checked chunks bound to one file.
 
-Layout (all integers little-endian):
+Layout (all integers little-endian), format version 6:
 
-    b"SARZ" | u16 format version | u32 header length | deflate(JSON header, utf-8) | u32 CRC32(header)
-    chunk*  : u32 payload length | u32 CRC32(payload) | payload
+    b"SARZ" | u16 format version | 16-byte file id | u32 header length | deflate(JSON header, utf-8)
+            | u32 CRC32(file id | u32 n_chunks | header)
+    chunk*  : u32 payload length | u32 CRC32(file id | u32 chunk number | payload) | payload
     index   : n_chunks x (u64 chunk offset | u32 payload length)
-    footer  : u64 index offset | u32 n_chunks | u32 CRC32(index) | b"ZRAS"
+    footer  : u64 index offset | u32 n_chunks | u32 CRC32(file id | index) | b"ZRAS"
 
+The file id is the first 16 bytes of BLAKE2b over the deflated header and every chunk (length, then payload) in
+order: deterministic (the same input gives the same bytes), and different for any two files that differ. Every
+CRC covers it, each chunk's CRC its number too and the header's CRC the number of chunks, so a header spliced
+with another file's chunks, or chunks moved within a file or dropped from its end, fail a CRC like a damaged
+byte ("chunk 3 does not belong to this file or is corrupt"), never decode to garbage. Chunks come in the order
+the header's `tiling` section states (band, tile row, tile column); sarz_header describes the JSON,
+docs/FORMAT.md the whole file.
 The header is deflated against a preset dictionary (header_dictionary): on a small crop its JSON
 (georeferencing, tags) would otherwise be a large share of the bits per pixel. The trailer lets a reader
 seek straight to the chunks a window needs; the header comes first so `info` reads only the start of the
-file (plus the footer to validate it). Every defect becomes a `ContainerError`.
+file (plus the footer to validate it). Every defect becomes a `ContainerError`; an older version is refused by
+number.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
-import shutil
 import struct
 import tempfile
 import uuid
@@ -31,14 +40,19 @@ from .errors import CancelledError, ContainerError
 from .header_dictionary import HEADER_DICTIONARY
 
 MAGIC = b"SARZ"
-FORMAT_VERSION = 5
-"""5: the refinement layer's wavelet goes to 8 levels (was 5). 4: block gains are decoded as offsets spread by
-intensity (radiometry). 1-4 came from pre-release codecs and are refused: their refinement layers have other
-subbands (4) or would decode with the wrong offsets (3)."""
+FORMAT_VERSION = 6
+"""6: the autoencoder base is retired (no latents in chunks), a file id binds the header and every chunk, the
+header lists bands and states the tiling. 5: the refinement layer's wavelet goes to 8 levels (was 5). 4: block
+gains are decoded as offsets spread by intensity (radiometry). Every older version is refused by number: 5 and
+below need the software that wrote them (SAR Compressor 0.1.x reads version 5)."""
+LAST_RELEASE_FOR = {5: "0.1.x"}
+"""The software that still reads an older format, named in the refusal."""
+FILE_ID_BYTES = 16
 END_MARKER = b"ZRAS"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 
-_PREFIX = struct.Struct("<4sHI")  # magic, format version, header length
+_MAGIC_VERSION = struct.Struct("<4sH")  # magic, format version
+_PREFIX = struct.Struct(f"<4sH{FILE_ID_BYTES}sI")  # magic, format version, file id, header length
 _U32 = struct.Struct("<I")
 _CHUNK_HEAD = struct.Struct("<II")  # payload length, payload CRC32
 _INDEX_ENTRY = struct.Struct("<QI")  # chunk offset, payload length
@@ -47,8 +61,21 @@ _FOOTER = struct.Struct("<QII4s")  # index offset, n_chunks, index CRC32, end ma
 HeaderSource = Union[dict, Callable[[], dict]]
 
 
-def _crc(data: bytes) -> int:
-    return zlib.crc32(data) & 0xFFFFFFFF
+def _crc(*parts: bytes) -> int:
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc & 0xFFFFFFFF
+
+
+def _header_crc(file_id: bytes, n_chunks: int, header_bytes: bytes) -> int:
+    """The header's CRC: its bytes, the file it belongs to and how many chunks that file has."""
+    return _crc(file_id, _U32.pack(n_chunks), header_bytes)
+
+
+def _chunk_crc(file_id: bytes, i: int, payload: bytes) -> int:
+    """A chunk's CRC: its bytes, its place in the file and the file it belongs to."""
+    return _crc(file_id, _U32.pack(i), payload)
 
 
 def encode_header(header: dict) -> bytes:
@@ -59,30 +86,39 @@ def encode_header(header: dict) -> bytes:
 
 
 def _write_stream(out: BinaryIO, header: HeaderSource, chunks: Iterable[bytes], spool: BinaryIO, cancel) -> None:
-    """Spool the chunks first: the header may hold statistics only known once all chunks exist."""
+    """Spool the chunks first: the header may hold statistics only known once all chunks exist, and the file id
+    (which every chunk's CRC covers) hashes the header and the chunks."""
+    identity = hashlib.blake2b(digest_size=FILE_ID_BYTES)
     lengths: list[int] = []
     for payload in chunks:
         if cancel is not None and cancel():
             raise CancelledError("cancelled by the user")
         payload = bytes(payload)
-        spool.write(_CHUNK_HEAD.pack(len(payload), _crc(payload)))
+        identity.update(struct.pack("<Q", len(payload)))
+        identity.update(payload)
         spool.write(payload)
         lengths.append(len(payload))
+    if cancel is not None and cancel():  # asked while the last chunk was made
+        raise CancelledError("cancelled by the user")
     header_bytes = encode_header(header() if callable(header) else header)
     if len(header_bytes) > MAX_HEADER_BYTES:
         raise ValueError(f"header too large ({len(header_bytes)} bytes)")
-    out.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)))
+    identity.update(header_bytes)
+    file_id = identity.digest()
+    out.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, file_id, len(header_bytes)))
     out.write(header_bytes)
-    out.write(_U32.pack(_crc(header_bytes)))
+    out.write(_U32.pack(_header_crc(file_id, len(lengths), header_bytes)))
     offset = out.tell()
     spool.seek(0)
-    shutil.copyfileobj(spool, out)
     index = bytearray()
-    for length in lengths:
+    for i, length in enumerate(lengths):
+        payload = spool.read(length)
+        out.write(_CHUNK_HEAD.pack(length, _chunk_crc(file_id, i, payload)))
+        out.write(payload)
         index += _INDEX_ENTRY.pack(offset, length)
         offset += _CHUNK_HEAD.size + length
     out.write(index)
-    out.write(_FOOTER.pack(offset, len(lengths), _crc(bytes(index)), END_MARKER))
+    out.write(_FOOTER.pack(offset, len(lengths), _crc(file_id, bytes(index)), END_MARKER))
 
 
 def write_container(
@@ -167,24 +203,27 @@ class ContainerReader:
             raise ContainerError(f"{self.name}: truncated .sarz file ({what} runs past the end of the file)")
         return data
 
+    @property
+    def file_id(self) -> str:
+        """The file's identifier, in hex (for `info`)."""
+        return self._file_id.hex()
+
     def _read_header(self) -> dict:
         self._f.seek(0)
         start = self._f.read(_PREFIX.size)
         if not MAGIC.startswith(start[: len(MAGIC)]):
             raise ContainerError(f"{self.name}: not a .sarz file (wrong magic bytes)")
+        if len(start) >= _MAGIC_VERSION.size:
+            _check_version(self.name, _MAGIC_VERSION.unpack_from(start)[1])
         if len(start) < _PREFIX.size:
             raise ContainerError(f"{self.name}: truncated .sarz file (incomplete file prefix)")
-        _, version, header_len = _PREFIX.unpack(start)
-        if version != FORMAT_VERSION:
-            raise ContainerError(
-                f"{self.name}: unsupported .sarz format version {version} (this software reads version "
-                f"{FORMAT_VERSION})"
-            )
+        _, _, self._file_id, header_len = _PREFIX.unpack(start)
         if header_len > MAX_HEADER_BYTES or _PREFIX.size + header_len + _U32.size > self._size:
             raise ContainerError(f"{self.name}: truncated .sarz file (header length {header_len} past the end)")
         raw = self._read_at(_PREFIX.size, header_len + _U32.size, "header")
         header_bytes, (crc,) = raw[:header_len], _U32.unpack(raw[header_len:])
-        if _crc(header_bytes) != crc:
+        self._data_start = _PREFIX.size + header_len + _U32.size
+        if _header_crc(self._file_id, self._footer()[1], header_bytes) != crc:
             raise ContainerError(f"{self.name}: header CRC mismatch (the file is corrupt)")
         try:
             inflate = zlib.decompressobj(zdict=HEADER_DICTIONARY)
@@ -198,10 +237,10 @@ class ContainerReader:
             raise ContainerError(f"{self.name}: header is not valid JSON ({exc})") from exc
         if not isinstance(header, dict):
             raise ContainerError(f"{self.name}: header is not a JSON object")
-        self._data_start = _PREFIX.size + header_len + _U32.size
         return header
 
-    def _read_index(self) -> tuple[list[int], list[int]]:
+    def _footer(self) -> tuple[int, int, int]:
+        """(index offset, chunk count, index CRC) from the footer, its end marker checked."""
         if self._size < self._data_start + _FOOTER.size:
             raise ContainerError(f"{self.name}: truncated .sarz file (no chunk index)")
         index_offset, n, index_crc, marker = _FOOTER.unpack(
@@ -209,11 +248,15 @@ class ContainerReader:
         )
         if marker != END_MARKER:
             raise ContainerError(f"{self.name}: truncated or damaged .sarz file (end marker missing)")
+        return index_offset, n, index_crc
+
+    def _read_index(self) -> tuple[list[int], list[int]]:
+        index_offset, n, index_crc = self._footer()
         index_len = n * _INDEX_ENTRY.size
         if index_offset < self._data_start or index_offset + index_len + _FOOTER.size != self._size:
             raise ContainerError(f"{self.name}: damaged chunk index (its position does not match the file size)")
         index = self._read_at(index_offset, index_len, "chunk index")
-        if _crc(index) != index_crc:
+        if _crc(self._file_id, index) != index_crc:
             raise ContainerError(f"{self.name}: chunk index CRC mismatch (the file is corrupt)")
         offsets, lengths = [], []
         expected = self._data_start
@@ -236,9 +279,24 @@ class ContainerReader:
         if length != self._lengths[i]:
             raise ContainerError(f"{self.name}: chunk {i} length field disagrees with the index (corrupt)")
         payload = self._read_at(self._offsets[i] + _CHUNK_HEAD.size, length, f"chunk {i}")
-        if _crc(payload) != crc:
-            raise ContainerError(f"{self.name}: chunk {i} CRC mismatch (the file is corrupt)")
+        if _chunk_crc(self._file_id, i, payload) != crc:
+            raise ContainerError(f"{self.name}: chunk {i} does not belong to this file or is corrupt (CRC mismatch)")
         return payload
+
+
+def _check_version(name: str, version: int) -> None:
+    """ContainerError naming the version when it is not this software's."""
+    if version == FORMAT_VERSION:
+        return
+    if version > FORMAT_VERSION:
+        advice = "a newer SAR Compressor wrote it: update the software"
+    elif version in LAST_RELEASE_FOR:
+        advice = f"decode it with SAR Compressor {LAST_RELEASE_FOR[version]}"
+    else:
+        advice = "it came from a pre-release codec that no release reads"
+    raise ContainerError(
+        f"{name}: .sarz format version {version}: this software reads version {FORMAT_VERSION}; {advice}"
+    )
 
 
 def read_header(source: Union[str, Path, bytes]) -> dict:

@@ -1,10 +1,9 @@
 """Compression: the options checked, pass 1 (survey) fixing the layout, then pass 2 as a chunk generator.
 
-Pass 2 reads each strip (with a halo for the network), encodes, quantizes and entropy-codes it when the
-network is the base, decodes the quantized latents at once (the shared StripPass window), codes the
-refinement layer and measures against the original what the chunk must carry besides the
-latents: the block gains, the bright-target residuals, the invalid pixels. The finished strips can go to a
-sink too: the reconstruction raster, equal to what decompression will produce.
+Pass 2 reads each strip, codes its refinement layer over the flat base (the shared StripPass window) and
+measures against the original what the chunk must carry besides: the block gains, the bright-target residuals,
+the invalid pixels. The finished strips can go to a sink too: the reconstruction raster, equal to what
+decompression will produce.
 """
 
 from __future__ import annotations
@@ -20,10 +19,8 @@ import numpy as np
 
 from . import preprocessing as pp
 from . import refine
-from .base_choice import BASE_OPTIONS, Trial, describe, run_trial
-from .compressor import HALO, SARCompressor
-from .errors import InputError, ModelError
-from .layout import STRIP_ROWS, Layout, bright_threshold, strip_height
+from .errors import InputError
+from .layout import Layout, bright_threshold, strip_height
 from .quality import N_QUALITIES, Quality, quality_level
 from .radiometry import (
     MEAN_CORRECTIONS,
@@ -40,7 +37,7 @@ from .sarz_header import build_header
 from .ssim_weights import TUNES
 from .strip_payload import Strip, invalid_codes
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
-from .survey import RANGE_MODES, RowReader, Survey, survey_band
+from .survey import RowReader, Survey, survey_band
 
 Log = Optional[Callable[[str], None]]
 
@@ -61,34 +58,21 @@ class BandSource:
 
 @dataclass
 class EncodeOptions:
-    """The user's coding choices, checked against the model by `level`."""
+    """The user's coding choices, checked by `level`."""
 
     quality: int
     kind: str
-    range_mode: str
     mean_correction: str
-    base: str = "auto"
     refine_step: Optional[float] = None
     """A step between the ladder's (rate control); None: the quality's own."""
     tune: str = "ssim"
     """What the rate-distortion decisions weigh: "ssim" (errors where SSIM is sensitive count more:
     ssim_weights) or "psnr" (plain squared error). Encoder only: not in the file, any decoder reads both."""
 
-    def level(self, comp: SARCompressor) -> Quality:
-        """What the quality means for this model; ModelError / InputError naming what is wrong."""
-        if comp.entropy is None:
-            raise ModelError(
-                f"model {comp.loaded.name} ({comp.loaded.path}) has no entropy tables "
-                "(a prototype checkpoint): it cannot write .sarz files"
-            )
+    def level(self) -> Quality:
+        """What the quality means; InputError naming what is wrong."""
         level = quality_level(self.quality)
-        if level.model_level >= comp.n_qualities:
-            raise ModelError(
-                f"model {comp.loaded.name} has {comp.n_qualities} levels, quality {self.quality} needs more"
-            )
-        _check_choice("range mode", self.range_mode, RANGE_MODES)
         _check_choice("mean correction", self.mean_correction, MEAN_CORRECTIONS)
-        _check_choice("base", self.base, BASE_OPTIONS)
         _check_choice("tune", self.tune, TUNES)
         return level if self.refine_step is None else replace(level, refine_step=self.refine_step)
 
@@ -106,27 +90,24 @@ class EncodePass(StripPass):
     def __init__(
         self,
         source: BandSource,
-        comp: SARCompressor,
         layout: Layout,
         survey: Survey,
         options: EncodeOptions,
         progress: Progress,
         cancel: Cancel,
     ):
-        super().__init__(comp, layout, progress, cancel, passes=2)
-        self.source, self.survey, self.range_mode = source, survey, options.range_mode
+        super().__init__(layout, progress, cancel)
+        self.source, self.survey = source, survey
         self.ssim = survey.ssim if options.tune == "ssim" else None
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
         self.n_valid = self.n_clipped = self.n_bright = 0
         self.deferred: list[tuple[Path, Strip]] = []
-        self.trial: Optional[Trial] = None
 
     @classmethod
     def plan(
         cls,
         source: BandSource,
-        comp: SARCompressor,
         options: EncodeOptions,
         progress: Progress = None,
         cancel: Cancel = None,
@@ -135,11 +116,10 @@ class EncodePass(StripPass):
     ) -> EncodePass:
         """Options checked and pass 1 done (or its `survey` given: it does not depend on the step, so rate
         control's passes share one): a pass whose layout is fixed for every strip."""
-        level = options.level(comp)
+        level = options.level()
         pp.check_dtype(source.info.dtype)
         if survey is None:
-            model_range = pp.Range(comp.loaded.vmin, comp.loaded.vmax) if options.range_mode == "model" else None
-            survey = survey_band(source.info, source.read, options.kind, model_range, ssim=options.tune == "ssim")
+            survey = survey_band(source.info, source.read, options.kind, ssim=options.tune == "ssim")
         layout = Layout(
             width=source.info.width,
             height=source.info.height,
@@ -147,31 +127,18 @@ class EncodePass(StripPass):
             dtype=source.info.dtype,
             nodata=source.info.nodata,
             rng=survey.rng,
-            level=level.model_level,
             quality=int(options.quality),
             refine_step=level.refine_step,
             mean_correction=options.mean_correction,
             bright_threshold=bright_threshold(survey.rng, level.refine_step),
-            latent_channels=comp.latent_channels,
-            base="network" if options.base == "auto" else options.base,
             strip_height=strip_height(source.info.width),
         )
-        trial, network_start = None, comp.seconds_network
-        if options.base == "auto":  # on STRIP_ROWS-tall samples: a bounded cost whatever the strip height
-            samples = replace(layout, strip_height=STRIP_ROWS)
-            trial = run_trial(cls(source, comp, samples, survey, options, None, cancel))
-            layout.base = trial.best
         if log is not None:
             log(
                 f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind}, range "
-                f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}] dB ({options.range_mode}), model "
-                f"{comp.loaded.name}, quality {layout.quality}/{N_QUALITIES}, {comp.device_name}, "
-                f"batch {comp.batch_size}, base {layout.base}" + (f" ({describe(trial.to_dict())})" if trial else "")
+                f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}] dB, quality {layout.quality}/{N_QUALITIES}"
             )
-        enc = cls(source, comp, layout, survey, options, progress, cancel)
-        enc.trial = trial
-        enc._network_start = network_start  # the trial's network time is this compression's too
-        return enc
+        return cls(source, layout, survey, options, progress, cancel)
 
     @contextlib.contextmanager
     def reconstructing(self, sink: Sink, spool_parent: Optional[Path]) -> Iterator[None]:
@@ -186,36 +153,12 @@ class EncodePass(StripPass):
             yield
 
     def load(self, k: int) -> Strip:
-        """Read strip k (with the network's halo when the network is the base), encode, quantize, entropy-code;
-        keep what the gains need."""
-        row0, rows = self.layout.strip_rows(k)
-        halo = HALO if self.layout.uses_network else 0
-        lo, hi = max(0, row0 - halo), min(self.layout.height, row0 + rows + halo)
-        raw = self.source.read(lo, hi)
-        top, bottom = row0 - lo, hi - row0 - rows
-        valid = pp.valid_mask(raw, self.layout.nodata)
-        db = pp.to_db(raw, self.layout.kind)
-        symbols = None
-        if self.layout.uses_network:
-            symbols = self._symbols(np.where(valid, db, np.float32(self.survey.fill_db)), top, bottom)
-        core = slice(top, top + rows)
-        return self._strip(k, symbols, raw[core], db[core], valid[core])
-
-    def _symbols(self, db: np.ndarray, top: int, bottom: int) -> np.ndarray:
-        """Quantized latents of the strip's core rows (the halo rows are context only)."""
-        import torch
-
-        x01 = pp.normalize(db, self.layout.rng)
-        latents = self.comp.encode_strip(x01, top, bottom, cancel=self.cancel, on_batch=self.ticker)
-        return self.comp.entropy.quantize(torch.from_numpy(latents), self.layout.level)
-
-    def _strip(
-        self, k: int, symbols: Optional[np.ndarray], raw: np.ndarray, orig_db: np.ndarray, valid: np.ndarray
-    ) -> Strip:
-        """Strip k from its quantized latents (None: flat base) and its core rows (raw, dB, valid); counts the
-        statistics."""
+        """Read strip k; keep what the refinement layer and the gains need; count the statistics."""
         layout = self.layout
         row0, rows = layout.strip_rows(k)
+        raw = self.source.read(row0, row0 + rows)
+        valid = pp.valid_mask(raw, layout.nodata)
+        orig_db = pp.to_db(raw, layout.kind)
         residuals = bright_residuals(orig_db, valid, layout.bright_threshold, layout.bright_step_db)
         outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
         self.n_valid += int(valid.sum())
@@ -227,11 +170,9 @@ class EncodePass(StripPass):
             index=k,
             row0=row0,
             rows=rows,
-            y_hat=self.no_latents(k) if symbols is None else self.y_hat(symbols),
             bright=residuals,
             invalid=invalid if has_invalid else None,
             codes=invalid_codes(raw, invalid, layout.nodata) if has_invalid else np.zeros(0, np.uint8),
-            latents=b"" if symbols is None else self.comp.entropy.encode(symbols, layout.level),
             orig_db=orig_db,
         )
 
@@ -262,7 +203,7 @@ class EncodePass(StripPass):
             strip.gains = gain_codes(sum_o, sum_r)
         strip.orig_db = None
         bright = strip.bright.positions.size > 0
-        return strip.payload(bright_contexts(self.layout, strip.raw_db) if bright else None)
+        return strip.payload(self.layout.width, bright_contexts(self.layout, strip.raw_db) if bright else None)
 
     def finalize(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> None:
         if self.sink is not None and self.layout.mean_correction == "global":
@@ -275,7 +216,7 @@ class EncodePass(StripPass):
         name = self.spool_dir / f"{strip.index}.npz"
         invalid = strip.invalid if strip.invalid is not None else np.zeros((0, 0), bool)
         np.savez(name, raw_db=strip.raw_db, invalid=invalid)
-        light = replace(strip, y_hat=strip.y_hat[:, :0].copy(), raw_db=None, invalid=None)
+        light = replace(strip, raw_db=None, invalid=None)
         self.deferred.append((name, light))
 
     def flush_deferred(self) -> None:
@@ -301,7 +242,7 @@ class EncodePass(StripPass):
 
     def header(self) -> dict[str, Any]:
         """The .sarz header, with the statistics of the whole run (call once `strips()` is exhausted)."""
-        layout, comp = self.layout, self.comp
+        layout = self.layout
         stats = {
             "pixels": layout.width * layout.height,
             "valid_pixels": self.n_valid,
@@ -309,17 +250,8 @@ class EncodePass(StripPass):
             "clipped_fraction": _round(self.clipped_fraction),
             "n_bright_residuals": self.n_bright,
             "linear_mean": _round(self.survey.linear_mean),
-            "base_trial": self.trial.to_dict() if self.trial else None,
         }
-        return build_header(
-            layout,
-            self.source.info,
-            self.source.band,
-            comp.loaded,
-            self.range_mode,
-            self.global_gain,
-            stats,
-        )
+        return build_header(layout, self.source.info, self.source.band, self.global_gain, stats)
 
 
 def _round(value: float) -> float:

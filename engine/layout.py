@@ -1,7 +1,7 @@
-"""Where everything of a .sarz sits: strips of rows, latent rows, gain blocks, and the coding parameters.
+"""Where everything of a .sarz sits: strips of rows, gain blocks, and the coding parameters.
 
 The encoder builds a Layout from its survey of the input, the decoder from the file header; both then walk the
-same strips, so every size they compare (chunk rows, latent rows, gain blocks) comes from one place.
+same strips, so every size they compare (chunk rows, gain blocks) comes from one place.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from typing import Optional
 import numpy as np
 
 from . import preprocessing as pp
-from .compressor import DOWNSAMPLE
 
 STRIP_ROWS = 512
-"""The unit of strip heights (one chunk per strip): a multiple of the network's downsampling and of BLOCK."""
+"""The unit of strip heights (one chunk per strip): a multiple of BLOCK."""
 STRIP_PIXELS = 1 << 22
 """Strips are as many STRIP_ROWS tall as fit this many pixels (at least one): every strip is transformed
 on its own, and each border costs bits and shows (one 1024-row strip instead of two measured +0.03-0.04 dB
@@ -36,10 +35,6 @@ BRIGHT_MARGIN = (0.5, 3.0)
 size (the block gains make up their linear intensity); only those beyond are bright targets with their own
 residuals. The cap: a wider margin left a few far-clipped pixels to dominate a block's gain, which the gain
 field's interpolation then failed to keep (mean ratio 0.94-0.96 at quality 1, measured; 0.99-1.00 with it)."""
-
-BASES = ("network", "flat")
-"""What the refinement layer is coded over: the network's reconstruction, or a flat image at mid-range (no
-network at all: nothing to decode but the layer)."""
 
 
 def strip_height(width: int) -> int:
@@ -63,19 +58,14 @@ class Layout:
     dtype: str
     nodata: Optional[float]
     rng: pp.Range
-    level: int
-    """The network's quality level (0-based)."""
     quality: int
     """The user's quality (engine.quality)."""
     refine_step: float
     """Refinement quantizer step as a fraction of the dB range."""
     mean_correction: str
     bright_threshold: float
-    latent_channels: int
-    base: str
-    """One of BASES."""
     strip_height: int = STRIP_ROWS
-    """Rows per strip: `strip_height(width)` in files (the encoder's base trial samples STRIP_ROWS)."""
+    """Rows per strip: `strip_height(width)` in files."""
 
     @property
     def out_dtype(self) -> str:
@@ -84,14 +74,6 @@ class Layout:
     @property
     def n_strips(self) -> int:
         return math.ceil(self.height / self.strip_height)
-
-    @property
-    def latent_width(self) -> int:
-        return math.ceil(self.width / DOWNSAMPLE)
-
-    @property
-    def latent_height(self) -> int:
-        return math.ceil(self.height / DOWNSAMPLE)
 
     @property
     def block_rows(self) -> int:
@@ -106,9 +88,6 @@ class Layout:
         row0 = k * self.strip_height
         return row0, min(self.strip_height, self.height - row0)
 
-    def latent_rows(self, k: int) -> int:
-        return math.ceil(self.strip_rows(k)[1] / DOWNSAMPLE)
-
     @property
     def refine_step_db(self) -> float:
         return self.refine_step * self.rng.span
@@ -118,12 +97,9 @@ class Layout:
         lo, hi = BRIGHT_STEP_DB
         return float(min(max(self.refine_step_db / BRIGHT_STEP_FRACTION, lo), hi))
 
-    @property
-    def uses_network(self) -> bool:
-        return self.base == "network"
-
     def flat_db(self, rows: int) -> np.ndarray:
-        """The flat base of a strip: mid-range, computed from the header's numbers, so both sides add to the same."""
+        """The base the refinement layer codes over: mid-range, computed from the header's numbers, so both sides
+        add to the same."""
         return np.full((rows, self.width), 0.5 * (self.rng.vmin + self.rng.vmax), dtype=np.float32)
 
     def strip_blocks(self, rows: int) -> tuple[int, int]:

@@ -1,11 +1,8 @@
 """The qualities users choose from: each is a quantizer step of the refinement layer (engine.refine), coded
-over a base the decoder already has: the network's reconstruction at its level 1, or a flat image (the base
-engine.base_choice picks per file).
+over a flat base at mid-range.
 
-Why the network's own higher levels are not on the ladder: on the real crops its reconstruction saturates
-near 0.3-0.5 bpp, and from level 2 up each of its levels is both larger and worse than level 1 plus
-refinement at the same rate. Steps are fractions of the raster's dB range (about 0.5-24 dB on a 30 dB range),
-spaced by ~sqrt(2): each quality costs roughly 0.05-0.5 bit per pixel more than the one below.
+Steps are fractions of the raster's dB range (about 0.5-24 dB on a 30 dB range), spaced by ~sqrt(2): each
+quality costs roughly 0.05-0.5 bit per pixel more than the one below.
 """
 
 from __future__ import annotations
@@ -18,15 +15,13 @@ from .errors import InputError
 
 @dataclass(frozen=True)
 class Quality:
-    """What one quality means: the network's level (0-based) when it is the base, and the refinement step
-    (a fraction of the dB range)."""
+    """What one quality means: the refinement step (a fraction of the dB range)."""
 
-    model_level: int
     refine_step: float
 
 
 REFINE_STEPS = (0.8, 0.56, 0.4, 0.28, 0.2, 0.14, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018)
-LADDER = tuple(Quality(0, step) for step in REFINE_STEPS)
+LADDER = tuple(Quality(step) for step in REFINE_STEPS)
 N_QUALITIES = len(LADDER)
 DEFAULT_QUALITY = 5
 

@@ -1,4 +1,4 @@
-"""What the network alone gets wrong, measured by the encoder and put back by the decoder.
+"""What the dB-domain coding alone gets wrong, measured by the encoder and put back by the decoder.
 
 A codec that works in dB biases the linear-intensity mean that SAR users measure (what it smooths away is
 speckle and texture, whose linear mean is above their dB mean): per 64x64 block (or for the whole raster) a
@@ -8,7 +8,7 @@ into dB offsets spread in proportion to each pixel's decoded intensity (capped):
 error that puts the missing intensity back (a uniform offset cost 0.2-1 dB of PSNR at low rates, this
 0.1-0.4). Offsets are interpolated between block centres so that block edges do not show as steps, then fixed
 per block so that every block's sum is exact again (what is left at an edge is the fix, a fraction of the
-offset). Bright targets above the dB range would be clipped by the network or the refinement layer: they are
+offset). Bright targets above the dB range would be clipped by the refinement layer: they are
 kept as residuals over the range's top instead.
 `finalize_strip` applies both and restores invalid pixels exactly; encoder and decoder share it, which is why
 the reconstruction written during compression equals the decompressed raster.
@@ -61,13 +61,10 @@ def bright_residuals(orig_db: np.ndarray, valid: np.ndarray, threshold: float, s
 
 def bright_contexts(layout: Layout, raw_db: np.ndarray) -> np.ndarray:
     """Per pixel of a decoded strip (flat), the context of its bright-target flag: eighths of a refinement
-    step below the range's top (a bright target's pixel was coded clipped to the top). Over a network base
-    all pixels share the last one: the network's float output can differ in the last bit between machines
-    (CPU, CUDA) and contexts must agree exactly; a flat base's strip is numpy arithmetic on decoded integers,
-    the same everywhere."""
+    step below the range's top (a bright target's pixel was coded clipped to the top). The decoded strip is
+    numpy arithmetic on decoded integers over a flat base, the same on every machine, so both sides agree
+    exactly."""
     last = BRIGHT_CONTEXTS - 1
-    if layout.uses_network:
-        return np.full(raw_db.size, last, dtype=np.uint8)
     flat, out = raw_db.reshape(-1), np.empty(raw_db.size, dtype=np.uint8)
     scale = 8.0 / layout.refine_step_db
     for start in range(0, flat.size, BRIGHT_SPAN):

@@ -1,10 +1,18 @@
 """The JSON header of a .sarz: written by the encoder, validated into a Layout by the decoder.
 
-The header carries every parameter the decoder needs (raster geometry and georeferencing, kind, dB range,
-quality, base, network level and refinement step, model identity, strip and gain-block sizes), so a file decodes
-without the options it was made with.
+The header carries every parameter the decoder needs, so a file decodes without the options it was made with:
+- `raster`: what the whole raster shares (size, dtype, georeferencing, dataset tags);
+- `bands`: one entry per coded band (one today), holding everything per band: its number in the source, kind,
+  nodata, description, tags, unit/scale/offset, dB range, quality and refinement step, mean correction and
+  global gain, bright-target threshold and step, and the band's statistics (for `info`, not for decoding);
+- `tiling`: the tile size and the chunk order ("band, tile row, tile column"): chunk i is tile i of that order;
+  today a tile is a strip of full rows (tile_width = raster width);
+- `streams`: the streams of every chunk, in order (strip_payload.STREAMS);
+- `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
+- `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match).
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
-naming the fields, never a wrong raster.
+naming the fields, never a wrong raster; a header using a feature this software lacks (several bands, narrower
+tiles, a learned tool) is refused by name. docs/FORMAT.md describes the whole file.
 """
 
 from __future__ import annotations
@@ -12,21 +20,21 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import preprocessing as pp
 from . import refine
-from .compressor import HALO, LATENT_HALO, TILE
 from .container import FORMAT_VERSION
 from .errors import ContainerError, SARCompressorError
-from .layout import BASES, BLOCK, Layout, strip_height
-from .quality import N_QUALITIES
+from .layout import BLOCK, Layout, strip_height
 from .radiometry import GAIN_LOG2_STEP, MEAN_CORRECTIONS
-from .raster_io import RasterInfo
-from .strip_payload import CHUNK_VERSION
+from .raster_io import RasterInfo, _float_from_json, _float_to_json
+from .strip_payload import STREAMS
 
-if TYPE_CHECKING:
-    from .models.checkpoint import LoadedModel
+TILE_ORDER = "band, tile row, tile column"
+RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags")
+TOOLS = {"post_filter": None}
+"""The learned tools a file may ask its decoder to run; none is bundled in this version."""
 
 
 def _software_version() -> str:
@@ -39,112 +47,127 @@ def _software_version() -> str:
     return "unknown"
 
 
-def build_header(
-    layout: Layout,
-    info: RasterInfo,
-    band: int,
-    model: LoadedModel,
-    range_mode: str,
-    global_gain: float,
-    stats: dict[str, Any],
-) -> dict[str, Any]:
-    """The header of a file with this layout, made from band `band` of `info` by `model`."""
-    input_dict = info.to_dict()
-    input_dict.update(
-        kind=layout.kind,
-        band=band,
-        description=info.descriptions[0] if info.descriptions else None,
-    )
+def _first(values: list) -> Any:
+    """A single-band list field's value (None when the source had none)."""
+    return values[0] if values else None
+
+
+def _band_entry(layout: Layout, info: RasterInfo, band: int, global_gain: float, stats: dict) -> dict[str, Any]:
     return {
-        "format": "sarz",
-        "format_version": FORMAT_VERSION,
-        "software": {"name": "sar_compressor", "version": _software_version()},
-        "model": {"name": model.name, "sha256": model.sha256[:MODEL_ID_HEX], "arch": model.config.get("model", {})},
+        "source_band": band,
+        "kind": layout.kind,
+        "nodata": _float_to_json(info.nodata),
+        "description": _first(info.descriptions),
+        "tags": _first(info.band_tags),
+        "unit": _first(info.units),
+        "scale": _first(info.scales),
+        "offset": _first(info.offsets),
+        "range": layout.rng.to_dict(),
         "quality": layout.quality,
-        "n_qualities": N_QUALITIES,
-        "model_level": layout.level + 1,
-        "base": layout.base,
-        "refine": {
-            "step": layout.refine_step,
-            "wavelet": "cdf97",
-            "levels": refine.LEVELS,
-            "dead_zone": refine.DEAD_ZONE,
-        },
-        "input": input_dict,
-        "range": {**layout.rng.to_dict(), "mode": range_mode},
-        "strip_rows": layout.strip_height,
-        "chunk_version": CHUNK_VERSION,
-        "latent": {
-            "channels": layout.latent_channels,
-            "height": layout.latent_height,
-            "width": layout.latent_width,
-            "tile": TILE,
-            "halo": HALO,
-            "latent_halo": LATENT_HALO,
-        },
-        "gain": {
-            "mode": layout.mean_correction,
-            "block_size": BLOCK,
-            "log2_step": GAIN_LOG2_STEP,
-            "global": global_gain,
-        },
+        "refine_step": layout.refine_step,
+        "mean_correction": layout.mean_correction,
+        "global_gain": global_gain,
         "bright": {"threshold_db": layout.bright_threshold, "step_db": layout.bright_step_db},
         "stats": stats,
     }
 
 
-MODEL_ID_HEX = 16
-"""The header names its model by the first 64 bits of the checkpoint's sha256: enough to tell models apart,
-and the whole hash would be ~45 of the ~230 header bytes that a small crop pays for."""
+def build_header(
+    layout: Layout, info: RasterInfo, band: int, global_gain: float, stats: dict[str, Any]
+) -> dict[str, Any]:
+    """The header of a file with this layout, made from band `band` of a raster (`info`: that band alone)."""
+    raster = info.to_dict()
+    return {
+        "format": "sarz",
+        "format_version": FORMAT_VERSION,
+        "software": {"name": "sar_compressor", "version": _software_version()},
+        "raster": {name: raster[name] for name in RASTER_FIELDS},
+        "bands": [_band_entry(layout, info, band, global_gain, stats)],
+        "tiling": {"tile_width": layout.width, "tile_height": layout.strip_height, "order": TILE_ORDER},
+        "streams": list(STREAMS),
+        "tools": dict(TOOLS),
+        "refine": {"wavelet": "cdf97", "levels": refine.LEVELS, "dead_zone": refine.DEAD_ZONE},
+        "gain_blocks": {"block_size": BLOCK, "log2_step": GAIN_LOG2_STEP},
+    }
 
 
-def model_identity(header: dict[str, Any]) -> tuple[str, str]:
-    """(name, sha256 prefix) of the model that wrote the file."""
-    try:
-        return str(header["model"]["name"]), str(header["model"]["sha256"])
-    except (KeyError, TypeError) as exc:
-        raise ContainerError("the .sarz header does not name its model") from exc
+def _unsupported(header: dict[str, Any], raster: dict[str, Any]) -> list[str]:
+    """Features a later version may write and this one cannot decode, named for the message."""
+    tiling, tools = header["tiling"], header["tools"]
+    found = []
+    if len(header["bands"]) != 1:
+        found.append(f"{len(header['bands'])} bands in one file")
+    if tiling["tile_width"] != raster["width"]:
+        found.append(f"tiles {tiling['tile_width']} pixels wide in a {raster['width']}-pixel-wide raster")
+    if not isinstance(tools, dict) or any(value is not None for value in tools.values()) or set(tools) - set(TOOLS):
+        found.append(f"learned tools {tools!r}")
+    if header["streams"] != list(STREAMS):
+        found.append(f"chunk streams {header['streams']!r}")
+    return found
+
+
+def _info(raster: dict[str, Any], band: dict[str, Any]) -> RasterInfo:
+    """The single-band RasterInfo the writer needs, from the raster section and the band's entry."""
+
+    def listed(value: Any) -> list:
+        return [] if value is None else [value]
+
+    return RasterInfo.from_dict(
+        {
+            **raster,
+            "count": 1,
+            "nodata": band["nodata"],
+            "descriptions": listed(band["description"]),
+            "band_tags": listed(band["tags"]),
+            "units": listed(band["unit"]),
+            "scales": listed(band["scale"]),
+            "offsets": listed(band["offset"]),
+        }
+    )
 
 
 def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
     """Validated layout from a header; ContainerError naming the field that is missing or wrong."""
     try:
-        inp = header["input"]
-        info = RasterInfo.from_dict(inp)
-        gain, lat = header["gain"], header["latent"]
+        raster = header["raster"]
+        unsupported = _unsupported(header, raster)
+        if unsupported:
+            raise ContainerError(
+                f"the file uses {'; '.join(unsupported)}: not supported by this version of the software"
+            )
+        band = header["bands"][0]
+        info = _info(raster, band)
+        tiling, gain, bright = header["tiling"], header["gain_blocks"], band["bright"]
         layout = Layout(
             width=int(info.width),
             height=int(info.height),
-            kind=pp.check_kind(inp["kind"]),
+            kind=pp.check_kind(band["kind"]),
             dtype=pp.check_dtype(info.dtype),
-            nodata=info.nodata,
-            rng=pp.Range.from_dict(header["range"]),
-            level=int(header["model_level"]) - 1,
-            quality=int(header["quality"]),
-            refine_step=_refine_step(header["refine"]),
-            mean_correction=str(gain["mode"]),
-            bright_threshold=float(header["bright"]["threshold_db"]),
-            latent_channels=int(lat["channels"]),
-            base=str(header["base"]),
-            strip_height=int(header["strip_rows"]),
+            nodata=_float_from_json(band["nodata"]),
+            rng=pp.Range.from_dict(band["range"]),
+            quality=int(band["quality"]),
+            refine_step=_refine_step(band["refine_step"]),
+            mean_correction=str(band["mean_correction"]),
+            bright_threshold=float(bright["threshold_db"]),
+            strip_height=int(tiling["tile_height"]),
         )
+        global_gain = float(band["global_gain"])
         checks = {
-            "size": layout.width >= 1 and layout.height >= 1 and info.count == 1,
-            "strip_rows": layout.strip_height == strip_height(layout.width)
-            and header["chunk_version"] == CHUNK_VERSION,
+            "size": layout.width >= 1 and layout.height >= 1,
+            "tiling": layout.strip_height == strip_height(layout.width) and tiling["order"] == TILE_ORDER,
             "gain": layout.mean_correction in MEAN_CORRECTIONS
             and gain["block_size"] == BLOCK
             and gain["log2_step"] == GAIN_LOG2_STEP
-            and math.isfinite(float(gain["global"]))
-            and float(gain["global"]) > 0,
-            "bright": header["bright"]["step_db"] == layout.bright_step_db and math.isfinite(layout.bright_threshold),
+            and math.isfinite(global_gain)
+            and global_gain > 0,
+            "bright": bright["step_db"] == layout.bright_step_db and math.isfinite(layout.bright_threshold),
             "refine": header["refine"]["wavelet"] == "cdf97"
             and header["refine"]["levels"] == refine.LEVELS
             and header["refine"]["dead_zone"] == refine.DEAD_ZONE,
-            "latent": (lat["height"], lat["width"]) == (layout.latent_height, layout.latent_width),
-            "base": layout.base in BASES,
         }
-    except (KeyError, TypeError, ValueError, AttributeError, SARCompressorError) as exc:
+    except ContainerError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, SARCompressorError) as exc:
         raise ContainerError(f"the .sarz header is incomplete or invalid ({type(exc).__name__}: {exc})") from exc
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
@@ -152,9 +175,14 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
     return layout, info
 
 
-def _refine_step(section: dict[str, Any]) -> float:
+def global_gain(header: dict[str, Any]) -> float:
+    """The band's global gain (validated by layout_from_header)."""
+    return float(header["bands"][0]["global_gain"])
+
+
+def _refine_step(value: Any) -> float:
     """The refinement step (a fraction of the dB range); ValueError if not a usable step."""
-    step = float(section["step"])
+    step = float(value)
     if not (math.isfinite(step) and 0.0 < step <= 1.0):
         raise ValueError(f"refinement step {step!r} out of range")
     return step

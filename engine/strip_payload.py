@@ -1,11 +1,12 @@
-"""The bytes of one chunk: everything a strip of rows needs to be decoded, packed and checked.
+"""The bytes of one chunk: everything a tile of the raster needs to be decoded, packed and checked.
 
-Chunk payload (one per strip), little-endian:
-    u16 rows | u16 latent rows | 6 x u32 section lengths | latents | refinement | gains | bright | mask | mask codes
-latents: EntropyModel.encode bytes; refinement: engine.refine bytes (empty at quality 1); gains: zlib(int16
-little-endian codes, block rows x block cols) (see radiometry);
-bright: BrightResiduals.encode (positions context-coded from the decoded strip, steps deflated); mask:
-zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
+Chunk payload (one per tile; today a tile is a strip of full rows), little-endian:
+    u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
+The streams, in the order the header's `streams` list names them (STREAMS today):
+refinement: engine.refine bytes; gains: zlib(int16 little-endian codes, block rows x block cols) (see
+radiometry), empty unless the mean correction is "block"; bright: BrightResiduals.encode (positions
+context-coded from the decoded tile, steps deflated); mask: zlib(np.packbits(invalid)); mask codes: zlib(u8 per
+invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
 """
 
@@ -15,7 +16,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -23,10 +24,12 @@ from .codes import inflate
 from .errors import ContainerError
 from .layout import Layout
 
-CHUNK_VERSION = 3
-"""Stored in the header: a reader refuses payloads of another layout."""
+STREAMS = ("refinement", "gains", "bright", "mask", "mask_codes")
+"""The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
+later version may add a stream, e.g. a learned model's side information, without moving the others)."""
 
-_CHUNK_HEAD = struct.Struct("<HH6I")
+_CHUNK_HEAD = struct.Struct("<IIB")  # rows, columns, stream count
+_LENGTH = struct.Struct("<I")
 
 
 def varint_encode(values: np.ndarray) -> bytes:
@@ -179,10 +182,6 @@ def invalid_codes(raw: np.ndarray, invalid: np.ndarray, nodata: Optional[float])
     return codes
 
 
-LatentDecoder = Callable[[bytes, tuple[int, int, int]], np.ndarray]
-"""(entropy-coded latents, (channels, rows, cols)) -> dequantized latents y_hat."""
-
-
 @dataclass
 class Strip:
     """One strip in the rolling window (the encoder also keeps orig_db until its gains are known; offsets are
@@ -192,11 +191,9 @@ class Strip:
     index: int
     row0: int
     rows: int
-    y_hat: np.ndarray
     bright: Optional[BrightResiduals]
     invalid: Optional[np.ndarray]
     codes: np.ndarray
-    latents: bytes = b""
     refinement: bytes = b""
     orig_db: Optional[np.ndarray] = None
     raw_db: Optional[np.ndarray] = None
@@ -204,26 +201,24 @@ class Strip:
     offsets: Optional[tuple[np.ndarray, np.ndarray]] = None
     bright_section: bytes = b""
 
-    def payload(self, bright_contexts: Optional[np.ndarray]) -> bytes:
-        """The chunk bytes of this strip (`bright_contexts`: radiometry.bright_contexts of its decoded rows;
-        None when it has no bright targets)."""
+    def payload(self, width: int, bright_contexts: Optional[np.ndarray]) -> bytes:
+        """The chunk bytes of this strip, `width` pixels wide (`bright_contexts`: radiometry.bright_contexts of
+        its decoded rows; None when it has no bright targets)."""
         gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
         mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
         codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
-        sections = [self.latents, self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]
-        head = _CHUNK_HEAD.pack(self.rows, self.y_hat.shape[1], *(len(s) for s in sections))
-        return head + b"".join(sections)
+        streams = [self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]
+        head = _CHUNK_HEAD.pack(self.rows, width, len(streams)) + b"".join(_LENGTH.pack(len(s)) for s in streams)
+        return head + b"".join(streams)
 
     @classmethod
-    def from_payload(cls, payload: bytes, k: int, layout: Layout, decode_latents: LatentDecoder) -> Strip:
+    def from_payload(cls, payload: bytes, k: int, layout: Layout) -> Strip:
         """Strip k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
-        rows, (latents, refinement, gains, bright, mask, codes) = _split_chunk(payload, k, layout)
-        shape = (layout.latent_channels, layout.latent_rows(k), layout.latent_width)
+        rows, (refinement, gains, bright, mask, codes) = _split_chunk(payload, k, layout)
         strip = cls(
             index=k,
             row0=layout.strip_rows(k)[0],
             rows=rows,
-            y_hat=decode_latents(latents, shape),
             bright=None,
             invalid=None,
             codes=np.zeros(0, np.uint8),
@@ -240,19 +235,23 @@ class Strip:
 
 
 def _split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[bytes]]:
-    """Row count and the six sections of chunk k, checked against the layout."""
+    """Row count and the streams of chunk k, checked against the layout."""
     if len(payload) < _CHUNK_HEAD.size:
         raise ContainerError(f"chunk {k} is too short")
-    rows, lat_rows, *lengths = _CHUNK_HEAD.unpack_from(payload)
-    if (rows, lat_rows) != (layout.strip_rows(k)[1], layout.latent_rows(k)):
+    rows, cols, n_streams = _CHUNK_HEAD.unpack_from(payload)
+    if (rows, cols) != (layout.strip_rows(k)[1], layout.width):
         raise ContainerError(f"chunk {k} does not match the raster size in the header")
-    if _CHUNK_HEAD.size + sum(lengths) != len(payload):
-        raise ContainerError(f"chunk {k} section lengths do not add up")
-    sections, pos = [], _CHUNK_HEAD.size
+    start = _CHUNK_HEAD.size + n_streams * _LENGTH.size
+    if n_streams != len(STREAMS) or len(payload) < start:
+        raise ContainerError(f"chunk {k} has {n_streams} streams, the header lists {len(STREAMS)}")
+    lengths = [length for (length,) in _LENGTH.iter_unpack(payload[_CHUNK_HEAD.size : start])]
+    if start + sum(lengths) != len(payload):
+        raise ContainerError(f"chunk {k} stream lengths do not add up")
+    streams, pos = [], start
     for n in lengths:
-        sections.append(payload[pos : pos + n])
+        streams.append(payload[pos : pos + n])
         pos += n
-    return rows, sections
+    return rows, streams
 
 
 def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Compression pass 1: a bounded, strided sample of a band's valid pixels fixes the input kind, the dB range
-that maps to the network's [0, 1], the linear mean and the fill value for invalid pixels, before any strip is
+(the raster's robust percentiles), the linear mean and the fill value for invalid pixels, before any strip is
 encoded (the range must be known for the first strip and stay the same for all); bounded tiles of it fix the
 reference of the SSIM weights (ssim_weights), the same for every strip."""
 
@@ -19,7 +19,6 @@ from .metrics import SSIM_WINDOW
 from .raster_io import RasterInfo
 
 RANGE_PERCENTILES = (0.5, 99.9)
-RANGE_MODES = ("percentile", "model")
 SAMPLE_VALUES = pp.MAX_SAMPLE
 """Pass 1 keeps at most about this many pixels (every k-th row and column): bounded memory on any raster."""
 TEXTURE_PIXELS = 1 << 20
@@ -40,18 +39,16 @@ class Survey:
     ssim: Optional[ssim_weights.SsimScale] = None
 
 
-def survey_band(
-    info: RasterInfo, read: RowReader, kind: str, model_range: Optional[pp.Range], ssim: bool = False
-) -> Survey:
-    """Kind ("auto" detects it), range (`model_range`, else the sample's percentiles), linear mean, fill; with
-    `ssim`, the SSIM weights' scale."""
+def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False) -> Survey:
+    """Kind ("auto" detects it), range (the sample's percentiles), linear mean, fill; with `ssim`, the SSIM
+    weights' scale."""
     tiles = _TextureTiles(info) if ssim else None
     sample = _sample_valid(info, read, tiles)
     description = info.descriptions[0] if info.descriptions else None
     tags = {**info.tags, **(info.band_tags[0] if info.band_tags else {})}
     kind = pp.detect_kind(info.dtype, sample, description, tags) if kind == "auto" else pp.check_kind(kind)
     db = pp.to_db(sample, kind)
-    rng = model_range if model_range is not None else _rounded(pp.robust_range(db, *RANGE_PERCENTILES))
+    rng = _rounded(pp.robust_range(db, *RANGE_PERCENTILES))
     linear_mean = float(np.mean(pp.db_to_linear(db), dtype=np.float64))
     fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax))
     scale = None if tiles is None else tiles.scale(kind, rng, fill_db)

@@ -1,7 +1,7 @@
 """Tiles with overlap and raised-cosine blending, for running an image->image function on any raster size.
 
-The codec itself decodes one contiguous latent grid with a halo (no seams, no overlap bits); this module is the tool
-for functions that must run on independent windows: tiles overlap, each tile's output is weighted by a partition of
+This module is the tool for functions that must run on independent windows (a learned filter over a decoded
+raster, for example): tiles overlap, each tile's output is weighted by a partition of
 unity (raised-cosine ramps over the overlap, flat 1 inside) and the weighted sum is divided by the accumulated weight,
 so the blend is exact everywhere, borders and the edge-aligned last tile included.
 """

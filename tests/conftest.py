@@ -1,4 +1,4 @@
-"""Shared fixtures: real SAR crops when ../shared is there, a small random model for codec tests."""
+"""Shared fixtures: real SAR crops when ../shared is there."""
 
 from __future__ import annotations
 
@@ -20,24 +20,3 @@ def shared_sar_dir() -> Path:
     if not SHARED_SAR.is_dir() or not any(SHARED_SAR.glob("*.tif")):
         pytest.skip("../shared/sar-data is absent")
     return SHARED_SAR
-
-
-@pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory) -> Path:
-    """A random-initialised baseline model with frozen entropy tables: exercises the whole codec without weights."""
-    import torch
-
-    from sar_compressor.engine.entropy import EntropyModel
-    from sar_compressor.engine.models.checkpoint import save_checkpoint
-    from sar_compressor.engine.models.registry import build_model
-
-    torch.manual_seed(0)
-    model = build_model({"name": "baseline"})
-    entropy = EntropyModel(latent_channels=model.latent_channels)
-    path = tmp_path_factory.mktemp("models") / "tiny_baseline.pt"
-    config = {
-        "model": {"name": "baseline"},
-        "preprocessing_params": {"vmin": -30.0, "vmax": 10.0},
-    }
-    save_checkpoint(path, model, config, entropy)
-    return path

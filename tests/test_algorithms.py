@@ -1,6 +1,6 @@
 """The Processing algorithms as QGIS runs them: processing.run, batch, modeler, qgis_process, cancel, errors.
 
-Inputs are simulated GeoTIFFs; the model is the random-initialised `tiny_model_path` (quality numbers are
+Inputs are simulated GeoTIFFs (quality numbers are
 meaningless, only their ranges and the plumbing are tested).
 """
 
@@ -31,7 +31,6 @@ from qgis.core import (
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
     QgsProcessingOutputLayerDefinition,
-    QgsProcessingParameterFile,
     QgsProcessingParameterRasterLayer,
     QgsProject,
     QgsRasterLayer,
@@ -80,7 +79,7 @@ def scene(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def compressed(provider, scene, tiny_model_path, tmp_path_factory):
+def compressed(provider, scene, tmp_path_factory):
     """One compression with a reconstruction, shared by the tests that only read its results."""
     import processing
 
@@ -90,7 +89,6 @@ def compressed(provider, scene, tiny_model_path, tmp_path_factory):
         "sar_compressor:compress",
         {
             "INPUT": str(scene),
-            "MODEL_FILE": str(tiny_model_path),
             "QUALITY": 2,
             "OUTPUT": str(out / "scene.sarz"),
             "RECONSTRUCTION": str(out / "reconstruction.tif"),
@@ -119,13 +117,13 @@ def test_compress_writes_sarz_reconstruction_and_numbers(compressed, scene):
     assert math.isfinite(results["PSNR"]) and results["PSNR"] > 0
     assert -1 <= results["SSIM"] <= 1
     assert 0.1 < results["MEAN_RATIO"] < 10
-    assert "Device: CPU" in feedback.infos
+    assert any(info.startswith("wrote ") for info in feedback.infos)
 
 
-def test_compress_to_a_target_bpp(provider, scene, tiny_model_path, tmp_path):
+def test_compress_to_a_target_bpp(provider, scene, tmp_path):
     import processing
 
-    params = {"INPUT": str(scene), "MODEL_FILE": str(tiny_model_path), "BASE": "flat", "TARGET_BPP": 0.8}
+    params = {"INPUT": str(scene), "TARGET_BPP": 0.8}
     results = processing.run("sar_compressor:compress", {**params, "OUTPUT": str(tmp_path / "t.sarz")})
     assert 0.99 * 0.8 <= results["BPP"] <= 0.8
     with pytest.raises(QgsProcessingException, match="below what this raster can be coded in"):
@@ -133,11 +131,11 @@ def test_compress_to_a_target_bpp(provider, scene, tiny_model_path, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.sarz"]
 
 
-def test_compress_tuned_for_psnr(provider, scene, tiny_model_path, tmp_path):
+def test_compress_tuned_for_psnr(provider, scene, tmp_path):
     """TUNE "psnr" reaches the engine: at the same quality the file differs from the default (ssim) one."""
     import processing
 
-    params = {"INPUT": str(scene), "MODEL_FILE": str(tiny_model_path), "BASE": "flat", "QUALITY": 4}
+    params = {"INPUT": str(scene), "QUALITY": 4}
     bpp = {
         tune: processing.run(
             "sar_compressor:compress", {**params, "TUNE": tune, "OUTPUT": str(tmp_path / f"{tune}.sarz")}
@@ -147,7 +145,7 @@ def test_compress_tuned_for_psnr(provider, scene, tiny_model_path, tmp_path):
     assert bpp["psnr"] != bpp["ssim"]
 
 
-def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, scene, tiny_model_path, tmp_path):
+def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, scene, tmp_path):
     import processing
 
     feedback = RecordingFeedback()
@@ -155,14 +153,13 @@ def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, 
         "sar_compressor:decompress",
         {
             "INPUT": compressed[0]["OUTPUT"],
-            "MODEL_FILE": str(tiny_model_path),
             "COG": True,
             "OUTPUT": str(tmp_path / "decompressed.tif"),
         },
         feedback=feedback,
     )
     assert_same_grid(results["OUTPUT"], scene)
-    assert "Device: CPU" in feedback.infos
+    assert any(info.startswith("wrote ") for info in feedback.infos)
     with rasterio.open(results["OUTPUT"]) as dec, rasterio.open(compressed[0]["RECONSTRUCTION"]) as rec:
         assert np.array_equal(dec.read(1), rec.read(1), equal_nan=True)
 
@@ -187,7 +184,7 @@ def test_evaluate_numbers_and_html_report(compressed, scene, tmp_path):
     assert 'src="data:image/png;base64,' in page
 
 
-def test_band_of_a_multiband_raster(provider, tiny_model_path, tmp_path):
+def test_band_of_a_multiband_raster(provider, tmp_path):
     import processing
 
     src = tmp_path / "three.tif"
@@ -198,7 +195,7 @@ def test_band_of_a_multiband_raster(provider, tiny_model_path, tmp_path):
     with rasterio.open(src, "w", **profile) as dst:
         for band in (1, 2, 3):
             dst.write(data * band, band)
-    params = {"INPUT": str(src), "MODEL_FILE": str(tiny_model_path), "OUTPUT": str(tmp_path / "x.sarz")}
+    params = {"INPUT": str(src), "OUTPUT": str(tmp_path / "x.sarz")}
     with pytest.raises(QgsProcessingException, match="3 bands: choose the band"):
         processing.run("sar_compressor:compress", params)
     assert not (tmp_path / "x.sarz").exists()
@@ -218,7 +215,7 @@ def test_band_of_a_multiband_raster(provider, tiny_model_path, tmp_path):
     assert evaluated["PSNR"] == pytest.approx(results["PSNR"])
 
 
-def test_corrupt_sarz_is_a_clear_error(provider, compressed, tiny_model_path, tmp_path):
+def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):
     import processing
 
     corrupt = tmp_path / "corrupt.sarz"
@@ -230,7 +227,7 @@ def test_corrupt_sarz_is_a_clear_error(provider, compressed, tiny_model_path, tm
     for bad in (corrupt, truncated, tmp_path / "missing.sarz"):
         output = tmp_path / f"{bad.stem}.tif"
         with pytest.raises(QgsProcessingException, match=r"(?i)crc|corrupt|truncated|not found|does not exist"):
-            params = {"INPUT": str(bad), "MODEL_FILE": str(tiny_model_path), "OUTPUT": str(output)}
+            params = {"INPUT": str(bad), "OUTPUT": str(output)}
             processing.run("sar_compressor:decompress", params)
         assert not output.exists()
 
@@ -247,7 +244,7 @@ def test_non_file_layer_is_refused(provider, tmp_path):
         QgsProject.instance().removeMapLayer(layer.id())
 
 
-def test_cancel_mid_run_leaves_no_output(provider, tiny_model_path, tmp_path):
+def test_cancel_mid_run_leaves_no_output(provider, tmp_path):
     import processing
 
     big = write_scene(tmp_path / "big.tif", 640, 256, seed=9)  # several strips: cancel lands mid-run
@@ -265,7 +262,6 @@ def test_cancel_mid_run_leaves_no_output(provider, tiny_model_path, tmp_path):
         "sar_compressor:compress",
         {
             "INPUT": str(big),
-            "MODEL_FILE": str(tiny_model_path),
             "OUTPUT": str(outputs[0]),
             "RECONSTRUCTION": str(outputs[1]),
         },
@@ -278,7 +274,7 @@ def test_cancel_mid_run_leaves_no_output(provider, tiny_model_path, tmp_path):
 
 
 @contextmanager
-def loaded_reconstruction(source: QgsRasterLayer, tiny_model_path, tmp_path, **params) -> Iterator[QgsRasterLayer]:
+def loaded_reconstruction(source: QgsRasterLayer, tmp_path, **params) -> Iterator[QgsRasterLayer]:
     """Compress `source` (added to the project) as the toolbox does and yield the reconstruction QGIS loaded
     through context.layersToLoadOnCompletion; both layers leave the project afterwards."""
     from processing.gui.Postprocessing import handleAlgorithmResults
@@ -292,7 +288,6 @@ def loaded_reconstruction(source: QgsRasterLayer, tiny_model_path, tmp_path, **p
         feedback = RecordingFeedback()
         params = {
             "INPUT": source.id(),
-            "MODEL_FILE": str(tiny_model_path),
             "OUTPUT": str(tmp_path / "styled.sarz"),
             "RECONSTRUCTION": QgsProcessingOutputLayerDefinition(str(tmp_path / "styled.tif"), project),
             **params,
@@ -311,18 +306,18 @@ def loaded_reconstruction(source: QgsRasterLayer, tiny_model_path, tmp_path, **p
         project.removeMapLayer(source.id())
 
 
-def test_reconstruction_is_styled_like_the_loaded_source(provider, scene, tiny_model_path, tmp_path, qgis_iface):
+def test_reconstruction_is_styled_like_the_loaded_source(provider, scene, tmp_path, qgis_iface):
     """Results load through context.layersToLoadOnCompletion with the source layer's renderer."""
     source = QgsRasterLayer(str(scene), "scene")
     renderer = QgsSingleBandGrayRenderer(source.dataProvider(), 1)
     renderer.setGradient(QgsSingleBandGrayRenderer.WhiteToBlack)
     source.setRenderer(renderer)
-    with loaded_reconstruction(source, tiny_model_path, tmp_path) as loaded:
+    with loaded_reconstruction(source, tmp_path) as loaded:
         assert isinstance(loaded.renderer(), QgsSingleBandGrayRenderer)
         assert loaded.renderer().gradient() == QgsSingleBandGrayRenderer.WhiteToBlack
 
 
-def test_band_2_style_moves_to_band_1_of_the_reconstruction(provider, tiny_model_path, tmp_path, qgis_iface):
+def test_band_2_style_moves_to_band_1_of_the_reconstruction(provider, tmp_path, qgis_iface):
     """A gray style on band 2 is given to the single-band reconstruction on band 1, stretch included
     (QGIS 3.22 has no generic QgsRasterRenderer.setInputBand)."""
     single = write_scene(tmp_path / "single.tif", 64, 80, seed=6)
@@ -339,7 +334,7 @@ def test_band_2_style_moves_to_band_1_of_the_reconstruction(provider, tiny_model
     stretch.setMaximumValue(7.5)
     renderer.setContrastEnhancement(stretch)
     source.setRenderer(renderer)
-    with loaded_reconstruction(source, tiny_model_path, tmp_path, BAND=2) as loaded:
+    with loaded_reconstruction(source, tmp_path, BAND=2) as loaded:
         styled = loaded.renderer()
         assert isinstance(styled, QgsSingleBandGrayRenderer)
         assert styled.grayBand() == 1 and list(styled.usesBands()) == [1]
@@ -347,7 +342,7 @@ def test_band_2_style_moves_to_band_1_of_the_reconstruction(provider, tiny_model
         assert styled.contrastEnhancement().maximumValue() == pytest.approx(7.5)
 
 
-def test_batch_runs_two_inputs(provider, tiny_model_path, tmp_path, qgis_iface):
+def test_batch_runs_two_inputs(provider, tmp_path, qgis_iface):
     """QGIS's batch dialog, filled and run programmatically (it runs its rows synchronously in 3.22)."""
     from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
     from processing.tools import dataobjects
@@ -362,7 +357,6 @@ def test_batch_runs_two_inputs(provider, tiny_model_path, tmp_path, qgis_iface):
     context = dataobjects.createContext()
     for row, path in enumerate(scenes):
         panel.wrappers[row][panel.parameter_to_column["INPUT"]].setParameterValue(str(path), context)
-        panel.wrappers[row][panel.parameter_to_column["MODEL_FILE"]].setParameterValue(str(tiny_model_path), context)
         output = panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column["OUTPUT"])
         output.setValue(str(path.with_suffix(".sarz")))
     dialog.runAlgorithm()
@@ -371,13 +365,12 @@ def test_batch_runs_two_inputs(provider, tiny_model_path, tmp_path, qgis_iface):
     dialog.deleteLater()
 
 
-def test_model_chains_compress_decompress_evaluate(provider, scene, tiny_model_path, tmp_path):
+def test_model_chains_compress_decompress_evaluate(provider, scene, tmp_path):
     """A QgsProcessingModelAlgorithm built in code, as the graphical modeler would save it."""
     model = QgsProcessingModelAlgorithm("sar roundtrip", "tests")
     model.addModelParameter(
         QgsProcessingParameterRasterLayer("raster", "Raster"), QgsProcessingModelParameter("raster")
     )
-    model.addModelParameter(QgsProcessingParameterFile("weights", "Model file"), QgsProcessingModelParameter("weights"))
 
     def child(alg_id: str, child_id: str, sources: dict, outputs: list[str]) -> None:
         step = QgsProcessingModelChildAlgorithm(alg_id)
@@ -396,13 +389,13 @@ def test_model_chains_compress_decompress_evaluate(provider, scene, tiny_model_p
     child(
         "sar_compressor:compress",
         "compress",
-        {"INPUT": from_input("raster"), "MODEL_FILE": from_input("weights")},
+        {"INPUT": from_input("raster")},
         ["OUTPUT"],
     )
     child(
         "sar_compressor:decompress",
         "decompress",
-        {"INPUT": from_child("compress", "OUTPUT"), "MODEL_FILE": from_input("weights")},
+        {"INPUT": from_child("compress", "OUTPUT")},
         ["OUTPUT"],
     )
     child(
@@ -416,7 +409,6 @@ def test_model_chains_compress_decompress_evaluate(provider, scene, tiny_model_p
     context, feedback = QgsProcessingContext(), RecordingFeedback()
     params = {
         "raster": str(scene),
-        "weights": str(tiny_model_path),
         "compress:OUTPUT": str(tmp_path / "model.sarz"),
         "decompress:OUTPUT": str(tmp_path / "model.tif"),
         "evaluate:OUTPUT_HTML": str(tmp_path / "model.html"),
@@ -441,7 +433,7 @@ def _qgis_process() -> str | None:
 
 
 @pytest.mark.skipif(_qgis_process() is None, reason="qgis_process is not installed")
-def test_qgis_process_runs_compress(scene, tiny_model_path, tmp_path):
+def test_qgis_process_runs_compress(scene, tmp_path):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "sar_compressor").symlink_to(REPO, target_is_directory=True)
@@ -466,7 +458,6 @@ def test_qgis_process_runs_compress(scene, tiny_model_path, tmp_path):
             "sar_compressor:compress",
             "--",
             f"INPUT={scene}",
-            f"MODEL_FILE={tiny_model_path}",
             "QUALITY=1",
             f"OUTPUT={sarz}",
         ],

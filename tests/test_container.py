@@ -1,4 +1,5 @@
-"""The .sarz container: round trip, atomic writes, and a clear ContainerError for every kind of damage."""
+"""The .sarz container: round trip, atomic writes, the file id binding header and chunks, and a clear
+ContainerError for every kind of damage (splices of different files included)."""
 
 from __future__ import annotations
 
@@ -102,10 +103,81 @@ def test_wrong_magic(sarz):
     assert "not a .sarz file" in _error(b"II*\x00" + b"\x00" * 100)
 
 
-def test_unknown_version(sarz):
+def test_other_versions_are_refused_by_number(sarz):
     data = bytearray(sarz.read_bytes())
     struct.pack_into("<H", data, 4, FORMAT_VERSION + 1)
-    assert f"reads version {FORMAT_VERSION}" in _error(data)
+    assert f"format version 7: this software reads version {FORMAT_VERSION}; a newer" in _error(data)
+    struct.pack_into("<H", data, 4, 5)
+    assert "format version 5: this software reads version 6; decode it with SAR Compressor 0.1.x" in _error(data)
+    assert "format version 5" in _error(bytes(data[:6]))  # refused by number before anything else is read
+    struct.pack_into("<H", data, 4, 3)
+    assert "format version 3: this software reads version 6; it came from a pre-release codec" in _error(data)
+
+
+def _v5_file() -> bytes:
+    """A file as format 5 wrote it (no file id, plain CRCs): refused by its number, never misread."""
+    body = zlib.compress(b"{}")
+    chunk = b"payload"
+    head = struct.pack("<4sHI", MAGIC, 5, len(body)) + body + struct.pack("<I", zlib.crc32(body))
+    offset = len(head)
+    head += struct.pack("<II", len(chunk), zlib.crc32(chunk)) + chunk
+    index = struct.pack("<QI", offset, len(chunk))
+    return head + index + struct.pack("<QII4s", offset + 8 + len(chunk), 1, zlib.crc32(index), b"ZRAS")
+
+
+def test_a_version_5_file_is_refused_by_name():
+    assert "format version 5: this software reads version 6" in _error(_v5_file())
+
+
+def test_file_id_is_deterministic_and_differs_between_files(sarz):
+    with ContainerReader(sarz) as a, ContainerReader(container_bytes(HEADER, CHUNKS)) as b:
+        assert a.file_id == b.file_id and len(a.file_id) == 32
+    for header, chunks in ((HEADER, CHUNKS[:-1]), ({**HEADER, "x": 1}, CHUNKS), (HEADER, [b"other"] + CHUNKS[1:])):
+        with ContainerReader(container_bytes(header, chunks)) as other:
+            assert other.file_id != ContainerReader(sarz).file_id
+
+
+def _parts(data: bytes) -> tuple[bytes, list[bytes]]:
+    """(prefix + header + header CRC, [chunk head + payload, ...]) of a container."""
+    index_offset, n, _, _ = struct.unpack("<QII4s", data[-20:])
+    offsets = [struct.unpack_from("<QI", data, index_offset + 12 * i) for i in range(n)]
+    start = offsets[0][0] if offsets else index_offset
+    return data[:start], [data[o : o + 8 + length] for o, length in offsets]
+
+
+def _assemble(head: bytes, chunks: list[bytes], file_id_of: bytes) -> bytes:
+    """A container from a header part and chunk parts, its index CRC made with `file_id_of`'s file id (the
+    strongest forgery: a consistent index, only the chunks foreign)."""
+    file_id = file_id_of[6:22]
+    index, offset = bytearray(), len(head)
+    for chunk in chunks:
+        index += struct.pack("<QI", offset, len(chunk) - 8)
+        offset += len(chunk)
+    crc = zlib.crc32(bytes(index), zlib.crc32(file_id)) & 0xFFFFFFFF
+    return head + b"".join(chunks) + bytes(index) + struct.pack("<QII4s", offset, len(chunks), crc, b"ZRAS")
+
+
+def test_splices_of_two_files_are_container_errors():
+    """Header of A with chunks of B, in several combinations, chunks moved within a file or dropped from its
+    end: every chunk that does not belong where it is read fails its CRC, naming the chunk; a header whose file
+    has another number of chunks fails its own."""
+    a = container_bytes(HEADER, CHUNKS)
+    b = container_bytes(HEADER, [c + b"!" for c in CHUNKS])
+    head_a, chunks_a = _parts(a)
+    head_b, chunks_b = _parts(b)
+    assert _assemble(head_a, chunks_a, a) == a
+    cases = [
+        (_assemble(head_a, chunks_b, a), "chunk 0 does not belong to this file"),
+        (_assemble(head_a, chunks_a[:3] + chunks_b[3:], a), "chunk 3 does not belong to this file"),
+        (_assemble(head_b, chunks_a, b), "chunk 0 does not belong to this file"),
+        (_assemble(head_a, [chunks_a[1], chunks_a[0]] + chunks_a[2:], a), "chunk 0 does not belong"),
+        (_assemble(head_a, chunks_a[:3] + chunks_a[2:3], a), "chunk 3 does not belong"),
+        (_assemble(head_a, chunks_b, b), "index CRC"),  # the index of B's id behind A's header
+        (_assemble(head_a, chunks_a[:2], a), "header CRC"),  # the last chunks cut off, the index rebuilt
+        (_assemble(head_a, chunks_a + chunks_b[:1], a), "header CRC"),
+    ]
+    for data, message in cases:
+        assert message in _error(data), message
 
 
 def test_truncations(sarz):
@@ -120,22 +192,29 @@ def test_truncations(sarz):
 
 def test_header_crc_and_json(sarz):
     data = bytearray(sarz.read_bytes())
-    data[12] ^= 0x01
+    data[30] ^= 0x01
     assert "header CRC" in _error(data)
+    data = bytearray(sarz.read_bytes())
+    data[8] ^= 0x01  # the file id: the header's CRC covers it
+    assert "header CRC" in _error(data)
+    file_id = bytes(range(16))
     for body, message in (
         (b"{not deflated", "not deflated JSON"),
         (zlib.compress(b"{not json"), "not valid JSON"),
         (zlib.compress(b"[1, 2]"), "not a JSON object"),
     ):
-        prefix = struct.pack("<4sHI", MAGIC, FORMAT_VERSION, len(body))
-        assert message in _error(prefix + body + struct.pack("<I", zlib.crc32(body)) + b"\x00" * 20)
+        prefix = struct.pack("<4sH16sI", MAGIC, FORMAT_VERSION, file_id, len(body))
+        crc = zlib.crc32(body, zlib.crc32(struct.pack("<I", 0), zlib.crc32(file_id)))
+        end = len(prefix) + len(body) + 4
+        footer = struct.pack("<QII4s", end, 0, zlib.crc32(b"", zlib.crc32(file_id)), b"ZRAS")
+        assert message in _error(prefix + body + struct.pack("<I", crc) + footer)
 
 
 def test_chunk_crc_names_the_chunk(sarz):
     data = bytearray(sarz.read_bytes())
     pos = data.index(b"last")
     data[pos] ^= 0xFF
-    assert "chunk 3 CRC mismatch" in _error(data)
+    assert "chunk 3 does not belong to this file or is corrupt" in _error(data)
 
 
 def test_index_damage_and_lengths_past_eof(sarz):
@@ -147,7 +226,8 @@ def test_index_damage_and_lengths_past_eof(sarz):
     # a consistent index (valid CRC) whose lengths run past the data section
     entries = bytearray(data[index_offset : index_offset + 12 * n])
     struct.pack_into("<QI", entries, 12 * (n - 1), *struct.unpack_from("<QI", entries, 12 * (n - 1))[:1], 10**6)
-    forged = data[:index_offset] + entries + struct.pack("<QII4s", index_offset, n, zlib.crc32(entries), marker)
+    crc_forged = zlib.crc32(bytes(entries), zlib.crc32(bytes(data[6:22])))
+    forged = data[:index_offset] + entries + struct.pack("<QII4s", index_offset, n, crc_forged, marker)
     assert "outside the data section" in _error(forged)
     # footer pointing past the end
     forged = data[:-20] + struct.pack("<QII4s", len(data) * 2, n, crc, marker)
@@ -185,3 +265,29 @@ def test_fuzz_only_container_errors(flips, cut, junk):
                 reader.read_chunk(i)
     except ContainerError:
         pass
+
+
+OTHER = container_bytes({**HEADER, "other": True}, [c[::-1] + b"?" for c in CHUNKS])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    take=st.lists(st.tuples(st.booleans(), st.integers(0, len(CHUNKS) - 1)), min_size=1, max_size=6),
+    header_from_other=st.booleans(),
+    index_from_other=st.booleans(),
+)
+def test_fuzz_splices_of_headers_and_chunks(take, header_from_other, index_from_other):
+    """Any mix of the two files' headers and chunks, in any order, behind an index consistent with either file
+    id: the spliced file is one of the originals or fails with a ContainerError."""
+    head_a, chunks_a = _parts(VALID)
+    head_b, chunks_b = _parts(OTHER)
+    chunks = [(chunks_b if other else chunks_a)[i] for other, i in take]
+    head = head_b if header_from_other else head_a
+    data = _assemble(head, chunks, OTHER if index_from_other else VALID)
+    try:
+        with ContainerReader(data) as reader:
+            for i in range(reader.n_chunks):
+                reader.read_chunk(i)
+    except ContainerError:
+        return
+    assert data in (VALID, OTHER)

@@ -21,8 +21,6 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QEventLoop, QTimer
 from qgis.PyQt.QtGui import QImage
 
-from sar_compressor.ui import environment
-
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 RUN_TIMEOUT_S = 120
 
@@ -163,10 +161,9 @@ def _wait_canvases(dock) -> None:
         assert _wait(canvas.mapCanvasRefreshed, 30), "canvas did not redraw"
 
 
-def test_target_bpp_replaces_the_quality(make_dock, provider, scene, tiny_model_path):
+def test_target_bpp_replaces_the_quality(make_dock, provider, scene):
     dock = make_dock()
     dock.set_layer(scene)
-    dock.set_model_path(tiny_model_path)
     dock.target_spin.setValue(0.8)
     assert not dock.quality_spin.isEnabled()
 
@@ -178,10 +175,9 @@ def test_target_bpp_replaces_the_quality(make_dock, provider, scene, tiny_model_
     assert dock.quality_spin.isEnabled()
 
 
-def test_run_shows_both_sides_metrics_and_loads_styled_layer(make_dock, provider, scene, tiny_model_path):
+def test_run_shows_both_sides_metrics_and_loads_styled_layer(make_dock, provider, scene):
     dock = make_dock()
     dock.set_layer(scene)
-    dock.set_model_path(tiny_model_path)
     dock.quality_spin.setValue(2)
     assert dock.run_button.isEnabled(), dock.message_label.text()
 
@@ -246,7 +242,7 @@ def _assert_same_view(source, target) -> None:
     assert source.mapUnitsPerPixel() == pytest.approx(target.mapUnitsPerPixel(), rel=0.02)
 
 
-def test_raster_without_crs_runs_and_renders(make_dock, provider, tmp_path, qgis_new_project, tiny_model_path):
+def test_raster_without_crs_runs_and_renders(make_dock, provider, tmp_path, qgis_new_project):
     from sar_compressor.engine.simulate import write_scene
 
     path = tmp_path / "plain.tif"
@@ -256,7 +252,6 @@ def test_raster_without_crs_runs_and_renders(make_dock, provider, tmp_path, qgis
     assert not layer.crs().isValid()
     dock = make_dock()
     dock.set_layer(layer)
-    dock.set_model_path(tiny_model_path)
 
     assert _run(dock) == ["completed"], dock.last_error
     _wait_canvases(dock)
@@ -264,7 +259,7 @@ def test_raster_without_crs_runs_and_renders(make_dock, provider, tmp_path, qgis
     assert not _is_blank(_render(dock.canvases.right))
 
 
-def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_new_project, tiny_model_path):
+def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_new_project):
     import rasterio
 
     from sar_compressor.engine.simulate import write_scene
@@ -282,7 +277,6 @@ def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_n
     dock = make_dock()
     dock.set_layer(layer)
     dock.band_combo.setBand(2)
-    dock.set_model_path(tiny_model_path)
 
     assert _run(dock) == ["completed"], dock.last_error
     assert dock.last_metrics["mean_ratio"] is not None
@@ -309,12 +303,11 @@ def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_n
     assert moved.contrastEnhancement().minimumValue() == pytest.approx(1.5)
 
 
-def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project, tiny_model_path):
+def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project):
     layer = _scene_layer(tmp_path, 1024, "big")
     out = tmp_path / "out"
     dock = make_dock()
     dock.set_layer(layer)
-    dock.set_model_path(tiny_model_path)
     dock.set_output_folder(str(out))
 
     statuses = _run(dock, cancel_at_progress=0.0)
@@ -327,11 +320,10 @@ def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
 
 
-def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene, tiny_model_path):
+def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene):
     Path(scene.source()).unlink()  # the layer stays open, but the algorithm needs the file
     dock = make_dock()
     dock.set_layer(scene)
-    dock.set_model_path(tiny_model_path)
 
     assert _run(dock) == []  # prepareAlgorithm refused it: no task was queued
     assert dock.run.successful is False
@@ -340,17 +332,17 @@ def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene, tiny_m
     assert not dock.load_button.isEnabled() and dock.run_button.isEnabled()
 
 
-def test_missing_torch_shows_message_not_traceback(make_dock, monkeypatch, scene):
+def test_missing_dependency_shows_message_not_traceback(make_dock, monkeypatch, scene):
     """The panel shows the algorithms' own install advice (one text for the whole plugin)."""
     from sar_compressor.algorithms import common
 
-    monkeypatch.setattr(common, "missing_dependencies", lambda modules: ["torch"])
+    monkeypatch.setattr(common, "missing_dependencies", lambda modules: ["constriction"])
     dock = make_dock()
     dock.set_layer(scene)
 
     assert dock.message_label.isVisible()
-    assert "SAR Compressor needs PyTorch" in dock.message_label.text()
-    assert "<code>python3 -m pip install torch</code>" in dock.message_label.text()
+    assert "SAR Compressor needs constriction" in dock.message_label.text()
+    assert "<code>python3 -m pip install constriction</code>" in dock.message_label.text()
     assert not dock.run_button.isEnabled()
 
 
@@ -374,47 +366,22 @@ def test_broken_dependency_shows_message_not_traceback(make_dock, monkeypatch, s
     assert not dock.run_button.isEnabled()
 
 
-def test_missing_model_asks_for_a_file(make_dock, monkeypatch, scene, tiny_model_path):
-    monkeypatch.setattr(environment, "check_engine", lambda: environment.EngineStatus(True, environment.NO_MODEL_HINT))
+def test_the_dock_offers_no_model_or_device(make_dock):
+    """The autoencoder base was retired: nothing to choose but the codec's own settings."""
     dock = make_dock()
-    dock.set_layer(scene)
-    assert dock.message_label.isVisible() and "Other model file" in dock.message_label.text()
-    assert not dock.run_button.isEnabled()
-
-    dock.set_model_path(tiny_model_path)
-    assert not dock.message_label.isVisible()
-    assert dock.run_button.isEnabled()
-
-
-def test_device_indicator(make_dock, monkeypatch, scene, tiny_model_path):
-    monkeypatch.setattr(environment, "cuda_device_name", lambda: None)
-    dock = make_dock()
-    dock.set_layer(scene)
-    dock.set_model_path(tiny_model_path)
-    assert "CPU" in dock.device_label.text()
-    dock.device_combo.setCurrentText("cuda")
-    assert "No CUDA GPU" in dock.device_label.text() and not dock.run_button.isEnabled()
-
-    monkeypatch.setattr(environment, "cuda_device_name", lambda: "NVIDIA Test GPU")
-    dock.refresh_environment()
-    assert "GPU: NVIDIA Test GPU" in dock.device_label.text() and dock.run_button.isEnabled()
+    assert not hasattr(dock, "model_combo") and not hasattr(dock, "device_combo")
 
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_screenshot_with_bundled_model_on_real_sar(make_dock, provider, shared_sar_dir, qgis_new_project):
-    """The README picture: the bundled default model on a real AIRSAR crop (skips without either)."""
-    from sar_compressor.engine.models.checkpoint import DEFAULT_MODEL, list_models
-
-    if DEFAULT_MODEL not in list_models():
-        pytest.skip("no bundled default model in resources/models")
+def test_screenshot_on_real_sar(make_dock, provider, shared_sar_dir, qgis_new_project):
+    """The README picture: a real AIRSAR crop (skips without ../shared)."""
     layer = QgsRasterLayer(str(shared_sar_dir / "airsar_sf_T11_900x1024.tif"), "AIRSAR San Francisco (T11)")
     layer.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut)
     QgsProject.instance().addMapLayer(layer)
     dock = make_dock()
     dock.resize(900, 1000)
     dock.set_layer(layer)
-    dock.model_combo.setCurrentIndex(dock.model_combo.findData(DEFAULT_MODEL))
     dock.quality_spin.setValue(4)
 
     assert _run(dock) == ["completed"], dock.last_error

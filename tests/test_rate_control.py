@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from sar_compressor.engine import codec, rate_control
-from sar_compressor.engine.compressor import SARCompressor
 from sar_compressor.engine.errors import CancelledError, InputError
 from sar_compressor.engine.simulate import write_scene
-
-
-@pytest.fixture(scope="module")
-def comp(tiny_model_path) -> SARCompressor:
-    return SARCompressor(tiny_model_path, device="cpu")
 
 
 def _power_law(scale: float, slope: float, calls: list[float]):
@@ -61,18 +55,18 @@ def test_nearest_quality_follows_the_ladder():
     assert rate_control.nearest_quality(0.001) == 12
 
 
-def test_array_at_a_target_fills_it_and_decodes_to_its_reconstruction(comp):
+def test_array_at_a_target_fills_it_and_decodes_to_its_reconstruction():
     from sar_compressor.engine.simulate import simulate_scene
 
     arr = simulate_scene(256, 320, seed=4)[0]
     for target in (0.5, 1.5):
-        r = codec.compress_array(arr, target_bpp=target, compressor=comp, base="flat")
+        r = codec.compress_array(arr, target_bpp=target)
         assert target * (1 - rate_control.TOLERANCE) <= r.stats.bpp <= target
-        back = codec.decompress_array(r.data, compressor=comp)
+        back = codec.decompress_array(r.data)
         np.testing.assert_array_equal(back, r.reconstruction)
 
 
-def test_file_at_a_target_reports_progress_and_fails_cleanly(tmp_path, comp):
+def test_file_at_a_target_reports_progress_and_fails_cleanly(tmp_path):
     src = write_scene(tmp_path / "scene.tif", 200, 160, seed=2)
     out = tmp_path / "scene.sarz"
     progress, messages = [], []
@@ -80,8 +74,6 @@ def test_file_at_a_target_reports_progress_and_fails_cleanly(tmp_path, comp):
         src,
         out,
         target_bpp=1.0,
-        compressor=comp,
-        base="flat",
         progress=lambda d, t: progress.append(d / t),
         log=messages.append,
     )
@@ -90,7 +82,7 @@ def test_file_at_a_target_reports_progress_and_fails_cleanly(tmp_path, comp):
     assert any(m.startswith("rate control: step") for m in messages)
     out.unlink()
     with pytest.raises(InputError, match="below what this raster can be coded in"):
-        codec.compress_file(src, out, target_bpp=1e-4, compressor=comp, base="flat")
+        codec.compress_file(src, out, target_bpp=1e-4)
     with pytest.raises(CancelledError):
-        codec.compress_file(src, out, target_bpp=1.0, compressor=comp, base="flat", cancel=lambda: True)
+        codec.compress_file(src, out, target_bpp=1.0, cancel=lambda: True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

@@ -78,7 +78,7 @@ def _info(height: int, width: int) -> RasterInfo:
 
 def _survey(db: np.ndarray) -> survey.Survey:
     intensity = (10.0 ** (db / 10.0)).astype(np.float32)
-    return survey.survey_band(_info(*db.shape), lambda r0, r1: intensity[r0:r1], "intensity", None, ssim=True)
+    return survey.survey_band(_info(*db.shape), lambda r0, r1: intensity[r0:r1], "intensity", ssim=True)
 
 
 def test_a_small_rasters_reference_is_measured_on_all_of_it():
@@ -88,7 +88,7 @@ def test_a_small_rasters_reference_is_measured_on_all_of_it():
     result = _survey(db)
     clipped = np.clip(pp.to_db(10.0 ** (db / 10.0), "intensity"), result.rng.vmin, result.rng.vmax)
     assert result.ssim == _own_scale(clipped.astype(np.float32), result.rng.span)
-    assert survey.survey_band(_info(*db.shape), lambda r0, r1: db[r0:r1], "db", None).ssim is None
+    assert survey.survey_band(_info(*db.shape), lambda r0, r1: db[r0:r1], "db").ssim is None
 
 
 def test_a_large_rasters_reference_comes_from_bounded_tiles(monkeypatch):
@@ -133,7 +133,7 @@ def test_the_encoder_weighs_every_strip_with_the_rasters_scale(monkeypatch):
     db = _calm_and_busy((1100, 64))
     db[:, 32:] = np.where(np.arange(1100)[:, None] // 512 == 1, db[:, 32:], db[:, :32])
     result = codec.compress_array(10.0 ** (db / 10.0), quality=3, kind="intensity")
-    rng = codec.read_header(result.data)["range"]
+    rng = codec.read_header(result.data)["bands"][0]["range"]
     assert [w.shape for w in weights[-3:]] == [(512, 64), (512, 64), (76, 64)]
     calm_beside_calm, calm_beside_busy = (float(np.mean(w[:, :24])) for w in weights[-3:-1])
     assert calm_beside_busy == pytest.approx(calm_beside_calm, rel=0.1)  # no step at the strip boundary
@@ -148,9 +148,9 @@ def test_tuned_for_psnr_the_encoder_weighs_nothing(monkeypatch):
     original = ssim_weights.pixel_weights
     monkeypatch.setattr(ssim_weights, "pixel_weights", lambda t, scale: calls.append(scale) or original(t, scale))
     intensity = 10.0 ** (_calm_and_busy((128, 128)) / 10.0)
-    psnr = codec.compress_array(intensity, quality=3, kind="intensity", base="flat", tune="psnr")
+    psnr = codec.compress_array(intensity, quality=3, kind="intensity", tune="psnr")
     assert calls == []
-    ssim = codec.compress_array(intensity, quality=3, kind="intensity", base="flat")
+    ssim = codec.compress_array(intensity, quality=3, kind="intensity")
     assert calls and len(psnr.data) < len(ssim.data)
     for result in (psnr, ssim):
         np.testing.assert_array_equal(codec.decompress_array(result.data), result.reconstruction)

@@ -302,10 +302,8 @@ def fixed_batch(source: PatchSource, n: int, seed: int) -> torch.Tensor:
 
 
 def typical_range(sources: Sequence[PatchSource], n: int, seed: int) -> tuple[float, float]:
-    """Median per-image robust range (dB) over n images of each source: the model's own fixed range.
-
-    The codec normalises per raster by default; this range is only for its `range_mode="model"`.
-    """
+    """Median per-image robust range (dB) over n images of each source: a fixed range for a model that sees
+    many images (the codec itself uses each raster's own range)."""
     from ..engine.preprocessing import robust_range
 
     ranges = [

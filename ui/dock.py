@@ -28,7 +28,6 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -42,7 +41,6 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..algorithms.common import DEVICES
 from ..algorithms.compress import KINDS
 from ..algorithms.styling import apply_matching_style
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
@@ -51,7 +49,6 @@ from .linked_canvases import LinkedCanvases
 from .task_runner import AlgorithmRun
 
 ALGORITHM_ID = "sar_compressor:compress"
-OTHER_MODEL = "__other_model_file__"
 # (key in last_metrics: the compress algorithm's output in lower case, row label, tooltip)
 METRICS = [
     ("ratio", "Compression ratio", "Input file size / .sarz size"),
@@ -82,34 +79,18 @@ class SARCompressorDock(QDockWidget):
         self.last_error = ""
         self._run_info: dict = {}
         self._engine = environment.EngineStatus(False, "Checking the Python environment…")
-        self._gpu_name: str | None = None
-        self._model_index = 0
         self._build_ui()
         self.refresh_environment()
 
     # ----------------------------------------------------------------- public API (also used by the tests)
     def refresh_environment(self) -> None:
-        """Check torch/constriction/bundled models and the GPU again, and update the panel."""
+        """Check the engine's dependencies again, and update the panel."""
         self._engine = environment.check_engine()
-        self._gpu_name = environment.cuda_device_name() if self._engine.ok else None
-        self._fill_models(self._engine.models)
-        self._update_device_label()
         self._update_state()
 
     def set_layer(self, layer: QgsRasterLayer) -> None:
         """Select the raster layer to compress (it must be in the project, like any layer in the picker)."""
         self.layer_combo.setLayer(layer)
-
-    def set_model_path(self, path: str) -> None:
-        """Use a checkpoint file instead of a bundled model (the 'Other model file…' entry)."""
-        path = os.path.abspath(str(path))
-        index = self.model_combo.findData(path)
-        if index < 0:
-            index = self.model_combo.count() - 1  # before the 'Other model file…' entry
-            self.model_combo.insertItem(index, os.path.basename(path), path)
-            self.model_combo.setItemData(index, path, Qt.ToolTipRole)
-        self.model_combo.setCurrentIndex(index)
-        self._update_state()
 
     def set_output_folder(self, folder: str) -> None:
         """Write outputs into `folder` instead of a fresh temporary folder."""
@@ -211,10 +192,6 @@ class SARCompressorDock(QDockWidget):
         self.band_combo.setLayer(self.layer_combo.currentLayer())
         form.addRow("Band", self.band_combo)
 
-        self.model_combo = QComboBox(parent)
-        self.model_combo.activated.connect(self._on_model_activated)
-        form.addRow("Model", self.model_combo)
-
         self.quality_spin = QSpinBox(parent)
         self.quality_spin.setRange(1, N_QUALITIES)
         self.quality_spin.setValue(DEFAULT_QUALITY)
@@ -240,16 +217,6 @@ class SARCompressorDock(QDockWidget):
         self.kind_combo.addItems(self._enum_options("KIND", KINDS))
         self.kind_combo.setToolTip("What the pixel values are; auto reads the data type and band description")
         form.addRow("Input kind", self.kind_combo)
-
-        self.device_combo = QComboBox(parent)
-        self.device_combo.addItems(self._enum_options("DEVICE", DEVICES))
-        self.device_combo.currentIndexChanged.connect(self._on_device_changed)
-        self.device_label = QLabel(parent)
-        self.device_label.setObjectName("deviceIndicator")
-        device_row = QHBoxLayout()
-        device_row.addWidget(self.device_combo)
-        device_row.addWidget(self.device_label, 1)
-        form.addRow("Device", device_row)
 
         self.output_widget = QgsFileWidget(parent)
         self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
@@ -284,41 +251,16 @@ class SARCompressorDock(QDockWidget):
         return table
 
     # ----------------------------------------------------------------- state
-    def _fill_models(self, names: list[str]) -> None:
-        """Bundled models, then model files chosen before, then 'Other model file…'; keeps the selection."""
-        current = self.model_combo.currentData()
-        files = [self.model_combo.itemData(i) for i in range(self.model_combo.count())]
-        files = [path for path in files if path not in (None, OTHER_MODEL) and os.path.isabs(path)]
-        self.model_combo.clear()
-        for name in names:
-            self.model_combo.addItem(name, name)
-        for path in files:
-            self.model_combo.addItem(os.path.basename(path), path)
-            self.model_combo.setItemData(self.model_combo.count() - 1, path, Qt.ToolTipRole)
-        self.model_combo.addItem("Other model file…", OTHER_MODEL)
-        self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(current)))
-        self._model_index = self.model_combo.currentIndex()
-
-    def _selected_model(self) -> str | None:
-        data = self.model_combo.currentData()
-        return None if data in (None, OTHER_MODEL) else data
-
     def _update_state(self) -> None:
         running = self.run is not None and self.run.running
-        device_ok = environment.device_summary(self.device_combo.currentText(), self._gpu_name)[1]
-        ready = self._engine.ok and self._selected_model() is not None and device_ok
+        ready = self._engine.ok
         has_layer = self.layer_combo.currentLayer() is not None
         self.run_button.setEnabled(ready and has_layer and not running)
         self.cancel_button.setEnabled(self.run is not None and self.run.running)
         self.load_button.setEnabled(not running and bool(self.last_results.get("RECONSTRUCTION")))
-        message = self._engine.message if (not self._engine.ok or self._selected_model() is None) else ""
+        message = self._engine.message if not self._engine.ok else ""
         self.message_label.setText(message)
         self.message_label.setVisible(bool(message))
-
-    def _update_device_label(self) -> None:
-        text, ok = environment.device_summary(self.device_combo.currentText(), self._gpu_name)
-        colour = "#1a7f37" if ok else "#b42318"
-        self.device_label.setText(f"<span style='color:{colour}; font-weight:bold'>{text}</span>")
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.status_label.setStyleSheet("color: #b42318;" if error else "")
@@ -327,22 +269,6 @@ class SARCompressorDock(QDockWidget):
     # ----------------------------------------------------------------- slots
     def _on_layer_changed(self, layer) -> None:
         self.band_combo.setLayer(layer)
-        self._update_state()
-
-    def _on_device_changed(self, _index: int) -> None:
-        self._update_device_label()
-        self._update_state()
-
-    def _on_model_activated(self, index: int) -> None:
-        if self.model_combo.itemData(index) == OTHER_MODEL:
-            path, _ = QFileDialog.getOpenFileName(
-                self, "Choose a SAR Compressor model", "", "PyTorch checkpoints (*.pt *.pth);;All files (*)"
-            )
-            if path:
-                self.set_model_path(path)
-            else:
-                self.model_combo.setCurrentIndex(self._model_index)
-        self._model_index = self.model_combo.currentIndex()
         self._update_state()
 
     def _on_progress(self, value: float) -> None:
@@ -406,15 +332,9 @@ class SARCompressorDock(QDockWidget):
             "KIND": self._enum_value("KIND", self.kind_combo.currentText()),
             "QUALITY": self.quality_spin.value(),
             "TARGET_BPP": self.target_spin.value(),
-            "DEVICE": self._enum_value("DEVICE", self.device_combo.currentText()),
             "OUTPUT": sarz,
             "RECONSTRUCTION": reconstruction,
         }
-        model = self._selected_model()
-        if os.path.isabs(model):
-            params["MODEL_FILE"] = model
-        else:
-            params["MODEL"] = self._enum_value("MODEL", model)
         return params
 
     def _output_paths(self, layer: QgsRasterLayer) -> tuple[str, str, str | None]:

@@ -82,6 +82,40 @@ def large_raster(size: int, quality: int, workdir: Path, timeout: float) -> dict
     }
 
 
+TALL_WIDTH = 512
+TALL_HEIGHTS = (16384, 65536)
+"""The tall-raster row: 512-pixel-wide float32 rasters get 8192-row strips (2 and 8 of them). Peak RSS that grows
+with the height means something is kept per strip (GDAL's block cache filled with strips read once: 22 MB a strip
+before the cache was sized by the width)."""
+
+
+def tall_rasters(width: int, heights: tuple[int, ...], quality: int, workdir: Path, timeout: float) -> dict:
+    """Peak RSS compressing `width`-wide float32 scenes of each height (one subprocess each); `growth_per_strip_mb`
+    is the slope between the shortest and the tallest, per strip of the codec."""
+    from ..engine.layout import strip_height
+    from ..engine.simulate import write_scene
+
+    peaks = {}
+    for height in heights:
+        src, sarz = workdir / f"tall_{height}.tif", workdir / f"tall_{height}.sarz"
+        try:
+            write_scene(src, height, width, looks=1, seed=5)
+            peaks[height] = measure("compress", src, sarz, quality, timeout)["peak_rss_bytes"]
+        finally:
+            for path in (src, sarz):
+                path.unlink(missing_ok=True)
+    strip = strip_height(width)
+    low, high = min(heights), max(heights)
+    strips = (high - low) / strip
+    growth = (peaks[high] - peaks[low]) / strips / 2**20 if strips else 0.0
+    return {
+        "width": width,
+        "strip_rows": strip,
+        "peak_rss_bytes": {str(h): peaks[h] for h in heights},
+        "growth_per_strip_mb": growth,
+    }
+
+
 def _child(args: argparse.Namespace) -> dict:
     from ..engine.codec import compress_file, decompress_file
 

@@ -73,6 +73,7 @@ def markdown(results: dict) -> str:
             lines += [f"![{label}]({results['figures'][key]})", ""]
     lines += _speed_table(results.get("speed"))
     lines += _memory_table(results.get("memory"))
+    lines += _tall_table(results.get("memory_tall"))
     for note in results.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines).rstrip() + "\n"
@@ -160,6 +161,19 @@ def _speed_table(speed: Optional[dict]) -> list[str]:
     )
     lines.append(f"| JPEG 2000 (OpenJPEG) | {j['compress_mpx_s']:.2f} | {j['decompress_mpx_s']:.2f} | 1 / 1 |")
     return lines + [""]
+
+
+def _tall_table(tall: Optional[dict]) -> list[str]:
+    """Peak RSS against the height: flat means nothing is kept per strip."""
+    if not tall or "skipped" in tall:
+        return []
+    peaks = ", ".join(f"{h} rows {b / MB:.0f} MiB" for h, b in tall["peak_rss_bytes"].items())
+    return [
+        f"## Memory against the raster's height ({tall['width']} pixels wide, float32, compression)",
+        "",
+        f"Peak RSS: {peaks}; {tall['growth_per_strip_mb']:+.1f} MiB per {tall['strip_rows']}-row strip.",
+        "",
+    ]
 
 
 def _memory_table(memory: Optional[dict]) -> list[str]:

@@ -212,6 +212,15 @@ def _speed_and_memory(args, workdir: Path, clock: Clock, results: dict) -> None:
         return
     measured = _stage("memory", results, clock, lambda: _memory(args, quality, results["speed"], clock, workdir))
     results["memory"] = measured or {"skipped": "failed, see notes"}
+    tall = _stage("memory_tall", results, clock, lambda: _tall(args, quality, workdir, clock))
+    results["memory_tall"] = tall or {"skipped": "failed, see notes"}
+
+
+def _tall(args, quality: int, workdir: Path, clock: Clock) -> dict:
+    """Peak RSS against the raster's height at a fixed width (quick: a tiny run of the same code)."""
+    width, heights = (64, (256, 512)) if args.quick else (memory.TALL_WIDTH, memory.TALL_HEIGHTS)
+    clock.log(f"memory: {width}-pixel-wide float32 rasters, {' and '.join(map(str, heights))} rows")
+    return memory.tall_rasters(width, heights, quality, workdir, timeout=1800.0)
 
 
 def _header(args) -> dict:

@@ -34,7 +34,7 @@ from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .errors import InputError
 from .layout import Layout
 from .quality import DEFAULT_QUALITY
-from .raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info
+from .raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info, streaming_cache_mb
 from .strip_window import Cancel, Progress, Sink
 from .survey import Survey
 
@@ -250,7 +250,7 @@ def compress_file(
     options = EncodeOptions(quality, kind, mean_correction, tune=tune)
     band_info = info.band(band)
     try:
-        with bounded_gdal_cache(), RasterReader(src) as reader:
+        with bounded_gdal_cache(streaming_cache_mb(info.width, info.dtype)), RasterReader(src) as reader:
             source = BandSource(band_info, band, lambda r0, r1: reader.read_rows(band, r0, r1))
             stats = _encode(
                 source,
@@ -357,12 +357,10 @@ def _scaled(progress: Progress, lo: float, hi: float) -> Progress:
 # --------------------------------------------------------------------------- decompression
 
 
-def _decode(reader: ContainerReader, open_sink: SinkOpener, progress: Progress, cancel: Cancel) -> DecodePass:
-    """The whole file into `open_sink`'s sink; the finished pass (its layout)."""
-    dec = DecodePass.open(reader, progress, cancel)
+def _decode(dec: DecodePass, open_sink: SinkOpener) -> None:
+    """The whole file into `open_sink`'s sink."""
     with open_sink(dec.layout, dec.info) as sink:
         dec.run(sink)
-    return dec
 
 
 def decompress_file(
@@ -379,10 +377,12 @@ def decompress_file(
     start = time.perf_counter()
     dst = Path(dst)
     _check_output_folder(dst)
-    with bounded_gdal_cache(), ContainerReader(src) as reader:
+    with ContainerReader(src) as reader:
         size = reader.file_size
-        dec = _decode(reader, _file_sink(dst, cog, log), progress, cancel)
-    layout = dec.layout
+        dec = DecodePass.open(reader, progress, cancel)
+        layout = dec.layout
+        with bounded_gdal_cache(streaming_cache_mb(layout.width, layout.out_dtype)):
+            _decode(dec, _file_sink(dst, cog, log))
     stats = DecompressStats(
         input_bytes=size,
         output_bytes=dst.stat().st_size,
@@ -403,7 +403,7 @@ def decompress_array(data: Union[bytes, PathLike], *, progress: Progress = None,
     """A .sarz (bytes or path) -> the decoded 2-D array (the input's dtype; complex -> float32 intensity)."""
     sink = _ArraySink()
     with ContainerReader(data) as reader:
-        _decode(reader, sink, progress, cancel)
+        _decode(DecodePass.open(reader, progress, cancel), sink)
     return sink.out
 
 

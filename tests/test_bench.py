@@ -102,11 +102,14 @@ def test_quick_bench_writes_all_outputs(tmp_path):
     assert ours["compress_mpx_s"] > 0 and ours["compress_vs_jpeg2000"] > 0
     mem = results["memory"]
     assert mem["size"] == 512 and mem["compress"]["peak_rss_bytes"] > mem["raster_bytes"]
+    tall = results["memory_tall"]
+    assert sorted(tall["peak_rss_bytes"]) == ["256", "512"] and "growth_per_strip_mb" in tall
     for name in results["figures"].values():
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     latest = (out / "latest.md").read_text()
     assert latest == (out / f"{results['date']}.md").read_text() and "JPEG 2000" in latest
     assert "## At 0.25 / 0.5 / 1 bpp" in latest and "rate control" in latest
+    assert "## Memory against the raster's height" in latest
 
 
 def test_interpolation_is_log_linear_and_refuses_to_extrapolate():

@@ -608,3 +608,19 @@ def test_a_header_spliced_with_another_files_chunks_is_refused(tmp_path, monkeyp
             codec.decompress_file(out, tmp_path / "spliced.tif")
         assert not (tmp_path / "spliced.tif").exists(), name
     np.testing.assert_array_equal(codec.decompress_array(a), codec.decompress_array(a))
+
+
+def test_gdal_cache_follows_the_width_not_the_height(tmp_path, monkeypatch):
+    """GDAL's block cache is sized to a few block rows of the raster's width: a fixed 256 MB filled with strips
+    read once, so peak RSS grew with the height (22 MB per 8192-row strip at 512 pixels wide)."""
+    from sar_compressor.engine.raster_io import GDAL_CACHE_MB, streaming_cache_mb
+
+    assert streaming_cache_mb(512, "float32") == 16 and streaming_cache_mb(4096, "float32") == 32
+    assert streaming_cache_mb(20000, "float32") == 157 and streaming_cache_mb(80000, "complex64") == GDAL_CACHE_MB
+    seen = []
+    original = codec.bounded_gdal_cache
+    monkeypatch.setattr(codec, "bounded_gdal_cache", lambda mb: seen.append(mb) or original(mb))
+    src = write_scene(tmp_path / "s.tif", 300, 4096, seed=1)
+    codec.compress_file(src, tmp_path / "s.sarz", quality=1)
+    codec.decompress_file(tmp_path / "s.sarz", tmp_path / "d.tif")
+    assert seen == [32, 32]

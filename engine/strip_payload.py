@@ -1,7 +1,7 @@
 """The bytes of one chunk: everything a strip of rows needs to be decoded, packed and checked.
 
 Chunk payload (one per strip), little-endian:
-    u16 rows | u16 latent rows | 6 x u32 section lengths | latents | refinement | gains | bright | mask | mask codes
+    u32 rows | u32 latent rows | 6 x u32 section lengths | latents | refinement | gains | bright | mask | mask codes
 latents: EntropyModel.encode bytes; refinement: engine.refine bytes (empty at quality 1); gains: zlib(int16
 little-endian codes, block rows x block cols) (see radiometry);
 bright: BrightResiduals.encode (positions context-coded from the decoded strip, steps deflated); mask:
@@ -23,10 +23,11 @@ from .codes import inflate
 from .errors import ContainerError
 from .layout import Layout
 
-CHUNK_VERSION = 3
-"""Stored in the header: a reader refuses payloads of another layout."""
+CHUNK_VERSION = 4
+"""Stored in the header: a reader refuses payloads of another layout (4: rows as u32, since a strip of a
+raster 64 pixels wide or less holds 65536 rows or more)."""
 
-_CHUNK_HEAD = struct.Struct("<HH6I")
+_CHUNK_HEAD = struct.Struct("<II6I")
 
 
 def varint_encode(values: np.ndarray) -> bytes:

@@ -77,12 +77,15 @@ def _same_file(a: Path, b: Path) -> bool:
         return real_path(a) == real_path(b)
 
 
-def _check_one(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+def _check_one(out: Path, inputs: Sequence[Path], others: Sequence[Path], overwrite: bool) -> None:
     if str(out) == "-":
         raise OutputError("output '-' (standard output) is not supported: give a file name")
     for src in inputs:
         if _same_file(out, src):
             raise OutputError(f"output {out} is the input {src}: writing it would destroy the input")
+    for other in others:
+        if _same_file(out, other):
+            raise OutputError(f"outputs {other} and {out} are the same file: give each its own name")
     if not real_path(out).parent.is_dir():
         raise OutputError(f"output folder does not exist: {real_path(out).parent}")
     try:
@@ -104,7 +107,7 @@ def check_outputs(
     srcs = [Path(p) for p in inputs if p is not None]
     outs = [Path(p) for p in outputs if p is not None]
     for i, out in enumerate(outs):
-        _check_one(out, srcs + outs[:i], overwrite)
+        _check_one(out, srcs, outs[:i], overwrite)
     return outs
 
 

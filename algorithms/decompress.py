@@ -8,7 +8,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
-from .common import SARAlgorithm, cancelled, geotiff_path
+from .common import SARAlgorithm, cancelled, destination_rules, geotiff_path
 
 
 class DecompressAlgorithm(SARAlgorithm):
@@ -49,13 +49,14 @@ class DecompressAlgorithm(SARAlgorithm):
         codec = self.engine("codec")
         source = self.parameterAsFile(parameters, "INPUT", context)
         output = geotiff_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context), "output")
-        stats = self.run_engine(
-            codec.decompress_file,
-            feedback,
-            source,
-            output,
-            device=self.device(parameters, context),
-            model=self.model_file(parameters, context),
-            cog=self.parameterAsBoolean(parameters, "COG", context),
-        )
+        with destination_rules([source], [output]):
+            stats = self.run_engine(
+                codec.decompress_file,
+                feedback,
+                source,
+                output,
+                device=self.device(parameters, context),
+                model=self.model_file(parameters, context),
+                cog=self.parameterAsBoolean(parameters, "COG", context),
+            )
         return {"OUTPUT": output} if stats is not None else cancelled(feedback)

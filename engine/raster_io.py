@@ -382,9 +382,10 @@ class StripWriter:
             return
         try:
             self._close()
+            self._check_complete()
             if self.cog:
                 self._to_cog()
-            self._check_complete()
+                self._check_complete()
             check_outputs([], [self.path], overwrite=True)  # still not a folder/FIFO/device at the last moment
             os.replace(self._tmp, real_path(self.path))
         except BaseException:

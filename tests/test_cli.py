@@ -74,7 +74,7 @@ def test_compress_to_a_target_bpp(scene, tiny_model_path, tmp_path, capsys):
     args = ["compress", str(scene), str(out), "--model", str(tiny_model_path), "--device", "cpu"]
     assert main(["-q", *args, "--target-bpp", "0.8", "--base", "flat"]) == 0
     assert 0.99 * 0.8 <= 8 * out.stat().st_size / (300 * 200) <= 0.8
-    assert main(["-q", *args, "--target-bpp", "0.00001"]) == 2
+    assert main(["-q", *args, "--target-bpp", "0.00001", "--overwrite"]) == 2
     assert "below what this raster can be coded in" in capsys.readouterr().err
 
 

@@ -28,7 +28,6 @@ from .ssim_weights import TUNES
 KINDS = ("auto", "intensity", "amplitude", "db", "complex")
 DEVICES = ("auto", "cpu", "cuda")
 EXIT_ERROR = 2
-EXIT_CANCELLED = 128 + signal.SIGINT
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 WRITERS = {"compress": (("input",), ("output", "reconstruction")), "decompress": (("input",), ("output",))}
 WRITERS["simulate"] = ((), ("output",))
@@ -304,7 +303,7 @@ def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
     header = read_header(args.input)
     verified = _verify(args.input, job) if args.verify else None
     if args.json:
-        print(json.dumps(header, indent=2, sort_keys=True))
+        print(json.dumps({**header, "verify": verified} if verified else header, indent=2, sort_keys=True))
         return 0
     try:
         lines = _info_lines(header)

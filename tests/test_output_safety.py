@@ -344,3 +344,20 @@ def test_one_pixel_raster_prints_a_real_ratio(tmp_path, capsys):
     assert main(["-q", "compress", str(src), str(tmp_path / "one.sarz")]) == 0
     ratio = re.search(r"ratio (\S+):1", capsys.readouterr().out).group(1)
     assert 0 < float(ratio) < 0.1
+
+
+def test_stale_temp_files_of_dead_runs_only_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    names = [
+        f".x.sarz.sarz-tmp.{pid}.ab12cd34",  # a killed writer's temp
+        f"..x.sarz.sarz-tmp.{pid}.ab12cd34.0123456789ab.tmp",  # the container's own temp inside a staged .sarz
+        f".x.sarz.sarz-tmp.{os.getpid()}.ab12cd34",  # a live run's (this process)
+        f".y.sarz.sarz-tmp.{pid}.ab12cd34",  # another destination's
+        "x.sarz",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    removed = output_paths.remove_stale_temps(tmp_path / "x.sarz")
+    assert sorted(p.name for p in removed) == sorted(names[:2])
+    assert listing(tmp_path) == sorted(names[2:])

@@ -29,8 +29,11 @@ KINDS = ("auto", "intensity", "amplitude", "db", "complex")
 DEVICES = ("auto", "cpu", "cuda")
 EXIT_ERROR = 2
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-WRITERS = {"compress": (("input",), ("output", "reconstruction")), "decompress": (("input",), ("output",))}
-WRITERS["simulate"] = ((), ("output",))
+WRITERS = {
+    "compress": (("input",), ("output", "reconstruction")),
+    "decompress": (("input",), ("output",)),
+    "simulate": ((), ("output",)),
+}
 """Commands that write files: their input and output arguments, for the output rules and locks."""
 
 
@@ -193,7 +196,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _ratio_text(ratio: float) -> str:
-    """ "25.2:1"; a file larger than its raster (a 1x1 raster: the header dominates) keeps its digits."""
+    """The ratio as 25.2:1; one below 1 (a 1x1 raster, where the header is the file) keeps two digits."""
     return f"{ratio:.1f}:1" if ratio >= 1 else f"{ratio:.2g}:1 (larger than the raster)"
 
 

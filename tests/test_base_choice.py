@@ -43,7 +43,7 @@ def test_flat_base_runs_no_network_and_round_trips(comp, scene):
     assert result.stats.base == "flat" and result.stats.seconds_network == 0.0
     with ContainerReader(result.data) as reader:
         assert reader.header["base"] == "flat" and reader.header["stats"]["base_trial"] is None
-        assert all(reader.read_chunk(k)[4:8] == bytes(4) for k in range(reader.n_chunks))  # no latents
+        assert all(reader.read_chunk(k)[8:12] == bytes(4) for k in range(reader.n_chunks))  # latents: 0 B
     before = comp.seconds_network
     np.testing.assert_array_equal(codec.decompress_array(result.data, compressor=comp), result.reconstruction)
     assert comp.seconds_network == before

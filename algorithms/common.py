@@ -31,6 +31,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.errors import CancelledError, SARCompressorError
+from ..engine.output_paths import guarded_outputs
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 ICON_PATH = PLUGIN_DIR / "resources" / "icon.svg"
@@ -158,6 +159,15 @@ def engine_errors() -> Iterator[None]:
         raise
     except SARCompressorError as exc:
         raise QgsProcessingException(str(exc)) from exc
+
+
+@contextmanager
+def destination_rules(inputs: Iterable[Optional[str]], outputs: Iterable[Optional[str]]) -> Iterator[None]:
+    """The engine's output rules (engine.output_paths) around a run: an existing destination is replaced, as
+    QGIS's own rule is (its dialog asks first), but never an input, a folder, a FIFO or a device, and not while
+    another run writes it."""
+    with engine_errors(), guarded_outputs(inputs, outputs, overwrite=True):
+        yield
 
 
 def fmt_number(value) -> str:

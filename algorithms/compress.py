@@ -12,7 +12,14 @@ from qgis.core import (
 
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from ..engine.ssim_weights import TUNES
-from .common import SARAlgorithm, cancelled, engine_errors, fmt_number, geotiff_path
+from .common import (
+    SARAlgorithm,
+    cancelled,
+    destination_rules,
+    engine_errors,
+    fmt_number,
+    geotiff_path,
+)
 from .styling import source_renderer, style_on_load
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex")
@@ -115,19 +122,20 @@ class CompressAlgorithm(SARAlgorithm):
             self._reconstruction = geotiff_path(reconstruction, "reconstruction")
         kind = self.parameterAsEnumString(parameters, "KIND", context)
         steps = QgsProcessingMultiStepFeedback(2 if reconstruction else 1, feedback)
-        stats = self.run_engine(
-            codec.compress_file,
-            steps,
-            self._source,
-            output,
-            quality=self.parameterAsInt(parameters, "QUALITY", context),
-            band=self._band,
-            kind=kind,
-            mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
-            target_bpp=self.parameterAsDouble(parameters, "TARGET_BPP", context) or None,
-            tune=self.parameterAsEnumString(parameters, "TUNE", context),
-            reconstruction=reconstruction,
-        )
+        with destination_rules([self._source], [output, reconstruction]):
+            stats = self.run_engine(
+                codec.compress_file,
+                steps,
+                self._source,
+                output,
+                quality=self.parameterAsInt(parameters, "QUALITY", context),
+                band=self._band,
+                kind=kind,
+                mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
+                target_bpp=self.parameterAsDouble(parameters, "TARGET_BPP", context) or None,
+                tune=self.parameterAsEnumString(parameters, "TUNE", context),
+                reconstruction=reconstruction,
+            )
         if stats is None:
             return cancelled(feedback)
         results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp}

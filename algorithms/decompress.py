@@ -8,7 +8,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
-from .common import SARAlgorithm, cancelled, geotiff_path
+from .common import SARAlgorithm, cancelled, destination_rules, geotiff_path
 
 
 class DecompressAlgorithm(SARAlgorithm):
@@ -43,11 +43,12 @@ class DecompressAlgorithm(SARAlgorithm):
         codec = self.engine("codec")
         source = self.parameterAsFile(parameters, "INPUT", context)
         output = geotiff_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context), "output")
-        stats = self.run_engine(
-            codec.decompress_file,
-            feedback,
-            source,
-            output,
-            cog=self.parameterAsBoolean(parameters, "COG", context),
-        )
+        with destination_rules([source], [output]):
+            stats = self.run_engine(
+                codec.decompress_file,
+                feedback,
+                source,
+                output,
+                cog=self.parameterAsBoolean(parameters, "COG", context),
+            )
         return {"OUTPUT": output} if stats is not None else cancelled(feedback)

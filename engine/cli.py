@@ -1,7 +1,10 @@
-"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, evaluate, simulate, bench.
+"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, verify, evaluate, simulate,
+bench.
 
-Engine errors print as `error: <message>` with exit code 2 and no traceback; Ctrl-C cancels the running job
-at the next batch (no partial output) and exits with 130. Progress bars go to stderr, only on a terminal.
+Engine errors print as `error: <message>` with exit code 2 and no traceback; Ctrl-C (SIGINT) or SIGTERM cancels
+the running job at the next batch (no partial output) and exits with 130 or 143 (128 + the signal). Outputs
+follow engine.output_paths: never an input, never a folder/FIFO/device, an existing file only with --overwrite.
+Progress bars go to stderr, only on a terminal.
 """
 
 from __future__ import annotations
@@ -17,12 +20,19 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 from .errors import CancelledError, SARCompressorError
+from .output_paths import guarded_outputs
 from .quality import DEFAULT_QUALITY, N_QUALITIES
 from .ssim_weights import TUNES
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex")
 EXIT_ERROR = 2
-EXIT_CANCELLED = 130
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WRITERS = {
+    "compress": (("input",), ("output", "reconstruction")),
+    "decompress": (("input",), ("output",)),
+    "simulate": ((), ("output",)),
+}
+"""Commands that write files: their input and output arguments, for the output rules and locks."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,14 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--quality",
         type=int,
-        default=DEFAULT_QUALITY,
+        default=None,
         help=f"1 (smallest file) .. {N_QUALITIES} (best); default {DEFAULT_QUALITY}",
     )
     c.add_argument(
         "--target-bpp",
         type=float,
         default=None,
-        help="code to at most this many bits per pixel (whole file) instead of --quality (a few extra passes)",
+        help="code to at most this many bits per pixel (whole file) instead of --quality (a few extra passes; "
+        "not with --quality)",
     )
     c.add_argument("--band", type=int, default=None, help="band to compress (required for multi-band rasters)")
     c.add_argument("--kind", choices=KINDS, default="auto", help="what the values are (default: detect)")
@@ -70,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="show what a .sarz file holds")
     i.add_argument("input", help=".sarz file")
     i.add_argument("--json", action="store_true", help="print the whole header as JSON")
+    i.add_argument("--verify", action="store_true", help="also check every chunk and decode the file (as verify)")
+
+    v = sub.add_parser("verify", help="check a .sarz file: every chunk's CRC and a trial decode (exit 0 or 2)")
+    v.add_argument("input", help=".sarz file")
 
     e = sub.add_parser("evaluate", help="quality metrics of a reconstruction against its original")
     e.add_argument("original")
@@ -85,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", choices=("intensity", "amplitude", "db"), default="intensity")
     s.add_argument("--dtype", choices=("float32", "uint16"), default="float32")
 
+    for command in WRITERS:
+        sub.choices[command].add_argument(
+            "--overwrite", action="store_true", help="replace existing output files (never an input, folder or device)"
+        )
     for name, text in (("bench", "rate-distortion, speed and memory against JPEG 2000 (options: bench --help)"),):
         sub.add_parser(name, help=text, add_help=False)  # listed for --help; main() hands their arguments on
     return p
@@ -94,11 +113,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _Job:
-    """Progress bar (tqdm on stderr when it is a terminal) and Ctrl-C -> cancel at the next batch."""
+    """Progress bar (tqdm on stderr when it is a terminal) and Ctrl-C / SIGTERM -> cancel at the next batch."""
 
     def __init__(self, label: str, quiet: bool):
         self.label, self.quiet = label, quiet
         self.cancelled = False
+        self.signum = signal.SIGINT  # the signal that cancelled the job (its exit code is 128 + it)
         self._bar = None
 
     def progress(self, done: int, total: int) -> None:
@@ -120,22 +140,22 @@ class _Job:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[_Job]:
-        previous = None
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, self._on_sigint)
+            previous = {sig: signal.signal(sig, self._on_signal) for sig in CANCEL_SIGNALS}
         try:
             yield self
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             if self._bar is not None:
                 self._bar.close()
 
-    def _on_sigint(self, signum, frame) -> None:
-        if self.cancelled:  # second Ctrl-C: stop now (writers still remove their temp files)
+    def _on_signal(self, signum, frame) -> None:
+        if self.cancelled:  # second signal: stop now (writers still remove their temp files)
             raise KeyboardInterrupt
-        self.cancelled = True
-        print("\ncancelling at the next batch (Ctrl-C again to stop at once)", file=sys.stderr)
+        self.cancelled, self.signum = True, signum
+        print(f"\n{signal.Signals(signum).name}: cancelling at the next batch (again to stop at once)", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- commands
@@ -149,13 +169,20 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _ratio_text(ratio: float) -> str:
+    """The ratio as 25.2:1; one below 1 (a 1x1 raster, where the header is the file) keeps two digits."""
+    return f"{ratio:.1f}:1" if ratio >= 1 else f"{ratio:.2g}:1 (larger than the raster)"
+
+
 def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
     from .codec import compress_file
+    from .input_checks import check_rate_options
 
+    check_rate_options(args.quality, args.target_bpp)
     stats = compress_file(
         args.input,
         args.output,
-        quality=args.quality,
+        quality=DEFAULT_QUALITY if args.quality is None else args.quality,
         band=args.band,
         kind=args.kind,
         mean_correction=args.mean_correction,
@@ -173,7 +200,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         metrics = evaluate_files(args.input, args.reconstruction, band=args.band or 1, reconstruction_band=1)
         psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB, SSIM {_fmt(metrics['ssim'])}"
     print(
-        f"{args.output}: ratio {stats.ratio:.1f}:1, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
+        f"{args.output}: ratio {_ratio_text(stats.ratio)}, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
         f"{stats.seconds:.1f} s"
     )
     return 0
@@ -227,7 +254,7 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
     raster, tiling, bands = h["raster"], h["tiling"], h["bands"]
     size, pixels = h["file_bytes"], raster["width"] * raster["height"]
     raw = sum(b.get("stats", {}).get("input_bytes", 0) for b in bands)
-    ratio = f"{raw / size:.1f}:1" if raw else "n/a"
+    ratio = _ratio_text(raw / size) if raw else "n/a"
     tools = ", ".join(f"{name} {tool['name']}" for name, tool in h["tools"].items() if tool) or "none"
     lines = [
         f"format        .sarz v{h['format_version']}, {h['n_chunks']} chunks, {size} bytes, file id {h['file_id']}",
@@ -247,15 +274,27 @@ def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
     from .errors import ContainerError
 
     header = read_header(args.input)
+    verified = _verify(args.input, job) if args.verify else None
     if args.json:
-        print(json.dumps(header, indent=2, sort_keys=True))
+        print(json.dumps({**header, "verify": verified} if verified else header, indent=2, sort_keys=True))
         return 0
     try:
         lines = _info_lines(header)
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise ContainerError(f"{args.input}: header lacks a field ({exc}); try --json") from exc
     print(f"{args.input}")
-    print("\n".join("  " + line for line in lines))
+    print("\n".join("  " + line for line in lines + ([f"verify        {verified}"] if verified else [])))
+    return 0
+
+
+def _verify(path: str, job: _Job) -> str:
+    from .verify import verify_file
+
+    return verify_file(path, progress=job.progress, cancel=job.cancel).summary()
+
+
+def _cmd_verify(args: argparse.Namespace, job: _Job) -> int:
+    print(f"{args.input}: {_verify(args.input, job)}")
     return 0
 
 
@@ -294,13 +333,24 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
     "compress": _cmd_compress,
     "decompress": _cmd_decompress,
     "info": _cmd_info,
+    "verify": _cmd_verify,
     "evaluate": _cmd_evaluate,
     "simulate": _cmd_simulate,
 }
 
 
+def _guarded(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """A writing command's outputs checked (output_paths) and locked for the run; nothing for the others."""
+    if args.command not in WRITERS:
+        return contextlib.nullcontext()
+    inputs, outputs = WRITERS[args.command]
+    return guarded_outputs(
+        [getattr(args, name) for name in inputs], [getattr(args, name) for name in outputs], args.overwrite
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run one command; returns the exit code (0 ok, 2 error, 130 cancelled)."""
+    """Run one command; returns the exit code (0 ok, 2 error, 130/143 cancelled by SIGINT/SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:  # their own parsers take the rest of the line
         return PASSTHROUGH[argv[0]](argv[1:])
@@ -311,14 +361,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(exc.code or 0)
     job = _Job(args.command, args.quiet)
     try:
-        with job.running():
+        with job.running(), _guarded(args):
             return COMMANDS[args.command](args, job)
     except CancelledError:
         print("cancelled: no output was written", file=sys.stderr)
-        return EXIT_CANCELLED
+        return 128 + job.signum
     except KeyboardInterrupt:
         print("interrupted: no output was written", file=sys.stderr)
-        return EXIT_CANCELLED
+        return 128 + job.signum
     except SARCompressorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

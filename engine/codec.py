@@ -32,7 +32,9 @@ from .container import ContainerReader, container_bytes, write_container
 from .decode_pass import DecodePass
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .errors import InputError
+from .input_checks import check_kind_fits
 from .layout import Layout
+from .output_paths import check_outputs, real_path, temp_path
 from .quality import DEFAULT_QUALITY
 from .raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info, streaming_cache_mb
 from .strip_window import Cancel, Progress, Sink
@@ -112,11 +114,6 @@ class ArrayResult:
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def _check_output_folder(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise InputError(f"output folder does not exist: {path.parent}")
 
 
 def _file_sink(path: Path, cog: bool, log: Log = None) -> SinkOpener:
@@ -236,16 +233,14 @@ def compress_file(
         band = 1
     info.check_band(band)
     pp.check_dtype(info.dtype)
+    check_kind_fits(info.dtype, kind)
     dst = Path(dst)
     recon = Path(reconstruction) if reconstruction is not None else None
-    for out in [dst] + ([recon] if recon else []):
-        _check_output_folder(out)
-    written = []
+    check_outputs([src], [dst, recon], overwrite=True)  # never the input, never a folder/FIFO/device
+    staged = temp_path(dst)  # renamed to dst only once the reconstruction is complete too: all or nothing
 
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
-        size = write_container(dst, header_fn, chunks, cancel_fn)
-        written.append(dst)
-        return size
+        return write_container(staged, header_fn, chunks, cancel_fn)
 
     options = EncodeOptions(quality, kind, mean_correction, tune=tune)
     band_info = info.band(band)
@@ -266,9 +261,9 @@ def compress_file(
                 output=str(dst),
                 reconstruction=str(recon) if recon else None,
             )
+        os.replace(staged, real_path(dst))
     except BaseException:
-        for path in written:  # the reconstruction failed after the .sarz was renamed into place
-            path.unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
         raise
     if log is not None:
         log(f"wrote {dst}: {stats.summary()}")
@@ -376,7 +371,7 @@ def decompress_file(
     transform, nodata, description and dtype (complex input -> float32 intensity); atomic."""
     start = time.perf_counter()
     dst = Path(dst)
-    _check_output_folder(dst)
+    check_outputs([src], [dst], overwrite=True)  # never the input, never a folder/FIFO/device
     with ContainerReader(src) as reader:
         size = reader.file_size
         dec = DecodePass.open(reader, progress, cancel)

@@ -32,7 +32,7 @@ from .radiometry import (
     global_gain_db,
     use_mask,
 )
-from .raster_io import RasterInfo
+from .raster_io import RasterInfo, itemsize
 from .sarz_header import build_header
 from .ssim_weights import TUNES
 from .strip_payload import Strip, invalid_codes
@@ -53,7 +53,7 @@ class BandSource:
     @property
     def raw_bytes(self) -> int:
         """Size of the band uncompressed: what the ratio is measured against."""
-        return self.info.width * self.info.height * np.dtype(self.info.dtype).itemsize
+        return self.info.width * self.info.height * itemsize(self.info.dtype)
 
 
 @dataclass

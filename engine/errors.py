@@ -19,3 +19,8 @@ class ContainerError(SARCompressorError):
 
 class CancelledError(SARCompressorError):
     """The caller's cancel check returned True; no output was left behind."""
+
+
+class OutputError(InputError):
+    """An output cannot be written where asked (it is an input, exists, is not a regular file, the disk is
+    full, another run writes it); whatever was at the destination before is left as it was."""

@@ -141,7 +141,7 @@ def _ssim_sums(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[float, f
     halo = SSIM_WINDOW - 1
     total_ssim = total_cs = 0.0
     count = 0
-    out_rows = x.shape[0] - halo
+    out_rows = x.shape[0] - halo if x.shape[1] > halo else 0  # no window fits a raster narrower than one
     for r0 in range(0, max(out_rows, 0), STRIP_ROWS):
         r1 = min(r0 + STRIP_ROWS, out_rows) + halo
         xs, ys, ms = x[r0:r1], y[r0:r1], mask[r0:r1].astype(np.float64)
@@ -448,8 +448,8 @@ def detect_file_kind(src, band: int = 1) -> str:
     """Kind of an open rasterio dataset's band: uint8 -> display product, else the codec's detection."""
     from .preprocessing import detect_kind
 
-    dtype = np.dtype(src.dtypes[band - 1])
-    if dtype == np.uint8:
+    dtype = src.dtypes[band - 1]  # a name: GDAL's complex_int16 (CInt16) has no numpy dtype
+    if dtype == "uint8":
         return "uint8"
     h, w = min(src.height, 512), min(src.width, 512)
     row0, col0 = (src.height - h) // 2, (src.width - w) // 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -20,7 +19,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, OutputError
+from .output_paths import check_outputs, real_path, temp_path
 
 PathLike = Union[str, "os.PathLike[str]"]
 _FROM_INFO: Any = object()
@@ -38,7 +38,7 @@ output is written a block row at a time, so more cache only keeps blocks that ar
 
 def streaming_cache_mb(width: int, dtype: str) -> int:
     """GDAL's block cache (MB) for streaming a raster `width` pixels wide of `dtype`: CACHE_ROWS of it."""
-    need = CACHE_ROWS * max(width, 1) * np.dtype(dtype).itemsize / (1024 * 1024)
+    need = CACHE_ROWS * max(width, 1) * itemsize(dtype) / (1024 * 1024)
     return int(min(max(math.ceil(need), 16), GDAL_CACHE_MB))
 
 
@@ -256,6 +256,15 @@ def iter_strips(path: PathLike, band: int = 1, rows: int = 256, halo: int = 0) -
         yield from reader.iter_strips(band, rows, halo)
 
 
+GDAL_ONLY_ITEMSIZE = {"complex_int16": 4}
+"""GDAL data types numpy has no name for (CInt16, Sentinel-1 SLC): rasterio reads them as complex64."""
+
+
+def itemsize(dtype: str) -> int:
+    """Bytes per pixel of a raster data type as the file stores it, GDAL-only types included."""
+    return GDAL_ONLY_ITEMSIZE.get(str(dtype)) or np.dtype(dtype).itemsize
+
+
 def _predictor(dtype: str) -> Optional[int]:
     kind = np.dtype(dtype).kind
     return {"f": 3, "u": 2, "i": 2}.get(kind)
@@ -264,11 +273,13 @@ def _predictor(dtype: str) -> Optional[int]:
 class StripWriter:
     """Writes a tiled, compressed GeoTIFF strip by strip, atomically.
 
-    Pixels go to a hidden temp file next to `path`; only a clean exit renames it to `path` (os.replace), so a
-    failure or a cancel (any exception in the `with` block, CancelledError included) leaves no output and no
-    temp file. `info` describes the output (size, bands, georeferencing, descriptions, tags); `dtype` and
-    `nodata` default to the info's (pass nodata=None to write none). `cog=True` converts the finished file
-    to a Cloud Optimized GeoTIFF with averaged overviews (GDAL COG driver), still atomically.
+    Pixels go to a hidden temp file next to `path` (output_paths.temp_path); only a clean exit that re-opened
+    and read back every block of it renames it to `path` (os.replace; a symlink's target is replaced), so a
+    failure, a full disk GDAL reported only in its log, or a cancel (any exception in the `with` block,
+    CancelledError included) leaves the destination as it was and no temp file. Folders, FIFOs and devices
+    are never replaced (OutputError). `info` describes the output (size, bands, georeferencing, descriptions,
+    tags); `dtype` and `nodata` default to the info's (pass nodata=None to write none). `cog=True` converts the
+    finished file to a Cloud Optimized GeoTIFF with averaged overviews (GDAL COG driver), still atomically.
     """
 
     def __init__(
@@ -290,7 +301,7 @@ class StripWriter:
         self.blocksize = blocksize
         self.compress = compress
         self.cog = cog
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._tmp = temp_path(self.path)
         self._ds = None
 
     def _profile(self) -> dict[str, Any]:
@@ -321,12 +332,11 @@ class StripWriter:
 
     def __enter__(self) -> StripWriter:
         rasterio = _rasterio()
-        if not self.path.parent.is_dir():
-            raise InputError(f"output folder does not exist: {self.path.parent}")
+        check_outputs([], [self.path], overwrite=True)
         try:
             self._ds = rasterio.open(self._tmp, "w", **self._profile())
         except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"cannot create {self.path}: {exc}") from exc
+            raise OutputError(f"cannot create {self.path}: {exc}") from exc
         try:
             self._write_metadata()
         except BaseException:
@@ -367,25 +377,60 @@ class StripWriter:
             )
         window = ((row0, row0 + rows), (0, cols))
         if array.ndim == 2:
-            self._ds.write(array.astype(self.dtype, copy=False), self.info.check_band(band or 1), window=window)
+            bands: Any = self.info.check_band(band or 1)
         elif array.ndim == 3 and array.shape[0] == self.info.count:
-            self._ds.write(array.astype(self.dtype, copy=False), window=window)
+            bands = None
         else:
             raise ValueError(f"cannot write an array of shape {array.shape} to {self.info.count} band(s)")
+        try:
+            self._ds.write(array.astype(self.dtype, copy=False), bands, window=window)
+        except Exception as exc:  # GDAL write errors come as CPLE_* / RasterioIOError (disk full, I/O)
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self._abort()
             return
         try:
-            self._ds.close()
-            self._ds = None
+            self._close()
+            self._check_complete()
             if self.cog:
                 self._to_cog()
-            os.replace(self._tmp, self.path)
+                self._check_complete()
+            check_outputs([], [self.path], overwrite=True)  # still not a folder/FIFO/device at the last moment
+            os.replace(self._tmp, real_path(self.path))
         except BaseException:
             self._abort()
             raise
+
+    def _close(self) -> None:
+        """Close the dataset (GDAL flushes its last blocks and the directory) and sync the file to disk."""
+        ds, self._ds = self._ds, None
+        try:
+            ds.close()
+            fd = os.open(self._tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except Exception as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+
+    def _check_complete(self) -> None:
+        """Re-open the temp file and read every pixel back, block row by block row: rasterio can report a
+        failed flush at close (a full disk) only as a GDAL log line, and only a readable file may replace
+        the destination."""
+        rasterio = _rasterio()
+        try:
+            with rasterio.open(self._tmp) as ds:
+                if (ds.width, ds.height, ds.count) != (self.info.width, self.info.height, self.info.count):
+                    raise OutputError(f"{ds.width}x{ds.height}x{ds.count} raster read back")
+                for row0 in range(0, ds.height, self.blocksize):
+                    ds.read(window=((row0, min(row0 + self.blocksize, ds.height)), (0, ds.width)))
+        except Exception as exc:
+            raise OutputError(
+                f"{self.path} could not be written completely ({exc}); the disk may be full. Nothing was replaced."
+            ) from exc
 
     def _to_cog(self) -> None:
         import rasterio.shutil
@@ -403,15 +448,18 @@ class StripWriter:
         try:
             rasterio.shutil.copy(self._tmp, cog_tmp, driver="COG", **options)
             os.replace(cog_tmp, self._tmp)
+        except OutputError:
+            raise
+        except Exception as exc:  # GDAL's COG driver fails with CPLE_* errors (disk full, I/O)
+            raise OutputError(f"cannot write {self.path} as a COG: {exc}") from exc
         finally:
             _remove(cog_tmp)
 
     def _abort(self) -> None:
-        if self._ds is not None:
-            try:
-                self._ds.close()
-            finally:
-                self._ds = None
+        ds, self._ds = self._ds, None
+        if ds is not None:
+            with contextlib.suppress(Exception):  # a full disk may fail the close too: the temp goes anyway
+                ds.close()
         _remove(self._tmp)
         _remove(self._tmp.with_name(self._tmp.name + ".aux.xml"))
 

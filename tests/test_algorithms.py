@@ -470,3 +470,69 @@ def test_qgis_process_runs_compress(scene, tmp_path):
     results = json.loads(proc.stdout[proc.stdout.index("{") :])["results"]
     assert results["OUTPUT"] == str(sarz) and sarz.read_bytes()[:4] == b"SARZ"
     assert results["RATIO"] > 1 and results["BPP"] > 0
+
+
+def test_destination_rules_through_processing(provider, compressed, scene, tmp_path):
+    """Issue 22 in Processing: an existing destination is replaced (QGIS's rule: its dialog asks first), an
+    input, a FIFO or a destination another run writes is refused, and each input stays as it was."""
+    import processing
+
+    from sar_compressor.engine.output_paths import guarded_outputs
+
+    sarz = compressed[0]["OUTPUT"]
+    before = Path(scene).read_bytes()
+    for params in (
+        {"INPUT": str(scene), "OUTPUT": str(scene)},
+        {"INPUT": str(scene), "OUTPUT": str(tmp_path / "x.sarz"), "RECONSTRUCTION": str(scene)},
+    ):
+        with pytest.raises(QgsProcessingException, match="is the input"):
+            processing.run("sar_compressor:compress", params)
+    assert Path(scene).read_bytes() == before
+    fifo = tmp_path / "fifo.tif"
+    os.mkfifo(fifo)
+    with pytest.raises(QgsProcessingException, match="not a regular file"):
+        processing.run("sar_compressor:decompress", {"INPUT": sarz, "OUTPUT": str(fifo)})
+    existing = tmp_path / "existing.tif"
+    existing.write_bytes(before)
+    another_run = guarded_outputs([], [existing], overwrite=True)
+    with another_run, pytest.raises(QgsProcessingException, match="being written by another run"):
+        processing.run("sar_compressor:decompress", {"INPUT": sarz, "OUTPUT": str(existing)})
+    processing.run("sar_compressor:decompress", {"INPUT": sarz, "OUTPUT": str(existing)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.tif", "fifo.tif"]
+    assert existing.read_bytes() != before and QgsRasterLayer(str(existing), "new").isValid()
+
+
+def test_a_failed_write_through_processing_leaves_the_destination(provider, compressed, tmp_path, monkeypatch):
+    """A flush GDAL fails silently (a full disk): the read-back refuses the file, the old raster stays."""
+    import processing
+
+    from sar_compressor.engine.raster_io import StripWriter
+
+    close = StripWriter._close
+
+    def close_then_truncate(self) -> None:
+        close(self)
+        with open(self._tmp, "r+b") as f:
+            f.truncate(self._tmp.stat().st_size // 2)
+
+    existing = tmp_path / "existing.tif"
+    write_scene(existing, 32, 32, seed=1)
+    before = existing.read_bytes()
+    monkeypatch.setattr(StripWriter, "_close", close_then_truncate)
+    with pytest.raises(QgsProcessingException, match="could not be written completely"):
+        processing.run(
+            "sar_compressor:decompress",
+            {"INPUT": compressed[0]["OUTPUT"], "OUTPUT": str(existing)},
+        )
+    assert existing.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.tif"]
+
+
+def test_a_kind_the_data_type_contradicts_is_refused_in_processing(provider, scene, tmp_path):
+    import processing
+
+    with pytest.raises(QgsProcessingException, match="--kind complex needs a complex raster"):
+        processing.run(
+            "sar_compressor:compress", {"INPUT": str(scene), "KIND": "complex", "OUTPUT": str(tmp_path / "x.sarz")}
+        )
+    assert not any(tmp_path.iterdir())

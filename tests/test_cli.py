@@ -70,7 +70,7 @@ def test_compress_to_a_target_bpp(scene, tmp_path, capsys):
     args = ["compress", str(scene), str(out)]
     assert main(["-q", *args, "--target-bpp", "0.8"]) == 0
     assert 0.99 * 0.8 <= 8 * out.stat().st_size / (300 * 200) <= 0.8
-    assert main(["-q", *args, "--target-bpp", "0.00001"]) == 2
+    assert main(["-q", *args, "--target-bpp", "0.00001", "--overwrite"]) == 2
     assert "below what this raster can be coded in" in capsys.readouterr().err
 
 

@@ -11,7 +11,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
-from sar_compressor.engine.errors import CancelledError, InputError
+from sar_compressor.engine.errors import CancelledError, InputError, OutputError
 from sar_compressor.engine.raster_io import (
     RasterInfo,
     RasterReader,
@@ -164,7 +164,7 @@ def test_failure_keeps_an_existing_output(tmp_path):
 
 
 def test_writer_errors(tmp_path):
-    with pytest.raises(InputError, match="folder"), StripWriter(tmp_path / "missing" / "x.tif", _info()):
+    with pytest.raises(OutputError, match="folder"), StripWriter(tmp_path / "missing" / "x.tif", _info()):
         pass
     with pytest.raises(ValueError):
         StripWriter(tmp_path / "x.tif", _info(), blocksize=100)

@@ -1,0 +1,162 @@
+"""Where outputs may be written: the one rule for the CLI and the Processing algorithms, temp names, locks.
+
+A destination is refused before any work starts when it is an input (same file after symlinks, hard links:
+same device and inode), another output of the same run, `-` (no streaming), something that is not a regular
+file (FIFO, device, folder: never replaced, even when asked to overwrite), or an existing file the caller did
+not ask to overwrite. Writers put their bytes in a hidden temp file next to the destination, named
+`.NAME.sarz-tmp.PID.RANDOM`, and rename it into place only once complete; a run killed with SIGKILL leaves
+that file behind, and the next run to the same destination removes it once process PID is gone. While a run
+writes NAME it holds `.NAME.sarz-lock` (created exclusively, holding its PID): a second writer is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Optional, Union
+
+from .errors import OutputError
+
+PathLike = Union[str, "os.PathLike[str]"]
+TEMP_TAG = ".sarz-tmp."
+LOCK_SUFFIX = ".sarz-lock"
+LOCK_EMPTY_GRACE_S = 60.0
+"""An empty lock file younger than this is taken as being created right now (its PID follows at once)."""
+
+
+def real_path(path: PathLike) -> Path:
+    """The file a write to `path` lands in: symlinks followed (an overwrite updates the link's target)."""
+    return Path(os.path.realpath(path))
+
+
+def temp_path(dest: PathLike) -> Path:
+    """A fresh hidden temp name next to `dest`'s real file, recognisable by `remove_stale_temps`."""
+    final = real_path(dest)
+    return final.with_name(f".{final.name}{TEMP_TAG}{os.getpid()}.{secrets.token_hex(4)}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # ours: another job of this process (QGIS runs several) may still be writing it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(dest: PathLike) -> list[Path]:
+    """Remove the temp files of `dest` whose writing process is gone (killed runs); returns what was removed.
+
+    Matches `.NAME.sarz-tmp.PID.*` and the container's own temp inside it (`..NAME.sarz-tmp.PID.*`)."""
+    final = real_path(dest)
+    pattern = re.compile(r"\.{1,2}" + re.escape(final.name) + re.escape(TEMP_TAG) + r"(\d+)\.")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(final.parent):
+            match = pattern.match(entry.name)
+            if match and entry.is_file(follow_symlinks=False) and not _pid_alive(int(match.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare where they would land
+        return real_path(a) == real_path(b)
+
+
+def _check_one(out: Path, inputs: Sequence[Path], others: Sequence[Path], overwrite: bool) -> None:
+    if str(out) == "-":
+        raise OutputError("output '-' (standard output) is not supported: give a file name")
+    for src in inputs:
+        if _same_file(out, src):
+            raise OutputError(f"output {out} is the input {src}: writing it would destroy the input")
+    for other in others:
+        if _same_file(out, other):
+            raise OutputError(f"outputs {other} and {out} are the same file: give each its own name")
+    if not real_path(out).parent.is_dir():
+        raise OutputError(f"output folder does not exist: {real_path(out).parent}")
+    try:
+        mode = os.stat(out).st_mode  # follows symlinks: what an overwrite would replace
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise OutputError(f"output {out} exists and is not a regular file (folder, FIFO or device): not replaced")
+    if not overwrite and (mode is not None or out.is_symlink()):
+        raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
+
+
+def check_outputs(
+    inputs: Iterable[Optional[PathLike]], outputs: Iterable[Optional[PathLike]], overwrite: bool
+) -> list[Path]:
+    """Refuse outputs that would destroy data (see the module text); None entries are ignored. Returns the
+    outputs as Paths. `overwrite`: replace existing regular files (the CLI's --overwrite; QGIS's dialog asks
+    the user itself, so the Processing algorithms pass True)."""
+    srcs = [Path(p) for p in inputs if p is not None]
+    outs = [Path(p) for p in outputs if p is not None]
+    for i, out in enumerate(outs):
+        _check_one(out, srcs, outs[:i], overwrite)
+    return outs
+
+
+def _lock_held(lock: Path) -> bool:
+    """Whether a lock file belongs to a live writer: its PID runs, or it is still empty but young (its
+    writer has created it and not yet written the PID)."""
+    try:
+        text = lock.read_text().strip()
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if not text.isdigit():
+        return age < LOCK_EMPTY_GRACE_S
+    return _pid_alive(int(text))
+
+
+@contextlib.contextmanager
+def _lock(dest: Path) -> Iterator[None]:
+    final = real_path(dest)
+    lock = final.with_name(f".{final.name}{LOCK_SUFFIX}")
+    for _ in range(2):  # a second try after removing a dead writer's lock
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _lock_held(lock):
+                raise OutputError(f"{dest} is being written by another run ({lock} exists); try again later") from None
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    else:
+        raise OutputError(f"cannot lock {dest}: {lock} keeps coming back")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+@contextlib.contextmanager
+def guarded_outputs(
+    inputs: Iterable[Optional[PathLike]], outputs: Iterable[Optional[PathLike]], overwrite: bool
+) -> Iterator[list[Path]]:
+    """`check_outputs`, then hold each output's lock and clear its stale temp files for the duration."""
+    outs = check_outputs(inputs, outputs, overwrite)
+    with contextlib.ExitStack() as stack:
+        for out in outs:
+            stack.enter_context(_lock(out))
+            remove_stale_temps(out)
+        yield outs

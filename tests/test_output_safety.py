@@ -1,0 +1,363 @@
+"""Issue 22 through the CLI: outputs never destroy inputs or non-files, a full disk or a signal leaves the
+destination as it was (untouched or complete, never half-written), verify finds damaged chunks, documented
+inputs (CInt16, tall narrow rasters) work and impossible option combinations are refused before any work."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from sar_compressor.engine import container, output_paths
+from sar_compressor.engine.cli import main
+from sar_compressor.engine.raster_io import StripWriter
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def listing(folder: Path) -> list[str]:
+    """Every name in the folder, hidden temp and lock files included."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+def write_raster(path: Path, array: np.ndarray, dtype: str) -> Path:
+    with rasterio.open(
+        path, "w", driver="GTiff", width=array.shape[1], height=array.shape[0], count=1, dtype=dtype
+    ) as ds:
+        ds.write(array, 1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("safety") / "scene.tif"
+    assert main(["-q", "simulate", str(path), "--size", "512", "512", "--seed", "5"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def sarz(scene) -> Path:
+    out = scene.with_name("scene.sarz")
+    assert main(["-q", "compress", str(scene), str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def old_tif(tmp_path) -> Path:
+    """A valid raster already at the destination: it must survive every failed write."""
+    return write_raster(tmp_path / "old.tif", np.full((4, 4), 7, "float32"), "float32")
+
+
+# --------------------------------------------------------------------------- 1, 2: output clashes
+
+
+def test_output_equal_to_an_input_is_refused(scene, sarz, tmp_path, capsys):
+    src = tmp_path / "in.tif"
+    src.write_bytes(scene.read_bytes())
+    link = tmp_path / "link.tif"
+    link.symlink_to(src)
+    hard = tmp_path / "hard.tif"
+    os.link(src, hard)
+    before = digest(src)
+    arch = tmp_path / "a.sarz"
+    arch.write_bytes(sarz.read_bytes())
+    cases = [
+        ["compress", str(src), str(src)],
+        ["compress", str(src), str(tmp_path / "o.sarz"), "--reconstruction", str(link)],
+        ["compress", str(link), str(hard), "--overwrite"],
+        ["compress", str(src), str(tmp_path / "o.sarz"), "--reconstruction", str(tmp_path / "o.sarz")],
+        ["decompress", str(arch), str(arch), "--overwrite"],
+    ]
+    for argv in cases:
+        assert main(["-q", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: output") and ("is the input" in err or "same file" in err), err
+    assert digest(src) == before and digest(arch) == digest(sarz)
+    assert listing(tmp_path) == ["a.sarz", "hard.tif", "in.tif", "link.tif"]
+
+
+def test_existing_outputs_need_overwrite_and_non_files_are_never_replaced(sarz, tmp_path, old_tif, capsys):
+    before = digest(old_tif)
+    assert main(["-q", "decompress", str(sarz), str(old_tif)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert digest(old_tif) == before
+    link = tmp_path / "link.tif"
+    link.symlink_to(old_tif)
+    assert main(["-q", "decompress", str(sarz), str(link)]) == 2  # a symlink is an existing output too
+    assert "already exists" in capsys.readouterr().err
+    fifo = tmp_path / "fifo.tif"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.tif"
+    folder.mkdir()
+    for target in (fifo, folder, Path("/dev/null")):
+        assert main(["-q", "decompress", str(sarz), str(target), "--overwrite"]) == 2
+        assert "is not a regular file" in capsys.readouterr().err
+    assert Path("/dev/null").is_char_device() and fifo.is_fifo() and folder.is_dir()
+    assert main(["-q", "decompress", str(sarz), str(link), "--overwrite"]) == 0  # follows the link
+    assert link.is_symlink() and digest(old_tif) != before
+    with rasterio.open(old_tif) as ds:
+        assert ds.shape == (512, 512)
+
+
+def test_standard_output_is_refused(scene, sarz, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "compress", str(scene), "-"]) == 2
+    assert main(["-q", "decompress", str(sarz), "-"]) == 2
+    assert "'-' (standard output) is not supported" in capsys.readouterr().err
+    assert listing(tmp_path) == []
+
+
+def test_a_second_writer_is_refused_and_a_dead_ones_lock_is_taken_over(sarz, tmp_path, capsys):
+    out = tmp_path / "out.tif"
+    with output_paths.guarded_outputs([], [out], overwrite=False):  # a run in progress (this process)
+        assert main(["-q", "decompress", str(sarz), str(out)]) == 2
+        assert "is being written by another run" in capsys.readouterr().err
+        assert not out.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".out.tif.sarz-lock").write_text(dead.stdout.strip())  # left by a killed run
+    assert main(["-q", "decompress", str(sarz), str(out)]) == 0
+    assert listing(tmp_path) == ["out.tif"]
+
+
+# --------------------------------------------------------------------------- 3: disk full
+
+
+def truncate_after_close(monkeypatch) -> None:
+    """Simulate GDAL failing its last flush silently (a full disk, reported only in GDAL's log)."""
+    close = StripWriter._close
+
+    def close_then_truncate(self) -> None:
+        close(self)
+        size = self._tmp.stat().st_size
+        with open(self._tmp, "r+b") as f:
+            f.truncate(size // 2)
+
+    monkeypatch.setattr(StripWriter, "_close", close_then_truncate)
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_a_silently_failed_write_never_replaces_the_destination(sarz, old_tif, monkeypatch, capsys, cog):
+    before = digest(old_tif)
+    truncate_after_close(monkeypatch)
+    argv = ["-q", "decompress", str(sarz), str(old_tif), "--overwrite"] + (["--cog"] if cog else [])
+    assert main(argv) == 2
+    assert "could not be written completely" in capsys.readouterr().err
+    assert digest(old_tif) == before and listing(old_tif.parent) == ["old.tif"]
+
+
+def test_compress_is_all_or_nothing_when_the_reconstruction_fails(scene, sarz, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out.sarz"
+    out.write_bytes(sarz.read_bytes())
+    truncate_after_close(monkeypatch)
+    argv = ["-q", "compress", str(scene), str(out), "--reconstruction", str(tmp_path / "r.tif"), "--overwrite"]
+    assert main(argv) == 2
+    assert "r.tif could not be written completely" in capsys.readouterr().err
+    assert digest(out) == digest(sarz) and listing(tmp_path) == ["out.sarz"]
+
+
+def test_a_failed_sarz_write_leaves_the_old_file(scene, sarz, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out.sarz"
+    out.write_bytes(sarz.read_bytes())
+
+    def disk_full(out_file, *args) -> None:
+        out_file.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(container, "_write_stream", disk_full)
+    argv = ["-q", "compress", str(scene), str(out), "--reconstruction", str(tmp_path / "r.tif"), "--overwrite"]
+    assert main(argv) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert digest(out) == digest(sarz) and listing(tmp_path) == ["out.sarz"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KiB tmpfs (root only: skipped where mount is refused)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_disk_full_on_a_real_small_disk(scene, sarz, small_disk, old_tif, capsys):
+    """The 512x512 float32 scene decodes to ~0.9 MB: it cannot fit the 600 KiB disk."""
+    dest = small_disk / "old.tif"
+    dest.write_bytes(old_tif.read_bytes())
+    before = digest(dest)
+    for extra in ([], ["--cog"]):
+        assert main(["-q", "decompress", str(sarz), str(dest), "--overwrite", *extra]) == 2
+        assert "error:" in capsys.readouterr().err
+        assert digest(dest) == before and listing(small_disk) == ["old.tif"]
+    argv = ["-q", "compress", str(scene), str(small_disk / "c.sarz"), "--reconstruction", str(small_disk / "r.tif")]
+    assert main(argv) == 2
+    assert "r.tif" in capsys.readouterr().err
+    assert listing(small_disk) == ["old.tif"]  # neither the .sarz nor a truncated reconstruction
+
+
+# --------------------------------------------------------------------------- 4: signals
+
+
+def start(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sar_compressor", "-q", *argv], stderr=subprocess.PIPE)
+
+
+def wait_for_temp(proc: subprocess.Popen, folder: Path, name: str) -> None:
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(f".{name}.sarz-tmp.") for p in folder.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its temp file showed"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def big_sarz(tmp_path_factory) -> Path:
+    """Long enough to decode (a few seconds) for a signal to land mid-run."""
+    src = tmp_path_factory.mktemp("signals") / "big.tif"
+    assert main(["-q", "simulate", str(src), "--size", "2048", "1024"]) == 0
+    assert main(["-q", "compress", str(src), str(src.with_suffix(".sarz"))]) == 0
+    return src.with_suffix(".sarz")
+
+
+def test_sigterm_cancels_like_ctrl_c(big_sarz, tmp_path):
+    proc = start(["decompress", str(big_sarz), str(tmp_path / "out.tif")])
+    try:
+        wait_for_temp(proc, tmp_path, "out.tif")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert b"cancel" in err and b"Traceback" not in err
+    assert listing(tmp_path) == []
+
+
+def test_the_next_run_removes_a_killed_runs_temp_file(big_sarz, tmp_path):
+    proc = start(["decompress", str(big_sarz), str(tmp_path / "out.tif")])
+    try:
+        wait_for_temp(proc, tmp_path, "out.tif")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)  # reaped: its pid is gone
+    finally:
+        proc.kill()
+    left = listing(tmp_path)
+    assert ".out.tif.sarz-lock" in left and any(".sarz-tmp." in n for n in left), left
+    assert main(["-q", "decompress", str(big_sarz), str(tmp_path / "out.tif")]) == 0
+    assert listing(tmp_path) == ["out.tif"]
+
+
+# --------------------------------------------------------------------------- 6: verify
+
+
+def test_verify_names_a_damaged_chunk(sarz, tmp_path, capsys):
+    assert main(["verify", str(sarz)]) == 0
+    assert "ok:" in capsys.readouterr().out
+    bad = tmp_path / "bad.sarz"
+    data = bytearray(sarz.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the chunks (the header is first, the index last)
+    bad.write_bytes(bytes(data))
+    assert main(["-q", "info", str(bad)]) == 0  # the header alone still reads
+    capsys.readouterr()
+    for argv in (["verify", str(bad)], ["info", "--verify", str(bad)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert re.search(r"chunk 0 of 1 damaged", err), err
+
+
+# --------------------------------------------------------------------------- 7, 8: documented inputs, kinds
+
+
+@pytest.fixture(scope="module")
+def cint16(tmp_path_factory) -> Path:
+    """A Sentinel-1 SLC-like CInt16 raster (GDAL's complex_int16: numpy has no such type)."""
+    from osgeo import gdal
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(scale=300, size=(96, 80)) + 1j * rng.normal(scale=300, size=(96, 80))
+    path = tmp_path_factory.mktemp("cint16") / "slc.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 80, 96, 1, gdal.GDT_CInt16)
+    ds.GetRasterBand(1).WriteArray(z.astype(np.complex64))
+    ds = None
+    return path
+
+
+@pytest.mark.parametrize("kind", [[], ["--kind", "complex"]])
+def test_cint16_round_trip(cint16, tmp_path, capsys, kind):
+    out, recon, back = tmp_path / "slc.sarz", tmp_path / "r.tif", tmp_path / "d.tif"
+    assert main(["-q", "compress", str(cint16), str(out), "--reconstruction", str(recon), *kind]) == 0
+    assert "PSNR" in capsys.readouterr().out
+    assert main(["-q", "decompress", str(out), str(back)]) == 0
+    with rasterio.open(cint16) as src, rasterio.open(back) as ds:
+        intensity = np.abs(src.read(1)) ** 2
+        decoded = ds.read(1)
+    assert decoded.dtype == np.float32
+    assert 0.8 < decoded.mean() / intensity.mean() < 1.25
+
+
+def test_kinds_that_contradict_the_data_type_are_refused(cint16, scene, tmp_path, capsys):
+    for kind in ("amplitude", "intensity", "db"):
+        assert main(["-q", "compress", str(cint16), str(tmp_path / "x.sarz"), "--kind", kind]) == 2
+        assert f"--kind {kind} does not fit a complex" in capsys.readouterr().err
+    assert main(["-q", "compress", str(scene), str(tmp_path / "x.sarz"), "--kind", "complex"]) == 2
+    assert "--kind complex needs a complex raster" in capsys.readouterr().err
+    assert listing(tmp_path) == []
+
+
+def test_tall_narrow_raster_round_trip(tmp_path, capsys):
+    """65 536 rows or more in one strip (width <= 64) overflowed the chunk's u16 row count."""
+    rng = np.random.default_rng(2)
+    src = write_raster(tmp_path / "tall.tif", rng.exponential(size=(65600, 4)).astype("float32"), "float32")
+    out, back = tmp_path / "tall.sarz", tmp_path / "back.tif"
+    assert main(["-q", "compress", str(src), str(out)]) == 0
+    assert main(["-q", "decompress", str(out), str(back)]) == 0
+    assert main(["verify", str(out)]) == 0
+    with rasterio.open(back) as ds:
+        assert ds.shape == (65600, 4)
+
+
+# --------------------------------------------------------------------------- 9: smaller items
+
+
+def test_quality_and_target_bpp_together_are_refused(scene, tmp_path, capsys):
+    assert main(["-q", "compress", str(scene), str(tmp_path / "x.sarz"), "--quality", "3", "--target-bpp", "1"]) == 2
+    assert "either --quality or --target-bpp" in capsys.readouterr().err
+    assert listing(tmp_path) == []
+
+
+def test_one_pixel_raster_prints_a_real_ratio(tmp_path, capsys):
+    src = write_raster(tmp_path / "one.tif", np.ones((1, 1), "float32"), "float32")
+    assert main(["-q", "compress", str(src), str(tmp_path / "one.sarz")]) == 0
+    ratio = re.search(r"ratio (\S+):1", capsys.readouterr().out).group(1)
+    assert 0 < float(ratio) < 0.1
+
+
+def test_stale_temp_files_of_dead_runs_only_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    names = [
+        f".x.sarz.sarz-tmp.{pid}.ab12cd34",  # a killed writer's temp
+        f"..x.sarz.sarz-tmp.{pid}.ab12cd34.0123456789ab.tmp",  # the container's own temp inside a staged .sarz
+        f".x.sarz.sarz-tmp.{os.getpid()}.ab12cd34",  # a live run's (this process)
+        f".y.sarz.sarz-tmp.{pid}.ab12cd34",  # another destination's
+        "x.sarz",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    removed = output_paths.remove_stale_temps(tmp_path / "x.sarz")
+    assert sorted(p.name for p in removed) == sorted(names[:2])
+    assert listing(tmp_path) == sorted(names[2:])

@@ -25,6 +25,7 @@ from .compressor import HALO, SARCompressor
 from .errors import InputError, ModelError
 from .layout import STRIP_ROWS, Layout, bright_threshold, strip_height
 from .quality import N_QUALITIES, Quality, quality_level
+from .preprocessing import isolated_count
 from .radiometry import (
     MEAN_CORRECTIONS,
     block_sums,
@@ -118,7 +119,7 @@ class EncodePass(StripPass):
         self.ssim = survey.ssim if options.tune == "ssim" else None
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
-        self.n_valid = self.n_clipped = self.n_bright = 0
+        self.n_valid = self.n_clipped = self.n_bright = self.n_zero = self.n_isolated_zero = 0
         self.deferred: list[tuple[Path, Strip]] = []
         self.trial: Optional[Trial] = None
 
@@ -140,6 +141,7 @@ class EncodePass(StripPass):
         if survey is None:
             model_range = pp.Range(comp.loaded.vmin, comp.loaded.vmax) if options.range_mode == "model" else None
             survey = survey_band(source.info, source.read, options.kind, model_range, ssim=options.tune == "ssim")
+        refine_step = max(level.refine_step, survey.step_floor)  # no step below the input's own quantization
         layout = Layout(
             width=source.info.width,
             height=source.info.height,
@@ -149,9 +151,9 @@ class EncodePass(StripPass):
             rng=survey.rng,
             level=level.model_level,
             quality=int(options.quality),
-            refine_step=level.refine_step,
-            mean_correction=options.mean_correction,
-            bright_threshold=bright_threshold(survey.rng, level.refine_step),
+            refine_step=refine_step,
+            mean_correction="none" if survey.kind == "native" else options.mean_correction,  # no linear mean
+            bright_threshold=bright_threshold(survey.rng, refine_step),
             latent_channels=comp.latent_channels,
             base="network" if options.base == "auto" else options.base,
             strip_height=strip_height(source.info.width),
@@ -162,9 +164,12 @@ class EncodePass(StripPass):
             trial = run_trial(cls(source, comp, samples, survey, options, None, cancel))
             layout.base = trial.best
         if log is not None:
+            for warning in survey.warnings:
+                log(f"warning: {warning}")
+            unit = "" if layout.kind == "native" else " dB"
             log(
-                f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind}, range "
-                f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}] dB ({options.range_mode}), model "
+                f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind} ({survey.kind_reason}), range "
+                f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}]{unit} ({options.range_mode}), model "
                 f"{comp.loaded.name}, quality {layout.quality}/{N_QUALITIES}, {comp.device_name}, "
                 f"batch {comp.batch_size}, base {layout.base}" + (f" ({describe(trial.to_dict())})" if trial else "")
             )
@@ -193,7 +198,7 @@ class EncodePass(StripPass):
         lo, hi = max(0, row0 - halo), min(self.layout.height, row0 + rows + halo)
         raw = self.source.read(lo, hi)
         top, bottom = row0 - lo, hi - row0 - rows
-        valid = pp.valid_mask(raw, self.layout.nodata)
+        valid = pp.valid_mask(raw, self.layout.nodata, pp.zero_is_fill(self.layout.kind, self.layout.dtype))
         db = pp.to_db(raw, self.layout.kind)
         symbols = None
         if self.layout.uses_network:
@@ -222,6 +227,9 @@ class EncodePass(StripPass):
         self.n_clipped += int(np.count_nonzero(valid & outside))
         self.n_bright += int(residuals.steps.size)
         invalid = ~valid
+        zeros = invalid & (raw == 0) if layout.nodata != 0 else np.zeros_like(invalid)  # no-signal, not nodata
+        self.n_zero += int(zeros.sum())
+        self.n_isolated_zero += isolated_count(zeros)
         has_invalid = bool(invalid.any())
         return Strip(
             index=k,
@@ -308,6 +316,10 @@ class EncodePass(StripPass):
             "input_bytes": self.source.raw_bytes,
             "clipped_fraction": _round(self.clipped_fraction),
             "n_bright_residuals": self.n_bright,
+            "no_signal_pixels": self.n_zero,
+            "isolated_zeros": self.n_isolated_zero,
+            "kind_reason": self.survey.kind_reason,
+            "warnings": self.survey.warnings,
             "linear_mean": _round(self.survey.linear_mean),
             "base_trial": self.trial.to_dict() if self.trial else None,
         }

@@ -5,7 +5,7 @@ Chunk payload (one per strip), little-endian:
 latents: EntropyModel.encode bytes; refinement: engine.refine bytes (empty at quality 1); gains: zlib(int16
 little-endian codes, block rows x block cols) (see radiometry);
 bright: BrightResiduals.encode (positions context-coded from the decoded strip, steps deflated); mask:
-zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
+zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal zero).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
 """
 
@@ -159,16 +159,25 @@ def _flag_model(count: int, total: int) -> Any:
     return constriction.stream.model.Categorical(np.array([1.0 - p, p]), perfect=False)
 
 
+NO_SIGNAL_CODE = 4
+MASK_CODES = 5
+
+
 def invalid_codes(raw: np.ndarray, invalid: np.ndarray, nodata: Optional[float]) -> np.ndarray:
-    """What each invalid pixel was, so it is restored exactly: 0 nodata, 1 NaN, 2 +inf, 3 -inf."""
+    """What each invalid pixel was, so it is restored exactly: 0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal
+    zero (preprocessing.zero_is_fill)."""
     values = raw[invalid]
     codes = np.zeros(values.shape, dtype=np.uint8)
-    if values.dtype.kind in "fc":
+    floating = values.dtype.kind in "fc"
+    if nodata is None:
+        is_nodata = np.zeros(values.shape, dtype=bool)
+    elif math.isnan(nodata):
+        is_nodata = np.isnan(values) if floating else np.zeros(values.shape, dtype=bool)
+    else:
+        is_nodata = values == nodata
+    codes[(values == 0) & ~is_nodata] = NO_SIGNAL_CODE
+    if floating:
         nan = np.isnan(values)
-        if nodata is None:
-            is_nodata = np.zeros(values.shape, dtype=bool)
-        else:
-            is_nodata = nan if math.isnan(nodata) else values == nodata
         if values.dtype.kind == "c":
             posinf, neginf = np.isinf(values), np.zeros(values.shape, dtype=bool)
         else:
@@ -270,6 +279,6 @@ def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> 
         raise ContainerError(f"chunk {k}: nodata mask has the wrong size")
     invalid = np.unpackbits(bits, count=n).astype(bool).reshape(shape)
     values = np.frombuffer(inflate(codes, f"chunk {k} mask codes"), dtype=np.uint8)
-    if values.size != int(invalid.sum()) or np.any(values > 3):
+    if values.size != int(invalid.sum()) or np.any(values >= MASK_CODES):
         raise ContainerError(f"chunk {k}: nodata codes do not match the mask")
     return invalid, values

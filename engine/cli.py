@@ -21,7 +21,7 @@ from .errors import CancelledError, SARCompressorError
 from .quality import DEFAULT_QUALITY, N_QUALITIES
 from .ssim_weights import TUNES
 
-KINDS = ("auto", "intensity", "amplitude", "db", "complex")
+KINDS = ("auto", "intensity", "amplitude", "db", "complex", "native")
 DEVICES = ("auto", "cpu", "cuda")
 EXIT_ERROR = 2
 EXIT_CANCELLED = 130
@@ -51,7 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--model", default=None, help="bundled model name or checkpoint path (default: bundled)")
     c.add_argument("--band", type=int, default=None, help="band to compress (required for multi-band rasters)")
-    c.add_argument("--kind", choices=KINDS, default="auto", help="what the values are (default: detect)")
+    c.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="auto",
+        help="what the values are (default: detect); native: code the values as they are (display products, "
+        "anything that is not backscatter)",
+    )
     c.add_argument("--device", choices=DEVICES, default="auto")
     c.add_argument(
         "--range",
@@ -92,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="show what a .sarz file holds")
     i.add_argument("input", help=".sarz file")
     i.add_argument("--json", action="store_true", help="print the whole header as JSON")
+
+    n = sub.add_parser("inspect", help="what a raster band is, as compression would see it (kind, fill, warnings)")
+    n.add_argument("input", help="input raster")
+    n.add_argument("--band", type=int, default=1)
+    n.add_argument("--kind", choices=KINDS, default="auto")
+    n.add_argument("--json", action="store_true")
 
     e = sub.add_parser("evaluate", help="quality metrics of a reconstruction against its original")
     e.add_argument("original")
@@ -175,9 +187,26 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _checked_input(args: argparse.Namespace) -> None:
+    """The input's warnings on stderr (also under --quiet), InputError for a refused input before any work."""
+    from .errors import InputError
+    from .inspect import inspect_input
+    from .raster_io import open_info
+
+    band = args.band if args.band is not None or open_info(args.input).count > 1 else 1
+    if band is None:
+        return  # compress_file names the missing --band
+    summary = inspect_input(args.input, band, args.kind)
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if summary.refusal:
+        raise InputError(summary.refusal)
+
+
 def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
     from .codec import compress_file
 
+    _checked_input(args)
     stats = compress_file(
         args.input,
         args.output,
@@ -194,17 +223,18 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         reconstruction=args.reconstruction,
         progress=job.progress,
         cancel=job.cancel,
-        log=job.log,
+        log=lambda line: None if line.startswith("warning:") else job.log(line),  # shown by _checked_input
     )
     psnr = ""
     if args.reconstruction:
         from .metrics import evaluate_files
 
         metrics = evaluate_files(args.input, args.reconstruction, band=args.band or 1, reconstruction_band=1)
-        psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB, SSIM {_fmt(metrics['ssim'])}"
+        psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB ({metrics['range']['unit']}), SSIM {_fmt(metrics['ssim'])}"
+    zeros = f", {stats.no_signal_pixels} no-signal zeros ({stats.isolated_zeros} isolated)" if stats.no_signal_pixels else ""
     print(
         f"{args.output}: ratio {stats.ratio:.1f}:1, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
-        f"base {stats.base}, {stats.seconds:.1f} s, {stats.device_name}"
+        f"{stats.kind} ({stats.kind_reason}){zeros}, base {stats.base}, {stats.seconds:.1f} s, {stats.device_name}"
     )
     return 0
 
@@ -253,6 +283,7 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
     raw = stats.get("input_bytes")
     ratio = f"{raw / size:.1f}:1" if raw else "n/a"
     bright = h.get("bright", {})
+    unit = "" if inp["kind"] == "native" else " dB"
     return [
         f"format        .sarz v{h.get('format_version', 1)}, {h['n_chunks']} chunks, {size} bytes",
         f"ratio / bpp   {ratio}, {8 * size / pixels:.4f} bpp",
@@ -260,11 +291,15 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
         f"/{h.get('n_qualities', '?')}",
         f"layers        {_layers_text(h)}",
         f"raster        {inp['width']}x{inp['height']} {inp['dtype']} {inp['kind']}, band {inp.get('band')}",
+        f"kind          {inp['kind']} ({stats.get('kind_reason') or 'reason not recorded'})",
+        f"no signal     {stats.get('no_signal_pixels', 0)} zero pixels coded in the mask "
+        f"({stats.get('isolated_zeros', 0)} isolated)",
+        *(f"warning       {w}" for w in stats.get("warnings") or []),
         f"description   {inp.get('description') or ''}",
         f"crs           {_crs_text(inp.get('crs_wkt'))}",
         f"transform     {inp.get('transform')}",
         f"nodata        {inp.get('nodata')}",
-        f"range         [{rng['vmin']:.3f}, {rng['vmax']:.3f}] dB ({rng.get('mode')})",
+        f"range         [{rng['vmin']:.3f}, {rng['vmax']:.3f}]{unit} ({rng.get('mode')})",
         f"mean gain     {h['gain']['mode']} (global {h['gain']['global']:.4f})",
         f"bright        {stats.get('n_bright_residuals')} residuals above "
         f"{bright.get('threshold_db', 0):.3f} dB; clipped fraction {_fmt(stats.get('clipped_fraction'), 5)}",
@@ -289,6 +324,18 @@ def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace, job: _Job) -> int:
+    from .inspect import inspect_input
+
+    summary = inspect_input(args.input, args.band, args.kind)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(args.input)
+        print("\n".join("  " + line for line in summary.lines()))
+    return EXIT_ERROR if summary.refusal else 0
+
+
 def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     from .metrics import METRIC_KEYS, evaluate_files
 
@@ -299,6 +346,13 @@ def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     domains = result.get("domain", {})
     for key in METRIC_KEYS:
         print(f"{key:17s} {_fmt(result.get(key), 4):>9s}   {domains.get(key, '')}")
+    other = result.get("other_domain")
+    if other:
+        rng = other["range"]
+        print(
+            f"also as {other['kind']}: PSNR {_fmt(other['psnr_db'], 4)} dB, SSIM {_fmt(other['ssim'], 4)} "
+            f"(range [{rng['vmin']:.6g}, {rng['vmax']:.6g}] {rng['unit']})"
+        )
     return 0
 
 
@@ -347,6 +401,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
     "compress": _cmd_compress,
     "decompress": _cmd_decompress,
     "info": _cmd_info,
+    "inspect": _cmd_inspect,
     "evaluate": _cmd_evaluate,
     "simulate": _cmd_simulate,
     "models": _cmd_models,

@@ -483,6 +483,7 @@ def detect_file_kind(src, band: int = 1) -> str:
     h, w = min(src.height, 512), min(src.width, 512)
     row0, col0 = (src.height - h) // 2, (src.width - w) // 2
     sample = src.read(band, window=((row0, row0 + h), (col0, col0 + w)))
+    sample = sample[valid_mask(sample, src.nodata)]
     return detect_kind(dtype, sample, src.descriptions[band - 1], src.tags(band))
 
 

@@ -89,7 +89,9 @@ amplitude keeps speckle's and the scene's long upper tail (12.6-17.2 measured on
 scenes, 17.7-18.8 at one look), a stretch squeezes it (1.8-2.0 log, 3.1-3.7 square root, same scenes). A
 homogeneous linear scene (open sea: about 2 at 4 looks) reads as display-scaled too: `--kind amplitude` then."""
 SATURATED_SHARE = 0.001
-"""...or when at least this share of the (nonzero) values sits at one maximum: a stretch clipped at its top."""
+SATURATED_MIN = 16
+"""...or when at least this share (and this many) of the (nonzero) values sit at the maximum: a stretch clipped
+at its top (0.3-0.6 % at 65535 on the square-root-stretched scenes above; 1 pixel on the linear ones)."""
 
 
 def _display_scaled(values: np.ndarray) -> Optional[str]:
@@ -100,7 +102,8 @@ def _display_scaled(values: np.ndarray) -> Optional[str]:
     median, p999 = np.percentile(values, [50, 99.9])
     if median > 0 and p999 < DISPLAY_TAIL * median:
         return f"short upper tail (99.9th percentile {p999 / median:.2f}x the median < {DISPLAY_TAIL})"
-    if np.mean(values == top) >= SATURATED_SHARE and top > np.percentile(values, 99):
+    at_top = int(np.count_nonzero(values == top))
+    if at_top >= max(SATURATED_SHARE * values.size, SATURATED_MIN) and top > np.percentile(values, 99):
         return f"{100 * np.mean(values == top):.2f} % of the values saturated at {top}"
     return None
 

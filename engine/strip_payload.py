@@ -5,7 +5,8 @@ Chunk payload (one per strip), little-endian:
 latents: EntropyModel.encode bytes; refinement: engine.refine bytes (empty at quality 1); gains: zlib(int16
 little-endian codes, block rows x block cols) (see radiometry);
 bright: BrightResiduals.encode (positions context-coded from the decoded strip, steps deflated); mask:
-zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal zero).
+mask_coding.encode_mask (change columns per row); mask codes: mask_coding.encode_codes (u8 per invalid pixel:
+0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal zero).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 from .codes import inflate
 from .errors import ContainerError
 from .layout import Layout
+from .mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 
 CHUNK_VERSION = 3
 """Stored in the header: a reader refuses payloads of another layout."""
@@ -217,8 +219,8 @@ class Strip:
         """The chunk bytes of this strip (`bright_contexts`: radiometry.bright_contexts of its decoded rows;
         None when it has no bright targets)."""
         gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
-        mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
-        codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
+        mask = encode_mask(self.invalid) if self.invalid is not None else b""
+        codes = encode_codes(self.codes) if self.invalid is not None else b""
         sections = [self.latents, self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]
         head = _CHUNK_HEAD.pack(self.rows, self.y_hat.shape[1], *(len(s) for s in sections))
         return head + b"".join(sections)
@@ -273,12 +275,8 @@ def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
 
 def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The invalid-pixel mask of chunk k and the code of each invalid pixel."""
-    bits = np.frombuffer(inflate(mask, f"chunk {k} nodata mask"), dtype=np.uint8)
-    n = shape[0] * shape[1]
-    if bits.size != (n + 7) // 8:
-        raise ContainerError(f"chunk {k}: nodata mask has the wrong size")
-    invalid = np.unpackbits(bits, count=n).astype(bool).reshape(shape)
-    values = np.frombuffer(inflate(codes, f"chunk {k} mask codes"), dtype=np.uint8)
+    invalid = decode_mask(mask, shape, f"chunk {k} nodata mask")
+    values = decode_codes(codes, int(invalid.sum()), f"chunk {k} mask codes")
     if values.size != int(invalid.sum()) or np.any(values >= MASK_CODES):
         raise ContainerError(f"chunk {k}: nodata codes do not match the mask")
     return invalid, values

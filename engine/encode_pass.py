@@ -263,11 +263,12 @@ class EncodePass(StripPass):
 
     def after_decode(self, strip: Strip) -> bytes:
         """Block gains from original vs decoded linear intensity, then the chunk is complete."""
-        sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use_mask(strip, self.layout.width))
-        self.sum_o += float(sum_o.sum())
-        self.sum_r += float(sum_r.sum())
-        if self.layout.mean_correction == "block":
-            strip.gains = gain_codes(sum_o, sum_r)
+        if self.layout.kind != "native":  # native values have no linear intensity to restore
+            sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use_mask(strip, self.layout.width))
+            self.sum_o += float(sum_o.sum())
+            self.sum_r += float(sum_r.sum())
+            if self.layout.mean_correction == "block":
+                strip.gains = gain_codes(sum_o, sum_r)
         strip.orig_db = None
         bright = strip.bright.positions.size > 0
         return strip.payload(bright_contexts(self.layout, strip.raw_db) if bright else None)

@@ -64,7 +64,8 @@ def survey_band(
         rng = model_range
     else:
         rng = _rounded(pp.robust_range(db, *RANGE_PERCENTILES)) if db.size else EMPTY_RANGE
-    linear_mean = float(np.mean(pp.db_to_linear(db), dtype=np.float64)) if db.size else 0.0
+    linear = db if choice.kind == "native" else pp.db_to_linear(db)  # native: the mean of the values
+    linear_mean = float(np.mean(linear, dtype=np.float64)) if db.size else 0.0
     fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax)) if db.size else 0.5 * (rng.vmin + rng.vmax)
     scale = None if tiles is None else tiles.scale(choice.kind, rng, fill_db)
     floor = step_floor(choice.kind, info.dtype, db, rng)

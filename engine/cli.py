@@ -230,8 +230,11 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         from .metrics import evaluate_files
 
         metrics = evaluate_files(args.input, args.reconstruction, band=args.band or 1, reconstruction_band=1)
-        psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB ({metrics['range']['unit']}), SSIM {_fmt(metrics['ssim'])}"
-    zeros = f", {stats.no_signal_pixels} no-signal zeros ({stats.isolated_zeros} isolated)" if stats.no_signal_pixels else ""
+        unit = metrics["range"]["unit"]
+        psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB ({unit}), SSIM {_fmt(metrics['ssim'])}"
+    zeros = ""
+    if stats.no_signal_pixels:
+        zeros = f", {stats.no_signal_pixels} no-signal zeros ({stats.isolated_zeros} isolated)"
     print(
         f"{args.output}: ratio {stats.ratio:.1f}:1, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
         f"{stats.kind} ({stats.kind_reason}){zeros}, base {stats.base}, {stats.seconds:.1f} s, {stats.device_name}"

@@ -24,8 +24,8 @@ from .base_choice import BASE_OPTIONS, Trial, describe, run_trial
 from .compressor import HALO, SARCompressor
 from .errors import InputError, ModelError
 from .layout import STRIP_ROWS, Layout, bright_threshold, strip_height
-from .quality import N_QUALITIES, Quality, quality_level
 from .preprocessing import isolated_count
+from .quality import N_QUALITIES, Quality, quality_level
 from .radiometry import (
     MEAN_CORRECTIONS,
     block_sums,

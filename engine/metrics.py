@@ -319,7 +319,8 @@ def evaluate_arrays(
     """All metrics for an original and its reconstruction (same shape, same kind); nodata applies to both.
 
     kind: "intensity" | "amplitude" | "complex" (linear), "db", "native" (values as they are) or "uint8"
-    (display product: native values, data range 255). No-signal zeros of the original are excluded (_valid). rng: the dB range (default: the original's 0.5-99.5 percentiles of valid dB values);
+    (display product: native values, data range 255); no-signal zeros of the original are excluded (_valid).
+    rng: the dB range (default: the original's 0.5-99.5 percentiles of valid dB values);
     rng_label says where a given rng comes from, for the domain texts.
     """
     orig, recon = np.asarray(orig), np.asarray(recon)

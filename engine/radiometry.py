@@ -10,8 +10,9 @@ error that puts the missing intensity back (a uniform offset cost 0.2-1 dB of PS
 per block so that every block's sum is exact again (what is left at an edge is the fix, a fraction of the
 offset). Bright targets above the dB range would be clipped by the network or the refinement layer: they are
 kept as residuals over the range's top instead.
-`finalize_strip` applies both and restores invalid pixels (nodata, non-finite, no-signal zeros) exactly; encoder and decoder share it, which is why
-the reconstruction written during compression equals the decompressed raster.
+`finalize_strip` applies both and restores invalid pixels (nodata, non-finite, no-signal zeros) exactly;
+encoder and decoder share it, which is why the reconstruction written during compression equals the
+decompressed raster.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ import numpy as np
 
 from . import preprocessing as pp
 from . import ssim_weights
-from .quality import step_floor
 from .layout import STRIP_ROWS
 from .metrics import SSIM_WINDOW
+from .quality import step_floor
 from .raster_io import RasterInfo
 
 RANGE_PERCENTILES = (0.5, 99.9)

@@ -223,7 +223,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         reconstruction=args.reconstruction,
         progress=job.progress,
         cancel=job.cancel,
-        log=lambda line: None if line.startswith("warning:") else job.log(line),  # shown by _checked_input
+        log=job.log,
     )
     psnr = ""
     if args.reconstruction:

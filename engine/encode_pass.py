@@ -164,8 +164,6 @@ class EncodePass(StripPass):
             trial = run_trial(cls(source, comp, samples, survey, options, None, cancel))
             layout.base = trial.best
         if log is not None:
-            for warning in survey.warnings:
-                log(f"warning: {warning}")
             unit = "" if layout.kind == "native" else " dB"
             log(
                 f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind} ({survey.kind_reason}), range "

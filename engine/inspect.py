@@ -48,16 +48,19 @@ class InputSummary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def lines(self) -> list[str]:
-        """Human-readable summary, one fact a line (the CLI's `inspect`, the dock's input summary)."""
+    def facts(self) -> list[str]:
+        """What the band is, one fact a line (the dock's input summary, the Processing log)."""
         rng = "no valid value" if self.vmin is None else f"values {self.vmin:g} .. {self.vmax:g}"
-        out = [
+        return [
             f"{self.width}x{self.height} {self.dtype}, band {self.band} of {self.bands}, nodata {self.nodata}",
             f"kind {self.kind}: {self.kind_reason}",
             f"{rng}; nodata/non-finite {100 * self.nodata_fraction:.2f} %, no-signal zeros "
             f"{100 * self.zero_fraction:.2f} %, negative {100 * self.negative_fraction:.2f} %",
         ]
-        out += [f"warning: {w}" for w in self.warnings]
+
+    def lines(self) -> list[str]:
+        """The facts, then the warnings and the refusal (the CLI's `inspect`)."""
+        out = self.facts() + [f"warning: {w}" for w in self.warnings]
         if self.refusal:
             out.append(f"refused: {self.refusal}")
         return out

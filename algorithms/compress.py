@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qgis.core import (
+    QgsProcessingException,
     QgsProcessingMultiStepFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFileDestination,
@@ -22,7 +23,7 @@ from .common import (
 )
 from .styling import source_renderer, style_on_load
 
-KINDS = ("auto", "intensity", "amplitude", "db", "complex")
+KINDS = ("auto", "intensity", "amplitude", "db", "complex", "native")
 MEAN_CORRECTIONS = ("block", "global", "none")
 # output name -> (engine.metrics key, log label) of the figures measured on the reconstruction
 MEASURED = {"PSNR": ("psnr_db", "PSNR (dB)"), "SSIM": ("ssim", "SSIM"), "MEAN_RATIO": ("mean_ratio", "Mean ratio")}
@@ -121,6 +122,7 @@ class CompressAlgorithm(SARAlgorithm):
         if reconstruction:
             self._reconstruction = geotiff_path(reconstruction, "reconstruction")
         kind = self.parameterAsEnumString(parameters, "KIND", context)
+        self._inspect(kind, feedback)
         steps = QgsProcessingMultiStepFeedback(2 if reconstruction else 1, feedback)
         with destination_rules([self._source], [output, reconstruction]):
             stats = self.run_engine(
@@ -145,6 +147,18 @@ class CompressAlgorithm(SARAlgorithm):
             results.update(self._measure(reconstruction, kind, feedback))
             results["RECONSTRUCTION"] = reconstruction
         return results
+
+    def _inspect(self, kind: str, feedback) -> None:
+        """The engine's input summary in the log, its warnings as warnings; a refused input stops the run
+        before any output is written."""
+        with engine_errors():
+            summary = self.engine("inspect").inspect_input(self._source, self._band, kind)
+        for line in summary.facts():
+            feedback.pushInfo(f"input: {line}")
+        for warning in summary.warnings:
+            feedback.pushWarning(warning)
+        if summary.refusal:
+            raise QgsProcessingException(summary.refusal)
 
     def _measure(self, reconstruction: str, kind: str, feedback) -> dict:
         """PSNR, SSIM and mean ratio of the reconstruction against the source band (the engine's metrics, in

@@ -1,7 +1,7 @@
 """JPEG 2000 reference codec: GDAL's JP2OpenJPEG driver through rasterio, on dB scaled to uint16 over a range.
 
 The benchmark compares at equal bits per pixel, counting the whole .jp2 file. The driver's QUALITY option is
-a percentage of the uncompressed size (16 bits/pixel here), so QUALITY = 100 * bpp / 16 is a close guess;
+a percentage of the uncompressed size (16 or 8 bits/pixel), so QUALITY = 100 * bpp / bits is a close guess;
 a few secant steps in log space then approach the target (tiny images allocate rate in coarse steps).
 """
 
@@ -20,7 +20,6 @@ from ..engine.errors import InputError
 
 DRIVER = "JP2OpenJPEG"
 LEVELS = 65535
-BITS = 16
 MIN_QUALITY, MAX_QUALITY = 1e-3, 100.0
 PathLike = Union[str, Path]
 
@@ -65,11 +64,12 @@ def uint16_to_db(q: np.ndarray, rng: tuple[float, float]) -> np.ndarray:
 
 
 def write_jp2(q16: np.ndarray, path: PathLike, quality: float) -> int:
-    """Encode a uint16 image (irreversible wavelet) at QUALITY percent of 16 bpp; returns the file size."""
+    """Encode a uint16 (or uint8) image (irreversible wavelet) at QUALITY percent of its uncompressed size;
+    returns the file size."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    profile = {"driver": DRIVER, "width": q16.shape[1], "height": q16.shape[0], "count": 1, "dtype": "uint16"}
+    profile = {"driver": DRIVER, "width": q16.shape[1], "height": q16.shape[0], "count": 1, "dtype": str(q16.dtype)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path, "w", QUALITY=f"{quality:.6g}", REVERSIBLE="NO", **profile) as dst:
@@ -100,12 +100,21 @@ def compress_to_bpp(
     The last encode is the one kept on disk and reported; if the target cannot be reached (e.g. below the
     header cost of a tiny image) the closest attempt is returned with hit=False.
     """
+    r = integers_to_bpp(db_to_uint16(db, rng), target_bpp, path, tol, max_steps)
+    r.db = uint16_to_db(r.db, rng)
+    return r
+
+
+def integers_to_bpp(
+    q16: np.ndarray, target_bpp: float, path: PathLike, tol: float = 0.05, max_steps: int = 10
+) -> J2KResult:
+    """JPEG 2000 of an unsigned-integer image as it is (uint16, or a uint8 product's own 8 bits) at
+    `target_bpp`, like `compress_to_bpp`; the result's `db` holds the decoded integers."""
     require()
     if target_bpp <= 0:
         raise InputError(f"target bpp must be positive, got {target_bpp}")
-    q16 = db_to_uint16(db, rng)
     pixels = q16.size
-    quality = min(MAX_QUALITY, 100.0 * target_bpp / BITS)
+    quality = min(MAX_QUALITY, 100.0 * target_bpp / (8 * q16.dtype.itemsize))
     lo, hi = MIN_QUALITY, MAX_QUALITY
     best = None
     for _ in range(max_steps):
@@ -130,7 +139,7 @@ def compress_to_bpp(
     decoded = read_jp2(path)
     decode_s = time.perf_counter() - start
     return J2KResult(
-        db=uint16_to_db(decoded, rng),
+        db=decoded,
         bpp=8.0 * nbytes / pixels,
         nbytes=nbytes,
         quality=quality,

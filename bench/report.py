@@ -68,6 +68,7 @@ def markdown(results: dict) -> str:
     ]
     lines += _rd_table(results)
     lines += _target_table(results)
+    lines += products_table(results.get("products"))
     for key, label in (("rd", "Rate-distortion curves"), ("crop", "Equal-rate crop")):
         if results["figures"].get(key):
             lines += [f"![{label}]({results['figures'][key]})", ""]
@@ -139,6 +140,33 @@ def _target_table(results: dict) -> list[str]:
             lines.append(
                 f"| {ds['name']} | {target} | {ours['bpp']:.4f} | {po:.2f} / {pj:.2f} | {po - pj:+.2f} | "
                 f"{so:.4f} / {sj:.4f} | {mo:.3f} / {mj:.3f} |"
+            )
+    return lines + [""]
+
+
+CODECS = ("ours", "JPEG 2000")
+
+
+def products_table(products: Optional[dict]) -> list[str]:
+    """Simulated products as they come (bench.products): ours (rate control, flat base) vs JPEG 2000 at each
+    target, in the domain the product's users measure."""
+    if not products:
+        return []
+    lines = [
+        f"## Products as they come ({products['size']}x{products['size']}, zero-filled rotated footprint, no "
+        "nodata; fill excluded from the metrics)",
+        "",
+        "| product | domain | target bpp | bpp (ours / J2K) | PSNR dB (ours / J2K) | difference | SSIM (ours / J2K) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for product, rows in products["rows"].items():
+        domain = products["domains"][product].split(",")[0]
+        for target in products["targets"]:
+            ours, j2k = (next(r for r in rows if r["codec"] == c and r["target_bpp"] == target) for c in CODECS)
+            lines.append(
+                f"| {product} | {domain} | {target} | {ours['bpp']:.4f} / {j2k['bpp']:.4f} | "
+                f"{ours['psnr_db']:.2f} / {j2k['psnr_db']:.2f} | {ours['psnr_db'] - j2k['psnr_db']:+.2f} | "
+                f"{ours['ssim']:.4f} / {j2k['ssim']:.4f} |"
             )
     return lines + [""]
 

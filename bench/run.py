@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 from ..engine.errors import SARCompressorError
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
-from . import jpeg2000, memory, plots, report, speed
+from . import jpeg2000, memory, plots, products, report, speed
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
 
@@ -197,6 +197,9 @@ def run(args: argparse.Namespace) -> dict:
         results["figures"]["rd"] = f"rd_{results['date']}.png"
         plots.rd_figure(results["datasets"], args.out / results["figures"]["rd"])
         results["timings"] = {"rate_distortion_s": clock.elapsed}
+        results["products"] = _stage(
+            "products", results, clock, lambda: products.run(workdir, _sim_size(args), clock.log)
+        )
         _speed_and_memory(args, workdir, clock, results)
     results["duration_s"] = clock.elapsed
     _write(results, args.out, clock)
@@ -251,8 +254,12 @@ def _datasets(args, workdir: Path, results: dict, clock: Clock) -> list[Dataset]
         if skipped:
             clock.log(skipped)
             results["notes"].append(skipped)
-    sim_size = args.sim_size or (256 if args.quick else 1024)
-    return datasets + simulated_datasets(workdir, sim_size, (1,) if args.quick else (1, 4))
+    return datasets + simulated_datasets(workdir, _sim_size(args), (1,) if args.quick else (1, 4))
+
+
+def _sim_size(args) -> int:
+    """Side of the simulated scenes and products."""
+    return args.sim_size or (256 if args.quick else 1024)
 
 
 def _write(results: dict, out: Path, clock: Clock) -> None:

@@ -24,7 +24,7 @@ from .output_paths import guarded_outputs
 from .quality import DEFAULT_QUALITY, N_QUALITIES
 from .ssim_weights import TUNES
 
-KINDS = ("auto", "intensity", "amplitude", "db", "complex")
+KINDS = ("auto", "intensity", "amplitude", "db", "complex", "native")
 EXIT_ERROR = 2
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 WRITERS = {
@@ -57,7 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         "not with --quality)",
     )
     c.add_argument("--band", type=int, default=None, help="band to compress (required for multi-band rasters)")
-    c.add_argument("--kind", choices=KINDS, default="auto", help="what the values are (default: detect)")
+    c.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="auto",
+        help="what the values are (default: detect); native: code the values as they are (display products, "
+        "anything that is not backscatter)",
+    )
     c.add_argument(
         "--mean-correction",
         choices=("block", "global", "none"),
@@ -85,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="check a .sarz file: every chunk's CRC and a trial decode (exit 0 or 2)")
     v.add_argument("input", help=".sarz file")
+
+    n = sub.add_parser("inspect", help="what a raster band is, as compression would see it (kind, fill, warnings)")
+    n.add_argument("input", help="input raster")
+    n.add_argument("--band", type=int, default=1)
+    n.add_argument("--kind", choices=KINDS, default="auto")
+    n.add_argument("--json", action="store_true")
 
     e = sub.add_parser("evaluate", help="quality metrics of a reconstruction against its original")
     e.add_argument("original")
@@ -174,11 +186,28 @@ def _ratio_text(ratio: float) -> str:
     return f"{ratio:.1f}:1" if ratio >= 1 else f"{ratio:.2g}:1 (larger than the raster)"
 
 
+def _checked_input(args: argparse.Namespace) -> None:
+    """The input's warnings on stderr (also under --quiet), InputError for a refused input before any work."""
+    from .errors import InputError
+    from .inspect import inspect_input
+    from .raster_io import open_info
+
+    band = args.band if args.band is not None or open_info(args.input).count > 1 else 1
+    if band is None:
+        return  # compress_file names the missing --band
+    summary = inspect_input(args.input, band, args.kind)
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if summary.refusal:
+        raise InputError(summary.refusal)
+
+
 def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
     from .codec import compress_file
     from .input_checks import check_rate_options
 
     check_rate_options(args.quality, args.target_bpp)
+    _checked_input(args)
     stats = compress_file(
         args.input,
         args.output,
@@ -198,10 +227,14 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         from .metrics import evaluate_files
 
         metrics = evaluate_files(args.input, args.reconstruction, band=args.band or 1, reconstruction_band=1)
-        psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB, SSIM {_fmt(metrics['ssim'])}"
+        unit = metrics["range"]["unit"]
+        psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB ({unit}), SSIM {_fmt(metrics['ssim'])}"
+    zeros = ""
+    if stats.no_signal_pixels:
+        zeros = f", {stats.no_signal_pixels} no-signal zeros ({stats.isolated_zeros} isolated)"
     print(
         f"{args.output}: ratio {_ratio_text(stats.ratio)}, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
-        f"{stats.seconds:.1f} s"
+        f"{stats.kind} ({stats.kind_reason}){zeros}, {stats.seconds:.1f} s"
     )
     return 0
 
@@ -243,7 +276,11 @@ def _band_lines(b: dict[str, Any]) -> list[str]:
         f"nodata {b.get('nodata')}",
         f"  layers      flat base + wavelet refinement, quality {b['quality']}, step {step:g} of the range "
         f"({step * (rng['vmax'] - rng['vmin']):.2f} dB)",
-        f"  range       [{rng['vmin']:.3f}, {rng['vmax']:.3f}] dB",
+        f"  kind        {b['kind']} ({stats.get('kind_reason') or 'reason not recorded'})",
+        f"  no signal   {stats.get('no_signal_pixels', 0)} zero pixels coded in the mask "
+        f"({stats.get('isolated_zeros', 0)} isolated)",
+        *(f"  warning     {w}" for w in stats.get("warnings") or []),
+        f"  range       [{rng['vmin']:.3f}, {rng['vmax']:.3f}]{'' if b['kind'] == 'native' else ' dB'}",
         f"  mean gain   {b['mean_correction']} (global {b['global_gain']:.4f})",
         f"  bright      {stats.get('n_bright_residuals')} residuals above {bright['threshold_db']:.3f} dB; "
         f"clipped fraction {_fmt(stats.get('clipped_fraction'), 5)}",
@@ -298,6 +335,18 @@ def _cmd_verify(args: argparse.Namespace, job: _Job) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace, job: _Job) -> int:
+    from .inspect import inspect_input
+
+    summary = inspect_input(args.input, args.band, args.kind)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(args.input)
+        print("\n".join("  " + line for line in summary.lines()))
+    return EXIT_ERROR if summary.refusal else 0
+
+
 def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     from .metrics import METRIC_KEYS, evaluate_files
 
@@ -308,6 +357,13 @@ def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     domains = result.get("domain", {})
     for key in METRIC_KEYS:
         print(f"{key:17s} {_fmt(result.get(key), 4):>9s}   {domains.get(key, '')}")
+    other = result.get("other_domain")
+    if other:
+        rng = other["range"]
+        print(
+            f"also as {other['kind']}: PSNR {_fmt(other['psnr_db'], 4)} dB, SSIM {_fmt(other['ssim'], 4)} "
+            f"(range [{rng['vmin']:.6g}, {rng['vmax']:.6g}] {rng['unit']})"
+        )
     return 0
 
 
@@ -334,6 +390,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
     "decompress": _cmd_decompress,
     "info": _cmd_info,
     "verify": _cmd_verify,
+    "inspect": _cmd_inspect,
     "evaluate": _cmd_evaluate,
     "simulate": _cmd_simulate,
 }

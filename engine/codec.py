@@ -20,7 +20,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -81,6 +81,12 @@ class CompressStats(_Stats):
     n_bright_residuals: int
     output: Optional[str] = None
     reconstruction: Optional[str] = None
+    no_signal_pixels: int = 0
+    """Exact zeros coded as no-signal fill (preprocessing.zero_is_fill), restored as zeros."""
+    isolated_zeros: int = 0
+    """...of which isolated inside the footprint (no zero among their 4 neighbours)."""
+    kind_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return f"ratio {self.ratio:.1f}:1, {self.bpp:.3f} bpp, quality {self.quality}, {self.seconds:.1f} s"
@@ -171,6 +177,10 @@ def _compress_stats(enc: EncodePass, size: int, seconds: float, **paths: Optiona
         linear_mean=enc.survey.linear_mean,
         clipped_fraction=enc.clipped_fraction,
         n_bright_residuals=enc.n_bright,
+        no_signal_pixels=enc.n_zero,
+        isolated_zeros=enc.n_isolated_zero,
+        kind_reason=enc.survey.kind_reason,
+        warnings=list(enc.survey.warnings),
         **paths,
     )
 

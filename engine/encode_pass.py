@@ -21,6 +21,7 @@ from . import preprocessing as pp
 from . import refine
 from .errors import InputError
 from .layout import Layout, bright_threshold, strip_height
+from .preprocessing import isolated_count
 from .quality import N_QUALITIES, Quality, quality_level
 from .radiometry import (
     MEAN_CORRECTIONS,
@@ -101,7 +102,7 @@ class EncodePass(StripPass):
         self.ssim = survey.ssim if options.tune == "ssim" else None
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
-        self.n_valid = self.n_clipped = self.n_bright = 0
+        self.n_valid = self.n_clipped = self.n_bright = self.n_zero = self.n_isolated_zero = 0
         self.deferred: list[tuple[Path, Strip]] = []
 
     @classmethod
@@ -120,6 +121,7 @@ class EncodePass(StripPass):
         pp.check_dtype(source.info.dtype)
         if survey is None:
             survey = survey_band(source.info, source.read, options.kind, ssim=options.tune == "ssim")
+        refine_step = max(level.refine_step, survey.step_floor)  # no step below the input's own quantization
         layout = Layout(
             width=source.info.width,
             height=source.info.height,
@@ -128,15 +130,16 @@ class EncodePass(StripPass):
             nodata=source.info.nodata,
             rng=survey.rng,
             quality=int(options.quality),
-            refine_step=level.refine_step,
-            mean_correction=options.mean_correction,
-            bright_threshold=bright_threshold(survey.rng, level.refine_step),
+            refine_step=refine_step,
+            mean_correction="none" if survey.kind == "native" else options.mean_correction,  # no linear mean
+            bright_threshold=bright_threshold(survey.rng, refine_step),
             strip_height=strip_height(source.info.width),
         )
         if log is not None:
+            unit = "" if layout.kind == "native" else " dB"
             log(
-                f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind}, range "
-                f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}] dB, quality {layout.quality}/{N_QUALITIES}"
+                f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind} ({survey.kind_reason}), range "
+                f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}]{unit}, quality {layout.quality}/{N_QUALITIES}"
             )
         return cls(source, layout, survey, options, progress, cancel)
 
@@ -157,7 +160,7 @@ class EncodePass(StripPass):
         layout = self.layout
         row0, rows = layout.strip_rows(k)
         raw = self.source.read(row0, row0 + rows)
-        valid = pp.valid_mask(raw, layout.nodata)
+        valid = pp.valid_mask(raw, layout.nodata, pp.zero_is_fill(layout.kind, layout.dtype))
         orig_db = pp.to_db(raw, layout.kind)
         residuals = bright_residuals(orig_db, valid, layout.bright_threshold, layout.bright_step_db)
         outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
@@ -165,6 +168,9 @@ class EncodePass(StripPass):
         self.n_clipped += int(np.count_nonzero(valid & outside))
         self.n_bright += int(residuals.steps.size)
         invalid = ~valid
+        zeros = invalid & (raw == 0) if layout.nodata != 0 else np.zeros_like(invalid)  # no-signal, not nodata
+        self.n_zero += int(zeros.sum())
+        self.n_isolated_zero += isolated_count(zeros)
         has_invalid = bool(invalid.any())
         return Strip(
             index=k,
@@ -196,11 +202,12 @@ class EncodePass(StripPass):
 
     def after_decode(self, strip: Strip) -> bytes:
         """Block gains from original vs decoded linear intensity, then the chunk is complete."""
-        sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use_mask(strip, self.layout.width))
-        self.sum_o += float(sum_o.sum())
-        self.sum_r += float(sum_r.sum())
-        if self.layout.mean_correction == "block":
-            strip.gains = gain_codes(sum_o, sum_r)
+        if self.layout.kind != "native":  # native values have no linear intensity to restore
+            sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use_mask(strip, self.layout.width))
+            self.sum_o += float(sum_o.sum())
+            self.sum_r += float(sum_r.sum())
+            if self.layout.mean_correction == "block":
+                strip.gains = gain_codes(sum_o, sum_r)
         strip.orig_db = None
         bright = strip.bright.positions.size > 0
         return strip.payload(self.layout.width, bright_contexts(self.layout, strip.raw_db) if bright else None)
@@ -249,6 +256,10 @@ class EncodePass(StripPass):
             "input_bytes": self.source.raw_bytes,
             "clipped_fraction": _round(self.clipped_fraction),
             "n_bright_residuals": self.n_bright,
+            "no_signal_pixels": self.n_zero,
+            "isolated_zeros": self.n_isolated_zero,
+            "kind_reason": self.survey.kind_reason,
+            "warnings": self.survey.warnings,
             "linear_mean": _round(self.survey.linear_mean),
         }
         return build_header(layout, self.source.info, self.source.band, self.global_gain, stats)

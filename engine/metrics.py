@@ -17,10 +17,12 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import InputError
-from .preprocessing import NOISE_FLOOR, robust_range, sample_stride, valid_mask
+from .preprocessing import NOISE_FLOOR, robust_range, sample_stride, valid_mask, zero_is_fill
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
-KINDS = ("intensity", "amplitude", "db", "complex", "uint8")
+KINDS = ("intensity", "amplitude", "db", "complex", "native", "uint8")
+NATIVE_KINDS = ("native", "uint8")
+"""Values measured as they are: "uint8" over its full scale 0..255, "native" over the original's percentiles."""
 METRIC_KEYS = ("psnr_db", "ssim", "ms_ssim", "db_rmse", "mean_ratio", "enl_ratio", "epi", "clipped_fraction")
 """The figures every evaluation returns, each with its domain under result["domain"]."""
 SSIM_WINDOW = 11
@@ -48,7 +50,7 @@ def as_range(rng: RangeLike) -> tuple[float, float]:
 
 
 def to_domains(arr: np.ndarray, kind: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """(dB, linear intensity) as float64; for uint8 display products (native values, None).
+    """(dB, linear intensity) as float64; for native and uint8 display products (native values, None).
 
     Intensity -> 10 log10(I) with the codec's noise floor; amplitude and complex -> |a|^2 first;
     dB -> 10**(dB/10).
@@ -56,7 +58,7 @@ def to_domains(arr: np.ndarray, kind: str) -> tuple[np.ndarray, Optional[np.ndar
     """
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if kind == "uint8":
+    if kind in NATIVE_KINDS:
         return arr.astype(np.float64), None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if kind == "db":
@@ -74,8 +76,16 @@ def metric_range(
     if kind == "uint8":
         return 0.0, 255.0
     db, _ = to_domains(orig, kind)
-    values = db[valid_mask(orig, nodata) & np.isfinite(db)]
+    values = db[_valid(orig, nodata, kind) & np.isfinite(db)]
     return _percentile_range(values, pct)
+
+
+def _valid(orig: np.ndarray, nodata: Optional[float], kind: str) -> np.ndarray:
+    """The original's pixels that carry signal: not nodata, finite and, where the codec treats exact zeros as
+    no-signal fill (preprocessing.zero_is_fill), not zero: fill counted as perfectly kept pixels would score a
+    damaged reconstruction higher than a good one."""
+    native = "native" if kind == "uint8" else kind
+    return valid_mask(orig, nodata, zero_is_fill(native, orig.dtype))
 
 
 def _percentile_range(values: np.ndarray, pct) -> tuple[float, float]:
@@ -291,7 +301,7 @@ def _reconstruction_kind(kind: str, recon: np.ndarray) -> str:
 
 
 def _pair(orig: np.ndarray, recon: np.ndarray, kind: str, nodata_o, nodata_r) -> _Pair:
-    mask = valid_mask(orig, nodata_o) & valid_mask(recon, nodata_r)
+    mask = _valid(orig, nodata_o, kind) & valid_mask(recon, nodata_r)
     o, o_lin = to_domains(orig, kind)
     r, r_lin = to_domains(recon, _reconstruction_kind(kind, recon))
     mask &= np.isfinite(o) & np.isfinite(r)
@@ -308,8 +318,9 @@ def evaluate_arrays(
 ) -> dict:
     """All metrics for an original and its reconstruction (same shape, same kind); nodata applies to both.
 
-    kind: "intensity" | "amplitude" | "complex" (linear), "db", or "uint8" (display product: native values,
-    data range 255). rng: the dB range (default: the original's 0.5-99.5 percentiles of valid dB values);
+    kind: "intensity" | "amplitude" | "complex" (linear), "db", "native" (values as they are) or "uint8"
+    (display product: native values, data range 255); no-signal zeros of the original are excluded (_valid).
+    rng: the dB range (default: the original's 0.5-99.5 percentiles of valid dB values);
     rng_label says where a given rng comes from, for the domain texts.
     """
     orig, recon = np.asarray(orig), np.asarray(recon)
@@ -339,6 +350,8 @@ def _resolve_range(rng, kind: str, values, note: str, label: str) -> tuple[tuple
         return as_range(rng), label
     if kind == "uint8":
         return (0.0, 255.0), "uint8 full scale"
+    if kind == "native":
+        return _percentile_range(values(), DEFAULT_PERCENTILES), "original 0.5-99.5 pct, native values" + note
     return _percentile_range(values(), DEFAULT_PERCENTILES), "original 0.5-99.5 pct" + note
 
 
@@ -358,14 +371,15 @@ def _spatial(p: _Pair, rng) -> dict:
 def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pixels: int) -> dict:
     vmin, vmax = rng
     mse = sums.sse_scaled / sums.n
-    linear = kind != "uint8"
-    na = "n/a for uint8 display products"
+    linear = kind not in NATIVE_KINDS
+    unit = "uint8" if kind == "uint8" else "native"
+    na = f"n/a for {unit} values"
     if linear:
         rtxt = f"range [{vmin:.2f}, {vmax:.2f}] dB ({source})"
         scaled = f"dB clipped to {rtxt}, scaled to [0, 1]"
     else:
-        rtxt = f"range [{vmin:.0f}, {vmax:.0f}] ({source})"
-        scaled = f"native uint8 values, {rtxt}, scaled to [0, 1]"
+        rtxt = f"range [{vmin:.6g}, {vmax:.6g}] ({source})"
+        scaled = f"native {unit} values, {rtxt}, scaled to [0, 1]"
     ssim_txt = f"{scaled}; gaussian 11x11, sigma 1.5, data range 1{crop_note}"
     return {
         "kind": kind,
@@ -379,9 +393,9 @@ def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pix
         "clipped_fraction": sums.n_clipped / sums.n if linear else None,
         "valid_pixels": sums.n,
         "pixels": int(pixels),
-        "range": {"vmin": vmin, "vmax": vmax, "unit": "dB" if linear else "uint8", "source": source},
+        "range": {"vmin": vmin, "vmax": vmax, "unit": "dB" if linear else unit, "source": source},
         "domain": {
-            "psnr_db": f"{'dB' if linear else 'native uint8'}, both clipped to {rtxt}; peak = range width "
+            "psnr_db": f"{'dB' if linear else unit + ' values'}, both clipped to {rtxt}; peak = range width "
             "(inf when identical)",
             "ssim": ssim_txt,
             "ms_ssim": f"{ssim_txt}; 5 scales, Wang et al. weights (None below 176 px)",
@@ -434,14 +448,30 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
         _check_shapes((so.height, so.width), (sr.height, sr.width))
         if kind == "auto":
             kind = detect_file_kind(so, band)
-        if so.height * so.width <= MAX_FULL_PIXELS:
-            result = _evaluate_pair(
-                _pair(so.read(band), sr.read(rband), kind, so.nodata, sr.nodata), kind, rng, rng_label
-            )
-        else:
-            result = _evaluate_large(so, sr, band, kind, rng, rband, rng_label)
+        result = _evaluate_open(so, sr, band, kind, rng, rband, rng_label)
+        other = other_domain(kind, so.dtypes[band - 1])
+        if other is not None:
+            alt = _evaluate_open(so, sr, band, other, None, rband, rng_label)
+            result["other_domain"] = {key: alt[key] for key in ("kind", "psnr_db", "ssim", "range")}
     result["band"] = band
     return result
+
+
+def other_domain(kind: str, dtype: object) -> Optional[str]:
+    """The second domain an unsigned-integer product is reported in: dB (as amplitude) when measured in its own
+    values, its own values when measured in dB; None for other rasters (one domain says it all)."""
+    if str(dtype) not in ("uint8", "uint16"):
+        return None
+    if kind in NATIVE_KINDS:
+        return "amplitude"
+    return "native" if kind in ("amplitude", "intensity") else None
+
+
+def _evaluate_open(so, sr, band: int, kind: str, rng, rband: int, rng_label: str) -> dict:
+    """Metrics of two open rasters in one domain (strip by strip above MAX_FULL_PIXELS)."""
+    if so.height * so.width <= MAX_FULL_PIXELS:
+        return _evaluate_pair(_pair(so.read(band), sr.read(rband), kind, so.nodata, sr.nodata), kind, rng, rng_label)
+    return _evaluate_large(so, sr, band, kind, rng, rband, rng_label)
 
 
 def detect_file_kind(src, band: int = 1) -> str:
@@ -454,6 +484,7 @@ def detect_file_kind(src, band: int = 1) -> str:
     h, w = min(src.height, 512), min(src.width, 512)
     row0, col0 = (src.height - h) // 2, (src.width - w) // 2
     sample = src.read(band, window=((row0, row0 + h), (col0, col0 + w)))
+    sample = sample[valid_mask(sample, src.nodata)]
     return detect_kind(dtype, sample, src.descriptions[band - 1], src.tags(band))
 
 
@@ -467,7 +498,7 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str) -> dict:
     def sample_values() -> np.ndarray:
         sample = so.read(band, out_shape=(height // step, width // step), resampling=Resampling.nearest)
         db, _ = to_domains(sample, kind)
-        return db[valid_mask(sample, so.nodata) & np.isfinite(db)]
+        return db[_valid(sample, so.nodata, kind) & np.isfinite(db)]
 
     note = f", from every {step}th row and column"
     rng_t, source = _resolve_range(rng, kind, sample_values, note, rng_label)

@@ -1,8 +1,12 @@
-"""SAR radiometry: input kinds, dB conversion and back, nodata masks, robust per-raster range, [0, 1] scaling.
+"""SAR radiometry: input kinds, the coding domain and back, nodata and no-signal masks, robust per-raster range.
 
-The codec works in dB scaled to [0, 1]: speckle is multiplicative, so dB makes it additive and roughly
-stationary, and a per-raster robust range (percentiles of valid dB values) fits any calibration (DN, sigma0,
-amplitude, dB).
+The codec works in a coding domain scaled to [0, 1]: dB for linear backscatter (speckle is multiplicative, so dB
+makes it additive and roughly stationary), the values as they are for the `native` kind (display-scaled
+products, whose users judge them in their own values, and anything that is not backscatter). A per-raster robust
+range (percentiles of valid values in the coding domain) fits any calibration (DN, sigma0, amplitude, dB).
+Exact zeros of intensity, amplitude, complex and unsigned-integer native rasters are no signal (the fill outside
+a product's footprint): masked like nodata, outside every statistic, restored as exact zeros.
+The functions keep the names `to_db` / `from_db`: for `db` and `native` the "dB" they return is the value itself.
 numpy only: no torch, no rasterio, so the statistics can run anywhere.
 """
 
@@ -18,8 +22,10 @@ import numpy as np
 
 from .errors import InputError
 
-Kind = Literal["intensity", "amplitude", "db", "complex"]
-KINDS: tuple[str, ...] = ("intensity", "amplitude", "db", "complex")
+Kind = Literal["intensity", "amplitude", "db", "complex", "native"]
+KINDS: tuple[str, ...] = ("intensity", "amplitude", "db", "complex", "native")
+LINEAR_KINDS: tuple[str, ...] = ("intensity", "amplitude", "complex")
+"""Kinds whose values are linear backscatter (coded in dB): negative values cannot be one of them."""
 SUPPORTED_DTYPES: tuple[str, ...] = (
     "uint8",
     "uint16",
@@ -60,6 +66,137 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+def zero_is_fill(kind: str, dtype: object) -> bool:
+    """Whether exact zeros are no-signal fill: in linear backscatter (0 has no dB value, and real products fill
+    outside their footprint with it) and in unsigned-integer native products (display and DN products use 0 as
+    fill, their data starts at 1); not in dB or signed/float native values (a DEM's sea level is data)."""
+    if kind in LINEAR_KINDS:
+        return True
+    return kind == "native" and str(dtype) in ("uint8", "uint16")
+
+
+@dataclass(frozen=True)
+class KindChoice:
+    """A kind and why it was chosen (shown by `info`, the log and the dock's input summary)."""
+
+    kind: str
+    reason: str
+
+
+DISPLAY_TAIL = 4.0
+"""uint16 values whose 99.9th percentile is under this multiple of their median are display-scaled: linear
+amplitude keeps speckle's and the scene's long upper tail (12.6-17.2 measured on simulated 4-look GRD-like DN
+scenes, 17.7-18.8 at one look), a stretch squeezes it (1.8-2.0 log, 3.1-3.7 square root, same scenes). A
+homogeneous linear scene (open sea: about 2 at 4 looks) reads as display-scaled too: `--kind amplitude` then."""
+SATURATED_SHARE = 0.001
+SATURATED_MIN = 16
+"""...or when at least this share (and this many) of the (nonzero) values sit at the maximum: a stretch clipped
+at its top (0.3-0.6 % at 65535 on the square-root-stretched scenes above; 1 pixel on the linear ones)."""
+
+
+def _display_scaled(values: np.ndarray) -> Optional[str]:
+    """Why an unsigned-integer sample (zeros dropped) looks display-scaled, or None if it looks linear."""
+    if values.size == 0:
+        return None
+    top = values.max()
+    median, p999 = np.percentile(values, [50, 99.9])
+    if median > 0 and p999 < DISPLAY_TAIL * median:
+        return f"short upper tail (99.9th percentile {p999 / median:.2f}x the median < {DISPLAY_TAIL})"
+    at_top = int(np.count_nonzero(values == top))
+    if at_top >= max(SATURATED_SHARE * values.size, SATURATED_MIN) and top > np.percentile(values, 99):
+        return f"{100 * np.mean(values == top):.2f} % of the values saturated at {top}"
+    return None
+
+
+def choose_kind(
+    dtype: object,
+    sample: Optional[np.ndarray] = None,
+    description: Optional[str] = None,
+    tags: Optional[Mapping[str, object]] = None,
+) -> KindChoice:
+    """Guess what the pixel values mean (`sample`: valid values, zeros included); callers can always override
+    with an explicit kind.
+
+    Rules, first match wins:
+    1. complex dtype -> "complex" (SLC; decompresses to float32 intensity).
+    2. description or tags say dB / decibel -> "db".
+    3. uint8 -> "native": 8 bits cannot hold SAR's linear dynamic range, such products are display-scaled and
+       judged in their own values.
+    4. uint16 whose histogram says display scaling (short upper tail or a saturated top: `_display_scaled`)
+       -> "native".
+    5. description or tags say amplitude / amp / magnitude -> "amplitude".
+    6. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
+    7. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
+       (linear intensity and amplitude are never negative).
+    8. some negative values otherwise -> "native": not backscatter (a DEM, a difference image), coded as is.
+    9. integer dtypes (uint16, int16) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD) store
+       amplitude, so intensity would halve their dB contrast.
+    10. otherwise -> "intensity".
+    """
+    name = check_dtype(dtype)
+    if name.startswith("complex"):
+        return KindChoice("complex", "complex data type")
+    text = _text_of(description, tags)
+    if _DB_WORDS.search(text):
+        return KindChoice("db", "description or tags say dB")
+    values = None if sample is None else np.asarray(sample).ravel()
+    if name == "uint8":
+        return KindChoice("native", "uint8: a display-scaled product, coded in its own values")
+    if name == "uint16" and values is not None:
+        why = _display_scaled(values[values != 0])
+        if why:
+            return KindChoice("native", f"uint16 display-scaled ({why}), coded in its own values")
+    if _AMP_WORDS.search(text):
+        return KindChoice("amplitude", "description or tags say amplitude")
+    if _INTENSITY_WORDS.search(text):
+        return KindChoice("intensity", "description or tags say intensity")
+    if values is not None and _looks_like_db(values):
+        return KindChoice("db", "values mostly negative within [-60, 40]: dB")
+    if values is not None and negative_share(values) > 0:
+        share = 100 * negative_share(values)
+        return KindChoice("native", f"{share:.2f} % negative values: not backscatter, coded as they are")
+    if name in INTEGER_DTYPES:
+        return KindChoice("amplitude", f"{name} with a long upper tail: linear amplitude DN, coded in dB")
+    return KindChoice("intensity", "non-negative floating-point values: linear intensity, coded in dB")
+
+
+def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
+    """What the user must hear about coding `sample` (the band's valid values, zeros included) as `kind`
+    (`chosen`: "auto" or the user's kind); InputError for values the kind cannot represent.
+
+    Negative values in linear backscatter would be floored to -100 dB behind good-looking metrics: refused,
+    naming the kind that codes them. Negative values coded native (auto), an all-invalid or a constant band are
+    coded, with a warning."""
+    sample = np.asarray(sample).ravel()
+    negative = negative_share(sample)
+    if kind in LINEAR_KINDS and negative > 0:
+        raise InputError(
+            f"{100 * negative:.2f} % of the valid values are negative: not {kind} backscatter (a DEM or a "
+            "difference image?); choose kind 'native' to code the values as they are ('db' if they are dB)"
+        )
+    warnings = []
+    if chosen == "auto" and kind == "native" and negative > 0:
+        warnings.append(
+            f"{100 * negative:.2f} % of the values are negative: not SAR backscatter; coded as 'native' "
+            "(values as they are, no dB); choose another kind if that is wrong"
+        )
+    valid = sample[sample != 0] if zero_is_fill(kind, sample.dtype) else sample
+    if valid.size == 0:
+        warnings.append("no valid pixels: every pixel is nodata, NaN or no-signal zero; the file holds only the mask")
+    elif np.all(valid == valid[0]):
+        warnings.append(f"constant raster: every valid pixel is {valid[0]!r}; nothing to code but the value")
+    return warnings
+
+
+def negative_share(values: np.ndarray) -> float:
+    """Share of the finite values of `values` below zero."""
+    values = np.asarray(values)
+    if values.dtype.kind in "c" or values.size == 0:
+        return 0.0
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    return float(np.mean(finite < 0)) if finite.size else 0.0
+
+
 def _text_of(description: Optional[str], tags: Optional[Mapping[str, object]]) -> str:
     parts = [description or ""]
     if tags:
@@ -73,34 +210,8 @@ def detect_kind(
     description: Optional[str] = None,
     tags: Optional[Mapping[str, object]] = None,
 ) -> Kind:
-    """Guess what the pixel values mean; callers can always override with an explicit kind.
-
-    Rules, first match wins:
-    1. complex dtype -> "complex" (SLC; decompresses to float32 intensity).
-    2. description or tags say dB / decibel -> "db".
-    3. they say amplitude / amp / magnitude -> "amplitude".
-    4. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
-    5. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
-       (linear intensity and amplitude are never negative).
-    6. integer dtypes (uint8, uint16, int16) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD)
-       store amplitude, so intensity would halve their dB contrast.
-    7. otherwise -> "intensity".
-    """
-    name = check_dtype(dtype)
-    if name.startswith("complex"):
-        return "complex"
-    text = _text_of(description, tags)
-    if _DB_WORDS.search(text):
-        return "db"
-    if _AMP_WORDS.search(text):
-        return "amplitude"
-    if _INTENSITY_WORDS.search(text):
-        return "intensity"
-    if sample is not None and _looks_like_db(np.asarray(sample)):
-        return "db"
-    if name in INTEGER_DTYPES:
-        return "amplitude"
-    return "intensity"
+    """`choose_kind`'s kind alone."""
+    return choose_kind(dtype, sample, description, tags).kind  # type: ignore[return-value]
 
 
 def _looks_like_db(sample: np.ndarray) -> bool:
@@ -111,8 +222,9 @@ def _looks_like_db(sample: np.ndarray) -> bool:
     return bool(np.mean(values < 0) > 0.5 and lo >= -60.0 and hi <= 40.0)
 
 
-def valid_mask(arr: np.ndarray, nodata: Optional[float] = None) -> np.ndarray:
-    """True where a pixel carries data: not equal to `nodata` and finite (NaN/inf are invalid in every kind).
+def valid_mask(arr: np.ndarray, nodata: Optional[float] = None, zero_fill: bool = False) -> np.ndarray:
+    """True where a pixel carries data: not equal to `nodata` and finite (NaN/inf are invalid in every kind),
+    and with `zero_fill` (`zero_is_fill` of the kind) not an exact zero.
 
     Apply it to the raw input, before `to_db` (which maps non-finite values to the noise floor). A NaN
     `nodata` is covered by the finiteness test. For dB input only non-finite values and the nodata value are
@@ -122,7 +234,20 @@ def valid_mask(arr: np.ndarray, nodata: Optional[float] = None) -> np.ndarray:
     mask = np.isfinite(arr) if arr.dtype.kind in "fc" else np.ones(arr.shape, dtype=bool)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         mask &= arr != nodata
+    if zero_fill:
+        mask &= arr != 0
     return mask
+
+
+def isolated_count(mask: np.ndarray) -> int:
+    """Pixels of `mask` none of whose 4 neighbours (inside the array) is in it: isolated zeros inside a
+    footprint, as opposed to the fill around it."""
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return 0
+    p = np.pad(m, 1)
+    neighbour = p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+    return int(np.count_nonzero(m & ~neighbour))
 
 
 def linear_to_db(intensity: np.ndarray) -> np.ndarray:
@@ -143,11 +268,12 @@ db_to_linear_intensity = db_to_linear
 def to_db(arr: np.ndarray, kind: str) -> np.ndarray:
     """Input values of `kind` -> float32 dB; never returns non-finite values (they become -100 dB).
 
-    intensity: 10*log10(x); amplitude: 20*log10(x) = 10*log10(x**2); complex: 10*log10(|z|**2); db: as is.
+    intensity: 10*log10(x); amplitude: 20*log10(x) = 10*log10(x**2); complex: 10*log10(|z|**2); db and
+    native: as they are.
     """
     check_kind(kind)
     arr = np.asarray(arr)
-    if kind == "db":
+    if kind in ("db", "native"):
         db = arr.astype(np.float32)
         return np.where(np.isfinite(db), db, np.float32(FLOOR_DB)).astype(np.float32)
     if kind == "complex":
@@ -168,7 +294,7 @@ def from_db(db: np.ndarray, kind: str, dtype: object) -> np.ndarray:
     check_kind(kind)
     name = check_dtype(dtype)
     db = np.asarray(db, dtype=np.float64)
-    if kind == "db":
+    if kind in ("db", "native"):
         values = db
     elif kind == "amplitude":
         values = np.power(10.0, db / 20.0)
@@ -277,5 +403,5 @@ def sample_for_range(
         first = (-row0) % step
         picked = np.asarray(rows)[first::step, ::step]
         if picked.size:
-            parts.append(to_db(picked, kind)[valid_mask(picked, nodata)])
+            parts.append(to_db(picked, kind)[valid_mask(picked, nodata, zero_is_fill(kind, picked.dtype))])
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

@@ -7,10 +7,14 @@ quality costs roughly 0.05-0.5 bit per pixel more than the one below.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import InputError
+from .preprocessing import INTEGER_DTYPES, Range
 
 
 @dataclass(frozen=True)
@@ -31,3 +35,26 @@ def quality_level(quality: object) -> Quality:
     if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) or not 1 <= quality <= N_QUALITIES:
         raise InputError(f"quality must be an integer in 1..{N_QUALITIES}, got {quality!r}")
     return LADDER[int(quality) - 1]
+
+
+NATIVE_STEP_FLOOR = 1.0
+"""The finest refinement step on an integer raster coded native, in its own units: a step of one DN already
+reproduces nearly every value (finer steps spend bits on precision the input does not have)."""
+
+
+def step_floor(kind: str, dtype: str, db: np.ndarray, rng: Range) -> float:
+    """The finest refinement step (a fraction of the range) worth coding: the coding-domain size of one unit of
+    an integer input at its median valid value (native: one DN; amplitude/intensity DN: the dB between the
+    median and the next integer), 0 for floating-point input. It caps the ladder's top qualities and rate
+    control, so that no quality codes below the input's own quantization."""
+    if dtype not in INTEGER_DTYPES or db.size == 0:
+        return 0.0
+    if kind == "native":
+        unit = NATIVE_STEP_FLOOR
+    elif kind in ("amplitude", "intensity"):
+        factor = 20.0 if kind == "amplitude" else 10.0
+        median = float(10.0 ** (np.median(db) / factor))
+        unit = factor * math.log10(1.0 + 1.0 / max(median, 1.0))
+    else:
+        return 0.0
+    return min(unit / rng.span, 1.0)

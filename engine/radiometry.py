@@ -10,8 +10,9 @@ error that puts the missing intensity back (a uniform offset cost 0.2-1 dB of PS
 per block so that every block's sum is exact again (what is left at an edge is the fix, a fraction of the
 offset). Bright targets above the dB range would be clipped by the refinement layer: they are
 kept as residuals over the range's top instead.
-`finalize_strip` applies both and restores invalid pixels exactly; encoder and decoder share it, which is why
-the reconstruction written during compression equals the decompressed raster.
+`finalize_strip` applies both and restores invalid pixels (nodata, non-finite, no-signal zeros) exactly;
+encoder and decoder share it, which is why the reconstruction written during compression equals the
+decompressed raster.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def finalize_strip(layout: Layout, raw_db: np.ndarray, gain_db: Gain, strip: Str
         flat[strip.bright.positions] = layout.bright_threshold + strip.bright.steps * layout.bright_step_db
     out = pp.from_db(db, layout.kind, layout.dtype)
     if strip.invalid is not None:
-        table = np.array([np.nan, np.nan, np.inf, -np.inf], dtype=np.float64)
+        table = np.array([np.nan, np.nan, np.inf, -np.inf, 0.0], dtype=np.float64)  # strip_payload.invalid_codes
         if layout.nodata is not None:
             table[0] = layout.nodata
         elif np.any(strip.codes == 0):

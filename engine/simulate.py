@@ -537,3 +537,114 @@ def write_scene(
                 product[np.arange(width)[None, :] < blank[:, None]] = nodata
             writer.write(r0, product)
     return path
+
+
+# ------------------------------------------------------------------------------------- products as they come
+PRODUCTS = ("grd", "display")
+"""Simulated products: "grd" a Sentinel-1 GRD-like uint16 amplitude DN (DN_SCALE), "display" a uint8 amplitude
+stretched to 1..255; both map-projected, zero-filled outside a rotated footprint and without a nodata value."""
+SCALINGS = ("sqrt", "log")
+DISPLAY_DB = (-30.0, 5.0)
+"""Amplitude dB mapped to 1..255 by the log stretch (the square-root stretch maps the same amplitude span)."""
+FOOTPRINT_ANGLE = 12.0
+"""Degrees between the imaged swath and the map grid (a north-up projection of an inclined orbit's swath)."""
+
+
+def footprint_rows(
+    r0: int, r1: int, height: int, width: int, angle: float = FOOTPRINT_ANGLE, margin: float = 0.1
+) -> np.ndarray:
+    """Rows r0..r1-1 of a rotated rectangle's footprint (True inside): what a map-projected product covers.
+    The rectangle is the raster's own, shrunk by `margin` of each side and turned by `angle` degrees."""
+    ys = (np.arange(r0, r1, dtype=np.float64)[:, None] + 0.5 - height / 2.0) / height
+    xs = (np.arange(width, dtype=np.float64)[None, :] + 0.5 - width / 2.0) / width
+    a = math.radians(angle)
+    u, v = xs * math.cos(a) + ys * math.sin(a), -xs * math.sin(a) + ys * math.cos(a)
+    half = 0.5 - margin
+    return (np.abs(u) <= half) & (np.abs(v) <= half)
+
+
+def display_scale(amplitude: np.ndarray, scaling: str = "sqrt", dtype: str = "uint8") -> np.ndarray:
+    """Linear amplitude -> a display product's values 1..max of `dtype` (0 stays free for the fill): "log"
+    stretches DISPLAY_DB linearly, "sqrt" stretches the square root of the same amplitude span."""
+    if scaling not in SCALINGS:
+        raise InputError(f"display scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
+    top = float(np.iinfo(dtype).max)
+    lo_db, hi_db = DISPLAY_DB
+    amp = np.maximum(np.asarray(amplitude, dtype=np.float64), 1e-12)
+    if scaling == "log":
+        t = (20.0 * np.log10(amp) - lo_db) / (hi_db - lo_db)
+    else:
+        lo, hi = (math.sqrt(10 ** (d / 20.0)) for d in DISPLAY_DB)
+        t = (np.sqrt(amp) - lo) / (hi - lo)
+    return np.rint(1.0 + np.clip(t, 0.0, 1.0) * (top - 1.0)).astype(dtype)
+
+
+def _product_rows(seed: int, r0: int, r1: int, height: int, width: int, looks: int, product: str, scaling: str):
+    intensity, _ = _scene_window(seed, r0, r1, height, width, looks, True)
+    if product == "grd":
+        values = encode_intensity(intensity, "amplitude", "uint16")
+    else:
+        values = display_scale(np.sqrt(intensity), scaling)
+    values[~footprint_rows(r0, r1, height, width)] = 0
+    return values
+
+
+def _check_product(product: str) -> None:
+    if product not in PRODUCTS:
+        raise InputError(f"simulated product must be one of {', '.join(PRODUCTS)}, got {product!r}")
+
+
+def simulate_product(
+    height: int, width: int, product: str = "grd", scaling: str = "sqrt", looks: int = 4, seed: int = 0
+) -> np.ndarray:
+    """A product as real ones come (see PRODUCTS): integer values, exact zeros outside a rotated footprint."""
+    _check_size(height, width)
+    _check_product(product)
+    return _product_rows(seed, 0, height, height, width, _check_looks(looks), product, scaling)
+
+
+def write_product(
+    path: Union[str, Path],
+    height: int,
+    width: int,
+    product: str = "grd",
+    scaling: str = "sqrt",
+    looks: int = 4,
+    seed: int = 0,
+    nodata: Optional[float] = None,
+    rows: int = 256,
+) -> Path:
+    """`simulate_product` as a tiled GeoTIFF with a rotated UTM geotransform (the footprint's angle), no band
+    description (products rarely say what they hold) and `nodata` (default: none set, as many products)."""
+    from rasterio.crs import CRS
+
+    from .raster_io import RasterInfo, StripWriter
+
+    _check_size(height, width)
+    _check_product(product)
+    a = math.radians(FOOTPRINT_ANGLE)
+    transform = (
+        _ORIGIN[0],
+        PIXEL_SIZE * math.cos(a),
+        PIXEL_SIZE * math.sin(a),
+        _ORIGIN[1],
+        PIXEL_SIZE * math.sin(a),
+        -PIXEL_SIZE * math.cos(a),
+    )
+    info = RasterInfo(
+        width=width,
+        height=height,
+        count=1,
+        dtype="uint16" if product == "grd" else "uint8",
+        crs_wkt=CRS.from_epsg(UTM_EPSG).to_wkt(),
+        transform=transform,
+        nodata=nodata,
+        descriptions=[None],
+        tags={"SIMULATOR": "sar_compressor.engine.simulate", "SEED": str(seed), "PRODUCT": product},
+    )
+    path = Path(path)
+    with StripWriter(path, info) as writer:
+        for r0 in range(0, height, rows):
+            r1 = min(r0 + rows, height)
+            writer.write(r0, _product_rows(seed, r0, r1, height, width, _check_looks(looks), product, scaling))
+    return path

@@ -5,8 +5,8 @@ Chunk payload (one per tile; today a tile is a strip of full rows), little-endia
 The streams, in the order the header's `streams` list names them (STREAMS today):
 refinement: engine.refine bytes; gains: zlib(int16 little-endian codes, block rows x block cols) (see
 radiometry), empty unless the mean correction is "block"; bright: BrightResiduals.encode (positions
-context-coded from the decoded tile, steps deflated); mask: zlib(np.packbits(invalid)); mask codes: zlib(u8 per
-invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
+context-coded from the decoded tile, steps deflated); mask: mask_coding.encode_mask (change columns per
+row); mask codes: mask_coding.encode_codes (u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal zero).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 from .codes import inflate
 from .errors import ContainerError
 from .layout import Layout
+from .mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 
 STREAMS = ("refinement", "gains", "bright", "mask", "mask_codes")
 """The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
@@ -162,16 +163,25 @@ def _flag_model(count: int, total: int) -> Any:
     return constriction.stream.model.Categorical(np.array([1.0 - p, p]), perfect=False)
 
 
+NO_SIGNAL_CODE = 4
+MASK_CODES = 5
+
+
 def invalid_codes(raw: np.ndarray, invalid: np.ndarray, nodata: Optional[float]) -> np.ndarray:
-    """What each invalid pixel was, so it is restored exactly: 0 nodata, 1 NaN, 2 +inf, 3 -inf."""
+    """What each invalid pixel was, so it is restored exactly: 0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal
+    zero (preprocessing.zero_is_fill)."""
     values = raw[invalid]
     codes = np.zeros(values.shape, dtype=np.uint8)
-    if values.dtype.kind in "fc":
+    floating = values.dtype.kind in "fc"
+    if nodata is None:
+        is_nodata = np.zeros(values.shape, dtype=bool)
+    elif math.isnan(nodata):
+        is_nodata = np.isnan(values) if floating else np.zeros(values.shape, dtype=bool)
+    else:
+        is_nodata = values == nodata
+    codes[(values == 0) & ~is_nodata] = NO_SIGNAL_CODE
+    if floating:
         nan = np.isnan(values)
-        if nodata is None:
-            is_nodata = np.zeros(values.shape, dtype=bool)
-        else:
-            is_nodata = nan if math.isnan(nodata) else values == nodata
         if values.dtype.kind == "c":
             posinf, neginf = np.isinf(values), np.zeros(values.shape, dtype=bool)
         else:
@@ -205,8 +215,8 @@ class Strip:
         """The chunk bytes of this strip, `width` pixels wide (`bright_contexts`: radiometry.bright_contexts of
         its decoded rows; None when it has no bright targets)."""
         gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
-        mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
-        codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
+        mask = encode_mask(self.invalid) if self.invalid is not None else b""
+        codes = encode_codes(self.codes) if self.invalid is not None else b""
         streams = [self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]
         head = _CHUNK_HEAD.pack(self.rows, width, len(streams)) + b"".join(_LENGTH.pack(len(s)) for s in streams)
         return head + b"".join(streams)
@@ -263,12 +273,8 @@ def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
 
 def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The invalid-pixel mask of chunk k and the code of each invalid pixel."""
-    bits = np.frombuffer(inflate(mask, f"chunk {k} nodata mask"), dtype=np.uint8)
-    n = shape[0] * shape[1]
-    if bits.size != (n + 7) // 8:
-        raise ContainerError(f"chunk {k}: nodata mask has the wrong size")
-    invalid = np.unpackbits(bits, count=n).astype(bool).reshape(shape)
-    values = np.frombuffer(inflate(codes, f"chunk {k} mask codes"), dtype=np.uint8)
-    if values.size != int(invalid.sum()) or np.any(values > 3):
+    invalid = decode_mask(mask, shape, f"chunk {k} nodata mask")
+    values = decode_codes(codes, int(invalid.sum()), f"chunk {k} mask codes")
+    if values.size != int(invalid.sum()) or np.any(values >= MASK_CODES):
         raise ContainerError(f"chunk {k}: nodata codes do not match the mask")
     return invalid, values

@@ -6,16 +6,16 @@ reference of the SSIM weights (ssim_weights), the same for every strip."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 
 from . import preprocessing as pp
 from . import ssim_weights
-from .errors import InputError
 from .layout import STRIP_ROWS
 from .metrics import SSIM_WINDOW
+from .quality import step_floor
 from .raster_io import RasterInfo
 
 RANGE_PERCENTILES = (0.5, 99.9)
@@ -37,22 +37,43 @@ class Survey:
     linear_mean: float
     fill_db: float
     ssim: Optional[ssim_weights.SsimScale] = None
+    kind_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+    step_floor: float = 0.0
+    """The finest refinement step worth coding (a fraction of the range): quality.step_floor."""
+
+
+EMPTY_RANGE = pp.Range(-0.5 * pp.MIN_SPAN_DB, 0.5 * pp.MIN_SPAN_DB)
+"""The range of a band without a valid pixel (only its mask is coded)."""
 
 
 def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False) -> Survey:
-    """Kind ("auto" detects it), range (the sample's percentiles), linear mean, fill; with `ssim`, the SSIM
-    weights' scale."""
+    """Kind ("auto" detects it) and why, range (the sample's percentiles), linear mean, fill, warnings, step
+    floor; with `ssim`, the SSIM weights' scale. No-signal zeros are outside every statistic."""
     tiles = _TextureTiles(info) if ssim else None
-    sample = _sample_valid(info, read, tiles)
+    sample = sample_band(info, read, tiles)
+    choice = choose_band_kind(info, sample, kind)
+    warnings = pp.value_warnings(choice.kind, sample, kind)
+    if pp.zero_is_fill(choice.kind, info.dtype):
+        sample = sample[sample != 0]
+    db = pp.to_db(sample, choice.kind)
+    rng = _rounded(pp.robust_range(db, *RANGE_PERCENTILES)) if db.size else EMPTY_RANGE
+    linear = db if choice.kind == "native" else pp.db_to_linear(db)  # native: the mean of the values
+    linear_mean = float(np.mean(linear, dtype=np.float64)) if db.size else 0.0
+    fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax)) if db.size else 0.5 * (rng.vmin + rng.vmax)
+    scale = None if tiles is None else tiles.scale(choice.kind, rng, fill_db)
+    floor = step_floor(choice.kind, info.dtype, db, rng)
+    return Survey(choice.kind, rng, linear_mean, fill_db, scale, choice.reason, warnings, floor)
+
+
+def choose_band_kind(info: RasterInfo, sample: np.ndarray, kind: str) -> pp.KindChoice:
+    """`kind`, or with "auto" the detected one (preprocessing.choose_kind on the band's sample, description and
+    tags), with the reason."""
+    if kind != "auto":
+        return pp.KindChoice(pp.check_kind(kind), "chosen by the user")
     description = info.descriptions[0] if info.descriptions else None
     tags = {**info.tags, **(info.band_tags[0] if info.band_tags else {})}
-    kind = pp.detect_kind(info.dtype, sample, description, tags) if kind == "auto" else pp.check_kind(kind)
-    db = pp.to_db(sample, kind)
-    rng = _rounded(pp.robust_range(db, *RANGE_PERCENTILES))
-    linear_mean = float(np.mean(pp.db_to_linear(db), dtype=np.float64))
-    fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax))
-    scale = None if tiles is None else tiles.scale(kind, rng, fill_db)
-    return Survey(kind, rng, linear_mean, fill_db, scale)
+    return pp.choose_kind(info.dtype, sample, description, tags)
 
 
 class _TextureTiles:
@@ -82,9 +103,9 @@ class _TextureTiles:
     def scale(self, kind: str, rng: pp.Range, fill_db: float) -> ssim_weights.SsimScale:
         """As the encoder sees the pixels: dB clipped to the range, invalid ones at the fill value."""
         raws = [np.concatenate(self.tiles)] if self.whole else self.tiles
-        blocks = []
+        blocks, zero_fill = [], pp.zero_is_fill(kind, self.info.dtype)
         for raw in raws:
-            valid = pp.valid_mask(raw, self.info.nodata)
+            valid = pp.valid_mask(raw, self.info.nodata, zero_fill)
             db = np.clip(pp.to_db(raw, kind), rng.vmin, rng.vmax)
             blocks.append((np.where(valid, db, np.float32(fill_db)).astype(np.float32), valid))
         margin = 0 if self.whole else SSIM_WINDOW // 2
@@ -96,9 +117,10 @@ def _rounded(rng: pp.Range) -> pp.Range:
     return pp.Range(round(rng.vmin, 4), round(rng.vmax, 4))
 
 
-def _sample_valid(info: RasterInfo, read: RowReader, tiles: Optional[_TextureTiles]) -> np.ndarray:
-    """Every k-th row and column (about SAMPLE_VALUES at most) of the valid pixels, strip by strip (and the
-    texture tiles, when asked for)."""
+def sample_band(info: RasterInfo, read: RowReader, tiles: Optional[_TextureTiles] = None) -> np.ndarray:
+    """Every k-th row and column (about SAMPLE_VALUES at most) of the pixels that are not nodata or non-finite
+    (zeros included: the kind decides whether they are fill), strip by strip (and the texture tiles, when asked
+    for); empty when there are none."""
     step = pp.sample_stride(info.height, info.width, SAMPLE_VALUES)
     parts: list[np.ndarray] = []
     for row0 in range(0, info.height, STRIP_ROWS):
@@ -110,7 +132,4 @@ def _sample_valid(info: RasterInfo, read: RowReader, tiles: Optional[_TextureTil
         if picked.size == 0:  # sparse data between the grid points: still let it count
             picked = rows[pp.valid_mask(rows, info.nodata)][:1024]
         parts.append(picked)
-    sample = np.concatenate(parts)
-    if sample.size == 0:
-        raise InputError("the raster has no valid pixels (every pixel is nodata or NaN)")
-    return sample
+    return np.concatenate(parts)

@@ -1,0 +1,130 @@
+"""What an input raster is, before it is coded: one function the CLI, the Processing algorithm and the dock's
+input summary share, so all three warn about the same things in the same words.
+
+It reads the band the way compression's pass 1 does (survey.sample_band: a bounded, strided sample) and
+applies the same kind rule (survey.choose_band_kind), so the kind it reports is the one compression will use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import preprocessing as pp
+from .errors import InputError
+from .raster_io import RasterReader
+from .survey import choose_band_kind, sample_band
+
+
+@dataclass
+class InputSummary:
+    """One band of a raster as the codec sees it. Fractions are of the sampled pixels (pass 1's sample)."""
+
+    path: str
+    band: int
+    bands: int
+    width: int
+    height: int
+    dtype: str
+    kind: str
+    """The kind compression will use ("auto" resolved)."""
+    kind_reason: str
+    nodata: Optional[float]
+    vmin: Optional[float]
+    """Smallest and largest valid value (no-signal zeros excluded), None when there is none."""
+    vmax: Optional[float]
+    nodata_fraction: float
+    """Pixels that are nodata or non-finite."""
+    zero_fraction: float
+    """Exact zeros coded as no-signal fill (0 when the kind keeps zeros as data)."""
+    negative_fraction: float
+    warnings: list[str] = field(default_factory=list)
+    refusal: Optional[str] = None
+    """Why compression would refuse this band with this kind (None: it will code it)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def facts(self) -> list[str]:
+        """What the band is, one fact a line (the dock's input summary, the Processing log)."""
+        rng = "no valid value" if self.vmin is None else f"values {self.vmin:g} .. {self.vmax:g}"
+        return [
+            f"{self.width}x{self.height} {self.dtype}, band {self.band} of {self.bands}, nodata {self.nodata}",
+            f"kind {self.kind}: {self.kind_reason}",
+            f"{rng}; nodata/non-finite {100 * self.nodata_fraction:.2f} %, no-signal zeros "
+            f"{100 * self.zero_fraction:.2f} %, negative {100 * self.negative_fraction:.2f} %",
+        ]
+
+    def lines(self) -> list[str]:
+        """The facts, then the warnings and the refusal (the CLI's `inspect`)."""
+        out = self.facts() + [f"warning: {w}" for w in self.warnings]
+        if self.refusal:
+            out.append(f"refused: {self.refusal}")
+        return out
+
+
+def _photo_warning(src, dtype: str) -> Optional[str]:
+    """A warning when the file looks like a photo (three uint8 bands, or RGB colour interpretation)."""
+    interp = [ci.name for ci in src.colorinterp]
+    rgb = interp[:3] == ["red", "green", "blue"]
+    if rgb or (src.count in (3, 4) and dtype == "uint8"):
+        why = "RGB colour interpretation" if rgb else f"{src.count} bands of uint8"
+        return (
+            f"{why}: an optical photo, not SAR backscatter; a band is coded as 'native' values, the other bands "
+            "are not coded (a photo codec such as JPEG 2000 suits it better)"
+        )
+    return None
+
+
+def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> InputSummary:
+    """The summary of `band` of the raster at `path` as compression with `kind` would see it; InputError when
+    the file cannot be read or the band does not exist. Refusals are reported, not raised (`refusal`)."""
+    import rasterio
+
+    with RasterReader(path) as reader:
+        info = reader.info.band(reader.info.check_band(band))
+        sample = sample_band(info, lambda r0, r1: reader.read_rows(band, r0, r1))
+        with rasterio.open(path) as src:
+            photo = _photo_warning(src, info.dtype)
+        total = max(1, _sampled_pixels(info.height, info.width))
+    choice = choose_band_kind(info, sample, kind)
+    warnings, refusal = ([photo] if photo else []), None
+    try:
+        warnings += pp.value_warnings(choice.kind, sample, kind)
+    except InputError as exc:
+        refusal = str(exc)
+    zero_fill = pp.zero_is_fill(choice.kind, info.dtype)
+    valid = sample[sample != 0] if zero_fill else sample
+    real = valid.real if valid.dtype.kind == "c" else valid
+    return InputSummary(
+        path=str(path),
+        band=band,
+        bands=reader.info.count,
+        width=info.width,
+        height=info.height,
+        dtype=info.dtype,
+        kind=choice.kind,
+        kind_reason=choice.reason,
+        nodata=info.nodata,
+        vmin=float(np.min(real)) if real.size and valid.dtype.kind != "c" else None,
+        vmax=float(np.max(real)) if real.size and valid.dtype.kind != "c" else None,
+        nodata_fraction=max(0.0, 1.0 - sample.size / total),
+        zero_fraction=float(np.count_nonzero(sample == 0)) / total if zero_fill else 0.0,
+        negative_fraction=pp.negative_share(sample),
+        warnings=warnings,
+        refusal=refusal,
+    )
+
+
+def _sampled_pixels(height: int, width: int) -> int:
+    """How many pixels survey.sample_band's grid visits (every k-th row of each strip, every k-th column)."""
+    from .layout import STRIP_ROWS
+    from .survey import SAMPLE_VALUES
+
+    step = pp.sample_stride(height, width, SAMPLE_VALUES)
+    cols = len(range(0, width, step))
+    rows = sum(len(range((-r0) % step, min(STRIP_ROWS, height - r0), step)) for r0 in range(0, height, STRIP_ROWS))
+    return rows * cols

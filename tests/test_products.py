@@ -1,0 +1,239 @@
+"""Products as they come (issue 16): zero-filled footprints without nodata, DN and display products, the
+`native` kind and the auto rule, input that is not backscatter, metrics that exclude the fill."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from sar_compressor.engine import codec
+from sar_compressor.engine import preprocessing as pp
+from sar_compressor.engine.cli import main
+from sar_compressor.engine.errors import ContainerError, InputError
+from sar_compressor.engine.inspect import inspect_input
+from sar_compressor.engine.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
+from sar_compressor.engine.metrics import evaluate_arrays, evaluate_files
+from sar_compressor.engine.simulate import (
+    display_scale,
+    footprint_rows,
+    simulate_product,
+    simulate_scene,
+    write_product,
+)
+
+"""The codec without a network (what remains once the autoencoder base is retired: then drop this)."""
+SIZE = (512, 640)
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict]:
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.profile
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("products")
+    h, w = SIZE
+    return {
+        "grd": write_product(folder / "grd.tif", h, w, "grd", seed=3),
+        "grd_nodata": write_product(folder / "grd_nodata.tif", h, w, "grd", seed=3, nodata=0),
+        "display": write_product(folder / "display.tif", h, w, "display", seed=3),
+    }
+
+
+def test_zero_filled_grd_codes_its_valid_area_as_its_nodata_twin(products, tmp_path):
+    results = {}
+    for name in ("grd", "grd_nodata"):
+        out, recon = tmp_path / f"{name}.sarz", tmp_path / f"{name}_r.tif"
+        stats = codec.compress_file(products[name], out, reconstruction=recon)
+        codec.decompress_file(out, tmp_path / f"{name}_d.tif")
+        decoded, profile = _read(tmp_path / f"{name}_d.tif")
+        original, source = _read(products[name])
+        np.testing.assert_array_equal(decoded, _read(recon)[0])
+        np.testing.assert_array_equal(decoded == 0, original == 0)  # fill restored as exact zeros, nothing else
+        assert profile["transform"] == source["transform"] and profile["crs"] == source["crs"]  # rotated UTM
+        assert profile["nodata"] == source["nodata"]
+        metrics = evaluate_files(products[name], recon, kind="amplitude")
+        assert metrics["valid_pixels"] == np.count_nonzero(original)
+        results[name] = stats, metrics["psnr_db"]
+    (filled, psnr_filled), (twin, psnr_twin) = results["grd"], results["grd_nodata"]
+    assert filled.kind == "amplitude" and filled.vmin > 0  # the fill is not a -100 dB floor
+    assert (filled.vmin, filled.vmax) == (twin.vmin, twin.vmax)
+    assert abs(psnr_filled - psnr_twin) <= 0.1
+    assert filled.output_bytes <= 1.03 * twin.output_bytes
+    assert filled.no_signal_pixels == np.count_nonzero(_read(products["grd"])[0] == 0) and twin.no_signal_pixels == 0
+
+
+def test_display_product_is_coded_native_and_reported_in_both_domains(products, tmp_path, capsys):
+    out, recon = tmp_path / "d.sarz", tmp_path / "d.tif"
+    stats = codec.compress_file(products["display"], out, reconstruction=recon)
+    assert stats.kind == "native" and "uint8" in stats.kind_reason
+    header = codec.read_header(out)
+    band = header["bands"][0]
+    assert band["mean_correction"] == "none" and band["stats"]["kind_reason"] == stats.kind_reason
+    original, decoded = _read(products["display"])[0], _read(recon)[0]
+    np.testing.assert_array_equal(decoded == 0, original == 0)
+    metrics = evaluate_files(products["display"], recon)
+    assert metrics["kind"] == "uint8" and metrics["range"]["unit"] == "uint8"
+    assert metrics["other_domain"]["kind"] == "amplitude" and metrics["other_domain"]["range"]["unit"] == "dB"
+    assert main(["info", str(out)]) == 0 and "native (uint8" in capsys.readouterr().out
+    assert main(["evaluate", str(products["display"]), str(recon)]) == 0
+    assert "also as amplitude" in capsys.readouterr().out
+
+
+def test_uint16_histogram_rule_tells_display_from_dn():
+    intensity, _ = simulate_scene(256, 256, looks=4, seed=1)
+    dn = simulate_product(256, 256, "grd", seed=1)
+    assert pp.choose_kind("uint16", dn.ravel()).kind == "amplitude"
+    for scaling in ("sqrt", "log"):
+        stretched = display_scale(np.sqrt(intensity), scaling, "uint16")
+        choice = pp.choose_kind("uint16", stretched.ravel())
+        assert choice.kind == "native" and "display-scaled" in choice.reason
+
+
+def test_quarter_bpp_reachable_on_a_megapixel_display_product():
+    arr = simulate_product(1024, 1024, "display", seed=5)
+    result = codec.compress_array(arr, target_bpp=0.25)
+    assert 0.2 < result.stats.bpp <= 0.25
+
+
+def test_quality_ladder_stays_below_lossless_and_above_the_input_quantization():
+    arr = simulate_product(256, 256, "display", seed=2)
+    top = codec.compress_array(arr, quality=12)
+    assert len(top.data) < len(zlib.compress(arr.tobytes(), 9))
+    narrow = np.random.default_rng(0).integers(100, 121, size=(200, 200)).astype(np.uint8)  # a 20 DN range
+    coded = codec.compress_array(narrow, quality=12)
+    header = codec.read_header(coded.data)
+    band = header["bands"][0]
+    span = band["range"]["vmax"] - band["range"]["vmin"]
+    assert band["refine_step"] * span >= 1.0  # capped at one DN (the ladder's own step is 0.018 * span)
+
+
+def test_isolated_zeros_are_counted_and_restored():
+    arr = simulate_product(256, 256, "display", seed=4)
+    inside = np.argwhere(footprint_rows(0, 256, 256, 256, margin=0.2))
+    picks = inside[np.random.default_rng(1).choice(len(inside), 40, replace=False)]
+    arr[picks[:, 0], picks[:, 1]] = 0
+    arr[picks[:, 0], picks[:, 1] + 1] = np.maximum(arr[picks[:, 0], picks[:, 1] + 1], 1)  # keep them isolated
+    result = codec.compress_array(arr)
+    assert result.stats.isolated_zeros == pp.isolated_count(arr == 0) >= 30
+    np.testing.assert_array_equal(result.reconstruction == 0, arr == 0)
+
+
+def test_zeros_come_back_as_zeros_in_float_rasters():
+    empty = codec.compress_array(np.zeros((64, 64), np.float32))
+    assert empty.reconstruction.dtype == np.float32 and np.all(empty.reconstruction == 0)
+    assert any("no valid pixels" in w for w in empty.stats.warnings)
+    np.testing.assert_array_equal(codec.decompress_array(empty.data), empty.reconstruction)
+    intensity, _ = simulate_scene(128, 160, seed=2)
+    intensity[:, :12] = 0
+    result = codec.compress_array(intensity, kind="intensity")
+    assert np.all(result.reconstruction[:, :12] == 0) and np.all(result.reconstruction[:, 12:] > 0)
+    assert result.stats.vmin > -60 and result.stats.no_signal_pixels == 128 * 12
+
+
+def _dem(shape=(160, 200)) -> np.ndarray:
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return (40.0 * np.sin(x / 17.0) + 30.0 * np.cos(y / 23.0) - 10.0).astype(np.float32)
+
+
+def test_negative_values_are_refused_as_backscatter_and_coded_native_with_a_warning():
+    dem = _dem()
+    for kind in ("intensity", "amplitude"):
+        with pytest.raises(InputError, match=r"negative.*'native'"):
+            codec.compress_array(dem, kind=kind)
+    result = codec.compress_array(dem, quality=8)
+    assert result.stats.kind == "native" and any("negative" in w for w in result.stats.warnings)
+    assert np.mean(np.abs(result.reconstruction - dem)) < 2.0  # negatives kept, not floored
+    assert result.stats.no_signal_pixels == 0  # float native: zeros are data
+
+
+def _write(path: Path, arr: np.ndarray, **profile) -> Path:
+    arr = arr if arr.ndim == 3 else arr[None]
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=arr.shape[2],
+        height=arr.shape[1],
+        count=arr.shape[0],
+        dtype=arr.dtype,
+        **profile,
+    ) as ds:
+        ds.write(arr)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_cli_refuses_a_dem_as_amplitude_and_warns_about_photos(tmp_path, capsys):
+    dem = _write(tmp_path / "dem.tif", _dem())
+    out = tmp_path / "dem.sarz"
+    assert main(["-q", "compress", str(dem), str(out), "--kind", "amplitude"]) == 2
+    assert "negative" in capsys.readouterr().err and not out.exists()
+    assert main(["-q", "compress", str(dem), str(out)]) == 0
+    assert "warning:" in capsys.readouterr().err
+    photo = np.random.default_rng(0).integers(1, 255, size=(3, 64, 64)).astype(np.uint8)
+    rgb = _write(tmp_path / "rgb.tif", photo, photometric="RGB")
+    assert main(["-q", "compress", str(rgb), str(tmp_path / "rgb.sarz"), "--band", "2"]) == 0
+    assert "not SAR" in capsys.readouterr().err
+    assert main(["inspect", str(dem), "--kind", "intensity"]) == 2
+    assert "refused" in capsys.readouterr().out
+
+
+def test_inspect_input_summarises_the_band_as_compression_sees_it(products):
+    grd = inspect_input(products["grd"])
+    original = _read(products["grd"])[0]
+    assert grd.kind == "amplitude" and grd.dtype == "uint16" and grd.refusal is None and grd.warnings == []
+    assert abs(grd.zero_fraction - np.mean(original == 0)) < 0.01 and grd.vmin > 0
+    twin = inspect_input(products["grd_nodata"])
+    assert twin.zero_fraction == 0 and abs(twin.nodata_fraction - np.mean(original == 0)) < 0.01
+    assert inspect_input(products["display"]).kind == "native"
+
+
+def test_evaluate_excludes_no_signal_fill():
+    arr = simulate_product(256, 256, "grd", seed=6).astype(np.float32)
+    noisy = np.where(arr > 0, arr * np.float32(1.3), 0).astype(np.float32)
+    filled = evaluate_arrays(arr, noisy, kind="amplitude")
+    twin = evaluate_arrays(arr, noisy, kind="amplitude", nodata=0)
+    assert filled["valid_pixels"] == np.count_nonzero(arr) == twin["valid_pixels"]
+    assert filled["psnr_db"] == pytest.approx(twin["psnr_db"])
+    db = np.where(arr > 0, np.float32(-12.0), np.float32(0.0))
+    assert evaluate_arrays(db, db + 1, kind="db")["valid_pixels"] == arr.size  # dB: zeros are data
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 12), st.integers(1, 40))))
+def test_mask_coding_round_trips(mask):
+    np.testing.assert_array_equal(decode_mask(encode_mask(mask), mask.shape, "mask"), mask)
+    codes = (np.arange(int(mask.sum())) % 5).astype(np.uint8)
+    np.testing.assert_array_equal(decode_codes(encode_codes(codes), codes.size, "codes"), codes)
+
+
+def test_mask_coding_refuses_what_does_not_fit_and_is_cheap_on_a_footprint():
+    mask = ~footprint_rows(0, 1024, 1024, 1024)
+    data = encode_mask(mask)
+    assert 8 * len(data) / mask.size < 0.002  # measured 188 bytes: 0.0014 bpp
+    assert len(encode_codes(np.full(int(mask.sum()), 4, np.uint8))) == 1
+    with pytest.raises(ContainerError):
+        decode_mask(data, (1024, 100), "mask")
+    with pytest.raises(ContainerError):
+        decode_mask(zlib.compress(b"\x02\x05"), (1, 10), "mask")  # one change: a run that never ends
+
+
+def test_bench_products_rows_run(tmp_path):
+    from sar_compressor.bench import jpeg2000, products
+
+    if not jpeg2000.available():
+        pytest.skip("GDAL has no JP2OpenJPEG driver")
+    result = products.run(tmp_path, 256, log=lambda line: None, targets=(0.5,))
+    for rows in result["rows"].values():
+        assert [r["codec"] for r in rows] == ["ours", "JPEG 2000"]
+        assert all(abs(r["bpp"] - 0.5) < 0.05 and r["psnr_db"] > 15 for r in rows)
+    assert result["domains"]["display"].startswith("uint8") and result["domains"]["grd"].startswith("dB")

@@ -3,9 +3,10 @@
     from sar_compressor.engine.zarr_codec import Sarz
     ds.to_zarr("cube.zarr", encoding={"vv": {"compressor": Sarz(quality=4, kind="intensity")}})
 
-Each chunk is coded on its own, so any worker with this package decodes any chunk: a 2-D chunk is a complete
-.sarz file (range, layout and the rest in its own header: `sar-compressor info` reads it); a chunk with leading
-axes (time, band: the last two axes are the image) or one without a valid pixel is a small frame of such planes.
+Each chunk is coded on its own, so any worker with this package decodes any chunk. The last two axes are the
+image; a chunk holding one such plane (2-D, or (1, y, x) in a time/band cube) is a complete .sarz file (range,
+layout and the rest in its own header: `sar-compressor info` reads it); a chunk of several planes, or one without
+a valid pixel, is a small frame of such planes.
 A plane without a valid pixel (all nodata / NaN, e.g. a scene's border) has nothing to code: it is kept exactly,
 deflated. Registered with numcodecs on import and through the `numcodecs.codecs` entry point (as imagecodecs
 registers JPEG 2000, JPEG XL and LERC), so `numcodecs.get_codec({"id": "sarz", ...})` and Zarr find it.
@@ -68,8 +69,8 @@ class Sarz(Codec):
             raise InputError("the Sarz codec stores real values: store complex SAR as intensity or amplitude")
         pp.check_dtype(arr.dtype)
         planes = arr.reshape(-1, *arr.shape[-2:])
-        if arr.ndim == 2 and self._has_valid(arr):
-            return self._plane(arr)
+        if len(planes) == 1 and self._has_valid(planes[0]):
+            return self._plane(planes[0])
         parts = [self._plane(p) if self._has_valid(p) else _deflated(p) for p in planes]
         head = _FRAME.pack(FRAME_MAGIC, len(parts), *arr.shape[-2:])
         return head + b"".join(_LENGTH.pack(len(p)) for p in parts) + b"".join(parts)

@@ -163,3 +163,13 @@ def test_split_raster_equals_serial(client, tmp_path):
     with pytest.raises(InputError, match="cannot be split"):
         compress_split(src, tmp_path / "net.sarz", client, base="network")
     assert not (tmp_path / "net.sarz").exists()
+
+
+def test_scale_bench_runs_small(tmp_path):
+    """bench --scale's measurement end to end on two tiny rasters and one worker."""
+    from sar_compressor.bench import scale
+
+    result = scale.measure(tmp_path, files=2, size=128, workers=(1,))
+    [run] = result["runs"]
+    assert run["workers"] == 1 and run["bytes_equal_serial"] and run["mpx_s"] > 0 and run["task_overhead_ms"] > 0
+    assert "| Dask, 1 worker(s) |" in scale.markdown({**result, "date": "today", "machine": {}})

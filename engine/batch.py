@@ -284,7 +284,10 @@ def _run(
     try:
         while not finishing.is_empty():
             if cancel is not None and cancel():
-                raise CancelledError("cancelled by the user")
+                raise CancelledError(
+                    f"cancelled by the user after {n_done} of {len(futures)} files (their outputs are complete; "
+                    "run the same command again to resume)"
+                )
             done = finishing.next_batch(block=False)
             if not done:
                 time.sleep(POLL_S)

@@ -367,6 +367,9 @@ def _cmd_batch(args: argparse.Namespace, job: _Job) -> int:
             progress=progress,
             cancel=job.cancel,
         )
+    except CancelledError as exc:  # files finished before the cancel are kept: say so, not "no output"
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
     finally:
         if bar is not None:
             bar.close()

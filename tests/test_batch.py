@@ -173,3 +173,35 @@ def test_scale_bench_runs_small(tmp_path):
     [run] = result["runs"]
     assert run["workers"] == 1 and run["bytes_equal_serial"] and run["mpx_s"] > 0 and run["task_overhead_ms"] > 0
     assert "| Dask, 1 worker(s) |" in scale.markdown({**result, "date": "today", "machine": {}})
+
+
+def test_cancel_keeps_finished_files_and_leaves_no_temp(rasters, tmp_path, capsys):
+    """Cancel after the first finished file: CancelledError naming the count, the LocalCluster is closed, every
+    .sarz left is complete and no temporary file remains."""
+    from sar_compressor.engine.errors import CancelledError
+
+    seen = []
+    with pytest.raises(CancelledError, match=r"after \d of 4 files"):
+        compress_batch(
+            [str(p) for p in rasters],
+            tmp_path,
+            workers=1,
+            progress=lambda d, n: seen.append(d),
+            cancel=lambda: bool(seen),
+        )
+    outputs = {p.name for p in tmp_path.glob("*.sarz")}
+    assert outputs and not list(tmp_path.glob(".*"))
+    for src, data in rasters.items():
+        if f"{src.stem}.sarz" in outputs:
+            assert (tmp_path / f"{src.stem}.sarz").read_bytes() == data
+
+
+def test_cli_cancel_exit_130(rasters, tmp_path, capsys, monkeypatch):
+    from sar_compressor.engine import cli
+
+    monkeypatch.setattr(cli._Job, "cancel", lambda self: True)
+    src = next(iter(rasters))
+    assert main(["batch", str(src), "--out-dir", str(tmp_path), "--workers", "1"]) == cli.EXIT_CANCELLED
+    assert "cancelled: cancelled by the user after 0 of 1 files" in capsys.readouterr().err
+    left = list(tmp_path.iterdir())  # the task may have finished its file while the cluster closed: complete
+    assert all(p.name == f"{src.stem}.sarz" and p.read_bytes() == rasters[src] for p in left)

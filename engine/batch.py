@@ -16,6 +16,7 @@ import glob
 import os
 import re
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .container import ContainerReader
 from .errors import CancelledError, InputError, SARCompressorError
+from .quality import quality_level
 from .strip_window import Cancel, Progress
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 Log = Optional[Callable[[str], None]]
 POLL_S = 0.25
 """How often the client checks `cancel` while it waits for files to finish."""
+WORKER_WAIT_S = 60.0
+"""How long a batch waits for a cluster to have a worker (one starting up, or scaling from zero)."""
 DASK_MISSING = 'batch compression needs Dask: pip install "dask[distributed]>=2024.8,<2027"'
 _TEMP_SUFFIX = re.compile(r"\.[0-9a-f]{12}\.tmp")
 """What container.write_container appends to `.NAME` for its temporary file."""
@@ -204,16 +208,24 @@ def dask_client(
         with remote:
             yield remote
         return
-    n = workers or default_workers()
-    if n < 1:
-        raise InputError(f"--workers must be at least 1, got {n}")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=workers or default_workers(),
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
     with cluster, Client(cluster) as local:
         yield local
 
 
 def check_workers(client: Client) -> None:
-    """InputError unless every worker can import this package (remote workers need it installed)."""
+    """InputError unless a worker joins within WORKER_WAIT_S and every worker can import this package (remote
+    workers need it installed)."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError as exc:
+        raise InputError(f"no Dask worker joined the scheduler within {WORKER_WAIT_S:g} s") from exc
     try:
         client.run(worker_ready)
     except Exception as exc:  # noqa: BLE001 (a worker's ImportError, whatever its transport)
@@ -240,13 +252,14 @@ def compress_batch(
     processes (default: one per core). `progress(done, total)` counts finished files; `cancel` is polled while
     files run (files already running finish, complete). Failures are in the report, not raised."""
     start = time.perf_counter()
+    settings = dict(settings or {})
+    _check_settings(settings, workers)
     sources = expand_inputs(inputs)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out-dir is not a folder: {out}")
     out.mkdir(parents=True, exist_ok=True)
     outputs = output_paths(sources, out.resolve())
-    settings = dict(settings or {})
     report = BatchReport()
     owned = client is None and scheduler is None
     try:
@@ -262,6 +275,16 @@ def compress_batch(
     return report
 
 
+def _check_settings(settings: Mapping[str, Any], workers: Optional[int]) -> None:
+    """What can be refused once here rather than once per file."""
+    if "quality" in settings:
+        quality_level(settings["quality"])
+    if settings.get("target_bpp") is not None and not settings["target_bpp"] > 0:
+        raise InputError(f"the target bits per pixel must be positive, got {settings['target_bpp']}")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+
+
 def _run(
     client: Client,
     sources: Sequence[Path],
@@ -275,8 +298,8 @@ def _run(
     from distributed import as_completed
 
     futures = [
-        client.submit(compress_one, str(src), str(dst), settings, pure=False, key=f"sarz-{i}-{src.name}")
-        for i, (src, dst) in enumerate(zip(sources, outputs))
+        client.submit(compress_one, str(src), str(dst), settings, key=f"sarz-{src.stem}-{uuid.uuid4().hex}")
+        for src, dst in zip(sources, outputs)
     ]
     index = {f.key: i for i, f in enumerate(futures)}
     outcomes: list[Optional[FileOutcome]] = [None] * len(futures)

@@ -205,3 +205,15 @@ def test_cli_cancel_exit_130(rasters, tmp_path, capsys, monkeypatch):
     assert "cancelled: cancelled by the user after 0 of 1 files" in capsys.readouterr().err
     left = list(tmp_path.iterdir())  # the task may have finished its file while the cluster closed: complete
     assert all(p.name == f"{src.stem}.sarz" and p.read_bytes() == rasters[src] for p in left)
+
+
+def test_bad_settings_refused_before_any_work(rasters, tmp_path):
+    src = str(next(iter(rasters)))
+    for settings, workers, message in (
+        ({"quality": 99}, None, "quality must be"),
+        ({"target_bpp": 0.0}, None, "must be positive"),
+        ({}, 0, "at least 1"),
+    ):
+        with pytest.raises(InputError, match=message):
+            compress_batch([src], tmp_path / "out", settings=settings, workers=workers)
+    assert not (tmp_path / "out").exists()

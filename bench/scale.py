@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ def measure(
 ) -> dict:
     """Throughput (Mpx/s of input) of serial compression and of compress_batch on each worker count."""
     say = log or (lambda message: None)
+    load_before = _load_average()
     sources = [write_scene(workdir / f"scale{i}.tif", size, size, seed=100 + i) for i in range(files)]
     mpx = files * size * size / 1e6
     result: dict = {"files": files, "size": size, "mpx": mpx, "runs": []}
@@ -85,7 +87,13 @@ def measure(
             f"vs serial, {overhead:.2f} ms per trivial task, bytes equal serial: {same}"
         )
         shutil.rmtree(out)
+    result["load_average"] = {"before": load_before, "after": _load_average()}
     return result
+
+
+def _load_average() -> Optional[float]:
+    """The machine's 1-minute load average: other jobs on the same cores make the speed-up meaningless."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def markdown(result: dict) -> str:
@@ -93,7 +101,9 @@ def markdown(result: dict) -> str:
         f"# Batch scaling: {result['files']} simulated {result['size']}x{result['size']} rasters "
         f"({result['mpx']:.1f} Mpx), {result['date']}",
         "",
-        f"Machine: {result['machine'].get('cpu_count')} CPUs, {result['machine'].get('cpu_model')}",
+        f"Machine: {result['machine'].get('cpu_count')} CPUs, {result['machine'].get('cpu_model')}; 1-minute load "
+        f"average {result['load_average']['before']} before, {result['load_average']['after']} after (other jobs "
+        "on the same cores slow the workers down)",
         "",
         "| run | seconds | Mpx/s | speed-up vs serial | scheduler ms/task | bytes = serial |",
         "| --- | ---: | ---: | ---: | ---: | --- |",

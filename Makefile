@@ -7,7 +7,10 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 TORCH_SPEC  ?= torch==2.13.0
 NUMPY_SPEC  ?= numpy<2
-PIP_DEPS    ?= "setuptools>=64" pytest pytest-qgis hypothesis ruff tqdm constriction
+PIP_DEPS    ?= "setuptools>=64" pytest pytest-qgis hypothesis ruff tqdm constriction $(ARCHIVE_DEPS)
+# issue 21 (batch on Dask, Zarr codec), capped where newer releases need numpy >= 1.25/1.26 and pip would replace
+# Debian 12's numpy 1.24 (zarr 3, xarray 2025.7+, pandas 3)
+ARCHIVE_DEPS ?= "dask[distributed]>=2024.8,<2027" "zarr>=2.18,<3" "numcodecs>=0.13,<0.16" "xarray>=2024.7,<2025.7" "pandas>=2.1,<3"
 APT_PKGS    := python3-qgis python3-rasterio python3-venv python3-matplotlib qgis xvfb
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP       := $(VENV)/.setup-stamp

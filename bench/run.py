@@ -1,6 +1,7 @@
 """`make bench`: rate-distortion vs JPEG 2000, speed and memory -> bench/results/<date>.{json,md}, figures.
 
     python -m sar_compressor.bench.run [--quick] [--large-size N] [--out bench/results]
+    python -m sar_compressor.bench.run --scale [--scale-files 8] [--scale-size 2048] [--scale-workers 1 2]
 
 Runs within a time budget (default 20 min): rate-distortion and speed first, then the large-raster memory test
 at the biggest size (up to --large-size) that the measured throughput says will fit; the size used and why are
@@ -25,7 +26,7 @@ from typing import Callable, Optional
 
 from ..engine.errors import SARCompressorError
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
-from . import jpeg2000, memory, plots, products, report, speed
+from . import jpeg2000, memory, plots, products, report, scale, speed
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
 
@@ -59,6 +60,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=SHARED_SAR, help="folder of real SAR GeoTIFFs")
     p.add_argument("--sim-size", type=int, default=None, help="simulated scene side (default 1024; quick 256)")
     p.add_argument("--budget-min", type=float, default=20.0, help="wall-time budget in minutes")
+    p.add_argument("--scale", action="store_true", help="only the Dask batch scaling section (bench/scale.py)")
+    p.add_argument("--scale-files", type=int, default=8, help="simulated rasters for --scale")
+    p.add_argument("--scale-size", type=int, default=2048, help="their side in pixels")
+    p.add_argument("--scale-workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
     return p.parse_args(argv)
 
 
@@ -274,7 +279,10 @@ def _write(results: dict, out: Path, clock: Clock) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        run(args)
+        if args.scale:
+            scale.run(args.out, args.scale_files, args.scale_size, args.scale_workers, machine_info(), Clock().log)
+        else:
+            run(args)
     except SARCompressorError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, verify, evaluate, simulate,
+"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, verify, evaluate, simulate, batch,
 bench.
 
 Engine errors print as `error: <message>` with exit code 2 and no traceback; Ctrl-C (SIGINT) or SIGTERM cancels
@@ -112,6 +112,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", choices=("intensity", "amplitude", "db"), default="intensity")
     s.add_argument("--dtype", choices=("float32", "uint16"), default="float32")
 
+    b = sub.add_parser("batch", help="compress many rasters on a Dask cluster (one task per file; resumes)")
+    b.add_argument("inputs", nargs="+", metavar="INPUT", help="rasters, glob patterns, or @list.txt / list.txt")
+    b.add_argument("--out-dir", required=True, help="folder for the .sarz files (<input stem>.sarz)")
+    rate = b.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=int, default=None, help=f"1 .. {N_QUALITIES}; default {DEFAULT_QUALITY}")
+    rate.add_argument("--target-bpp", type=float, default=None, help="at most this many bits per pixel per file")
+    b.add_argument("--band", type=int, default=None, help="band to compress in every input")
+    b.add_argument("--kind", choices=KINDS, default="auto", help="what the values are (default: detect per file)")
+    where = b.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="submit to a running cluster, e.g. tcp://host:8786")
     for command in WRITERS:
         sub.choices[command].add_argument(
             "--overwrite", action="store_true", help="replace existing output files (never an input, folder or device)"
@@ -376,6 +387,45 @@ def _cmd_simulate(args: argparse.Namespace, job: _Job) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace, job: _Job) -> int:
+    from .batch import compress_batch
+
+    settings = {"band": args.band, "kind": args.kind}
+    settings.update({"target_bpp": args.target_bpp} if args.target_bpp is not None else {})
+    settings.update({"quality": args.quality} if args.quality is not None else {})
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, desc="batch", unit="file", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        report = compress_batch(
+            args.inputs,
+            args.out_dir,
+            settings=settings,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=progress,
+            cancel=job.cancel,
+        )
+    except CancelledError as exc:  # files finished before the cancel are kept: say so, not "no output"
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return 128 + job.signum
+    finally:
+        if bar is not None:
+            bar.close()
+    print(report.summary())
+    for failed in report.failed:
+        print(f"failed: {failed.input}: {failed.error}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 def _run_bench(argv: list[str]) -> int:
     # bench/ builds on the engine, never the reverse: imported only when this command runs.
     from ..bench.run import main as bench_main
@@ -393,6 +443,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
     "inspect": _cmd_inspect,
     "evaluate": _cmd_evaluate,
     "simulate": _cmd_simulate,
+    "batch": _cmd_batch,
 }
 
 

@@ -1,0 +1,336 @@
+"""Batch compression of many rasters on a Dask cluster: one task per file, one .sarz per input.
+
+Files are independent, so they scale over workers and machines with nothing shared but the paths: a
+`distributed` LocalCluster of single-threaded worker processes (one per core, loopback only) by default, or any
+running cluster through its scheduler address (every worker then needs this package and the files' paths).
+A file that fails is reported with its error and the others go on. Outputs are written atomically by
+compress_file, so a worker killed mid-file leaves only a temporary file, which is removed at the end (Dask runs the
+task again elsewhere); an output that already exists and verifies (header and every chunk's CRC) is skipped, which
+is how an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from .container import ContainerReader
+from .errors import CancelledError, InputError, SARCompressorError
+from .quality import quality_level
+from .strip_window import Cancel, Progress
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+Log = Optional[Callable[[str], None]]
+POLL_S = 0.25
+"""How often the client checks `cancel` while it waits for files to finish."""
+WORKER_WAIT_S = 60.0
+"""How long a batch waits for a cluster to have a worker (one starting up, or scaling from zero)."""
+DASK_MISSING = 'batch compression needs Dask: pip install "dask[distributed]>=2024.8,<2027"'
+_TEMP_SUFFIX = re.compile(r"\.[0-9a-f]{12}\.tmp")
+"""What container.write_container appends to `.NAME` for its temporary file."""
+
+
+@dataclass
+class FileOutcome:
+    """What became of one input: "written", "skipped" (a valid output was already there) or "failed"."""
+
+    input: str
+    output: str
+    status: str
+    error: Optional[str] = None
+    bpp: Optional[float] = None
+    pixels: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class BatchReport:
+    """Every input's outcome, in input order, and the wall time of the whole batch."""
+
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.outcomes)} files: {self.count('written')} written, {self.count('skipped')} skipped "
+            f"(already done), {self.count('failed')} failed, {self.seconds:.1f} s"
+        )
+
+
+# --------------------------------------------------------------------------- inputs and outputs
+
+
+def expand_inputs(items: Sequence[str]) -> list[Path]:
+    """Paths, glob patterns and lists of paths (`@list.txt`, or any `.txt` file: one path per line, blank lines and
+    `#` comments skipped, relative paths taken from the list's folder), in order, without repeats."""
+    found: list[Path] = []
+    for item in items:
+        if item.startswith("@") or item.endswith(".txt"):
+            found += _read_list(Path(item[1:] if item.startswith("@") else item))
+        elif glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise InputError(f"no file matches {item!r}")
+            found += [Path(m) for m in matches if Path(m).is_file()]
+        else:
+            found.append(_existing(Path(item), "input"))
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise InputError("no input files")
+    return unique
+
+
+def _read_list(path: Path) -> list[Path]:
+    listed = _existing(path, "list of inputs")
+    lines = (line.strip() for line in listed.read_text(encoding="utf-8").splitlines())
+    return [_existing(listed.parent / line, f"input listed in {path}") for line in lines if line and line[0] != "#"]
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise InputError(f"{what} not found (or not a file): {path}")
+    return path
+
+
+def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
+    """out_dir/<input stem>.sarz for each input; two inputs with the same stem are an error, not an overwrite."""
+    outputs: dict[Path, Path] = {}
+    for src in inputs:
+        dst = out_dir / f"{src.stem}.sarz"
+        if dst in outputs:
+            raise InputError(f"{outputs[dst]} and {src} would both be written to {dst}: rename one")
+        outputs[dst] = src
+    return list(outputs)
+
+
+def verify_output(path: Path) -> int:
+    """Reads the header and every chunk (CRC-checked): ContainerError if any is damaged; the chunk count."""
+    with ContainerReader(path) as reader:
+        for i in range(reader.n_chunks):
+            reader.read_chunk(i)
+        return reader.n_chunks
+
+
+def remove_stale_temps(outputs: Sequence[Path]) -> int:
+    """Remove the temporary files a killed writer left beside these outputs; how many there were. Call only when
+    no task can still be writing them (the batch is over)."""
+    removed = 0
+    for dst in outputs:
+        prefix = f".{dst.name}"
+        for tmp in dst.parent.glob(f"{glob.escape(prefix)}.*.tmp"):
+            if _TEMP_SUFFIX.fullmatch(tmp.name[len(prefix) :]):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome:
+    """One file, on a worker: skipped when a valid output is there, else compress_file(src, dst, **settings).
+    Errors come back as a failed outcome (not an exception: Dask would not retry them anyway)."""
+    from .codec import compress_file
+
+    start = time.perf_counter()
+    try:
+        if os.path.lexists(dst):
+            try:
+                verify_output(Path(dst))
+            except SARCompressorError as exc:
+                raise InputError(f"{dst} exists and is not a valid .sarz ({exc}); remove it to code {src}") from exc
+            return FileOutcome(src, dst, "skipped", seconds=time.perf_counter() - start)
+        stats = compress_file(src, dst, **settings)
+    except Exception as exc:  # noqa: BLE001 (any failure of one file is reported, the batch goes on)
+        return FileOutcome(src, dst, "failed", error=_describe(exc), seconds=time.perf_counter() - start)
+    return FileOutcome(src, dst, "written", bpp=stats.bpp, pixels=stats.pixels, seconds=time.perf_counter() - start)
+
+
+def _describe(exc: BaseException) -> str:
+    """An engine error's own message; anything else prefixed with its type (a bug or a system error)."""
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, SARCompressorError) else f"{type(exc).__name__}: {text}"
+
+
+def worker_ready() -> str:
+    """Run on every worker before the batch: unpickling it imports this module there, which fails on a worker
+    without the package."""
+    return __name__
+
+
+# --------------------------------------------------------------------------- the client side
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def dask_client(
+    client: Optional[Client] = None, scheduler: Optional[str] = None, workers: Optional[int] = None
+) -> Iterator[Client]:
+    """The caller's client, one connected to `scheduler`, or one on a loopback LocalCluster of `workers`
+    single-threaded processes (closed, and its workers gone, when the block ends)."""
+    if client is not None:
+        yield client
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise InputError(DASK_MISSING) from exc
+    if scheduler is not None:
+        try:
+            remote = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        with remote:
+            yield remote
+        return
+    cluster = LocalCluster(
+        n_workers=workers or default_workers(),
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    with cluster, Client(cluster) as local:
+        yield local
+
+
+def check_workers(client: Client) -> None:
+    """InputError unless a worker joins within WORKER_WAIT_S and every worker can import this package (remote
+    workers need it installed)."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError as exc:
+        raise InputError(f"no Dask worker joined the scheduler within {WORKER_WAIT_S:g} s") from exc
+    try:
+        client.run(worker_ready)
+    except Exception as exc:  # noqa: BLE001 (a worker's ImportError, whatever its transport)
+        raise InputError(
+            f"Dask workers cannot run sar_compressor ({_describe(exc)}): install the package on every worker"
+        ) from exc
+
+
+def compress_batch(
+    inputs: Sequence[str],
+    out_dir: os.PathLike | str,
+    *,
+    settings: Optional[Mapping[str, Any]] = None,
+    client: Optional[Client] = None,
+    scheduler: Optional[str] = None,
+    workers: Optional[int] = None,
+    progress: Progress = None,
+    cancel: Cancel = None,
+    log: Log = None,
+) -> BatchReport:
+    """Compress every input (paths, globs, lists: expand_inputs) into out_dir/<stem>.sarz, one Dask task per file,
+    with compress_file's keyword `settings` (quality, target_bpp, kind, band, ...). `client`: an existing
+    distributed Client; else `scheduler` (an address such as tcp://host:8786); else a LocalCluster of `workers`
+    processes (default: one per core). `progress(done, total)` counts finished files; `cancel` is polled while
+    files run (files already running finish, complete). Failures are in the report, not raised."""
+    start = time.perf_counter()
+    settings = dict(settings or {})
+    _check_settings(settings, workers)
+    sources = expand_inputs(inputs)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out-dir is not a folder: {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = output_paths(sources, out.resolve())
+    report = BatchReport()
+    owned = client is None and scheduler is None
+    try:
+        with dask_client(client, scheduler, workers) as dask:
+            check_workers(dask)
+            report.outcomes = _run(dask, sources, outputs, settings, progress, cancel, log)
+    except BaseException:
+        if owned:  # the LocalCluster is closed: none of its workers can still be writing
+            remove_stale_temps(outputs)
+        raise  # (on a cluster we do not own, tasks already running may still be writing theirs)
+    remove_stale_temps(outputs)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _check_settings(settings: Mapping[str, Any], workers: Optional[int]) -> None:
+    """What can be refused once here rather than once per file."""
+    if "quality" in settings:
+        quality_level(settings["quality"])
+    if settings.get("target_bpp") is not None and not settings["target_bpp"] > 0:
+        raise InputError(f"the target bits per pixel must be positive, got {settings['target_bpp']}")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+
+
+def _run(
+    client: Client,
+    sources: Sequence[Path],
+    outputs: Sequence[Path],
+    settings: dict[str, Any],
+    progress: Progress,
+    cancel: Cancel,
+    log: Log,
+) -> list[FileOutcome]:
+    """Submit one task per file and collect the outcomes as they finish (in input order in the result)."""
+    from distributed import as_completed
+
+    futures = [
+        client.submit(compress_one, str(src), str(dst), settings, key=f"sarz-{src.stem}-{uuid.uuid4().hex}")
+        for src, dst in zip(sources, outputs)
+    ]
+    index = {f.key: i for i, f in enumerate(futures)}
+    outcomes: list[Optional[FileOutcome]] = [None] * len(futures)
+    finishing, n_done = as_completed(futures), 0
+    try:
+        while not finishing.is_empty():
+            if cancel is not None and cancel():
+                raise CancelledError(
+                    f"cancelled by the user after {n_done} of {len(futures)} files (their outputs are complete; "
+                    "run the same command again to resume)"
+                )
+            done = finishing.next_batch(block=False)
+            if not done:
+                time.sleep(POLL_S)
+                continue
+            for fut in done:
+                i = index[fut.key]
+                outcomes[i] = _outcome(fut, str(sources[i]), str(outputs[i]))
+                if log is not None and outcomes[i].status == "failed":
+                    log(f"failed: {sources[i]}: {outcomes[i].error}")
+            n_done += len(done)
+            if progress is not None:
+                progress(n_done, len(futures))
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return [o for o in outcomes if o is not None]
+
+
+def _outcome(fut: Any, src: str, dst: str) -> FileOutcome:
+    """The task's own outcome, or a failed one when the task itself died (KilledWorker, lost scheduler, ...)."""
+    if fut.status == "finished":
+        return fut.result()
+    return FileOutcome(src, dst, "failed", error=_describe(fut.exception()))

@@ -1,0 +1,131 @@
+"""`Sarz`: the codec as a numcodecs codec (id "sarz"), for Zarr v2 arrays, xarray and Dask.
+
+    from sar_compressor.engine.zarr_codec import Sarz
+    ds.to_zarr("cube.zarr", encoding={"vv": {"compressor": Sarz(quality=4, kind="intensity")}})
+
+Each chunk is coded on its own, so any worker with this package decodes any chunk. The last two axes are the
+image; a chunk holding one such plane (2-D, or (1, y, x) in a time/band cube) is a complete .sarz file (range,
+layout and the rest in its own header: `sar-compressor info` reads it); a chunk of several planes, or one without
+a valid pixel, is a small frame of such planes.
+A plane without a valid pixel (all nodata / NaN, e.g. a scene's border) has nothing to code: it is kept exactly,
+deflated. Registered with numcodecs on import and through the `numcodecs.codecs` entry point (as imagecodecs
+registers JPEG 2000, JPEG XL and LERC), so `numcodecs.get_codec({"id": "sarz", ...})` and Zarr find it.
+
+Lossy, and each chunk carries its own header and pass-1 statistics: use chunks of at least 256x256 pixels
+(smaller ones spend a growing share of their bytes on headers; README gives the measured cost).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from typing import Any, Optional
+
+import numpy as np
+from numcodecs import register_codec
+from numcodecs.abc import Codec
+from numcodecs.compat import ensure_ndarray, ndarray_copy
+
+from . import preprocessing as pp
+from .codec import compress_array, decompress_array
+from .container import MAGIC
+from .errors import ContainerError, InputError
+from .quality import DEFAULT_QUALITY
+
+FRAME_MAGIC = b"SZCK"
+_FRAME = struct.Struct("<4sIII")  # magic, planes, height, width
+_LENGTH = struct.Struct("<Q")
+
+
+class Sarz(Codec):
+    """numcodecs codec: `quality` (1..N) or `target_bpp` (bits per pixel, per chunk), the input `kind` and the
+    `nodata` value (invalid pixels come back exactly), `tune` ("ssim" or "psnr"). Real dtypes only: a complex
+    chunk decodes as intensity, which its Zarr array could not hold."""
+
+    codec_id = "sarz"
+
+    def __init__(
+        self,
+        quality: Optional[int] = None,
+        target_bpp: Optional[float] = None,
+        kind: str = "auto",
+        nodata: Optional[float] = None,
+        tune: str = "ssim",
+    ):
+        if quality is not None and target_bpp is not None:
+            raise InputError("give the Sarz codec a quality or a target_bpp, not both")
+        self.quality = DEFAULT_QUALITY if quality is None and target_bpp is None else quality
+        self.target_bpp = target_bpp
+        self.kind = kind
+        self.nodata = nodata
+        self.tune = tune
+
+    def encode(self, buf: Any) -> bytes:
+        arr = np.asarray(buf)
+        if arr.ndim < 2 or arr.size == 0:
+            raise InputError(f"the Sarz codec codes images: expected a chunk with at least 2 axes, got {arr.shape}")
+        if np.dtype(arr.dtype).kind == "c":
+            raise InputError("the Sarz codec stores real values: store complex SAR as intensity or amplitude")
+        pp.check_dtype(arr.dtype)
+        planes = arr.reshape(-1, *arr.shape[-2:])
+        if len(planes) == 1 and self._has_valid(planes[0]):
+            return self._plane(planes[0])
+        parts = [self._plane(p) if self._has_valid(p) else _deflated(p) for p in planes]
+        head = _FRAME.pack(FRAME_MAGIC, len(parts), *arr.shape[-2:])
+        return head + b"".join(_LENGTH.pack(len(p)) for p in parts) + b"".join(parts)
+
+    def decode(self, buf: Any, out: Any = None) -> np.ndarray:
+        data = ensure_ndarray(buf).tobytes()
+        if data.startswith(MAGIC):
+            return ndarray_copy(decompress_array(data), out)
+        height, width, parts = _frame_parts(data)
+        planes = [_decode_plane(p) for p in parts]
+        if any(p.shape != (height, width) for p in planes):
+            raise ContainerError(f"damaged Sarz chunk: a plane's shape differs from the frame's {height}x{width}")
+        return ndarray_copy(np.stack(planes), out)
+
+    def _has_valid(self, plane: np.ndarray) -> bool:
+        return bool(pp.valid_mask(plane, self.nodata).any())
+
+    def _plane(self, plane: np.ndarray) -> bytes:
+        """One 2-D plane with valid pixels -> a .sarz file."""
+        options = {"target_bpp": self.target_bpp} if self.target_bpp is not None else {"quality": self.quality}
+        return compress_array(plane, kind=self.kind, nodata=self.nodata, tune=self.tune, **options).data
+
+
+def _deflated(plane: np.ndarray) -> bytes:
+    """A plane with nothing to code, exactly (.npy, deflated: a constant plane takes a few dozen bytes)."""
+    out = io.BytesIO()
+    np.save(out, np.ascontiguousarray(plane), allow_pickle=False)
+    return zlib.compress(out.getvalue(), 9)
+
+
+def _decode_plane(part: bytes) -> np.ndarray:
+    if part.startswith(MAGIC):
+        return decompress_array(part)
+    try:
+        return np.load(io.BytesIO(zlib.decompress(part)), allow_pickle=False)
+    except (zlib.error, ValueError) as exc:
+        raise ContainerError(f"damaged Sarz chunk: a plane is neither .sarz nor a deflated array ({exc})") from exc
+
+
+def _frame_parts(data: bytes) -> tuple[int, int, list[bytes]]:
+    """A frame's plane height and width, and its planes' bytes (checked against its length table)."""
+    if len(data) < _FRAME.size or not data.startswith(FRAME_MAGIC):
+        raise ContainerError("not a Sarz chunk (neither a .sarz file nor a Sarz frame)")
+    _, n, height, width = _FRAME.unpack_from(data)
+    table_end = _FRAME.size + n * _LENGTH.size
+    if len(data) < table_end:
+        raise ContainerError("truncated Sarz chunk (its length table runs past the end)")
+    lengths = [_LENGTH.unpack_from(data, _FRAME.size + i * _LENGTH.size)[0] for i in range(n)]
+    if table_end + sum(lengths) != len(data):
+        raise ContainerError("damaged Sarz chunk (its planes' lengths do not add up to its size)")
+    parts, offset = [], table_end
+    for length in lengths:
+        parts.append(data[offset : offset + length])
+        offset += length
+    return height, width, parts
+
+
+register_codec(Sarz)

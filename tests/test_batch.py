@@ -1,0 +1,216 @@
+"""Batch compression on a loopback Dask LocalCluster (2 single-threaded worker processes): bytes equal to serial
+compress_file, a corrupt input reported while the others are written, a worker killed mid-run, resume, stale
+temporary files, and one raster's strips coded on the workers equal to the serial file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sar_compressor.engine.batch import compress_batch, expand_inputs, output_paths
+from sar_compressor.engine.cli import main
+from sar_compressor.engine.codec import compress_file
+from sar_compressor.engine.errors import InputError
+from sar_compressor.engine.simulate import write_scene
+
+distributed = pytest.importorskip("distributed")
+pytestmark = [pytest.mark.dask, pytest.mark.filterwarnings("ignore:Port 8787 is already in use")]
+
+SIZE = 256
+KILL_WAIT_S = 60.0  # bound on waiting for a task to start before killing its worker (never reached when healthy)
+
+
+@pytest.fixture(scope="module")
+def rasters(tmp_path_factory) -> dict[Path, bytes]:
+    """Four simulated rasters and their serial .sarz bytes."""
+    folder = tmp_path_factory.mktemp("rasters")
+    serial = tmp_path_factory.mktemp("serial")
+    found = {}
+    for seed in range(4):
+        src = write_scene(folder / f"scene{seed}.tif", SIZE, SIZE + 64 * seed, seed=seed)
+        compress_file(src, serial / f"{src.stem}.sarz")
+        found[src] = (serial / f"{src.stem}.sarz").read_bytes()
+    return found
+
+
+def _cluster(workers: int = 2):
+    return distributed.LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+
+
+@pytest.fixture(scope="module")
+def client():
+    with _cluster() as cluster, distributed.Client(cluster) as dask:
+        yield dask
+
+
+def _assert_same(out: Path, rasters: dict[Path, bytes], sources=None) -> None:
+    for src in sources or rasters:
+        assert (out / f"{src.stem}.sarz").read_bytes() == rasters[src], src.name
+
+
+def test_batch_bytes_equal_serial(client, rasters, tmp_path):
+    seen = []
+    folder = next(iter(rasters)).parent
+    report = compress_batch([str(folder / "*.tif")], tmp_path, client=client, progress=lambda d, n: seen.append(d))
+    assert report.ok and report.count("written") == 4 and len(client.scheduler_info()["workers"]) == 2
+    assert seen[-1] == 4 and seen == sorted(seen)
+    _assert_same(tmp_path, rasters)
+
+
+def test_corrupt_input_reported_others_written(client, rasters, tmp_path, capsys):
+    bad = tmp_path / "in" / "broken.tif"
+    bad.parent.mkdir()
+    bad.write_bytes(b"II*\0 not really a tiff")
+    listing = tmp_path / "inputs.txt"
+    good = list(rasters)[:3]
+    listing.write_text("\n".join(["# three good, one broken", *map(str, good), "", str(bad)]) + "\n")
+    out = tmp_path / "out"
+    code = main(["batch", f"@{listing}", "--out-dir", str(out), "--scheduler", client.scheduler.address])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "3 written" in captured.out and "1 failed" in captured.out
+    assert f"failed: {bad}" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}.sarz" for p in good)
+    _assert_same(out, rasters, good)
+
+
+def test_resume_skips_verified_outputs_and_refuses_damaged(client, rasters, tmp_path):
+    sources = list(rasters)
+    first = compress_batch([str(p) for p in sources[:2]], tmp_path, client=client)
+    assert first.count("written") == 2
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.sarz")}
+    damaged = tmp_path / f"{sources[3].stem}.sarz"
+    damaged.write_bytes(rasters[sources[3]][:-9])  # someone's truncated copy: reported, not overwritten
+    again = compress_batch([str(p) for p in sources], tmp_path, client=client)
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped", "written", "failed"]
+    assert "exists and is not a valid .sarz" in again.failed[0].error
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert damaged.read_bytes() == rasters[sources[3]][:-9]
+
+
+def test_worker_killed_mid_run_job_completes(rasters, tmp_path):
+    """SIGKILL one worker process while it codes a file: Dask runs the task again, every output is complete and
+    equal to the serial bytes, and no temporary file is left (a stale one planted beforehand is removed too)."""
+    stale = tmp_path / ".scene0.sarz.0123456789ab.tmp"
+    stale.write_bytes(b"left by a killed writer")
+    foreign = tmp_path / ".notes.tmp"
+    foreign.write_bytes(b"not ours")
+    with _cluster() as cluster, distributed.Client(cluster) as dask:
+        result = {}
+        runner = threading.Thread(
+            target=lambda: result.update(report=compress_batch([str(p) for p in rasters], tmp_path, client=dask))
+        )
+        runner.start()
+        deadline = time.monotonic() + KILL_WAIT_S
+        busy = []
+        while not busy and time.monotonic() < deadline and runner.is_alive():
+            busy = [w for w, keys in dask.processing().items() if any(str(k).startswith("sarz-") for k in keys)]
+            time.sleep(0.02)
+        assert busy, "no task started"
+        pid = dask.run(os.getpid, workers=busy[:1])[busy[0]]
+        os.kill(pid, signal.SIGKILL)
+        runner.join(timeout=300)
+        assert not runner.is_alive()
+    report = result["report"]
+    assert report.ok and report.count("written") == 4
+    _assert_same(tmp_path, rasters)
+    assert not stale.exists() and foreign.exists()
+    assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == [".notes.tmp"]
+
+
+def test_default_local_cluster_and_cli_errors(rasters, tmp_path, capsys):
+    """No client given: a LocalCluster of --workers processes is started and closed; bad inputs stop before."""
+    src = next(iter(rasters))
+    report = compress_batch([str(src)], tmp_path, workers=1)
+    assert report.ok and (tmp_path / f"{src.stem}.sarz").read_bytes() == rasters[src]
+    assert main(["batch", str(tmp_path / "missing*.tif"), "--out-dir", str(tmp_path)]) == 2
+    assert "no file matches" in capsys.readouterr().err
+
+
+def test_inputs_and_output_names(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for path in (tmp_path / "a" / "x.tif", tmp_path / "b" / "x.tif", tmp_path / "a" / "y.tif"):
+        path.write_bytes(b"")
+    listing = tmp_path / "list.txt"
+    listing.write_text("a/y.tif\n")
+    found = expand_inputs([str(tmp_path / "a" / "*.tif"), str(listing), str(tmp_path / "a" / "y.tif")])
+    assert [p.name for p in found] == ["x.tif", "y.tif"]
+    with pytest.raises(InputError, match="would both be written"):
+        output_paths(expand_inputs([str(tmp_path / "*" / "x.tif")]), tmp_path)
+    with pytest.raises(InputError, match="not found"):
+        expand_inputs([str(tmp_path / "nope.tif")])
+
+
+def test_split_raster_equals_serial(client, tmp_path):
+    """Two strips (a 1024-wide raster has 4096-row strips) coded on two workers, assembled byte for byte."""
+    from sar_compressor.engine.strip_tasks import compress_split
+
+    src = write_scene(tmp_path / "tall.tif", 4096 + 256, 1024, seed=7, nodata=0.0, nodata_fraction=0.05)
+    serial = compress_file(src, tmp_path / "serial.sarz")
+    seen = []
+    split = compress_split(src, tmp_path / "split.sarz", client, progress=lambda d, n: seen.append((d, n)))
+    assert seen == [(1, 2), (2, 2)]
+    assert (tmp_path / "split.sarz").read_bytes() == (tmp_path / "serial.sarz").read_bytes()
+    assert split.output_bytes == serial.output_bytes and split.valid_pixels == serial.valid_pixels
+
+
+def test_scale_bench_runs_small(tmp_path):
+    """bench --scale's measurement end to end on two tiny rasters and one worker."""
+    from sar_compressor.bench import scale
+
+    result = scale.measure(tmp_path, files=2, size=128, workers=(1,))
+    [run] = result["runs"]
+    assert run["workers"] == 1 and run["bytes_equal_serial"] and run["mpx_s"] > 0 and run["task_overhead_ms"] > 0
+    assert "| Dask, 1 worker(s) |" in scale.markdown({**result, "date": "today", "machine": {}})
+
+
+def test_cancel_keeps_finished_files_and_leaves_no_temp(rasters, tmp_path, capsys):
+    """Cancel after the first finished file: CancelledError naming the count, the LocalCluster is closed, every
+    .sarz left is complete and no temporary file remains."""
+    from sar_compressor.engine.errors import CancelledError
+
+    seen = []
+    with pytest.raises(CancelledError, match=r"after \d of 4 files"):
+        compress_batch(
+            [str(p) for p in rasters],
+            tmp_path,
+            workers=1,
+            progress=lambda d, n: seen.append(d),
+            cancel=lambda: bool(seen),
+        )
+    outputs = {p.name for p in tmp_path.glob("*.sarz")}
+    assert outputs and not list(tmp_path.glob(".*"))
+    for src, data in rasters.items():
+        if f"{src.stem}.sarz" in outputs:
+            assert (tmp_path / f"{src.stem}.sarz").read_bytes() == data
+
+
+def test_cli_cancel_exit_130(rasters, tmp_path, capsys, monkeypatch):
+    from sar_compressor.engine import cli
+
+    monkeypatch.setattr(cli._Job, "cancel", lambda self: True)
+    src = next(iter(rasters))
+    assert main(["batch", str(src), "--out-dir", str(tmp_path), "--workers", "1"]) == 130
+    assert "cancelled: cancelled by the user after 0 of 1 files" in capsys.readouterr().err
+    left = list(tmp_path.iterdir())  # the task may have finished its file while the cluster closed: complete
+    assert all(p.name == f"{src.stem}.sarz" and p.read_bytes() == rasters[src] for p in left)
+
+
+def test_bad_settings_refused_before_any_work(rasters, tmp_path):
+    src = str(next(iter(rasters)))
+    for settings, workers, message in (
+        ({"quality": 99}, None, "quality must be"),
+        ({"target_bpp": 0.0}, None, "must be positive"),
+        ({}, 0, "at least 1"),
+    ):
+        with pytest.raises(InputError, match=message):
+            compress_batch([src], tmp_path / "out", settings=settings, workers=workers)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,88 @@
+"""The Sarz numcodecs codec: registry and entry point, a Zarr v2 cube read back through xarray/dask equal to a
+direct decode of its chunks, frames of planes (leading axes, planes without a valid pixel), refusals."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sar_compressor.engine.codec import compress_array, decompress_array
+from sar_compressor.engine.errors import ContainerError, InputError
+from sar_compressor.engine.simulate import simulate_scene
+
+numcodecs = pytest.importorskip("numcodecs")
+zarr = pytest.importorskip("zarr")
+xr = pytest.importorskip("xarray")
+from sar_compressor.engine.zarr_codec import Sarz  # noqa: E402 (after the optional dependencies' skip)
+
+CHUNK = 256
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    return simulate_scene(300, 384, seed=5)[0].astype(np.float32)
+
+
+def test_registered_and_config_round_trip():
+    codec = numcodecs.get_codec({"id": "sarz", "quality": 3, "kind": "intensity", "nodata": -1.0})
+    assert isinstance(codec, Sarz) and codec.quality == 3 and codec.nodata == -1.0
+    assert numcodecs.get_codec(codec.get_config()) == codec
+    with pytest.raises(InputError, match="not both"):
+        Sarz(quality=3, target_bpp=1.0)
+
+
+def test_entry_point_declared():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    module, _, name = project["entry-points"]["numcodecs.codecs"]["sarz"].partition(":")
+    assert getattr(importlib.import_module(module), name) is Sarz
+
+
+def test_zarr_through_xarray_dask_equals_direct_decode(scene, tmp_path):
+    """A (time, y, x) cube with edge chunks, written by xarray with the codec, read lazily through dask."""
+    cube = np.stack([scene, scene[::-1]])
+    cube[1, :40, :] = np.nan  # a nodata border: restored exactly
+    codec = Sarz(quality=3, kind="intensity")
+    data = xr.DataArray(cube, dims=("time", "y", "x")).chunk({"time": 1, "y": CHUNK, "x": CHUNK})
+    xr.Dataset({"vv": data}).to_zarr(tmp_path / "cube.zarr", encoding={"vv": {"compressor": codec}})
+    lazy = xr.open_zarr(tmp_path / "cube.zarr")["vv"]
+    assert lazy.chunks is not None and lazy.encoding["compressor"] == codec
+    read = lazy.values
+    store = zarr.open(str(tmp_path / "cube.zarr" / "vv"), mode="r")
+    direct = np.empty_like(cube)
+    for t, i, j in itertools.product(range(2), range(2), range(2)):
+        plane = decompress_array(store.store[f"{t}.{i}.{j}"])  # each chunk is a .sarz file of its own
+        rows, cols = slice(i * CHUNK, (i + 1) * CHUNK), slice(j * CHUNK, (j + 1) * CHUNK)
+        direct[t, rows, cols] = plane[: direct[t, rows, cols].shape[0], : direct[t, rows, cols].shape[1]]
+    np.testing.assert_array_equal(read, direct)
+    assert np.isnan(read[1, :40]).all() and np.isfinite(read[0]).all()
+    assert store.nbytes_stored < cube.nbytes / 8
+
+
+def test_frame_of_planes_and_all_invalid_plane(scene):
+    codec = Sarz(quality=2, kind="intensity")
+    block = np.stack([scene[:CHUNK, :CHUNK], np.full((CHUNK, CHUNK), np.nan, np.float32)])[None]
+    decoded = codec.decode(codec.encode(block))
+    assert decoded.shape == (2, CHUNK, CHUNK) and decoded.dtype == np.float32
+    expected = decompress_array(compress_array(block[0, 0], quality=2, kind="intensity").data)
+    np.testing.assert_array_equal(decoded[0], expected)
+    assert np.isnan(decoded[1]).all()
+    out = np.empty(block.shape, np.float32)
+    assert codec.decode(codec.encode(block), out=out) is out and np.array_equal(out[0], decoded, equal_nan=True)
+    with pytest.raises(ContainerError, match="damaged Sarz chunk"):
+        codec.decode(codec.encode(block)[:-1])
+
+
+def test_refusals():
+    codec = Sarz()
+    with pytest.raises(InputError, match="complex"):
+        codec.encode(np.ones((8, 8), np.complex64))
+    with pytest.raises(InputError, match="at least 2 axes"):
+        codec.encode(np.ones(64, np.float32))
+    with pytest.raises(ContainerError, match="not a Sarz chunk"):
+        codec.decode(b"garbage")

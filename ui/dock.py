@@ -243,7 +243,7 @@ class SARCompressorDock(QDockWidget):
         self.metrics_warning = self._warning_label(settings)
         layout.addWidget(self.metrics_warning)
 
-        scroll = QScrollArea(self)
+        scroll = self.settings_scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
         scroll.setWidget(settings)
 

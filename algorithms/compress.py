@@ -166,6 +166,7 @@ class CompressAlgorithm(SARAlgorithm):
             results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp}
             stages.set_stage("metrics (comparing the reconstruction with the original)")
             results.update(self._measure(measured, kind, feedback))
+            stages.done(f"{Path(output).name}, {stats.ratio:.1f}:1, {stats.bpp:.3f} bpp")
         finally:
             if not reconstruction:
                 _remove_raster(measured)

@@ -45,7 +45,6 @@ class StageProgress:
         self.start = time.monotonic()
         self.fraction = 0.0
         self.counter = ""
-        feedback.pushInfo(stage[:1].upper() + stage[1:])
         self._show()
 
     def progress(self, done: int, total: int) -> None:
@@ -57,19 +56,26 @@ class StageProgress:
         self._show()
 
     def log(self, message: str) -> None:
-        """An engine log line: into the Processing log, and the stage text when it announces a stage."""
-        self.feedback.pushInfo(message)
+        """An engine log line: a stage becomes the progress text (which Processing also logs), anything else
+        goes to the log."""
         stage = stage_of(message)
         if stage:
-            self.stage = stage
+            self.stage, self.counter = stage, ""
             self._show()
+        else:
+            self.feedback.pushInfo(message)
 
     def set_stage(self, stage: str) -> None:
         """A stage the plugin itself runs (measuring the reconstruction)."""
         self.stage, self.counter, self.fraction = stage, "", max(self.fraction, self.share)
         self.feedback.setProgress(100.0 * self.fraction)
-        self.feedback.pushInfo(stage[:1].upper() + stage[1:])
         self._show()
+
+    def done(self, text: str) -> None:
+        """The last progress text: what was made (QGIS's 'Task complete' notice shows it)."""
+        self.fraction = 1.0
+        self.feedback.setProgress(100.0)
+        self.feedback.setProgressText(text)
 
     def callbacks(self) -> tuple[Callable[[int, int], None], Callable[[str], None]]:
         return self.progress, self.log

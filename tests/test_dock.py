@@ -609,6 +609,10 @@ def test_metrics_table_with_domains(make_dock, provider, scene, tiny_model_path)
         assert table.item(row, 1).text() == metric.domain
         assert table.item(row, 0).text() != ""
     assert "raw raster bytes" in table.item(0, 1).text()
+    # the expected size at this quality is now a measurement
+    assert f"{dock.last_metrics['bpp']:.3f} bpp, measured by the last run" in dock.size_label.text()
+    dock.quality_spin.setValue(dock.quality_spin.value() + 1)
+    assert "measured by the first run" in dock.size_label.text()
     assert set(dock.last_metrics) == {metric.key for metric in METRICS}
     assert dock.last_metrics["db_rmse"] is not None and dock.last_metrics["epi"] is not None
     # n/a is explained, a biased mean is flagged

@@ -79,6 +79,7 @@ class SARCompressorDock(QDockWidget):
         self._model_index = 0
         self._folder_chosen = False  # the user picked the output folder: layer changes keep it
         self._setting_default = False  # the dock itself is filling the folder box
+        self._measured_bpp: dict[tuple[str, int, int], float] = {}  # (layer id, band, quality) -> bpp of a run
         self._comparison: ComparisonBuilder | None = None
         self._view_layers: list = []
         self.comparison_window: QDialog | None = None
@@ -127,6 +128,8 @@ class SARCompressorDock(QDockWidget):
             "layer_id": layer.id(),
             "band": band,
             "kind": self._display_kind(),
+            "quality": self.quality_spin.value(),
+            "target": self.target_spin.value(),
             "started": time.monotonic(),
             "sarz": sarz,
         }
@@ -307,6 +310,7 @@ class SARCompressorDock(QDockWidget):
         self.quality_spin = QSpinBox(parent)
         self.quality_spin.setRange(1, N_QUALITIES)
         self.quality_spin.setValue(DEFAULT_QUALITY)
+        self.quality_spin.valueChanged.connect(self._on_quality_changed)
         quality_row = QHBoxLayout()
         quality_row.addWidget(self.quality_spin)
         hint = QLabel(f"1 = smallest file, {N_QUALITIES} = best quality", parent)
@@ -473,6 +477,9 @@ class SARCompressorDock(QDockWidget):
         finally:
             self._setting_default = False
 
+    def _on_quality_changed(self, _quality: int) -> None:
+        self._update_expected_size()
+
     def _on_target_changed(self, value: float) -> None:
         self.quality_spin.setEnabled(value == 0)
         self._update_expected_size()
@@ -546,12 +553,17 @@ class SARCompressorDock(QDockWidget):
             return
         pixels = layer.width() * layer.height()
         target = self.target_spin.value()
+        measured = self._measured_bpp.get((layer.id(), self._band(), self.quality_spin.value()))
         if target:
             self.size_label.setText(f"at most {_size_text(target * pixels / 8)} (target {target:g} bpp x {pixels} px)")
+        elif measured is not None:
+            self.size_label.setText(
+                f"{_size_text(measured * pixels / 8)} ({measured:.3f} bpp, measured by the last run at this quality)"
+            )
         else:
             self.size_label.setText(
-                "depends on the content at a given quality; set a target bpp to fix it "
-                f"(for scale: 1 bpp = {_size_text(pixels / 8)})"
+                "depends on the content at a given quality (measured by the first run; a target bpp fixes it; "
+                f"for scale: 1 bpp = {_size_text(pixels / 8)})"
             )
 
     # ----------------------------------------------------------------- results
@@ -564,6 +576,9 @@ class SARCompressorDock(QDockWidget):
 
     def _show_results(self, original: QgsRasterLayer, band: int, results: dict) -> None:
         self.last_metrics = self.metrics_table.show_values(results)
+        if self.last_metrics["bpp"] is not None and not self._run_info.get("target"):
+            self._measured_bpp[(original.id(), band, self._run_info["quality"])] = self.last_metrics["bpp"]
+            self._update_expected_size()
         flag = self.metrics_table.item(METRIC_KEYS.index("mean_ratio"), 0).toolTip()
         flagged = self.metrics_table.value_text("mean_ratio").endswith("⚠")
         self.metrics_warning.setText(flag if flagged else "")

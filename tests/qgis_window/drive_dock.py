@@ -1,6 +1,7 @@
 """Run INSIDE a real QGIS main window (qgis --code this_file): open the SAR Compressor dock, compress a raster,
 save a screenshot of the whole screen, quit. Settings come from the environment (see tests/test_qgis_window.py):
-SARZ_RASTER, SARZ_OUTPUT_FOLDER, SARZ_SCREENSHOT, SARZ_STATUS (a JSON file the test reads), SARZ_TIMEOUT_S."""
+SARZ_RASTER, SARZ_OUTPUT_FOLDER, SARZ_SCREENSHOT (and optionally SARZ_SCREENSHOT_BEFORE, before Run),
+SARZ_QUALITY, SARZ_STATUS (a JSON file the test reads), SARZ_TIMEOUT_S."""
 
 import json
 import os
@@ -50,6 +51,11 @@ def start() -> None:
     if quality:
         dock.quality_spin.setValue(int(quality))
     dock.runFinished.connect(lambda ok: QTimer.singleShot(1500, lambda: show_results(ok)))
+    before = os.environ.get("SARZ_SCREENSHOT_BEFORE")
+    if before:  # the input summary and the expected size, before Run
+        dock.settings_scroll.ensureWidgetVisible(dock.summary_label)
+        QgsApplication.processEvents()
+        status["screenshot_before"] = bool(QGuiApplication.primaryScreen().grabWindow(0).save(before))
     dock.start_run()
     QTimer.singleShot(1000, watchdog)
 

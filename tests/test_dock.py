@@ -307,6 +307,20 @@ def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_n
     assert renderer.contrastEnhancement().minimumValue() == pytest.approx(lo)
     assert renderer.contrastEnhancement().maximumValue() == pytest.approx(hi)
 
+    # the comparison shows band 2 on both sides with one renderer, never the layer's colour composite
+    dock.show_view(comparison.ORIGINAL_STRETCH)
+    left, right = (canvas.layers()[0].renderer() for canvas in (dock.canvases.left, dock.canvases.right))
+    assert left.type() == right.type() == "singlebandgray"
+    assert list(left.usesBands()) == [2] and list(right.usesBands()) == [1]
+    assert left.contrastEnhancement().minimumValue() == pytest.approx(right.contrastEnhancement().minimumValue())
+    dock.show_view(comparison.DB_STRETCH)
+    previews = [canvas.layers()[0] for canvas in (dock.canvases.left, dock.canvases.right)]
+    assert all(layer.bandCount() == 1 for layer in previews)
+    import rasterio
+
+    with rasterio.open(previews[0].source()) as src:  # band 2 in dB: 10 log10(10 x band 1's scene) range
+        assert np.nanmedian(src.read(1)) > -20.0
+
     # a gray style on the compressed band is cloned and moved to band 1, stretch included
     from qgis.core import QgsSingleBandGrayRenderer
 
@@ -636,3 +650,33 @@ def test_missing_dependency_offers_the_installer(make_dock, monkeypatch, scene):
     assert dock.install_button.isVisible() and "Install dependencies" in dock.message_label.text()
     dock.install_button.click()
     assert calls == [["constriction"]]
+
+
+def test_error_map_and_detached_window(make_dock, provider, scene, tiny_model_path):
+    dock = make_dock()
+    dock.set_layer(scene)
+    dock.set_model_path(tiny_model_path)
+    assert _run(dock) == ["completed"], dock.last_error
+    assert [dock.view_combo.itemText(i) for i in range(dock.view_combo.count())] == comparison.view_names("intensity")
+
+    dock.show_view(comparison.ERROR_MAP)
+    error = dock.canvases.right.layers()[0]
+    assert error.renderer().type() == "singlebandpseudocolor"
+    lo, hi = error.renderer().classificationMin(), error.renderer().classificationMax()
+    assert lo == pytest.approx(-hi) and hi > 0  # symmetric around 0 dB
+    assert "Error" in dock.canvases.titles[1].text()
+    _wait_canvases(dock)
+    assert not _is_blank(_render(dock.canvases.right))
+
+    dock.detach_comparison(True)  # a resizable window of its own, the canvases still linked
+    window = dock.comparison_window
+    assert window is not None and window.isVisible() and dock.comparison_box.window() is window
+    assert window.width() >= comparison_window_width()
+    dock.detach_comparison(False)
+    assert dock.comparison_window is None and dock.comparison_box.window() is dock
+
+
+def comparison_window_width() -> int:
+    from sar_compressor.ui.dock import COMPARISON_WINDOW_SIZE
+
+    return COMPARISON_WINDOW_SIZE[0]

@@ -1,8 +1,9 @@
 """Progress with words: what the engine is doing (stage), how far, and about how long is left.
 
-The engine reports progress(done, total) and logs one line per milestone; this wraps a Processing feedback so
-that both reach QGIS: the bar (feedback.setProgress), the stage text with an estimate of the time left
-(feedback.setProgressText, shown by the Processing dialog, the dock and the task manager) and the log.
+The engine reports progress(done, total), log lines, and stages (to a log object with `announce_stage`, see
+engine.codec._stage). StageProgress turns all three into a Processing feedback's bar (setProgress), progress text
+with the time left (setProgressText: the Processing dialog and log, qgis_process, the dock and QGIS's task
+manager) and log (pushInfo).
 """
 
 from __future__ import annotations
@@ -55,18 +56,17 @@ class StageProgress:
         self.feedback.setProgress(100.0 * self.fraction)
         self._show()
 
-    def log(self, message: str) -> None:
-        """An engine log line: a stage becomes the progress text (which Processing also logs), anything else
-        goes to the log."""
-        stage = stage_of(message)
-        if stage:
-            self.stage, self.counter = stage, ""
-            self._show()
-        else:
-            self.feedback.pushInfo(message)
+    def __call__(self, message: str) -> None:
+        """The engine's log callback: each line into the Processing log."""
+        self.feedback.pushInfo(message)
+
+    def announce_stage(self, stage: str) -> None:
+        """A stage the engine starts (engine.codec._stage): the progress text, which Processing also logs."""
+        self.stage, self.counter = stage, ""
+        self._show()
 
     def set_stage(self, stage: str) -> None:
-        """A stage the plugin itself runs (measuring the reconstruction)."""
+        """A stage the plugin itself runs after the engine call (measuring the reconstruction)."""
         self.stage, self.counter, self.fraction = stage, "", max(self.fraction, self.share)
         self.feedback.setProgress(100.0 * self.fraction)
         self._show()
@@ -78,7 +78,8 @@ class StageProgress:
         self.feedback.setProgressText(text)
 
     def callbacks(self) -> tuple[Callable[[int, int], None], Callable[[str], None]]:
-        return self.progress, self.log
+        """(progress, log) for an engine call; the log object also takes stage announcements."""
+        return self.progress, self
 
     def _show(self) -> None:
         parts = [self.stage]
@@ -88,11 +89,3 @@ class StageProgress:
         if left:
             parts.append(left)
         self.feedback.setProgressText(", ".join(parts))
-
-
-STAGE_PREFIX = "stage: "  # engine log lines announcing a stage start with it (engine/codec.py)
-
-
-def stage_of(message: str) -> str:
-    """The stage an engine log line announces ('stage: coding' -> 'coding'), '' for other lines."""
-    return message[len(STAGE_PREFIX) :].strip() if message.startswith(STAGE_PREFIX) else ""

@@ -396,9 +396,11 @@ def _options_for_target(
 
 
 def _stage(log: Log, text: str) -> None:
-    """Announce a stage in the log ('stage: ...' lines: the QGIS plugin shows them as its progress text)."""
-    if log is not None:
-        log(f"stage: {text}")
+    """Announce a stage (survey, coding, rate-control pass n) to a log callback that takes them: one with an
+    `announce_stage(text)` method (the QGIS plugin's progress text); plain log functions (the CLI) see nothing."""
+    announce = getattr(log, "announce_stage", None)
+    if announce is not None:
+        announce(text)
 
 
 def _scaled(progress: Progress, lo: float, hi: float) -> Progress:

@@ -61,7 +61,12 @@ def test_offline_install_into_a_temporary_profile_is_importable(tmp_path, monkey
     monkeypatch.setattr(sys, "path", list(sys.path))
     with pytest.raises(ImportError):
         importlib.import_module(PACKAGE)
-    assert dependencies.add_to_path(target)
+    # what QGIS does at start: import the plugin module, which puts the profile's folder on sys.path
+    monkeypatch.setattr(dependencies, "qgis_profile_folder", lambda: profile)
+    import sar_compressor.sar_compressor_plugin as plugin_module
+
+    importlib.reload(plugin_module)
+    assert str(target) in sys.path
     assert importlib.import_module(PACKAGE).VALUE == 42
     assert not dependencies.add_to_path(target)  # once only
     sys.modules.pop(PACKAGE, None)

@@ -6,13 +6,18 @@ quickly and still starts when torch is missing (one message-bar warning says wha
 
 from __future__ import annotations
 
-from qgis.core import QgsApplication
+from qgis.core import Qgis, QgsApplication
+from qgis.gui import QgsMessageBar
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
+from qgis.PyQt.QtWidgets import QAction, QPushButton
 
-from .algorithms.common import ICON_PATH, dependency_message, missing_dependencies
-from .algorithms.provider import SARCompressorProvider
+from .ui.dependencies import add_to_path, dependencies_folder, qgis_profile_folder
+
+add_to_path(dependencies_folder(qgis_profile_folder()))  # what "Install dependencies" installed, before any import
+
+from .algorithms.common import ICON_PATH, dependency_message, missing_dependencies  # noqa: E402
+from .algorithms.provider import SARCompressorProvider  # noqa: E402
 
 MENU = "&SAR Compressor"
 TITLE = "SAR Compressor"
@@ -41,10 +46,26 @@ class SARCompressorPlugin:
         self.action.setCheckable(True)
         self.action.triggered.connect(self.set_panel_visible)
         self.iface.addPluginToRasterMenu(MENU, self.action)
-        self.iface.addRasterToolBarIcon(self.action)
+        self.iface.addToolBarIcon(self.action)  # the Plugins toolbar: shown in a fresh profile (Raster is not)
         missing = missing_dependencies()
         if missing:
-            self.iface.messageBar().pushWarning(TITLE, dependency_message(missing))
+            self._offer_install(dependency_message(missing))
+
+    def _offer_install(self, message: str) -> None:
+        """The message-bar warning, with a button that installs what is missing into the QGIS profile."""
+        item = QgsMessageBar.createMessage(TITLE, message)
+        button = QPushButton("Install dependencies", item)
+        button.clicked.connect(self.install_dependencies)
+        item.layout().addWidget(button)
+        self.iface.messageBar().pushWidget(item, Qgis.Warning)
+
+    def install_dependencies(self) -> None:
+        """Install the missing packages into <profile>/python/dependencies (ui.dependencies), with a log."""
+        from .ui.dependencies import install_dialog, missing_packages
+
+        packages = missing_packages()
+        if packages and install_dialog(self.iface.mainWindow(), packages) and self.dock is not None:
+            self.dock.refresh_environment()
 
     def set_panel_visible(self, visible: bool) -> None:
         """Show or hide the dock, building it the first time it is shown."""
@@ -69,7 +90,7 @@ class SARCompressorPlugin:
             self.dock = None
         if self.action is not None:
             self.iface.removePluginRasterMenu(MENU, self.action)
-            self.iface.removeRasterToolBarIcon(self.action)
+            self.iface.removeToolBarIcon(self.action)
             self.action.deleteLater()
             self.action = None
         if self.provider is not None:

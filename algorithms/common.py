@@ -32,6 +32,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine.errors import CancelledError, SARCompressorError
 from ..engine.output_paths import guarded_outputs
+from .progress import StageProgress
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 ICON_PATH = PLUGIN_DIR / "resources" / "icon.svg"
@@ -65,8 +66,9 @@ def dependency_message(missing: list[str]) -> str:
     packages = " ".join(REQUIRED_MODULES[name] for name in missing)
     names = ", ".join(missing)
     return (
-        f"SAR Compressor needs {names}: run `python3 -m pip install {packages}` in the Python that QGIS uses "
-        "(on Windows in the OSGeo4W Shell), then restart QGIS."
+        f"SAR Compressor needs {names}: click Install dependencies in the SAR Compressor panel (it installs "
+        "into your QGIS profile, not the system Python), or run `python3 -m pip install "
+        f"{packages}` in the Python that QGIS uses (on Windows in the OSGeo4W Shell), then restart QGIS."
     )
 
 
@@ -268,13 +270,24 @@ class SARAlgorithm(QgsProcessingAlgorithm):
         require_dependencies(self.DEPENDENCIES)
         return engine_module(name, self.DEPENDENCIES)
 
-    def run_engine(self, function: Callable, feedback: QgsProcessingFeedback, *args, **kwargs):
-        """`function(*args, **kwargs)` (a codec call) with progress, cancel and log wired to `feedback`; its
-        stats, or None when the run was cancelled (the engine removed its partial output)."""
+    def run_engine(
+        self,
+        function: Callable,
+        feedback: QgsProcessingFeedback,
+        *args,
+        stages: Optional[StageProgress] = None,
+        **kwargs,
+    ):
+        """`function(*args, **kwargs)` (a codec call) with progress, cancel and log wired to `feedback` (through
+        `stages` when given: stage text and time left); its stats, or None when the run was cancelled (the
+        engine removed its partial output)."""
         progress, cancel = engine_callbacks(feedback)
+        log = feedback.pushInfo
+        if stages is not None:
+            progress, log = stages.callbacks()
         try:
             with engine_errors():
-                stats = function(*args, progress=progress, cancel=cancel, log=feedback.pushInfo, **kwargs)
+                stats = function(*args, progress=progress, cancel=cancel, log=log, **kwargs)
         except CancelledError:
             return None
         return stats

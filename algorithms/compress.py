@@ -1,14 +1,16 @@
-"""sar_compressor:compress: one raster band -> .sarz, optionally the reconstruction and its PSNR, SSIM, mean ratio."""
+"""sar_compressor:compress: one raster band -> .sarz, optionally the reconstruction; always its fidelity figures."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import (
     QgsProcessingException,
-    QgsProcessingMultiStepFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
+    QgsProcessingUtils,
 )
 
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
@@ -21,12 +23,21 @@ from .common import (
     fmt_number,
     geotiff_path,
 )
+from .progress import StageProgress
 from .styling import source_renderer, style_on_load
 
+CODING_SHARE = 0.9  # of the progress bar; measuring the reconstruction (one read of both rasters) fills the rest
 KINDS = ("auto", "intensity", "amplitude", "db", "complex", "native")
 MEAN_CORRECTIONS = ("block", "global", "none")
 # output name -> (engine.metrics key, log label) of the figures measured on the reconstruction
-MEASURED = {"PSNR": ("psnr_db", "PSNR (dB)"), "SSIM": ("ssim", "SSIM"), "MEAN_RATIO": ("mean_ratio", "Mean ratio")}
+MEASURED = {
+    "PSNR": ("psnr_db", "PSNR (dB)"),
+    "SSIM": ("ssim", "SSIM"),
+    "MEAN_RATIO": ("mean_ratio", "Mean ratio"),
+    "ENL_RATIO": ("enl_ratio", "ENL ratio"),
+    "EPI": ("epi", "Edge preservation index"),
+    "DB_RMSE": ("db_rmse", "dB RMSE"),
+}
 
 
 class CompressAlgorithm(SARAlgorithm):
@@ -52,9 +63,12 @@ class CompressAlgorithm(SARAlgorithm):
             "the quality: the raster is coded at trial steps first (a few extra passes) and the file gets the "
             "finest step that stays within the target. Input kind 'auto' detects the radiometry from the "
             "data type, band description and values.\n\n"
-            "Optionally writes the reconstruction (what decompression will give) and reports its PSNR and "
-            "SSIM (dB domain, over the original's 0.5-99.5 percentile range) and its mean ratio (mean linear "
-            "backscatter of the reconstruction / of the original, 1 = unbiased).\n\n"
+            "Reports the fidelity of the reconstruction (what decompression will give; written to a file "
+            "when asked, else measured on a temporary one): PSNR and SSIM (dB domain, over the original's "
+            "0.5-99.5 percentile range), mean ratio (mean linear backscatter of the reconstruction / of the "
+            "original, 1 = unbiased), ENL ratio (> 1 = smoother), edge preservation index and dB RMSE. The "
+            "ratio is raw raster bytes / .sarz bytes. The log shows each stage (survey, coding strip k of n, "
+            "rate-control pass n) and the domain of every figure.\n\n"
             "Advanced: the mean correction restores the "
             "linear backscatter mean per block of about 64x64 pixels (block), per raster (global) or not "
             "at all (none); tune for ssim "
@@ -101,11 +115,14 @@ class CompressAlgorithm(SARAlgorithm):
             )
         )
         for name, text in (
-            ("RATIO", "Compression ratio (input file bytes / .sarz bytes)"),
-            ("BPP", "Bits per pixel"),
+            ("RATIO", "Compression ratio (raw raster bytes / .sarz bytes)"),
+            ("BPP", "Bits per pixel (8 x .sarz bytes / pixels)"),
             ("PSNR", "PSNR of the reconstruction (dB)"),
             ("SSIM", "SSIM of the reconstruction"),
             ("MEAN_RATIO", "Linear mean ratio of the reconstruction (reconstruction / original)"),
+            ("ENL_RATIO", "ENL ratio (reconstruction / original; > 1 = smoother)"),
+            ("EPI", "Edge preservation index (1 = edges intact)"),
+            ("DB_RMSE", "dB RMSE (unclipped)"),
         ):
             self.addOutput(QgsProcessingOutputNumber(name, self.tr(text)))
 
@@ -115,36 +132,44 @@ class CompressAlgorithm(SARAlgorithm):
         self._renderer = source_renderer(layer, self._band, context)
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
-        """Worker thread: compress (and reconstruct) with the engine, then measure the reconstruction."""
+        """Worker thread: compress (and reconstruct) with the engine, then measure the reconstruction (a
+        temporary one, removed afterwards, when none was asked for: the figures are always reported)."""
         codec = self.engine("codec")
         output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         reconstruction = self.parameterAsOutputLayer(parameters, "RECONSTRUCTION", context) or None
         if reconstruction:
             self._reconstruction = geotiff_path(reconstruction, "reconstruction")
+        measured = reconstruction or QgsProcessingUtils.generateTempFilename("reconstruction.tif")
         kind = self.parameterAsEnumString(parameters, "KIND", context)
         self._inspect(kind, feedback)
-        steps = QgsProcessingMultiStepFeedback(2 if reconstruction else 1, feedback)
-        with destination_rules([self._source], [output, reconstruction]):
-            stats = self.run_engine(
-                codec.compress_file,
-                steps,
-                self._source,
-                output,
-                quality=self.parameterAsInt(parameters, "QUALITY", context),
-                band=self._band,
-                kind=kind,
-                mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
-                target_bpp=self.parameterAsDouble(parameters, "TARGET_BPP", context) or None,
-                tune=self.parameterAsEnumString(parameters, "TUNE", context),
-                reconstruction=reconstruction,
-            )
-        if stats is None:
-            return cancelled(feedback)
-        results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp}
-        results.update(dict.fromkeys(MEASURED))
+        target_bpp = self.parameterAsDouble(parameters, "TARGET_BPP", context) or None
+        stages = StageProgress(feedback, "starting", unit=None if target_bpp else "strip", share=CODING_SHARE)
+        try:
+            with destination_rules([self._source], [output, reconstruction]):
+                stats = self.run_engine(
+                    codec.compress_file,
+                    feedback,
+                    self._source,
+                    output,
+                    stages=stages,
+                    quality=self.parameterAsInt(parameters, "QUALITY", context),
+                    band=self._band,
+                    kind=kind,
+                    mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),
+                    target_bpp=target_bpp,
+                    tune=self.parameterAsEnumString(parameters, "TUNE", context),
+                    reconstruction=measured,
+                )
+            if stats is None:
+                return cancelled(feedback)
+            results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp}
+            stages.set_stage("metrics (comparing the reconstruction with the original)")
+            results.update(self._measure(measured, kind, feedback))
+            stages.done(f"{Path(output).name}, {stats.ratio:.1f}:1, {stats.bpp:.3f} bpp")
+        finally:
+            if not reconstruction:
+                _remove_raster(measured)
         if reconstruction:
-            steps.setCurrentStep(1)
-            results.update(self._measure(reconstruction, kind, feedback))
             results["RECONSTRUCTION"] = reconstruction
         return results
 
@@ -161,8 +186,8 @@ class CompressAlgorithm(SARAlgorithm):
             raise QgsProcessingException(summary.refusal)
 
     def _measure(self, reconstruction: str, kind: str, feedback) -> dict:
-        """PSNR, SSIM and mean ratio of the reconstruction against the source band (the engine's metrics, in
-        the radiometry the codec was told to use)."""
+        """The engine's metrics of the reconstruction against the source band, in the radiometry the codec was
+        told to use; None where a figure does not apply (see the log for its domain)."""
         with engine_errors():
             metrics = self.engine("metrics").evaluate_files(
                 self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1
@@ -175,3 +200,9 @@ class CompressAlgorithm(SARAlgorithm):
         """Main thread: a loaded reconstruction gets the style of the source layer."""
         style_on_load(context, self._reconstruction, self._renderer)
         return {}
+
+
+def _remove_raster(path: str) -> None:
+    """Delete a temporary raster and the sidecar GDAL may have written next to it."""
+    for name in (path, f"{path}.aux.xml"):
+        Path(name).unlink(missing_ok=True)

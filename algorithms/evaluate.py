@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import tempfile
 from pathlib import Path
 
 from qgis.core import QgsProcessingOutputNumber, QgsProcessingParameterFileDestination
 
 from .common import METRICS_MODULES, SARAlgorithm, cancelled, engine_errors, fmt_number
+from .preview import read_preview
 
 # output name -> (metrics key, label)
 METRICS = {
@@ -21,7 +21,6 @@ METRICS = {
     "ENL_RATIO": ("enl_ratio", "ENL ratio (reconstruction / original)"),
     "EPI": ("epi", "Edge preservation index"),
 }
-PREVIEW_SIDE = 1024  # longest side of the side-by-side picture, in pixels
 
 
 class EvaluateAlgorithm(SARAlgorithm):
@@ -55,7 +54,7 @@ class EvaluateAlgorithm(SARAlgorithm):
         self.add_raster_parameters("RECONSTRUCTION", "Reconstruction", "RECONSTRUCTION_BAND", "Reconstruction band")
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                "OUTPUT_HTML", self.tr("Report"), fileFilter=self.tr("HTML files (*.html)")
+                "OUTPUT", self.tr("Report"), fileFilter=self.tr("HTML files (*.html)")
             )
         )
         for name, (_, label) in METRICS.items():
@@ -72,7 +71,7 @@ class EvaluateAlgorithm(SARAlgorithm):
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         """Worker thread: the engine's metrics, then the report."""
         metrics_module = self.engine("metrics")
-        report = self.parameterAsFileOutput(parameters, "OUTPUT_HTML", context)
+        report = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         with engine_errors():
             metrics = metrics_module.evaluate_files(
                 *self._files, band=self._bands[0], reconstruction_band=self._bands[1]
@@ -87,32 +86,19 @@ class EvaluateAlgorithm(SARAlgorithm):
             picture = self._picture(metrics_module, metrics)
         Path(report).write_text(_report_html(self._files, self._bands, metrics, picture), encoding="utf-8")
         feedback.setProgress(100)
-        results["OUTPUT_HTML"] = report
+        results["OUTPUT"] = report
         return results
 
     def _picture(self, metrics_module, metrics: dict) -> bytes:
         """PNG bytes of original | reconstruction | error in dB, on the metrics' range."""
         views = [
-            metrics_module.to_domains(_preview(path, band), metrics["kind"])[0]
+            metrics_module.to_domains(read_preview(path, band).data, metrics["kind"])[0]
             for path, band in zip(self._files, self._bands)
         ]
         rng = (metrics["range"]["vmin"], metrics["range"]["vmax"])
         with tempfile.TemporaryDirectory() as tmp:
             png = metrics_module.render_side_by_side(*views, Path(tmp) / "side_by_side.png", rng)
             return png.read_bytes()
-
-
-def _preview(path: str, band: int):
-    """The band decimated (nearest) to at most PREVIEW_SIDE pixels a side, nodata as NaN."""
-    import numpy as np
-    import rasterio
-
-    with rasterio.open(path) as src:
-        step = max(1, math.ceil(max(src.height, src.width) / PREVIEW_SIDE))
-        data = src.read(band, out_shape=(max(1, src.height // step), max(1, src.width // step)))
-        if src.nodata is not None and not np.iscomplexobj(data):
-            data = np.where(data == src.nodata, np.nan, data.astype(np.float64))
-    return data
 
 
 def _report_html(files: tuple, bands: tuple, metrics: dict, png: bytes) -> str:

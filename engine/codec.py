@@ -204,7 +204,10 @@ def _encode(
     if target_bpp is not None:
         options, searched, survey = _options_for_target(source, options, target_bpp, progress, cancel, log)
         progress = _scaled(progress, searched, 1.0)
+    if survey is None:
+        _stage(log, "survey (range and statistics)")
     enc = EncodePass.plan(source, options, progress, cancel, log, survey)
+    _stage(log, "coding at the chosen step" if target_bpp is not None else "coding")
     with contextlib.ExitStack() as stack:
         if open_sink is not None:
             sink = stack.enter_context(open_sink(enc.layout, source.info))
@@ -340,6 +343,7 @@ def _options_for_target(
     def bpp_at(step: float) -> float:
         nonlocal done, survey
         bar = _scaled(progress, done * share, (done + 1) * share)
+        _stage(log, f"rate-control pass {done + 1} of at most {rate_control.MAX_PASSES}")
         enc = EncodePass.plan(source, at_step(step), bar, cancel, survey=survey)
         survey = enc.survey
         bpp = 8.0 * len(container_bytes(enc.header, enc.strips(), cancel)) / pixels
@@ -350,6 +354,14 @@ def _options_for_target(
 
     step = rate_control.find_step(bpp_at, target_bpp)
     return at_step(step), done * share, survey
+
+
+def _stage(log: Log, text: str) -> None:
+    """Announce a stage (survey, coding, rate-control pass n) to a log callback that takes them: one with an
+    `announce_stage(text)` method (the QGIS plugin's progress text); plain log functions (the CLI) see nothing."""
+    announce = getattr(log, "announce_stage", None)
+    if announce is not None:
+        announce(text)
 
 
 def _scaled(progress: Progress, lo: float, hi: float) -> Progress:

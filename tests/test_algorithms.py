@@ -172,14 +172,14 @@ def test_evaluate_numbers_and_html_report(compressed, scene, tmp_path):
         {
             "ORIGINAL": str(scene),
             "RECONSTRUCTION": compressed[0]["RECONSTRUCTION"],
-            "OUTPUT_HTML": str(tmp_path / "report.html"),
+            "OUTPUT": str(tmp_path / "report.html"),
         },
     )
     for name in ("PSNR", "SSIM", "MEAN_RATIO"):  # the compress algorithm measured the same way
         assert results[name] == pytest.approx(compressed[0][name])
     assert -1 <= results["SSIM"] <= 1 and results["DB_RMSE"] > 0
     assert results["MEAN_RATIO"] > 0 and results["ENL_RATIO"] > 0 and -1 <= results["EPI"] <= 1
-    page = Path(results["OUTPUT_HTML"]).read_text(encoding="utf-8")
+    page = Path(results["OUTPUT"]).read_text(encoding="utf-8")
     assert "<table>" in page and "Edge preservation index" in page and "dB, unclipped" in page
     assert 'src="data:image/png;base64,' in page
 
@@ -209,7 +209,7 @@ def test_band_of_a_multiband_raster(provider, tmp_path):
             "ORIGINAL": str(src),
             "ORIGINAL_BAND": 2,
             "RECONSTRUCTION": results["RECONSTRUCTION"],
-            "OUTPUT_HTML": str(tmp_path / "band2.html"),
+            "OUTPUT": str(tmp_path / "band2.html"),
         },
     )
     assert evaluated["PSNR"] == pytest.approx(results["PSNR"])
@@ -402,7 +402,7 @@ def test_model_chains_compress_decompress_evaluate(provider, scene, tmp_path):
         "sar_compressor:evaluate",
         "evaluate",
         {"ORIGINAL": from_input("raster"), "RECONSTRUCTION": from_child("decompress", "OUTPUT")},
-        ["OUTPUT_HTML"],
+        ["OUTPUT"],
     )
     ok, errors = model.validate()
     assert ok, errors
@@ -411,13 +411,13 @@ def test_model_chains_compress_decompress_evaluate(provider, scene, tmp_path):
         "raster": str(scene),
         "compress:OUTPUT": str(tmp_path / "model.sarz"),
         "decompress:OUTPUT": str(tmp_path / "model.tif"),
-        "evaluate:OUTPUT_HTML": str(tmp_path / "model.html"),
+        "evaluate:OUTPUT": str(tmp_path / "model.html"),
     }
     results, ok = model.run(params, context, feedback)
     assert ok, feedback.errors
     assert_same_grid(tmp_path / "model.tif", scene)
     assert (tmp_path / "model.sarz").exists() and "<table>" in (tmp_path / "model.html").read_text()
-    assert results["evaluate:OUTPUT_HTML"] == str(tmp_path / "model.html")
+    assert results["evaluate:OUTPUT"] == str(tmp_path / "model.html")
 
 
 def _model_output(name: str, child_id: str) -> QgsProcessingModelOutput:

@@ -21,6 +21,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QEventLoop, QTimer
 from qgis.PyQt.QtGui import QImage
 
+from sar_compressor.ui import comparison
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 RUN_TIMEOUT_S = 120
 
@@ -195,12 +197,25 @@ def test_run_shows_both_sides_metrics_and_loads_styled_layer(make_dock, provider
     assert metrics["ssim"] is not None and -1.0 <= metrics["ssim"] <= 1.0
     assert metrics["mean_ratio"] is not None and 0.1 < metrics["mean_ratio"] < 10.0
     assert dock.progress_bar.value() == 100
-    assert all(dock.metrics_table.item(row, 0).text() not in ("", "n/a") for row in range(5))
+    assert all(dock.metrics_table.value_text(key) not in ("", "n/a") for key in ("ratio", "bpp", "psnr", "ssim"))
 
-    # both canvases show the data, in the same CRS and extent
+    # linear intensity: both canvases in dB with one stretch (the original's 1-99 % dB percentiles)
     left, right = dock.canvases.left, dock.canvases.right
+    assert dock.view_combo.currentText() == comparison.DB_STRETCH
+    shown = [canvas.layers()[0].renderer() for canvas in (left, right)]
+    assert all(renderer.type() == "singlebandgray" for renderer in shown)
+    lo, hi = dock._comparison.stretch_range()
+    assert -60.0 < lo < hi < 40.0  # dB values, not linear intensity
+    for renderer in shown:
+        assert renderer.contrastEnhancement().minimumValue() == pytest.approx(lo)
+        assert renderer.contrastEnhancement().maximumValue() == pytest.approx(hi)
+    _wait_canvases(dock)
+    assert not _is_blank(_render(left)) and not _is_blank(_render(right))
+
+    # the original layer's own stretch on both sides
+    dock.show_view(comparison.ORIGINAL_STRETCH)
     assert left.layers()[0].id() == scene.id()
-    assert right.layers()[0] is dock.reconstruction_layer
+    assert right.layers()[0].source() == str(reconstruction)
     assert right.mapSettings().destinationCrs() == scene.crs()
     _wait_canvases(dock)
     assert not _is_blank(_render(left))
@@ -288,6 +303,20 @@ def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_n
     assert renderer.contrastEnhancement().minimumValue() == pytest.approx(lo)
     assert renderer.contrastEnhancement().maximumValue() == pytest.approx(hi)
 
+    # the comparison shows band 2 on both sides with one renderer, never the layer's colour composite
+    dock.show_view(comparison.ORIGINAL_STRETCH)
+    left, right = (canvas.layers()[0].renderer() for canvas in (dock.canvases.left, dock.canvases.right))
+    assert left.type() == right.type() == "singlebandgray"
+    assert list(left.usesBands()) == [2] and list(right.usesBands()) == [1]
+    assert left.contrastEnhancement().minimumValue() == pytest.approx(right.contrastEnhancement().minimumValue())
+    dock.show_view(comparison.DB_STRETCH)
+    previews = [canvas.layers()[0] for canvas in (dock.canvases.left, dock.canvases.right)]
+    assert all(layer.bandCount() == 1 for layer in previews)
+    import rasterio
+
+    with rasterio.open(previews[0].source()) as src:  # band 2 in dB: 10 log10(10 x band 1's scene) range
+        assert np.nanmedian(src.read(1)) > -20.0
+
     # a gray style on the compressed band is cloned and moved to band 1, stretch included
     from qgis.core import QgsSingleBandGrayRenderer
 
@@ -374,7 +403,7 @@ def test_the_dock_offers_no_model_or_device(make_dock):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_screenshot_on_real_sar(make_dock, provider, shared_sar_dir, qgis_new_project):
+def test_screenshot_on_real_sar(make_dock, provider, shared_sar_dir, qgis_new_project, tmp_path):
     """The README picture: a real AIRSAR crop (skips without ../shared)."""
     layer = QgsRasterLayer(str(shared_sar_dir / "airsar_sf_T11_900x1024.tif"), "AIRSAR San Francisco (T11)")
     layer.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut)
@@ -382,6 +411,7 @@ def test_screenshot_on_real_sar(make_dock, provider, shared_sar_dir, qgis_new_pr
     dock = make_dock()
     dock.resize(900, 1000)
     dock.set_layer(layer)
+    dock.set_output_folder(str(tmp_path))  # never next to the shared source crops
     dock.quality_spin.setValue(4)
 
     assert _run(dock) == ["completed"], dock.last_error
@@ -389,3 +419,229 @@ def test_screenshot_on_real_sar(make_dock, provider, shared_sar_dir, qgis_new_pr
     assert not _is_blank(_render(dock.canvases.right))
     ARTIFACTS.mkdir(exist_ok=True)
     assert dock.grab().save(str(ARTIFACTS / "dock_bundled_model.png"))
+
+
+def test_default_output_is_next_to_the_source_never_a_temporary_folder(
+    make_dock, monkeypatch, tmp_path, qgis_new_project
+):
+    import tempfile
+
+    from qgis.core import QgsProcessingUtils
+
+    from sar_compressor.ui import output_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system_tmp"))  # tmp_path itself is under /tmp
+    (tmp_path / "system_tmp").mkdir()
+    monkeypatch.setattr(output_folder, "remembered_folder", lambda: "")
+    data = tmp_path / "data"
+    data.mkdir()
+    layer = _scene_layer(data, 64, "source")
+    dock = make_dock()
+    dock.set_layer(layer)
+
+    folder = Path(dock.output_folder()).resolve()
+    assert folder == data.resolve()
+    for temporary in (QgsProcessingUtils.tempFolder(), tempfile.gettempdir()):
+        assert Path(temporary).resolve() not in (folder, *folder.parents)
+    assert dock.output_widget.filePath() == str(data)  # the full path is shown, not a placeholder
+    assert not dock.folder_warning.isVisible()
+    assert dock.open_folder_button.isEnabled()
+
+    dock.set_output_folder(QgsProcessingUtils.tempFolder())  # the user picks a folder QGIS deletes on exit
+    assert dock.folder_warning.isVisible() and "temporary folder" in dock.folder_warning.text()
+    dock.set_output_folder(str(tmp_path / "kept"))
+    assert not dock.folder_warning.isVisible()
+    # a chosen folder stays when the layer changes; a remembered one is the next default
+    dock.set_layer(_scene_layer(tmp_path, 64, "other"))
+    assert dock.output_folder() == str(tmp_path / "kept")
+    monkeypatch.setattr(output_folder, "remembered_folder", lambda: str(tmp_path / "kept"))
+    assert output_folder.default_folder(str(data / "source.tif")) == str(tmp_path / "kept")
+
+
+def test_remembered_folder_round_trip(monkeypatch, tmp_path):
+    import tempfile
+
+    from qgis.core import QgsSettings
+
+    from sar_compressor.ui import output_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system_tmp"))
+    before = QgsSettings().value(output_folder.SETTINGS_KEY, "")
+    try:
+        output_folder.remember_folder(str(tmp_path))
+        assert output_folder.remembered_folder() == str(tmp_path)
+        assert output_folder.default_folder("/elsewhere/x.tif") == str(tmp_path)
+        output_folder.remember_folder(str(tmp_path / "system_tmp" / "x"))  # temporary: not remembered
+        assert output_folder.remembered_folder() == str(tmp_path)
+    finally:
+        QgsSettings().setValue(output_folder.SETTINGS_KEY, before)
+
+
+def test_layer_change_resets_band_and_clears_results(make_dock, provider, tmp_path, qgis_new_project):
+    import rasterio
+
+    from sar_compressor.engine.simulate import write_scene
+
+    write_scene(tmp_path / "b.tif", 96, 96, looks=1, seed=1, kind="intensity", dtype="float32", georef=True)
+    with rasterio.open(tmp_path / "b.tif") as src:
+        profile, data = dict(src.profile, count=3), src.read(1)
+    with rasterio.open(tmp_path / "three.tif", "w", **profile) as dst:
+        for band in (1, 2, 3):
+            dst.write(data * band, band)
+    three = QgsRasterLayer(str(tmp_path / "three.tif"), "three")
+    QgsProject.instance().addMapLayer(three)
+    single = _scene_layer(tmp_path, 96, "single")
+    dock = make_dock()
+    dock.set_layer(three)
+    dock.band_combo.setBand(3)
+    assert _run(dock) == ["completed"], dock.last_error
+    assert dock.last_metrics["psnr"] is not None and dock.canvases.left.layers()
+
+    dock.set_layer(single)
+    assert dock.band_combo.currentBand() == 1  # not the previous layer's band 3, not blank
+    assert dock.last_metrics == {} and dock.last_results == {}
+    assert dock.canvases.left.layers() == [] and dock.canvases.right.layers() == []
+    assert dock.metrics_table.value_text("psnr") == ""
+    dock.set_layer(three)
+    assert dock.band_combo.currentBand() == 1
+
+
+def test_input_summary_before_run(make_dock, tmp_path, qgis_new_project):
+    import rasterio
+
+    from sar_compressor.engine.simulate import write_scene
+
+    layer = _scene_layer(tmp_path, 64, "linear")
+    dock = make_dock()
+    dock.set_layer(layer)
+    assert dock.summary.kind == "intensity" and dock.summary.dtype == "float32"
+    assert dock.summary.vmin >= 0 and dock.summary.nodata_fraction == 0.0
+    assert "linear intensity" in dock.summary_label.text() and not dock.summary.warnings
+    assert "1 bpp =" in dock.size_label.text()
+    dock.target_spin.setValue(2.0)
+    assert "at most 1.0 KiB" in dock.size_label.text()  # 2 bpp x 64 x 64 px / 8
+
+    write_scene(tmp_path / "neg.tif", 64, 64, looks=1, seed=2, kind="intensity", dtype="float32", georef=True)
+    with rasterio.open(tmp_path / "neg.tif", "r+") as dst:
+        values = dst.read(1)
+        values[:8] = 0.0
+        values[8:16] = -1.0
+        dst.update_tags(1, DESCRIPTION="sigma0 intensity")
+        dst.set_band_description(1, "sigma0 intensity")
+        dst.write(values, 1)
+    negative = QgsRasterLayer(str(tmp_path / "neg.tif"), "negative")
+    QgsProject.instance().addMapLayer(negative)
+    dock.set_layer(negative)
+    assert dock.summary.zero_fraction == pytest.approx(8 / 64)
+    assert "negative" in dock.summary.refusal and "native" in dock.summary.refusal  # the engine's own refusal
+    assert "Refused" in dock.summary_label.text() and "negative" in dock.summary_label.text()
+
+
+def test_progress_per_strip_with_stage_text(make_dock, provider, monkeypatch, tmp_path, qgis_new_project):
+    from sar_compressor.engine import layout
+
+    monkeypatch.setattr(layout, "STRIP_PIXELS", 256 * 512)  # 256-px-wide raster: strips of 512 rows
+    from sar_compressor.engine.simulate import write_scene
+
+    path = tmp_path / "tall.tif"
+    write_scene(path, 1536, 256, looks=1, seed=4, kind="intensity", dtype="float32", georef=True)
+    layer = QgsRasterLayer(str(path), "tall")
+    QgsProject.instance().addMapLayer(layer)
+    dock = make_dock()
+    dock.set_layer(layer)
+    values, stages = [], []
+    original_start = dock.start_run
+
+    def start_and_record() -> None:
+        original_start()
+        dock.run.progressChanged.connect(values.append)
+        dock.run.stageChanged.connect(stages.append)
+
+    monkeypatch.setattr(dock, "start_run", start_and_record)
+    dock.run_button.clicked.disconnect()
+    dock.run_button.clicked.connect(dock.start_run)
+    assert _run(dock) == ["completed"], dock.last_error
+    assert any(0 < value < 90 for value in values), values  # per strip, not 0 then 100
+    text = " | ".join(stages)
+    assert "survey" in text and "coding, strip 2 of 3" in text and "metrics" in text, text
+    assert dock.progress_bar.value() == 100
+
+
+def test_metrics_table_with_domains(make_dock, provider, scene):
+    from sar_compressor.ui.metrics_table import METRICS, mean_ratio_flag
+
+    dock = make_dock()
+    dock.set_layer(scene)
+    assert _run(dock) == ["completed"], dock.last_error
+    table = dock.metrics_table
+    labels = [table.verticalHeaderItem(row).text() for row in range(table.rowCount())]
+    assert labels == [
+        "Compression ratio",
+        "Bits per pixel",
+        "PSNR",
+        "SSIM",
+        "Mean ratio",
+        "ENL ratio",
+        "Edge preservation",
+        "dB RMSE",
+    ]
+    for row, metric in enumerate(METRICS):
+        assert table.item(row, 1).text() == metric.domain
+        assert table.item(row, 0).text() != ""
+    assert "raw raster bytes" in table.item(0, 1).text()
+    # the expected size at this quality is now a measurement
+    assert f"{dock.last_metrics['bpp']:.3f} bpp, measured by the last run" in dock.size_label.text()
+    dock.quality_spin.setValue(dock.quality_spin.value() + 1)
+    assert "measured by the first run" in dock.size_label.text()
+    assert set(dock.last_metrics) == {metric.key for metric in METRICS}
+    assert dock.last_metrics["db_rmse"] is not None and dock.last_metrics["epi"] is not None
+    # n/a is explained, a biased mean is flagged
+    shown = table.show_values({"RATIO": 3.0, "ENL_RATIO": None, "MEAN_RATIO": 1.2})
+    enl = [metric.key for metric in METRICS].index("enl_ratio")
+    assert table.item(enl, 0).text() == "n/a" and table.item(enl, 0).toolTip().startswith("n/a: ")
+    assert shown["mean_ratio"] == pytest.approx(1.2) and table.value_text("mean_ratio").endswith("⚠")
+    assert "+20.0 %" in mean_ratio_flag(1.2) and mean_ratio_flag(1.01) == ""
+
+
+def test_missing_dependency_offers_the_installer(make_dock, monkeypatch, scene):
+    from sar_compressor.algorithms import common
+    from sar_compressor.ui import dependencies
+
+    monkeypatch.setattr(common, "missing_dependencies", lambda modules: ["constriction"])
+    monkeypatch.setattr(dependencies, "missing_packages", lambda modules=None: ["constriction"])
+    calls = []
+    monkeypatch.setattr(dependencies, "install_dialog", lambda parent, packages: calls.append(packages) or True)
+    dock = make_dock()
+    dock.set_layer(scene)
+    assert dock.install_button.isVisible() and "Install dependencies" in dock.message_label.text()
+    dock.install_button.click()
+    assert calls == [["constriction"]]
+
+
+def test_error_map_and_detached_window(make_dock, provider, scene):
+    dock = make_dock()
+    dock.set_layer(scene)
+    assert _run(dock) == ["completed"], dock.last_error
+    assert [dock.view_combo.itemText(i) for i in range(dock.view_combo.count())] == comparison.view_names("intensity")
+
+    dock.show_view(comparison.ERROR_MAP)
+    error = dock.canvases.right.layers()[0]
+    assert error.renderer().type() == "singlebandpseudocolor"
+    lo, hi = error.renderer().classificationMin(), error.renderer().classificationMax()
+    assert lo == pytest.approx(-hi) and hi > 0  # symmetric around 0 dB
+    assert "Error" in dock.canvases.titles[1].text()
+    _wait_canvases(dock)
+    assert not _is_blank(_render(dock.canvases.right))
+
+    dock.detach_comparison(True)  # a resizable window of its own, the canvases still linked
+    window = dock.comparison_window
+    assert window is not None and window.isVisible() and dock.comparison_box.window() is window
+    assert window.width() >= comparison_window_width()
+    dock.detach_comparison(False)
+    assert dock.comparison_window is None and dock.comparison_box.window() is dock
+
+
+def comparison_window_width() -> int:
+    from sar_compressor.ui.dock import COMPARISON_WINDOW_SIZE
+
+    return COMPARISON_WINDOW_SIZE[0]

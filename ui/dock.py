@@ -6,37 +6,35 @@ so the dock is a thin front end: it builds the parameters, shows progress, and p
 
 from __future__ import annotations
 
+import math
 import os
 import re
-import shutil
-import tempfile
 import time
 
 from qgis.core import (
     QgsApplication,
     QgsMapLayerProxyModel,
     QgsProcessingParameterEnum,
-    QgsProcessingUtils,
     QgsProject,
+    QgsProviderRegistry,
     QgsRasterLayer,
 )
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
+    QDialog,
     QDockWidget,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -44,27 +42,21 @@ from qgis.PyQt.QtWidgets import (
 from ..algorithms.compress import KINDS
 from ..algorithms.styling import apply_matching_style
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
-from . import environment
+from . import dependencies, environment, output_folder
+from .comparison import ComparisonBuilder, view_names
+from .input_summary import InputSummary, summarize_input, summary_html
 from .linked_canvases import LinkedCanvases
+from .metrics_table import KEYS as METRIC_KEYS
+from .metrics_table import MetricsTable
 from .task_runner import AlgorithmRun
 
 ALGORITHM_ID = "sar_compressor:compress"
-# (key in last_metrics: the compress algorithm's output in lower case, row label, tooltip)
-METRICS = [
-    ("ratio", "Compression ratio", "Input file size / .sarz size"),
-    ("bpp", "Bits per pixel", "Size of the .sarz in bits per raster pixel"),
-    ("psnr", "PSNR", "Peak signal-to-noise ratio of the reconstruction (dB domain)"),
-    ("ssim", "SSIM", "Structural similarity of the reconstruction (dB domain)"),
-    (
-        "mean_ratio",
-        "Mean ratio",
-        "Mean linear intensity of the reconstruction / of the original (1 = unbiased)",
-    ),
-]
+COMPARISON_WINDOW_SIZE = (1200, 700)  # the detached comparison window, in pixels
 
 
 class SARCompressorDock(QDockWidget):
-    """Dock panel: settings, Run/Cancel, progress, metrics, linked original | reconstruction canvases."""
+    """Dock panel: settings and input summary, Run/Cancel, progress with stage, metrics, and the comparison
+    (linked original | reconstruction canvases, detachable into a window of its own)."""
 
     runFinished = pyqtSignal(bool)  # noqa: N815 (Qt naming); emitted once the results are shown (or the run failed)
 
@@ -77,10 +69,18 @@ class SARCompressorDock(QDockWidget):
         self.last_results: dict = {}
         self.last_metrics: dict = {}
         self.last_error = ""
+        self.summary: InputSummary | None = None
         self._run_info: dict = {}
         self._engine = environment.EngineStatus(False, "Checking the Python environment…")
+        self._folder_chosen = False  # the user picked the output folder: layer changes keep it
+        self._setting_default = False  # the dock itself is filling the folder box
+        self._measured_bpp: dict[tuple[str, int, int], float] = {}  # (layer id, band, quality) -> bpp of a run
+        self._comparison: ComparisonBuilder | None = None
+        self._view_layers: list = []
+        self.comparison_window: QDialog | None = None
         self._build_ui()
         self.refresh_environment()
+        self._on_layer_changed(self.layer_combo.currentLayer())
 
     # ----------------------------------------------------------------- public API (also used by the tests)
     def refresh_environment(self) -> None:
@@ -93,7 +93,7 @@ class SARCompressorDock(QDockWidget):
         self.layer_combo.setLayer(layer)
 
     def set_output_folder(self, folder: str) -> None:
-        """Write outputs into `folder` instead of a fresh temporary folder."""
+        """Write outputs into `folder` (what choosing it in the folder box does)."""
         self.output_widget.setFilePath(str(folder))
 
     def start_run(self) -> None:
@@ -101,19 +101,24 @@ class SARCompressorDock(QDockWidget):
         layer = self.layer_combo.currentLayer()
         if layer is None or not self.run_button.isEnabled():
             return
-        band = self.band_combo.currentBand() if self.band_combo.currentBand() > 0 else 1
-        sarz, reconstruction, temporary = self._output_paths(layer)
+        band = self._band()
+        sarz, reconstruction = self._output_paths(layer)
         params = self._parameters(layer, band, sarz, reconstruction)
         self._clear_results()
         self._run_info = {
             "layer_id": layer.id(),
             "band": band,
+            "kind": self._display_kind(),
+            "quality": self.quality_spin.value(),
+            "target": self.target_spin.value(),
             "started": time.monotonic(),
             "sarz": sarz,
-            "temporary_folder": temporary,
         }
+        if self._folder_chosen:
+            output_folder.remember_folder(os.path.dirname(sarz))
         self.run = AlgorithmRun(ALGORITHM_ID, params)
         self.run.progressChanged.connect(self._on_progress)
+        self.run.stageChanged.connect(self._on_stage)
         self.run.finished.connect(self._on_run_finished)
         self._set_status(f"Compressing {layer.name()}…")
         self.progress_bar.setValue(0)
@@ -140,12 +145,53 @@ class SARCompressorDock(QDockWidget):
         QgsProject.instance().addMapLayer(layer)
         return layer
 
+    def install_dependencies(self) -> bool:
+        """What 'Install dependencies' does: install the missing packages into the QGIS profile, then check again."""
+        packages = dependencies.missing_packages()
+        installed = bool(packages) and dependencies.install_dialog(self, packages)
+        self.refresh_environment()
+        return installed
+
+    def output_folder(self) -> str:
+        """The folder the next run writes into."""
+        return self.output_widget.filePath().strip()
+
+    def show_view(self, view: str) -> None:
+        """Show one comparison view (comparison.view_names) of the last run."""
+        index = self.view_combo.findText(view)
+        if index >= 0:
+            self.view_combo.setCurrentIndex(index)
+            self._show_view()
+
+    def detach_comparison(self, detached: bool = True) -> None:
+        """Move the comparison into a resizable window of its own (or back into the dock)."""
+        if detached and self.comparison_window is None:
+            window = QDialog(self.iface.mainWindow() if self.iface is not None else None)
+            window.setWindowTitle("SAR Compressor: comparison")
+            window.setWindowFlags(window.windowFlags() | Qt.WindowMaximizeButtonHint | Qt.WindowMinimizeButtonHint)
+            layout = QVBoxLayout(window)
+            layout.setContentsMargins(4, 4, 4, 4)
+            layout.addWidget(self.comparison_box)
+            window.resize(*COMPARISON_WINDOW_SIZE)
+            window.finished.connect(self._on_window_closed)
+            self.comparison_window = window
+            self.detach_button.setText("Back into the panel")
+            window.show()
+        elif not detached and self.comparison_window is not None:
+            window, self.comparison_window = self.comparison_window, None
+            self.splitter.addWidget(self.comparison_box)
+            self.comparison_box.show()
+            self.detach_button.setText("Open in a window")
+            window.close()
+            window.deleteLater()
+        self.canvases.refresh()
+
     # ----------------------------------------------------------------- building the panel
     def _build_ui(self) -> None:
-        body = QWidget(self)
-        layout = QVBoxLayout(body)
+        settings = QWidget(self)
+        layout = QVBoxLayout(settings)
 
-        self.message_label = QLabel(body)
+        self.message_label = QLabel(settings)
         self.message_label.setWordWrap(True)
         self.message_label.setTextFormat(Qt.RichText)
         self.message_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -154,32 +200,71 @@ class SARCompressorDock(QDockWidget):
         )
         self.message_label.hide()
         layout.addWidget(self.message_label)
+        self.install_button = QPushButton("Install dependencies", settings)
+        self.install_button.setToolTip(
+            "pip-install what is missing into this QGIS profile's python/dependencies folder "
+            "(CPU PyTorch; the system Python is not touched)"
+        )
+        self.install_button.clicked.connect(self.install_dependencies)
+        self.install_button.hide()
+        layout.addWidget(self.install_button)
 
-        layout.addLayout(self._build_form(body))
-        layout.addLayout(self._build_buttons(body))
+        layout.addLayout(self._build_form(settings))
+        layout.addLayout(self._build_buttons(settings))
 
-        self.progress_bar = QProgressBar(body)
+        self.progress_bar = QProgressBar(settings)
         self.progress_bar.setRange(0, 100)
         self.progress_bar.setValue(0)
         layout.addWidget(self.progress_bar)
 
-        self.status_label = QLabel(body)
+        self.status_label = QLabel(settings)
         self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout.addWidget(self.status_label)
 
-        self.metrics_table = self._build_metrics_table(body)
+        self.metrics_table = MetricsTable(settings)
         layout.addWidget(self.metrics_table)
+        self.metrics_warning = self._warning_label(settings)
+        layout.addWidget(self.metrics_warning)
 
-        self.canvases = LinkedCanvases(body)
+        scroll = self.settings_scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(settings)
+
+        self.comparison_box = self._build_comparison(self)
+        self.splitter = QSplitter(Qt.Vertical, self)
+        self.splitter.addWidget(scroll)
+        self.splitter.addWidget(self.comparison_box)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setChildrenCollapsible(False)
+        self.setWidget(self.splitter)
+
+    def _build_comparison(self, parent: QWidget) -> QWidget:
+        box = QWidget(parent)
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("View", box))
+        self.view_combo = QComboBox(box)
+        self.view_combo.setToolTip(
+            "dB stretch: both sides in dB with one stretch (the original's 1-99 %); the original layer's "
+            "stretch; or the error map (reconstruction - original, dB)"
+        )
+        self.view_combo.activated.connect(self._on_view_activated)
+        row.addWidget(self.view_combo, 1)
+        self.detach_button = QPushButton("Open in a window", box)
+        self.detach_button.setToolTip("Compare in a resizable window of its own (zoom and pan stay linked)")
+        self.detach_button.clicked.connect(self._on_detach_clicked)
+        row.addWidget(self.detach_button)
+        layout.addLayout(row)
+        self.canvases = LinkedCanvases(box)
         layout.addWidget(self.canvases, 1)
-
-        self.load_button = QPushButton("Load reconstruction as layer", body)
+        self.load_button = QPushButton("Load reconstruction as layer", box)
         self.load_button.setToolTip("Add the reconstruction to the project with the original layer's style")
         self.load_button.setEnabled(False)
         self.load_button.clicked.connect(self.load_reconstruction)
         layout.addWidget(self.load_button)
-
-        self.setWidget(body)
+        return box
 
     def _build_form(self, parent: QWidget) -> QFormLayout:
         form = QFormLayout()
@@ -190,11 +275,19 @@ class SARCompressorDock(QDockWidget):
 
         self.band_combo = QgsRasterBandComboBox(parent)
         self.band_combo.setLayer(self.layer_combo.currentLayer())
+        self.band_combo.bandChanged.connect(self._on_band_changed)
         form.addRow("Band", self.band_combo)
+
+        self.summary_label = QLabel(parent)
+        self.summary_label.setObjectName("inputSummary")
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setTextFormat(Qt.RichText)
+        form.addRow("Input", self.summary_label)
 
         self.quality_spin = QSpinBox(parent)
         self.quality_spin.setRange(1, N_QUALITIES)
         self.quality_spin.setValue(DEFAULT_QUALITY)
+        self.quality_spin.valueChanged.connect(self._on_quality_changed)
         quality_row = QHBoxLayout()
         quality_row.addWidget(self.quality_spin)
         hint = QLabel(f"1 = smallest file, {N_QUALITIES} = best quality", parent)
@@ -210,8 +303,13 @@ class SARCompressorDock(QDockWidget):
         self.target_spin.setToolTip(
             "Code to at most this many bits per pixel instead of the quality (a few extra passes)"
         )
-        self.target_spin.valueChanged.connect(lambda value: self.quality_spin.setEnabled(value == 0))
+        self.target_spin.valueChanged.connect(self._on_target_changed)
         form.addRow("Target bpp", self.target_spin)
+
+        self.size_label = QLabel(parent)
+        self.size_label.setObjectName("expectedSize")
+        self.size_label.setWordWrap(True)
+        form.addRow("Expected size", self.size_label)
 
         self.kind_combo = QComboBox(parent)
         self.kind_combo.addItems(self._enum_options("KIND", KINDS))
@@ -220,9 +318,25 @@ class SARCompressorDock(QDockWidget):
 
         self.output_widget = QgsFileWidget(parent)
         self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
-        self.output_widget.lineEdit().setPlaceholderText("[temporary folder]")
-        form.addRow("Output folder", self.output_widget)
+        self.output_widget.fileChanged.connect(self._on_folder_changed)
+        self.open_folder_button = QPushButton("Open folder", parent)
+        self.open_folder_button.setToolTip("Show the output folder in the file manager")
+        self.open_folder_button.clicked.connect(self._on_open_folder)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.output_widget, 1)
+        folder_row.addWidget(self.open_folder_button)
+        form.addRow("Output folder", folder_row)
+        self.folder_warning = self._warning_label(parent)
+        form.addRow("", self.folder_warning)
         return form
+
+    @staticmethod
+    def _warning_label(parent: QWidget) -> QLabel:
+        label = QLabel(parent)
+        label.setWordWrap(True)
+        label.setStyleSheet("color: #b42318;")
+        label.hide()
+        return label
 
     def _build_buttons(self, parent: QWidget) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -234,45 +348,90 @@ class SARCompressorDock(QDockWidget):
         row.addWidget(self.cancel_button)
         return row
 
-    def _build_metrics_table(self, parent: QWidget) -> QTableWidget:
-        table = QTableWidget(len(METRICS), 1, parent)
-        table.setHorizontalHeaderLabels(["Value"])
-        table.setVerticalHeaderLabels([label for _, label, _ in METRICS])
-        for row, (_, _, tip) in enumerate(METRICS):
-            table.verticalHeaderItem(row).setToolTip(tip)
-        table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        table.horizontalHeader().hide()
-        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        table.setSelectionMode(QAbstractItemView.NoSelection)
-        table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        table.resizeRowsToContents()
-        table.setFixedHeight(table.verticalHeader().length() + 2 * table.frameWidth())
-        return table
-
     # ----------------------------------------------------------------- state
     def _update_state(self) -> None:
         running = self.run is not None and self.run.running
         ready = self._engine.ok
         has_layer = self.layer_combo.currentLayer() is not None
-        self.run_button.setEnabled(ready and has_layer and not running)
+        self.run_button.setEnabled(ready and has_layer and not running and bool(self.output_folder()))
         self.cancel_button.setEnabled(self.run is not None and self.run.running)
         self.load_button.setEnabled(not running and bool(self.last_results.get("RECONSTRUCTION")))
+        self.view_combo.setEnabled(self._comparison is not None)
         message = self._engine.message if not self._engine.ok else ""
         self.message_label.setText(message)
         self.message_label.setVisible(bool(message))
+        self.install_button.setVisible(not self._engine.ok and bool(dependencies.missing_packages()))
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.status_label.setStyleSheet("color: #b42318;" if error else "")
         self.status_label.setText(text)
 
+    def _band(self) -> int:
+        band = self.band_combo.currentBand()
+        return band if band > 0 else 1
+
     # ----------------------------------------------------------------- slots
     def _on_layer_changed(self, layer) -> None:
+        """A new layer: band 1 (or its only band), its folder as output default, a fresh summary, no old results."""
+        if sip.isdeleted(self) or sip.isdeleted(self.canvases.left):  # the project was cleared after the panel
+            return
         self.band_combo.setLayer(layer)
+        if layer is not None:
+            self.band_combo.setBand(1)
+        if self.run is None or not self.run.running:
+            self._clear_results()
+            self._set_status("")
+            self.progress_bar.setValue(0)
+        if not self._folder_chosen:
+            self._set_default_folder(layer)
+        self._refresh_summary()
         self._update_state()
+
+    # bound methods, not lambdas: a lambda holding self in a Qt connection is a cycle Python cannot collect
+    def _on_view_activated(self, _index: int) -> None:
+        self._show_view()
+
+    def _on_detach_clicked(self) -> None:
+        self.detach_comparison(self.comparison_window is None)
+
+    def _on_window_closed(self, _result: int) -> None:
+        self.detach_comparison(False)
+
+    def _on_open_folder(self) -> None:
+        output_folder.open_folder(self.output_folder())
+
+    def _on_band_changed(self, _band: int) -> None:
+        self._refresh_summary()
+
+    def _on_folder_changed(self, folder: str) -> None:
+        if not self._setting_default:
+            self._folder_chosen = True
+        warning = output_folder.temporary_warning(folder.strip())
+        self.folder_warning.setText(warning)
+        self.folder_warning.setVisible(bool(warning))
+        self.output_widget.setToolTip(folder)
+        self._update_state()
+
+    def _set_default_folder(self, layer) -> None:
+        self._setting_default = True
+        try:
+            self.output_widget.setFilePath(output_folder.default_folder(_layer_file(layer)))
+        finally:
+            self._setting_default = False
+
+    def _on_quality_changed(self, _quality: int) -> None:
+        self._update_expected_size()
+
+    def _on_target_changed(self, value: float) -> None:
+        self.quality_spin.setEnabled(value == 0)
+        self._update_expected_size()
 
     def _on_progress(self, value: float) -> None:
         self.progress_bar.setValue(int(value))
+
+    def _on_stage(self, text: str) -> None:
+        if self.run is not None and self.run.running:
+            self._set_status(f"{self.layer_combo.currentText()}: {text}")
 
     def _on_run_finished(self, successful: bool, results: dict) -> None:
         if sip.isdeleted(self):  # the plugin was unloaded while the task ran
@@ -285,44 +444,109 @@ class SARCompressorDock(QDockWidget):
             self._set_status(self.last_error, error=True)
             if self.iface is not None and not self.run.cancel_requested:
                 self.iface.messageBar().pushWarning("SAR Compressor", self.last_error)
-            self._remove_temporary_outputs()
             self._update_state()
             self.runFinished.emit(False)
             return
         self.last_results = dict(results)
         seconds = time.monotonic() - info["started"]
         size = os.path.getsize(info["sarz"]) if os.path.exists(info["sarz"]) else 0
-        self._set_status(f"Done in {seconds:.1f} s: {os.path.basename(info['sarz'])} ({size / 1024:.1f} KiB)")
-        self.status_label.setToolTip(os.path.dirname(info["sarz"]))
+        self._set_status(f"Done in {seconds:.1f} s: {info['sarz']} ({size / 1024:.1f} KiB)")
         self._show_results(original, info["band"], results)
         self._update_state()
         self.runFinished.emit(True)
 
+    # ----------------------------------------------------------------- input summary and expected size
+    def _refresh_summary(self) -> None:
+        """The chosen band's summary (engine.inspect: a strided sample, cheap on any size), shown in the panel."""
+        layer = self.layer_combo.currentLayer()
+        path = _layer_file(layer)
+        self.summary = None
+        if path is None:
+            self.summary_label.setText("" if layer is None else "Not a file on disk: save it as a GeoTIFF first.")
+        else:
+            try:
+                self.summary = summarize_input(path, self._band())
+                self.summary_label.setText(summary_html(self.summary))
+            except Exception as exc:  # noqa: BLE001 (an unreadable file: said in the panel, Run reports it too)
+                self.summary_label.setText(f"<span style='color:#b42318'>Cannot read the band: {exc}</span>")
+        self._update_expected_size()
+
+    def _update_expected_size(self) -> None:
+        """The size the target allows (an upper bound: target x pixels), or how the quality's size is known."""
+        layer = self.layer_combo.currentLayer()
+        if layer is None:
+            self.size_label.setText("")
+            return
+        pixels = layer.width() * layer.height()
+        target = self.target_spin.value()
+        measured = self._measured_bpp.get((layer.id(), self._band(), self.quality_spin.value()))
+        if target:
+            self.size_label.setText(f"at most {_size_text(target * pixels / 8)} (target {target:g} bpp x {pixels} px)")
+        elif measured is not None:
+            self.size_label.setText(
+                f"{_size_text(measured * pixels / 8)} ({measured:.3f} bpp, measured by the last run at this quality)"
+            )
+        else:
+            self.size_label.setText(
+                "depends on the content at a given quality (measured by the first run; a target bpp fixes it; "
+                f"for scale: 1 bpp = {_size_text(pixels / 8)})"
+            )
+
     # ----------------------------------------------------------------- results
+    def _display_kind(self) -> str:
+        """The radiometry the views use: the chosen kind, else the detected one."""
+        chosen = self.kind_combo.currentText()
+        if chosen != "auto":
+            return chosen
+        return self.summary.kind if self.summary is not None else "intensity"
+
     def _show_results(self, original: QgsRasterLayer, band: int, results: dict) -> None:
-        for key, _, _ in METRICS:
-            self._set_metric(key, results.get(key.upper()))
+        self.last_metrics = self.metrics_table.show_values(results)
+        if self.last_metrics["bpp"] is not None and not self._run_info.get("target"):
+            self._measured_bpp[(original.id(), band, self._run_info["quality"])] = self.last_metrics["bpp"]
+            self._update_expected_size()
+        flag = self.metrics_table.item(METRIC_KEYS.index("mean_ratio"), 0).toolTip()
+        flagged = self.metrics_table.value_text("mean_ratio").endswith("⚠")
+        self.metrics_warning.setText(flag if flagged else "")
+        self.metrics_warning.setVisible(flagged)
         path = results.get("RECONSTRUCTION")
         layer = QgsRasterLayer(path, self._reconstruction_name(original)) if path else None
         if layer is None or not layer.isValid():
             self._set_status(f"The reconstruction {path} could not be opened.", error=True)
             return
         apply_matching_style(original, band, layer)
-        self.canvases.clear()
         self.reconstruction_layer = layer  # the canvas does not own it: keep it alive here
-        self.canvases.show_pair(original, layer)
+        self._comparison = ComparisonBuilder(original, band, layer, self._run_info["kind"])
+        self.view_combo.clear()
+        self.view_combo.addItems(view_names(self._run_info["kind"]))
+        self._show_view()
 
-    def _set_metric(self, key: str, value) -> None:
-        row = [k for k, _, _ in METRICS].index(key)
-        self.last_metrics[key] = _number(value)
-        self.metrics_table.setItem(row, 0, QTableWidgetItem(_format_metric(key, value)))
+    def _show_view(self) -> None:
+        if self._comparison is None:
+            return
+        view = self.view_combo.currentText()
+        shown = self._comparison.layers(view)
+        self.canvases.clear()
+        self._view_layers = shown.owned  # the canvases do not own them
+        right_title = "Error (reconstruction - original, dB)" if "Error" in view else "Reconstruction"
+        self.canvases.set_titles(f"Original (band {self._run_info['band']})", right_title)
+        self.canvases.show_pair(shown.left, shown.right)
 
     def _clear_results(self) -> None:
         self.canvases.clear()
+        self._view_layers = []
+        if self._comparison is not None:
+            self._comparison.close()
+            self._comparison = None
+        self.view_combo.clear()
         self.reconstruction_layer = None
         self.last_results, self.last_metrics, self.last_error = {}, {}, ""
-        for row in range(len(METRICS)):
-            self.metrics_table.setItem(row, 0, QTableWidgetItem(""))
+        self.metrics_table.clear_values()
+        self.metrics_warning.hide()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self.detach_comparison(False)
+        super().closeEvent(event)
 
     # ----------------------------------------------------------------- parameters and outputs
     def _parameters(self, layer: QgsRasterLayer, band: int, sarz: str, reconstruction: str) -> dict:
@@ -337,28 +561,20 @@ class SARCompressorDock(QDockWidget):
         }
         return params
 
-    def _output_paths(self, layer: QgsRasterLayer) -> tuple[str, str, str | None]:
-        """(.sarz, reconstruction GeoTIFF, the temporary folder made for them or None)."""
-        folder = self.output_widget.filePath().strip()
-        temporary = None
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        else:
-            folder = temporary = tempfile.mkdtemp(prefix="sar_compressor_", dir=QgsProcessingUtils.tempFolder())
+    def _output_paths(self, layer: QgsRasterLayer) -> tuple[str, str]:
+        """(.sarz, reconstruction GeoTIFF) in the output folder, named after the layer and the setting; a
+        number is added rather than overwriting files already there."""
+        folder = self.output_folder()
+        os.makedirs(folder, exist_ok=True)
         stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("_") or "raster"
         target = self.target_spin.value()
         stem = f"{stem}_{target:g}bpp" if target else f"{stem}_q{self.quality_spin.value()}"
-        return (
-            os.path.join(folder, f"{stem}.sarz"),
-            os.path.join(folder, f"{stem}_reconstruction.tif"),
-            temporary,
-        )
-
-    def _remove_temporary_outputs(self) -> None:
-        """A failed run into a folder the dock created leaves nothing behind."""
-        folder = self._run_info.get("temporary_folder")
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
+        candidate, n = stem, 1
+        while any(os.path.exists(os.path.join(folder, name)) for name in _output_names(candidate)):
+            n += 1
+            candidate = f"{stem}_{n}"
+        sarz, reconstruction = _output_names(candidate)
+        return os.path.join(folder, sarz), os.path.join(folder, reconstruction)
 
     def _algorithm_parameter(self, name: str):
         algorithm = QgsApplication.processingRegistry().algorithmById(ALGORITHM_ID)
@@ -387,23 +603,19 @@ class SARCompressorDock(QDockWidget):
         return f"{original.name()} (reconstruction)"
 
 
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+def _output_names(stem: str) -> tuple[str, str]:
+    return f"{stem}.sarz", f"{stem}_reconstruction.tif"
+
+
+def _layer_file(layer) -> str | None:
+    """The file behind a GDAL raster layer, or None (no layer, another provider, not on disk)."""
+    if layer is None or layer.providerType() != "gdal":
         return None
-    return number if number == number else None  # NaN -> None
+    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
+    return path if path and os.path.isfile(path) else None
 
 
-def _format_metric(key: str, value) -> str:
-    number = _number(value)
-    if number is None:
-        return "n/a"
-    formats = {
-        "ratio": "{:.1f} : 1",
-        "bpp": "{:.3f}",
-        "psnr": "{:.2f} dB",
-        "ssim": "{:.4f}",
-        "mean_ratio": "{:.4f}",
-    }
-    return formats[key].format(number)
+def _size_text(size_bytes: float) -> str:
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB")
+    power = min(len(units) - 1, int(math.log(max(size_bytes, 1.0), 1024)))
+    return f"{size_bytes / 1024**power:.1f} {units[power]}" if power else f"{size_bytes:.0f} bytes"

@@ -23,9 +23,11 @@ class LinkedCanvases(QWidget):
         self.left.extentsChanged.connect(self._left_changed)
         self.right.extentsChanged.connect(self._right_changed)
 
+        self.titles = [QLabel(self), QLabel(self)]
         splitter = QSplitter(Qt.Horizontal, self)
-        splitter.addWidget(self._titled("Original", self.left))
-        splitter.addWidget(self._titled("Reconstruction", self.right))
+        splitter.addWidget(self._titled(self.titles[0], self.left))
+        splitter.addWidget(self._titled(self.titles[1], self.right))
+        self.set_titles("Original", "Reconstruction")
         splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -37,6 +39,11 @@ class LinkedCanvases(QWidget):
             canvas.setDestinationCrs(original.crs())
             canvas.setLayers([layer])
         self.set_extent(original.extent())
+
+    def set_titles(self, left: str, right: str) -> None:
+        """The captions above the two canvases."""
+        for label, text in zip(self.titles, (left, right)):
+            label.setText(f"<b>{text}</b>")
 
     def clear(self) -> None:
         """Drop the layers (before the dock lets go of a reconstruction layer it owns)."""
@@ -77,15 +84,14 @@ class LinkedCanvases(QWidget):
         canvas.setObjectName(f"sar_compressor_{name}_canvas")
         canvas.setCanvasColor(Qt.white)
         canvas.enableAntiAliasing(True)
-        canvas.setMinimumSize(160, 160)
+        canvas.setMinimumSize(240, 240)
         return canvas
 
-    def _titled(self, title: str, canvas: QgsMapCanvas) -> QWidget:
+    def _titled(self, label: QLabel, canvas: QgsMapCanvas) -> QWidget:
         box = QWidget(self)
         layout = QVBoxLayout(box)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        label = QLabel(f"<b>{title}</b>", box)
         label.setAlignment(Qt.AlignCenter)
         layout.addWidget(label)
         layout.addWidget(canvas, 1)

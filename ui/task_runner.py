@@ -18,11 +18,18 @@ from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 
 class RecordingFeedback(QgsProcessingFeedback):
-    """Feedback that also keeps the error messages, to show them in the panel when a run fails."""
+    """Feedback that also keeps the error messages, to show them in the panel when a run fails, and passes the
+    algorithm's progress text (stage, time left) on as a signal (queued to the main thread)."""
+
+    progressTextChanged = pyqtSignal(str)  # noqa: N815 (Qt naming)
 
     def __init__(self) -> None:
         super().__init__()
         self.errors: list[str] = []
+
+    def setProgressText(self, text: str) -> None:  # noqa: N802 (Qt API)
+        super().setProgressText(text)
+        self.progressTextChanged.emit(text)
 
     def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803 (Qt API)
         self.errors.append(error)
@@ -37,6 +44,7 @@ class AlgorithmRun(QObject):
     """
 
     progressChanged = pyqtSignal(float)  # noqa: N815 (Qt naming)
+    stageChanged = pyqtSignal(str)  # noqa: N815 (Qt naming): the algorithm's progress text (stage, time left)
     finished = pyqtSignal(bool, dict)  # successful, results
 
     _running: set[AlgorithmRun] = set()  # alive until the task reports back, even if the dock is deleted
@@ -53,6 +61,8 @@ class AlgorithmRun(QObject):
         self.cancel_requested = False
         self.successful: bool | None = None
         self.results: dict = {}
+        self.stage = ""
+        self.feedback.progressTextChanged.connect(self._on_progress_text)
 
     @property
     def running(self) -> bool:
@@ -78,6 +88,13 @@ class AlgorithmRun(QObject):
         self.task.executed.connect(self._finish)
         AlgorithmRun._running.add(self)
         QgsApplication.taskManager().addTask(self.task)
+
+    def _on_progress_text(self, text: str) -> None:
+        """Main thread: keep the stage, and show it in QGIS's task manager next to the bar."""
+        self.stage = text
+        if self.task is not None:
+            self.task.setDescription(f"SAR Compressor: {text}")
+        self.stageChanged.emit(text)
 
     def cancel(self) -> None:
         """Ask the running task to stop; the algorithm checks the feedback within one batch."""

@@ -1,0 +1,73 @@
+"""Stage text for the QGIS side: the engine announces survey / coding / rate-control passes to a log object that
+takes them (plain log functions, the CLI's, see none), and StageProgress turns them into Processing's progress text."""
+
+from __future__ import annotations
+
+import pytest
+from qgis.core import QgsProcessingFeedback
+
+from sar_compressor.algorithms.progress import StageProgress, time_left_text
+
+
+class StageLog:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.stages: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        self.lines.append(message)
+
+    def announce_stage(self, text: str) -> None:
+        self.stages.append(text)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from sar_compressor.engine.simulate import write_scene
+
+    path = tmp_path_factory.mktemp("progress") / "scene.tif"
+    write_scene(path, 192, 192, looks=1, seed=3, kind="intensity", dtype="float32", georef=True)
+    return path
+
+
+def test_engine_announces_stages_only_to_a_log_that_takes_them(scene, tmp_path):
+    from sar_compressor.engine.codec import compress_file
+
+    log = StageLog()
+    compress_file(scene, tmp_path / "a.sarz", log=log)
+    assert log.stages == ["survey (range and statistics)", "coding"]
+    assert not any(line.startswith("stage") for line in log.lines)
+
+    plain: list[str] = []
+    compress_file(scene, tmp_path / "b.sarz", log=plain.append)
+    assert plain and not any(line.startswith(("survey", "coding", "stage")) for line in plain)
+
+    log = StageLog()
+    compress_file(scene, tmp_path / "c.sarz", target_bpp=1.0, log=log)
+    assert log.stages[0] == "rate-control pass 1 of at most 10"
+    assert log.stages[-1] == "coding at the chosen step" and len(log.stages) >= 3
+
+
+def test_stage_progress_text_counter_and_time_left(monkeypatch):
+    from sar_compressor.algorithms import progress
+
+    texts, values = [], []
+    feedback = QgsProcessingFeedback()
+    monkeypatch.setattr(feedback, "setProgressText", texts.append)
+    monkeypatch.setattr(feedback, "setProgress", values.append)
+    clock = iter([100.0, 100.0, 110.0, 120.0, 130.0, 131.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    stages = StageProgress(feedback, "starting", unit="strip", share=0.9)
+    stages.announce_stage("coding")
+    stages.progress(1, 4)  # 10 s for a quarter of 90 %
+    assert values[-1] == pytest.approx(22.5)
+    assert texts[-1].startswith("coding, strip 2 of 4, about ")
+    stages.set_stage("metrics")
+    assert values[-1] == pytest.approx(90.0) and texts[-1].startswith("metrics")
+
+
+def test_time_left_text():
+    assert time_left_text(1.0, 0.5) == ""  # too early to say
+    assert time_left_text(10.0, 0.01) == ""
+    assert time_left_text(10.0, 0.5) == "about 10 s left"
+    assert time_left_text(60.0, 0.25) == "about 3 min 00 s left"

@@ -1,6 +1,9 @@
-"""sar_compressor:compress: one raster band -> .sarz, optionally the reconstruction and its PSNR, SSIM, mean ratio."""
+"""sar_compressor:compress: a raster (all bands, or one) -> .sarz, optionally the reconstruction and its PSNR, SSIM,
+mean ratio."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 from qgis.core import (
     QgsProcessingMultiStepFeedback,
@@ -12,7 +15,7 @@ from qgis.core import (
 
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from ..engine.ssim_weights import TUNES
-from .common import SARAlgorithm, cancelled, engine_errors, fmt_number, geotiff_path
+from .common import SARAlgorithm, cancelled, engine_errors, fmt_number, geotiff_path, raster_file
 from .styling import source_renderer, style_on_load
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex")
@@ -22,7 +25,7 @@ MEASURED = {"PSNR": ("psnr_db", "PSNR (dB)"), "SSIM": ("ssim", "SSIM"), "MEAN_RA
 
 
 class CompressAlgorithm(SARAlgorithm):
-    """Compress one band of a SAR raster into a .sarz file."""
+    """Compress a SAR raster (all its bands, or one) into a .sarz file."""
 
     NAME = "compress"
     DISPLAY_NAME = "Compress SAR raster"
@@ -30,14 +33,17 @@ class CompressAlgorithm(SARAlgorithm):
     def __init__(self) -> None:
         super().__init__()
         self._source = ""
-        self._band = 1
+        self._band: Optional[int] = 1
+        """None: every band (BAND left empty on a multi-band raster)."""
         self._renderer = None
         self._reconstruction = ""
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
-            "Compresses one band of a SAR raster (intensity, amplitude, dB or complex SLC) into a .sarz file "
-            "with a wavelet coder in the dB domain. The file keeps CRS, geotransform, dtype and "
+            "Compresses a SAR raster (intensity, amplitude, dB or complex SLC) into a .sarz file "
+            "with a wavelet coder in the dB domain: every band into one file when no band is chosen (dual-pol "
+            "or polarimetric stacks; bands that share structure are predicted from one another), else the "
+            "chosen band. The file keeps CRS, geotransform, dtype and "
             "nodata, so 'Decompress SAR raster' restores a georeferenced GeoTIFF.\n\n"
             f"Quality 1 gives the smallest file, {N_QUALITIES} the best fidelity: a wavelet refinement layer, "
             "finer at each quality, codes what its base misses. A target in bits per pixel (above 0) replaces "
@@ -45,7 +51,8 @@ class CompressAlgorithm(SARAlgorithm):
             "finest step that stays within the target. Input kind 'auto' detects the radiometry from the "
             "data type, band description and values.\n\n"
             "Optionally writes the reconstruction (what decompression will give) and reports its PSNR and "
-            "SSIM (dB domain, over the original's 0.5-99.5 percentile range) and its mean ratio (mean linear "
+            "SSIM (dB domain, over the original's 0.5-99.5 percentile range; over several bands, PSNR from "
+            "their mean range-scaled error and the rest averaged) and its mean ratio (mean linear "
             "backscatter of the reconstruction / of the original, 1 = unbiased).\n\n"
             "Advanced: the mean correction restores the "
             "linear backscatter mean per block of about 64x64 pixels (block), per raster (global) or not "
@@ -55,9 +62,7 @@ class CompressAlgorithm(SARAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.add_raster_parameters(
-            "INPUT", "Input SAR raster", "BAND", "Band (required when the raster has more than one)"
-        )
+        self.add_raster_parameters("INPUT", "Input SAR raster", "BAND", "Band (empty: every band into one file)")
         self.addParameter(self.static_enum("KIND", "Input kind", KINDS, "auto"))
         self.addParameter(
             QgsProcessingParameterNumber(
@@ -103,6 +108,14 @@ class CompressAlgorithm(SARAlgorithm):
 
     def resolve_inputs(self, parameters, context) -> None:
         """Main thread: layer -> file path, band check, the source style for the reconstruction."""
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        all_bands = (
+            layer is not None and layer.bandCount() > 1 and self.parameterAsInt(parameters, "BAND", context) <= 0
+        )
+        if all_bands:
+            self._source, self._band = raster_file(layer, "input"), None
+            self._renderer = None
+            return
         layer, self._source, self._band = self.raster_band(parameters, context, "INPUT", "BAND")
         self._renderer = source_renderer(layer, self._band, context)
 
@@ -142,9 +155,12 @@ class CompressAlgorithm(SARAlgorithm):
         """PSNR, SSIM and mean ratio of the reconstruction against the source band (the engine's metrics, in
         the radiometry the codec was told to use)."""
         with engine_errors():
-            metrics = self.engine("metrics").evaluate_files(
-                self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1
-            )
+            if self._band is None:
+                metrics = self.engine("metrics").evaluate_bands(self._source, reconstruction)["overall"]
+            else:
+                metrics = self.engine("metrics").evaluate_files(
+                    self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1
+                )
         for key, label in MEASURED.values():
             feedback.pushInfo(f"{label} {fmt_number(metrics[key])} ({metrics['domain'][key]})")
         return {name: metrics[key] for name, (key, _) in MEASURED.items()}

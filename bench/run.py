@@ -1,6 +1,6 @@
 """`make bench`: rate-distortion vs JPEG 2000, speed and memory -> bench/results/<date>.{json,md}, figures.
 
-    python -m sar_compressor.bench.run [--quick] [--large-size N] [--out bench/results]
+    python -m sar_compressor.bench.run [--quick] [--large-size N] [--out bench/results] [--multiband]
 
 Runs within a time budget (default 20 min): rate-distortion and speed first, then the large-raster memory test
 at the biggest size (up to --large-size) that the measured throughput says will fit; the size used and why are
@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 from ..engine.errors import SARCompressorError
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
-from . import jpeg2000, memory, plots, report, speed
+from . import jpeg2000, memory, multiband, plots, report, speed
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
 
@@ -59,6 +59,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=SHARED_SAR, help="folder of real SAR GeoTIFFs")
     p.add_argument("--sim-size", type=int, default=None, help="simulated scene side (default 1024; quick 256)")
     p.add_argument("--budget-min", type=float, default=20.0, help="wall-time budget in minutes")
+    p.add_argument(
+        "--multiband",
+        action="store_true",
+        help="also the multi-band section (bench/multiband.py: one file vs a file per band, ~3 min)",
+    )
     return p.parse_args(argv)
 
 
@@ -197,6 +202,8 @@ def run(args: argparse.Namespace) -> dict:
         results["figures"]["rd"] = f"rd_{results['date']}.png"
         plots.rd_figure(results["datasets"], args.out / results["figures"]["rd"])
         results["timings"] = {"rate_distortion_s": clock.elapsed}
+        if args.multiband and not args.quick:
+            results["multiband"] = _stage("multiband", results, clock, lambda: multiband.run(args.data, clock.log))
         _speed_and_memory(args, workdir, clock, results)
     results["duration_s"] = clock.elapsed
     _write(results, args.out, clock)

@@ -103,13 +103,14 @@ class BandSetEncoder:
     ):
         self.sources, self.plan = sources, plan
         self.passes: list[EncodePass] = []
+        references: dict[int, ReferenceBand] = {}  # one per reference band, shared by the bands it predicts
         n = len(sources)
         for position, (index, ref) in enumerate(zip(plan.order, plan.references)):
-            reference = None
-            if ref is not None:
+            if ref is not None and ref not in references:
                 parent = self.passes[ref]
-                parent.refinements = [] if parent.refinements is None else parent.refinements
-                reference = ReferenceBand(parent.layout, parent.refinements.__getitem__)
+                parent.refinements = []
+                references[ref] = ReferenceBand(parent.layout, parent.refinements.__getitem__)
+            reference = None if ref is None else references[ref]
             bar = scaled_progress(progress, position / n, (position + 1) / n)
             enc = EncodePass.plan(sources[index], options, bar, cancel, log, plan.surveys[index], position, reference)
             self.passes.append(enc)

@@ -74,14 +74,11 @@ def band_passes(reader: ContainerReader, band: Optional[int] = None) -> list[Dec
         if band not in sources:
             raise InputError(f"the file holds no band {band}: its bands are {', '.join(map(str, sorted(sources)))}")
         order = [sources.index(band)]
-    passes = []
-    for i in order:
-        layout = layouts[i]
-        reference = None
-        if layout.reference is not None:
-            reference = ReferenceBand(layouts[layout.reference], _refinement_reader(reader, layouts[layout.reference]))
-        passes.append(DecodePass(reader, layout, infos[i], None, None, reference))
-    return passes
+    references = {
+        ref: ReferenceBand(layouts[ref], _refinement_reader(reader, layouts[ref]))
+        for ref in {layouts[i].reference for i in order} - {None}
+    }
+    return [DecodePass(reader, layouts[i], infos[i], None, None, references.get(layouts[i].reference)) for i in order]
 
 
 def _refinement_reader(reader: ContainerReader, layout: Layout):

@@ -91,12 +91,20 @@ class ReferenceBand:
 
     def __init__(self, layout: Layout, refinement: Refinement):
         self.layout, self.refinement = layout, refinement
+        self._last: tuple[int, Optional[np.ndarray]] = (-1, None)
+
+    def refined(self, k: int) -> np.ndarray:
+        """The reference's strip k decoded, clipped to its range; the last one is kept (one strip of memory),
+        so bands predicted from one reference decode it once where the raster is a single strip."""
+        if self._last[0] != k:
+            ref = self.layout
+            decoded = refine.decode(self.refinement(k), ref.flat_db(ref.strip_rows(k)[1]), ref.refine_step_db)
+            self._last = (k, np.clip(decoded, ref.rng.vmin, ref.rng.vmax))
+        return self._last[1]
 
     def deviation(self, k: int, target: Layout) -> np.ndarray:
         """Strip k of the reference, in `target`'s dB units around 0."""
         ref = self.layout
-        rows = ref.strip_rows(k)[1]
-        decoded = refine.decode(self.refinement(k), ref.flat_db(rows), ref.refine_step_db)
-        refined = np.clip(decoded, ref.rng.vmin, ref.rng.vmax)
+        refined = self.refined(k)
         middle = 0.5 * (ref.rng.vmin + ref.rng.vmax)
         return ((refined - np.float32(middle)) * np.float32(target.rng.span / ref.rng.span)).astype(np.float32)

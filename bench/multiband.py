@@ -131,6 +131,7 @@ def run_stack(name: str, stack: np.ndarray, kinds: list[str], nodata, workdir: P
                     "separate_file_bytes_same_quality": separate[q][i][0],
                     "separate_psnr_same_quality": separate[q][i][1],
                     "jpeg2000_bpp": j2k.bpp,
+                    "jpeg2000_hit": j2k.hit,
                     "jpeg2000_psnr_db": _j2k_psnr(stack[i], j2k.db, kinds[i], nodata),
                 }
             )
@@ -197,7 +198,7 @@ def markdown(result: dict) -> list[str]:
     for stack in result["stacks"]:
         for row in stack["rows"]:
             per_band = "; ".join(
-                f"{b['band']}: {b['psnr_db']:.2f} / {b['jpeg2000_psnr_db']:.2f}"
+                f"{b['band']}: {b['psnr_db']:.2f} / {b['jpeg2000_psnr_db']:.2f}{'' if b['jpeg2000_hit'] else '*'}"
                 + (f" (from {b['reference']})" if b["reference"] is not None else "")
                 for b in row["bands"]
             )
@@ -206,6 +207,11 @@ def markdown(result: dict) -> list[str]:
                 f"{row['separate_bytes_at_equal_psnr']:.0f} | {100 * row['saving_at_equal_psnr']:.1f} % | "
                 f"{row['pooled_psnr_db']:.2f} / {row['separate_pooled_psnr_at_equal_bytes']:.2f} | {per_band} |"
             )
+    lines += [
+        "",
+        "\\* JPEG 2000 missed the band's rate by more than 5 % (at such rates its smallest file is larger): "
+        "the closest rate it made.",
+    ]
     if result["skipped"]:
         lines += ["", f"Skipped (files absent): {', '.join(result['skipped'])}."]
     return lines + [""]

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import preprocessing as pp
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
+from .errors import InputError
 from .interband import ReferenceBand, choose_references, sample_window
 from .raster_io import RasterInfo
 from .sarz_header import build_header
@@ -67,7 +68,7 @@ def output_dtype(kinds: list[str], dtype: str) -> str:
 def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = None) -> BandPlan:
     """Pass 1 of every band, then the coding order and references (engine.interband) measured on a window of
     the raster in each band's normalized dB (unless `options.interband` is off)."""
-    surveys = [survey_band(s.info, s.read, options.kind, ssim=options.tune == "ssim") for s in sources]
+    surveys = [_survey(s, options, len(sources) > 1) for s in sources]
     if len(sources) == 1 or not options.interband:
         return BandPlan(surveys, list(range(len(sources))), [None] * len(sources))
     info = sources[0].info
@@ -86,6 +87,16 @@ def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = Non
         ]
         log(f"inter-band prediction: {', '.join(links) or 'none (the bands share too little)'}")
     return BandPlan(surveys, order, references)
+
+
+def _survey(source: BandSource, options: EncodeOptions, several: bool) -> Survey:
+    """Pass 1 of one band; its InputError names the band when the file has several."""
+    try:
+        return survey_band(source.info, source.read, options.kind, ssim=options.tune == "ssim")
+    except InputError as exc:
+        if not several:
+            raise
+        raise InputError(f"band {source.band}: {exc}") from exc
 
 
 class BandSetEncoder:

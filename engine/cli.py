@@ -224,12 +224,12 @@ def _crs_text(wkt: Optional[str]) -> str:
     return wkt[:70] + ("..." if len(wkt) > 70 else "")
 
 
-def _band_lines(b: dict[str, Any]) -> list[str]:
-    """The `info` lines of one band entry of the header."""
+def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]]) -> list[str]:
+    """The `info` lines of one band entry of the header (`bands`: all of them, for its reference)."""
     rng, stats, bright = b["range"], b.get("stats", {}), b["bright"]
     step = b["refine_step"]
     ref = b.get("reference")
-    predicted = "coded on its own" if ref is None else f"predicted from the file's band entry {ref + 1}"
+    predicted = "coded on its own" if ref is None else f"predicted from band {bands[ref]['source_band']}"
     return [
         f"band {b['source_band']}        {b['kind']}, description {b.get('description') or ''!r}, "
         f"nodata {b.get('nodata')}",
@@ -260,7 +260,8 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
         f"tools         {tools}",
         f"software      {h.get('software', {}).get('name')} {h.get('software', {}).get('version')}",
     ]
-    return lines + [line for band in bands for line in _band_lines(band)]
+    ordered = sorted(bands, key=lambda band: band["source_band"])
+    return lines + [line for band in ordered for line in _band_lines(band, bands)]
 
 
 def _cmd_info(args: argparse.Namespace, job: _Job) -> int:

@@ -385,7 +385,10 @@ def _options_for_target(
     bar the search took (each trial pass gets 1 / (MAX_PASSES + 1) of it). Every band gets the same step of
     its own dB range: equal quantizer steps in the bands' normalized domains are equal distortion slopes of
     their refinement layers (a uniform quantizer's D(R) slope follows its step), which is where a bit buys the
-    same in every band."""
+    same in every band. Measured on the bands coded alone (qualities 4-8, range-scaled MSE per bit): the bands'
+    slopes at one step lie within 1-3 % of each other on AIRSAR T11/T22/T33 and Sen1Floods11 VV/VH, within
+    11 % on single-look C11/C22/C33; with prediction, coding the reference band at 0.85 or 0.7 of the step
+    moved the T11/T22/T33 pooled PSNR at equal bytes by -0.04 to +0.02 dB: the equal step stays."""
     share = 1.0 / (rate_control.MAX_PASSES + 1)
     pixels = sources[0].info.width * sources[0].info.height
     done = 0

@@ -155,6 +155,15 @@ def test_single_band_of_a_stack_decodes_alone(three_channel, tmp_path):
     assert codec.decompress_array(tmp_path / "t22.sarz", band=2).ndim == 2
 
 
+def test_a_band_without_valid_pixels_is_named(tmp_path):
+    bands = _channels(40, 48, (1.0, 0.3))
+    bands[1] = -9999.0
+    src = _write(tmp_path / "empty.tif", bands, ["VV", "VH"], nodata=-9999.0)
+    with pytest.raises(InputError, match="band 2: the raster has no valid pixels"):
+        codec.compress_file(src, tmp_path / "e.sarz")
+    assert not (tmp_path / "e.sarz").exists()
+
+
 def test_deterministic(three_channel, tmp_path):
     codec.compress_file(three_channel, tmp_path / "a.sarz", quality=4)
     codec.compress_file(three_channel, tmp_path / "b.sarz", quality=4)
@@ -225,6 +234,7 @@ def test_cli_compress_info_decompress_band(dual_pol, tmp_path, capsys):
     assert main(["info", str(sarz)]) == 0
     out = capsys.readouterr().out
     assert "2 band(s)" in out and "'VV_dB'" in out and "'VH'" in out
+    assert "predicted from band" in out and "coded on its own" in out
     assert main(["-q", "decompress", str(sarz), str(tmp_path / "vh.tif"), "--band", "2"]) == 0
     with rasterio.open(tmp_path / "vh.tif") as ds:
         assert ds.count == 1 and ds.descriptions == ("VH",)

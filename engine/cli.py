@@ -224,8 +224,9 @@ def _crs_text(wkt: Optional[str]) -> str:
     return wkt[:70] + ("..." if len(wkt) > 70 else "")
 
 
-def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]]) -> list[str]:
-    """The `info` lines of one band entry of the header (`bands`: all of them, for its reference)."""
+def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int) -> list[str]:
+    """The `info` lines of one band entry of the header (`bands`: all of them, for its reference; `nbytes`: its
+    chunks' bytes)."""
     rng, stats, bright = b["range"], b.get("stats", {}), b["bright"]
     step = b["refine_step"]
     ref = b.get("reference")
@@ -234,7 +235,7 @@ def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]]) -> list[str]:
         f"band {b['source_band']}        {b['kind']}, description {b.get('description') or ''!r}, "
         f"nodata {b.get('nodata')}",
         f"  tags        {b.get('tags') or {}}",
-        f"  chunks      {stats.get('chunk_bytes')} bytes; {predicted}",
+        f"  chunks      {nbytes} bytes; {predicted}",
         f"  layers      flat base + wavelet refinement, quality {b['quality']}, step {step:g} of the range "
         f"({step * (rng['vmax'] - rng['vmin']):.2f} dB)",
         f"  range       [{rng['vmin']:.3f}, {rng['vmax']:.3f}] dB",
@@ -260,8 +261,8 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
         f"tools         {tools}",
         f"software      {h.get('software', {}).get('name')} {h.get('software', {}).get('version')}",
     ]
-    ordered = sorted(bands, key=lambda band: band["source_band"])
-    return lines + [line for band in ordered for line in _band_lines(band, bands)]
+    ordered = sorted(range(len(bands)), key=lambda i: bands[i]["source_band"])
+    return lines + [line for i in ordered for line in _band_lines(bands[i], bands, h["band_bytes"][i])]
 
 
 def _cmd_info(args: argparse.Namespace, job: _Job) -> int:

@@ -479,7 +479,11 @@ def decompress_array(
 
 
 def read_header(src: Union[PathLike, bytes]) -> dict[str, Any]:
-    """The JSON header of a .sarz file (structure validated), plus `file_bytes`, `n_chunks` and `file_id` (hex),
-    for `info`."""
+    """The JSON header of a .sarz file (structure validated), plus `file_bytes`, `n_chunks`, `file_id` (hex) and
+    `band_bytes` (the payload bytes of each band's chunks, in the order of `bands`, from the index), for `info`."""
     with ContainerReader(src) as reader:
-        return {**reader.header, "file_bytes": reader.file_size, "n_chunks": reader.n_chunks, "file_id": reader.file_id}
+        header, lengths = reader.header, reader.chunk_lengths
+        per_band = len(lengths) // max(len(header["bands"]), 1)
+        band_bytes = [sum(lengths[i * per_band : (i + 1) * per_band]) for i in range(len(header["bands"]))]
+        extra = {"file_bytes": reader.file_size, "n_chunks": reader.n_chunks, "file_id": reader.file_id}
+        return {**header, **extra, "band_bytes": band_bytes}

@@ -98,15 +98,15 @@ class EncodePass(StripPass):
         options: EncodeOptions,
         progress: Progress,
         cancel: Cancel,
+        reference: Optional[ReferenceBand] = None,
     ):
         super().__init__(layout, progress, cancel)
-        self.source, self.survey = source, survey
+        self.source, self.survey, self.reference = source, survey, reference
         self.ssim = survey.ssim if options.tune == "ssim" else None
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
         self.n_valid = self.n_clipped = self.n_bright = 0
         self.deferred: list[tuple[Path, Strip]] = []
-        self.reference: Optional[ReferenceBand] = None
         self.refinements: Optional[list[bytes]] = None
         """Kept when another band is predicted from this one (its ReferenceBand decodes them)."""
         self.chunk_bytes = 0
@@ -147,15 +147,11 @@ class EncodePass(StripPass):
             reference=None if reference is None else reference.layout.band_index,
         )
         if log is not None:
-            predicted = "" if reference is None else f", predicted from band {reference.layout.band_index + 1}"
             log(
                 f"band {source.band}: {layout.width}x{layout.height} {layout.dtype} as {layout.kind}, range "
                 f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}] dB, quality {layout.quality}/{N_QUALITIES}"
-                f"{predicted}"
             )
-        enc = cls(source, layout, survey, options, progress, cancel)
-        enc.reference = reference
-        return enc
+        return cls(source, layout, survey, options, progress, cancel, reference)
 
     @contextlib.contextmanager
     def reconstructing(self, sink: Sink, spool_parent: Optional[Path]) -> Iterator[None]:
@@ -281,7 +277,6 @@ class EncodePass(StripPass):
             "pixels": layout.width * layout.height,
             "valid_pixels": self.n_valid,
             "input_bytes": self.source.raw_bytes,
-            "chunk_bytes": self.chunk_bytes,
             "clipped_fraction": _round(self.clipped_fraction),
             "n_bright_residuals": self.n_bright,
             "linear_mean": _round(self.survey.linear_mean),

@@ -120,7 +120,7 @@ class BandSetEncoder:
             if ref is not None and ref not in references:
                 parent = self.passes[ref]
                 parent.refinements = []
-                references[ref] = ReferenceBand(parent.layout, parent.refinements.__getitem__)
+                references[ref] = parent.feeds = ReferenceBand(parent.layout, parent.refinements.__getitem__)
             reference = None if ref is None else references[ref]
             bar = scaled_progress(progress, position / n, (position + 1) / n)
             enc = EncodePass.plan(sources[index], options, bar, cancel, log, plan.surveys[index], position, reference)

@@ -78,7 +78,10 @@ def band_passes(reader: ContainerReader, band: Optional[int] = None) -> list[Dec
         ref: ReferenceBand(layouts[ref], _refinement_reader(reader, layouts[ref]))
         for ref in {layouts[i].reference for i in order} - {None}
     }
-    return [DecodePass(reader, layouts[i], infos[i], None, None, references.get(layouts[i].reference)) for i in order]
+    passes = [DecodePass(reader, layouts[i], infos[i], None, None, references.get(layouts[i].reference)) for i in order]
+    for dec in passes:
+        dec.feeds = references.get(dec.layout.band_index)
+    return passes
 
 
 def _refinement_reader(reader: ContainerReader, layout: Layout):

@@ -93,6 +93,12 @@ class ReferenceBand:
         self.layout, self.refinement = layout, refinement
         self._last: tuple[int, Optional[np.ndarray]] = (-1, None)
 
+    def remember(self, k: int, refined: np.ndarray) -> None:
+        """Strip k as the reference band's own pass just refined it (the same array `refined(k)` would decode:
+        the encoder's refined strip is the decoder's, and neither modifies it after): a raster of one strip
+        then never decodes its reference twice."""
+        self._last = (k, refined)
+
     def refined(self, k: int) -> np.ndarray:
         """The reference's strip k decoded, clipped to its range; the last one is kept (one strip of memory),
         so bands predicted from one reference decode it once where the raster is a single strip."""

@@ -189,9 +189,10 @@ def markdown(result: dict) -> list[str]:
         "",
         "One .sarz holding every band (inter-band prediction) against one file per band at equal per-band PSNR "
         "(each band's single-file size interpolated at the PSNR it reached in the multi-band file), and pooled "
-        "PSNR at equal total bytes; JPEG 2000 per band at the bpp the band takes in the multi-band file.",
+        "PSNR at equal total bytes; JPEG 2000 per band at the bpp the band takes in the multi-band file. PSNR in "
+        "dB over each band's original 0.5-99.5 pct dB range; 'from N': the band is predicted from band N.",
         "",
-        "| stack | q | multi-band bytes (bpp) | separate bytes at equal PSNR | saving | pooled PSNR multi / "
+        "| stack | q | multi-band bytes (bpp, all bands) | separate bytes at equal PSNR | saving | pooled PSNR multi / "
         "separate at equal bytes | per band: PSNR ours / JPEG 2000 (predicted from) |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -458,7 +458,10 @@ def evaluate_bands(
     bands = list(range(1, count_o + 1)) if bands is None else bands
     rbands = bands if count_r == count_o else list(range(1, len(bands) + 1))
     if len(rbands) > count_r:
-        raise InputError(f"the reconstruction has {count_r} band(s), {len(bands)} asked for: {reconstruction}")
+        raise InputError(
+            f"the reconstruction has {count_r} band(s), {len(bands)} asked for (choose one with --band): "
+            f"{reconstruction}"
+        )
     per_band = [evaluate_files(original, reconstruction, band=b, reconstruction_band=r) for b, r in zip(bands, rbands)]
     return {"bands": per_band, "overall": _overall(per_band)}
 

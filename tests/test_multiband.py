@@ -16,7 +16,7 @@ from sar_compressor.engine import codec, interband, refine, survey
 from sar_compressor.engine import layout as layout_module
 from sar_compressor.engine.cli import main
 from sar_compressor.engine.container import ContainerReader
-from sar_compressor.engine.errors import InputError
+from sar_compressor.engine.errors import CancelledError, InputError
 from sar_compressor.engine.metrics import evaluate_bands
 from sar_compressor.engine.simulate import simulate_scene
 
@@ -162,6 +162,45 @@ def test_a_band_without_valid_pixels_is_named(tmp_path):
     with pytest.raises(InputError, match="band 2: the raster has no valid pixels"):
         codec.compress_file(src, tmp_path / "e.sarz")
     assert not (tmp_path / "e.sarz").exists()
+
+
+def test_global_mean_correction_and_progress_over_bands(three_channel, tmp_path):
+    """Under "global" correction each band's strips wait for its own gain; the bar runs once over all bands."""
+    seen: list[tuple[int, int]] = []
+    codec.compress_file(
+        three_channel,
+        tmp_path / "g.sarz",
+        mean_correction="global",
+        reconstruction=tmp_path / "rec.tif",
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    codec.decompress_file(tmp_path / "g.sarz", tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "rec.tif") as rec, rasterio.open(tmp_path / "out.tif") as out:
+        assert np.array_equal(rec.read(), out.read())
+    gains = [b["global_gain"] for b in codec.read_header(tmp_path / "g.sarz")["bands"]]
+    assert len(set(gains)) == 3  # each band its own
+    fractions = [done / total for done, total in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(seen) >= 3
+
+
+def test_cancel_in_a_later_band_leaves_nothing(three_channel, tmp_path):
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 4  # past the first band's strip
+
+    with pytest.raises(CancelledError):
+        codec.compress_file(three_channel, tmp_path / "c.sarz", reconstruction=tmp_path / "r.tif", cancel=cancel)
+    assert not any(tmp_path.iterdir())
+
+
+def test_evaluate_one_band_reconstruction_needs_the_band(dual_pol, tmp_path):
+    codec.compress_file(dual_pol, tmp_path / "d.sarz")
+    codec.decompress_file(tmp_path / "d.sarz", tmp_path / "vh.tif", band=2)
+    with pytest.raises(InputError, match="choose one with --band"):
+        evaluate_bands(dual_pol, tmp_path / "vh.tif")
+    assert evaluate_bands(dual_pol, tmp_path / "vh.tif", [2])["bands"][0]["band"] == 2
 
 
 def test_deterministic(three_channel, tmp_path):

@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         "--target-bpp",
         type=float,
         default=None,
-        help="code to at most this many bits per pixel (whole file) instead of --quality (a few extra passes)",
+        help="code to at most this many bits per pixel (whole file: all bands together, one step of each band's "
+        "range) instead of --quality (a few extra passes)",
     )
     c.add_argument("--band", type=int, default=None, help="compress only this band (default: every band, one file)")
     c.add_argument(

@@ -1,8 +1,10 @@
-"""sar_compressor:compress: one raster band -> .sarz, optionally the reconstruction; always its fidelity figures."""
+"""sar_compressor:compress: a raster (all bands, or one) -> .sarz, optionally the reconstruction; always its
+fidelity figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from qgis.core import (
     QgsProcessingException,
@@ -22,6 +24,7 @@ from .common import (
     engine_errors,
     fmt_number,
     geotiff_path,
+    raster_file,
 )
 from .progress import StageProgress
 from .styling import source_renderer, style_on_load
@@ -41,7 +44,7 @@ MEASURED = {
 
 
 class CompressAlgorithm(SARAlgorithm):
-    """Compress one band of a SAR raster into a .sarz file."""
+    """Compress a SAR raster (all its bands, or one) into a .sarz file."""
 
     NAME = "compress"
     DISPLAY_NAME = "Compress SAR raster"
@@ -49,14 +52,17 @@ class CompressAlgorithm(SARAlgorithm):
     def __init__(self) -> None:
         super().__init__()
         self._source = ""
-        self._band = 1
+        self._band: Optional[int] = 1
+        """None: every band (BAND left empty on a multi-band raster)."""
         self._renderer = None
         self._reconstruction = ""
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
-            "Compresses one band of a SAR raster (intensity, amplitude, dB or complex SLC) into a .sarz file "
-            "with a wavelet coder in the dB domain. The file keeps CRS, geotransform, dtype and "
+            "Compresses a SAR raster (intensity, amplitude, dB or complex SLC) into a .sarz file "
+            "with a wavelet coder in the dB domain: every band into one file when no band is chosen (dual-pol "
+            "or polarimetric stacks; bands that share structure are predicted from one another), else the "
+            "chosen band. The file keeps CRS, geotransform, dtype and "
             "nodata, so 'Decompress SAR raster' restores a georeferenced GeoTIFF.\n\n"
             f"Quality 1 gives the smallest file, {N_QUALITIES} the best fidelity: a wavelet refinement layer, "
             "finer at each quality, codes what its base misses. A target in bits per pixel (above 0) replaces "
@@ -65,7 +71,8 @@ class CompressAlgorithm(SARAlgorithm):
             "data type, band description and values.\n\n"
             "Reports the fidelity of the reconstruction (what decompression will give; written to a file "
             "when asked, else measured on a temporary one): PSNR and SSIM (dB domain, over the original's "
-            "0.5-99.5 percentile range), mean ratio (mean linear backscatter of the reconstruction / of the "
+            "0.5-99.5 percentile range; over several bands, PSNR from their mean range-scaled error and the "
+            "rest averaged), mean ratio (mean linear backscatter of the reconstruction / of the "
             "original, 1 = unbiased), ENL ratio (> 1 = smoother), edge preservation index and dB RMSE. The "
             "ratio is raw raster bytes / .sarz bytes. The log shows each stage (survey, coding strip k of n, "
             "rate-control pass n) and the domain of every figure.\n\n"
@@ -77,9 +84,7 @@ class CompressAlgorithm(SARAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.add_raster_parameters(
-            "INPUT", "Input SAR raster", "BAND", "Band (required when the raster has more than one)"
-        )
+        self.add_raster_parameters("INPUT", "Input SAR raster", "BAND", "Band (empty: every band into one file)")
         self.addParameter(self.static_enum("KIND", "Input kind", KINDS, "auto"))
         self.addParameter(
             QgsProcessingParameterNumber(
@@ -128,6 +133,14 @@ class CompressAlgorithm(SARAlgorithm):
 
     def resolve_inputs(self, parameters, context) -> None:
         """Main thread: layer -> file path, band check, the source style for the reconstruction."""
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        all_bands = (
+            layer is not None and layer.bandCount() > 1 and self.parameterAsInt(parameters, "BAND", context) <= 0
+        )
+        if all_bands:
+            self._source, self._band = raster_file(layer, "input"), None
+            self._renderer = None
+            return
         layer, self._source, self._band = self.raster_band(parameters, context, "INPUT", "BAND")
         self._renderer = source_renderer(layer, self._band, context)
 
@@ -174,24 +187,28 @@ class CompressAlgorithm(SARAlgorithm):
         return results
 
     def _inspect(self, kind: str, feedback) -> None:
-        """The engine's input summary in the log, its warnings as warnings; a refused input stops the run
-        before any output is written."""
+        """The engine's summary of every band to code in the log, its warnings as warnings; a refused band stops
+        the run before any output is written."""
         with engine_errors():
-            summary = self.engine("inspect").inspect_input(self._source, self._band, kind)
-        for line in summary.facts():
-            feedback.pushInfo(f"input: {line}")
-        for warning in summary.warnings:
-            feedback.pushWarning(warning)
-        if summary.refusal:
-            raise QgsProcessingException(summary.refusal)
+            summaries = self.engine("inspect").inspect_bands(self._source, self._band, kind)
+        for summary in summaries:
+            for line in summary.facts():
+                feedback.pushInfo(f"input band {summary.band}: {line}")
+            for warning in summary.warnings:
+                feedback.pushWarning(warning)
+            if summary.refusal:
+                raise QgsProcessingException(f"band {summary.band}: {summary.refusal}")
 
     def _measure(self, reconstruction: str, kind: str, feedback) -> dict:
         """The engine's metrics of the reconstruction against the source band, in the radiometry the codec was
         told to use; None where a figure does not apply (see the log for its domain)."""
         with engine_errors():
-            metrics = self.engine("metrics").evaluate_files(
-                self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1
-            )
+            if self._band is None:
+                metrics = self.engine("metrics").evaluate_bands(self._source, reconstruction)["overall"]
+            else:
+                metrics = self.engine("metrics").evaluate_files(
+                    self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1
+                )
         for key, label in MEASURED.values():
             feedback.pushInfo(f"{label} {fmt_number(metrics[key])} ({metrics['domain'][key]})")
         return {name: metrics[key] for name, (key, _) in MEASURED.items()}

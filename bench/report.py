@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import multiband
+
 MB = 1024 * 1024
 
 
@@ -72,6 +74,8 @@ def markdown(results: dict) -> str:
     for key, label in (("rd", "Rate-distortion curves"), ("crop", "Equal-rate crop")):
         if results["figures"].get(key):
             lines += [f"![{label}]({results['figures'][key]})", ""]
+    if results.get("multiband"):
+        lines += multiband.markdown(results["multiband"])
     lines += _speed_table(results.get("speed"))
     lines += _memory_table(results.get("memory"))
     lines += _tall_table(results.get("memory_tall"))

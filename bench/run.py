@@ -2,6 +2,7 @@
 
     python -m sar_compressor.bench.run [--quick] [--large-size N] [--out bench/results]
     python -m sar_compressor.bench.run --scale [--scale-files 8] [--scale-size 2048] [--scale-workers 1 2]
+    python -m sar_compressor.bench.run [--multiband]
 
 Runs within a time budget (default 20 min): rate-distortion and speed first, then the large-raster memory test
 at the biggest size (up to --large-size) that the measured throughput says will fit; the size used and why are
@@ -26,7 +27,7 @@ from typing import Callable, Optional
 
 from ..engine.errors import SARCompressorError
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
-from . import jpeg2000, memory, plots, products, report, scale, speed
+from . import jpeg2000, memory, multiband, plots, products, report, scale, speed
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
 
@@ -64,6 +65,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--scale-files", type=int, default=8, help="simulated rasters for --scale")
     p.add_argument("--scale-size", type=int, default=2048, help="their side in pixels")
     p.add_argument("--scale-workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
+    p.add_argument(
+        "--multiband",
+        action="store_true",
+        help="also the multi-band section (bench/multiband.py: one file vs a file per band, ~3 min)",
+    )
     return p.parse_args(argv)
 
 
@@ -205,6 +211,8 @@ def run(args: argparse.Namespace) -> dict:
         results["products"] = _stage(
             "products", results, clock, lambda: products.run(workdir, _sim_size(args), clock.log)
         )
+        if args.multiband and not args.quick:
+            results["multiband"] = _stage("multiband", results, clock, lambda: multiband.run(args.data, clock.log))
         _speed_and_memory(args, workdir, clock, results)
     results["duration_s"] = clock.elapsed
     _write(results, args.out, clock)

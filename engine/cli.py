@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser("compress", help="compress one band of a raster into a .sarz file")
+    c = sub.add_parser("compress", help="compress a raster (every band, or one) into a .sarz file")
     c.add_argument("input", help="input raster (GeoTIFF or anything GDAL reads)")
     c.add_argument("output", help="output .sarz file")
     c.add_argument(
@@ -53,10 +53,15 @@ def _parser() -> argparse.ArgumentParser:
         "--target-bpp",
         type=float,
         default=None,
-        help="code to at most this many bits per pixel (whole file) instead of --quality (a few extra passes; "
-        "not with --quality)",
+        help="code to at most this many bits per pixel (whole file: all bands together, one step of each band's "
+        "range) instead of --quality (a few extra passes; not with --quality)",
     )
-    c.add_argument("--band", type=int, default=None, help="band to compress (required for multi-band rasters)")
+    c.add_argument("--band", type=int, default=None, help="compress only this band (default: every band, one file)")
+    c.add_argument(
+        "--no-interband",
+        action="store_true",
+        help="code every band on its own (default: predict a band from another where that saves bits)",
+    )
     c.add_argument(
         "--kind",
         choices=KINDS,
@@ -83,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("input", help="input .sarz file")
     d.add_argument("output", help="output GeoTIFF")
     d.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF with overviews")
+    d.add_argument(
+        "--band", type=int, default=None, help="decode only this band (its number in the source, as `info` shows)"
+    )
 
     i = sub.add_parser("info", help="show what a .sarz file holds")
     i.add_argument("input", help=".sarz file")
@@ -101,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="quality metrics of a reconstruction against its original")
     e.add_argument("original")
     e.add_argument("reconstruction")
-    e.add_argument("--band", type=int, default=1)
+    e.add_argument("--band", type=int, default=None, help="one band (default: every band, and overall)")
     e.add_argument("--json", action="store_true")
 
     s = sub.add_parser("simulate", help="write a simulated, georeferenced SAR scene")
@@ -198,19 +206,16 @@ def _ratio_text(ratio: float) -> str:
 
 
 def _checked_input(args: argparse.Namespace) -> None:
-    """The input's warnings on stderr (also under --quiet), InputError for a refused input before any work."""
+    """The input's warnings on stderr (also under --quiet), InputError for a refused band before any work."""
     from .errors import InputError
-    from .inspect import inspect_input
-    from .raster_io import open_info
+    from .inspect import inspect_bands
 
-    band = args.band if args.band is not None or open_info(args.input).count > 1 else 1
-    if band is None:
-        return  # compress_file names the missing --band
-    summary = inspect_input(args.input, band, args.kind)
-    for warning in summary.warnings:
+    summaries = inspect_bands(args.input, args.band, args.kind)
+    for warning in dict.fromkeys(w for s in summaries for w in s.warnings):
         print(f"warning: {warning}", file=sys.stderr)
-    if summary.refusal:
-        raise InputError(summary.refusal)
+    refusals = [f"band {s.band}: {s.refusal}" if len(summaries) > 1 else s.refusal for s in summaries if s.refusal]
+    if refusals:
+        raise InputError("; ".join(refusals))
 
 
 def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
@@ -228,18 +233,20 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         mean_correction=args.mean_correction,
         target_bpp=args.target_bpp,
         tune=args.tune,
+        interband=not args.no_interband,
         reconstruction=args.reconstruction,
         progress=job.progress,
         cancel=job.cancel,
         log=job.log,
     )
-    psnr = ""
+    psnr, per_band = "", {}
     if args.reconstruction:
-        from .metrics import evaluate_files
+        from .metrics import evaluate_bands
 
-        metrics = evaluate_files(args.input, args.reconstruction, band=args.band or 1, reconstruction_band=1)
-        unit = metrics["range"]["unit"]
-        psnr = f", PSNR {_fmt(metrics['psnr_db'], 2)} dB ({unit}), SSIM {_fmt(metrics['ssim'])}"
+        metrics = evaluate_bands(args.input, args.reconstruction, [b["source_band"] for b in stats.bands])
+        overall = metrics["overall"]
+        psnr = f", PSNR {_fmt(overall['psnr_db'], 2)} dB, SSIM {_fmt(overall['ssim'])}"
+        per_band = {m["band"]: m for m in metrics["bands"]}
     zeros = ""
     if stats.no_signal_pixels:
         zeros = f", {stats.no_signal_pixels} no-signal zeros ({stats.isolated_zeros} isolated)"
@@ -247,6 +254,11 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         f"{args.output}: ratio {_ratio_text(stats.ratio)}, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
         f"{stats.kind} ({stats.kind_reason}){zeros}, {stats.seconds:.1f} s"
     )
+    if len(stats.bands) > 1:
+        for band, line in zip(stats.bands, stats.band_lines()):
+            m = per_band.get(band["source_band"])
+            measured = f"; reconstruction PSNR {_fmt(m['psnr_db'], 2)} dB, SSIM {_fmt(m['ssim'])}" if m else ""
+            print(f"  {line}{measured}")
     return 0
 
 
@@ -256,6 +268,7 @@ def _cmd_decompress(args: argparse.Namespace, job: _Job) -> int:
     stats = decompress_file(
         args.input,
         args.output,
+        band=args.band,
         cog=args.cog,
         progress=job.progress,
         cancel=job.cancel,
@@ -278,13 +291,18 @@ def _crs_text(wkt: Optional[str]) -> str:
     return wkt[:70] + ("..." if len(wkt) > 70 else "")
 
 
-def _band_lines(b: dict[str, Any]) -> list[str]:
-    """The `info` lines of one band entry of the header."""
+def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int) -> list[str]:
+    """The `info` lines of one band entry of the header (`bands`: all of them, for its reference; `nbytes`: its
+    chunks' bytes)."""
     rng, stats, bright = b["range"], b.get("stats", {}), b["bright"]
     step = b["refine_step"]
+    ref = b.get("reference")
+    predicted = "coded on its own" if ref is None else f"predicted from band {bands[ref]['source_band']}"
     return [
         f"band {b['source_band']}        {b['kind']}, description {b.get('description') or ''!r}, "
         f"nodata {b.get('nodata')}",
+        f"  tags        {b.get('tags') or {}}",
+        f"  chunks      {nbytes} bytes; {predicted}",
         f"  layers      flat base + wavelet refinement, quality {b['quality']}, step {step:g} of the range "
         f"({step * (rng['vmax'] - rng['vmin']):.2f} dB)",
         f"  kind        {b['kind']} ({stats.get('kind_reason') or 'reason not recorded'})",
@@ -314,7 +332,8 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
         f"tools         {tools}",
         f"software      {h.get('software', {}).get('name')} {h.get('software', {}).get('version')}",
     ]
-    return lines + [line for band in bands for line in _band_lines(band)]
+    ordered = sorted(range(len(bands)), key=lambda i: bands[i]["source_band"])
+    return lines + [line for i in ordered for line in _band_lines(bands[i], bands, h["band_bytes"][i])]
 
 
 def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
@@ -359,15 +378,34 @@ def _cmd_inspect(args: argparse.Namespace, job: _Job) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
-    from .metrics import METRIC_KEYS, evaluate_files
+    from .metrics import evaluate_bands, evaluate_files
 
-    result = evaluate_files(args.original, args.reconstruction, band=args.band)
+    if args.band is not None:
+        result = evaluate_files(args.original, args.reconstruction, band=args.band)
+    else:
+        result = evaluate_bands(args.original, args.reconstruction)
+        if len(result["bands"]) == 1:
+            result = result["bands"][0]
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
         return 0
+    if "overall" not in result:
+        _print_metrics(result)
+        return 0
+    for band in result["bands"]:
+        print(f"band {band['band']} ({band['kind']})")
+        _print_metrics(band, "  ")
+    print("overall")
+    _print_metrics(result["overall"], "  ")
+    return 0
+
+
+def _print_metrics(result: dict[str, Any], indent: str = "") -> None:
+    from .metrics import METRIC_KEYS
+
     domains = result.get("domain", {})
     for key in METRIC_KEYS:
-        print(f"{key:17s} {_fmt(result.get(key), 4):>9s}   {domains.get(key, '')}")
+        print(f"{indent}{key:17s} {_fmt(result.get(key), 4):>9s}   {domains.get(key, '')}")
     other = result.get("other_domain")
     if other:
         rng = other["range"]

@@ -3,15 +3,16 @@
 Compression streams a raster twice, strip by strip, never holding it whole:
 1. a strided sample of valid pixels -> input kind, robust dB range, linear mean, and bounded tiles -> the SSIM
    weights' reference (survey);
-2. per strip: read -> dB -> a wavelet refinement layer over a flat base at the quality's step (refine,
+   and, with several bands, which band predicts which (band_set, interband);
+2. band after band, per strip: read -> dB -> a wavelet refinement layer over a flat base at the quality's step (refine,
    quality), then (radiometry) per 64x64 block a linear-intensity gain (restores the mean that a dB-domain
    codec biases), bright targets above the range as sparse residuals, the nodata mask (strip_payload: the
    chunk bytes; sarz_header: the JSON header; container: the file).
    The same decoded strips give the optional reconstruction raster.
 Decompression runs the identical decode path, so its output equals that reconstruction. No network runs on
 either side, and neither imports torch.
-This module holds the public API: it picks the source and the destinations (file or memory) and runs
-encode_pass / decode_pass between them.
+This module holds the public API: it picks the source bands and the destinations (file or memory) and runs
+band_set / decode_pass between them.
 """
 
 from __future__ import annotations
@@ -28,20 +29,20 @@ import numpy as np
 
 from . import preprocessing as pp
 from . import rate_control
+from .band_set import BandPlan, BandSetEncoder, BandSinks, output_dtype, plan_bands, scaled_progress, stack_infos
 from .container import ContainerReader, container_bytes, write_container
-from .decode_pass import DecodePass
+from .decode_pass import DecodePass, band_passes
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .errors import InputError
 from .input_checks import check_kind_fits
-from .layout import Layout
 from .output_paths import check_outputs, real_path, temp_path
 from .quality import DEFAULT_QUALITY
 from .raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info, streaming_cache_mb
 from .strip_window import Cancel, Progress, Sink
-from .survey import Survey
 
 PathLike = Union[str, "os.PathLike[str]"]
-SinkOpener = Callable[[Layout, RasterInfo], "contextlib.AbstractContextManager[Sink]"]
+SinkOpener = Callable[[RasterInfo], "contextlib.AbstractContextManager[BandSinks]"]
+"""open_sink(info) -> the sinks of the output raster `info` describes (its dtype the decoded one)."""
 ContainerWriter = Callable[[Callable[[], dict], Iterator[bytes], Cancel], int]
 """write(header_fn, chunks, cancel) -> the container's size in bytes."""
 
@@ -58,7 +59,8 @@ class _Stats:
 
 @dataclass
 class CompressStats(_Stats):
-    """What a compression produced; ratio and bpp count the whole .sarz file."""
+    """What a compression produced; ratio and bpp count the whole .sarz file. The band-specific fields (kind,
+    vmin ... n_bright_residuals) are the first band's (source order); `bands` has every band's figures."""
 
     input_bytes: int
     output_bytes: int
@@ -87,9 +89,24 @@ class CompressStats(_Stats):
     """...of which isolated inside the footprint (no zero among their 4 neighbours)."""
     kind_reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    bands: list[dict[str, Any]] = field(default_factory=list)
+    """Per band (source order): source_band, kind, vmin, vmax, reference (the source band it is predicted
+    from, or None), bytes (its chunks), bpp (of them), psnr_db (refined dB against the original over the band's
+    coded range, before the mean correction)."""
 
     def summary(self) -> str:
         return f"ratio {self.ratio:.1f}:1, {self.bpp:.3f} bpp, quality {self.quality}, {self.seconds:.1f} s"
+
+    def band_lines(self) -> list[str]:
+        """One line per band: its share of the file and its quality."""
+        lines = []
+        for b in self.bands:
+            ref = f", predicted from band {b['reference']}" if b["reference"] is not None else ""
+            psnr = "n/a" if b["psnr_db"] is None else f"{b['psnr_db']:.2f} dB"
+            lines.append(
+                f"band {b['source_band']} ({b['kind']}): {b['bytes']} bytes, {b['bpp']:.4f} bpp, PSNR {psnr}{ref}"
+            )
+        return lines
 
 
 @dataclass
@@ -105,14 +122,16 @@ class DecompressStats(_Stats):
     kind: str
     dtype: str
     output: Optional[str] = None
+    bands: int = 1
 
     def summary(self) -> str:
-        return f"{self.width}x{self.height} {self.dtype}, {self.seconds:.1f} s"
+        return f"{self.width}x{self.height}x{self.bands} {self.dtype}, {self.seconds:.1f} s"
 
 
 @dataclass
 class ArrayResult:
-    """compress_array's result: the .sarz bytes, the reconstruction the decoder will produce, the stats."""
+    """compress_array's result: the .sarz bytes, the reconstruction the decoder will produce (2-D for one band,
+    bands x rows x columns for several), the stats."""
 
     data: bytes
     reconstruction: np.ndarray
@@ -123,40 +142,62 @@ class ArrayResult:
 
 
 def _file_sink(path: Path, cog: bool, log: Log = None) -> SinkOpener:
-    """Opens a tiled GeoTIFF at `path` (atomic) for the finished strips, in the layout's output dtype."""
+    """Opens a tiled GeoTIFF at `path` (atomic) for the finished strips of every band."""
 
     @contextlib.contextmanager
-    def open_sink(layout: Layout, info: RasterInfo) -> Iterator[Sink]:
+    def open_sink(info: RasterInfo) -> Iterator[BandSinks]:
         if log is not None:
-            log(f"decoding {layout.width}x{layout.height} {layout.kind} -> {layout.out_dtype} {path}")
-        with StripWriter(path, replace(info, dtype=layout.out_dtype), cog=cog) as writer:
-            yield writer.write
+            log(f"decoding {info.width}x{info.height}, {info.count} band(s) -> {info.dtype} {path}")
+        with StripWriter(path, info, cog=cog) as writer:
+            yield lambda i: lambda row0, rows: writer.write(row0, rows, band=i + 1)
 
     return open_sink
 
 
 class _ArraySink:
-    """Collects the finished strips in memory: the array API's output."""
+    """Collects the finished strips in memory: the array API's output (2-D for one band)."""
 
     def __init__(self) -> None:
         self.out = np.empty(0)
 
     @contextlib.contextmanager
-    def __call__(self, layout: Layout, info: RasterInfo) -> Iterator[Sink]:
-        self.out = np.empty((layout.height, layout.width), dtype=layout.out_dtype)
-        yield self.write
+    def __call__(self, info: RasterInfo) -> Iterator[BandSinks]:
+        self.out = np.empty((info.count, info.height, info.width), dtype=info.dtype)
+        yield self.sink
+        if info.count == 1:
+            self.out = self.out[0]
 
-    def write(self, row0: int, rows: np.ndarray) -> None:
-        self.out[row0 : row0 + rows.shape[0]] = rows
+    def sink(self, i: int) -> Sink:
+        def write(row0: int, rows: np.ndarray) -> None:
+            self.out[i, row0 : row0 + rows.shape[0]] = rows
+
+        return write
 
 
 # --------------------------------------------------------------------------- compression
 
 
-def _compress_stats(enc: EncodePass, size: int, seconds: float, **paths: Optional[str]) -> CompressStats:
+def _band_figures(enc: EncodePass, reference: Optional[int]) -> dict[str, Any]:
+    layout = enc.layout
+    return {
+        "source_band": enc.source.band,
+        "kind": layout.kind,
+        "vmin": layout.rng.vmin,
+        "vmax": layout.rng.vmax,
+        "reference": reference,
+        "bytes": enc.chunk_bytes,
+        "bpp": 8.0 * enc.chunk_bytes / (layout.width * layout.height),
+        "psnr_db": enc.psnr_db,
+    }
+
+
+def _compress_stats(bands: BandSetEncoder, size: int, seconds: float, **paths: Optional[str]) -> CompressStats:
+    passes = bands.by_source
+    enc = passes[0]
     layout = enc.layout
     pixels = layout.width * layout.height
-    raw = enc.source.raw_bytes
+    raw = sum(e.source.raw_bytes for e in passes)
+    sources = [e.source.band for e in bands.passes]
     return CompressStats(
         input_bytes=raw,
         output_bytes=size,
@@ -177,16 +218,17 @@ def _compress_stats(enc: EncodePass, size: int, seconds: float, **paths: Optiona
         linear_mean=enc.survey.linear_mean,
         clipped_fraction=enc.clipped_fraction,
         n_bright_residuals=enc.n_bright,
-        no_signal_pixels=enc.n_zero,
-        isolated_zeros=enc.n_isolated_zero,
+        no_signal_pixels=sum(e.n_zero for e in passes),
+        isolated_zeros=sum(e.n_isolated_zero for e in passes),
         kind_reason=enc.survey.kind_reason,
-        warnings=list(enc.survey.warnings),
+        warnings=[w for e in passes for w in e.survey.warnings],
+        bands=[_band_figures(e, None if e.layout.reference is None else sources[e.layout.reference]) for e in passes],
         **paths,
     )
 
 
 def _encode(
-    source: BandSource,
+    sources: list[BandSource],
     options: EncodeOptions,
     write: ContainerWriter,
     start: float,
@@ -199,22 +241,24 @@ def _encode(
     log: Log = None,
     **paths: Optional[str],
 ) -> CompressStats:
-    """Both passes into `write` (and the finished strips into `open_sink`'s sink when given)."""
-    survey = None
+    """Pass 1 of every band, then their passes 2 into `write` (and the finished strips into `open_sink`'s
+    sinks when given)."""
+    _stage(log, "survey (range and statistics)")
+    plan = plan_bands(sources, options, log)
     if target_bpp is not None:
-        options, searched, survey = _options_for_target(source, options, target_bpp, progress, cancel, log)
-        progress = _scaled(progress, searched, 1.0)
-    if survey is None:
-        _stage(log, "survey (range and statistics)")
-    enc = EncodePass.plan(source, options, progress, cancel, log, survey)
+        options, searched = _options_for_target(sources, options, plan, target_bpp, progress, cancel, log)
+        progress = scaled_progress(progress, searched, 1.0)
+    bands = BandSetEncoder(sources, options, plan, progress, cancel, log)
     _stage(log, "coding at the chosen step" if target_bpp is not None else "coding")
     with contextlib.ExitStack() as stack:
         if open_sink is not None:
-            sink = stack.enter_context(open_sink(enc.layout, source.info))
-            stack.enter_context(enc.reconstructing(sink, spool_parent))
-        size = write(enc.header, enc.strips(), cancel)
-        enc.flush_deferred()
-    return _compress_stats(enc, size, time.perf_counter() - start, **paths)
+            info = stack_infos([enc.source.info for enc in bands.by_source])
+            info = replace(info, dtype=output_dtype([enc.layout.kind for enc in bands.passes], info.dtype))
+            sinks = stack.enter_context(open_sink(info))
+            stack.enter_context(bands.reconstructing(sinks, spool_parent))
+        size = write(bands.header, bands.chunks(), cancel)
+        bands.flush_deferred()
+    return _compress_stats(bands, size, time.perf_counter() - start, **paths)
 
 
 def compress_file(
@@ -228,23 +272,22 @@ def compress_file(
     mean_correction: str = "block",
     target_bpp: Optional[float] = None,
     tune: str = "ssim",
+    interband: bool = True,
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
 ) -> CompressStats:
-    """Compress one band of a raster into a .sarz file (atomic). `reconstruction`: also write the raster the
-    decoder will produce (equal to `decompress_file`'s output), computed during compression.
-    `target_bpp`: code to at most this many bits per pixel (whole file) instead of at `quality`,
-    by coding the raster at trial steps first (engine.rate_control: 3-7 extra passes measured). `tune`: "ssim"
-    (rate-distortion decisions weighted where SSIM is sensitive; default) or "psnr" (plain squared error)."""
+    """Compress every band of a raster (or only `band`) into one .sarz file (atomic), each band with its own
+    kind (`kind` applies to all; "auto" detects each), range, nodata, description and tags. `reconstruction`:
+    also write the raster the decoder will produce (equal to `decompress_file`'s output), computed during
+    compression. `target_bpp`: code to at most this many bits per pixel (whole file, all bands at one step of
+    their dB ranges) instead of at `quality`, by coding the raster at trial steps first (engine.rate_control:
+    3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions weighted where SSIM is sensitive;
+    default) or "psnr" (plain squared error). `interband`: predict bands from one another where it pays."""
     start = time.perf_counter()
     info = open_info(src)
-    if band is None:
-        if info.count > 1:
-            raise InputError(f"raster has {info.count} bands; choose one with --band")
-        band = 1
-    info.check_band(band)
+    bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]
     pp.check_dtype(info.dtype)
     check_kind_fits(info.dtype, kind)
     dst = Path(dst)
@@ -255,13 +298,12 @@ def compress_file(
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
         return write_container(staged, header_fn, chunks, cancel_fn)
 
-    options = EncodeOptions(quality, kind, mean_correction, tune=tune)
-    band_info = info.band(band)
+    options = EncodeOptions(quality, kind, mean_correction, tune=tune, interband=interband)
     try:
         with bounded_gdal_cache(streaming_cache_mb(info.width, info.dtype)), RasterReader(src) as reader:
-            source = BandSource(band_info, band, lambda r0, r1: reader.read_rows(band, r0, r1))
+            sources = [BandSource(info.band(b), b, _row_reader(reader, b)) for b in bands]
             stats = _encode(
-                source,
+                sources,
                 options,
                 write,
                 start,
@@ -283,31 +325,41 @@ def compress_file(
     return stats
 
 
+def _row_reader(reader: RasterReader, band: int) -> Callable[[int, int], np.ndarray]:
+    return lambda r0, r1: reader.read_rows(band, r0, r1)
+
+
 def compress_array(
     arr: np.ndarray,
     *,
     quality: int = DEFAULT_QUALITY,
     kind: str = "auto",
     nodata: Optional[float] = None,
-    description: Optional[str] = None,
+    description: Optional[Union[str, list[Optional[str]]]] = None,
     mean_correction: str = "block",
     target_bpp: Optional[float] = None,
     tune: str = "ssim",
+    interband: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> ArrayResult:
-    """The codec on a 2-D array, in memory: .sarz bytes, the decoder's reconstruction and the statistics."""
+    """The codec on a 2-D array (one band) or a 3-D one (bands, rows, columns), in memory: .sarz bytes, the
+    decoder's reconstruction (same shape) and the statistics. `description`: one, or one per band."""
     start = time.perf_counter()
     arr = np.asarray(arr)
-    if arr.ndim != 2 or arr.size == 0:
-        raise InputError(f"expected a non-empty 2-D array, got shape {arr.shape}")
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise InputError(f"expected a non-empty 2-D array or a 3-D (bands, rows, columns) one, got shape {arr.shape}")
+    stack = arr if arr.ndim == 3 else arr[None]
+    descriptions = description if isinstance(description, list) else [description] * stack.shape[0]
+    if len(descriptions) != stack.shape[0]:
+        raise InputError(f"{len(descriptions)} descriptions for {stack.shape[0]} bands")
     info = RasterInfo(
-        width=arr.shape[1],
-        height=arr.shape[0],
-        count=1,
+        width=stack.shape[2],
+        height=stack.shape[1],
+        count=stack.shape[0],
         dtype=pp.check_dtype(arr.dtype),
         nodata=None if nodata is None else float(nodata),
-        descriptions=[description],
+        descriptions=list(descriptions),
     )
     sink, data = _ArraySink(), bytearray()
 
@@ -315,45 +367,55 @@ def compress_array(
         data.extend(container_bytes(header_fn, chunks, cancel_fn))
         return len(data)
 
-    source = BandSource(info, 1, lambda r0, r1: arr[max(0, r0) : min(arr.shape[0], r1)])
-    options = EncodeOptions(quality, kind, mean_correction, tune=tune)
+    sources = [BandSource(info.band(b + 1), b + 1, _array_reader(stack[b])) for b in range(stack.shape[0])]
+    options = EncodeOptions(quality, kind, mean_correction, tune=tune, interband=interband)
     stats = _encode(
-        source, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
+        sources, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
     )
     return ArrayResult(bytes(data), sink.out, stats)
 
 
+def _array_reader(band: np.ndarray) -> Callable[[int, int], np.ndarray]:
+    return lambda r0, r1: band[max(0, r0) : min(band.shape[0], r1)]
+
+
 def _options_for_target(
-    source: BandSource,
+    sources: list[BandSource],
     options: EncodeOptions,
+    plan: BandPlan,
     target_bpp: float,
     progress: Progress,
     cancel: Cancel,
     log: Log,
-) -> tuple[EncodeOptions, float, Optional[Survey]]:
-    """The options with the step that fills `target_bpp`, the share of the progress bar the search took (each
-    trial pass gets 1 / (MAX_PASSES + 1) of it) and pass 1's survey, made once for every pass."""
+) -> tuple[EncodeOptions, float]:
+    """The options with the step that fills `target_bpp` for the whole file, and the share of the progress
+    bar the search took (each trial pass gets 1 / (MAX_PASSES + 1) of it). Every band gets the same step of
+    its own dB range: equal quantizer steps in the bands' normalized domains are equal distortion slopes of
+    their refinement layers (a uniform quantizer's D(R) slope follows its step), which is where a bit buys the
+    same in every band. Measured on the bands coded alone (qualities 4-8, range-scaled MSE per bit): the bands'
+    slopes at one step lie within 1-3 % of each other on AIRSAR T11/T22/T33 and Sen1Floods11 VV/VH, within
+    11 % on single-look C11/C22/C33; with prediction, coding the reference band at 0.85 or 0.7 of the step
+    moved the T11/T22/T33 pooled PSNR at equal bytes by -0.04 to +0.02 dB: the equal step stays."""
     share = 1.0 / (rate_control.MAX_PASSES + 1)
-    pixels = source.info.width * source.info.height
-    done, survey = 0, None
+    pixels = sources[0].info.width * sources[0].info.height
+    done = 0
 
     def at_step(step: float) -> EncodeOptions:
         return replace(options, refine_step=step, quality=rate_control.nearest_quality(step))
 
     def bpp_at(step: float) -> float:
-        nonlocal done, survey
-        bar = _scaled(progress, done * share, (done + 1) * share)
+        nonlocal done
+        bar = scaled_progress(progress, done * share, (done + 1) * share)
         _stage(log, f"rate-control pass {done + 1} of at most {rate_control.MAX_PASSES}")
-        enc = EncodePass.plan(source, at_step(step), bar, cancel, survey=survey)
-        survey = enc.survey
-        bpp = 8.0 * len(container_bytes(enc.header, enc.strips(), cancel)) / pixels
+        trial = BandSetEncoder(sources, at_step(step), plan, bar, cancel)
+        bpp = 8.0 * len(container_bytes(trial.header, trial.chunks(), cancel)) / pixels
         done += 1
         if log is not None:
-            log(f"rate control: step {step:.4g} of the dB range -> {bpp:.4f} bpp")
+            log(f"rate control: step {step:.4g} of the dB ranges -> {bpp:.4f} bpp")
         return bpp
 
     step = rate_control.find_step(bpp_at, target_bpp)
-    return at_step(step), done * share, survey
+    return at_step(step), done * share
 
 
 def _stage(log: Log, text: str) -> None:
@@ -364,42 +426,47 @@ def _stage(log: Log, text: str) -> None:
         announce(text)
 
 
-def _scaled(progress: Progress, lo: float, hi: float) -> Progress:
-    """`progress` seen through a slice [lo, hi] of its bar (in thousandths)."""
-    if progress is None:
-        return None
-    return lambda done, total: progress(round(1000 * (lo + (hi - lo) * done / max(total, 1))), 1000)
-
-
 # --------------------------------------------------------------------------- decompression
 
 
-def _decode(dec: DecodePass, open_sink: SinkOpener) -> None:
-    """The whole file into `open_sink`'s sink."""
-    with open_sink(dec.layout, dec.info) as sink:
-        dec.run(sink)
+def _decode(
+    reader: ContainerReader, open_sink: SinkOpener, band: Optional[int], progress: Progress, cancel: Cancel
+) -> list[DecodePass]:
+    """Every band of the file (or the one whose source number is `band`) into `open_sink`'s sinks; the
+    finished passes (their layouts), in output band order."""
+    passes = band_passes(reader, band)
+    info = stack_infos([dec.info for dec in passes])
+    info = replace(info, dtype=output_dtype([dec.layout.kind for dec in passes], info.dtype))
+    with open_sink(info) as sinks:
+        for i, dec in enumerate(passes):
+            dec.progress = scaled_progress(progress, i / len(passes), (i + 1) / len(passes))
+            dec.cancel = cancel
+            dec.run(sinks(i))
+    return passes
 
 
 def decompress_file(
     src: PathLike,
     dst: PathLike,
     *,
+    band: Optional[int] = None,
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
 ) -> DecompressStats:
-    """Decode a .sarz into a tiled, DEFLATE GeoTIFF (COG with overviews when asked) with the original CRS,
-    transform, nodata, description and dtype (complex input -> float32 intensity); atomic."""
+    """Decode a .sarz into a tiled, DEFLATE GeoTIFF (COG with overviews when asked), every band (or only the
+    one whose source band number is `band`: only its chunks are read, and its reference band's if it is
+    predicted) with the original CRS, transform, nodata, descriptions and dtype (complex input -> float32
+    intensity); atomic."""
     start = time.perf_counter()
     dst = Path(dst)
     check_outputs([src], [dst], overwrite=True)  # never the input, never a folder/FIFO/device
     with ContainerReader(src) as reader:
-        size = reader.file_size
-        dec = DecodePass.open(reader, progress, cancel)
-        layout = dec.layout
-        with bounded_gdal_cache(streaming_cache_mb(layout.width, layout.out_dtype)):
-            _decode(dec, _file_sink(dst, cog, log))
+        size, raster = reader.file_size, reader.header["raster"]
+        with bounded_gdal_cache(streaming_cache_mb(raster["width"], raster["dtype"])):
+            passes = _decode(reader, _file_sink(dst, cog, log), band, progress, cancel)
+    layout = passes[0].layout
     stats = DecompressStats(
         input_bytes=size,
         output_bytes=dst.stat().st_size,
@@ -408,24 +475,32 @@ def decompress_file(
         height=layout.height,
         seconds=time.perf_counter() - start,
         kind=layout.kind,
-        dtype=layout.out_dtype,
+        dtype=output_dtype([dec.layout.kind for dec in passes], layout.dtype),
         output=str(dst),
+        bands=len(passes),
     )
     if log is not None:
         log(f"wrote {dst}: {stats.summary()}")
     return stats
 
 
-def decompress_array(data: Union[bytes, PathLike], *, progress: Progress = None, cancel: Cancel = None) -> np.ndarray:
-    """A .sarz (bytes or path) -> the decoded 2-D array (the input's dtype; complex -> float32 intensity)."""
+def decompress_array(
+    data: Union[bytes, PathLike], *, band: Optional[int] = None, progress: Progress = None, cancel: Cancel = None
+) -> np.ndarray:
+    """A .sarz (bytes or path) -> the decoded array (the input's dtype; complex -> float32 intensity): 2-D for
+    a one-band file or `band` (a source band number), else bands x rows x columns in source band order."""
     sink = _ArraySink()
     with ContainerReader(data) as reader:
-        _decode(DecodePass.open(reader, progress, cancel), sink)
+        _decode(reader, sink, band, progress, cancel)
     return sink.out
 
 
 def read_header(src: Union[PathLike, bytes]) -> dict[str, Any]:
-    """The JSON header of a .sarz file (structure validated), plus `file_bytes`, `n_chunks` and `file_id` (hex),
-    for `info`."""
+    """The JSON header of a .sarz file (structure validated), plus `file_bytes`, `n_chunks`, `file_id` (hex) and
+    `band_bytes` (the payload bytes of each band's chunks, in the order of `bands`, from the index), for `info`."""
     with ContainerReader(src) as reader:
-        return {**reader.header, "file_bytes": reader.file_size, "n_chunks": reader.n_chunks, "file_id": reader.file_id}
+        header, lengths = reader.header, reader.chunk_lengths
+        per_band = len(lengths) // max(len(header["bands"]), 1)
+        band_bytes = [sum(lengths[i * per_band : (i + 1) * per_band]) for i in range(len(header["bands"]))]
+        extra = {"file_bytes": reader.file_size, "n_chunks": reader.n_chunks, "file_id": reader.file_id}
+        return {**header, **extra, "band_bytes": band_bytes}

@@ -196,6 +196,11 @@ class ContainerReader:
     def file_size(self) -> int:
         return self._size
 
+    @property
+    def chunk_lengths(self) -> list[int]:
+        """Each chunk's payload length, from the index (nothing read)."""
+        return list(self._lengths)
+
     def _read_at(self, offset: int, n: int, what: str) -> bytes:
         self._f.seek(offset)
         data = self._f.read(n)

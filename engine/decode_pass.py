@@ -1,34 +1,38 @@
-"""Decompression: the header validated into a Layout, then the shared StripPass window over strips rebuilt
-from the file's chunks."""
+"""Decompression: the header validated into one Layout per band, then the shared StripPass window over each
+chosen band's strips, rebuilt from the file's chunks (a predicted band also decodes its reference's
+refinement streams: engine.interband)."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from . import refine
 from .container import ContainerReader
-from .errors import ContainerError
+from .errors import ContainerError, InputError
+from .interband import ReferenceBand
 from .layout import Layout
 from .radiometry import bright_contexts
 from .raster_io import RasterInfo
-from .sarz_header import global_gain, layout_from_header
+from .sarz_header import global_gain, layouts_from_header
 from .strip_payload import BrightResiduals, Strip
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
 
 
 class DecodePass(StripPass):
-    """The decode pass: strips come from the file's chunks, the global gain from its header."""
+    """The decode pass of one band: strips come from its chunks, the global gain from its header entry."""
 
-    def __init__(self, reader: ContainerReader, layout: Layout, info: RasterInfo, progress: Progress, cancel: Cancel):
+    def __init__(
+        self,
+        reader: ContainerReader,
+        layout: Layout,
+        info: RasterInfo,
+        progress: Progress,
+        cancel: Cancel,
+        reference: Optional[ReferenceBand] = None,
+    ):
         super().__init__(layout, progress, cancel)
-        self.reader, self.info = reader, info
-        self._global_gain = global_gain(reader.header)
-
-    @classmethod
-    def open(cls, reader: ContainerReader, progress: Progress = None, cancel: Cancel = None) -> DecodePass:
-        """Header validated, chunk count checked: nothing decoded yet."""
-        layout, info = layout_from_header(reader.header)
-        if reader.n_chunks != layout.n_strips:
-            raise ContainerError(f"the file has {reader.n_chunks} chunks, its header implies {layout.n_strips}")
-        return cls(reader, layout, info, progress, cancel)
+        self.reader, self.info, self.reference = reader, info, reference
+        self._global_gain = global_gain(reader.header, layout.band_index)
 
     @property
     def global_gain(self) -> float:
@@ -36,12 +40,16 @@ class DecodePass(StripPass):
 
     def load(self, k: int) -> Strip:
         check_cancel(self.cancel)
-        return Strip.from_payload(self.reader.read_chunk(k), k, self.layout)
+        return Strip.from_payload(self.reader.read_chunk(self.layout.chunk_number(k)), k, self.layout)
 
     def refine(self, strip: Strip) -> None:
-        """The refinement layer applied, then the bright targets read (their contexts come from the result)."""
-        strip.raw_db = self.clip_refined(refine.decode(strip.refinement, strip.raw_db, self.layout.refine_step_db))
-        contexts = bright_contexts(self.layout, strip.raw_db) if strip.bright_section else None
+        """The refinement layer applied (over the reference band's strip when predicted), then the bright
+        targets read (their contexts come from the result)."""
+        layout = self.layout
+        reference = None if self.reference is None else self.reference.deviation(strip.index, layout)
+        refined = refine.decode(strip.refinement, strip.raw_db, layout.refine_step_db, reference)
+        strip.raw_db = self.clip_refined(refined)
+        contexts = bright_contexts(layout, strip.raw_db) if strip.bright_section else None
         strip.bright = BrightResiduals.decode(strip.bright_section, contexts)
 
     def run(self, sink: Sink) -> None:
@@ -49,3 +57,37 @@ class DecodePass(StripPass):
         self.sink = sink
         for _ in self.strips():
             pass
+
+
+def band_passes(reader: ContainerReader, band: Optional[int] = None) -> list[DecodePass]:
+    """The decode passes of every band in source band order, or of the band whose source number is `band`
+    (InputError when the file has no such band): header validated, chunk count checked, nothing decoded yet.
+    Progress and cancel are set per pass by the caller."""
+    layouts, infos = layouts_from_header(reader.header)
+    if reader.n_chunks != len(layouts) * layouts[0].n_strips:
+        raise ContainerError(
+            f"the file has {reader.n_chunks} chunks, its header implies {len(layouts) * layouts[0].n_strips}"
+        )
+    sources = [int(entry["source_band"]) for entry in reader.header["bands"]]
+    order = sorted(range(len(layouts)), key=lambda i: sources[i])
+    if band is not None:
+        if band not in sources:
+            raise InputError(f"the file holds no band {band}: its bands are {', '.join(map(str, sorted(sources)))}")
+        order = [sources.index(band)]
+    references = {
+        ref: ReferenceBand(layouts[ref], _refinement_reader(reader, layouts[ref]))
+        for ref in {layouts[i].reference for i in order} - {None}
+    }
+    passes = [DecodePass(reader, layouts[i], infos[i], None, None, references.get(layouts[i].reference)) for i in order]
+    for dec in passes:
+        dec.feeds = references.get(dec.layout.band_index)
+    return passes
+
+
+def _refinement_reader(reader: ContainerReader, layout: Layout):
+    """refinement(k): the refinement stream of the band's strip k, read from its chunk."""
+
+    def refinement(k: int) -> bytes:
+        return Strip.from_payload(reader.read_chunk(layout.chunk_number(k)), k, layout).refinement
+
+    return refinement

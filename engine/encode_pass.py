@@ -20,6 +20,7 @@ import numpy as np
 from . import preprocessing as pp
 from . import refine
 from .errors import InputError
+from .interband import ReferenceBand
 from .layout import Layout, bright_threshold, strip_height
 from .preprocessing import isolated_count
 from .quality import N_QUALITIES, Quality, quality_level
@@ -34,7 +35,7 @@ from .radiometry import (
     use_mask,
 )
 from .raster_io import RasterInfo, itemsize
-from .sarz_header import build_header
+from .sarz_header import band_entry
 from .ssim_weights import TUNES
 from .strip_payload import Strip, invalid_codes
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
@@ -69,6 +70,8 @@ class EncodeOptions:
     tune: str = "ssim"
     """What the rate-distortion decisions weigh: "ssim" (errors where SSIM is sensitive count more:
     ssim_weights) or "psnr" (plain squared error). Encoder only: not in the file, any decoder reads both."""
+    interband: bool = True
+    """Predict bands from one another where the measurement says it pays (engine.interband)."""
 
     def level(self) -> Quality:
         """What the quality means; InputError naming what is wrong."""
@@ -85,8 +88,8 @@ def _check_choice(label: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 class EncodePass(StripPass):
-    """Pass 2 as a chunk generator (`strips()`, consumed by the container writer); `header()` once it is
-    exhausted, then `flush_deferred()`."""
+    """Pass 2 of one band as a chunk generator (`strips()`, consumed by the container writer); `band_entry()`
+    once it is exhausted, then `flush_deferred()`."""
 
     def __init__(
         self,
@@ -96,14 +99,19 @@ class EncodePass(StripPass):
         options: EncodeOptions,
         progress: Progress,
         cancel: Cancel,
+        reference: Optional[ReferenceBand] = None,
     ):
         super().__init__(layout, progress, cancel)
-        self.source, self.survey = source, survey
+        self.source, self.survey, self.reference = source, survey, reference
         self.ssim = survey.ssim if options.tune == "ssim" else None
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
         self.n_valid = self.n_clipped = self.n_bright = self.n_zero = self.n_isolated_zero = 0
         self.deferred: list[tuple[Path, Strip]] = []
+        self.refinements: Optional[list[bytes]] = None
+        """Kept when another band is predicted from this one (its ReferenceBand decodes them)."""
+        self.chunk_bytes = 0
+        self.squared_error = 0.0
 
     @classmethod
     def plan(
@@ -114,9 +122,12 @@ class EncodePass(StripPass):
         cancel: Cancel = None,
         log: Log = None,
         survey: Optional[Survey] = None,
+        band_index: int = 0,
+        reference: Optional[ReferenceBand] = None,
     ) -> EncodePass:
         """Options checked and pass 1 done (or its `survey` given: it does not depend on the step, so rate
-        control's passes share one): a pass whose layout is fixed for every strip."""
+        control's passes share one): a pass whose layout is fixed for every strip. `band_index`: the band's
+        place in the file; `reference`: the band it is predicted from (engine.interband)."""
         level = options.level()
         pp.check_dtype(source.info.dtype)
         if survey is None:
@@ -134,14 +145,17 @@ class EncodePass(StripPass):
             mean_correction="none" if survey.kind == "native" else options.mean_correction,  # no linear mean
             bright_threshold=bright_threshold(survey.rng, refine_step),
             strip_height=strip_height(source.info.width),
+            band_index=band_index,
+            reference=None if reference is None else reference.layout.band_index,
         )
         if log is not None:
             unit = "" if layout.kind == "native" else " dB"
             log(
-                f"{layout.width}x{layout.height} {layout.dtype} as {layout.kind} ({survey.kind_reason}), range "
-                f"[{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}]{unit}, quality {layout.quality}/{N_QUALITIES}"
+                f"band {source.band}: {layout.width}x{layout.height} {layout.dtype} as {layout.kind} "
+                f"({survey.kind_reason}), range [{survey.rng.vmin:.2f}, {survey.rng.vmax:.2f}]{unit}, "
+                f"quality {layout.quality}/{N_QUALITIES}"
             )
-        return cls(source, layout, survey, options, progress, cancel)
+        return cls(source, layout, survey, options, progress, cancel, reference)
 
     @contextlib.contextmanager
     def reconstructing(self, sink: Sink, spool_parent: Optional[Path]) -> Iterator[None]:
@@ -189,16 +203,22 @@ class EncodePass(StripPass):
         clipped = np.clip(strip.orig_db, rng.vmin, rng.vmax)
         return (clipped if strip.invalid is None else np.where(strip.invalid, base, clipped)).astype(np.float32)
 
-    def code_refinement(self, target: np.ndarray, base: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """The refinement layer's (payload, refined image), its rate-distortion decisions weighted for SSIM
-        unless tuned for PSNR."""
-        return refine.encode(target, base, self.layout.refine_step_db, ssim=self.ssim)
+    def code_refinement(self, k: int, target: np.ndarray, base: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The refinement layer's (payload, refined image) of strip k, its rate-distortion decisions weighted
+        for SSIM unless tuned for PSNR, predicted from the reference band's strip k when the band has one."""
+        reference = None if self.reference is None else self.reference.deviation(k, self.layout)
+        return refine.encode(target, base, self.layout.refine_step_db, ssim=self.ssim, reference=reference)
 
     def refine(self, strip: Strip) -> None:
-        """Code what the base missed against the original."""
+        """Code what the base missed against the original; count the error the refinement leaves (the band's
+        PSNR over its coded range, before the mean correction)."""
         target = self.refine_target(strip, strip.raw_db)
-        strip.refinement, refined = self.code_refinement(target, strip.raw_db)
+        strip.refinement, refined = self.code_refinement(strip.index, target, strip.raw_db)
         strip.raw_db = self.clip_refined(refined)
+        if self.refinements is not None:
+            self.refinements.append(strip.refinement)
+        error = (strip.raw_db - target).astype(np.float64) ** 2
+        self.squared_error += float(error.sum() if strip.invalid is None else error[~strip.invalid].sum())
 
     def after_decode(self, strip: Strip) -> bytes:
         """Block gains from original vs decoded linear intensity, then the chunk is complete."""
@@ -210,7 +230,9 @@ class EncodePass(StripPass):
                 strip.gains = gain_codes(sum_o, sum_r)
         strip.orig_db = None
         bright = strip.bright.positions.size > 0
-        return strip.payload(self.layout.width, bright_contexts(self.layout, strip.raw_db) if bright else None)
+        payload = strip.payload(self.layout.width, bright_contexts(self.layout, strip.raw_db) if bright else None)
+        self.chunk_bytes += len(payload)
+        return payload
 
     def finalize(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> None:
         if self.sink is not None and self.layout.mean_correction == "global":
@@ -247,8 +269,17 @@ class EncodePass(StripPass):
     def clipped_fraction(self) -> float:
         return self.n_clipped / self.n_valid if self.n_valid else 0.0
 
-    def header(self) -> dict[str, Any]:
-        """The .sarz header, with the statistics of the whole run (call once `strips()` is exhausted)."""
+    @property
+    def psnr_db(self) -> Optional[float]:
+        """PSNR of the refined dB against the original clipped to the coded range, over that range (valid
+        pixels; before the mean correction, which moves it by hundredths of a dB); None when nothing was valid."""
+        if self.n_valid == 0:
+            return None
+        mse = self.squared_error / self.n_valid
+        return float("inf") if mse == 0 else float(10.0 * np.log10(self.layout.rng.span**2 / mse))
+
+    def band_entry(self) -> dict[str, Any]:
+        """The band's entry of the .sarz header, with the statistics of its run (once `strips()` is exhausted)."""
         layout = self.layout
         stats = {
             "pixels": layout.width * layout.height,
@@ -262,7 +293,7 @@ class EncodePass(StripPass):
             "warnings": self.survey.warnings,
             "linear_mean": _round(self.survey.linear_mean),
         }
-        return build_header(layout, self.source.info, self.source.band, self.global_gain, stats)
+        return band_entry(layout, self.source.info, self.source.band, self.global_gain, stats)
 
 
 def _round(value: float) -> float:

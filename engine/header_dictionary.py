@@ -35,6 +35,7 @@ _TYPICAL_HEADER = {
             "offset": 0.0,
             "quality": 5,
             "range": {"vmax": 4.7329, "vmin": -22.3568},
+            "reference": None,
             "refine_step": 0.2,
             "scale": 1.0,
             "source_band": 1,

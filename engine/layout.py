@@ -66,6 +66,11 @@ class Layout:
     bright_threshold: float
     strip_height: int = STRIP_ROWS
     """Rows per strip: `strip_height(width)` in files."""
+    band_index: int = 0
+    """The band's place in the file's `bands` list (its coding order): its chunks follow those of the bands
+    before it (chunk order "band, tile row, tile column")."""
+    reference: Optional[int] = None
+    """The place of the band it is predicted from (engine.interband), None when coded on its own."""
 
     @property
     def out_dtype(self) -> str:
@@ -82,6 +87,10 @@ class Layout:
     @property
     def block_cols(self) -> int:
         return math.ceil(self.width / BLOCK)
+
+    def chunk_number(self, k: int) -> int:
+        """The file's chunk that holds strip k of this band."""
+        return self.band_index * self.n_strips + k
 
     def strip_rows(self, k: int) -> tuple[int, int]:
         """First row and row count of strip k (the last strip may be short)."""

@@ -474,6 +474,43 @@ def _evaluate_open(so, sr, band: int, kind: str, rng, rband: int, rng_label: str
     return _evaluate_large(so, sr, band, kind, rng, rband, rng_label)
 
 
+def evaluate_bands(
+    original: Union[str, Path], reconstruction: Union[str, Path], bands: Optional[list[int]] = None
+) -> dict:
+    """Metrics of several bands (default: every band of the original; the reconstruction's band i is the i-th
+    of them, or its band of the same number when it has as many as the original), each with its own kind and
+    range, and `overall`: PSNR from the bands' mean squared error each scaled to its own range (every band
+    weighs the same), the other figures averaged over the bands."""
+    import rasterio
+
+    with rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
+        count_o, count_r = so.count, sr.count
+    bands = list(range(1, count_o + 1)) if bands is None else bands
+    rbands = bands if count_r == count_o else list(range(1, len(bands) + 1))
+    if len(rbands) > count_r:
+        raise InputError(
+            f"the reconstruction has {count_r} band(s), {len(bands)} asked for (choose one with --band): "
+            f"{reconstruction}"
+        )
+    per_band = [evaluate_files(original, reconstruction, band=b, reconstruction_band=r) for b, r in zip(bands, rbands)]
+    return {"bands": per_band, "overall": _overall(per_band)}
+
+
+def _overall(per_band: list[dict]) -> dict:
+    """The bands' figures pooled: PSNR over the mean of their scaled MSEs, the rest averaged."""
+    mses = [10.0 ** (-b["psnr_db"] / 10.0) for b in per_band]
+    mean_mse = sum(mses) / len(mses)
+    overall: dict[str, Any] = {"psnr_db": math.inf if mean_mse == 0 else -10.0 * math.log10(mean_mse)}
+    for key in METRIC_KEYS[1:]:
+        values = [b[key] for b in per_band if b.get(key) is not None]
+        overall[key] = sum(values) / len(values) if values else None
+    overall["domain"] = {
+        "psnr_db": "mean over the bands of the squared error scaled to each band's range",
+        **{key: "mean over the bands" for key in METRIC_KEYS[1:]},
+    }
+    return overall
+
+
 def detect_file_kind(src, band: int = 1) -> str:
     """Kind of an open rasterio dataset's band: uint8 -> display product, else the codec's detection."""
     from .preprocessing import detect_kind

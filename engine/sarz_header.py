@@ -2,17 +2,18 @@
 
 The header carries every parameter the decoder needs, so a file decodes without the options it was made with:
 - `raster`: what the whole raster shares (size, dtype, georeferencing, dataset tags);
-- `bands`: one entry per coded band (one today), holding everything per band: its number in the source, kind,
-  nodata, description, tags, unit/scale/offset, dB range, quality and refinement step, mean correction and
-  global gain, bright-target threshold and step, and the band's statistics (for `info`, not for decoding);
+- `bands`: one entry per coded band, in coding order, holding everything per band: its number in the source,
+  kind, nodata, description, tags, unit/scale/offset, dB range, quality and refinement step, mean correction and
+  global gain, bright-target threshold and step, `reference` (the place in this list of the band it is
+  predicted from, engine.interband, or null), and the band's statistics (for `info`, not for decoding);
 - `tiling`: the tile size and the chunk order ("band, tile row, tile column"): chunk i is tile i of that order;
   today a tile is a strip of full rows (tile_width = raster width);
 - `streams`: the streams of every chunk, in order (strip_payload.STREAMS);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
 - `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match).
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
-naming the fields, never a wrong raster; a header using a feature this software lacks (several bands, narrower
-tiles, a learned tool) is refused by name. docs/FORMAT.md describes the whole file.
+naming the fields, never a wrong raster; a header using a feature this software lacks (narrower tiles, a
+learned tool) is refused by name. docs/FORMAT.md describes the whole file.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def _first(values: list) -> Any:
     return values[0] if values else None
 
 
-def _band_entry(layout: Layout, info: RasterInfo, band: int, global_gain: float, stats: dict) -> dict[str, Any]:
+def band_entry(layout: Layout, info: RasterInfo, band: int, global_gain: float, stats: dict) -> dict[str, Any]:
+    """The header entry of band `band` of a raster (`info`: that band alone) coded with `layout`."""
     return {
         "source_band": band,
         "kind": layout.kind,
@@ -68,21 +70,21 @@ def _band_entry(layout: Layout, info: RasterInfo, band: int, global_gain: float,
         "mean_correction": layout.mean_correction,
         "global_gain": global_gain,
         "bright": {"threshold_db": layout.bright_threshold, "step_db": layout.bright_step_db},
+        "reference": layout.reference,
         "stats": stats,
     }
 
 
-def build_header(
-    layout: Layout, info: RasterInfo, band: int, global_gain: float, stats: dict[str, Any]
-) -> dict[str, Any]:
-    """The header of a file with this layout, made from band `band` of a raster (`info`: that band alone)."""
+def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) -> dict[str, Any]:
+    """The header of a file whose bands (`band_entry`, in coding order) share this layout's geometry, made from
+    a raster described by `info`."""
     raster = info.to_dict()
     return {
         "format": "sarz",
         "format_version": FORMAT_VERSION,
         "software": {"name": "sar_compressor", "version": _software_version()},
         "raster": {name: raster[name] for name in RASTER_FIELDS},
-        "bands": [_band_entry(layout, info, band, global_gain, stats)],
+        "bands": bands,
         "tiling": {"tile_width": layout.width, "tile_height": layout.strip_height, "order": TILE_ORDER},
         "streams": list(STREAMS),
         "tools": dict(TOOLS),
@@ -95,8 +97,6 @@ def _unsupported(header: dict[str, Any], raster: dict[str, Any]) -> list[str]:
     """Features a later version may write and this one cannot decode, named for the message."""
     tiling, tools = header["tiling"], header["tools"]
     found = []
-    if len(header["bands"]) != 1:
-        found.append(f"{len(header['bands'])} bands in one file")
     if tiling["tile_width"] != raster["width"]:
         found.append(f"tiles {tiling['tile_width']} pixels wide in a {raster['width']}-pixel-wide raster")
     if not isinstance(tools, dict) or any(value is not None for value in tools.values()) or set(tools) - set(TOOLS):
@@ -126,8 +126,9 @@ def _info(raster: dict[str, Any], band: dict[str, Any]) -> RasterInfo:
     )
 
 
-def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
-    """Validated layout from a header; ContainerError naming the field that is missing or wrong."""
+def layouts_from_header(header: dict[str, Any]) -> tuple[list[Layout], list[RasterInfo]]:
+    """Validated layouts of every band (coding order) and each band's single-band RasterInfo; ContainerError
+    naming the field that is missing or wrong."""
     try:
         raster = header["raster"]
         unsupported = _unsupported(header, raster)
@@ -135,49 +136,75 @@ def layout_from_header(header: dict[str, Any]) -> tuple[Layout, RasterInfo]:
             raise ContainerError(
                 f"the file uses {'; '.join(unsupported)}: not supported by this version of the software"
             )
-        band = header["bands"][0]
-        info = _info(raster, band)
-        tiling, gain, bright = header["tiling"], header["gain_blocks"], band["bright"]
-        layout = Layout(
-            width=int(info.width),
-            height=int(info.height),
-            kind=pp.check_kind(band["kind"]),
-            dtype=pp.check_dtype(info.dtype),
-            nodata=_float_from_json(band["nodata"]),
-            rng=pp.Range.from_dict(band["range"]),
-            quality=int(band["quality"]),
-            refine_step=_refine_step(band["refine_step"]),
-            mean_correction=str(band["mean_correction"]),
-            bright_threshold=float(bright["threshold_db"]),
-            strip_height=int(tiling["tile_height"]),
-        )
-        global_gain = float(band["global_gain"])
-        checks = {
-            "size": layout.width >= 1 and layout.height >= 1,
-            "tiling": layout.strip_height == strip_height(layout.width) and tiling["order"] == TILE_ORDER,
-            "gain": layout.mean_correction in MEAN_CORRECTIONS
-            and gain["block_size"] == BLOCK
-            and gain["log2_step"] == GAIN_LOG2_STEP
-            and math.isfinite(global_gain)
-            and global_gain > 0,
-            "bright": bright["step_db"] == layout.bright_step_db and math.isfinite(layout.bright_threshold),
-            "refine": header["refine"]["wavelet"] == "cdf97"
-            and header["refine"]["levels"] == refine.LEVELS
-            and header["refine"]["dead_zone"] == refine.DEAD_ZONE,
-        }
+        bands = header["bands"]
+        if not isinstance(bands, list) or not bands:
+            raise ValueError("no bands")
+        parsed = [_band_layout(header, raster, i, band) for i, band in enumerate(bands)]
     except ContainerError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, SARCompressorError) as exc:
         raise ContainerError(f"the .sarz header is incomplete or invalid ({type(exc).__name__}: {exc})") from exc
-    bad = [name for name, ok in checks.items() if not ok]
+    layouts = [layout for layout, _, _ in parsed]
+    sources = [band["source_band"] for band in bands]
+    bad = sorted({name for _, _, checks in parsed for name, ok in checks.items() if not ok})
+    if len(set(sources)) != len(sources) or not all(isinstance(s, int) and s >= 1 for s in sources):
+        bad.append("source_band")
+    if any(not _valid_reference(layout, layouts) for layout in layouts):
+        bad.append("reference")
     if bad:
         raise ContainerError(f"the .sarz header has invalid fields: {', '.join(bad)}")
-    return layout, info
+    return layouts, [info for _, info, _ in parsed]
 
 
-def global_gain(header: dict[str, Any]) -> float:
-    """The band's global gain (validated by layout_from_header)."""
-    return float(header["bands"][0]["global_gain"])
+def _valid_reference(layout: Layout, layouts: list[Layout]) -> bool:
+    """None, or another band of the file that is itself coded on its own (references form a star)."""
+    ref = layout.reference
+    if ref is None:
+        return True
+    return type(ref) is int and 0 <= ref < len(layouts) and ref != layout.band_index and layouts[ref].reference is None
+
+
+def _band_layout(
+    header: dict[str, Any], raster: dict[str, Any], index: int, band: dict[str, Any]
+) -> tuple[Layout, RasterInfo, dict[str, bool]]:
+    """Band `index`'s layout, its single-band info and the checks of its fields."""
+    info = _info(raster, band)
+    tiling, gain, bright = header["tiling"], header["gain_blocks"], band["bright"]
+    layout = Layout(
+        width=int(info.width),
+        height=int(info.height),
+        kind=pp.check_kind(band["kind"]),
+        dtype=pp.check_dtype(info.dtype),
+        nodata=_float_from_json(band["nodata"]),
+        rng=pp.Range.from_dict(band["range"]),
+        quality=int(band["quality"]),
+        refine_step=_refine_step(band["refine_step"]),
+        mean_correction=str(band["mean_correction"]),
+        bright_threshold=float(bright["threshold_db"]),
+        strip_height=int(tiling["tile_height"]),
+        band_index=index,
+        reference=band["reference"],
+    )
+    global_gain = float(band["global_gain"])
+    checks = {
+        "size": layout.width >= 1 and layout.height >= 1,
+        "tiling": layout.strip_height == strip_height(layout.width) and tiling["order"] == TILE_ORDER,
+        "gain": layout.mean_correction in MEAN_CORRECTIONS
+        and gain["block_size"] == BLOCK
+        and gain["log2_step"] == GAIN_LOG2_STEP
+        and math.isfinite(global_gain)
+        and global_gain > 0,
+        "bright": bright["step_db"] == layout.bright_step_db and math.isfinite(layout.bright_threshold),
+        "refine": header["refine"]["wavelet"] == "cdf97"
+        and header["refine"]["levels"] == refine.LEVELS
+        and header["refine"]["dead_zone"] == refine.DEAD_ZONE,
+    }
+    return layout, info, checks
+
+
+def global_gain(header: dict[str, Any], index: int = 0) -> float:
+    """Band `index`'s global gain (validated by layouts_from_header)."""
+    return float(header["bands"][index]["global_gain"])
 
 
 def _refine_step(value: Any) -> float:

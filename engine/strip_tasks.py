@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from . import preprocessing as pp
+from .band_set import BandSetEncoder, plan_bands
 from .codec import CompressStats, PathLike, _compress_stats
 from .container import write_container
 from .encode_pass import BandSource, EncodeOptions, EncodePass
@@ -61,6 +62,7 @@ class CodedStrip:
     n_isolated_zero: int
     sum_o: float
     sum_r: float
+    squared_error: float
 
 
 def code_strip(plan: StripPlan, k: int) -> CodedStrip:
@@ -73,7 +75,15 @@ def code_strip(plan: StripPlan, k: int) -> CodedStrip:
         enc.refine(strip)
         payload = enc.after_decode(strip)
     return CodedStrip(
-        payload, enc.n_valid, enc.n_clipped, enc.n_bright, enc.n_zero, enc.n_isolated_zero, enc.sum_o, enc.sum_r
+        payload,
+        enc.n_valid,
+        enc.n_clipped,
+        enc.n_bright,
+        enc.n_zero,
+        enc.n_isolated_zero,
+        enc.sum_o,
+        enc.sum_r,
+        enc.squared_error,
     )
 
 
@@ -95,8 +105,8 @@ def compress_split(
     start = time.perf_counter()
     info = open_info(src)
     if band is None:
-        if info.count > 1:
-            raise InputError(f"raster has {info.count} bands; choose one with --band")
+        if info.count > 1:  # several bands: a predicted band's strips wait on its reference's (engine.interband)
+            raise InputError(f"raster has {info.count} bands; compress_split codes one: choose it with band=")
         band = 1
     info.check_band(band)
     pp.check_dtype(info.dtype)
@@ -106,15 +116,17 @@ def compress_split(
     options = EncodeOptions(quality, kind, mean_correction, tune=tune)
     with bounded_gdal_cache(), RasterReader(src) as reader:
         source = BandSource(info.band(band), band, lambda r0, r1: reader.read_rows(band, r0, r1))
-        enc = EncodePass.plan(source, options, None, cancel)
+        band_plan = plan_bands([source], options)
+        bands = BandSetEncoder([source], options, band_plan, None, cancel)
+    enc = bands.passes[0]
     plan = StripPlan(str(src), band, source.info, enc.layout, enc.survey, options)
     [shared] = client.scatter([plan], broadcast=False, hash=False)
     futures = [client.submit(code_strip, shared, k, pure=False) for k in range(enc.layout.n_strips)]
     try:
-        size = write_container(dst, enc.header, _in_order(enc, futures, progress, cancel), cancel)
+        size = write_container(dst, bands.header, _in_order(enc, futures, progress, cancel), cancel)
     finally:
         client.cancel(futures)
-    return _compress_stats(enc, size, time.perf_counter() - start, output=str(dst))
+    return _compress_stats(bands, size, time.perf_counter() - start, output=str(dst))
 
 
 def _in_order(enc: EncodePass, futures: list, progress: Progress, cancel: Cancel) -> Iterator[bytes]:
@@ -130,6 +142,8 @@ def _in_order(enc: EncodePass, futures: list, progress: Progress, cancel: Cancel
         enc.n_isolated_zero += coded.n_isolated_zero
         enc.sum_o += coded.sum_o
         enc.sum_r += coded.sum_r
+        enc.squared_error += coded.squared_error
+        enc.chunk_bytes += len(coded.payload)
         if progress is not None:
             progress(k + 1, len(futures))
         yield coded.payload

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .errors import CancelledError
+from .interband import ReferenceBand
 from .layout import Layout
 from .radiometry import finalize_strip, strip_gain_db
 from .strip_payload import Strip
@@ -38,6 +39,8 @@ class StripPass(ABC):
     def __init__(self, layout: Layout, progress: Progress, cancel: Cancel):
         self.layout, self.progress, self.cancel = layout, progress, cancel
         self.sink: Optional[Sink] = None
+        self.feeds: Optional[ReferenceBand] = None
+        """Set when other bands are predicted from this one: each refined strip is handed to it."""
 
     @property
     @abstractmethod
@@ -78,6 +81,8 @@ class StripPass(ABC):
                 strip = window[k] = self.load(k)
                 strip.raw_db = self.layout.flat_db(strip.rows)
                 self.refine(strip)
+                if self.feeds is not None:
+                    self.feeds.remember(k, strip.raw_db)
                 payload = self.after_decode(strip)
                 if payload is not None:
                     yield payload

@@ -14,8 +14,9 @@ from typing import Any, Union
 
 import numpy as np
 
+from .band_set import scaled_progress
 from .container import ContainerReader
-from .decode_pass import DecodePass
+from .decode_pass import band_passes
 from .errors import ContainerError
 from .strip_window import Cancel, Progress, check_cancel
 
@@ -79,9 +80,12 @@ def verify_file(path: PathLike, progress: Progress = None, cancel: Cancel = None
     with ContainerReader(path) as reader:  # opening validates the prefix, header CRC, index and footer
         _check_chunks(reader, path, cancel)
         tracked = _TrackingReader(reader)
-        dec = DecodePass.open(tracked, progress, cancel)
+        passes = band_passes(tracked)
         try:
-            dec.run(_discard)
+            for i, dec in enumerate(passes):
+                dec.progress = scaled_progress(progress, i / len(passes), (i + 1) / len(passes))
+                dec.cancel = cancel
+                dec.run(_discard)
         except DECODE_FAILURES as exc:
             raise ContainerError(f"{path}: chunk {tracked.last} (or the one before) does not decode: {exc}") from exc
-        return VerifyReport(str(path), reader.n_chunks, dec.layout.width, dec.layout.height)
+        return VerifyReport(str(path), reader.n_chunks, passes[0].layout.width, passes[0].layout.height)

@@ -37,6 +37,7 @@ from qgis.core import (
     QgsSingleBandGrayRenderer,
 )
 
+from sar_compressor.engine.codec import read_header
 from sar_compressor.engine.simulate import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,9 +196,15 @@ def test_band_of_a_multiband_raster(provider, tmp_path):
     with rasterio.open(src, "w", **profile) as dst:
         for band in (1, 2, 3):
             dst.write(data * band, band)
-    params = {"INPUT": str(src), "OUTPUT": str(tmp_path / "x.sarz")}
-    with pytest.raises(QgsProcessingException, match="3 bands: choose the band"):
-        processing.run("sar_compressor:compress", params)
+    params = {"INPUT": str(src), "OUTPUT": str(tmp_path / "all.sarz"), "RECONSTRUCTION": str(tmp_path / "all.tif")}
+    results = processing.run("sar_compressor:compress", params)  # no band chosen: every band, one file
+    with rasterio.open(results["RECONSTRUCTION"]) as rec:
+        assert rec.count == 3
+    assert len(read_header(tmp_path / "all.sarz")["bands"]) == 3 and results["PSNR"] > 0
+    params["OUTPUT"] = str(tmp_path / "x.sarz")
+    params.pop("RECONSTRUCTION")
+    with pytest.raises(QgsProcessingException, match="Band 4 does not exist"):
+        processing.run("sar_compressor:compress", {**params, "BAND": 4})
     assert not (tmp_path / "x.sarz").exists()
 
     params.update(BAND=2, RECONSTRUCTION=str(tmp_path / "band2.tif"))

@@ -112,9 +112,9 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, sarz, capsys):
     profile = {"driver": "GTiff", "width": 20, "height": 20, "count": 2, "dtype": "float32"}
     with rasterio.open(two, "w", **profile) as ds:
         ds.write(np.ones((2, 20, 20), np.float32))
-    assert main(["compress", str(two), str(tmp_path / "x.sarz")]) == 2
+    assert main(["compress", str(two), str(tmp_path / "x.sarz"), "--band", "3"]) == 2
     err = capsys.readouterr().err
-    assert "error: raster has 2 bands; choose one with --band" in err and "Traceback" not in err
+    assert "error: band 3 does not exist: the raster has 2 band(s)" in err and "Traceback" not in err
     rec = tmp_path / "band2.tif"
     args = [
         "-q",

@@ -184,11 +184,10 @@ def test_odd_and_tiny_shapes(shape):
     assert np.all(np.isfinite(decoded))
 
 
-def test_multi_band_needs_a_band(tmp_path):
+def test_one_band_of_a_multi_band_raster(tmp_path):
+    """All bands by default (tests/test_multiband.py), one on request; a band that is not there is refused."""
     arr = np.stack([_scene(40, 50, seed=1), _scene(40, 50, seed=2)]).astype(np.float32)
     src = _write(tmp_path / "two.tif", arr, count=2)
-    with pytest.raises(InputError, match="raster has 2 bands; choose one with --band"):
-        codec.compress_file(src, tmp_path / "t.sarz")
     with pytest.raises(InputError, match="band 3"):
         codec.compress_file(src, tmp_path / "t.sarz", band=3)
     codec.compress_file(src, tmp_path / "t.sarz", band=2)
@@ -456,7 +455,10 @@ def test_header_damage_behind_a_valid_crc():
         (("tiling", "tile_height"), 0, "tiling"),
         (("tiling", "order"), "tile column, tile row, band", "tiling"),
         (("tiling", "tile_width"), 32, "tiles 32 pixels wide.*not supported by this version"),
-        (("bands",), [], "0 bands in one file: not supported by this version"),
+        (("bands",), [], "no bands"),
+        (("bands", 0, "reference"), 0, "reference"),  # itself
+        (("bands", 0, "reference"), 1, "reference"),  # no such band
+        (("bands", 0, "reference"), "0", "reference"),
         (("tools", "post_filter"), {"name": "x", "sha256": "00"}, "learned tools.*not supported"),
         (("streams",), ["refinement"], "chunk streams.*not supported"),
     ]:
@@ -468,9 +470,16 @@ def test_header_damage_behind_a_valid_crc():
         with pytest.raises(ContainerError, match=match):
             codec.decompress_array(container_bytes(bad, [chunk]))
     two = copy.deepcopy(header)
-    two["bands"].append(two["bands"][0])
-    with pytest.raises(ContainerError, match="2 bands in one file: not supported by this version of the software"):
+    two["bands"].append(copy.deepcopy(two["bands"][0]))
+    with pytest.raises(ContainerError, match="source_band"):
+        codec.decompress_array(container_bytes(two, [chunk, chunk]))
+    two["bands"][1]["source_band"] = 2
+    with pytest.raises(ContainerError, match="the file has 1 chunks, its header implies 2"):
         codec.decompress_array(container_bytes(two, [chunk]))
+    two["bands"][1]["reference"] = 0
+    two["bands"][0]["reference"] = 1
+    with pytest.raises(ContainerError, match="reference"):  # a predicted band as a reference
+        codec.decompress_array(container_bytes(two, [chunk, chunk]))
     del header["raster"]
     with pytest.raises(ContainerError, match="header"):
         codec.decompress_array(container_bytes(header, [chunk]))

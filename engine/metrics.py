@@ -23,7 +23,17 @@ DEFAULT_PERCENTILES = (0.5, 99.5)
 KINDS = ("intensity", "amplitude", "db", "complex", "native", "uint8")
 NATIVE_KINDS = ("native", "uint8")
 """Values measured as they are: "uint8" over its full scale 0..255, "native" over the original's percentiles."""
-METRIC_KEYS = ("psnr_db", "ssim", "ms_ssim", "db_rmse", "mean_ratio", "enl_ratio", "epi", "clipped_fraction")
+METRIC_KEYS = (
+    "psnr_db",
+    "multilook_psnr_db",
+    "ssim",
+    "ms_ssim",
+    "db_rmse",
+    "mean_ratio",
+    "enl_ratio",
+    "epi",
+    "clipped_fraction",
+)
 """The figures every evaluation returns, each with its domain under result["domain"]."""
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -32,6 +42,8 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, 
 ENL_WINDOW = 15
 ENL_FRACTION = 0.10
 MAX_FULL_PIXELS = 4096 * 4096  # above this, evaluate_files accumulates strip by strip (bounded memory)
+DEFAULT_LOOKS = 5
+"""Side of the boxcar window of the multilooked PSNR (issue 17: L = 5, settable)."""
 MAX_CROP = 4096  # ...and measures the neighbourhood metrics on a central crop of at most this size
 SUBSAMPLE_PIXELS = 4_000_000  # pixels used for the range percentiles of a large file
 STRIP_ROWS = 512
@@ -281,6 +293,55 @@ def enl_ratio(o_lin: np.ndarray, r_lin: np.ndarray, mask: np.ndarray) -> Optiona
     return float(np.median(enl_r_windows)) / enl_o
 
 
+# --- multilooked fidelity ---
+def check_looks(looks: Any) -> None:
+    """InputError unless the multilook window is a whole number >= 1."""
+    if isinstance(looks, bool) or not isinstance(looks, (int, np.integer)) or looks < 1:
+        raise InputError(f"looks must be a whole number >= 1, got {looks!r}")
+
+
+def _box_sums(a: np.ndarray, looks: int) -> np.ndarray:
+    """Sums over every looks x looks window lying inside `a` (float64 summed-area table)."""
+    c = np.pad(np.cumsum(np.cumsum(a, axis=0, dtype=np.float64), axis=1), ((1, 0), (1, 0)))
+    return c[looks:, looks:] - c[:-looks, looks:] - c[looks:, :-looks] + c[:-looks, :-looks]
+
+
+def multilook_psnr(
+    o_lin: np.ndarray,
+    r_lin: np.ndarray,
+    mask: np.ndarray,
+    rng: tuple[float, float],
+    looks: int = DEFAULT_LOOKS,
+    linear: bool = True,
+) -> Optional[float]:
+    """PSNR of the looks x looks boxcar-averaged images: what an analyst who multilooks first sees.
+
+    o_lin, r_lin: linear intensity, averaged over the valid pixels of each window that lies inside the image and
+    whose centre pixel is valid (nodata and non-finite pixels never enter a sum), then to dB (the codec's noise
+    floor) and clipped to the dB range `rng`, peak = its width. linear=False (uint8 display products): native
+    values averaged and compared as they are. None when no window fits; looks = 1 is plain PSNR.
+    """
+    check_looks(looks)
+    if min(mask.shape) < looks:
+        return None
+    half = looks // 2
+    count = _box_sums(mask.astype(np.float64), looks)
+    use = mask[half : half + count.shape[0], half : half + count.shape[1]]
+    if not use.any():
+        return None
+    n = count[use]
+    o = _box_sums(np.where(mask, o_lin, 0.0), looks)[use] / n
+    r = _box_sums(np.where(mask, r_lin, 0.0), looks)[use] / n
+    if linear:
+        o, r = 10.0 * np.log10(np.maximum(o, NOISE_FLOOR)), 10.0 * np.log10(np.maximum(r, NOISE_FLOOR))
+    return _clipped_psnr(o, r, *rng)
+
+
+def _clipped_psnr(o: np.ndarray, r: np.ndarray, vmin: float, vmax: float) -> float:
+    mse = float(np.mean(((np.clip(r, vmin, vmax) - np.clip(o, vmin, vmax)) / (vmax - vmin)) ** 2))
+    return math.inf if mse == 0 else -10.0 * math.log10(mse)
+
+
 # --- evaluation ---
 @dataclass
 class _Pair:
@@ -315,19 +376,21 @@ def evaluate_arrays(
     rng: Optional[RangeLike] = None,
     nodata: Optional[float] = None,
     rng_label: str = "given",
+    looks: int = DEFAULT_LOOKS,
 ) -> dict:
     """All metrics for an original and its reconstruction (same shape, same kind); nodata applies to both.
 
     kind: "intensity" | "amplitude" | "complex" (linear), "db", "native" (values as they are) or "uint8"
     (display product: native values, data range 255); no-signal zeros of the original are excluded (_valid).
     rng: the dB range (default: the original's 0.5-99.5 percentiles of valid dB values);
-    rng_label says where a given rng comes from, for the domain texts.
+    rng_label says where a given rng comes from, for the domain texts; looks: the multilooked PSNR's window.
     """
+    check_looks(looks)
     orig, recon = np.asarray(orig), np.asarray(recon)
     _check_shapes(orig.shape, recon.shape)
     if orig.ndim != 2:
         raise InputError(f"expected 2-D rasters, got shape {orig.shape}")
-    return _evaluate_pair(_pair(orig, recon, kind, nodata, nodata), kind, rng, rng_label)
+    return _evaluate_pair(_pair(orig, recon, kind, nodata, nodata), kind, rng, rng_label, looks)
 
 
 def _check_shapes(a: tuple, b: tuple) -> None:
@@ -335,13 +398,28 @@ def _check_shapes(a: tuple, b: tuple) -> None:
         raise InputError(f"original {tuple(a)} and reconstruction {tuple(b)} differ in shape")
 
 
-def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike], rng_label: str) -> dict:
+def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike], rng_label: str, looks: int) -> dict:
     if not p.mask.any():
         raise InputError("no pixel is valid in both the original and the reconstruction")
     rng_t, source = _resolve_range(rng, kind, lambda: p.o[p.mask], "", rng_label)
     sums = _Sums()
     sums.add(p, rng_t)
-    return _assemble(kind, rng_t, source, sums, _spatial(p, rng_t), crop_note="", pixels=p.mask.size)
+    result = _assemble(kind, rng_t, source, sums, _spatial(p, rng_t), crop_note="", pixels=p.mask.size)
+    return _with_multilook(result, p, rng_t, looks, crop_note="")
+
+
+def _with_multilook(result: dict, p: _Pair, rng: tuple[float, float], looks: int, crop_note: str) -> dict:
+    """The multilooked PSNR and its domain text added to an assembled result."""
+    linear = p.o_lin is not None
+    o, r = (p.o_lin, p.r_lin) if linear else (p.o, p.r)
+    result["multilook_psnr_db"] = multilook_psnr(o, r, p.mask, rng, looks, linear=linear)
+    result["looks"] = int(looks)
+    what = "linear intensity, then dB" if linear else "native values"
+    result["domain"]["multilook_psnr_db"] = (
+        f"{looks}x{looks} boxcar means of {what} over valid pixels (windows inside the image, centre valid), "
+        f"both clipped to the PSNR's range; peak = range width{crop_note}"
+    )
+    return result
 
 
 def _resolve_range(rng, kind: str, values, note: str, label: str) -> tuple[tuple[float, float], str]:
@@ -419,6 +497,7 @@ def evaluate_files(
     rng: Optional[RangeLike] = None,
     reconstruction_band: Optional[int] = None,
     rng_label: str = "given",
+    looks: int = DEFAULT_LOOKS,
 ) -> dict:
     """Metrics of one band of two rasters (each file's own nodata excluded).
 
@@ -432,12 +511,13 @@ def evaluate_files(
     """
     from rasterio.errors import NotGeoreferencedWarning
 
+    check_looks(looks)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # metrics need no georeferencing
-        return _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label)
+        return _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label, looks)
 
 
-def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label) -> dict:
+def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label, looks) -> dict:
     import rasterio
 
     with rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
@@ -448,10 +528,10 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
         _check_shapes((so.height, so.width), (sr.height, sr.width))
         if kind == "auto":
             kind = detect_file_kind(so, band)
-        result = _evaluate_open(so, sr, band, kind, rng, rband, rng_label)
+        result = _evaluate_open(so, sr, band, kind, rng, rband, rng_label, looks)
         other = other_domain(kind, so.dtypes[band - 1])
         if other is not None:
-            alt = _evaluate_open(so, sr, band, other, None, rband, rng_label)
+            alt = _evaluate_open(so, sr, band, other, None, rband, rng_label, looks)
             result["other_domain"] = {key: alt[key] for key in ("kind", "psnr_db", "ssim", "range")}
     result["band"] = band
     return result
@@ -467,15 +547,19 @@ def other_domain(kind: str, dtype: object) -> Optional[str]:
     return "native" if kind in ("amplitude", "intensity") else None
 
 
-def _evaluate_open(so, sr, band: int, kind: str, rng, rband: int, rng_label: str) -> dict:
+def _evaluate_open(so, sr, band: int, kind: str, rng, rband: int, rng_label: str, looks: int) -> dict:
     """Metrics of two open rasters in one domain (strip by strip above MAX_FULL_PIXELS)."""
     if so.height * so.width <= MAX_FULL_PIXELS:
-        return _evaluate_pair(_pair(so.read(band), sr.read(rband), kind, so.nodata, sr.nodata), kind, rng, rng_label)
-    return _evaluate_large(so, sr, band, kind, rng, rband, rng_label)
+        pair = _pair(so.read(band), sr.read(rband), kind, so.nodata, sr.nodata)
+        return _evaluate_pair(pair, kind, rng, rng_label, looks)
+    return _evaluate_large(so, sr, band, kind, rng, rband, rng_label, looks)
 
 
 def evaluate_bands(
-    original: Union[str, Path], reconstruction: Union[str, Path], bands: Optional[list[int]] = None
+    original: Union[str, Path],
+    reconstruction: Union[str, Path],
+    bands: Optional[list[int]] = None,
+    looks: int = DEFAULT_LOOKS,
 ) -> dict:
     """Metrics of several bands (default: every band of the original; the reconstruction's band i is the i-th
     of them, or its band of the same number when it has as many as the original), each with its own kind and
@@ -492,7 +576,10 @@ def evaluate_bands(
             f"the reconstruction has {count_r} band(s), {len(bands)} asked for (choose one with --band): "
             f"{reconstruction}"
         )
-    per_band = [evaluate_files(original, reconstruction, band=b, reconstruction_band=r) for b, r in zip(bands, rbands)]
+    per_band = [
+        evaluate_files(original, reconstruction, band=b, reconstruction_band=r, looks=looks)
+        for b, r in zip(bands, rbands)
+    ]
     return {"bands": per_band, "overall": _overall(per_band)}
 
 
@@ -525,7 +612,7 @@ def detect_file_kind(src, band: int = 1) -> str:
     return detect_kind(dtype, sample, src.descriptions[band - 1], src.tags(band))
 
 
-def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str) -> dict:
+def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) -> dict:
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
@@ -550,7 +637,8 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str) -> dict:
     win = Window(col0, row0, cw, ch)
     crop = _pair(so.read(band, window=win), sr.read(rband, window=win), kind, so.nodata, sr.nodata)
     note = f" (central {ch}x{cw} crop at row {row0}, col {col0} of {height}x{width})"
-    return _assemble(kind, rng_t, source, sums, _spatial(crop, rng_t), crop_note=note, pixels=height * width)
+    result = _assemble(kind, rng_t, source, sums, _spatial(crop, rng_t), crop_note=note, pixels=height * width)
+    return _with_multilook(result, crop, rng_t, looks, crop_note=note)
 
 
 # --- picture ---

@@ -252,3 +252,84 @@ def test_render_side_by_side_writes_png(tmp_path):
     out = m.render_side_by_side(x, x + 1.0, tmp_path / "sub" / "cmp.png", (-20.0, 10.0), title="test")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert dict.__getitem__(matplotlib.rcParams, "backend") is backend
+
+
+# --- multilooked PSNR ---
+WIDE = (-100.0, 100.0)  # a range nothing here is clipped to
+
+
+def test_multilook_psnr_of_a_gain_is_the_gain_in_db():
+    x = _speckle((64, 64), seed=30)
+    result = m.evaluate_arrays(x, 1.25 * x, rng=WIDE)
+    expected = 20.0 * math.log10(200.0 / (10.0 * math.log10(1.25)))
+    assert result["multilook_psnr_db"] == pytest.approx(expected, rel=1e-9)
+    assert result["looks"] == 5 and "5x5 boxcar" in result["domain"]["multilook_psnr_db"]
+
+
+def test_multilook_psnr_averages_a_checkerboard_in_linear_intensity():
+    """Flat original, reconstruction alternating 0.5 / 1.5: every 5x5 mean is 0.98 or 1.02, half each."""
+    x = np.ones((64, 64))
+    y = np.where(np.add.outer(np.arange(64), np.arange(64)) % 2 == 0, 0.5, 1.5)
+    result = m.evaluate_arrays(x, y, rng=WIDE)
+    mse = 0.5 * ((10 * math.log10(0.98)) ** 2 + (10 * math.log10(1.02)) ** 2) / 200.0**2
+    assert result["multilook_psnr_db"] == pytest.approx(-10 * math.log10(mse), rel=1e-9)
+    assert result["multilook_psnr_db"] > result["psnr_db"] + 20
+    three = m.evaluate_arrays(x, y, rng=WIDE, looks=3)  # 3x3 means: 5/9 of one level, 4/9 of the other
+    mse3 = 0.5 * ((10 * math.log10((5 * 0.5 + 4 * 1.5) / 9)) ** 2 + (10 * math.log10((5 * 1.5 + 4 * 0.5) / 9)) ** 2)
+    assert three["multilook_psnr_db"] == pytest.approx(-10 * math.log10(mse3 / 200.0**2), rel=1e-9)
+
+
+def test_multilook_psnr_with_one_look_is_plain_psnr():
+    x = _speckle((48, 40), seed=31)
+    y = x * _speckle((48, 40), seed=32)
+    result = m.evaluate_arrays(x, y, looks=1)
+    assert result["multilook_psnr_db"] == pytest.approx(result["psnr_db"], rel=1e-12)
+
+
+def test_multilook_psnr_leaves_nodata_and_nan_out_of_the_averages():
+    x = _speckle((40, 40), seed=33)
+    y = x.copy()
+    x[5:9, 5:30] = -1.0  # nodata in the original: the reconstruction holds garbage there
+    y[5:9, 5:30] = 1e6
+    y[20, 20] = np.nan
+    result = m.evaluate_arrays(x, y, nodata=-1.0)
+    assert result["multilook_psnr_db"] == math.inf  # every window's valid pixels agree exactly
+    assert m.multilook_psnr(x, y, np.zeros(x.shape, bool), (0.0, 1.0)) is None
+    assert m.multilook_psnr(x[:4], y[:4], np.ones((4, 40), bool), (0.0, 1.0)) is None  # no 5x5 window fits
+
+
+def test_multilook_psnr_of_uint8_display_products_averages_native_values():
+    x = np.full((20, 20), 100, np.uint8)
+    y = np.where(np.add.outer(np.arange(20), np.arange(20)) % 2 == 0, 90, 110).astype(np.uint8)
+    result = m.evaluate_arrays(x, y, kind="uint8")
+    expected = -10 * math.log10((0.4**2) / 255.0**2)  # every 5x5 mean is 99.6 or 100.4
+    assert result["multilook_psnr_db"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("looks", [0, -3, 2.5, True, "5"])
+def test_bad_looks_are_refused_before_any_work(looks, tmp_path):
+    x = _speckle((16, 16), seed=34)
+    with pytest.raises(InputError, match="looks must be a whole number"):
+        m.evaluate_arrays(x, x, looks=looks)
+    with pytest.raises(InputError, match="looks must be a whole number"):
+        m.evaluate_files(tmp_path / "missing.tif", tmp_path / "missing.tif", looks=looks)
+
+
+def test_evaluate_files_and_cli_take_the_looks(tmp_path, capsys):
+    import json
+
+    from sar_compressor.engine.cli import main
+
+    x = _speckle((64, 72), seed=35).astype(np.float32)
+    y = (x * _speckle((64, 72), looks=4, seed=36)).astype(np.float32)
+    a, b = _write(tmp_path / "a.tif", x), _write(tmp_path / "b.tif", y)
+    for looks in (3, 7):
+        from_files = m.evaluate_files(a, b, looks=looks)
+        from_arrays = m.evaluate_arrays(x, y, looks=looks)
+        assert from_files["multilook_psnr_db"] == pytest.approx(from_arrays["multilook_psnr_db"])
+    assert main(["evaluate", str(a), str(b), "--looks", "7", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["looks"] == 7
+    assert printed["multilook_psnr_db"] == pytest.approx(from_files["multilook_psnr_db"])
+    assert main(["evaluate", str(a), str(b)]) == 0
+    assert "multilook_psnr_db" in capsys.readouterr().out

@@ -1,5 +1,5 @@
-"""Decompression: the header validated into a Layout, then the shared StripPass window over strips rebuilt
-from the file's chunks."""
+"""Decompression: the header validated into a Layout, then the shared StripPass over the tiles rebuilt from the
+file's chunks (all of them, or those a window needs: engine.window_decode)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ class DecodePass(StripPass):
     def open(cls, reader: ContainerReader, progress: Progress = None, cancel: Cancel = None) -> DecodePass:
         """Header validated, chunk count checked: nothing decoded yet."""
         layout, info = layout_from_header(reader.header)
-        if reader.n_chunks != layout.n_strips:
-            raise ContainerError(f"the file has {reader.n_chunks} chunks, its header implies {layout.n_strips}")
+        if reader.n_chunks != layout.n_tiles:
+            raise ContainerError(f"the file has {reader.n_chunks} chunks, its header implies {layout.n_tiles}")
         return cls(reader, layout, info, progress, cancel)
 
     @property
@@ -38,14 +38,15 @@ class DecodePass(StripPass):
         check_cancel(self.cancel)
         return Strip.from_payload(self.reader.read_chunk(k), k, self.layout)
 
-    def refine(self, strip: Strip) -> None:
+    def refine(self, strip: Strip, base: float) -> None:
         """The refinement layer applied, then the bright targets read (their contexts come from the result)."""
-        strip.raw_db = self.clip_refined(refine.decode(strip.refinement, strip.raw_db, self.layout.refine_step_db))
+        flat = refine.FlatBase(base, (strip.rows, strip.cols))
+        strip.raw_db = self.clip_refined(refine.decode(strip.refinement, flat, self.layout.refine_step_db))
         contexts = bright_contexts(self.layout, strip.raw_db) if strip.bright_section else None
         strip.bright = BrightResiduals.decode(strip.bright_section, contexts)
 
     def run(self, sink: Sink) -> None:
-        """Every strip, finished, into `sink`."""
+        """Every tile, finished, into `sink` (rows of tiles)."""
         self.sink = sink
         for _ in self.strips():
             pass

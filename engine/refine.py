@@ -1,4 +1,4 @@
-"""The refinement layer: what a strip's base (the network's reconstruction, or a flat image) misses, at the
+"""The refinement layer: what a tile's base (a flat image, or another image predicting it) misses, at the
 quality's quantizer step.
 
 Both the target (the original in dB) and the base go through the CDF 9/7 wavelet. Each subband of the target
@@ -15,7 +15,9 @@ the group below it in the same subband and phase, else of the parent's group), u
 ~4 bits a group where a deflated table of every context took ~7.
 
 Every probability the decoder uses comes from integers (decoded symbols -> context -> a table index sent
-in the stream), so decoding is bit-exact on any machine even though the network output it adds to is float.
+in the stream), so decoding is bit-exact on any machine even though the base it adds to is float.
+The stream runs coarse to fine, so `decode_level` stops after the subbands of a reduced resolution (an overview)
+without reading the fine ones; a flat base's subbands are constants (FlatBase), so neither side transforms it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -182,12 +184,12 @@ Visit = Callable[[int, int, np.ndarray], np.ndarray]
 """visit(subband, context, flat positions) -> the symbols at those positions."""
 
 
-def _traverse(shapes: list[tuple[int, int]], visit: Visit) -> None:
-    """Subbands in coding order, each in two checkerboard phases grouped by context; what the encoder and
-    the decoder both walk, so their contexts agree by construction. Contexts see magnitudes capped at the
-    escape (the decoder learns an escaped value only after the walk)."""
+def _traverse(shapes: list[tuple[int, int]], visit: Visit, n_bands: Optional[int] = None) -> None:
+    """Subbands in coding order (the first `n_bands` of them: a coarse decode), each in two checkerboard phases
+    grouped by context; what the encoder and the decoder both walk, so their contexts agree by construction.
+    Contexts see magnitudes capped at the escape (the decoder learns an escaped value only after the walk)."""
     done: list[np.ndarray] = []
-    for k, shape in enumerate(shapes):
+    for k, shape in enumerate(shapes[:n_bands]):
         mag = np.zeros(shape, dtype=np.int16)  # <= ALPHABET + 1; activities stay far below 2**15 (int32 anyway)
         base = _context_base(done, k, shape)
         odd = np.not_equal.outer(np.arange(shape[0]) % 2 == 1, np.arange(shape[1]) % 2 == 1)
@@ -209,6 +211,18 @@ def _traverse(shapes: list[tuple[int, int]], visit: Visit) -> None:
 # --------------------------------------------------------------------------- transform side
 
 
+@dataclass(frozen=True)
+class FlatBase:
+    """A base of one value over a shape (the codec's base): every subband of a constant image is a constant (each
+    sample goes through the same arithmetic, edges mirrored), so its transform is that of a small array."""
+
+    value: float
+    shape: tuple[int, int]
+
+
+Base = Union[np.ndarray, FlatBase]
+
+
 @dataclass
 class _Bands:
     """A wavelet decomposition as a flat list in coding order (LL, then LH/HL/HH coarse to fine)."""
@@ -221,9 +235,22 @@ class _Bands:
         ll, details = wavelet.forward(x.astype(np.float64), levels)
         return cls(levels, [ll] + [b for trio in details for b in trio])
 
-    def image(self) -> np.ndarray:
+    @classmethod
+    def of_base(cls, base: Base, levels: int) -> _Bands:
+        """The base's decomposition; a FlatBase's as read-only constant views, equal to the full transform's."""
+        if not isinstance(base, FlatBase):
+            return cls.of(base, levels)
+        n = 2 ** (levels + 1)
+        small = cls.of(np.full((n, n), base.value, dtype=np.float32), levels)
+        shapes = wavelet.band_shapes(base.shape, levels)
+        return cls(levels, [np.broadcast_to(b[0, 0], shape) for b, shape in zip(small.bands, shapes)])
+
+    def image(self, levels: Optional[int] = None) -> np.ndarray:
+        """The image, or with `levels` detail levels only (from the coarsest): the approximation that many levels
+        finer than LL."""
         b = self.bands
-        return wavelet.inverse(b[0], [tuple(b[1 + 3 * i : 4 + 3 * i]) for i in range(self.levels)])
+        n = self.levels if levels is None else levels
+        return wavelet.inverse(b[0], [tuple(b[1 + 3 * i : 4 + 3 * i]) for i in range(n)])
 
     def steps(self, step: float) -> list[float]:
         ll_norm, per_level = wavelet.synthesis_norms(self.levels)
@@ -287,26 +314,29 @@ def _rdo_lower(symbols: list[np.ndarray], residuals: list[np.ndarray], steps: li
         symbols[k].reshape(-1)[at] = v
 
 
-def _rebuild(base: _Bands, alphas: list[int], symbols: list[np.ndarray], step: float) -> np.ndarray:
-    """Prediction plus dequantized error, back in the image domain: the one formula both sides use."""
+def _rebuild(
+    base: _Bands, alphas: list[int], symbols: list[np.ndarray], step: float, levels: Optional[int] = None
+) -> np.ndarray:
+    """Prediction plus dequantized error, back in the image domain: the one formula both sides use (`levels`:
+    only the coarsest detail levels, as many as `symbols` holds)."""
     out = []
     for b, a, q, st in zip(base.bands, alphas, symbols, base.steps(step)):
         out.append(b * (a / ALPHA_DENOMINATOR) + q * st)
-    return _Bands(base.levels, out).image()
+    return _Bands(base.levels, out).image(levels)
 
 
 # --------------------------------------------------------------------------- public API
 
 
 def encode(
-    target: np.ndarray, base: np.ndarray, step: float, ssim: Optional[ssim_weights.SsimScale] = None
+    target: np.ndarray, base: Base, step: float, ssim: Optional[ssim_weights.SsimScale] = None
 ) -> tuple[bytes, np.ndarray]:
     """(payload, refined image): `target` coded against the decoder's `base` at quantizer `step` (units of
     the arrays). With `ssim` (the raster's scale, from pass 1) its rate-distortion decisions weigh each
     pixel's error where SSIM is sensitive (ssim_weights), else plain squared error. The refined image is
     what `decode(payload, base, step)` returns: the decoder needs no weights."""
     levels = levels_for(target.shape)
-    t, b = _Bands.of(target, levels), _Bands.of(base, levels)
+    t, b = _Bands.of(target, levels), _Bands.of_base(base, levels)
     alphas = [_alpha_code(tb, bb) for tb, bb in zip(t.bands, b.bands)]
     steps = b.steps(step)
     residuals = [tb - bb * (a / ALPHA_DENOMINATOR) for tb, bb, a in zip(t.bands, b.bands, alphas)]
@@ -338,10 +368,22 @@ def encode(
     return payload, _rebuild(b, alphas, symbols, step).astype(target.dtype)
 
 
-def decode(payload: bytes, base: np.ndarray, step: float) -> np.ndarray:
-    """The refined image; ContainerError for anything that does not fit `base`'s shape or is corrupt."""
+def decode(payload: bytes, base: Base, step: float) -> np.ndarray:
+    """The refined image (float32); ContainerError for anything that does not fit `base`'s shape or is corrupt."""
+    return decode_level(payload, base, step, 0)
+
+
+def coarse_levels(shape: tuple[int, int]) -> int:
+    """The coarsest approximation `decode_level` can give for an image of `shape` (its wavelet levels)."""
+    return levels_for(shape)
+
+
+def decode_level(payload: bytes, base: Base, step: float, level: int) -> np.ndarray:
+    """The refined image at 1 / 2**level of its resolution (level <= coarse_levels: ceil(h / 2**level) x
+    ceil(w / 2**level), in the image's units: a local mean), decoding only the subbands that coarse; level 0 is
+    `decode`. ContainerError for anything that does not fit `base`'s shape or is corrupt."""
     try:
-        return _decode(bytes(payload), base, step)
+        return _decode(bytes(payload), base, step, level)
     except ContainerError:
         raise
     except Exception as exc:  # constriction raises plain exceptions for garbage input
@@ -371,10 +413,13 @@ def _escapes(values: np.ndarray) -> np.ndarray:
     return out - np.sign(out) * ALPHABET
 
 
-def _decode(data: bytes, base_image: np.ndarray, step: float) -> np.ndarray:
+def _decode(data: bytes, base_image: Base, step: float, level: int) -> np.ndarray:
     import constriction
 
     levels = levels_for(base_image.shape)
+    if not 0 <= level <= levels:
+        raise ValueError(f"level {level} is not between 0 and the image's {levels} wavelet levels")
+    n_decoded = 1 + 3 * (levels - level)
     if len(data) < _HEAD.size:
         raise ContainerError("refinement layer is truncated")
     got_levels, n_bands, side_len = _HEAD.unpack_from(data)
@@ -394,8 +439,8 @@ def _decode(data: bytes, base_image: np.ndarray, step: float) -> np.ndarray:
         raise ContainerError("refinement layer is truncated")
     words = np.frombuffer(data, dtype="<u4", count=n_words, offset=pos + 4).astype(np.uint32)
     coder = constriction.stream.stack.AnsCoder(words)
-    base = _Bands.of(base_image, levels)
-    symbols = [np.zeros(b.shape, dtype=np.int64) for b in base.bands]
+    base = _Bands.of_base(base_image, levels)
+    symbols = [np.zeros(b.shape, dtype=np.int64) for b in base.bands[:n_decoded]]
     escaped: list[tuple[int, np.ndarray]] = []
     prediction = _ScalePrediction(n_bands)
 
@@ -410,16 +455,24 @@ def _decode(data: bytes, base_image: np.ndarray, step: float) -> np.ndarray:
         symbols[k].reshape(-1)[positions] = values
         return values
 
-    _traverse([b.shape for b in base.bands], visit)
-    if not coder.is_empty():
+    _traverse([b.shape for b in base.bands], visit, n_decoded)
+    if level == 0 and not coder.is_empty():
         raise ContainerError("refinement layer has trailing or corrupt data")
-    _restore_escapes(symbols, escaped, data[pos + 4 + 4 * n_words :])
-    return _rebuild(base, alphas, symbols, step).astype(base_image.dtype)
+    _restore_escapes(symbols, escaped, data[pos + 4 + 4 * n_words :], level == 0)
+    image = _rebuild(base, alphas, symbols, step, levels - level)
+    return (image if level == 0 else image / wavelet.dc_gain(level)).astype(np.float32)
 
 
-def _restore_escapes(symbols: list[np.ndarray], escaped: list[tuple[int, np.ndarray]], side: bytes) -> None:
-    """Escaped symbols, in walk order, from the side stream of signed distances beyond the table."""
-    dist = zigzag_decode(side, sum(p.size for _, p in escaped), "refinement layer")
+def _restore_escapes(
+    symbols: list[np.ndarray], escaped: list[tuple[int, np.ndarray]], side: bytes, whole: bool
+) -> None:
+    """Escaped symbols, in walk order, from the side stream of signed distances beyond the table (`whole`: the
+    walk covered every subband, so the stream must be used up; else only its first values are read)."""
+    count = sum(p.size for _, p in escaped)
+    if not whole:
+        ends = np.flatnonzero((np.frombuffer(side, dtype=np.uint8) & 0x80) == 0)
+        side = side[: int(ends[count - 1]) + 1] if count else b""  # too few values: IndexError, a ContainerError
+    dist = zigzag_decode(side, count, "refinement layer")
     if np.any(dist == 0):
         raise ContainerError("corrupt escape value in the refinement layer")
     values = dist + np.sign(dist) * ALPHABET

@@ -1,6 +1,6 @@
 """The bytes of one chunk: everything a tile of the raster needs to be decoded, packed and checked.
 
-Chunk payload (one per tile; today a tile is a strip of full rows), little-endian:
+Chunk payload (one per tile), little-endian:
     u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
 The streams, in the order the header's `streams` list names them (STREAMS today):
 refinement: engine.refine bytes; gains: zlib(int16 little-endian codes, block rows x block cols) (see
@@ -22,7 +22,7 @@ import numpy as np
 
 from .codes import inflate
 from .errors import ContainerError
-from .layout import Layout
+from .layout import Layout, tile_blocks
 
 STREAMS = ("refinement", "gains", "bright", "mask", "mask_codes")
 """The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
@@ -184,13 +184,16 @@ def invalid_codes(raw: np.ndarray, invalid: np.ndarray, nodata: Optional[float])
 
 @dataclass
 class Strip:
-    """One strip in the rolling window (the encoder also keeps orig_db until its gains are known; offsets are
-    derived from the gains and the refined raw_db when the strip or a neighbour is finished; the decoder reads
-    `bright` from `bright_section` once raw_db is refined, its contexts come from there)."""
+    """One tile being coded or decoded, rows x cols pixels at (row0, col0) of the raster (the encoder also keeps
+    orig_db until its gains are known; offsets are derived from the gains and the refined raw_db when the tile is
+    finished; the decoder reads `bright` from `bright_section` once raw_db is refined, its contexts come from
+    there)."""
 
     index: int
     row0: int
     rows: int
+    col0: int
+    cols: int
     bright: Optional[BrightResiduals]
     invalid: Optional[np.ndarray]
     codes: np.ndarray
@@ -201,24 +204,27 @@ class Strip:
     offsets: Optional[tuple[np.ndarray, np.ndarray]] = None
     bright_section: bytes = b""
 
-    def payload(self, width: int, bright_contexts: Optional[np.ndarray]) -> bytes:
-        """The chunk bytes of this strip, `width` pixels wide (`bright_contexts`: radiometry.bright_contexts of
-        its decoded rows; None when it has no bright targets)."""
+    def payload(self, bright_contexts: Optional[np.ndarray]) -> bytes:
+        """The chunk bytes of this tile (`bright_contexts`: radiometry.bright_contexts of its decoded pixels; None
+        when it has no bright targets)."""
         gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
         mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
         codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
         streams = [self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]
-        head = _CHUNK_HEAD.pack(self.rows, width, len(streams)) + b"".join(_LENGTH.pack(len(s)) for s in streams)
+        head = _CHUNK_HEAD.pack(self.rows, self.cols, len(streams)) + b"".join(_LENGTH.pack(len(s)) for s in streams)
         return head + b"".join(streams)
 
     @classmethod
     def from_payload(cls, payload: bytes, k: int, layout: Layout) -> Strip:
-        """Strip k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
-        rows, (refinement, gains, bright, mask, codes) = _split_chunk(payload, k, layout)
+        """Tile k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
+        tile = layout.tile(k)
+        refinement, gains, bright, mask, codes = _split_chunk(payload, k, (tile.rows, tile.cols))
         strip = cls(
             index=k,
-            row0=layout.strip_rows(k)[0],
-            rows=rows,
+            row0=tile.row0,
+            rows=tile.rows,
+            col0=tile.col0,
+            cols=tile.cols,
             bright=None,
             invalid=None,
             codes=np.zeros(0, np.uint8),
@@ -228,19 +234,19 @@ class Strip:
         if not refinement:
             raise ContainerError(f"chunk {k} has no refinement layer")
         if layout.mean_correction == "block":
-            strip.gains = _read_gains(gains, k, layout.strip_blocks(rows))
+            strip.gains = _read_gains(gains, k, tile_blocks(tile.rows, tile.cols))
         if mask:
-            strip.invalid, strip.codes = _read_invalid(mask, codes, k, (rows, layout.width))
+            strip.invalid, strip.codes = _read_invalid(mask, codes, k, (tile.rows, tile.cols))
         return strip
 
 
-def _split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[bytes]]:
-    """Row count and the streams of chunk k, checked against the layout."""
+def _split_chunk(payload: bytes, k: int, shape: tuple[int, int]) -> list[bytes]:
+    """The streams of chunk k, its size checked against the tile's `shape` in the layout."""
     if len(payload) < _CHUNK_HEAD.size:
         raise ContainerError(f"chunk {k} is too short")
     rows, cols, n_streams = _CHUNK_HEAD.unpack_from(payload)
-    if (rows, cols) != (layout.strip_rows(k)[1], layout.width):
-        raise ContainerError(f"chunk {k} does not match the raster size in the header")
+    if (rows, cols) != shape:
+        raise ContainerError(f"chunk {k} does not match the tiling in the header")
     start = _CHUNK_HEAD.size + n_streams * _LENGTH.size
     if n_streams != len(STREAMS) or len(payload) < start:
         raise ContainerError(f"chunk {k} has {n_streams} streams, the header lists {len(STREAMS)}")
@@ -251,7 +257,7 @@ def _split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[byte
     for n in lengths:
         streams.append(payload[pos : pos + n])
         pos += n
-    return rows, streams
+    return streams
 
 
 def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:

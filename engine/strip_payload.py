@@ -3,8 +3,9 @@
 Chunk payload (one per tile), little-endian:
     u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
 The streams, in the order the header's `streams` list names them (STREAMS today):
-refinement: engine.refine bytes; gains: zlib(int16 little-endian codes, block rows x block cols) (see
-radiometry), empty unless the mean correction is "block"; bright: BrightResiduals.encode (positions
+refinement: engine.refine bytes; gains: zlib(int16 little-endian block-mean codes, block rows x block cols, each
+as its difference from the block to its left, the first column from the block above) (see radiometry), empty
+unless the mean correction is "block"; bright: BrightResiduals.encode (positions
 context-coded from the decoded tile, steps deflated); mask: zlib(np.packbits(invalid)); mask codes: zlib(u8 per
 invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
@@ -207,7 +208,7 @@ class Strip:
     def payload(self, bright_contexts: Optional[np.ndarray]) -> bytes:
         """The chunk bytes of this tile (`bright_contexts`: radiometry.bright_contexts of its decoded pixels; None
         when it has no bright targets)."""
-        gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
+        gains = zlib.compress(_delta(self.gains).astype("<i2").tobytes(), 9) if self.gains is not None else b""
         mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
         codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
         streams = [self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]
@@ -260,11 +261,23 @@ def _split_chunk(payload: bytes, k: int, shape: tuple[int, int]) -> list[bytes]:
     return streams
 
 
+def _delta(codes: np.ndarray) -> np.ndarray:
+    """Block-mean codes as differences from their left neighbour (the first column from the one above): means
+    follow the scene, their differences stay small (int16 wraps, `_undelta` unwraps)."""
+    first = np.diff(codes[:, :1], axis=0, prepend=np.int16(0))
+    return np.concatenate([first, np.diff(codes, axis=1)], axis=1).astype(np.int16)
+
+
+def _undelta(deltas: np.ndarray) -> np.ndarray:
+    first = np.cumsum(deltas[:, :1], axis=0, dtype=np.int16)
+    return np.cumsum(np.concatenate([first, deltas[:, 1:]], axis=1), axis=1, dtype=np.int16)
+
+
 def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
     raw = inflate(section, f"chunk {k} gains")
     if len(raw) != 2 * blocks[0] * blocks[1]:
         raise ContainerError(f"chunk {k}: gain block count does not match the raster size")
-    return np.frombuffer(raw, dtype="<i2").reshape(blocks)
+    return _undelta(np.frombuffer(raw, dtype="<i2").reshape(blocks))
 
 
 def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, evaluate, simulate, bench.
+"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, vrt, evaluate, simulate, bench.
 
 Engine errors print as `error: <message>` with exit code 2 and no traceback; Ctrl-C cancels the running job
 at the next batch (no partial output) and exits with 130. Progress bars go to stderr, only on a terminal.
@@ -70,6 +70,19 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="show what a .sarz file holds")
     i.add_argument("input", help=".sarz file")
     i.add_argument("--json", action="store_true", help="print the whole header as JSON")
+
+    v = sub.add_parser(
+        "vrt",
+        help="write a GDAL VRT (with overview VRTs) that decodes a .sarz on demand",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="GDAL runs the VRT's Python pixel function only with\n"
+        "  GDAL_VRT_ENABLE_PYTHON=TRUSTED_MODULES\n"
+        "  GDAL_VRT_PYTHON_TRUSTED_MODULES=sar_compressor.engine.gdal_vrt\n"
+        "set, and the sar_compressor package and its dependencies importable by GDAL's Python (PYTHONPATH).\n"
+        "Then gdalinfo, gdal_translate (-srcwin, -ovr), rasterio and QGIS read it like any raster.",
+    )
+    v.add_argument("input", help=".sarz file")
+    v.add_argument("output", nargs="?", default=None, help="VRT to write (default: INPUT.vrt beside the input)")
 
     e = sub.add_parser("evaluate", help="quality metrics of a reconstruction against its original")
     e.add_argument("original")
@@ -259,6 +272,15 @@ def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
     return 0
 
 
+def _cmd_vrt(args: argparse.Namespace, job: _Job) -> int:
+    from .gdal_vrt import ENVIRONMENT, write_vrt
+
+    paths = write_vrt(args.input, args.output)
+    print(f"{paths[0]}: {len(paths) - 1} overview VRT(s) beside it")
+    job.log("read it with: " + " ".join(f"{k}={v}" for k, v in ENVIRONMENT.items()))
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     from .metrics import METRIC_KEYS, evaluate_files
 
@@ -294,6 +316,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
     "compress": _cmd_compress,
     "decompress": _cmd_decompress,
     "info": _cmd_info,
+    "vrt": _cmd_vrt,
     "evaluate": _cmd_evaluate,
     "simulate": _cmd_simulate,
 }

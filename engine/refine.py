@@ -382,6 +382,10 @@ def decode_level(payload: bytes, base: Base, step: float, level: int) -> np.ndar
     """The refined image at 1 / 2**level of its resolution (level <= coarse_levels: ceil(h / 2**level) x
     ceil(w / 2**level), in the image's units: a local mean), decoding only the subbands that coarse; level 0 is
     `decode`. ContainerError for anything that does not fit `base`'s shape or is corrupt."""
+    import constriction  # noqa: F401  (a missing dependency is an ImportError, not a corrupt file)
+
+    if not 0 <= level <= levels_for(base.shape):
+        raise ValueError(f"level {level} is not between 0 and the image's {levels_for(base.shape)} wavelet levels")
     try:
         return _decode(bytes(payload), base, step, level)
     except ContainerError:
@@ -417,8 +421,6 @@ def _decode(data: bytes, base_image: Base, step: float, level: int) -> np.ndarra
     import constriction
 
     levels = levels_for(base_image.shape)
-    if not 0 <= level <= levels:
-        raise ValueError(f"level {level} is not between 0 and the image's {levels} wavelet levels")
     n_decoded = 1 + 3 * (levels - level)
     if len(data) < _HEAD.size:
         raise ContainerError("refinement layer is truncated")

@@ -72,6 +72,7 @@ def markdown(results: dict) -> str:
         if results["figures"].get(key):
             lines += [f"![{label}]({results['figures'][key]})", ""]
     lines += _speed_table(results.get("speed"))
+    lines += _window_table(results.get("window"))
     lines += _memory_table(results.get("memory"))
     for note in results.get("notes", []):
         lines.append(f"- {note}")
@@ -140,6 +141,25 @@ def _target_table(results: dict) -> list[str]:
                 f"{so:.4f} / {sj:.4f} | {mo:.3f} / {mj:.3f} |"
             )
     return lines + [""]
+
+
+def _window_table(win: Optional[dict]) -> list[str]:
+    """Random access (issue 18): a full-resolution window and the coarsest overview >= 1000 px, cold reads."""
+    if not win:
+        return []
+    ours, j2k = win["ours"], win["jpeg2000"]
+    h, w = win["overview_shape"]
+    return [
+        f"## Random access ({win['size']}x{win['size']}, quality {win['quality']}, freshly opened files)",
+        "",
+        "| read | ours (s) | JPEG 2000 (s) |",
+        "|---|---|---|",
+        f"| {win['window'][2]}x{win['window'][3]} window | {ours['window_s']:.2f} | {j2k['window_s']:.2f} |",
+        f"| whole raster at 1/{2 ** win['overview_level']} ({w}x{h}) | {ours['overview_s']:.2f} "
+        f"| {j2k['overview_s']:.2f} |",
+        f"| file bpp | {ours['bpp']:.3f} | {j2k['bpp']:.3f} |",
+        "",
+    ]
 
 
 def _speed_table(speed: Optional[dict]) -> list[str]:

@@ -26,6 +26,7 @@ class SARCompressorPlugin:
         self.provider: SARCompressorProvider | None = None
         self.action: QAction | None = None
         self.dock = None
+        self.sarz_layers = None
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS API names)
         """Register the provider (also called alone by qgis_process)."""
@@ -42,6 +43,10 @@ class SARCompressorPlugin:
         self.action.triggered.connect(self.set_panel_visible)
         self.iface.addPluginToRasterMenu(MENU, self.action)
         self.iface.addRasterToolBarIcon(self.action)
+        from .ui.sarz_layers import SarzLayers  # dropped .sarz files open as layers (issue 18)
+
+        self.sarz_layers = SarzLayers(self.iface)
+        self.sarz_layers.register()
         missing = missing_dependencies()
         if missing:
             self.iface.messageBar().pushWarning(TITLE, dependency_message(missing))
@@ -61,7 +66,10 @@ class SARCompressorPlugin:
                 self.dock.raise_()
 
     def unload(self) -> None:
-        """Remove the dock, menu entry, toolbar icon and provider, so a reload starts clean."""
+        """Remove the dock, menu entry, toolbar icon, .sarz drop handler and provider, so a reload starts clean."""
+        if self.sarz_layers is not None:
+            self.sarz_layers.unregister()
+            self.sarz_layers = None
         if self.dock is not None:
             self.dock.visibilityChanged.disconnect(self.action.setChecked)
             self.iface.removeDockWidget(self.dock)

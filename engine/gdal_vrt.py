@@ -79,8 +79,27 @@ def read_window(
     args = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in kwargs.items()}
     lock, reader = _reader(args["path"])
     with lock:
-        values = reader.read((xoff, yoff, xsize, ysize), int(args.get("level", "0")))
-    out_ar[:] = values
+        out_ar[:] = _resampled(reader, (xoff, yoff, xsize, ysize), int(args.get("level", "0")), out_ar.shape)
+
+
+def _resampled(reader: SarzWindowReader, window: tuple[int, int, int, int], level: int, shape: tuple) -> np.ndarray:
+    """The window into a buffer of `shape`: GDAL asks a derived band for a smaller buffer when it zooms out (QGIS
+    does), so the window is read at the coarsest level at least as fine as the buffer, then sampled nearest."""
+    xoff, yoff, xsize, ysize = window
+    if shape == (ysize, xsize):
+        return reader.read(window, level)
+    ratio = min(xsize / shape[1], ysize / shape[0])
+    extra = 0
+    while level + extra < reader.max_level and 2 ** (extra + 1) <= ratio:
+        extra += 1
+    f = 1 << extra
+    height, width = reader.level_shape(level + extra)
+    x0, y0 = xoff // f, yoff // f
+    x1, y1 = min(width, -(-(xoff + xsize) // f)), min(height, -(-(yoff + ysize) // f))
+    values = reader.read((x0, y0, x1 - x0, y1 - y0), level + extra)
+    rows = ((yoff + (np.arange(shape[0]) + 0.5) * ysize / shape[0]) / f).astype(np.int64) - y0
+    cols = ((xoff + (np.arange(shape[1]) + 0.5) * xsize / shape[1]) / f).astype(np.int64) - x0
+    return values[np.clip(rows, 0, values.shape[0] - 1)][:, np.clip(cols, 0, values.shape[1] - 1)]
 
 
 def vrt_paths(vrt: Path, levels: int) -> list[Path]:

@@ -15,11 +15,11 @@ import pytest
 import rasterio
 
 import sar_compressor
-from sar_compressor.engine import cli, codec, layout
+from sar_compressor.engine import cli, codec, gdal_vrt, layout
 from sar_compressor.engine.container import ContainerReader
 from sar_compressor.engine.gdal_vrt import ENVIRONMENT, write_vrt
 from sar_compressor.engine.simulate import write_scene
-from sar_compressor.engine.window_decode import decode_window
+from sar_compressor.engine.window_decode import SarzWindowReader, decode_window
 
 pytestmark = pytest.mark.skipif(shutil.which("gdal_translate") is None, reason="GDAL command-line tools are absent")
 
@@ -88,6 +88,17 @@ def test_rasterio_reads_windows_and_overviews(sarz):
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(np.load(out / "w.npy"), codec.decompress_array(sarz)[250:300, 7:407])
     np.testing.assert_array_equal(np.load(out / "o.npy"), decode_window(sarz, (0, 0, 210, 150), level=1))
+
+
+def test_a_smaller_buffer_is_read_at_the_matching_overview(sarz):
+    """QGIS asks the derived band for a buffer smaller than the window when zoomed out: read at the coarsest
+    level at least as fine, sampled to the buffer."""
+    with SarzWindowReader(sarz) as reader:
+        got = gdal_vrt._resampled(reader, (0, 0, 420, 300), 0, (75, 105))
+        np.testing.assert_array_equal(got, reader.read((0, 0, 105, 75), 2))
+        got = gdal_vrt._resampled(reader, (128, 0, 256, 256), 0, (100, 100))  # 2.56x: level 1, nearest
+        assert got.shape == (100, 100)
+        np.testing.assert_array_equal(got[0, :3], reader.read((64, 0, 128, 128), 1)[0, [0, 1, 3]])
 
 
 def test_a_corrupt_tile_fails_its_read_with_a_clear_error(sarz, tmp_path):

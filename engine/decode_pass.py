@@ -3,11 +3,13 @@ file's chunks (all of them, or those a window needs: engine.window_decode)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import refine
 from .container import ContainerReader
 from .errors import ContainerError
 from .layout import Layout
-from .radiometry import bright_contexts
+from .radiometry import bright_contexts, mean_code_prediction, predicted_codes
 from .raster_io import RasterInfo
 from .sarz_header import global_gain, layout_from_header
 from .strip_payload import BrightResiduals, Strip
@@ -35,8 +37,13 @@ class DecodePass(StripPass):
         return self._global_gain
 
     def load(self, k: int) -> Strip:
+        """Tile k's streams, its block-mean codes restored from their prediction."""
         check_cancel(self.cancel)
-        return Strip.from_payload(self.reader.read_chunk(k), k, self.layout)
+        strip = Strip.from_payload(self.reader.read_chunk(k), k, self.layout)
+        if strip.gains is not None:
+            prediction = mean_code_prediction(self.layout, strip)
+            strip.gains = predicted_codes(strip.gains.astype(np.int32) + prediction, prediction)
+        return strip
 
     def refine(self, strip: Strip, base: float) -> None:
         """The refinement layer applied, then the bright targets read (their contexts come from the result)."""

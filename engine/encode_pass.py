@@ -30,7 +30,9 @@ from .radiometry import (
     bright_residuals,
     finalize_strip,
     global_gain_db,
+    mean_code_prediction,
     mean_codes,
+    predicted_codes,
     use_mask,
 )
 from .raster_io import RasterInfo
@@ -215,7 +217,8 @@ class EncodePass(StripPass):
         self.sum_o += float(sum_o.sum())
         self.sum_r += float(sum_r.sum())
         if self.layout.mean_correction == "block":
-            strip.gains = mean_codes(sum_o, block_counts(use))
+            strip.gain_prediction = mean_code_prediction(self.layout, strip)
+            strip.gains = predicted_codes(mean_codes(sum_o, block_counts(use)), strip.gain_prediction)
         strip.orig_db = None
         bright = strip.bright.positions.size > 0
         return strip.payload(bright_contexts(self.layout, strip.raw_db) if bright else None)

@@ -240,10 +240,8 @@ class _Bands:
         """The base's decomposition; a FlatBase's as read-only constant views, equal to the full transform's."""
         if not isinstance(base, FlatBase):
             return cls.of(base, levels)
-        n = 2 ** (levels + 1)
-        small = cls.of(np.full((n, n), base.value, dtype=np.float32), levels)
         shapes = wavelet.band_shapes(base.shape, levels)
-        return cls(levels, [np.broadcast_to(b[0, 0], shape) for b, shape in zip(small.bands, shapes)])
+        return cls(levels, [np.broadcast_to(v, shape) for v, shape in zip(_flat_bands(base.value, levels), shapes)])
 
     def image(self, levels: Optional[int] = None) -> np.ndarray:
         """The image, or with `levels` detail levels only (from the coarsest): the approximation that many levels
@@ -255,6 +253,14 @@ class _Bands:
     def steps(self, step: float) -> list[float]:
         ll_norm, per_level = wavelet.synthesis_norms(self.levels)
         return [step / ll_norm] + [step / n for trio in per_level for n in trio]
+
+
+@lru_cache(maxsize=64)
+def _flat_bands(value: float, levels: int) -> tuple[np.float64, ...]:
+    """The constant of each subband of a flat image of `value` (from a small one: every sample goes through
+    the same arithmetic), cached: every tile of a file has the same base."""
+    n = 2 ** (levels + 1)
+    return tuple(b[0, 0] for b in _Bands.of(np.full((n, n), value, dtype=np.float32), levels).bands)
 
 
 def _alpha_code(target: np.ndarray, base: np.ndarray) -> int:

@@ -1,15 +1,13 @@
 """The bytes of one chunk: everything a tile of the raster needs to be decoded, packed and checked.
 
-Chunk payload (one per tile), little-endian:
-    u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
-The streams, in the order the header's `streams` list names them (STREAMS today):
-refinement: engine.refine bytes; gains: zlib(int16 little-endian block-mean codes, block rows x block cols, each
-as its difference from the block to its left, the first column from the block above) (see radiometry), empty
-unless the mean correction is "block"; bright: BrightResiduals.encode (positions
-context-coded from the decoded tile, steps deflated); mask: zlib(np.packbits(invalid)); mask codes: zlib(u8 per
-invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
-Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
-"""
+Chunk payload (one per tile), little-endian: u32 rows | u32 columns | u8 stream count | stream count x u32 stream
+lengths | the streams The streams, in the order the header's `streams` list names them (STREAMS today): refinement:
+engine.refine bytes; gains: zlib(int16 little-endian block-mean codes less their prediction from the refinement
+layer's coarse approximation, block rows x block cols, each as its difference from the block to its left, the first
+column from the block above) (see radiometry), empty unless the mean correction is "block"; bright:
+BrightResiduals.encode (positions context-coded from the decoded tile, steps deflated); mask:
+zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf). Every size is
+checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash."""
 
 from __future__ import annotations
 
@@ -202,13 +200,20 @@ class Strip:
     orig_db: Optional[np.ndarray] = None
     raw_db: Optional[np.ndarray] = None
     gains: Optional[np.ndarray] = None
+    """Block-mean codes (radiometry); the chunk carries them minus `gain_prediction`."""
+    gain_prediction: Optional[np.ndarray] = None
+    coarse_db: Optional[tuple[int, np.ndarray]] = None
+    """(level, image) of the refinement layer's coarse approximation once the block means' prediction made it."""
     offsets: Optional[tuple[np.ndarray, np.ndarray]] = None
     bright_section: bytes = b""
 
     def payload(self, bright_contexts: Optional[np.ndarray]) -> bytes:
         """The chunk bytes of this tile (`bright_contexts`: radiometry.bright_contexts of its decoded pixels; None
         when it has no bright targets)."""
-        gains = zlib.compress(_delta(self.gains).astype("<i2").tobytes(), 9) if self.gains is not None else b""
+        gains = b""
+        if self.gains is not None:
+            residuals = (self.gains.astype(np.int32) - self.gain_prediction).astype("<i2")
+            gains = zlib.compress(_delta(residuals).tobytes(), 9)
         mask = zlib.compress(np.packbits(self.invalid).tobytes(), 9) if self.invalid is not None else b""
         codes = zlib.compress(self.codes.tobytes(), 9) if self.invalid is not None else b""
         streams = [self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]

@@ -168,7 +168,10 @@ class SarzWindowReader:
         layout, f = self.layout, 1 << level
         coarse = min(level, refine.coarse_levels((strip.rows, strip.cols)))
         flat = refine.FlatBase(layout.flat_db, (strip.rows, strip.cols))
-        db = self.decoder.clip_refined(refine.decode_level(strip.refinement, flat, layout.refine_step_db, coarse))
+        if strip.coarse_db is not None and strip.coarse_db[0] == coarse:
+            db = self.decoder.clip_refined(strip.coarse_db[1])
+        else:
+            db = self.decoder.clip_refined(refine.decode_level(strip.refinement, flat, layout.refine_step_db, coarse))
         weight = _pool(valid.astype(np.float64), 1 << coarse)
         rest = 1 << (level - coarse)
         lin = _pool(pp.db_to_linear(db) * weight, rest) / np.maximum(_pool(weight, rest), 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sar_compressor.engine import codec, layout, refine, wavelet, window_decode
+from sar_compressor.engine import codec, layout, radiometry, refine, wavelet, window_decode
 from sar_compressor.engine.errors import InputError
 from sar_compressor.engine.simulate import simulate_scene
 from sar_compressor.engine.window_decode import SarzWindowReader, decode_window
@@ -117,16 +117,19 @@ def test_overviews_keep_block_means_and_nodata():
 
 
 def test_block_means_alone_make_the_coarsest_overviews(monkeypatch):
-    """From 1/64 on a pixel is its blocks' mean: no refinement layer is decoded."""
+    """From 1/64 on a pixel is its blocks' mean: of the refinement layer only the 1/8 approximation that predicts
+    the block means is decoded."""
     monkeypatch.setattr(layout, "TILE", 512)
     monkeypatch.setattr(window_decode, "MIN_OVERVIEW", 8)
     result = codec.compress_array(_intensity(600, 1100, looks=4), quality=2, nodata=0)
     full = codec.decompress_array(result.data).astype(np.float64)
-    monkeypatch.setattr(refine, "decode_level", lambda *a: pytest.fail("decoded a refinement layer"))
+    levels, decode_level = [], refine.decode_level
+    monkeypatch.setattr(refine, "decode_level", lambda *a: levels.append(a[3]) or decode_level(*a))
     with SarzWindowReader(result.data) as reader:
         assert reader.max_level == 8  # 1100 / 256: 5 pixels wide, the first at most 8
         ov = reader.read((0, 0, *reader.level_shape(6)[::-1]), 6)
         threshold = reader.layout.bright_threshold
+    assert set(levels) == {radiometry.PREDICTION_LEVEL}
     valid = full > 0
     expected = _pool(np.where(valid, full, 0), 64) / np.maximum(_pool(valid.astype(float), 64), 1)
     bright = _pool((10 * np.log10(np.where(valid, full, 1)) > threshold - 1e-3).astype(int), 64) > 0

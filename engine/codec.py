@@ -1,13 +1,14 @@
 """compress_file / decompress_file: the one entry point for the plugin, the CLI and the benchmark.
 
-Compression streams a raster twice, strip by strip, never holding it whole:
+Compression streams a raster twice, a row of tiles at a time, never holding it whole:
 1. a strided sample of valid pixels -> input kind, robust dB range, linear mean, and bounded tiles -> the SSIM
    weights' reference (survey);
-2. per strip: read -> dB -> a wavelet refinement layer over a flat base at the quality's step (refine,
+2. per tile: read -> dB -> a wavelet refinement layer over a flat base at the quality's step (refine,
    quality), then (radiometry) per 64x64 block a linear-intensity gain (restores the mean that a dB-domain
    codec biases), bright targets above the range as sparse residuals, the nodata mask (strip_payload: the
    chunk bytes; sarz_header: the JSON header; container: the file).
-   The same decoded strips give the optional reconstruction raster.
+   The same decoded tiles give the optional reconstruction raster. Each tile is coded on its own, so a window
+   decodes from the tiles it touches (window_decode).
 Decompression runs the identical decode path, so its output equals that reconstruction. No network runs on
 either side, and neither imports torch.
 This module holds the public API: it picks the source and the destinations (file or memory) and runs

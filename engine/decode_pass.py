@@ -3,13 +3,11 @@ file's chunks (all of them, or those a window needs: engine.window_decode)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import refine
 from .container import ContainerReader
 from .errors import ContainerError
 from .layout import Layout
-from .radiometry import bright_contexts, mean_code_prediction, predicted_codes
+from .radiometry import bright_contexts, prediction_level, restore_mean_codes
 from .raster_io import RasterInfo
 from .sarz_header import global_gain, layout_from_header
 from .strip_payload import BrightResiduals, Strip
@@ -37,18 +35,19 @@ class DecodePass(StripPass):
         return self._global_gain
 
     def load(self, k: int) -> Strip:
-        """Tile k's streams, its block-mean codes restored from their prediction."""
+        """Tile k's streams (its block-mean codes still less their prediction: `refine` restores them, or
+        radiometry.restore_mean_codes)."""
         check_cancel(self.cancel)
-        strip = Strip.from_payload(self.reader.read_chunk(k), k, self.layout)
-        if strip.gains is not None:
-            prediction = mean_code_prediction(self.layout, strip)
-            strip.gains = predicted_codes(strip.gains.astype(np.int32) + prediction, prediction)
-        return strip
+        return Strip.from_payload(self.reader.read_chunk(k), k, self.layout)
 
     def refine(self, strip: Strip, base: float) -> None:
-        """The refinement layer applied, then the bright targets read (their contexts come from the result)."""
+        """The refinement layer applied (its coarse approximation too, in the same pass: the block means'
+        prediction), then the bright targets read (their contexts come from the result)."""
         flat = refine.FlatBase(base, (strip.rows, strip.cols))
-        strip.raw_db = self.clip_refined(refine.decode(strip.refinement, flat, self.layout.refine_step_db))
+        coarse = prediction_level(strip)
+        image, approximation = refine.decode_levels(strip.refinement, flat, self.layout.refine_step_db, (0, coarse))
+        strip.raw_db, strip.coarse_db = self.clip_refined(image), (coarse, approximation)
+        restore_mean_codes(self.layout, strip)
         contexts = bright_contexts(self.layout, strip.raw_db) if strip.bright_section else None
         strip.bright = BrightResiduals.decode(strip.bright_section, contexts)
 

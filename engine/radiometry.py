@@ -107,12 +107,12 @@ def mean_code_prediction(layout: Layout, strip: Strip) -> np.ndarray:
     """What each block's mean code is predicted to be from the tile's refinement layer alone (its 1/64 wavelet
     approximation, or the coarsest the tile has, averaged over the block in linear intensity): the chunk carries
     the codes minus this (the speckle's bias, small and smooth like the gains the codes replaced), and an overview
-    decodes it as cheaply as the codes. int32, the tile's blocks. The approximation stays on the tile as
-    `coarse_db` (level, dB) for an overview at that level."""
-    shape = (strip.rows, strip.cols)
-    level = min(PREDICTION_LEVEL, refine.coarse_levels(shape))
-    flat = refine.FlatBase(layout.flat_db, shape)
-    strip.coarse_db = (level, refine.decode_level(strip.refinement, flat, layout.refine_step_db, level))
+    decodes it as cheaply as the codes. int32, the tile's blocks. The approximation comes from (or stays on) the
+    tile's `coarse_db` (level, dB): the full decode makes it in the same pass, an overview at that level reuses it."""
+    level = prediction_level(strip)
+    if strip.coarse_db is None or strip.coarse_db[0] != level:
+        flat = refine.FlatBase(layout.flat_db, (strip.rows, strip.cols))
+        strip.coarse_db = (level, refine.decode_level(strip.refinement, flat, layout.refine_step_db, level))
     db = strip.coarse_db[1].astype(np.float64)
     f = BLOCK >> level
     rows, cols = db.shape
@@ -121,6 +121,18 @@ def mean_code_prediction(layout: Layout, strip: Strip) -> np.ndarray:
     count = np.pad(np.ones(db.shape), pad).reshape(lin.shape).sum(axis=(1, 3))
     mean = lin.sum(axis=(1, 3)) / count
     return np.clip(np.rint(np.log2(mean) / GAIN_LOG2_STEP), -GAIN_CODE_LIMIT, GAIN_CODE_LIMIT).astype(np.int32)
+
+
+def prediction_level(strip: Strip) -> int:
+    """The wavelet level a tile's block means are predicted from (its coarsest where it has fewer levels)."""
+    return min(PREDICTION_LEVEL, refine.coarse_levels((strip.rows, strip.cols)))
+
+
+def restore_mean_codes(layout: Layout, strip: Strip) -> None:
+    """A decoded chunk's gains stream holds codes less their prediction: the codes back."""
+    if strip.gains is not None:
+        prediction = mean_code_prediction(layout, strip)
+        strip.gains = predicted_codes(strip.gains.astype(np.int32) + prediction, prediction)
 
 
 def predicted_codes(codes: np.ndarray, prediction: np.ndarray) -> np.ndarray:

@@ -388,12 +388,19 @@ def decode_level(payload: bytes, base: Base, step: float, level: int) -> np.ndar
     """The refined image at 1 / 2**level of its resolution (level <= coarse_levels: ceil(h / 2**level) x
     ceil(w / 2**level), in the image's units: a local mean), decoding only the subbands that coarse; level 0 is
     `decode`. ContainerError for anything that does not fit `base`'s shape or is corrupt."""
+    return decode_levels(payload, base, step, (level,))[0]
+
+
+def decode_levels(payload: bytes, base: Base, step: float, levels: tuple[int, ...]) -> list[np.ndarray]:
+    """`decode_level` at each of `levels` from one pass over the stream (down to the finest asked for); each
+    image is the one `decode_level` gives at its level, to the bit."""
     import constriction  # noqa: F401  (a missing dependency is an ImportError, not a corrupt file)
 
-    if not 0 <= level <= levels_for(base.shape):
-        raise ValueError(f"level {level} is not between 0 and the image's {levels_for(base.shape)} wavelet levels")
+    top = levels_for(base.shape)
+    if not all(0 <= level <= top for level in levels):
+        raise ValueError(f"levels {levels} are not all between 0 and the image's {top} wavelet levels")
     try:
-        return _decode(bytes(payload), base, step, level)
+        return _decode(bytes(payload), base, step, levels)
     except ContainerError:
         raise
     except Exception as exc:  # constriction raises plain exceptions for garbage input
@@ -423,10 +430,11 @@ def _escapes(values: np.ndarray) -> np.ndarray:
     return out - np.sign(out) * ALPHABET
 
 
-def _decode(data: bytes, base_image: Base, step: float, level: int) -> np.ndarray:
+def _decode(data: bytes, base_image: Base, step: float, wanted: tuple[int, ...]) -> list[np.ndarray]:
     import constriction
 
     levels = levels_for(base_image.shape)
+    level = min(wanted)
     n_decoded = 1 + 3 * (levels - level)
     if len(data) < _HEAD.size:
         raise ContainerError("refinement layer is truncated")
@@ -467,8 +475,11 @@ def _decode(data: bytes, base_image: Base, step: float, level: int) -> np.ndarra
     if level == 0 and not coder.is_empty():
         raise ContainerError("refinement layer has trailing or corrupt data")
     _restore_escapes(symbols, escaped, data[pos + 4 + 4 * n_words :], level == 0)
-    image = _rebuild(base, alphas, symbols, step, levels - level)
-    return (image if level == 0 else image / wavelet.dc_gain(level)).astype(np.float32)
+    images = []
+    for k in wanted:
+        image = _rebuild(base, alphas, symbols[: 1 + 3 * (levels - k)], step, levels - k)
+        images.append((image if k == 0 else image / wavelet.dc_gain(k)).astype(np.float32))
+    return images
 
 
 def _restore_escapes(

@@ -29,7 +29,7 @@ from .container import ContainerReader
 from .decode_pass import DecodePass
 from .errors import InputError
 from .layout import BLOCK, Layout, TileGeometry
-from .radiometry import block_means, invalid_values
+from .radiometry import block_means, invalid_values, restore_mean_codes
 from .strip_payload import Strip
 
 Window = tuple[int, int, int, int]
@@ -131,7 +131,9 @@ class SarzWindowReader:
         if level == 0:
             values = self.decoder.finished(self.decoder.decoded(tile.index))
         else:
-            values = self._overview_tile(self.decoder.load(tile.index), level)
+            strip = self.decoder.load(tile.index)
+            restore_mean_codes(self.layout, strip)
+            values = self._overview_tile(strip, level)
         self._cache[key] = values
         while len(self._cache) > CACHED_TILES:
             self._cache.popitem(last=False)

@@ -33,13 +33,10 @@ ENVIRONMENT = {"GDAL_VRT_ENABLE_PYTHON": "TRUSTED_MODULES", "GDAL_VRT_PYTHON_TRU
 """What GDAL needs to run the pixel function (GDAL 3.6, Debian's, reads these option names exactly)."""
 MARKER = "SARZ_VRT_FOR"
 """Metadata item naming the .sarz a VRT was written for: only such a VRT is replaced when written again."""
-_GDAL_TYPES = {
+_GDAL_TYPES = {  # the output dtypes (preprocessing.output_dtype)
     "uint8": "Byte",
-    "int8": "Int8",
     "uint16": "UInt16",
     "int16": "Int16",
-    "uint32": "UInt32",
-    "int32": "Int32",
     "float32": "Float32",
     "float64": "Float64",
 }

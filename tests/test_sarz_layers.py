@@ -66,3 +66,20 @@ def test_a_users_file_is_never_replaced(qgis_app, sarz, tmp_path, monkeypatch):
     layer = sarz_layers.sarz_layer(str(sarz))
     assert user.read_text() == "the user's own VRT"
     assert layer.isValid() and str(tmp_path / "cache") in layer.source()
+
+
+def test_the_browser_lists_a_sarz_as_a_raster_on_a_cached_vrt(qgis_app, sarz, tmp_path, monkeypatch):
+    from qgis.core import QgsRasterLayer
+
+    monkeypatch.setattr(sarz_layers, "cache_folder", lambda: tmp_path / "cache")
+    provider = sarz_layers.SarzItemProvider()
+    assert provider.createDataItem(str(sarz.with_name("scene.tif")), None) is None
+    item = provider.createDataItem(str(sarz), None)
+    assert item is not None and item.uri().startswith(str(tmp_path / "cache"))
+    assert not sarz.with_name("scene.sarz.vrt").exists()  # browsing writes nothing beside the file
+    sarz_layers.enable_python_vrt()
+    layer = QgsRasterLayer(item.uri(), "browsed", item.providerKey())
+    assert layer.isValid() and (layer.width(), layer.height()) == (300, 260)
+    broken = sarz.with_name("broken.sarz")
+    broken.write_bytes(b"not a sarz")
+    assert provider.createDataItem(str(broken), None) is None

@@ -1,9 +1,10 @@
-"""A .sarz opens in QGIS like any raster (issue 18): dropped on the map or the Layers panel, or opened from the
-plugin's Raster menu entry, it becomes a GDAL layer on its VRT (engine.gdal_vrt), whose Python pixel function
-decodes the tiles on screen at the overview level the zoom asks for.
+"""A .sarz opens in QGIS like any raster (issue 18): dropped on the map or the Layers panel, or added from the
+Browser, it becomes a GDAL layer on its VRT (engine.gdal_vrt), whose Python pixel function decodes the tiles on
+screen at the overview level the zoom asks for.
 
-The VRT goes next to the .sarz when that folder takes it and no other file has its name (a VRT this plugin wrote
-for the same file is rewritten); otherwise into a cache folder in the QGIS profile. GDAL's Python-VRT options are
+A dropped file's VRT goes next to the .sarz when that folder takes it and no other file has its name (a VRT this
+plugin wrote for the same file is rewritten); otherwise, and for every file the Browser lists (browsing writes
+nothing beside the user's files), into a cache folder in the QGIS profile. GDAL's Python-VRT options are
 set for QGIS's process, trusting this plugin's pixel-function module only. Linear intensity is shown on a dB
 stretch (a grey ramp whose stops are evenly spaced in dB over the coded range, from the file's header).
 """
@@ -19,6 +20,9 @@ from osgeo import gdal
 from qgis.core import (
     QgsApplication,
     QgsColorRampShader,
+    QgsDataItemProvider,
+    QgsDataProvider,
+    QgsLayerItem,
     QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
@@ -52,15 +56,22 @@ def cache_folder() -> Path:
     return Path(QgsApplication.qgisSettingsDirPath()) / "sar_compressor" / "vrt"
 
 
+def cached_vrt(sarz: Path) -> Path:
+    """The VRT of `sarz` in the cache folder (written unless one newer than the file is there)."""
+    key = hashlib.sha256(str(sarz.resolve()).encode("utf-8")).hexdigest()[:16]
+    vrt = cache_folder() / key / (sarz.name + ".vrt")
+    if vrt.is_file() and vrt.stat().st_mtime_ns >= sarz.stat().st_mtime_ns:
+        return vrt
+    vrt.parent.mkdir(parents=True, exist_ok=True)
+    return gdal_vrt.write_vrt(sarz, vrt)[0]
+
+
 def vrt_for(sarz: Path) -> Path:
     """Write (or rewrite) the VRT of `sarz`: beside it if possible, else in the cache folder; its path."""
     try:
         return gdal_vrt.write_vrt(sarz)[0]
     except (InputError, OSError):
-        key = hashlib.sha256(str(sarz.resolve()).encode("utf-8")).hexdigest()[:16]
-        folder = cache_folder() / key
-        folder.mkdir(parents=True, exist_ok=True)
-        return gdal_vrt.write_vrt(sarz, folder / (sarz.name + ".vrt"))[0]
+        return cached_vrt(sarz)
 
 
 def db_stretch(layer: QgsRasterLayer, header: dict) -> None:
@@ -126,19 +137,44 @@ def open_sarz(path: str, iface=None) -> Optional[QgsRasterLayer]:
     return layer
 
 
+class SarzItemProvider(QgsDataItemProvider):
+    """The Browser lists a .sarz as a raster layer on its cached VRT (added with QGIS's default style)."""
+
+    def name(self) -> str:
+        return "SAR Compressor .sarz"
+
+    def capabilities(self) -> int:
+        return QgsDataProvider.File
+
+    def createDataItem(self, path: str, parentItem) -> Optional[QgsLayerItem]:  # noqa: N802, N803 (QGIS API)
+        if not path.lower().endswith(SUFFIX):
+            return None
+        try:
+            vrt = cached_vrt(Path(path))
+        except (SARCompressorError, OSError):
+            return None  # not a readable .sarz: the Browser shows it as a plain file
+        return QgsLayerItem(parentItem, Path(path).name, path, str(vrt), QgsLayerItem.Raster, "gdal")
+
+
 class SarzLayers:
     """What the plugin registers for .sarz files; `unregister` removes it."""
 
     def __init__(self, iface) -> None:
         self.iface = iface
         self.handler: Optional[SarzDropHandler] = None
+        self.items: Optional[SarzItemProvider] = None
 
     def register(self) -> None:
         enable_python_vrt()
         self.handler = SarzDropHandler(self.iface)
         self.iface.registerCustomDropHandler(self.handler)
+        self.items = SarzItemProvider()
+        QgsApplication.dataItemProviderRegistry().addProvider(self.items)
 
     def unregister(self) -> None:
         if self.handler is not None:
             self.iface.unregisterCustomDropHandler(self.handler)
             self.handler = None
+        if self.items is not None:
+            QgsApplication.dataItemProviderRegistry().removeProvider(self.items)
+            self.items = None

@@ -1,13 +1,15 @@
 """The bytes of one chunk: everything a tile of the raster needs to be decoded, packed and checked.
 
-Chunk payload (one per tile), little-endian: u32 rows | u32 columns | u8 stream count | stream count x u32 stream
-lengths | the streams The streams, in the order the header's `streams` list names them (STREAMS today): refinement:
-engine.refine bytes; gains: zlib(int16 little-endian block-mean codes less their prediction from the refinement
-layer's coarse approximation, block rows x block cols, each as its difference from the block to its left, the first
-column from the block above) (see radiometry), empty unless the mean correction is "block"; bright:
-BrightResiduals.encode (positions context-coded from the decoded tile, steps deflated); mask:
-zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf). Every size is
-checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash."""
+Chunk payload (one per tile), little-endian:
+    u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
+The streams, in the order the header's `streams` list names them (STREAMS today):
+refinement: engine.refine bytes; block_means: zlib(int16 little-endian block-mean codes less their prediction
+from the refinement layer's coarse approximation, block rows x block cols, each as its difference from the block
+to its left, the first column from the block above) (see radiometry), empty unless the mean correction is
+"block"; bright: BrightResiduals.encode (positions context-coded from the decoded tile, steps deflated); mask:
+zlib(np.packbits(invalid)); mask codes: zlib(u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf).
+Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .codes import inflate
 from .errors import ContainerError
 from .layout import Layout, tile_blocks
 
-STREAMS = ("refinement", "gains", "bright", "mask", "mask_codes")
+STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes")
 """The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
 later version may add a stream, e.g. a learned model's side information, without moving the others)."""
 

@@ -206,6 +206,8 @@ class Strip:
     gain_prediction: Optional[np.ndarray] = None
     coarse_db: Optional[tuple[int, np.ndarray]] = None
     """(level, image) of the refinement layer's coarse approximation once the block means' prediction made it."""
+    level_db: Optional[dict[int, np.ndarray]] = None
+    """An overview's coarse approximations by level (window_decode)."""
     offsets: Optional[tuple[np.ndarray, np.ndarray]] = None
     bright_section: bytes = b""
 

@@ -29,7 +29,7 @@ from .container import ContainerReader
 from .decode_pass import DecodePass
 from .errors import InputError
 from .layout import BLOCK, Layout, TileGeometry
-from .radiometry import block_means, invalid_values, restore_mean_codes
+from .radiometry import block_means, invalid_values, prediction_level, restore_mean_codes
 from .strip_payload import Strip
 
 Window = tuple[int, int, int, int]
@@ -131,13 +131,28 @@ class SarzWindowReader:
         if level == 0:
             values = self.decoder.finished(self.decoder.decoded(tile.index))
         else:
-            strip = self.decoder.load(tile.index)
-            restore_mean_codes(self.layout, strip)
-            values = self._overview_tile(strip, level)
+            values = self._overview_tile(self._coarse_tile(tile.index, level), level)
         self._cache[key] = values
         while len(self._cache) > CACHED_TILES:
             self._cache.popitem(last=False)
         return values
+
+    def _coarse_tile(self, k: int, level: int) -> Strip:
+        """Tile k's streams with its block means restored; in one pass over the refinement stream, the coarse
+        images the overview and the block means' prediction need (`coarse_db` for the prediction, `level_db`
+        for the overview)."""
+        layout, strip = self.layout, self.decoder.load(k)
+        block = layout.mean_correction == "block"
+        wanted = {prediction_level(strip)} if block else set()
+        if not (block and (1 << level) >= BLOCK):
+            wanted.add(min(level, refine.coarse_levels((strip.rows, strip.cols))))
+        flat = refine.FlatBase(layout.flat_db, (strip.rows, strip.cols))
+        images = dict(zip(wanted, refine.decode_levels(strip.refinement, flat, layout.refine_step_db, tuple(wanted))))
+        if block:
+            strip.coarse_db = (prediction_level(strip), images[prediction_level(strip)])
+            restore_mean_codes(layout, strip)
+        strip.level_db = images
+        return strip
 
     def _overview_tile(self, strip: Strip, level: int) -> np.ndarray:
         """A tile at 1 / 2**level: linear means from the coarse subbands and the block means, invalid pixels
@@ -169,11 +184,7 @@ class SarzWindowReader:
         levels), scaled per block to its coded mean ("block"), by the global gain ("global") or as is ("none")."""
         layout, f = self.layout, 1 << level
         coarse = min(level, refine.coarse_levels((strip.rows, strip.cols)))
-        flat = refine.FlatBase(layout.flat_db, (strip.rows, strip.cols))
-        if strip.coarse_db is not None and strip.coarse_db[0] == coarse:
-            db = self.decoder.clip_refined(strip.coarse_db[1])
-        else:
-            db = self.decoder.clip_refined(refine.decode_level(strip.refinement, flat, layout.refine_step_db, coarse))
+        db = self.decoder.clip_refined(strip.level_db[coarse])
         weight = _pool(valid.astype(np.float64), 1 << coarse)
         rest = 1 << (level - coarse)
         lin = _pool(pp.db_to_linear(db) * weight, rest) / np.maximum(_pool(weight, rest), 1)

@@ -123,13 +123,13 @@ def test_block_means_alone_make_the_coarsest_overviews(monkeypatch):
     monkeypatch.setattr(window_decode, "MIN_OVERVIEW", 8)
     result = codec.compress_array(_intensity(600, 1100, looks=4), quality=2, nodata=0)
     full = codec.decompress_array(result.data).astype(np.float64)
-    levels, decode_level = [], refine.decode_level
-    monkeypatch.setattr(refine, "decode_level", lambda *a: levels.append(a[3]) or decode_level(*a))
+    levels, decode_levels = [], refine.decode_levels
+    monkeypatch.setattr(refine, "decode_levels", lambda *a: levels.append(a[3]) or decode_levels(*a))
     with SarzWindowReader(result.data) as reader:
         assert reader.max_level == 8  # 1100 / 256: 5 pixels wide, the first at most 8
         ov = reader.read((0, 0, *reader.level_shape(6)[::-1]), 6)
         threshold = reader.layout.bright_threshold
-    assert set(levels) == {radiometry.PREDICTION_LEVEL}
+    assert set(levels) == {(radiometry.PREDICTION_LEVEL,)}
     valid = full > 0
     expected = _pool(np.where(valid, full, 0), 64) / np.maximum(_pool(valid.astype(float), 64), 1)
     bright = _pool((10 * np.log10(np.where(valid, full, 1)) > threshold - 1e-3).astype(int), 64) > 0

@@ -31,6 +31,7 @@ class SARCompressorPlugin:
         self.provider: SARCompressorProvider | None = None
         self.action: QAction | None = None
         self.dock = None
+        self.sarz_layers = None
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS API names)
         """Register the provider (also called alone by qgis_process)."""
@@ -47,6 +48,10 @@ class SARCompressorPlugin:
         self.action.triggered.connect(self.set_panel_visible)
         self.iface.addPluginToRasterMenu(MENU, self.action)
         self.iface.addToolBarIcon(self.action)  # the Plugins toolbar: shown in a fresh profile (Raster is not)
+        from .ui.sarz_layers import SarzLayers  # dropped .sarz files open as layers (issue 18)
+
+        self.sarz_layers = SarzLayers(self.iface)
+        self.sarz_layers.register()
         missing = missing_dependencies()
         if missing:
             self._offer_install(dependency_message(missing))
@@ -82,7 +87,10 @@ class SARCompressorPlugin:
                 self.dock.raise_()
 
     def unload(self) -> None:
-        """Remove the dock, menu entry, toolbar icon and provider, so a reload starts clean."""
+        """Remove the dock, menu entry, toolbar icon, .sarz drop handler and provider, so a reload starts clean."""
+        if self.sarz_layers is not None:
+            self.sarz_layers.unregister()
+            self.sarz_layers = None
         if self.dock is not None:
             self.dock.visibilityChanged.disconnect(self.action.setChecked)
             self.iface.removeDockWidget(self.dock)

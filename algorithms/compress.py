@@ -74,7 +74,7 @@ class CompressAlgorithm(SARAlgorithm):
             "0.5-99.5 percentile range; over several bands, PSNR from their mean range-scaled error and the "
             "rest averaged), mean ratio (mean linear backscatter of the reconstruction / of the "
             "original, 1 = unbiased), ENL ratio (> 1 = smoother), edge preservation index and dB RMSE. The "
-            "ratio is raw raster bytes / .sarz bytes. The log shows each stage (survey, coding strip k of n, "
+            "ratio is raw raster bytes / .sarz bytes. The log shows each stage (survey, coding tile k of n, "
             "rate-control pass n) and the domain of every figure.\n\n"
             "Advanced: the mean correction restores the "
             "linear backscatter mean per block of about 64x64 pixels (block), per raster (global) or not "
@@ -156,7 +156,8 @@ class CompressAlgorithm(SARAlgorithm):
         kind = self.parameterAsEnumString(parameters, "KIND", context)
         self._inspect(kind, feedback)
         target_bpp = self.parameterAsDouble(parameters, "TARGET_BPP", context) or None
-        stages = StageProgress(feedback, "starting", unit=None if target_bpp else "strip", share=CODING_SHARE)
+        tiles = not target_bpp and self._band is not None  # the engine counts one band's tiles (else a fraction)
+        stages = StageProgress(feedback, "starting", unit="tile" if tiles else None, share=CODING_SHARE)
         try:
             with destination_rules([self._source], [output, reconstruction]):
                 stats = self.run_engine(
@@ -178,6 +179,11 @@ class CompressAlgorithm(SARAlgorithm):
             results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp}
             stages.set_stage("metrics (comparing the reconstruction with the original)")
             results.update(self._measure(measured, kind, feedback))
+            if feedback.isCanceled():  # asked after the engine had finished: a cancelled run leaves nothing
+                for path in (output, reconstruction):
+                    if path:
+                        _remove_raster(path)
+                return cancelled(feedback)
             stages.done(f"{Path(output).name}, {stats.ratio:.1f}:1, {stats.bpp:.3f} bpp")
         finally:
             if not reconstruction:
@@ -220,6 +226,7 @@ class CompressAlgorithm(SARAlgorithm):
 
 
 def _remove_raster(path: str) -> None:
-    """Delete a temporary raster and the sidecar GDAL may have written next to it."""
+    """Delete a raster this run wrote (a temporary one, or its outputs when cancelled) and the sidecar GDAL may
+    have written next to it."""
     for name in (path, f"{path}.aux.xml"):
         Path(name).unlink(missing_ok=True)

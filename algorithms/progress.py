@@ -31,12 +31,12 @@ def time_left_text(elapsed_s: float, fraction: float) -> str:
 class StageProgress:
     """progress(done, total) and log(message) callbacks for one engine call, reporting to `feedback`.
 
-    `unit` names what `total` counts when the engine's count is meaningful (strips); with rate control the engine
+    `unit` names what `total` counts when the engine's count is meaningful (tiles); with rate control the engine
     reports thousandths of the whole bar, and the stage comes from its log lines alone.
     """
 
     def __init__(
-        self, feedback: QgsProcessingFeedback, stage: str, unit: Optional[str] = "strip", share: float = 1.0
+        self, feedback: QgsProcessingFeedback, stage: str, unit: Optional[str] = "tile", share: float = 1.0
     ) -> None:
         """`share`: the part of the bar the engine call fills (what follows, the metrics, fills the rest)."""
         self.feedback = feedback

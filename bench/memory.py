@@ -92,7 +92,7 @@ before the cache was sized by the width)."""
 def tall_rasters(width: int, heights: tuple[int, ...], quality: int, workdir: Path, timeout: float) -> dict:
     """Peak RSS compressing `width`-wide float32 scenes of each height (one subprocess each); `growth_per_strip_mb`
     is the slope between the shortest and the tallest, per strip of the codec."""
-    from ..engine.layout import strip_height
+    from ..engine.layout import tile_size
     from ..engine.simulate import write_scene
 
     peaks = {}
@@ -104,7 +104,7 @@ def tall_rasters(width: int, heights: tuple[int, ...], quality: int, workdir: Pa
         finally:
             for path in (src, sarz):
                 path.unlink(missing_ok=True)
-    strip = strip_height(width)
+    strip = tile_size(width, max(heights))[1]  # rows per row of tiles
     low, high = min(heights), max(heights)
     strips = (high - low) / strip
     growth = (peaks[high] - peaks[low]) / strips / 2**20 if strips else 0.0

@@ -77,6 +77,7 @@ def markdown(results: dict) -> str:
     if results.get("multiband"):
         lines += multiband.markdown(results["multiband"])
     lines += _speed_table(results.get("speed"))
+    lines += _window_table(results.get("window"))
     lines += _memory_table(results.get("memory"))
     lines += _tall_table(results.get("memory_tall"))
     for note in results.get("notes", []):
@@ -175,6 +176,25 @@ def products_table(products: Optional[dict]) -> list[str]:
                 f"{ours['ssim']:.4f} / {j2k['ssim']:.4f} |"
             )
     return lines + [""]
+
+
+def _window_table(win: Optional[dict]) -> list[str]:
+    """Random access (issue 18): a full-resolution window and the coarsest overview >= 1000 px, cold reads."""
+    if not win:
+        return []
+    ours, j2k = win["ours"], win["jpeg2000"]
+    h, w = win["overview_shape"]
+    return [
+        f"## Random access ({win['size']}x{win['size']}, quality {win['quality']}, freshly opened files)",
+        "",
+        "| read | ours (s) | JPEG 2000 (s) |",
+        "|---|---|---|",
+        f"| {win['window'][2]}x{win['window'][3]} window | {ours['window_s']:.2f} | {j2k['window_s']:.2f} |",
+        f"| whole raster at 1/{2 ** win['overview_level']} ({w}x{h}) | {ours['overview_s']:.2f} "
+        f"| {j2k['overview_s']:.2f} |",
+        f"| file bpp | {ours['bpp']:.3f} | {j2k['bpp']:.3f} |",
+        "",
+    ]
 
 
 def _speed_table(speed: Optional[dict]) -> list[str]:

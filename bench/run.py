@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from ..engine.errors import SARCompressorError
 from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
-from . import jpeg2000, memory, multiband, plots, products, report, scale, speed
+from . import jpeg2000, memory, multiband, plots, products, report, scale, speed, window
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
 
@@ -60,6 +60,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     p.add_argument("--data", type=Path, default=SHARED_SAR, help="folder of real SAR GeoTIFFs")
     p.add_argument("--sim-size", type=int, default=None, help="simulated scene side (default 1024; quick 256)")
+    p.add_argument("--window-size", type=int, default=20000, help="side of the random-access raster (quick: 512)")
     p.add_argument("--budget-min", type=float, default=20.0, help="wall-time budget in minutes")
     p.add_argument("--scale", action="store_true", help="only the Dask batch scaling section (bench/scale.py)")
     p.add_argument("--scale-files", type=int, default=8, help="simulated rasters for --scale")
@@ -230,6 +231,9 @@ def _speed_and_memory(args, workdir: Path, clock: Clock, results: dict) -> None:
     results["memory"] = measured or {"skipped": "failed, see notes"}
     tall = _stage("memory_tall", results, clock, lambda: _tall(args, quality, workdir, clock))
     results["memory_tall"] = tall or {"skipped": "failed, see notes"}
+    size = 512 if args.quick else args.window_size
+    clock.log(f"random access: simulated {size}x{size} raster, a window and an overview")
+    results["window"] = _stage("window", results, clock, lambda: window.measure(size, quality, workdir))
 
 
 def _tall(args, quality: int, workdir: Path, clock: Clock) -> dict:

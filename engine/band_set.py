@@ -122,7 +122,7 @@ class BandSetEncoder:
                 parent.refinements = []
                 references[ref] = parent.feeds = ReferenceBand(parent.layout, parent.refinements.__getitem__)
             reference = None if ref is None else references[ref]
-            bar = scaled_progress(progress, position / n, (position + 1) / n)
+            bar = progress if n == 1 else scaled_progress(progress, position / n, (position + 1) / n)  # 1: tiles
             enc = EncodePass.plan(sources[index], options, bar, cancel, log, plan.surveys[index], position, reference)
             self.passes.append(enc)
 

@@ -1,5 +1,5 @@
-"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, verify, evaluate, simulate, batch,
-bench.
+"""`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, verify, inspect, vrt, evaluate,
+simulate, batch, bench.
 
 Engine errors print as `error: <message>` with exit code 2 and no traceback; Ctrl-C (SIGINT) or SIGTERM cancels
 the running job at the next batch (no partial output) and exits with 130 or 143 (128 + the signal). Outputs
@@ -105,6 +105,19 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--band", type=int, default=1)
     n.add_argument("--kind", choices=KINDS, default="auto")
     n.add_argument("--json", action="store_true")
+
+    v = sub.add_parser(
+        "vrt",
+        help="write a GDAL VRT (with overview VRTs) that decodes a .sarz on demand",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="GDAL runs the VRT's Python pixel function only with\n"
+        "  GDAL_VRT_ENABLE_PYTHON=TRUSTED_MODULES\n"
+        "  GDAL_VRT_PYTHON_TRUSTED_MODULES=sar_compressor.engine.gdal_vrt\n"
+        "set, and the sar_compressor package and its dependencies importable by GDAL's Python (PYTHONPATH).\n"
+        "Then gdalinfo, gdal_translate (-srcwin, -ovr), rasterio and QGIS read it like any raster.",
+    )
+    v.add_argument("input", help=".sarz file")
+    v.add_argument("output", nargs="?", default=None, help="VRT to write (default: INPUT.vrt beside the input)")
 
     e = sub.add_parser("evaluate", help="quality metrics of a reconstruction against its original")
     e.add_argument("original")
@@ -355,6 +368,15 @@ def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
     return 0
 
 
+def _cmd_vrt(args: argparse.Namespace, job: _Job) -> int:
+    from .gdal_vrt import ENVIRONMENT, write_vrt
+
+    paths = write_vrt(args.input, args.output)
+    print(f"{paths[0]}: {len(paths) - 1} overview VRT(s) beside it")
+    job.log("read it with: " + " ".join(f"{k}={v}" for k, v in ENVIRONMENT.items()))
+    return 0
+
+
 def _verify(path: str, job: _Job) -> str:
     from .verify import verify_file
 
@@ -480,6 +502,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, _Job], int]] = {
     "info": _cmd_info,
     "verify": _cmd_verify,
     "inspect": _cmd_inspect,
+    "vrt": _cmd_vrt,
     "evaluate": _cmd_evaluate,
     "simulate": _cmd_simulate,
     "batch": _cmd_batch,

@@ -1,14 +1,15 @@
 """compress_file / decompress_file: the one entry point for the plugin, the CLI and the benchmark.
 
-Compression streams a raster twice, strip by strip, never holding it whole:
+Compression streams a raster twice, a row of tiles at a time, never holding it whole:
 1. a strided sample of valid pixels -> input kind, robust dB range, linear mean, and bounded tiles -> the SSIM
-   weights' reference (survey);
-   and, with several bands, which band predicts which (band_set, interband);
-2. band after band, per strip: read -> dB -> a wavelet refinement layer over a flat base at the quality's step (refine,
-   quality), then (radiometry) per 64x64 block a linear-intensity gain (restores the mean that a dB-domain
-   codec biases), bright targets above the range as sparse residuals, the nodata mask (strip_payload: the
+   weights' reference (survey), and with several bands which band predicts which (band_set, interband);
+2. band after band, per tile (engine.layout.TILE, 1024 pixels a side): read -> dB -> a wavelet refinement
+   layer over a flat base at the quality's step (refine, quality; a predicted band's subbands also from its
+   reference band's tile), then (radiometry) per 64x64 block its mean linear intensity (restores the mean that
+   a dB-domain codec biases), bright targets above the range as sparse residuals, the nodata mask (strip_payload: the
    chunk bytes; sarz_header: the JSON header; container: the file).
-   The same decoded strips give the optional reconstruction raster.
+   The same decoded tiles give the optional reconstruction raster. Each tile is coded on its own, so a window
+   decodes from the tiles it touches (window_decode).
 Decompression runs the identical decode path, so its output equals that reconstruction. No network runs on
 either side, and neither imports torch.
 This module holds the public API: it picks the source bands and the destinations (file or memory) and runs

@@ -1,6 +1,6 @@
-"""Decompression: the header validated into one Layout per band, then the shared StripPass window over each
-chosen band's strips, rebuilt from the file's chunks (a predicted band also decodes its reference's
-refinement streams: engine.interband)."""
+"""Decompression: the header validated into one Layout per band, then the shared StripPass over each chosen
+band's tiles, rebuilt from the file's chunks (all of them, or those a window needs: engine.window_decode; a
+predicted band also decodes its reference's refinement streams: engine.interband)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .container import ContainerReader
 from .errors import ContainerError, InputError
 from .interband import ReferenceBand
 from .layout import Layout
-from .radiometry import bright_contexts
+from .radiometry import bright_contexts, prediction_level, restore_mean_codes
 from .raster_io import RasterInfo
 from .sarz_header import global_gain, layouts_from_header
 from .strip_payload import BrightResiduals, Strip
@@ -39,21 +39,29 @@ class DecodePass(StripPass):
         return self._global_gain
 
     def load(self, k: int) -> Strip:
+        """Tile k's streams (its block-mean codes still less their prediction: `refine` restores them, or
+        radiometry.restore_mean_codes)."""
         check_cancel(self.cancel)
         return Strip.from_payload(self.reader.read_chunk(self.layout.chunk_number(k)), k, self.layout)
 
-    def refine(self, strip: Strip) -> None:
-        """The refinement layer applied (over the reference band's strip when predicted), then the bright
-        targets read (their contexts come from the result)."""
+    def refine(self, strip: Strip, base: float) -> None:
+        """The refinement layer applied over the reference band's tile when predicted (its coarse approximation
+        too, in the same pass: the block means' prediction), then the bright targets read (their contexts come
+        from the result)."""
         layout = self.layout
-        reference = None if self.reference is None else self.reference.deviation(strip.index, layout)
-        refined = refine.decode(strip.refinement, strip.raw_db, layout.refine_step_db, reference)
-        strip.raw_db = self.clip_refined(refined)
+        flat = refine.FlatBase(base, (strip.rows, strip.cols))
+        strip.reference = None if self.reference is None else self.reference.deviation(strip.index, layout)
+        coarse = prediction_level(strip)
+        image, approximation = refine.decode_levels(
+            strip.refinement, flat, layout.refine_step_db, (0, coarse), strip.reference
+        )
+        strip.raw_db, strip.coarse_db = self.clip_refined(image), (coarse, approximation)
+        restore_mean_codes(layout, strip)
         contexts = bright_contexts(layout, strip.raw_db) if strip.bright_section else None
         strip.bright = BrightResiduals.decode(strip.bright_section, contexts)
 
     def run(self, sink: Sink) -> None:
-        """Every strip, finished, into `sink`."""
+        """Every tile, finished, into `sink` (rows of tiles)."""
         self.sink = sink
         for _ in self.strips():
             pass
@@ -64,9 +72,9 @@ def band_passes(reader: ContainerReader, band: Optional[int] = None) -> list[Dec
     (InputError when the file has no such band): header validated, chunk count checked, nothing decoded yet.
     Progress and cancel are set per pass by the caller."""
     layouts, infos = layouts_from_header(reader.header)
-    if reader.n_chunks != len(layouts) * layouts[0].n_strips:
+    if reader.n_chunks != len(layouts) * layouts[0].n_tiles:
         raise ContainerError(
-            f"the file has {reader.n_chunks} chunks, its header implies {len(layouts) * layouts[0].n_strips}"
+            f"the file has {reader.n_chunks} chunks, its header implies {len(layouts) * layouts[0].n_tiles}"
         )
     sources = [int(entry["source_band"]) for entry in reader.header["bands"]]
     order = sorted(range(len(layouts)), key=lambda i: sources[i])

@@ -1,9 +1,9 @@
 """Compression: the options checked, pass 1 (survey) fixing the layout, then pass 2 as a chunk generator.
 
-Pass 2 reads each strip, codes its refinement layer over the flat base (the shared StripPass window) and
-measures against the original what the chunk must carry besides: the block gains, the bright-target residuals,
-the invalid pixels. The finished strips can go to a sink too: the reconstruction raster, equal to what
-decompression will produce.
+Pass 2 reads each row of tiles, codes each tile's refinement layer over the flat base (the shared StripPass)
+and measures against the original what the chunk must carry besides: the block means, the bright-target
+residuals, the invalid pixels. The finished tiles can go to a sink too (in rows of tiles): the reconstruction
+raster, equal to what decompression will produce.
 """
 
 from __future__ import annotations
@@ -21,17 +21,20 @@ from . import preprocessing as pp
 from . import refine
 from .errors import InputError
 from .interband import ReferenceBand
-from .layout import Layout, bright_threshold, strip_height
+from .layout import Layout, bright_threshold, tile_size
 from .preprocessing import isolated_count
 from .quality import N_QUALITIES, Quality, quality_level
 from .radiometry import (
     MEAN_CORRECTIONS,
+    block_counts,
     block_sums,
     bright_contexts,
     bright_residuals,
     finalize_strip,
-    gain_codes,
     global_gain_db,
+    mean_code_prediction,
+    mean_codes,
+    predicted_codes,
     use_mask,
 )
 from .raster_io import RasterInfo, itemsize
@@ -112,6 +115,8 @@ class EncodePass(StripPass):
         """Kept when another band is predicted from this one (its ReferenceBand decodes them)."""
         self.chunk_bytes = 0
         self.squared_error = 0.0
+        self.row_of_tiles: tuple[int, Optional[np.ndarray]] = (-1, None)
+        """(first row, the rows) of the input under the current row of tiles: read once for all its tiles."""
 
     @classmethod
     def plan(
@@ -133,6 +138,7 @@ class EncodePass(StripPass):
         if survey is None:
             survey = survey_band(source.info, source.read, options.kind, ssim=options.tune == "ssim")
         refine_step = max(level.refine_step, survey.step_floor)  # no step below the input's own quantization
+        tile_width, tile_height = tile_size(source.info.width, source.info.height)
         layout = Layout(
             width=source.info.width,
             height=source.info.height,
@@ -144,7 +150,8 @@ class EncodePass(StripPass):
             refine_step=refine_step,
             mean_correction="none" if survey.kind == "native" else options.mean_correction,  # no linear mean
             bright_threshold=bright_threshold(survey.rng, refine_step),
-            strip_height=strip_height(source.info.width),
+            tile_width=tile_width,
+            tile_height=tile_height,
             band_index=band_index,
             reference=None if reference is None else reference.layout.band_index,
         )
@@ -159,8 +166,8 @@ class EncodePass(StripPass):
 
     @contextlib.contextmanager
     def reconstructing(self, sink: Sink, spool_parent: Optional[Path]) -> Iterator[None]:
-        """Send the finished strips to `sink` too. Under "global" correction they wait on disk (a temporary
-        folder in `spool_parent`) until `flush_deferred`, as the gain is known only after the last strip."""
+        """Send the finished tiles to `sink` too. Under "global" correction they wait on disk (a temporary
+        folder in `spool_parent`) until `flush_deferred`, as the gain is known only after the last tile."""
         self.sink = sink
         if self.layout.mean_correction != "global":
             yield
@@ -169,11 +176,18 @@ class EncodePass(StripPass):
             self.spool_dir = Path(spool)
             yield
 
+    def _read(self, row0: int, rows: int, col0: int, cols: int) -> np.ndarray:
+        """A tile of the input; its row of tiles is read once, when its first tile is loaded."""
+        if self.row_of_tiles[0] != row0:
+            self.row_of_tiles = (row0, None)  # the previous row's memory goes first
+            self.row_of_tiles = (row0, self.source.read(row0, row0 + rows))
+        return self.row_of_tiles[1][:, col0 : col0 + cols]
+
     def load(self, k: int) -> Strip:
-        """Read strip k; keep what the refinement layer and the gains need; count the statistics."""
+        """Read tile k; keep what the refinement layer and the gains need; count the statistics."""
         layout = self.layout
-        row0, rows = layout.strip_rows(k)
-        raw = self.source.read(row0, row0 + rows)
+        tile = layout.tile(k)
+        raw = self._read(tile.row0, tile.rows, tile.col0, tile.cols)
         valid = pp.valid_mask(raw, layout.nodata, pp.zero_is_fill(layout.kind, layout.dtype))
         orig_db = pp.to_db(raw, layout.kind)
         residuals = bright_residuals(orig_db, valid, layout.bright_threshold, layout.bright_step_db)
@@ -188,32 +202,37 @@ class EncodePass(StripPass):
         has_invalid = bool(invalid.any())
         return Strip(
             index=k,
-            row0=row0,
-            rows=rows,
+            row0=tile.row0,
+            rows=tile.rows,
+            col0=tile.col0,
+            cols=tile.cols,
             bright=residuals,
             invalid=invalid if has_invalid else None,
             codes=invalid_codes(raw, invalid, layout.nodata) if has_invalid else np.zeros(0, np.uint8),
             orig_db=orig_db,
         )
 
-    def refine_target(self, strip: Strip, base: np.ndarray) -> np.ndarray:
+    def refine_target(self, strip: Strip, base: float) -> np.ndarray:
         """What the refinement layer codes: the original clipped to the range, the base where pixels are
         invalid (their own section restores them: nothing to spend there)."""
         rng = self.layout.rng
         clipped = np.clip(strip.orig_db, rng.vmin, rng.vmax)
         return (clipped if strip.invalid is None else np.where(strip.invalid, base, clipped)).astype(np.float32)
 
-    def code_refinement(self, k: int, target: np.ndarray, base: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """The refinement layer's (payload, refined image) of strip k, its rate-distortion decisions weighted
-        for SSIM unless tuned for PSNR, predicted from the reference band's strip k when the band has one."""
-        reference = None if self.reference is None else self.reference.deviation(k, self.layout)
+    def code_refinement(
+        self, target: np.ndarray, base: refine.FlatBase, reference: Optional[np.ndarray]
+    ) -> tuple[bytes, np.ndarray]:
+        """The refinement layer's (payload, refined image) of a tile, its rate-distortion decisions weighted for
+        SSIM unless tuned for PSNR, predicted from the reference band's tile when the band has one."""
         return refine.encode(target, base, self.layout.refine_step_db, ssim=self.ssim, reference=reference)
 
-    def refine(self, strip: Strip) -> None:
+    def refine(self, strip: Strip, base: float) -> None:
         """Code what the base missed against the original; count the error the refinement leaves (the band's
         PSNR over its coded range, before the mean correction)."""
-        target = self.refine_target(strip, strip.raw_db)
-        strip.refinement, refined = self.code_refinement(strip.index, target, strip.raw_db)
+        target = self.refine_target(strip, base)
+        strip.reference = None if self.reference is None else self.reference.deviation(strip.index, self.layout)
+        flat = refine.FlatBase(base, target.shape)
+        strip.refinement, refined = self.code_refinement(target, flat, strip.reference)
         strip.raw_db = self.clip_refined(refined)
         if self.refinements is not None:
             self.refinements.append(strip.refinement)
@@ -221,27 +240,29 @@ class EncodePass(StripPass):
         self.squared_error += float(error.sum() if strip.invalid is None else error[~strip.invalid].sum())
 
     def after_decode(self, strip: Strip) -> bytes:
-        """Block gains from original vs decoded linear intensity, then the chunk is complete."""
+        """Block means of the original (over the pixels the decoder scales), then the chunk is complete."""
         if self.layout.kind != "native":  # native values have no linear intensity to restore
-            sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use_mask(strip, self.layout.width))
+            use = use_mask(strip)
+            sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use)
             self.sum_o += float(sum_o.sum())
             self.sum_r += float(sum_r.sum())
             if self.layout.mean_correction == "block":
-                strip.gains = gain_codes(sum_o, sum_r)
+                strip.gain_prediction = mean_code_prediction(self.layout, strip)
+                strip.gains = predicted_codes(mean_codes(sum_o, block_counts(use)), strip.gain_prediction)
         strip.orig_db = None
         bright = strip.bright.positions.size > 0
-        payload = strip.payload(self.layout.width, bright_contexts(self.layout, strip.raw_db) if bright else None)
+        payload = strip.payload(bright_contexts(self.layout, strip.raw_db) if bright else None)
         self.chunk_bytes += len(payload)
         return payload
 
-    def finalize(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> None:
+    def finalize(self, strip: Strip) -> None:
         if self.sink is not None and self.layout.mean_correction == "global":
-            self._defer(cur)
+            self._defer(strip)
         else:
-            super().finalize(prev, cur, nxt)
+            super().finalize(strip)
 
     def _defer(self, strip: Strip) -> None:
-        """Keep the decoded strip on disk until the global gain is known."""
+        """Keep the decoded tile on disk until the global gain is known."""
         name = self.spool_dir / f"{strip.index}.npz"
         invalid = strip.invalid if strip.invalid is not None else np.zeros((0, 0), bool)
         np.savez(name, raw_db=strip.raw_db, invalid=invalid)
@@ -249,14 +270,14 @@ class EncodePass(StripPass):
         self.deferred.append((name, light))
 
     def flush_deferred(self) -> None:
-        """Finish the strips `_defer` kept, now that the global gain is known."""
+        """Finish the tiles `_defer` kept, now that the global gain is known."""
         gain_db = global_gain_db(self.global_gain)
         for name, strip in self.deferred:
             check_cancel(self.cancel)
             with np.load(name) as saved:
                 raw_db, invalid = saved["raw_db"], saved["invalid"]
             strip.invalid = invalid if invalid.size else None
-            self.sink(strip.row0, finalize_strip(self.layout, raw_db, gain_db, strip))
+            self.rows.add(strip, finalize_strip(self.layout, raw_db, gain_db, strip))
             name.unlink()
         self.deferred.clear()
 
@@ -280,6 +301,7 @@ class EncodePass(StripPass):
 
     def band_entry(self) -> dict[str, Any]:
         """The band's entry of the .sarz header, with the statistics of its run (once `strips()` is exhausted)."""
+        self.row_of_tiles = (-1, None)
         layout = self.layout
         stats = {
             "pixels": layout.width * layout.height,

@@ -66,7 +66,7 @@ _TYPICAL_HEADER = {
     },
     "refine": {"dead_zone": 0.05, "levels": 8, "wavelet": "cdf97"},
     "software": {"name": "sar_compressor", "version": "0.1.0"},
-    "streams": ["refinement", "gains", "bright", "mask", "mask_codes"],
+    "streams": ["refinement", "block_means", "bright", "mask", "mask_codes"],
     "tiling": {"order": "band, tile row, tile column", "tile_height": 4096, "tile_width": 1024},
     "tools": {"post_filter": None},
 }

@@ -84,7 +84,7 @@ def choose_references(windows: list[np.ndarray]) -> tuple[list[int], list[Option
 
 
 class ReferenceBand:
-    """The decoded strips of a reference band, as the predicted band's refinement layer sees them: its refined
+    """The decoded tiles of a reference band, as the predicted band's refinement layer sees them: its refined
     dB (before mean correction and bright targets, which a reference does not need) minus its range's middle,
     scaled into the predicted band's range. Decoded from the reference's refinement streams on demand, the
     same code on both sides, so the encoder predicts from exactly what the decoder will have."""
@@ -103,8 +103,9 @@ class ReferenceBand:
         """The reference's strip k decoded, clipped to its range; the last one is kept (one strip of memory),
         so bands predicted from one reference decode it once where the raster is a single strip."""
         if self._last[0] != k:
-            ref = self.layout
-            decoded = refine.decode(self.refinement(k), ref.flat_db(ref.strip_rows(k)[1]), ref.refine_step_db)
+            ref, tile = self.layout, self.layout.tile(k)
+            base = refine.FlatBase(ref.flat_db, (tile.rows, tile.cols))
+            decoded = refine.decode(self.refinement(k), base, ref.refine_step_db)
             self._last = (k, np.clip(decoded, ref.rng.vmin, ref.rng.vmax))
         return self._last[1]
 

@@ -1,7 +1,8 @@
-"""Where everything of a .sarz sits: strips of rows, gain blocks, and the coding parameters.
+"""Where everything of a .sarz sits: tiles, gain blocks, and the coding parameters.
 
 The encoder builds a Layout from its survey of the input, the decoder from the file header; both then walk the
-same strips, so every size they compare (chunk rows, gain blocks) comes from one place.
+same tiles (one chunk each, in rows of tiles), so every size they compare (chunk rows and columns, gain blocks)
+comes from one place. Every tile is coded on its own: a window of the raster decodes from the tiles covering it.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import numpy as np
 from . import preprocessing as pp
 
 STRIP_ROWS = 512
-"""The unit of strip heights (one chunk per strip): a multiple of BLOCK."""
-STRIP_PIXELS = 1 << 22
-"""Strips are as many STRIP_ROWS tall as fit this many pixels (at least one): every strip is transformed
-on its own, and each border costs bits and shows (one 1024-row strip instead of two measured +0.03-0.04 dB
-at 0.25 bpp on the 900x1024 crops), while memory follows the strip's pixels (a 20000-wide raster keeps
-512-row strips, 10M pixels, which is what the memory benchmark measures)."""
+"""Rows pass 1 (the survey) reads at a time."""
+TILE = 1024
+"""Side of the square tiles (the last row and column of tiles may be smaller; a raster narrower or shorter than a
+tile has tiles as wide or tall as the raster). Every tile is transformed and gain-corrected on its own, so tiles
+cost bits: forced 512-pixel tiles on the 900x1024 crops (four instead of one) cost +5.7 to +5.9 % bpp at quality
+5 and +19 to +21 % at quality 2, 256-pixel tiles +24 to +26 % and +78 to +85 % (docs/FORMAT.md). A window
+decodes the tiles it touches: 1024 keeps a 1024x1024 window to at most 4 tiles, and overviews to 1/1024 per
+tile."""
 BLOCK = 64
 """Side of the square blocks that each get one mean-correction gain."""
 BRIGHT_STEP_DB = (0.05, 1.0)
@@ -37,9 +40,20 @@ residuals. The cap: a wider margin left a few far-clipped pixels to dominate a b
 field's interpolation then failed to keep (mean ratio 0.94-0.96 at quality 1, measured; 0.99-1.00 with it)."""
 
 
-def strip_height(width: int) -> int:
-    """Rows per strip for a raster `width` pixels wide (a function of the width alone: the decoder checks it)."""
-    return max(1, STRIP_PIXELS // (max(width, 1) * STRIP_ROWS)) * STRIP_ROWS
+def tile_size(width: int, height: int) -> tuple[int, int]:
+    """(tile width, tile height) the encoder uses for a width x height raster."""
+    return min(max(width, 1), TILE), min(max(height, 1), TILE)
+
+
+@dataclass(frozen=True)
+class TileGeometry:
+    """Where tile `index` sits in the raster (pixels)."""
+
+    index: int
+    row0: int
+    col0: int
+    rows: int
+    cols: int
 
 
 def bright_threshold(rng: pp.Range, refine_step: float) -> float:
@@ -64,8 +78,8 @@ class Layout:
     """Refinement quantizer step as a fraction of the dB range."""
     mean_correction: str
     bright_threshold: float
-    strip_height: int = STRIP_ROWS
-    """Rows per strip: `strip_height(width)` in files."""
+    tile_width: int = TILE
+    tile_height: int = TILE
     band_index: int = 0
     """The band's place in the file's `bands` list (its coding order): its chunks follow those of the bands
     before it (chunk order "band, tile row, tile column")."""
@@ -77,25 +91,36 @@ class Layout:
         return pp.output_dtype(self.kind, self.dtype)
 
     @property
-    def n_strips(self) -> int:
-        return math.ceil(self.height / self.strip_height)
+    def tile_rows(self) -> int:
+        """Rows of tiles."""
+        return math.ceil(self.height / self.tile_height)
 
     @property
-    def block_rows(self) -> int:
-        return math.ceil(self.height / BLOCK)
+    def tile_cols(self) -> int:
+        """Tiles per row of tiles."""
+        return math.ceil(self.width / self.tile_width)
 
     @property
-    def block_cols(self) -> int:
-        return math.ceil(self.width / BLOCK)
+    def n_tiles(self) -> int:
+        return self.tile_rows * self.tile_cols
 
     def chunk_number(self, k: int) -> int:
-        """The file's chunk that holds strip k of this band."""
-        return self.band_index * self.n_strips + k
+        """The file's chunk that holds tile k of this band."""
+        return self.band_index * self.n_tiles + k
 
-    def strip_rows(self, k: int) -> tuple[int, int]:
-        """First row and row count of strip k (the last strip may be short)."""
-        row0 = k * self.strip_height
-        return row0, min(self.strip_height, self.height - row0)
+    def tile(self, k: int) -> TileGeometry:
+        """Tile k (chunk order: tile row, then tile column); the last row and column may be smaller."""
+        r, c = divmod(k, self.tile_cols)
+        row0, col0 = r * self.tile_height, c * self.tile_width
+        return TileGeometry(
+            k, row0, col0, min(self.tile_height, self.height - row0), min(self.tile_width, self.width - col0)
+        )
+
+    def tiles_covering(self, row0: int, col0: int, rows: int, cols: int) -> list[int]:
+        """The tiles a window of the raster touches, in chunk order."""
+        r = range(row0 // self.tile_height, (row0 + rows - 1) // self.tile_height + 1)
+        c = range(col0 // self.tile_width, (col0 + cols - 1) // self.tile_width + 1)
+        return [i * self.tile_cols + j for i in r for j in c]
 
     @property
     def refine_step_db(self) -> float:
@@ -106,11 +131,13 @@ class Layout:
         lo, hi = BRIGHT_STEP_DB
         return float(min(max(self.refine_step_db / BRIGHT_STEP_FRACTION, lo), hi))
 
-    def flat_db(self, rows: int) -> np.ndarray:
+    @property
+    def flat_db(self) -> float:
         """The base the refinement layer codes over: mid-range, computed from the header's numbers, so both sides
         add to the same."""
-        return np.full((rows, self.width), 0.5 * (self.rng.vmin + self.rng.vmax), dtype=np.float32)
+        return float(np.float32(0.5 * (self.rng.vmin + self.rng.vmax)))
 
-    def strip_blocks(self, rows: int) -> tuple[int, int]:
-        """Gain blocks (rows, cols) of a strip with `rows` rows."""
-        return math.ceil(rows / BLOCK), self.block_cols
+
+def tile_blocks(rows: int, cols: int) -> tuple[int, int]:
+    """Gain blocks (rows, cols) of a tile of rows x cols pixels."""
+    return math.ceil(rows / BLOCK), math.ceil(cols / BLOCK)

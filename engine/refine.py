@@ -1,4 +1,4 @@
-"""The refinement layer: what a strip's base (a flat image; optionally with an already decoded band as a
+"""The refinement layer: what a tile's base (a flat image; optionally with an already decoded band as a
 reference) misses, at the quality's quantizer step.
 
 Both the target (the original in dB) and the base go through the CDF 9/7 wavelet. Each subband of the target
@@ -17,6 +17,8 @@ the group below it in the same subband and phase, else of the parent's group), u
 
 Every probability the decoder uses comes from integers (decoded symbols -> context -> a table index sent
 in the stream), so decoding is bit-exact on any machine even though the predictions it adds to are float.
+The stream runs coarse to fine, so `decode_level` stops after the subbands of a reduced resolution (an overview)
+without reading the fine ones; a flat base's subbands are constants (FlatBase), so neither side transforms it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -189,12 +191,12 @@ Visit = Callable[[int, int, np.ndarray], np.ndarray]
 """visit(subband, context, flat positions) -> the symbols at those positions."""
 
 
-def _traverse(shapes: list[tuple[int, int]], visit: Visit) -> None:
-    """Subbands in coding order, each in two checkerboard phases grouped by context; what the encoder and
-    the decoder both walk, so their contexts agree by construction. Contexts see magnitudes capped at the
-    escape (the decoder learns an escaped value only after the walk)."""
+def _traverse(shapes: list[tuple[int, int]], visit: Visit, n_bands: Optional[int] = None) -> None:
+    """Subbands in coding order (the first `n_bands` of them: a coarse decode), each in two checkerboard phases
+    grouped by context; what the encoder and the decoder both walk, so their contexts agree by construction.
+    Contexts see magnitudes capped at the escape (the decoder learns an escaped value only after the walk)."""
     done: list[np.ndarray] = []
-    for k, shape in enumerate(shapes):
+    for k, shape in enumerate(shapes[:n_bands]):
         mag = np.zeros(shape, dtype=np.int16)  # <= ALPHABET + 1; activities stay far below 2**15 (int32 anyway)
         base = _context_base(done, k, shape)
         odd = np.not_equal.outer(np.arange(shape[0]) % 2 == 1, np.arange(shape[1]) % 2 == 1)
@@ -216,6 +218,18 @@ def _traverse(shapes: list[tuple[int, int]], visit: Visit) -> None:
 # --------------------------------------------------------------------------- transform side
 
 
+@dataclass(frozen=True)
+class FlatBase:
+    """A base of one value over a shape (the codec's base): every subband of a constant image is a constant (each
+    sample goes through the same arithmetic, edges mirrored), so its transform is that of a small array."""
+
+    value: float
+    shape: tuple[int, int]
+
+
+Base = Union[np.ndarray, FlatBase]
+
+
 @dataclass
 class _Bands:
     """A wavelet decomposition as a flat list in coding order (LL, then LH/HL/HH coarse to fine)."""
@@ -228,13 +242,32 @@ class _Bands:
         ll, details = wavelet.forward(x.astype(np.float64), levels)
         return cls(levels, [ll] + [b for trio in details for b in trio])
 
-    def image(self) -> np.ndarray:
+    @classmethod
+    def of_base(cls, base: Base, levels: int) -> _Bands:
+        """The base's decomposition; a FlatBase's as read-only constant views, equal to the full transform's."""
+        if not isinstance(base, FlatBase):
+            return cls.of(base, levels)
+        shapes = wavelet.band_shapes(base.shape, levels)
+        return cls(levels, [np.broadcast_to(v, shape) for v, shape in zip(_flat_bands(base.value, levels), shapes)])
+
+    def image(self, levels: Optional[int] = None) -> np.ndarray:
+        """The image, or with `levels` detail levels only (from the coarsest): the approximation that many levels
+        finer than LL."""
         b = self.bands
-        return wavelet.inverse(b[0], [tuple(b[1 + 3 * i : 4 + 3 * i]) for i in range(self.levels)])
+        n = self.levels if levels is None else levels
+        return wavelet.inverse(b[0], [tuple(b[1 + 3 * i : 4 + 3 * i]) for i in range(n)])
 
     def steps(self, step: float) -> list[float]:
         ll_norm, per_level = wavelet.synthesis_norms(self.levels)
         return [step / ll_norm] + [step / n for trio in per_level for n in trio]
+
+
+@lru_cache(maxsize=64)
+def _flat_bands(value: float, levels: int) -> tuple[np.float64, ...]:
+    """The constant of each subband of a flat image of `value` (from a small one: every sample goes through
+    the same arithmetic), cached: every tile of a file has the same base."""
+    n = 2 ** (levels + 1)
+    return tuple(b[0, 0] for b in _Bands.of(np.full((n, n), value, dtype=np.float32), levels).bands)
 
 
 def _alpha_code(target: np.ndarray, base: np.ndarray) -> int:
@@ -315,9 +348,17 @@ def _predictions(base: _Bands, alphas: list[int], reference: Optional[_Bands], b
     return out
 
 
-def _rebuild(levels: int, predictions: list[np.ndarray], symbols: list[np.ndarray], steps: list[float]) -> np.ndarray:
-    """Prediction plus dequantized error, back in the image domain: the one formula both sides use."""
-    return _Bands(levels, [p + q * st for p, q, st in zip(predictions, symbols, steps)]).image()
+def _rebuild(
+    levels: int,
+    predictions: list[np.ndarray],
+    symbols: list[np.ndarray],
+    steps: list[float],
+    detail_levels: Optional[int] = None,
+) -> np.ndarray:
+    """Prediction plus dequantized error, back in the image domain: the one formula both sides use
+    (`detail_levels`: only the coarsest detail levels, as many as `symbols` holds)."""
+    out = [p + q * st for p, q, st in zip(predictions, symbols, steps)]
+    return _Bands(levels, out).image(detail_levels)
 
 
 def _side(alphas: list[int], betas: Optional[list[int]]) -> bytes:
@@ -330,7 +371,7 @@ def _side(alphas: list[int], betas: Optional[list[int]]) -> bytes:
 
 def encode(
     target: np.ndarray,
-    base: np.ndarray,
+    base: Base,
     step: float,
     ssim: Optional[ssim_weights.SsimScale] = None,
     reference: Optional[np.ndarray] = None,
@@ -343,11 +384,11 @@ def encode(
     Part 2's multi-component transforms decorrelate bands linearly too). The refined image is what
     `decode(payload, base, step, reference)` returns: the decoder needs no SSIM weights."""
     levels = levels_for(target.shape)
-    t, b = _Bands.of(target, levels), _Bands.of(base, levels)
+    t, b = _Bands.of(target, levels), _Bands.of_base(base, levels)
     alphas = [_alpha_code(tb, bb) for tb, bb in zip(t.bands, b.bands)]
     steps = b.steps(step)
     residuals = [tb - bb * (a / ALPHA_DENOMINATOR) for tb, bb, a in zip(t.bands, b.bands, alphas)]
-    del t  # peak memory: a strip's bands are several times its pixels
+    del t  # peak memory: a tile's bands are several times its pixels
     ref, betas = None, None
     if reference is not None:
         ref = _Bands.of(reference, levels)
@@ -381,11 +422,38 @@ def encode(
     return payload, refined.astype(target.dtype)
 
 
-def decode(payload: bytes, base: np.ndarray, step: float, reference: Optional[np.ndarray] = None) -> np.ndarray:
-    """The refined image; ContainerError for anything that does not fit `base`'s shape or is corrupt.
+def decode(payload: bytes, base: Base, step: float, reference: Optional[np.ndarray] = None) -> np.ndarray:
+    """The refined image (float32); ContainerError for anything that does not fit `base`'s shape or is corrupt.
     `reference`: what the encoder was given (the file says whether a band is predicted)."""
+    return decode_level(payload, base, step, 0, reference)
+
+
+def coarse_levels(shape: tuple[int, int]) -> int:
+    """The coarsest approximation `decode_level` can give for an image of `shape` (its wavelet levels)."""
+    return levels_for(shape)
+
+
+def decode_level(
+    payload: bytes, base: Base, step: float, level: int, reference: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """The refined image at 1 / 2**level of its resolution (level <= coarse_levels: ceil(h / 2**level) x
+    ceil(w / 2**level), in the image's units: a local mean), decoding only the subbands that coarse; level 0 is
+    `decode`. ContainerError for anything that does not fit `base`'s shape or is corrupt."""
+    return decode_levels(payload, base, step, (level,), reference)[0]
+
+
+def decode_levels(
+    payload: bytes, base: Base, step: float, levels: tuple[int, ...], reference: Optional[np.ndarray] = None
+) -> list[np.ndarray]:
+    """`decode_level` at each of `levels` from one pass over the stream (down to the finest asked for); each
+    image is the one `decode_level` gives at its level, to the bit."""
+    import constriction  # noqa: F401  (a missing dependency is an ImportError, not a corrupt file)
+
+    top = levels_for(base.shape)
+    if not all(0 <= level <= top for level in levels):
+        raise ValueError(f"levels {levels} are not all between 0 and the image's {top} wavelet levels")
     try:
-        return _decode(bytes(payload), base, step, reference)
+        return _decode(bytes(payload), base, step, levels, reference)
     except ContainerError:
         raise
     except Exception as exc:  # constriction raises plain exceptions for garbage input
@@ -415,10 +483,14 @@ def _escapes(values: np.ndarray) -> np.ndarray:
     return out - np.sign(out) * ALPHABET
 
 
-def _decode(data: bytes, base_image: np.ndarray, step: float, reference: Optional[np.ndarray]) -> np.ndarray:
+def _decode(
+    data: bytes, base_image: Base, step: float, wanted: tuple[int, ...], reference: Optional[np.ndarray]
+) -> list[np.ndarray]:
     import constriction
 
     levels = levels_for(base_image.shape)
+    level = min(wanted)
+    n_decoded = 1 + 3 * (levels - level)
     if len(data) < _HEAD.size:
         raise ContainerError("refinement layer is truncated")
     got_levels, n_bands, side_len = _HEAD.unpack_from(data)
@@ -439,8 +511,8 @@ def _decode(data: bytes, base_image: np.ndarray, step: float, reference: Optiona
         raise ContainerError("refinement layer is truncated")
     words = np.frombuffer(data, dtype="<u4", count=n_words, offset=pos + 4).astype(np.uint32)
     coder = constriction.stream.stack.AnsCoder(words)
-    base = _Bands.of(base_image, levels)
-    symbols = [np.zeros(b.shape, dtype=np.int64) for b in base.bands]
+    base = _Bands.of_base(base_image, levels)
+    symbols = [np.zeros(b.shape, dtype=np.int64) for b in base.bands[:n_decoded]]
     escaped: list[tuple[int, np.ndarray]] = []
     prediction = _ScalePrediction(n_bands)
 
@@ -455,18 +527,31 @@ def _decode(data: bytes, base_image: np.ndarray, step: float, reference: Optiona
         symbols[k].reshape(-1)[positions] = values
         return values
 
-    _traverse([b.shape for b in base.bands], visit)
-    if not coder.is_empty():
+    _traverse([b.shape for b in base.bands], visit, n_decoded)
+    if level == 0 and not coder.is_empty():
         raise ContainerError("refinement layer has trailing or corrupt data")
-    _restore_escapes(symbols, escaped, data[pos + 4 + 4 * n_words :])
+    _restore_escapes(symbols, escaped, data[pos + 4 + 4 * n_words :], level == 0)
     ref = None if reference is None else _Bands.of(reference, levels)
-    predictions = _predictions(base, alphas, ref, betas)
-    return _rebuild(levels, predictions, symbols, base.steps(step)).astype(base_image.dtype)
+    coarse = _Bands(levels, base.bands[:n_decoded])  # an overview computes no fine subband's prediction
+    predictions, steps = _predictions(coarse, alphas, ref, betas), base.steps(step)
+    images = []
+    for k in wanted:
+        n = 1 + 3 * (levels - k)
+        image = _rebuild(levels, predictions[:n], symbols[:n], steps[:n], levels - k)
+        images.append((image if k == 0 else image / wavelet.dc_gain(k)).astype(np.float32))
+    return images
 
 
-def _restore_escapes(symbols: list[np.ndarray], escaped: list[tuple[int, np.ndarray]], side: bytes) -> None:
-    """Escaped symbols, in walk order, from the side stream of signed distances beyond the table."""
-    dist = zigzag_decode(side, sum(p.size for _, p in escaped), "refinement layer")
+def _restore_escapes(
+    symbols: list[np.ndarray], escaped: list[tuple[int, np.ndarray]], side: bytes, whole: bool
+) -> None:
+    """Escaped symbols, in walk order, from the side stream of signed distances beyond the table (`whole`: the
+    walk covered every subband, so the stream must be used up; else only its first values are read)."""
+    count = sum(p.size for _, p in escaped)
+    if not whole:
+        ends = np.flatnonzero((np.frombuffer(side, dtype=np.uint8) & 0x80) == 0)
+        side = side[: int(ends[count - 1]) + 1] if count else b""  # too few values: IndexError, a ContainerError
+    dist = zigzag_decode(side, count, "refinement layer")
     if np.any(dist == 0):
         raise ContainerError("corrupt escape value in the refinement layer")
     values = dist + np.sign(dist) * ALPHABET

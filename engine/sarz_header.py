@@ -7,7 +7,8 @@ The header carries every parameter the decoder needs, so a file decodes without 
   global gain, bright-target threshold and step, `reference` (the place in this list of the band it is
   predicted from, engine.interband, or null), and the band's statistics (for `info`, not for decoding);
 - `tiling`: the tile size and the chunk order ("band, tile row, tile column"): chunk i is tile i of that order;
-  today a tile is a strip of full rows (tile_width = raster width);
+  each tile is coded on its own (a window decodes from the tiles it touches); the last row and column of tiles
+  may be smaller;
 - `streams`: the streams of every chunk, in order (strip_payload.STREAMS);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
 - `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match).
@@ -27,7 +28,7 @@ from . import preprocessing as pp
 from . import refine
 from .container import FORMAT_VERSION
 from .errors import ContainerError, SARCompressorError
-from .layout import BLOCK, Layout, strip_height
+from .layout import BLOCK, Layout
 from .radiometry import GAIN_LOG2_STEP, MEAN_CORRECTIONS
 from .raster_io import RasterInfo, _float_from_json, _float_to_json
 from .strip_payload import STREAMS
@@ -85,7 +86,7 @@ def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) 
         "software": {"name": "sar_compressor", "version": _software_version()},
         "raster": {name: raster[name] for name in RASTER_FIELDS},
         "bands": bands,
-        "tiling": {"tile_width": layout.width, "tile_height": layout.strip_height, "order": TILE_ORDER},
+        "tiling": {"tile_width": layout.tile_width, "tile_height": layout.tile_height, "order": TILE_ORDER},
         "streams": list(STREAMS),
         "tools": dict(TOOLS),
         "refine": {"wavelet": "cdf97", "levels": refine.LEVELS, "dead_zone": refine.DEAD_ZONE},
@@ -95,10 +96,8 @@ def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) 
 
 def _unsupported(header: dict[str, Any], raster: dict[str, Any]) -> list[str]:
     """Features a later version may write and this one cannot decode, named for the message."""
-    tiling, tools = header["tiling"], header["tools"]
+    tools = header["tools"]
     found = []
-    if tiling["tile_width"] != raster["width"]:
-        found.append(f"tiles {tiling['tile_width']} pixels wide in a {raster['width']}-pixel-wide raster")
     if not isinstance(tools, dict) or any(value is not None for value in tools.values()) or set(tools) - set(TOOLS):
         found.append(f"learned tools {tools!r}")
     if header["streams"] != list(STREAMS):
@@ -156,6 +155,11 @@ def layouts_from_header(header: dict[str, Any]) -> tuple[list[Layout], list[Rast
     return layouts, [info for _, info, _ in parsed]
 
 
+def _tile_side_ok(tile: int, size: int) -> bool:
+    """A tile side is whole gain blocks (their grid is the raster's), or the raster's whole side."""
+    return 1 <= tile <= size and (tile % BLOCK == 0 or tile == size)
+
+
 def _valid_reference(layout: Layout, layouts: list[Layout]) -> bool:
     """None, or another band of the file that is itself coded on its own (references form a star)."""
     ref = layout.reference
@@ -181,14 +185,17 @@ def _band_layout(
         refine_step=_refine_step(band["refine_step"]),
         mean_correction=str(band["mean_correction"]),
         bright_threshold=float(bright["threshold_db"]),
-        strip_height=int(tiling["tile_height"]),
+        tile_width=int(tiling["tile_width"]),
+        tile_height=int(tiling["tile_height"]),
         band_index=index,
         reference=band["reference"],
     )
     global_gain = float(band["global_gain"])
     checks = {
         "size": layout.width >= 1 and layout.height >= 1,
-        "tiling": layout.strip_height == strip_height(layout.width) and tiling["order"] == TILE_ORDER,
+        "tiling": _tile_side_ok(layout.tile_width, layout.width)
+        and _tile_side_ok(layout.tile_height, layout.height)
+        and tiling["order"] == TILE_ORDER,
         "gain": layout.mean_correction in MEAN_CORRECTIONS
         and gain["block_size"] == BLOCK
         and gain["log2_step"] == GAIN_LOG2_STEP

@@ -1,12 +1,14 @@
 """The bytes of one chunk: everything a tile of the raster needs to be decoded, packed and checked.
 
-Chunk payload (one per tile; today a tile is a strip of full rows), little-endian:
+Chunk payload (one per tile), little-endian:
     u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
 The streams, in the order the header's `streams` list names them (STREAMS today):
-refinement: engine.refine bytes; gains: zlib(int16 little-endian codes, block rows x block cols) (see
-radiometry), empty unless the mean correction is "block"; bright: BrightResiduals.encode (positions
-context-coded from the decoded tile, steps deflated); mask: mask_coding.encode_mask (change columns per
-row); mask codes: mask_coding.encode_codes (u8 per invalid pixel: 0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal zero).
+refinement: engine.refine bytes; block_means: zlib(int16 little-endian block-mean codes less their prediction
+from the refinement layer's coarse approximation, block rows x block cols, each as its difference from the block
+to its left, the first column from the block above) (see radiometry), empty unless the mean correction is
+"block"; bright: BrightResiduals.encode (positions context-coded from the decoded tile, steps deflated); mask:
+mask_coding.encode_mask (change columns per row); mask codes: mask_coding.encode_codes (u8 per invalid pixel:
+0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal zero).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
 """
 
@@ -22,10 +24,10 @@ import numpy as np
 
 from .codes import inflate
 from .errors import ContainerError
-from .layout import Layout
+from .layout import Layout, tile_blocks
 from .mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 
-STREAMS = ("refinement", "gains", "bright", "mask", "mask_codes")
+STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes")
 """The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
 later version may add a stream, e.g. a learned model's side information, without moving the others)."""
 
@@ -194,13 +196,16 @@ def invalid_codes(raw: np.ndarray, invalid: np.ndarray, nodata: Optional[float])
 
 @dataclass
 class Strip:
-    """One strip in the rolling window (the encoder also keeps orig_db until its gains are known; offsets are
-    derived from the gains and the refined raw_db when the strip or a neighbour is finished; the decoder reads
-    `bright` from `bright_section` once raw_db is refined, its contexts come from there)."""
+    """One tile being coded or decoded, rows x cols pixels at (row0, col0) of the raster (the encoder also keeps
+    orig_db until its gains are known; offsets are derived from the gains and the refined raw_db when the tile is
+    finished; the decoder reads `bright` from `bright_section` once raw_db is refined, its contexts come from
+    there)."""
 
     index: int
     row0: int
     rows: int
+    col0: int
+    cols: int
     bright: Optional[BrightResiduals]
     invalid: Optional[np.ndarray]
     codes: np.ndarray
@@ -208,27 +213,42 @@ class Strip:
     orig_db: Optional[np.ndarray] = None
     raw_db: Optional[np.ndarray] = None
     gains: Optional[np.ndarray] = None
+    """Block-mean codes (radiometry); the chunk carries them minus `gain_prediction`."""
+    gain_prediction: Optional[np.ndarray] = None
+    coarse_db: Optional[tuple[int, np.ndarray]] = None
+    """(level, image) of the refinement layer's coarse approximation once the block means' prediction made it."""
+    level_db: Optional[dict[int, np.ndarray]] = None
+    """An overview's coarse approximations by level (window_decode)."""
+    reference: Optional[np.ndarray] = None
+    """A predicted band's reference tile (interband.ReferenceBand.deviation), which its refinement layer needs
+    at every level."""
     offsets: Optional[tuple[np.ndarray, np.ndarray]] = None
     bright_section: bytes = b""
 
-    def payload(self, width: int, bright_contexts: Optional[np.ndarray]) -> bytes:
-        """The chunk bytes of this strip, `width` pixels wide (`bright_contexts`: radiometry.bright_contexts of
-        its decoded rows; None when it has no bright targets)."""
-        gains = zlib.compress(self.gains.astype("<i2").tobytes(), 9) if self.gains is not None else b""
+    def payload(self, bright_contexts: Optional[np.ndarray]) -> bytes:
+        """The chunk bytes of this tile (`bright_contexts`: radiometry.bright_contexts of its decoded pixels; None
+        when it has no bright targets)."""
+        gains = b""
+        if self.gains is not None:
+            residuals = (self.gains.astype(np.int32) - self.gain_prediction).astype("<i2")
+            gains = zlib.compress(_delta(residuals).tobytes(), 9)
         mask = encode_mask(self.invalid) if self.invalid is not None else b""
         codes = encode_codes(self.codes) if self.invalid is not None else b""
         streams = [self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]
-        head = _CHUNK_HEAD.pack(self.rows, width, len(streams)) + b"".join(_LENGTH.pack(len(s)) for s in streams)
+        head = _CHUNK_HEAD.pack(self.rows, self.cols, len(streams)) + b"".join(_LENGTH.pack(len(s)) for s in streams)
         return head + b"".join(streams)
 
     @classmethod
     def from_payload(cls, payload: bytes, k: int, layout: Layout) -> Strip:
-        """Strip k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
-        rows, (refinement, gains, bright, mask, codes) = _split_chunk(payload, k, layout)
+        """Tile k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
+        tile = layout.tile(k)
+        refinement, gains, bright, mask, codes = _split_chunk(payload, k, (tile.rows, tile.cols))
         strip = cls(
             index=k,
-            row0=layout.strip_rows(k)[0],
-            rows=rows,
+            row0=tile.row0,
+            rows=tile.rows,
+            col0=tile.col0,
+            cols=tile.cols,
             bright=None,
             invalid=None,
             codes=np.zeros(0, np.uint8),
@@ -238,19 +258,19 @@ class Strip:
         if not refinement:
             raise ContainerError(f"chunk {k} has no refinement layer")
         if layout.mean_correction == "block":
-            strip.gains = _read_gains(gains, k, layout.strip_blocks(rows))
+            strip.gains = _read_gains(gains, k, tile_blocks(tile.rows, tile.cols))
         if mask:
-            strip.invalid, strip.codes = _read_invalid(mask, codes, k, (rows, layout.width))
+            strip.invalid, strip.codes = _read_invalid(mask, codes, k, (tile.rows, tile.cols))
         return strip
 
 
-def _split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[bytes]]:
-    """Row count and the streams of chunk k, checked against the layout."""
+def _split_chunk(payload: bytes, k: int, shape: tuple[int, int]) -> list[bytes]:
+    """The streams of chunk k, its size checked against the tile's `shape` in the layout."""
     if len(payload) < _CHUNK_HEAD.size:
         raise ContainerError(f"chunk {k} is too short")
     rows, cols, n_streams = _CHUNK_HEAD.unpack_from(payload)
-    if (rows, cols) != (layout.strip_rows(k)[1], layout.width):
-        raise ContainerError(f"chunk {k} does not match the raster size in the header")
+    if (rows, cols) != shape:
+        raise ContainerError(f"chunk {k} does not match the tiling in the header")
     start = _CHUNK_HEAD.size + n_streams * _LENGTH.size
     if n_streams != len(STREAMS) or len(payload) < start:
         raise ContainerError(f"chunk {k} has {n_streams} streams, the header lists {len(STREAMS)}")
@@ -261,14 +281,26 @@ def _split_chunk(payload: bytes, k: int, layout: Layout) -> tuple[int, list[byte
     for n in lengths:
         streams.append(payload[pos : pos + n])
         pos += n
-    return rows, streams
+    return streams
+
+
+def _delta(codes: np.ndarray) -> np.ndarray:
+    """Block-mean codes as differences from their left neighbour (the first column from the one above): means
+    follow the scene, their differences stay small (int16 wraps, `_undelta` unwraps)."""
+    first = np.diff(codes[:, :1], axis=0, prepend=np.int16(0))
+    return np.concatenate([first, np.diff(codes, axis=1)], axis=1).astype(np.int16)
+
+
+def _undelta(deltas: np.ndarray) -> np.ndarray:
+    first = np.cumsum(deltas[:, :1], axis=0, dtype=np.int16)
+    return np.cumsum(np.concatenate([first, deltas[:, 1:]], axis=1), axis=1, dtype=np.int16)
 
 
 def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
     raw = inflate(section, f"chunk {k} gains")
     if len(raw) != 2 * blocks[0] * blocks[1]:
         raise ContainerError(f"chunk {k}: gain block count does not match the raster size")
-    return np.frombuffer(raw, dtype="<i2").reshape(blocks)
+    return _undelta(np.frombuffer(raw, dtype="<i2").reshape(blocks))
 
 
 def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -70,9 +70,7 @@ def code_strip(plan: StripPlan, k: int) -> CodedStrip:
     with bounded_gdal_cache(), RasterReader(plan.src) as reader:
         source = BandSource(plan.info, plan.band, lambda r0, r1: reader.read_rows(plan.band, r0, r1))
         enc = EncodePass(source, plan.layout, plan.survey, plan.options, None, None)
-        strip = enc.load(k)
-        strip.raw_db = plan.layout.flat_db(strip.rows)
-        enc.refine(strip)
+        strip = enc.decoded(k)
         payload = enc.after_decode(strip)
     return CodedStrip(
         payload,
@@ -121,7 +119,7 @@ def compress_split(
     enc = bands.passes[0]
     plan = StripPlan(str(src), band, source.info, enc.layout, enc.survey, options)
     [shared] = client.scatter([plan], broadcast=False, hash=False)
-    futures = [client.submit(code_strip, shared, k, pure=False) for k in range(enc.layout.n_strips)]
+    futures = [client.submit(code_strip, shared, k, pure=False) for k in range(enc.layout.n_tiles)]
     try:
         size = write_container(dst, bands.header, _in_order(enc, futures, progress, cancel), cancel)
     finally:

@@ -1,11 +1,12 @@
-"""The pass over a raster's strips that encoder and decoder share, in a rolling window of at most 3 strips.
+"""The pass over a raster's tiles that encoder and decoder share, one tile at a time.
 
-Strip k is refined over its flat base as soon as it is loaded, and finished once strip k+1's gains exist (the
-gain field is interpolated across the strip border). The encoder and the decoder differ only in how a strip is
-obtained (`load`: read from the raster or from the file's chunk), in which side of the refinement layer they
-run (`refine`: make it or apply it) and in what the encoder does after that (measure the gains, emit the
-chunk); the base and the finishing are the same code, which is what makes the encoder's reconstruction equal
-the decoder's output.
+Tile k is refined over its flat base, then finished on its own (gain field, bright targets, invalid pixels):
+no tile depends on another, so a window of the raster decodes from the tiles covering it alone. The encoder and
+the decoder differ only in how a tile is obtained (`load`: read from the raster or from the file's chunk), in
+which side of the refinement layer they run (`refine`: make it or apply it) and in what the encoder does after
+that (measure the gains, emit the chunk); the base and the finishing are the same code, which is what makes the
+encoder's reconstruction equal the decoder's output. Finished tiles are put together into rows of tiles for the
+sink, so memory follows one row of tiles.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .strip_payload import Strip
 Progress = Optional[Callable[[int, int], None]]
 Cancel = Optional[Callable[[], bool]]
 Sink = Callable[[int, np.ndarray], None]
-"""sink(row0, rows): receives each finished strip of the output raster, top to bottom."""
+"""sink(row0, rows): receives each finished row of tiles of the output raster (full width), top to bottom."""
 
 
 def check_cancel(cancel: Cancel) -> None:
@@ -33,14 +34,38 @@ def check_cancel(cancel: Cancel) -> None:
         raise CancelledError("cancelled by the user")
 
 
+class TileRows:
+    """Puts finished tiles (in chunk order) together into full-width rows of tiles for a sink."""
+
+    def __init__(self, layout: Layout, sink: Sink):
+        self.layout, self.sink = layout, sink
+        self.row: Optional[np.ndarray] = None
+
+    def add(self, strip: Strip, values: np.ndarray) -> None:
+        if strip.col0 == 0:
+            self.row = np.empty((strip.rows, self.layout.width), dtype=values.dtype)
+        self.row[:, strip.col0 : strip.col0 + strip.cols] = values
+        if strip.col0 + strip.cols == self.layout.width:
+            self.sink(strip.row0, self.row)
+            self.row = None
+
+
 class StripPass(ABC):
-    """One pass over the strips; `strips()` yields whatever `after_decode` returns (the encoder's chunks)."""
+    """One pass over the tiles; `strips()` yields whatever `after_decode` returns (the encoder's chunks)."""
 
     def __init__(self, layout: Layout, progress: Progress, cancel: Cancel):
         self.layout, self.progress, self.cancel = layout, progress, cancel
-        self.sink: Optional[Sink] = None
+        self.rows: Optional[TileRows] = None
         self.feeds: Optional[ReferenceBand] = None
-        """Set when other bands are predicted from this one: each refined strip is handed to it."""
+        """Set when other bands are predicted from this one: each refined tile is handed to it."""
+
+    @property
+    def sink(self) -> Optional[Sink]:
+        return None if self.rows is None else self.rows.sink
+
+    @sink.setter
+    def sink(self, sink: Optional[Sink]) -> None:
+        self.rows = None if sink is None else TileRows(self.layout, sink)
 
     @property
     @abstractmethod
@@ -49,45 +74,49 @@ class StripPass(ABC):
 
     @abstractmethod
     def load(self, k: int) -> Strip:
-        """Strip k, as far as it is known before its refinement layer."""
+        """Tile k, as far as it is known before its refinement layer."""
 
     @abstractmethod
-    def refine(self, strip: Strip) -> None:
-        """Make (encoder) or apply (decoder) the strip's refinement layer: raw_db becomes the refined dB."""
+    def refine(self, strip: Strip, base: float) -> None:
+        """Make (encoder) or apply (decoder) the tile's refinement layer over the flat `base` (dB): raw_db becomes
+        the refined dB."""
 
     def clip_refined(self, db: np.ndarray) -> np.ndarray:
         """Refined dB kept inside the range (the original is clipped there too)."""
         return np.clip(db, self.layout.rng.vmin, self.layout.rng.vmax).astype(np.float32)
 
     def after_decode(self, strip: Strip) -> Optional[bytes]:
-        """Called once the strip's raw_db is refined; a returned payload is yielded by `strips()`."""
+        """Called once the tile's raw_db is refined; a returned payload is yielded by `strips()`."""
         return None
 
-    def finalize(self, prev: Optional[Strip], cur: Strip, nxt: Optional[Strip]) -> None:
-        """Gain, bright residuals and invalid pixels applied; the finished strip goes to the sink."""
-        if self.sink is None:
-            return
-        gain = strip_gain_db(self.layout, [prev, cur, nxt], cur, self.global_gain)
-        self.sink(cur.row0, finalize_strip(self.layout, cur.raw_db, gain, cur))
+    def finished(self, strip: Strip) -> np.ndarray:
+        """Gain, bright residuals and invalid pixels applied: the tile as the output raster has it."""
+        gain = strip_gain_db(self.layout, strip, self.global_gain)
+        return finalize_strip(self.layout, strip.raw_db, gain, strip)
+
+    def finalize(self, strip: Strip) -> None:
+        """The finished tile to the sink."""
+        if self.rows is not None:
+            self.rows.add(strip, self.finished(strip))
+
+    def decoded(self, k: int) -> Strip:
+        """Tile k loaded and refined over its flat base."""
+        check_cancel(self.cancel)
+        strip = self.load(k)
+        self.refine(strip, self.layout.flat_db)
+        if self.feeds is not None:
+            self.feeds.remember(k, strip.raw_db)
+        return strip
 
     def strips(self) -> Iterator[bytes]:
-        """Rolling window over strips: strip k is loaded and refined, then strip k-1 is finished (its gain
-        field needs strip k's gains). At most 3 strips are alive."""
-        n = self.layout.n_strips
-        window: dict[int, Strip] = {}
-        for k in range(n + 1):
+        """Every tile in chunk order: loaded, refined, finished; one tile alive at a time."""
+        n = self.layout.n_tiles
+        for k in range(n):
+            strip = self.decoded(k)
+            payload = self.after_decode(strip)
+            if payload is not None:
+                yield payload
             check_cancel(self.cancel)
-            if k < n:
-                strip = window[k] = self.load(k)
-                strip.raw_db = self.layout.flat_db(strip.rows)
-                self.refine(strip)
-                if self.feeds is not None:
-                    self.feeds.remember(k, strip.raw_db)
-                payload = self.after_decode(strip)
-                if payload is not None:
-                    yield payload
-                if self.progress is not None:
-                    self.progress(k + 1, n)
-            if k >= 1:
-                self.finalize(window.get(k - 2), window[k - 1], window.get(k))
-                window.pop(k - 2, None)
+            self.finalize(strip)
+            if self.progress is not None:
+                self.progress(k + 1, n)

@@ -91,6 +91,27 @@ def inverse(ll: np.ndarray, details: Subbands) -> np.ndarray:
     return ll
 
 
+def band_shapes(shape: tuple[int, int], levels: int) -> list[tuple[int, int]]:
+    """Shapes of LL and the detail subbands in coding order (LL, then LH/HL/HH coarsest level first)."""
+    sizes = [shape]
+    for _ in range(levels):
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    out = [sizes[-1]]
+    for lvl in range(levels, 0, -1):
+        (h, w), (lh, lw) = sizes[lvl - 1], sizes[lvl]
+        out += [(h - lh, lw), (lh, w - lw), (h - lh, w - lw)]
+    return out
+
+
+@lru_cache(maxsize=16)
+def dc_gain(levels: int) -> float:
+    """What `levels` levels of analysis multiply a constant image by in LL: the level-k approximation of an image
+    divided by dc_gain(k) is in the image's units (a local mean)."""
+    n = 2 ** (levels + 1)
+    return float(forward(np.ones((n, n)), levels)[0][0, 0])
+
+
 def _impulse_norm(level: int, high: bool, n: int) -> float:
     """L2 norm of the 1-D synthesis of a unit coefficient in the high (else low) band after `level` levels,
     placed mid-signal on `n` samples, far from the edges."""

@@ -100,6 +100,12 @@ def test_quick_bench_writes_all_outputs(tmp_path):
     assert "the same for every codec" in ds["metric_domains"]["psnr_db"]
     ours = results["speed"]["ours"]
     assert ours["compress_mpx_s"] > 0 and ours["compress_vs_jpeg2000"] > 0
+    win = results["window"]
+    assert win["size"] == 512 and win["overview_shape"] == [256, 256] and win["ours"]["window_s"] > 0
+    assert (
+        win["jpeg2000"]["overview_shape"] == [256, 256]
+        and "## Random access (512x512" in (out / "latest.md").read_text()
+    )
     mem = results["memory"]
     assert mem["size"] == 512 and mem["compress"]["peak_rss_bytes"] > mem["raster_bytes"]
     tall = results["memory_tall"]

@@ -29,7 +29,14 @@ from sar_compressor.engine.errors import (
 )
 from sar_compressor.engine.layout import Layout
 from sar_compressor.engine.quality import DEFAULT_QUALITY, N_QUALITIES, quality_level
-from sar_compressor.engine.radiometry import WEIGHT_CAP, block_offsets, bright_contexts, offset_field
+from sar_compressor.engine.radiometry import (
+    WEIGHT_CAP,
+    block_counts,
+    block_means,
+    block_offsets,
+    bright_contexts,
+    offset_field,
+)
 from sar_compressor.engine.simulate import simulate_scene, write_scene
 from sar_compressor.engine.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip, varint_decode, varint_encode
 
@@ -299,17 +306,17 @@ def _layout(width: int, height: int) -> Layout:
 
 def _strip(rows: int, raw_db: np.ndarray, gains: np.ndarray) -> Strip:
     residuals = BrightResiduals(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    strip = Strip(0, 0, rows, residuals, None, np.zeros(0, np.uint8))
+    strip = Strip(0, 0, rows, 0, raw_db.shape[1], residuals, None, np.zeros(0, np.uint8))
     strip.raw_db, strip.gains = raw_db, gains
     return strip
 
 
 def test_offset_field_is_smooth_and_keeps_each_block_mean():
-    """Two uniform blocks, gains x1 and x2: the field ramps between the block centres (the per-block fix leaves
-    a seam far below the 3 dB of block-constant gains) and each block's linear mean is its gain exactly."""
-    layout = _layout(128, 64)
+    """Two uniform blocks decoded at 1, their means coded as 1 and 2: the field ramps between the block centres
+    (the per-block fix leaves a seam far below the 3 dB of block-constant gains) and each block's linear mean is
+    its coded mean exactly."""
     strip = _strip(64, np.zeros((64, 128), np.float32), np.array([[0, 32]], dtype=np.int16))
-    field = offset_field(layout, [None, strip, None], strip)
+    field = offset_field(strip)
     lin = 10 ** (field.astype(np.float64) / 10)
     assert lin[:, :64].mean() == pytest.approx(1.0, rel=1e-5) and lin[:, 64:].mean() == pytest.approx(2.0, rel=1e-5)
     assert np.all(np.diff(field[0, 32:96]) > 0)  # between the block centres
@@ -317,25 +324,26 @@ def test_offset_field_is_smooth_and_keeps_each_block_mean():
 
 
 def test_offsets_restore_each_block_and_go_to_bright_pixels():
-    """Each block's linear sum over its used pixels becomes gain x decoded sum; brighter pixels take larger
+    """Each block's linear mean over its used pixels becomes its coded mean; brighter pixels take larger
     offsets (a lone bright pixel at most WEIGHT_CAP times the block mean's), pixels left out (bright targets,
     restored from their own residuals) do not count."""
     rng = np.random.default_rng(3)
     raw = rng.normal(-8.0, 4.0, (64, 192)).astype(np.float32)
     raw[32, 96] = raw.max() + 25.0  # far above its block (at its centre): its share is capped
-    codes = np.array([[12, -20, 40]], dtype=np.int16)
-    strip = _strip(64, raw, codes)
-    strip.bright.positions = np.arange(10, dtype=np.int64)  # row 0, columns 0-9
-    c, _ = block_offsets(raw, np.ones(raw.shape, bool), codes)
-    assert np.sign(c[0]).tolist() == [1, -1, 1]
-    field = offset_field(_layout(192, 64), [None, strip, None], strip).astype(np.float64)
     w = 10.0 ** (raw.astype(np.float64) / 10)
     use = np.ones(raw.shape, bool)
     use[0, :10] = False
+    means = [w[:, 64 * b : 64 * (b + 1)][use[:, 64 * b : 64 * (b + 1)]].mean() for b in range(3)]
+    codes = np.rint(np.log2(means) * 32 + np.array([12, -20, 40])).astype(np.int16)[None]  # gains 2**(12/32)...
+    strip = _strip(64, raw, codes)
+    strip.bright.positions = np.arange(10, dtype=np.int64)  # row 0, columns 0-9
+    c, _ = block_offsets(raw, use, block_means(codes) * block_counts(use))
+    assert np.sign(c[0]).tolist() == [1, -1, 1]
+    field = offset_field(strip).astype(np.float64)
     for b in range(3):
         cols = slice(64 * b, 64 * (b + 1))
-        restored = (w[:, cols] * 10 ** (field[:, cols] / 10))[use[:, cols]].sum()
-        assert restored == pytest.approx(2 ** (codes[0, b] / 32) * w[:, cols][use[:, cols]].sum(), rel=1e-5)
+        restored = (w[:, cols] * 10 ** (field[:, cols] / 10))[use[:, cols]].mean()
+        assert restored == pytest.approx(2 ** (codes[0, b] / 32), rel=1e-5)
     block = field[:, 64 * 2 + 16 : 64 * 2 + 48]
     bright = raw[:, 64 * 2 + 16 : 64 * 2 + 48] > np.percentile(raw[:, 128:], 90)
     assert block[bright].mean() > 3 * block[~bright].mean() > 0
@@ -343,11 +351,11 @@ def test_offsets_restore_each_block_and_go_to_bright_pixels():
     assert middle[32, 32] == middle.max() < WEIGHT_CAP * np.abs(c[0, 1]) * 1.5 and field[32, 96] < 0
 
 
-def test_gain_codes_cover_large_biases():
-    """A block the network under-estimates by 40 dB (bright urban, say) gets its full gain, not a clipped one."""
-    from sar_compressor.engine.radiometry import GAIN_LOG2_STEP, gain_codes
+def test_mean_codes_cover_a_wide_range():
+    """Block means from 1e-4 to 1e4 (-40 to +40 dB) are coded to 1/32 of a log2 step, not clipped."""
+    from sar_compressor.engine.radiometry import GAIN_LOG2_STEP, mean_codes
 
-    codes = gain_codes(np.array([[1e4, 1.0, 0.0]]), np.array([[1.0, 1e4, 1.0]]))
+    codes = mean_codes(np.array([[1e4 * 4096, 4096 * 1e-4, 0.0]]), np.array([[4096, 4096, 0]]))
     db = codes.astype(np.float64) * GAIN_LOG2_STEP * 10 * math.log10(2)
     assert db[0, 0] == pytest.approx(40.0, abs=0.05) and db[0, 1] == pytest.approx(-40.0, abs=0.05)
     assert codes[0, 2] == np.rint((codes[0, 0] + codes[0, 1]) / 2)  # an empty block takes the mean code
@@ -363,9 +371,9 @@ def test_header_contents(tmp_path):
     assert band["kind"] == "amplitude" and h["raster"]["dtype"] == "uint16"
     assert (h["raster"]["width"], h["raster"]["height"]) == (90, 70)
     assert h["raster"]["crs_wkt"] and len(h["raster"]["transform"]) == 6
-    # 91 x 512 rows of 90 pixels: 4M pixels; today's tiles are strips of full rows
-    assert h["tiling"] == {"tile_width": 90, "tile_height": 46592, "order": "band, tile row, tile column"}
-    assert h["streams"] == ["refinement", "gains", "bright", "mask", "mask_codes"]
+    # a raster smaller than a tile is one tile
+    assert h["tiling"] == {"tile_width": 90, "tile_height": 70, "order": "band, tile row, tile column"}
+    assert h["streams"] == ["refinement", "block_means", "bright", "mask", "mask_codes"]
     assert h["tools"] == {"post_filter": None} and h["gain_blocks"]["block_size"] == 64
     assert h["file_bytes"] == (tmp_path / "h.sarz").stat().st_size and h["n_chunks"] == 1
     assert band["stats"]["input_bytes"] == 70 * 90 * 2
@@ -384,12 +392,12 @@ def _peak_bytes(tmp_path, height: int) -> int:
 
 @pytest.mark.slow
 def test_memory_does_not_grow_with_height(tmp_path, monkeypatch):
-    """Peak numpy allocation (tracemalloc) for 3072 rows stays that of 1024 rows (both fill the rolling window
-    of strips). The pass-1 sample and texture tiles are bounded on their own (4M values, 1M pixels) and strips
-    by their pixels (4M); all are made small here so that only the streaming part is compared."""
+    """Peak numpy allocation (tracemalloc) for 3072 rows stays that of 1024 rows (both hold one row of tiles
+    at a time). The pass-1 sample and texture tiles are bounded on their own (4M values, 1M pixels) and tiles by
+    their side (1024); all are made small here so that only the streaming part is compared."""
     monkeypatch.setattr(survey, "SAMPLE_VALUES", 16384)
     monkeypatch.setattr(survey, "TEXTURE_PIXELS", 16384)
-    monkeypatch.setattr(layout_module, "STRIP_PIXELS", 256 * 512)
+    monkeypatch.setattr(layout_module, "TILE", 128)
     small, large = _peak_bytes(tmp_path, 1024), _peak_bytes(tmp_path, 3072)
     assert large < 1.25 * small, (small, large)
 
@@ -444,17 +452,18 @@ def test_header_damage_behind_a_valid_crc():
     with ContainerReader(_small_sarz()) as reader:
         header, chunk = reader.header, reader.read_chunk(0)
     for path, value, match in [
-        (("raster", "width"), 10**6, "not supported|raster size"),
+        (("raster", "width"), 10**6, "tiling"),  # a 70-wide tile in a wider raster
         (("bands", 0, "kind"), "phase", "kind"),
         (("bands", 0, "range"), {"vmin": 1.0, "vmax": 0.0}, "range"),
         (("bands", 0, "refine_step"), -0.5, "step"),
         (("bands", 0, "refine_step"), None, "header"),
         (("refine", "levels"), 3, "refine"),
         (("bands", 0, "mean_correction"), "magic", "gain"),
-        (("tiling", "tile_height"), 512, "tiling"),  # a 70-wide raster has taller strips
+        (("tiling", "tile_height"), 512, "tiling"),  # taller than the 40-row raster
         (("tiling", "tile_height"), 0, "tiling"),
         (("tiling", "order"), "tile column, tile row, band", "tiling"),
-        (("tiling", "tile_width"), 32, "tiles 32 pixels wide.*not supported by this version"),
+        (("tiling", "tile_width"), 32, "tiling"),  # not whole gain blocks
+        (("tiling", "tile_width"), 64, "chunks"),  # a 70-wide raster in 64-wide tiles has two chunks
         (("bands",), [], "no bands"),
         (("bands", 0, "reference"), 0, "reference"),  # itself
         (("bands", 0, "reference"), 1, "reference"),  # no such band
@@ -496,15 +505,13 @@ def test_bright_contexts_come_from_the_decoded_strip():
     assert bright_contexts(layout, raw).tolist() == [0, 1, 5, BRIGHT_CONTEXTS - 1]
 
 
-def test_strip_height_follows_the_width():
-    """Strips are whole multiples of 512 rows holding at most 4M pixels (at least 512 rows)."""
-    assert [layout_module.strip_height(w) for w in (1, 900, 1024, 4096, 8192, 20000)] == [
-        4194304,
-        4608,
-        4096,
-        1024,
-        512,
-        512,
+def test_tiles_are_square_up_to_the_raster():
+    """1024x1024 tiles; a raster narrower or shorter than that has tiles as wide or tall as it."""
+    assert [layout_module.tile_size(w, h) for w, h in ((1, 1), (900, 1024), (20000, 300), (4096, 8192))] == [
+        (1, 1),
+        (900, 1024),
+        (1024, 300),
+        (1024, 1024),
     ]
 
 
@@ -582,7 +589,7 @@ def test_compression_and_decompression_import_no_torch(tmp_path):
 
 def _three_strip_files(tmp_path, monkeypatch) -> tuple[bytes, bytes]:
     """Two .sarz of same-size rasters (different scenes), three chunks each."""
-    monkeypatch.setattr(layout_module, "STRIP_PIXELS", 64 * 512)
+    monkeypatch.setattr(layout_module, "TILE", 512)
     files = []
     for seed in (1, 2):
         src = write_scene(tmp_path / f"s{seed}.tif", 1300, 64, seed=seed)

@@ -540,7 +540,7 @@ def test_input_summary_before_run(make_dock, tmp_path, qgis_new_project):
 def test_progress_per_strip_with_stage_text(make_dock, provider, monkeypatch, tmp_path, qgis_new_project):
     from sar_compressor.engine import layout
 
-    monkeypatch.setattr(layout, "STRIP_PIXELS", 256 * 512)  # 256-px-wide raster: strips of 512 rows
+    monkeypatch.setattr(layout, "TILE", 512)  # a 256-px-wide raster: 256x512 tiles
     from sar_compressor.engine.simulate import write_scene
 
     path = tmp_path / "tall.tif"
@@ -561,9 +561,9 @@ def test_progress_per_strip_with_stage_text(make_dock, provider, monkeypatch, tm
     dock.run_button.clicked.disconnect()
     dock.run_button.clicked.connect(dock.start_run)
     assert _run(dock) == ["completed"], dock.last_error
-    assert any(0 < value < 90 for value in values), values  # per strip, not 0 then 100
+    assert any(0 < value < 90 for value in values), values  # per tile, not 0 then 100
     text = " | ".join(stages)
-    assert "survey" in text and "coding, strip 2 of 3" in text and "metrics" in text, text
+    assert "survey" in text and "coding, tile 2 of 3" in text and "metrics" in text, text
     assert dock.progress_bar.value() == 100
 
 

@@ -114,8 +114,8 @@ def test_three_channels_are_predicted_and_smaller(three_channel, tmp_path):
 
 
 def test_one_band_decodes_only_its_chunks(three_channel, tmp_path, monkeypatch):
-    monkeypatch.setattr(layout_module, "STRIP_PIXELS", 96 * 64)  # 512-row strips: 1 per band...
-    tall = _channels(1100, 96, (1.0, 0.3, 0.1), seed=7)  # ...3 strips per band
+    monkeypatch.setattr(layout_module, "TILE", 512)  # 96x512 tiles...
+    tall = _channels(1100, 96, (1.0, 0.3, 0.1), seed=7)  # ...3 tiles per band
     src = _write(tmp_path / "tall.tif", tall, ["T11", "T22", "T33"])
     sarz = tmp_path / "tall.sarz"
     stats = codec.compress_file(src, sarz, quality=5, reconstruction=tmp_path / "rec.tif")
@@ -318,16 +318,17 @@ def _peaks(tmp_path, height: int, n_bands: int) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_memory_is_strips_not_bands(tmp_path, monkeypatch):
-    """Bands are coded one after the other, strip by strip: three bands cost a reference strip more than one
-    (measured +18-25 %), not three bands, and nothing grows with the height (pass 1's sample and texture tiles
-    made small, as in test_codec's memory test)."""
+    """Bands are coded one after the other, tile by tile: three bands cost a reference tile more than one
+    (measured +18-25 % with 512-row strips, +43-47 % with 256x512 tiles: the reference tile and its wavelet
+    transform weigh more against a smaller tile), not three bands, and nothing grows with the height (pass 1's
+    sample and texture tiles made small, as in test_codec's memory test)."""
     monkeypatch.setattr(survey, "SAMPLE_VALUES", 16384)
     monkeypatch.setattr(survey, "TEXTURE_PIXELS", 16384)
-    monkeypatch.setattr(layout_module, "STRIP_PIXELS", 256 * 512)
+    monkeypatch.setattr(layout_module, "TILE", 512)
     one = _peaks(tmp_path, 3072, 1)
     short, tall = _peaks(tmp_path, 1024, 3), _peaks(tmp_path, 3072, 3)
     for i in (0, 1):  # compress, decompress
-        assert tall[i] < 1.4 * one[i], (one, tall)
+        assert tall[i] < 1.6 * one[i], (one, tall)
         assert tall[i] < 1.25 * short[i], (short, tall)
 
 

@@ -44,8 +44,8 @@ def test_engine_announces_stages_only_to_a_log_that_takes_them(scene, tmp_path):
 
     log = StageLog()
     compress_file(scene, tmp_path / "c.sarz", target_bpp=1.0, log=log)
-    assert log.stages[0] == "rate-control pass 1 of at most 10"
-    assert log.stages[-1] == "coding at the chosen step" and len(log.stages) >= 3
+    assert log.stages[:2] == ["survey (range and statistics)", "rate-control pass 1 of at most 10"]
+    assert log.stages[-1] == "coding at the chosen step" and len(log.stages) >= 4  # the passes share one survey
 
 
 def test_stage_progress_text_counter_and_time_left(monkeypatch):
@@ -57,11 +57,11 @@ def test_stage_progress_text_counter_and_time_left(monkeypatch):
     monkeypatch.setattr(feedback, "setProgress", values.append)
     clock = iter([100.0, 100.0, 110.0, 120.0, 130.0, 131.0])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
-    stages = StageProgress(feedback, "starting", unit="strip", share=0.9)
+    stages = StageProgress(feedback, "starting", unit="tile", share=0.9)
     stages.announce_stage("coding")
     stages.progress(1, 4)  # 10 s for a quarter of 90 %
     assert values[-1] == pytest.approx(22.5)
-    assert texts[-1].startswith("coding, strip 2 of 4, about ")
+    assert texts[-1].startswith("coding, tile 2 of 4, about ")
     stages.set_stage("metrics")
     assert values[-1] == pytest.approx(90.0) and texts[-1].startswith("metrics")
 

@@ -129,7 +129,7 @@ def test_the_encoder_weighs_every_strip_with_the_rasters_scale(monkeypatch):
         return weights[-1]
 
     monkeypatch.setattr(ssim_weights, "pixel_weights", spy)
-    monkeypatch.setattr(layout, "STRIP_PIXELS", 64 * layout.STRIP_ROWS)  # 512-row strips on a narrow raster
+    monkeypatch.setattr(layout, "TILE", 512)  # 512-row tiles on a narrow raster
     db = _calm_and_busy((1100, 64))
     db[:, 32:] = np.where(np.arange(1100)[:, None] // 512 == 1, db[:, 32:], db[:, :32])
     result = codec.compress_array(10.0 ** (db / 10.0), quality=3, kind="intensity")

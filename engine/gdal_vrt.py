@@ -1,0 +1,207 @@
+"""A .sarz as a GDAL raster: a VRT whose band is a Python pixel function decoding the requested window.
+
+`write_vrt` writes IN.sarz.vrt (CRS, geotransform, nodata, band description, unit/scale/offset of the original,
+one GDAL block per tile) and one VRT per overview level (IN.sarz.ov1.vrt ...), listed as its <Overview>s, each
+decoding from the coarse wavelet subbands (window_decode). GDAL runs the pixel function only when allowed:
+
+    GDAL_VRT_ENABLE_PYTHON=TRUSTED_MODULES
+    GDAL_VRT_PYTHON_TRUSTED_MODULES=sar_compressor.engine.gdal_vrt
+
+(or GDAL_VRT_ENABLE_PYTHON=YES, which trusts every module), and the `sar_compressor` package must be importable
+by the Python GDAL embeds (PYTHONPATH, or QGIS's plugin folder: the plugin sets all of this for QGIS's process).
+A tile that fails to decode (a corrupt chunk) raises in the pixel function: GDAL reports that read as failed,
+with the ContainerError's message, and other reads go on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any, Optional, Union
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+from .errors import InputError
+from .window_decode import SarzWindowReader
+
+PIXEL_FUNCTION = f"{__name__}.read_window"
+TRUSTED_MODULE = __name__
+ENVIRONMENT = {"GDAL_VRT_ENABLE_PYTHON": "TRUSTED_MODULES", "GDAL_VRT_PYTHON_TRUSTED_MODULES": TRUSTED_MODULE}
+"""What GDAL needs to run the pixel function (GDAL 3.6, Debian's, reads these option names exactly)."""
+MARKER = "SARZ_VRT_FOR"
+"""Metadata item naming the .sarz a VRT was written for: only such a VRT is replaced when written again."""
+_GDAL_TYPES = {  # the output dtypes (preprocessing.output_dtype)
+    "uint8": "Byte",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "float32": "Float32",
+    "float64": "Float64",
+}
+PathLike = Union[str, "os.PathLike[str]"]
+
+_readers: dict[tuple[str, int, int], tuple[threading.Lock, SarzWindowReader]] = {}
+_readers_lock = threading.Lock()
+
+
+def _reader(path: str) -> tuple[threading.Lock, SarzWindowReader]:
+    """One open reader per file version (path, size, mtime): GDAL calls the function once per block."""
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    with _readers_lock:
+        if key not in _readers:
+            for old in [k for k in _readers if k[0] == path]:
+                _readers.pop(old)[1].close()
+            _readers[key] = (threading.Lock(), SarzWindowReader(path))
+        return _readers[key]
+
+
+def read_window(
+    in_ar: list,
+    out_ar: np.ndarray,
+    xoff: int,
+    yoff: int,
+    xsize: int,
+    ysize: int,
+    raster_xsize: int,
+    raster_ysize: int,
+    buf_radius: int,
+    gt: Any,
+    **kwargs: Union[str, bytes],
+) -> None:
+    """GDAL's Python pixel function: fills `out_ar` with the window (xoff, yoff, xsize, ysize) of the .sarz named
+    by the VRT's `path` argument at its `level` argument (GDAL 3.6 hands the arguments over as bytes)."""
+    args = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in kwargs.items()}
+    lock, reader = _reader(args["path"])
+    with lock:
+        out_ar[:] = _resampled(reader, (xoff, yoff, xsize, ysize), int(args.get("level", "0")), out_ar.shape)
+
+
+def _resampled(reader: SarzWindowReader, window: tuple[int, int, int, int], level: int, shape: tuple) -> np.ndarray:
+    """The window into a buffer of `shape`: GDAL asks a derived band for a smaller buffer when it zooms out (QGIS
+    does), so the window is read at the coarsest level at least as fine as the buffer, then sampled nearest."""
+    xoff, yoff, xsize, ysize = window
+    if shape == (ysize, xsize):
+        return reader.read(window, level)
+    ratio = min(xsize / shape[1], ysize / shape[0])
+    extra = 0
+    while level + extra < reader.max_level and 2 ** (extra + 1) <= ratio:
+        extra += 1
+    f = 1 << extra
+    height, width = reader.level_shape(level + extra)
+    x0, y0 = xoff // f, yoff // f
+    x1, y1 = min(width, -(-(xoff + xsize) // f)), min(height, -(-(yoff + ysize) // f))
+    values = reader.read((x0, y0, x1 - x0, y1 - y0), level + extra)
+    rows = ((yoff + (np.arange(shape[0]) + 0.5) * ysize / shape[0]) / f).astype(np.int64) - y0
+    cols = ((xoff + (np.arange(shape[1]) + 0.5) * xsize / shape[1]) / f).astype(np.int64) - x0
+    return values[np.clip(rows, 0, values.shape[0] - 1)][:, np.clip(cols, 0, values.shape[1] - 1)]
+
+
+def vrt_paths(vrt: Path, levels: int) -> list[Path]:
+    """The main VRT and its overview VRTs (NAME.ov1.vrt ... beside NAME.vrt)."""
+    stem = vrt.name[: -len(".vrt")] if vrt.name.lower().endswith(".vrt") else vrt.name
+    return [vrt] + [vrt.with_name(f"{stem}.ov{k}.vrt") for k in range(1, levels + 1)]
+
+
+def _check_replaceable(path: Path, sarz: Path) -> None:
+    """A file already there is replaced only if it is this function's VRT for the same .sarz."""
+    if not path.exists():
+        return
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")[:65536]
+    except OSError as exc:
+        raise InputError(f"{path} exists and cannot be read: {exc}") from exc
+    if f'<MDI key="{MARKER}">{escape(str(sarz))}</MDI>' not in text:
+        raise InputError(f"{path} exists and is not a VRT of {sarz}: choose another output")
+
+
+def _geotransform(transform: Optional[tuple[float, ...]], factor: float) -> Optional[str]:
+    if transform is None:
+        return None
+    c, a, b, f, d, e = transform
+    return ", ".join(repr(float(v)) for v in (c, a * factor, b * factor, f, d * factor, e * factor))
+
+
+def _band_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: list[Path]) -> str:
+    info, layout = reader.info, reader.layout
+    block_w, block_h = (max(1, math.ceil(t / (1 << level))) for t in (layout.tile_width, layout.tile_height))
+    lines = [
+        f'  <VRTRasterBand dataType="{_GDAL_TYPES[reader.out_dtype]}" band="1" subClass="VRTDerivedRasterBand" '
+        f'blockXSize="{block_w}" blockYSize="{block_h}">'
+    ]
+    description = info.descriptions[0] if info.descriptions else None
+    if description:
+        lines.append(f"    <Description>{escape(description)}</Description>")
+    if layout.nodata is not None:
+        lines.append(f"    <NoDataValue>{'nan' if math.isnan(layout.nodata) else repr(layout.nodata)}</NoDataValue>")
+    if info.units and info.units[0]:
+        lines.append(f"    <UnitType>{escape(info.units[0])}</UnitType>")
+    if info.offsets and info.offsets[0] not in (None, 0.0):
+        lines.append(f"    <Offset>{info.offsets[0]!r}</Offset>")
+    if info.scales and info.scales[0] not in (None, 1.0):
+        lines.append(f"    <Scale>{info.scales[0]!r}</Scale>")
+    lines += [
+        f"    <PixelFunctionType>{PIXEL_FUNCTION}</PixelFunctionType>",
+        "    <PixelFunctionLanguage>Python</PixelFunctionLanguage>",
+        f'    <PixelFunctionArguments path={quoteattr(str(sarz))} level="{level}"/>',
+    ]
+    for ov in overviews:
+        lines.append(
+            f'    <Overview><SourceFilename relativeToVRT="1">{escape(ov.name)}</SourceFilename>'
+            "<SourceBand>1</SourceBand></Overview>"
+        )
+    lines.append("  </VRTRasterBand>")
+    return "\n".join(lines)
+
+
+def _dataset_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: list[Path]) -> str:
+    info = reader.info
+    height, width = reader.level_shape(level)
+    lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
+    if info.crs_wkt and not info.gcps:
+        lines.append(f"  <SRS>{escape(info.crs_wkt)}</SRS>")
+    gt = _geotransform(info.transform, reader.layout.width / width)
+    if gt is not None and not info.gcps:
+        lines.append(f"  <GeoTransform>{gt}</GeoTransform>")
+    if info.gcps:
+        scale = width / reader.layout.width
+        srs = f' Projection="{escape(info.gcp_crs_wkt)}"' if info.gcp_crs_wkt else ""
+        lines.append(f"  <GCPList{srs}>")
+        for i, (row, col, x, y, z) in enumerate(info.gcps):
+            lines.append(
+                f'    <GCP Id="{i + 1}" Pixel="{col * scale!r}" Line="{row * scale!r}" X="{x!r}" Y="{y!r}" Z="{z!r}"/>'
+            )
+        lines.append("  </GCPList>")
+    lines.append(f'  <Metadata><MDI key="{MARKER}">{escape(str(sarz))}</MDI></Metadata>')
+    lines.append(_band_xml(reader, sarz, level, overviews))
+    lines.append("</VRTDataset>\n")
+    return "\n".join(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
+    """Write the VRT of a .sarz (default: IN.sarz.vrt beside it) and its overview VRTs; returns their paths, the
+    main one first. InputError if an output exists and is not a VRT this function wrote for the same file."""
+    src = Path(sarz).resolve()
+    if not src.is_file():
+        raise InputError(f"not a file: {sarz}")
+    out = Path(vrt) if vrt is not None else src.with_name(src.name + ".vrt")
+    if not out.parent.is_dir():
+        raise InputError(f"output folder does not exist: {out.parent}")
+    with SarzWindowReader(src) as reader:
+        paths = vrt_paths(out, reader.max_level)
+        for path in paths:
+            _check_replaceable(path, src)
+        for level, path in enumerate(paths):
+            _write_atomic(path, _dataset_xml(reader, src, level, paths[1:] if level == 0 else []))
+    return paths

@@ -1,0 +1,85 @@
+"""QGIS opens a .sarz (issue 18): a layer on its VRT renders headless, styled on a dB stretch; a dropped .sarz
+becomes a layer; a VRT never replaces a user's file (it goes to the cache folder instead)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qgis.core import QgsMapRendererParallelJob, QgsMapSettings, QgsProject, QgsSingleBandPseudoColorRenderer
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor
+
+from sar_compressor.engine import codec, layout
+from sar_compressor.engine.simulate import write_scene
+from sar_compressor.ui import sarz_layers
+
+
+@pytest.fixture()
+def sarz(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "TILE", 128)
+    src = write_scene(tmp_path / "scene.tif", 260, 300, seed=9)
+    codec.compress_file(src, tmp_path / "scene.sarz", quality=3)
+    return tmp_path / "scene.sarz"
+
+
+def _render(layer) -> np.ndarray:
+    settings = QgsMapSettings()
+    settings.setLayers([layer])
+    settings.setExtent(layer.extent().buffered(-0.02 * layer.extent().width()))  # no edge pixel blends
+    settings.setOutputSize(QSize(150, 130))
+    settings.setBackgroundColor(QColor(255, 0, 255))
+    job = QgsMapRendererParallelJob(settings)
+    job.start()
+    job.waitForFinished()
+    image = job.renderedImage()
+    ptr = image.constBits()
+    ptr.setsize(image.sizeInBytes())
+    pixels = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine() // 4, 4)[:, : image.width()]
+    return pixels.copy()  # the view dies with `image`
+
+
+def test_a_sarz_layer_renders_on_a_db_stretch(qgis_app, sarz):
+    layer = sarz_layers.sarz_layer(str(sarz))
+    assert layer.isValid() and layer.source() == str(sarz) + ".vrt"
+    assert isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
+    stops = [item.value for item in layer.renderer().shader().rasterShaderFunction().colorRampItemList()]
+    assert np.allclose(np.diff(10 * np.log10(stops)), np.diff(10 * np.log10(stops))[0])  # even in dB
+    pixels = _render(layer)
+    magenta = (pixels[..., 0] == 255) & (pixels[..., 1] == 0) & (pixels[..., 2] == 255)
+    grey = (pixels[..., 0] == pixels[..., 1]) & (pixels[..., 1] == pixels[..., 2])
+    assert not magenta.any() and grey.all() and np.unique(pixels[..., 0]).size > 50
+
+
+def test_dropping_a_sarz_adds_its_layer(qgis_app, qgis_iface, sarz):
+    handler = sarz_layers.SarzDropHandler(qgis_iface)
+    assert not handler.handleFileDrop(str(sarz.with_name("scene.tif")))
+    before = len(QgsProject.instance().mapLayers())
+    assert handler.handleFileDrop(str(sarz))
+    assert len(QgsProject.instance().mapLayers()) == before + 1
+    QgsProject.instance().removeAllMapLayers()
+
+
+def test_a_users_file_is_never_replaced(qgis_app, sarz, tmp_path, monkeypatch):
+    monkeypatch.setattr(sarz_layers, "cache_folder", lambda: tmp_path / "cache")
+    user = sarz.with_name("scene.sarz.vrt")
+    user.write_text("the user's own VRT")
+    layer = sarz_layers.sarz_layer(str(sarz))
+    assert user.read_text() == "the user's own VRT"
+    assert layer.isValid() and str(tmp_path / "cache") in layer.source()
+
+
+def test_the_browser_lists_a_sarz_as_a_raster_on_a_cached_vrt(qgis_app, sarz, tmp_path, monkeypatch):
+    from qgis.core import QgsRasterLayer
+
+    monkeypatch.setattr(sarz_layers, "cache_folder", lambda: tmp_path / "cache")
+    provider = sarz_layers.SarzItemProvider()
+    assert provider.createDataItem(str(sarz.with_name("scene.tif")), None) is None
+    item = provider.createDataItem(str(sarz), None)
+    assert item is not None and item.uri().startswith(str(tmp_path / "cache"))
+    assert not sarz.with_name("scene.sarz.vrt").exists()  # browsing writes nothing beside the file
+    sarz_layers.enable_python_vrt()
+    layer = QgsRasterLayer(item.uri(), "browsed", item.providerKey())
+    assert layer.isValid() and (layer.width(), layer.height()) == (300, 260)
+    broken = sarz.with_name("broken.sarz")
+    broken.write_bytes(b"not a sarz")
+    assert provider.createDataItem(str(broken), None) is None

@@ -1,0 +1,143 @@
+"""GDAL opens a .sarz through its VRT (issue 18): gdalinfo, gdal_translate (window and overview) and rasterio,
+run as separate processes with the Python-VRT options set, read what decode_window gives; a corrupt tile fails
+that read with the ContainerError's message and leaves other reads working."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import sar_compressor
+from sar_compressor.engine import cli, codec, gdal_vrt, layout
+from sar_compressor.engine.container import ContainerReader
+from sar_compressor.engine.gdal_vrt import ENVIRONMENT, write_vrt
+from sar_compressor.engine.simulate import write_scene
+from sar_compressor.engine.window_decode import SarzWindowReader, decode_window
+
+pytestmark = pytest.mark.skipif(shutil.which("gdal_translate") is None, reason="GDAL command-line tools are absent")
+
+
+@functools.lru_cache(maxsize=1)
+def _package_parent() -> str:
+    """A folder holding `sar_compressor`: the checkout's parent when the checkout is named so (a plugin folder),
+    else a temporary folder with a link of that name to the checkout (a clone named otherwise)."""
+    root = Path(sar_compressor.__file__).resolve().parent
+    if root.name == "sar_compressor":
+        return str(root.parent)
+    folder = Path(tempfile.mkdtemp(prefix="sarz-pkg-"))
+    (folder / "sar_compressor").symlink_to(root, target_is_directory=True)
+    return str(folder)
+
+
+def _env() -> dict[str, str]:
+    """The Python-VRT options, and the package and its dependencies importable by GDAL's embedded Python."""
+    import constriction
+
+    paths = [_package_parent(), str(Path(constriction.__file__).parents[1])]
+    return {**os.environ, **ENVIRONMENT, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300)
+
+
+@pytest.fixture(scope="module")
+def sarz(tmp_path_factory) -> Path:
+    """A georeferenced 300x420 scene in 128-pixel tiles (3x4 tiles), with its VRTs."""
+    folder = tmp_path_factory.mktemp("vrt")
+    src = write_scene(folder / "s.tif", 300, 420, seed=5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(layout, "TILE", 128)
+        codec.compress_file(src, folder / "s.sarz", quality=3)
+    write_vrt(folder / "s.sarz")
+    return folder / "s.sarz"
+
+
+def test_gdalinfo_shows_georeferencing_blocks_and_overviews(sarz):
+    done = _run("gdalinfo", str(sarz) + ".vrt")
+    assert done.returncode == 0, done.stderr
+    with rasterio.open(sarz.with_name("s.tif")) as ds:
+        crs_name, transform = ds.crs.to_string(), ds.transform
+    assert "Size is 420, 300" in done.stdout and "Block=128x128 Type=Float32" in done.stdout
+    assert "Overviews: 210x150, 105x75, 53x38" in done.stdout
+    assert f"Pixel Size = ({transform.a:.15f},{transform.e:.15f})" in done.stdout
+    assert crs_name.split(":")[-1] in done.stdout
+
+
+def test_gdal_translate_window_and_overview_equal_decode_window(sarz, tmp_path):
+    full = codec.decompress_array(sarz)
+    window = ("-srcwin", "100", "90", "200", "150")
+    done = _run("gdal_translate", "-q", *window, str(sarz) + ".vrt", str(tmp_path / "w.tif"))
+    assert done.returncode == 0, done.stderr
+    with rasterio.open(tmp_path / "w.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), full[90:240, 100:300])
+        assert ds.crs is not None and ds.transform.c != 0.0
+    done = _run("gdal_translate", "-q", "-ovr", "1", str(sarz) + ".vrt", str(tmp_path / "o.tif"))
+    assert done.returncode == 0, done.stderr
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert (ds.width, ds.height) == (105, 75)
+        np.testing.assert_array_equal(ds.read(1), decode_window(sarz, (0, 0, 105, 75), level=2))
+
+
+def test_rasterio_reads_windows_and_overviews(sarz):
+    code = (
+        "import sys, rasterio, numpy as np\n"
+        "from rasterio.windows import Window\n"
+        f"with rasterio.open({str(sarz) + '.vrt'!r}) as ds:\n"
+        "    np.save(sys.argv[1], ds.read(1, window=Window(7, 250, 400, 50)))\n"
+        f"with rasterio.open({str(sarz) + '.vrt'!r}, overview_level=0) as ds:\n"
+        "    np.save(sys.argv[2], ds.read(1))\n"
+    )
+    out = sarz.parent
+    done = _run(sys.executable, "-c", code, str(out / "w.npy"), str(out / "o.npy"))
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(np.load(out / "w.npy"), codec.decompress_array(sarz)[250:300, 7:407])
+    np.testing.assert_array_equal(np.load(out / "o.npy"), decode_window(sarz, (0, 0, 210, 150), level=1))
+
+
+def test_a_smaller_buffer_is_read_at_the_matching_overview(sarz):
+    """QGIS asks the derived band for a buffer smaller than the window when zoomed out: read at the coarsest
+    level at least as fine, sampled to the buffer."""
+    with SarzWindowReader(sarz) as reader:
+        got = gdal_vrt._resampled(reader, (0, 0, 420, 300), 0, (75, 105))
+        np.testing.assert_array_equal(got, reader.read((0, 0, 105, 75), 2))
+        got = gdal_vrt._resampled(reader, (128, 0, 256, 256), 0, (100, 100))  # 2.56x: level 1, nearest
+        assert got.shape == (100, 100)
+        np.testing.assert_array_equal(got[0, :3], reader.read((64, 0, 128, 128), 1)[0, [0, 1, 3]])
+
+
+def test_a_corrupt_tile_fails_its_read_with_a_clear_error(sarz, tmp_path):
+    bad = tmp_path / "bad.sarz"
+    data = bytearray(sarz.read_bytes())
+    with ContainerReader(sarz) as reader:
+        data[reader._offsets[5] + 20] ^= 0xFF  # tile 5: row 1, column 1 (pixels 128..255 both ways)
+    bad.write_bytes(bytes(data))
+    write_vrt(bad)
+    done = _run("gdal_translate", "-q", "-srcwin", "130", "130", "10", "10", str(bad) + ".vrt", str(tmp_path / "x.tif"))
+    assert done.returncode != 0
+    assert "chunk 5 does not belong to this file or is corrupt" in done.stderr
+    done = _run("gdal_translate", "-q", "-srcwin", "0", "0", "100", "100", str(bad) + ".vrt", str(tmp_path / "y.tif"))
+    assert done.returncode == 0, done.stderr
+
+
+def test_vrt_command_replaces_only_its_own_vrts(sarz, tmp_path, capsys):
+    out = tmp_path / "mine.vrt"
+    assert cli.main(["-q", "vrt", str(sarz), str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.ov1.vrt", "mine.ov2.vrt", "mine.ov3.vrt", "mine.vrt"]
+    assert cli.main(["-q", "vrt", str(sarz), str(out)]) == 0  # its own VRT: written again
+    user = tmp_path / "user.vrt"
+    user.write_text("not mine")
+    assert cli.main(["-q", "vrt", str(sarz), str(user)]) == 2
+    assert "user.vrt exists and is not a VRT of" in capsys.readouterr().err
+    assert user.read_text() == "not mine"
+    assert cli.main(["vrt", "--help"]) == 0
+    assert "GDAL_VRT_PYTHON_TRUSTED_MODULES=sar_compressor.engine.gdal_vrt" in capsys.readouterr().out

@@ -1,0 +1,147 @@
+"""Random access (issue 18): windows decoded from the tiles covering them equal the full decompression; overview
+levels from the coarse subbands keep each block's linear mean and the nodata area."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sar_compressor.engine import codec, layout, radiometry, refine, wavelet, window_decode
+from sar_compressor.engine.errors import InputError
+from sar_compressor.engine.simulate import simulate_scene
+from sar_compressor.engine.window_decode import SarzWindowReader, decode_window
+
+TILE = 128
+
+
+@pytest.fixture(autouse=True)
+def small_tiles(monkeypatch):
+    """128-pixel tiles so that small rasters have several rows and columns of them."""
+    monkeypatch.setattr(layout, "TILE", TILE)
+
+
+def _pool(a: np.ndarray, f: int) -> np.ndarray:
+    p = np.pad(a, ((0, -a.shape[0] % f), (0, -a.shape[1] % f)))
+    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f).sum(axis=(1, 3))
+
+
+def _intensity(height: int, width: int, looks: int = 1, seed: int = 0) -> np.ndarray:
+    """A scene with a nodata corner and a bright target."""
+    arr = simulate_scene(height, width, looks=looks, seed=seed)[0]
+    arr[: height // 5, : width // 4] = 0.0
+    arr[height // 2, width // 2] = 5e4
+    return arr
+
+
+WINDOWS = [(0, 0, 1, 1), (0, 0, 300, 250), (299, 249, 1, 1), (100, 100, 60, 70), (127, 0, 2, 250), (5, 126, 290, 3)]
+
+
+@pytest.mark.parametrize("kind", ["intensity", "amplitude", "db", "complex"])
+def test_windows_equal_the_decompressed_pixels(kind):
+    """Every kind, windows of one pixel, across tile borders, at the edges and over nodata and a bright target."""
+    inten = _intensity(250, 300)
+    if kind == "amplitude":
+        arr, nodata = np.clip(np.rint(np.sqrt(inten) * 1000), 0, 65535).astype(np.uint16), 0
+    elif kind == "db":
+        arr, nodata = np.where(inten > 0, 10 * np.log10(np.maximum(inten, 1e-6)), -9999).astype(np.float32), -9999
+    elif kind == "complex":
+        arr, nodata = np.sqrt(inten).astype(np.complex64) * np.exp(1j * 0.3).astype(np.complex64), 0
+    else:
+        arr, nodata = inten, 0
+    result = codec.compress_array(arr, quality=3, kind=kind, nodata=nodata)
+    full = codec.decompress_array(result.data)
+    assert codec.read_header(result.data)["n_chunks"] == 6  # 2 rows x 3 columns of tiles
+    with SarzWindowReader(result.data) as reader:
+        for col, row, width, height in WINDOWS:
+            got = reader.read((col, row, width, height))
+            np.testing.assert_array_equal(got, full[row : row + height, col : col + width])
+    np.testing.assert_array_equal(decode_window(result.data, (0, 0, 300, 250)), full)
+
+
+def test_a_window_reads_only_the_tiles_it_covers(monkeypatch):
+    result = codec.compress_array(_intensity(250, 300), quality=2, nodata=0)
+    with SarzWindowReader(result.data) as reader:
+        read = []
+        original = reader.reader.read_chunk
+        monkeypatch.setattr(reader.reader, "read_chunk", lambda i: read.append(i) or original(i))
+        reader.read((130, 10, 50, 100))
+        assert read == [1]
+        reader.read((120, 120, 20, 20), level=0)
+        assert read == [1, 0, 3, 4]  # tile 1 comes from the cache
+
+
+def test_coarse_decode_is_the_wavelet_approximation_of_the_full_decode():
+    """decode_level(k) equals the level-k low band of the fully decoded image over the DC gain: the coarse
+    subbands alone rebuild it, the fine ones are never read."""
+    db = (10 * np.log10(simulate_scene(200, 232, looks=2, seed=4)[0])).astype(np.float32)
+    flat = refine.FlatBase(float(db.mean()), db.shape)
+    payload, refined = refine.encode(db, flat, 1.0)
+    levels = refine.coarse_levels(db.shape)
+    for level in range(1, levels + 1):
+        coarse = refine.decode_level(payload, flat, 1.0, level)
+        expected = wavelet.forward(refined.astype(np.float64), level)[0] / wavelet.dc_gain(level)
+        np.testing.assert_allclose(coarse, expected, atol=1e-3)
+    with pytest.raises(ValueError):
+        refine.decode_level(payload, flat, 1.0, levels + 1)
+
+
+def test_overviews_keep_block_means_and_nodata():
+    """At every level: the size is ceil(size / 2**k); a pixel is nodata exactly where all it covers is; over each
+    64x64 block without bright targets the overview's linear mean is the full decode's (the block means carry
+    it); pixel by pixel the linear intensity is the covered mean's up to what dB smoothing leaves (median ratio
+    within 10 %)."""
+    arr = _intensity(250, 300, looks=4, seed=2)
+    result = codec.compress_array(arr, quality=3, nodata=0)
+    full = codec.decompress_array(result.data).astype(np.float64)
+    valid = full > 0
+    with SarzWindowReader(result.data) as reader:
+        bright = valid & (10 * np.log10(np.where(valid, full, 1)) > reader.layout.bright_threshold - 1e-3)
+        clean = _pool(bright.astype(int), 64) == 0
+        assert reader.max_level == 3  # 300 -> 150 -> 75 -> 38, the first at most MIN_OVERVIEW wide
+        for level in range(1, reader.max_level + 1):
+            f = 1 << level
+            h, w = reader.level_shape(level)
+            assert (h, w) == (-(-250 // f), -(-300 // f))
+            ov = reader.read((0, 0, w, h), level).astype(np.float64)
+            count = _pool(valid.astype(float), f)
+            np.testing.assert_array_equal(ov == 0, count == 0)
+            per_block = 64 // f
+            ov_block = _pool(ov * count, per_block) / np.maximum(_pool(count, per_block), 1)
+            full_block = _pool(np.where(valid, full, 0), 64) / np.maximum(_pool(valid.astype(float), 64), 1)
+            has = _pool(valid.astype(int), 64) > 0
+            np.testing.assert_allclose(ov_block[clean & has], full_block[clean & has], rtol=1e-3)
+            covered = _pool(np.where(valid, full, 0), f) / np.maximum(count, 1)
+            ratio = ov[count > 0] / covered[count > 0]
+            assert 0.9 < np.median(ratio) < 1.1
+            np.testing.assert_array_equal(ov[10:20, 20:35], reader.read((20, 10, 15, 10), level))
+
+
+def test_block_means_alone_make_the_coarsest_overviews(monkeypatch):
+    """From 1/64 on a pixel is its blocks' mean: of the refinement layer only the 1/8 approximation that predicts
+    the block means is decoded."""
+    monkeypatch.setattr(layout, "TILE", 512)
+    monkeypatch.setattr(window_decode, "MIN_OVERVIEW", 8)
+    result = codec.compress_array(_intensity(600, 1100, looks=4), quality=2, nodata=0)
+    full = codec.decompress_array(result.data).astype(np.float64)
+    levels, decode_levels = [], refine.decode_levels
+    monkeypatch.setattr(refine, "decode_levels", lambda *a: levels.append(a[3]) or decode_levels(*a))
+    with SarzWindowReader(result.data) as reader:
+        assert reader.max_level == 8  # 1100 / 256: 5 pixels wide, the first at most 8
+        ov = reader.read((0, 0, *reader.level_shape(6)[::-1]), 6)
+        threshold = reader.layout.bright_threshold
+    assert set(levels) == {(radiometry.PREDICTION_LEVEL,)}
+    valid = full > 0
+    expected = _pool(np.where(valid, full, 0), 64) / np.maximum(_pool(valid.astype(float), 64), 1)
+    bright = _pool((10 * np.log10(np.where(valid, full, 1)) > threshold - 1e-3).astype(int), 64) > 0
+    ok = ~bright & (expected > 0)
+    np.testing.assert_allclose(ov[ok], expected[ok], rtol=1e-3)
+
+
+def test_windows_outside_the_raster_or_levels_it_lacks_are_refused():
+    result = codec.compress_array(_intensity(100, 90), quality=2, nodata=0)
+    with SarzWindowReader(result.data) as reader:
+        for window in [(0, 0, 0, 5), (-1, 0, 5, 5), (85, 0, 6, 5), (0, 0, 90, 101)]:
+            with pytest.raises(InputError, match="not inside the 90x100 raster"):
+                reader.read(window)
+        with pytest.raises(InputError, match="overview level 9 is not between 0 and"):
+            reader.read((0, 0, 1, 1), 9)

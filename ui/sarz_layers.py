@@ -1,0 +1,180 @@
+"""A .sarz opens in QGIS like any raster (issue 18): dropped on the map or the Layers panel, or added from the
+Browser, it becomes a GDAL layer on its VRT (engine.gdal_vrt), whose Python pixel function decodes the tiles on
+screen at the overview level the zoom asks for.
+
+A dropped file's VRT goes next to the .sarz when that folder takes it and no other file has its name (a VRT this
+plugin wrote for the same file is rewritten); otherwise, and for every file the Browser lists (browsing writes
+nothing beside the user's files), into a cache folder in the QGIS profile. GDAL's Python-VRT options are
+set for QGIS's process, trusting this plugin's pixel-function module only. Linear intensity is shown on a dB
+stretch (a grey ramp whose stops are evenly spaced in dB over the coded range, from the file's header).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Optional
+
+from osgeo import gdal
+from qgis.core import (
+    QgsApplication,
+    QgsColorRampShader,
+    QgsDataItemProvider,
+    QgsDataProvider,
+    QgsLayerItem,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+)
+from qgis.gui import QgsCustomDropHandler
+from qgis.PyQt.QtGui import QColor
+
+from ..engine import gdal_vrt
+from ..engine.codec import read_header
+from ..engine.errors import InputError, SARCompressorError
+
+SUFFIX = ".sarz"
+RAMP_STOPS = 33
+"""Grey stops of the dB stretch (evenly spaced in dB between the coded range's ends)."""
+
+
+def enable_python_vrt() -> None:
+    """GDAL runs Python pixel functions from this plugin's module (added to any modules already trusted)."""
+    trusted = gdal.GetConfigOption("GDAL_VRT_PYTHON_TRUSTED_MODULES") or ""
+    modules = [m for m in trusted.split(",") if m]
+    if gdal_vrt.TRUSTED_MODULE not in modules:
+        modules.append(gdal_vrt.TRUSTED_MODULE)
+    if (gdal.GetConfigOption("GDAL_VRT_ENABLE_PYTHON") or "").upper() != "YES":
+        gdal.SetConfigOption("GDAL_VRT_ENABLE_PYTHON", "TRUSTED_MODULES")
+    gdal.SetConfigOption("GDAL_VRT_PYTHON_TRUSTED_MODULES", ",".join(modules))
+
+
+def cache_folder() -> Path:
+    """Where VRTs go when they cannot sit next to their .sarz: the QGIS profile, which the user owns."""
+    return Path(QgsApplication.qgisSettingsDirPath()) / "sar_compressor" / "vrt"
+
+
+def cached_vrt(sarz: Path) -> Path:
+    """The VRT of `sarz` in the cache folder (written unless one newer than the file is there)."""
+    key = hashlib.sha256(str(sarz.resolve()).encode("utf-8")).hexdigest()[:16]
+    vrt = cache_folder() / key / (sarz.name + ".vrt")
+    if vrt.is_file() and vrt.stat().st_mtime_ns >= sarz.stat().st_mtime_ns:
+        return vrt
+    vrt.parent.mkdir(parents=True, exist_ok=True)
+    return gdal_vrt.write_vrt(sarz, vrt)[0]
+
+
+def vrt_for(sarz: Path) -> Path:
+    """Write (or rewrite) the VRT of `sarz`: beside it if possible, else in the cache folder; its path."""
+    try:
+        return gdal_vrt.write_vrt(sarz)[0]
+    except (InputError, OSError):
+        return cached_vrt(sarz)
+
+
+def db_stretch(layer: QgsRasterLayer, header: dict) -> None:
+    """A grey ramp evenly spaced in dB over the band's coded range (intensity: 10 log10, amplitude: 20 log10;
+    values already in dB are stretched linearly)."""
+    band = header["bands"][0]
+    vmin, vmax = band["range"]["vmin"], band["range"]["vmax"]
+    kind = band["kind"]
+    to_value = {"db": lambda d: d, "amplitude": lambda d: 10.0 ** (d / 20.0)}.get(kind, lambda d: 10.0 ** (d / 10.0))
+    items = []
+    for i in range(RAMP_STOPS):
+        t = i / (RAMP_STOPS - 1)
+        grey = round(255 * t)
+        items.append(QgsColorRampShader.ColorRampItem(to_value(vmin + t * (vmax - vmin)), QColor(grey, grey, grey)))
+    ramp = QgsColorRampShader(items[0].value, items[-1].value)
+    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setClip(False)
+    ramp.setColorRampItemList(items)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(ramp)
+    layer.setRenderer(QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader))
+
+
+def sarz_layer(path: str) -> QgsRasterLayer:
+    """A styled raster layer on the .sarz's VRT; SARCompressorError if the file is not a readable .sarz."""
+    sarz = Path(path)
+    header = read_header(sarz)
+    enable_python_vrt()
+    layer = QgsRasterLayer(str(vrt_for(sarz)), sarz.stem, "gdal")
+    if not layer.isValid():
+        raise InputError(f"GDAL could not open the VRT of {sarz}: {layer.error().summary()}")
+    if all(math.isfinite(header["bands"][0]["range"][k]) for k in ("vmin", "vmax")):
+        db_stretch(layer, header)
+    return layer
+
+
+class SarzDropHandler(QgsCustomDropHandler):
+    """Dropped .sarz files become layers; other files go to QGIS's own handlers."""
+
+    def __init__(self, iface) -> None:
+        super().__init__()
+        self.iface = iface
+
+    def customUriProviderKey(self) -> str:  # noqa: N802 (QGIS API names)
+        return "sar_compressor_sarz"
+
+    def handleFileDrop(self, file: str) -> bool:  # noqa: N802
+        if not file.lower().endswith(SUFFIX):
+            return False
+        open_sarz(file, self.iface)
+        return True
+
+
+def open_sarz(path: str, iface=None) -> Optional[QgsRasterLayer]:
+    """Add the layer of a .sarz to the project; a bad file is a message (the message bar), not an exception."""
+    try:
+        layer = sarz_layer(path)
+    except (SARCompressorError, OSError) as exc:
+        if iface is not None:
+            iface.messageBar().pushWarning("SAR Compressor", f"{path}: {exc}")
+        return None
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+class SarzItemProvider(QgsDataItemProvider):
+    """The Browser lists a .sarz as a raster layer on its cached VRT (added with QGIS's default style)."""
+
+    def name(self) -> str:
+        return "SAR Compressor .sarz"
+
+    def capabilities(self) -> int:
+        return QgsDataProvider.File
+
+    def createDataItem(self, path: str, parentItem) -> Optional[QgsLayerItem]:  # noqa: N802, N803 (QGIS API)
+        if not path.lower().endswith(SUFFIX):
+            return None
+        try:
+            vrt = cached_vrt(Path(path))
+        except (SARCompressorError, OSError):
+            return None  # not a readable .sarz: the Browser shows it as a plain file
+        return QgsLayerItem(parentItem, Path(path).name, path, str(vrt), QgsLayerItem.Raster, "gdal")
+
+
+class SarzLayers:
+    """What the plugin registers for .sarz files; `unregister` removes it."""
+
+    def __init__(self, iface) -> None:
+        self.iface = iface
+        self.handler: Optional[SarzDropHandler] = None
+        self.items: Optional[SarzItemProvider] = None
+
+    def register(self) -> None:
+        enable_python_vrt()
+        self.handler = SarzDropHandler(self.iface)
+        self.iface.registerCustomDropHandler(self.handler)
+        self.items = SarzItemProvider()
+        QgsApplication.dataItemProviderRegistry().addProvider(self.items)
+
+    def unregister(self) -> None:
+        if self.handler is not None:
+            self.iface.unregisterCustomDropHandler(self.handler)
+            self.handler = None
+        if self.items is not None:
+            QgsApplication.dataItemProviderRegistry().removeProvider(self.items)
+            self.items = None

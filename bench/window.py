@@ -47,7 +47,7 @@ def _write_jp2(tif: Path, jp2: Path, rng: tuple[float, float], bpp: float) -> No
     del db
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        options = {"QUALITY": f"{100.0 * bpp / jpeg2000.BITS:.6g}", "REVERSIBLE": "NO"}
+        options = {"QUALITY": f"{100.0 * bpp / (8 * q16.itemsize):.6g}", "REVERSIBLE": "NO"}
         with rasterio.open(jp2, "w", BLOCKXSIZE=WINDOW, BLOCKYSIZE=WINDOW, **options, **profile) as dst:
             dst.write(q16, 1)
 

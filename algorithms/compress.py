@@ -156,6 +156,11 @@ class CompressAlgorithm(SARAlgorithm):
         kind = self.parameterAsEnumString(parameters, "KIND", context)
         self._inspect(kind, feedback)
         target_bpp = self.parameterAsDouble(parameters, "TARGET_BPP", context) or None
+        quality = self.parameterAsInt(parameters, "QUALITY", context)
+        if target_bpp and quality != DEFAULT_QUALITY:  # QGIS always has a quality: say which of the two wins
+            feedback.pushWarning(
+                f"Target {target_bpp:g} bits per pixel given: it decides the step, QUALITY {quality} is not used."
+            )
         tiles = not target_bpp and self._band is not None  # the engine counts one band's tiles (else a fraction)
         stages = StageProgress(feedback, "starting", unit="tile" if tiles else None, share=CODING_SHARE)
         try:
@@ -166,7 +171,7 @@ class CompressAlgorithm(SARAlgorithm):
                     self._source,
                     output,
                     stages=stages,
-                    quality=self.parameterAsInt(parameters, "QUALITY", context),
+                    quality=quality,
                     band=self._band,
                     kind=kind,
                     mean_correction=self.parameterAsEnumString(parameters, "MEAN_CORRECTION", context),

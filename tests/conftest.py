@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ["GDAL_PAM_ENABLED"] = "NO"  # no .aux.xml sidecars: QGIS's statistics would write them beside ../shared's crops
+os.environ["GDAL_PAM_ENABLED"] = (
+    "NO"  # no .aux.xml sidecars: QGIS's statistics would write them beside ../shared's crops
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SAR = REPO.parent / "shared" / "sar-data"

@@ -50,12 +50,16 @@ class RecordingFeedback(QgsProcessingFeedback):
         super().__init__()
         self.infos: list[str] = []
         self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def pushInfo(self, info: str) -> None:  # noqa: N802 (QGIS API name)
         self.infos.append(info)
 
     def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803
         self.errors.append(error)
+
+    def pushWarning(self, warning: str) -> None:  # noqa: N802 (QGIS API name)
+        self.warnings.append(warning)
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +134,10 @@ def test_compress_to_a_target_bpp(provider, scene, tmp_path):
     with pytest.raises(QgsProcessingException, match="below what this raster can be coded in"):
         processing.run("sar_compressor:compress", {**params, "TARGET_BPP": 1e-5, "OUTPUT": str(tmp_path / "u.sarz")})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.sarz"]
+    feedback = RecordingFeedback()
+    both = {**params, "QUALITY": 9, "OUTPUT": str(tmp_path / "b.sarz")}
+    assert processing.run("sar_compressor:compress", both, feedback=feedback)["BPP"] <= 0.8  # the target wins
+    assert any("QUALITY 9 is not used" in w for w in feedback.warnings), feedback.warnings
 
 
 def test_compress_tuned_for_psnr(provider, scene, tmp_path):

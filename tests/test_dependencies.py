@@ -33,14 +33,11 @@ def _wheel(folder: Path) -> Path:
 def test_install_command_targets_the_profile_folder(tmp_path):
     target = dependencies.dependencies_folder(tmp_path / "profiles" / "default")
     assert target == tmp_path / "profiles" / "default" / "python" / "dependencies"
-    command = dependencies.install_command(target, ["torch", "constriction"], python="/usr/bin/python3")
+    command = dependencies.install_command(target, ["constriction", "matplotlib"], python="/usr/bin/python3")
     assert command[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
     assert command[command.index("--target") + 1] == str(target)
-    assert command[command.index("--extra-index-url") + 1] == dependencies.TORCH_CPU_INDEX  # CPU torch
-    assert command[-2:] == ["torch", "constriction"]
+    assert command[-2:] == ["constriction", "matplotlib"] and "torch" not in dependencies.PACKAGES
     assert "--user" not in command and "--break-system-packages" not in command
-    cuda = dependencies.install_command(target, ["torch"], python="python3", cuda=True)
-    assert "--extra-index-url" not in cuda
     offline = dependencies.install_command(target, ["x"], python="python3", find_links=tmp_path)
     assert "--no-index" in offline and offline[offline.index("--find-links") + 1] == str(tmp_path)
 

@@ -1,4 +1,5 @@
-"""One-click dependencies: pip-install torch (CPU build) and constriction into a folder of the QGIS profile.
+"""One-click dependencies: pip-install constriction (and rasterio / matplotlib where QGIS lacks them) into a folder
+of the QGIS profile. No PyTorch: no learned part runs in the codec today (resources/models/MODELS.md).
 
 The approach of opengisch/qpip: `pip install --target <profile>/python/dependencies`, a folder the plugin puts on
 sys.path when it starts. The system site-packages are never touched, so it works where `pip install` is refused
@@ -16,9 +17,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # CPU wheels: ~200 MB instead of ~2 GB with CUDA
-# import name -> pip requirement (torch: the learned post-filter; constriction: the entropy coder)
-PACKAGES = {"torch": "torch", "constriction": "constriction", "rasterio": "rasterio", "matplotlib": "matplotlib"}
+# import name -> pip requirement (constriction: the entropy coder; the others: raster I/O and Evaluate's report)
+PACKAGES = {"constriction": "constriction", "rasterio": "rasterio", "matplotlib": "matplotlib"}
 DEPENDENCIES_SUBFOLDER = ("python", "dependencies")
 
 
@@ -59,27 +59,19 @@ def python_executable() -> str:
     return shutil.which("python3") or sys.executable
 
 
-def has_nvidia_gpu() -> bool:
-    """An NVIDIA driver is present (then a CUDA build of torch could be chosen instead of the CPU one)."""
-    return shutil.which("nvidia-smi") is not None
-
-
 def install_command(
     target: str | os.PathLike,
     packages: Sequence[str],
     *,
     python: str | None = None,
-    cuda: bool = False,
     find_links: str | os.PathLike | None = None,
 ) -> list[str]:
-    """The pip command line: install `packages` into `target` only. torch comes from the CPU wheel index unless
-    `cuda`; `find_links`: install offline from a local wheel folder (tests, air-gapped sites)."""
+    """The pip command line: install `packages` into `target` only; `find_links`: install offline from a local
+    wheel folder (tests, air-gapped sites)."""
     command = [python or python_executable(), "-m", "pip", "install", "--upgrade", "--target", str(target)]
     command += ["--no-warn-script-location", "--disable-pip-version-check"]
     if find_links is not None:
         command += ["--no-index", "--find-links", str(find_links)]
-    elif "torch" in packages and not cuda:
-        command += ["--extra-index-url", TORCH_CPU_INDEX]
     return command + list(packages)
 
 
@@ -115,13 +107,13 @@ def run_install(command: Sequence[str], on_line=None) -> int:
 
 def install_dialog(parent, packages: Sequence[str], profile_folder: str | os.PathLike | None = None) -> bool:
     """A modal dialog that runs the install with its log in view; True when pip succeeded (the folder is then on
-    sys.path; torch needs a QGIS restart when an older copy was already imported)."""
+    sys.path; a package QGIS had already imported in an older version needs a restart)."""
     from qgis.PyQt.QtCore import QCoreApplication, Qt
     from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout
 
     target = dependencies_folder(profile_folder or qgis_profile_folder())
     target.mkdir(parents=True, exist_ok=True)
-    command = install_command(target, packages, cuda=has_nvidia_gpu())  # PyPI's Linux torch is the CUDA build
+    command = install_command(target, packages)
     dialog = QDialog(parent)
     dialog.setWindowTitle("SAR Compressor: installing dependencies")
     dialog.resize(720, 420)

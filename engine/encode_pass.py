@@ -21,11 +21,10 @@ from . import preprocessing as pp
 from . import refine
 from .errors import InputError
 from .interband import ReferenceBand
-from .layout import Layout, bright_threshold, tile_size
+from .layout import MEAN_CORRECTIONS, Layout, bright_threshold, tile_size
 from .preprocessing import isolated_count
 from .quality import N_QUALITIES, Quality, quality_level
 from .radiometry import (
-    MEAN_CORRECTIONS,
     block_counts,
     block_sums,
     bright_contexts,

@@ -26,6 +26,9 @@ decodes the tiles it touches: 1024 keeps a 1024x1024 window to at most 4 tiles, 
 tile."""
 BLOCK = 64
 """Side of the square blocks that each get one mean-correction gain."""
+MEAN_CORRECTIONS = ("block", "global", "none")
+GAIN_LOG2_STEP = 1.0 / 32.0
+"""A block's mean is coded as an int16 code in these log2 steps (engine.radiometry)."""
 BRIGHT_STEP_DB = (0.05, 1.0)
 """Range of the quantizer step of bright-target residuals."""
 BRIGHT_STEP_FRACTION = 8

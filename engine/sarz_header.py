@@ -28,8 +28,7 @@ from . import preprocessing as pp
 from . import refine
 from .container import FORMAT_VERSION
 from .errors import ContainerError, SARCompressorError
-from .layout import BLOCK, Layout
-from .radiometry import GAIN_LOG2_STEP, MEAN_CORRECTIONS
+from .layout import BLOCK, GAIN_LOG2_STEP, MEAN_CORRECTIONS, Layout
 from .raster_io import RasterInfo, _float_from_json, _float_to_json
 from .strip_payload import STREAMS
 

@@ -20,6 +20,7 @@ from rasterio.transform import from_origin
 
 from sar_compressor.engine import codec, survey
 from sar_compressor.engine import layout as layout_module
+from sar_compressor.engine.codes import varint_decode, varint_encode
 from sar_compressor.engine.container import ContainerReader, container_bytes
 from sar_compressor.engine.errors import (
     CancelledError,
@@ -38,7 +39,7 @@ from sar_compressor.engine.radiometry import (
     offset_field,
 )
 from sar_compressor.engine.simulate import simulate_scene, write_scene
-from sar_compressor.engine.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip, varint_decode, varint_encode
+from sar_compressor.engine.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip
 
 TRANSFORM = from_origin(500000.0, 4200000.0, 10.0, 10.0)
 
@@ -353,7 +354,8 @@ def test_offsets_restore_each_block_and_go_to_bright_pixels():
 
 def test_mean_codes_cover_a_wide_range():
     """Block means from 1e-4 to 1e4 (-40 to +40 dB) are coded to 1/32 of a log2 step, not clipped."""
-    from sar_compressor.engine.radiometry import GAIN_LOG2_STEP, mean_codes
+    from sar_compressor.engine.layout import GAIN_LOG2_STEP
+    from sar_compressor.engine.radiometry import mean_codes
 
     codes = mean_codes(np.array([[1e4 * 4096, 4096 * 1e-4, 0.0]]), np.array([[4096, 4096, 0]]))
     db = codes.astype(np.float64) * GAIN_LOG2_STEP * 10 * math.log10(2)

@@ -57,4 +57,3 @@ def test_load_images_errors(tmp_path):
         D.load_images(tmp_path / "missing.npz")
     with pytest.raises(InputError):
         D.load_images(tmp_path)  # empty folder
-

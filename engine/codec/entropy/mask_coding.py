@@ -15,8 +15,8 @@ import zlib
 
 import numpy as np
 
+from ...errors import ContainerError
 from .codes import inflate, varint_decode, varint_encode
-from .errors import ContainerError
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from .errors import ContainerError
+from ...errors import ContainerError
 
 PRECISION = 16
 TOTAL = 1 << PRECISION

@@ -3,7 +3,7 @@
 Chunk payload (one per tile), little-endian:
     u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
 The streams, in the order the header's `streams` list names them (STREAMS today):
-refinement: engine.refine bytes; block_means: zlib(int16 little-endian block-mean codes less their prediction
+refinement: engine.codec.entropy.refine bytes; block_means: zlib(int16 little-endian block-mean codes less their prediction
 from the refinement layer's coarse approximation, block rows x block cols, each as its difference from the block
 to its left, the first column from the block above) (see radiometry), empty unless the mean correction is
 "block"; bright: BrightResiduals.encode (positions context-coded from the decoded tile, steps deflated); mask:
@@ -22,10 +22,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .codes import inflate, varint_decode, varint_encode
-from .errors import ContainerError
+from ...errors import ContainerError
+from ..entropy.codes import inflate, varint_decode, varint_encode
+from ..entropy.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 from .layout import Layout, tile_blocks
-from .mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 
 STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes")
 """The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a

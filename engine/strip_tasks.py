@@ -103,9 +103,7 @@ def compress_split(
     start = time.perf_counter()
     info = open_info(src)
     if band is None:
-        if (
-            info.count > 1
-        ):  # several bands: a predicted band's strips wait on its reference's (engine.codec.passes.interband)
+        if info.count > 1:  # several bands: a predicted band's strips wait on its reference's (interband)
             raise InputError(f"raster has {info.count} bands; compress_split codes one: choose it with band=")
         band = 1
     info.check_band(band)

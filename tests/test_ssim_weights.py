@@ -1,5 +1,5 @@
-"""SSIM weights for the refinement layer's rate-distortion decisions (engine.codec.entropy.ssim_weights): quiet areas weigh
-more, the busiest share of the raster weighs 1, and the encoder uses them with the raster's range and one
+"""SSIM weights for the refinement layer's rate-distortion decisions (engine.codec.entropy.ssim_weights): quiet
+areas weigh more, the busiest share of the raster weighs 1, and the encoder uses them with the raster's range and one
 reference for the whole raster, measured in pass 1 (engine.codec.passes.survey)."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Chunk payload (one per tile), little-endian:
     u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
 The streams, in the order the header's `streams` list names them (STREAMS today):
-refinement: engine.codec.entropy.refine bytes; block_means: zlib(int16 little-endian block-mean codes less their prediction
+refinement: codec.entropy.refine bytes; block_means: zlib(int16 little-endian block-mean codes less their prediction
 from the refinement layer's coarse approximation, block rows x block cols, each as its difference from the block
 to its left, the first column from the block above) (see radiometry), empty unless the mean correction is
 "block"; bright: BrightResiduals.encode (positions context-coded from the decoded tile, steps deflated); mask:

@@ -2,7 +2,7 @@
 
 Co- and cross-polarized channels (VV/VH, T11/T22/T33) share their structure: fields, coastlines, urban blocks.
 A predicted band's refinement layer predicts each of its wavelet subbands from the same subband of an already
-decoded reference band (engine.codec.entropy.refine: a least-squares weight per subband, 0 where it does not pay), in the
+decoded reference band (codec.entropy.refine: a least-squares weight per subband, 0 where it does not pay), in the
 normalized dB domain (the reference's dB minus its range's middle, scaled by the ratio of the two ranges).
 JPEG 2000 Part 2's multi-component transforms decorrelate bands linearly too, with one weight per band; here
 the weight is per subband and the reference is the decoded band, so the decoder has exactly what the encoder had.

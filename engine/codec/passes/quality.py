@@ -1,4 +1,4 @@
-"""The qualities users choose from: each is a quantizer step of the refinement layer (engine.codec.entropy.refine), coded
+"""The qualities users choose from: each is a quantizer step of the refinement layer (codec.entropy.refine), coded
 over a flat base at mid-range.
 
 Steps are fractions of the raster's dB range (about 0.5-24 dB on a 30 dB range), spaced by ~sqrt(2): each

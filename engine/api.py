@@ -293,7 +293,8 @@ def compress_file(
     compression. `target_bpp`: code to at most this many bits per pixel (whole file, all bands at one step of
     their dB ranges) instead of at `quality`, by coding the raster at trial steps first
     (engine.codec.passes.rate_control: 3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions
-    weighted where SSIM is sensitive; default) or "psnr" (plain squared error). `interband`: predict bands from one another where it pays."""
+    weighted where SSIM is sensitive; default) or "psnr" (plain squared error). `interband`: predict bands from
+    one another where it pays."""
     start = time.perf_counter()
     info = open_info(src)
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]

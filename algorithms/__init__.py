@@ -1,1 +1,1 @@
-"""Processing provider and algorithms: thin wrappers that call engine.codec / engine.metrics."""
+"""Processing provider and algorithms: thin wrappers that call engine.api / engine.metrics."""

@@ -31,7 +31,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.errors import CancelledError, SARCompressorError
-from ..engine.output_paths import guarded_outputs
+from ..engine.io.output_paths import guarded_outputs
 from .progress import StageProgress
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def engine_errors() -> Iterator[None]:
 
 @contextmanager
 def destination_rules(inputs: Iterable[Optional[str]], outputs: Iterable[Optional[str]]) -> Iterator[None]:
-    """The engine's output rules (engine.output_paths) around a run: an existing destination is replaced, as
+    """The engine's output rules (engine.io.output_paths) around a run: an existing destination is replaced, as
     QGIS's own rule is (its dialog asks first), but never an input, a folder, a FIFO or a device, and not while
     another run writes it."""
     with engine_errors(), guarded_outputs(inputs, outputs, overwrite=True):

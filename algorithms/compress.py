@@ -15,8 +15,8 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
-from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
-from ..engine.ssim_weights import TUNES
+from ..engine.codec.entropy.ssim_weights import TUNES
+from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from .common import (
     SARAlgorithm,
     cancelled,
@@ -147,7 +147,7 @@ class CompressAlgorithm(SARAlgorithm):
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         """Worker thread: compress (and reconstruct) with the engine, then measure the reconstruction (a
         temporary one, removed afterwards, when none was asked for: the figures are always reported)."""
-        codec = self.engine("codec")
+        api = self.engine("api")
         output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         reconstruction = self.parameterAsOutputLayer(parameters, "RECONSTRUCTION", context) or None
         if reconstruction:
@@ -166,7 +166,7 @@ class CompressAlgorithm(SARAlgorithm):
         try:
             with destination_rules([self._source], [output, reconstruction]):
                 stats = self.run_engine(
-                    codec.compress_file,
+                    api.compress_file,
                     feedback,
                     self._source,
                     output,

@@ -40,12 +40,12 @@ class DecompressAlgorithm(SARAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         """Worker thread: one call into the engine."""
-        codec = self.engine("codec")
+        api = self.engine("api")
         source = self.parameterAsFile(parameters, "INPUT", context)
         output = geotiff_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context), "output")
         with destination_rules([source], [output]):
             stats = self.run_engine(
-                codec.decompress_file,
+                api.decompress_file,
                 feedback,
                 source,
                 output,

@@ -1,7 +1,7 @@
 """Progress with words: what the engine is doing (stage), how far, and about how long is left.
 
 The engine reports progress(done, total), log lines, and stages (to a log object with `announce_stage`, see
-engine.codec._stage). StageProgress turns all three into a Processing feedback's bar (setProgress), progress text
+engine.api._stage). StageProgress turns all three into a Processing feedback's bar (setProgress), progress text
 with the time left (setProgressText: the Processing dialog and log, qgis_process, the dock and QGIS's task
 manager) and log (pushInfo).
 """
@@ -61,7 +61,7 @@ class StageProgress:
         self.feedback.pushInfo(message)
 
     def announce_stage(self, stage: str) -> None:
-        """A stage the engine starts (engine.codec._stage): the progress text, which Processing also logs."""
+        """A stage the engine starts (engine.api._stage): the progress text, which Processing also logs."""
         self.stage, self.counter = stage, ""
         self._show()
 

@@ -14,8 +14,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..engine.codec.passes.quality import DEFAULT_QUALITY
 from ..engine.errors import SARCompressorError
-from ..engine.quality import DEFAULT_QUALITY
 
 DEMO_SIZE = 1024
 PNG_CROP = 1024  # the picture shows a central crop at full resolution (speckle texture stays visible)
@@ -45,7 +45,7 @@ def run(
     band: int = 1,
 ) -> dict:
     """The whole demo; returns the figures it prints (also written to out/demo.json)."""
-    from ..engine.codec import compress_file, decompress_file
+    from ..engine.api import compress_file, decompress_file
     from ..engine.metrics import evaluate_files, render_side_by_side
     from ..engine.simulate import write_scene
 

@@ -92,7 +92,7 @@ before the cache was sized by the width)."""
 def tall_rasters(width: int, heights: tuple[int, ...], quality: int, workdir: Path, timeout: float) -> dict:
     """Peak RSS compressing `width`-wide float32 scenes of each height (one subprocess each); `growth_per_strip_mb`
     is the slope between the shortest and the tallest, per strip of the codec."""
-    from ..engine.layout import tile_size
+    from ..engine.codec.format.layout import tile_size
     from ..engine.simulate import write_scene
 
     peaks = {}
@@ -117,7 +117,7 @@ def tall_rasters(width: int, heights: tuple[int, ...], quality: int, workdir: Pa
 
 
 def _child(args: argparse.Namespace) -> dict:
-    from ..engine.codec import compress_file, decompress_file
+    from ..engine.api import compress_file, decompress_file
 
     before = {"rss_before_bytes": _status_bytes("VmRSS"), "peak_before_bytes": peak_rss()}
     start = time.perf_counter()

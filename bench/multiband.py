@@ -29,7 +29,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..engine.codec import compress_array
+from ..engine.api import compress_array
 from ..engine.metrics import detect_file_kind, evaluate_arrays, metric_range, to_domains, valid_mask
 from . import jpeg2000
 from .datasets import RANGE_LABEL, SHARED_SAR

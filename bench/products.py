@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..engine.codec import compress_file
+from ..engine.api import compress_file
 from ..engine.metrics import evaluate_arrays, evaluate_files
 from ..engine.simulate import write_product
 from . import jpeg2000

@@ -13,9 +13,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..engine.codec import compress_file
+from ..engine.api import compress_file
+from ..engine.codec.passes.quality import DEFAULT_QUALITY
 from ..engine.metrics import evaluate_arrays, evaluate_files, to_domains
-from ..engine.quality import DEFAULT_QUALITY
 from . import jpeg2000
 from .datasets import BAND, RANGE_LABEL, Dataset
 

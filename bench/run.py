@@ -25,8 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from ..engine.errors import SARCompressorError
-from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
 from . import jpeg2000, memory, multiband, plots, products, report, scale, speed, window
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset

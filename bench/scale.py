@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..engine.api import compress_file
 from ..engine.batch import compress_batch, dask_client
-from ..engine.codec import compress_file
 from ..engine.simulate import write_scene
 
 OVERHEAD_TASKS = 200
@@ -30,9 +30,9 @@ Log = Callable[[str], None]
 
 def warm_worker() -> str:
     """Import the codec on a worker (done before timing)."""
-    from ..engine import codec
+    from ..engine import api
 
-    return codec.__name__
+    return api.__name__
 
 
 def _noop(i: int) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..engine.codec import compress_file, decompress_file
+from ..engine.api import compress_file, decompress_file
 from . import jpeg2000
 from .datasets import Dataset
 

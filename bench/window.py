@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.codec import compress_file
+from ..engine.api import compress_file
+from ..engine.codec.passes.window_decode import SarzWindowReader
 from ..engine.simulate import write_scene
-from ..engine.window_decode import SarzWindowReader
 from . import jpeg2000
 
 WINDOW = 1024

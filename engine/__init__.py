@@ -1,6 +1,28 @@
 """SAR Compressor engine: learned SAR raster codec. Pure Python + torch + numpy + rasterio, no QGIS.
 
 Nothing heavy is imported here, so the QGIS plugin can import the package while torch is missing.
+
+Where things are (a reader finds each part of the codec by folder name):
+
+    api.py           compress_file / decompress_file / compress_array / ...: the one entry point
+    cli.py  batch.py  strip_tasks.py  zarr_codec.py  gdal_vrt.py  verify.py  inspect.py  input_checks.py
+    simulate.py      front ends: the command line, Dask, numcodecs/Zarr, the GDAL VRT pixel function, checks
+    codec/
+      passes/        encode / decode passes: survey (pass 1), qualities, rate control, the shared per-tile pass,
+                     several bands and inter-band prediction, window and overview decoding
+      radiometry.py  block means, bright targets, invalid pixels restored: what dB-domain coding gets wrong
+      format/        the .sarz file: container (chunks, index, CRCs), JSON header, chunk bytes, layout
+      entropy/       the refinement layer's coefficient coder (prediction, RDO, context-modelled ANS), frequency
+                     tables and varints, the invalid-pixel mask
+      transform/     the CDF 9/7 wavelet
+    io/              raster reading and writing (rasterio), where outputs may be written
+    errors.py  preprocessing.py  metrics.py
+                     the foundation: exceptions, the coding domain and masks, quality figures
+
+Imports point one way, down this list: front ends -> codec.passes -> codec.radiometry -> codec.format ->
+codec.entropy -> codec.transform; codec.format and above may use io; everything may use the foundation, which
+imports only itself. No module imports another that imports it back, and nothing here imports QGIS, the
+algorithms, the dock or training. tests/test_architecture.py checks all of it on the source.
 """
 
 from .errors import CancelledError, ContainerError, InputError, ModelError, SARCompressorError

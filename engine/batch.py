@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .container import ContainerReader
+from .codec.format.container import ContainerReader
+from .codec.passes.quality import quality_level
+from .codec.passes.strip_window import Cancel, Progress
 from .errors import CancelledError, InputError, SARCompressorError
-from .quality import quality_level
-from .strip_window import Cancel, Progress
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -151,7 +151,7 @@ def remove_stale_temps(outputs: Sequence[Path]) -> int:
 def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome:
     """One file, on a worker: skipped when a valid output is there, else compress_file(src, dst, **settings).
     Errors come back as a failed outcome (not an exception: Dask would not retry them anyway)."""
-    from .codec import compress_file
+    from .api import compress_file
 
     start = time.perf_counter()
     try:

@@ -3,7 +3,7 @@ simulate, batch, bench.
 
 Engine errors print as `error: <message>` with exit code 2 and no traceback; Ctrl-C (SIGINT) or SIGTERM cancels
 the running job at the next batch (no partial output) and exits with 130 or 143 (128 + the signal). Outputs
-follow engine.output_paths: never an input, never a folder/FIFO/device, an existing file only with --overwrite.
+follow engine.io.output_paths: never an input, never a folder/FIFO/device, an existing file only with --overwrite.
 Progress bars go to stderr, only on a terminal.
 """
 
@@ -19,10 +19,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
+from .codec.entropy.ssim_weights import TUNES
+from .codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from .errors import CancelledError, SARCompressorError
-from .output_paths import guarded_outputs
-from .quality import DEFAULT_QUALITY, N_QUALITIES
-from .ssim_weights import TUNES
+from .io.output_paths import guarded_outputs
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex", "native")
 EXIT_ERROR = 2
@@ -233,7 +233,7 @@ def _checked_input(args: argparse.Namespace) -> None:
 
 
 def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
-    from .codec import compress_file
+    from .api import compress_file
     from .input_checks import check_rate_options
 
     check_rate_options(args.quality, args.target_bpp)
@@ -277,7 +277,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
 
 
 def _cmd_decompress(args: argparse.Namespace, job: _Job) -> int:
-    from .codec import decompress_file
+    from .api import decompress_file
 
     stats = decompress_file(
         args.input,
@@ -351,7 +351,7 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
 
 
 def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
-    from .codec import read_header
+    from .api import read_header
     from .errors import ContainerError
 
     header = read_header(args.input)

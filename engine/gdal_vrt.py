@@ -24,8 +24,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from .codec.passes.window_decode import SarzWindowReader
 from .errors import InputError
-from .window_decode import SarzWindowReader
 
 PIXEL_FUNCTION = f"{__name__}.read_window"
 TRUSTED_MODULE = __name__

@@ -14,9 +14,9 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import preprocessing as pp
+from .codec.passes.survey import choose_band_kind, sample_band
 from .errors import InputError
-from .raster_io import RasterReader
-from .survey import choose_band_kind, sample_band
+from .io.raster_io import RasterReader
 
 
 @dataclass
@@ -121,8 +121,8 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
 
 def _sampled_pixels(height: int, width: int) -> int:
     """How many pixels survey.sample_band's grid visits (every k-th row of each strip, every k-th column)."""
-    from .layout import STRIP_ROWS
-    from .survey import SAMPLE_VALUES
+    from .codec.format.layout import STRIP_ROWS
+    from .codec.passes.survey import SAMPLE_VALUES
 
     step = pp.sample_stride(height, width, SAMPLE_VALUES)
     cols = len(range(0, width, step))

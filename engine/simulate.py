@@ -493,7 +493,7 @@ def write_scene(
     blanks a slanted swath edge on the left with `nodata` (default: 0 for uint16, NaN for float32). The band
     description names the kind and looks, so `preprocessing.detect_kind` recognises the product.
     """
-    from .raster_io import RasterInfo, StripWriter
+    from .io.raster_io import RasterInfo, StripWriter
 
     _check_size(height, width)
     _check_output(kind, dtype)
@@ -618,7 +618,7 @@ def write_product(
     description (products rarely say what they hold) and `nodata` (default: none set, as many products)."""
     from rasterio.crs import CRS
 
-    from .raster_io import RasterInfo, StripWriter
+    from .io.raster_io import RasterInfo, StripWriter
 
     _check_size(height, width)
     _check_product(product)

@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from . import preprocessing as pp
-from .band_set import BandSetEncoder, plan_bands
-from .codec import CompressStats, PathLike, _compress_stats
-from .container import write_container
-from .encode_pass import BandSource, EncodeOptions, EncodePass
+from .api import CompressStats, PathLike, _compress_stats
+from .codec.format.container import write_container
+from .codec.format.layout import Layout
+from .codec.passes.band_set import BandSetEncoder, plan_bands
+from .codec.passes.encode_pass import BandSource, EncodeOptions, EncodePass
+from .codec.passes.quality import DEFAULT_QUALITY
+from .codec.passes.strip_window import Cancel, Progress
+from .codec.passes.survey import Survey
 from .errors import CancelledError, InputError
 from .input_checks import check_kind_fits
-from .layout import Layout
-from .output_paths import check_outputs
-from .quality import DEFAULT_QUALITY
-from .raster_io import RasterInfo, RasterReader, bounded_gdal_cache, open_info
-from .strip_window import Cancel, Progress
-from .survey import Survey
+from .io.output_paths import check_outputs
+from .io.raster_io import RasterInfo, RasterReader, bounded_gdal_cache, open_info
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -103,7 +103,7 @@ def compress_split(
     start = time.perf_counter()
     info = open_info(src)
     if band is None:
-        if info.count > 1:  # several bands: a predicted band's strips wait on its reference's (engine.interband)
+        if info.count > 1:  # several bands: a predicted band's strips wait on its reference's (interband)
             raise InputError(f"raster has {info.count} bands; compress_split codes one: choose it with band=")
         band = 1
     info.check_band(band)

@@ -14,11 +14,11 @@ from typing import Any, Union
 
 import numpy as np
 
-from .band_set import scaled_progress
-from .container import ContainerReader
-from .decode_pass import band_passes
+from .codec.format.container import ContainerReader
+from .codec.passes.band_set import scaled_progress
+from .codec.passes.decode_pass import band_passes
+from .codec.passes.strip_window import Cancel, Progress, check_cancel
 from .errors import ContainerError
-from .strip_window import Cancel, Progress, check_cancel
 
 PathLike = Union[str, "os.PathLike[str]"]
 DECODE_FAILURES = (ContainerError, ValueError, IndexError, struct.error, zlib.error)

@@ -28,10 +28,10 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_ndarray, ndarray_copy
 
 from . import preprocessing as pp
-from .codec import compress_array, decompress_array
-from .container import MAGIC
+from .api import compress_array, decompress_array
+from .codec.format.container import MAGIC
+from .codec.passes.quality import DEFAULT_QUALITY
 from .errors import ContainerError, InputError
-from .quality import DEFAULT_QUALITY
 
 FRAME_MAGIC = b"SZCK"
 _FRAME = struct.Struct("<4sIII")  # magic, planes, height, width

@@ -37,7 +37,7 @@ from qgis.core import (
     QgsSingleBandGrayRenderer,
 )
 
-from sar_compressor.engine.codec import read_header
+from sar_compressor.engine.api import read_header
 from sar_compressor.engine.simulate import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -494,7 +494,7 @@ def test_destination_rules_through_processing(provider, compressed, scene, tmp_p
     input, a FIFO or a destination another run writes is refused, and each input stays as it was."""
     import processing
 
-    from sar_compressor.engine.output_paths import guarded_outputs
+    from sar_compressor.engine.io.output_paths import guarded_outputs
 
     sarz = compressed[0]["OUTPUT"]
     before = Path(scene).read_bytes()
@@ -523,7 +523,7 @@ def test_a_failed_write_through_processing_leaves_the_destination(provider, comp
     """A flush GDAL fails silently (a full disk): the read-back refuses the file, the old raster stays."""
     import processing
 
-    from sar_compressor.engine.raster_io import StripWriter
+    from sar_compressor.engine.io.raster_io import StripWriter
 
     close = StripWriter._close
 

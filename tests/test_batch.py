@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from sar_compressor.engine.api import compress_file
 from sar_compressor.engine.batch import compress_batch, expand_inputs, output_paths
 from sar_compressor.engine.cli import main
-from sar_compressor.engine.codec import compress_file
 from sar_compressor.engine.errors import InputError
 from sar_compressor.engine.simulate import write_scene
 

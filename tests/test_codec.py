@@ -18,18 +18,15 @@ from hypothesis import strategies as st
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from sar_compressor.engine import codec, survey
-from sar_compressor.engine import layout as layout_module
-from sar_compressor.engine.container import ContainerReader, container_bytes
-from sar_compressor.engine.errors import (
-    CancelledError,
-    ContainerError,
-    InputError,
-    SARCompressorError,
-)
-from sar_compressor.engine.layout import Layout
-from sar_compressor.engine.quality import DEFAULT_QUALITY, N_QUALITIES, quality_level
-from sar_compressor.engine.radiometry import (
+from sar_compressor.engine import api
+from sar_compressor.engine.codec.entropy.codes import varint_decode, varint_encode
+from sar_compressor.engine.codec.format import layout as layout_module
+from sar_compressor.engine.codec.format.container import ContainerReader, container_bytes
+from sar_compressor.engine.codec.format.layout import Layout
+from sar_compressor.engine.codec.format.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip
+from sar_compressor.engine.codec.passes import survey
+from sar_compressor.engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES, quality_level
+from sar_compressor.engine.codec.radiometry import (
     WEIGHT_CAP,
     block_counts,
     block_means,
@@ -37,8 +34,13 @@ from sar_compressor.engine.radiometry import (
     bright_contexts,
     offset_field,
 )
+from sar_compressor.engine.errors import (
+    CancelledError,
+    ContainerError,
+    InputError,
+    SARCompressorError,
+)
 from sar_compressor.engine.simulate import simulate_scene, write_scene
-from sar_compressor.engine.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip, varint_decode, varint_encode
 
 TRANSFORM = from_origin(500000.0, 4200000.0, 10.0, 10.0)
 
@@ -74,16 +76,16 @@ def test_round_trip_is_deterministic_and_equals_the_reconstruction(tmp_path):
     src = write_scene(tmp_path / "scene.tif", 300, 200, seed=3)
     a, b = tmp_path / "a.sarz", tmp_path / "b.sarz"
     progress = []
-    stats = codec.compress_file(
+    stats = api.compress_file(
         src,
         a,
         reconstruction=tmp_path / "rec.tif",
         progress=lambda d, t: progress.append((d, t)),
     )
-    codec.compress_file(src, b)
+    api.compress_file(src, b)
     assert a.read_bytes() == b.read_bytes()
     assert progress[-1][0] == progress[-1][1] > 0
-    dstats = codec.decompress_file(a, tmp_path / "dec.tif")
+    dstats = api.decompress_file(a, tmp_path / "dec.tif")
     rec, _, _ = _read(tmp_path / "rec.tif")
     dec, profile, _ = _read(tmp_path / "dec.tif")
     np.testing.assert_array_equal(dec, rec)
@@ -143,10 +145,10 @@ CASES = ["float32_intensity", "uint16_amplitude", "float32_db", "complex64", "in
 def test_round_trip_keeps_dtype_georef_nodata_and_description(tmp_path, case):
     arr, nodata, kind = _make(case)
     src = _write(tmp_path / "in.tif", arr, nodata=nodata, description=f"{case} band")
-    stats = codec.compress_file(src, tmp_path / "x.sarz", reconstruction=tmp_path / "rec.tif")
+    stats = api.compress_file(src, tmp_path / "x.sarz", reconstruction=tmp_path / "rec.tif")
     assert stats.kind == kind
     assert stats.input_bytes == arr.size * arr.dtype.itemsize
-    codec.decompress_file(tmp_path / "x.sarz", tmp_path / "out.tif")
+    api.decompress_file(tmp_path / "x.sarz", tmp_path / "out.tif")
     out, profile, description = _read(tmp_path / "out.tif")
     expected_dtype = np.float32 if case == "complex64" else arr.dtype
     assert out.dtype == expected_dtype and out.shape == arr.shape
@@ -173,10 +175,10 @@ def test_round_trip_keeps_dtype_georef_nodata_and_description(tmp_path, case):
 
 def test_no_georeferencing_stays_without(tmp_path):
     src = _write(tmp_path / "plain.tif", _scene(64, 64), georef=False)
-    codec.compress_file(src, tmp_path / "p.sarz")
-    header = codec.read_header(tmp_path / "p.sarz")
+    api.compress_file(src, tmp_path / "p.sarz")
+    header = api.read_header(tmp_path / "p.sarz")
     assert header["raster"]["crs_wkt"] is None and header["raster"]["transform"] is None
-    codec.decompress_file(tmp_path / "p.sarz", tmp_path / "p.tif")
+    api.decompress_file(tmp_path / "p.sarz", tmp_path / "p.tif")
     with rasterio.open(tmp_path / "p.tif") as ds:
         assert ds.crs is None and ds.transform.is_identity
 
@@ -184,9 +186,9 @@ def test_no_georeferencing_stays_without(tmp_path):
 @pytest.mark.parametrize("shape", [(37, 53), (1, 300), (300, 1), (1, 1), (257, 17)])
 def test_odd_and_tiny_shapes(shape):
     arr = _scene(*shape, seed=2) if min(shape) > 1 else np.random.default_rng(0).gamma(1.0, 1.0, shape)
-    result = codec.compress_array(arr.astype(np.float32))
+    result = api.compress_array(arr.astype(np.float32))
     assert result.reconstruction.shape == shape
-    decoded = codec.decompress_array(result.data)
+    decoded = api.decompress_array(result.data)
     np.testing.assert_array_equal(decoded, result.reconstruction)
     assert np.all(np.isfinite(decoded))
 
@@ -196,29 +198,29 @@ def test_one_band_of_a_multi_band_raster(tmp_path):
     arr = np.stack([_scene(40, 50, seed=1), _scene(40, 50, seed=2)]).astype(np.float32)
     src = _write(tmp_path / "two.tif", arr, count=2)
     with pytest.raises(InputError, match="band 3"):
-        codec.compress_file(src, tmp_path / "t.sarz", band=3)
-    codec.compress_file(src, tmp_path / "t.sarz", band=2)
-    assert codec.read_header(tmp_path / "t.sarz")["bands"][0]["source_band"] == 2
+        api.compress_file(src, tmp_path / "t.sarz", band=3)
+    api.compress_file(src, tmp_path / "t.sarz", band=2)
+    assert api.read_header(tmp_path / "t.sarz")["bands"][0]["source_band"] == 2
 
 
 def test_input_errors(tmp_path):
     good = _write(tmp_path / "good.tif", _scene(40, 40))
     out = tmp_path / "o.sarz"
     with pytest.raises(InputError, match="quality"):
-        codec.compress_file(good, out, quality=N_QUALITIES + 1)
+        api.compress_file(good, out, quality=N_QUALITIES + 1)
     with pytest.raises(InputError, match="quality"):
-        codec.compress_file(good, out, quality=0)
+        api.compress_file(good, out, quality=0)
     with pytest.raises(InputError, match="kind"):
-        codec.compress_file(good, out, kind="sigma")
+        api.compress_file(good, out, kind="sigma")
     with pytest.raises(InputError, match="mean correction"):
-        codec.compress_file(good, out, mean_correction="local")
+        api.compress_file(good, out, mean_correction="local")
     with pytest.raises(InputError, match="not found"):
-        codec.compress_file(tmp_path / "missing.tif", out)
+        api.compress_file(tmp_path / "missing.tif", out)
     with pytest.raises(InputError, match="output folder"):
-        codec.compress_file(good, tmp_path / "nope" / "o.sarz")
+        api.compress_file(good, tmp_path / "nope" / "o.sarz")
     int32 = _write(tmp_path / "i32.tif", np.ones((20, 20), dtype=np.int32))
     with pytest.raises(InputError, match="int32"):
-        codec.compress_file(int32, out)
+        api.compress_file(int32, out)
     assert not out.exists()
 
 
@@ -231,12 +233,12 @@ def test_cancel_leaves_no_files(tmp_path):
         return len(calls) > 2
 
     with pytest.raises(CancelledError):
-        codec.compress_file(src, tmp_path / "c.sarz", reconstruction=tmp_path / "r.tif", cancel=cancel)
+        api.compress_file(src, tmp_path / "c.sarz", reconstruction=tmp_path / "r.tif", cancel=cancel)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
-    codec.compress_file(src, tmp_path / "c.sarz")
+    api.compress_file(src, tmp_path / "c.sarz")
     calls.clear()
     with pytest.raises(CancelledError):
-        codec.decompress_file(tmp_path / "c.sarz", tmp_path / "d.tif", cancel=cancel)
+        api.decompress_file(tmp_path / "c.sarz", tmp_path / "d.tif", cancel=cancel)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.sarz", "scene.tif"]
 
 
@@ -246,7 +248,7 @@ def test_quality_is_monotonic():
     db = 10 * np.log10(arr.astype(np.float64))
     sizes, errors = [], []
     for q in range(1, N_QUALITIES + 1):
-        result = codec.compress_array(arr, quality=q, mean_correction="none")
+        result = api.compress_array(arr, quality=q, mean_correction="none")
         sizes.append(len(result.data))
         lo, hi = result.stats.vmin, result.stats.vmax
         rec = 10 * np.log10(result.reconstruction.astype(np.float64))
@@ -263,8 +265,8 @@ def test_bright_targets_restored_within_half_a_step(quality):
     arr = _scene(100, 120, seed=4)
     rows, cols = np.array([10, 50, 77, 99]), np.array([3, 60, 119, 0])
     arr[rows, cols] = np.array([1e3, 5e4, 2e2, 1e6], dtype=np.float32)
-    result = codec.compress_array(arr, quality=quality)
-    bright = codec.read_header(result.data)["bands"][0]["bright"]
+    result = api.compress_array(arr, quality=quality)
+    bright = api.read_header(result.data)["bands"][0]["bright"]
     step_db = quality_level(quality).refine_step * (result.stats.vmax - result.stats.vmin)
     assert bright["threshold_db"] == pytest.approx(result.stats.vmax + min(step_db / 2, 3.0), abs=1e-4)
     assert bright["step_db"] == pytest.approx(min(max(step_db / 8, 0.05), 1.0))
@@ -282,10 +284,10 @@ def test_mean_correction_modes(tmp_path):
     src = write_scene(tmp_path / "s.tif", 300, 100, seed=9, nodata_fraction=0.2)
     for mode in ("global", "none"):
         out = tmp_path / f"{mode}.sarz"
-        codec.compress_file(src, out, mean_correction=mode, reconstruction=tmp_path / f"{mode}.tif")
-        codec.decompress_file(out, tmp_path / f"{mode}_dec.tif")
+        api.compress_file(src, out, mean_correction=mode, reconstruction=tmp_path / f"{mode}.tif")
+        api.decompress_file(out, tmp_path / f"{mode}_dec.tif")
         np.testing.assert_array_equal(_read(tmp_path / f"{mode}.tif")[0], _read(tmp_path / f"{mode}_dec.tif")[0])
-        assert codec.read_header(out)["bands"][0]["mean_correction"] == mode
+        assert api.read_header(out)["bands"][0]["mean_correction"] == mode
     assert _temp_leftovers(tmp_path) == []
 
 
@@ -296,7 +298,7 @@ def _layout(width: int, height: int) -> Layout:
         kind="intensity",
         dtype="float32",
         nodata=None,
-        rng=codec.pp.Range(-20.0, 10.0),
+        rng=api.pp.Range(-20.0, 10.0),
         quality=1,
         refine_step=0.8,
         mean_correction="block",
@@ -353,7 +355,8 @@ def test_offsets_restore_each_block_and_go_to_bright_pixels():
 
 def test_mean_codes_cover_a_wide_range():
     """Block means from 1e-4 to 1e4 (-40 to +40 dB) are coded to 1/32 of a log2 step, not clipped."""
-    from sar_compressor.engine.radiometry import GAIN_LOG2_STEP, mean_codes
+    from sar_compressor.engine.codec.format.layout import GAIN_LOG2_STEP
+    from sar_compressor.engine.codec.radiometry import mean_codes
 
     codes = mean_codes(np.array([[1e4 * 4096, 4096 * 1e-4, 0.0]]), np.array([[4096, 4096, 0]]))
     db = codes.astype(np.float64) * GAIN_LOG2_STEP * 10 * math.log10(2)
@@ -363,8 +366,8 @@ def test_mean_codes_cover_a_wide_range():
 
 def test_header_contents(tmp_path):
     src = write_scene(tmp_path / "s.tif", 70, 90, seed=2, kind="amplitude", dtype="uint16")
-    codec.compress_file(src, tmp_path / "h.sarz", quality=2)
-    h = codec.read_header(tmp_path / "h.sarz")
+    api.compress_file(src, tmp_path / "h.sarz", quality=2)
+    h = api.read_header(tmp_path / "h.sarz")
     band = h["bands"][0]
     assert h["format_version"] == 6 and len(h["bands"]) == 1 and band["source_band"] == 1
     assert band["quality"] == 2 and band["refine_step"] == 0.56 and h["refine"]["wavelet"] == "cdf97"
@@ -384,7 +387,7 @@ def _peak_bytes(tmp_path, height: int) -> int:
     src = write_scene(tmp_path / f"m{height}.tif", height, 256, seed=1)
     tracemalloc.start()
     try:
-        codec.compress_file(src, tmp_path / f"m{height}.sarz")
+        api.compress_file(src, tmp_path / f"m{height}.sarz")
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -411,7 +414,7 @@ def _small_sarz() -> bytes:
         arr = _scene(40, 70, seed=11)
         arr[0:3, 0:5] = np.nan
         arr[20, 20] = 1e5
-        SMALL["file"] = codec.compress_array(arr).data
+        SMALL["file"] = api.compress_array(arr).data
     return SMALL["file"]
 
 
@@ -428,7 +431,7 @@ def test_fuzz_decompression_raises_only_codec_errors(data):
         blob[data.draw(st.integers(0, len(blob) - 1))] ^= data.draw(st.integers(1, 255))
     blob = bytes(blob[: data.draw(st.integers(0, len(blob)))]) + data.draw(st.binary(max_size=16))
     with contextlib.suppress(SARCompressorError):
-        codec.decompress_array(blob)
+        api.decompress_array(blob)
 
 
 @settings(
@@ -445,7 +448,7 @@ def test_fuzz_chunk_payloads_with_valid_crcs(data):
         payload[data.draw(st.integers(0, len(payload) - 1))] ^= data.draw(st.integers(1, 255))
     payload = bytes(payload[: data.draw(st.integers(0, len(payload)))])
     with contextlib.suppress(SARCompressorError):
-        codec.decompress_array(container_bytes(header, [payload]))
+        api.decompress_array(container_bytes(header, [payload]))
 
 
 def test_header_damage_behind_a_valid_crc():
@@ -477,23 +480,23 @@ def test_header_damage_behind_a_valid_crc():
             target = target[key]
         target[path[-1]] = value
         with pytest.raises(ContainerError, match=match):
-            codec.decompress_array(container_bytes(bad, [chunk]))
+            api.decompress_array(container_bytes(bad, [chunk]))
     two = copy.deepcopy(header)
     two["bands"].append(copy.deepcopy(two["bands"][0]))
     with pytest.raises(ContainerError, match="source_band"):
-        codec.decompress_array(container_bytes(two, [chunk, chunk]))
+        api.decompress_array(container_bytes(two, [chunk, chunk]))
     two["bands"][1]["source_band"] = 2
     with pytest.raises(ContainerError, match="the file has 1 chunks, its header implies 2"):
-        codec.decompress_array(container_bytes(two, [chunk]))
+        api.decompress_array(container_bytes(two, [chunk]))
     two["bands"][1]["reference"] = 0
     two["bands"][0]["reference"] = 1
     with pytest.raises(ContainerError, match="reference"):  # a predicted band as a reference
-        codec.decompress_array(container_bytes(two, [chunk, chunk]))
+        api.decompress_array(container_bytes(two, [chunk, chunk]))
     del header["raster"]
     with pytest.raises(ContainerError, match="header"):
-        codec.decompress_array(container_bytes(header, [chunk]))
+        api.decompress_array(container_bytes(header, [chunk]))
     with pytest.raises(ContainerError, match="chunks"):
-        codec.decompress_array(container_bytes(_header_of(), [chunk, chunk]))
+        api.decompress_array(container_bytes(_header_of(), [chunk, chunk]))
 
 
 def test_bright_contexts_come_from_the_decoded_strip():
@@ -552,8 +555,8 @@ def test_real_sar_crops_round_trip(shared_sar_dir, tmp_path):
     """Every crop in ../shared/sar-data: band 1 comes back with its size, dtype and georeferencing."""
     for src in sorted(shared_sar_dir.glob("*.tif")):
         sarz, out = tmp_path / f"{src.stem}.sarz", tmp_path / f"{src.stem}.tif"
-        stats = codec.compress_file(src, sarz, band=1)
-        codec.decompress_file(sarz, out)
+        stats = api.compress_file(src, sarz, band=1)
+        api.decompress_file(sarz, out)
         with rasterio.open(src) as a, rasterio.open(out) as b:
             assert (b.height, b.width, b.count, b.dtypes[0]) == (a.height, a.width, 1, a.dtypes[0]), src.name
             assert b.crs == a.crs and b.transform == a.transform, src.name
@@ -566,7 +569,7 @@ def test_linear_mean_is_kept_at_the_lowest_qualities(quality):
     """Block gains keep the linear mean within 2 % even at the coarsest steps, where the refinement layer
     clips bright speckle hard (a margin above the range without a cap broke this: 0.94-0.96)."""
     arr = simulate_scene(512, 512, looks=1, seed=5)[0]
-    result = codec.compress_array(arr, quality=quality)
+    result = api.compress_array(arr, quality=quality)
     ratio = float(np.mean(result.reconstruction, dtype=np.float64) / np.mean(arr, dtype=np.float64))
     assert abs(ratio - 1.0) < 0.02, ratio
 
@@ -593,7 +596,7 @@ def _three_strip_files(tmp_path, monkeypatch) -> tuple[bytes, bytes]:
     files = []
     for seed in (1, 2):
         src = write_scene(tmp_path / f"s{seed}.tif", 1300, 64, seed=seed)
-        codec.compress_file(src, tmp_path / f"s{seed}.sarz")
+        api.compress_file(src, tmp_path / f"s{seed}.sarz")
         files.append((tmp_path / f"s{seed}.sarz").read_bytes())
     return files[0], files[1]
 
@@ -602,7 +605,7 @@ def test_a_header_spliced_with_another_files_chunks_is_refused(tmp_path, monkeyp
     """Issue 22 item 5: a .sarz made of one file's header and another's chunks (the same raster size, so every
     size agrees) decoded to garbage with exit 0 in format 5; in format 6 every combination is a ContainerError."""
     a, b = _three_strip_files(tmp_path, monkeypatch)
-    assert codec.read_header(a)["file_id"] != codec.read_header(b)["file_id"]
+    assert api.read_header(a)["file_id"] != api.read_header(b)["file_id"]
     with ContainerReader(a) as ra, ContainerReader(b) as rb:
         assert ra.n_chunks == rb.n_chunks == 3
         start_a, start_b = ra._offsets[0], rb._offsets[0]
@@ -614,26 +617,26 @@ def test_a_header_spliced_with_another_files_chunks_is_refused(tmp_path, monkeyp
     }
     for name, data in splices.items():
         with pytest.raises(ContainerError):
-            codec.decompress_array(data)
+            api.decompress_array(data)
         out = tmp_path / "spliced.sarz"
         out.write_bytes(data)
         with pytest.raises(ContainerError):
-            codec.decompress_file(out, tmp_path / "spliced.tif")
+            api.decompress_file(out, tmp_path / "spliced.tif")
         assert not (tmp_path / "spliced.tif").exists(), name
-    np.testing.assert_array_equal(codec.decompress_array(a), codec.decompress_array(a))
+    np.testing.assert_array_equal(api.decompress_array(a), api.decompress_array(a))
 
 
 def test_gdal_cache_follows_the_width_not_the_height(tmp_path, monkeypatch):
     """GDAL's block cache is sized to a few block rows of the raster's width: a fixed 256 MB filled with strips
     read once, so peak RSS grew with the height (22 MB per 8192-row strip at 512 pixels wide)."""
-    from sar_compressor.engine.raster_io import GDAL_CACHE_MB, streaming_cache_mb
+    from sar_compressor.engine.io.raster_io import GDAL_CACHE_MB, streaming_cache_mb
 
     assert streaming_cache_mb(512, "float32") == 16 and streaming_cache_mb(4096, "float32") == 32
     assert streaming_cache_mb(20000, "float32") == 157 and streaming_cache_mb(80000, "complex64") == GDAL_CACHE_MB
     seen = []
-    original = codec.bounded_gdal_cache
-    monkeypatch.setattr(codec, "bounded_gdal_cache", lambda mb: seen.append(mb) or original(mb))
+    original = api.bounded_gdal_cache
+    monkeypatch.setattr(api, "bounded_gdal_cache", lambda mb: seen.append(mb) or original(mb))
     src = write_scene(tmp_path / "s.tif", 300, 4096, seed=1)
-    codec.compress_file(src, tmp_path / "s.sarz", quality=1)
-    codec.decompress_file(tmp_path / "s.sarz", tmp_path / "d.tif")
+    api.compress_file(src, tmp_path / "s.sarz", quality=1)
+    api.decompress_file(tmp_path / "s.sarz", tmp_path / "d.tif")
     assert seen == [32, 32]

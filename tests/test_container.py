@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sar_compressor.engine.container import (
+from sar_compressor.engine.codec.format.container import (
     FORMAT_VERSION,
     MAGIC,
     ContainerReader,

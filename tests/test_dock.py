@@ -538,7 +538,7 @@ def test_input_summary_before_run(make_dock, tmp_path, qgis_new_project):
 
 
 def test_progress_per_strip_with_stage_text(make_dock, provider, monkeypatch, tmp_path, qgis_new_project):
-    from sar_compressor.engine import layout
+    from sar_compressor.engine.codec.format import layout
 
     monkeypatch.setattr(layout, "TILE", 512)  # a 256-px-wide raster: 256x512 tiles
     from sar_compressor.engine.simulate import write_scene

@@ -12,10 +12,12 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from sar_compressor.engine import codec, interband, refine, survey
-from sar_compressor.engine import layout as layout_module
+from sar_compressor.engine import api
 from sar_compressor.engine.cli import main
-from sar_compressor.engine.container import ContainerReader
+from sar_compressor.engine.codec.entropy import refine
+from sar_compressor.engine.codec.format import layout as layout_module
+from sar_compressor.engine.codec.format.container import ContainerReader
+from sar_compressor.engine.codec.passes import interband, survey
 from sar_compressor.engine.errors import CancelledError, InputError
 from sar_compressor.engine.metrics import evaluate_bands
 from sar_compressor.engine.simulate import simulate_scene
@@ -76,13 +78,13 @@ def _check_raster(path, src, dtype=None):
 def test_product_round_trips_in_one_file(product, request, tmp_path):
     src = request.getfixturevalue(product)
     sarz, rec, out = tmp_path / "p.sarz", tmp_path / "rec.tif", tmp_path / "out.tif"
-    stats = codec.compress_file(src, sarz, quality=6, reconstruction=rec)
-    header = codec.read_header(sarz)
+    stats = api.compress_file(src, sarz, quality=6, reconstruction=rec)
+    header = api.read_header(sarz)
     with rasterio.open(src) as ds:
         original, count = ds.read(), ds.count
     assert len(header["bands"]) == count == len(stats.bands)
     assert sorted(b["source_band"] for b in header["bands"]) == list(range(1, count + 1))
-    codec.decompress_file(sarz, out)
+    api.decompress_file(sarz, out)
     decoded = _check_raster(out, src)
     assert np.array_equal(decoded, _check_raster(rec, src))  # the decoder's output is the encoder's
     invalid = original == -9999.0
@@ -93,8 +95,8 @@ def test_product_round_trips_in_one_file(product, request, tmp_path):
 
 
 def test_mixed_kinds_and_ranges_per_band(dual_pol, tmp_path):
-    codec.compress_file(dual_pol, tmp_path / "d.sarz")
-    bands = {b["source_band"]: b for b in codec.read_header(tmp_path / "d.sarz")["bands"]}
+    api.compress_file(dual_pol, tmp_path / "d.sarz")
+    bands = {b["source_band"]: b for b in api.read_header(tmp_path / "d.sarz")["bands"]}
     assert bands[1]["kind"] == "db" and bands[2]["kind"] == "intensity"
     assert bands[1]["description"] == "VV_dB" and bands[2]["tags"] == {"POLARISATION": "VH"}
     assert bands[1]["range"]["vmin"] > bands[2]["range"]["vmin"] + 5  # VH is ~13 dB below VV
@@ -102,12 +104,12 @@ def test_mixed_kinds_and_ranges_per_band(dual_pol, tmp_path):
 
 
 def test_three_channels_are_predicted_and_smaller(three_channel, tmp_path):
-    joint = codec.compress_file(three_channel, tmp_path / "j.sarz", quality=5)
-    alone = codec.compress_file(three_channel, tmp_path / "a.sarz", quality=5, interband=False)
-    header = codec.read_header(tmp_path / "j.sarz")
+    joint = api.compress_file(three_channel, tmp_path / "j.sarz", quality=5)
+    alone = api.compress_file(three_channel, tmp_path / "a.sarz", quality=5, interband=False)
+    header = api.read_header(tmp_path / "j.sarz")
     references = [b["reference"] for b in header["bands"]]
     assert references[0] is None and references.count(0) == 2  # a star around the first coded band
-    assert all(b["reference"] is None for b in codec.read_header(tmp_path / "a.sarz")["bands"])
+    assert all(b["reference"] is None for b in api.read_header(tmp_path / "a.sarz")["bands"])
     assert joint.output_bytes < 0.95 * alone.output_bytes
     for j, a in zip(joint.bands, alone.bands):
         assert j["psnr_db"] > a["psnr_db"] - 0.3
@@ -118,8 +120,8 @@ def test_one_band_decodes_only_its_chunks(three_channel, tmp_path, monkeypatch):
     tall = _channels(1100, 96, (1.0, 0.3, 0.1), seed=7)  # ...3 tiles per band
     src = _write(tmp_path / "tall.tif", tall, ["T11", "T22", "T33"])
     sarz = tmp_path / "tall.sarz"
-    stats = codec.compress_file(src, sarz, quality=5, reconstruction=tmp_path / "rec.tif")
-    header = codec.read_header(sarz)
+    stats = api.compress_file(src, sarz, quality=5, reconstruction=tmp_path / "rec.tif")
+    header = api.read_header(sarz)
     assert header["n_chunks"] == 9
     coded = [b["source_band"] for b in header["bands"]]
     read: list[int] = []
@@ -135,7 +137,7 @@ def test_one_band_decodes_only_its_chunks(three_channel, tmp_path, monkeypatch):
     for band in (1, 2, 3):
         read.clear()
         out = tmp_path / f"b{band}.tif"
-        codec.decompress_file(sarz, out, band=band)
+        api.decompress_file(sarz, out, band=band)
         with rasterio.open(out) as ds:
             assert ds.count == 1 and ds.descriptions == (f"T{band}{band}",)
             assert np.array_equal(ds.read(1), rec[band - 1])
@@ -145,14 +147,14 @@ def test_one_band_decodes_only_its_chunks(three_channel, tmp_path, monkeypatch):
         assert set(read) == own | ref
     assert any(b["reference"] is not None for b in stats.bands)
     with pytest.raises(InputError, match="no band 4"):
-        codec.decompress_file(sarz, tmp_path / "x.tif", band=4)
+        api.decompress_file(sarz, tmp_path / "x.tif", band=4)
 
 
 def test_single_band_of_a_stack_decodes_alone(three_channel, tmp_path):
-    codec.compress_file(three_channel, tmp_path / "t22.sarz", band=2)
-    header = codec.read_header(tmp_path / "t22.sarz")
+    api.compress_file(three_channel, tmp_path / "t22.sarz", band=2)
+    header = api.read_header(tmp_path / "t22.sarz")
     assert [b["source_band"] for b in header["bands"]] == [2] and header["bands"][0]["reference"] is None
-    assert codec.decompress_array(tmp_path / "t22.sarz", band=2).ndim == 2
+    assert api.decompress_array(tmp_path / "t22.sarz", band=2).ndim == 2
 
 
 def test_a_band_without_valid_pixels_is_coded_as_its_mask_and_warned_about(tmp_path):
@@ -161,26 +163,26 @@ def test_a_band_without_valid_pixels_is_coded_as_its_mask_and_warned_about(tmp_p
     bands = _channels(40, 48, (1.0, 0.3))
     bands[1] = -9999.0
     src = _write(tmp_path / "empty.tif", bands, ["VV", "VH"], nodata=-9999.0)
-    stats = codec.compress_file(src, tmp_path / "e.sarz")
+    stats = api.compress_file(src, tmp_path / "e.sarz")
     assert any("valid" in w for w in stats.warnings)
-    back = codec.decompress_array(tmp_path / "e.sarz")
+    back = api.decompress_array(tmp_path / "e.sarz")
     assert np.all(back[1] == -9999.0) and np.all(back[0] != -9999.0)
 
 
 def test_global_mean_correction_and_progress_over_bands(three_channel, tmp_path):
     """Under "global" correction each band's strips wait for its own gain; the bar runs once over all bands."""
     seen: list[tuple[int, int]] = []
-    codec.compress_file(
+    api.compress_file(
         three_channel,
         tmp_path / "g.sarz",
         mean_correction="global",
         reconstruction=tmp_path / "rec.tif",
         progress=lambda done, total: seen.append((done, total)),
     )
-    codec.decompress_file(tmp_path / "g.sarz", tmp_path / "out.tif")
+    api.decompress_file(tmp_path / "g.sarz", tmp_path / "out.tif")
     with rasterio.open(tmp_path / "rec.tif") as rec, rasterio.open(tmp_path / "out.tif") as out:
         assert np.array_equal(rec.read(), out.read())
-    gains = [b["global_gain"] for b in codec.read_header(tmp_path / "g.sarz")["bands"]]
+    gains = [b["global_gain"] for b in api.read_header(tmp_path / "g.sarz")["bands"]]
     assert len(set(gains)) == 3  # each band its own
     fractions = [done / total for done, total in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(seen) >= 3
@@ -194,41 +196,41 @@ def test_cancel_in_a_later_band_leaves_nothing(three_channel, tmp_path):
         return len(calls) > 4  # past the first band's strip
 
     with pytest.raises(CancelledError):
-        codec.compress_file(three_channel, tmp_path / "c.sarz", reconstruction=tmp_path / "r.tif", cancel=cancel)
+        api.compress_file(three_channel, tmp_path / "c.sarz", reconstruction=tmp_path / "r.tif", cancel=cancel)
     assert not any(tmp_path.iterdir())
 
 
 def test_evaluate_one_band_reconstruction_needs_the_band(dual_pol, tmp_path):
-    codec.compress_file(dual_pol, tmp_path / "d.sarz")
-    codec.decompress_file(tmp_path / "d.sarz", tmp_path / "vh.tif", band=2)
+    api.compress_file(dual_pol, tmp_path / "d.sarz")
+    api.decompress_file(tmp_path / "d.sarz", tmp_path / "vh.tif", band=2)
     with pytest.raises(InputError, match="choose one with --band"):
         evaluate_bands(dual_pol, tmp_path / "vh.tif")
     assert evaluate_bands(dual_pol, tmp_path / "vh.tif", [2])["bands"][0]["band"] == 2
 
 
 def test_deterministic(three_channel, tmp_path):
-    codec.compress_file(three_channel, tmp_path / "a.sarz", quality=4)
-    codec.compress_file(three_channel, tmp_path / "b.sarz", quality=4)
+    api.compress_file(three_channel, tmp_path / "a.sarz", quality=4)
+    api.compress_file(three_channel, tmp_path / "b.sarz", quality=4)
     assert (tmp_path / "a.sarz").read_bytes() == (tmp_path / "b.sarz").read_bytes()
 
 
 def test_array_api_holds_bands_first():
     stack = _channels(64, 72, (1.0, 0.5), seed=2)
-    result = codec.compress_array(stack, quality=5, description=["HH", "HV"])
+    result = api.compress_array(stack, quality=5, description=["HH", "HV"])
     assert result.reconstruction.shape == stack.shape
-    assert np.array_equal(codec.decompress_array(result.data), result.reconstruction)
-    assert np.array_equal(codec.decompress_array(result.data, band=2), result.reconstruction[1])
+    assert np.array_equal(api.decompress_array(result.data), result.reconstruction)
+    assert np.array_equal(api.decompress_array(result.data, band=2), result.reconstruction[1])
     with pytest.raises(InputError, match="descriptions"):
-        codec.compress_array(stack, description=["HH"])
+        api.compress_array(stack, description=["HH"])
 
 
 def test_rate_control_shares_one_step_over_the_bands():
     stack = _channels(128, 128, (1.0, 0.2, 0.05), seed=4)
-    result = codec.compress_array(stack, target_bpp=1.0)
+    result = api.compress_array(stack, target_bpp=1.0)
     assert 0.9 < result.stats.bpp <= 1.0
-    bands = codec.read_header(result.data)["bands"]
+    bands = api.read_header(result.data)["bands"]
     assert len({b["refine_step"] for b in bands}) == 1
-    assert np.array_equal(codec.decompress_array(result.data), result.reconstruction)
+    assert np.array_equal(api.decompress_array(result.data), result.reconstruction)
 
 
 def test_refinement_with_a_reference_round_trips_and_pays():
@@ -258,7 +260,7 @@ def test_references_follow_the_measurement():
 
 def test_evaluate_reports_each_band_and_overall(dual_pol, tmp_path, capsys):
     rec = tmp_path / "rec.tif"
-    codec.compress_file(dual_pol, tmp_path / "d.sarz", reconstruction=rec)
+    api.compress_file(dual_pol, tmp_path / "d.sarz", reconstruction=rec)
     result = evaluate_bands(dual_pol, rec)
     assert [b["band"] for b in result["bands"]] == [1, 2]
     psnrs = [b["psnr_db"] for b in result["bands"]]
@@ -304,8 +306,8 @@ def _peaks(tmp_path, height: int, n_bands: int) -> tuple[int, int]:
     src = _write(tmp_path / f"m{height}_{n_bands}.tif", _channels(height, 256, (1.0, 0.3, 0.1)[:n_bands]), [])
     peaks = []
     for run in (
-        lambda: codec.compress_file(src, tmp_path / "m.sarz"),
-        lambda: codec.decompress_file(tmp_path / "m.sarz", tmp_path / "m.tif"),
+        lambda: api.compress_file(src, tmp_path / "m.sarz"),
+        lambda: api.decompress_file(tmp_path / "m.sarz", tmp_path / "m.tif"),
     ):
         tracemalloc.start()
         try:
@@ -336,8 +338,8 @@ def test_memory_is_strips_not_bands(tmp_path, monkeypatch):
 def test_real_dual_pol_file_round_trips(shared_sar_dir, tmp_path):
     """Sen1Floods11's VV/VH chip (both bands sigma0 in dB, EPSG:4326) in one file and back."""
     src = shared_sar_dir / "sen1floods11_spain_vv_vh_db.tif"
-    stats = codec.compress_file(src, tmp_path / "s1.sarz", reconstruction=tmp_path / "rec.tif")
-    codec.decompress_file(tmp_path / "s1.sarz", tmp_path / "out.tif")
+    stats = api.compress_file(src, tmp_path / "s1.sarz", reconstruction=tmp_path / "rec.tif")
+    api.decompress_file(tmp_path / "s1.sarz", tmp_path / "out.tif")
     with rasterio.open(src) as ref, rasterio.open(tmp_path / "out.tif") as out:
         assert (out.count, out.crs, out.transform, out.dtypes) == (2, ref.crs, ref.transform, ref.dtypes)
         assert out.descriptions == ref.descriptions and np.isnan(out.nodata) and np.isnan(ref.nodata)
@@ -356,8 +358,8 @@ def test_polarimetric_stack_gains_from_prediction(shared_sar_dir):
     for i in (1, 2, 3):
         with rasterio.open(shared_sar_dir / f"airsar_sf_T{i}{i}_900x1024.tif") as ds:
             bands.append(ds.read(1))
-    joint = codec.compress_array(np.stack(bands), quality=5)
-    alone = codec.compress_array(np.stack(bands), quality=5, interband=False)
+    joint = api.compress_array(np.stack(bands), quality=5)
+    alone = api.compress_array(np.stack(bands), quality=5, interband=False)
     assert len(joint.data) < 0.85 * len(alone.data)
     for j, a in zip(joint.stats.bands, alone.stats.bands):
         assert j["psnr_db"] > a["psnr_db"] - 0.15

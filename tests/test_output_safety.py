@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from sar_compressor.engine import container, output_paths
 from sar_compressor.engine.cli import main
-from sar_compressor.engine.raster_io import StripWriter
+from sar_compressor.engine.codec.format import container
+from sar_compressor.engine.io import output_paths
+from sar_compressor.engine.io.raster_io import StripWriter
 
 
 def digest(path: Path) -> str:

@@ -284,6 +284,13 @@ def test_engine_imports_without_qgis(tmp_path):
     proc = _run_python(script, tmp_path=tmp_path, blocked={"qgis", "PyQt5"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     imported = set(proc.stdout.split()[1:])
-    modules = ("codec", "encode_pass", "decode_pass", "cli", "metrics", "container")
+    modules = (
+        "api",
+        "codec.passes.encode_pass",
+        "codec.passes.decode_pass",
+        "cli",
+        "metrics",
+        "codec.format.container",
+    )
     expected = {f"sar_compressor.engine.{m}" for m in modules}
     assert expected <= imported, proc.stdout

@@ -218,7 +218,7 @@ def test_sample_for_range_whole_small_raster_and_empty():
 
 
 def test_real_crops_are_detected(shared_sar_dir):
-    from sar_compressor.engine.raster_io import RasterReader
+    from sar_compressor.engine.io.raster_io import RasterReader
 
     expected = {
         "airsar_sf_T11_900x1024.tif": "intensity",

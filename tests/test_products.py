@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sar_compressor.engine import codec
+from sar_compressor.engine import api
 from sar_compressor.engine import preprocessing as pp
 from sar_compressor.engine.cli import main
+from sar_compressor.engine.codec.entropy.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 from sar_compressor.engine.errors import ContainerError, InputError
 from sar_compressor.engine.inspect import inspect_input
-from sar_compressor.engine.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 from sar_compressor.engine.metrics import evaluate_arrays, evaluate_files
 from sar_compressor.engine.simulate import (
     display_scale,
@@ -52,8 +52,8 @@ def test_zero_filled_grd_codes_its_valid_area_as_its_nodata_twin(products, tmp_p
     results = {}
     for name in ("grd", "grd_nodata"):
         out, recon = tmp_path / f"{name}.sarz", tmp_path / f"{name}_r.tif"
-        stats = codec.compress_file(products[name], out, reconstruction=recon)
-        codec.decompress_file(out, tmp_path / f"{name}_d.tif")
+        stats = api.compress_file(products[name], out, reconstruction=recon)
+        api.decompress_file(out, tmp_path / f"{name}_d.tif")
         decoded, profile = _read(tmp_path / f"{name}_d.tif")
         original, source = _read(products[name])
         np.testing.assert_array_equal(decoded, _read(recon)[0])
@@ -73,9 +73,9 @@ def test_zero_filled_grd_codes_its_valid_area_as_its_nodata_twin(products, tmp_p
 
 def test_display_product_is_coded_native_and_reported_in_both_domains(products, tmp_path, capsys):
     out, recon = tmp_path / "d.sarz", tmp_path / "d.tif"
-    stats = codec.compress_file(products["display"], out, reconstruction=recon)
+    stats = api.compress_file(products["display"], out, reconstruction=recon)
     assert stats.kind == "native" and "uint8" in stats.kind_reason
-    header = codec.read_header(out)
+    header = api.read_header(out)
     band = header["bands"][0]
     assert band["mean_correction"] == "none" and band["stats"]["kind_reason"] == stats.kind_reason
     original, decoded = _read(products["display"])[0], _read(recon)[0]
@@ -100,17 +100,17 @@ def test_uint16_histogram_rule_tells_display_from_dn():
 
 def test_quarter_bpp_reachable_on_a_megapixel_display_product():
     arr = simulate_product(1024, 1024, "display", seed=5)
-    result = codec.compress_array(arr, target_bpp=0.25)
+    result = api.compress_array(arr, target_bpp=0.25)
     assert 0.2 < result.stats.bpp <= 0.25
 
 
 def test_quality_ladder_stays_below_lossless_and_above_the_input_quantization():
     arr = simulate_product(256, 256, "display", seed=2)
-    top = codec.compress_array(arr, quality=12)
+    top = api.compress_array(arr, quality=12)
     assert len(top.data) < len(zlib.compress(arr.tobytes(), 9))
     narrow = np.random.default_rng(0).integers(100, 121, size=(200, 200)).astype(np.uint8)  # a 20 DN range
-    coded = codec.compress_array(narrow, quality=12)
-    header = codec.read_header(coded.data)
+    coded = api.compress_array(narrow, quality=12)
+    header = api.read_header(coded.data)
     band = header["bands"][0]
     span = band["range"]["vmax"] - band["range"]["vmin"]
     assert band["refine_step"] * span >= 1.0  # capped at one DN (the ladder's own step is 0.018 * span)
@@ -122,19 +122,19 @@ def test_isolated_zeros_are_counted_and_restored():
     picks = inside[np.random.default_rng(1).choice(len(inside), 40, replace=False)]
     arr[picks[:, 0], picks[:, 1]] = 0
     arr[picks[:, 0], picks[:, 1] + 1] = np.maximum(arr[picks[:, 0], picks[:, 1] + 1], 1)  # keep them isolated
-    result = codec.compress_array(arr)
+    result = api.compress_array(arr)
     assert result.stats.isolated_zeros == pp.isolated_count(arr == 0) >= 30
     np.testing.assert_array_equal(result.reconstruction == 0, arr == 0)
 
 
 def test_zeros_come_back_as_zeros_in_float_rasters():
-    empty = codec.compress_array(np.zeros((64, 64), np.float32))
+    empty = api.compress_array(np.zeros((64, 64), np.float32))
     assert empty.reconstruction.dtype == np.float32 and np.all(empty.reconstruction == 0)
     assert any("no valid pixels" in w for w in empty.stats.warnings)
-    np.testing.assert_array_equal(codec.decompress_array(empty.data), empty.reconstruction)
+    np.testing.assert_array_equal(api.decompress_array(empty.data), empty.reconstruction)
     intensity, _ = simulate_scene(128, 160, seed=2)
     intensity[:, :12] = 0
-    result = codec.compress_array(intensity, kind="intensity")
+    result = api.compress_array(intensity, kind="intensity")
     assert np.all(result.reconstruction[:, :12] == 0) and np.all(result.reconstruction[:, 12:] > 0)
     assert result.stats.vmin > -60 and result.stats.no_signal_pixels == 128 * 12
 
@@ -148,8 +148,8 @@ def test_negative_values_are_refused_as_backscatter_and_coded_native_with_a_warn
     dem = _dem()
     for kind in ("intensity", "amplitude"):
         with pytest.raises(InputError, match=r"negative.*'native'"):
-            codec.compress_array(dem, kind=kind)
-    result = codec.compress_array(dem, quality=8)
+            api.compress_array(dem, kind=kind)
+    result = api.compress_array(dem, quality=8)
     assert result.stats.kind == "native" and any("negative" in w for w in result.stats.warnings)
     assert np.mean(np.abs(result.reconstruction - dem)) < 2.0  # negatives kept, not floored
     assert result.stats.no_signal_pixels == 0  # float native: zeros are data

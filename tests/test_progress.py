@@ -31,7 +31,7 @@ def scene(tmp_path_factory):
 
 
 def test_engine_announces_stages_only_to_a_log_that_takes_them(scene, tmp_path):
-    from sar_compressor.engine.codec import compress_file
+    from sar_compressor.engine.api import compress_file
 
     log = StageLog()
     compress_file(scene, tmp_path / "a.sarz", log=log)

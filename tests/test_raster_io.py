@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from sar_compressor.engine.errors import CancelledError, InputError, OutputError
-from sar_compressor.engine.raster_io import (
+from sar_compressor.engine.io.raster_io import (
     RasterInfo,
     RasterReader,
     StripWriter,
@@ -249,7 +249,7 @@ def test_bounded_gdal_cache_is_restored():
     """The codec caps GDAL's block cache while it streams (memory), and leaves QGIS's setting as it was."""
     from osgeo import gdal
 
-    from sar_compressor.engine.raster_io import bounded_gdal_cache
+    from sar_compressor.engine.io.raster_io import bounded_gdal_cache
 
     before = gdal.GetCacheMax()
     with bounded_gdal_cache(32):

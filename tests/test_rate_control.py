@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sar_compressor.engine import codec, rate_control
+from sar_compressor.engine import api
+from sar_compressor.engine.codec.passes import rate_control
 from sar_compressor.engine.errors import CancelledError, InputError
 from sar_compressor.engine.simulate import write_scene
 
@@ -60,9 +61,9 @@ def test_array_at_a_target_fills_it_and_decodes_to_its_reconstruction():
 
     arr = simulate_scene(256, 320, seed=4)[0]
     for target in (0.5, 1.5):
-        r = codec.compress_array(arr, target_bpp=target)
+        r = api.compress_array(arr, target_bpp=target)
         assert target * (1 - rate_control.TOLERANCE) <= r.stats.bpp <= target
-        back = codec.decompress_array(r.data)
+        back = api.decompress_array(r.data)
         np.testing.assert_array_equal(back, r.reconstruction)
 
 
@@ -70,7 +71,7 @@ def test_file_at_a_target_reports_progress_and_fails_cleanly(tmp_path):
     src = write_scene(tmp_path / "scene.tif", 200, 160, seed=2)
     out = tmp_path / "scene.sarz"
     progress, messages = [], []
-    stats = codec.compress_file(
+    stats = api.compress_file(
         src,
         out,
         target_bpp=1.0,
@@ -82,7 +83,7 @@ def test_file_at_a_target_reports_progress_and_fails_cleanly(tmp_path):
     assert any(m.startswith("rate control: step") for m in messages)
     out.unlink()
     with pytest.raises(InputError, match="below what this raster can be coded in"):
-        codec.compress_file(src, out, target_bpp=1e-4)
+        api.compress_file(src, out, target_bpp=1e-4)
     with pytest.raises(CancelledError):
-        codec.compress_file(src, out, target_bpp=1.0, cancel=lambda: True)
+        api.compress_file(src, out, target_bpp=1.0, cancel=lambda: True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

@@ -1,4 +1,4 @@
-"""The refinement layer (engine.refine) and its wavelet: exact round trips, error bounded by the step,
+"""The refinement layer (engine.codec.entropy.refine) and its wavelet: exact round trips, error bounded by the step,
 escapes, and only ContainerError for damaged payloads."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sar_compressor.engine import refine, ssim_weights, wavelet
+from sar_compressor.engine.codec.entropy import refine, ssim_weights
+from sar_compressor.engine.codec.transform import wavelet
 from sar_compressor.engine.errors import ContainerError
 
 

@@ -9,7 +9,8 @@ from qgis.core import QgsMapRendererParallelJob, QgsMapSettings, QgsProject, Qgs
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor
 
-from sar_compressor.engine import codec, layout
+from sar_compressor.engine import api
+from sar_compressor.engine.codec.format import layout
 from sar_compressor.engine.simulate import write_scene
 from sar_compressor.ui import sarz_layers
 
@@ -18,7 +19,7 @@ from sar_compressor.ui import sarz_layers
 def sarz(tmp_path, monkeypatch):
     monkeypatch.setattr(layout, "TILE", 128)
     src = write_scene(tmp_path / "scene.tif", 260, 300, seed=9)
-    codec.compress_file(src, tmp_path / "scene.sarz", quality=3)
+    api.compress_file(src, tmp_path / "scene.sarz", quality=3)
     return tmp_path / "scene.sarz"
 
 

@@ -10,8 +10,8 @@ import rasterio
 from rasterio.crs import CRS
 
 from sar_compressor.engine.errors import InputError
+from sar_compressor.engine.io.raster_io import open_info
 from sar_compressor.engine.preprocessing import detect_kind
-from sar_compressor.engine.raster_io import open_info
 from sar_compressor.engine.simulate import (
     DN_SCALE,
     _reflectivity_window,

@@ -1,17 +1,20 @@
-"""SSIM weights for the refinement layer's rate-distortion decisions (engine.ssim_weights): quiet areas weigh
-more, the busiest share of the raster weighs 1, and the encoder uses them with the raster's range and one
-reference for the whole raster, measured in pass 1 (engine.survey)."""
+"""SSIM weights for the refinement layer's rate-distortion decisions (engine.codec.entropy.ssim_weights): quiet
+areas weigh more, the busiest share of the raster weighs 1, and the encoder uses them with the raster's range and one
+reference for the whole raster, measured in pass 1 (engine.codec.passes.survey)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sar_compressor.engine import codec, layout, ssim_weights, survey
+from sar_compressor.engine import api
 from sar_compressor.engine import preprocessing as pp
+from sar_compressor.engine.codec.entropy import ssim_weights
+from sar_compressor.engine.codec.format import layout
+from sar_compressor.engine.codec.passes import survey
 from sar_compressor.engine.errors import InputError
+from sar_compressor.engine.io.raster_io import RasterInfo
 from sar_compressor.engine.metrics import SSIM_WINDOW, gaussian_kernel
-from sar_compressor.engine.raster_io import RasterInfo
 
 
 def _calm_and_busy(shape: tuple[int, int] = (96, 128)) -> np.ndarray:
@@ -132,8 +135,8 @@ def test_the_encoder_weighs_every_strip_with_the_rasters_scale(monkeypatch):
     monkeypatch.setattr(layout, "TILE", 512)  # 512-row tiles on a narrow raster
     db = _calm_and_busy((1100, 64))
     db[:, 32:] = np.where(np.arange(1100)[:, None] // 512 == 1, db[:, 32:], db[:, :32])
-    result = codec.compress_array(10.0 ** (db / 10.0), quality=3, kind="intensity")
-    rng = codec.read_header(result.data)["bands"][0]["range"]
+    result = api.compress_array(10.0 ** (db / 10.0), quality=3, kind="intensity")
+    rng = api.read_header(result.data)["bands"][0]["range"]
     assert [w.shape for w in weights[-3:]] == [(512, 64), (512, 64), (76, 64)]
     calm_beside_calm, calm_beside_busy = (float(np.mean(w[:, :24])) for w in weights[-3:-1])
     assert calm_beside_busy == pytest.approx(calm_beside_calm, rel=0.1)  # no step at the strip boundary
@@ -148,11 +151,11 @@ def test_tuned_for_psnr_the_encoder_weighs_nothing(monkeypatch):
     original = ssim_weights.pixel_weights
     monkeypatch.setattr(ssim_weights, "pixel_weights", lambda t, scale: calls.append(scale) or original(t, scale))
     intensity = 10.0 ** (_calm_and_busy((128, 128)) / 10.0)
-    psnr = codec.compress_array(intensity, quality=3, kind="intensity", tune="psnr")
+    psnr = api.compress_array(intensity, quality=3, kind="intensity", tune="psnr")
     assert calls == []
-    ssim = codec.compress_array(intensity, quality=3, kind="intensity")
+    ssim = api.compress_array(intensity, quality=3, kind="intensity")
     assert calls and len(psnr.data) < len(ssim.data)
     for result in (psnr, ssim):
-        np.testing.assert_array_equal(codec.decompress_array(result.data), result.reconstruction)
+        np.testing.assert_array_equal(api.decompress_array(result.data), result.reconstruction)
     with pytest.raises(InputError, match="tune must be one of ssim, psnr, got 'mse'"):
-        codec.compress_array(intensity, quality=3, kind="intensity", tune="mse")
+        api.compress_array(intensity, quality=3, kind="intensity", tune="mse")

@@ -17,11 +17,12 @@ import pytest
 import rasterio
 
 import sar_compressor
-from sar_compressor.engine import cli, codec, gdal_vrt, layout
-from sar_compressor.engine.container import ContainerReader
+from sar_compressor.engine import api, cli, gdal_vrt
+from sar_compressor.engine.codec.format import layout
+from sar_compressor.engine.codec.format.container import ContainerReader
+from sar_compressor.engine.codec.passes.window_decode import SarzWindowReader, decode_window
 from sar_compressor.engine.gdal_vrt import ENVIRONMENT, write_vrt
 from sar_compressor.engine.simulate import write_scene
-from sar_compressor.engine.window_decode import SarzWindowReader, decode_window
 
 pytestmark = pytest.mark.skipif(shutil.which("gdal_translate") is None, reason="GDAL command-line tools are absent")
 
@@ -57,7 +58,7 @@ def sarz(tmp_path_factory) -> Path:
     src = write_scene(folder / "s.tif", 300, 420, seed=5)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(layout, "TILE", 128)
-        codec.compress_file(src, folder / "s.sarz", quality=3)
+        api.compress_file(src, folder / "s.sarz", quality=3)
     write_vrt(folder / "s.sarz")
     return folder / "s.sarz"
 
@@ -74,7 +75,7 @@ def test_gdalinfo_shows_georeferencing_blocks_and_overviews(sarz):
 
 
 def test_gdal_translate_window_and_overview_equal_decode_window(sarz, tmp_path):
-    full = codec.decompress_array(sarz)
+    full = api.decompress_array(sarz)
     window = ("-srcwin", "100", "90", "200", "150")
     done = _run("gdal_translate", "-q", *window, str(sarz) + ".vrt", str(tmp_path / "w.tif"))
     assert done.returncode == 0, done.stderr
@@ -100,7 +101,7 @@ def test_rasterio_reads_windows_and_overviews(sarz):
     out = sarz.parent
     done = _run(sys.executable, "-c", code, str(out / "w.npy"), str(out / "o.npy"))
     assert done.returncode == 0, done.stderr
-    np.testing.assert_array_equal(np.load(out / "w.npy"), codec.decompress_array(sarz)[250:300, 7:407])
+    np.testing.assert_array_equal(np.load(out / "w.npy"), api.decompress_array(sarz)[250:300, 7:407])
     np.testing.assert_array_equal(np.load(out / "o.npy"), decode_window(sarz, (0, 0, 210, 150), level=1))
 
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sar_compressor.engine import codec, layout, radiometry, refine, wavelet, window_decode
+from sar_compressor.engine import api
+from sar_compressor.engine.codec import radiometry
+from sar_compressor.engine.codec.entropy import refine
+from sar_compressor.engine.codec.format import layout
+from sar_compressor.engine.codec.passes import window_decode
+from sar_compressor.engine.codec.passes.window_decode import SarzWindowReader, decode_window
+from sar_compressor.engine.codec.transform import wavelet
 from sar_compressor.engine.errors import InputError
 from sar_compressor.engine.simulate import simulate_scene
-from sar_compressor.engine.window_decode import SarzWindowReader, decode_window
 
 TILE = 128
 
@@ -48,9 +53,9 @@ def test_windows_equal_the_decompressed_pixels(kind):
         arr, nodata = np.sqrt(inten).astype(np.complex64) * np.exp(1j * 0.3).astype(np.complex64), 0
     else:
         arr, nodata = inten, 0
-    result = codec.compress_array(arr, quality=3, kind=kind, nodata=nodata)
-    full = codec.decompress_array(result.data)
-    assert codec.read_header(result.data)["n_chunks"] == 6  # 2 rows x 3 columns of tiles
+    result = api.compress_array(arr, quality=3, kind=kind, nodata=nodata)
+    full = api.decompress_array(result.data)
+    assert api.read_header(result.data)["n_chunks"] == 6  # 2 rows x 3 columns of tiles
     with SarzWindowReader(result.data) as reader:
         for col, row, width, height in WINDOWS:
             got = reader.read((col, row, width, height))
@@ -59,7 +64,7 @@ def test_windows_equal_the_decompressed_pixels(kind):
 
 
 def test_a_window_reads_only_the_tiles_it_covers(monkeypatch):
-    result = codec.compress_array(_intensity(250, 300), quality=2, nodata=0)
+    result = api.compress_array(_intensity(250, 300), quality=2, nodata=0)
     with SarzWindowReader(result.data) as reader:
         read = []
         original = reader.reader.read_chunk
@@ -91,8 +96,8 @@ def test_overviews_keep_block_means_and_nodata():
     it); pixel by pixel the linear intensity is the covered mean's up to what dB smoothing leaves (median ratio
     within 10 %)."""
     arr = _intensity(250, 300, looks=4, seed=2)
-    result = codec.compress_array(arr, quality=3, nodata=0)
-    full = codec.decompress_array(result.data).astype(np.float64)
+    result = api.compress_array(arr, quality=3, nodata=0)
+    full = api.decompress_array(result.data).astype(np.float64)
     valid = full > 0
     with SarzWindowReader(result.data) as reader:
         bright = valid & (10 * np.log10(np.where(valid, full, 1)) > reader.layout.bright_threshold - 1e-3)
@@ -121,8 +126,8 @@ def test_block_means_alone_make_the_coarsest_overviews(monkeypatch):
     the block means is decoded."""
     monkeypatch.setattr(layout, "TILE", 512)
     monkeypatch.setattr(window_decode, "MIN_OVERVIEW", 8)
-    result = codec.compress_array(_intensity(600, 1100, looks=4), quality=2, nodata=0)
-    full = codec.decompress_array(result.data).astype(np.float64)
+    result = api.compress_array(_intensity(600, 1100, looks=4), quality=2, nodata=0)
+    full = api.decompress_array(result.data).astype(np.float64)
     levels, decode_levels = [], refine.decode_levels
     monkeypatch.setattr(refine, "decode_levels", lambda *a: levels.append(a[3]) or decode_levels(*a))
     with SarzWindowReader(result.data) as reader:
@@ -138,7 +143,7 @@ def test_block_means_alone_make_the_coarsest_overviews(monkeypatch):
 
 
 def test_windows_outside_the_raster_or_levels_it_lacks_are_refused():
-    result = codec.compress_array(_intensity(100, 90), quality=2, nodata=0)
+    result = api.compress_array(_intensity(100, 90), quality=2, nodata=0)
     with SarzWindowReader(result.data) as reader:
         for window in [(0, 0, 0, 5), (-1, 0, 5, 5), (85, 0, 6, 5), (0, 0, 90, 101)]:
             with pytest.raises(InputError, match="not inside the 90x100 raster"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sar_compressor.engine.codec import compress_array, decompress_array
+from sar_compressor.engine.api import compress_array, decompress_array
 from sar_compressor.engine.errors import ContainerError, InputError
 from sar_compressor.engine.simulate import simulate_scene
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..engine.codec.passes.survey import RANGE_PERCENTILES
 from ..engine.errors import InputError
-from ..engine.survey import RANGE_PERCENTILES  # train on the normalisation the codec applies
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 RASTER_SUFFIXES = (".tif", ".tiff")

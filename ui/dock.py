@@ -41,7 +41,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..algorithms.compress import KINDS
 from ..algorithms.styling import apply_matching_style
-from ..engine.quality import DEFAULT_QUALITY, N_QUALITIES
+from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from . import dependencies, environment, output_folder
 from .comparison import ComparisonBuilder, view_names
 from .input_summary import InputSummary, summarize_input, summary_html

@@ -32,7 +32,7 @@ from qgis.gui import QgsCustomDropHandler
 from qgis.PyQt.QtGui import QColor
 
 from ..engine import gdal_vrt
-from ..engine.codec import read_header
+from ..engine.api import read_header
 from ..engine.errors import InputError, SARCompressorError
 
 SUFFIX = ".sarz"

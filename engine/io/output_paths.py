@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from .errors import OutputError
+from ..errors import OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 TEMP_TAG = ".sarz-tmp."

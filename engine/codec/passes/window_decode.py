@@ -23,14 +23,14 @@ from typing import Optional, Union
 
 import numpy as np
 
-from . import preprocessing as pp
-from . import refine
-from .container import ContainerReader
+from ... import preprocessing as pp
+from ...errors import InputError
+from ..entropy import refine
+from ..format.container import ContainerReader
+from ..format.layout import BLOCK, Layout, TileGeometry
+from ..format.strip_payload import Strip
+from ..radiometry import block_means, invalid_values, prediction_level, restore_mean_codes
 from .decode_pass import band_passes
-from .errors import InputError
-from .layout import BLOCK, Layout, TileGeometry
-from .radiometry import block_means, invalid_values, prediction_level, restore_mean_codes
-from .strip_payload import Strip
 
 Window = tuple[int, int, int, int]
 """(column offset, row offset, width, height) in the pixel grid of the level read."""

@@ -3,7 +3,7 @@
 Compression streams a raster twice, a row of tiles at a time, never holding it whole:
 1. a strided sample of valid pixels -> input kind, robust dB range, linear mean, and bounded tiles -> the SSIM
    weights' reference (survey), and with several bands which band predicts which (band_set, interband);
-2. band after band, per tile (engine.layout.TILE, 1024 pixels a side): read -> dB -> a wavelet refinement
+2. band after band, per tile (engine.codec.format.layout.TILE, 1024 pixels a side): read -> dB -> a wavelet refinement
    layer over a flat base at the quality's step (refine, quality; a predicted band's subbands also from its
    reference band's tile), then (radiometry) per 64x64 block its mean linear intensity (restores the mean that
    a dB-domain codec biases), bright targets above the range as sparse residuals, the nodata mask (strip_payload: the
@@ -29,17 +29,25 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from . import preprocessing as pp
-from . import rate_control
-from .band_set import BandPlan, BandSetEncoder, BandSinks, output_dtype, plan_bands, scaled_progress, stack_infos
-from .container import ContainerReader, container_bytes, write_container
-from .decode_pass import DecodePass, band_passes
-from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
+from .codec.format.container import ContainerReader, container_bytes, write_container
+from .codec.passes import rate_control
+from .codec.passes.band_set import (
+    BandPlan,
+    BandSetEncoder,
+    BandSinks,
+    output_dtype,
+    plan_bands,
+    scaled_progress,
+    stack_infos,
+)
+from .codec.passes.decode_pass import DecodePass, band_passes
+from .codec.passes.encode_pass import BandSource, EncodeOptions, EncodePass, Log
+from .codec.passes.quality import DEFAULT_QUALITY
+from .codec.passes.strip_window import Cancel, Progress, Sink
 from .errors import InputError
 from .input_checks import check_kind_fits
-from .output_paths import check_outputs, real_path, temp_path
-from .quality import DEFAULT_QUALITY
-from .raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info, streaming_cache_mb
-from .strip_window import Cancel, Progress, Sink
+from .io.output_paths import check_outputs, real_path, temp_path
+from .io.raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info, streaming_cache_mb
 
 PathLike = Union[str, "os.PathLike[str]"]
 SinkOpener = Callable[[RasterInfo], "contextlib.AbstractContextManager[BandSinks]"]
@@ -283,9 +291,10 @@ def compress_file(
     kind (`kind` applies to all; "auto" detects each), range, nodata, description and tags. `reconstruction`:
     also write the raster the decoder will produce (equal to `decompress_file`'s output), computed during
     compression. `target_bpp`: code to at most this many bits per pixel (whole file, all bands at one step of
-    their dB ranges) instead of at `quality`, by coding the raster at trial steps first (engine.rate_control:
-    3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions weighted where SSIM is sensitive;
-    default) or "psnr" (plain squared error). `interband`: predict bands from one another where it pays."""
+    their dB ranges) instead of at `quality`, by coding the raster at trial steps first
+    (engine.codec.passes.rate_control: 3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions
+    weighted where SSIM is sensitive; default) or "psnr" (plain squared error). `interband`: predict bands from
+    one another where it pays."""
     start = time.perf_counter()
     info = open_info(src)
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import SSIM_K2, SSIM_WINDOW, gaussian_kernel
+from ...metrics import SSIM_K2, SSIM_WINDOW, gaussian_kernel
 
 TUNES = ("ssim", "psnr")
 """What an encoder's rate-distortion decisions weigh: these weights, or plain squared error."""

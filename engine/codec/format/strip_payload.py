@@ -3,7 +3,7 @@
 Chunk payload (one per tile), little-endian:
     u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
 The streams, in the order the header's `streams` list names them (STREAMS today):
-refinement: engine.refine bytes; block_means: zlib(int16 little-endian block-mean codes less their prediction
+refinement: codec.entropy.refine bytes; block_means: zlib(int16 little-endian block-mean codes less their prediction
 from the refinement layer's coarse approximation, block rows x block cols, each as its difference from the block
 to its left, the first column from the block above) (see radiometry), empty unless the mean correction is
 "block"; bright: BrightResiduals.encode (positions context-coded from the decoded tile, steps deflated); mask:
@@ -22,10 +22,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .codes import inflate
-from .errors import ContainerError
+from ...errors import ContainerError
+from ..entropy.codes import inflate, varint_decode, varint_encode
+from ..entropy.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 from .layout import Layout, tile_blocks
-from .mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 
 STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes")
 """The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
@@ -33,40 +33,6 @@ later version may add a stream, e.g. a learned model's side information, without
 
 _CHUNK_HEAD = struct.Struct("<IIB")  # rows, columns, stream count
 _LENGTH = struct.Struct("<I")
-
-
-def varint_encode(values: np.ndarray) -> bytes:
-    """Unsigned LEB128 varints, vectorised."""
-    v = np.asarray(values, dtype=np.uint64)
-    if v.size == 0:
-        return b""
-    nbytes = np.ones(v.size, dtype=np.int64)
-    rest = v >> np.uint64(7)
-    while np.any(rest):
-        nbytes += rest > 0
-        rest = rest >> np.uint64(7)
-    k = np.arange(int(nbytes.max()), dtype=np.uint64)
-    groups = ((v[:, None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)
-    groups |= np.where(k[None, :] < (nbytes[:, None] - 1).astype(np.uint64), 0x80, 0).astype(np.uint8)
-    return groups[k[None, :] < nbytes[:, None].astype(np.uint64)].tobytes()
-
-
-def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
-    """The first `count` varints of `data` and the number of bytes they use."""
-    b = np.frombuffer(data, dtype=np.uint8)
-    ends = np.nonzero((b & 0x80) == 0)[0][:count]
-    if len(ends) != count:
-        raise ContainerError("bright-target residuals are truncated")
-    if count == 0:
-        return np.zeros(0, dtype=np.int64), 0
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts + 1
-    if np.any(lengths > 8):
-        raise ContainerError("bright-target residual out of range")
-    used = int(ends[-1]) + 1
-    pos = np.arange(used) - np.repeat(starts, lengths)
-    parts = (b[:used] & 0x7F).astype(np.uint64) << (np.uint64(7) * pos.astype(np.uint64))
-    return np.add.reduceat(parts, starts).astype(np.int64), used
 
 
 BRIGHT_SPAN = 1 << 20

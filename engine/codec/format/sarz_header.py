@@ -5,7 +5,7 @@ The header carries every parameter the decoder needs, so a file decodes without 
 - `bands`: one entry per coded band, in coding order, holding everything per band: its number in the source,
   kind, nodata, description, tags, unit/scale/offset, dB range, quality and refinement step, mean correction and
   global gain, bright-target threshold and step, `reference` (the place in this list of the band it is
-  predicted from, engine.interband, or null), and the band's statistics (for `info`, not for decoding);
+  predicted from, engine.codec.passes.interband, or null), and the band's statistics (for `info`, not for decoding);
 - `tiling`: the tile size and the chunk order ("band, tile row, tile column"): chunk i is tile i of that order;
   each tile is coded on its own (a window decodes from the tiles it touches); the last row and column of tiles
   may be smaller;
@@ -24,13 +24,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import preprocessing as pp
-from . import refine
+from ... import preprocessing as pp
+from ...errors import ContainerError, SARCompressorError
+from ...io.raster_io import RasterInfo, _float_from_json, _float_to_json
+from ..entropy import refine
 from .container import FORMAT_VERSION
-from .errors import ContainerError, SARCompressorError
-from .layout import BLOCK, Layout
-from .radiometry import GAIN_LOG2_STEP, MEAN_CORRECTIONS
-from .raster_io import RasterInfo, _float_from_json, _float_to_json
+from .layout import BLOCK, GAIN_LOG2_STEP, MEAN_CORRECTIONS, Layout
 from .strip_payload import STREAMS
 
 TILE_ORDER = "band, tile row, tile column"
@@ -41,7 +40,7 @@ TOOLS = {"post_filter": None}
 
 def _software_version() -> str:
     """The plugin version from metadata.txt, recorded so a file says what wrote it."""
-    meta = Path(__file__).resolve().parents[1] / "metadata.txt"
+    meta = Path(__file__).resolve().parents[3] / "metadata.txt"  # engine/codec/format/ -> the plugin folder
     with contextlib.suppress(OSError):
         for line in meta.read_text(encoding="utf-8").splitlines():
             if line.startswith("version="):

@@ -1,4 +1,4 @@
-"""The qualities users choose from: each is a quantizer step of the refinement layer (engine.refine), coded
+"""The qualities users choose from: each is a quantizer step of the refinement layer (codec.entropy.refine), coded
 over a flat base at mid-range.
 
 Steps are fractions of the raster's dB range (about 0.5-24 dB on a 30 dB range), spaced by ~sqrt(2): each
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .preprocessing import INTEGER_DTYPES, Range
+from ...errors import InputError
+from ...preprocessing import INTEGER_DTYPES, Range
 
 
 @dataclass(frozen=True)

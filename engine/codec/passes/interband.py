@@ -2,7 +2,7 @@
 
 Co- and cross-polarized channels (VV/VH, T11/T22/T33) share their structure: fields, coastlines, urban blocks.
 A predicted band's refinement layer predicts each of its wavelet subbands from the same subband of an already
-decoded reference band (engine.refine: a least-squares weight per subband, 0 where it does not pay), in the
+decoded reference band (codec.entropy.refine: a least-squares weight per subband, 0 where it does not pay), in the
 normalized dB domain (the reference's dB minus its range's middle, scaled by the ratio of the two ranges).
 JPEG 2000 Part 2's multi-component transforms decorrelate bands linearly too, with one weight per band; here
 the weight is per subband and the reference is the decoded band, so the decoder has exactly what the encoder had.
@@ -20,8 +20,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import refine, wavelet
-from .layout import Layout
+from ..entropy import refine
+from ..format.layout import Layout
+from ..transform import wavelet
 
 SAMPLE_ROWS = 512
 SAMPLE_COLUMNS = 2048

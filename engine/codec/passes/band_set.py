@@ -2,7 +2,7 @@
 per-band passes one after the other (chunk order "band, tile row, tile column"), and the header listing them.
 
 Each band is coded by its own EncodePass with its own kind, range, nodata and statistics; bands are coded in
-the order engine.interband picks (the reference first). Memory stays that of one band's strips: the bands are
+the order interband picks (the reference first). Memory stays that of one band's strips: the bands are
 coded one after the other, strip by strip, and a predicted band re-decodes its reference's strips from the
 refinement streams kept while the reference was coded (a few percent of the file, not a band of pixels).
 """
@@ -17,12 +17,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import preprocessing as pp
+from ... import preprocessing as pp
+from ...errors import InputError
+from ...io.raster_io import RasterInfo
+from ..format.sarz_header import build_header
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
-from .errors import InputError
 from .interband import ReferenceBand, choose_references, sample_window
-from .raster_io import RasterInfo
-from .sarz_header import build_header
 from .strip_window import Cancel, Progress, Sink
 from .survey import Survey, survey_band
 
@@ -66,7 +66,7 @@ def output_dtype(kinds: list[str], dtype: str) -> str:
 
 
 def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = None) -> BandPlan:
-    """Pass 1 of every band, then the coding order and references (engine.interband) measured on a window of
+    """Pass 1 of every band, then the coding order and references (interband) measured on a window of
     the raster in each band's normalized dB (unless `options.interband` is off)."""
     surveys = [_survey(s, options, len(sources) > 1) for s in sources]
     if len(sources) == 1 or not options.interband:

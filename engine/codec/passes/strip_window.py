@@ -17,11 +17,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .errors import CancelledError
+from ...errors import CancelledError
+from ..format.layout import Layout
+from ..format.strip_payload import Strip
+from ..radiometry import finalize_strip, strip_gain_db
 from .interband import ReferenceBand
-from .layout import Layout
-from .radiometry import finalize_strip, strip_gain_db
-from .strip_payload import Strip
 
 Progress = Optional[Callable[[int, int], None]]
 Cancel = Optional[Callable[[], bool]]

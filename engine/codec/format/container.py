@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
 
-from .errors import CancelledError, ContainerError
+from ...errors import CancelledError, ContainerError
 from .header_dictionary import HEADER_DICTIONARY
 
 MAGIC = b"SARZ"

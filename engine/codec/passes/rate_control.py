@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-from .errors import InputError
+from ...errors import InputError
 from .quality import REFINE_STEPS
 
 TOLERANCE = 0.01

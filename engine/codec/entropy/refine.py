@@ -32,9 +32,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from . import ssim_weights, wavelet
+from ...errors import ContainerError
+from ..transform import wavelet
+from . import ssim_weights
 from .codes import TOTAL, inflate, quantize_pmf, zigzag_decode, zigzag_encode
-from .errors import ContainerError
 
 LEVELS = 8
 """Wavelet levels at most (fewer where a side would drop below 2 samples: 8 on 512-row strips). More levels code

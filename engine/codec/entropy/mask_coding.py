@@ -15,8 +15,8 @@ import zlib
 
 import numpy as np
 
-from .codes import inflate
-from .errors import ContainerError
+from ...errors import ContainerError
+from .codes import inflate, varint_decode, varint_encode
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
@@ -30,8 +30,6 @@ def _unzigzag(v: np.ndarray) -> np.ndarray:
 def encode_mask(invalid: np.ndarray) -> bytes:
     """Per row: 0 then the zigzagged moves of each change column when the row has as many changes as the one
     above (and some), else the count + 1 then the gaps between its change columns; varints, deflated."""
-    from .strip_payload import varint_encode
-
     rows = invalid.shape[0]
     changes = np.diff(invalid.astype(np.int8), axis=1, prepend=0, append=0) != 0
     r, c = np.nonzero(changes)
@@ -48,8 +46,6 @@ def encode_mask(invalid: np.ndarray) -> bytes:
 
 def decode_mask(data: bytes, shape: tuple[int, int], what: str) -> np.ndarray:
     """The mask `encode_mask` coded; ContainerError naming `what` when the bytes do not fit `shape`."""
-    from .strip_payload import varint_decode
-
     raw = inflate(data, what)
     b = np.frombuffer(raw, dtype=np.uint8)
     values, used = varint_decode(raw, int(np.count_nonzero(b < 0x80)))

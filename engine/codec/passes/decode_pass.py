@@ -1,20 +1,20 @@
 """Decompression: the header validated into one Layout per band, then the shared StripPass over each chosen
-band's tiles, rebuilt from the file's chunks (all of them, or those a window needs: engine.window_decode; a
-predicted band also decodes its reference's refinement streams: engine.interband)."""
+band's tiles, rebuilt from the file's chunks (all of them, or those a window needs: engine.codec.passes.window_decode; a
+predicted band also decodes its reference's refinement streams: engine.codec.passes.interband)."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from . import refine
-from .container import ContainerReader
-from .errors import ContainerError, InputError
+from ...errors import ContainerError, InputError
+from ...io.raster_io import RasterInfo
+from ..entropy import refine
+from ..format.container import ContainerReader
+from ..format.layout import Layout
+from ..format.sarz_header import global_gain, layouts_from_header
+from ..format.strip_payload import BrightResiduals, Strip
+from ..radiometry import bright_contexts, prediction_level, restore_mean_codes
 from .interband import ReferenceBand
-from .layout import Layout
-from .radiometry import bright_contexts, prediction_level, restore_mean_codes
-from .raster_io import RasterInfo
-from .sarz_header import global_gain, layouts_from_header
-from .strip_payload import BrightResiduals, Strip
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
 
 

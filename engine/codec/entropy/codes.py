@@ -1,5 +1,6 @@
 """Byte-level pieces shared by the coders (refinement layer, chunk sections): 16-bit frequency tables,
-the zig-zag varints that carry escaped symbols, checked inflation. Torch-free."""
+the zig-zag varints that carry escaped symbols, plain LEB128 varints (bright targets, masks), checked inflation.
+Torch-free."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from .errors import ContainerError
+from ...errors import ContainerError
 
 PRECISION = 16
 TOTAL = 1 << PRECISION
@@ -70,3 +71,37 @@ def inflate(data: bytes, what: str) -> bytes:
         return zlib.decompress(data)
     except zlib.error as exc:
         raise ContainerError(f"{what} is corrupt ({exc})") from exc
+
+
+def varint_encode(values: np.ndarray) -> bytes:
+    """Unsigned LEB128 varints, vectorised."""
+    v = np.asarray(values, dtype=np.uint64)
+    if v.size == 0:
+        return b""
+    nbytes = np.ones(v.size, dtype=np.int64)
+    rest = v >> np.uint64(7)
+    while np.any(rest):
+        nbytes += rest > 0
+        rest = rest >> np.uint64(7)
+    k = np.arange(int(nbytes.max()), dtype=np.uint64)
+    groups = ((v[:, None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)
+    groups |= np.where(k[None, :] < (nbytes[:, None] - 1).astype(np.uint64), 0x80, 0).astype(np.uint8)
+    return groups[k[None, :] < nbytes[:, None].astype(np.uint64)].tobytes()
+
+
+def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
+    """The first `count` varints of `data` and the number of bytes they use."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    ends = np.nonzero((b & 0x80) == 0)[0][:count]
+    if len(ends) != count:
+        raise ContainerError("bright-target residuals are truncated")
+    if count == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if np.any(lengths > 8):
+        raise ContainerError("bright-target residual out of range")
+    used = int(ends[-1]) + 1
+    pos = np.arange(used) - np.repeat(starts, lengths)
+    parts = (b[:used] & 0x7F).astype(np.uint64) << (np.uint64(7) * pos.astype(np.uint64))
+    return np.add.reduceat(parts, starts).astype(np.int64), used

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import preprocessing as pp
+from ... import preprocessing as pp
 
 STRIP_ROWS = 512
 """Rows pass 1 (the survey) reads at a time."""
@@ -26,6 +26,9 @@ decodes the tiles it touches: 1024 keeps a 1024x1024 window to at most 4 tiles, 
 tile."""
 BLOCK = 64
 """Side of the square blocks that each get one mean-correction gain."""
+MEAN_CORRECTIONS = ("block", "global", "none")
+GAIN_LOG2_STEP = 1.0 / 32.0
+"""A block's mean is coded as an int16 code in these log2 steps (engine.codec.radiometry)."""
 BRIGHT_STEP_DB = (0.05, 1.0)
 """Range of the quantizer step of bright-target residuals."""
 BRIGHT_STEP_FRACTION = 8
@@ -73,7 +76,7 @@ class Layout:
     nodata: Optional[float]
     rng: pp.Range
     quality: int
-    """The user's quality (engine.quality)."""
+    """The user's quality (engine.codec.passes.quality)."""
     refine_step: float
     """Refinement quantizer step as a fraction of the dB range."""
     mean_correction: str
@@ -84,7 +87,7 @@ class Layout:
     """The band's place in the file's `bands` list (its coding order): its chunks follow those of the bands
     before it (chunk order "band, tile row, tile column")."""
     reference: Optional[int] = None
-    """The place of the band it is predicted from (engine.interband), None when coded on its own."""
+    """The place of the band it is predicted from (engine.codec.passes.interband), None when coded on its own."""
 
     @property
     def out_dtype(self) -> str:

@@ -25,14 +25,12 @@ from typing import Union
 
 import numpy as np
 
-from . import preprocessing as pp
-from . import refine
-from .errors import ContainerError
-from .layout import BLOCK, Layout
-from .strip_payload import BRIGHT_CONTEXTS, BRIGHT_SPAN, BrightResiduals, Strip
+from .. import preprocessing as pp
+from ..errors import ContainerError
+from .entropy import refine
+from .format.layout import BLOCK, GAIN_LOG2_STEP, Layout
+from .format.strip_payload import BRIGHT_CONTEXTS, BRIGHT_SPAN, BrightResiduals, Strip
 
-MEAN_CORRECTIONS = ("block", "global", "none")
-GAIN_LOG2_STEP = 1.0 / 32.0
 GAIN_CODE_LIMIT = 2**15 - 1
 
 WEIGHT_CAP = 8.0

@@ -17,15 +17,16 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import preprocessing as pp
-from . import refine
-from .errors import InputError
-from .interband import ReferenceBand
-from .layout import Layout, bright_threshold, tile_size
-from .preprocessing import isolated_count
-from .quality import N_QUALITIES, Quality, quality_level
-from .radiometry import (
-    MEAN_CORRECTIONS,
+from ... import preprocessing as pp
+from ...errors import InputError
+from ...io.raster_io import RasterInfo, itemsize
+from ...preprocessing import isolated_count
+from ..entropy import refine
+from ..entropy.ssim_weights import TUNES
+from ..format.layout import MEAN_CORRECTIONS, Layout, bright_threshold, tile_size
+from ..format.sarz_header import band_entry
+from ..format.strip_payload import Strip, invalid_codes
+from ..radiometry import (
     block_counts,
     block_sums,
     bright_contexts,
@@ -37,10 +38,8 @@ from .radiometry import (
     predicted_codes,
     use_mask,
 )
-from .raster_io import RasterInfo, itemsize
-from .sarz_header import band_entry
-from .ssim_weights import TUNES
-from .strip_payload import Strip, invalid_codes
+from .interband import ReferenceBand
+from .quality import N_QUALITIES, Quality, quality_level
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
 from .survey import RowReader, Survey, survey_band
 
@@ -74,7 +73,7 @@ class EncodeOptions:
     """What the rate-distortion decisions weigh: "ssim" (errors where SSIM is sensitive count more:
     ssim_weights) or "psnr" (plain squared error). Encoder only: not in the file, any decoder reads both."""
     interband: bool = True
-    """Predict bands from one another where the measurement says it pays (engine.interband)."""
+    """Predict bands from one another where the measurement says it pays (engine.codec.passes.interband)."""
 
     def level(self) -> Quality:
         """What the quality means; InputError naming what is wrong."""
@@ -132,7 +131,7 @@ class EncodePass(StripPass):
     ) -> EncodePass:
         """Options checked and pass 1 done (or its `survey` given: it does not depend on the step, so rate
         control's passes share one): a pass whose layout is fixed for every strip. `band_index`: the band's
-        place in the file; `reference`: the band it is predicted from (engine.interband)."""
+        place in the file; `reference`: the band it is predicted from (engine.codec.passes.interband)."""
         level = options.level()
         pp.check_dtype(source.info.dtype)
         if survey is None:

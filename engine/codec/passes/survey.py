@@ -11,12 +11,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import preprocessing as pp
-from . import ssim_weights
-from .layout import STRIP_ROWS
-from .metrics import SSIM_WINDOW
+from ... import preprocessing as pp
+from ...io.raster_io import RasterInfo
+from ...metrics import SSIM_WINDOW
+from ..entropy import ssim_weights
+from ..format.layout import STRIP_ROWS
 from .quality import step_floor
-from .raster_io import RasterInfo
 
 RANGE_PERCENTILES = (0.5, 99.9)
 SAMPLE_VALUES = pp.MAX_SAMPLE

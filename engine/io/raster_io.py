@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
 from .output_paths import check_outputs, real_path, temp_path
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -1,8 +1,9 @@
-"""A .sarz as a GDAL raster: a VRT whose band is a Python pixel function decoding the requested window.
+"""A .sarz as a GDAL raster: a VRT whose bands are a Python pixel function decoding the requested window.
 
-`write_vrt` writes IN.sarz.vrt (CRS, geotransform, nodata, band description, unit/scale/offset of the original,
-one GDAL block per tile) and one VRT per overview level (IN.sarz.ov1.vrt ...), listed as its <Overview>s, each
-decoding from the coarse wavelet subbands (window_decode). GDAL runs the pixel function only when allowed:
+`write_vrt` writes IN.sarz.vrt (CRS, geotransform; per band, in source band order, its nodata, description and
+unit/scale/offset of the original; one GDAL block per tile) and one VRT per overview level (IN.sarz.ov1.vrt ...),
+listed as its <Overview>s, each decoding from the coarse wavelet subbands (window_decode). GDAL runs the pixel
+function only when allowed:
 
     GDAL_VRT_ENABLE_PYTHON=TRUSTED_MODULES
     GDAL_VRT_PYTHON_TRUSTED_MODULES=sar_compressor.engine.gdal_vrt
@@ -42,19 +43,19 @@ _GDAL_TYPES = {  # the output dtypes (preprocessing.output_dtype)
 }
 PathLike = Union[str, "os.PathLike[str]"]
 
-_readers: dict[tuple[str, int, int], tuple[threading.Lock, SarzWindowReader]] = {}
+_readers: dict[tuple[str, Optional[int], int, int], tuple[threading.Lock, SarzWindowReader]] = {}
 _readers_lock = threading.Lock()
 
 
-def _reader(path: str) -> tuple[threading.Lock, SarzWindowReader]:
-    """One open reader per file version (path, size, mtime): GDAL calls the function once per block."""
+def _reader(path: str, band: Optional[int]) -> tuple[threading.Lock, SarzWindowReader]:
+    """One open reader per band of a file version (path, band, size, mtime): GDAL calls the function per block."""
     stat = os.stat(path)
-    key = (path, stat.st_size, stat.st_mtime_ns)
+    key = (path, band, stat.st_size, stat.st_mtime_ns)
     with _readers_lock:
         if key not in _readers:
-            for old in [k for k in _readers if k[0] == path]:
+            for old in [k for k in _readers if k[:2] == (path, band)]:
                 _readers.pop(old)[1].close()
-            _readers[key] = (threading.Lock(), SarzWindowReader(path))
+            _readers[key] = (threading.Lock(), SarzWindowReader(path, band))
         return _readers[key]
 
 
@@ -72,9 +73,10 @@ def read_window(
     **kwargs: Union[str, bytes],
 ) -> None:
     """GDAL's Python pixel function: fills `out_ar` with the window (xoff, yoff, xsize, ysize) of the .sarz named
-    by the VRT's `path` argument at its `level` argument (GDAL 3.6 hands the arguments over as bytes)."""
+    by the VRT's `path` argument, band `band` (a source band number), at its `level` argument (GDAL 3.6 hands the
+    arguments over as bytes)."""
     args = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in kwargs.items()}
-    lock, reader = _reader(args["path"])
+    lock, reader = _reader(args["path"], int(args["band"]) if "band" in args else None)
     with lock:
         out_ar[:] = _resampled(reader, (xoff, yoff, xsize, ysize), int(args.get("level", "0")), out_ar.shape)
 
@@ -124,12 +126,13 @@ def _geotransform(transform: Optional[tuple[float, ...]], factor: float) -> Opti
     return ", ".join(repr(float(v)) for v in (c, a * factor, b * factor, f, d * factor, e * factor))
 
 
-def _band_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: list[Path]) -> str:
+def _band_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: list[Path], index: int) -> str:
+    """VRT band `index` (1-based): the reader's band (its source band number goes to the pixel function)."""
     info, layout = reader.info, reader.layout
     block_w, block_h = (max(1, math.ceil(t / (1 << level))) for t in (layout.tile_width, layout.tile_height))
     lines = [
-        f'  <VRTRasterBand dataType="{_GDAL_TYPES[reader.out_dtype]}" band="1" subClass="VRTDerivedRasterBand" '
-        f'blockXSize="{block_w}" blockYSize="{block_h}">'
+        f'  <VRTRasterBand dataType="{_GDAL_TYPES[reader.out_dtype]}" band="{index}" '
+        f'subClass="VRTDerivedRasterBand" blockXSize="{block_w}" blockYSize="{block_h}">'
     ]
     description = info.descriptions[0] if info.descriptions else None
     if description:
@@ -145,18 +148,19 @@ def _band_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: list[
     lines += [
         f"    <PixelFunctionType>{PIXEL_FUNCTION}</PixelFunctionType>",
         "    <PixelFunctionLanguage>Python</PixelFunctionLanguage>",
-        f'    <PixelFunctionArguments path={quoteattr(str(sarz))} level="{level}"/>',
+        f'    <PixelFunctionArguments path={quoteattr(str(sarz))} band="{reader.band}" level="{level}"/>',
     ]
     for ov in overviews:
         lines.append(
             f'    <Overview><SourceFilename relativeToVRT="1">{escape(ov.name)}</SourceFilename>'
-            "<SourceBand>1</SourceBand></Overview>"
+            f"<SourceBand>{index}</SourceBand></Overview>"
         )
     lines.append("  </VRTRasterBand>")
     return "\n".join(lines)
 
 
-def _dataset_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: list[Path]) -> str:
+def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overviews: list[Path]) -> str:
+    reader = readers[0]
     info = reader.info
     height, width = reader.level_shape(level)
     lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
@@ -175,7 +179,7 @@ def _dataset_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: li
             )
         lines.append("  </GCPList>")
     lines.append(f'  <Metadata><MDI key="{MARKER}">{escape(str(sarz))}</MDI></Metadata>')
-    lines.append(_band_xml(reader, sarz, level, overviews))
+    lines += [_band_xml(r, sarz, level, overviews, i + 1) for i, r in enumerate(readers)]
     lines.append("</VRTDataset>\n")
     return "\n".join(lines)
 
@@ -190,18 +194,25 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
-    """Write the VRT of a .sarz (default: IN.sarz.vrt beside it) and its overview VRTs; returns their paths, the
-    main one first. InputError if an output exists and is not a VRT this function wrote for the same file."""
+    """Write the VRT of a .sarz (default: IN.sarz.vrt beside it), one VRT band per band of the file in source band
+    order, and its overview VRTs; returns their paths, the main one first. InputError if an output exists and is
+    not a VRT this function wrote for the same file."""
     src = Path(sarz).resolve()
     if not src.is_file():
         raise InputError(f"not a file: {sarz}")
     out = Path(vrt) if vrt is not None else src.with_name(src.name + ".vrt")
     if not out.parent.is_dir():
         raise InputError(f"output folder does not exist: {out.parent}")
-    with SarzWindowReader(src) as reader:
-        paths = vrt_paths(out, reader.max_level)
+    with SarzWindowReader(src) as first:
+        bands = first.source_bands
+    readers = [SarzWindowReader(src, band) for band in bands]
+    try:
+        paths = vrt_paths(out, readers[0].max_level)
         for path in paths:
             _check_replaceable(path, src)
         for level, path in enumerate(paths):
-            _write_atomic(path, _dataset_xml(reader, src, level, paths[1:] if level == 0 else []))
+            _write_atomic(path, _dataset_xml(readers, src, level, paths[1:] if level == 0 else []))
+    finally:
+        for reader in readers:
+            reader.close()
     return paths

@@ -142,3 +142,30 @@ def test_vrt_command_replaces_only_its_own_vrts(sarz, tmp_path, capsys):
     assert user.read_text() == "not mine"
     assert cli.main(["vrt", "--help"]) == 0
     assert "GDAL_VRT_PYTHON_TRUSTED_MODULES=sar_compressor.engine.gdal_vrt" in capsys.readouterr().out
+
+
+def test_every_band_of_a_multiband_file_is_a_vrt_band(tmp_path):
+    """A two-band (VV/VH-like) .sarz: one VRT band per band, in source order, each with its description; a
+    window of band 2 read by gdal_translate equals decode_window of that band."""
+    src = tmp_path / "dual.tif"
+    first = write_scene(tmp_path / "vv.tif", 200, 260, seed=8)
+    with rasterio.open(first) as ds:
+        vv, profile = ds.read(1), ds.profile
+    profile.update(count=2)
+    with rasterio.open(src, "w", **profile) as ds:
+        ds.write(np.stack([vv, 0.2 * vv * np.random.default_rng(1).gamma(4.0, 0.25, vv.shape).astype(vv.dtype)]))
+        ds.set_band_description(1, "VV")
+        ds.set_band_description(2, "VH")
+    api.compress_file(src, tmp_path / "dual.sarz", quality=4)
+    write_vrt(tmp_path / "dual.sarz")
+    info = _run("gdalinfo", str(tmp_path / "dual.sarz.vrt"))
+    assert info.returncode == 0, info.stderr
+    assert "Band 2 Block=" in info.stdout and "Description = VH" in info.stdout
+    out = tmp_path / "vh.tif"
+    done = _run(
+        "gdal_translate", "-q", "-b", "2", "-srcwin", "30", "20", "100", "90", str(tmp_path / "dual.sarz.vrt"), str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    with rasterio.open(out) as ds:
+        got = ds.read(1)
+    np.testing.assert_array_equal(got, decode_window(tmp_path / "dual.sarz", (30, 20, 100, 90), band=2))

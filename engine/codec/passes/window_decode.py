@@ -66,6 +66,9 @@ class SarzWindowReader:
             raise
         self.layout: Layout = self.decoder.layout
         self.info = self.decoder.info
+        self.source_bands = sorted(int(entry["source_band"]) for entry in self.reader.header["bands"])
+        """Every band of the file by its source number (this reader decodes `band`)."""
+        self.band = int(self.reader.header["bands"][self.layout.band_index]["source_band"])
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
     def __enter__(self) -> SarzWindowReader:

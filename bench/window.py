@@ -34,7 +34,8 @@ def _level_for(width: int, max_level: int) -> int:
     return level
 
 
-def _write_jp2(tif: Path, jp2: Path, rng: tuple[float, float], bpp: float) -> None:
+def _write_jp2(tif: Path, jp2: Path, rng: tuple[float, float], bpp: float, resolutions: int) -> None:
+    """`resolutions`: wavelet levels + 1 (OpenJPEG's default keeps 1024 tiles to 1/8: the coarse read needs more)."""
     import rasterio
 
     from ..engine.metrics import to_domains
@@ -47,7 +48,7 @@ def _write_jp2(tif: Path, jp2: Path, rng: tuple[float, float], bpp: float) -> No
     del db
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        options = {"QUALITY": f"{100.0 * bpp / (8 * q16.itemsize):.6g}", "REVERSIBLE": "NO"}
+        options = {"QUALITY": f"{100.0 * bpp / (8 * q16.itemsize):.6g}", "REVERSIBLE": "NO", "RESOLUTIONS": resolutions}
         with rasterio.open(jp2, "w", BLOCKXSIZE=WINDOW, BLOCKYSIZE=WINDOW, **options, **profile) as dst:
             dst.write(q16, 1)
 
@@ -75,7 +76,7 @@ def measure(size: int, quality: int, workdir: Path) -> dict:
         window_s, _ = _timed(lambda: reader.read((off, off, side, side)))
     with SarzWindowReader(sarz) as reader:
         overview_s, _ = _timed(lambda: reader.read((0, 0, shape[1], shape[0]), level))
-    _write_jp2(tif, jp2, (stats.vmin, stats.vmax), stats.bpp)
+    _write_jp2(tif, jp2, (stats.vmin, stats.vmax), stats.bpp, max(level + 1, 2))
     with rasterio.open(jp2) as ds:
         j_window_s, _ = _timed(lambda: ds.read(1, window=Window(off, off, side, side)))
     with rasterio.open(jp2, overview_level=level - 1) if level else rasterio.open(jp2) as ds:

@@ -57,18 +57,24 @@ def apply_matching_style(original: QgsRasterLayer, band: int, reconstruction: Qg
     reconstruction.setRenderer(matching_renderer(original, band, reconstruction))
 
 
+def gray_stretch(layer: QgsRasterLayer, lo: float, hi: float) -> QgsSingleBandGrayRenderer:
+    """Gray renderer on band 1 of `layer`, stretched linearly from `lo` to `hi`."""
+    renderer = QgsSingleBandGrayRenderer(layer.dataProvider(), 1)
+    enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(1))
+    enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, True)
+    enhancement.setMinimumValue(lo)
+    enhancement.setMaximumValue(hi)
+    renderer.setContrastEnhancement(enhancement)
+    return renderer
+
+
 def _gray_renderer_like(
     original: QgsRasterLayer, band: int, reconstruction: QgsRasterLayer
 ) -> QgsSingleBandGrayRenderer:
     """Gray renderer on band 1 stretched to the 2-98 % cumulative cut of the original band."""
     provider = original.dataProvider()
     lo, hi = provider.cumulativeCut(band, 0.02, 0.98, original.extent(), 250000)
-    renderer = QgsSingleBandGrayRenderer(reconstruction.dataProvider(), 1)
-    enhancement = QgsContrastEnhancement(reconstruction.dataProvider().dataType(1))
-    enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, True)
-    enhancement.setMinimumValue(lo)
-    enhancement.setMaximumValue(hi)
-    renderer.setContrastEnhancement(enhancement)
+    renderer = gray_stretch(reconstruction, lo, hi)
     origin = QgsRasterMinMaxOrigin()
     origin.setLimits(QgsRasterMinMaxOrigin.CumulativeCut)
     renderer.setMinMaxOrigin(origin)

@@ -27,7 +27,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 from ..algorithms.preview import PREVIEW_SIDE, read_preview
-from ..algorithms.styling import band_1_renderer, matching_renderer
+from ..algorithms.styling import band_1_renderer, gray_stretch, matching_renderer
 
 DB_STRETCH = "dB stretch"
 PERCENTILE_STRETCH = "Percentile stretch"
@@ -115,14 +115,7 @@ class ComparisonBuilder:
 
     def _shared_gray(self, left: QgsRasterLayer) -> QgsSingleBandGrayRenderer:
         """Gray on band 1 stretched to the original's percentiles (the same object is cloned on both sides)."""
-        lo, hi = self.stretch_range()
-        renderer = QgsSingleBandGrayRenderer(left.dataProvider(), 1)
-        enhancement = QgsContrastEnhancement(left.dataProvider().dataType(1))
-        enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, True)
-        enhancement.setMinimumValue(lo)
-        enhancement.setMaximumValue(hi)
-        renderer.setContrastEnhancement(enhancement)
-        return renderer
+        return gray_stretch(left, *self.stretch_range())
 
     def stretch_range(self) -> tuple[float, float]:
         """The shared stretch: the original's display values at STRETCH_PERCENTILES."""

@@ -37,13 +37,12 @@ from .codec.passes.band_set import (
     BandSinks,
     output_dtype,
     plan_bands,
-    scaled_progress,
     stack_infos,
 )
-from .codec.passes.decode_pass import DecodePass, band_passes
+from .codec.passes.decode_pass import DecodePass, band_passes, run_passes
 from .codec.passes.encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .codec.passes.quality import DEFAULT_QUALITY
-from .codec.passes.strip_window import Cancel, Progress, Sink
+from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError
 from .input_checks import check_kind_fits
 from .io.output_paths import check_outputs, real_path, temp_path
@@ -448,10 +447,7 @@ def _decode(
     info = stack_infos([dec.info for dec in passes])
     info = replace(info, dtype=output_dtype([dec.layout.kind for dec in passes], info.dtype))
     with open_sink(info) as sinks:
-        for i, dec in enumerate(passes):
-            dec.progress = scaled_progress(progress, i / len(passes), (i + 1) / len(passes))
-            dec.cancel = cancel
-            dec.run(sinks(i))
+        run_passes(passes, sinks, progress, cancel)
     return passes
 
 

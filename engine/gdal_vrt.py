@@ -203,10 +203,9 @@ def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
     out = Path(vrt) if vrt is not None else src.with_name(src.name + ".vrt")
     if not out.parent.is_dir():
         raise InputError(f"output folder does not exist: {out.parent}")
-    with SarzWindowReader(src) as first:
-        bands = first.source_bands
-    readers = [SarzWindowReader(src, band) for band in bands]
+    readers = [SarzWindowReader(src)]  # the file's first band; its header names the others
     try:
+        readers += [SarzWindowReader(src, band) for band in readers[0].source_bands[1:]]
         paths = vrt_paths(out, readers[0].max_level)
         for path in paths:
             _check_replaceable(path, src)

@@ -15,8 +15,7 @@ from typing import Any, Union
 import numpy as np
 
 from .codec.format.container import ContainerReader
-from .codec.passes.band_set import scaled_progress
-from .codec.passes.decode_pass import band_passes
+from .codec.passes.decode_pass import band_passes, run_passes
 from .codec.passes.strip_window import Cancel, Progress, check_cancel
 from .errors import ContainerError
 
@@ -82,10 +81,7 @@ def verify_file(path: PathLike, progress: Progress = None, cancel: Cancel = None
         tracked = _TrackingReader(reader)
         passes = band_passes(tracked)
         try:
-            for i, dec in enumerate(passes):
-                dec.progress = scaled_progress(progress, i / len(passes), (i + 1) / len(passes))
-                dec.cancel = cancel
-                dec.run(_discard)
+            run_passes(passes, lambda _: _discard, progress, cancel)
         except DECODE_FAILURES as exc:
             raise ContainerError(f"{path}: chunk {tracked.last} (or the one before) does not decode: {exc}") from exc
         return VerifyReport(str(path), reader.n_chunks, passes[0].layout.width, passes[0].layout.height)

@@ -25,7 +25,7 @@ import numpy as np
 from ...errors import ContainerError
 from ..entropy.codes import inflate, varint_decode, varint_encode
 from ..entropy.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
-from .layout import Layout, tile_blocks
+from .layout import Layout, TileGeometry, tile_blocks
 
 STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes")
 """The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
@@ -205,16 +205,17 @@ class Strip:
         return head + b"".join(streams)
 
     @classmethod
+    def at(cls, tile: TileGeometry, **fields: Any) -> Strip:
+        """A strip (tile) at `tile`'s place in the raster, with `fields` (bright, invalid, codes, ...)."""
+        return cls(index=tile.index, row0=tile.row0, rows=tile.rows, col0=tile.col0, cols=tile.cols, **fields)
+
+    @classmethod
     def from_payload(cls, payload: bytes, k: int, layout: Layout) -> Strip:
         """Tile k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
         tile = layout.tile(k)
         refinement, gains, bright, mask, codes = _split_chunk(payload, k, (tile.rows, tile.cols))
-        strip = cls(
-            index=k,
-            row0=tile.row0,
-            rows=tile.rows,
-            col0=tile.col0,
-            cols=tile.cols,
+        strip = cls.at(
+            tile,
             bright=None,
             invalid=None,
             codes=np.zeros(0, np.uint8),

@@ -23,7 +23,7 @@ from ...io.raster_io import RasterInfo
 from ..format.sarz_header import build_header
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .interband import ReferenceBand, choose_references, sample_window
-from .strip_window import Cancel, Progress, Sink
+from .strip_window import Cancel, Progress, Sink, scaled_progress
 from .survey import Survey, survey_band
 
 BandSinks = Callable[[int], Sink]
@@ -151,10 +151,3 @@ class BandSetEncoder:
     def flush_deferred(self) -> None:
         for enc in self.passes:
             enc.flush_deferred()
-
-
-def scaled_progress(progress: Progress, lo: float, hi: float) -> Progress:
-    """`progress` seen through a slice [lo, hi] of its bar (in thousandths)."""
-    if progress is None:
-        return None
-    return lambda done, total: progress(round(1000 * (lo + (hi - lo) * done / max(total, 1))), 1000)

@@ -4,7 +4,7 @@ predicted band also decodes its reference's refinement streams: engine.codec.pas
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from ...errors import ContainerError, InputError
 from ...io.raster_io import RasterInfo
@@ -15,7 +15,7 @@ from ..format.sarz_header import global_gain, layouts_from_header
 from ..format.strip_payload import BrightResiduals, Strip
 from ..radiometry import bright_contexts, prediction_level, restore_mean_codes
 from .interband import ReferenceBand
-from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
+from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel, scaled_progress
 
 
 class DecodePass(StripPass):
@@ -90,6 +90,14 @@ def band_passes(reader: ContainerReader, band: Optional[int] = None) -> list[Dec
     for dec in passes:
         dec.feeds = references.get(dec.layout.band_index)
     return passes
+
+
+def run_passes(passes: list[DecodePass], sink: Callable[[int], Sink], progress: Progress, cancel: Cancel) -> None:
+    """Decode `passes` one after the other, pass i into `sink(i)`, each its share of one progress bar."""
+    for i, dec in enumerate(passes):
+        dec.progress = scaled_progress(progress, i / len(passes), (i + 1) / len(passes))
+        dec.cancel = cancel
+        dec.run(sink(i))
 
 
 def _refinement_reader(reader: ContainerReader, layout: Layout):

@@ -199,12 +199,8 @@ class EncodePass(StripPass):
         self.n_zero += int(zeros.sum())
         self.n_isolated_zero += isolated_count(zeros)
         has_invalid = bool(invalid.any())
-        return Strip(
-            index=k,
-            row0=tile.row0,
-            rows=tile.rows,
-            col0=tile.col0,
-            cols=tile.cols,
+        return Strip.at(
+            tile,
             bright=residuals,
             invalid=invalid if has_invalid else None,
             codes=invalid_codes(raw, invalid, layout.nodata) if has_invalid else np.zeros(0, np.uint8),

@@ -29,6 +29,13 @@ Sink = Callable[[int, np.ndarray], None]
 """sink(row0, rows): receives each finished row of tiles of the output raster (full width), top to bottom."""
 
 
+def scaled_progress(progress: Progress, lo: float, hi: float) -> Progress:
+    """`progress` seen through a slice [lo, hi] of its bar (in thousandths): one band's pass among several."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(round(1000 * (lo + (hi - lo) * done / max(total, 1))), 1000)
+
+
 def check_cancel(cancel: Cancel) -> None:
     if cancel is not None and cancel():
         raise CancelledError("cancelled by the user")

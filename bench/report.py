@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import multiband
+from . import ablation, multiband
 
 MB = 1024 * 1024
 
@@ -71,6 +71,7 @@ def markdown(results: dict) -> str:
     lines += _rd_table(results)
     lines += _target_table(results)
     lines += products_table(results.get("products"))
+    lines += ablation.markdown(results.get("ablation"))
     for key, label in (("rd", "Rate-distortion curves"), ("crop", "Equal-rate crop")):
         if results["figures"].get(key):
             lines += [f"![{label}]({results['figures'][key]})", ""]

@@ -4,7 +4,8 @@
     python -m sar_compressor.bench.run --scale [--scale-files 8] [--scale-size 2048] [--scale-workers 1 2]
     python -m sar_compressor.bench.run [--multiband]
 
-Runs within a time budget (default 20 min): rate-distortion and speed first, then the large-raster memory test
+Runs within a time budget (default 20 min): rate-distortion, the ablation (bench.ablation) and speed first,
+then the large-raster memory test
 at the biggest size (up to --large-size) that the measured throughput says will fit; the size used and why are
 recorded in the JSON.
 """
@@ -27,7 +28,7 @@ from typing import Callable, Optional
 
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from ..engine.errors import SARCompressorError
-from . import jpeg2000, memory, multiband, plots, products, report, scale, speed, window
+from . import ablation, jpeg2000, memory, multiband, plots, products, report, scale, speed, window
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
 
@@ -212,6 +213,8 @@ def run(args: argparse.Namespace) -> dict:
         results["products"] = _stage(
             "products", results, clock, lambda: products.run(workdir, _sim_size(args), clock.log)
         )
+        targets = (0.5,) if args.quick else ablation.TARGETS
+        results["ablation"] = _stage("ablation", results, clock, lambda: ablation.run(datasets, clock.log, targets))
         if args.multiband and not args.quick:
             results["multiband"] = _stage("multiband", results, clock, lambda: multiband.run(args.data, clock.log))
         _speed_and_memory(args, workdir, clock, results)

@@ -100,7 +100,7 @@ class CompressStats(_Stats):
     bands: list[dict[str, Any]] = field(default_factory=list)
     """Per band (source order): source_band, kind, vmin, vmax, reference (the source band it is predicted
     from, or None), bytes (its chunks), bpp (of them), psnr_db (refined dB against the original over the band's
-    coded range, before the mean correction)."""
+    coded range, before the mean correction), loop_filtered_tiles (of its tiles)."""
 
     def summary(self) -> str:
         return f"ratio {self.ratio:.1f}:1, {self.bpp:.3f} bpp, quality {self.quality}, {self.seconds:.1f} s"
@@ -111,8 +111,10 @@ class CompressStats(_Stats):
         for b in self.bands:
             ref = f", predicted from band {b['reference']}" if b["reference"] is not None else ""
             psnr = "n/a" if b["psnr_db"] is None else f"{b['psnr_db']:.2f} dB"
+            filtered = f", loop filter on {b['loop_filtered_tiles']} of {b['tiles']} tiles"
             lines.append(
-                f"band {b['source_band']} ({b['kind']}): {b['bytes']} bytes, {b['bpp']:.4f} bpp, PSNR {psnr}{ref}"
+                f"band {b['source_band']} ({b['kind']}): {b['bytes']} bytes, {b['bpp']:.4f} bpp, PSNR {psnr}"
+                f"{filtered}{ref}"
             )
         return lines
 
@@ -196,6 +198,8 @@ def _band_figures(enc: EncodePass, reference: Optional[int]) -> dict[str, Any]:
         "bytes": enc.chunk_bytes,
         "bpp": 8.0 * enc.chunk_bytes / (layout.width * layout.height),
         "psnr_db": enc.psnr_db,
+        "loop_filtered_tiles": enc.n_filtered,
+        "tiles": layout.n_tiles,
     }
 
 
@@ -281,6 +285,7 @@ def compress_file(
     target_bpp: Optional[float] = None,
     tune: str = "ssim",
     interband: bool = True,
+    loop_filter: bool = True,
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
@@ -293,7 +298,8 @@ def compress_file(
     their dB ranges) instead of at `quality`, by coding the raster at trial steps first
     (engine.codec.passes.rate_control: 3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions
     weighted where SSIM is sensitive; default) or "psnr" (plain squared error). `interband`: predict bands from
-    one another where it pays."""
+    one another where it pays. `loop_filter`: fit each tile's adaptive loop filter where it pays
+    (engine.codec.restoration.loop_filter)."""
     start = time.perf_counter()
     info = open_info(src)
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]
@@ -307,7 +313,7 @@ def compress_file(
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
         return write_container(staged, header_fn, chunks, cancel_fn)
 
-    options = EncodeOptions(quality, kind, mean_correction, tune=tune, interband=interband)
+    options = EncodeOptions(quality, kind, mean_correction, tune=tune, interband=interband, loop_filter=loop_filter)
     try:
         with bounded_gdal_cache(streaming_cache_mb(info.width, info.dtype)), RasterReader(src) as reader:
             sources = [BandSource(info.band(b), b, _row_reader(reader, b)) for b in bands]
@@ -349,6 +355,7 @@ def compress_array(
     target_bpp: Optional[float] = None,
     tune: str = "ssim",
     interband: bool = True,
+    loop_filter: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> ArrayResult:
@@ -377,7 +384,7 @@ def compress_array(
         return len(data)
 
     sources = [BandSource(info.band(b + 1), b + 1, _array_reader(stack[b])) for b in range(stack.shape[0])]
-    options = EncodeOptions(quality, kind, mean_correction, tune=tune, interband=interband)
+    options = EncodeOptions(quality, kind, mean_correction, tune=tune, interband=interband, loop_filter=loop_filter)
     stats = _encode(
         sources, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
     )

@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         help="code every band on its own (default: predict a band from another where that saves bits)",
     )
     c.add_argument(
+        "--no-loop-filter",
+        action="store_true",
+        help="leave every tile unfiltered (default: fit each tile's adaptive loop filter where it pays)",
+    )
+    c.add_argument(
         "--kind",
         choices=KINDS,
         default="auto",
@@ -248,6 +253,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         target_bpp=args.target_bpp,
         tune=args.tune,
         interband=not args.no_interband,
+        loop_filter=not args.no_loop_filter,
         reconstruction=args.reconstruction,
         progress=job.progress,
         cancel=job.cancel,

@@ -4,7 +4,9 @@ Each layer imports only itself and the layers listed for it (lower in this list)
 
     front ends        engine/*.py outside the foundation: api (compress_file, decompress_file, ...), cli, batch,
                       strip_tasks, zarr_codec, gdal_vrt, verify, inspect, input_checks, simulate -> anything
-    codec.passes      -> codec.radiometry, codec.format, codec.entropy, codec.transform, io, foundation
+    codec.passes      -> codec.restoration, codec.radiometry, codec.format, codec.entropy, codec.transform, io,
+                         foundation
+    codec.restoration -> codec.entropy, codec.transform, foundation
     codec.radiometry  -> codec.format, codec.entropy, codec.transform, io, foundation
     codec.format      -> codec.entropy, codec.transform, io, foundation
     codec.entropy     -> codec.transform, foundation
@@ -39,6 +41,7 @@ ALLOWED = {
     "codec.radiometry": {"codec.radiometry", "codec.format", "codec.entropy", "codec.transform", "io", "foundation"},
     "codec.passes": {
         "codec.passes",
+        "codec.restoration",
         "codec.radiometry",
         "codec.format",
         "codec.entropy",
@@ -46,6 +49,7 @@ ALLOWED = {
         "io",
         "foundation",
     },
+    "codec.restoration": {"codec.restoration", "codec.entropy", "codec.transform", "foundation"},
     "codec": {"codec"},  # engine/codec/__init__.py: a docstring, nothing imported
 }
 FORBIDDEN_OUTSIDE = ("qgis", "PyQt5", "sar_compressor.algorithms", "sar_compressor.ui", "sar_compressor.training")
@@ -99,7 +103,7 @@ def _layer(module: str) -> str:
 
 def test_engine_folders_are_the_codecs_anatomy():
     """A reader finds each part by folder name, and every folder is a package the wheel ships."""
-    for folder in ("io", "codec/transform", "codec/entropy", "codec/format", "codec/passes"):
+    for folder in ("io", "codec/transform", "codec/entropy", "codec/format", "codec/passes", "codec/restoration"):
         assert (ENGINE / folder / "__init__.py").is_file(), folder
     assert (ENGINE / "codec" / "radiometry.py").is_file() and (ENGINE / "api.py").is_file()
     packages = {".".join(["sar_compressor", *p.parent.relative_to(REPO).parts]) for p in ENGINE.rglob("__init__.py")}

@@ -82,6 +82,7 @@ def test_quick_bench_writes_all_outputs(tmp_path):
         "datasets",
         "speed",
         "memory",
+        "ablation",
         "figures",
         "duration_s",
     ):
@@ -98,6 +99,9 @@ def test_quick_bench_writes_all_outputs(tmp_path):
     for e in ds["entries"]:
         assert e["bpp"] > 0 and "psnr_db" in e["metrics"] and "ssim" in e["metrics"]
     assert "the same for every codec" in ds["metric_domains"]["psnr_db"]
+    variants = {(r["variant"], r["target_bpp"]) for r in results["ablation"]["rows"]}
+    assert variants == {(v, 0.5) for v in ("default", "no loop filter", "tune psnr", "tune psnr, no loop filter")}
+    assert "## Ablation" in (out / "latest.md").read_text()
     ours = results["speed"]["ours"]
     assert ours["compress_mpx_s"] > 0 and ours["compress_vs_jpeg2000"] > 0
     win = results["window"]

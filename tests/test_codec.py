@@ -376,7 +376,7 @@ def test_header_contents(tmp_path):
     assert h["raster"]["crs_wkt"] and len(h["raster"]["transform"]) == 6
     # a raster smaller than a tile is one tile
     assert h["tiling"] == {"tile_width": 90, "tile_height": 70, "order": "band, tile row, tile column"}
-    assert h["streams"] == ["refinement", "block_means", "bright", "mask", "mask_codes"]
+    assert h["streams"] == ["refinement", "block_means", "bright", "mask", "mask_codes", "loop_filter"]
     assert h["tools"] == {"post_filter": None} and h["gain_blocks"]["block_size"] == 64
     assert h["file_bytes"] == (tmp_path / "h.sarz").stat().st_size and h["n_chunks"] == 1
     assert band["stats"]["input_bytes"] == 70 * 90 * 2

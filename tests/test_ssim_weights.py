@@ -33,7 +33,7 @@ def test_blur_is_ssims_gaussian_window():
     expected = np.array(
         [[np.sum(p[i : i + SSIM_WINDOW, j : j + SSIM_WINDOW] * k2) for j in range(31)] for i in range(23)]
     )
-    assert np.allclose(ssim_weights._blur(x), expected, atol=1e-5)
+    assert np.allclose(ssim_weights.blur(x), expected, atol=1e-5)
 
 
 def _own_scale(x: np.ndarray, span: float) -> ssim_weights.SsimScale:

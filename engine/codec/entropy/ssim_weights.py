@@ -32,7 +32,7 @@ MAX_WEIGHT = 16.0
 """A quiet pixel's error counts at most this many times a busy one's."""
 
 
-def _blur(x: np.ndarray) -> np.ndarray:
+def blur(x: np.ndarray) -> np.ndarray:
     """SSIM's gaussian window (11 taps, sigma 1.5), separable, mirrored at the edges (repeatedly on strips
     narrower than the window)."""
     r = SSIM_WINDOW // 2
@@ -59,8 +59,8 @@ class SsimScale:
 def sensitivity(target: np.ndarray, span: float) -> np.ndarray:
     """Per pixel, SSIM's loss per unit of squared error: `target` in dB, `span` SSIM's data range."""
     x = target.astype(np.float32)
-    mean = _blur(x)
-    var = np.maximum(_blur(x * x) - mean * mean, 0.0)
+    mean = blur(x)
+    var = np.maximum(blur(x * x) - mean * mean, 0.0)
     return 1.0 / (2.0 * var + (SSIM_K2 * span) ** 2)
 
 

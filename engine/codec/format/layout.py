@@ -88,6 +88,8 @@ class Layout:
     before it (chunk order "band, tile row, tile column")."""
     reference: Optional[int] = None
     """The place of the band it is predicted from (engine.codec.passes.interband), None when coded on its own."""
+    n_streams: int = 6
+    """Streams per chunk: strip_payload.STREAMS, or its first five in files written before the loop filter."""
 
     @property
     def out_dtype(self) -> str:

@@ -9,7 +9,8 @@ The header carries every parameter the decoder needs, so a file decodes without 
 - `tiling`: the tile size and the chunk order ("band, tile row, tile column"): chunk i is tile i of that order;
   each tile is coded on its own (a window decodes from the tiles it touches); the last row and column of tiles
   may be smaller;
-- `streams`: the streams of every chunk, in order (strip_payload.STREAMS);
+- `streams`: the streams of every chunk, in order (strip_payload.STREAMS; files written before the loop filter
+  list its first five, and decode as they did);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
 - `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match).
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
@@ -34,6 +35,8 @@ from .strip_payload import STREAMS
 
 TILE_ORDER = "band, tile row, tile column"
 RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags")
+LEGACY_STREAMS = 5
+"""Format 6 files written before the loop filter have this many streams per chunk (STREAMS' first)."""
 TOOLS = {"post_filter": None}
 """The learned tools a file may ask its decoder to run; none is bundled in this version."""
 
@@ -99,7 +102,7 @@ def _unsupported(header: dict[str, Any], raster: dict[str, Any]) -> list[str]:
     found = []
     if not isinstance(tools, dict) or any(value is not None for value in tools.values()) or set(tools) - set(TOOLS):
         found.append(f"learned tools {tools!r}")
-    if header["streams"] != list(STREAMS):
+    if header["streams"] not in (list(STREAMS), list(STREAMS[:LEGACY_STREAMS])):
         found.append(f"chunk streams {header['streams']!r}")
     return found
 
@@ -188,6 +191,7 @@ def _band_layout(
         tile_height=int(tiling["tile_height"]),
         band_index=index,
         reference=band["reference"],
+        n_streams=len(header["streams"]),
     )
     global_gain = float(band["global_gain"])
     checks = {

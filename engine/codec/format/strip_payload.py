@@ -8,7 +8,9 @@ from the refinement layer's coarse approximation, block rows x block cols, each 
 to its left, the first column from the block above) (see radiometry), empty unless the mean correction is
 "block"; bright: BrightResiduals.encode (positions context-coded from the decoded tile, steps deflated); mask:
 mask_coding.encode_mask (change columns per row); mask codes: mask_coding.encode_codes (u8 per invalid pixel:
-0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal zero).
+0 nodata, 1 NaN, 2 +inf, 3 -inf, 4 no-signal zero); loop_filter: codec.restoration.loop_filter.LoopFilter.encode,
+empty where the tile has none (files written before the loop filter have the first five streams only: the
+header's `streams` says which, Layout.n_streams).
 Every size is checked against the layout on reading, so a corrupt chunk is a ContainerError, never a crash.
 """
 
@@ -27,7 +29,7 @@ from ..entropy.codes import inflate, varint_decode, varint_encode
 from ..entropy.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 from .layout import Layout, TileGeometry, tile_blocks
 
-STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes")
+STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes", "loop_filter")
 """The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
 later version may add a stream, e.g. a learned model's side information, without moving the others)."""
 
@@ -190,6 +192,8 @@ class Strip:
     at every level."""
     offsets: Optional[tuple[np.ndarray, np.ndarray]] = None
     bright_section: bytes = b""
+    loop_filter: bytes = b""
+    """The tile's loop filter (codec.restoration.loop_filter), empty when it has none."""
 
     def payload(self, bright_contexts: Optional[np.ndarray]) -> bytes:
         """The chunk bytes of this tile (`bright_contexts`: radiometry.bright_contexts of its decoded pixels; None
@@ -200,7 +204,7 @@ class Strip:
             gains = zlib.compress(_delta(residuals).tobytes(), 9)
         mask = encode_mask(self.invalid) if self.invalid is not None else b""
         codes = encode_codes(self.codes) if self.invalid is not None else b""
-        streams = [self.refinement, gains, self.bright.encode(bright_contexts), mask, codes]
+        streams = [self.refinement, gains, self.bright.encode(bright_contexts), mask, codes, self.loop_filter]
         head = _CHUNK_HEAD.pack(self.rows, self.cols, len(streams)) + b"".join(_LENGTH.pack(len(s)) for s in streams)
         return head + b"".join(streams)
 
@@ -213,7 +217,8 @@ class Strip:
     def from_payload(cls, payload: bytes, k: int, layout: Layout) -> Strip:
         """Tile k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
         tile = layout.tile(k)
-        refinement, gains, bright, mask, codes = _split_chunk(payload, k, (tile.rows, tile.cols))
+        streams = _split_chunk(payload, k, (tile.rows, tile.cols), layout.n_streams)
+        refinement, gains, bright, mask, codes = streams[:5]
         strip = cls.at(
             tile,
             bright=None,
@@ -221,6 +226,7 @@ class Strip:
             codes=np.zeros(0, np.uint8),
             refinement=refinement,
             bright_section=bright,
+            loop_filter=streams[5] if len(streams) > 5 else b"",
         )
         if not refinement:
             raise ContainerError(f"chunk {k} has no refinement layer")
@@ -231,16 +237,17 @@ class Strip:
         return strip
 
 
-def _split_chunk(payload: bytes, k: int, shape: tuple[int, int]) -> list[bytes]:
-    """The streams of chunk k, its size checked against the tile's `shape` in the layout."""
+def _split_chunk(payload: bytes, k: int, shape: tuple[int, int], n_streams_listed: int) -> list[bytes]:
+    """The streams of chunk k, its size checked against the tile's `shape` in the layout and its stream count
+    against the header's list."""
     if len(payload) < _CHUNK_HEAD.size:
         raise ContainerError(f"chunk {k} is too short")
     rows, cols, n_streams = _CHUNK_HEAD.unpack_from(payload)
     if (rows, cols) != shape:
         raise ContainerError(f"chunk {k} does not match the tiling in the header")
     start = _CHUNK_HEAD.size + n_streams * _LENGTH.size
-    if n_streams != len(STREAMS) or len(payload) < start:
-        raise ContainerError(f"chunk {k} has {n_streams} streams, the header lists {len(STREAMS)}")
+    if n_streams != n_streams_listed or len(payload) < start:
+        raise ContainerError(f"chunk {k} has {n_streams} streams, the header lists {n_streams_listed}")
     lengths = [length for (length,) in _LENGTH.iter_unpack(payload[_CHUNK_HEAD.size : start])]
     if start + sum(lengths) != len(payload):
         raise ContainerError(f"chunk {k} stream lengths do not add up")

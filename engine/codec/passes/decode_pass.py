@@ -14,6 +14,7 @@ from ..format.layout import Layout
 from ..format.sarz_header import global_gain, layouts_from_header
 from ..format.strip_payload import BrightResiduals, Strip
 from ..radiometry import bright_contexts, prediction_level, restore_mean_codes
+from ..restoration.loop_filter import LoopFilter
 from .interband import ReferenceBand
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel, scaled_progress
 
@@ -59,6 +60,15 @@ class DecodePass(StripPass):
         restore_mean_codes(layout, strip)
         contexts = bright_contexts(layout, strip.raw_db) if strip.bright_section else None
         strip.bright = BrightResiduals.decode(strip.bright_section, contexts)
+
+    def decoded(self, k: int) -> Strip:
+        """Tile k refined, then its loop filter applied (after the reference band's pixels are handed on: a
+        predicted band's refinement layer is coded against the unfiltered ones)."""
+        strip = super().decoded(k)
+        fitted = LoopFilter.decode(strip.loop_filter, f"chunk {self.layout.chunk_number(k)}")
+        if fitted is not None:
+            strip.raw_db = self.clip_refined(fitted.apply(strip.raw_db, self.layout.flat_db))
+        return strip
 
     def run(self, sink: Sink) -> None:
         """Every tile, finished, into `sink` (rows of tiles)."""

@@ -38,6 +38,7 @@ from ..radiometry import (
     predicted_codes,
     use_mask,
 )
+from ..restoration import loop_filter
 from .interband import ReferenceBand
 from .quality import N_QUALITIES, Quality, quality_level
 from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
@@ -74,6 +75,9 @@ class EncodeOptions:
     ssim_weights) or "psnr" (plain squared error). Encoder only: not in the file, any decoder reads both."""
     interband: bool = True
     """Predict bands from one another where the measurement says it pays (engine.codec.passes.interband)."""
+    loop_filter: bool = True
+    """Fit each tile's adaptive loop filter (engine.codec.restoration.loop_filter) where it pays; off: every tile's
+    loop-filter stream stays empty (the ablation)."""
 
     def level(self) -> Quality:
         """What the quality means; InputError naming what is wrong."""
@@ -106,6 +110,8 @@ class EncodePass(StripPass):
         super().__init__(layout, progress, cancel)
         self.source, self.survey, self.reference = source, survey, reference
         self.ssim = survey.ssim if options.tune == "ssim" else None
+        self.options = options
+        self.n_filtered = 0
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
         self.n_valid = self.n_clipped = self.n_bright = self.n_zero = self.n_isolated_zero = 0
@@ -231,11 +237,31 @@ class EncodePass(StripPass):
         strip.raw_db = self.clip_refined(refined)
         if self.refinements is not None:
             self.refinements.append(strip.refinement)
+
+    def restore(self, strip: Strip) -> None:
+        """Fit the tile's loop filter against the original (on the pixels the gains measure: valid, not bright
+        targets), keep it where it pays and filter raw_db as the decoder will; count the error left (the band's
+        PSNR over its coded range, before the mean correction)."""
+        layout = self.layout
+        target = self.refine_target(strip, layout.flat_db)
+        if self.options.loop_filter:
+            use = use_mask(strip)
+            span, tuned_ssim = layout.rng.span, self.options.tune == "ssim"
+            fitted = loop_filter.fit(strip.raw_db, target, use, layout.flat_db, layout.refine_step_db, span, tuned_ssim)
+            if fitted is not None:
+                strip.loop_filter = fitted.encode()
+                strip.raw_db = self.clip_refined(fitted.apply(strip.raw_db, layout.flat_db))
+                self.n_filtered += 1
         error = (strip.raw_db - target).astype(np.float64) ** 2
         self.squared_error += float(error.sum() if strip.invalid is None else error[~strip.invalid].sum())
 
     def after_decode(self, strip: Strip) -> bytes:
-        """Block means of the original (over the pixels the decoder scales), then the chunk is complete."""
+        """The bright targets' contexts from the refinement layer's pixels (what the decoder has before its loop
+        filter), the loop filter, block means of the original (over the pixels the decoder scales), then the
+        chunk is complete."""
+        bright = strip.bright.positions.size > 0
+        contexts = bright_contexts(self.layout, strip.raw_db) if bright else None
+        self.restore(strip)
         if self.layout.kind != "native":  # native values have no linear intensity to restore
             use = use_mask(strip)
             sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use)
@@ -245,8 +271,7 @@ class EncodePass(StripPass):
                 strip.gain_prediction = mean_code_prediction(self.layout, strip)
                 strip.gains = predicted_codes(mean_codes(sum_o, block_counts(use)), strip.gain_prediction)
         strip.orig_db = None
-        bright = strip.bright.positions.size > 0
-        payload = strip.payload(bright_contexts(self.layout, strip.raw_db) if bright else None)
+        payload = strip.payload(contexts)
         self.chunk_bytes += len(payload)
         return payload
 
@@ -306,6 +331,7 @@ class EncodePass(StripPass):
             "n_bright_residuals": self.n_bright,
             "no_signal_pixels": self.n_zero,
             "isolated_zeros": self.n_isolated_zero,
+            "loop_filtered_tiles": self.n_filtered,
             "kind_reason": self.survey.kind_reason,
             "warnings": self.survey.warnings,
             "linear_mean": _round(self.survey.linear_mean),

@@ -311,8 +311,17 @@ def _crs_text(wkt: Optional[str]) -> str:
     return wkt[:70] + ("..." if len(wkt) > 70 else "")
 
 
-def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int) -> list[str]:
-    """The `info` lines of one band entry of the header (`bands`: all of them, for its reference; `nbytes`: its
+def _loop_filter_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
+    """On how many of the band's tiles its adaptive loop filter is (files before it have no loop-filter stream)."""
+    if "loop_filter" not in h["streams"]:
+        return "none (the file predates it)"
+    raster, tiling = h["raster"], h["tiling"]
+    tiles = -(-raster["width"] // tiling["tile_width"]) * -(-raster["height"] // tiling["tile_height"])
+    return f"on {stats.get('loop_filtered_tiles', 0)} of {tiles} tiles (kept where it pays)"
+
+
+def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int, h: dict[str, Any]) -> list[str]:
+    """The `info` lines of one band entry of the header `h` (`bands`: all of them, for its reference; `nbytes`: its
     chunks' bytes)."""
     rng, stats, bright = b["range"], b.get("stats", {}), b["bright"]
     step = b["refine_step"]
@@ -325,6 +334,7 @@ def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int) -> 
         f"  chunks      {nbytes} bytes; {predicted}",
         f"  layers      flat base + wavelet refinement, quality {b['quality']}, step {step:g} of the range "
         f"({step * (rng['vmax'] - rng['vmin']):.2f} dB)",
+        f"  loop filter {_loop_filter_text(stats, h)}",
         f"  kind        {b['kind']} ({stats.get('kind_reason') or 'reason not recorded'})",
         f"  no signal   {stats.get('no_signal_pixels', 0)} zero pixels coded in the mask "
         f"({stats.get('isolated_zeros', 0)} isolated)",
@@ -353,7 +363,7 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
         f"software      {h.get('software', {}).get('name')} {h.get('software', {}).get('version')}",
     ]
     ordered = sorted(range(len(bands)), key=lambda i: bands[i]["source_band"])
-    return lines + [line for i in ordered for line in _band_lines(bands[i], bands, h["band_bytes"][i])]
+    return lines + [line for i in ordered for line in _band_lines(bands[i], bands, h["band_bytes"][i], h)]
 
 
 def _cmd_info(args: argparse.Namespace, job: _Job) -> int:

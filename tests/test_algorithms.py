@@ -154,6 +154,28 @@ def test_compress_tuned_for_psnr(provider, scene, tmp_path):
     assert bpp["psnr"] != bpp["ssim"]
 
 
+def test_compress_without_the_loop_filter(provider, tmp_path):
+    """LOOP_FILTER reaches the engine: on a scene where the filter pays, off leaves every tile unfiltered."""
+    import processing
+    import rasterio
+
+    from sar_compressor.engine.api import read_header
+    from sar_compressor.engine.simulate import simulate_scene
+
+    _, reflectivity = simulate_scene(512, 512, looks=16, seed=5)
+    src = tmp_path / "clean.tif"
+    profile = {"driver": "GTiff", "width": 512, "height": 512, "count": 1, "dtype": "float32"}
+    with rasterio.open(src, "w", **profile) as ds:
+        ds.write(reflectivity.astype("float32")[None])
+    filtered = {}
+    for on in (True, False):
+        out = tmp_path / f"{on}.sarz"
+        params = {"INPUT": str(src), "QUALITY": 6, "LOOP_FILTER": on, "OUTPUT": str(out)}
+        processing.run("sar_compressor:compress", params)
+        filtered[on] = read_header(out)["bands"][0]["stats"]["loop_filtered_tiles"]
+    assert filtered == {True: 1, False: 0}
+
+
 def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, scene, tmp_path):
     import processing
 

@@ -124,3 +124,19 @@ def _five_streams(chunk: bytes) -> bytes:
     streams = _streams(chunk)[:LEGACY_STREAMS]
     head = struct.pack("<IIB", rows, cols, len(streams)) + b"".join(struct.pack("<I", len(s)) for s in streams)
     return head + b"".join(streams)
+
+
+def test_info_says_where_the_filter_is(tmp_path, capsys):
+    from sar_compressor.engine.cli import main
+
+    arr = _clean_scene()
+    made = api.compress_array(arr, quality=6)
+    (tmp_path / "new.sarz").write_bytes(made.data)
+    with ContainerReader(made.data) as reader:
+        header = {**reader.header, "streams": list(STREAMS[:LEGACY_STREAMS])}
+        chunks = [_five_streams(reader.read_chunk(i)) for i in range(reader.n_chunks)]
+    (tmp_path / "old.sarz").write_bytes(container_bytes(header, chunks))
+    assert main(["info", str(tmp_path / "new.sarz")]) == 0
+    assert "loop filter on 1 of 1 tiles" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "old.sarz")]) == 0
+    assert "loop filter none (the file predates it)" in capsys.readouterr().out

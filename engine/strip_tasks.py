@@ -55,14 +55,8 @@ class CodedStrip:
     """A strip's chunk bytes and its terms of the header's whole-raster statistics."""
 
     payload: bytes
-    n_valid: int
-    n_clipped: int
-    n_bright: int
-    n_zero: int
-    n_isolated_zero: int
-    sum_o: float
-    sum_r: float
-    squared_error: float
+    totals: dict[str, float]
+    """EncodePass.TOTALS of this strip alone."""
 
 
 def code_strip(plan: StripPlan, k: int) -> CodedStrip:
@@ -72,17 +66,7 @@ def code_strip(plan: StripPlan, k: int) -> CodedStrip:
         enc = EncodePass(source, plan.layout, plan.survey, plan.options, None, None)
         strip = enc.decoded(k)
         payload = enc.after_decode(strip)
-    return CodedStrip(
-        payload,
-        enc.n_valid,
-        enc.n_clipped,
-        enc.n_bright,
-        enc.n_zero,
-        enc.n_isolated_zero,
-        enc.sum_o,
-        enc.sum_r,
-        enc.squared_error,
-    )
+    return CodedStrip(payload, {name: getattr(enc, name) for name in EncodePass.TOTALS})
 
 
 def compress_split(
@@ -95,6 +79,7 @@ def compress_split(
     kind: str = "auto",
     mean_correction: str = "block",
     tune: str = "ssim",
+    loop_filter: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> CompressStats:
@@ -111,7 +96,7 @@ def compress_split(
     check_kind_fits(info.dtype, kind)
     dst = Path(dst)
     check_outputs([src], [dst], overwrite=True)  # as compress_file: never the input, a folder, a FIFO or a device
-    options = EncodeOptions(quality, kind, mean_correction, tune=tune)
+    options = EncodeOptions(quality, kind, mean_correction, tune=tune, loop_filter=loop_filter)
     with bounded_gdal_cache(), RasterReader(src) as reader:
         source = BandSource(info.band(band), band, lambda r0, r1: reader.read_rows(band, r0, r1))
         band_plan = plan_bands([source], options)
@@ -133,14 +118,8 @@ def _in_order(enc: EncodePass, futures: list, progress: Progress, cancel: Cancel
         if cancel is not None and cancel():
             raise CancelledError("cancelled by the user")
         coded: CodedStrip = fut.result()
-        enc.n_valid += coded.n_valid
-        enc.n_clipped += coded.n_clipped
-        enc.n_bright += coded.n_bright
-        enc.n_zero += coded.n_zero
-        enc.n_isolated_zero += coded.n_isolated_zero
-        enc.sum_o += coded.sum_o
-        enc.sum_r += coded.sum_r
-        enc.squared_error += coded.squared_error
+        for name, value in coded.totals.items():
+            setattr(enc, name, getattr(enc, name) + value)
         enc.chunk_bytes += len(coded.payload)
         if progress is not None:
             progress(k + 1, len(futures))

@@ -97,6 +97,12 @@ class EncodePass(StripPass):
     """Pass 2 of one band as a chunk generator (`strips()`, consumed by the container writer); `band_entry()`
     once it is exhausted, then `flush_deferred()`."""
 
+    TOTALS = (
+        *("n_valid", "n_clipped", "n_bright", "n_zero", "n_isolated_zero", "n_filtered"),
+        *("sum_o", "sum_r", "squared_error"),
+    )
+    """The whole-raster statistics, each a sum over tiles (strip_tasks adds up those of tiles coded apart)."""
+
     def __init__(
         self,
         source: BandSource,

@@ -29,13 +29,21 @@ def _smooth_and_noisy(size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.nd
 def test_fit_lowers_the_error_and_its_stream_round_trips():
     clean, noisy = _smooth_and_noisy()
     use = np.ones(clean.shape, bool)
-    fitted = lf.fit(noisy, clean, use, -10.0, 0.5, 30.0, ssim=False)
-    assert fitted is not None
-    out = fitted.apply(noisy, -10.0)
+    fitted, out = lf.fit(noisy, clean, use, -10.0, 0.5, 30.0, ssim=False)
     assert np.mean((out - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)
     again = lf.LoopFilter.decode(fitted.encode(), "test")
-    np.testing.assert_array_equal(again.apply(noisy, -10.0), out)
-    assert lf.fit(noisy, clean, use, -10.0, 0.5, 30.0, ssim=False).encode() == fitted.encode()  # deterministic
+    np.testing.assert_array_equal(again.apply(noisy, -10.0), out)  # what the decoder gets
+    assert lf.fit(noisy, clean, use, -10.0, 0.5, 30.0, ssim=False)[0].encode() == fitted.encode()  # deterministic
+
+
+def test_a_class_left_out_keeps_its_pixels_exactly():
+    clean, noisy = _smooth_and_noisy()
+    fitted, _ = lf.fit(noisy, clean, np.ones(clean.shape, bool), -10.0, 0.5, 30.0, ssim=False)
+    fitted.coefficients[1] = 0
+    classes = lf.activity_classes(noisy, fitted.thresholds)
+    out = fitted.apply(noisy, -10.0)
+    np.testing.assert_array_equal(out[classes == 1], noisy[classes == 1])
+    assert np.any(out[classes == 0] != noisy[classes == 0])
 
 
 def test_no_filter_where_nothing_pays():

@@ -255,8 +255,8 @@ class EncodePass(StripPass):
             span, tuned_ssim = layout.rng.span, self.options.tune == "ssim"
             fitted = loop_filter.fit(strip.raw_db, target, use, layout.flat_db, layout.refine_step_db, span, tuned_ssim)
             if fitted is not None:
-                strip.loop_filter = fitted.encode()
-                strip.raw_db = self.clip_refined(fitted.apply(strip.raw_db, layout.flat_db))
+                strip.loop_filter = fitted[0].encode()
+                strip.raw_db = self.clip_refined(fitted[1])
                 self.n_filtered += 1
         error = (strip.raw_db - target).astype(np.float64) ** 2
         self.squared_error += float(error.sum() if strip.invalid is None else error[~strip.invalid].sum())

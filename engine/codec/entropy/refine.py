@@ -195,25 +195,37 @@ Visit = Callable[[int, int, np.ndarray], np.ndarray]
 def _traverse(shapes: list[tuple[int, int]], visit: Visit, n_bands: Optional[int] = None) -> None:
     """Subbands in coding order (the first `n_bands` of them: a coarse decode), each in two checkerboard phases
     grouped by context; what the encoder and the decoder both walk, so their contexts agree by construction.
-    Contexts see magnitudes capped at the escape (the decoder learns an escaped value only after the walk)."""
+    Contexts see magnitudes capped at the escape (the decoder learns an escaped value only after the walk).
+    A group's positions ascend (a stable sort of the phase's cells, which ascend)."""
     done: list[np.ndarray] = []
     for k, shape in enumerate(shapes[:n_bands]):
         mag = np.zeros(shape, dtype=np.int16)  # <= ALPHABET + 1; activities stay far below 2**15 (int32 anyway)
-        base = _context_base(done, k, shape)
-        odd = np.not_equal.outer(np.arange(shape[0]) % 2 == 1, np.arange(shape[1]) % 2 == 1)
-        for phase in (0, 1):
-            act = base + 2 * ACTIVITY_UNIT * _neighbour_sum(mag).astype(np.int32) if phase else base
-            bucket = np.searchsorted(ACTIVITY_EDGES, act, side="right").astype(np.int8)
-            bucket[odd != bool(phase)] = -1
-            flat = bucket.reshape(-1)
-            order = np.argsort(flat, kind="stable")
-            cuts = np.searchsorted(flat[order], np.arange(N_BUCKETS + 1))
+        flat_mag = mag.reshape(-1)
+        base = _context_base(done, k, shape).reshape(-1)
+        for phase, cells in enumerate(_phase_cells(shape)):
+            act = base[cells]
+            if phase:
+                act = act + 2 * ACTIVITY_UNIT * _neighbour_sum(mag).reshape(-1)[cells].astype(np.int32)
+            bucket = _BUCKET_OF[np.minimum(act, ACTIVITY_EDGES[-1])]
+            order = cells[np.argsort(bucket, kind="stable")]
+            cuts = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=N_BUCKETS))])
             for b in range(N_BUCKETS):
                 pos = order[cuts[b] : cuts[b + 1]]
                 if pos.size:
                     values = visit(k, phase * N_BUCKETS + b, pos)
-                    mag.reshape(-1)[pos] = np.minimum(np.abs(values), ALPHABET + 1)
+                    flat_mag[pos] = np.minimum(np.abs(values), ALPHABET + 1)
         done.append(mag)
+
+
+_BUCKET_OF = np.searchsorted(ACTIVITY_EDGES, np.arange(ACTIVITY_EDGES[-1] + 1), side="right").astype(np.int8)
+"""Context bucket of each activity up to the last edge (a table: activities are small non-negative integers)."""
+
+
+@lru_cache(maxsize=64)
+def _phase_cells(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions of a subband's two checkerboard phases, ascending: (row + column) even, then odd."""
+    odd = np.add.outer(np.arange(shape[0]), np.arange(shape[1])).reshape(-1) % 2 == 1
+    return np.flatnonzero(~odd), np.flatnonzero(odd)
 
 
 # --------------------------------------------------------------------------- transform side

@@ -34,6 +34,10 @@ GDAL_CACHE_MB): a strip is read whole and once (only blocks straddling a strip b
 output is written a block row at a time, so more cache only keeps blocks that are never read again. With a fixed
 256 MB, compressing 512-pixel-wide float32 rasters kept every strip read: peak RSS grew 22 MB per 8192-row strip
 (407 MB at 16384 rows, 540 MB at 65536, measured) until the cache was full."""
+GDAL_THREADS = "ALL_CPUS"
+"""GDAL's worker threads for (de)compressing GeoTIFF blocks, reading (GDAL_NUM_THREADS) and writing (NUM_THREADS):
+on 2 cores, writing a 2048x2048 float32 DEFLATE tiff took 0.19 s instead of 0.33 s and reading it 0.046 s instead of
+0.085 s, with the written file byte for byte the same (each block is compressed on its own, written in order)."""
 
 
 def streaming_cache_mb(width: int, dtype: str) -> int:
@@ -53,8 +57,9 @@ def _rasterio():
 
 @contextlib.contextmanager
 def bounded_gdal_cache(megabytes: int = GDAL_CACHE_MB) -> Iterator[None]:
-    """Cap GDAL's block cache for the duration (restored after; QGIS shares the cache in its process)."""
-    with _rasterio().Env(GDAL_CACHEMAX=megabytes * 1024 * 1024):  # rasterio passes bytes to GDAL
+    """Cap GDAL's block cache and let it decode blocks on GDAL_THREADS for the duration (restored after; QGIS
+    shares the cache in its process)."""
+    with _rasterio().Env(GDAL_CACHEMAX=megabytes * 1024 * 1024, GDAL_NUM_THREADS=GDAL_THREADS):  # cache in bytes
         yield
 
 
@@ -318,6 +323,7 @@ class StripWriter:
             "blockysize": self.blocksize,
             "compress": self.compress,
             "BIGTIFF": "IF_SAFER",
+            "NUM_THREADS": GDAL_THREADS,
         }
         predictor = _predictor(self.dtype) if self.compress.upper() in ("DEFLATE", "LZW", "ZSTD") else None
         if predictor:
@@ -442,6 +448,7 @@ class StripWriter:
             "OVERVIEWS": "AUTO",
             "OVERVIEW_RESAMPLING": "AVERAGE",
             "BIGTIFF": "IF_SAFER",
+            "NUM_THREADS": GDAL_THREADS,
         }
         if _predictor(self.dtype) and self.compress.upper() in ("DEFLATE", "LZW", "ZSTD"):
             options["PREDICTOR"] = "YES"

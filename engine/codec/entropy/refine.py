@@ -168,13 +168,27 @@ def _neighbour_sum(a: np.ndarray) -> np.ndarray:
 
 
 def _box_sum(a: np.ndarray) -> np.ndarray:
-    """Sum over each 3x3 neighbourhood (edges repeated)."""
+    """Sum over each 3x3 neighbourhood (edges repeated), as three rows then three columns (integers: exact)."""
     p = np.pad(a, 1, mode="edge")
-    h, w = a.shape
-    return sum(p[i : i + h, j : j + w] for i in range(3) for j in range(3))
+    rows = p[:-2] + p[1:-1] + p[2:]
+    return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
 
 
-def _context_base(done: list[np.ndarray], k: int, shape: tuple[int, int]) -> np.ndarray:
+class _Done:
+    """The magnitudes of the subbands walked so far and, made once when first asked for, their 3x3 box sums (a
+    subband's serves its children and its later siblings)."""
+
+    def __init__(self) -> None:
+        self.mags: list[np.ndarray] = []
+        self._boxes: dict[int, np.ndarray] = {}
+
+    def box(self, k: int) -> np.ndarray:
+        if k not in self._boxes:
+            self._boxes[k] = _box_sum(self.mags[k])
+        return self._boxes[k]
+
+
+def _context_base(done: _Done, k: int, shape: tuple[int, int]) -> np.ndarray:
     """Activity (ACTIVITY_UNIT ths) from the magnitudes around the parent (same orientation, one level
     coarser) and of the siblings decoded before."""
     act = np.zeros(shape, dtype=np.int32)
@@ -182,25 +196,40 @@ def _context_base(done: list[np.ndarray], k: int, shape: tuple[int, int]) -> np.
         return act
     orient = (k - 1) % 3
     if k > 3:
-        act += 4 * _fit(np.repeat(np.repeat(_box_sum(done[k - 3]), 2, axis=0), 2, axis=1), shape).astype(np.int32)
+        act += 4 * _fit(np.repeat(np.repeat(done.box(k - 3), 2, axis=0), 2, axis=1), shape).astype(np.int32)
     for sib in range(k - orient, k):
-        act += _fit(9 * done[sib].astype(np.int32) + _box_sum(done[sib]), shape)
+        act += _fit(9 * done.mags[sib].astype(np.int32) + done.box(sib), shape)
     return act
 
 
-Visit = Callable[[int, int, np.ndarray], np.ndarray]
-"""visit(subband, context, flat positions) -> the symbols at those positions."""
+@dataclass(frozen=True)
+class _Phase:
+    """One checkerboard phase of subband k, its cells grouped by context: group b (context phase * N_BUCKETS + b)
+    is order[cuts[b] : cuts[b + 1]], positions ascending within it; groups in context order are the walk order."""
+
+    k: int
+    phase: int
+    order: np.ndarray
+    cuts: np.ndarray
+
+    def groups(self) -> list[tuple[int, int, int]]:
+        """(context, start, stop) in `order` of each non-empty group, in walk order."""
+        c = self.cuts.tolist()
+        return [(self.phase * N_BUCKETS + b, c[b], c[b + 1]) for b in range(N_BUCKETS) if c[b + 1] > c[b]]
+
+
+Visit = Callable[[_Phase], np.ndarray]
+"""visit(phase) -> the symbols at phase.order (what the walk has coded or decoded there, group by group)."""
 
 
 def _traverse(shapes: list[tuple[int, int]], visit: Visit, n_bands: Optional[int] = None) -> None:
     """Subbands in coding order (the first `n_bands` of them: a coarse decode), each in two checkerboard phases
     grouped by context; what the encoder and the decoder both walk, so their contexts agree by construction.
-    Contexts see magnitudes capped at the escape (the decoder learns an escaped value only after the walk).
-    A group's positions ascend (a stable sort of the phase's cells, which ascend)."""
-    done: list[np.ndarray] = []
+    Contexts see magnitudes capped at the escape (the decoder learns an escaped value only after the walk). A
+    phase's contexts depend only on what was walked before it, so it is visited whole."""
+    done = _Done()
     for k, shape in enumerate(shapes[:n_bands]):
         mag = np.zeros(shape, dtype=np.int16)  # <= ALPHABET + 1; activities stay far below 2**15 (int32 anyway)
-        flat_mag = mag.reshape(-1)
         base = _context_base(done, k, shape).reshape(-1)
         for phase, cells in enumerate(_phase_cells(shape)):
             act = base[cells]
@@ -209,12 +238,9 @@ def _traverse(shapes: list[tuple[int, int]], visit: Visit, n_bands: Optional[int
             bucket = _BUCKET_OF[np.minimum(act, ACTIVITY_EDGES[-1])]
             order = cells[np.argsort(bucket, kind="stable")]
             cuts = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=N_BUCKETS))])
-            for b in range(N_BUCKETS):
-                pos = order[cuts[b] : cuts[b + 1]]
-                if pos.size:
-                    values = visit(k, phase * N_BUCKETS + b, pos)
-                    flat_mag[pos] = np.minimum(np.abs(values), ALPHABET + 1)
-        done.append(mag)
+            values = visit(_Phase(k, phase, order, cuts))
+            mag.reshape(-1)[order] = np.minimum(np.abs(values), ALPHABET + 1)
+        done.mags.append(mag)
 
 
 _BUCKET_OF = np.searchsorted(ACTIVITY_EDGES, np.arange(ACTIVITY_EDGES[-1] + 1), side="right").astype(np.int8)
@@ -334,14 +360,19 @@ def _rdo_lower(symbols: list[np.ndarray], residuals: list[np.ndarray], steps: li
     bits = _bank()[1]
     lowered: list[tuple[int, np.ndarray, np.ndarray]] = []
 
-    def visit(k: int, ctx: int, pos: np.ndarray) -> np.ndarray:
-        values = symbols[k].reshape(-1)[pos]
+    def visit(ph: _Phase) -> np.ndarray:
+        k = ph.k
+        values = symbols[k].reshape(-1)[ph.order]
         m = np.abs(values)
         coded = (m >= 1) & (m <= ALPHABET)  # escapes keep their value
         if coded.any():
-            at, v, m = pos[coded], values[coded], m[coded]
-            cost = bits[_best_scale(_indices(values))]
-            saved_bits = cost[m + ALPHABET] - cost[m - 1 + ALPHABET]
+            indices = _indices(values)
+            scales = np.zeros(N_BUCKETS, dtype=np.intp)
+            for ctx, a, b in ph.groups():
+                scales[ctx % N_BUCKETS] = _best_scale(indices[a:b])
+            scale = np.repeat(scales, np.diff(ph.cuts))[coded]
+            at, v, m = ph.order[coded], values[coded], m[coded]
+            saved_bits = bits[scale, m + ALPHABET] - bits[scale, m - 1 + ALPHABET]
             x = np.abs(residuals[k].reshape(-1)[at]) / steps[k]
             weight = weights[k] if np.isscalar(weights[k]) else weights[k].reshape(-1)[at]
             lower = weight * (2.0 * (x - m) + 1.0) < RDO_LAMBDA * saved_bits
@@ -415,9 +446,10 @@ def encode(
     groups: list[tuple[int, int, np.ndarray]] = []  # (subband, context, table indices) in walk order
     escapes: list[np.ndarray] = []
 
-    def visit(k: int, ctx: int, pos: np.ndarray) -> np.ndarray:
-        values = symbols[k].reshape(-1)[pos]
-        groups.append((k, ctx, _indices(values)))
+    def visit(ph: _Phase) -> np.ndarray:
+        values = symbols[ph.k].reshape(-1)[ph.order]
+        indices = _indices(values)
+        groups.extend((ph.k, ctx, indices[a:b]) for ctx, a, b in ph.groups())
         escapes.append(_escapes(values))
         return values
 
@@ -529,15 +561,16 @@ def _decode(
     escaped: list[tuple[int, np.ndarray]] = []
     prediction = _ScalePrediction(n_bands)
 
-    def visit(k: int, ctx: int, positions: np.ndarray) -> np.ndarray:
-        scale = prediction.predict(k, ctx) + int(coder.decode(_delta_model(), 1)[0]) - (N_SCALES - 1)
-        if not 0 <= scale < N_SCALES:
-            raise ContainerError("refinement layer table index out of range")
-        prediction.update(k, ctx, scale)
-        idx = np.asarray(coder.decode(_categorical(scale), positions.size), dtype=np.int64)
-        values = idx - ALPHABET
-        escaped.append((k, positions[values > ALPHABET]))
-        symbols[k].reshape(-1)[positions] = values
+    def visit(ph: _Phase) -> np.ndarray:
+        values = np.empty(ph.order.size, dtype=np.int64)
+        for ctx, a, b in ph.groups():
+            scale = prediction.predict(ph.k, ctx) + int(coder.decode(_delta_model(), 1)[0]) - (N_SCALES - 1)
+            if not 0 <= scale < N_SCALES:
+                raise ContainerError("refinement layer table index out of range")
+            prediction.update(ph.k, ctx, scale)
+            values[a:b] = np.asarray(coder.decode(_categorical(scale), b - a), dtype=np.int64) - ALPHABET
+        escaped.append((ph.k, ph.order[values > ALPHABET]))
+        symbols[ph.k].reshape(-1)[ph.order] = values
         return values
 
     _traverse([b.shape for b in base.bands], visit, n_decoded)

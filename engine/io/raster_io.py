@@ -275,6 +275,22 @@ def _predictor(dtype: str) -> Optional[int]:
     return {"f": 3, "u": 2, "i": 2}.get(kind)
 
 
+def creation_options(dtype: str, blocksize: int = 256, compress: str = "DEFLATE") -> dict[str, Any]:
+    """The GeoTIFF creation options StripWriter writes `dtype` with (rasterio profile keys)."""
+    options: dict[str, Any] = {
+        "tiled": True,
+        "blockxsize": blocksize,
+        "blockysize": blocksize,
+        "compress": compress,
+        "BIGTIFF": "IF_SAFER",
+        "NUM_THREADS": GDAL_THREADS,
+    }
+    predictor = _predictor(dtype) if compress.upper() in ("DEFLATE", "LZW", "ZSTD") else None
+    if predictor:
+        options["predictor"] = predictor
+    return options
+
+
 class StripWriter:
     """Writes a tiled, compressed GeoTIFF strip by strip, atomically.
 
@@ -318,16 +334,8 @@ class StripWriter:
             "height": info.height,
             "count": info.count,
             "dtype": self.dtype,
-            "tiled": True,
-            "blockxsize": self.blocksize,
-            "blockysize": self.blocksize,
-            "compress": self.compress,
-            "BIGTIFF": "IF_SAFER",
-            "NUM_THREADS": GDAL_THREADS,
+            **creation_options(self.dtype, self.blocksize, self.compress),
         }
-        predictor = _predictor(self.dtype) if self.compress.upper() in ("DEFLATE", "LZW", "ZSTD") else None
-        if predictor:
-            profile["predictor"] = predictor
         if self.nodata is not None:
             profile["nodata"] = self.nodata
         if info.crs_wkt is not None and not info.gcps:

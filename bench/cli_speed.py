@@ -11,9 +11,10 @@ gdal_translate itself (-scale -ot UInt16) from a float32 dB GeoTIFF written befo
 the one step left out); its QUALITY (a percent of the uncompressed UInt16 size) is searched, untimed, until the .jp2
 is within SIZE_TOLERANCE of our .sarz. Back, gdal_translate scales the integers to float32 dB (-scale -ot Float32;
 the exponent back to intensity left out) into a GeoTIFF with the creation options our decompression writes
-(engine.io.raster_io.StripWriter). Both sides may use every core (GDAL_NUM_THREADS=ALL_CPUS for GDAL, as the engine
-sets it). Each step runs `runs` times, the two codecs interleaved, and the median wall time is kept; ratios are
-ours / JPEG 2000 in seconds (the issue's targets: compression within 2x, decompression within 3x). The in-process
+(engine.io.raster_io.StripWriter). Both sides may use every core: GDAL_NUM_THREADS=ALL_CPUS for gdal_translate
+(OpenJPEG and the GeoTIFF writer); two tiles at a time and the GeoTIFF writer's threads for ours. Each step runs
+`runs` times, the two codecs interleaved, and the median wall time is kept; ratios are ours / JPEG 2000 in seconds
+(the issue's targets: compression within 2x, decompression within 3x). The in-process
 figures (bench.speed: compress_file / decompress_file, rasterio JPEG 2000) are measured on the same scene.
 """
 

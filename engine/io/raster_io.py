@@ -35,9 +35,10 @@ output is written a block row at a time, so more cache only keeps blocks that ar
 256 MB, compressing 512-pixel-wide float32 rasters kept every strip read: peak RSS grew 22 MB per 8192-row strip
 (407 MB at 16384 rows, 540 MB at 65536, measured) until the cache was full."""
 GDAL_THREADS = "ALL_CPUS"
-"""GDAL's worker threads for (de)compressing GeoTIFF blocks, reading (GDAL_NUM_THREADS) and writing (NUM_THREADS):
-on 2 cores, writing a 2048x2048 float32 DEFLATE tiff took 0.19 s instead of 0.33 s and reading it 0.046 s instead of
-0.085 s, with the written file byte for byte the same (each block is compressed on its own, written in order)."""
+"""GDAL's worker threads compressing the GeoTIFF blocks StripWriter writes (NUM_THREADS): on 2 idle cores, writing a
+2048x2048 float32 DEFLATE file took 0.19 s instead of 0.33 s, byte for byte the same file (each block is compressed
+on its own and written in order). Reading stays on one thread: GDAL's decoding threads log a short read as an error
+line instead of failing the read."""
 
 
 def streaming_cache_mb(width: int, dtype: str) -> int:
@@ -57,9 +58,8 @@ def _rasterio():
 
 @contextlib.contextmanager
 def bounded_gdal_cache(megabytes: int = GDAL_CACHE_MB) -> Iterator[None]:
-    """Cap GDAL's block cache and let it decode blocks on GDAL_THREADS for the duration (restored after; QGIS
-    shares the cache in its process)."""
-    with _rasterio().Env(GDAL_CACHEMAX=megabytes * 1024 * 1024, GDAL_NUM_THREADS=GDAL_THREADS):  # cache in bytes
+    """Cap GDAL's block cache for the duration (restored after; QGIS shares the cache in its process)."""
+    with _rasterio().Env(GDAL_CACHEMAX=megabytes * 1024 * 1024):  # rasterio passes bytes to GDAL
         yield
 
 
@@ -433,10 +433,11 @@ class StripWriter:
     def _check_complete(self) -> None:
         """Re-open the temp file and read every pixel back, block row by block row: rasterio can report a
         failed flush at close (a full disk) only as a GDAL log line, and only a readable file may replace
-        the destination."""
+        the destination. Blocks are decoded on this thread (GDAL_THREADS: worker threads log a short read instead
+        of failing it), whatever GDAL_NUM_THREADS says."""
         rasterio = _rasterio()
         try:
-            with rasterio.open(self._tmp) as ds:
+            with rasterio.Env(GDAL_NUM_THREADS="1"), rasterio.open(self._tmp) as ds:
                 if (ds.width, ds.height, ds.count) != (self.info.width, self.info.height, self.info.count):
                     raise OutputError(f"{ds.width}x{ds.height}x{ds.count} raster read back")
                 for row0 in range(0, ds.height, self.blocksize):

@@ -40,7 +40,7 @@ from ..radiometry import (
 )
 from .interband import ReferenceBand
 from .quality import N_QUALITIES, Quality, quality_level
-from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
+from .strip_window import Cancel, Progress, Sink, StripPass, Work, check_cancel
 from .survey import RowReader, Survey, survey_band
 
 Log = Optional[Callable[[str], None]]
@@ -221,13 +221,20 @@ class EncodePass(StripPass):
         SSIM unless tuned for PSNR, predicted from the reference band's tile when the band has one."""
         return refine.encode(target, base, self.layout.refine_step_db, ssim=self.ssim, reference=reference)
 
-    def refine(self, strip: Strip, base: float) -> None:
-        """Code what the base missed against the original; count the error the refinement leaves (the band's
-        PSNR over its coded range, before the mean correction)."""
+    def prepare(self, strip: Strip, base: float) -> Work:
+        """The tile's target and its reference band's tile (decoded in tile order), then the work: code what the
+        base missed against the original."""
         target = self.refine_target(strip, base)
-        strip.reference = None if self.reference is None else self.reference.deviation(strip.index, self.layout)
+        strip.reference = reference = (
+            None if self.reference is None else self.reference.deviation(strip.index, self.layout)
+        )
         flat = refine.FlatBase(base, target.shape)
-        strip.refinement, refined = self.code_refinement(target, flat, strip.reference)
+        return lambda: (target, self.code_refinement(target, flat, reference))
+
+    def apply(self, strip: Strip, result: tuple[np.ndarray, tuple[bytes, np.ndarray]]) -> None:
+        """Keep the refinement layer; count the error it leaves (the band's PSNR over its coded range, before the
+        mean correction)."""
+        target, (strip.refinement, refined) = result
         strip.raw_db = self.clip_refined(refined)
         if self.refinements is not None:
             self.refinements.append(strip.refinement)

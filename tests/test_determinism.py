@@ -1,0 +1,51 @@
+"""A file is the same to the byte, and decodes to the same pixels, whatever the machine's thread settings: BLAS/OpenMP
+threads (OMP/OPENBLAS/MKL_NUM_THREADS) and the tiles coded at once (strip_window.LOOKAHEAD), each run in a fresh
+process (the thread counts are read when numpy loads)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sar_compressor.engine import api
+from sar_compressor.engine.simulate import write_scene
+
+RUN = """
+import sys
+import numpy as np
+from sar_compressor.engine import api
+from sar_compressor.engine.codec.format import layout
+from sar_compressor.engine.codec.passes import strip_window
+
+layout.TILE = 128  # twelve tiles: several in flight at once
+strip_window.LOOKAHEAD = int(sys.argv[4])
+api.compress_file(sys.argv[1], sys.argv[2], quality=5)
+np.save(sys.argv[3], api.decompress_array(sys.argv[2]))
+"""
+
+
+def _code(tmp_path, src, threads: int, lookahead: int) -> tuple[bytes, np.ndarray]:
+    """The .sarz bytes and decoded pixels of `src` from a process with `threads` BLAS/OpenMP threads."""
+    sarz, pixels = tmp_path / f"t{threads}_{lookahead}.sarz", tmp_path / f"t{threads}_{lookahead}.npy"
+    env = {
+        **os.environ,
+        **{name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+    cmd = [sys.executable, "-c", RUN, str(src), str(sarz), str(pixels), str(lookahead)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return sarz.read_bytes(), np.load(pixels)
+
+
+@pytest.mark.slow
+def test_file_and_pixels_do_not_depend_on_thread_counts(tmp_path):
+    src = write_scene(tmp_path / "scene.tif", 384, 512, looks=1, seed=11)
+    data_1, pixels_1 = _code(tmp_path, src, threads=1, lookahead=1)
+    data_2, pixels_2 = _code(tmp_path, src, threads=2, lookahead=2)
+    assert api.read_header(data_1)["n_chunks"] == 12
+    assert data_1 == data_2
+    assert pixels_1.dtype == pixels_2.dtype and pixels_1.tobytes() == pixels_2.tobytes()

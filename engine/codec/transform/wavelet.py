@@ -23,16 +23,34 @@ Subbands = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def _neighbours_of_odd(s: np.ndarray, nd: int) -> np.ndarray:
-    """s[i] + s[i+1] at each odd sample (the last one mirrors when the length is even)."""
-    right = s[1:] if len(s) > nd else np.concatenate([s[1:], s[-1:]], axis=0)
-    return s[:nd] + right[:nd]
+    """s[i] + s[i+1] at each odd sample (the last one mirrors when the length is even), in a new array."""
+    out = np.empty((nd,) + s.shape[1:], dtype=s.dtype)
+    if len(s) > nd:
+        np.add(s[:nd], s[1 : nd + 1], out=out)
+    else:
+        np.add(s[: nd - 1], s[1:nd], out=out[: nd - 1])
+        np.add(s[nd - 1 : nd], s[nd - 1 : nd], out=out[nd - 1 :])
+    return out
 
 
 def _neighbours_of_even(d: np.ndarray, ns: int) -> np.ndarray:
-    """d[i-1] + d[i] at each even sample (mirrored at both ends)."""
-    left = np.concatenate([d[:1], d], axis=0)[:ns]
-    right = d if len(d) == ns else np.concatenate([d, d[-1:]], axis=0)
-    return left + right[:ns]
+    """d[i-1] + d[i] at each even sample (mirrored at both ends), in a new array."""
+    nd = len(d)
+    out = np.empty((ns,) + d.shape[1:], dtype=d.dtype)
+    np.add(d[:1], d[:1], out=out[:1])
+    np.add(d[: nd - 1], d[1:nd], out=out[1:nd])
+    if ns > nd:
+        np.add(d[nd - 1 :], d[nd - 1 :], out=out[nd:])
+    return out
+
+
+def _lift(target: np.ndarray, weight: float, sums: np.ndarray, sign: float = 1.0) -> None:
+    """target += weight * sums (or -= with sign -1), the sums' array reused for the product."""
+    sums *= weight
+    if sign > 0:
+        target += sums
+    else:
+        target -= sums
 
 
 def _analyse(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,10 +58,10 @@ def _analyse(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     s, d = x[0::2].copy(), x[1::2].copy()
     ns, nd = len(s), len(d)
     if nd:
-        d += _LIFT[0] * _neighbours_of_odd(s, nd)
-        s += _LIFT[1] * _neighbours_of_even(d, ns)
-        d += _LIFT[2] * _neighbours_of_odd(s, nd)
-        s += _LIFT[3] * _neighbours_of_even(d, ns)
+        _lift(d, _LIFT[0], _neighbours_of_odd(s, nd))
+        _lift(s, _LIFT[1], _neighbours_of_even(d, ns))
+        _lift(d, _LIFT[2], _neighbours_of_odd(s, nd))
+        _lift(s, _LIFT[3], _neighbours_of_even(d, ns))
         s *= _SCALE_LOW
         d *= _SCALE_HIGH
     return np.moveaxis(s, 0, axis), np.moveaxis(d, 0, axis)
@@ -55,10 +73,10 @@ def _synthesise(s: np.ndarray, d: np.ndarray, axis: int) -> np.ndarray:
     if nd:
         s *= 1.0 / _SCALE_LOW
         d *= 1.0 / _SCALE_HIGH
-        s -= _LIFT[3] * _neighbours_of_even(d, ns)
-        d -= _LIFT[2] * _neighbours_of_odd(s, nd)
-        s -= _LIFT[1] * _neighbours_of_even(d, ns)
-        d -= _LIFT[0] * _neighbours_of_odd(s, nd)
+        _lift(s, _LIFT[3], _neighbours_of_even(d, ns), -1.0)
+        _lift(d, _LIFT[2], _neighbours_of_odd(s, nd), -1.0)
+        _lift(s, _LIFT[1], _neighbours_of_even(d, ns), -1.0)
+        _lift(d, _LIFT[0], _neighbours_of_odd(s, nd), -1.0)
     x = np.empty((ns + nd,) + s.shape[1:], dtype=s.dtype)
     x[0::2], x[1::2] = s, d
     return np.moveaxis(x, 0, axis)

@@ -89,6 +89,16 @@ def _check_choice(label: str, value: str, choices: tuple[str, ...]) -> None:
         raise InputError(f"{label} must be one of {', '.join(choices)}, got {value!r}")
 
 
+@dataclass
+class CodedTile:
+    """What a tile's work measured for its band's figures, and its chunk."""
+
+    squared_error: float
+    sum_o: float = 0.0
+    sum_r: float = 0.0
+    payload: bytes = b""
+
+
 class EncodePass(StripPass):
     """Pass 2 of one band as a chunk generator (`strips()`, consumed by the container writer); `band_entry()`
     once it is exhausted, then `flush_deferred()`."""
@@ -114,6 +124,8 @@ class EncodePass(StripPass):
         """Kept when another band is predicted from this one (its ReferenceBand decodes them)."""
         self.chunk_bytes = 0
         self.squared_error = 0.0
+        self.coded: Optional[CodedTile] = None
+        """The last refined tile's figures, until after_decode adds them up."""
         self.row_of_tiles: tuple[int, Optional[np.ndarray]] = (-1, None)
         """(first row, the rows) of the input under the current row of tiles: read once for all its tiles."""
 
@@ -222,40 +234,48 @@ class EncodePass(StripPass):
         return refine.encode(target, base, self.layout.refine_step_db, ssim=self.ssim, reference=reference)
 
     def prepare(self, strip: Strip, base: float) -> Work:
-        """The tile's target and its reference band's tile (decoded in tile order), then the work: code what the
-        base missed against the original."""
+        """The tile's target and its reference band's tile (decoded in tile order), then the work (`_code`)."""
         target = self.refine_target(strip, base)
         strip.reference = reference = (
             None if self.reference is None else self.reference.deviation(strip.index, self.layout)
         )
-        flat = refine.FlatBase(base, target.shape)
-        return lambda: (target, self.code_refinement(target, flat, reference))
+        return lambda: self._code(strip, target, reference, base)
 
-    def apply(self, strip: Strip, result: tuple[np.ndarray, tuple[bytes, np.ndarray]]) -> None:
-        """Keep the refinement layer; count the error it leaves (the band's PSNR over its coded range, before the
-        mean correction)."""
-        target, (strip.refinement, refined) = result
+    def _code(self, strip: Strip, target: np.ndarray, reference: Optional[np.ndarray], base: float) -> CodedTile:
+        """Code what the base missed against the original; measure the error it leaves (the band's PSNR over its
+        coded range, before the mean correction) and the block means of the original (over the pixels the decoder
+        scales); then the chunk is complete. Touches nothing but the tile."""
+        strip.refinement, refined = self.code_refinement(target, refine.FlatBase(base, target.shape), reference)
         strip.raw_db = self.clip_refined(refined)
-        if self.refinements is not None:
-            self.refinements.append(strip.refinement)
         error = (strip.raw_db - target).astype(np.float64) ** 2
-        self.squared_error += float(error.sum() if strip.invalid is None else error[~strip.invalid].sum())
-
-    def after_decode(self, strip: Strip) -> bytes:
-        """Block means of the original (over the pixels the decoder scales), then the chunk is complete."""
+        coded = CodedTile(float(error.sum() if strip.invalid is None else error[~strip.invalid].sum()))
         if self.layout.kind != "native":  # native values have no linear intensity to restore
             use = use_mask(strip)
             sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use)
-            self.sum_o += float(sum_o.sum())
-            self.sum_r += float(sum_r.sum())
+            coded.sum_o, coded.sum_r = float(sum_o.sum()), float(sum_r.sum())
             if self.layout.mean_correction == "block":
                 strip.gain_prediction = mean_code_prediction(self.layout, strip)
                 strip.gains = predicted_codes(mean_codes(sum_o, block_counts(use)), strip.gain_prediction)
         strip.orig_db = None
         bright = strip.bright.positions.size > 0
-        payload = strip.payload(bright_contexts(self.layout, strip.raw_db) if bright else None)
-        self.chunk_bytes += len(payload)
-        return payload
+        coded.payload = strip.payload(bright_contexts(self.layout, strip.raw_db) if bright else None)
+        return coded
+
+    def apply(self, strip: Strip, result: CodedTile) -> None:
+        """Keep the refinement layer (for the bands predicted from this one); the figures wait for after_decode."""
+        if self.refinements is not None:
+            self.refinements.append(strip.refinement)
+        self.coded = result
+
+    def after_decode(self, strip: Strip) -> bytes:
+        """The tile's figures added to the band's (in tile order: the same sums on any run); its chunk."""
+        coded, self.coded = self.coded, None
+        self.squared_error += coded.squared_error
+        if self.layout.kind != "native":
+            self.sum_o += coded.sum_o
+            self.sum_r += coded.sum_r
+        self.chunk_bytes += len(coded.payload)
+        return coded.payload
 
     def finalize(self, strip: Strip) -> None:
         if self.sink is not None and self.layout.mean_correction == "global":

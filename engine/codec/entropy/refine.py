@@ -357,31 +357,38 @@ def _rdo_lower(symbols: list[np.ndarray], residuals: list[np.ndarray], steps: li
     neighbourhood goes, a 1 among busy ones stays: what JPEG 2000's rate allocation gets by truncating each
     code-block's bit-planes where its slope is too low. Lowering larger values too (not only 1 -> 0) measured
     +0.01 to +0.04 dB at 0.25-1 bpp on the real crops, and lifted SSIM at 0.25 bpp."""
-    bits = _bank()[1]
+    saved = _saved_bits()
     lowered: list[tuple[int, np.ndarray, np.ndarray]] = []
 
     def visit(ph: _Phase) -> np.ndarray:
         k = ph.k
         values = symbols[k].reshape(-1)[ph.order]
         m = np.abs(values)
-        coded = (m >= 1) & (m <= ALPHABET)  # escapes keep their value
-        if coded.any():
-            indices = _indices(values)
+        coded = np.flatnonzero((m >= 1) & (m <= ALPHABET))  # escapes keep their value
+        if coded.size:
+            indices = np.where(m > ALPHABET, 2 * ALPHABET + 1, m.dtype.type(ALPHABET) + values)  # _indices
             scales = np.zeros(N_BUCKETS, dtype=np.intp)
             for ctx, a, b in ph.groups():
                 scales[ctx % N_BUCKETS] = _best_scale(indices[a:b])
             scale = np.repeat(scales, np.diff(ph.cuts))[coded]
             at, v, m = ph.order[coded], values[coded], m[coded]
-            saved_bits = bits[scale, m + ALPHABET] - bits[scale, m - 1 + ALPHABET]
             x = np.abs(residuals[k].reshape(-1)[at]) / steps[k]
             weight = weights[k] if np.isscalar(weights[k]) else weights[k].reshape(-1)[at]
-            lower = weight * (2.0 * (x - m) + 1.0) < RDO_LAMBDA * saved_bits
-            lowered.append((k, at[lower], v[lower] - np.sign(v[lower])))
+            lower = np.flatnonzero(weight * (2.0 * (x - m) + 1.0) < RDO_LAMBDA * saved[scale, m - 1])
+            v = v[lower]
+            lowered.append((k, at[lower], v - np.sign(v)))
         return values
 
     _traverse([s.shape for s in symbols], visit)
     for k, at, v in lowered:
         symbols[k].reshape(-1)[at] = v
+
+
+@lru_cache(maxsize=1)
+def _saved_bits() -> np.ndarray:
+    """Per table and magnitude m = 1..ALPHABET (column m - 1): the bits coding m - 1 instead of m saves."""
+    bits = _bank()[1]
+    return bits[:, ALPHABET + 1 : 2 * ALPHABET + 1] - bits[:, ALPHABET : 2 * ALPHABET]
 
 
 def _predictions(base: _Bands, alphas: list[int], reference: Optional[_Bands], betas: list[int]) -> list[np.ndarray]:

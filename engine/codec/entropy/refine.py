@@ -157,7 +157,10 @@ class _ScalePrediction:
 
 
 def _fit(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """`a` cropped or edge-padded to `shape` (subbands of odd-sized strips differ by a row or column)."""
+    """`a` cropped or edge-padded to `shape` (subbands of odd-sized strips differ by a row or column); `a` itself
+    when it has that shape (callers only read it)."""
+    if a.shape == shape:
+        return a
     a = a[: shape[0], : shape[1]]
     return np.pad(a, ((0, shape[0] - a.shape[0]), (0, shape[1] - a.shape[1])), mode="edge")
 

@@ -238,7 +238,7 @@ def _traverse(shapes: list[tuple[int, int]], visit: Visit, n_bands: Optional[int
             act = base[cells]
             if phase:
                 act = act + 2 * ACTIVITY_UNIT * _neighbour_sum(mag).reshape(-1)[cells].astype(np.int32)
-            bucket = _BUCKET_OF[np.minimum(act, ACTIVITY_EDGES[-1])]
+            bucket = np.take(_BUCKET_OF, act, mode="clip")  # activities past the last edge: the last bucket
             order = cells[np.argsort(bucket, kind="stable")]
             cuts = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=N_BUCKETS))])
             values = visit(_Phase(k, phase, order, cuts))

@@ -18,6 +18,9 @@ _K = 1.230174104914001
 _SCALE_LOW, _SCALE_HIGH = 2**0.5 / _K, _K / 2**0.5
 """Near-orthonormal scaling: each subband's synthesis norm is close to 1."""
 
+LIFT_BLOCK = 32768
+"""Values per block of columns a lifting pass works through at once (their four steps stay in the cache)."""
+
 Subbands = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 """Per level, coarsest first: (LH, HL, HH) detail subbands."""
 
@@ -53,32 +56,46 @@ def _lift(target: np.ndarray, weight: float, sums: np.ndarray, sign: float = 1.0
         target -= sums
 
 
+def _column_blocks(x: np.ndarray) -> list[tuple[slice, ...]]:
+    """Index of each block of columns (the axes after the first) a lifting pass can work through on its own: every
+    column is lifted independently, and a block of LIFT_BLOCK values stays in the cache through the four steps."""
+    if x.ndim == 1:
+        return [(slice(None),)]
+    cols = max(1, LIFT_BLOCK // max(len(x), 1))
+    return [(slice(None), slice(c, c + cols)) for c in range(0, x.shape[1], cols)]
+
+
 def _analyse(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.moveaxis(x, axis, 0)
-    s, d = x[0::2].copy(), x[1::2].copy()
-    ns, nd = len(s), len(d)
-    if nd:
-        _lift(d, _LIFT[0], _neighbours_of_odd(s, nd))
-        _lift(s, _LIFT[1], _neighbours_of_even(d, ns))
-        _lift(d, _LIFT[2], _neighbours_of_odd(s, nd))
-        _lift(s, _LIFT[3], _neighbours_of_even(d, ns))
-        s *= _SCALE_LOW
-        d *= _SCALE_HIGH
+    ns, nd = (len(x) + 1) // 2, len(x) // 2
+    s, d = np.empty((ns,) + x.shape[1:], dtype=x.dtype), np.empty((nd,) + x.shape[1:], dtype=x.dtype)
+    for block in _column_blocks(x):
+        sb, db = x[0::2][block].copy(), x[1::2][block].copy()
+        if nd:
+            _lift(db, _LIFT[0], _neighbours_of_odd(sb, nd))
+            _lift(sb, _LIFT[1], _neighbours_of_even(db, ns))
+            _lift(db, _LIFT[2], _neighbours_of_odd(sb, nd))
+            _lift(sb, _LIFT[3], _neighbours_of_even(db, ns))
+            sb *= _SCALE_LOW
+            db *= _SCALE_HIGH
+        s[block], d[block] = sb, db
     return np.moveaxis(s, 0, axis), np.moveaxis(d, 0, axis)
 
 
 def _synthesise(s: np.ndarray, d: np.ndarray, axis: int) -> np.ndarray:
-    s, d = np.moveaxis(s, axis, 0).copy(), np.moveaxis(d, axis, 0).copy()
+    s, d = np.moveaxis(s, axis, 0), np.moveaxis(d, axis, 0)
     ns, nd = len(s), len(d)
-    if nd:
-        s *= 1.0 / _SCALE_LOW
-        d *= 1.0 / _SCALE_HIGH
-        _lift(s, _LIFT[3], _neighbours_of_even(d, ns), -1.0)
-        _lift(d, _LIFT[2], _neighbours_of_odd(s, nd), -1.0)
-        _lift(s, _LIFT[1], _neighbours_of_even(d, ns), -1.0)
-        _lift(d, _LIFT[0], _neighbours_of_odd(s, nd), -1.0)
     x = np.empty((ns + nd,) + s.shape[1:], dtype=s.dtype)
-    x[0::2], x[1::2] = s, d
+    for block in _column_blocks(x):
+        sb, db = s[block].copy(), d[block].copy()
+        if nd:
+            sb *= 1.0 / _SCALE_LOW
+            db *= 1.0 / _SCALE_HIGH
+            _lift(sb, _LIFT[3], _neighbours_of_even(db, ns), -1.0)
+            _lift(db, _LIFT[2], _neighbours_of_odd(sb, nd), -1.0)
+            _lift(sb, _LIFT[1], _neighbours_of_even(db, ns), -1.0)
+            _lift(db, _LIFT[0], _neighbours_of_odd(sb, nd), -1.0)
+        x[0::2][block], x[1::2][block] = sb, db
     return np.moveaxis(x, 0, axis)
 
 

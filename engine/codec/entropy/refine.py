@@ -437,6 +437,21 @@ def encode(
     the reference's same subband, with a least-squares weight per subband (inter-band prediction: JPEG 2000
     Part 2's multi-component transforms decorrelate bands linearly too). The refined image is what
     `decode(payload, base, step, reference)` returns: the decoder needs no SSIM weights."""
+    payload, (refined,) = encode_levels(target, base, step, (0,), ssim, reference)
+    return payload, refined
+
+
+def encode_levels(
+    target: np.ndarray,
+    base: Base,
+    step: float,
+    wanted: tuple[int, ...],
+    ssim: Optional[ssim_weights.SsimScale] = None,
+    reference: Optional[np.ndarray] = None,
+) -> tuple[bytes, list[np.ndarray]]:
+    """`encode`, with the refined image at each of `wanted` levels (0: the refined image in the target's dtype;
+    k: what `decode_level(payload, base, step, k, reference)` gives, to the bit) made from the encoder's own
+    symbols instead of decoding the payload again."""
     levels = levels_for(target.shape)
     t, b = _Bands.of(target, levels), _Bands.of_base(base, levels)
     alphas = [_alpha_code(tb, bb) for tb, bb in zip(t.bands, b.bands)]
@@ -473,8 +488,25 @@ def encode(
         + words.tobytes()
         + zigzag_encode(np.concatenate(escapes) if escapes else np.zeros(0, np.int64))
     )
-    refined = _rebuild(levels, _predictions(b, alphas, ref, betas), symbols, steps)
-    return payload, refined.astype(target.dtype)
+    return payload, _level_images(levels, _predictions(b, alphas, ref, betas), symbols, steps, wanted, target.dtype)
+
+
+def _level_images(
+    levels: int,
+    predictions: list[np.ndarray],
+    symbols: list[np.ndarray],
+    steps: list[float],
+    wanted: tuple[int, ...],
+    dtype: Any = np.float32,
+) -> list[np.ndarray]:
+    """The refined image at each of `wanted` levels, from the coarsest subbands that far (level 0 in `dtype`, the
+    approximations in float32 and in the image's units): what both sides compute."""
+    images = []
+    for k in wanted:
+        n = 1 + 3 * (levels - k)
+        image = _rebuild(levels, predictions[:n], symbols[:n], steps[:n], levels - k)
+        images.append(image.astype(dtype) if k == 0 else (image / wavelet.dc_gain(k)).astype(np.float32))
+    return images
 
 
 def decode(payload: bytes, base: Base, step: float, reference: Optional[np.ndarray] = None) -> np.ndarray:
@@ -589,13 +621,7 @@ def _decode(
     _restore_escapes(symbols, escaped, data[pos + 4 + 4 * n_words :], level == 0)
     ref = None if reference is None else _Bands.of(reference, levels)
     coarse = _Bands(levels, base.bands[:n_decoded])  # an overview computes no fine subband's prediction
-    predictions, steps = _predictions(coarse, alphas, ref, betas), base.steps(step)
-    images = []
-    for k in wanted:
-        n = 1 + 3 * (levels - k)
-        image = _rebuild(levels, predictions[:n], symbols[:n], steps[:n], levels - k)
-        images.append((image if k == 0 else image / wavelet.dc_gain(k)).astype(np.float32))
-    return images
+    return _level_images(levels, _predictions(coarse, alphas, ref, betas), symbols, base.steps(step), wanted)
 
 
 def _restore_escapes(

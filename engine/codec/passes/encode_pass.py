@@ -36,6 +36,7 @@ from ..radiometry import (
     mean_code_prediction,
     mean_codes,
     predicted_codes,
+    prediction_level,
     use_mask,
 )
 from .interband import ReferenceBand
@@ -227,11 +228,13 @@ class EncodePass(StripPass):
         return (clipped if strip.invalid is None else np.where(strip.invalid, base, clipped)).astype(np.float32)
 
     def code_refinement(
-        self, target: np.ndarray, base: refine.FlatBase, reference: Optional[np.ndarray]
-    ) -> tuple[bytes, np.ndarray]:
-        """The refinement layer's (payload, refined image) of a tile, its rate-distortion decisions weighted for
-        SSIM unless tuned for PSNR, predicted from the reference band's tile when the band has one."""
-        return refine.encode(target, base, self.layout.refine_step_db, ssim=self.ssim, reference=reference)
+        self, target: np.ndarray, base: refine.FlatBase, reference: Optional[np.ndarray], levels: tuple[int, ...]
+    ) -> tuple[bytes, list[np.ndarray]]:
+        """The refinement layer's (payload, refined image at each of `levels`) of a tile, its rate-distortion
+        decisions weighted for SSIM unless tuned for PSNR, predicted from the reference band's tile when the band
+        has one."""
+        step = self.layout.refine_step_db
+        return refine.encode_levels(target, base, step, levels, ssim=self.ssim, reference=reference)
 
     def prepare(self, strip: Strip, base: float) -> Work:
         """The tile's target and its reference band's tile (decoded in tile order), then the work (`_code`)."""
@@ -245,7 +248,9 @@ class EncodePass(StripPass):
         """Code what the base missed against the original; measure the error it leaves (the band's PSNR over its
         coded range, before the mean correction) and the block means of the original (over the pixels the decoder
         scales); then the chunk is complete. Touches nothing but the tile."""
-        strip.refinement, refined = self.code_refinement(target, refine.FlatBase(base, target.shape), reference)
+        flat, coarse = refine.FlatBase(base, target.shape), prediction_level(strip)
+        strip.refinement, (refined, approximation) = self.code_refinement(target, flat, reference, (0, coarse))
+        strip.coarse_db = (coarse, approximation)  # what the block means are predicted from, as the decoder has it
         strip.raw_db = self.clip_refined(refined)
         error = (strip.raw_db - target).astype(np.float64) ** 2
         coded = CodedTile(float(error.sum() if strip.invalid is None else error[~strip.invalid].sum()))

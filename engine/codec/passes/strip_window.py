@@ -134,6 +134,7 @@ class StripPass(ABC):
         return strip
 
     def _refined(self, strip: Strip) -> None:
+        """The refined tile handed to the bands predicted from this one (in tile order)."""
         if self.feeds is not None:
             self.feeds.remember(strip.index, strip.raw_db)
 

@@ -3,6 +3,7 @@
     python -m sar_compressor.bench.run [--quick] [--large-size N] [--out bench/results]
     python -m sar_compressor.bench.run --scale [--scale-files 8] [--scale-size 2048] [--scale-workers 1 2]
     python -m sar_compressor.bench.run [--multiband]
+    python -m sar_compressor.bench.run --cli-speed [--cli-size 4096] [--cli-runs 3]
 
 Runs within a time budget (default 20 min): rate-distortion, the ablation (bench.ablation) and speed first,
 then the large-raster memory test
@@ -28,7 +29,7 @@ from typing import Callable, Optional
 
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from ..engine.errors import SARCompressorError
-from . import ablation, jpeg2000, memory, multiband, plots, products, report, scale, speed, window
+from . import ablation, cli_speed, jpeg2000, memory, multiband, plots, products, report, scale, speed, window
 from .datasets import SHARED_SAR, Dataset, load, shared_datasets, simulated_datasets
 from .rate_distortion import FIXED_TARGETS, jpeg2000_db, run_dataset
 
@@ -67,6 +68,14 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--scale-files", type=int, default=8, help="simulated rasters for --scale")
     p.add_argument("--scale-size", type=int, default=2048, help="their side in pixels")
     p.add_argument("--scale-workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
+    p.add_argument(
+        "--cli-speed",
+        action="store_true",
+        help="only the command-line speed section (bench/cli_speed.py: fresh processes vs gdal_translate JPEG 2000, "
+        "~4 min)",
+    )
+    p.add_argument("--cli-size", type=int, default=cli_speed.SIZE, help="side of the --cli-speed scene")
+    p.add_argument("--cli-runs", type=int, default=cli_speed.RUNS, help="runs per step (median) for --cli-speed")
     p.add_argument(
         "--multiband",
         action="store_true",
@@ -296,6 +305,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.scale:
             scale.run(args.out, args.scale_files, args.scale_size, args.scale_workers, machine_info(), Clock().log)
+        elif args.cli_speed:
+            cli_speed.run(args.out, args.cli_size, args.cli_runs, machine_info(), Clock().log)
         else:
             run(args)
     except SARCompressorError as exc:

@@ -51,7 +51,7 @@ def measure(
 ) -> dict:
     """Throughput (Mpx/s of input) of serial compression and of compress_batch on each worker count."""
     say = log or (lambda message: None)
-    load_before = _load_average()
+    load_before = load_average()
     sources = [write_scene(workdir / f"scale{i}.tif", size, size, seed=100 + i) for i in range(files)]
     mpx = files * size * size / 1e6
     result: dict = {"files": files, "size": size, "mpx": mpx, "runs": []}
@@ -87,11 +87,11 @@ def measure(
             f"vs serial, {overhead:.2f} ms per trivial task, bytes equal serial: {same}"
         )
         shutil.rmtree(out)
-    result["load_average"] = {"before": load_before, "after": _load_average()}
+    result["load_average"] = {"before": load_before, "after": load_average()}
     return result
 
 
-def _load_average() -> Optional[float]:
+def load_average() -> Optional[float]:
     """The machine's 1-minute load average: other jobs on the same cores make the speed-up meaningless."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 

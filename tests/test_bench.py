@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 
-from sar_compressor.bench import jpeg2000, report
+from sar_compressor.bench import cli_speed, jpeg2000, report
 from sar_compressor.bench.datasets import shared_datasets
 from sar_compressor.bench.rate_distortion import merged_targets
 from sar_compressor.engine import metrics
@@ -127,3 +128,22 @@ def test_interpolation_is_log_linear_and_refuses_to_extrapolate():
     assert report.interpolate(curve, 0.25, "psnr_db") == pytest.approx(25.0)
     assert report.interpolate(curve, 1.0, "psnr_db") == pytest.approx(35.0)
     assert report.interpolate(curve, 3.0, "psnr_db") is None and report.interpolate(curve[:1], 0.5, "psnr_db") is None
+
+
+@pytest.mark.skipif(shutil.which("gdal_translate") is None, reason="gdal_translate is not on PATH")
+def test_cli_speed_section_runs_alone_and_matches_the_jpeg2000_size(tmp_path):
+    from sar_compressor.bench.run import main
+
+    out = tmp_path / "results"
+    assert main(["--cli-speed", "--cli-size", "256", "--cli-runs", "1", "--out", str(out)]) == 0
+    (json_file,) = out.glob("cli_speed_*.json")
+    result = json.loads(json_file.read_text())
+    assert abs(result["jpeg2000"]["size_vs_ours"] - 1.0) <= cli_speed.SIZE_TOLERANCE
+    for step in ("ours_compress", "j2k_compress", "ours_decompress", "j2k_decompress"):
+        assert len(result["seconds"][step]["runs_s"]) == 1 and result["seconds"][step]["median_s"] > 0
+    assert result["compress_ratio"] == pytest.approx(
+        result["seconds"]["ours_compress"]["median_s"] / result["seconds"]["j2k_compress"]["median_s"]
+    )
+    assert result["in_process"]["ours"]["compress_mpx_s"] > 0
+    markdown = json_file.with_suffix(".md").read_text()
+    assert "| compress |" in markdown and "| decompress |" in markdown and "<= 2" in markdown

@@ -54,6 +54,21 @@ def test_synthesis_norms_are_those_of_2d_impulses(levels):
     assert np.allclose([ll_norm] + [v for trio in per_level for v in trio], expected, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("predicted", [False, True])
+@pytest.mark.parametrize("shape", [(256, 300), (131, 77), (9, 40)])
+def test_the_encoders_approximations_are_the_decoders_to_the_bit(shape, predicted):
+    """encode_levels' coarse images (the block means' prediction) are what decode_levels gives, to the bit."""
+    target, _ = _pair(shape)
+    base = refine.FlatBase(float(target.mean()), shape)
+    reference = _pair(shape, seed=1)[0] if predicted else None
+    wanted = tuple(sorted({0, min(3, refine.coarse_levels(shape)), refine.coarse_levels(shape)}))
+    payload, images = refine.encode_levels(target, base, 0.5, wanted, reference=reference)
+    decoded = refine.decode_levels(payload, base, 0.5, wanted, reference)
+    assert len(images) == len(wanted)
+    for mine, theirs in zip(images, decoded):
+        assert mine.dtype == theirs.dtype == np.float32 and mine.tobytes() == theirs.tobytes()
+
+
 @pytest.mark.parametrize("shape", [(256, 300), (131, 77), (5, 9), (1, 7)])
 def test_decode_equals_the_encoders_refined_image(shape):
     target, base = _pair(shape)

@@ -180,6 +180,8 @@ class Strip:
     refinement: bytes = b""
     orig_db: Optional[np.ndarray] = None
     raw_db: Optional[np.ndarray] = None
+    refined_db: Optional[np.ndarray] = None
+    """The refinement layer's pixels before the loop filter (raw_db after it): what a reference band hands on."""
     gains: Optional[np.ndarray] = None
     """Block-mean codes (radiometry); the chunk carries them minus `gain_prediction`."""
     gain_prediction: Optional[np.ndarray] = None

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import numpy as np
+
 from ...errors import ContainerError, InputError
 from ...io.raster_io import RasterInfo
 from ..entropy import refine
@@ -16,7 +18,7 @@ from ..format.strip_payload import BrightResiduals, Strip
 from ..radiometry import bright_contexts, prediction_level, restore_mean_codes
 from ..restoration.loop_filter import LoopFilter
 from .interband import ReferenceBand
-from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel, scaled_progress
+from .strip_window import Cancel, Progress, Sink, StripPass, Work, check_cancel, scaled_progress
 
 
 class DecodePass(StripPass):
@@ -34,6 +36,7 @@ class DecodePass(StripPass):
         super().__init__(layout, progress, cancel)
         self.reader, self.info, self.reference = reader, info, reference
         self._global_gain = global_gain(reader.header, layout.band_index)
+        self._finished: tuple[int, Optional[np.ndarray]] = (-1, None)
 
     @property
     def global_gain(self) -> float:
@@ -45,30 +48,40 @@ class DecodePass(StripPass):
         check_cancel(self.cancel)
         return Strip.from_payload(self.reader.read_chunk(self.layout.chunk_number(k)), k, self.layout)
 
-    def refine(self, strip: Strip, base: float) -> None:
+    def prepare(self, strip: Strip, base: float) -> Work:
+        """The reference band's tile when predicted (decoded in tile order), then the work: `_decode_tile`."""
+        strip.reference = None if self.reference is None else self.reference.deviation(strip.index, self.layout)
+        return lambda: self._decode_tile(strip, base)
+
+    def apply(self, strip: Strip, result: np.ndarray) -> None:
+        """The finished tile waits for `finished` (which every pass asks for next)."""
+        self._finished = (strip.index, result)
+
+    def finished(self, strip: Strip) -> np.ndarray:
+        """What the work finished (the tile is its own: nothing here depends on another)."""
+        index, values = self._finished
+        self._finished = (-1, None)
+        return values if index == strip.index else super().finished(strip)
+
+    def _decode_tile(self, strip: Strip, base: float) -> np.ndarray:
         """The refinement layer applied over the reference band's tile when predicted (its coarse approximation
-        too, in the same pass: the block means' prediction), then the bright targets read (their contexts come
-        from the result)."""
+        too, in the same pass: the block means' prediction), the bright targets read (their contexts come from
+        the result), the loop filter applied, then the tile finished."""
         layout = self.layout
         flat = refine.FlatBase(base, (strip.rows, strip.cols))
-        strip.reference = None if self.reference is None else self.reference.deviation(strip.index, layout)
         coarse = prediction_level(strip)
         image, approximation = refine.decode_levels(
             strip.refinement, flat, layout.refine_step_db, (0, coarse), strip.reference
         )
-        strip.raw_db, strip.coarse_db = self.clip_refined(image), (coarse, approximation)
+        strip.raw_db = strip.refined_db = self.clip_refined(image)
+        strip.coarse_db = (coarse, approximation)
         restore_mean_codes(layout, strip)
         contexts = bright_contexts(layout, strip.raw_db) if strip.bright_section else None
         strip.bright = BrightResiduals.decode(strip.bright_section, contexts)
-
-    def decoded(self, k: int) -> Strip:
-        """Tile k refined, then its loop filter applied (after the reference band's pixels are handed on: a
-        predicted band's refinement layer is coded against the unfiltered ones)."""
-        strip = super().decoded(k)
-        fitted = LoopFilter.decode(strip.loop_filter, f"chunk {self.layout.chunk_number(k)}")
-        if fitted is not None:
-            strip.raw_db = self.clip_refined(fitted.apply(strip.raw_db, self.layout.flat_db))
-        return strip
+        fitted = LoopFilter.decode(strip.loop_filter, f"chunk {layout.chunk_number(strip.index)}")
+        if fitted is not None:  # after the contexts: nothing entropy-decoded depends on it
+            strip.raw_db = self.clip_refined(fitted.apply(strip.raw_db, layout.flat_db))
+        return super().finished(strip)
 
     def run(self, sink: Sink) -> None:
         """Every tile, finished, into `sink` (rows of tiles)."""

@@ -36,12 +36,13 @@ from ..radiometry import (
     mean_code_prediction,
     mean_codes,
     predicted_codes,
+    prediction_level,
     use_mask,
 )
 from ..restoration import loop_filter
 from .interband import ReferenceBand
 from .quality import N_QUALITIES, Quality, quality_level
-from .strip_window import Cancel, Progress, Sink, StripPass, check_cancel
+from .strip_window import Cancel, Progress, Sink, StripPass, Work, check_cancel
 from .survey import RowReader, Survey, survey_band
 
 Log = Optional[Callable[[str], None]]
@@ -93,6 +94,18 @@ def _check_choice(label: str, value: str, choices: tuple[str, ...]) -> None:
         raise InputError(f"{label} must be one of {', '.join(choices)}, got {value!r}")
 
 
+@dataclass
+class CodedTile:
+    """What a tile's work measured for its band's figures, and its chunk."""
+
+    squared_error: float
+    filtered: bool = False
+    """Whether the tile keeps a loop filter."""
+    sum_o: float = 0.0
+    sum_r: float = 0.0
+    payload: bytes = b""
+
+
 class EncodePass(StripPass):
     """Pass 2 of one band as a chunk generator (`strips()`, consumed by the container writer); `band_entry()`
     once it is exhausted, then `flush_deferred()`."""
@@ -126,6 +139,8 @@ class EncodePass(StripPass):
         """Kept when another band is predicted from this one (its ReferenceBand decodes them)."""
         self.chunk_bytes = 0
         self.squared_error = 0.0
+        self.coded: Optional[CodedTile] = None
+        """The last refined tile's figures, until after_decode adds them up."""
         self.row_of_tiles: tuple[int, Optional[np.ndarray]] = (-1, None)
         """(first row, the rows) of the input under the current row of tiles: read once for all its tiles."""
 
@@ -227,59 +242,78 @@ class EncodePass(StripPass):
         return (clipped if strip.invalid is None else np.where(strip.invalid, base, clipped)).astype(np.float32)
 
     def code_refinement(
-        self, target: np.ndarray, base: refine.FlatBase, reference: Optional[np.ndarray]
-    ) -> tuple[bytes, np.ndarray]:
-        """The refinement layer's (payload, refined image) of a tile, its rate-distortion decisions weighted for
-        SSIM unless tuned for PSNR, predicted from the reference band's tile when the band has one."""
-        return refine.encode(target, base, self.layout.refine_step_db, ssim=self.ssim, reference=reference)
+        self, target: np.ndarray, base: refine.FlatBase, reference: Optional[np.ndarray], levels: tuple[int, ...]
+    ) -> tuple[bytes, list[np.ndarray]]:
+        """The refinement layer's (payload, refined image at each of `levels`) of a tile, its rate-distortion
+        decisions weighted for SSIM unless tuned for PSNR, predicted from the reference band's tile when the band
+        has one."""
+        step = self.layout.refine_step_db
+        return refine.encode_levels(target, base, step, levels, ssim=self.ssim, reference=reference)
 
-    def refine(self, strip: Strip, base: float) -> None:
-        """Code what the base missed against the original; count the error the refinement leaves (the band's
-        PSNR over its coded range, before the mean correction)."""
+    def prepare(self, strip: Strip, base: float) -> Work:
+        """The tile's target and its reference band's tile (decoded in tile order), then the work (`_code`)."""
         target = self.refine_target(strip, base)
-        strip.reference = None if self.reference is None else self.reference.deviation(strip.index, self.layout)
-        flat = refine.FlatBase(base, target.shape)
-        strip.refinement, refined = self.code_refinement(target, flat, strip.reference)
-        strip.raw_db = self.clip_refined(refined)
-        if self.refinements is not None:
-            self.refinements.append(strip.refinement)
+        strip.reference = reference = (
+            None if self.reference is None else self.reference.deviation(strip.index, self.layout)
+        )
+        return lambda: self._code(strip, target, reference, base)
 
-    def restore(self, strip: Strip) -> None:
-        """Fit the tile's loop filter against the original (on the pixels the gains measure: valid, not bright
-        targets), keep it where it pays and filter raw_db as the decoder will; count the error left (the band's
-        PSNR over its coded range, before the mean correction)."""
-        layout = self.layout
-        target = self.refine_target(strip, layout.flat_db)
-        if self.options.loop_filter:
-            use = use_mask(strip)
-            span, tuned_ssim = layout.rng.span, self.options.tune == "ssim"
-            fitted = loop_filter.fit(strip.raw_db, target, use, layout.flat_db, layout.refine_step_db, span, tuned_ssim)
-            if fitted is not None:
-                strip.loop_filter = fitted[0].encode()
-                strip.raw_db = self.clip_refined(fitted[1])
-                self.n_filtered += 1
-        error = (strip.raw_db - target).astype(np.float64) ** 2
-        self.squared_error += float(error.sum() if strip.invalid is None else error[~strip.invalid].sum())
-
-    def after_decode(self, strip: Strip) -> bytes:
-        """The bright targets' contexts from the refinement layer's pixels (what the decoder has before its loop
-        filter), the loop filter, block means of the original (over the pixels the decoder scales), then the
-        chunk is complete."""
+    def _code(self, strip: Strip, target: np.ndarray, reference: Optional[np.ndarray], base: float) -> CodedTile:
+        """Code what the base missed against the original; the bright targets' contexts from the refinement
+        layer's pixels (what the decoder has before its loop filter); the loop filter; measure the error left (the
+        band's PSNR over its coded range, before the mean correction) and the block means of the original (over
+        the pixels the decoder scales); then the chunk is complete. Touches nothing but the tile."""
+        flat, coarse = refine.FlatBase(base, target.shape), prediction_level(strip)
+        strip.refinement, (refined, approximation) = self.code_refinement(target, flat, reference, (0, coarse))
+        strip.coarse_db = (coarse, approximation)  # what the block means are predicted from, as the decoder has it
+        strip.raw_db = strip.refined_db = self.clip_refined(refined)
         bright = strip.bright.positions.size > 0
         contexts = bright_contexts(self.layout, strip.raw_db) if bright else None
-        self.restore(strip)
+        filtered = self._loop_filter(strip, target)
+        error = (strip.raw_db - target).astype(np.float64) ** 2
+        coded = CodedTile(float(error.sum() if strip.invalid is None else error[~strip.invalid].sum()), filtered)
         if self.layout.kind != "native":  # native values have no linear intensity to restore
             use = use_mask(strip)
             sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use)
-            self.sum_o += float(sum_o.sum())
-            self.sum_r += float(sum_r.sum())
+            coded.sum_o, coded.sum_r = float(sum_o.sum()), float(sum_r.sum())
             if self.layout.mean_correction == "block":
                 strip.gain_prediction = mean_code_prediction(self.layout, strip)
                 strip.gains = predicted_codes(mean_codes(sum_o, block_counts(use)), strip.gain_prediction)
         strip.orig_db = None
-        payload = strip.payload(contexts)
-        self.chunk_bytes += len(payload)
-        return payload
+        coded.payload = strip.payload(contexts)
+        return coded
+
+    def _loop_filter(self, strip: Strip, target: np.ndarray) -> bool:
+        """Fit the tile's loop filter against the original (on the pixels the gains measure: valid, not bright
+        targets); where it pays, keep it in the chunk and filter raw_db as the decoder will."""
+        layout = self.layout
+        if not self.options.loop_filter:
+            return False
+        span, tuned_ssim = layout.rng.span, self.options.tune == "ssim"
+        use = use_mask(strip)
+        fitted = loop_filter.fit(strip.raw_db, target, use, layout.flat_db, layout.refine_step_db, span, tuned_ssim)
+        if fitted is None:
+            return False
+        strip.loop_filter = fitted[0].encode()
+        strip.raw_db = self.clip_refined(fitted[1])
+        return True
+
+    def apply(self, strip: Strip, result: CodedTile) -> None:
+        """Keep the refinement layer (for the bands predicted from this one); the figures wait for after_decode."""
+        if self.refinements is not None:
+            self.refinements.append(strip.refinement)
+        self.coded = result
+
+    def after_decode(self, strip: Strip) -> bytes:
+        """The tile's figures added to the band's (in tile order: the same sums on any run); its chunk."""
+        coded, self.coded = self.coded, None
+        self.squared_error += coded.squared_error
+        self.n_filtered += coded.filtered
+        if self.layout.kind != "native":
+            self.sum_o += coded.sum_o
+            self.sum_r += coded.sum_r
+        self.chunk_bytes += len(coded.payload)
+        return coded.payload
 
     def finalize(self, strip: Strip) -> None:
         if self.sink is not None and self.layout.mean_correction == "global":

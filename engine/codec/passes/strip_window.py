@@ -6,14 +6,18 @@ the decoder differ only in how a tile is obtained (`load`: read from the raster 
 which side of the refinement layer they run (`refine`: make it or apply it) and in what the encoder does after
 that (measure the gains, emit the chunk); the base and the finishing are the same code, which is what makes the
 encoder's reconstruction equal the decoder's output. Finished tiles are put together into rows of tiles for the
-sink, so memory follows one row of tiles.
+sink, so memory follows one row of tiles. A pass over every tile (`strips`) makes or applies the refinement layers of
+the next LOOKAHEAD tiles on worker threads while it finishes the tile before them, in tile order: what a tile's
+refinement does touches nothing but the tile, so the output is the same to the byte.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterator
-from typing import Callable, Optional
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -27,6 +31,13 @@ Progress = Optional[Callable[[int, int], None]]
 Cancel = Optional[Callable[[], bool]]
 Sink = Callable[[int, np.ndarray], None]
 """sink(row0, rows): receives each finished row of tiles of the output raster (full width), top to bottom."""
+Work = Callable[[], Any]
+"""A tile's refinement work that touches nothing but the tile (StripPass.prepare): runs on a worker thread."""
+LOOKAHEAD = 2
+"""Tiles refined at once on worker threads while this thread finishes the one before them (numpy and the ANS coder
+let go of the interpreter for much of the work; 1 would be no overlap). On the 2-core development machine, 4096x4096
+single-look q5 in process, same run: compress 6.40 -> 3.84 s, decompress 3.56 -> 2.80 s. Memory: up to two more
+tiles' working sets."""
 
 
 def scaled_progress(progress: Progress, lo: float, hi: float) -> Progress:
@@ -84,9 +95,17 @@ class StripPass(ABC):
         """Tile k, as far as it is known before its refinement layer."""
 
     @abstractmethod
+    def prepare(self, strip: Strip, base: float) -> Work:
+        """What must happen on this thread, in tile order, before the tile's refinement layer is made (encoder) or
+        applied (decoder) over the flat `base` (dB); returns that work, which touches nothing but the tile."""
+
+    @abstractmethod
+    def apply(self, strip: Strip, result: Any) -> None:
+        """What happens on this thread, in tile order, with the work's result (statistics over the tiles)."""
+
     def refine(self, strip: Strip, base: float) -> None:
-        """Make (encoder) or apply (decoder) the tile's refinement layer over the flat `base` (dB): raw_db becomes
-        the refined dB."""
+        """Make or apply the tile's refinement layer here and now: raw_db becomes the refined dB."""
+        self.apply(strip, self.prepare(strip, base)())
 
     def clip_refined(self, db: np.ndarray) -> np.ndarray:
         """Refined dB kept inside the range (the original is clipped there too)."""
@@ -111,19 +130,39 @@ class StripPass(ABC):
         check_cancel(self.cancel)
         strip = self.load(k)
         self.refine(strip, self.layout.flat_db)
-        if self.feeds is not None:
-            self.feeds.remember(k, strip.raw_db)
+        self._refined(strip)
         return strip
 
+    def _refined(self, strip: Strip) -> None:
+        """The refined tile handed to the bands predicted from this one (in tile order)."""
+        if self.feeds is not None:
+            self.feeds.remember(strip.index, strip.refined_db)  # before the loop filter: what prediction codes against
+
+    def _started(self, k: int, pool: ThreadPoolExecutor) -> tuple[Strip, Future]:
+        """Tile k loaded, its refinement work handed to `pool`."""
+        check_cancel(self.cancel)
+        strip = self.load(k)
+        return strip, pool.submit(self.prepare(strip, self.layout.flat_db))
+
     def strips(self) -> Iterator[bytes]:
-        """Every tile in chunk order: loaded, refined, finished; one tile alive at a time."""
+        """Every tile in chunk order: loaded, refined (LOOKAHEAD at once, on worker threads), finished."""
         n = self.layout.n_tiles
-        for k in range(n):
-            strip = self.decoded(k)
-            payload = self.after_decode(strip)
-            if payload is not None:
-                yield payload
-            check_cancel(self.cancel)
-            self.finalize(strip)
-            if self.progress is not None:
-                self.progress(k + 1, n)
+        pending: deque[tuple[Strip, Future]] = deque()
+        with ThreadPoolExecutor(max_workers=LOOKAHEAD, thread_name_prefix="sarz-tile") as pool:
+            try:
+                for k in range(n):
+                    while len(pending) < LOOKAHEAD and k + len(pending) < n:
+                        pending.append(self._started(k + len(pending), pool))
+                    strip, work = pending.popleft()
+                    self.apply(strip, work.result())
+                    self._refined(strip)
+                    payload = self.after_decode(strip)
+                    if payload is not None:
+                        yield payload
+                    check_cancel(self.cancel)
+                    self.finalize(strip)
+                    if self.progress is not None:
+                        self.progress(k + 1, n)
+            finally:
+                for _, work in pending:  # cancelled or failed: tiles not started yet are dropped
+                    work.cancel()

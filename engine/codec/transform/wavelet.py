@@ -18,49 +18,84 @@ _K = 1.230174104914001
 _SCALE_LOW, _SCALE_HIGH = 2**0.5 / _K, _K / 2**0.5
 """Near-orthonormal scaling: each subband's synthesis norm is close to 1."""
 
+LIFT_BLOCK = 32768
+"""Values per block of columns a lifting pass works through at once (their four steps stay in the cache)."""
+
 Subbands = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 """Per level, coarsest first: (LH, HL, HH) detail subbands."""
 
 
 def _neighbours_of_odd(s: np.ndarray, nd: int) -> np.ndarray:
-    """s[i] + s[i+1] at each odd sample (the last one mirrors when the length is even)."""
-    right = s[1:] if len(s) > nd else np.concatenate([s[1:], s[-1:]], axis=0)
-    return s[:nd] + right[:nd]
+    """s[i] + s[i+1] at each odd sample (the last one mirrors when the length is even), in a new array."""
+    out = np.empty((nd,) + s.shape[1:], dtype=s.dtype)
+    if len(s) > nd:
+        np.add(s[:nd], s[1 : nd + 1], out=out)
+    else:
+        np.add(s[: nd - 1], s[1:nd], out=out[: nd - 1])
+        np.add(s[nd - 1 : nd], s[nd - 1 : nd], out=out[nd - 1 :])
+    return out
 
 
 def _neighbours_of_even(d: np.ndarray, ns: int) -> np.ndarray:
-    """d[i-1] + d[i] at each even sample (mirrored at both ends)."""
-    left = np.concatenate([d[:1], d], axis=0)[:ns]
-    right = d if len(d) == ns else np.concatenate([d, d[-1:]], axis=0)
-    return left + right[:ns]
+    """d[i-1] + d[i] at each even sample (mirrored at both ends), in a new array."""
+    nd = len(d)
+    out = np.empty((ns,) + d.shape[1:], dtype=d.dtype)
+    np.add(d[:1], d[:1], out=out[:1])
+    np.add(d[: nd - 1], d[1:nd], out=out[1:nd])
+    if ns > nd:
+        np.add(d[nd - 1 :], d[nd - 1 :], out=out[nd:])
+    return out
+
+
+def _lift(target: np.ndarray, weight: float, sums: np.ndarray, sign: float = 1.0) -> None:
+    """target += weight * sums (or -= with sign -1), the sums' array reused for the product."""
+    sums *= weight
+    if sign > 0:
+        target += sums
+    else:
+        target -= sums
+
+
+def _column_blocks(x: np.ndarray) -> list[tuple[slice, ...]]:
+    """Index of each block of columns (the axes after the first) a lifting pass can work through on its own: every
+    column is lifted independently, and a block of LIFT_BLOCK values stays in the cache through the four steps."""
+    if x.ndim == 1:
+        return [(slice(None),)]
+    cols = max(1, LIFT_BLOCK // max(len(x), 1))
+    return [(slice(None), slice(c, c + cols)) for c in range(0, x.shape[1], cols)]
 
 
 def _analyse(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.moveaxis(x, axis, 0)
-    s, d = x[0::2].copy(), x[1::2].copy()
-    ns, nd = len(s), len(d)
-    if nd:
-        d += _LIFT[0] * _neighbours_of_odd(s, nd)
-        s += _LIFT[1] * _neighbours_of_even(d, ns)
-        d += _LIFT[2] * _neighbours_of_odd(s, nd)
-        s += _LIFT[3] * _neighbours_of_even(d, ns)
-        s *= _SCALE_LOW
-        d *= _SCALE_HIGH
+    ns, nd = (len(x) + 1) // 2, len(x) // 2
+    s, d = np.empty((ns,) + x.shape[1:], dtype=x.dtype), np.empty((nd,) + x.shape[1:], dtype=x.dtype)
+    for block in _column_blocks(x):
+        sb, db = x[0::2][block].copy(), x[1::2][block].copy()
+        if nd:
+            _lift(db, _LIFT[0], _neighbours_of_odd(sb, nd))
+            _lift(sb, _LIFT[1], _neighbours_of_even(db, ns))
+            _lift(db, _LIFT[2], _neighbours_of_odd(sb, nd))
+            _lift(sb, _LIFT[3], _neighbours_of_even(db, ns))
+            sb *= _SCALE_LOW
+            db *= _SCALE_HIGH
+        s[block], d[block] = sb, db
     return np.moveaxis(s, 0, axis), np.moveaxis(d, 0, axis)
 
 
 def _synthesise(s: np.ndarray, d: np.ndarray, axis: int) -> np.ndarray:
-    s, d = np.moveaxis(s, axis, 0).copy(), np.moveaxis(d, axis, 0).copy()
+    s, d = np.moveaxis(s, axis, 0), np.moveaxis(d, axis, 0)
     ns, nd = len(s), len(d)
-    if nd:
-        s *= 1.0 / _SCALE_LOW
-        d *= 1.0 / _SCALE_HIGH
-        s -= _LIFT[3] * _neighbours_of_even(d, ns)
-        d -= _LIFT[2] * _neighbours_of_odd(s, nd)
-        s -= _LIFT[1] * _neighbours_of_even(d, ns)
-        d -= _LIFT[0] * _neighbours_of_odd(s, nd)
     x = np.empty((ns + nd,) + s.shape[1:], dtype=s.dtype)
-    x[0::2], x[1::2] = s, d
+    for block in _column_blocks(x):
+        sb, db = s[block].copy(), d[block].copy()
+        if nd:
+            sb *= 1.0 / _SCALE_LOW
+            db *= 1.0 / _SCALE_HIGH
+            _lift(sb, _LIFT[3], _neighbours_of_even(db, ns), -1.0)
+            _lift(db, _LIFT[2], _neighbours_of_odd(sb, nd), -1.0)
+            _lift(sb, _LIFT[1], _neighbours_of_even(db, ns), -1.0)
+            _lift(db, _LIFT[0], _neighbours_of_odd(sb, nd), -1.0)
+        x[0::2][block], x[1::2][block] = sb, db
     return np.moveaxis(x, 0, axis)
 
 

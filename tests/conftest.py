@@ -23,3 +23,46 @@ def shared_sar_dir() -> Path:
     if not SHARED_SAR.is_dir() or not any(SHARED_SAR.glob("*.tif")):
         pytest.skip("../shared/sar-data is absent")
     return SHARED_SAR
+
+
+@pytest.fixture
+def structured_scene(tmp_path):
+    """make(height, width): a GeoTIFF of the simulator's clean reflectivity (structure, no speckle: a multilooked
+    product's limit), where tiles keep their loop filter at middle qualities."""
+    import rasterio
+
+    from sar_compressor.engine.simulate import simulate_scene
+
+    def make(height: int, width: int) -> Path:
+        _, reflectivity = simulate_scene(height, width, looks=16, seed=5)
+        path = tmp_path / f"structured_{height}x{width}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32") as ds:
+            ds.write(reflectivity.astype("float32")[None])
+        return path
+
+    return make
+
+
+@pytest.fixture
+def round_trip_peaks():
+    """peaks(src, folder): the peak numpy allocation (tracemalloc, every thread) compressing `src` into
+    folder/m.sarz, then decompressing it."""
+    import tracemalloc
+
+    from sar_compressor.engine import api
+
+    def peaks(src: Path, folder: Path) -> tuple[int, int]:
+        found = []
+        for run in (
+            lambda: api.compress_file(src, folder / "m.sarz"),
+            lambda: api.decompress_file(folder / "m.sarz", folder / "m.tif"),
+        ):
+            tracemalloc.start()
+            try:
+                run()
+                found.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+        return found[0], found[1]
+
+    return peaks

@@ -154,19 +154,13 @@ def test_compress_tuned_for_psnr(provider, scene, tmp_path):
     assert bpp["psnr"] != bpp["ssim"]
 
 
-def test_compress_without_the_loop_filter(provider, tmp_path):
+def test_compress_without_the_loop_filter(provider, structured_scene, tmp_path):
     """LOOP_FILTER reaches the engine: on a scene where the filter pays, off leaves every tile unfiltered."""
     import processing
-    import rasterio
 
     from sar_compressor.engine.api import read_header
-    from sar_compressor.engine.simulate import simulate_scene
 
-    _, reflectivity = simulate_scene(512, 512, looks=16, seed=5)
-    src = tmp_path / "clean.tif"
-    profile = {"driver": "GTiff", "width": 512, "height": 512, "count": 1, "dtype": "float32"}
-    with rasterio.open(src, "w", **profile) as ds:
-        ds.write(reflectivity.astype("float32")[None])
+    src = structured_scene(512, 512)
     filtered = {}
     for on in (True, False):
         out = tmp_path / f"{on}.sarz"

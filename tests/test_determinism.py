@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -55,16 +54,9 @@ def test_file_and_pixels_do_not_depend_on_thread_counts(tmp_path):
 
 
 @pytest.mark.slow
-def test_loop_filtered_file_does_not_depend_on_thread_counts(tmp_path):
+def test_loop_filtered_file_does_not_depend_on_thread_counts(structured_scene, tmp_path):
     """A structured scene whose tiles keep their loop filter (least squares through BLAS in the encoder)."""
-    import rasterio
-
-    from sar_compressor.engine.simulate import simulate_scene
-
-    _, reflectivity = simulate_scene(1024, 768, looks=16, seed=5)
-    src = tmp_path / "clean.tif"
-    with rasterio.open(src, "w", driver="GTiff", width=768, height=1024, count=1, dtype="float32") as ds:
-        ds.write(reflectivity.astype("float32")[None])
+    src = structured_scene(1024, 768)
     data_1, pixels_1 = _code(tmp_path, src, threads=1, lookahead=1, tile=256, quality=7)
     data_2, pixels_2 = _code(tmp_path, src, threads=2, lookahead=2, tile=256, quality=7)
     header = api.read_header(data_1)
@@ -73,31 +65,18 @@ def test_loop_filtered_file_does_not_depend_on_thread_counts(tmp_path):
     assert pixels_1.tobytes() == pixels_2.tobytes()
 
 
-def _peak_bytes(src, tmp_path, lookahead: int, monkeypatch) -> tuple[int, int]:
-    """Peak numpy allocation (tracemalloc, every thread) compressing, then decompressing, with `lookahead` tiles."""
-    monkeypatch.setattr(strip_window, "LOOKAHEAD", lookahead)
-    peaks = []
-    for run in (
-        lambda: api.compress_file(src, tmp_path / "m.sarz"),
-        lambda: api.decompress_file(tmp_path / "m.sarz", tmp_path / "m.tif"),
-    ):
-        tracemalloc.start()
-        try:
-            run()
-            peaks.append(tracemalloc.get_traced_memory()[1])
-        finally:
-            tracemalloc.stop()
-    return peaks[0], peaks[1]
-
-
 @pytest.mark.slow
-def test_tiles_in_flight_add_a_bounded_amount_of_memory(tmp_path, monkeypatch):
+def test_tiles_in_flight_add_a_bounded_amount_of_memory(tmp_path, monkeypatch, round_trip_peaks):
     """Two tiles refined at once cost about one more tile's working set than one (measured 1.8-2.0x of the peak
     with six 512x512 tiles, the pass-1 sample made small), never a row of tiles or the raster."""
     monkeypatch.setattr(survey, "SAMPLE_VALUES", 16384)
     monkeypatch.setattr(survey, "TEXTURE_PIXELS", 16384)
     monkeypatch.setattr(layout_module, "TILE", 512)
     src = write_scene(tmp_path / "m.tif", 3072, 512, seed=1)
-    one, two = _peak_bytes(src, tmp_path, 1, monkeypatch), _peak_bytes(src, tmp_path, 2, monkeypatch)
+    peaks = {}
+    for lookahead in (1, 2):
+        monkeypatch.setattr(strip_window, "LOOKAHEAD", lookahead)
+        peaks[lookahead] = round_trip_peaks(src, tmp_path)
+    one, two = peaks[1], peaks[2]
     for serial, pipelined in zip(one, two):
         assert pipelined < 2.5 * serial, (one, two)

@@ -4,8 +4,6 @@ evaluate cover every band."""
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
 import rasterio
@@ -301,25 +299,8 @@ def test_bench_section_compares_one_file_with_a_file_per_band(tmp_path, monkeypa
     assert "| test | 5 |" in table
 
 
-def _peaks(tmp_path, height: int, n_bands: int) -> tuple[int, int]:
-    """Peak numpy allocation (tracemalloc) compressing, then decompressing, an n-band 256-wide raster."""
-    src = _write(tmp_path / f"m{height}_{n_bands}.tif", _channels(height, 256, (1.0, 0.3, 0.1)[:n_bands]), [])
-    peaks = []
-    for run in (
-        lambda: api.compress_file(src, tmp_path / "m.sarz"),
-        lambda: api.decompress_file(tmp_path / "m.sarz", tmp_path / "m.tif"),
-    ):
-        tracemalloc.start()
-        try:
-            run()
-            peaks.append(tracemalloc.get_traced_memory()[1])
-        finally:
-            tracemalloc.stop()
-    return peaks[0], peaks[1]
-
-
 @pytest.mark.slow
-def test_memory_is_strips_not_bands(tmp_path, monkeypatch):
+def test_memory_is_strips_not_bands(tmp_path, monkeypatch, round_trip_peaks):
     """Bands are coded one after the other, tile by tile: three bands cost a reference tile more than one
     (measured +18-25 % with 512-row strips, +43-47 % with 256x512 tiles: the reference tile and its wavelet
     transform weigh more against a smaller tile), not three bands, and nothing grows with the height (pass 1's
@@ -329,8 +310,14 @@ def test_memory_is_strips_not_bands(tmp_path, monkeypatch):
     monkeypatch.setattr(survey, "TEXTURE_PIXELS", 16384)
     monkeypatch.setattr(layout_module, "TILE", 512)
     monkeypatch.setattr(strip_window, "LOOKAHEAD", 1)
-    one = _peaks(tmp_path, 3072, 1)
-    short, tall = _peaks(tmp_path, 1024, 3), _peaks(tmp_path, 3072, 3)
+
+    def peaks(height: int, n_bands: int) -> tuple[int, int]:
+        """Compressing, then decompressing, an n-band 256-wide raster."""
+        src = _write(tmp_path / f"m{height}_{n_bands}.tif", _channels(height, 256, (1.0, 0.3, 0.1)[:n_bands]), [])
+        return round_trip_peaks(src, tmp_path)
+
+    one = peaks(3072, 1)
+    short, tall = peaks(1024, 3), peaks(3072, 3)
     for i in (0, 1):  # compress, decompress
         assert tall[i] < 1.6 * one[i], (one, tall)
         assert tall[i] < 1.25 * short[i], (short, tall)

@@ -77,13 +77,29 @@ def markdown(results: dict) -> str:
             lines += [f"![{label}]({results['figures'][key]})", ""]
     if results.get("multiband"):
         lines += multiband.markdown(results["multiband"])
-    lines += _speed_table(results.get("speed"))
+    return "\n".join(lines + _performance_tables(results)).rstrip() + "\n"
+
+
+def _performance_tables(results: dict) -> list[str]:
+    """Speed, random access, memory and the run's notes."""
+    lines = _speed_table(results.get("speed"))
     lines += _window_table(results.get("window"))
     lines += _memory_table(results.get("memory"))
     lines += _tall_table(results.get("memory_tall"))
-    for note in results.get("notes", []):
-        lines.append(f"- {note}")
-    return "\n".join(lines).rstrip() + "\n"
+    return lines + [f"- {note}" for note in results.get("notes", [])]
+
+
+def performance_markdown(results: dict) -> str:
+    """`--performance`: the speed, random-access and memory tables alone."""
+    m = results["machine"]
+    head = [
+        f"# Performance {results['date']}" + (" (quick)" if results["quick"] else ""),
+        "",
+        f"{m['cpu_count']} CPU cores ({m.get('cpu_model') or 'unknown CPU'}), numpy {m['numpy']}; "
+        f"{results['duration_s'] / 60:.1f} min in total.",
+        "",
+    ]
+    return "\n".join(head + _performance_tables(results)).rstrip() + "\n"
 
 
 def _rd_table(results: dict) -> list[str]:

@@ -4,6 +4,7 @@
     python -m sar_compressor.bench.run --scale [--scale-files 8] [--scale-size 2048] [--scale-workers 1 2]
     python -m sar_compressor.bench.run [--multiband]
     python -m sar_compressor.bench.run --cli-speed [--cli-size 4096] [--cli-runs 3]
+    python -m sar_compressor.bench.run --performance [--large-size N] [--window-size N]
 
 Runs within a time budget (default 20 min): rate-distortion, the ablation (bench.ablation) and speed first,
 then the large-raster memory test
@@ -73,6 +74,12 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         action="store_true",
         help="only the command-line speed section (bench/cli_speed.py: fresh processes vs gdal_translate JPEG 2000, "
         "~4 min)",
+    )
+    p.add_argument(
+        "--performance",
+        action="store_true",
+        help="only speed, memory and random access (the sections a change that keeps every byte can move; "
+        "performance_<date>.{json,md}, ~30 min at the default sizes)",
     )
     p.add_argument("--cli-size", type=int, default=cli_speed.SIZE, help="side of the --cli-speed scene")
     p.add_argument("--cli-runs", type=int, default=cli_speed.RUNS, help="runs per step (median) for --cli-speed")
@@ -232,6 +239,22 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
+def run_performance(args: argparse.Namespace) -> dict:
+    """Speed, memory and random access alone -> performance_<date>.{json,md}."""
+    clock = Clock()
+    jpeg2000.require()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {**_header(args), "timings": {}}
+    with tempfile.TemporaryDirectory(prefix="sar-bench-") as tmp:
+        _speed_and_memory(args, Path(tmp), clock, results)
+    results["duration_s"] = clock.elapsed
+    name = f"performance_{results['date']}"
+    report.write_json(results, args.out / f"{name}.json")
+    (args.out / f"{name}.md").write_text(report.performance_markdown(results), encoding="utf-8")
+    clock.log(f"wrote {args.out / name}.json and .md")
+    return results
+
+
 def _speed_and_memory(args, workdir: Path, clock: Clock, results: dict) -> None:
     """Speed, then memory sized by the measured speed; failures become notes."""
     quality = min(DEFAULT_QUALITY, results["settings"]["n_qualities"])
@@ -307,6 +330,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             scale.run(args.out, args.scale_files, args.scale_size, args.scale_workers, machine_info(), Clock().log)
         elif args.cli_speed:
             cli_speed.run(args.out, args.cli_size, args.cli_runs, machine_info(), Clock().log)
+        elif args.performance:
+            run_performance(args)
         else:
             run(args)
     except SARCompressorError as exc:

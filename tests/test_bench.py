@@ -147,3 +147,17 @@ def test_cli_speed_section_runs_alone_and_matches_the_jpeg2000_size(tmp_path):
     assert result["in_process"]["ours"]["compress_mpx_s"] > 0
     markdown = json_file.with_suffix(".md").read_text()
     assert "| compress |" in markdown and "| decompress |" in markdown and "<= 2" in markdown
+
+
+def test_performance_sections_alone(tmp_path):
+    """--performance: speed, memory and random access only, in performance_<date>.{json,md}."""
+    from sar_compressor.bench.run import main
+
+    out = tmp_path / "results"
+    assert main(["--performance", "--quick", "--out", str(out)]) == 0
+    (md,) = out.glob("performance_*.md")
+    text = md.read_text()
+    assert "## Speed" in text and "## Random access (512x512" in text and "## Memory" in text
+    assert "## Rate-distortion" not in text
+    (js,) = out.glob("performance_*.json")
+    assert json.loads(js.read_text())["speed"]["ours"]["compress_mpx_s"] > 0

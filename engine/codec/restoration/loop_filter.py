@@ -17,9 +17,9 @@ float rounding.
 What it decides: a class keeps its filter only where it lowers the tile's squared error by more than its
 coefficients cost (at the refinement layer's rate-distortion slope), and, when the encoder is tuned for SSIM,
 only where it does not lower the tile's SSIM (the filter reaches its PSNR partly by smoothing texture, which
-SSIM counts; MODELS.md gives the measured trade). Measured on the real crops at 0.25 bpp with the fit on the
-decoded rasters (a probe before this module): +0.06 to +0.23 dB PSNR on multilooked and oversampled crops with
-four classes, +0.39 dB on single-look ones at a cost of 0.02-0.03 SSIM.
+SSIM counts). Measured by the bench's ablation at equal rate (MODELS.md): +0.065 / +0.136 / +0.254 dB PSNR on
+the multilooked and oversampled real crops at 0.25 / 0.5 / 1 bpp, SSIM unchanged or up, multilooked PSNR -0.01 to
+-0.02 dB; on single-look data the SSIM guard turns it down.
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ from ..entropy.codes import inflate
 from ..entropy.ssim_weights import blur
 
 RADIUS = 3
-"""7x7 support. Measured (probe, 0.25 bpp, one class): radius 1 / 2 / 3 gained +0.03 / +0.04 / +0.06 dB on
-AIRSAR T11 and +0.07 / +0.08 / +0.11 on T22, +0.31 / +0.37 / +0.39 on single-look C11."""
+"""7x7 support. Measured (a probe fitting one class on the decoded crops at 0.25 bpp, before this module):
+radius 1 / 2 / 3 gained +0.03 / +0.04 / +0.06 dB on AIRSAR T11 and +0.07 / +0.08 / +0.11 on T22."""
 CLASSES = 4
-"""Activity classes (quartiles of the tile's local activity). Measured (probe, 0.25 bpp, radius 3): 1 -> 4
-classes raised the gain on the multilooked and oversampled crops from +0.12 to +0.16 dB on average."""
+"""Activity classes (quartiles of the tile's local activity). Measured (the same probe, radius 3): 1 -> 4 classes
+raised the gain on the multilooked and oversampled crops from +0.12 to +0.16 dB on average; in the codec, 8
+classes gained less than 4 on T11, T22, GEFOLKI and Sen1Floods11 at 0.25 bpp (their coefficients cost more)."""
 PAIRS = tuple((dy, dx) for dy in range(0, RADIUS + 1) for dx in range(-RADIUS, RADIUS + 1) if dy > 0 or dx > 0)
 """Half of the 7x7 offsets: each stands for itself and its mirror (point symmetry)."""
 N_TAPS = len(PAIRS) + 2

@@ -57,12 +57,7 @@ def matched_j2k(entries: list[dict], bpp: float) -> Optional[dict]:
 
 def markdown(results: dict) -> str:
     """Short summary: ours vs J2K at matched bpp per file, speed, memory; figures linked by file name."""
-    m = results["machine"]
-    lines = [
-        f"# Benchmark {results['date']}" + (" (quick)" if results["quick"] else ""),
-        "",
-        f"{m['cpu_count']} CPU cores ({m.get('cpu_model') or 'unknown CPU'}), numpy {m['numpy']}; "
-        f"{results['duration_s'] / 60:.1f} min in total.",
+    lines = _heading("Benchmark", results)[:-1] + [
         "Metrics (engine.metrics): PSNR in dB over the original's 0.5-99.5 percentile dB range, SSIM on that "
         "range scaled to [0, 1], mean ratio in linear intensity (1 = unbiased), ENL ratio > 1 = smoother "
         "than the original. bpp counts the whole file. The same range is used for every codec.",
@@ -91,15 +86,19 @@ def _performance_tables(results: dict) -> list[str]:
 
 def performance_markdown(results: dict) -> str:
     """`--performance`: the speed, random-access and memory tables alone."""
+    return "\n".join(_heading("Performance", results) + _performance_tables(results)).rstrip() + "\n"
+
+
+def _heading(title: str, results: dict) -> list[str]:
+    """The report's title, its machine and its duration, then a blank line."""
     m = results["machine"]
-    head = [
-        f"# Performance {results['date']}" + (" (quick)" if results["quick"] else ""),
+    return [
+        f"# {title} {results['date']}" + (" (quick)" if results["quick"] else ""),
         "",
         f"{m['cpu_count']} CPU cores ({m.get('cpu_model') or 'unknown CPU'}), numpy {m['numpy']}; "
         f"{results['duration_s'] / 60:.1f} min in total.",
         "",
     ]
-    return "\n".join(head + _performance_tables(results)).rstrip() + "\n"
 
 
 def _rd_table(results: dict) -> list[str]:

@@ -315,8 +315,7 @@ def _loop_filter_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
     """On how many of the band's tiles its adaptive loop filter is (files before it have no loop-filter stream)."""
     if "loop_filter" not in h["streams"]:
         return "none (the file predates it)"
-    raster, tiling = h["raster"], h["tiling"]
-    tiles = -(-raster["width"] // tiling["tile_width"]) * -(-raster["height"] // tiling["tile_height"])
+    tiles = h["n_chunks"] // len(h["bands"])  # chunk order "band, tile row, tile column": every band's tiles
     return f"on {stats.get('loop_filtered_tiles', 0)} of {tiles} tiles (kept where it pays)"
 
 

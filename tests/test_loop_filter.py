@@ -11,8 +11,8 @@ import pytest
 
 from sar_compressor.engine import api
 from sar_compressor.engine.codec.format.container import ContainerReader, container_bytes
+from sar_compressor.engine.codec.format.layout import STREAMS
 from sar_compressor.engine.codec.format.sarz_header import LEGACY_STREAMS
-from sar_compressor.engine.codec.format.strip_payload import STREAMS
 from sar_compressor.engine.codec.restoration import loop_filter as lf
 from sar_compressor.engine.errors import ContainerError
 from sar_compressor.engine.metrics import evaluate_arrays

@@ -65,6 +65,11 @@ def bright_threshold(rng: pp.Range, refine_step: float) -> float:
     return round(rng.vmax + min(fraction * refine_step * rng.span, cap_db), 4)
 
 
+STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes", "loop_filter")
+"""The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
+later version may add a stream, e.g. a learned model's side information, without moving the others)."""
+
+
 @dataclass
 class Layout:
     """Geometry and coding parameters shared by encoder and decoder (the decoder's come from the header)."""
@@ -88,8 +93,8 @@ class Layout:
     before it (chunk order "band, tile row, tile column")."""
     reference: Optional[int] = None
     """The place of the band it is predicted from (engine.codec.passes.interband), None when coded on its own."""
-    n_streams: int = 6
-    """Streams per chunk: strip_payload.STREAMS, or its first five in files written before the loop filter."""
+    n_streams: int = len(STREAMS)
+    """Streams per chunk: STREAMS, or its first five in files written before the loop filter."""
 
     @property
     def out_dtype(self) -> str:

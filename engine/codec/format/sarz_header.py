@@ -9,7 +9,7 @@ The header carries every parameter the decoder needs, so a file decodes without 
 - `tiling`: the tile size and the chunk order ("band, tile row, tile column"): chunk i is tile i of that order;
   each tile is coded on its own (a window decodes from the tiles it touches); the last row and column of tiles
   may be smaller;
-- `streams`: the streams of every chunk, in order (strip_payload.STREAMS; files written before the loop filter
+- `streams`: the streams of every chunk, in order (layout.STREAMS; files written before the loop filter
   list its first five, and decode as they did);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
 - `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match).
@@ -30,8 +30,7 @@ from ...errors import ContainerError, SARCompressorError
 from ...io.raster_io import RasterInfo, _float_from_json, _float_to_json
 from ..entropy import refine
 from .container import FORMAT_VERSION
-from .layout import BLOCK, GAIN_LOG2_STEP, MEAN_CORRECTIONS, Layout
-from .strip_payload import STREAMS
+from .layout import BLOCK, GAIN_LOG2_STEP, MEAN_CORRECTIONS, STREAMS, Layout
 
 TILE_ORDER = "band, tile row, tile column"
 RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags")

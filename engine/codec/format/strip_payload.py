@@ -2,7 +2,7 @@
 
 Chunk payload (one per tile), little-endian:
     u32 rows | u32 columns | u8 stream count | stream count x u32 stream lengths | the streams
-The streams, in the order the header's `streams` list names them (STREAMS today):
+The streams, in the order the header's `streams` list names them (layout.STREAMS today):
 refinement: codec.entropy.refine bytes; block_means: zlib(int16 little-endian block-mean codes less their prediction
 from the refinement layer's coarse approximation, block rows x block cols, each as its difference from the block
 to its left, the first column from the block above) (see radiometry), empty unless the mean correction is
@@ -28,10 +28,6 @@ from ...errors import ContainerError
 from ..entropy.codes import inflate, varint_decode, varint_encode
 from ..entropy.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 from .layout import Layout, TileGeometry, tile_blocks
-
-STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes", "loop_filter")
-"""The streams of a chunk, in order; the header lists them, and a reader refuses a list it does not know (a
-later version may add a stream, e.g. a learned model's side information, without moving the others)."""
 
 _CHUNK_HEAD = struct.Struct("<IIB")  # rows, columns, stream count
 _LENGTH = struct.Struct("<I")

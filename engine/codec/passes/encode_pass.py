@@ -269,11 +269,11 @@ class EncodePass(StripPass):
         strip.raw_db = strip.refined_db = self.clip_refined(refined)
         bright = strip.bright.positions.size > 0
         contexts = bright_contexts(self.layout, strip.raw_db) if bright else None
-        filtered = self._loop_filter(strip, target)
+        use = use_mask(strip)
+        filtered = self._loop_filter(strip, target, use)
         error = (strip.raw_db - target).astype(np.float64) ** 2
         coded = CodedTile(float(error.sum() if strip.invalid is None else error[~strip.invalid].sum()), filtered)
         if self.layout.kind != "native":  # native values have no linear intensity to restore
-            use = use_mask(strip)
             sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use)
             coded.sum_o, coded.sum_r = float(sum_o.sum()), float(sum_r.sum())
             if self.layout.mean_correction == "block":
@@ -283,14 +283,13 @@ class EncodePass(StripPass):
         coded.payload = strip.payload(contexts)
         return coded
 
-    def _loop_filter(self, strip: Strip, target: np.ndarray) -> bool:
-        """Fit the tile's loop filter against the original (on the pixels the gains measure: valid, not bright
-        targets); where it pays, keep it in the chunk and filter raw_db as the decoder will."""
+    def _loop_filter(self, strip: Strip, target: np.ndarray, use: np.ndarray) -> bool:
+        """Fit the tile's loop filter against the original on `use` (the pixels the gains measure: valid, not
+        bright targets); where it pays, keep it in the chunk and filter raw_db as the decoder will."""
         layout = self.layout
         if not self.options.loop_filter:
             return False
         span, tuned_ssim = layout.rng.span, self.options.tune == "ssim"
-        use = use_mask(strip)
         fitted = loop_filter.fit(strip.raw_db, target, use, layout.flat_db, layout.refine_step_db, span, tuned_ssim)
         if fitted is None:
             return False

@@ -139,7 +139,12 @@ def activity(x: np.ndarray) -> np.ndarray:
 
 def activity_classes(x: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Class of every pixel (0 = quietest), from its activity and the tile's coded thresholds."""
-    return np.searchsorted(thresholds.astype(np.float32) / np.float32(ACTIVITY_SCALE), activity(x), side="right")
+    return _classes(activity(x), thresholds)
+
+
+def _classes(act: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Class of every pixel from its activity and the coded thresholds."""
+    return np.searchsorted(thresholds.astype(np.float32) / np.float32(ACTIVITY_SCALE), act, side="right")
 
 
 def fit(
@@ -156,11 +161,12 @@ def fit(
         return None
     quantiles = np.quantile(values, np.arange(1, CLASSES) / CLASSES)
     thresholds = np.clip(np.rint(quantiles * ACTIVITY_SCALE), 0, 65535).astype(np.uint16)
-    classes = np.searchsorted(thresholds.astype(np.float32) / np.float32(ACTIVITY_SCALE), act, side="right")
+    classes = _classes(act, thresholds)
     rows = _sample_rows(x.shape)
-    features = np.stack([pair.reshape(-1) for pair in _pair_sums(x, rows)] + [_sample(x) - np.float32(flat_db)])
-    residual = (_sample(target) - _sample(x)).astype(np.float64)
-    members = _sample(use)[None] & (_sample(classes)[None] == np.arange(CLASSES)[:, None])
+    seen = x[rows].reshape(-1)
+    features = np.stack([pair.reshape(-1) for pair in _pair_sums(x, rows)] + [seen - np.float32(flat_db)])
+    residual = (target[rows].reshape(-1) - seen).astype(np.float64)
+    members = use[rows].reshape(-1)[None] & (classes[rows].reshape(-1)[None] == np.arange(CLASSES)[:, None])
     coefficients, predicted = zip(*(_fit_class(features, residual, m) for m in members))
     coefficients = np.array(coefficients, np.int16)
     full = np.bincount(classes[use], minlength=CLASSES)[:CLASSES]
@@ -189,11 +195,6 @@ def _sample_rows(shape: tuple[int, int]) -> np.ndarray:
     rows = np.arange(shape[0], dtype=np.uint64)
     chosen = ((rows * np.uint64(2654435761)) >> np.uint64(8)) % np.uint64(SAMPLE_SHARE) == 0
     return np.flatnonzero(chosen if chosen.sum() * shape[1] >= MIN_PIXELS_PER_TAP * N_TAPS else rows == rows)
-
-
-def _sample(a: np.ndarray) -> np.ndarray:
-    """The pixels the fit sees (_sample_rows), as a flat array."""
-    return a[_sample_rows(a.shape)].reshape(-1)
 
 
 def _fit_class(features: np.ndarray, residual: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, float]:

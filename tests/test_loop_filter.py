@@ -55,6 +55,24 @@ def test_no_filter_where_nothing_pays():
     assert lf.fit(noisy, clean, np.ones(clean.shape, bool), 0.0, huge_step, 30.0, ssim=False) is None
 
 
+def test_filtering_some_rows_gives_the_whole_tiles_values_there():
+    clean, noisy = _smooth_and_noisy(200)
+    fitted, _ = lf.fit(noisy, clean, np.ones(clean.shape, bool), -10.0, 0.5, 30.0, ssim=False)
+    rows = np.array([0, 1, 2, 50, 51, 197, 198, 199])  # the edges reflect, as in the whole tile
+    np.testing.assert_array_equal(fitted.apply(noisy, -10.0, rows=rows), fitted.apply(noisy, -10.0)[rows])
+
+
+def test_where_the_ssim_guard_turns_every_class_down_no_whole_tile_is_filtered(monkeypatch):
+    clean, noisy = _smooth_and_noisy()
+    use = np.ones(clean.shape, bool)
+    assert lf.fit(noisy, clean, use, -10.0, 0.5, 30.0, ssim=True) is not None  # kept: SSIM is not lowered here
+    monkeypatch.setattr(lf, "ssim_loss", lambda target, before, after, span: np.ones_like(after))  # lowered
+    whole_tiles = []
+    monkeypatch.setattr(lf, "_pays", lambda *args: whole_tiles.append(args) or np.ones(lf.CLASSES, bool))
+    assert lf.fit(noisy, clean, use, -10.0, 0.5, 30.0, ssim=True) is None
+    assert not whole_tiles  # turned down on the guard rows alone (single-look tiles: the common case)
+
+
 def test_applies_on_tiles_narrower_than_its_support():
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     filt = lf.LoopFilter(np.array([1, 2, 3], np.uint16), np.full((lf.CLASSES, lf.N_TAPS), 100, np.int16))

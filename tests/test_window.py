@@ -150,3 +150,13 @@ def test_windows_outside_the_raster_or_levels_it_lacks_are_refused():
                 reader.read(window)
         with pytest.raises(InputError, match="overview level 9 is not between 0 and"):
             reader.read((0, 0, 1, 1), 9)
+
+
+@pytest.mark.parametrize("f", [1, 2, 16, 64])
+def test_valid_counts_of_a_tile_without_invalid_pixels_count_the_partial_cells(f):
+    from types import SimpleNamespace
+
+    rows, cols = 203, 130  # partial cells at the bottom and the right
+    whole = SimpleNamespace(rows=rows, cols=cols, invalid=None)
+    masked = SimpleNamespace(rows=rows, cols=cols, invalid=np.zeros((rows, cols), bool))
+    np.testing.assert_array_equal(window_decode._valid_counts(whole, f), window_decode._valid_counts(masked, f))

@@ -50,6 +50,15 @@ def _pool(a: np.ndarray, f: int) -> np.ndarray:
     return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f).sum(axis=(1, 3))
 
 
+def _valid_counts(strip: Strip, f: int) -> np.ndarray:
+    """Valid pixels in each f x f cell of the tile (float64; the last row and column of cells may be partial):
+    from the cells' sizes where every pixel is valid (most tiles), without a pass over the full resolution."""
+    if strip.invalid is None:
+        rows, cols = (np.minimum(f, n - np.arange(0, n, f)) for n in (strip.rows, strip.cols))
+        return np.outer(rows, cols).astype(np.float64)
+    return _pool((~strip.invalid).astype(np.float64), f)
+
+
 def _trailing_zeros(n: int) -> int:
     return (n & -n).bit_length() - 1
 
@@ -164,44 +173,42 @@ class SarzWindowReader:
         """A tile at 1 / 2**level: linear means from the coarse subbands and the block means, invalid pixels
         where everything covered is invalid."""
         layout, f = self.layout, 1 << level
-        valid = np.ones((strip.rows, strip.cols), bool) if strip.invalid is None else ~strip.invalid
         if layout.mean_correction == "block" and f >= BLOCK:
-            lin = self._block_mean_overview(strip, valid, f)
+            lin = self._block_mean_overview(strip, f)
         else:
-            lin = self._coarse_overview(strip, valid, level)
-        count = _pool(valid.astype(np.int64), f)
+            lin = self._coarse_overview(strip, level)
         with np.errstate(divide="ignore"):
             out = pp.from_db(10.0 * np.log10(np.maximum(lin, 1e-30)), layout.kind, layout.dtype)
-        empty = count == 0
-        if empty.any():
-            codes = np.full(valid.shape, -1, np.int8)
-            codes[strip.invalid] = strip.codes
-            out[empty] = invalid_values(layout, codes[::f, ::f][empty], strip.index, out.dtype)
+        if strip.invalid is not None:
+            empty = _valid_counts(strip, f) == 0
+            if empty.any():
+                codes = np.full(strip.invalid.shape, -1, np.int8)
+                codes[strip.invalid] = strip.codes
+                out[empty] = invalid_values(layout, codes[::f, ::f][empty], strip.index, out.dtype)
         return out
 
-    def _block_mean_overview(self, strip: Strip, valid: np.ndarray, f: int) -> np.ndarray:
+    @staticmethod
+    def _block_mean_overview(strip: Strip, f: int) -> np.ndarray:
         """Pixels of f >= 64 covering whole blocks: the count-weighted mean of their blocks' means."""
-        counts = _pool(valid.astype(np.int64), BLOCK)
-        g = f // BLOCK
+        counts, g = _valid_counts(strip, BLOCK), f // BLOCK
         return _pool(block_means(strip.gains) * counts, g) / np.maximum(_pool(counts, g), 1)
 
-    def _coarse_overview(self, strip: Strip, valid: np.ndarray, level: int) -> np.ndarray:
+    def _coarse_overview(self, strip: Strip, level: int) -> np.ndarray:
         """Linear intensity at `level` from the coarse subbands (pooled further if the tile has fewer wavelet
         levels), scaled per block to its coded mean ("block"), by the global gain ("global") or as is ("none")."""
         layout, f = self.layout, 1 << level
         coarse = min(level, refine.coarse_levels((strip.rows, strip.cols)))
         db = self.decoder.clip_refined(strip.level_db[coarse])
-        weight = _pool(valid.astype(np.float64), 1 << coarse)
+        weight = _valid_counts(strip, 1 << coarse)
         rest = 1 << (level - coarse)
         lin = _pool(pp.db_to_linear(db) * weight, rest) / np.maximum(_pool(weight, rest), 1)
         if layout.mean_correction == "global":
             return lin * self.decoder.global_gain
         if layout.mean_correction == "none":
             return lin
-        count = _pool(valid.astype(np.float64), f)
         per_block = BLOCK // f
-        blocks = _pool(lin * count, per_block)
-        scale = block_means(strip.gains) * _pool(valid.astype(np.float64), BLOCK) / np.where(blocks > 0, blocks, 1)
+        blocks = _pool(lin * _valid_counts(strip, f), per_block)
+        scale = block_means(strip.gains) * _valid_counts(strip, BLOCK) / np.where(blocks > 0, blocks, 1)
         scale = np.where(blocks > 0, scale, 1.0)
         expanded = np.repeat(np.repeat(scale, per_block, axis=0), per_block, axis=1)
         return lin * expanded[: lin.shape[0], : lin.shape[1]]

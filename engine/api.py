@@ -45,6 +45,7 @@ from .codec.passes.quality import DEFAULT_QUALITY
 from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError
 from .input_checks import check_kind_fits
+from .inspect import photo_warning
 from .io.output_paths import check_outputs, real_path, temp_path
 from .io.raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info, streaming_cache_mb
 
@@ -251,12 +252,13 @@ def _encode(
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
+    warn: Log = None,
     **paths: Optional[str],
 ) -> CompressStats:
-    """Pass 1 of every band, then their passes 2 into `write` (and the finished strips into `open_sink`'s
-    sinks when given)."""
+    """Pass 1 of every band (its warnings to `warn`), then their passes 2 into `write` (and the finished strips
+    into `open_sink`'s sinks when given)."""
     _stage(log, "survey (range and statistics)")
-    plan = plan_bands(sources, options, log)
+    plan = plan_bands(sources, options, log, warn)
     if target_bpp is not None:
         options, searched = _options_for_target(sources, options, plan, target_bpp, progress, cancel, log)
         progress = scaled_progress(progress, searched, 1.0)
@@ -290,6 +292,7 @@ def compress_file(
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
+    warn: Log = None,
 ) -> CompressStats:
     """Compress every band of a raster (or only `band`) into one .sarz file (atomic), each band with its own
     kind (`kind` applies to all; "auto" detects each), range, nodata, description and tags. `reconstruction`:
@@ -299,12 +302,16 @@ def compress_file(
     (engine.codec.passes.rate_control: 3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions
     weighted where SSIM is sensitive; default) or "psnr" (plain squared error). `interband`: predict bands from
     one another where it pays. `loop_filter`: fit each tile's adaptive loop filter where it pays
-    (engine.codec.restoration.loop_filter)."""
+    (engine.codec.restoration.loop_filter). `warn`: called with each of the input's warnings as soon as pass 1
+    has found them, before any coding (the CLI prints them); they are in the returned statistics too."""
     start = time.perf_counter()
     info = open_info(src)
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]
     pp.check_dtype(info.dtype)
     check_kind_fits(info.dtype, kind)
+    photo = photo_warning(src) if warn is not None else None
+    if photo:
+        warn(photo)
     dst = Path(dst)
     recon = Path(reconstruction) if reconstruction is not None else None
     check_outputs([src], [dst, recon], overwrite=True)  # never the input, never a folder/FIFO/device
@@ -328,6 +335,7 @@ def compress_file(
                 progress=progress,
                 cancel=cancel,
                 log=log,
+                warn=warn,
                 output=str(dst),
                 reconstruction=str(recon) if recon else None,
             )

@@ -224,17 +224,9 @@ def _ratio_text(ratio: float) -> str:
     return f"{ratio:.1f}:1" if ratio >= 1 else f"{ratio:.2g}:1 (larger than the raster)"
 
 
-def _checked_input(args: argparse.Namespace) -> None:
-    """The input's warnings on stderr (also under --quiet), InputError for a refused band before any work."""
-    from .errors import InputError
-    from .inspect import inspect_bands
-
-    summaries = inspect_bands(args.input, args.band, args.kind)
-    for warning in dict.fromkeys(w for s in summaries for w in s.warnings):
-        print(f"warning: {warning}", file=sys.stderr)
-    refusals = [f"band {s.band}: {s.refusal}" if len(summaries) > 1 else s.refusal for s in summaries if s.refusal]
-    if refusals:
-        raise InputError("; ".join(refusals))
+def _warn(warning: str) -> None:
+    """An input's warning on stderr (also under --quiet)."""
+    print(f"warning: {warning}", file=sys.stderr)
 
 
 def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
@@ -242,7 +234,6 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
     from .input_checks import check_rate_options
 
     check_rate_options(args.quality, args.target_bpp)
-    _checked_input(args)
     stats = compress_file(
         args.input,
         args.output,
@@ -258,6 +249,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         progress=job.progress,
         cancel=job.cancel,
         log=job.log,
+        warn=_warn,  # pass 1's warnings, before any coding (a refused band: InputError, before any output)
     )
     psnr, per_band = "", {}
     if args.reconstruction:

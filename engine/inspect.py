@@ -66,11 +66,15 @@ class InputSummary:
         return out
 
 
-def _photo_warning(src, dtype: str) -> Optional[str]:
-    """A warning when the file looks like a photo (three uint8 bands, or RGB colour interpretation)."""
-    interp = [ci.name for ci in src.colorinterp]
+def photo_warning(path: Union[str, Path]) -> Optional[str]:
+    """A warning when the file looks like a photo (three uint8 bands, or RGB colour interpretation), from its
+    metadata alone."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        interp, count, dtype = [ci.name for ci in src.colorinterp], src.count, src.dtypes[0]
     rgb = interp[:3] == ["red", "green", "blue"]
-    if rgb or (src.count in (3, 4) and dtype == "uint8"):
+    if rgb or (count in (3, 4) and dtype == "uint8"):
         why = "RGB colour interpretation" if rgb else f"{src.count} bands of uint8"
         return (
             f"{why}: an optical photo, not SAR backscatter; a band is coded as 'native' values, the other bands "
@@ -82,14 +86,11 @@ def _photo_warning(src, dtype: str) -> Optional[str]:
 def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> InputSummary:
     """The summary of `band` of the raster at `path` as compression with `kind` would see it; InputError when
     the file cannot be read or the band does not exist. Refusals are reported, not raised (`refusal`)."""
-    import rasterio
-
     with RasterReader(path) as reader:
         info = reader.info.band(reader.info.check_band(band))
         sample = sample_band(info, lambda r0, r1: reader.read_rows(band, r0, r1))
-        with rasterio.open(path) as src:
-            photo = _photo_warning(src, info.dtype)
         total = max(1, _sampled_pixels(info.height, info.width))
+    photo = photo_warning(path)
     choice = choose_band_kind(info, sample, kind)
     warnings, refusal = ([photo] if photo else []), None
     try:

@@ -46,6 +46,20 @@ def test_simulate(scene, capsys, tmp_path):
     assert "simulated 40x50 amplitude uint16" in capsys.readouterr().out
 
 
+def test_compress_reads_the_input_twice_not_three_times(scene, tmp_path, monkeypatch):
+    """Pass 1 and the coding read every row once each; the warnings and refusals come from pass 1 itself (the
+    CLI does not survey the input first)."""
+    from sar_compressor.engine.io.raster_io import RasterReader
+
+    rows = []
+    real = RasterReader.read_rows
+    monkeypatch.setattr(
+        RasterReader, "read_rows", lambda self, band, r0, r1: rows.append(r1 - r0) or real(self, band, r0, r1)
+    )
+    assert main(["-q", "compress", str(scene), str(tmp_path / "twice.sarz")]) == 0
+    assert sum(rows) == 2 * 300
+
+
 def test_compress_prints_honest_bpp_and_psnr(scene, tmp_path, capsys):
     out, rec = tmp_path / "q2.sarz", tmp_path / "rec.tif"
     args = ["compress", str(scene), str(out), "--quality", "2"]

@@ -65,10 +65,14 @@ def output_dtype(kinds: list[str], dtype: str) -> str:
     return str(np.result_type(*[pp.output_dtype(kind, dtype) for kind in kinds]))
 
 
-def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = None) -> BandPlan:
-    """Pass 1 of every band, then the coding order and references (interband) measured on a window of
-    the raster in each band's normalized dB (unless `options.interband` is off)."""
+def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = None, warn: Log = None) -> BandPlan:
+    """Pass 1 of every band (its warnings to `warn`, each once), then the coding order and references
+    (interband) measured on a window of the raster in each band's normalized dB (unless `options.interband` is
+    off)."""
     surveys = [_survey(s, options, len(sources) > 1) for s in sources]
+    if warn is not None:
+        for warning in dict.fromkeys(w for survey in surveys for w in survey.warnings):
+            warn(warning)
     if len(sources) == 1 or not options.interband:
         return BandPlan(surveys, list(range(len(sources))), [None] * len(sources))
     info = sources[0].info

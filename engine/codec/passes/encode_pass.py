@@ -370,11 +370,12 @@ class EncodePass(StripPass):
             "n_bright_residuals": self.n_bright,
             "no_signal_pixels": self.n_zero,
             "isolated_zeros": self.n_isolated_zero,
-            "loop_filtered_tiles": self.n_filtered,
             "kind_reason": self.survey.kind_reason,
             "warnings": self.survey.warnings,
             "linear_mean": _round(self.survey.linear_mean),
         }
+        if self.n_filtered:  # a zero costs header bytes on every small file; `info` reads its absence as 0
+            stats["loop_filtered_tiles"] = self.n_filtered
         return band_entry(layout, self.source.info, self.source.band, self.global_gain, stats)
 
 

@@ -17,6 +17,28 @@ SHARED_SAR = REPO.parent / "shared" / "sar-data"
 SHARED_TRAIN = REPO.parent / "shared" / "train-data" / "ucmerced_gray_256.npz"
 
 
+@pytest.fixture(scope="module")
+def scene(request, tmp_path_factory) -> Path:
+    """A scene simulated by the CLI, of the module's SCENE = (rows, columns, seed) (modules with their own `scene`
+    fixture use theirs)."""
+    from sar_compressor.engine.cli import main
+
+    rows, cols, seed = request.module.SCENE
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]) / "scene.tif"
+    assert main(["-q", "simulate", str(path), "--size", str(rows), str(cols), "--seed", str(seed)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def sarz(scene: Path) -> Path:
+    """The module's `scene` compressed by the CLI with the defaults."""
+    from sar_compressor.engine.cli import main
+
+    out = scene.with_name("scene.sarz")
+    assert main(["-q", "compress", str(scene), str(out)]) == 0
+    return out
+
+
 @pytest.fixture(scope="session")
 def shared_sar_dir() -> Path:
     """The real SAR crops, or a clean skip on a clone without ../shared."""

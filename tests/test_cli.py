@@ -22,18 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cli") / "scene.tif"
-    assert main(["simulate", str(path), "--size", "300", "200", "--seed", "4"]) == 0
-    return path
-
-
-@pytest.fixture(scope="module")
-def sarz(scene) -> Path:
-    out = scene.with_name("scene.sarz")
-    assert main(["-q", "compress", str(scene), str(out)]) == 0
-    return out
+SCENE = (300, 200, 4)
+"""The conftest's `scene` and `sarz`: rows, columns, seed."""
 
 
 def test_simulate(scene, capsys, tmp_path):

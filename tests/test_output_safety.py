@@ -41,18 +41,8 @@ def write_raster(path: Path, array: np.ndarray, dtype: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("safety") / "scene.tif"
-    assert main(["-q", "simulate", str(path), "--size", "512", "512", "--seed", "5"]) == 0
-    return path
-
-
-@pytest.fixture(scope="module")
-def sarz(scene) -> Path:
-    out = scene.with_name("scene.sarz")
-    assert main(["-q", "compress", str(scene), str(out)]) == 0
-    return out
+SCENE = (512, 512, 5)
+"""The conftest's `scene` and `sarz`: rows, columns, seed."""
 
 
 @pytest.fixture

@@ -177,12 +177,15 @@ def fit(
     full = np.bincount(classes[use], minlength=CLASSES)[:CLASSES]
     predicted = np.array(predicted) * full / np.maximum(members.sum(axis=1), 1)  # the sample's gain, whole tile
     worth = _bits_cost(step_db)
-    if not np.any(predicted > worth):  # nothing can pay: spare the trial (most single-look tiles)
+    if not np.any(predicted > worth):  # nothing can pay: spare the trial
         return None
     coefficients[predicted <= worth] = 0
     trial = LoopFilter(thresholds, coefficients)
     kept = np.any(coefficients != 0, axis=1)
-    if ssim:  # first, on its own rows: where it turns every class down (single-look tiles) no full trial is paid
+    # The SSIM guard first, on its own rows: where it turns every class down no whole-tile trial is paid. On
+    # single-look tiles it decides (4096x4096 simulated, quality 5: every class would save 14-23 times its bits in
+    # squared error, and every one lowers SSIM).
+    if ssim:
         kept &= _keeps_ssim(trial, x, target, use, classes, flat_db, span)
         if not kept.any():
             return None

@@ -302,8 +302,8 @@ def compress_file(
     (engine.codec.passes.rate_control: 3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions
     weighted where SSIM is sensitive; default) or "psnr" (plain squared error). `interband`: predict bands from
     one another where it pays. `loop_filter`: fit each tile's adaptive loop filter where it pays
-    (engine.codec.restoration.loop_filter). `warn`: called with each of the input's warnings as soon as pass 1
-    has found them, before any coding (the CLI prints them); they are in the returned statistics too."""
+    (engine.codec.restoration.loop_filter). `warn`: called with each of the input's warnings before any coding (a
+    photo's, from its metadata, then pass 1's; the CLI prints them); pass 1's are in the returned statistics too."""
     start = time.perf_counter()
     info = open_info(src)
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]

@@ -75,7 +75,7 @@ def photo_warning(path: Union[str, Path]) -> Optional[str]:
         interp, count, dtype = [ci.name for ci in src.colorinterp], src.count, src.dtypes[0]
     rgb = interp[:3] == ["red", "green", "blue"]
     if rgb or (count in (3, 4) and dtype == "uint8"):
-        why = "RGB colour interpretation" if rgb else f"{src.count} bands of uint8"
+        why = "RGB colour interpretation" if rgb else f"{count} bands of uint8"
         return (
             f"{why}: an optical photo, not SAR backscatter; a band is coded as 'native' values, the other bands "
             "are not coded (a photo codec such as JPEG 2000 suits it better)"

@@ -369,7 +369,7 @@ def _rdo_lower(symbols: list[np.ndarray], residuals: list[np.ndarray], steps: li
         m = np.abs(values)
         coded = np.flatnonzero((m >= 1) & (m <= ALPHABET))  # escapes keep their value
         if coded.size:
-            indices = np.where(m > ALPHABET, 2 * ALPHABET + 1, m.dtype.type(ALPHABET) + values)  # _indices
+            indices = _indices(values)
             scales = np.zeros(N_BUCKETS, dtype=np.intp)
             for ctx, a, b in ph.groups():
                 scales[ctx % N_BUCKETS] = _best_scale(indices[a:b])

@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -105,32 +105,35 @@ class LoopFilter:
         classes = activity_classes(x, self.thresholds) if classes is None else classes
         taps = self.coefficients.astype(np.float32) / np.float32(TAP_SCALE)
         offsets = self.coefficients[:, -1].astype(np.float32) / np.float32(OFFSET_SCALE)
-        p, r, cols = np.pad(x, RADIUS, mode="reflect"), RADIUS, x.shape[1]
-        if rows is None:
-            n = x.shape[0]
-            shifted = lambda dy: p[r + dy : r + dy + n]  # noqa: E731 (views: the whole tile costs no copies)
-        else:
+        at = _neighbours(x, rows)
+        if rows is not None:
             x, classes = x[rows], classes[rows]
-            shifted = lambda dy: p[rows + r + dy]  # noqa: E731
         # sum_j c_j (x(p+d) + x(p-d) - 2 x(p)) = sum_j c_j (x(p+d) + x(p-d)) - 2 x(p) sum_j c_j: the centre once
         centre = np.float32(1) + taps[:, -2] - 2 * taps[:, :-2].sum(axis=1)
         out = centre[classes] * x
         out += (offsets - taps[:, -2] * np.float32(flat_db))[classes]
         pair, weighted = np.empty_like(x), np.empty_like(x)
         for j, (dy, dx) in enumerate(PAIRS):
-            np.add(shifted(dy)[:, r + dx : r + dx + cols], shifted(-dy)[:, r - dx : r - dx + cols], out=pair)
+            np.add(at(dy, dx), at(-dy, -dx), out=pair)
             np.multiply(taps[:, j][classes], pair, out=weighted)
             out += weighted
         return out
 
 
+def _neighbours(x: np.ndarray, rows: Optional[np.ndarray] = None) -> Callable[[int, int], np.ndarray]:
+    """at(dy, dx): x(p + (dy, dx)) at every pixel p of the tile's `rows` (all of them: views, no copies), x
+    mirrored at the tile's edges (numpy reflects again on tiles narrower than the support)."""
+    p, r, (n, cols) = np.pad(x, RADIUS, mode="reflect"), RADIUS, x.shape
+    if rows is None:
+        return lambda dy, dx: p[r + dy : r + dy + n, r + dx : r + dx + cols]
+    return lambda dy, dx: p[rows + r + dy, r + dx : r + dx + cols]
+
+
 def _pair_sums(x: np.ndarray, rows: np.ndarray):
     """x(p+d) + x(p-d) - 2 x(p) for each pair offset d at the tile's `rows`, one image at a time."""
-    p, cols, r = np.pad(x, RADIUS, mode="reflect"), x.shape[1], RADIUS  # numpy reflects again on narrow tiles
-    at = np.arange(x.shape[0])[rows] + r
-    centre = 2 * x[rows]
+    at, centre = _neighbours(x, rows), 2 * x[rows]
     for dy, dx in PAIRS:
-        yield p[at + dy, r + dx : r + dx + cols] + p[at - dy, r - dx : r - dx + cols] - centre
+        yield at(dy, dx) + at(-dy, -dx) - centre
 
 
 def activity(x: np.ndarray) -> np.ndarray:

@@ -9,6 +9,8 @@ import math
 import subprocess
 import sys
 import tracemalloc
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,16 +24,20 @@ from sar_compressor.engine import api
 from sar_compressor.engine.codec.entropy.codes import varint_decode, varint_encode
 from sar_compressor.engine.codec.format import layout as layout_module
 from sar_compressor.engine.codec.format.container import ContainerReader, container_bytes
-from sar_compressor.engine.codec.format.layout import Layout
+from sar_compressor.engine.codec.format.layout import MEAN_LOG2_STEPS, Layout, mean_log2_step
+from sar_compressor.engine.codec.format.sarz_header import layouts_from_header
 from sar_compressor.engine.codec.format.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip
 from sar_compressor.engine.codec.passes import strip_window, survey
 from sar_compressor.engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES, quality_level
+from sar_compressor.engine.codec.passes.window_decode import decode_window
 from sar_compressor.engine.codec.radiometry import (
     WEIGHT_CAP,
     block_counts,
     block_means,
     block_offsets,
+    block_targets,
     bright_contexts,
+    mean_codes,
     offset_field,
 )
 from sar_compressor.engine.errors import (
@@ -42,6 +48,7 @@ from sar_compressor.engine.errors import (
 )
 from sar_compressor.engine.simulate import simulate_scene, write_scene
 
+DATA = Path(__file__).resolve().parent / "data"
 TRANSFORM = from_origin(500000.0, 4200000.0, 10.0, 10.0)
 
 
@@ -318,7 +325,7 @@ def test_offset_field_is_smooth_and_keeps_each_block_mean():
     (the per-block fix leaves a seam far below the 3 dB of block-constant gains) and each block's linear mean is
     its coded mean exactly."""
     strip = _strip(64, np.zeros((64, 128), np.float32), np.array([[0, 32]], dtype=np.int16))
-    field = offset_field(strip)
+    field = offset_field(_layout(128, 64), strip)
     lin = 10 ** (field.astype(np.float64) / 10)
     assert lin[:, :64].mean() == pytest.approx(1.0, rel=1e-5) and lin[:, 64:].mean() == pytest.approx(2.0, rel=1e-5)
     assert np.all(np.diff(field[0, 32:96]) > 0)  # between the block centres
@@ -339,9 +346,11 @@ def test_offsets_restore_each_block_and_go_to_bright_pixels():
     codes = np.rint(np.log2(means) * 32 + np.array([12, -20, 40])).astype(np.int16)[None]  # gains 2**(12/32)...
     strip = _strip(64, raw, codes)
     strip.bright.positions = np.arange(10, dtype=np.int64)  # row 0, columns 0-9
-    c, _ = block_offsets(raw, use, block_means(codes) * block_counts(use))
+    layout = _layout(192, 64)
+    c, _, targets = block_offsets(layout, raw, use, codes)
+    np.testing.assert_allclose(targets, block_means(codes, 1 / 32) * block_counts(use))  # no block in its cell
     assert np.sign(c[0]).tolist() == [1, -1, 1]
-    field = offset_field(strip).astype(np.float64)
+    field = offset_field(layout, strip).astype(np.float64)
     for b in range(3):
         cols = slice(64 * b, 64 * (b + 1))
         restored = (w[:, cols] * 10 ** (field[:, cols] / 10))[use[:, cols]].mean()
@@ -353,15 +362,40 @@ def test_offsets_restore_each_block_and_go_to_bright_pixels():
     assert middle[32, 32] == middle.max() < WEIGHT_CAP * np.abs(c[0, 1]) * 1.5 and field[32, 96] < 0
 
 
-def test_mean_codes_cover_a_wide_range():
-    """Block means from 1e-4 to 1e4 (-40 to +40 dB) are coded to 1/32 of a log2 step, not clipped."""
-    from sar_compressor.engine.codec.format.layout import GAIN_LOG2_STEP
-    from sar_compressor.engine.codec.radiometry import mean_codes
-
-    codes = mean_codes(np.array([[1e4 * 4096, 4096 * 1e-4, 0.0]]), np.array([[4096, 4096, 0]]))
-    db = codes.astype(np.float64) * GAIN_LOG2_STEP * 10 * math.log10(2)
+@pytest.mark.parametrize("step", MEAN_LOG2_STEPS)
+def test_mean_codes_cover_a_wide_range(step):
+    """Block means from 1e-4 to 1e4 (-40 to +40 dB) are coded to a log2 step, the finest too, not clipped."""
+    codes = mean_codes(np.array([[1e4 * 4096, 4096 * 1e-4, 0.0]]), np.array([[4096, 4096, 0]]), step)
+    db = codes.astype(np.float64) * step * 10 * math.log10(2)
     assert db[0, 0] == pytest.approx(40.0, abs=0.05) and db[0, 1] == pytest.approx(-40.0, abs=0.05)
     assert codes[0, 2] == np.rint((codes[0, 0] + codes[0, 1]) / 2)  # an empty block takes the mean code
+
+
+def test_mean_step_follows_the_refinement_step():
+    """The block means' code step in dB is about the refinement step over 64 (sqrt of a block's pixels), within
+    the steps the format knows: coarse at low rates, where a bit buys more elsewhere, fine at high rates."""
+    assert mean_log2_step(24.0) == mean_log2_step(1e9) == MEAN_LOG2_STEPS[0]
+    assert mean_log2_step(0.05) == mean_log2_step(0.0) == MEAN_LOG2_STEPS[-1]
+    for step in MEAN_LOG2_STEPS:
+        db = step * 64 * 10 * math.log10(2)  # the refinement step this code step is ideal for
+        assert mean_log2_step(db) == step and mean_log2_step(db * 1.4) == step and mean_log2_step(db / 1.4) == step
+    steps = [mean_log2_step(s) for s in np.geomspace(0.1, 30, 50)]
+    assert steps == sorted(steps)
+
+
+def test_cell_rule_keeps_a_decoded_mean_inside_its_code_cell():
+    """A block whose decoded mean codes to its own code keeps that mean (its target is its decoded sum), one
+    outside is brought to the code's mean; format 6 files (no cell rule) bring every block to its code."""
+    count = np.array([4096.0, 4096.0, 4096.0])
+    decoded = count * np.exp2(np.array([0.4, 0.6, 10.0]) / 32)  # codes 0, 1, 10 at 1/32
+    codes = np.array([0, 0, 10], dtype=np.int16)
+    layout = _layout(192, 64)
+    np.testing.assert_array_equal(block_targets(layout, codes, decoded, count), [decoded[0], count[1], decoded[2]])
+    legacy = replace(layout, cell_rule=False)
+    np.testing.assert_allclose(block_targets(legacy, codes, decoded, count), count * np.exp2(codes / 32))
+    fine = replace(layout, mean_log2_step=1 / 128)  # the same means fall in other cells of a finer code
+    expected = [decoded[0], count[1] * np.exp2(3 / 128), decoded[2]]
+    np.testing.assert_allclose(block_targets(fine, np.array([2, 3, 40]), decoded, count), expected)
 
 
 def test_header_contents(tmp_path):
@@ -369,7 +403,8 @@ def test_header_contents(tmp_path):
     api.compress_file(src, tmp_path / "h.sarz", quality=2)
     h = api.read_header(tmp_path / "h.sarz")
     band = h["bands"][0]
-    assert h["format_version"] == 6 and len(h["bands"]) == 1 and band["source_band"] == 1
+    assert h["format_version"] == 7 and len(h["bands"]) == 1 and band["source_band"] == 1
+    assert band["mean_log2_step"] == mean_log2_step(0.56 * (band["range"]["vmax"] - band["range"]["vmin"]))
     assert band["quality"] == 2 and band["refine_step"] == 0.56 and h["refine"]["wavelet"] == "cdf97"
     assert band["kind"] == "amplitude" and h["raster"]["dtype"] == "uint16"
     assert (h["raster"]["width"], h["raster"]["height"]) == (90, 70)
@@ -377,7 +412,7 @@ def test_header_contents(tmp_path):
     # a raster smaller than a tile is one tile
     assert h["tiling"] == {"tile_width": 90, "tile_height": 70, "order": "band, tile row, tile column"}
     assert h["streams"] == ["refinement", "block_means", "bright", "mask", "mask_codes", "loop_filter"]
-    assert h["tools"] == {"post_filter": None} and h["gain_blocks"]["block_size"] == 64
+    assert h["tools"] == {"post_filter": None} and h["gain_blocks"] == {"block_size": 64, "mean_rule": "cell"}
     assert h["file_bytes"] == (tmp_path / "h.sarz").stat().st_size and h["n_chunks"] == 1
     assert band["stats"]["input_bytes"] == 70 * 90 * 2
     assert not any(key in h for key in ("model", "latent", "base", "model_level"))
@@ -475,6 +510,9 @@ def test_header_damage_behind_a_valid_crc():
         (("bands", 0, "reference"), "0", "reference"),
         (("tools", "post_filter"), {"name": "x", "sha256": "00"}, "learned tools.*not supported"),
         (("streams",), ["refinement"], "chunk streams.*not supported"),
+        (("bands", 0, "mean_log2_step"), 1 / 48, "gain"),  # not a step the format knows
+        (("gain_blocks", "mean_rule"), "clamp", "gain"),
+        (("format_version",), 5, "format_version"),  # the JSON's version must be a readable one
     ]:
         bad = copy.deepcopy(header)
         target = bad
@@ -499,6 +537,27 @@ def test_header_damage_behind_a_valid_crc():
         api.decompress_array(container_bytes(header, [chunk]))
     with pytest.raises(ContainerError, match="chunks"):
         api.decompress_array(container_bytes(_header_of(), [chunk, chunk]))
+
+
+def test_format_6_files_decode_as_they_did():
+    """A file format 6 wrote (tests/data: 128 x 128, 4 looks, 10 % nodata, quality 9) decodes to the pixels that
+    version decoded, whole and by window, with its one mean step and no cell rule; the cell rule would change
+    them (it keeps decoded block means where they lie in their code's cell, which they often do at quality 9)."""
+    data = (DATA / "format6.sarz").read_bytes()
+    expected = np.load(DATA / "format6.npy")
+    assert api.read_header(data)["format_version"] == 6
+    np.testing.assert_allclose(api.decompress_array(data), expected, rtol=1e-6, equal_nan=True)
+    window = decode_window(data, (16, 40, 100, 70))
+    np.testing.assert_allclose(window, expected[40:110, 16:116], rtol=1e-6, equal_nan=True)
+    with ContainerReader(data) as reader:
+        header = reader.header
+        chunks = [reader.read_chunk(i) for i in range(reader.n_chunks)]
+    layout = layouts_from_header(header)[0][0]
+    assert (layout.mean_log2_step, layout.cell_rule) == (MEAN_LOG2_STEPS[0], False)
+    header["gain_blocks"] = {"block_size": 64, "mean_rule": "cell"}  # format 7 says so, same chunks and step
+    header["format_version"], header["bands"][0]["mean_log2_step"] = 7, MEAN_LOG2_STEPS[0]
+    ruled = api.decompress_array(container_bytes(header, chunks))
+    assert np.nanmax(np.abs(ruled - expected)) > 1e-4
 
 
 def test_bright_contexts_come_from_the_decoded_strip():

@@ -3,6 +3,7 @@ ContainerError for every kind of damage (splices of different files included).""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 
@@ -13,14 +14,17 @@ from hypothesis import strategies as st
 from sar_compressor.engine.codec.format.container import (
     FORMAT_VERSION,
     MAGIC,
+    READ_VERSIONS,
     ContainerReader,
     container_bytes,
     read_header,
     write_container,
 )
+from sar_compressor.engine.codec.format.header_dictionary import HEADER_DICTIONARIES
 from sar_compressor.engine.errors import CancelledError, ContainerError
 
 HEADER = {"format_version": 1, "model": {"name": "tiny"}, "shape": [3, 4], "nested": {"a": [1.5, None]}}
+FORMAT_6_DICTIONARY_SHA256 = "a5cfe9412b1431cdef07ad406c9de1d20dfff4e3036e2b90e7bf75ff33361064"
 CHUNKS = [b"first chunk", b"", bytes(range(256)) * 3, b"last"]
 
 
@@ -106,12 +110,18 @@ def test_wrong_magic(sarz):
 def test_other_versions_are_refused_by_number(sarz):
     data = bytearray(sarz.read_bytes())
     struct.pack_into("<H", data, 4, FORMAT_VERSION + 1)
-    assert f"format version 7: this software reads version {FORMAT_VERSION}; a newer" in _error(data)
+    assert "format version 8: this software reads versions 6, 7; a newer" in _error(data)
     struct.pack_into("<H", data, 4, 5)
-    assert "format version 5: this software reads version 6; decode it with SAR Compressor 0.1.x" in _error(data)
+    assert "format version 5: this software reads versions 6, 7; decode it with SAR Compressor 0.1.x" in _error(data)
     assert "format version 5" in _error(bytes(data[:6]))  # refused by number before anything else is read
     struct.pack_into("<H", data, 4, 3)
-    assert "format version 3: this software reads version 6; it came from a pre-release codec" in _error(data)
+    assert "format version 3: this software reads versions 6, 7; it came from a pre-release codec" in _error(data)
+
+
+def test_every_readable_version_has_its_header_dictionary():
+    """Format 6's dictionary is the one its files were deflated with (never changed within a format)."""
+    assert set(HEADER_DICTIONARIES) == set(READ_VERSIONS) and max(READ_VERSIONS) == FORMAT_VERSION
+    assert hashlib.sha256(HEADER_DICTIONARIES[6]).hexdigest() == FORMAT_6_DICTIONARY_SHA256
 
 
 def _v5_file() -> bytes:
@@ -126,7 +136,7 @@ def _v5_file() -> bytes:
 
 
 def test_a_version_5_file_is_refused_by_name():
-    assert "format version 5: this software reads version 6" in _error(_v5_file())
+    assert "format version 5: this software reads versions 6, 7" in _error(_v5_file())
 
 
 def test_file_id_is_deterministic_and_differs_between_files(sarz):

@@ -1,6 +1,6 @@
 """The .sarz container: a self-describing file of independently readable, CRC-checked chunks bound to one file.
 
-Layout (all integers little-endian), format version 6:
+Layout (all integers little-endian), format versions 6 and 7:
 
     b"SARZ" | u16 format version | 16-byte file id | u32 header length | deflate(JSON header, utf-8)
             | u32 CRC32(file id | u32 n_chunks | header)
@@ -37,14 +37,19 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
 
 from ...errors import CancelledError, ContainerError
-from .header_dictionary import HEADER_DICTIONARY
+from .header_dictionary import HEADER_DICTIONARIES
 
 MAGIC = b"SARZ"
-FORMAT_VERSION = 6
-"""6: the autoencoder base is retired (no latents in chunks), a file id binds the header and every chunk, the
-header lists bands and states the tiling. 5: the refinement layer's wavelet goes to 8 levels (was 5). 4: block
-gains are decoded as offsets spread by intensity (radiometry). Every older version is refused by number: 5 and
-below need the software that wrote them (SAR Compressor 0.1.x reads version 5)."""
+FORMAT_VERSION = 7
+"""7: a band's block means are coded in a step of its own (header: the band's mean_log2_step), and a block
+whose decoded mean lies in its code's cell keeps it (radiometry.block_targets). 6: the autoencoder base is
+retired (no latents in chunks), a file id binds the header and every chunk, the header lists bands and states
+the tiling. 5: the refinement layer's wavelet goes to 8 levels (was 5). 4: block gains are decoded as offsets
+spread by intensity (radiometry). This software writes 7 and reads 6 as it was written (the same bytes, the
+same pixels); 5 and below are refused by number and need the software that wrote them (SAR Compressor 0.1.x
+reads version 5)."""
+READ_VERSIONS = (6, FORMAT_VERSION)
+"""The versions this software decodes (sarz_header reads each as its version says)."""
 LAST_RELEASE_FOR = {5: "0.1.x"}
 """The software that still reads an older format, named in the refusal."""
 FILE_ID_BYTES = 16
@@ -81,7 +86,7 @@ def _chunk_crc(file_id: bytes, i: int, payload: bytes) -> int:
 def encode_header(header: dict) -> bytes:
     """Canonical JSON (sorted keys, no whitespace), deflated: equal headers give equal bytes."""
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARIES[FORMAT_VERSION])
     return deflate.compress(text.encode("utf-8")) + deflate.flush()
 
 
@@ -222,7 +227,7 @@ class ContainerReader:
             _check_version(self.name, _MAGIC_VERSION.unpack_from(start)[1])
         if len(start) < _PREFIX.size:
             raise ContainerError(f"{self.name}: truncated .sarz file (incomplete file prefix)")
-        _, _, self._file_id, header_len = _PREFIX.unpack(start)
+        _, version, self._file_id, header_len = _PREFIX.unpack(start)
         if header_len > MAX_HEADER_BYTES or _PREFIX.size + header_len + _U32.size > self._size:
             raise ContainerError(f"{self.name}: truncated .sarz file (header length {header_len} past the end)")
         raw = self._read_at(_PREFIX.size, header_len + _U32.size, "header")
@@ -231,7 +236,7 @@ class ContainerReader:
         if _header_crc(self._file_id, self._footer()[1], header_bytes) != crc:
             raise ContainerError(f"{self.name}: header CRC mismatch (the file is corrupt)")
         try:
-            inflate = zlib.decompressobj(zdict=HEADER_DICTIONARY)
+            inflate = zlib.decompressobj(zdict=HEADER_DICTIONARIES[version])
             text = inflate.decompress(header_bytes) + inflate.flush()
             if not inflate.eof or inflate.unused_data:
                 raise zlib.error("the deflate stream does not end where the header does")
@@ -291,7 +296,7 @@ class ContainerReader:
 
 def _check_version(name: str, version: int) -> None:
     """ContainerError naming the version when it is not this software's."""
-    if version == FORMAT_VERSION:
+    if version in READ_VERSIONS:
         return
     if version > FORMAT_VERSION:
         advice = "a newer SAR Compressor wrote it: update the software"
@@ -300,7 +305,8 @@ def _check_version(name: str, version: int) -> None:
     else:
         advice = "it came from a pre-release codec that no release reads"
     raise ContainerError(
-        f"{name}: .sarz format version {version}: this software reads version {FORMAT_VERSION}; {advice}"
+        f"{name}: .sarz format version {version}: this software reads versions "
+        f"{', '.join(map(str, READ_VERSIONS))}; {advice}"
     )
 
 

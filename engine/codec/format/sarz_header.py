@@ -3,16 +3,19 @@
 The header carries every parameter the decoder needs, so a file decodes without the options it was made with:
 - `raster`: what the whole raster shares (size, dtype, georeferencing, dataset tags);
 - `bands`: one entry per coded band, in coding order, holding everything per band: its number in the source,
-  kind, nodata, description, tags, unit/scale/offset, dB range, quality and refinement step, mean correction and
-  global gain, bright-target threshold and step, `reference` (the place in this list of the band it is
-  predicted from, engine.codec.passes.interband, or null), and the band's statistics (for `info`, not for decoding);
+  kind, nodata, description, tags, unit/scale/offset, dB range, quality and refinement step, mean correction,
+  the block means' log2 step (format 7) and global gain, bright-target threshold and step, `reference` (the
+  place in this list of the band it is predicted from, engine.codec.passes.interband, or null), and the band's
+  statistics (for `info`, not for decoding);
 - `tiling`: the tile size and the chunk order ("band, tile row, tile column"): chunk i is tile i of that order;
   each tile is coded on its own (a window decodes from the tiles it touches); the last row and column of tiles
   may be smaller;
 - `streams`: the streams of every chunk, in order (layout.STREAMS; files written before the loop filter
   list its first five, and decode as they did);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
-- `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match).
+- `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): format 7's
+  gain_blocks name the block size and the cell rule, format 6's the block size and its one log2 step (its files
+  decode as they did: that step, no cell rule).
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster; a header using a feature this software lacks (narrower tiles, a
 learned tool) is refused by name. docs/FORMAT.md describes the whole file.
@@ -29,13 +32,15 @@ from ... import preprocessing as pp
 from ...errors import ContainerError, SARCompressorError
 from ...io.raster_io import RasterInfo, _float_from_json, _float_to_json
 from ..entropy import refine
-from .container import FORMAT_VERSION
-from .layout import BLOCK, GAIN_LOG2_STEP, MEAN_CORRECTIONS, STREAMS, Layout
+from .container import FORMAT_VERSION, READ_VERSIONS
+from .layout import BLOCK, MEAN_CORRECTIONS, MEAN_LOG2_STEPS, STREAMS, Layout
 
 TILE_ORDER = "band, tile row, tile column"
 RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags")
 LEGACY_STREAMS = 5
 """Format 6 files written before the loop filter have this many streams per chunk (STREAMS' first)."""
+MEAN_RULE = "cell"
+"""Format 7's `gain_blocks` rule: a block whose decoded mean lies in its code's cell keeps it (radiometry)."""
 TOOLS = {"post_filter": None}
 """The learned tools a file may ask its decoder to run; none is bundled in this version."""
 
@@ -70,6 +75,7 @@ def band_entry(layout: Layout, info: RasterInfo, band: int, global_gain: float, 
         "quality": layout.quality,
         "refine_step": layout.refine_step,
         "mean_correction": layout.mean_correction,
+        "mean_log2_step": layout.mean_log2_step,
         "global_gain": global_gain,
         "bright": {"threshold_db": layout.bright_threshold, "step_db": layout.bright_step_db},
         "reference": layout.reference,
@@ -91,7 +97,7 @@ def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) 
         "streams": list(STREAMS),
         "tools": dict(TOOLS),
         "refine": {"wavelet": "cdf97", "levels": refine.LEVELS, "dead_zone": refine.DEAD_ZONE},
-        "gain_blocks": {"block_size": BLOCK, "log2_step": GAIN_LOG2_STEP},
+        "gain_blocks": {"block_size": BLOCK, "mean_rule": MEAN_RULE},
     }
 
 
@@ -175,6 +181,7 @@ def _band_layout(
     """Band `index`'s layout, its single-band info and the checks of its fields."""
     info = _info(raster, band)
     tiling, gain, bright = header["tiling"], header["gain_blocks"], band["bright"]
+    legacy = header["format_version"] == 6  # format 6: one mean step (1/32 log2), no cell rule
     layout = Layout(
         width=int(info.width),
         height=int(info.height),
@@ -191,16 +198,20 @@ def _band_layout(
         band_index=index,
         reference=band["reference"],
         n_streams=len(header["streams"]),
+        mean_log2_step=float(gain["log2_step"] if legacy else band["mean_log2_step"]),
+        cell_rule=not legacy,
     )
     global_gain = float(band["global_gain"])
     checks = {
+        "format_version": header["format_version"] in READ_VERSIONS,
         "size": layout.width >= 1 and layout.height >= 1,
         "tiling": _tile_side_ok(layout.tile_width, layout.width)
         and _tile_side_ok(layout.tile_height, layout.height)
         and tiling["order"] == TILE_ORDER,
         "gain": layout.mean_correction in MEAN_CORRECTIONS
         and gain["block_size"] == BLOCK
-        and gain["log2_step"] == GAIN_LOG2_STEP
+        and (gain["log2_step"] == MEAN_LOG2_STEPS[0] if legacy else gain["mean_rule"] == MEAN_RULE)
+        and layout.mean_log2_step in MEAN_LOG2_STEPS
         and math.isfinite(global_gain)
         and global_gain > 0,
         "bright": bright["step_db"] == layout.bright_step_db and math.isfinite(layout.bright_threshold),

@@ -23,7 +23,7 @@ from ...io.raster_io import RasterInfo, itemsize
 from ...preprocessing import isolated_count
 from ..entropy import refine
 from ..entropy.ssim_weights import TUNES
-from ..format.layout import MEAN_CORRECTIONS, Layout, bright_threshold, tile_size
+from ..format.layout import MEAN_CORRECTIONS, Layout, bright_threshold, mean_log2_step, tile_size
 from ..format.sarz_header import band_entry
 from ..format.strip_payload import Strip, invalid_codes
 from ..radiometry import (
@@ -180,6 +180,7 @@ class EncodePass(StripPass):
             tile_height=tile_height,
             band_index=band_index,
             reference=None if reference is None else reference.layout.band_index,
+            mean_log2_step=mean_log2_step(refine_step * survey.rng.span),
         )
         if log is not None:
             unit = "" if layout.kind == "native" else " dB"
@@ -278,7 +279,8 @@ class EncodePass(StripPass):
             coded.sum_o, coded.sum_r = float(sum_o.sum()), float(sum_r.sum())
             if self.layout.mean_correction == "block":
                 strip.gain_prediction = mean_code_prediction(self.layout, strip)
-                strip.gains = predicted_codes(mean_codes(sum_o, block_counts(use)), strip.gain_prediction)
+                codes = mean_codes(sum_o, block_counts(use), self.layout.mean_log2_step)
+                strip.gains = predicted_codes(codes, strip.gain_prediction)
         strip.orig_db = None
         coded.payload = strip.payload(contexts)
         return coded

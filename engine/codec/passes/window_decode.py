@@ -187,11 +187,10 @@ class SarzWindowReader:
                 out[empty] = invalid_values(layout, codes[::f, ::f][empty], strip.index, out.dtype)
         return out
 
-    @staticmethod
-    def _block_mean_overview(strip: Strip, f: int) -> np.ndarray:
+    def _block_mean_overview(self, strip: Strip, f: int) -> np.ndarray:
         """Pixels of f >= 64 covering whole blocks: the count-weighted mean of their blocks' means."""
         counts, g = _valid_counts(strip, BLOCK), f // BLOCK
-        return _pool(block_means(strip.gains) * counts, g) / np.maximum(_pool(counts, g), 1)
+        return _pool(block_means(strip.gains, self.layout.mean_log2_step) * counts, g) / np.maximum(_pool(counts, g), 1)
 
     def _coarse_overview(self, strip: Strip, level: int) -> np.ndarray:
         """Linear intensity at `level` from the coarse subbands (pooled further if the tile has fewer wavelet
@@ -208,7 +207,8 @@ class SarzWindowReader:
             return lin
         per_block = BLOCK // f
         blocks = _pool(lin * _valid_counts(strip, f), per_block)
-        scale = block_means(strip.gains) * _valid_counts(strip, BLOCK) / np.where(blocks > 0, blocks, 1)
+        means = block_means(strip.gains, layout.mean_log2_step)
+        scale = means * _valid_counts(strip, BLOCK) / np.where(blocks > 0, blocks, 1)
         scale = np.where(blocks > 0, scale, 1.0)
         expanded = np.repeat(np.repeat(scale, per_block, axis=0), per_block, axis=1)
         return lin * expanded[: lin.shape[0], : lin.shape[1]]

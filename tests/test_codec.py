@@ -35,7 +35,6 @@ from sar_compressor.engine.codec.radiometry import (
     block_counts,
     block_means,
     block_offsets,
-    block_targets,
     bright_contexts,
     mean_codes,
     offset_field,
@@ -320,16 +319,19 @@ def _strip(rows: int, raw_db: np.ndarray, gains: np.ndarray) -> Strip:
     return strip
 
 
-def test_offset_field_is_smooth_and_keeps_each_block_mean():
-    """Two uniform blocks decoded at 1, their means coded as 1 and 2: the field ramps between the block centres
-    (the per-block fix leaves a seam far below the 3 dB of block-constant gains) and each block's linear mean is
-    its coded mean exactly."""
+def test_offset_field_keeps_each_block_mean_with_its_own_offset():
+    """Two uniform blocks decoded at 1, their means coded as 1 and 2: each block takes its own offset (0 and
+    3 dB), so each block's linear mean is its coded mean exactly; format 6 ramped the field between the block
+    centres (the per-block fix leaving a seam far below the 3 dB step) and kept the means too."""
     strip = _strip(64, np.zeros((64, 128), np.float32), np.array([[0, 32]], dtype=np.int16))
     field = offset_field(_layout(128, 64), strip)
-    lin = 10 ** (field.astype(np.float64) / 10)
+    np.testing.assert_allclose(field[:, :64], 0.0, atol=1e-6)
+    np.testing.assert_allclose(field[:, 64:], 10 * math.log10(2), rtol=1e-5)
+    legacy = offset_field(replace(_layout(128, 64), legacy_means=True), strip)
+    lin = 10 ** (legacy.astype(np.float64) / 10)
     assert lin[:, :64].mean() == pytest.approx(1.0, rel=1e-5) and lin[:, 64:].mean() == pytest.approx(2.0, rel=1e-5)
-    assert np.all(np.diff(field[0, 32:96]) > 0)  # between the block centres
-    assert np.abs(np.diff(field[0])).max() < 1.0
+    assert np.all(np.diff(legacy[0, 32:96]) > 0)  # between the block centres
+    assert np.abs(np.diff(legacy[0])).max() < 1.0
 
 
 def test_offsets_restore_each_block_and_go_to_bright_pixels():
@@ -347,8 +349,7 @@ def test_offsets_restore_each_block_and_go_to_bright_pixels():
     strip = _strip(64, raw, codes)
     strip.bright.positions = np.arange(10, dtype=np.int64)  # row 0, columns 0-9
     layout = _layout(192, 64)
-    c, _, targets = block_offsets(layout, raw, use, codes)
-    np.testing.assert_allclose(targets, block_means(codes, 1 / 32) * block_counts(use))  # no block in its cell
+    c, _ = block_offsets(raw, use, block_means(codes, layout.mean_log2_step) * block_counts(use))
     assert np.sign(c[0]).tolist() == [1, -1, 1]
     field = offset_field(layout, strip).astype(np.float64)
     for b in range(3):
@@ -383,21 +384,6 @@ def test_mean_step_follows_the_refinement_step():
     assert steps == sorted(steps)
 
 
-def test_cell_rule_keeps_a_decoded_mean_inside_its_code_cell():
-    """A block whose decoded mean codes to its own code keeps that mean (its target is its decoded sum), one
-    outside is brought to the code's mean; format 6 files (no cell rule) bring every block to its code."""
-    count = np.array([4096.0, 4096.0, 4096.0])
-    decoded = count * np.exp2(np.array([0.4, 0.6, 10.0]) / 32)  # codes 0, 1, 10 at 1/32
-    codes = np.array([0, 0, 10], dtype=np.int16)
-    layout = _layout(192, 64)
-    np.testing.assert_array_equal(block_targets(layout, codes, decoded, count), [decoded[0], count[1], decoded[2]])
-    legacy = replace(layout, cell_rule=False)
-    np.testing.assert_allclose(block_targets(legacy, codes, decoded, count), count * np.exp2(codes / 32))
-    fine = replace(layout, mean_log2_step=1 / 128)  # the same means fall in other cells of a finer code
-    expected = [decoded[0], count[1] * np.exp2(3 / 128), decoded[2]]
-    np.testing.assert_allclose(block_targets(fine, np.array([2, 3, 40]), decoded, count), expected)
-
-
 def test_header_contents(tmp_path):
     src = write_scene(tmp_path / "s.tif", 70, 90, seed=2, kind="amplitude", dtype="uint16")
     api.compress_file(src, tmp_path / "h.sarz", quality=2)
@@ -412,7 +398,7 @@ def test_header_contents(tmp_path):
     # a raster smaller than a tile is one tile
     assert h["tiling"] == {"tile_width": 90, "tile_height": 70, "order": "band, tile row, tile column"}
     assert h["streams"] == ["refinement", "block_means", "bright", "mask", "mask_codes", "loop_filter"]
-    assert h["tools"] == {"post_filter": None} and h["gain_blocks"] == {"block_size": 64, "mean_rule": "cell"}
+    assert h["tools"] == {"post_filter": None} and h["gain_blocks"] == {"block_size": 64, "offsets": "per_block"}
     assert h["file_bytes"] == (tmp_path / "h.sarz").stat().st_size and h["n_chunks"] == 1
     assert band["stats"]["input_bytes"] == 70 * 90 * 2
     assert not any(key in h for key in ("model", "latent", "base", "model_level"))
@@ -511,7 +497,7 @@ def test_header_damage_behind_a_valid_crc():
         (("tools", "post_filter"), {"name": "x", "sha256": "00"}, "learned tools.*not supported"),
         (("streams",), ["refinement"], "chunk streams.*not supported"),
         (("bands", 0, "mean_log2_step"), 1 / 48, "gain"),  # not a step the format knows
-        (("gain_blocks", "mean_rule"), "clamp", "gain"),
+        (("gain_blocks", "offsets"), "interpolated", "gain"),
         (("format_version",), 5, "format_version"),  # the JSON's version must be a readable one
     ]:
         bad = copy.deepcopy(header)
@@ -541,8 +527,8 @@ def test_header_damage_behind_a_valid_crc():
 
 def test_format_6_files_decode_as_they_did():
     """A file format 6 wrote (tests/data: 128 x 128, 4 looks, 10 % nodata, quality 9) decodes to the pixels that
-    version decoded, whole and by window, with its one mean step and no cell rule; the cell rule would change
-    them (it keeps decoded block means where they lie in their code's cell, which they often do at quality 9)."""
+    version decoded, whole and by window, with its one mean step and its offsets interpolated between block
+    centres; format 7's per-block offsets would change them."""
     data = (DATA / "format6.sarz").read_bytes()
     expected = np.load(DATA / "format6.npy")
     assert api.read_header(data)["format_version"] == 6
@@ -553,8 +539,8 @@ def test_format_6_files_decode_as_they_did():
         header = reader.header
         chunks = [reader.read_chunk(i) for i in range(reader.n_chunks)]
     layout = layouts_from_header(header)[0][0]
-    assert (layout.mean_log2_step, layout.cell_rule) == (MEAN_LOG2_STEPS[0], False)
-    header["gain_blocks"] = {"block_size": 64, "mean_rule": "cell"}  # format 7 says so, same chunks and step
+    assert (layout.mean_log2_step, layout.legacy_means) == (MEAN_LOG2_STEPS[0], True)
+    header["gain_blocks"] = {"block_size": 64, "offsets": "per_block"}  # format 7 says so, same chunks and step
     header["format_version"], header["bands"][0]["mean_log2_step"] = 7, MEAN_LOG2_STEPS[0]
     ruled = api.decompress_array(container_bytes(header, chunks))
     assert np.nanmax(np.abs(ruled - expected)) > 1e-4

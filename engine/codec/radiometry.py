@@ -10,9 +10,8 @@ approximation (mean_code_prediction): airsar T11 at quality 2 measured 0.0299 bp
 means, 0.0295 with the gains of format 6 before tiles (PREDICTION_LEVEL 6 / 4 / 3 / 2: gains stream 329 / 272 / 237
 / 219 bytes, gains 193; 3 keeps overviews from 1/8 on cheap). The decoder turns a block's gain into dB offsets
 spread in proportion to each pixel's decoded intensity (capped): the smallest squared dB error that puts the missing
-intensity back (a uniform offset cost 0.2-1 dB of PSNR at low rates, this 0.1-0.4). Offsets are interpolated between
-block centres of a tile so that block edges do not show as steps, then fixed per block so that every block's sum is
-exact again (what is left at an edge is the fix, a fraction of the offset). Bright targets above the dB range would
+intensity back (a uniform offset cost 0.2-1 dB of PSNR at low rates, this 0.1-0.4), one offset per block (format 6
+interpolated them between block centres: offset_field). Bright targets above the dB range would
 be clipped by the refinement layer: they are kept as residuals over the range's top instead. `finalize_strip`
 applies both and restores invalid pixels
 (nodata, non-finite, no-signal zeros) exactly; encoder and decoder share it, which is why the reconstruction
@@ -44,10 +43,10 @@ OFFSET_LIMIT_DB = 150.0
 """Bound on |c s| in the solver: keeps its float32 exponentials finite whatever the gain codes say."""
 FIX_ROUNDS = 1
 FIX_NEWTON_STEPS = 2
-"""Rounds of per-block fixes once offsets are interpolated, and Newton steps per fix (small corrections: the
-first-order start is close). Each further round moves the interpolation nodes towards a seamless field, but
-that field needs larger offsets: 1 / 2 / 3 rounds measured +0.32 / +0.25 / +0.21 dB over JPEG 2000 on T33 at
-1 bpp. With one, a block's final fix shows as a seam of the fix's size (a fraction of the offset)."""
+"""Rounds of per-block fixes once offsets are spread, and Newton steps per fix (small corrections: the first-order
+start is close). Format 6 interpolated offsets, and each further round moved the interpolation nodes towards a
+seamless field that needed larger offsets: 1 / 2 / 3 rounds measured +0.32 / +0.25 / +0.21 dB over JPEG 2000 on
+T33 at 1 bpp. Per-block offsets (format 7) need the fix only to finish the Newton steps."""
 _K = math.log(10.0) / 10.0
 
 Gain = Union[np.ndarray, np.float32]
@@ -88,7 +87,7 @@ def block_sums(orig_db: np.ndarray, raw_db: np.ndarray, use: np.ndarray) -> tupl
 
 def mean_codes(sum_o: np.ndarray, count: np.ndarray, step: float) -> np.ndarray:
     """int16 codes of each block's mean linear intensity over its used pixels (sum_o / count) in log2 `step`s: the
-    decoder scales the decoded block to it (block_targets), and an overview gets its means from them without
+    decoder scales the decoded block to it (offset_field), and an overview gets its means from them without
     decoding the pixels. Blocks with nothing to measure take the tile's mean code."""
     ok = (sum_o > 0) & (count > 0)
     log2 = np.zeros(sum_o.shape)
@@ -150,23 +149,6 @@ def block_means(codes: np.ndarray, step: float) -> np.ndarray:
     return np.exp2(codes.astype(np.float64) * step)
 
 
-def block_targets(layout: Layout, codes: np.ndarray, decoded_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The sum of linear intensity each block is corrected to: its coded mean times its pixel count, except
-    (the cell rule, format 7) where the decoded block's own mean already codes to the same value: the original
-    mean lies in that code's cell too, and the decoded one is usually nearer to it than the cell's centre. At
-    high rates the decoded means are right to a fraction of the code's step, and forcing them to the centre
-    added the code's quantization (1/32 log2: 0.027 dB RMS), spread by the intensity shares: measured on GEFOLKI
-    at 1 bpp, multilooked PSNR +0.83 dB and PSNR +0.08 dB with the rule; the linear mean stayed within 0.4 %
-    on the real crops (resources/models/MODELS.md)."""
-    coded = block_means(codes, layout.mean_log2_step) * count
-    if not layout.cell_rule:
-        return coded
-    inside = (count > 0) & (decoded_sum > 0)
-    mean = decoded_sum[inside] / count[inside]
-    inside[inside] = np.rint(np.log2(mean) / layout.mean_log2_step) == codes[inside]
-    return np.where(inside, decoded_sum, coded)
-
-
 def block_counts(use: np.ndarray) -> np.ndarray:
     """Pixels of `use` per 64x64 block."""
     rows, cols = use.shape
@@ -218,26 +200,22 @@ def _solve(a: np.ndarray, s: np.ndarray, target: np.ndarray, steps: int) -> np.n
     return np.clip(c, -limit, limit)
 
 
-def block_offsets(
-    layout: Layout, raw_db: np.ndarray, use: np.ndarray, codes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per block (of a tile): its target sum over the used pixels (block_targets), the offset c (dB at the
-    block's mean intensity) such that sum(w 10**(c s/10)) = that target (s = _weights), and log10 of that mean;
-    blocks with nothing to measure take the tile's offset and mean. Returns (c, log10 mean, targets)."""
-    c, logm, ok = np.zeros(codes.shape), np.zeros(codes.shape), np.zeros(codes.shape, dtype=bool)
-    targets = np.zeros(codes.shape)
-    for r in range(codes.shape[0]):
+def block_offsets(raw_db: np.ndarray, use: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per block (of a tile): the offset c (dB at the block's mean intensity) such that sum(w 10**(c s/10)) =
+    the block's target sum over the used pixels (s = _weights), and log10 of that mean; blocks with nothing to
+    measure take the tile's means."""
+    c, logm, ok = np.zeros(targets.shape), np.zeros(targets.shape), np.zeros(targets.shape, dtype=bool)
+    for r in range(targets.shape[0]):
         band = slice(r * BLOCK, (r + 1) * BLOCK)
         w = _by_block(pp.db_to_linear(raw_db[band]) * use[band])[0]
-        sw, count = w.sum(-1, dtype=np.float64), _by_block(use[band])[0].sum(-1)
-        targets[r] = block_targets(layout, codes[r], sw, count)
+        sw = w.sum(-1, dtype=np.float64)
         ok[r] = sw > 0
-        wbar = np.where(ok[r], sw / np.maximum(count, 1), 1.0)
+        wbar = np.where(ok[r], sw / np.maximum(_by_block(use[band])[0].sum(-1), 1), 1.0)
         c[r] = _solve(w, _weights(w, wbar[:, None].astype(np.float32)), targets[r], NEWTON_STEPS)
         logm[r] = np.log10(wbar)
     if not ok.any():
-        return np.zeros(codes.shape), np.zeros(codes.shape), targets
-    return np.where(ok, c, c[ok].mean()), np.where(ok, logm, logm[ok].mean()), targets
+        return np.zeros(targets.shape), np.zeros(targets.shape)
+    return np.where(ok, c, c[ok].mean()), np.where(ok, logm, logm[ok].mean())
 
 
 def _interpolate(grid: np.ndarray, row0: int, rows: int, cols: int) -> np.ndarray:
@@ -256,14 +234,24 @@ def _interpolate(grid: np.ndarray, row0: int, rows: int, cols: int) -> np.ndarra
     return across[r0] * (1 - wr)[:, None] + across[r1] * wr[:, None]
 
 
+def _per_block(grid: np.ndarray, row0: int, rows: int, cols: int) -> np.ndarray:
+    """Per-block values (a tile's blocks) over the tile's rows row0 .. row0 + rows, each block's own."""
+    r = np.minimum(np.arange(row0, row0 + rows) // BLOCK, grid.shape[0] - 1)
+    c = np.minimum(np.arange(cols) // BLOCK, grid.shape[1] - 1)
+    return grid.astype(np.float32)[r][:, c]
+
+
 def offset_field(layout: Layout, cur: Strip) -> np.ndarray:
-    """The dB offset of every pixel of tile `cur`: block offsets and block means interpolated between block
-    centres, each pixel's share from its intensity against the interpolated mean. Interpolation mixes in the
-    neighbours' offsets (which over-correct bright pixels next to a block that needed more), so per-block fixes
-    (FIX_ROUNDS) make each block's sum exact; the last fix is applied per block. Works in 64-row bands (memory:
-    a band, not a tile, of float32 temporaries)."""
+    """The dB offset of every pixel of tile `cur`: each block's offset, each pixel's share from its intensity
+    against its block's mean. Format 6 interpolated offsets and means between block centres so that block edges
+    would not show as steps, which mixed in the neighbours' offsets; at high rates, where the decoded means are
+    nearly right, that cost more than it smoothed (T11 at quality 10: multilooked PSNR 50.91 dB interpolated,
+    51.80 per block; PSNR 39.865 / 39.923; resources/models/MODELS.md). Per-block fixes (FIX_ROUNDS) make each
+    block's sum exact. Works in 64-row bands (memory: a band, not a tile, of float32 temporaries)."""
     use = use_mask(cur)
-    c, logm, targets = block_offsets(layout, cur.raw_db, use, cur.gains)
+    targets = block_means(cur.gains, layout.mean_log2_step) * block_counts(use)
+    c, logm = block_offsets(cur.raw_db, use, targets)
+    spread = _interpolate if layout.legacy_means else _per_block
     out = np.empty((cur.rows, cur.cols), dtype=np.float32)
     for last in [False] * (FIX_ROUNDS - 1) + [True]:
         fix = np.zeros_like(c)
@@ -271,8 +259,8 @@ def offset_field(layout: Layout, cur: Strip) -> np.ndarray:
             band = slice(r * BLOCK, min((r + 1) * BLOCK, cur.rows))
             rows = band.stop - band.start
             w = pp.db_to_linear(cur.raw_db[band])
-            share = _weights(w, np.power(np.float32(10.0), _interpolate(logm, band.start, rows, cur.cols)))
-            offset = _interpolate(c, band.start, rows, cur.cols) * share
+            share = _weights(w, np.power(np.float32(10.0), spread(logm, band.start, rows, cur.cols)))
+            offset = spread(c, band.start, rows, cur.cols) * share
             wu = _by_block(w * use[band])[0]
             a = wu * np.exp(np.float32(_K) * _by_block(offset)[0])
             fix[r] = _solve(a, _by_block(share)[0], targets[r], FIX_NEWTON_STEPS)

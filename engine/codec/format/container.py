@@ -41,11 +41,11 @@ from .header_dictionary import HEADER_DICTIONARIES
 
 MAGIC = b"SARZ"
 FORMAT_VERSION = 7
-"""7: a band's block means are coded in a step of its own (header: the band's mean_log2_step), and a block
-whose decoded mean lies in its code's cell keeps it (radiometry.block_targets). 6: the autoencoder base is
-retired (no latents in chunks), a file id binds the header and every chunk, the header lists bands and states
-the tiling. 5: the refinement layer's wavelet goes to 8 levels (was 5). 4: block gains are decoded as offsets
-spread by intensity (radiometry). This software writes 7 and reads 6 as it was written (the same bytes, the
+"""7: a band's block means are coded in a step of its own (header: the band's mean_log2_step), and every block
+takes an offset of its own (radiometry.offset_field; 6 interpolated them between block centres). 6: the
+autoencoder base is retired (no latents in chunks), a file id binds the header and every chunk, the header lists
+bands and states the tiling. 5: the refinement layer's wavelet goes to 8 levels (was 5). 4: block gains are
+decoded as offsets spread by intensity (radiometry). This software writes 7 and reads 6 as it was written (the
 same pixels); 5 and below are refused by number and need the software that wrote them (SAR Compressor 0.1.x
 reads version 5)."""
 READ_VERSIONS = (6, FORMAT_VERSION)

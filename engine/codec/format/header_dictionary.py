@@ -73,7 +73,7 @@ _TYPICAL_HEADER = {
 
 _FORMAT_7_CHANGES = {
     "format_version": 7,
-    "gain_blocks": {"block_size": 64, "mean_rule": "cell"},
+    "gain_blocks": {"block_size": 64, "offsets": "per_block"},
     "streams": ["refinement", "block_means", "bright", "mask", "mask_codes", "loop_filter"],
 }
 """What format 7's typical header says otherwise; its bands also carry mean_log2_step. Without its own

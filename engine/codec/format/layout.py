@@ -37,9 +37,10 @@ def mean_log2_step(refine_step_db: float) -> float:
     bit per block per halving and cuts the code's squared error by four: with the refinement layer's own price
     of a bit (2 ln 2 s**2 / 12 of squared dB error per bit, a uniform quantizer of step s), the sum of both is
     least where the code's step in dB is s / sqrt(pixels per block), s / 64. Rounded (in log2) to
-    MEAN_LOG2_STEPS. Measured on the 8 real crops (band 1, rate control, the cell rule on): a fixed 1/128 step
-    gains multilooked PSNR +0.33 dB at 1 bpp on the multilooked crops but loses PSNR at 0.25 bpp (-0.011 dB on
-    single-look, the bits); the coarsest loses the 1 bpp gain (resources/models/MODELS.md)."""
+    MEAN_LOG2_STEPS. Measured on the 8 real crops (band 1, rate control): a fixed 1/128 gained multilooked PSNR
+    +0.33 dB at 1 bpp on the multilooked crops but lost PSNR at 0.25 bpp (single-look -0.011 dB: the bits);
+    this rule kept the gain and lost nothing; twice or half its step moved the means by under 0.07 dB
+    (resources/models/MODELS.md)."""
     ideal = refine_step_db / (BLOCK * 10.0 * math.log10(2.0))  # BLOCK: sqrt(pixels per block)
     halvings = round(math.log2(MEAN_LOG2_STEPS[0] / ideal)) if ideal > 0 else len(MEAN_LOG2_STEPS) - 1
     return MEAN_LOG2_STEPS[min(max(halvings, 0), len(MEAN_LOG2_STEPS) - 1)]
@@ -113,9 +114,9 @@ class Layout:
     """Streams per chunk: STREAMS, or its first five in files written before the loop filter."""
     mean_log2_step: float = MEAN_LOG2_STEPS[0]
     """The log2 step of the block-mean codes (mean_log2_step)."""
-    cell_rule: bool = True
-    """Whether a block whose decoded mean lies in its code's cell keeps it (engine.codec.radiometry.
-    block_targets); format 6 files were made without the rule and decode as they did."""
+    legacy_means: bool = False
+    """A format 6 file's block means: their offsets interpolated between block centres (engine.codec.radiometry.
+    offset_field), so that its files decode as they did."""
 
     @property
     def out_dtype(self) -> str:

@@ -14,8 +14,8 @@ The header carries every parameter the decoder needs, so a file decodes without 
   list its first five, and decode as they did);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
 - `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): format 7's
-  gain_blocks name the block size and the cell rule, format 6's the block size and its one log2 step (its files
-  decode as they did: that step, no cell rule).
+  gain_blocks name the block size and per-block offsets, format 6's the block size and its one log2 step (its
+  files decode as they did: that step, offsets interpolated between block centres).
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster; a header using a feature this software lacks (narrower tiles, a
 learned tool) is refused by name. docs/FORMAT.md describes the whole file.
@@ -39,8 +39,9 @@ TILE_ORDER = "band, tile row, tile column"
 RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags")
 LEGACY_STREAMS = 5
 """Format 6 files written before the loop filter have this many streams per chunk (STREAMS' first)."""
-MEAN_RULE = "cell"
-"""Format 7's `gain_blocks` rule: a block whose decoded mean lies in its code's cell keeps it (radiometry)."""
+BLOCK_OFFSETS = "per_block"
+"""Format 7's `gain_blocks` offsets: every block takes an offset of its own (format 6 interpolated them between
+block centres; radiometry.offset_field)."""
 TOOLS = {"post_filter": None}
 """The learned tools a file may ask its decoder to run; none is bundled in this version."""
 
@@ -97,7 +98,7 @@ def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) 
         "streams": list(STREAMS),
         "tools": dict(TOOLS),
         "refine": {"wavelet": "cdf97", "levels": refine.LEVELS, "dead_zone": refine.DEAD_ZONE},
-        "gain_blocks": {"block_size": BLOCK, "mean_rule": MEAN_RULE},
+        "gain_blocks": {"block_size": BLOCK, "offsets": BLOCK_OFFSETS},
     }
 
 
@@ -181,7 +182,7 @@ def _band_layout(
     """Band `index`'s layout, its single-band info and the checks of its fields."""
     info = _info(raster, band)
     tiling, gain, bright = header["tiling"], header["gain_blocks"], band["bright"]
-    legacy = header["format_version"] == 6  # format 6: one mean step (1/32 log2), no cell rule
+    legacy = header["format_version"] == 6  # format 6's block means: one step (1/32 log2), Layout.legacy_means
     layout = Layout(
         width=int(info.width),
         height=int(info.height),
@@ -199,7 +200,7 @@ def _band_layout(
         reference=band["reference"],
         n_streams=len(header["streams"]),
         mean_log2_step=float(gain["log2_step"] if legacy else band["mean_log2_step"]),
-        cell_rule=not legacy,
+        legacy_means=legacy,
     )
     global_gain = float(band["global_gain"])
     checks = {
@@ -210,7 +211,7 @@ def _band_layout(
         and tiling["order"] == TILE_ORDER,
         "gain": layout.mean_correction in MEAN_CORRECTIONS
         and gain["block_size"] == BLOCK
-        and (gain["log2_step"] == MEAN_LOG2_STEPS[0] if legacy else gain["mean_rule"] == MEAN_RULE)
+        and (gain["log2_step"] == MEAN_LOG2_STEPS[0] if legacy else gain["offsets"] == BLOCK_OFFSETS)
         and layout.mean_log2_step in MEAN_LOG2_STEPS
         and math.isfinite(global_gain)
         and global_gain > 0,

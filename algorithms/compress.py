@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 from qgis.core import (
-    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFileDestination,
@@ -162,7 +161,6 @@ class CompressAlgorithm(SARAlgorithm):
             self._reconstruction = geotiff_path(reconstruction, "reconstruction")
         measured = reconstruction or QgsProcessingUtils.generateTempFilename("reconstruction.tif")
         kind = self.parameterAsEnumString(parameters, "KIND", context)
-        self._inspect(kind, feedback)
         target_bpp = self.parameterAsDouble(parameters, "TARGET_BPP", context) or None
         quality = self.parameterAsInt(parameters, "QUALITY", context)
         if target_bpp and quality != DEFAULT_QUALITY:  # QGIS always has a quality: say which of the two wins
@@ -187,6 +185,7 @@ class CompressAlgorithm(SARAlgorithm):
                     tune=self.parameterAsEnumString(parameters, "TUNE", context),
                     loop_filter=self.parameterAsBoolean(parameters, "LOOP_FILTER", context),
                     reconstruction=measured,
+                    warn=feedback.pushWarning,  # the input's warnings, from compression's own first pass
                 )
             if stats is None:
                 return cancelled(feedback)
@@ -205,19 +204,6 @@ class CompressAlgorithm(SARAlgorithm):
         if reconstruction:
             results["RECONSTRUCTION"] = reconstruction
         return results
-
-    def _inspect(self, kind: str, feedback) -> None:
-        """The engine's summary of every band to code in the log, its warnings as warnings; a refused band stops
-        the run before any output is written."""
-        with engine_errors():
-            summaries = self.engine("inspect").inspect_bands(self._source, self._band, kind)
-        for summary in summaries:
-            for line in summary.facts():
-                feedback.pushInfo(f"input band {summary.band}: {line}")
-            for warning in summary.warnings:
-                feedback.pushWarning(warning)
-            if summary.refusal:
-                raise QgsProcessingException(f"band {summary.band}: {summary.refusal}")
 
     def _measure(self, reconstruction: str, kind: str, feedback) -> dict:
         """The engine's metrics of the reconstruction against the source band, in the radiometry the codec was

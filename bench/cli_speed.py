@@ -29,14 +29,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from ..engine.codec.passes.quality import DEFAULT_QUALITY
 from ..engine.io.raster_io import GDAL_THREADS, StripWriter, creation_options
 from ..engine.simulate import write_scene
 from . import jpeg2000, speed
 from .datasets import load
-from .report import write_json
+from .report import number, write_json
 from .scale import load_average
 
 SIZE = 4096
@@ -198,8 +198,9 @@ def markdown(result: dict) -> str:
         f"{result['quality']}, {result['date']}",
         "",
         f"Machine: {result['machine'].get('cpu_count')} CPUs, {result['machine'].get('cpu_model')}; 1-minute load "
-        f"average {_f(load.get('before'))} before, {_f(load.get('after'))} after. Medians of {result['runs']} runs, "
-        "each a fresh process, the codecs interleaved (bench/cli_speed.py says what each side does and leaves out).",
+        f"average {number(load.get('before'))} before, {number(load.get('after'))} after. Medians of "
+        f"{result['runs']} runs, each a fresh process, the codecs interleaved (bench/cli_speed.py says what each "
+        "side does and leaves out).",
         "",
         f".sarz {result['sarz_bytes']} bytes ({result['bpp']:.3f} bpp); .jp2 {j['bytes']} bytes "
         f"({j['size_vs_ours']:.2f} x ours) at QUALITY {j['quality']:.4g}.",
@@ -237,7 +238,3 @@ def run(out: Path, size: int, runs: int, machine: dict, log: Log) -> dict:
     stem.with_suffix(".md").write_text(markdown(result), encoding="utf-8")
     log(f"wrote {stem}.json and .md")
     return result
-
-
-def _f(value: Optional[float]) -> str:
-    return "?" if value is None else f"{value:.2f}"

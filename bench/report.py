@@ -38,15 +38,16 @@ FLAT = 1000.0
 """An ENL ratio above this means the codec flattened the homogeneous windows (variance ~0): shown as such."""
 
 
-def _f(value: Optional[float], digits: int = 2) -> str:
+def number(value: Optional[float], digits: int = 2) -> str:
+    """A figure for the reports: "–" where it is missing or not finite."""
     if value is None or not math.isfinite(value):
         return "–"
     return "> 1000 (flat)" if value > FLAT else f"{value:.{digits}f}"
 
 
 def _pair(a: dict, b: Optional[dict], key: str, digits: int) -> str:
-    other = _f(b["metrics"][key], digits) if b is not None else "–"
-    return f"{_f(a['metrics'][key], digits)} / {other}"
+    other = number(b["metrics"][key], digits) if b is not None else "–"
+    return f"{number(a['metrics'][key], digits)} / {other}"
 
 
 def matched_j2k(entries: list[dict], bpp: float) -> Optional[dict]:
@@ -118,9 +119,9 @@ def _rd_table(results: dict) -> list[str]:
                 f"| {ds['name']} | {codec} | {e['bpp']:.3f} / {j['bpp']:.3f} | {_pair(e, j, 'psnr_db', 2)} | "
                 f"{_pair(e, j, 'ssim', 3)} | {_pair(e, j, 'mean_ratio', 3)} | {_pair(e, j, 'enl_ratio', 2)} |"
                 if j is not None
-                else f"| {ds['name']} | {codec} | {e['bpp']:.3f} | {_f(e['metrics']['psnr_db'])} | "
-                f"{_f(e['metrics']['ssim'], 3)} | {_f(e['metrics']['mean_ratio'], 3)} | "
-                f"{_f(e['metrics']['enl_ratio'])} |"
+                else f"| {ds['name']} | {codec} | {e['bpp']:.3f} | {number(e['metrics']['psnr_db'])} | "
+                f"{number(e['metrics']['ssim'], 3)} | {number(e['metrics']['mean_ratio'], 3)} | "
+                f"{number(e['metrics']['enl_ratio'])} |"
             )
     return lines + ["", "Each cell: ours / JPEG 2000.", ""]
 
@@ -159,7 +160,7 @@ def _target_table(results: dict) -> list[str]:
             po, so, mo = (ours["metrics"][k] for k in ("psnr_db", "ssim", "mean_ratio"))
             pj, sj, mj = theirs
             ml_j = interpolate(j2k, ours["bpp"], "multilook_psnr_db")
-            ml = f"{_f(ours['metrics'].get('multilook_psnr_db'))} / {_f(ml_j)}"
+            ml = f"{number(ours['metrics'].get('multilook_psnr_db'))} / {number(ml_j)}"
             lines.append(
                 f"| {ds['name']} | {target} | {ours['bpp']:.4f} | {po:.2f} / {pj:.2f} | {po - pj:+.2f} | "
                 f"{so:.4f} / {sj:.4f} | {mo:.3f} / {mj:.3f} | {ml} |"

@@ -125,6 +125,29 @@ def test_compress_writes_sarz_reconstruction_and_numbers(compressed, scene):
     assert any(info.startswith("wrote ") for info in feedback.infos)
 
 
+def test_compress_warns_from_its_own_first_pass(provider, tmp_path, monkeypatch):
+    """The input's warnings reach the Processing log from compression's own first pass: the codec reads the
+    input twice (pass 1 and the coding), with no survey of its own before (the metrics read it once more)."""
+    import processing
+
+    from sar_compressor.engine.io.raster_io import RasterReader
+
+    src = tmp_path / "constant.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=96, height=80, count=1, dtype="float32") as dst:
+        dst.write(np.full((1, 80, 96), 0.25, np.float32))
+    rows = []
+    real = RasterReader.read_rows
+    monkeypatch.setattr(
+        RasterReader, "read_rows", lambda self, band, r0, r1: rows.append(r1 - r0) or real(self, band, r0, r1)
+    )
+    feedback = RecordingFeedback()
+    processing.run(
+        "sar_compressor:compress", {"INPUT": str(src), "OUTPUT": str(tmp_path / "c.sarz")}, feedback=feedback
+    )
+    assert any(w.startswith("constant raster: every valid pixel is") for w in feedback.warnings), feedback.warnings
+    assert sum(rows) == 2 * 80
+
+
 def test_compress_to_a_target_bpp(provider, scene, tmp_path):
     import processing
 

@@ -311,6 +311,16 @@ def _loop_filter_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
     return f"on {stats.get('loop_filtered_tiles', 0)} of {tiles} tiles (kept where it pays)"
 
 
+def _mean_text(b: dict[str, Any], h: dict[str, Any]) -> str:
+    """The band's mean correction, and under "block" the step its block means are coded in (format 6 files have
+    one step for every band, in gain_blocks)."""
+    gain = f"global gain {b['global_gain']:.4f}"
+    if b["mean_correction"] != "block":
+        return f"{b['mean_correction']} ({gain})"
+    step = b.get("mean_log2_step", h["gain_blocks"].get("log2_step"))
+    return f"block: 64x64 block means to 1/{round(1 / step)} log2 ({10 * math.log10(2) * step:.3f} dB); {gain}"
+
+
 def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int, h: dict[str, Any]) -> list[str]:
     """The `info` lines of one band entry of the header `h` (`bands`: all of them, for its reference; `nbytes`: its
     chunks' bytes)."""
@@ -331,7 +341,7 @@ def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int, h: 
         f"({stats.get('isolated_zeros', 0)} isolated)",
         *(f"  warning     {w}" for w in stats.get("warnings") or []),
         f"  range       [{rng['vmin']:.3f}, {rng['vmax']:.3f}]{'' if b['kind'] == 'native' else ' dB'}",
-        f"  mean gain   {b['mean_correction']} (global {b['global_gain']:.4f})",
+        f"  mean gain   {_mean_text(b, h)}",
         f"  bright      {stats.get('n_bright_residuals')} residuals above {bright['threshold_db']:.3f} dB; "
         f"clipped fraction {_fmt(stats.get('clipped_fraction'), 5)}",
     ]

@@ -80,10 +80,24 @@ _FORMAT_7_CHANGES = {
 dictionary, format 7's new fields cost a 256 x 256 crop's header 23 bytes (0.003 bpp, 1 % of 0.25 bpp)."""
 
 
-def _dictionary(header: dict) -> bytes:
+_FORMAT_7_STATS = {
+    "isolated_zeros": 0,
+    "kind_reason": "non-negative floating-point values: linear intensity, coded in dB",
+    "no_signal_pixels": 0,
+    "warnings": [],
+}
+"""The statistics `info` shows that format 6's dictionary did not know. With them and the kind reasons below the
+8 real crops' headers take 1507 bytes instead of 2010 (C11: 171 instead of 229, 0.007 bpp of its 65,536 pixels;
+GEFOLKI 168 instead of 259)."""
+_FORMAT_7_WORDS = ("description or tags say intensity", "values mostly negative within [-60, 40]: dB")
+"""The other kind reasons a header often says (preprocessing.choose_kind)."""
+
+
+def _dictionary(header: dict, more_words: tuple[str, ...] = ()) -> bytes:
     """Deflate's preset dictionary for headers like `header`: what is common sits at its end, nearest to the
-    header text."""
-    words = [_GEOGCS_WGS84, "amplitude", "db", "complex", "uint16", "int16", "global", "none", "AREA_OR_POINT"]
+    header text; `more_words` go first."""
+    words = [*more_words, _GEOGCS_WGS84, "amplitude", "db", "complex", "uint16", "int16", "global", "none"]
+    words.append("AREA_OR_POINT")
     return (json.dumps(words) + json.dumps(header, sort_keys=True, separators=(",", ":"))).encode("utf-8")
 
 
@@ -93,8 +107,15 @@ HEADER_DICTIONARIES = {
         {
             **_TYPICAL_HEADER,
             **_FORMAT_7_CHANGES,
-            "bands": [{**_TYPICAL_HEADER["bands"][0], "mean_log2_step": 0.03125}],
-        }
+            "bands": [
+                {
+                    **_TYPICAL_HEADER["bands"][0],
+                    "mean_log2_step": 0.03125,
+                    "stats": {**_TYPICAL_HEADER["bands"][0]["stats"], **_FORMAT_7_STATS},
+                }
+            ],
+        },
+        _FORMAT_7_WORDS,
     ),
 }
 """The preset dictionary of each format version's headers (a file's prefix names its version)."""

@@ -129,10 +129,3 @@ def _sampled_pixels(height: int, width: int) -> int:
     cols = len(range(0, width, step))
     rows = sum(len(range((-r0) % step, min(STRIP_ROWS, height - r0), step)) for r0 in range(0, height, STRIP_ROWS))
     return rows * cols
-
-
-def inspect_bands(path: Union[str, Path], band: Optional[int] = None, kind: str = "auto") -> list[InputSummary]:
-    """inspect_input of every band compression would code: `band`, or all of them (compress_file's default)."""
-    with RasterReader(path) as reader:
-        count = reader.info.count
-    return [inspect_input(path, b, kind) for b in ([band] if band is not None else range(1, count + 1))]

@@ -93,11 +93,14 @@ _FORMAT_7_WORDS = ("description or tags say intensity", "values mostly negative 
 """The other kind reasons a header often says (preprocessing.choose_kind)."""
 
 
+_WORDS = (_GEOGCS_WGS84, "amplitude", "db", "complex", "uint16", "int16", "global", "none", "AREA_OR_POINT")
+"""Values a header often holds that the typical header does not."""
+
+
 def _dictionary(header: dict, more_words: tuple[str, ...] = ()) -> bytes:
     """Deflate's preset dictionary for headers like `header`: what is common sits at its end, nearest to the
     header text; `more_words` go first."""
-    words = [*more_words, _GEOGCS_WGS84, "amplitude", "db", "complex", "uint16", "int16", "global", "none"]
-    words.append("AREA_OR_POINT")
+    words = [*more_words, *_WORDS]
     return (json.dumps(words) + json.dumps(header, sort_keys=True, separators=(",", ":"))).encode("utf-8")
 
 

@@ -23,6 +23,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from sar_compressor.engine import api
+from sar_compressor.engine.codec.entropy import refine
 from sar_compressor.engine.codec.entropy.codes import varint_decode, varint_encode
 from sar_compressor.engine.codec.format import layout as layout_module
 from sar_compressor.engine.codec.format.container import ContainerReader, container_bytes
@@ -391,7 +392,7 @@ def test_header_contents(tmp_path):
     api.compress_file(src, tmp_path / "h.sarz", quality=2)
     h = api.read_header(tmp_path / "h.sarz")
     band = h["bands"][0]
-    assert h["format_version"] == 7 and len(h["bands"]) == 1 and band["source_band"] == 1
+    assert h["format_version"] == 8 and len(h["bands"]) == 1 and band["source_band"] == 1
     assert band["mean_log2_step"] == mean_log2_step(0.56 * (band["range"]["vmax"] - band["range"]["vmin"]))
     assert band["quality"] == 2 and band["refine_step"] == 0.56 and h["refine"]["wavelet"] == "cdf97"
     assert band["kind"] == "amplitude" and h["raster"]["dtype"] == "uint16"
@@ -527,9 +528,9 @@ def test_header_damage_behind_a_valid_crc():
         api.decompress_array(container_bytes(_header_of(), [chunk, chunk]))
 
 
-def test_format_7_headers_deflate_against_their_own_dictionary(tmp_path):
-    """A small file's header is a large share of its bits: format 7's dictionary knows the statistics and the
-    kind reasons its headers carry, so a typical one deflates to far less than against format 6's."""
+def test_headers_deflate_against_their_own_dictionary(tmp_path):
+    """A small file's header is a large share of its bits: the dictionary of formats 7 and 8 knows the statistics
+    and the kind reasons their headers carry, so a typical one deflates to far less than against format 6's."""
     from sar_compressor.engine.codec.format.container import encode_header
     from sar_compressor.engine.codec.format.header_dictionary import HEADER_DICTIONARIES
 
@@ -562,6 +563,26 @@ def test_format_6_files_decode_as_they_did():
     header["format_version"], header["bands"][0]["mean_log2_step"] = 7, MEAN_LOG2_STEPS[0]
     ruled = api.decompress_array(container_bytes(header, chunks))
     assert np.nanmax(np.abs(ruled - expected)) > 1e-4
+
+
+def test_format_7_files_decode_as_they_did():
+    """A file format 7 wrote (tests/data: two 128 x 128 4-look bands, the second predicted from the first, 10 %
+    nodata, quality 9) decodes to the pixels that version decoded, whole, by window and band by band, with its
+    refinement contexts (refine.CONTEXTS_7); format 8's contexts read its chunks as something else."""
+    data = (DATA / "format7.sarz").read_bytes()
+    expected = np.load(DATA / "format7.npy")
+    header = api.read_header(data)
+    assert header["format_version"] == 7 and [b["reference"] for b in header["bands"]] == [None, 0]
+    np.testing.assert_allclose(api.decompress_array(data), expected, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(api.decompress_array(data, band=2), expected[1], rtol=1e-6, equal_nan=True)
+    window = decode_window(data, (16, 40, 100, 70), band=2)
+    np.testing.assert_allclose(window, expected[1, 40:110, 16:116], rtol=1e-6, equal_nan=True)
+    assert layouts_from_header(header)[0][0].contexts == refine.CONTEXTS_7
+    with ContainerReader(data) as reader:
+        chunks = [reader.read_chunk(i) for i in range(reader.n_chunks)]
+    header["format_version"] = 8
+    with contextlib.suppress(ContainerError):  # or a corrupt stream
+        assert not np.allclose(api.decompress_array(container_bytes(header, chunks)), expected, equal_nan=True)
 
 
 def test_bright_contexts_come_from_the_decoded_strip():

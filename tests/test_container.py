@@ -24,7 +24,11 @@ from sar_compressor.engine.codec.format.header_dictionary import HEADER_DICTIONA
 from sar_compressor.engine.errors import CancelledError, ContainerError
 
 HEADER = {"format_version": 1, "model": {"name": "tiny"}, "shape": [3, 4], "nested": {"a": [1.5, None]}}
-FORMAT_6_DICTIONARY_SHA256 = "a5cfe9412b1431cdef07ad406c9de1d20dfff4e3036e2b90e7bf75ff33361064"
+DICTIONARY_SHA256 = {
+    6: "a5cfe9412b1431cdef07ad406c9de1d20dfff4e3036e2b90e7bf75ff33361064",
+    7: "231c6b8321c9fff0a67bf8f9dd0b9d942f5c765453febad0f437c3751909dc23",
+}
+"""The dictionaries older formats' files were deflated with."""
 CHUNKS = [b"first chunk", b"", bytes(range(256)) * 3, b"last"]
 
 
@@ -110,18 +114,20 @@ def test_wrong_magic(sarz):
 def test_other_versions_are_refused_by_number(sarz):
     data = bytearray(sarz.read_bytes())
     struct.pack_into("<H", data, 4, FORMAT_VERSION + 1)
-    assert "format version 8: this software reads versions 6, 7; a newer" in _error(data)
+    assert "format version 9: this software reads versions 6, 7, 8; a newer" in _error(data)
     struct.pack_into("<H", data, 4, 5)
-    assert "format version 5: this software reads versions 6, 7; decode it with SAR Compressor 0.1.x" in _error(data)
+    assert "format version 5: this software reads versions 6, 7, 8; decode it with SAR Compressor 0.1.x" in _error(data)
     assert "format version 5" in _error(bytes(data[:6]))  # refused by number before anything else is read
     struct.pack_into("<H", data, 4, 3)
-    assert "format version 3: this software reads versions 6, 7; it came from a pre-release codec" in _error(data)
+    assert "format version 3: this software reads versions 6, 7, 8; it came from a pre-release codec" in _error(data)
 
 
 def test_every_readable_version_has_its_header_dictionary():
-    """Format 6's dictionary is the one its files were deflated with (never changed within a format)."""
+    """Formats 6 and 7's dictionaries are the ones their files were deflated with (never changed within a
+    format)."""
     assert set(HEADER_DICTIONARIES) == set(READ_VERSIONS) and max(READ_VERSIONS) == FORMAT_VERSION
-    assert hashlib.sha256(HEADER_DICTIONARIES[6]).hexdigest() == FORMAT_6_DICTIONARY_SHA256
+    for version, digest in DICTIONARY_SHA256.items():
+        assert hashlib.sha256(HEADER_DICTIONARIES[version]).hexdigest() == digest
 
 
 def _v5_file() -> bytes:
@@ -136,7 +142,7 @@ def _v5_file() -> bytes:
 
 
 def test_a_version_5_file_is_refused_by_name():
-    assert "format version 5: this software reads versions 6, 7" in _error(_v5_file())
+    assert "format version 5: this software reads versions 6, 7, 8" in _error(_v5_file())
 
 
 def test_file_id_is_deterministic_and_differs_between_files(sarz):

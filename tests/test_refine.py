@@ -187,3 +187,35 @@ def test_damaged_payload_gives_only_container_errors(flips):
     except ContainerError:
         return
     assert out.shape == _BASE.shape  # a flip the coder cannot notice still yields a raster of the right size
+
+
+def _first_table(words: np.ndarray) -> int:
+    """The table index the first group of an `_encode_groups` stream names (its prediction is the middle one)."""
+    import constriction
+
+    coder = constriction.stream.stack.AnsCoder(words.astype(np.uint32))
+    delta = int(coder.decode(refine._delta_model(refine.CONTEXTS.delta_scale), 1)[0])
+    return refine.N_SCALES // 2 + delta - (refine.N_SCALES - 1)
+
+
+def test_a_group_takes_the_table_that_costs_least_with_its_index():
+    """A group's table is chosen by its symbols' bits plus its index's: two symbols keep the predicted table
+    although another codes them a little cheaper; a thousand take their own."""
+    bits = refine._bank()[1]
+    few = np.array([refine.ALPHABET, refine.ALPHABET + 1], dtype=np.int32)  # a 0 and a 1
+    own = int(np.argmin(bits @ np.bincount(few, minlength=bits.shape[1])))
+    predicted = refine.N_SCALES // 2
+    assert own != predicted
+    assert _first_table(refine._encode_groups([(1, 0, few)], 4)) == predicted
+    many = np.tile(few, 500)
+    assert _first_table(refine._encode_groups([(1, 0, many)], 4)) == refine._best_scale(many) != predicted
+
+
+def test_contexts_of_each_format_cut_activities_at_their_edges():
+    """Format 8's buckets are finer than formats 6 and 7's, and each context table puts an activity at an edge in
+    the bucket above it."""
+    for contexts, n in ((refine.CONTEXTS, 17), (refine.CONTEXTS_7, 13)):
+        assert contexts.n_buckets == n and contexts.n_contexts == 2 * n
+        edges = np.array(contexts.edges)
+        assert contexts.bucket_of[edges].tolist() == list(range(1, n))
+        assert contexts.bucket_of[edges - 1].tolist() == list(range(n - 1))

@@ -111,7 +111,10 @@ def mean_code_prediction(layout: Layout, strip: Strip) -> np.ndarray:
     if strip.coarse_db is None or strip.coarse_db[0] != level:
         flat = refine.FlatBase(layout.flat_db, (strip.rows, strip.cols))
         step = layout.refine_step_db
-        strip.coarse_db = (level, refine.decode_level(strip.refinement, flat, step, level, strip.reference))
+        strip.coarse_db = (
+            level,
+            refine.decode_level(strip.refinement, flat, step, level, strip.reference, layout.contexts),
+        )
     db = strip.coarse_db[1].astype(np.float64)
     f = BLOCK >> level
     rows, cols = db.shape

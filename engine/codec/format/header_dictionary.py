@@ -104,21 +104,21 @@ def _dictionary(header: dict, more_words: tuple[str, ...] = ()) -> bytes:
     return (json.dumps(words) + json.dumps(header, sort_keys=True, separators=(",", ":"))).encode("utf-8")
 
 
+def _format_7_header(version: int) -> dict:
+    """Format 7's typical header, as `version` (7 or 8: the same fields) writes it."""
+    band = _TYPICAL_HEADER["bands"][0]
+    stats = {**band["stats"], **_FORMAT_7_STATS}
+    return {
+        **_TYPICAL_HEADER,
+        **_FORMAT_7_CHANGES,
+        "format_version": version,
+        "bands": [{**band, "mean_log2_step": 0.03125, "stats": stats}],
+    }
+
+
 HEADER_DICTIONARIES = {
     6: _dictionary(_TYPICAL_HEADER),
-    7: _dictionary(
-        {
-            **_TYPICAL_HEADER,
-            **_FORMAT_7_CHANGES,
-            "bands": [
-                {
-                    **_TYPICAL_HEADER["bands"][0],
-                    "mean_log2_step": 0.03125,
-                    "stats": {**_TYPICAL_HEADER["bands"][0]["stats"], **_FORMAT_7_STATS},
-                }
-            ],
-        },
-        _FORMAT_7_WORDS,
-    ),
+    7: _dictionary(_format_7_header(7), _FORMAT_7_WORDS),
+    8: _dictionary(_format_7_header(8), _FORMAT_7_WORDS),
 }
 """The preset dictionary of each format version's headers (a file's prefix names its version)."""

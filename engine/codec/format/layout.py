@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ... import preprocessing as pp
+from ..entropy.refine import CONTEXTS, Contexts
 
 STRIP_ROWS = 512
 """Rows pass 1 (the survey) reads at a time."""
@@ -117,6 +118,9 @@ class Layout:
     legacy_means: bool = False
     """A format 6 file's block means: their offsets interpolated between block centres (engine.codec.radiometry.
     offset_field), so that its files decode as they did."""
+    contexts: Contexts = CONTEXTS
+    """The refinement layer's contexts (engine.codec.entropy.refine.Contexts): format 8's, or CONTEXTS_7 in a
+    format 6 or 7 file."""
 
     @property
     def out_dtype(self) -> str:

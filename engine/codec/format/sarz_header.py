@@ -4,7 +4,7 @@ The header carries every parameter the decoder needs, so a file decodes without 
 - `raster`: what the whole raster shares (size, dtype, georeferencing, dataset tags);
 - `bands`: one entry per coded band, in coding order, holding everything per band: its number in the source,
   kind, nodata, description, tags, unit/scale/offset, dB range, quality and refinement step, mean correction,
-  the block means' log2 step (format 7) and global gain, bright-target threshold and step, `reference` (the
+  the block means' log2 step (formats 7 and 8) and global gain, bright-target threshold and step, `reference` (the
   place in this list of the band it is predicted from, engine.codec.passes.interband, or null), and the band's
   statistics (for `info`, not for decoding);
 - `tiling`: the tile size and the chunk order ("band, tile row, tile column"): chunk i is tile i of that order;
@@ -13,9 +13,10 @@ The header carries every parameter the decoder needs, so a file decodes without 
 - `streams`: the streams of every chunk, in order (layout.STREAMS; files written before the loop filter
   list its first five, and decode as they did);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
-- `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): format 7's
-  gain_blocks name the block size and per-block offsets, format 6's the block size and its one log2 step (its
-  files decode as they did: that step, offsets interpolated between block centres).
+- `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): formats 7 and
+  8's gain_blocks name the block size and per-block offsets, format 6's the block size and its one log2 step (its
+  files decode as they did: that step, offsets interpolated between block centres). The version also names the
+  refinement layer's contexts (Layout.contexts): format 8's, or formats 6 and 7's.
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster; a header using a feature this software lacks (narrower tiles, a
 learned tool) is refused by name. docs/FORMAT.md describes the whole file.
@@ -40,7 +41,7 @@ RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gc
 LEGACY_STREAMS = 5
 """Format 6 files written before the loop filter have this many streams per chunk (STREAMS' first)."""
 BLOCK_OFFSETS = "per_block"
-"""Format 7's `gain_blocks` offsets: every block takes an offset of its own (format 6 interpolated them between
+"""Formats 7 and 8's `gain_blocks` offsets: every block takes an offset of its own (format 6 interpolated them between
 block centres; radiometry.offset_field)."""
 TOOLS = {"post_filter": None}
 """The learned tools a file may ask its decoder to run; none is bundled in this version."""
@@ -201,6 +202,7 @@ def _band_layout(
         n_streams=len(header["streams"]),
         mean_log2_step=float(gain["log2_step"] if legacy else band["mean_log2_step"]),
         legacy_means=legacy,
+        contexts=refine.CONTEXTS_7 if header["format_version"] < 8 else refine.CONTEXTS,
     )
     global_gain = float(band["global_gain"])
     checks = {

@@ -161,7 +161,9 @@ class SarzWindowReader:
         flat = refine.FlatBase(layout.flat_db, (strip.rows, strip.cols))
         reference = self.decoder.reference
         strip.reference = None if reference is None else reference.deviation(k, layout)  # a predicted band's
-        coarse = refine.decode_levels(strip.refinement, flat, layout.refine_step_db, tuple(wanted), strip.reference)
+        coarse = refine.decode_levels(
+            strip.refinement, flat, layout.refine_step_db, tuple(wanted), strip.reference, layout.contexts
+        )
         images = dict(zip(wanted, coarse))
         if block:
             strip.coarse_db = (prediction_level(strip), images[prediction_level(strip)])

@@ -10,10 +10,11 @@ only) values whose bits are worth more than their error, weighted where SSIM is 
 lowered. The integers are entropy-coded with constriction's ANS coder under quantized-Laplace tables chosen
 per context: subbands go coarse to fine, each in two checkerboard phases, and a coefficient's context is the
 activity (weighted magnitudes) of its already-decoded parent's 3x3 neighbourhood, its siblings and, in the
-second phase, its four neighbours. The encoder picks each context's table from a fixed bank by exact code
-length, and sends it in the ANS stream ahead of the group, as the difference from a prediction (the scale of
-the group below it in the same subband and phase, else of the parent's group), under a fixed discrete Laplace:
-~4 bits a group where a deflated table of every context took ~7.
+second phase, its four neighbours, cut into buckets at the edges of the file version's `Contexts`. The encoder
+picks each group's table from a fixed bank by the exact code length of its symbols plus that of its index, and
+sends the index in the ANS stream ahead of the group, as the difference from a prediction (the scale of the group
+below it in the same subband and phase, else of the parent's group), under a fixed discrete Laplace (format 7's
+cost ~4 bits a group, where a deflated table of every context had taken ~7; format 8's is narrower).
 
 Every probability the decoder uses comes from integers (decoded symbols -> context -> a table index sent
 in the stream), so decoding is bit-exact on any machine even though the predictions it adds to are float.
@@ -147,17 +148,18 @@ def _indices(q: np.ndarray) -> np.ndarray:
     return np.where(np.abs(q) > ALPHABET, 2 * ALPHABET + 1, q + ALPHABET).astype(np.int32)
 
 
-def _best_scale(indices: np.ndarray) -> int:
-    counts = np.bincount(indices, minlength=2 * ALPHABET + 2)
-    return int(np.argmin(_bank()[1] @ counts))
-
-
 @lru_cache(maxsize=2)
 def _delta_freqs(delta_scale: float) -> np.ndarray:
     """Integer frequencies of the table-index differences -(N_SCALES - 1)..N_SCALES - 1 (symbol = difference +
     N_SCALES - 1): a discrete Laplace of `delta_scale`."""
     d = np.arange(-(N_SCALES - 1), N_SCALES, dtype=np.float64)
     return quantize_pmf(np.exp(-np.abs(d) / delta_scale))
+
+
+@lru_cache(maxsize=2)
+def _index_bits(delta_scale: float) -> np.ndarray:
+    """The code length of each table-index difference's symbol."""
+    return np.log2(TOTAL) - np.log2(_delta_freqs(delta_scale))
 
 
 @lru_cache(maxsize=2)
@@ -173,6 +175,7 @@ class _ScalePrediction:
 
     def __init__(self, n_bands: int, contexts: Contexts):
         self.n_buckets = contexts.n_buckets
+        self.delta_scale = contexts.delta_scale
         self.scales = np.full((n_bands, contexts.n_contexts), -1, dtype=np.int64)
         self.last = N_SCALES // 2
 
@@ -188,6 +191,16 @@ class _ScalePrediction:
 
     def update(self, k: int, ctx: int, scale: int) -> None:
         self.scales[k, ctx] = self.last = scale
+
+    def choose(self, k: int, ctx: int, indices: np.ndarray) -> tuple[int, int]:
+        """(table, its index's symbol) of a group (encoder): the table whose symbols and index cost least
+        together, so a small group keeps its prediction where another table would save fewer bits than its index
+        costs; then the update."""
+        delta = np.arange(N_SCALES) - self.predict(k, ctx) + N_SCALES - 1  # each table's symbol
+        cost = _bank()[1] @ np.bincount(indices, minlength=2 * ALPHABET + 2) + _index_bits(self.delta_scale)[delta]
+        scale = int(np.argmin(cost))
+        self.update(k, ctx, scale)
+        return scale, int(delta[scale])
 
 
 # --------------------------------------------------------------------------- contexts
@@ -420,6 +433,12 @@ def _rdo_lower(symbols: list[np.ndarray], residuals: list[np.ndarray], steps: li
         symbols[k].reshape(-1)[at] = v
 
 
+def _best_scale(indices: np.ndarray) -> int:
+    """The table that codes `indices` in the fewest bits: what the lowering assumes a group gets (it ignores the
+    index's bits, which only small groups' choices feel: their prediction chains too measured within 0.01 dB)."""
+    return int(np.argmin(_bank()[1] @ np.bincount(indices, minlength=2 * ALPHABET + 2)))
+
+
 @lru_cache(maxsize=1)
 def _saved_bits() -> np.ndarray:
     """Per table and magnitude m = 1..ALPHABET (column m - 1): the bits coding m - 1 instead of m saves."""
@@ -598,19 +617,15 @@ def decode_levels(
 
 
 def _encode_groups(groups: list[tuple[int, int, np.ndarray]], n_bands: int) -> np.ndarray:
-    """Each group's table (as a difference from its prediction) then its symbols, in one ANS stream. A group's
-    table is the one whose index and symbols cost least together: a small group keeps its prediction where
-    another table would save fewer bits than its index costs (format 8's contexts, CONTEXTS)."""
+    """Each group's table (as a difference from its prediction, `_ScalePrediction.choose`) then its symbols, in one
+    ANS stream (format 8's contexts, CONTEXTS)."""
     import constriction
 
     prediction = _ScalePrediction(n_bands, CONTEXTS)
-    index_bits = np.log2(TOTAL) - np.log2(_delta_freqs(CONTEXTS.delta_scale))
     coded = []
     for k, ctx, indices in groups:
-        delta = np.arange(N_SCALES) - prediction.predict(k, ctx) + N_SCALES - 1  # each table's symbol
-        scale = int(np.argmin(_bank()[1] @ np.bincount(indices, minlength=2 * ALPHABET + 2) + index_bits[delta]))
-        coded.append((int(delta[scale]), scale, indices))
-        prediction.update(k, ctx, scale)
+        scale, delta = prediction.choose(k, ctx, indices)
+        coded.append((delta, scale, indices))
     coder = constriction.stream.stack.AnsCoder()
     for delta, scale, indices in reversed(coded):  # a stack: what is decoded first is pushed last
         coder.encode_reverse(indices, _categorical(scale))

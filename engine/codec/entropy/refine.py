@@ -61,8 +61,8 @@ RDO_LAMBDA = 0.12
 per coefficient, -2 ln 2 D per bit: ln 2 / 6 = 0.116). Earlier rounds measured PSNR and SSIM only and kept 0.10
 (0.08 / 0.09 / 0.10 / 0.116, then 0.085 / 0.10 / 0.12 once values above 1 were lowered too). With format 8 and the
 multilooked (5x5) PSNR measured too (8 real crops coded to 0.25 / 0.5 / 1 bpp, mean over the three rates, against
-0.10): 0.085 multilooked PSNR -0.12 dB on the multilooked crops; 0.11 +0.07; 0.12 +0.14 for PSNR -0.004 (single-
-look PSNR +0.019, SSIM -0.0016); 0.13 +0.19 for PSNR -0.015; 0.15 +0.27 for -0.028; 0.2 +0.45 for -0.085. A
+0.10): 0.085 multilooked PSNR -0.12 dB on the multilooked crops; 0.11 +0.07; 0.12 +0.14 for PSNR -0.003 (single-
+look PSNR +0.018, SSIM -0.0016); 0.13 +0.19 for PSNR -0.015; 0.15 +0.27 for -0.029; 0.2 +0.45 for -0.086. A
 larger lambda lowers more fine detail, and rate control pays with a finer step, which the coarse scales (what 5x5
 means see) keep. 0.12 is where that costs PSNR nothing measurable; a larger one on the finest level only, or on all
 but it, traded worse."""

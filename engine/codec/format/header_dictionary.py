@@ -119,6 +119,8 @@ def _format_7_header(version: int) -> dict:
 HEADER_DICTIONARIES = {
     6: _dictionary(_TYPICAL_HEADER),
     7: _dictionary(_format_7_header(7), _FORMAT_7_WORDS),
-    8: _dictionary(_format_7_header(8), _FORMAT_7_WORDS),
+    8: _dictionary(
+        {**_format_7_header(8), "software": {"name": "sar_compressor", "version": "0.2.0"}}, _FORMAT_7_WORDS
+    ),
 }
 """The preset dictionary of each format version's headers (a file's prefix names its version)."""

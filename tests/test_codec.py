@@ -330,7 +330,7 @@ def test_offset_field_keeps_each_block_mean_with_its_own_offset():
     field = offset_field(_layout(128, 64), strip)
     np.testing.assert_allclose(field[:, :64], 0.0, atol=1e-6)
     np.testing.assert_allclose(field[:, 64:], 10 * math.log10(2), rtol=1e-5)
-    legacy = offset_field(replace(_layout(128, 64), legacy_means=True), strip)
+    legacy = offset_field(replace(_layout(128, 64), format_version=6), strip)
     lin = 10 ** (legacy.astype(np.float64) / 10)
     assert lin[:, :64].mean() == pytest.approx(1.0, rel=1e-5) and lin[:, 64:].mean() == pytest.approx(2.0, rel=1e-5)
     assert np.all(np.diff(legacy[0, 32:96]) > 0)  # between the block centres

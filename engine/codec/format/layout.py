@@ -14,7 +14,8 @@ from typing import Optional
 import numpy as np
 
 from ... import preprocessing as pp
-from ..entropy.refine import CONTEXTS, Contexts
+from ..entropy.refine import CONTEXTS, CONTEXTS_7, Contexts
+from .container import FORMAT_VERSION
 
 STRIP_ROWS = 512
 """Rows pass 1 (the survey) reads at a time."""
@@ -115,12 +116,20 @@ class Layout:
     """Streams per chunk: STREAMS, or its first five in files written before the loop filter."""
     mean_log2_step: float = MEAN_LOG2_STEPS[0]
     """The log2 step of the block-mean codes (mean_log2_step)."""
-    legacy_means: bool = False
-    """A format 6 file's block means: their offsets interpolated between block centres (engine.codec.radiometry.
-    offset_field), so that its files decode as they did."""
-    contexts: Contexts = CONTEXTS
-    """The refinement layer's contexts (engine.codec.entropy.refine.Contexts): format 8's, or CONTEXTS_7 in a
-    format 6 or 7 file."""
+    format_version: int = FORMAT_VERSION
+    """The file's .sarz format version: what the encoder writes, or what the file says (its rules below)."""
+
+    @property
+    def legacy_means(self) -> bool:
+        """A format 6 file's block means: their offsets interpolated between block centres (engine.codec.
+        radiometry.offset_field), so that its files decode as they did."""
+        return self.format_version == 6
+
+    @property
+    def contexts(self) -> Contexts:
+        """The refinement layer's contexts (engine.codec.entropy.refine.Contexts): format 8's, or formats 6 and
+        7's."""
+        return CONTEXTS_7 if self.format_version < 8 else CONTEXTS
 
     @property
     def out_dtype(self) -> str:

@@ -201,8 +201,7 @@ def _band_layout(
         reference=band["reference"],
         n_streams=len(header["streams"]),
         mean_log2_step=float(gain["log2_step"] if legacy else band["mean_log2_step"]),
-        legacy_means=legacy,
-        contexts=refine.CONTEXTS_7 if header["format_version"] < 8 else refine.CONTEXTS,
+        format_version=int(header["format_version"]),
     )
     global_gain = float(band["global_gain"])
     checks = {

@@ -199,6 +199,7 @@ def _band_figures(enc: EncodePass, reference: Optional[int]) -> dict[str, Any]:
         "bytes": enc.chunk_bytes,
         "bpp": 8.0 * enc.chunk_bytes / (layout.width * layout.height),
         "psnr_db": enc.psnr_db,
+        "valid_pixels": enc.n_valid,
         "loop_filtered_tiles": enc.n_filtered,
         "tiles": layout.n_tiles,
     }

@@ -252,13 +252,16 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         warn=_warn,  # pass 1's warnings, before any coding (a refused band: InputError, before any output)
     )
     psnr, per_band = "", {}
-    if args.reconstruction:
+    measurable = [b["source_band"] for b in stats.bands if b["valid_pixels"]]  # an all-nodata band has no error
+    if args.reconstruction and measurable:
         from .metrics import evaluate_bands
 
-        metrics = evaluate_bands(args.input, args.reconstruction, [b["source_band"] for b in stats.bands])
+        metrics = evaluate_bands(args.input, args.reconstruction, measurable)
         overall = metrics["overall"]
         psnr = f", PSNR {_fmt(overall['psnr_db'], 2)} dB, SSIM {_fmt(overall['ssim'])}"
         per_band = {m["band"]: m for m in metrics["bands"]}
+    elif args.reconstruction:
+        psnr = ", PSNR n/a (no valid pixel)"
     zeros = ""
     if stats.no_signal_pixels:
         zeros = f", {stats.no_signal_pixels} no-signal zeros ({stats.isolated_zeros} isolated)"

@@ -203,3 +203,21 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert report["compress"]["bpp"] == pytest.approx(8 * (out / "scene.sarz").stat().st_size / 256**2)
     assert demo_main(["--out", str(tmp_path / "d2"), "--input", str(tmp_path / "absent.tif")]) == 2
     assert "error: input raster not found" in capsys.readouterr().err
+
+
+def test_reconstruction_report_skips_bands_without_valid_pixels(tmp_path, capsys):
+    """A band that is all nodata compresses to its mask: the report measures the other bands, and a raster with
+    none says PSNR n/a instead of failing after both files were written (it exited 2 with them on disk)."""
+    rng = np.random.default_rng(3)
+    data = np.stack([np.full((40, 30), np.nan, np.float32), rng.gamma(1.0, 1.0, (40, 30)).astype(np.float32)])
+    profile = {"driver": "GTiff", "width": 30, "height": 40, "dtype": "float32"}
+    for name, bands in (("mixed.tif", data), ("empty.tif", data[:1])):
+        with rasterio.open(tmp_path / name, "w", count=len(bands), **profile) as ds:
+            ds.write(bands)
+    rec = str(tmp_path / "mixed_rec.tif")
+    assert main(["-q", "compress", str(tmp_path / "mixed.tif"), str(tmp_path / "m.sarz"), "--reconstruction", rec]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"PSNR \d+\.\d+ dB", out) and "band 2" in out
+    rec = str(tmp_path / "empty_rec.tif")
+    assert main(["-q", "compress", str(tmp_path / "empty.tif"), str(tmp_path / "e.sarz"), "--reconstruction", rec]) == 0
+    assert "PSNR n/a (no valid pixel)" in capsys.readouterr().out

@@ -30,13 +30,15 @@ SUPPORTED_DTYPES: tuple[str, ...] = (
     "uint8",
     "uint16",
     "int16",
+    "uint32",
+    "int32",
     "float32",
     "float64",
     "complex64",
     "complex128",
     "complex_int16",
 )
-INTEGER_DTYPES: tuple[str, ...] = ("uint8", "uint16", "int16")
+INTEGER_DTYPES: tuple[str, ...] = ("uint8", "uint16", "int16", "uint32", "int32")
 
 NOISE_FLOOR = 1e-10
 """Linear intensity given to pixels <= 0 or non-finite, so dB stays finite (-100 dB)."""
@@ -52,7 +54,7 @@ _INTENSITY_WORDS = re.compile(r"(?<![a-z])(intensity|power|sigma0|sigma_0|beta0|
 
 
 def check_dtype(dtype: object) -> str:
-    """Canonical dtype name, or InputError naming a dtype the codec does not handle (e.g. int32, uint32)."""
+    """Canonical dtype name, or InputError naming a dtype the codec does not handle (e.g. int8, int64)."""
     name = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype
     if name not in SUPPORTED_DTYPES:
         raise InputError(f"unsupported raster data type {name!r}; supported: {', '.join(SUPPORTED_DTYPES[:-1])}")
@@ -129,7 +131,7 @@ def choose_kind(
     7. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
        (linear intensity and amplitude are never negative).
     8. some negative values otherwise -> "native": not backscatter (a DEM, a difference image), coded as is.
-    9. integer dtypes (uint16, int16) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD) store
+    9. integer dtypes (uint16, int16, uint32, int32) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD) store
        amplitude, so intensity would halve their dB contrast.
     10. otherwise -> "intensity".
     """

@@ -136,6 +136,14 @@ def _make(kind_case: str, shape=(90, 140)):
         arr = np.clip(np.rint(np.sqrt(inten) * 300), 1, 32767).astype(np.int16)
         arr[holes] = -1
         return arr, -1.0, "amplitude"
+    if kind_case == "uint32":  # linear amplitude past 16 bits (wide dynamic range DN)
+        arr = np.clip(np.rint(np.sqrt(inten) * 3e5), 1, 2**32 - 1).astype(np.uint32)
+        arr[holes] = 0
+        return arr, 0.0, "amplitude"
+    if kind_case == "int32":  # not backscatter (a DEM, a difference image): negative values, coded native
+        arr = np.rint((10 * np.log10(inten)) * 1000).astype(np.int32)
+        arr[holes] = -(2**31)
+        return arr, float(-(2**31)), "native"
     if kind_case == "uint8":
         arr = np.clip(np.rint(np.sqrt(inten) * 60), 1, 255).astype(np.uint8)
         return arr, None, "native"
@@ -147,7 +155,17 @@ def _make(kind_case: str, shape=(90, 140)):
     raise AssertionError(kind_case)
 
 
-CASES = ["float32_intensity", "uint16_amplitude", "float32_db", "complex64", "int16", "uint8", "float64"]
+CASES = [
+    "float32_intensity",
+    "uint16_amplitude",
+    "float32_db",
+    "complex64",
+    "int16",
+    "uint32",
+    "int32",
+    "uint8",
+    "float64",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -227,9 +245,9 @@ def test_input_errors(tmp_path):
         api.compress_file(tmp_path / "missing.tif", out)
     with pytest.raises(InputError, match="output folder"):
         api.compress_file(good, tmp_path / "nope" / "o.sarz")
-    int32 = _write(tmp_path / "i32.tif", np.ones((20, 20), dtype=np.int32))
-    with pytest.raises(InputError, match="int32"):
-        api.compress_file(int32, out)
+    int64 = _write(tmp_path / "i64.tif", np.ones((20, 20), dtype=np.int64))
+    with pytest.raises(InputError, match="int64"):
+        api.compress_file(int64, out)
     assert not out.exists()
 
 

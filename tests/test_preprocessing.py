@@ -60,7 +60,7 @@ def test_detect_kind_ignores_non_finite_sample():
     assert detect_kind("float32", sample) == "db"
 
 
-@pytest.mark.parametrize("dtype", ["int32", "uint32", "int8", "float16", np.dtype("int64")])
+@pytest.mark.parametrize("dtype", ["int8", "uint64", "float16", np.dtype("int64")])
 def test_unsupported_dtype_is_named(dtype):
     with pytest.raises(InputError, match=str(np.dtype(dtype))):
         check_dtype(dtype)

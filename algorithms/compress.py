@@ -116,6 +116,13 @@ class CompressAlgorithm(SARAlgorithm):
                 "LOOP_FILTER", self.tr("Adaptive loop filter (fitted per tile where it pays)"), defaultValue=True
             )
         )
+        self.advanced(
+            QgsProcessingParameterBoolean(
+                "INTERSCALE",
+                self.tr("Inter-scale prediction of the finest level (fitted per tile where it saves bits)"),
+                defaultValue=True,
+            )
+        )
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT", self.tr("Compressed file"), fileFilter=self.tr("SAR Compressor files (*.sarz)")
@@ -184,6 +191,7 @@ class CompressAlgorithm(SARAlgorithm):
                     target_bpp=target_bpp,
                     tune=self.parameterAsEnumString(parameters, "TUNE", context),
                     loop_filter=self.parameterAsBoolean(parameters, "LOOP_FILTER", context),
+                    interscale=self.parameterAsBoolean(parameters, "INTERSCALE", context),
                     reconstruction=measured,
                     warn=feedback.pushWarning,  # the input's warnings, from compression's own first pass
                 )

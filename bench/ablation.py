@@ -1,8 +1,9 @@
 """Ablation (issue 17): each fitted or tuned part of the codec on and off, at equal rate (every variant coded to
 the same target bpp by rate control), on the real crops and the simulated scenes.
 
-Variants: the default (SSIM-weighted rate-distortion decisions, adaptive loop filter), the loop filter off, and
-both again with plain squared-error decisions (tune "psnr"). Each row is the change against the default in
+Variants: the default (SSIM-weighted rate-distortion decisions, adaptive loop filter, inter-scale prediction), the
+loop filter off, inter-scale prediction off, and the first two again with plain squared-error decisions (tune
+"psnr"). Each row is the change against the default in
 PSNR, SSIM and multilooked (5x5) PSNR, so what a part buys on one metric and costs on another shows side by side.
 """
 
@@ -21,10 +22,11 @@ from .datasets import BAND, Dataset
 Log = Callable[[str], None]
 TARGETS = (0.25, 0.5, 1.0)
 VARIANTS = {
-    "default": {"tune": "ssim", "loop_filter": True},
-    "no loop filter": {"tune": "ssim", "loop_filter": False},
-    "tune psnr": {"tune": "psnr", "loop_filter": True},
-    "tune psnr, no loop filter": {"tune": "psnr", "loop_filter": False},
+    "default": {"tune": "ssim", "loop_filter": True, "interscale": True},
+    "no loop filter": {"tune": "ssim", "loop_filter": False, "interscale": True},
+    "no inter-scale prediction": {"tune": "ssim", "loop_filter": True, "interscale": False},
+    "tune psnr": {"tune": "psnr", "loop_filter": True, "interscale": True},
+    "tune psnr, no loop filter": {"tune": "psnr", "loop_filter": False, "interscale": True},
 }
 METRICS = ("psnr_db", "ssim", "multilook_psnr_db")
 SINGLE_LOOK = ("sanfrancisco_airsar_C",)
@@ -68,6 +70,7 @@ def run(datasets: list[Dataset], log: Log = print, targets: tuple[float, ...] = 
                         "bpp": 8.0 * len(coded.data) / arr.size,
                         "seconds": seconds,
                         "loop_filtered_tiles": coded.stats.bands[0]["loop_filtered_tiles"],
+                        "interscale_tiles": coded.stats.bands[0]["interscale_tiles"],
                         **{k: m[k] for k in METRICS},
                     }
                 )
@@ -94,8 +97,8 @@ def markdown(result: Optional[dict]) -> list[str]:
     lines = [
         "## Ablation (each part off, at equal rate: every variant coded to the target by rate control)",
         "",
-        "Mean change against the default (SSIM-weighted decisions + adaptive loop filter) over each group's "
-        "files; negative = the default is better there.",
+        "Mean change against the default (SSIM-weighted decisions + adaptive loop filter + inter-scale prediction) "
+        "over each group's files; negative = the default is better there.",
         "",
         "| group | variant | target bpp | PSNR dB | SSIM | multilooked PSNR dB | bpp |",
         "|---|---|---|---|---|---|---|",
@@ -109,7 +112,8 @@ def markdown(result: Optional[dict]) -> list[str]:
     lines += [
         "",
         f"Loop filter kept on {sum(r['loop_filtered_tiles'] > 0 for r in filtered)} of {len(filtered)} default "
-        "codings (a file counts when any of its tiles kept it).",
+        "codings, inter-scale prediction on "
+        f"{sum(r.get('interscale_tiles', 0) > 0 for r in filtered)} (a file counts when any of its tiles kept it).",
         "",
     ]
     return lines

@@ -101,7 +101,8 @@ class CompressStats(_Stats):
     bands: list[dict[str, Any]] = field(default_factory=list)
     """Per band (source order): source_band, kind, vmin, vmax, reference (the source band it is predicted
     from, or None), bytes (its chunks), bpp (of them), psnr_db (refined dB against the original over the band's
-    coded range, before the mean correction), loop_filtered_tiles (of its tiles)."""
+    coded range, before the mean correction), loop_filtered_tiles and interscale_tiles (of its tiles: those
+    that keep a loop filter, those whose finest level is predicted from the level above)."""
 
     def summary(self) -> str:
         return f"ratio {self.ratio:.1f}:1, {self.bpp:.3f} bpp, quality {self.quality}, {self.seconds:.1f} s"
@@ -113,6 +114,8 @@ class CompressStats(_Stats):
             ref = f", predicted from band {b['reference']}" if b["reference"] is not None else ""
             psnr = "n/a" if b["psnr_db"] is None else f"{b['psnr_db']:.2f} dB"
             filtered = f", loop filter on {b['loop_filtered_tiles']} of {b['tiles']} tiles"
+            if b["interscale_tiles"]:
+                filtered += f", inter-scale prediction on {b['interscale_tiles']}"
             lines.append(
                 f"band {b['source_band']} ({b['kind']}): {b['bytes']} bytes, {b['bpp']:.4f} bpp, PSNR {psnr}"
                 f"{filtered}{ref}"
@@ -201,6 +204,7 @@ def _band_figures(enc: EncodePass, reference: Optional[int]) -> dict[str, Any]:
         "psnr_db": enc.psnr_db,
         "valid_pixels": enc.n_valid,
         "loop_filtered_tiles": enc.n_filtered,
+        "interscale_tiles": enc.n_predicted,
         "tiles": layout.n_tiles,
     }
 
@@ -289,6 +293,7 @@ def compress_file(
     tune: str = "ssim",
     interband: bool = True,
     loop_filter: bool = True,
+    interscale: bool = True,
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
@@ -303,8 +308,10 @@ def compress_file(
     (engine.codec.passes.rate_control: 3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions
     weighted where SSIM is sensitive; default) or "psnr" (plain squared error). `interband`: predict bands from
     one another where it pays. `loop_filter`: fit each tile's adaptive loop filter where it pays
-    (engine.codec.restoration.loop_filter). `warn`: called with each of the input's warnings before any coding (a
-    photo's, from its metadata, then pass 1's; the CLI prints them); pass 1's are in the returned statistics too."""
+    (engine.codec.restoration.loop_filter). `interscale`: predict each tile's finest level from the level above
+    where it pays (engine.codec.transform.interscale). `warn`: called with each of the input's warnings before any
+    coding (a photo's, from its metadata, then pass 1's; the CLI prints them); pass 1's are in the returned
+    statistics too."""
     start = time.perf_counter()
     info = open_info(src)
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]
@@ -321,7 +328,9 @@ def compress_file(
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
         return write_container(staged, header_fn, chunks, cancel_fn)
 
-    options = EncodeOptions(quality, kind, mean_correction, tune=tune, interband=interband, loop_filter=loop_filter)
+    options = EncodeOptions(
+        quality, kind, mean_correction, tune=tune, interband=interband, loop_filter=loop_filter, interscale=interscale
+    )
     try:
         with bounded_gdal_cache(streaming_cache_mb(info.width, info.dtype)), RasterReader(src) as reader:
             sources = [BandSource(info.band(b), b, _row_reader(reader, b)) for b in bands]
@@ -365,6 +374,7 @@ def compress_array(
     tune: str = "ssim",
     interband: bool = True,
     loop_filter: bool = True,
+    interscale: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> ArrayResult:
@@ -393,7 +403,9 @@ def compress_array(
         return len(data)
 
     sources = [BandSource(info.band(b + 1), b + 1, _array_reader(stack[b])) for b in range(stack.shape[0])]
-    options = EncodeOptions(quality, kind, mean_correction, tune=tune, interband=interband, loop_filter=loop_filter)
+    options = EncodeOptions(
+        quality, kind, mean_correction, tune=tune, interband=interband, loop_filter=loop_filter, interscale=interscale
+    )
     stats = _encode(
         sources, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
     )

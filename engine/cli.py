@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
         help="leave every tile unfiltered (default: fit each tile's adaptive loop filter where it pays)",
     )
     c.add_argument(
+        "--no-interscale",
+        action="store_true",
+        help="code every tile's finest level on its own (default: predict it from the level above where that "
+        "saves bits: oversampled products)",
+    )
+    c.add_argument(
         "--kind",
         choices=KINDS,
         default="auto",
@@ -245,6 +251,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         tune=args.tune,
         interband=not args.no_interband,
         loop_filter=not args.no_loop_filter,
+        interscale=not args.no_interscale,
         reconstruction=args.reconstruction,
         progress=job.progress,
         cancel=job.cancel,
@@ -314,6 +321,14 @@ def _loop_filter_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
     return f"on {stats.get('loop_filtered_tiles', 0)} of {tiles} tiles (kept where it pays)"
 
 
+def _interscale_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
+    """On how many of the band's tiles the finest level is predicted from the level above (format 9 and later)."""
+    if h["format_version"] < 9:
+        return "none (the file predates it)"
+    tiles = h["n_chunks"] // len(h["bands"])
+    return f"on {stats.get('interscale_tiles', 0)} of {tiles} tiles (kept where it saves bits)"
+
+
 def _mean_text(b: dict[str, Any], h: dict[str, Any]) -> str:
     """The band's mean correction, and under "block" the step its block means are coded in (format 6 files have
     one step for every band, in gain_blocks)."""
@@ -339,6 +354,7 @@ def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int, h: 
         f"  layers      flat base + wavelet refinement, quality {b['quality']}, step {step:g} of the range "
         f"({step * (rng['vmax'] - rng['vmin']):.2f} dB)",
         f"  loop filter {_loop_filter_text(stats, h)}",
+        f"  inter-scale {_interscale_text(stats, h)}",
         f"  kind        {b['kind']} ({stats.get('kind_reason') or 'reason not recorded'})",
         f"  no signal   {stats.get('no_signal_pixels', 0)} zero pixels coded in the mask "
         f"({stats.get('isolated_zeros', 0)} isolated)",

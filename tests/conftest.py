@@ -65,6 +65,43 @@ def structured_scene(tmp_path):
     return make
 
 
+def oversampled_db(height: int, width: int, seed: int = 0):
+    """A 4-look dB scene sampled twice finer than its resolution (ideal interpolation of one at half size), as a
+    product resampled onto a finer grid is: little signal in its finest subbands, the rest linear in the level
+    above (where inter-scale prediction pays)."""
+    import numpy as np
+
+    from sar_compressor.engine.simulate import simulate_reflectivity, simulate_speckle
+
+    small = 10 * np.log10(simulate_speckle(simulate_reflectivity(height // 2, width // 2, seed), 4, seed + 1))
+    spectrum = np.zeros((height, width), dtype=complex)
+    spectrum[height // 4 : height // 4 + height // 2, width // 4 : width // 4 + width // 2] = np.fft.fftshift(
+        np.fft.fft2(small)
+    )
+    return (4 * np.real(np.fft.ifft2(np.fft.ifftshift(spectrum)))).astype(np.float32)
+
+
+@pytest.fixture
+def oversampled():
+    """`oversampled_db`."""
+    return oversampled_db
+
+
+@pytest.fixture
+def oversampled_scene(tmp_path):
+    """make(height, width): a GeoTIFF of `oversampled_db` in linear intensity."""
+    import rasterio
+
+    def make(height: int, width: int) -> Path:
+        path = tmp_path / f"oversampled_{height}x{width}.tif"
+        intensity = 10.0 ** (oversampled_db(height, width) / 10.0)
+        with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32") as ds:
+            ds.write(intensity.astype("float32")[None])
+        return path
+
+    return make
+
+
 @pytest.fixture
 def round_trip_peaks():
     """peaks(src, folder): the peak numpy allocation (tracemalloc, every thread) compressing `src` into

@@ -193,6 +193,22 @@ def test_compress_without_the_loop_filter(provider, structured_scene, tmp_path):
     assert filtered == {True: 1, False: 0}
 
 
+def test_compress_without_inter_scale_prediction(provider, oversampled_scene, tmp_path):
+    """INTERSCALE reaches the engine: on an oversampled scene the tile predicts its finest level, off it does not."""
+    import processing
+
+    from sar_compressor.engine.api import read_header
+
+    src = oversampled_scene(512, 512)
+    predicted = {}
+    for on in (True, False):
+        out = tmp_path / f"{on}.sarz"
+        params = {"INPUT": str(src), "QUALITY": 7, "INTERSCALE": on, "OUTPUT": str(out)}
+        processing.run("sar_compressor:compress", params)
+        predicted[on] = read_header(out)["bands"][0]["stats"].get("interscale_tiles", 0)
+    assert predicted == {True: 1, False: 0}
+
+
 def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, scene, tmp_path):
     import processing
 

@@ -221,3 +221,14 @@ def test_reconstruction_report_skips_bands_without_valid_pixels(tmp_path, capsys
     rec = str(tmp_path / "empty_rec.tif")
     assert main(["-q", "compress", str(tmp_path / "empty.tif"), str(tmp_path / "e.sarz"), "--reconstruction", rec]) == 0
     assert "PSNR n/a (no valid pixel)" in capsys.readouterr().out
+
+
+def test_no_interscale_and_info(oversampled_scene, tmp_path, capsys):
+    """--no-interscale reaches the engine; `info` says on how many tiles the finest level is predicted."""
+    src = oversampled_scene(256, 256)
+    for flag, expected in (([], "inter-scale on 1 of 1 tiles"), (["--no-interscale"], "inter-scale on 0 of 1 tiles")):
+        out = tmp_path / f"x{len(flag)}.sarz"
+        assert main(["-q", "compress", str(src), str(out), "--quality", "7", *flag]) == 0
+        capsys.readouterr()
+        assert main(["info", str(out)]) == 0
+        assert expected in capsys.readouterr().out

@@ -410,7 +410,7 @@ def test_header_contents(tmp_path):
     api.compress_file(src, tmp_path / "h.sarz", quality=2)
     h = api.read_header(tmp_path / "h.sarz")
     band = h["bands"][0]
-    assert h["format_version"] == 8 and len(h["bands"]) == 1 and band["source_band"] == 1
+    assert h["format_version"] == 9 and len(h["bands"]) == 1 and band["source_band"] == 1
     assert band["mean_log2_step"] == mean_log2_step(0.56 * (band["range"]["vmax"] - band["range"]["vmin"]))
     assert band["quality"] == 2 and band["refine_step"] == 0.56 and h["refine"]["wavelet"] == "cdf97"
     assert band["kind"] == "amplitude" and h["raster"]["dtype"] == "uint16"
@@ -583,22 +583,26 @@ def test_format_6_files_decode_as_they_did():
     assert np.nanmax(np.abs(ruled - expected)) > 1e-4
 
 
-def test_format_7_files_decode_as_they_did():
-    """A file format 7 wrote (tests/data: two 128 x 128 4-look bands, the second predicted from the first, 10 %
-    nodata, quality 9) decodes to the pixels that version decoded, whole, by window and band by band, with its
-    refinement contexts (refine.CONTEXTS_7); format 8's contexts read its chunks as something else."""
-    data = (DATA / "format7.sarz").read_bytes()
-    expected = np.load(DATA / "format7.npy")
+@pytest.mark.parametrize(
+    ("version", "syntax"), [(7, refine.SYNTAX_7), (8, refine.SYNTAX_8)], ids=["format7", "format8"]
+)
+def test_older_files_decode_as_they_did(version, syntax):
+    """A file format 7 or 8 wrote (tests/data: two 128 x 128 4-look bands, the second predicted from the first,
+    10 % nodata, quality 9; format 8's made by the code of commit 85cd8eb) decodes to the pixels that version
+    decoded, whole, by window and band by band, with its refinement layer's syntax (format 7: its contexts; 8:
+    no inter-scale predictors); the next version's syntax reads its chunks as something else."""
+    data = (DATA / f"format{version}.sarz").read_bytes()
+    expected = np.load(DATA / f"format{version}.npy")
     header = api.read_header(data)
-    assert header["format_version"] == 7 and [b["reference"] for b in header["bands"]] == [None, 0]
+    assert header["format_version"] == version and [b["reference"] for b in header["bands"]] == [None, 0]
     np.testing.assert_allclose(api.decompress_array(data), expected, rtol=1e-6, equal_nan=True)
     np.testing.assert_allclose(api.decompress_array(data, band=2), expected[1], rtol=1e-6, equal_nan=True)
     window = decode_window(data, (16, 40, 100, 70), band=2)
     np.testing.assert_allclose(window, expected[1, 40:110, 16:116], rtol=1e-6, equal_nan=True)
-    assert layouts_from_header(header)[0][0].contexts == refine.CONTEXTS_7
+    assert layouts_from_header(header)[0][0].syntax == syntax
     with ContainerReader(data) as reader:
         chunks = [reader.read_chunk(i) for i in range(reader.n_chunks)]
-    header["format_version"] = 8
+    header["format_version"] = version + 1
     with contextlib.suppress(ContainerError):  # or a corrupt stream
         assert not np.allclose(api.decompress_array(container_bytes(header, chunks)), expected, equal_nan=True)
 

@@ -27,6 +27,7 @@ HEADER = {"format_version": 1, "model": {"name": "tiny"}, "shape": [3, 4], "nest
 DICTIONARY_SHA256 = {
     6: "a5cfe9412b1431cdef07ad406c9de1d20dfff4e3036e2b90e7bf75ff33361064",
     7: "231c6b8321c9fff0a67bf8f9dd0b9d942f5c765453febad0f437c3751909dc23",
+    8: "6a38a100c039b1acb5902eab9c56c595c8ada1da1c321d003ff43f65a1d7261e",
 }
 """The dictionaries older formats' files were deflated with."""
 CHUNKS = [b"first chunk", b"", bytes(range(256)) * 3, b"last"]
@@ -114,16 +115,17 @@ def test_wrong_magic(sarz):
 def test_other_versions_are_refused_by_number(sarz):
     data = bytearray(sarz.read_bytes())
     struct.pack_into("<H", data, 4, FORMAT_VERSION + 1)
-    assert "format version 9: this software reads versions 6, 7, 8; a newer" in _error(data)
+    assert "format version 10: this software reads versions 6, 7, 8, 9; a newer" in _error(data)
     struct.pack_into("<H", data, 4, 5)
-    assert "format version 5: this software reads versions 6, 7, 8; decode it with SAR Compressor 0.1.x" in _error(data)
+    refusal = "format version 5: this software reads versions 6, 7, 8, 9; decode it with SAR Compressor 0.1.x"
+    assert refusal in _error(data)
     assert "format version 5" in _error(bytes(data[:6]))  # refused by number before anything else is read
     struct.pack_into("<H", data, 4, 3)
-    assert "format version 3: this software reads versions 6, 7, 8; it came from a pre-release codec" in _error(data)
+    assert "format version 3: this software reads versions 6, 7, 8, 9; it came from a pre-release codec" in _error(data)
 
 
 def test_every_readable_version_has_its_header_dictionary():
-    """Formats 6 and 7's dictionaries are the ones their files were deflated with (never changed within a
+    """Formats 6, 7 and 8's dictionaries are the ones their files were deflated with (never changed within a
     format)."""
     assert set(HEADER_DICTIONARIES) == set(READ_VERSIONS) and max(READ_VERSIONS) == FORMAT_VERSION
     for version, digest in DICTIONARY_SHA256.items():

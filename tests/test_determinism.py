@@ -66,6 +66,19 @@ def test_loop_filtered_file_does_not_depend_on_thread_counts(structured_scene, t
 
 
 @pytest.mark.slow
+def test_interscale_predicted_file_does_not_depend_on_thread_counts(oversampled_scene, tmp_path):
+    """An oversampled scene whose tiles predict their finest level (least squares through BLAS in the encoder;
+    the decoder's prediction drives the bright targets' contexts, so it must be the encoder's to the bit)."""
+    src = oversampled_scene(768, 1024)
+    data_1, pixels_1 = _code(tmp_path, src, threads=1, lookahead=1, tile=256, quality=7)
+    data_2, pixels_2 = _code(tmp_path, src, threads=2, lookahead=2, tile=256, quality=7)
+    header = api.read_header(data_1)
+    assert header["n_chunks"] == 12 and header["bands"][0]["stats"]["interscale_tiles"] == 12
+    assert data_1 == data_2
+    assert pixels_1.tobytes() == pixels_2.tobytes()
+
+
+@pytest.mark.slow
 def test_tiles_in_flight_add_a_bounded_amount_of_memory(tmp_path, monkeypatch, round_trip_peaks):
     """Two tiles refined at once cost about one more tile's working set than one (measured 1.8-2.0x of the peak
     with six 512x512 tiles, the pass-1 sample made small), never a row of tiles or the raster."""

@@ -113,7 +113,7 @@ def mean_code_prediction(layout: Layout, strip: Strip) -> np.ndarray:
         step = layout.refine_step_db
         strip.coarse_db = (
             level,
-            refine.decode_level(strip.refinement, flat, step, level, strip.reference, layout.contexts),
+            refine.decode_level(strip.refinement, flat, step, level, strip.reference, layout.syntax),
         )
     db = strip.coarse_db[1].astype(np.float64)
     f = BLOCK >> level

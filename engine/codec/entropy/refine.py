@@ -16,6 +16,11 @@ sends the index in the ANS stream ahead of the group, as the difference from a p
 below it in the same subband and phase, else of the parent's group), under a fixed discrete Laplace (format 7's
 cost ~4 bits a group, where a deflated table of every context had taken ~7; format 8's is narrower).
 
+Format 9 adds one predict step (transform.interscale): once the coarser subbands are settled, each of the finest
+level's LH and HL may be predicted from the image they decode to one level up, by a filter the encoder fits on the
+tile and keeps where the bits it saves outweigh its own (INTERSCALE_KEEP); what is left of the subband is
+quantized and lowered as any other, and the decoder adds the prediction back before the last inverse level.
+
 Every probability the decoder uses comes from integers (decoded symbols -> context -> a table index sent
 in the stream), so decoding is bit-exact on any machine even though the predictions it adds to are float.
 The stream runs coarse to fine, so `decode_level` stops after the subbands of a reduced resolution (an overview)
@@ -34,7 +39,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ...errors import ContainerError
-from ..transform import wavelet
+from ..transform import interscale, wavelet
 from . import ssim_weights
 from .codes import TOTAL, inflate, quantize_pmf, zigzag_decode, zigzag_encode
 
@@ -115,6 +120,29 @@ chosen by their whole cost a group's index is mostly its prediction, so a narrow
 instead of 3) makes it cheaper: about 1.6 bits where it is the prediction, instead of 2.6."""
 CONTEXTS_7 = Contexts((18, 36, 54, 72, 108, 144, 198, 270, 360, 504, 720, 1080), delta_scale=3.0)
 """Formats 6 and 7's: 13 buckets (edges at 1, 2, 3, 4, 6, ... 60), differences at scale 3."""
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """What a format version's refinement layer holds and how it is read: its contexts, and whether each tile's
+    side information carries the finest level's inter-scale predictors (transform.interscale)."""
+
+    contexts: Contexts
+    interscale: bool
+
+
+SYNTAX = Syntax(CONTEXTS, interscale=True)
+"""Format 9's, what the encoder writes."""
+SYNTAX_8 = Syntax(CONTEXTS, interscale=False)
+SYNTAX_7 = Syntax(CONTEXTS_7, interscale=False)
+"""Formats 6 and 7's."""
+INTERSCALE_KEEP = 1.5
+"""A subband keeps its inter-scale predictor where the bits it saves (the subband's values, quantized with and
+without it, under their best single table) are at least this many times the predictor's own (before deflate: its
+contexts would code both for less). Measured by rate control on GEFOLKI and Sen1Floods11, PSNR against format 8's
+files: 1 kept GEFOLKI's at 0.25 bpp and lost 0.043 dB there (the loop filter already restores much of what the
+prediction adds to coefficients quantized to 0), Sen1Floods11 +0.048 at 0.5 bpp; 1.5 -0.015 (none kept: rate
+control lands elsewhere) and +0.030; 2 -0.015 and -0.005; 3 and 5 no better. At 1 bpp all agree: +0.285 / +0.129."""
 
 
 def levels_for(shape: tuple[int, int]) -> int:
@@ -402,20 +430,31 @@ def _band_weights(
     return [_fit(low, shapes[0])] + [_fit(per_level[(k - 1) // 3], s) for k, s in enumerate(shapes) if k]
 
 
-def _rdo_lower(symbols: list[np.ndarray], residuals: list[np.ndarray], steps: list[float], weights: list[Any]) -> None:
+def _rdo_lower(
+    symbols: list[np.ndarray],
+    residuals: list[np.ndarray],
+    steps: list[float],
+    weights: list[Any],
+    start: int = 0,
+    stop: Optional[int] = None,
+) -> None:
     """Encoder-only rate-distortion quantization: a coefficient m steps out becomes m - 1 where the bits that
     saves, under the table its group gets, are worth more than the squared error it adds ((2 (x - m) + 1)
     steps^2 for a coefficient x steps from 0; 2x - 1 for a 1 that becomes 0), times the error's weight where
     it lands (ssim_weights: where the original varies little, errors count more). An isolated 1 in a quiet
     neighbourhood goes, a 1 among busy ones stays: what JPEG 2000's rate allocation gets by truncating each
     code-block's bit-planes where its slope is too low. Lowering larger values too (not only 1 -> 0) measured
-    +0.01 to +0.04 dB at 0.25-1 bpp on the real crops, and lifted SSIM at 0.25 bpp."""
+    +0.01 to +0.04 dB at 0.25-1 bpp on the real crops, and lifted SSIM at 0.25 bpp. Only subbands `start` to
+    `stop` (coding order) are lowered: a subband's decisions depend on coarser ones only, so the coarse subbands
+    can be settled before the finest level is predicted from them."""
     saved = _saved_bits()
     lowered: list[tuple[int, np.ndarray, np.ndarray]] = []
 
     def visit(ph: _Phase) -> np.ndarray:
         k = ph.k
         values = symbols[k].reshape(-1)[ph.order]
+        if k < start:
+            return values
         m = np.abs(values)
         coded = np.flatnonzero((m >= 1) & (m <= ALPHABET))  # escapes keep their value
         if coded.size:
@@ -432,7 +471,7 @@ def _rdo_lower(symbols: list[np.ndarray], residuals: list[np.ndarray], steps: li
             lowered.append((k, at[lower], v - np.sign(v)))
         return values
 
-    _traverse([s.shape for s in symbols], visit, CONTEXTS)
+    _traverse([s.shape for s in symbols], visit, CONTEXTS, stop)
     for k, at, v in lowered:
         symbols[k].reshape(-1)[at] = v
 
@@ -471,12 +510,70 @@ def _rebuild(
     return _Bands(levels, out).image(detail_levels)
 
 
-def _side(alphas: list[int], betas: Optional[list[int]]) -> bytes:
-    """The per-subband weights: a byte each for the base, a signed byte each for the reference band."""
-    return bytes(alphas) + (np.array(betas, dtype=np.int8).tobytes() if betas is not None else b"")
+Predictors = list[Optional[interscale.Predictor]]
+"""The finest level's LH and HL inter-scale predictors (None: not predicted); [] where there are none at all."""
+
+
+def _finest(levels: int) -> int:
+    """The coding-order index of the finest level's first subband (LH)."""
+    return 1 + 3 * (levels - 1)
+
+
+def _rebuild_predicted(
+    levels: int, predictions: list[np.ndarray], symbols: list[np.ndarray], steps: list[float], predictors: Predictors
+) -> np.ndarray:
+    """`_rebuild` of the whole image where the finest level is predicted from the approximation above it: that
+    approximation first, then the finest subbands with their inter-scale prediction added (the same arithmetic as
+    the whole transform's, split before its last level)."""
+    fine = _finest(levels)
+    approx = _rebuild(levels, predictions[:fine], symbols[:fine], steps[:fine], levels - 1)
+    trio = [p + q * st for p, q, st in zip(predictions[fine:], symbols[fine:], steps[fine:])]
+    for o, predictor in enumerate(predictors):
+        if predictor is not None:
+            trio[o] = trio[o] + predictor.apply(approx, trio[o].shape)
+    return wavelet.inverse(approx, [(trio[0], trio[1], trio[2])])
+
+
+def _table_bits(symbols: np.ndarray) -> float:
+    """The bits of a subband's symbols under the one table that codes them best: what the encoder compares a
+    subband's coding with and without its inter-scale predictor by (its contexts would split it finer)."""
+    return float(np.min(_bank()[1] @ np.bincount(_indices(symbols.reshape(-1)), minlength=2 * ALPHABET + 2)))
+
+
+def _fit_interscale(approx: np.ndarray, residuals: list[np.ndarray], steps: list[float], fine: int) -> Predictors:
+    """Each of the finest LH and HL's predictor where it pays (INTERSCALE_KEEP: their quantized values' bits with
+    and without it), its residual then replaced by what is left of it (encoder)."""
+    out: Predictors = []
+    for k in range(fine, fine + interscale.ORIENTATIONS):
+        predictor = interscale.fit(approx, residuals[k])
+        if predictor is not None:
+            left = residuals[k] - predictor.apply(approx, residuals[k].shape)
+            saved = _table_bits(_quantize(residuals[k], steps[k])) - _table_bits(_quantize(left, steps[k]))
+            if saved >= INTERSCALE_KEEP * interscale.PREDICTOR_BITS:
+                residuals[k] = left
+            else:
+                predictor = None
+        out.append(predictor)
+    return out
+
+
+def _side(alphas: list[int], betas: Optional[list[int]], predictors: Optional[Predictors]) -> bytes:
+    """The per-subband weights (a byte each for the base, a signed byte each for the reference band), then the
+    inter-scale predictors (format 9; None: an earlier format's side)."""
+    out = bytes(alphas) + (np.array(betas, dtype=np.int8).tobytes() if betas is not None else b"")
+    if predictors is not None:
+        out += interscale.encode(predictors or [None] * interscale.ORIENTATIONS)
+    return out
 
 
 # --------------------------------------------------------------------------- public API
+
+
+def predicted_subbands(payload: bytes, reference: bool) -> int:
+    """How many of the finest level's subbands a format 9 tile predicts from the level above (its statistics)."""
+    _, n_bands, side_len = _HEAD.unpack_from(payload)
+    side = inflate(payload[_HEAD.size : _HEAD.size + side_len], "refinement layer side information")
+    return sum(p is not None for p in interscale.decode(side[n_bands * (2 if reference else 1) :]))
 
 
 def encode(
@@ -485,15 +582,17 @@ def encode(
     step: float,
     ssim: Optional[ssim_weights.SsimScale] = None,
     reference: Optional[np.ndarray] = None,
+    predict_scales: bool = True,
 ) -> tuple[bytes, np.ndarray]:
     """(payload, refined image): `target` coded against the decoder's `base` at quantizer `step` (units of
     the arrays). With `ssim` (the raster's scale, from pass 1) its rate-distortion decisions weigh each
     pixel's error where SSIM is sensitive (ssim_weights), else plain squared error. With `reference` (an
     already decoded band, in the target's units, that the decoder has too) each subband is also predicted from
     the reference's same subband, with a least-squares weight per subband (inter-band prediction: JPEG 2000
-    Part 2's multi-component transforms decorrelate bands linearly too). The refined image is what
-    `decode(payload, base, step, reference)` returns: the decoder needs no SSIM weights."""
-    payload, (refined,) = encode_levels(target, base, step, (0,), ssim, reference)
+    Part 2's multi-component transforms decorrelate bands linearly too). With `predict_scales` the finest level's
+    LH and HL may be predicted from the approximation above them where that pays (transform.interscale). The
+    refined image is what `decode(payload, base, step, reference)` returns: the decoder needs no SSIM weights."""
+    payload, (refined,) = encode_levels(target, base, step, (0,), ssim, reference, predict_scales)
     return payload, refined
 
 
@@ -504,6 +603,7 @@ def encode_levels(
     wanted: tuple[int, ...],
     ssim: Optional[ssim_weights.SsimScale] = None,
     reference: Optional[np.ndarray] = None,
+    predict_scales: bool = True,
 ) -> tuple[bytes, list[np.ndarray]]:
     """`encode`, with the refined image at each of `wanted` levels (0: the refined image in the target's dtype;
     k: what `decode_level(payload, base, step, k, reference)` gives, to the bit) made from the encoder's own
@@ -523,6 +623,17 @@ def encode_levels(
     band_weights = _band_weights(target, ssim, [s.shape for s in symbols])  # after del t: peak memory
     for _ in range(RDO_PASSES):
         _rdo_lower(symbols, residuals, steps, band_weights)
+    predictions = _predictions(b, alphas, ref, betas)
+    predictors: Predictors = []
+    if predict_scales and levels:  # the coarser subbands are settled: predict the finest level from what they decode to
+        fine = _finest(levels)
+        approx = _rebuild(levels, predictions[:fine], symbols[:fine], steps[:fine], levels - 1)
+        predictors = _fit_interscale(approx, residuals, steps, fine)
+        del approx
+        if any(p is not None for p in predictors):  # the finest level's decisions again, on what is left of it
+            symbols[fine:] = [_quantize(r, st) for r, st in zip(residuals[fine:], steps[fine:])]
+            for _ in range(RDO_PASSES):
+                _rdo_lower(symbols, residuals, steps, band_weights, start=fine)
     del residuals, band_weights
     groups: list[tuple[int, int, np.ndarray]] = []  # (subband, context, table indices) in walk order
     escapes: list[np.ndarray] = []
@@ -536,7 +647,7 @@ def encode_levels(
 
     _traverse([s.shape for s in symbols], visit, CONTEXTS)
     words = _encode_groups(groups, len(symbols))
-    side = zlib.compress(_side(alphas, betas), 9)
+    side = zlib.compress(_side(alphas, betas, predictors), 9)
     payload = (
         _HEAD.pack(levels, len(symbols), len(side))
         + side
@@ -544,7 +655,7 @@ def encode_levels(
         + words.tobytes()
         + zigzag_encode(np.concatenate(escapes) if escapes else np.zeros(0, np.int64))
     )
-    return payload, _level_images(levels, _predictions(b, alphas, ref, betas), symbols, steps, wanted, target.dtype)
+    return payload, _level_images(levels, predictions, symbols, steps, wanted, target.dtype, predictors)
 
 
 def _level_images(
@@ -554,13 +665,18 @@ def _level_images(
     steps: list[float],
     wanted: tuple[int, ...],
     dtype: Any = np.float32,
+    predictors: Optional[Predictors] = None,
 ) -> list[np.ndarray]:
     """The refined image at each of `wanted` levels, from the coarsest subbands that far (level 0 in `dtype`, the
-    approximations in float32 and in the image's units): what both sides compute."""
+    approximations in float32 and in the image's units): what both sides compute. `predictors`: the finest
+    level's, which only level 0 uses."""
     images = []
     for k in wanted:
         n = 1 + 3 * (levels - k)
-        image = _rebuild(levels, predictions[:n], symbols[:n], steps[:n], levels - k)
+        if k == 0 and predictors and any(p is not None for p in predictors):
+            image = _rebuild_predicted(levels, predictions, symbols, steps, predictors)
+        else:
+            image = _rebuild(levels, predictions[:n], symbols[:n], steps[:n], levels - k)
         images.append(image.astype(dtype) if k == 0 else (image / wavelet.dc_gain(k)).astype(np.float32))
     return images
 
@@ -570,12 +686,12 @@ def decode(
     base: Base,
     step: float,
     reference: Optional[np.ndarray] = None,
-    contexts: Contexts = CONTEXTS,
+    syntax: Syntax = SYNTAX,
 ) -> np.ndarray:
     """The refined image (float32); ContainerError for anything that does not fit `base`'s shape or is corrupt.
-    `reference`: what the encoder was given (the file says whether a band is predicted); `contexts`: those of
-    the file's format version."""
-    return decode_level(payload, base, step, 0, reference, contexts)
+    `reference`: what the encoder was given (the file says whether a band is predicted); `syntax`: that of the
+    file's format version."""
+    return decode_level(payload, base, step, 0, reference, syntax)
 
 
 def coarse_levels(shape: tuple[int, int]) -> int:
@@ -589,12 +705,12 @@ def decode_level(
     step: float,
     level: int,
     reference: Optional[np.ndarray] = None,
-    contexts: Contexts = CONTEXTS,
+    syntax: Syntax = SYNTAX,
 ) -> np.ndarray:
     """The refined image at 1 / 2**level of its resolution (level <= coarse_levels: ceil(h / 2**level) x
     ceil(w / 2**level), in the image's units: a local mean), decoding only the subbands that coarse; level 0 is
     `decode`. ContainerError for anything that does not fit `base`'s shape or is corrupt."""
-    return decode_levels(payload, base, step, (level,), reference, contexts)[0]
+    return decode_levels(payload, base, step, (level,), reference, syntax)[0]
 
 
 def decode_levels(
@@ -603,7 +719,7 @@ def decode_levels(
     step: float,
     levels: tuple[int, ...],
     reference: Optional[np.ndarray] = None,
-    contexts: Contexts = CONTEXTS,
+    syntax: Syntax = SYNTAX,
 ) -> list[np.ndarray]:
     """`decode_level` at each of `levels` from one pass over the stream (down to the finest asked for); each
     image is the one `decode_level` gives at its level, to the bit."""
@@ -613,7 +729,7 @@ def decode_levels(
     if not all(0 <= level <= top for level in levels):
         raise ValueError(f"levels {levels} are not all between 0 and the image's {top} wavelet levels")
     try:
-        return _decode(bytes(payload), base, step, levels, reference, contexts)
+        return _decode(bytes(payload), base, step, levels, reference, syntax)
     except ContainerError:
         raise
     except Exception as exc:  # constriction raises plain exceptions for garbage input
@@ -649,7 +765,7 @@ def _decode(
     step: float,
     wanted: tuple[int, ...],
     reference: Optional[np.ndarray],
-    contexts: Contexts,
+    syntax: Syntax,
 ) -> list[np.ndarray]:
     import constriction
 
@@ -662,10 +778,12 @@ def _decode(
     if got_levels != levels or n_bands != 1 + 3 * levels:
         raise ContainerError("refinement layer does not match the strip's size")
     side = inflate(data[_HEAD.size : _HEAD.size + side_len], "refinement layer side information")
-    if len(side) != n_bands * (1 if reference is None else 2):
+    weights = n_bands * (1 if reference is None else 2)
+    if len(side) < weights or (len(side) > weights and not syntax.interscale):
         raise ContainerError("refinement layer side information has the wrong size")
     alphas = list(side[:n_bands])
-    betas = np.frombuffer(side[n_bands:], dtype=np.int8).astype(int).tolist()
+    betas = np.frombuffer(side[n_bands:weights], dtype=np.int8).astype(int).tolist()
+    predictors = interscale.decode(side[weights:]) if syntax.interscale else None
     if max(alphas) > ALPHA_MAX_CODE or any(abs(c) > BETA_MAX_CODE for c in betas):
         raise ContainerError("refinement layer side information is out of range")
     pos = _HEAD.size + side_len
@@ -679,6 +797,7 @@ def _decode(
     base = _Bands.of_base(base_image, levels)
     symbols = [np.zeros(b.shape, dtype=np.int64) for b in base.bands[:n_decoded]]
     escaped: list[tuple[int, np.ndarray]] = []
+    contexts = syntax.contexts
     prediction = _ScalePrediction(n_bands, contexts)
     delta_model = _delta_model(contexts.delta_scale)
 
@@ -700,7 +819,8 @@ def _decode(
     _restore_escapes(symbols, escaped, data[pos + 4 + 4 * n_words :], level == 0)
     ref = None if reference is None else _Bands.of(reference, levels)
     coarse = _Bands(levels, base.bands[:n_decoded])  # an overview computes no fine subband's prediction
-    return _level_images(levels, _predictions(coarse, alphas, ref, betas), symbols, base.steps(step), wanted)
+    predictions = _predictions(coarse, alphas, ref, betas)
+    return _level_images(levels, predictions, symbols, base.steps(step), wanted, predictors=predictors)
 
 
 def _restore_escapes(

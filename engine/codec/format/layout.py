@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ... import preprocessing as pp
-from ..entropy.refine import CONTEXTS, CONTEXTS_7, Contexts
+from ..entropy.refine import SYNTAX, SYNTAX_7, SYNTAX_8, Syntax
 from .container import FORMAT_VERSION
 
 STRIP_ROWS = 512
@@ -126,10 +126,10 @@ class Layout:
         return self.format_version == 6
 
     @property
-    def contexts(self) -> Contexts:
-        """The refinement layer's contexts (engine.codec.entropy.refine.Contexts): format 8's, or formats 6 and
-        7's."""
-        return CONTEXTS_7 if self.format_version < 8 else CONTEXTS
+    def syntax(self) -> Syntax:
+        """How the refinement layer reads (engine.codec.entropy.refine.Syntax): format 9's, 8's, or formats 6
+        and 7's."""
+        return SYNTAX_7 if self.format_version < 8 else SYNTAX_8 if self.format_version == 8 else SYNTAX
 
     @property
     def out_dtype(self) -> str:

@@ -13,10 +13,10 @@ The header carries every parameter the decoder needs, so a file decodes without 
 - `streams`: the streams of every chunk, in order (layout.STREAMS; files written before the loop filter
   list its first five, and decode as they did);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
-- `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): formats 7 and
-  8's gain_blocks name the block size and per-block offsets, format 6's the block size and its one log2 step (its
-  files decode as they did: that step, offsets interpolated between block centres). The version also names the
-  refinement layer's contexts (Layout.contexts): format 8's, or formats 6 and 7's.
+- `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): formats 7 to
+  9's gain_blocks name the block size and per-block offsets, format 6's the block size and its one log2 step (its
+  files decode as they did: that step, offsets interpolated between block centres). The version also names how
+  the refinement layer reads (Layout.syntax): format 9's (with inter-scale predictors), 8's, or 6 and 7's.
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster; a header using a feature this software lacks (narrower tiles, a
 learned tool) is refused by name. docs/FORMAT.md describes the whole file.

@@ -71,7 +71,7 @@ class DecodePass(StripPass):
         flat = refine.FlatBase(base, (strip.rows, strip.cols))
         coarse = prediction_level(strip)
         image, approximation = refine.decode_levels(
-            strip.refinement, flat, layout.refine_step_db, (0, coarse), strip.reference, layout.contexts
+            strip.refinement, flat, layout.refine_step_db, (0, coarse), strip.reference, layout.syntax
         )
         strip.raw_db = strip.refined_db = self.clip_refined(image)
         strip.coarse_db = (coarse, approximation)

@@ -79,6 +79,9 @@ class EncodeOptions:
     loop_filter: bool = True
     """Fit each tile's adaptive loop filter (engine.codec.restoration.loop_filter) where it pays; off: every tile's
     loop-filter stream stays empty (the ablation)."""
+    interscale: bool = True
+    """Predict each tile's finest level from the level above where it pays (engine.codec.transform.interscale);
+    off: no tile does (the ablation)."""
 
     def level(self) -> Quality:
         """What the quality means; InputError naming what is wrong."""
@@ -101,6 +104,8 @@ class CodedTile:
     squared_error: float
     filtered: bool = False
     """Whether the tile keeps a loop filter."""
+    predicted: bool = False
+    """Whether the tile predicts its finest level from the level above."""
     sum_o: float = 0.0
     sum_r: float = 0.0
     payload: bytes = b""
@@ -111,7 +116,7 @@ class EncodePass(StripPass):
     once it is exhausted, then `flush_deferred()`."""
 
     TOTALS = (
-        *("n_valid", "n_clipped", "n_bright", "n_zero", "n_isolated_zero", "n_filtered"),
+        *("n_valid", "n_clipped", "n_bright", "n_zero", "n_isolated_zero", "n_filtered", "n_predicted"),
         *("sum_o", "sum_r", "squared_error"),
     )
     """The whole-raster statistics, each a sum over tiles (strip_tasks adds up those of tiles coded apart)."""
@@ -130,7 +135,7 @@ class EncodePass(StripPass):
         self.source, self.survey, self.reference = source, survey, reference
         self.ssim = survey.ssim if options.tune == "ssim" else None
         self.options = options
-        self.n_filtered = 0
+        self.n_filtered = self.n_predicted = 0
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
         self.n_valid = self.n_clipped = self.n_bright = self.n_zero = self.n_isolated_zero = 0
@@ -248,8 +253,8 @@ class EncodePass(StripPass):
         """The refinement layer's (payload, refined image at each of `levels`) of a tile, its rate-distortion
         decisions weighted for SSIM unless tuned for PSNR, predicted from the reference band's tile when the band
         has one."""
-        step = self.layout.refine_step_db
-        return refine.encode_levels(target, base, step, levels, ssim=self.ssim, reference=reference)
+        step, interscale = self.layout.refine_step_db, self.options.interscale
+        return refine.encode_levels(target, base, step, levels, self.ssim, reference, predict_scales=interscale)
 
     def prepare(self, strip: Strip, base: float) -> Work:
         """The tile's target and its reference band's tile (decoded in tile order), then the work (`_code`)."""
@@ -274,6 +279,7 @@ class EncodePass(StripPass):
         filtered = self._loop_filter(strip, target, use)
         error = (strip.raw_db - target).astype(np.float64) ** 2
         coded = CodedTile(float(error.sum() if strip.invalid is None else error[~strip.invalid].sum()), filtered)
+        coded.predicted = refine.predicted_subbands(strip.refinement, reference is not None) > 0
         if self.layout.kind != "native":  # native values have no linear intensity to restore
             sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use)
             coded.sum_o, coded.sum_r = float(sum_o.sum()), float(sum_r.sum())
@@ -310,6 +316,7 @@ class EncodePass(StripPass):
         coded, self.coded = self.coded, None
         self.squared_error += coded.squared_error
         self.n_filtered += coded.filtered
+        self.n_predicted += coded.predicted
         if self.layout.kind != "native":
             self.sum_o += coded.sum_o
             self.sum_r += coded.sum_r
@@ -378,6 +385,8 @@ class EncodePass(StripPass):
         }
         if self.n_filtered:  # a zero costs header bytes on every small file; `info` reads its absence as 0
             stats["loop_filtered_tiles"] = self.n_filtered
+        if self.n_predicted:
+            stats["interscale_tiles"] = self.n_predicted
         return band_entry(layout, self.source.info, self.source.band, self.global_gain, stats)
 
 

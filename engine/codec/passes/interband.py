@@ -106,7 +106,7 @@ class ReferenceBand:
         if self._last[0] != k:
             ref, tile = self.layout, self.layout.tile(k)
             base = refine.FlatBase(ref.flat_db, (tile.rows, tile.cols))
-            decoded = refine.decode(self.refinement(k), base, ref.refine_step_db, contexts=ref.contexts)
+            decoded = refine.decode(self.refinement(k), base, ref.refine_step_db, syntax=ref.syntax)
             self._last = (k, np.clip(decoded, ref.rng.vmin, ref.rng.vmax))
         return self._last[1]
 

@@ -162,7 +162,7 @@ class SarzWindowReader:
         reference = self.decoder.reference
         strip.reference = None if reference is None else reference.deviation(k, layout)  # a predicted band's
         coarse = refine.decode_levels(
-            strip.refinement, flat, layout.refine_step_db, tuple(wanted), strip.reference, layout.contexts
+            strip.refinement, flat, layout.refine_step_db, tuple(wanted), strip.reference, layout.syntax
         )
         images = dict(zip(wanted, coarse))
         if block:

@@ -1,0 +1,105 @@
+"""Inter-scale prediction (engine.codec.transform.interscale, format 9): the finest level's LH and HL predicted
+from the approximation above them, fitted per tile where it saves bits; bit-exact round trips, its side
+information, and only ContainerError for damaged predictors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sar_compressor.engine.codec.entropy import refine
+from sar_compressor.engine.codec.transform import interscale, wavelet
+from sar_compressor.engine.errors import ContainerError
+
+
+def test_fit_finds_a_filter_that_made_the_subband():
+    """A subband that is a 7x7 filter of the approximation (plus a little noise) gets that filter back."""
+    rng = np.random.default_rng(0)
+    approx = rng.normal(size=(130, 150))
+    true = interscale.Predictor(10, rng.integers(-60, 60, len(interscale.OFFSETS)).astype(np.int8))
+    target = true.apply(approx, (129, 150)) + rng.normal(scale=0.01, size=(129, 150))
+    fitted = interscale.fit(approx, target)
+    assert fitted is not None
+    np.testing.assert_allclose(fitted.taps * 2.0**-fitted.shift, true.taps * 2.0**-true.shift, atol=1e-3)
+
+
+def test_fit_refuses_what_it_cannot_predict():
+    """White noise (single-look speckle's finest subbands) and subbands too small to fit get no predictor."""
+    rng = np.random.default_rng(1)
+    approx = rng.normal(size=(256, 256))
+    assert interscale.fit(approx, rng.normal(size=(256, 256))) is None
+    assert interscale.fit(approx[:20, :20], rng.normal(size=(20, 20))) is None
+
+
+def test_prediction_reads_the_approximation_at_the_subband_grid():
+    """LH is a row shorter on odd heights and HL a column narrower on odd widths: the approximation's top-left
+    part is their grid; a smaller approximation is a programming error."""
+    approx = np.arange(35.0).reshape(5, 7)
+    p = interscale.Predictor(0, np.ones(len(interscale.OFFSETS), dtype=np.int8))
+    assert p.apply(approx, (4, 7)).shape == (4, 7) and p.apply(approx, (5, 6)).shape == (5, 6)
+    with pytest.raises(ValueError):
+        p.apply(approx, (6, 7))
+
+
+def test_side_information_round_trips_and_refuses_damage():
+    taps = np.arange(-24, 24, dtype=np.int8)
+    for predictors in ([None, None], [interscale.Predictor(9, taps), None], [None, interscale.Predictor(0, -taps)]):
+        decoded = interscale.decode(interscale.encode(predictors))
+        assert [p is None for p in decoded] == [p is None for p in predictors]
+        for mine, theirs in zip(predictors, decoded):
+            if mine is not None:
+                assert mine.shift == theirs.shift and np.array_equal(mine.taps, theirs.taps)
+    good = interscale.encode([interscale.Predictor(9, taps), None])
+    for damaged in (b"", b"\x04", good[:-1], good + b"\x00", bytes([1, 99]) + good[2:]):
+        with pytest.raises(ContainerError, match="inter-scale"):
+            interscale.decode(damaged)
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (200, 301)])
+def test_an_oversampled_tile_predicts_its_finest_level_and_decodes_to_the_bit(shape, oversampled):
+    """On an oversampled scene both LH and HL keep a predictor; the file takes 5-25 % fewer bytes (measured 5-24 %)
+    for an error within 10 % of the unpredicted one's (measured 0.71-0.72x at step 4, 1.04-1.07x at 1-2; rate
+    control turns the bytes into PSNR); the decoder's image and
+    its overviews are the encoder's to the bit, and encoding twice gives the same bytes."""
+    target = oversampled(*shape)
+    base = refine.FlatBase(float(target.mean()), shape)
+    for step in (4.0, 1.0):
+        payload, (refined, coarse) = refine.encode_levels(target, base, step, (0, 2))
+        plain, (unpredicted, _) = refine.encode_levels(target, base, step, (0, 2), predict_scales=False)
+        assert refine.predicted_subbands(payload, reference=False) == 2
+        assert refine.predicted_subbands(plain, reference=False) == 0
+        assert 0.75 * len(plain) < len(payload) < 0.95 * len(plain)
+        assert np.mean((refined - target) ** 2) < 1.1 * np.mean((unpredicted - target) ** 2)
+        decoded, overview = refine.decode_levels(payload, base, step, (0, 2))
+        assert decoded.tobytes() == refined.tobytes() and overview.tobytes() == coarse.tobytes()
+        assert refine.encode_levels(target, base, step, (0, 2))[0] == payload
+
+
+def test_a_predicted_band_keeps_its_predictors_apart_from_its_weights(oversampled):
+    """With a reference band the side holds both weight lists, then the predictors."""
+    target = oversampled(256, 256, seed=2)
+    reference = 0.6 * target + 0.4 * oversampled(256, 256, seed=5)
+    base = refine.FlatBase(float(target.mean()), target.shape)
+    payload, refined = refine.encode(target, base, 2.0, reference=reference)
+    assert refine.predicted_subbands(payload, reference=True) > 0
+    assert refine.decode(payload, base, 2.0, reference).tobytes() == refined.tobytes()
+
+
+def test_format_8_syntax_has_no_predictors(oversampled):
+    """A format 8 reader takes the predictors for a side of the wrong size; format 9's reads a format 8 side as
+    damaged (tests/test_codec.py decodes a format 8 file as it was written)."""
+    target = oversampled(128, 128)
+    base = refine.FlatBase(float(target.mean()), target.shape)
+    payload, _ = refine.encode(target, base, 2.0)
+    with pytest.raises(ContainerError, match="side information"):
+        refine.decode(payload, base, 2.0, syntax=refine.SYNTAX_8)
+
+
+def test_split_reconstruction_is_the_whole_transform():
+    """Without predictors the finest level added after the approximation gives the whole inverse to the bit (what
+    lets a tile that keeps none decode as format 8 did)."""
+    x = np.random.default_rng(4).normal(size=(97, 130))
+    levels = wavelet.max_levels(x.shape, 8)
+    ll, details = wavelet.forward(x, levels)
+    approx = wavelet.inverse(ll, details[:-1])
+    assert wavelet.inverse(approx, details[-1:]).tobytes() == wavelet.inverse(ll, details).tobytes()

@@ -28,7 +28,7 @@ help:
 	@echo "make test     ruff + pytest, headless"
 	@echo "make demo     simulate a SAR scene (or INPUT=file.tif), compress, decompress, evaluate, PNG"
 	@echo "make bench    rate-distortion vs JPEG 2000, speed and memory -> bench/results/"
-	@echo "make train    retrain the bundled learned models (none is bundled today)"
+	@echo "make train    retrain the bundled learned models (none is bundled today: the fitted parts are fitted per tile)"
 	@echo "make package  plugin zip for the QGIS plugin repository -> $(DIST)"
 	@echo "make deploy   copy the plugin into QGIS_PLUGIN_DIR=$(QGIS_PLUGIN_DIR)"
 	@echo "make clean    remove venv, caches and build outputs"
@@ -68,7 +68,7 @@ bench: setup
 	$(PY) -m sar_compressor.bench.run $(BENCH_ARGS)
 
 train:
-	@echo "No model to train: no network is bundled (the autoencoder base was retired in .sarz format 6), and the adaptive loop filter is fitted by the encoder on each tile of each file (resources/models/MODELS.md)."
+	@echo "No model to train: no network is bundled (the autoencoder base was retired in .sarz format 6); the adaptive loop filter and the inter-scale predictors are fitted by the encoder on each tile of each file (resources/models/MODELS.md)."
 
 package:
 	@rm -rf build/package && mkdir -p build/package/$(PLUGIN_NAME) dist

@@ -519,14 +519,28 @@ def _finest(levels: int) -> int:
     return 1 + 3 * (levels - 1)
 
 
-def _rebuild_predicted(
-    levels: int, predictions: list[np.ndarray], symbols: list[np.ndarray], steps: list[float], predictors: Predictors
+def _approximation(
+    levels: int, predictions: list[np.ndarray], symbols: list[np.ndarray], steps: list[float]
 ) -> np.ndarray:
-    """`_rebuild` of the whole image where the finest level is predicted from the approximation above it: that
-    approximation first, then the finest subbands with their inter-scale prediction added (the same arithmetic as
-    the whole transform's, split before its last level)."""
+    """The image one level coarser than the whole, from the subbands above the finest level: what the finest
+    level's inter-scale predictors read."""
     fine = _finest(levels)
-    approx = _rebuild(levels, predictions[:fine], symbols[:fine], steps[:fine], levels - 1)
+    return _rebuild(levels, predictions[:fine], symbols[:fine], steps[:fine], levels - 1)
+
+
+def _rebuild_predicted(
+    levels: int,
+    predictions: list[np.ndarray],
+    symbols: list[np.ndarray],
+    steps: list[float],
+    predictors: Predictors,
+    approx: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """`_rebuild` of the whole image split before its last level: the approximation above the finest level (given,
+    or made here), then the finest subbands, with their inter-scale prediction where they have one (the same
+    arithmetic as the whole transform's: without predictors, the same image to the bit)."""
+    fine = _finest(levels)
+    approx = _approximation(levels, predictions, symbols, steps) if approx is None else approx
     trio = [p + q * st for p, q, st in zip(predictions[fine:], symbols[fine:], steps[fine:])]
     for o, predictor in enumerate(predictors):
         if predictor is not None:
@@ -625,11 +639,11 @@ def encode_levels(
         _rdo_lower(symbols, residuals, steps, band_weights)
     predictions = _predictions(b, alphas, ref, betas)
     predictors: Predictors = []
+    approx = None
     if predict_scales and levels:  # the coarser subbands are settled: predict the finest level from what they decode to
         fine = _finest(levels)
-        approx = _rebuild(levels, predictions[:fine], symbols[:fine], steps[:fine], levels - 1)
+        approx = _approximation(levels, predictions, symbols, steps)
         predictors = _fit_interscale(approx, residuals, steps, fine)
-        del approx
         if any(p is not None for p in predictors):  # the finest level's decisions again, on what is left of it
             symbols[fine:] = [_quantize(r, st) for r, st in zip(residuals[fine:], steps[fine:])]
             for _ in range(RDO_PASSES):
@@ -655,7 +669,7 @@ def encode_levels(
         + words.tobytes()
         + zigzag_encode(np.concatenate(escapes) if escapes else np.zeros(0, np.int64))
     )
-    return payload, _level_images(levels, predictions, symbols, steps, wanted, target.dtype, predictors)
+    return payload, _level_images(levels, predictions, symbols, steps, wanted, target.dtype, predictors, approx)
 
 
 def _level_images(
@@ -666,15 +680,17 @@ def _level_images(
     wanted: tuple[int, ...],
     dtype: Any = np.float32,
     predictors: Optional[Predictors] = None,
+    approx: Optional[np.ndarray] = None,
 ) -> list[np.ndarray]:
     """The refined image at each of `wanted` levels, from the coarsest subbands that far (level 0 in `dtype`, the
     approximations in float32 and in the image's units): what both sides compute. `predictors`: the finest
-    level's, which only level 0 uses."""
+    level's, which only level 0 uses; `approx`: the approximation above the finest level where the encoder has
+    it already (it saves the transform's coarser levels)."""
     images = []
     for k in wanted:
         n = 1 + 3 * (levels - k)
-        if k == 0 and predictors and any(p is not None for p in predictors):
-            image = _rebuild_predicted(levels, predictions, symbols, steps, predictors)
+        if k == 0 and (approx is not None or (predictors and any(p is not None for p in predictors))):
+            image = _rebuild_predicted(levels, predictions, symbols, steps, predictors or [], approx)
         else:
             image = _rebuild(levels, predictions[:n], symbols[:n], steps[:n], levels - k)
         images.append(image.astype(dtype) if k == 0 else (image / wavelet.dc_gain(k)).astype(np.float32))

@@ -63,6 +63,22 @@ def test_windows_equal_the_decompressed_pixels(kind):
     np.testing.assert_array_equal(decode_window(result.data, (0, 0, 300, 250)), full)
 
 
+def test_windows_of_tiles_with_inter_scale_predictors_equal_the_decompressed_pixels(oversampled, monkeypatch):
+    """An oversampled scene whose larger tiles predict their finest level (format 9; 256-pixel tiles: a 128-pixel
+    tile's subbands are too small to fit) and whose narrow ones do not: windows across tiles and their edges
+    decode to the whole decompression's pixels."""
+    monkeypatch.setattr(layout, "TILE", 256)
+    arr = (10.0 ** (oversampled(400, 600) / 10.0)).astype(np.float32)
+    result = api.compress_array(arr, quality=7)
+    assert 0 < result.stats.bands[0]["interscale_tiles"] < 6
+    full = api.decompress_array(result.data)
+    np.testing.assert_array_equal(full, result.reconstruction)
+    with SarzWindowReader(result.data) as reader:
+        for col, row, width, height in [*WINDOWS, (250, 250, 300, 100), (511, 255, 2, 2)]:
+            window = reader.read((col, row, width, height))
+            np.testing.assert_array_equal(window, full[row : row + height, col : col + width])
+
+
 def test_a_window_reads_only_the_tiles_it_covers(monkeypatch):
     result = api.compress_array(_intensity(250, 300), quality=2, nodata=0)
     with SarzWindowReader(result.data) as reader:

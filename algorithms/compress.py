@@ -119,7 +119,7 @@ class CompressAlgorithm(SARAlgorithm):
         self.advanced(
             QgsProcessingParameterBoolean(
                 "INTERSCALE",
-                self.tr("Inter-scale prediction of the finest level (fitted per tile where it saves bits)"),
+                self.tr("Inter-scale prediction of the finest levels (fitted per tile where it saves bits)"),
                 defaultValue=True,
             )
         )

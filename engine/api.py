@@ -102,7 +102,7 @@ class CompressStats(_Stats):
     """Per band (source order): source_band, kind, vmin, vmax, reference (the source band it is predicted
     from, or None), bytes (its chunks), bpp (of them), psnr_db (refined dB against the original over the band's
     coded range, before the mean correction), loop_filtered_tiles and interscale_tiles (of its tiles: those
-    that keep a loop filter, those whose finest level is predicted from the level above)."""
+    that keep a loop filter, those that predict a detail level from the level above)."""
 
     def summary(self) -> str:
         return f"ratio {self.ratio:.1f}:1, {self.bpp:.3f} bpp, quality {self.quality}, {self.seconds:.1f} s"
@@ -308,7 +308,7 @@ def compress_file(
     (engine.codec.passes.rate_control: 3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions
     weighted where SSIM is sensitive; default) or "psnr" (plain squared error). `interband`: predict bands from
     one another where it pays. `loop_filter`: fit each tile's adaptive loop filter where it pays
-    (engine.codec.restoration.loop_filter). `interscale`: predict each tile's finest level from the level above
+    (engine.codec.restoration.loop_filter). `interscale`: predict each tile's finest levels from the level above
     where it pays (engine.codec.transform.interscale). `warn`: called with each of the input's warnings before any
     coding (a photo's, from its metadata, then pass 1's; the CLI prints them); pass 1's are in the returned
     statistics too."""

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--no-interscale",
         action="store_true",
-        help="code every tile's finest level on its own (default: predict it from the level above where that "
+        help="code every tile's finest levels on their own (default: predict them from the level above where that "
         "saves bits: oversampled products)",
     )
     c.add_argument(
@@ -322,7 +322,7 @@ def _loop_filter_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
 
 
 def _interscale_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
-    """On how many of the band's tiles the finest level is predicted from the level above (format 9 and later)."""
+    """On how many of the band's tiles a detail level is predicted from the level above (format 9 and later)."""
     if h["format_version"] < 9:
         return "none (the file predates it)"
     tiles = h["n_chunks"] // len(h["bands"])

@@ -65,20 +65,20 @@ def structured_scene(tmp_path):
     return make
 
 
-def oversampled_db(height: int, width: int, seed: int = 0):
-    """A 4-look dB scene sampled twice finer than its resolution (ideal interpolation of one at half size), as a
-    product resampled onto a finer grid is: little signal in its finest subbands, the rest linear in the level
-    above (where inter-scale prediction pays)."""
+def oversampled_db(height: int, width: int, seed: int = 0, factor: int = 2):
+    """A 4-look dB scene sampled `factor` times finer than its resolution (ideal interpolation of one at 1/factor
+    of the size), as a product resampled onto a finer grid is: little signal in its finest subbands, the rest
+    linear in the level above (where inter-scale prediction pays)."""
     import numpy as np
 
     from sar_compressor.engine.simulate import simulate_reflectivity, simulate_speckle
 
-    small = 10 * np.log10(simulate_speckle(simulate_reflectivity(height // 2, width // 2, seed), 4, seed + 1))
+    h, w = height // factor, width // factor
+    small = 10 * np.log10(simulate_speckle(simulate_reflectivity(h, w, seed), 4, seed + 1))
     spectrum = np.zeros((height, width), dtype=complex)
-    spectrum[height // 4 : height // 4 + height // 2, width // 4 : width // 4 + width // 2] = np.fft.fftshift(
-        np.fft.fft2(small)
-    )
-    return (4 * np.real(np.fft.ifft2(np.fft.ifftshift(spectrum)))).astype(np.float32)
+    top, left = (height - h) // 2, (width - w) // 2
+    spectrum[top : top + h, left : left + w] = np.fft.fftshift(np.fft.fft2(small))
+    return (factor * factor * np.real(np.fft.ifft2(np.fft.ifftshift(spectrum)))).astype(np.float32)
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ information, and only ContainerError for damaged predictors."""
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -43,13 +45,16 @@ def test_prediction_reads_the_approximation_at_the_subband_grid():
 
 def test_side_information_round_trips_and_refuses_damage():
     taps = np.arange(-24, 24, dtype=np.int8)
-    for predictors in ([None, None], [interscale.Predictor(9, taps), None], [None, interscale.Predictor(0, -taps)]):
+    empty = [None] * interscale.SLOTS
+    one = [interscale.Predictor(9, taps) if i == interscale.slot(1, 0) else None for i in range(interscale.SLOTS)]
+    last = [interscale.Predictor(0, -taps) if i == interscale.slot(4, 1) else None for i in range(interscale.SLOTS)]
+    for predictors in (empty, one, last):
         decoded = interscale.decode(interscale.encode(predictors))
         assert [p is None for p in decoded] == [p is None for p in predictors]
         for mine, theirs in zip(predictors, decoded):
             if mine is not None:
                 assert mine.shift == theirs.shift and np.array_equal(mine.taps, theirs.taps)
-    good = interscale.encode([interscale.Predictor(9, taps), None])
+    good = interscale.encode(one)
     for damaged in (b"", b"\x04", good[:-1], good + b"\x00", bytes([1, 99]) + good[2:]):
         with pytest.raises(ContainerError, match="inter-scale"):
             interscale.decode(damaged)
@@ -66,7 +71,7 @@ def test_an_oversampled_tile_predicts_its_finest_level_and_decodes_to_the_bit(sh
     for step in (4.0, 1.0):
         payload, (refined, coarse) = refine.encode_levels(target, base, step, (0, 2))
         plain, (unpredicted, _) = refine.encode_levels(target, base, step, (0, 2), predict_scales=False)
-        assert refine.predicted_subbands(payload, reference=False) == 2
+        assert refine.predicted_subbands(payload, reference=False) >= 2
         assert refine.predicted_subbands(plain, reference=False) == 0
         assert 0.75 * len(plain) < len(payload) < 0.95 * len(plain)
         assert np.mean((refined - target) ** 2) < 1.1 * np.mean((unpredicted - target) ** 2)
@@ -103,3 +108,37 @@ def test_split_reconstruction_is_the_whole_transform():
     ll, details = wavelet.forward(x, levels)
     approx = wavelet.inverse(ll, details[:-1])
     assert wavelet.inverse(approx, details[-1:]).tobytes() == wavelet.inverse(ll, details).tobytes()
+
+
+def test_a_scene_four_times_oversampled_predicts_the_level_above_too(oversampled):
+    """Four times finer than its resolution, a scene's finest level is empty and the next one is what its level
+    above predicts: that level keeps predictors (bits 2-3 of the flags), the file takes 10-22 % fewer bytes
+    (measured at steps 4 to 1), and it decodes to the encoder's image and overviews to the bit."""
+    target = oversampled(512, 512, factor=4)
+    base = refine.FlatBase(float(target.mean()), target.shape)
+    for step in (4.0, 1.0):
+        payload, images = refine.encode_levels(target, base, step, (0, 1, 3))
+        plain, _ = refine.encode_levels(target, base, step, (0, 1, 3), predict_scales=False)
+        assert len(payload) < 0.92 * len(plain)
+        _, n_bands, side_len = refine._HEAD.unpack_from(payload)
+        side = zlib.decompress(payload[refine._HEAD.size : refine._HEAD.size + side_len])
+        predictors = interscale.decode(side[n_bands:])
+        assert any(predictors[interscale.slot(2, band)] for band in interscale.BANDS)
+        for mine, theirs in zip(images, refine.decode_levels(payload, base, step, (0, 1, 3))):
+            assert mine.tobytes() == theirs.tobytes()
+
+
+def test_a_predictor_for_a_level_the_tile_lacks_is_refused():
+    """A small tile (two wavelet levels) whose side names a predictor for level 3 is damaged, not decoded."""
+    target = np.random.default_rng(5).normal(size=(12, 12)).astype(np.float32)
+    base = refine.FlatBase(0.0, target.shape)
+    payload, _ = refine.encode(target, base, 0.5)
+    levels, n_bands, side_len = refine._HEAD.unpack_from(payload)
+    assert levels == 2
+    side = zlib.decompress(payload[refine._HEAD.size : refine._HEAD.size + side_len])
+    slots = [None] * interscale.SLOTS
+    slots[interscale.slot(3, 0)] = interscale.Predictor(0, np.ones(len(interscale.OFFSETS), dtype=np.int8))
+    new_side = zlib.compress(side[:n_bands] + interscale.encode(slots))
+    damaged = refine._HEAD.pack(levels, n_bands, len(new_side)) + new_side + payload[refine._HEAD.size + side_len :]
+    with pytest.raises(ContainerError, match="level the tile does not have"):
+        refine.decode(damaged, base, 0.5)

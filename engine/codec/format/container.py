@@ -41,7 +41,7 @@ from .header_dictionary import HEADER_DICTIONARIES
 
 MAGIC = b"SARZ"
 FORMAT_VERSION = 9
-"""9: each tile may predict its finest level's LH and HL subbands from the approximation above them
+"""9: each tile may predict its finest levels' LH and HL subbands from the approximation above them
 (engine.codec.transform.interscale; the predictors ride in the refinement layer's side information). 8: the
 refinement layer's contexts are finer (17 activity buckets, was 13) and a group's table index is coded under a
 narrower law (engine.codec.entropy.refine.CONTEXTS). 7: a band's block means are coded in a step of its own (header:

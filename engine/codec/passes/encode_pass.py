@@ -80,7 +80,7 @@ class EncodeOptions:
     """Fit each tile's adaptive loop filter (engine.codec.restoration.loop_filter) where it pays; off: every tile's
     loop-filter stream stays empty (the ablation)."""
     interscale: bool = True
-    """Predict each tile's finest level from the level above where it pays (engine.codec.transform.interscale);
+    """Predict each tile's finest levels from the level above where it pays (engine.codec.transform.interscale);
     off: no tile does (the ablation)."""
 
     def level(self) -> Quality:
@@ -105,7 +105,7 @@ class CodedTile:
     filtered: bool = False
     """Whether the tile keeps a loop filter."""
     predicted: bool = False
-    """Whether the tile predicts its finest level from the level above."""
+    """Whether the tile predicts a detail level from the level above."""
     sum_o: float = 0.0
     sum_r: float = 0.0
     payload: bytes = b""

@@ -1,13 +1,14 @@
-"""Inter-scale prediction (format 9): the finest level's LH and HL subbands predicted from the decoded image one
-level up (the approximation at half resolution) by a 7x7 linear filter the encoder fits on each tile.
+"""Inter-scale prediction (format 9): a detail level's LH and HL subbands predicted from the decoded image one level
+up (the approximation at that level's resolution) by a 7x7 linear filter the encoder fits on each tile.
 
 Why: a product sampled finer than its resolution (Sentinel-1 GRD: 10 m pixels for ~20 m resolution; anything
 resampled onto a map grid) has little signal at its finest scale, and what the 9/7's fixed predict steps leave in
-the finest subbands there is largely the filters' transition band, linear in the band below. Measured on the real
-crops (least squares on the decoded approximation at 0.25-1 bpp): 18-21 % of LH's and HL's energy on the rescaled
-Sentinel-1 patch (GEFOLKI), 7 % and 3 % on Sentinel-1 GRD (Sen1Floods11), 2 % and 0.2 % on AIRSAR T22, and under
-1.5 % of HH's anywhere, so HH is not predicted. The level above measured 2-6 %, and predicting it too gained
-nothing (GEFOLKI within 0.01 dB, Sen1Floods11 0.02-0.03 dB lower: its predictors' bits did not pay).
+the finest subbands there is largely the filters' transition band, linear in the band above. Measured on the real
+crops (least squares on the decoded approximation at 0.25-1 bpp): 18-21 % of the finest LH's and HL's energy on the
+rescaled Sentinel-1 patch (GEFOLKI), 7 % and 3 % on Sentinel-1 GRD (Sen1Floods11), 2 % and 0.2 % on AIRSAR T22,
+and under 1.5 % of HH's anywhere, so HH is not predicted. A product four times oversampled has an empty finest level
+and the same structure one level up, so the level above is predicted too (on an ideally 4x oversampled scene: 10-22
+% fewer bytes); the format leaves room for four levels (LEVELS), the encoder tries two (refine.INTERSCALE_LEVELS).
 
 How: one more predict step after the fixed CDF 9/7 lifting, as learned lifting adds trained ones while keeping the
 9/7 steps (Li, Naman & Taubman, "Exploration of learned lifting-based transform structures for fully scalable and
@@ -16,11 +17,10 @@ but linear and fitted to each tile, as adaptive lifting optimizes its prediction
 Pesquet-Popescu, Benazza-Benyahia & Pesquet, "Adaptive lifting scheme with sparse criteria for image coding",
 EURASIP J. Adv. Signal Process. 2012:10), and by least squares like the loop filter
 (engine.codec.restoration.loop_filter): no training set, no bundled weights, and it follows whatever oversampling a
-sensor or a resampling left. Closed
-loop: the filter reads the approximation the decoder has (the coarser subbands as coded), the encoder codes what
-it leaves of LH and HL, and the decoder adds the same prediction back. The prediction is elementwise float64
-arithmetic in a fixed order on decoded values, so every machine computes the same one (the decoded tile drives
-the bright targets' contexts).
+sensor or a resampling left. Closed loop: the filter reads the approximation the decoder has (the coarser subbands
+as coded, their own predictions included), the encoder codes what it leaves of LH and HL, and the decoder adds the
+same prediction back. The prediction is elementwise float64 arithmetic in a fixed order on decoded values, so every
+machine computes the same one (the decoded tile drives the bright targets' contexts).
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ RADIUS = 3
 7.5 % (+0.07 dB), 3 21 % (+0.30 dB); radius 4 (80 taps) gained GEFOLKI 0.01-0.03 dB more, Sen1Floods11 0.01 less."""
 OFFSETS = tuple((dy, dx) for dy in range(-RADIUS, RADIUS + 1) for dx in range(-RADIUS, RADIUS + 1) if dy or dx)
 """The 48 taps act on x(p + d) - x(p): a flat approximation predicts nothing, so the fit ignores the tile's level."""
-ORIENTATIONS = 2
-"""LH and HL of the finest level (the first two of its subbands in coding order)."""
+BANDS = (0, 1)
+"""LH and HL (a level's first two subbands in coding order); HH is not predicted."""
+LEVELS = 4
+"""The detail levels a file may predict, from the finest: one flags byte holds two bits for each."""
+SLOTS = LEVELS * len(BANDS)
 FIT_ROW_STEP = 4
 """The fit sees one subband row in four (a 1024x1024 tile: 65,536 samples for 48 taps)..."""
 SCREEN_ROW_STEP = 32
@@ -48,6 +51,7 @@ fit's time where it does not (a single-look 1024x1024 tile, best of 6: the refin
 ms without the predict step, 115 ms with a screen on one row in 16, 110 ms on one in 32)."""
 MIN_SAMPLES = 64 * len(OFFSETS)
 """A subband fits only with this many samples (fewer: the taps would fit the noise)."""
+_SCREEN_STEPS = tuple(SCREEN_ROW_STEP >> i for i in range(8) if SCREEN_ROW_STEP >> i > FIT_ROW_STEP)
 MIN_SHARE = 0.02
 """A subband whose fit predicts less than this share of its sampled energy gets no predictor, before the encoder
 prices one (which costs a prediction and a quantization of the subband): below it the bits saved paid for the
@@ -59,6 +63,11 @@ PREDICTOR_BITS = 8 * (_HEAD.size + len(OFFSETS))
 """What a predictor costs in the side information before it is deflated: its scale and 48 int8 taps."""
 
 
+def slot(level: int, band: int) -> int:
+    """A predictor's place in the side information: level 1 (the finest) LH, HL, then level 2's, ..."""
+    return (level - 1) * len(BANDS) + band
+
+
 @dataclass(frozen=True)
 class Predictor:
     """A subband's prediction filter: int8 taps on x(p + d) - x(p) over OFFSETS, in units of 2**-shift."""
@@ -66,16 +75,22 @@ class Predictor:
     shift: int
     taps: np.ndarray
 
-    def apply(self, approx: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """The prediction of a subband of `shape` from the approximation (at least that large; its top-left part
-        is the subband's grid): the same float64 operations in the same order on every machine."""
+    def apply(self, approx: np.ndarray, shape: tuple[int, int], row_step: int = 1) -> np.ndarray:
+        """The prediction of a subband of `shape` (or of one row in `row_step` of it) from the approximation (at
+        least that large; its top-left part is the subband's grid): -(sum of the taps) x(p), then each tap's
+        x(p + d) added in OFFSETS order, in float64 (the taps' scale is a power of two and their sum an integer:
+        every weight is exact), so every machine computes the same values."""
         x, (h, w) = _padded(approx, shape), shape
-        centre = x[RADIUS : RADIUS + h, RADIUS : RADIUS + w]
         scale = 2.0**-self.shift
-        out = np.zeros(shape, dtype=np.float64)
-        for (dy, dx), tap in zip(OFFSETS, self.taps.tolist()):
+        taps = self.taps.tolist()
+        out = x[RADIUS : RADIUS + h : row_step, RADIUS : RADIUS + w] * (-sum(taps) * scale)
+        term = np.empty_like(out)
+        for (dy, dx), tap in zip(OFFSETS, taps):
             if tap:
-                out += (tap * scale) * (x[RADIUS + dy : RADIUS + dy + h, RADIUS + dx : RADIUS + dx + w] - centre)
+                np.multiply(
+                    x[RADIUS + dy : RADIUS + dy + h : row_step, RADIUS + dx : RADIUS + dx + w], tap * scale, out=term
+                )
+                out += term
         return out
 
 
@@ -85,14 +100,16 @@ def _padded(approx: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     if approx.shape[0] < h or approx.shape[1] < w:
         raise ValueError(f"approximation {approx.shape} is smaller than the subband {shape}")
-    return np.pad(np.asarray(approx[:h, :w], dtype=np.float64), RADIUS, mode="symmetric")
+    return np.pad(
+        np.ascontiguousarray(approx[:h, :w], dtype=np.float64), RADIUS, mode="symmetric"
+    )  # C order: fast rows
 
 
 def fit(approx: np.ndarray, target: np.ndarray) -> Optional[Predictor]:
     """Least-squares taps predicting `target` (a subband's values, before quantization) from the approximation, on
     one row in FIT_ROW_STEP, quantized to int8 under the finest scale that holds them; None when the subband is too
     small to fit or they would predict less than MIN_SHARE of its energy (judged first on one row in
-    SCREEN_ROW_STEP where that holds enough samples: most tiles of most products stop there)."""
+    SCREEN_ROW_STEP, or in the coarsest step that holds enough samples: most tiles of most products stop there)."""
     rows = target.shape[0]
 
     def enough(row_step: int) -> bool:
@@ -101,7 +118,8 @@ def fit(approx: np.ndarray, target: np.ndarray) -> Optional[Predictor]:
     if not enough(FIT_ROW_STEP):
         return None
     x = _padded(approx, target.shape)
-    if enough(SCREEN_ROW_STEP) and _least_squares(x, target, SCREEN_ROW_STEP)[1] < MIN_SHARE:
+    screen = next((step for step in _SCREEN_STEPS if enough(step)), None)
+    if screen is not None and _least_squares(x, target, screen)[1] < MIN_SHARE:
         return None
     coef, share = _least_squares(x, target, FIT_ROW_STEP)
     if share < MIN_SHARE:
@@ -114,7 +132,8 @@ def fit(approx: np.ndarray, target: np.ndarray) -> Optional[Predictor]:
 
 def _least_squares(x: np.ndarray, target: np.ndarray, row_step: int) -> tuple[np.ndarray, float]:
     """The taps fitted on one row in `row_step` of the padded approximation `x`, and the share of those rows'
-    energy they predict (0 where nothing is)."""
+    energy they predict beyond what as many taps would explain of white noise (adjusted R^2: the screen's 4,096
+    samples would otherwise read 1.2 % into noise), 0 where nothing is."""
     h, w = target.shape
     centre = x[RADIUS : RADIUS + h : row_step, RADIUS : RADIUS + w]
     features = np.stack(
@@ -130,27 +149,23 @@ def _least_squares(x: np.ndarray, target: np.ndarray, row_step: int) -> tuple[np
     energy, explained = float(y @ y), float(coef @ cross)
     if not (np.all(np.isfinite(coef)) and energy > 0.0 and np.any(coef)):
         return coef, 0.0
-    return coef, explained / energy
+    return coef, explained / energy - len(OFFSETS) / y.size  # less what 48 taps explain of pure noise
 
 
 def encode(predictors: list[Optional[Predictor]]) -> bytes:
-    """A flags byte (bit o: orientation o has a predictor), then each predictor's shift and taps."""
-    flags = sum(1 << o for o, p in enumerate(predictors) if p is not None)
-    parts = [bytes([flags])]
-    for p in predictors:
-        if p is not None:
-            parts.append(_HEAD.pack(p.shift) + p.taps.astype(np.int8).tobytes())
-    return b"".join(parts)
+    """A flags byte (bit i: slot i has a predictor), then each predictor's shift and taps in slot order."""
+    flags = sum(1 << i for i, p in enumerate(predictors) if p is not None)
+    return bytes([flags]) + b"".join(_HEAD.pack(p.shift) + p.taps.astype(np.int8).tobytes() for p in predictors if p)
 
 
 def decode(data: bytes) -> list[Optional[Predictor]]:
-    """`encode`'s predictors back, one per orientation (None where there is none); ContainerError when `data`
-    is not exactly that."""
-    if not data or data[0] >> ORIENTATIONS:
-        raise ContainerError("refinement layer side information: corrupt inter-scale prediction flags")
+    """`encode`'s predictors back, one per slot (None where there is none); ContainerError when `data` is not
+    exactly that."""
+    if not data:
+        raise ContainerError("refinement layer side information: no inter-scale prediction flags")
     flags, pos, out = data[0], 1, []
-    for o in range(ORIENTATIONS):
-        if not flags >> o & 1:
+    for i in range(SLOTS):
+        if not flags >> i & 1:
             out.append(None)
             continue
         end = pos + _HEAD.size + len(OFFSETS)

@@ -177,36 +177,28 @@ def test_compress_tuned_for_psnr(provider, scene, tmp_path):
     assert bpp["psnr"] != bpp["ssim"]
 
 
-def test_compress_without_the_loop_filter(provider, structured_scene, tmp_path):
-    """LOOP_FILTER reaches the engine: on a scene where the filter pays, off leaves every tile unfiltered."""
+@pytest.mark.parametrize(
+    ("parameter", "scene", "quality", "stat"),
+    [
+        ("LOOP_FILTER", "structured_scene", 6, "loop_filtered_tiles"),
+        ("INTERSCALE", "oversampled_scene", 7, "interscale_tiles"),
+    ],
+)
+def test_compress_without_a_fitted_part(provider, parameter, scene, quality, stat, request, tmp_path):
+    """LOOP_FILTER and INTERSCALE reach the engine: on a scene where the part pays (structured for the loop filter,
+    oversampled for inter-scale prediction) the tile keeps it, off it does not."""
     import processing
 
     from sar_compressor.engine.api import read_header
 
-    src = structured_scene(512, 512)
-    filtered = {}
+    src = request.getfixturevalue(scene)(512, 512)
+    kept = {}
     for on in (True, False):
         out = tmp_path / f"{on}.sarz"
-        params = {"INPUT": str(src), "QUALITY": 6, "LOOP_FILTER": on, "OUTPUT": str(out)}
+        params = {"INPUT": str(src), "QUALITY": quality, parameter: on, "OUTPUT": str(out)}
         processing.run("sar_compressor:compress", params)
-        filtered[on] = read_header(out)["bands"][0]["stats"].get("loop_filtered_tiles", 0)
-    assert filtered == {True: 1, False: 0}
-
-
-def test_compress_without_inter_scale_prediction(provider, oversampled_scene, tmp_path):
-    """INTERSCALE reaches the engine: on an oversampled scene the tile predicts its finest level, off it does not."""
-    import processing
-
-    from sar_compressor.engine.api import read_header
-
-    src = oversampled_scene(512, 512)
-    predicted = {}
-    for on in (True, False):
-        out = tmp_path / f"{on}.sarz"
-        params = {"INPUT": str(src), "QUALITY": 7, "INTERSCALE": on, "OUTPUT": str(out)}
-        processing.run("sar_compressor:compress", params)
-        predicted[on] = read_header(out)["bands"][0]["stats"].get("interscale_tiles", 0)
-    assert predicted == {True: 1, False: 0}
+        kept[on] = read_header(out)["bands"][0]["stats"].get(stat, 0)
+    assert kept == {True: 1, False: 0}
 
 
 def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, scene, tmp_path):

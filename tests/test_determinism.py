@@ -54,26 +54,20 @@ def test_file_and_pixels_do_not_depend_on_thread_counts(tmp_path):
 
 
 @pytest.mark.slow
-def test_loop_filtered_file_does_not_depend_on_thread_counts(structured_scene, tmp_path):
-    """A structured scene whose tiles keep their loop filter (least squares through BLAS in the encoder)."""
-    src = structured_scene(1024, 768)
+@pytest.mark.parametrize(
+    ("scene", "stat", "tiles"),
+    [("structured_scene", "loop_filtered_tiles", 5), ("oversampled_scene", "interscale_tiles", 12)],
+    ids=["loop-filter", "inter-scale"],
+)
+def test_fitted_parts_do_not_depend_on_thread_counts(scene, stat, tiles, request, tmp_path):
+    """Scenes whose tiles keep a part the encoder fits by least squares through BLAS: the loop filter (a structured
+    scene) and inter-scale predictors (an oversampled one; their prediction drives the bright targets' contexts, so
+    the decoder's must be the encoder's to the bit)."""
+    src = request.getfixturevalue(scene)(1024, 768)
     data_1, pixels_1 = _code(tmp_path, src, threads=1, lookahead=1, tile=256, quality=7)
     data_2, pixels_2 = _code(tmp_path, src, threads=2, lookahead=2, tile=256, quality=7)
     header = api.read_header(data_1)
-    assert header["n_chunks"] == 12 and header["bands"][0]["stats"]["loop_filtered_tiles"] == 5
-    assert data_1 == data_2
-    assert pixels_1.tobytes() == pixels_2.tobytes()
-
-
-@pytest.mark.slow
-def test_interscale_predicted_file_does_not_depend_on_thread_counts(oversampled_scene, tmp_path):
-    """An oversampled scene whose tiles predict their finest level (least squares through BLAS in the encoder;
-    the decoder's prediction drives the bright targets' contexts, so it must be the encoder's to the bit)."""
-    src = oversampled_scene(768, 1024)
-    data_1, pixels_1 = _code(tmp_path, src, threads=1, lookahead=1, tile=256, quality=7)
-    data_2, pixels_2 = _code(tmp_path, src, threads=2, lookahead=2, tile=256, quality=7)
-    header = api.read_header(data_1)
-    assert header["n_chunks"] == 12 and header["bands"][0]["stats"]["interscale_tiles"] == 12
+    assert header["n_chunks"] == 12 and header["bands"][0]["stats"][stat] == tiles
     assert data_1 == data_2
     assert pixels_1.tobytes() == pixels_2.tobytes()
 

@@ -82,7 +82,10 @@ class CompressAlgorithm(SARAlgorithm):
             "(errors weigh more in quiet areas, which keep some texture) or psnr (plain squared error: a "
             "little more PSNR, less SSIM); the adaptive loop filter: Wiener filters the encoder fits on each "
             "tile against the original and keeps only where they lower the error (and, tuned for SSIM, do not "
-            "lower SSIM); off: a slightly smaller file, for comparison."
+            "lower SSIM); off: a slightly smaller file, for comparison; inter-scale prediction: filters the "
+            "encoder fits on each tile to predict the finest wavelet detail from the level above, kept only "
+            "where they save bits (products sampled finer than their resolution, such as Sentinel-1 GRD or "
+            "anything resampled onto a map grid); off: for comparison."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802

@@ -317,16 +317,19 @@ def _loop_filter_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
     """On how many of the band's tiles its adaptive loop filter is (files before it have no loop-filter stream)."""
     if "loop_filter" not in h["streams"]:
         return "none (the file predates it)"
-    tiles = h["n_chunks"] // len(h["bands"])  # chunk order "band, tile row, tile column": every band's tiles
-    return f"on {stats.get('loop_filtered_tiles', 0)} of {tiles} tiles (kept where it pays)"
+    return f"on {stats.get('loop_filtered_tiles', 0)} of {_tiles_per_band(h)} tiles (kept where it pays)"
 
 
 def _interscale_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
     """On how many of the band's tiles a detail level is predicted from the level above (format 9 and later)."""
     if h["format_version"] < 9:
         return "none (the file predates it)"
-    tiles = h["n_chunks"] // len(h["bands"])
-    return f"on {stats.get('interscale_tiles', 0)} of {tiles} tiles (kept where it saves bits)"
+    return f"on {stats.get('interscale_tiles', 0)} of {_tiles_per_band(h)} tiles (kept where it saves bits)"
+
+
+def _tiles_per_band(h: dict[str, Any]) -> int:
+    """Tiles of each band (chunk order "band, tile row, tile column": every band has the same tiles)."""
+    return h["n_chunks"] // len(h["bands"])
 
 
 def _mean_text(b: dict[str, Any], h: dict[str, Any]) -> str:

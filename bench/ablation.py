@@ -1,10 +1,10 @@
 """Ablation (issue 17): each fitted or tuned part of the codec on and off, at equal rate (every variant coded to
 the same target bpp by rate control), on the real crops and the simulated scenes.
 
-Variants: the default (SSIM-weighted rate-distortion decisions, adaptive loop filter, inter-scale prediction), the
-loop filter off, inter-scale prediction off, and the first two again with plain squared-error decisions (tune
-"psnr"). Each row is the change against the default in
-PSNR, SSIM and multilooked (5x5) PSNR, so what a part buys on one metric and costs on another shows side by side.
+Variants: the default (SSIM-weighted rate-distortion decisions, adaptive loop filter, inter-scale prediction, sign
+contexts), the loop filter off, inter-scale prediction off, sign contexts off, and the first two again with plain
+squared-error decisions (tune "psnr"). Each row is the change against the default in PSNR, SSIM and multilooked (5x5)
+PSNR, so what a part buys on one metric and costs on another shows side by side.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from .datasets import BAND, Dataset
 Log = Callable[[str], None]
 TARGETS = (0.25, 0.5, 1.0)
 VARIANTS = {
-    "default": {"tune": "ssim", "loop_filter": True, "interscale": True},
-    "no loop filter": {"tune": "ssim", "loop_filter": False, "interscale": True},
-    "no inter-scale prediction": {"tune": "ssim", "loop_filter": True, "interscale": False},
-    "tune psnr": {"tune": "psnr", "loop_filter": True, "interscale": True},
-    "tune psnr, no loop filter": {"tune": "psnr", "loop_filter": False, "interscale": True},
+    "default": {"tune": "ssim"},
+    "no loop filter": {"tune": "ssim", "loop_filter": False},
+    "no inter-scale prediction": {"tune": "ssim", "interscale": False},
+    "no sign contexts": {"tune": "ssim", "sign_contexts": False},
+    "tune psnr": {"tune": "psnr"},
+    "tune psnr, no loop filter": {"tune": "psnr", "loop_filter": False},
 }
 METRICS = ("psnr_db", "ssim", "multilook_psnr_db")
 SINGLE_LOOK = ("sanfrancisco_airsar_C",)

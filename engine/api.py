@@ -294,24 +294,25 @@ def compress_file(
     interband: bool = True,
     loop_filter: bool = True,
     interscale: bool = True,
+    sign_contexts: bool = True,
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
     warn: Log = None,
 ) -> CompressStats:
-    """Compress every band of a raster (or only `band`) into one .sarz file (atomic), each band with its own
-    kind (`kind` applies to all; "auto" detects each), range, nodata, description and tags. `reconstruction`:
-    also write the raster the decoder will produce (equal to `decompress_file`'s output), computed during
-    compression. `target_bpp`: code to at most this many bits per pixel (whole file, all bands at one step of
-    their dB ranges) instead of at `quality`, by coding the raster at trial steps first
-    (engine.codec.passes.rate_control: 3-7 extra passes measured). `tune`: "ssim" (rate-distortion decisions
-    weighted where SSIM is sensitive; default) or "psnr" (plain squared error). `interband`: predict bands from
-    one another where it pays. `loop_filter`: fit each tile's adaptive loop filter where it pays
-    (engine.codec.restoration.loop_filter). `interscale`: predict each tile's finest levels from the level above
-    where it pays (engine.codec.transform.interscale). `warn`: called with each of the input's warnings before any
-    coding (a photo's, from its metadata, then pass 1's; the CLI prints them); pass 1's are in the returned
-    statistics too."""
+    """Compress every band of a raster (or only `band`) into one .sarz file (atomic), each band with its own kind
+    (`kind` applies to all; "auto" detects each), range, nodata, description and tags. `reconstruction`: also write the
+    raster the decoder will produce (equal to `decompress_file`'s output), computed during compression. `target_bpp`:
+    code to at most this many bits per pixel (whole file, all bands at one step of their dB ranges) instead of at
+    `quality`, by coding the raster at trial steps first (engine.codec.passes.rate_control: 3-7 extra passes measured).
+    `tune`: "ssim" (rate-distortion decisions weighted where SSIM is sensitive; default) or "psnr" (plain squared
+    error). `interband`: predict bands from one another where it pays. `loop_filter`: fit each tile's adaptive loop
+    filter where it pays (engine.codec.restoration.loop_filter). `interscale`: predict each tile's finest levels from
+    the level above where it pays (engine.codec.transform.interscale). `sign_contexts`: code signs under their
+    neighbours' where it pays (engine.codec.entropy.sign_contexts; off only to measure what it buys). `warn`: called
+    with each of the input's warnings before any coding (a photo's, from its metadata, then pass 1's; the CLI prints
+    them); pass 1's are in the returned statistics too."""
     start = time.perf_counter()
     info = open_info(src)
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]
@@ -328,9 +329,7 @@ def compress_file(
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
         return write_container(staged, header_fn, chunks, cancel_fn)
 
-    options = EncodeOptions(
-        quality, kind, mean_correction, tune=tune, interband=interband, loop_filter=loop_filter, interscale=interscale
-    )
+    options = EncodeOptions(quality, kind, mean_correction, tune, interband, loop_filter, interscale, sign_contexts)
     try:
         with bounded_gdal_cache(streaming_cache_mb(info.width, info.dtype)), RasterReader(src) as reader:
             sources = [BandSource(info.band(b), b, _row_reader(reader, b)) for b in bands]
@@ -375,6 +374,7 @@ def compress_array(
     interband: bool = True,
     loop_filter: bool = True,
     interscale: bool = True,
+    sign_contexts: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> ArrayResult:
@@ -403,9 +403,7 @@ def compress_array(
         return len(data)
 
     sources = [BandSource(info.band(b + 1), b + 1, _array_reader(stack[b])) for b in range(stack.shape[0])]
-    options = EncodeOptions(
-        quality, kind, mean_correction, tune=tune, interband=interband, loop_filter=loop_filter, interscale=interscale
-    )
+    options = EncodeOptions(quality, kind, mean_correction, tune, interband, loop_filter, interscale, sign_contexts)
     stats = _encode(
         sources, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
     )

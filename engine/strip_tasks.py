@@ -81,6 +81,7 @@ def compress_split(
     tune: str = "ssim",
     loop_filter: bool = True,
     interscale: bool = True,
+    sign_contexts: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> CompressStats:
@@ -97,7 +98,15 @@ def compress_split(
     check_kind_fits(info.dtype, kind)
     dst = Path(dst)
     check_outputs([src], [dst], overwrite=True)  # as compress_file: never the input, a folder, a FIFO or a device
-    options = EncodeOptions(quality, kind, mean_correction, tune=tune, loop_filter=loop_filter, interscale=interscale)
+    options = EncodeOptions(
+        quality,
+        kind,
+        mean_correction,
+        tune=tune,
+        loop_filter=loop_filter,
+        interscale=interscale,
+        sign_contexts=sign_contexts,
+    )
     with bounded_gdal_cache(), RasterReader(src) as reader:
         source = BandSource(info.band(band), band, lambda r0, r1: reader.read_rows(band, r0, r1))
         band_plan = plan_bands([source], options)

@@ -101,7 +101,14 @@ def test_quick_bench_writes_all_outputs(tmp_path):
         assert e["bpp"] > 0 and "psnr_db" in e["metrics"] and "ssim" in e["metrics"]
     assert "the same for every codec" in ds["metric_domains"]["psnr_db"]
     variants = {(r["variant"], r["target_bpp"]) for r in results["ablation"]["rows"]}
-    names = ("default", "no loop filter", "no inter-scale prediction", "tune psnr", "tune psnr, no loop filter")
+    names = (
+        "default",
+        "no loop filter",
+        "no inter-scale prediction",
+        "no sign contexts",
+        "tune psnr",
+        "tune psnr, no loop filter",
+    )
     assert variants == {(v, 0.5) for v in names}
     assert "## Ablation" in (out / "latest.md").read_text()
     ours = results["speed"]["ours"]

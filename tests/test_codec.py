@@ -26,7 +26,7 @@ from sar_compressor.engine import api
 from sar_compressor.engine.codec.entropy import refine
 from sar_compressor.engine.codec.entropy.codes import varint_decode, varint_encode
 from sar_compressor.engine.codec.format import layout as layout_module
-from sar_compressor.engine.codec.format.container import ContainerReader, container_bytes
+from sar_compressor.engine.codec.format.container import FORMAT_VERSION, ContainerReader, container_bytes
 from sar_compressor.engine.codec.format.layout import MEAN_LOG2_STEPS, Layout, mean_log2_step
 from sar_compressor.engine.codec.format.sarz_header import layouts_from_header
 from sar_compressor.engine.codec.format.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip
@@ -410,7 +410,7 @@ def test_header_contents(tmp_path):
     api.compress_file(src, tmp_path / "h.sarz", quality=2)
     h = api.read_header(tmp_path / "h.sarz")
     band = h["bands"][0]
-    assert h["format_version"] == 9 and len(h["bands"]) == 1 and band["source_band"] == 1
+    assert h["format_version"] == FORMAT_VERSION == 10 and len(h["bands"]) == 1 and band["source_band"] == 1
     assert band["mean_log2_step"] == mean_log2_step(0.56 * (band["range"]["vmax"] - band["range"]["vmin"]))
     assert band["quality"] == 2 and band["refine_step"] == 0.56 and h["refine"]["wavelet"] == "cdf97"
     assert band["kind"] == "amplitude" and h["raster"]["dtype"] == "uint16"
@@ -584,21 +584,28 @@ def test_format_6_files_decode_as_they_did():
 
 
 @pytest.mark.parametrize(
-    ("version", "syntax"), [(7, refine.SYNTAX_7), (8, refine.SYNTAX_8)], ids=["format7", "format8"]
+    ("version", "syntax", "stride"),
+    [(7, refine.SYNTAX_7, 1), (8, refine.SYNTAX_8, 1), (9, refine.SYNTAX_9, 4)],
+    ids=["format7", "format8", "format9"],
 )
-def test_older_files_decode_as_they_did(version, syntax):
-    """A file format 7 or 8 wrote (tests/data: two 128 x 128 4-look bands, the second predicted from the first,
-    10 % nodata, quality 9; format 8's made by the code of commit 85cd8eb) decodes to the pixels that version
-    decoded, whole, by window and band by band, with its refinement layer's syntax (format 7: its contexts; 8:
-    no inter-scale predictors); the next version's syntax reads its chunks as something else."""
+def test_older_files_decode_as_they_did(version, syntax, stride):
+    """A file format 7, 8 or 9 wrote (tests/data: two bands, the second predicted from the first; 7 and 8: 128 x
+    128, 4 looks, 10 % nodata, quality 9, format 8's made by the code of commit 85cd8eb; 9: 256 x 256, a 4-look
+    scene oversampled twice whose first band keeps inter-scale predictors, a no-data corner, quality 7, made by
+    the code of commit d0e21ae, its pixels kept on one row and column in 4) decodes to the pixels that version
+    decoded, whole, by window and band by band, with its refinement layer's syntax (format 7: its contexts; 8: no
+    inter-scale predictors; 9: no sign laws); the next version's syntax reads its chunks as something else."""
     data = (DATA / f"format{version}.sarz").read_bytes()
     expected = np.load(DATA / f"format{version}.npy")
     header = api.read_header(data)
     assert header["format_version"] == version and [b["reference"] for b in header["bands"]] == [None, 0]
-    np.testing.assert_allclose(api.decompress_array(data), expected, rtol=1e-6, equal_nan=True)
-    np.testing.assert_allclose(api.decompress_array(data, band=2), expected[1], rtol=1e-6, equal_nan=True)
-    window = decode_window(data, (16, 40, 100, 70), band=2)
-    np.testing.assert_allclose(window, expected[1, 40:110, 16:116], rtol=1e-6, equal_nan=True)
+    grid = (slice(None), slice(None, None, stride), slice(None, None, stride))
+    np.testing.assert_allclose(api.decompress_array(data)[grid], expected, rtol=1e-6, equal_nan=True)
+    band_2 = api.decompress_array(data, band=2)[grid[1:]]
+    np.testing.assert_allclose(band_2, expected[1], rtol=1e-6, equal_nan=True)
+    window = decode_window(data, (16, 40, 100, 70), band=2)[grid[1:]]
+    rows, cols = slice(40 // stride, -(-110 // stride)), slice(16 // stride, -(-116 // stride))  # 40, 16: on the grid
+    np.testing.assert_allclose(window, expected[1, rows, cols], rtol=1e-6, equal_nan=True)
     assert layouts_from_header(header)[0][0].syntax == syntax
     with ContainerReader(data) as reader:
         chunks = [reader.read_chunk(i) for i in range(reader.n_chunks)]

@@ -206,10 +206,10 @@ def test_a_group_takes_the_table_that_costs_least_with_its_index():
     own = int(np.argmin(bits @ np.bincount(few, minlength=bits.shape[1])))
     predicted = refine.N_SCALES // 2
     assert own != predicted
-    assert _first_table(refine._encode_groups([(1, 0, few)], 4)) == predicted
+    assert _first_table(refine._encode_groups([refine._Group(1, 0, few, False)], 4)) == predicted
     many = np.tile(few, 500)
     best = int(np.argmin(bits @ np.bincount(many, minlength=bits.shape[1])))
-    assert _first_table(refine._encode_groups([(1, 0, many)], 4)) == best != predicted
+    assert _first_table(refine._encode_groups([refine._Group(1, 0, many, False)], 4)) == best != predicted
 
 
 def test_contexts_of_each_format_cut_activities_at_their_edges():

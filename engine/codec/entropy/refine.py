@@ -41,7 +41,7 @@ import numpy as np
 
 from ...errors import ContainerError
 from ..transform import interscale, wavelet
-from . import ssim_weights
+from . import sign_contexts, ssim_weights
 from .codes import TOTAL, inflate, quantize_pmf, zigzag_decode, zigzag_encode
 
 LEVELS = 8
@@ -125,17 +125,20 @@ CONTEXTS_7 = Contexts((18, 36, 54, 72, 108, 144, 198, 270, 360, 504, 720, 1080),
 
 @dataclass(frozen=True)
 class Syntax:
-    """What a format version's refinement layer holds and how it is read: its contexts, and whether each tile's
-    side information carries inter-scale predictors (transform.interscale)."""
+    """What a format version's refinement layer holds and how it is read: its contexts, whether each tile's side
+    information carries inter-scale predictors (transform.interscale), and whether it carries sign laws
+    (sign_contexts) after them."""
 
     contexts: Contexts
     interscale: bool
+    signs: bool
 
 
-SYNTAX = Syntax(CONTEXTS, interscale=True)
-"""Format 9's, what the encoder writes."""
-SYNTAX_8 = Syntax(CONTEXTS, interscale=False)
-SYNTAX_7 = Syntax(CONTEXTS_7, interscale=False)
+SYNTAX = Syntax(CONTEXTS, interscale=True, signs=True)
+"""Format 10's, what the encoder writes."""
+SYNTAX_9 = Syntax(CONTEXTS, interscale=True, signs=False)
+SYNTAX_8 = Syntax(CONTEXTS, interscale=False, signs=False)
+SYNTAX_7 = Syntax(CONTEXTS_7, interscale=False, signs=False)
 """Formats 6 and 7's."""
 INTERSCALE_LEVELS = 2
 """The detail levels the encoder tries to predict, from the finest (the format allows interscale.LEVELS). The
@@ -165,26 +168,42 @@ def levels_for(shape: tuple[int, int]) -> int:
 
 
 @lru_cache(maxsize=1)
-def _bank() -> tuple[np.ndarray, np.ndarray]:
-    """Integer frequencies (N_SCALES, 2 * ALPHABET + 2; the last is the escape) of dead-zone-quantized Laplace
-    densities, and their code lengths in bits. Built from math on constants, rounded to 16-bit integers."""
+def _laws() -> tuple[tuple[float, np.ndarray, float], ...]:
+    """Per scale of the bank: the probabilities of a dead-zone-quantized Laplace value at 0, at each magnitude
+    1..ALPHABET on one side, and beyond (the escape)."""
     k = np.arange(1, ALPHABET + 1, dtype=np.float64)
-    freqs, bits = [], []
+    out = []
     for b in SCALES:
         zero = 1.0 - np.exp(-(0.5 + DEAD_ZONE) / b)
         side = 0.5 * (np.exp(-(k - 0.5 + DEAD_ZONE) / b) - np.exp(-(k + 0.5 + DEAD_ZONE) / b))
-        escape = np.exp(-(ALPHABET + 0.5 + DEAD_ZONE) / b)
-        f = quantize_pmf(np.concatenate([side[::-1], [zero], side, [escape]]))
-        freqs.append(f)
-        bits.append(np.log2(TOTAL) - np.log2(f))
-    return np.array(freqs, dtype=np.int64), np.array(bits)
+        out.append((zero, side, np.exp(-(ALPHABET + 0.5 + DEAD_ZONE) / b)))
+    return tuple(out)
 
 
-@lru_cache(maxsize=N_SCALES)
-def _categorical(scale: int) -> Any:
+@lru_cache(maxsize=1)
+def _bank() -> tuple[np.ndarray, np.ndarray]:
+    """Integer frequencies (N_SCALES, 2 * ALPHABET + 2; the last is the escape) of dead-zone-quantized Laplace
+    densities, and their code lengths in bits. Built from math on constants, rounded to 16-bit integers."""
+    freqs = np.array(
+        [quantize_pmf(np.concatenate([side[::-1], [zero], side, [escape]])) for zero, side, escape in _laws()],
+        dtype=np.int64,
+    )
+    return freqs, np.log2(TOTAL) - np.log2(freqs)
+
+
+@lru_cache(maxsize=1)
+def _folded_bank() -> np.ndarray:
+    """The bank's laws of magnitudes (N_SCALES, ALPHABET + 2: 0, 1..ALPHABET, the escape), for values whose signs
+    are coded apart (sign_contexts)."""
+    return np.array([quantize_pmf(np.concatenate([[zero], 2.0 * side, [escape]])) for zero, side, escape in _laws()])
+
+
+@lru_cache(maxsize=2 * N_SCALES)
+def _categorical(scale: int, folded: bool = False) -> Any:
     import constriction
 
-    return constriction.stream.model.Categorical(_bank()[0][scale].astype(np.float64) / TOTAL, perfect=False)
+    table = _folded_bank()[scale] if folded else _bank()[0][scale]
+    return constriction.stream.model.Categorical(table.astype(np.float64) / TOTAL, perfect=False)
 
 
 def _indices(q: np.ndarray) -> np.ndarray:
@@ -622,13 +641,36 @@ def _predict_scales(
     return predictors, approx
 
 
-def _side(alphas: list[int], betas: Optional[list[int]], predictors: Optional[Predictors]) -> bytes:
+def _side(alphas: list[int], betas: Optional[list[int]], predictors: Predictors, laws: sign_contexts.Laws) -> bytes:
     """The per-subband weights (a byte each for the base, a signed byte each for the reference band), then the
-    inter-scale predictors (format 9; None: an earlier format's side)."""
+    inter-scale predictors, then the sign laws."""
     out = bytes(alphas) + (np.array(betas, dtype=np.int8).tobytes() if betas is not None else b"")
-    if predictors is not None:
-        out += interscale.encode(predictors)
-    return out
+    return out + interscale.encode(predictors) + sign_contexts.encode(laws)
+
+
+def _known_signs(values: np.ndarray) -> np.ndarray:
+    """The signs a walk has settled: escaped values' are 0 (the decoder learns them after the walk)."""
+    return np.where(np.abs(values) <= ALPHABET, np.sign(values), 0)
+
+
+def _fit_signs(symbols: list[np.ndarray]) -> sign_contexts.Laws:
+    """Each detail subband's sign law, where one pays (encoder): fitted on its second phase's coded signs."""
+    laws: sign_contexts.Laws = []
+    for sub in symbols[1:]:
+        cells = _phase_cells(sub.shape)[1]
+        values = sub.reshape(-1)[cells]
+        coded = np.flatnonzero((values != 0) & (np.abs(values) <= ALPHABET))
+        across, along = sign_contexts.neighbour_sums(_known_signs(sub))
+        at = cells[coded]
+        laws.append(sign_contexts.fit(across.reshape(-1)[at], along.reshape(-1)[at], values[coded] > 0))
+    return laws
+
+
+def _sign_groups(sub: np.ndarray, at: np.ndarray, law: sign_contexts.SignLaw) -> tuple[np.ndarray, list]:
+    """The coding order of the signs at flat positions `at` of subband values `sub` (their first phase known) and
+    their groups (sign_contexts.groups): the same on both sides."""
+    across, along = sign_contexts.neighbour_sums(_known_signs(sub))
+    return sign_contexts.groups(law.contexts(across.reshape(-1)[at], along.reshape(-1)[at]))
 
 
 # --------------------------------------------------------------------------- public API
@@ -638,7 +680,7 @@ def predicted_subbands(payload: bytes, reference: bool) -> int:
     """How many subbands a format 9 tile predicts from the level above them (its statistics)."""
     _, n_bands, side_len = _HEAD.unpack_from(payload)
     side = inflate(payload[_HEAD.size : _HEAD.size + side_len], "refinement layer side information")
-    return sum(p is not None for p in interscale.decode(side[n_bands * (2 if reference else 1) :]))
+    return sum(p is not None for p in interscale.decode(interscale.split(side[n_bands * (2 if reference else 1) :])[0]))
 
 
 def encode(
@@ -648,6 +690,7 @@ def encode(
     ssim: Optional[ssim_weights.SsimScale] = None,
     reference: Optional[np.ndarray] = None,
     predict_scales: bool = True,
+    model_signs: bool = True,
 ) -> tuple[bytes, np.ndarray]:
     """(payload, refined image): `target` coded against the decoder's `base` at quantizer `step` (units of
     the arrays). With `ssim` (the raster's scale, from pass 1) its rate-distortion decisions weigh each
@@ -655,9 +698,11 @@ def encode(
     already decoded band, in the target's units, that the decoder has too) each subband is also predicted from
     the reference's same subband, with a least-squares weight per subband (inter-band prediction: JPEG 2000
     Part 2's multi-component transforms decorrelate bands linearly too). With `predict_scales` the two finest
-    levels' LH and HL may be predicted from the approximation above them where that pays (transform.interscale). The
-    refined image is what `decode(payload, base, step, reference)` returns: the decoder needs no SSIM weights."""
-    payload, (refined,) = encode_levels(target, base, step, (0,), ssim, reference, predict_scales)
+    levels' LH and HL may be predicted from the approximation above them where that pays (transform.interscale);
+    with `model_signs` each detail subband's second-phase signs may be coded under their neighbours' where that
+    pays (sign_contexts). The refined image is what `decode(payload, base, step, reference)` returns: the decoder
+    needs no SSIM weights."""
+    payload, (refined,) = encode_levels(target, base, step, (0,), ssim, reference, predict_scales, model_signs)
     return payload, refined
 
 
@@ -669,6 +714,7 @@ def encode_levels(
     ssim: Optional[ssim_weights.SsimScale] = None,
     reference: Optional[np.ndarray] = None,
     predict_scales: bool = True,
+    model_signs: bool = True,
 ) -> tuple[bytes, list[np.ndarray]]:
     """`encode`, with the refined image at each of `wanted` levels (0: the refined image in the target's dtype;
     k: what `decode_level(payload, base, step, k, reference)` gives, to the bit) made from the encoder's own
@@ -694,19 +740,26 @@ def encode_levels(
     if predict_scales:
         predictors, approx = _predict_scales(levels, predictions, residuals, symbols, steps, band_weights)
     del residuals, band_weights
-    groups: list[tuple[int, int, np.ndarray]] = []  # (subband, context, table indices) in walk order
+    laws = _fit_signs(symbols) if model_signs else [None] * (len(symbols) - 1)
+    items: list[Union[_Group, _Signs]] = []  # what the stream holds, in walk order
     escapes: list[np.ndarray] = []
 
     def visit(ph: _Phase) -> np.ndarray:
         values = symbols[ph.k].reshape(-1)[ph.order]
         indices = _indices(values)
-        groups.extend((ph.k, ctx, indices[a:b]) for ctx, a, b in ph.groups())
+        law = laws[ph.k - 1] if ph.k and ph.phase else None
+        items.extend(_Group(ph.k, ctx, indices[a:b], law is not None) for ctx, a, b in ph.groups())
+        if law is not None:
+            coded = np.flatnonzero((values != 0) & (np.abs(values) <= ALPHABET))
+            order, groups = _sign_groups(symbols[ph.k], ph.order[coded], law)
+            positive = (values[coded][order] > 0).astype(np.int32)
+            items.extend(_Signs(z, positive[a:b]) for z, a, b in groups)
         escapes.append(_escapes(values))
         return values
 
     _traverse([s.shape for s in symbols], visit, CONTEXTS)
-    words = _encode_groups(groups, len(symbols))
-    side = zlib.compress(_side(alphas, betas, predictors), 9)
+    words = _encode_groups(items, len(symbols))
+    side = zlib.compress(_side(alphas, betas, predictors, laws), 9)
     payload = (
         _HEAD.pack(levels, len(symbols), len(side))
         + side
@@ -798,20 +851,47 @@ def decode_levels(
         raise ContainerError(f"corrupt refinement layer: {exc}") from exc
 
 
-def _encode_groups(groups: list[tuple[int, int, np.ndarray]], n_bands: int) -> np.ndarray:
-    """Each group's table (as a difference from its prediction, `_ScalePrediction.choose`) then its symbols, in one
-    ANS stream (format 8's contexts, CONTEXTS)."""
+@dataclass(frozen=True)
+class _Group:
+    """One context's values of a phase (their table indices); `folded`: their magnitudes, their signs follow."""
+
+    k: int
+    ctx: int
+    indices: np.ndarray
+    folded: bool
+
+
+@dataclass(frozen=True)
+class _Signs:
+    """Signs in one sign context z (1: positive), after their phase's magnitudes."""
+
+    z: int
+    positive: np.ndarray
+
+
+def _magnitudes(indices: np.ndarray) -> np.ndarray:
+    """Table indices folded onto the magnitudes' tables (the escape stays last)."""
+    return np.where(indices == 2 * ALPHABET + 1, ALPHABET + 1, np.abs(indices - ALPHABET)).astype(np.int32)
+
+
+def _encode_groups(items: list[Union[_Group, _Signs]], n_bands: int) -> np.ndarray:
+    """Each group's table (as a difference from its prediction, `_ScalePrediction.choose`, by the whole symbols'
+    cost: folded or not, a group's best table is the same but for rounding) then its symbols, and each sign
+    context's signs, in one ANS stream (format 8's contexts, CONTEXTS)."""
     import constriction
 
     prediction = _ScalePrediction(n_bands, CONTEXTS)
-    coded = []
-    for k, ctx, indices in groups:
-        scale, delta = prediction.choose(k, ctx, indices)
-        coded.append((delta, scale, indices))
+    coded: list[tuple[np.ndarray, Any]] = []  # (symbols, model) in decoding order
+    for item in items:
+        if isinstance(item, _Signs):
+            coded.append((item.positive, sign_contexts.model(item.z)))
+            continue
+        scale, delta = prediction.choose(item.k, item.ctx, item.indices)
+        coded.append((np.array([delta], dtype=np.int32), _delta_model(CONTEXTS.delta_scale)))
+        coded.append((_magnitudes(item.indices) if item.folded else item.indices, _categorical(scale, item.folded)))
     coder = constriction.stream.stack.AnsCoder()
-    for delta, scale, indices in reversed(coded):  # a stack: what is decoded first is pushed last
-        coder.encode_reverse(indices, _categorical(scale))
-        coder.encode_reverse(np.array([delta], dtype=np.int32), _delta_model(CONTEXTS.delta_scale))
+    for symbols, model in reversed(coded):  # a stack: what is decoded first is pushed last
+        coder.encode_reverse(symbols, model)
     return coder.get_compressed().astype("<u4", copy=False)
 
 
@@ -840,14 +920,7 @@ def _decode(
     if got_levels != levels or n_bands != 1 + 3 * levels:
         raise ContainerError("refinement layer does not match the strip's size")
     side = inflate(data[_HEAD.size : _HEAD.size + side_len], "refinement layer side information")
-    weights = n_bands * (1 if reference is None else 2)
-    if len(side) < weights or (len(side) > weights and not syntax.interscale):
-        raise ContainerError("refinement layer side information has the wrong size")
-    alphas = list(side[:n_bands])
-    betas = np.frombuffer(side[n_bands:weights], dtype=np.int8).astype(int).tolist()
-    predictors = interscale.decode(side[weights:]) if syntax.interscale else None
-    if max(alphas) > ALPHA_MAX_CODE or any(abs(c) > BETA_MAX_CODE for c in betas):
-        raise ContainerError("refinement layer side information is out of range")
+    alphas, betas, predictors, laws = _parse_side(side, n_bands, reference is not None, syntax)
     pos = _HEAD.size + side_len
     if len(data) < pos + 4:
         raise ContainerError("refinement layer is truncated")
@@ -865,12 +938,16 @@ def _decode(
 
     def visit(ph: _Phase) -> np.ndarray:
         values = np.empty(ph.order.size, dtype=np.int64)
+        law = laws[ph.k - 1] if ph.k and ph.phase else None
         for ctx, a, b in ph.groups():
             scale = prediction.predict(ph.k, ctx) + int(coder.decode(delta_model, 1)[0]) - (N_SCALES - 1)
             if not 0 <= scale < N_SCALES:
                 raise ContainerError("refinement layer table index out of range")
             prediction.update(ph.k, ctx, scale)
-            values[a:b] = np.asarray(coder.decode(_categorical(scale), b - a), dtype=np.int64) - ALPHABET
+            decoded = np.asarray(coder.decode(_categorical(scale, law is not None), b - a), dtype=np.int64)
+            values[a:b] = decoded if law is not None else decoded - ALPHABET
+        if law is not None:
+            _decode_signs(coder, symbols[ph.k], ph.order, values, law)
         escaped.append((ph.k, ph.order[values > ALPHABET]))
         symbols[ph.k].reshape(-1)[ph.order] = values
         return values
@@ -891,6 +968,40 @@ def _decode(
             raise ContainerError("refinement layer side information: a predictor for a level the tile does not have")
         _add_interscale(levels, predictions, symbols, steps, predictors, level + 1)
     return _level_images(levels, predictions, symbols, steps, wanted)
+
+
+def _parse_side(
+    side: bytes, n_bands: int, reference: bool, syntax: Syntax
+) -> tuple[list[int], list[int], Optional[Predictors], sign_contexts.Laws]:
+    """A tile's side information: the base's and the reference's weights per subband, its inter-scale predictors
+    (None before format 9) and its sign laws (all None before format 10)."""
+    weights = n_bands * (2 if reference else 1)
+    if len(side) < weights or (len(side) > weights and not syntax.interscale):
+        raise ContainerError("refinement layer side information has the wrong size")
+    alphas = list(side[:n_bands])
+    betas = np.frombuffer(side[n_bands:weights], dtype=np.int8).astype(int).tolist()
+    if max(alphas) > ALPHA_MAX_CODE or any(abs(c) > BETA_MAX_CODE for c in betas):
+        raise ContainerError("refinement layer side information is out of range")
+    predictors, laws = None, [None] * (n_bands - 1)
+    if syntax.signs:
+        own, rest = interscale.split(side[weights:])
+        predictors, laws = interscale.decode(own), sign_contexts.decode(rest, n_bands - 1)
+    elif syntax.interscale:
+        predictors = interscale.decode(side[weights:])
+    return alphas, betas, predictors, laws
+
+
+def _decode_signs(
+    coder: Any, sub: np.ndarray, order: np.ndarray, values: np.ndarray, law: sign_contexts.SignLaw
+) -> None:
+    """Signs the non-zero magnitudes `values` (a second phase's, at `order` in subband `sub`, whose first phase is
+    decoded) from the stream, in place; escapes keep theirs for later."""
+    coded = np.flatnonzero((values >= 1) & (values <= ALPHABET))
+    sign_order, groups = _sign_groups(sub, order[coded], law)
+    negative = np.zeros(coded.size, dtype=bool)
+    for z, a, b in groups:
+        negative[sign_order[a:b]] = np.asarray(coder.decode(sign_contexts.model(z), b - a)) == 0
+    values[coded[negative]] *= -1
 
 
 def _restore_escapes(

@@ -105,7 +105,7 @@ def _dictionary(header: dict, more_words: tuple[str, ...] = ()) -> bytes:
 
 
 def _format_7_header(version: int) -> dict:
-    """Format 7's typical header, as `version` (7, 8 or 9: the same fields) writes it."""
+    """Format 7's typical header, as `version` (7 to 10: the same fields) writes it."""
     band = _TYPICAL_HEADER["bands"][0]
     stats = {**band["stats"], **_FORMAT_7_STATS}
     return {
@@ -124,6 +124,9 @@ HEADER_DICTIONARIES = {
     ),
     9: _dictionary(
         {**_format_7_header(9), "software": {"name": "sar_compressor", "version": "0.3.0"}}, _FORMAT_7_WORDS
+    ),
+    10: _dictionary(
+        {**_format_7_header(10), "software": {"name": "sar_compressor", "version": "0.4.0"}}, _FORMAT_7_WORDS
     ),
 }
 """The preset dictionary of each format version's headers (a file's prefix names its version)."""

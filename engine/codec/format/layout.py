@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ... import preprocessing as pp
-from ..entropy.refine import SYNTAX, SYNTAX_7, SYNTAX_8, Syntax
+from ..entropy.refine import SYNTAX, SYNTAX_7, SYNTAX_8, SYNTAX_9, Syntax
 from .container import FORMAT_VERSION
 
 STRIP_ROWS = 512
@@ -127,9 +127,10 @@ class Layout:
 
     @property
     def syntax(self) -> Syntax:
-        """How the refinement layer reads (engine.codec.entropy.refine.Syntax): format 9's, 8's, or formats 6
-        and 7's."""
-        return SYNTAX_7 if self.format_version < 8 else SYNTAX_8 if self.format_version == 8 else SYNTAX
+        """How the refinement layer reads (engine.codec.entropy.refine.Syntax): format 10's, 9's, 8's, or formats
+        6 and 7's."""
+        syntaxes = {8: SYNTAX_8, 9: SYNTAX_9, 10: SYNTAX}
+        return SYNTAX_7 if self.format_version < 8 else syntaxes[self.format_version]
 
     @property
     def out_dtype(self) -> str:

@@ -69,8 +69,6 @@ class EncodeOptions:
     quality: int
     kind: str
     mean_correction: str
-    refine_step: Optional[float] = None
-    """A step between the ladder's (rate control); None: the quality's own."""
     tune: str = "ssim"
     """What the rate-distortion decisions weigh: "ssim" (errors where SSIM is sensitive count more:
     ssim_weights) or "psnr" (plain squared error). Encoder only: not in the file, any decoder reads both."""
@@ -82,6 +80,11 @@ class EncodeOptions:
     interscale: bool = True
     """Predict each tile's finest levels from the level above where it pays (engine.codec.transform.interscale);
     off: no tile does (the ablation)."""
+    sign_contexts: bool = True
+    """Code each tile's second-phase signs under their neighbours' where it pays (engine.codec.entropy.
+    sign_contexts); off: every sign costs a bit (the ablation)."""
+    refine_step: Optional[float] = None
+    """A step between the ladder's (rate control); None: the quality's own."""
 
     def level(self) -> Quality:
         """What the quality means; InputError naming what is wrong."""
@@ -253,8 +256,10 @@ class EncodePass(StripPass):
         """The refinement layer's (payload, refined image at each of `levels`) of a tile, its rate-distortion
         decisions weighted for SSIM unless tuned for PSNR, predicted from the reference band's tile when the band
         has one."""
-        step, interscale = self.layout.refine_step_db, self.options.interscale
-        return refine.encode_levels(target, base, step, levels, self.ssim, reference, predict_scales=interscale)
+        step, options = self.layout.refine_step_db, self.options
+        return refine.encode_levels(
+            target, base, step, levels, self.ssim, reference, options.interscale, options.sign_contexts
+        )
 
     def prepare(self, strip: Strip, base: float) -> Work:
         """The tile's target and its reference band's tile (decoded in tile order), then the work (`_code`)."""

@@ -158,6 +158,14 @@ def encode(predictors: list[Optional[Predictor]]) -> bytes:
     return bytes([flags]) + b"".join(_HEAD.pack(p.shift) + p.taps.astype(np.int8).tobytes() for p in predictors if p)
 
 
+def split(data: bytes) -> tuple[bytes, bytes]:
+    """The predictors' part of `data` (what `decode` reads: its flags say how long it is) and what follows it."""
+    if not data:
+        raise ContainerError("refinement layer side information: no inter-scale prediction flags")
+    size = 1 + bin(data[0] & (1 << SLOTS) - 1).count("1") * (_HEAD.size + len(OFFSETS))
+    return data[:size], data[size:]
+
+
 def decode(data: bytes) -> list[Optional[Predictor]]:
     """`encode`'s predictors back, one per slot (None where there is none); ContainerError when `data` is not
     exactly that."""

@@ -38,6 +38,8 @@ SCALE = 8
 e^2 = 7.4 times likelier than its opposite."""
 MAX_WEIGHT = 64
 """|weight| at most: a context of 4 x 64 / 8 = 32 logits is certainty at 16-bit precision."""
+Z_MAX = 4 * MAX_WEIGHT
+"""The largest |z| a law gives (two neighbours on each axis agreeing at the largest weights)."""
 MODEL_BITS = 16
 """What a law costs in the side information (two int8 weights) before it is deflated: the least it must save."""
 _WEIGHTS = struct.Struct("<bb")
@@ -81,17 +83,17 @@ def model(z: int) -> Any:
     return constriction.stream.model.Categorical(freqs(z).astype(np.float64) / TOTAL, perfect=False)
 
 
-def _bits(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The code lengths of a negative and a positive sign in each context of `z`."""
-    f = np.array([freqs(int(v)) for v in z.reshape(-1)], dtype=np.float64).reshape(*z.shape, 2)
-    bits = np.log2(TOTAL) - np.log2(f)
-    return bits[..., 0], bits[..., 1]
+@lru_cache(maxsize=1)
+def _bit_table() -> np.ndarray:
+    """The code lengths of a negative and a positive sign in each context -Z_MAX..Z_MAX (rows)."""
+    f = np.array([freqs(z) for z in range(-Z_MAX, Z_MAX + 1)], dtype=np.float64)
+    return np.log2(TOTAL) - np.log2(f)
 
 
 def groups(z: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """The coding order of signs in contexts `z` (by context, stable), and each context's (z, start, stop) in it:
     both sides walk the same groups."""
-    order = np.argsort(z, kind="stable")
+    order = np.argsort(z.astype(np.int16), kind="stable")  # |z| <= Z_MAX: int16's stable sort is a radix sort
     values, starts = np.unique(z[order], return_index=True)
     stops = np.append(starts[1:], z.size)
     return order, [(int(v), int(a), int(b)) for v, a, b in zip(values, starts, stops)]
@@ -113,22 +115,25 @@ def fit(across_sums: np.ndarray, along_sums: np.ndarray, positive: np.ndarray) -
     for da in (-1, 0, 1):
         for db in (-1, 0, 1):
             a, b = (int(np.clip(c + d, -MAX_WEIGHT, MAX_WEIGHT)) for c, d in zip(centre, (da, db)))
-            minus_bits, plus_bits = _bits((a * x[:, 0] + b * x[:, 1]).astype(np.int64))
-            bits = float(plus @ plus_bits + (total - plus) @ minus_bits)
+            bits = _bit_table()[(a * x[:, 0] + b * x[:, 1]).astype(np.intp) + Z_MAX]
+            bits = float(plus @ bits[:, 1] + (total - plus) @ bits[:, 0])
             if bits < best_bits:
                 best, best_bits = SignLaw(a, b), bits
     return best
 
 
 def _newton(x: np.ndarray, plus: np.ndarray, total: np.ndarray, iterations: int = 12) -> np.ndarray:
-    """Maximum-likelihood weights (in logits) of the logistic law on pattern counts (a small ridge keeps a
-    subband whose neighbours always agree finite: the weights are clipped anyway)."""
+    """Maximum-likelihood weights (in logits) of the logistic law on pattern counts, to well within a weight step
+    (a small ridge keeps a subband whose neighbours always agree finite: the weights are clipped anyway)."""
     w = np.zeros(2)
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(x @ w)))
         gradient = x.T @ (plus - total * p)
         hessian = (x * (total * p * (1.0 - p))[:, None]).T @ x + 1e-3 * np.eye(2)
-        w = w + np.linalg.solve(hessian, gradient)
+        step = np.linalg.solve(hessian, gradient)
+        w = w + step
+        if np.max(np.abs(step)) < 1e-3 / SCALE:
+            break
     return w
 
 

@@ -69,14 +69,14 @@ def neighbour_sums(signs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p[1:-1, :-2] + p[1:-1, 2:], p[:-2, 1:-1] + p[2:, 1:-1]
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=2 * Z_MAX + 1)
 def freqs(z: int) -> np.ndarray:
     """Integer frequencies (negative, positive) of a sign in context z."""
     p = 1.0 / (1.0 + np.exp(-z / SCALE))
     return quantize_pmf(np.array([1.0 - p, p]))
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=2 * Z_MAX + 1)
 def model(z: int) -> Any:
     import constriction
 

@@ -5,15 +5,31 @@ import zlib
 import numpy as np
 import pytest
 
+from sar_compressor.engine import api
 from sar_compressor.engine.codec.entropy import refine, sign_contexts
 from sar_compressor.engine.codec.entropy.codes import TOTAL, quantize_pmf
+from sar_compressor.engine.codec.passes.window_decode import decode_window
 from sar_compressor.engine.errors import ContainerError
 
 
-def _laws(payload: bytes) -> sign_contexts.Laws:
+def _side(payload: bytes) -> tuple[int, bytes]:
     _, n_bands, side_len = refine._HEAD.unpack_from(payload)
-    side = zlib.decompress(payload[refine._HEAD.size : refine._HEAD.size + side_len])
+    return n_bands, zlib.decompress(payload[refine._HEAD.size : refine._HEAD.size + side_len])
+
+
+def _laws(payload: bytes) -> sign_contexts.Laws:
+    n_bands, side = _side(payload)
     return sign_contexts.decode(refine.interscale.split(side[n_bands:])[1], n_bands - 1)
+
+
+def _with_laws(payload: bytes, laws: bytes) -> bytes:
+    """`payload` with its sign laws' bytes replaced by `laws` (the rest of the tile as it was)."""
+    n_bands, side = _side(payload)
+    own = refine.interscale.split(side[n_bands:])[0]
+    new_side = zlib.compress(side[:n_bands] + own + laws)
+    levels = refine._HEAD.unpack_from(payload)[0]
+    _, _, side_len = refine._HEAD.unpack_from(payload)
+    return refine._HEAD.pack(levels, n_bands, len(new_side)) + new_side + payload[refine._HEAD.size + side_len :]
 
 
 def test_laws_round_trip_and_damage_is_refused():
@@ -28,22 +44,22 @@ def test_laws_round_trip_and_damage_is_refused():
 
 
 def test_a_law_is_fitted_where_neighbours_agree_and_not_on_noise():
-    """Signs that mostly follow their horizontal neighbours get a positive across weight and no along weight to
-    speak of; independent signs get no law (it would not pay for its two bytes)."""
+    """Signs that mostly follow their horizontal neighbours get a horizontal weight near SCALE and no vertical
+    weight to speak of; independent signs get no law (it would not pay for its two bytes)."""
     rng = np.random.default_rng(1)
-    across = rng.integers(-2, 3, 20000)
-    along = rng.integers(-2, 3, 20000)
-    follows = rng.random(20000) < 1 / (1 + np.exp(-across))  # logit = across: weight SCALE
-    law = sign_contexts.fit(across, along, follows)
-    assert law is not None and abs(law.across - sign_contexts.SCALE) <= 1 and abs(law.along) <= 1
-    assert sign_contexts.fit(across, along, rng.random(20000) < 0.5) is None
-    assert sign_contexts.fit(across[:100], along[:100], follows[:100]) is None  # too few signs to pay
+    horizontal = rng.integers(-2, 3, 20000)
+    vertical = rng.integers(-2, 3, 20000)
+    follows = rng.random(20000) < 1 / (1 + np.exp(-horizontal))  # logit = horizontal sum: weight SCALE
+    law = sign_contexts.fit(horizontal, vertical, follows)
+    assert law is not None and abs(law.horizontal - sign_contexts.SCALE) <= 1 and abs(law.vertical) <= 1
+    assert sign_contexts.fit(horizontal, vertical, rng.random(20000) < 0.5) is None
+    assert sign_contexts.fit(horizontal[:100], vertical[:100], follows[:100]) is None  # too few signs to pay
 
 
 def test_sign_tables_do_not_depend_on_the_last_bits_of_exp():
     """Every context's 16-bit frequencies come out the same when the logistic is off by far more than any libm
     errs (1e-12 relative): they are a function of the integers alone, on every machine."""
-    for z in range(-4 * sign_contexts.MAX_WEIGHT, 4 * sign_contexts.MAX_WEIGHT + 1):
+    for z in range(-sign_contexts.Z_MAX, sign_contexts.Z_MAX + 1):
         f = sign_contexts.freqs(z)
         assert f.sum() == TOTAL and f.min() >= 1
         p = 1.0 / (1.0 + np.exp(-z / sign_contexts.SCALE))
@@ -69,10 +85,38 @@ def test_sign_contexts_save_bytes_and_change_no_pixel(shape, oversampled):
         assert refine.encode_levels(target, base, step, (0, 2))[0] == payload
 
 
+def test_escaped_values_beside_and_under_a_law(oversampled, monkeypatch):
+    """Bright points on an oversampled scene at a fine step: second-phase values of subbands with a law escape the
+    tables (their magnitude is the folded escape, their sign comes with the escape stream) and escaped first-phase
+    neighbours count 0 on both sides; the tile still decodes to the encoder's image."""
+    target = oversampled(256, 256, seed=5)
+    target[::37, ::29] += 60.0
+    base = refine.FlatBase(float(target.mean()), target.shape)
+    seen: dict = {}
+
+    def fit_signs(symbols):
+        laws = fit(symbols)
+        seen.update(symbols=[s.copy() for s in symbols], laws=laws)
+        return laws
+
+    fit = refine._fit_signs
+    monkeypatch.setattr(refine, "_fit_signs", fit_signs)
+    payload, refined = refine.encode(target, base, 0.5)
+    escaped_under_laws = [
+        k
+        for k, law in enumerate(seen["laws"], start=1)
+        if law is not None
+        and np.any(np.abs(seen["symbols"][k].reshape(-1)[refine._phase_cells(seen["symbols"][k].shape)[1]]) > 24)
+    ]
+    assert escaped_under_laws and refine.ALPHABET == 24
+    assert refine.decode(payload, base, 0.5).tobytes() == refined.tobytes()
+
+
 def test_a_law_is_kept_only_where_it_saves_bits():
     """White noise: the 9/7's filters correlate neighbouring coefficients a little (measured on 256 x 256 at step
     0.5: 6 of 24 subbands keep a weak law, 31 of 25,845 bytes saved), and a law is kept only where its own
-    bytes are paid for, so a tile never costs more than its flag bytes; a tile too small to pay keeps none."""
+    bytes are paid for, so a tile never costs more than without laws; a tile too small to pay keeps none and
+    codes byte for byte as with laws off (the flag bytes are written either way)."""
     target = np.random.default_rng(7).normal(size=(256, 256)).astype(np.float32)
     base = refine.FlatBase(0.0, target.shape)
     payload, refined = refine.encode(target, base, 0.5)
@@ -81,20 +125,40 @@ def test_a_law_is_kept_only_where_it_saves_bits():
     small = target[:16, :16]
     payload_small, _ = refine.encode(small, refine.FlatBase(0.0, small.shape), 0.5)
     assert not any(_laws(payload_small))
-    assert (
-        len(payload_small)
-        <= len(refine.encode(small, refine.FlatBase(0.0, small.shape), 0.5, model_signs=False)[0]) + 3
-    )
-    assert refine.decode(payload, base, 0.5).tobytes() == refined.tobytes()
+    assert payload_small == refine.encode(small, refine.FlatBase(0.0, small.shape), 0.5, model_signs=False)[0]
 
 
-def test_format_9_syntax_does_not_read_sign_laws():
-    """A format 10 tile whose side carries laws is not a format 9 tile: its flags would be read as trailing bytes."""
-    from conftest import oversampled_db
-
-    target = oversampled_db(256, 256, seed=3)
+def test_damaged_sign_laws_in_a_tile_are_refused(oversampled):
+    """A real tile whose sign-law bytes are cut, carry a weight out of range, or are missing altogether (a format 9
+    side read as format 10), is a ContainerError, never a wrong image; a format 10 side is no format 9 side."""
+    target = oversampled(256, 256, seed=3)
     base = refine.FlatBase(float(target.mean()), target.shape)
     payload, _ = refine.encode(target, base, 2.0)
-    assert any(_laws(payload))
+    laws = _laws(payload)
+    assert any(laws)
+    good = sign_contexts.encode(laws)
+    first = next(i for i, law in enumerate(laws) if law is not None)
+    heavy = list(laws)
+    heavy[first] = sign_contexts.SignLaw(0, 0)
+    out_of_range = bytearray(sign_contexts.encode(heavy))
+    out_of_range[(len(laws) + 7) // 8] = 0x80  # that law's horizontal weight: -128
+    for damaged in (good[:-1], bytes(out_of_range), b""):
+        with pytest.raises(ContainerError, match="sign law"):
+            refine.decode(_with_laws(payload, damaged), base, 2.0)
     with pytest.raises(ContainerError, match="trailing"):
         refine.decode(payload, base, 2.0, syntax=refine.SYNTAX_9)
+
+
+def test_a_file_with_sign_laws_decodes_by_window_and_overview(oversampled):
+    """Two tiles of an oversampled scene through the API: with sign contexts the file is smaller (both write the
+    same flag bytes, so fewer bytes means laws were kept: measured 32,165 against 32,262 at quality 8) and its
+    pixels are those of the file without them, whole, across the tiles' border and as an overview."""
+    image = (10 ** (oversampled(300, 1100, seed=2) / 10)).astype(np.float32)
+    on = api.compress_array(image, quality=8)
+    off = api.compress_array(image, quality=8, sign_contexts=False)
+    assert len(on.data) < len(off.data)
+    assert on.reconstruction.tobytes() == off.reconstruction.tobytes() == api.decompress_array(on.data).tobytes()
+    window = (1000, 100, 60, 50)  # columns 1000-1059: both tiles
+    assert decode_window(on.data, window).tobytes() == on.reconstruction[100:150, 1000:1060].tobytes()
+    whole = (0, 0, 275, 75)  # the raster at 1/4
+    assert decode_window(on.data, whole, level=2).tobytes() == decode_window(off.data, whole, level=2).tobytes()

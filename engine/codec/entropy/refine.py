@@ -22,6 +22,11 @@ encoder fits on the tile and keeps where the bits it saves outweigh its own (INT
 subband is quantized and lowered as any other (the finer levels again after it), and the decoder adds the same
 prediction, level by level, before inverting.
 
+Format 10 codes signs (sign_contexts): in a detail subband whose second phase has a sign law (fitted by the encoder
+on the tile, kept where it saves more than its two bytes), that phase's magnitudes go under the tables folded and
+their signs follow, each under a probability from its four first-phase neighbours' signs; everywhere else a sign
+costs a bit inside the two-sided tables, as before.
+
 Every probability the decoder uses comes from integers (decoded symbols -> context -> a table index sent
 in the stream), so decoding is bit-exact on any machine even though the predictions it adds to are float.
 The stream runs coarse to fine, so `decode_level` stops after the subbands of a reduced resolution (an overview)
@@ -168,7 +173,7 @@ def levels_for(shape: tuple[int, int]) -> int:
 
 
 @lru_cache(maxsize=1)
-def _laws() -> tuple[tuple[float, np.ndarray, float], ...]:
+def _laplace_masses() -> tuple[tuple[float, np.ndarray, float], ...]:
     """Per scale of the bank: the probabilities of a dead-zone-quantized Laplace value at 0, at each magnitude
     1..ALPHABET on one side, and beyond (the escape)."""
     k = np.arange(1, ALPHABET + 1, dtype=np.float64)
@@ -184,8 +189,9 @@ def _laws() -> tuple[tuple[float, np.ndarray, float], ...]:
 def _bank() -> tuple[np.ndarray, np.ndarray]:
     """Integer frequencies (N_SCALES, 2 * ALPHABET + 2; the last is the escape) of dead-zone-quantized Laplace
     densities, and their code lengths in bits. Built from math on constants, rounded to 16-bit integers."""
+    masses = _laplace_masses()
     freqs = np.array(
-        [quantize_pmf(np.concatenate([side[::-1], [zero], side, [escape]])) for zero, side, escape in _laws()],
+        [quantize_pmf(np.concatenate([side[::-1], [zero], side, [escape]])) for zero, side, escape in masses],
         dtype=np.int64,
     )
     return freqs, np.log2(TOTAL) - np.log2(freqs)
@@ -195,7 +201,10 @@ def _bank() -> tuple[np.ndarray, np.ndarray]:
 def _folded_bank() -> np.ndarray:
     """The bank's laws of magnitudes (N_SCALES, ALPHABET + 2: 0, 1..ALPHABET, the escape), for values whose signs
     are coded apart (sign_contexts)."""
-    return np.array([quantize_pmf(np.concatenate([[zero], 2.0 * side, [escape]])) for zero, side, escape in _laws()])
+    return np.array(
+        [quantize_pmf(np.concatenate([[zero], 2.0 * side, [escape]])) for zero, side, escape in _laplace_masses()],
+        dtype=np.int64,
+    )
 
 
 @lru_cache(maxsize=2 * N_SCALES)
@@ -648,9 +657,22 @@ def _side(alphas: list[int], betas: Optional[list[int]], predictors: Predictors,
     return out + interscale.encode(predictors) + sign_contexts.encode(laws)
 
 
-def _known_signs(values: np.ndarray) -> np.ndarray:
-    """The signs a walk has settled: escaped values' are 0 (the decoder learns them after the walk)."""
-    return np.where(np.abs(values) <= ALPHABET, np.sign(values), 0)
+def _signed(values: np.ndarray) -> np.ndarray:
+    """Where in `values` (a phase's, or the decoder's magnitudes before their signs) the sign laws code a sign:
+    non-zero and within the tables (an escaped value's sign rides with its distance in the escape stream)."""
+    return np.flatnonzero((values != 0) & (np.abs(values) <= ALPHABET))
+
+
+def _law_of(laws: sign_contexts.Laws, ph: _Phase) -> Optional[sign_contexts.SignLaw]:
+    """A phase's sign law: only a detail subband's second phase has decoded neighbours to take one from."""
+    return laws[ph.k - 1] if ph.k and ph.phase else None
+
+
+def _neighbour_sums_at(sub: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The horizontal and vertical sums of the first-phase neighbours' signs of the cells at flat positions `at` of
+    subband values `sub`; escaped neighbours count 0 (the decoder learns their signs after the walk)."""
+    horizontal, vertical = sign_contexts.neighbour_sums(np.where(np.abs(sub) <= ALPHABET, np.sign(sub), 0))
+    return horizontal.reshape(-1)[at], vertical.reshape(-1)[at]
 
 
 def _fit_signs(symbols: list[np.ndarray]) -> sign_contexts.Laws:
@@ -659,25 +681,24 @@ def _fit_signs(symbols: list[np.ndarray]) -> sign_contexts.Laws:
     for sub in symbols[1:]:
         cells = _phase_cells(sub.shape)[1]
         values = sub.reshape(-1)[cells]
-        coded = np.flatnonzero((values != 0) & (np.abs(values) <= ALPHABET))
-        across, along = sign_contexts.neighbour_sums(_known_signs(sub))
-        at = cells[coded]
-        laws.append(sign_contexts.fit(across.reshape(-1)[at], along.reshape(-1)[at], values[coded] > 0))
+        coded = _signed(values)
+        laws.append(sign_contexts.fit(*_neighbour_sums_at(sub, cells[coded]), values[coded] > 0))
     return laws
 
 
-def _sign_groups(sub: np.ndarray, at: np.ndarray, law: sign_contexts.SignLaw) -> tuple[np.ndarray, list]:
+def _sign_groups(
+    sub: np.ndarray, at: np.ndarray, law: sign_contexts.SignLaw
+) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """The coding order of the signs at flat positions `at` of subband values `sub` (their first phase known) and
     their groups (sign_contexts.groups): the same on both sides."""
-    across, along = sign_contexts.neighbour_sums(_known_signs(sub))
-    return sign_contexts.groups(law.contexts(across.reshape(-1)[at], along.reshape(-1)[at]))
+    return sign_contexts.groups(law.contexts(*_neighbour_sums_at(sub, at)))
 
 
 # --------------------------------------------------------------------------- public API
 
 
 def predicted_subbands(payload: bytes, reference: bool) -> int:
-    """How many subbands a format 9 tile predicts from the level above them (its statistics)."""
+    """How many subbands a format 9 or 10 tile predicts from the level above them (its statistics)."""
     _, n_bands, side_len = _HEAD.unpack_from(payload)
     side = inflate(payload[_HEAD.size : _HEAD.size + side_len], "refinement layer side information")
     return sum(p is not None for p in interscale.decode(interscale.split(side[n_bands * (2 if reference else 1) :])[0]))
@@ -747,10 +768,10 @@ def encode_levels(
     def visit(ph: _Phase) -> np.ndarray:
         values = symbols[ph.k].reshape(-1)[ph.order]
         indices = _indices(values)
-        law = laws[ph.k - 1] if ph.k and ph.phase else None
+        law = _law_of(laws, ph)
         items.extend(_Group(ph.k, ctx, indices[a:b], law is not None) for ctx, a, b in ph.groups())
         if law is not None:
-            coded = np.flatnonzero((values != 0) & (np.abs(values) <= ALPHABET))
+            coded = _signed(values)
             order, groups = _sign_groups(symbols[ph.k], ph.order[coded], law)
             positive = (values[coded][order] > 0).astype(np.int32)
             items.extend(_Signs(z, positive[a:b]) for z, a, b in groups)
@@ -938,7 +959,7 @@ def _decode(
 
     def visit(ph: _Phase) -> np.ndarray:
         values = np.empty(ph.order.size, dtype=np.int64)
-        law = laws[ph.k - 1] if ph.k and ph.phase else None
+        law = _law_of(laws, ph)
         for ctx, a, b in ph.groups():
             scale = prediction.predict(ph.k, ctx) + int(coder.decode(delta_model, 1)[0]) - (N_SCALES - 1)
             if not 0 <= scale < N_SCALES:
@@ -996,7 +1017,7 @@ def _decode_signs(
 ) -> None:
     """Signs the non-zero magnitudes `values` (a second phase's, at `order` in subband `sub`, whose first phase is
     decoded) from the stream, in place; escapes keep theirs for later."""
-    coded = np.flatnonzero((values >= 1) & (values <= ALPHABET))
+    coded = _signed(values)
     sign_order, groups = _sign_groups(sub, order[coded], law)
     negative = np.zeros(coded.size, dtype=bool)
     for z, a, b in groups:

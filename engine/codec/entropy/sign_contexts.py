@@ -14,7 +14,7 @@ neighbours are in other subbands, and the parent's sign or the siblings' product
 
 How: JPEG 2000's EBCOT codes each sign under a context of its horizontal and vertical neighbours' signs (Taubman,
 "High performance scalable image compression with EBCOT", IEEE Trans. Image Processing 9(7), 2000; five contexts and
-adaptive probabilities); here a sign's context is z = across * (left + right) + along * (up + down), the law's
+adaptive probabilities); here a sign's context is z = horizontal * (left + right) + vertical * (up + down), the law's
 integer weights times the neighbours' signs, and its probability of being positive is a fixed 16-bit table of the
 logistic of z / SCALE (float math on small integers, rounded once, as the Laplace bank is): every machine decodes the
 same bits. Escaped neighbours count 0 (the decoder learns their sign after the walk).
@@ -49,13 +49,15 @@ _SUMS = np.arange(-2, 3)
 
 @dataclass(frozen=True)
 class SignLaw:
-    """A subband's sign law: the weights of the horizontal and vertical neighbours' sign sums."""
+    """A subband's sign law: the weights of its horizontal (left + right) and vertical (up + down) neighbours' sign
+    sums."""
 
-    across: int
-    along: int
+    horizontal: int
+    vertical: int
 
-    def contexts(self, across_sums: np.ndarray, along_sums: np.ndarray) -> np.ndarray:
-        return self.across * across_sums.astype(np.int32) + self.along * along_sums.astype(np.int32)
+    def contexts(self, horizontal_sums: np.ndarray, vertical_sums: np.ndarray) -> np.ndarray:
+        """Each sign's context z (an integer within +-Z_MAX) from its neighbours' sign sums."""
+        return self.horizontal * horizontal_sums.astype(np.int32) + self.vertical * vertical_sums.astype(np.int32)
 
 
 Laws = list[Optional[SignLaw]]
@@ -63,7 +65,7 @@ Laws = list[Optional[SignLaw]]
 
 
 def neighbour_sums(signs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each cell's left + right and up + down neighbours' signs (cells outside the subband count 0); `signs` holds
+    """Each cell's left + right and up + down neighbours' sign sums (cells outside the subband count 0); `signs` holds
     -1, 0 or 1, 0 where a sign is not known yet."""
     p = np.pad(signs.astype(np.int8), 1)
     return p[1:-1, :-2] + p[1:-1, 2:], p[:-2, 1:-1] + p[2:, 1:-1]
@@ -78,6 +80,7 @@ def freqs(z: int) -> np.ndarray:
 
 @lru_cache(maxsize=2 * Z_MAX + 1)
 def model(z: int) -> Any:
+    """The coder's model of a sign in context z (`freqs`, exact in float64)."""
     import constriction
 
     return constriction.stream.model.Categorical(freqs(z).astype(np.float64) / TOTAL, perfect=False)
@@ -99,13 +102,13 @@ def groups(z: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     return order, [(int(v), int(a), int(b)) for v, a, b in zip(values, starts, stops)]
 
 
-def fit(across_sums: np.ndarray, along_sums: np.ndarray, positive: np.ndarray) -> Optional[SignLaw]:
+def fit(horizontal_sums: np.ndarray, vertical_sums: np.ndarray, positive: np.ndarray) -> Optional[SignLaw]:
     """The law that codes these signs in the fewest bits, when that saves more than MODEL_BITS against a bit each
     (encoder). Fitted on the counts of the 25 neighbour patterns: Newton's method on the logistic likelihood, then
     the best integer weights around the rounded optimum under the coder's own tables."""
     if positive.size * 0.05 < MODEL_BITS:  # even 5 % of their bits would not pay for the law
         return None
-    pattern = (across_sums.astype(np.intp) + 2) * 5 + (along_sums.astype(np.intp) + 2)
+    pattern = (horizontal_sums.astype(np.intp) + 2) * 5 + (vertical_sums.astype(np.intp) + 2)
     plus = np.bincount(pattern[positive], minlength=25).astype(np.float64)
     total = np.bincount(pattern, minlength=25).astype(np.float64)
     x = np.stack(np.meshgrid(_SUMS, _SUMS, indexing="ij"), axis=-1).reshape(25, 2).astype(np.float64)
@@ -141,7 +144,7 @@ def encode(laws: Sequence[Optional[SignLaw]]) -> bytes:
     """A bit per detail subband (least significant first: has a law), then each law's two int8 weights."""
     flags = sum(1 << i for i, law in enumerate(laws) if law is not None)
     mask = flags.to_bytes((len(laws) + 7) // 8, "little")
-    return mask + b"".join(_WEIGHTS.pack(law.across, law.along) for law in laws if law is not None)
+    return mask + b"".join(_WEIGHTS.pack(law.horizontal, law.vertical) for law in laws if law is not None)
 
 
 def decode(data: bytes, n: int) -> Laws:
@@ -158,10 +161,10 @@ def decode(data: bytes, n: int) -> Laws:
             continue
         if len(data) < pos + _WEIGHTS.size:
             raise ContainerError("refinement layer side information: truncated sign laws")
-        across, along = _WEIGHTS.unpack_from(data, pos)
-        if max(abs(across), abs(along)) > MAX_WEIGHT:
+        horizontal, vertical = _WEIGHTS.unpack_from(data, pos)
+        if max(abs(horizontal), abs(vertical)) > MAX_WEIGHT:
             raise ContainerError("refinement layer side information: sign law out of range")
-        out.append(SignLaw(across, along))
+        out.append(SignLaw(horizontal, vertical))
         pos += _WEIGHTS.size
     if pos != len(data):
         raise ContainerError("refinement layer side information: trailing bytes after the sign laws")

@@ -14,9 +14,10 @@ The header carries every parameter the decoder needs, so a file decodes without 
   list its first five, and decode as they did);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
 - `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): formats 7 to
-  9's gain_blocks name the block size and per-block offsets, format 6's the block size and its one log2 step (its
+  10's gain_blocks name the block size and per-block offsets, format 6's the block size and its one log2 step (its
   files decode as they did: that step, offsets interpolated between block centres). The version also names how
-  the refinement layer reads (Layout.syntax): format 9's (with inter-scale predictors), 8's, or 6 and 7's.
+  the refinement layer reads (Layout.syntax): format 10's (with sign laws), 9's (with inter-scale predictors),
+  8's, or 6 and 7's.
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster; a header using a feature this software lacks (narrower tiles, a
 learned tool) is refused by name. docs/FORMAT.md describes the whole file.
@@ -41,7 +42,7 @@ RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gc
 LEGACY_STREAMS = 5
 """Format 6 files written before the loop filter have this many streams per chunk (STREAMS' first)."""
 BLOCK_OFFSETS = "per_block"
-"""Formats 7 and 8's `gain_blocks` offsets: every block takes an offset of its own (format 6 interpolated them between
+"""Formats 7 to 10's `gain_blocks` offsets: every block takes an offset of its own (format 6 interpolated them between
 block centres; radiometry.offset_field)."""
 TOOLS = {"post_filter": None}
 """The learned tools a file may ask its decoder to run; none is bundled in this version."""

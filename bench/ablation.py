@@ -98,8 +98,8 @@ def markdown(result: Optional[dict]) -> list[str]:
     lines = [
         "## Ablation (each part off, at equal rate: every variant coded to the target by rate control)",
         "",
-        "Mean change against the default (SSIM-weighted decisions + adaptive loop filter + inter-scale prediction) "
-        "over each group's files; negative = the default is better there.",
+        "Mean change against the default (SSIM-weighted decisions + adaptive loop filter + inter-scale prediction + "
+        "sign contexts) over each group's files; negative = the default is better there.",
         "",
         "| group | variant | target bpp | PSNR dB | SSIM | multilooked PSNR dB | bpp |",
         "|---|---|---|---|---|---|---|",

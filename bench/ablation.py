@@ -2,9 +2,9 @@
 the same target bpp by rate control), on the real crops and the simulated scenes.
 
 Variants: the default (SSIM-weighted rate-distortion decisions, adaptive loop filter, inter-scale prediction, sign
-contexts), the loop filter off, inter-scale prediction off, sign contexts off, and the first two again with plain
-squared-error decisions (tune "psnr"). Each row is the change against the default in PSNR, SSIM and multilooked (5x5)
-PSNR, so what a part buys on one metric and costs on another shows side by side.
+contexts, phase prediction), the loop filter off, inter-scale prediction off, sign contexts off, phase prediction off,
+and the first two again with plain squared-error decisions (tune "psnr"). Each row is the change against the default in
+PSNR, SSIM and multilooked (5x5) PSNR, so what a part buys on one metric and costs on another shows side by side.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ VARIANTS = {
     "no loop filter": {"tune": "ssim", "loop_filter": False},
     "no inter-scale prediction": {"tune": "ssim", "interscale": False},
     "no sign contexts": {"tune": "ssim", "sign_contexts": False},
+    "no phase prediction": {"tune": "ssim", "phase_prediction": False},
     "tune psnr": {"tune": "psnr"},
     "tune psnr, no loop filter": {"tune": "psnr", "loop_filter": False},
 }
@@ -99,7 +100,7 @@ def markdown(result: Optional[dict]) -> list[str]:
         "## Ablation (each part off, at equal rate: every variant coded to the target by rate control)",
         "",
         "Mean change against the default (SSIM-weighted decisions + adaptive loop filter + inter-scale prediction + "
-        "sign contexts) over each group's files; negative = the default is better there.",
+        "sign contexts + phase prediction) over each group's files; negative = the default is better there.",
         "",
         "| group | variant | target bpp | PSNR dB | SSIM | multilooked PSNR dB | bpp |",
         "|---|---|---|---|---|---|---|",

@@ -295,6 +295,7 @@ def compress_file(
     loop_filter: bool = True,
     interscale: bool = True,
     sign_contexts: bool = True,
+    phase_prediction: bool = True,
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
@@ -310,7 +311,9 @@ def compress_file(
     error). `interband`: predict bands from one another where it pays. `loop_filter`: fit each tile's adaptive loop
     filter where it pays (engine.codec.restoration.loop_filter). `interscale`: predict each tile's finest levels from
     the level above where it pays (engine.codec.transform.interscale). `sign_contexts`: code signs under their
-    neighbours' where it pays (engine.codec.entropy.sign_contexts; off only to measure what it buys). `warn`: called
+    neighbours' where it pays (engine.codec.entropy.sign_contexts), `phase_prediction`: predict each subband's
+    second checkerboard phase from its first where it pays (engine.codec.entropy.phase_prediction); both off only to
+    measure what they buy. `warn`: called
     with each of the input's warnings before any coding (a photo's, from its metadata, then pass 1's; the CLI prints
     them); pass 1's are in the returned statistics too."""
     start = time.perf_counter()
@@ -329,7 +332,9 @@ def compress_file(
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
         return write_container(staged, header_fn, chunks, cancel_fn)
 
-    options = EncodeOptions(quality, kind, mean_correction, tune, interband, loop_filter, interscale, sign_contexts)
+    options = EncodeOptions(
+        quality, kind, mean_correction, tune, interband, loop_filter, interscale, sign_contexts, phase_prediction
+    )
     try:
         with bounded_gdal_cache(streaming_cache_mb(info.width, info.dtype)), RasterReader(src) as reader:
             sources = [BandSource(info.band(b), b, _row_reader(reader, b)) for b in bands]
@@ -375,6 +380,7 @@ def compress_array(
     loop_filter: bool = True,
     interscale: bool = True,
     sign_contexts: bool = True,
+    phase_prediction: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> ArrayResult:
@@ -403,7 +409,9 @@ def compress_array(
         return len(data)
 
     sources = [BandSource(info.band(b + 1), b + 1, _array_reader(stack[b])) for b in range(stack.shape[0])]
-    options = EncodeOptions(quality, kind, mean_correction, tune, interband, loop_filter, interscale, sign_contexts)
+    options = EncodeOptions(
+        quality, kind, mean_correction, tune, interband, loop_filter, interscale, sign_contexts, phase_prediction
+    )
     stats = _encode(
         sources, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel
     )

@@ -82,6 +82,7 @@ def compress_split(
     loop_filter: bool = True,
     interscale: bool = True,
     sign_contexts: bool = True,
+    phase_prediction: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> CompressStats:
@@ -106,6 +107,7 @@ def compress_split(
         loop_filter=loop_filter,
         interscale=interscale,
         sign_contexts=sign_contexts,
+        phase_prediction=phase_prediction,
     )
     with bounded_gdal_cache(), RasterReader(src) as reader:
         source = BandSource(info.band(band), band, lambda r0, r1: reader.read_rows(band, r0, r1))

@@ -106,6 +106,7 @@ def test_quick_bench_writes_all_outputs(tmp_path):
         "no loop filter",
         "no inter-scale prediction",
         "no sign contexts",
+        "no phase prediction",
         "tune psnr",
         "tune psnr, no loop filter",
     )

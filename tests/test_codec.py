@@ -592,11 +592,11 @@ def test_files_decode_as_they_did(version, syntax, stride):
     """A file each format wrote, the current one included (tests/data: two bands, the second predicted from the first; 7
     and 8: 128 x 128, 4 looks, 10 % nodata, quality 9, format 8's made by the code of commit 85cd8eb; 9 and 10: 256 x
     256, a 4-look scene oversampled twice whose first band keeps inter-scale predictors, a no-data corner, quality 7,
-    made by the code of d0e21ae and of the commit that added 10, both bands of 10 keeping sign laws, their pixels kept
-    on one row and column in 4) decodes to the pixels it decoded to when written, whole, by window and band by band,
-    with its refinement layer's syntax (format 7: its contexts; 8: no inter-scale predictors; 9: no sign laws): a change
-    to the decoder that the encoder mirrors still fails here. The next version's syntax reads the older chunks as
-    something else (10's next is refused)."""
+    made by the code of d0e21ae and of the commit that added 10, its bands keeping phase laws (both) and a sign law (the
+    second), their pixels kept on one row and column in 4) decodes to the pixels it decoded to when written, whole, by
+    window and band by band, with its refinement layer's syntax (format 7: its contexts; 8: no inter-scale predictors;
+    9: no sign laws): a change to the decoder that the encoder mirrors still fails here. The next version's syntax reads
+    the older chunks as something else (10's next is refused)."""
     data = (DATA / f"format{version}.sarz").read_bytes()
     expected = np.load(DATA / f"format{version}.npy")
     header = api.read_header(data)

@@ -1,10 +1,13 @@
 """Byte-level pieces shared by the coders (refinement layer, chunk sections): 16-bit frequency tables,
-the zig-zag varints that carry escaped symbols, plain LEB128 varints (bright targets, masks), checked inflation.
-Torch-free."""
+the zig-zag varints that carry escaped symbols, plain LEB128 varints (bright targets, masks), checked inflation,
+the flagged int8 pairs of the per-subband laws. Torch-free."""
 
 from __future__ import annotations
 
+import struct
 import zlib
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -105,3 +108,48 @@ def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
     pos = np.arange(used) - np.repeat(starts, lengths)
     parts = (b[:used] & 0x7F).astype(np.uint64) << (np.uint64(7) * pos.astype(np.uint64))
     return np.add.reduceat(parts, starts).astype(np.int64), used
+
+
+_PAIR = struct.Struct("<bb")
+
+
+def encode_pairs(pairs: Sequence[Optional[tuple[int, int]]]) -> bytes:
+    """A flag bit per entry (least significant first: has a pair), always ceil(n / 8) bytes, then each pair's two
+    int8 values: how a tile's side information carries a law per detail subband."""
+    flags = sum(1 << i for i, pair in enumerate(pairs) if pair is not None)
+    mask = flags.to_bytes((len(pairs) + 7) // 8, "little")
+    return mask + b"".join(_PAIR.pack(*pair) for pair in pairs if pair is not None)
+
+
+def split_pairs(data: bytes, n: int) -> tuple[bytes, bytes]:
+    """The bytes of `encode_pairs`' `n` entries at the start of `data` (its flags say how many pairs follow) and
+    what follows them (too short: `decode_pairs` says so)."""
+    size = (n + 7) // 8
+    flags = int.from_bytes(data[:size], "little")
+    end = size + bin(flags).count("1") * _PAIR.size
+    return data[:end], data[end:]
+
+
+def decode_pairs(data: bytes, n: int, limit: int, what: str) -> list[Optional[tuple[int, int]]]:
+    """`encode_pairs`' `n` entries back; ContainerError naming `what` when `data` is not exactly that or a value is
+    beyond +-`limit`."""
+    size = (n + 7) // 8
+    if len(data) < size:
+        raise ContainerError(f"refinement layer side information: truncated {what}s")
+    flags, pos, out = int.from_bytes(data[:size], "little"), size, []
+    if flags >> n:
+        raise ContainerError(f"refinement layer side information: a {what} for a subband the tile does not have")
+    for i in range(n):
+        if not flags >> i & 1:
+            out.append(None)
+            continue
+        if len(data) < pos + _PAIR.size:
+            raise ContainerError(f"refinement layer side information: truncated {what}s")
+        pair = _PAIR.unpack_from(data, pos)
+        if max(abs(pair[0]), abs(pair[1])) > limit:
+            raise ContainerError(f"refinement layer side information: {what} out of range")
+        out.append(pair)
+        pos += _PAIR.size
+    if pos != len(data):
+        raise ContainerError(f"refinement layer side information: trailing bytes after the {what}s")
+    return out

@@ -46,8 +46,8 @@ import numpy as np
 
 from ...errors import ContainerError
 from ..transform import interscale, wavelet
-from . import sign_contexts, ssim_weights
-from .codes import TOTAL, inflate, quantize_pmf, zigzag_decode, zigzag_encode
+from . import phase_prediction, sign_contexts, ssim_weights
+from .codes import TOTAL, inflate, quantize_pmf, split_pairs, zigzag_decode, zigzag_encode
 
 LEVELS = 8
 """Wavelet levels at most (fewer where a side would drop below 2 samples: 8 on 512-row strips). More levels code
@@ -156,6 +156,12 @@ on one row in four, the level above whole. Pricing every value cost a 4-look 102
 more encoding time where no predictor was kept (now 30 %, best of 6: 133 against 103 ms; single-look 118 against
 113); pricing the level above on one row in four too moved T22 by -0.010 / +0.016 / -0.021 dB at 0.25 / 0.5 / 1 bpp
 against format 8, where the whole subband gives +0.006 / -0.000 / -0.004."""
+PHASE_KEEP = 1.5
+"""A subband keeps its phase law where the bits it saves (its second phase quantized with and without the offsets,
+under their best single table), less this many times the law's own (as INTERSCALE_KEEP), are worth more than the
+error they add (`_phase_law_pays`). Measured by rate control on the 8 real crops against pricing the bits alone:
+multilooked crops +0.004 / +0.004 / +0.003 dB, multilooked PSNR +0.010 / +0.011 / +0.014; the error weighed half
+or twice as much moved them under 0.01 dB."""
 INTERSCALE_KEEP = 1.5
 """A subband keeps its inter-scale predictor where the bits it saves (the subband's values, quantized with and
 without it, under their best single table) are at least this many times the predictor's own (before deflate: its
@@ -301,16 +307,29 @@ def _box_sum(a: np.ndarray) -> np.ndarray:
 
 class _Done:
     """The magnitudes of the subbands walked so far and, made once when first asked for, their 3x3 box sums (a
-    subband's serves its children and its later siblings)."""
+    subband's serves its children and its later siblings). From `symbols` (the encoder's, as they stand): those of
+    any subband, made when first asked for."""
 
-    def __init__(self) -> None:
-        self.mags: list[np.ndarray] = []
+    def __init__(self, symbols: Optional[list[np.ndarray]] = None) -> None:
+        self.mags: Any = [] if symbols is None else _CappedMagnitudes(symbols)
         self._boxes: dict[int, np.ndarray] = {}
 
     def box(self, k: int) -> np.ndarray:
         if k not in self._boxes:
             self._boxes[k] = _box_sum(self.mags[k])
         return self._boxes[k]
+
+
+class _CappedMagnitudes:
+    """Subbands' magnitudes capped at the escape, as a walk records them, made from symbols when first asked for."""
+
+    def __init__(self, symbols: list[np.ndarray]) -> None:
+        self.symbols, self._made = symbols, {}
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        if k not in self._made:
+            self._made[k] = np.minimum(np.abs(self.symbols[k]), ALPHABET + 1).astype(np.int16)
+        return self._made[k]
 
 
 def _context_base(done: _Done, k: int, shape: tuple[int, int]) -> np.ndarray:
@@ -356,16 +375,32 @@ def _traverse(shapes: list[tuple[int, int]], visit: Visit, contexts: Contexts, n
     for k, shape in enumerate(shapes[:n_bands]):
         mag = np.zeros(shape, dtype=np.int16)  # <= ALPHABET + 1; activities stay far below 2**15 (int32 anyway)
         base = _context_base(done, k, shape).reshape(-1)
-        for phase, cells in enumerate(_phase_cells(shape)):
-            act = base[cells]
-            if phase:
-                act = act + 2 * ACTIVITY_UNIT * _neighbour_sum(mag).reshape(-1)[cells].astype(np.int32)
-            bucket = np.take(contexts.bucket_of, act, mode="clip")  # past the last edge: the last bucket
-            order = cells[np.argsort(bucket, kind="stable")]
-            cuts = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=contexts.n_buckets))])
-            values = visit(_Phase(k, phase, order, cuts))
-            mag.reshape(-1)[order] = np.minimum(np.abs(values), ALPHABET + 1)
+        for phase in (0, 1):
+            ph = _grouped(k, phase, base, mag, contexts)
+            values = visit(ph)
+            mag.reshape(-1)[ph.order] = np.minimum(np.abs(values), ALPHABET + 1)
         done.mags.append(mag)
+
+
+def _grouped(k: int, phase: int, base: np.ndarray, mag: np.ndarray, contexts: Contexts) -> _Phase:
+    """Subband k's `phase` grouped by context: `base` its activity from the parent and the siblings (flat), `mag`
+    its first phase's capped magnitudes (the second phase's neighbours)."""
+    cells = _phase_cells(mag.shape)[phase]
+    act = base[cells]
+    if phase:
+        act = act + 2 * ACTIVITY_UNIT * _neighbour_sum(mag).reshape(-1)[cells].astype(np.int32)
+    bucket = np.take(contexts.bucket_of, act, mode="clip")  # past the last edge: the last bucket
+    order = cells[np.argsort(bucket, kind="stable")]
+    cuts = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=contexts.n_buckets))])
+    return _Phase(k, phase, order, cuts)
+
+
+def _second_phase(symbols: list[np.ndarray], k: int) -> _Phase:
+    """Subband k's second phase grouped as the walk would group it with the symbols as they stand (encoder: what the
+    lowering of one phase needs, without walking every subband before it)."""
+    done = _Done(symbols)
+    base = _context_base(done, k, symbols[k].shape).reshape(-1)
+    return _grouped(k, 1, base, done.mags[k], CONTEXTS)  # a second-phase cell's neighbours are first-phase cells
 
 
 @lru_cache(maxsize=64)
@@ -486,33 +521,50 @@ def _rdo_lower(
     +0.01 to +0.04 dB at 0.25-1 bpp on the real crops, and lifted SSIM at 0.25 bpp. Only subbands from `start`
     (coding order) are lowered: a subband's decisions depend on coarser ones only, so the coarse subbands can be
     settled before a finer level is predicted from them."""
-    saved = _saved_bits()
     lowered: list[tuple[int, np.ndarray, np.ndarray]] = []
 
     def visit(ph: _Phase) -> np.ndarray:
-        k = ph.k
-        values = symbols[k].reshape(-1)[ph.order]
-        if k < start:
-            return values
-        m = np.abs(values)
-        coded = np.flatnonzero((m >= 1) & (m <= ALPHABET))  # escapes keep their value
-        if coded.size:
-            indices = _indices(values)
-            scales = np.zeros(CONTEXTS.n_buckets, dtype=np.intp)
-            for ctx, a, b in ph.groups():
-                scales[ctx % CONTEXTS.n_buckets] = _best_scale(indices[a:b])
-            scale = np.repeat(scales, np.diff(ph.cuts))[coded]
-            at, v, m = ph.order[coded], values[coded], m[coded]
-            x = np.abs(residuals[k].reshape(-1)[at]) / steps[k]
-            weight = weights[k] if np.isscalar(weights[k]) else weights[k].reshape(-1)[at]
-            lower = np.flatnonzero(weight * (2.0 * (x - m) + 1.0) < RDO_LAMBDA * saved[scale, m - 1])
-            v = v[lower]
-            lowered.append((k, at[lower], v - np.sign(v)))
-        return values
+        if ph.k >= start:
+            lowered.append(_lowering(ph, symbols, residuals, steps, weights))
+        return symbols[ph.k].reshape(-1)[ph.order]
 
     _traverse([s.shape for s in symbols], visit, CONTEXTS)
     for k, at, v in lowered:
         symbols[k].reshape(-1)[at] = v
+
+
+def _lower_second_phases(
+    symbols: list[np.ndarray], residuals: list[np.ndarray], steps: list[float], weights: list[Any], subbands: set[int]
+) -> None:
+    """`_rdo_lower` on the second phases of `subbands` only, each grouped from the symbols as they stand instead of
+    walked to (encoder: after their phase laws changed them, RDO_PASSES times)."""
+    for _ in range(RDO_PASSES):
+        lowered = [_lowering(_second_phase(symbols, k), symbols, residuals, steps, weights) for k in sorted(subbands)]
+        for k, at, v in lowered:
+            symbols[k].reshape(-1)[at] = v
+
+
+def _lowering(
+    ph: _Phase, symbols: list[np.ndarray], residuals: list[np.ndarray], steps: list[float], weights: list[Any]
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """One phase's lowering decisions (`_rdo_lower`): its subband, the flat positions to lower and their values."""
+    k = ph.k
+    values = symbols[k].reshape(-1)[ph.order]
+    m = np.abs(values)
+    coded = np.flatnonzero((m >= 1) & (m <= ALPHABET))  # escapes keep their value
+    if not coded.size:
+        return k, coded, coded
+    indices = _indices(values)
+    scales = np.zeros(CONTEXTS.n_buckets, dtype=np.intp)
+    for ctx, a, b in ph.groups():
+        scales[ctx % CONTEXTS.n_buckets] = _best_scale(indices[a:b])
+    scale = np.repeat(scales, np.diff(ph.cuts))[coded]
+    at, v, m = ph.order[coded], values[coded], m[coded]
+    x = np.abs(residuals[k].reshape(-1)[at]) / steps[k]
+    weight = weights[k] if np.isscalar(weights[k]) else weights[k].reshape(-1)[at]
+    lower = np.flatnonzero(weight * (2.0 * (x - m) + 1.0) < RDO_LAMBDA * _saved_bits()[scale, m - 1])
+    v = v[lower]
+    return k, at[lower], v - np.sign(v)
 
 
 def _table_costs(indices: np.ndarray) -> np.ndarray:
@@ -626,35 +678,104 @@ def _fit_interscale(
     return kept
 
 
-def _predict_scales(
+@dataclass
+class _Settled:
+    """What the encoder's level-by-level predictions decided: the inter-scale predictors, the phase laws, each
+    subband's second-phase offsets in steps (None: none), and the approximation above the finest level where the
+    inter-scale pass made it (the tile's final image is made from it)."""
+
+    predictors: Predictors
+    phase_laws: phase_prediction.Laws
+    offsets: list[Optional[np.ndarray]]
+    approx: Optional[np.ndarray] = None
+
+
+def _units(symbols: list[np.ndarray], offsets: list[Optional[np.ndarray]]) -> list[np.ndarray]:
+    """What each subband's values are in steps from its prediction: its symbols, plus its second phase's offsets
+    where it has a phase law (exact in float64: integers plus multiples of 2**-SHIFT)."""
+    return [q if u is None else q + u for q, u in zip(symbols, offsets)]
+
+
+def _settle_levels(
     levels: int,
     predictions: list[np.ndarray],
     residuals: list[np.ndarray],
     symbols: list[np.ndarray],
     steps: list[float],
     band_weights: list[Any],
-) -> tuple[Predictors, Optional[np.ndarray]]:
-    """The encoder's inter-scale prediction, coarse to fine over the levels it tries (INTERSCALE_LEVELS): each level
-    fitted on the approximation its coarser subbands decode to once they are settled; where a level keeps a
-    predictor its subbands and the finer ones are quantized and lowered again. Returns the predictors and the
-    approximation above the finest level (the tile's final image is made from it)."""
-    predictors: Predictors = [None] * interscale.SLOTS
-    approx = None
-    for level in range(min(levels, INTERSCALE_LEVELS), 0, -1):
+    predict_scales: bool,
+    predict_phases: bool,
+) -> _Settled:
+    """The encoder's predictions, coarse to fine over the detail levels, each level settled before anything finer is
+    predicted from it: on the levels it tries (INTERSCALE_LEVELS), inter-scale prediction fitted on the
+    approximation the coarser subbands decode to (where a level keeps a predictor its subbands and the finer ones
+    are quantized and lowered again); then each subband's phase law (its second phase re-quantized after the
+    offsets and lowered again, the first phase as it was)."""
+    settled = _Settled([None] * interscale.SLOTS, [None] * (len(symbols) - 1), [None] * len(symbols))
+    for level in range(levels, 0, -1):
         start = _level_start(levels, level)
-        approx = _rebuild(levels, predictions[:start], symbols[:start], steps[:start], levels - level)
-        if _fit_interscale(level, approx, predictions, residuals, steps, start, predictors):
-            symbols[start:] = [_quantize(r, st) for r, st in zip(residuals[start:], steps[start:])]
-            for _ in range(RDO_PASSES):
-                _rdo_lower(symbols, residuals, steps, band_weights, start=start)
-    return predictors, approx
+        if predict_scales and level <= INTERSCALE_LEVELS:
+            units = _units(symbols[:start], settled.offsets[:start])
+            settled.approx = _rebuild(levels, predictions[:start], units, steps[:start], levels - level)
+            if _fit_interscale(level, settled.approx, predictions, residuals, steps, start, settled.predictors):
+                symbols[start:] = [_quantize(r, st) for r, st in zip(residuals[start:], steps[start:])]
+                for _ in range(RDO_PASSES):
+                    _rdo_lower(symbols, residuals, steps, band_weights, start=start)
+        if predict_phases:
+            _predict_phases(range(start, start + 3), residuals, symbols, steps, band_weights, settled)
+    return settled
 
 
-def _side(alphas: list[int], betas: Optional[list[int]], predictors: Predictors, laws: sign_contexts.Laws) -> bytes:
+def _predict_phases(
+    subbands: range,
+    residuals: list[np.ndarray],
+    symbols: list[np.ndarray],
+    steps: list[float],
+    band_weights: list[Any],
+    settled: _Settled,
+) -> None:
+    """Each of a level's subbands' phase law where it pays, its offsets taken from the second phase's residuals, that
+    phase quantized again and lowered (encoder; the first phase, which the offsets come from, stays as it is)."""
+    kept = set()
+    for k in subbands:
+        second = _phase_cells(symbols[k].shape)[1]
+        residual = residuals[k].reshape(-1)[second] / steps[k]
+        sums = phase_prediction.second_phase_sums(symbols[k], second)
+        law = phase_prediction.fit(residual, *sums)
+        if law is None or not _phase_law_pays(residual, law.offsets(*sums)):
+            continue
+        u = law.offsets(*sums)
+        residuals[k].reshape(-1)[second] -= u * steps[k]
+        symbols[k].reshape(-1)[second] = _quantize(residuals[k].reshape(-1)[second], steps[k])
+        offsets = np.zeros(symbols[k].size)
+        offsets[second] = u
+        settled.offsets[k], settled.phase_laws[k - 1] = offsets.reshape(symbols[k].shape), law
+        kept.add(k)
+    if kept:
+        _lower_second_phases(symbols, residuals, steps, band_weights, kept)
+
+
+def _phase_law_pays(residual: np.ndarray, u: np.ndarray) -> bool:
+    """Whether a second phase (`residual` in steps) is cheaper coded after the offsets `u`: the bits it saves, under
+    the best single table and less PHASE_KEEP times the law's own, at the lowering's price (RDO_LAMBDA squared steps
+    a bit), against the squared error the quantizer's rounding adds."""
+    before, after = _quantize(residual, 1.0), _quantize(residual - u, 1.0)
+    saved = _table_bits(before) - _table_bits(after) - PHASE_KEEP * phase_prediction.LAW_BITS
+    added = float(np.sum((residual - u - after) ** 2) - np.sum((residual - before) ** 2))
+    return RDO_LAMBDA * saved > added
+
+
+def _side(
+    alphas: list[int],
+    betas: Optional[list[int]],
+    predictors: Predictors,
+    laws: sign_contexts.Laws,
+    phase_laws: phase_prediction.Laws,
+) -> bytes:
     """The per-subband weights (a byte each for the base, a signed byte each for the reference band), then the
-    inter-scale predictors, then the sign laws."""
+    inter-scale predictors, the sign laws and the phase laws."""
     out = bytes(alphas) + (np.array(betas, dtype=np.int8).tobytes() if betas is not None else b"")
-    return out + interscale.encode(predictors) + sign_contexts.encode(laws)
+    return out + interscale.encode(predictors) + sign_contexts.encode(laws) + phase_prediction.encode(phase_laws)
 
 
 def _signed(values: np.ndarray) -> np.ndarray:
@@ -671,7 +792,8 @@ def _law_of(laws: sign_contexts.Laws, ph: _Phase) -> Optional[sign_contexts.Sign
 def _neighbour_sums_at(sub: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The horizontal and vertical sums of the first-phase neighbours' signs of the cells at flat positions `at` of
     subband values `sub`; escaped neighbours count 0 (the decoder learns their signs after the walk)."""
-    horizontal, vertical = sign_contexts.neighbour_sums(np.where(np.abs(sub) <= ALPHABET, np.sign(sub), 0))
+    signs = np.where(np.abs(sub) <= ALPHABET, np.sign(sub), 0).astype(np.int8)
+    horizontal, vertical = phase_prediction.neighbour_sums(signs)
     return horizontal.reshape(-1)[at], vertical.reshape(-1)[at]
 
 
@@ -712,6 +834,7 @@ def encode(
     reference: Optional[np.ndarray] = None,
     predict_scales: bool = True,
     model_signs: bool = True,
+    predict_phases: bool = True,
 ) -> tuple[bytes, np.ndarray]:
     """(payload, refined image): `target` coded against the decoder's `base` at quantizer `step` (units of
     the arrays). With `ssim` (the raster's scale, from pass 1) its rate-distortion decisions weigh each
@@ -723,7 +846,9 @@ def encode(
     with `model_signs` each detail subband's second-phase signs may be coded under their neighbours' where that
     pays (sign_contexts). The refined image is what `decode(payload, base, step, reference)` returns: the decoder
     needs no SSIM weights."""
-    payload, (refined,) = encode_levels(target, base, step, (0,), ssim, reference, predict_scales, model_signs)
+    payload, (refined,) = encode_levels(
+        target, base, step, (0,), ssim, reference, predict_scales, model_signs, predict_phases
+    )
     return payload, refined
 
 
@@ -736,6 +861,7 @@ def encode_levels(
     reference: Optional[np.ndarray] = None,
     predict_scales: bool = True,
     model_signs: bool = True,
+    predict_phases: bool = True,
 ) -> tuple[bytes, list[np.ndarray]]:
     """`encode`, with the refined image at each of `wanted` levels (0: the refined image in the target's dtype;
     k: what `decode_level(payload, base, step, k, reference)` gives, to the bit) made from the encoder's own
@@ -756,10 +882,9 @@ def encode_levels(
     for _ in range(RDO_PASSES):
         _rdo_lower(symbols, residuals, steps, band_weights)
     predictions = list(_predictions(b, alphas, ref, betas))
-    predictors: Predictors = [None] * interscale.SLOTS
-    approx = None
-    if predict_scales:
-        predictors, approx = _predict_scales(levels, predictions, residuals, symbols, steps, band_weights)
+    settled = _settle_levels(
+        levels, predictions, residuals, symbols, steps, band_weights, predict_scales, predict_phases
+    )
     del residuals, band_weights
     laws = _fit_signs(symbols) if model_signs else [None] * (len(symbols) - 1)
     items: list[Union[_Group, _Signs]] = []  # what the stream holds, in walk order
@@ -780,7 +905,7 @@ def encode_levels(
 
     _traverse([s.shape for s in symbols], visit, CONTEXTS)
     words = _encode_groups(items, len(symbols))
-    side = zlib.compress(_side(alphas, betas, predictors, laws), 9)
+    side = zlib.compress(_side(alphas, betas, settled.predictors, laws, settled.phase_laws), 9)
     payload = (
         _HEAD.pack(levels, len(symbols), len(side))
         + side
@@ -788,7 +913,8 @@ def encode_levels(
         + words.tobytes()
         + zigzag_encode(np.concatenate(escapes) if escapes else np.zeros(0, np.int64))
     )
-    return payload, _level_images(levels, predictions, symbols, steps, wanted, target.dtype, approx)
+    units = _units(symbols, settled.offsets)
+    return payload, _level_images(levels, predictions, units, steps, wanted, target.dtype, settled.approx)
 
 
 def _level_images(
@@ -941,7 +1067,7 @@ def _decode(
     if got_levels != levels or n_bands != 1 + 3 * levels:
         raise ContainerError("refinement layer does not match the strip's size")
     side = inflate(data[_HEAD.size : _HEAD.size + side_len], "refinement layer side information")
-    alphas, betas, predictors, laws = _parse_side(side, n_bands, reference is not None, syntax)
+    alphas, betas, predictors, laws, phase_laws = _parse_side(side, n_bands, reference is not None, syntax)
     pos = _HEAD.size + side_len
     if len(data) < pos + 4:
         raise ContainerError("refinement layer is truncated")
@@ -977,6 +1103,7 @@ def _decode(
     if level == 0 and not coder.is_empty():
         raise ContainerError("refinement layer has trailing or corrupt data")
     _restore_escapes(symbols, escaped, data[pos + 4 + 4 * n_words :], level == 0)
+    symbols = _units(symbols, _phase_offsets(symbols, phase_laws))
     ref = None if reference is None else _Bands.of(reference, levels)
     coarse = _Bands(levels, base.bands[:n_decoded])  # an overview computes no fine subband's prediction
     predictions, steps = list(_predictions(coarse, alphas, ref, betas)), base.steps(step)
@@ -993,9 +1120,9 @@ def _decode(
 
 def _parse_side(
     side: bytes, n_bands: int, reference: bool, syntax: Syntax
-) -> tuple[list[int], list[int], Optional[Predictors], sign_contexts.Laws]:
+) -> tuple[list[int], list[int], Optional[Predictors], sign_contexts.Laws, phase_prediction.Laws]:
     """A tile's side information: the base's and the reference's weights per subband, its inter-scale predictors
-    (None before format 9) and its sign laws (all None before format 10)."""
+    (None before format 9), its sign laws and its phase laws (all None before format 10)."""
     weights = n_bands * (2 if reference else 1)
     if len(side) < weights or (len(side) > weights and not syntax.interscale):
         raise ContainerError("refinement layer side information has the wrong size")
@@ -1003,13 +1130,29 @@ def _parse_side(
     betas = np.frombuffer(side[n_bands:weights], dtype=np.int8).astype(int).tolist()
     if max(alphas) > ALPHA_MAX_CODE or any(abs(c) > BETA_MAX_CODE for c in betas):
         raise ContainerError("refinement layer side information is out of range")
-    predictors, laws = None, [None] * (n_bands - 1)
+    predictors, laws, phase_laws = None, [None] * (n_bands - 1), [None] * (n_bands - 1)
     if syntax.signs:
         own, rest = interscale.split(side[weights:])
-        predictors, laws = interscale.decode(own), sign_contexts.decode(rest, n_bands - 1)
+        signs, phases = split_pairs(rest, n_bands - 1)
+        predictors, laws = interscale.decode(own), sign_contexts.decode(signs, n_bands - 1)
+        phase_laws = phase_prediction.decode(phases, n_bands - 1)
     elif syntax.interscale:
         predictors = interscale.decode(side[weights:])
-    return alphas, betas, predictors, laws
+    return alphas, betas, predictors, laws, phase_laws
+
+
+def _phase_offsets(symbols: list[np.ndarray], phase_laws: phase_prediction.Laws) -> list[Optional[np.ndarray]]:
+    """Each decoded subband's second-phase offsets (decoder; once the escapes are back: they count at their
+    value), None where it has no phase law."""
+    offsets: list[Optional[np.ndarray]] = [None] * len(symbols)
+    for k in range(1, len(symbols)):
+        law = phase_laws[k - 1]
+        if law is not None:
+            second = _phase_cells(symbols[k].shape)[1]
+            u = np.zeros(symbols[k].size)
+            u[second] = law.offsets(*phase_prediction.second_phase_sums(symbols[k], second))
+            offsets[k] = u.reshape(symbols[k].shape)
+    return offsets
 
 
 def _decode_signs(

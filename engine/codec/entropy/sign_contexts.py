@@ -22,7 +22,6 @@ same bits. Escaped neighbours count 0 (the decoder learns their sign after the w
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,8 +29,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ...errors import ContainerError
-from .codes import TOTAL, quantize_pmf
+from .codes import TOTAL, decode_pairs, encode_pairs, quantize_pmf
 
 SCALE = 8
 """Weight steps per unit of logit: a weight of 8 makes a sign whose two neighbours on that axis agree with it
@@ -42,7 +40,6 @@ Z_MAX = 4 * MAX_WEIGHT
 """The largest |z| a law gives (two neighbours on each axis agreeing at the largest weights)."""
 MODEL_BITS = 16
 """What a law costs in the side information (two int8 weights) before it is deflated: the least it must save."""
-_WEIGHTS = struct.Struct("<bb")
 _SUMS = np.arange(-2, 3)
 """The values a sum of two neighbours' signs takes."""
 
@@ -62,13 +59,6 @@ class SignLaw:
 
 Laws = list[Optional[SignLaw]]
 """One per detail subband in coding order (refine's subband k at index k - 1), None where its signs cost a bit."""
-
-
-def neighbour_sums(signs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each cell's left + right and up + down neighbours' sign sums (cells outside the subband count 0); `signs` holds
-    -1, 0 or 1, 0 where a sign is not known yet."""
-    p = np.pad(signs.astype(np.int8), 1)
-    return p[1:-1, :-2] + p[1:-1, 2:], p[:-2, 1:-1] + p[2:, 1:-1]
 
 
 @lru_cache(maxsize=2 * Z_MAX + 1)
@@ -141,31 +131,10 @@ def _newton(x: np.ndarray, plus: np.ndarray, total: np.ndarray, iterations: int 
 
 
 def encode(laws: Sequence[Optional[SignLaw]]) -> bytes:
-    """A bit per detail subband (least significant first: has a law), then each law's two int8 weights."""
-    flags = sum(1 << i for i, law in enumerate(laws) if law is not None)
-    mask = flags.to_bytes((len(laws) + 7) // 8, "little")
-    return mask + b"".join(_WEIGHTS.pack(law.horizontal, law.vertical) for law in laws if law is not None)
+    """Flag bytes (a bit per detail subband), then each law's two int8 weights (codes.encode_pairs)."""
+    return encode_pairs([None if law is None else (law.horizontal, law.vertical) for law in laws])
 
 
 def decode(data: bytes, n: int) -> Laws:
     """`encode`'s laws of `n` detail subbands back; ContainerError when `data` is not exactly that."""
-    size = (n + 7) // 8
-    if len(data) < size:
-        raise ContainerError("refinement layer side information: truncated sign laws")
-    flags, pos, out = int.from_bytes(data[:size], "little"), size, []
-    if flags >> n:
-        raise ContainerError("refinement layer side information: a sign law for a subband the tile does not have")
-    for i in range(n):
-        if not flags >> i & 1:
-            out.append(None)
-            continue
-        if len(data) < pos + _WEIGHTS.size:
-            raise ContainerError("refinement layer side information: truncated sign laws")
-        horizontal, vertical = _WEIGHTS.unpack_from(data, pos)
-        if max(abs(horizontal), abs(vertical)) > MAX_WEIGHT:
-            raise ContainerError("refinement layer side information: sign law out of range")
-        out.append(SignLaw(horizontal, vertical))
-        pos += _WEIGHTS.size
-    if pos != len(data):
-        raise ContainerError("refinement layer side information: trailing bytes after the sign laws")
-    return out
+    return [None if p is None else SignLaw(*p) for p in decode_pairs(data, n, MAX_WEIGHT, "sign law")]

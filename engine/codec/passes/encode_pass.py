@@ -83,6 +83,9 @@ class EncodeOptions:
     sign_contexts: bool = True
     """Code each tile's second-phase signs under their neighbours' where it pays (engine.codec.entropy.
     sign_contexts); off: every sign costs a bit (the ablation)."""
+    phase_prediction: bool = True
+    """Predict each subband's second phase from its first where it pays (engine.codec.entropy.phase_prediction);
+    off: no subband is (the ablation)."""
     refine_step: Optional[float] = None
     """A step between the ladder's (rate control); None: the quality's own."""
 
@@ -258,7 +261,15 @@ class EncodePass(StripPass):
         has one."""
         step, options = self.layout.refine_step_db, self.options
         return refine.encode_levels(
-            target, base, step, levels, self.ssim, reference, options.interscale, options.sign_contexts
+            target,
+            base,
+            step,
+            levels,
+            self.ssim,
+            reference,
+            options.interscale,
+            options.sign_contexts,
+            options.phase_prediction,
         )
 
     def prepare(self, strip: Strip, base: float) -> Work:

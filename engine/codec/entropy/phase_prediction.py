@@ -29,7 +29,8 @@ import numpy as np
 from .codes import decode_pairs, encode_pairs
 
 SHIFT = 6
-"""Weights in 1/64 of a step per unit of the neighbours' sum: the fitted weights measured 0.05-0.4 (3-26 units)."""
+"""Weights in 1/64 of a step per unit of the neighbours' sum: a least-squares weight of 0.4 is 26 units, rounded by at
+most half a unit."""
 MAX_WEIGHT = 127
 MIN_SHARE = 0.01
 """A second phase whose law would predict less than this share of its energy gets none, before the encoder prices

@@ -25,7 +25,10 @@ prediction, level by level, before inverting.
 Format 10 codes signs (sign_contexts): in a detail subband whose second phase has a sign law (fitted by the encoder
 on the tile, kept where it saves more than its two bytes), that phase's magnitudes go under the tables folded and
 their signs follow, each under a probability from its four first-phase neighbours' signs; everywhere else a sign
-costs a bit inside the two-sided tables, as before.
+costs a bit inside the two-sided tables, as before. It also predicts (phase_prediction): a detail subband's second
+phase may take an offset in steps from its four first-phase neighbours' decoded integers, by a law the encoder fits
+per subband (after its level's inter-scale prediction), quantizing what is left; the decoder adds the offsets to the
+symbols before dequantizing.
 
 Every probability the decoder uses comes from integers (decoded symbols -> context -> a table index sent
 in the stream), so decoding is bit-exact on any machine even though the predictions it adds to are float.

@@ -64,9 +64,8 @@ def test_side_information_round_trips_and_refuses_damage():
 def test_an_oversampled_tile_predicts_its_finest_level_and_decodes_to_the_bit(shape, oversampled):
     """On an oversampled scene both LH and HL keep a predictor; the file takes 5-25 % fewer bytes (measured 5-24 %,
     signs at a bit each and no phase prediction on both sides: those find some of the same structure) for an error
-    within 10 % of
-    the unpredicted one's (measured 0.71-0.72x at step 4, 1.04-1.07x at 1-2; rate control turns the bytes into
-    PSNR); the decoder's image and its overviews are the encoder's to the bit, and encoding twice gives the same
+    within 10 % of the unpredicted one's (measured 0.71-0.72x at step 4, 1.04-1.07x at 1-2; rate control turns the bytes
+    into PSNR); the decoder's image and its overviews are the encoder's to the bit, and encoding twice gives the same
     bytes."""
     target = oversampled(*shape)
     base = refine.FlatBase(float(target.mean()), shape)

@@ -47,6 +47,20 @@ def test_a_law_is_fitted_to_correlated_values_and_not_to_noise():
     assert phase_prediction.fit(noise, np.zeros(20000, int), np.zeros(20000, int)) is None
 
 
+def test_offsets_follow_the_format_by_hand():
+    """docs/FORMAT.md's formula on a 3 x 3 subband, by hand: the second phase is the cells with row + column odd,
+    each offset horizontal x (left + right) + vertical x (up + down) over 64, neighbours outside counting 0."""
+    symbols = np.array([[1, 0, 3], [0, 5, 0], [7, 0, 9]])
+    second = refine._phase_cells(symbols.shape)[1]  # flat 1, 3, 5, 7
+    u = phase_prediction.PhaseLaw(horizontal=2, vertical=-3).offsets(
+        *phase_prediction.second_phase_sums(symbols, second)
+    )
+    assert second.tolist() == [1, 3, 5, 7]
+    # (0, 1): h = 1 + 3, v = 0 + 5; (1, 0): h = 0 + 5, v = 1 + 7; (1, 2): h = 5 + 0, v = 3 + 9; (2, 1): h = 7 + 9, v = 5
+    expected = [(2 * 4 - 3 * 5) / 64, (2 * 5 - 3 * 8) / 64, (2 * 5 - 3 * 12) / 64, (2 * 16 - 3 * 5) / 64]
+    assert u.tolist() == expected
+
+
 def test_offsets_are_exact_sixty_fourths():
     """u is an integer over 2**SHIFT: the same float64 on every machine, whatever the order of what follows."""
     symbols = np.random.default_rng(3).integers(-40, 41, (9, 12))
@@ -73,6 +87,7 @@ def test_phase_prediction_saves_bytes_and_decodes_to_the_bit(shape, oversampled)
         assert np.mean((images[0] - target) ** 2) < 1.05 * np.mean((unpredicted - target) ** 2)
         for mine, decoded in zip(images, refine.decode_levels(payload, base, step, (0, 2))):
             assert mine.tobytes() == decoded.tobytes()
+        assert refine.decode_level(payload, base, step, 2).tobytes() == images[1].tobytes()  # the walk stops early
         assert refine.encode_levels(target, base, step, (0, 2))[0] == payload
 
 
@@ -110,7 +125,7 @@ def test_damaged_phase_laws_in_a_tile_are_refused(oversampled):
 
 def test_a_file_with_phase_laws_decodes_by_window_and_overview(oversampled):
     """Two tiles of an oversampled scene through the API: with phase prediction the file is smaller, decodes to the
-    encoder's reconstruction, whole and across the tiles' border, and its overview is the file's own."""
+    encoder's reconstruction, whole and across the tiles' border, and an overview of both tiles decodes."""
     image = (10 ** (oversampled(300, 1100, seed=2) / 10)).astype(np.float32)
     on = api.compress_array(image, quality=8)
     off = api.compress_array(image, quality=8, phase_prediction=False)

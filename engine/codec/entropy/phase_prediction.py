@@ -1,6 +1,6 @@
 """Phase prediction (format 10): a detail subband's second checkerboard phase predicted from its first, by a
 two-weight linear law of each cell's four decoded neighbours that the encoder fits to each subband of each tile and
-keeps where the bits it saves outweigh its own.
+keeps where the bits it saves outweigh its own and the error it adds.
 
 Why: the CDF 9/7 decorrelates an image whose spectrum falls with frequency; a SAR product whose samples are
 correlated (an impulse response wider than a pixel, multilooking, resampling onto a map grid) keeps much of its

@@ -684,8 +684,9 @@ def _fit_interscale(
 @dataclass
 class _Settled:
     """What the encoder's level-by-level predictions decided: the inter-scale predictors, the phase laws, each
-    subband's second-phase offsets in steps (None: none), and the approximation above the finest level where the
-    inter-scale pass made it (the tile's final image is made from it)."""
+    subband's second-phase offsets in steps (at its second phase's cells, in their order; None: none), and the
+    approximation above the finest level where the inter-scale pass made it (the tile's final image is made from
+    it)."""
 
     predictors: Predictors
     phase_laws: phase_prediction.Laws
@@ -696,7 +697,14 @@ class _Settled:
 def _units(symbols: list[np.ndarray], offsets: list[Optional[np.ndarray]]) -> list[np.ndarray]:
     """What each subband's values are in steps from its prediction: its symbols, plus its second phase's offsets
     where it has a phase law (exact in float64: integers plus multiples of 2**-SHIFT)."""
-    return [q if u is None else q + u for q, u in zip(symbols, offsets)]
+    return [q if u is None else _offset(q, u) for q, u in zip(symbols, offsets)]
+
+
+def _offset(q: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Symbols `q` in float64 with the offsets `u` added at their second phase's cells (one copy of the subband)."""
+    out = q.astype(np.float64)
+    out.reshape(-1)[_phase_cells(q.shape)[1]] += u
+    return out
 
 
 def _settle_levels(
@@ -739,20 +747,18 @@ def _predict_phases(
 ) -> None:
     """Each of a level's subbands' phase law where it pays, its offsets taken from the second phase's residuals, that
     phase quantized again and lowered (encoder; the first phase, which the offsets come from, stays as it is)."""
-    kept = set()
+    kept: set[int] = set()
     for k in subbands:
         second = _phase_cells(symbols[k].shape)[1]
         residual = residuals[k].reshape(-1)[second] / steps[k]
         sums = phase_prediction.second_phase_sums(symbols[k], second)
         law = phase_prediction.fit(residual, *sums)
-        if law is None or not _phase_law_pays(residual, law.offsets(*sums)):
+        u = None if law is None else law.offsets(*sums)
+        if u is None or not _phase_law_pays(residual, u):
             continue
-        u = law.offsets(*sums)
         residuals[k].reshape(-1)[second] -= u * steps[k]
         symbols[k].reshape(-1)[second] = _quantize(residuals[k].reshape(-1)[second], steps[k])
-        offsets = np.zeros(symbols[k].size)
-        offsets[second] = u
-        settled.offsets[k], settled.phase_laws[k - 1] = offsets.reshape(symbols[k].shape), law
+        settled.offsets[k], settled.phase_laws[k - 1] = u, law
         kept.add(k)
     if kept:
         _lower_second_phases(symbols, residuals, steps, band_weights, kept)
@@ -1152,9 +1158,7 @@ def _phase_offsets(symbols: list[np.ndarray], phase_laws: phase_prediction.Laws)
         law = phase_laws[k - 1]
         if law is not None:
             second = _phase_cells(symbols[k].shape)[1]
-            u = np.zeros(symbols[k].size)
-            u[second] = law.offsets(*phase_prediction.second_phase_sums(symbols[k], second))
-            offsets[k] = u.reshape(symbols[k].shape)
+            offsets[k] = law.offsets(*phase_prediction.second_phase_sums(symbols[k], second))
     return offsets
 
 
@@ -1184,6 +1188,8 @@ def _restore_escapes(
     if np.any(dist == 0):
         raise ContainerError("corrupt escape value in the refinement layer")
     values = dist + np.sign(dist) * ALPHABET
+    if np.any(np.abs(values) > np.iinfo(np.int32).max):  # the encoder's symbols are int32
+        raise ContainerError("escape value out of range in the refinement layer")
     i = 0
     for k, positions in escaped:
         symbols[k].reshape(-1)[positions] = values[i : i + positions.size]

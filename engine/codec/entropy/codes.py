@@ -111,6 +111,8 @@ def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
 
 
 _PAIR = struct.Struct("<bb")
+PAIR_BITS = 8 * _PAIR.size
+"""What one flagged pair (a per-subband law's two int8 weights) costs in the side information before deflating."""
 
 
 def encode_pairs(pairs: Sequence[Optional[tuple[int, int]]]) -> bytes:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from .codes import decode_pairs, encode_pairs
+from .codes import PAIR_BITS, decode_pairs, encode_pairs
 
 SHIFT = 6
 """Weights in 1/64 of a step per unit of the neighbours' sum: a least-squares weight of 0.4 is 26 units, rounded by at
@@ -36,15 +36,8 @@ MIN_SHARE = 0.01
 """A second phase whose law would predict less than this share of its energy gets none, before the encoder prices
 one (a pricing, a quantization and two lowering passes of the phase): on a single-look 1024x1024 tile the finest
 level's laws that paid predicted 0.07-0.4 % and saved 0.03 % of its bytes, for 40 % more encoding time."""
-LAW_BITS = 16
+LAW_BITS = PAIR_BITS
 """What a law costs in the side information (two int8 weights) before it is deflated."""
-
-
-def neighbour_sums(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each cell's left + right and up + down neighbours' values (cells outside the subband count 0), in a's
-    dtype: in a checkerboard a second-phase cell's four neighbours are all first-phase cells."""
-    p = np.pad(a, 1)
-    return p[1:-1, :-2] + p[1:-1, 2:], p[:-2, 1:-1] + p[2:, 1:-1]
 
 
 @dataclass(frozen=True)
@@ -60,10 +53,12 @@ class PhaseLaw:
         return (self.horizontal * horizontal_sums + self.vertical * vertical_sums) / float(1 << SHIFT)
 
 
-def second_phase_sums(symbols: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The sums of the left + right and up + down neighbours' symbols (int64) of the cells at flat positions
-    `second` (second-phase cells, whose neighbours are all first-phase ones) of a subband's `symbols`."""
-    horizontal, vertical = neighbour_sums(symbols.astype(np.int64))
+def second_phase_sums(values: np.ndarray, second: np.ndarray, dtype: Any = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """The sums of the left + right and up + down neighbours' `values` (cells outside the subband count 0), in
+    `dtype`, at flat positions `second`: second-phase cells, whose four neighbours are all first-phase cells. int64
+    for symbols (two escaped neighbours overflow int32); the sign laws pass signs in int8."""
+    p = np.pad(values.astype(dtype), 1)
+    horizontal, vertical = p[1:-1, :-2] + p[1:-1, 2:], p[:-2, 1:-1] + p[2:, 1:-1]
     return horizontal.reshape(-1)[second], vertical.reshape(-1)[second]
 
 

@@ -398,12 +398,12 @@ def _grouped(k: int, phase: int, base: np.ndarray, mag: np.ndarray, contexts: Co
     return _Phase(k, phase, order, cuts)
 
 
-def _second_phase(symbols: list[np.ndarray], k: int) -> _Phase:
-    """Subband k's second phase grouped as the walk would group it with the symbols as they stand (encoder: what the
-    lowering of one phase needs, without walking every subband before it)."""
-    done = _Done(symbols)
-    base = _context_base(done, k, symbols[k].shape).reshape(-1)
-    return _grouped(k, 1, base, done.mags[k], CONTEXTS)  # a second-phase cell's neighbours are first-phase cells
+def _second_phase(done: _Done, k: int) -> _Phase:
+    """Subband k's second phase grouped as the walk would group it, `done` made from the symbols as they stand
+    (encoder: what the lowering of one phase needs, without walking every subband before it)."""
+    mag = done.mags[k]
+    base = _context_base(done, k, mag.shape).reshape(-1)
+    return _grouped(k, 1, base, mag, CONTEXTS)  # a second-phase cell's neighbours are first-phase cells
 
 
 @lru_cache(maxsize=64)
@@ -542,7 +542,8 @@ def _lower_second_phases(
     """`_rdo_lower` on the second phases of `subbands` only, each grouped from the symbols as they stand instead of
     walked to (encoder: after their phase laws changed them, RDO_PASSES times)."""
     for _ in range(RDO_PASSES):
-        lowered = [_lowering(_second_phase(symbols, k), symbols, residuals, steps, weights) for k in sorted(subbands)]
+        done = _Done(symbols)  # a pass's decisions are applied after it: every phase sees the same magnitudes
+        lowered = [_lowering(_second_phase(done, k), symbols, residuals, steps, weights) for k in sorted(subbands)]
         for k, at, v in lowered:
             symbols[k].reshape(-1)[at] = v
 
@@ -553,8 +554,7 @@ def _lowering(
     """One phase's lowering decisions (`_rdo_lower`): its subband, the flat positions to lower and their values."""
     k = ph.k
     values = symbols[k].reshape(-1)[ph.order]
-    m = np.abs(values)
-    coded = np.flatnonzero((m >= 1) & (m <= ALPHABET))  # escapes keep their value
+    coded = _in_tables(values)
     if not coded.size:
         return k, coded, coded
     indices = _indices(values)
@@ -562,7 +562,8 @@ def _lowering(
     for ctx, a, b in ph.groups():
         scales[ctx % CONTEXTS.n_buckets] = _best_scale(indices[a:b])
     scale = np.repeat(scales, np.diff(ph.cuts))[coded]
-    at, v, m = ph.order[coded], values[coded], m[coded]
+    at, v = ph.order[coded], values[coded]
+    m = np.abs(v)
     x = np.abs(residuals[k].reshape(-1)[at]) / steps[k]
     weight = weights[k] if np.isscalar(weights[k]) else weights[k].reshape(-1)[at]
     lower = np.flatnonzero(weight * (2.0 * (x - m) + 1.0) < RDO_LAMBDA * _saved_bits()[scale, m - 1])
@@ -648,7 +649,8 @@ def _add_interscale(
 
 def _table_bits(symbols: np.ndarray) -> float:
     """The bits of a subband's symbols under the one table that codes them best: what the encoder compares a
-    subband's coding with and without its inter-scale predictor by (its contexts would split it finer)."""
+    subband's coding with and without its inter-scale predictor or phase law by (its contexts would split it
+    finer)."""
     return float(np.min(_table_costs(_indices(symbols.reshape(-1)))))
 
 
@@ -787,9 +789,10 @@ def _side(
     return out + interscale.encode(predictors) + sign_contexts.encode(laws) + phase_prediction.encode(phase_laws)
 
 
-def _signed(values: np.ndarray) -> np.ndarray:
-    """Where in `values` (a phase's, or the decoder's magnitudes before their signs) the sign laws code a sign:
-    non-zero and within the tables (an escaped value's sign rides with its distance in the escape stream)."""
+def _in_tables(values: np.ndarray) -> np.ndarray:
+    """Where `values` (a phase's, or the decoder's magnitudes before their signs) are non-zero and within the tables:
+    what the lowering may lower and the sign laws code a sign for (an escaped value keeps its value, and its sign
+    rides with its distance in the escape stream)."""
     return np.flatnonzero((values != 0) & (np.abs(values) <= ALPHABET))
 
 
@@ -801,9 +804,7 @@ def _law_of(laws: sign_contexts.Laws, ph: _Phase) -> Optional[sign_contexts.Sign
 def _neighbour_sums_at(sub: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The horizontal and vertical sums of the first-phase neighbours' signs of the cells at flat positions `at` of
     subband values `sub`; escaped neighbours count 0 (the decoder learns their signs after the walk)."""
-    signs = np.where(np.abs(sub) <= ALPHABET, np.sign(sub), 0).astype(np.int8)
-    horizontal, vertical = phase_prediction.neighbour_sums(signs)
-    return horizontal.reshape(-1)[at], vertical.reshape(-1)[at]
+    return phase_prediction.second_phase_sums(np.where(np.abs(sub) <= ALPHABET, np.sign(sub), 0), at, np.int8)
 
 
 def _fit_signs(symbols: list[np.ndarray]) -> sign_contexts.Laws:
@@ -812,7 +813,7 @@ def _fit_signs(symbols: list[np.ndarray]) -> sign_contexts.Laws:
     for sub in symbols[1:]:
         cells = _phase_cells(sub.shape)[1]
         values = sub.reshape(-1)[cells]
-        coded = _signed(values)
+        coded = _in_tables(values)
         laws.append(sign_contexts.fit(*_neighbour_sums_at(sub, cells[coded]), values[coded] > 0))
     return laws
 
@@ -905,7 +906,7 @@ def encode_levels(
         law = _law_of(laws, ph)
         items.extend(_Group(ph.k, ctx, indices[a:b], law is not None) for ctx, a, b in ph.groups())
         if law is not None:
-            coded = _signed(values)
+            coded = _in_tables(values)
             order, groups = _sign_groups(symbols[ph.k], ph.order[coded], law)
             positive = (values[coded][order] > 0).astype(np.int32)
             items.extend(_Signs(z, positive[a:b]) for z, a, b in groups)
@@ -1167,7 +1168,7 @@ def _decode_signs(
 ) -> None:
     """Signs the non-zero magnitudes `values` (a second phase's, at `order` in subband `sub`, whose first phase is
     decoded) from the stream, in place; escapes keep theirs for later."""
-    coded = _signed(values)
+    coded = _in_tables(values)
     sign_order, groups = _sign_groups(sub, order[coded], law)
     negative = np.zeros(coded.size, dtype=bool)
     for z, a, b in groups:

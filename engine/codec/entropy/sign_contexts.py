@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .codes import TOTAL, decode_pairs, encode_pairs, quantize_pmf
+from .codes import PAIR_BITS, TOTAL, decode_pairs, encode_pairs, quantize_pmf
 
 SCALE = 8
 """Weight steps per unit of logit: a weight of 8 makes a sign whose two neighbours on that axis agree with it
@@ -38,7 +38,7 @@ MAX_WEIGHT = 64
 """|weight| at most: a context of 4 x 64 / 8 = 32 logits is certainty at 16-bit precision."""
 Z_MAX = 4 * MAX_WEIGHT
 """The largest |z| a law gives (two neighbours on each axis agreeing at the largest weights)."""
-MODEL_BITS = 16
+MODEL_BITS = PAIR_BITS
 """What a law costs in the side information (two int8 weights) before it is deflated: the least it must save."""
 _SUMS = np.arange(-2, 3)
 """The values a sum of two neighbours' signs takes."""

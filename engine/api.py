@@ -294,7 +294,7 @@ def compress_file(
     interband: bool = True,
     loop_filter: bool = True,
     interscale: bool = True,
-    sign_contexts: bool = True,
+    sign_contexts: bool = False,
     phase_prediction: bool = True,
     cog: bool = False,
     progress: Progress = None,
@@ -311,9 +311,9 @@ def compress_file(
     error). `interband`: predict bands from one another where it pays. `loop_filter`: fit each tile's adaptive loop
     filter where it pays (engine.codec.restoration.loop_filter). `interscale`: predict each tile's finest levels from
     the level above where it pays (engine.codec.transform.interscale). `sign_contexts`: code signs under their
-    neighbours' where it pays (engine.codec.entropy.sign_contexts), `phase_prediction`: predict each subband's
-    second checkerboard phase from its first where it pays (engine.codec.entropy.phase_prediction); both off only to
-    measure what they buy. `warn`: called
+    neighbours' where it pays (engine.codec.entropy.sign_contexts; off by default: with phase prediction it buys
+    nothing measurable), `phase_prediction`: predict each subband's second checkerboard phase from its first where it
+    pays (engine.codec.entropy.phase_prediction); both switched only to measure what they buy. `warn`: called
     with each of the input's warnings before any coding (a photo's, from its metadata, then pass 1's; the CLI prints
     them); pass 1's are in the returned statistics too."""
     start = time.perf_counter()
@@ -379,7 +379,7 @@ def compress_array(
     interband: bool = True,
     loop_filter: bool = True,
     interscale: bool = True,
-    sign_contexts: bool = True,
+    sign_contexts: bool = False,
     phase_prediction: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,

@@ -81,7 +81,7 @@ def compress_split(
     tune: str = "ssim",
     loop_filter: bool = True,
     interscale: bool = True,
-    sign_contexts: bool = True,
+    sign_contexts: bool = False,
     phase_prediction: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,

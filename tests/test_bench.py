@@ -105,7 +105,7 @@ def test_quick_bench_writes_all_outputs(tmp_path):
         "default",
         "no loop filter",
         "no inter-scale prediction",
-        "no sign contexts",
+        "with sign contexts",
         "no phase prediction",
         "tune psnr",
         "tune psnr, no loop filter",

@@ -843,7 +843,7 @@ def encode(
     ssim: Optional[ssim_weights.SsimScale] = None,
     reference: Optional[np.ndarray] = None,
     predict_scales: bool = True,
-    model_signs: bool = True,
+    model_signs: bool = False,
     predict_phases: bool = True,
 ) -> tuple[bytes, np.ndarray]:
     """(payload, refined image): `target` coded against the decoder's `base` at quantizer `step` (units of
@@ -854,8 +854,8 @@ def encode(
     Part 2's multi-component transforms decorrelate bands linearly too). With `predict_scales` the two finest
     levels' LH and HL may be predicted from the approximation above them where that pays (transform.interscale);
     with `model_signs` each detail subband's second-phase signs may be coded under their neighbours' where that
-    pays (sign_contexts). The refined image is what `decode(payload, base, step, reference)` returns: the decoder
-    needs no SSIM weights."""
+    pays (sign_contexts: off by default, since phase prediction takes what they found). The refined image is what
+    `decode(payload, base, step, reference)` returns: the decoder needs no SSIM weights."""
     payload, (refined,) = encode_levels(
         target, base, step, (0,), ssim, reference, predict_scales, model_signs, predict_phases
     )
@@ -870,7 +870,7 @@ def encode_levels(
     ssim: Optional[ssim_weights.SsimScale] = None,
     reference: Optional[np.ndarray] = None,
     predict_scales: bool = True,
-    model_signs: bool = True,
+    model_signs: bool = False,
     predict_phases: bool = True,
 ) -> tuple[bytes, list[np.ndarray]]:
     """`encode`, with the refined image at each of `wanted` levels (0: the refined image in the target's dtype;

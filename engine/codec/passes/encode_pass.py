@@ -80,9 +80,10 @@ class EncodeOptions:
     interscale: bool = True
     """Predict each tile's finest levels from the level above where it pays (engine.codec.transform.interscale);
     off: no tile does (the ablation)."""
-    sign_contexts: bool = True
+    sign_contexts: bool = False
     """Code each tile's second-phase signs under their neighbours' where it pays (engine.codec.entropy.
-    sign_contexts); off: every sign costs a bit (the ablation)."""
+    sign_contexts); off by default: with phase prediction on they bought under 0.01 dB for 3-6 % of the encoding
+    time (the bench's ablation, resources/models/MODELS.md), and the ablation measures them on."""
     phase_prediction: bool = True
     """Predict each subband's second phase from its first where it pays (engine.codec.entropy.phase_prediction);
     off: no subband is (the ablation)."""

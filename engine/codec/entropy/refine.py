@@ -527,9 +527,10 @@ def _rdo_lower(
     lowered: list[tuple[int, np.ndarray, np.ndarray]] = []
 
     def visit(ph: _Phase) -> np.ndarray:
+        values = symbols[ph.k].reshape(-1)[ph.order]
         if ph.k >= start:
-            lowered.append(_lowering(ph, symbols, residuals, steps, weights))
-        return symbols[ph.k].reshape(-1)[ph.order]
+            lowered.append(_lowering(ph, values, residuals, steps, weights))
+        return values
 
     _traverse([s.shape for s in symbols], visit, CONTEXTS)
     for k, at, v in lowered:
@@ -543,17 +544,18 @@ def _lower_second_phases(
     walked to (encoder: after their phase laws changed them, RDO_PASSES times)."""
     for _ in range(RDO_PASSES):
         done = _Done(symbols)  # a pass's decisions are applied after it: every phase sees the same magnitudes
-        lowered = [_lowering(_second_phase(done, k), symbols, residuals, steps, weights) for k in sorted(subbands)]
+        phases = [_second_phase(done, k) for k in sorted(subbands)]
+        lowered = [_lowering(ph, symbols[ph.k].reshape(-1)[ph.order], residuals, steps, weights) for ph in phases]
         for k, at, v in lowered:
             symbols[k].reshape(-1)[at] = v
 
 
 def _lowering(
-    ph: _Phase, symbols: list[np.ndarray], residuals: list[np.ndarray], steps: list[float], weights: list[Any]
+    ph: _Phase, values: np.ndarray, residuals: list[np.ndarray], steps: list[float], weights: list[Any]
 ) -> tuple[int, np.ndarray, np.ndarray]:
-    """One phase's lowering decisions (`_rdo_lower`): its subband, the flat positions to lower and their values."""
+    """One phase's lowering decisions (`_rdo_lower`) from its `values` (the symbols at ph.order): its subband, the
+    flat positions to lower and their values."""
     k = ph.k
-    values = symbols[k].reshape(-1)[ph.order]
     coded = _in_tables(values)
     if not coded.size:
         return k, coded, coded

@@ -77,7 +77,7 @@ class CompressAlgorithm(SARAlgorithm):
             "ratio is raw raster bytes / .sarz bytes. The log shows each stage (survey, coding tile k of n, "
             "rate-control pass n) and the domain of every figure.\n\n"
             "Advanced: the mean correction restores the "
-            "linear backscatter mean per block of about 64x64 pixels (block), per raster (global) or not "
+            "linear backscatter mean per block of 256x256 pixels (block), per raster (global) or not "
             "at all (none); tune for ssim "
             "(errors weigh more in quiet areas, which keep some texture) or psnr (plain squared error: a "
             "little more PSNR, less SSIM); the adaptive loop filter: Wiener filters the encoder fits on each "

@@ -5,7 +5,7 @@ Compression streams a raster twice, a row of tiles at a time, never holding it w
    weights' reference (survey), and with several bands which band predicts which (band_set, interband);
 2. band after band, per tile (engine.codec.format.layout.TILE, 1024 pixels a side): read -> dB -> a wavelet refinement
    layer over a flat base at the quality's step (refine, quality; a predicted band's subbands also from its
-   reference band's tile), then (radiometry) per 64x64 block its mean linear intensity (restores the mean that
+   reference band's tile), then (radiometry) per 256x256 block its mean linear intensity (restores the mean that
    a dB-domain codec biases), bright targets above the range as sparse residuals, the nodata mask (strip_payload: the
    chunk bytes; sarz_header: the JSON header; container: the file).
    The same decoded tiles give the optional reconstruction raster. Each tile is coded on its own, so a window

@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         "--mean-correction",
         choices=("block", "global", "none"),
         default="block",
-        help="restore the linear mean per 64x64 block (default), once per raster, or not at all",
+        help="restore the linear mean per 256x256 block (default), once per raster, or not at all",
     )
     c.add_argument(
         "--tune",
@@ -338,8 +338,8 @@ def _mean_text(b: dict[str, Any], h: dict[str, Any]) -> str:
     gain = f"global gain {b['global_gain']:.4f}"
     if b["mean_correction"] != "block":
         return f"{b['mean_correction']} ({gain})"
-    step = b.get("mean_log2_step", h["gain_blocks"].get("log2_step"))
-    return f"block: 64x64 block means to 1/{round(1 / step)} log2 ({10 * math.log10(2) * step:.3f} dB); {gain}"
+    step, side = b.get("mean_log2_step", h["gain_blocks"].get("log2_step")), h["gain_blocks"]["block_size"]
+    return f"block: {side}x{side} block means to 1/{round(1 / step)} log2 ({10 * math.log10(2) * step:.3f} dB); {gain}"
 
 
 def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int, h: dict[str, Any]) -> list[str]:

@@ -101,7 +101,7 @@ def test_decompress_info_evaluate(sarz, scene, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "EPSG:32631" in text and "quality 5" in text and "refinement, quality 5, step 0.2" in text
     assert "flat base" in text and "200x300 tiles" in text and "file id" in text
-    assert "block: 64x64 block means to 1/32 log2 (0.094 dB)" in text  # quality 5's step on this scene
+    assert "block: 256x256 block means to 1/128 log2 (0.024 dB)" in text  # quality 5's step on this scene
     assert main(["info", str(Path(__file__).parent / "data" / "format6.sarz")]) == 0
     old = capsys.readouterr().out  # a format 6 file: one step for every band, in its gain_blocks
     assert ".sarz v6" in old and "block means to 1/32 log2" in old and "loop filter" in old

@@ -108,16 +108,19 @@ def test_coarse_decode_is_the_wavelet_approximation_of_the_full_decode():
 
 def test_overviews_keep_block_means_and_nodata():
     """At every level: the size is ceil(size / 2**k); a pixel is nodata exactly where all it covers is; over each
-    64x64 block without bright targets the overview's linear mean is the full decode's (the block means carry
-    it); pixel by pixel the linear intensity is the covered mean's up to what dB smoothing leaves (median ratio
-    within 12 %)."""
+    gain block (128x128: the largest side 128-pixel tiles hold) without bright targets the overview's linear mean is
+    the full decode's (the block means carry it); pixel by pixel the linear intensity is the covered mean's up to what
+    dB smoothing leaves within a block (median ratio within 20 %: 1.07-1.12 at qualities 2-4 with 64x64 blocks,
+    1.13-1.16 here)."""
     arr = _intensity(250, 300, looks=4, seed=2)
     result = api.compress_array(arr, quality=3, nodata=0)
     full = api.decompress_array(result.data).astype(np.float64)
     valid = full > 0
     with SarzWindowReader(result.data) as reader:
         bright = valid & (10 * np.log10(np.where(valid, full, 1)) > reader.layout.bright_threshold - 1e-3)
-        clean = _pool(bright.astype(int), 64) == 0
+        side = reader.layout.block
+        assert side == 128
+        clean = _pool(bright.astype(int), side) == 0
         assert reader.max_level == 3  # 300 -> 150 -> 75 -> 38, the first at most MIN_OVERVIEW wide
         for level in range(1, reader.max_level + 1):
             f = 1 << level
@@ -126,20 +129,20 @@ def test_overviews_keep_block_means_and_nodata():
             ov = reader.read((0, 0, w, h), level).astype(np.float64)
             count = _pool(valid.astype(float), f)
             np.testing.assert_array_equal(ov == 0, count == 0)
-            per_block = 64 // f
+            per_block = side // f
             ov_block = _pool(ov * count, per_block) / np.maximum(_pool(count, per_block), 1)
-            full_block = _pool(np.where(valid, full, 0), 64) / np.maximum(_pool(valid.astype(float), 64), 1)
-            has = _pool(valid.astype(int), 64) > 0
+            full_block = _pool(np.where(valid, full, 0), side) / np.maximum(_pool(valid.astype(float), side), 1)
+            has = _pool(valid.astype(int), side) > 0
             np.testing.assert_allclose(ov_block[clean & has], full_block[clean & has], rtol=1e-3)
             covered = _pool(np.where(valid, full, 0), f) / np.maximum(count, 1)
             ratio = ov[count > 0] / covered[count > 0]
-            assert 0.88 < np.median(ratio) < 1.12  # measured 1.07-1.12 at qualities 2-4, formats 7 and 8
+            assert 0.85 < np.median(ratio) < 1.2
             np.testing.assert_array_equal(ov[10:20, 20:35], reader.read((20, 10, 15, 10), level))
 
 
 def test_block_means_alone_make_the_coarsest_overviews(monkeypatch):
-    """From 1/64 on a pixel is its blocks' mean: of the refinement layer only the 1/8 approximation that predicts
-    the block means is decoded."""
+    """From a gain block's side on (1/256 with 512-pixel tiles) a pixel is its blocks' mean: of the refinement layer
+    only the 1/8 approximation that predicts the block means is decoded."""
     monkeypatch.setattr(layout, "TILE", 512)
     monkeypatch.setattr(window_decode, "MIN_OVERVIEW", 8)
     result = api.compress_array(_intensity(600, 1100, looks=4), quality=2, nodata=0)
@@ -148,12 +151,13 @@ def test_block_means_alone_make_the_coarsest_overviews(monkeypatch):
     monkeypatch.setattr(refine, "decode_levels", lambda *a: levels.append(a[3]) or decode_levels(*a))
     with SarzWindowReader(result.data) as reader:
         assert reader.max_level == 8  # 1100 / 256: 5 pixels wide, the first at most 8
-        ov = reader.read((0, 0, *reader.level_shape(6)[::-1]), 6)
+        assert reader.layout.block == 256
+        ov = reader.read((0, 0, *reader.level_shape(8)[::-1]), 8)
         threshold = reader.layout.bright_threshold
     assert set(levels) == {(radiometry.PREDICTION_LEVEL,)}
     valid = full > 0
-    expected = _pool(np.where(valid, full, 0), 64) / np.maximum(_pool(valid.astype(float), 64), 1)
-    bright = _pool((10 * np.log10(np.where(valid, full, 1)) > threshold - 1e-3).astype(int), 64) > 0
+    expected = _pool(np.where(valid, full, 0), 256) / np.maximum(_pool(valid.astype(float), 256), 1)
+    bright = _pool((10 * np.log10(np.where(valid, full, 1)) > threshold - 1e-3).astype(int), 256) > 0
     ok = ~bright & (expected > 0)
     np.testing.assert_allclose(ov[ok], expected[ok], rtol=1e-3)
 

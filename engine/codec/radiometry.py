@@ -1,21 +1,20 @@
 """What the dB-domain coding alone gets wrong, measured by the encoder and put back by the decoder.
 
-A codec that works in dB biases the linear-intensity mean that SAR users measure (what it smooths away is speckle
-and texture, whose linear mean is above their dB mean): per 64x64 block (or for the whole raster) the original's
-linear intensity restores it. Under "block" correction each block carries its mean linear intensity as an int16 code
-in log2 steps (the gain is that over the decoded block's mean: the same precision as coding the gain, and an
-overview gets the block means without decoding a pixel); under "global" the header carries sum(original) /
-sum(decoded). The codes go into the chunk as their difference from a prediction made from the refinement layer's 1/8
-approximation (mean_code_prediction): airsar T11 at quality 2 measured 0.0299 bpp that way, 0.0307 with the plain
-means, 0.0295 with the gains of format 6 before tiles (PREDICTION_LEVEL 6 / 4 / 3 / 2: gains stream 329 / 272 / 237
-/ 219 bytes, gains 193; 3 keeps overviews from 1/8 on cheap). The decoder turns a block's gain into dB offsets
-spread in proportion to each pixel's decoded intensity (capped): the smallest squared dB error that puts the missing
-intensity back (a uniform offset cost 0.2-1 dB of PSNR at low rates, this 0.1-0.4), one offset per block (format 6
-interpolated them between block centres: offset_field). Bright targets above the dB range would
-be clipped by the refinement layer: they are kept as residuals over the range's top instead. `finalize_strip`
-applies both and restores invalid pixels
-(nodata, non-finite, no-signal zeros) exactly; encoder and decoder share it, which is why the reconstruction
-written during compression equals the decompressed raster."""
+A codec that works in dB biases the linear-intensity mean that SAR users measure (what it smooths away is speckle and
+texture, whose linear mean is above their dB mean): per block (256x256 pixels; 64x64 before format 11) or for the
+whole raster the original's linear intensity restores it. Under "block" correction each block carries its mean linear
+intensity as an int16 code in log2 steps (the gain is that over the decoded block's mean: the same precision as
+coding the gain, and an overview gets the block means without decoding a pixel); under "global" the header carries
+sum(original) / sum(decoded). The codes go into the chunk as their difference from a prediction made from the
+refinement layer's 1/8 approximation (mean_code_prediction): airsar T11 at quality 2 measured 0.0299 bpp that way,
+0.0307 with the plain means, 0.0295 with the gains of format 6 before tiles (PREDICTION_LEVEL 6 / 4 / 3 / 2: gains
+stream 329 / 272 / 237 / 219 bytes, gains 193; 3 keeps overviews from 1/8 on cheap). The decoder turns a block's gain
+into dB offsets spread in proportion to each pixel's decoded intensity (capped): the smallest squared dB error that
+puts the missing intensity back (a uniform offset cost 0.2-1 dB of PSNR at low rates, this 0.1-0.4), one offset per
+block (format 6 interpolated them between block centres: offset_field). Bright targets above the dB range would be
+clipped by the refinement layer: they are kept as residuals over the range's top instead. `finalize_strip` applies
+both and restores invalid pixels (nodata, non-finite, no-signal zeros) exactly; encoder and decoder share it, which
+is why the reconstruction written during compression equals the decompressed raster."""
 
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ import numpy as np
 from .. import preprocessing as pp
 from ..errors import ContainerError
 from .entropy import refine
-from .format.layout import BLOCK, Layout
+from .format.layout import Layout
 from .format.strip_payload import BRIGHT_CONTEXTS, BRIGHT_SPAN, BrightResiduals, Strip
 
 GAIN_CODE_LIMIT = 2**15 - 1
@@ -74,14 +73,14 @@ def bright_contexts(layout: Layout, raw_db: np.ndarray) -> np.ndarray:
     return out
 
 
-def block_sums(orig_db: np.ndarray, raw_db: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per 64x64 block: sum of original and of reconstructed linear intensity over the `use` pixels."""
+def block_sums(orig_db: np.ndarray, raw_db: np.ndarray, use: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per block x block block: sum of original and of reconstructed linear intensity over the `use` pixels."""
     rows, width = use.shape
-    pad = ((0, -rows % BLOCK), (0, -width % BLOCK))
+    pad = ((0, -rows % block), (0, -width % block))
     w = np.pad(use, pad).astype(np.float64)
     lin_o = np.pad(pp.db_to_linear(orig_db), pad).astype(np.float64) * w
     lin_r = np.pad(pp.db_to_linear(raw_db), pad).astype(np.float64) * w
-    shape = (lin_o.shape[0] // BLOCK, BLOCK, lin_o.shape[1] // BLOCK, BLOCK)
+    shape = (lin_o.shape[0] // block, block, lin_o.shape[1] // block, block)
     return lin_o.reshape(shape).sum(axis=(1, 3)), lin_r.reshape(shape).sum(axis=(1, 3))
 
 
@@ -116,7 +115,7 @@ def mean_code_prediction(layout: Layout, strip: Strip) -> np.ndarray:
             refine.decode_level(strip.refinement, flat, step, level, strip.reference, layout.syntax),
         )
     db = strip.coarse_db[1].astype(np.float64)
-    f = BLOCK >> level
+    f = layout.block >> level
     rows, cols = db.shape
     pad = ((0, -rows % f), (0, -cols % f))
     lin = np.pad(np.power(10.0, db / 10.0), pad).reshape((rows + pad[0][1]) // f, f, (cols + pad[1][1]) // f, f)
@@ -152,11 +151,11 @@ def block_means(codes: np.ndarray, step: float) -> np.ndarray:
     return np.exp2(codes.astype(np.float64) * step)
 
 
-def block_counts(use: np.ndarray) -> np.ndarray:
-    """Pixels of `use` per 64x64 block."""
+def block_counts(use: np.ndarray, block: int) -> np.ndarray:
+    """Pixels of `use` per block x block block."""
     rows, cols = use.shape
-    u = np.pad(use, ((0, -rows % BLOCK), (0, -cols % BLOCK)))
-    return u.reshape(u.shape[0] // BLOCK, BLOCK, u.shape[1] // BLOCK, BLOCK).sum(axis=(1, 3))
+    u = np.pad(use, ((0, -rows % block), (0, -cols % block)))
+    return u.reshape(u.shape[0] // block, block, u.shape[1] // block, block).sum(axis=(1, 3))
 
 
 def use_mask(strip: Strip) -> np.ndarray:
@@ -166,12 +165,12 @@ def use_mask(strip: Strip) -> np.ndarray:
     return use
 
 
-def _by_block(a: np.ndarray) -> np.ndarray:
-    """(rows, width) -> (block rows, block cols, BLOCK*BLOCK), zero-padded to whole blocks."""
+def _by_block(a: np.ndarray, block: int) -> np.ndarray:
+    """(rows, width) -> (block rows, block cols, block * block), zero-padded to whole blocks."""
     rows, width = a.shape
-    a = np.pad(a, ((0, -rows % BLOCK), (0, -width % BLOCK)))
-    br, bc = a.shape[0] // BLOCK, a.shape[1] // BLOCK
-    return a.reshape(br, BLOCK, bc, BLOCK).transpose(0, 2, 1, 3).reshape(br, bc, BLOCK * BLOCK)
+    a = np.pad(a, ((0, -rows % block), (0, -width % block)))
+    br, bc = a.shape[0] // block, a.shape[1] // block
+    return a.reshape(br, block, bc, block).transpose(0, 2, 1, 3).reshape(br, bc, block * block)
 
 
 def _weights(w: np.ndarray, wbar: np.ndarray) -> np.ndarray:
@@ -203,17 +202,19 @@ def _solve(a: np.ndarray, s: np.ndarray, target: np.ndarray, steps: int) -> np.n
     return np.clip(c, -limit, limit)
 
 
-def block_offsets(raw_db: np.ndarray, use: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def block_offsets(
+    raw_db: np.ndarray, use: np.ndarray, targets: np.ndarray, block: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per block (of a tile): the offset c (dB at the block's mean intensity) such that sum(w 10**(c s/10)) =
     the block's target sum over the used pixels (s = _weights), and log10 of that mean; blocks with nothing to
     measure take the tile's means."""
     c, logm, ok = np.zeros(targets.shape), np.zeros(targets.shape), np.zeros(targets.shape, dtype=bool)
     for r in range(targets.shape[0]):
-        band = slice(r * BLOCK, (r + 1) * BLOCK)
-        w = _by_block(pp.db_to_linear(raw_db[band]) * use[band])[0]
+        band = slice(r * block, (r + 1) * block)
+        w = _by_block(pp.db_to_linear(raw_db[band]) * use[band], block)[0]
         sw = w.sum(-1, dtype=np.float64)
         ok[r] = sw > 0
-        wbar = np.where(ok[r], sw / np.maximum(_by_block(use[band])[0].sum(-1), 1), 1.0)
+        wbar = np.where(ok[r], sw / np.maximum(_by_block(use[band], block)[0].sum(-1), 1), 1.0)
         c[r] = _solve(w, _weights(w, wbar[:, None].astype(np.float32)), targets[r], NEWTON_STEPS)
         logm[r] = np.log10(wbar)
     if not ok.any():
@@ -221,12 +222,12 @@ def block_offsets(raw_db: np.ndarray, use: np.ndarray, targets: np.ndarray) -> t
     return np.where(ok, c, c[ok].mean()), np.where(ok, logm, logm[ok].mean())
 
 
-def _interpolate(grid: np.ndarray, row0: int, rows: int, cols: int) -> np.ndarray:
+def _interpolate(grid: np.ndarray, row0: int, rows: int, cols: int, block: int) -> np.ndarray:
     """Bilinear interpolation between block centres of per-block values (a tile's blocks) over the tile's rows
     row0 .. row0 + rows; flat beyond the outer centres (a tile is decoded on its own)."""
 
     def axis(n: int, start: int, nblocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        u = np.clip((np.arange(start, start + n) + 0.5) / BLOCK - 0.5, 0, nblocks - 1)
+        u = np.clip((np.arange(start, start + n) + 0.5) / block - 0.5, 0, nblocks - 1)
         i0 = np.floor(u).astype(np.int64)
         return i0, np.minimum(i0 + 1, nblocks - 1), (u - i0).astype(np.float32)
 
@@ -237,10 +238,10 @@ def _interpolate(grid: np.ndarray, row0: int, rows: int, cols: int) -> np.ndarra
     return across[r0] * (1 - wr)[:, None] + across[r1] * wr[:, None]
 
 
-def _per_block(grid: np.ndarray, row0: int, rows: int, cols: int) -> np.ndarray:
+def _per_block(grid: np.ndarray, row0: int, rows: int, cols: int, block: int) -> np.ndarray:
     """Per-block values (a tile's blocks) over the tile's rows row0 .. row0 + rows, each block's own."""
-    r = np.minimum(np.arange(row0, row0 + rows) // BLOCK, grid.shape[0] - 1)
-    c = np.minimum(np.arange(cols) // BLOCK, grid.shape[1] - 1)
+    r = np.minimum(np.arange(row0, row0 + rows) // block, grid.shape[0] - 1)
+    c = np.minimum(np.arange(cols) // block, grid.shape[1] - 1)
     return grid.astype(np.float32)[r][:, c]
 
 
@@ -250,25 +251,26 @@ def offset_field(layout: Layout, cur: Strip) -> np.ndarray:
     would not show as steps, which mixed in the neighbours' offsets; at high rates, where the decoded means are
     nearly right, that cost more than it smoothed (T11 at quality 10: multilooked PSNR 50.91 dB interpolated,
     51.80 per block; PSNR 39.865 / 39.923; resources/models/MODELS.md). Per-block fixes (FIX_ROUNDS) make each
-    block's sum exact. Works in 64-row bands (memory: a band, not a tile, of float32 temporaries)."""
+    block's sum exact. Works in bands of a block's rows (memory: a band, not a tile, of float32 temporaries)."""
     use = use_mask(cur)
-    targets = block_means(cur.gains, layout.mean_log2_step) * block_counts(use)
-    c, logm = block_offsets(cur.raw_db, use, targets)
+    block = layout.block
+    targets = block_means(cur.gains, layout.mean_log2_step) * block_counts(use, block)
+    c, logm = block_offsets(cur.raw_db, use, targets, block)
     spread = _interpolate if layout.legacy_means else _per_block
     out = np.empty((cur.rows, cur.cols), dtype=np.float32)
     for last in [False] * (FIX_ROUNDS - 1) + [True]:
         fix = np.zeros_like(c)
         for r in range(len(c)):
-            band = slice(r * BLOCK, min((r + 1) * BLOCK, cur.rows))
+            band = slice(r * block, min((r + 1) * block, cur.rows))
             rows = band.stop - band.start
             w = pp.db_to_linear(cur.raw_db[band])
-            share = _weights(w, np.power(np.float32(10.0), spread(logm, band.start, rows, cur.cols)))
-            offset = spread(c, band.start, rows, cur.cols) * share
-            wu = _by_block(w * use[band])[0]
-            a = wu * np.exp(np.float32(_K) * _by_block(offset)[0])
-            fix[r] = _solve(a, _by_block(share)[0], targets[r], FIX_NEWTON_STEPS)
+            share = _weights(w, np.power(np.float32(10.0), spread(logm, band.start, rows, cur.cols, block)))
+            offset = spread(c, band.start, rows, cur.cols, block) * share
+            wu = _by_block(w * use[band], block)[0]
+            a = wu * np.exp(np.float32(_K) * _by_block(offset, block)[0])
+            fix[r] = _solve(a, _by_block(share, block)[0], targets[r], FIX_NEWTON_STEPS)
             if last:
-                per_pixel = np.repeat(fix[r].astype(np.float32), BLOCK)[: cur.cols]
+                per_pixel = np.repeat(fix[r].astype(np.float32), block)[: cur.cols]
                 out[band] = offset + per_pixel * share
         c = c + fix
     return out

@@ -105,7 +105,7 @@ def _dictionary(header: dict, more_words: tuple[str, ...] = ()) -> bytes:
 
 
 def _format_7_header(version: int) -> dict:
-    """Format 7's typical header, as `version` (7 to 10: the same fields) writes it."""
+    """Format 7's typical header, as `version` (7 to 11: the same fields) writes it."""
     band = _TYPICAL_HEADER["bands"][0]
     stats = {**band["stats"], **_FORMAT_7_STATS}
     return {
@@ -127,6 +127,14 @@ HEADER_DICTIONARIES = {
     ),
     10: _dictionary(
         {**_format_7_header(10), "software": {"name": "sar_compressor", "version": "0.4.0"}}, _FORMAT_7_WORDS
+    ),
+    11: _dictionary(
+        {
+            **_format_7_header(11),
+            "software": {"name": "sar_compressor", "version": "0.5.0"},
+            "gain_blocks": {"block_size": 256, "offsets": "per_block"},
+        },
+        _FORMAT_7_WORDS,
     ),
 }
 """The preset dictionary of each format version's headers (a file's prefix names its version)."""

@@ -26,24 +26,36 @@ cost bits: forced 512-pixel tiles on the 900x1024 crops (four instead of one) co
 5 and +19 to +21 % at quality 2, 256-pixel tiles +24 to +26 % and +78 to +85 % (docs/FORMAT.md). A window
 decodes the tiles it touches: 1024 keeps a 1024x1024 window to at most 4 tiles, and overviews to 1/1024 per
 tile."""
-BLOCK = 64
-"""Side of the square blocks that each get one mean-correction gain."""
+BLOCK = 256
+"""Side of the square blocks that each get one mean-correction gain, in the files this version writes (format 11;
+the header's `gain_blocks.block_size` says it). Measured against format 10's 64 on the 8 real crops coded to 0.25 /
+0.5 / 1 bpp by rate control (PSNR over JPEG 2000, same J2K curves): 128 +0.024 / +0.017 / +0.018 dB on the
+multilooked and oversampled crops, 256 +0.033 / +0.024 / +0.026 (every cell up, +0.019 to +0.040), multilooked
+PSNR +0.012 / -0.002 / +0.025 and SSIM up; single-look +0.017 / +0.019 / +0.014 with multilooked PSNR -0.011 /
++0.006 / +0.003; the mean ratio within 0.9977-1.0050. A block's code costs bits whatever the rate, and the
+linear-intensity bias a dB codec leaves is smooth: at 64 the codes were 1 % of an AIRSAR file at 0.25 bpp
+(resources/models/MODELS.md, "Format 11")."""
+BLOCK_SIDES = (BLOCK, 128, 64)
+"""The block sides format 11 allows (the header says which), largest first: the encoder takes the largest that its
+tiles hold whole (`block_for_tiles`), BLOCK but for tiles narrower than it."""
+LEGACY_BLOCK = 64
+"""The block side of formats 6 to 10."""
 MEAN_CORRECTIONS = ("block", "global", "none")
 MEAN_LOG2_STEPS = (1.0 / 32.0, 1.0 / 64.0, 1.0 / 128.0, 1.0 / 256.0)
 """The log2 steps a block's mean may be coded in (an int16 code, engine.codec.radiometry); format 6 knew only
 the first."""
 
 
-def mean_log2_step(refine_step_db: float) -> float:
+def mean_log2_step(refine_step_db: float, block: int = BLOCK) -> float:
     """The log2 step of a band's block-mean codes, from its refinement step (dB). A finer step costs about one
     bit per block per halving and cuts the code's squared error by four: with the refinement layer's own price
     of a bit (2 ln 2 s**2 / 12 of squared dB error per bit, a uniform quantizer of step s), the sum of both is
-    least where the code's step in dB is s / sqrt(pixels per block), s / 64. Rounded (in log2) to
+    least where the code's step in dB is s / sqrt(pixels per block), s / `block`. Rounded (in log2) to
     MEAN_LOG2_STEPS. Measured on the 8 real crops (band 1, rate control): a fixed 1/128 gained multilooked PSNR
     +0.33 dB at 1 bpp on the multilooked crops but lost PSNR at 0.25 bpp (single-look -0.011 dB: the bits);
     this rule kept the gain and lost nothing; twice or half its step moved the means by under 0.07 dB
     (resources/models/MODELS.md)."""
-    ideal = refine_step_db / (BLOCK * 10.0 * math.log10(2.0))  # BLOCK: sqrt(pixels per block)
+    ideal = refine_step_db / (block * 10.0 * math.log10(2.0))  # block: sqrt(pixels per block)
     halvings = round(math.log2(MEAN_LOG2_STEPS[0] / ideal)) if ideal > 0 else len(MEAN_LOG2_STEPS) - 1
     return MEAN_LOG2_STEPS[min(max(halvings, 0), len(MEAN_LOG2_STEPS) - 1)]
 
@@ -118,6 +130,8 @@ class Layout:
     """The log2 step of the block-mean codes (mean_log2_step)."""
     format_version: int = FORMAT_VERSION
     """The file's .sarz format version: what the encoder writes, or what the file says (its rules below)."""
+    block: int = BLOCK
+    """The side of the gain blocks (the header's gain_blocks.block_size: LEGACY_BLOCK before format 11)."""
 
     @property
     def legacy_means(self) -> bool:
@@ -127,9 +141,9 @@ class Layout:
 
     @property
     def syntax(self) -> Syntax:
-        """How the refinement layer reads (engine.codec.entropy.refine.Syntax): format 10's, 9's, 8's, or formats
-        6 and 7's."""
-        syntaxes = {8: SYNTAX_8, 9: SYNTAX_9, 10: SYNTAX}
+        """How the refinement layer reads (engine.codec.entropy.refine.Syntax): formats 10 and 11's, 9's, 8's, or
+        formats 6 and 7's."""
+        syntaxes = {8: SYNTAX_8, 9: SYNTAX_9, 10: SYNTAX, 11: SYNTAX}
         return SYNTAX_7 if self.format_version < 8 else syntaxes[self.format_version]
 
     @property
@@ -184,6 +198,18 @@ class Layout:
         return float(np.float32(0.5 * (self.rng.vmin + self.rng.vmax)))
 
 
-def tile_blocks(rows: int, cols: int) -> tuple[int, int]:
+def tile_blocks(rows: int, cols: int, block: int) -> tuple[int, int]:
     """Gain blocks (rows, cols) of a tile of rows x cols pixels."""
-    return math.ceil(rows / BLOCK), math.ceil(cols / BLOCK)
+    return math.ceil(rows / block), math.ceil(cols / block)
+
+
+def tiles_hold(block: int, tile_width: int, tile_height: int, width: int, height: int) -> bool:
+    """Do the tiles hold whole blocks of this side (the blocks' grid is the raster's), a tile as wide or tall as
+    the raster excepted?"""
+    return all(tile % block == 0 or tile == size for tile, size in ((tile_width, width), (tile_height, height)))
+
+
+def block_for_tiles(tile_width: int, tile_height: int, width: int, height: int) -> int:
+    """The gain blocks' side the encoder writes: the largest of BLOCK_SIDES the tiles hold whole (1024 x 512k tiles
+    hold BLOCK; smaller tiles, as tests force, a smaller side)."""
+    return next((s for s in BLOCK_SIDES if tiles_hold(s, tile_width, tile_height, width, height)), LEGACY_BLOCK)

@@ -14,10 +14,10 @@ The header carries every parameter the decoder needs, so a file decodes without 
   list its first five, and decode as they did);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
 - `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): formats 7 to
-  10's gain_blocks name the block size and per-block offsets, format 6's the block size and its one log2 step (its
-  files decode as they did: that step, offsets interpolated between block centres). The version also names how
-  the refinement layer reads (Layout.syntax): format 10's (with sign and phase laws), 9's (with inter-scale predictors),
-  8's, or 6 and 7's.
+  11's gain_blocks name the block size (256 from format 11, 64 before) and per-block offsets, format 6's the block
+  size and its one log2 step (its files decode as they did: that step, offsets interpolated between block centres).
+  The version also names how the refinement layer reads (Layout.syntax): formats 10 and 11's (with sign and phase
+  laws), 9's (with inter-scale predictors), 8's, or 6 and 7's.
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster; a header using a feature this software lacks (narrower tiles, a
 learned tool) is refused by name. docs/FORMAT.md describes the whole file.
@@ -35,7 +35,7 @@ from ...errors import ContainerError, SARCompressorError
 from ...io.raster_io import RasterInfo, _float_from_json, _float_to_json
 from ..entropy import refine
 from .container import FORMAT_VERSION, READ_VERSIONS
-from .layout import BLOCK, MEAN_CORRECTIONS, MEAN_LOG2_STEPS, STREAMS, Layout
+from .layout import BLOCK_SIDES, LEGACY_BLOCK, MEAN_CORRECTIONS, MEAN_LOG2_STEPS, STREAMS, Layout, tiles_hold
 
 TILE_ORDER = "band, tile row, tile column"
 RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags")
@@ -100,7 +100,7 @@ def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) 
         "streams": list(STREAMS),
         "tools": dict(TOOLS),
         "refine": {"wavelet": "cdf97", "levels": refine.LEVELS, "dead_zone": refine.DEAD_ZONE},
-        "gain_blocks": {"block_size": BLOCK, "offsets": BLOCK_OFFSETS},
+        "gain_blocks": {"block_size": layout.block, "offsets": BLOCK_OFFSETS},
     }
 
 
@@ -165,9 +165,18 @@ def layouts_from_header(header: dict[str, Any]) -> tuple[list[Layout], list[Rast
     return layouts, [info for _, info, _ in parsed]
 
 
-def _tile_side_ok(tile: int, size: int) -> bool:
-    """A tile side is whole gain blocks (their grid is the raster's), or the raster's whole side."""
-    return 1 <= tile <= size and (tile % BLOCK == 0 or tile == size)
+def _tiling_ok(layout: Layout) -> bool:
+    """Tiles within the raster, each side whole gain blocks (their grid is the raster's) or the raster's whole
+    side."""
+    sides = (layout.tile_width, layout.width), (layout.tile_height, layout.height)
+    return all(1 <= tile <= size for tile, size in sides) and tiles_hold(
+        layout.block, layout.tile_width, layout.tile_height, layout.width, layout.height
+    )
+
+
+def _block_ok(version: Any, block: Any) -> bool:
+    """Format 11 names its block side (BLOCK_SIDES); formats 6 to 10 have LEGACY_BLOCK."""
+    return type(block) is int and (block in BLOCK_SIDES if version == 11 else block == LEGACY_BLOCK)
 
 
 def _valid_reference(layout: Layout, layouts: list[Layout]) -> bool:
@@ -185,6 +194,7 @@ def _band_layout(
     info = _info(raster, band)
     tiling, gain, bright = header["tiling"], header["gain_blocks"], band["bright"]
     legacy = header["format_version"] == 6  # format 6's block means: one step (1/32 log2), Layout.legacy_means
+    block_ok = _block_ok(header["format_version"], gain["block_size"])
     layout = Layout(
         width=int(info.width),
         height=int(info.height),
@@ -203,16 +213,15 @@ def _band_layout(
         n_streams=len(header["streams"]),
         mean_log2_step=float(gain["log2_step"] if legacy else band["mean_log2_step"]),
         format_version=int(header["format_version"]),
+        block=gain["block_size"] if block_ok else LEGACY_BLOCK,  # a wrong side is refused below, by name
     )
     global_gain = float(band["global_gain"])
     checks = {
         "format_version": header["format_version"] in READ_VERSIONS,
         "size": layout.width >= 1 and layout.height >= 1,
-        "tiling": _tile_side_ok(layout.tile_width, layout.width)
-        and _tile_side_ok(layout.tile_height, layout.height)
-        and tiling["order"] == TILE_ORDER,
+        "tiling": _tiling_ok(layout) and tiling["order"] == TILE_ORDER,
         "gain": layout.mean_correction in MEAN_CORRECTIONS
-        and gain["block_size"] == BLOCK
+        and block_ok
         and (gain["log2_step"] == MEAN_LOG2_STEPS[0] if legacy else gain["offsets"] == BLOCK_OFFSETS)
         and layout.mean_log2_step in MEAN_LOG2_STEPS
         and math.isfinite(global_gain)

@@ -229,7 +229,7 @@ class Strip:
         if not refinement:
             raise ContainerError(f"chunk {k} has no refinement layer")
         if layout.mean_correction == "block":
-            strip.gains = _read_gains(gains, k, tile_blocks(tile.rows, tile.cols))
+            strip.gains = _read_gains(gains, k, tile_blocks(tile.rows, tile.cols, layout.block))
         if mask:
             strip.invalid, strip.codes = _read_invalid(mask, codes, k, (tile.rows, tile.cols))
         return strip

@@ -23,7 +23,7 @@ from ...io.raster_io import RasterInfo, itemsize
 from ...preprocessing import isolated_count
 from ..entropy import refine
 from ..entropy.ssim_weights import TUNES
-from ..format.layout import MEAN_CORRECTIONS, Layout, bright_threshold, mean_log2_step, tile_size
+from ..format.layout import MEAN_CORRECTIONS, Layout, block_for_tiles, bright_threshold, mean_log2_step, tile_size
 from ..format.sarz_header import band_entry
 from ..format.strip_payload import Strip, invalid_codes
 from ..radiometry import (
@@ -177,6 +177,7 @@ class EncodePass(StripPass):
             survey = survey_band(source.info, source.read, options.kind, ssim=options.tune == "ssim")
         refine_step = max(level.refine_step, survey.step_floor)  # no step below the input's own quantization
         tile_width, tile_height = tile_size(source.info.width, source.info.height)
+        block = block_for_tiles(tile_width, tile_height, source.info.width, source.info.height)
         layout = Layout(
             width=source.info.width,
             height=source.info.height,
@@ -192,7 +193,8 @@ class EncodePass(StripPass):
             tile_height=tile_height,
             band_index=band_index,
             reference=None if reference is None else reference.layout.band_index,
-            mean_log2_step=mean_log2_step(refine_step * survey.rng.span),
+            mean_log2_step=mean_log2_step(refine_step * survey.rng.span, block),
+            block=block,
         )
         if log is not None:
             unit = "" if layout.kind == "native" else " dB"
@@ -298,11 +300,11 @@ class EncodePass(StripPass):
         coded = CodedTile(float(error.sum() if strip.invalid is None else error[~strip.invalid].sum()), filtered)
         coded.predicted = refine.predicted_subbands(strip.refinement, reference is not None) > 0
         if self.layout.kind != "native":  # native values have no linear intensity to restore
-            sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use)
+            sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use, self.layout.block)
             coded.sum_o, coded.sum_r = float(sum_o.sum()), float(sum_r.sum())
             if self.layout.mean_correction == "block":
                 strip.gain_prediction = mean_code_prediction(self.layout, strip)
-                codes = mean_codes(sum_o, block_counts(use), self.layout.mean_log2_step)
+                codes = mean_codes(sum_o, block_counts(use, self.layout.block), self.layout.mean_log2_step)
                 strip.gains = predicted_codes(codes, strip.gain_prediction)
         strip.orig_db = None
         coded.payload = strip.payload(contexts)

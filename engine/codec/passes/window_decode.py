@@ -4,11 +4,12 @@ the tiles covering it alone (what GDAL's VRT pixel function, the CLI and the QGI
 Level 0 is the decompressed raster's pixels exactly (the same per-tile decode). Level k (1/2**k of the size,
 ceil(width / 2**k) x ceil(height / 2**k)) reads only what that resolution needs:
 - the refinement layer's coarse subbands (refine.decode_level stops the stream there), giving each pixel's mean
-  in dB over the 2**k x 2**k pixels it covers; then, under "block" mean correction, each 64x64 block is scaled
+  in dB over the 2**k x 2**k pixels it covers; then, under "block" mean correction, each gain block is scaled
   to the mean linear intensity its code carries (the decoder's block gains do the same at full resolution), so
   an overview pixel's linear intensity is the mean of the full-resolution pixels it covers, within what the
   dB-domain smoothing left inside a block (tests/test_window.py measures it);
-- from 64x64 pixels up (2**k >= BLOCK) under "block" correction, the block means alone: no wavelet at all.
+- from a gain block's side up (2**k >= 256 pixels in format 11, 64 before) under "block" correction, the block means
+  alone: no wavelet at all.
 An overview pixel is nodata only where every pixel it covers is invalid (it takes the code of the first one).
 Bright targets above the dB range are coded as full-resolution residuals whose positions need the full decode:
 an overview has them at the range's top, like the rest of the coarse image.
@@ -27,7 +28,7 @@ from ... import preprocessing as pp
 from ...errors import InputError
 from ..entropy import refine
 from ..format.container import ContainerReader
-from ..format.layout import BLOCK, Layout, TileGeometry
+from ..format.layout import Layout, TileGeometry
 from ..format.strip_payload import Strip
 from ..radiometry import block_means, invalid_values, prediction_level, restore_mean_codes
 from .decode_pass import band_passes
@@ -156,7 +157,7 @@ class SarzWindowReader:
         layout, strip = self.layout, self.decoder.load(k)
         block = layout.mean_correction == "block"
         wanted = {prediction_level(strip)} if block else set()
-        if not (block and (1 << level) >= BLOCK):
+        if not (block and (1 << level) >= layout.block):
             wanted.add(min(level, refine.coarse_levels((strip.rows, strip.cols))))
         flat = refine.FlatBase(layout.flat_db, (strip.rows, strip.cols))
         reference = self.decoder.reference
@@ -175,7 +176,7 @@ class SarzWindowReader:
         """A tile at 1 / 2**level: linear means from the coarse subbands and the block means, invalid pixels
         where everything covered is invalid."""
         layout, f = self.layout, 1 << level
-        if layout.mean_correction == "block" and f >= BLOCK:
+        if layout.mean_correction == "block" and f >= layout.block:
             lin = self._block_mean_overview(strip, f)
         else:
             lin = self._coarse_overview(strip, level)
@@ -190,8 +191,9 @@ class SarzWindowReader:
         return out
 
     def _block_mean_overview(self, strip: Strip, f: int) -> np.ndarray:
-        """Pixels of f >= 64 covering whole blocks: the count-weighted mean of their blocks' means."""
-        counts, g = _valid_counts(strip, BLOCK), f // BLOCK
+        """Pixels of f >= the block side covering whole blocks: the count-weighted mean of their blocks' means."""
+        block = self.layout.block
+        counts, g = _valid_counts(strip, block), f // block
         return _pool(block_means(strip.gains, self.layout.mean_log2_step) * counts, g) / np.maximum(_pool(counts, g), 1)
 
     def _coarse_overview(self, strip: Strip, level: int) -> np.ndarray:
@@ -207,10 +209,10 @@ class SarzWindowReader:
             return lin * self.decoder.global_gain
         if layout.mean_correction == "none":
             return lin
-        per_block = BLOCK // f
+        per_block = layout.block // f
         blocks = _pool(lin * _valid_counts(strip, f), per_block)
         means = block_means(strip.gains, layout.mean_log2_step)
-        scale = means * _valid_counts(strip, BLOCK) / np.where(blocks > 0, blocks, 1)
+        scale = means * _valid_counts(strip, layout.block) / np.where(blocks > 0, blocks, 1)
         scale = np.where(blocks > 0, scale, 1.0)
         expanded = np.repeat(np.repeat(scale, per_block, axis=0), per_block, axis=1)
         return lin * expanded[: lin.shape[0], : lin.shape[1]]

@@ -633,6 +633,27 @@ def test_files_decode_as_they_did(version, syntax, stride):
         assert not np.allclose(relabelled, expected, equal_nan=True)
 
 
+def test_gain_blocks_are_the_largest_side_the_tiles_hold():
+    """Format 11's encoder writes 256-pixel gain blocks with its own tiles (1024 wide, 512k rows, or the raster's
+    side), and a smaller side where tiles are narrower (tests force 128); a reader takes the header's side."""
+    hold = layout_module.block_for_tiles
+    assert hold(1024, 4096, 5000, 9000) == hold(900, 512, 900, 1024) == hold(70, 90, 70, 90) == BLOCK == 256
+    assert hold(128, 128, 300, 250) == 128 and hold(1024, 64, 2048, 300) == 64
+    arr = simulate_scene(300, 250, looks=4, seed=5)[0]
+    data = api.compress_array(arr, quality=6).data
+    header = api.read_header(data)
+    assert header["gain_blocks"]["block_size"] == 256 and layouts_from_header(header)[0][0].block == 256
+
+
+def test_a_format_10_file_with_other_gain_blocks_is_refused():
+    """Before format 11 the gain blocks are 64 pixels a side whatever a header says."""
+    with ContainerReader((DATA / "format10.sarz").read_bytes()) as reader:
+        header = copy.deepcopy(reader.header)
+    header["gain_blocks"]["block_size"] = 256
+    with pytest.raises(ContainerError, match="gain"):
+        layouts_from_header(header)
+
+
 def test_bright_contexts_come_from_the_decoded_strip():
     """Eighths of a step below the range's top (a pixel at the top is context 0, two steps down and beyond the
     last)."""

@@ -27,7 +27,7 @@ from sar_compressor.engine.codec.entropy import refine
 from sar_compressor.engine.codec.entropy.codes import varint_decode, varint_encode
 from sar_compressor.engine.codec.format import layout as layout_module
 from sar_compressor.engine.codec.format.container import FORMAT_VERSION, ContainerReader, container_bytes
-from sar_compressor.engine.codec.format.layout import BLOCK, MEAN_LOG2_STEPS, Layout, mean_log2_step
+from sar_compressor.engine.codec.format.layout import BLOCK, LEGACY_BLOCK, MEAN_LOG2_STEPS, Layout, mean_log2_step
 from sar_compressor.engine.codec.format.sarz_header import layouts_from_header
 from sar_compressor.engine.codec.format.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip
 from sar_compressor.engine.codec.passes import strip_window, survey
@@ -332,7 +332,7 @@ def _layout(width: int, height: int, format_version: int = 10) -> Layout:
         mean_correction="block",
         bright_threshold=10.0,
         format_version=format_version,
-        block=64 if format_version < 11 else 256,
+        block=LEGACY_BLOCK if format_version < 11 else BLOCK,
     )
 
 

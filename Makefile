@@ -68,7 +68,7 @@ bench: setup
 	$(PY) -m sar_compressor.bench.run $(BENCH_ARGS)
 
 train:
-	@echo "No model to train: no network is bundled (the autoencoder base was retired in .sarz format 6); the adaptive loop filter, the inter-scale predictors and the sign laws are fitted by the encoder on each tile of each file (resources/models/MODELS.md)."
+	@echo "No model to train: no network is bundled (the autoencoder base was retired in .sarz format 6); the adaptive loop filter, the inter-scale predictors, the phase laws and the sign laws are fitted by the encoder on each tile of each file (resources/models/MODELS.md)."
 
 package:
 	@rm -rf build/package && mkdir -p build/package/$(PLUGIN_NAME) dist

@@ -87,11 +87,13 @@ class SARCompressorPlugin:
                 self.dock.raise_()
 
     def unload(self) -> None:
-        """Remove the dock, menu entry, toolbar icon, .sarz drop handler and provider, so a reload starts clean."""
+        """Remove the dock (its comparison's preview files with it), menu entry, toolbar icon, .sarz drop handler
+        and provider, so a reload starts clean."""
         if self.sarz_layers is not None:
             self.sarz_layers.unregister()
             self.sarz_layers = None
         if self.dock is not None:
+            self.dock.clear_results()
             self.dock.visibilityChanged.disconnect(self.action.setChecked)
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()

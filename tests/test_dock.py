@@ -496,14 +496,29 @@ def test_layer_change_resets_band_and_clears_results(make_dock, provider, tmp_pa
     dock.band_combo.setBand(3)
     assert _run(dock) == ["completed"], dock.last_error
     assert dock.last_metrics["psnr"] is not None and dock.canvases.left.layers()
+    previews = Path(dock._comparison.folder)
+    assert previews.is_dir() and any(previews.iterdir())
 
     dock.set_layer(single)
     assert dock.band_combo.currentBand() == 1  # not the previous layer's band 3, not blank
     assert dock.last_metrics == {} and dock.last_results == {}
+    assert not previews.exists()  # the comparison's preview files went with it
     assert dock.canvases.left.layers() == [] and dock.canvases.right.layers() == []
     assert dock.metrics_table.value_text("psnr") == ""
     dock.set_layer(three)
     assert dock.band_combo.currentBand() == 1
+
+
+def test_a_dropped_comparison_leaves_no_preview_files(scene):
+    """A builder nobody closed (its dock destroyed with the plugin, QGIS closed with a comparison on screen)
+    still removes its folder when it goes, or at the latest when Python exits."""
+    builder = comparison.ComparisonBuilder(scene, 1, scene, "intensity")
+    shown = builder.layers(comparison.DB_STRETCH)
+    folder = Path(builder.folder)
+    assert {p.name for p in folder.iterdir()} == {"original.tif", "reconstruction.tif", "error.tif"}
+    del builder, shown
+    gc.collect()
+    assert not folder.exists()
 
 
 def test_input_summary_before_run(make_dock, tmp_path, qgis_new_project):

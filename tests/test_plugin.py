@@ -114,9 +114,13 @@ def test_plugin_loads_registers_and_unloads_cleanly(qgis_loader, qgis_iface):
     assert type(dock).__name__ == "SARCompressorDock" and not dock.isHidden() and action.isChecked()
     action.trigger()
     assert dock.isHidden() and not action.isChecked()
+    shown = sys.modules[f"{PLUGIN}.ui.comparison"].ComparisonBuilder(None, 1, None, "intensity")
+    dock._comparison, previews = shown, Path(shown.folder)  # as a run leaves it (its previews' folder)
+    del shown
 
     assert qgis.utils.unloadPlugin(PLUGIN)
     _flush_deletes()
+    assert not previews.exists()
     assert registry.providerById(PLUGIN) is None
     assert registry.algorithmById("sar_compressor:compress") is None
     qgis_iface.removePluginRasterMenu.assert_called_once_with("&SAR Compressor", action)

@@ -4,6 +4,7 @@ that read with the ContainerError's message and leaves other reads working."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -35,6 +36,7 @@ def _package_parent() -> str:
     if root.name == "sar_compressor":
         return str(root.parent)
     folder = Path(tempfile.mkdtemp(prefix="sarz-pkg-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the link only: rmtree does not follow it
     (folder / "sar_compressor").symlink_to(root, target_is_directory=True)
     return str(folder)
 

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 
 from qgis.core import (
@@ -55,15 +56,19 @@ class ComparisonLayers:
 
 class ComparisonBuilder:
     """Makes the layers of each view for one (original band, reconstruction) pair; keeps the preview files in
-    a folder of its own, removed by `close()`."""
+    a folder of its own, removed by `close()`, or when the builder is dropped or Python exits without it (a dock
+    destroyed with its plugin, QGIS closed with a comparison on screen): each run's previews are about 1 MB, and
+    a folder per comparison left in the temporary folder adds up (879 MB of them were found after two days of
+    test runs, before this)."""
 
     def __init__(self, original: QgsRasterLayer, band: int, reconstruction: QgsRasterLayer, kind: str) -> None:
         self.original, self.band, self.reconstruction, self.kind = original, band, reconstruction, kind
         self.folder = tempfile.mkdtemp(prefix="sar_compressor_view_")
+        self._remove_folder = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
         self._previews: dict[str, str] = {}
 
     def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self._remove_folder()
 
     def layers(self, view: str) -> ComparisonLayers:
         """The left and right layers of `view` (one of view_names)."""

@@ -104,7 +104,7 @@ class SARCompressorDock(QDockWidget):
         band = self._band()
         sarz, reconstruction = self._output_paths(layer)
         params = self._parameters(layer, band, sarz, reconstruction)
-        self._clear_results()
+        self.clear_results()
         self._run_info = {
             "layer_id": layer.id(),
             "band": band,
@@ -379,7 +379,7 @@ class SARCompressorDock(QDockWidget):
         if layer is not None:
             self.band_combo.setBand(1)
         if self.run is None or not self.run.running:
-            self._clear_results()
+            self.clear_results()
             self._set_status("")
             self.progress_bar.setValue(0)
         if not self._folder_chosen:
@@ -532,7 +532,9 @@ class SARCompressorDock(QDockWidget):
         self.canvases.set_titles(f"Original (band {self._run_info['band']})", right_title)
         self.canvases.show_pair(shown.left, shown.right)
 
-    def _clear_results(self) -> None:
+    def clear_results(self) -> None:
+        """Drop the last run's results: the canvases' layers, the comparison's preview files, the metrics (a new
+        run or layer, and the plugin's unload: nothing of a comparison outlives the dock)."""
         self.canvases.clear()
         self._view_layers = []
         if self._comparison is not None:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"
 DRIVER = REPO / "tests" / "qgis_window" / "drive_dock.py"
 QGIS_WINDOW_TIMEOUT_S = 240
+QGIS_EXIT_S = 60
 SCREEN = "1600x1000x24"
 
 
@@ -37,7 +39,8 @@ def run_qgis_window(raster: Path, work: Path, screenshot: Path, quality: int | N
     ini = profiles / "profiles" / "default" / "QGIS" / "QGIS3.ini"
     ini.parent.mkdir(parents=True)
     ini.write_text(
-        "[PythonPlugins]\nsar_compressor=true\n",
+        # the raster is in the temporary folder: no "temporary layers will be lost" question holding up the exit
+        "[PythonPlugins]\nsar_compressor=true\n\n[app]\naskToSaveMemoryLayers=false\n",
         encoding="utf-8",
     )
     out = work / "out"
@@ -70,6 +73,10 @@ def run_qgis_window(raster: Path, work: Path, screenshot: Path, quality: int | N
         while not status.is_file() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(1)
         time.sleep(1)  # the report is written in one go; let the file close
+        if status.is_file():  # then QGIS quits: give it the time to unload its plugins
+            process.wait(timeout=max(1.0, min(QGIS_EXIT_S, deadline - time.monotonic())))
+    except subprocess.TimeoutExpired:
+        pass
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)  # this test's own xvfb-run session only
@@ -86,6 +93,7 @@ def test_real_qgis_window_runs_the_dock_and_saves_a_screenshot(tmp_path):
     write_scene(raster, 384, 384, looks=1, seed=5, kind="intensity", dtype="float32", georef=True)
     screenshot = ARTIFACTS / "qgis_window.png"
     ARTIFACTS.mkdir(exist_ok=True)
+    before = set(Path(tempfile.gettempdir()).glob("sar_compressor_view_*"))
     status = run_qgis_window(raster, tmp_path / "qgis", screenshot)
 
     assert status["plugin_active"] and status["toolbar_action_on_plugins_toolbar"], status
@@ -93,3 +101,4 @@ def test_real_qgis_window_runs_the_dock_and_saves_a_screenshot(tmp_path):
     assert status["metrics"]["psnr"] is not None and status["metrics"]["ratio"] > 1, status
     assert status["view"] == "dB stretch" and "linear intensity" in status["summary"], status
     assert status["screenshot"] and screenshot.stat().st_size > 10_000
+    assert set(Path(tempfile.gettempdir()).glob("sar_compressor_view_*")) == before  # QGIS closed: previews gone

@@ -124,6 +124,31 @@ def test_rate_distortion_lowers_values_above_one():
     assert kept[0][2, 3] == 2  # where an error weighs more (a quiet area for SSIM) the same 2 stays
 
 
+def test_an_isolated_value_is_priced_with_the_bits_its_neighbours_save(monkeypatch):
+    """A lone 1 in a quiet area puts its four second-phase neighbours in a busier context, whose table (fitted to
+    the busy half of the band, where such cells are mostly non-zero) codes their zeros dearly: lowering it saves
+    those bits too. Placed where its own bits alone would not pay for its error, it goes; priced on its own bits
+    it stays."""
+    rng = np.random.default_rng(3)
+    band = np.zeros((32, 32))
+    band[:16] = rng.choice([-1.0, 0.0, 1.0], size=(16, 32), p=[0.3, 0.4, 0.3])
+    band[24, 16] = 1.0  # a first-phase cell ((row + column) even)
+    at = np.array([24 * 32 + 16])
+    walk = refine._Walk([refine._quantize(band, 1.0)])
+    fed = float(walk.fed(0, at)[0])
+    own = refine._saved_bits()[walk.tables(0, 0)[0], 0]  # the low band's first phase: one context (activity 0)
+    assert fed > 1.0  # four zeros coded in a busier context: bits each
+    band[24, 16] = 0.5 + 0.5 * refine.RDO_LAMBDA * (own + fed / 2)  # worth keeping on its own bits, not with theirs
+    symbols = [refine._quantize(band, 1.0)]
+    assert symbols[0][24, 16] == 1
+    refine._rdo_lower(symbols, [band], [1.0], [1.0])
+    assert symbols[0][24, 16] == 0
+    monkeypatch.setattr(refine._Walk, "fed", lambda self, k, at: np.zeros(at.size))
+    symbols = [refine._quantize(band, 1.0)]
+    refine._rdo_lower(symbols, [band], [1.0], [1.0])
+    assert symbols[0][24, 16] == 1
+
+
 def test_weights_keep_more_where_they_are_high(monkeypatch):
     """Weighted errors in the left half: it keeps more (less error, more bytes), the right half is coded
     about as before, and the decoder, which never sees the weights, returns the encoder's image."""

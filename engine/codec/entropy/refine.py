@@ -92,6 +92,8 @@ ACTIVITY_UNIT = 18
 2 x the parent's 3x3 mean (4/18 per magnitude in the box), each sibling's magnitude and its 3x3 mean half
 and half (9/18 + 1/18 per magnitude in the box), 2 x each of the four neighbours (36/18); weights measured
 best on the real crops (+0.1 dB over parent x2 + siblings + neighbours)."""
+NEIGHBOUR_WEIGHT = 2 * ACTIVITY_UNIT
+"""A first-phase magnitude's weight in each of its second-phase neighbours' activity."""
 _HEAD = struct.Struct("<BBI")
 
 
@@ -343,21 +345,31 @@ def _context_base(done: _Done, k: int, shape: tuple[int, int]) -> np.ndarray:
         return act
     orient = (k - 1) % 3
     if k > 3:
-        act += 4 * _fit(np.repeat(np.repeat(done.box(k - 3), 2, axis=0), 2, axis=1), shape).astype(np.int32)
+        act += 4 * _fit(_doubled(done.box(k - 3)), shape)
     for sib in range(k - orient, k):
         act += _fit(9 * done.mags[sib].astype(np.int32) + done.box(sib), shape)
     return act
 
 
+def _doubled(a: np.ndarray) -> np.ndarray:
+    """`a` with each value repeated over 2x2 (int32): a parent's box sum at each of its children's places."""
+    out = np.empty((a.shape[0], 2, a.shape[1], 2), dtype=np.int32)
+    out[...] = a[:, None, :, None]
+    return out.reshape(2 * a.shape[0], 2 * a.shape[1])
+
+
 @dataclass(frozen=True)
 class _Phase:
     """One checkerboard phase of subband k, its cells grouped by context: group b (context phase * buckets + b)
-    is order[cuts[b] : cuts[b + 1]], positions ascending within it; groups in context order are the walk order."""
+    is order[cuts[b] : cuts[b + 1]], positions ascending within it; groups in context order are the walk order.
+    `act`: each cell's activity, the phase's cells in ascending position (what the encoder's lowering asks of a
+    cell's context)."""
 
     k: int
     phase: int
     order: np.ndarray
     cuts: np.ndarray
+    act: np.ndarray
 
     def groups(self) -> list[tuple[int, int, int]]:
         """(context, start, stop) in `order` of each non-empty group, in walk order."""
@@ -391,11 +403,11 @@ def _grouped(k: int, phase: int, base: np.ndarray, mag: np.ndarray, contexts: Co
     cells = _phase_cells(mag.shape)[phase]
     act = base[cells]
     if phase:
-        act = act + 2 * ACTIVITY_UNIT * _neighbour_sum(mag).reshape(-1)[cells].astype(np.int32)
+        act = act + NEIGHBOUR_WEIGHT * _neighbour_sum(mag).reshape(-1)[cells].astype(np.int32)
     bucket = np.take(contexts.bucket_of, act, mode="clip")  # past the last edge: the last bucket
     order = cells[np.argsort(bucket, kind="stable")]
     cuts = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=contexts.n_buckets))])
-    return _Phase(k, phase, order, cuts)
+    return _Phase(k, phase, order, cuts, act)
 
 
 def _second_phase(done: _Done, k: int) -> _Phase:
@@ -523,18 +535,93 @@ def _rdo_lower(
     code-block's bit-planes where its slope is too low. Lowering larger values too (not only 1 -> 0) measured
     +0.01 to +0.04 dB at 0.25-1 bpp on the real crops, and lifted SSIM at 0.25 bpp. Only subbands from `start`
     (coding order) are lowered: a subband's decisions depend on coarser ones only, so the coarse subbands can be
-    settled before a finer level is predicted from them."""
-    lowered: list[tuple[int, np.ndarray, np.ndarray]] = []
-
-    def visit(ph: _Phase) -> np.ndarray:
-        values = symbols[ph.k].reshape(-1)[ph.order]
-        if ph.k >= start:
-            lowered.append(_lowering(ph, values, residuals, steps, weights))
-        return values
-
-    _traverse([s.shape for s in symbols], visit, CONTEXTS)
+    settled before a finer level is predicted from them. A lowered first-phase magnitude also quiets its four
+    second-phase neighbours' contexts, and the bits that saves in their groups count with its own (`_Walk.fed`):
+    an isolated value in a quiet neighbourhood costs more than its own bits. Measured against the lowering on own
+    bits alone (8 real crops coded to 0.25 / 0.5 / 1 bpp by rate control, probe): PSNR +0.023 / +0.023 / +0.028 dB
+    on the multilooked and oversampled crops, +0.026 / +0.015 / +0.013 on single-look, SSIM within 0.002,
+    multilooked PSNR +0.025 / +0.010 / +0.049 and +0.016 / -0.013 / +0.005. Counting the children's and later
+    siblings' contexts too (whose activity a magnitude also feeds) added at most 0.004 dB for twice the time."""
+    walk = _Walk(symbols)
+    lowered = [walk.lowering(ph, values, residuals, steps, weights) for ph, values in walk.phases if ph.k >= start]
     for k, at, v in lowered:
         symbols[k].reshape(-1)[at] = v
+
+
+_STEPS = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
+"""The four neighbours' (row, column) offsets."""
+
+
+class _Walk:
+    """One walk over the encoder's symbols as they stand (`phases`: each phase as grouped, with its symbols in
+    order), and what the lowering prices with: each phase's per-bucket tables, made when first asked for, and the
+    bits a first-phase magnitude saves in its neighbours' contexts."""
+
+    def __init__(self, symbols: list[np.ndarray]) -> None:
+        self.symbols = symbols
+        self.phases: list[tuple[_Phase, np.ndarray]] = []
+
+        def visit(ph: _Phase) -> np.ndarray:
+            values = symbols[ph.k].reshape(-1)[ph.order]
+            self.phases.append((ph, values))
+            return values
+
+        _traverse([s.shape for s in symbols], visit, CONTEXTS)
+        self._at = {(ph.k, ph.phase): i for i, (ph, _) in enumerate(self.phases)}
+        self._tables: dict[tuple[int, int], np.ndarray] = {}
+        self._quieter: dict[int, np.ndarray] = {}
+
+    def lowering(
+        self, ph: _Phase, values: np.ndarray, residuals: list[np.ndarray], steps: list[float], weights: list[Any]
+    ) -> tuple[int, np.ndarray, np.ndarray]:
+        """`_lowering` of one walked phase, a first phase's bits saved in its neighbours' contexts counted too."""
+        if not _in_tables(values).size:  # nothing to lower: no tables to make
+            return ph.k, np.zeros(0, np.intp), np.zeros(0, values.dtype)
+        fed = (lambda at: self.fed(ph.k, at)) if ph.phase == 0 else None
+        return _lowering(ph, values, residuals, steps, weights, self.tables(ph.k, ph.phase), fed)
+
+    def tables(self, k: int, phase: int) -> np.ndarray:
+        """The table of each bucket of a phase (`_group_scales`)."""
+        if (k, phase) not in self._tables:
+            ph, values = self.phases[self._at[(k, phase)]]
+            self._tables[(k, phase)] = _group_scales(ph, _indices(values))
+        return self._tables[(k, phase)]
+
+    def fed(self, k: int, at: np.ndarray) -> np.ndarray:
+        """At the first-phase cells `at` (flat positions) of subband k, the bits a magnitude one lower would save
+        in its four second-phase neighbours' groups (`quieter`), whose activity it is NEIGHBOUR_WEIGHT of."""
+        (rows, cols), saved = self.symbols[k].shape, self.quieter(k)
+        r, c = divmod(at, cols)
+        r, c = r + _STEPS[:, :1], c + _STEPS[:, 1:]  # the four neighbours, one row each
+        inside = (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
+        return np.sum(saved[np.where(inside, r * cols + c, 0)] * inside, axis=0)
+
+    def quieter(self, k: int) -> np.ndarray:
+        """Per cell of subband k (flat), the bits its symbol would save if its activity were NEIGHBOUR_WEIGHT lower:
+        under the table of the bucket it would fall into instead of its own (negative where a quieter context costs
+        it more; 0 where the bucket stays, and in the first phase, whose contexts no neighbour feeds)."""
+        if k not in self._quieter:
+            ph = self.phases[self._at[(k, 1)]][0]
+            moved = np.flatnonzero(np.take(_moves(NEIGHBOUR_WEIGHT), ph.act, mode="clip"))
+            act, scales = ph.act[moved], self.tables(k, 1)
+            cells = _phase_cells(self.symbols[k].shape)[1][moved]
+            index = _indices(self.symbols[k].reshape(-1)[cells])
+            now = np.take(CONTEXTS.bucket_of, act, mode="clip")
+            then = np.take(CONTEXTS.bucket_of, np.maximum(act - NEIGHBOUR_WEIGHT, 0), mode="clip")
+            bits = _bank()[1]
+            saved = np.zeros(self.symbols[k].size)
+            saved[cells] = bits[scales[now], index] - bits[scales[then], index]
+            self._quieter[k] = saved
+        return self._quieter[k]
+
+
+@lru_cache(maxsize=2)
+def _moves(drop: int) -> np.ndarray:
+    """Per activity (the last entry standing for all above it), whether `drop` less moves it to another bucket."""
+    act = np.arange(CONTEXTS.edges[-1] + drop + 1)
+    return np.take(CONTEXTS.bucket_of, act, mode="clip") != np.take(
+        CONTEXTS.bucket_of, np.maximum(act - drop, 0), mode="clip"
+    )
 
 
 def _lower_second_phases(
@@ -545,32 +632,52 @@ def _lower_second_phases(
     for _ in range(RDO_PASSES):
         done = _Done(symbols)  # a pass's decisions are applied after it: every phase sees the same magnitudes
         phases = [_second_phase(done, k) for k in sorted(subbands)]
-        lowered = [_lowering(ph, symbols[ph.k].reshape(-1)[ph.order], residuals, steps, weights) for ph in phases]
+        lowered = []
+        for ph in phases:
+            values = symbols[ph.k].reshape(-1)[ph.order]
+            lowered.append(_lowering(ph, values, residuals, steps, weights, _group_scales(ph, _indices(values))))
         for k, at, v in lowered:
             symbols[k].reshape(-1)[at] = v
 
 
 def _lowering(
-    ph: _Phase, values: np.ndarray, residuals: list[np.ndarray], steps: list[float], weights: list[Any]
+    ph: _Phase,
+    values: np.ndarray,
+    residuals: list[np.ndarray],
+    steps: list[float],
+    weights: list[Any],
+    scales: np.ndarray,
+    fed: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> tuple[int, np.ndarray, np.ndarray]:
-    """One phase's lowering decisions (`_rdo_lower`) from its `values` (the symbols at ph.order): its subband, the
-    flat positions to lower and their values."""
+    """One phase's lowering decisions (`_rdo_lower`) from its `values` (the symbols at ph.order) and the table of
+    each of its buckets: its subband, the flat positions to lower and their values. `fed`: the bits lowering the
+    cells at given positions saves in the contexts they feed (`_Walk.fed`)."""
     k = ph.k
     coded = _in_tables(values)
     if not coded.size:
         return k, coded, coded
-    indices = _indices(values)
-    scales = np.zeros(CONTEXTS.n_buckets, dtype=np.intp)
-    for ctx, a, b in ph.groups():
-        scales[ctx % CONTEXTS.n_buckets] = _best_scale(indices[a:b])
-    scale = np.repeat(scales, np.diff(ph.cuts))[coded]
+    scale = scales[np.searchsorted(ph.cuts, coded, side="right") - 1]
     at, v = ph.order[coded], values[coded]
     m = np.abs(v)
     x = np.abs(residuals[k].reshape(-1)[at]) / steps[k]
     weight = weights[k] if np.isscalar(weights[k]) else weights[k].reshape(-1)[at]
-    lower = np.flatnonzero(weight * (2.0 * (x - m) + 1.0) < RDO_LAMBDA * _saved_bits()[scale, m - 1])
+    saved = _saved_bits()[scale, m - 1] if fed is None else _saved_bits()[scale, m - 1] + fed(at)
+    lower = np.flatnonzero(weight * (2.0 * (x - m) + 1.0) < RDO_LAMBDA * saved)
     v = v[lower]
     return k, at[lower], v - np.sign(v)
+
+
+def _group_scales(ph: _Phase, indices: np.ndarray) -> np.ndarray:
+    """The table that codes each bucket's group of a phase in the fewest bits (`_best_scale`; `indices` those of
+    the phase's symbols in order), an empty bucket taking its nearest non-empty one's."""
+    n = CONTEXTS.n_buckets
+    scales = np.full(n, -1, dtype=np.intp)
+    for ctx, a, b in ph.groups():
+        scales[ctx % n] = _best_scale(indices[a:b])
+    full = np.flatnonzero(scales >= 0)
+    if not full.size:
+        return np.zeros(n, dtype=np.intp)
+    return scales[full[np.argmin(np.abs(full[None, :] - np.arange(n)[:, None]), axis=1)]]
 
 
 def _table_costs(indices: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ VARIANTS = {
     "no inter-scale prediction": {"tune": "ssim", "interscale": False},
     "with sign contexts": {"tune": "ssim", "sign_contexts": True},
     "no phase prediction": {"tune": "ssim", "phase_prediction": False},
+    "no neighbour bits": {"tune": "ssim", "neighbour_bits": False},
     "tune psnr": {"tune": "psnr"},
     "tune psnr, no loop filter": {"tune": "psnr", "loop_filter": False},
 }

@@ -296,6 +296,7 @@ def compress_file(
     interscale: bool = True,
     sign_contexts: bool = False,
     phase_prediction: bool = True,
+    neighbour_bits: bool = True,
     cog: bool = False,
     progress: Progress = None,
     cancel: Cancel = None,
@@ -313,7 +314,9 @@ def compress_file(
     the level above where it pays (engine.codec.transform.interscale). `sign_contexts`: code signs under their
     neighbours' where it pays (engine.codec.entropy.sign_contexts; off by default: with phase prediction it buys
     nothing measurable), `phase_prediction`: predict each subband's second checkerboard phase from its first where it
-    pays (engine.codec.entropy.phase_prediction); both switched only to measure what they buy. `warn`: called
+    pays (engine.codec.entropy.phase_prediction), `neighbour_bits`: count, in the rate-distortion lowering, the bits
+    a value costs its neighbours' contexts (engine.codec.entropy.refine); the three switched only to measure what
+    they buy. `warn`: called
     with each of the input's warnings before any coding (a photo's, from its metadata, then pass 1's; the CLI prints
     them); pass 1's are in the returned statistics too."""
     start = time.perf_counter()
@@ -333,7 +336,16 @@ def compress_file(
         return write_container(staged, header_fn, chunks, cancel_fn)
 
     options = EncodeOptions(
-        quality, kind, mean_correction, tune, interband, loop_filter, interscale, sign_contexts, phase_prediction
+        quality,
+        kind,
+        mean_correction,
+        tune,
+        interband,
+        loop_filter,
+        interscale,
+        sign_contexts,
+        phase_prediction,
+        neighbour_bits,
     )
     try:
         with bounded_gdal_cache(streaming_cache_mb(info.width, info.dtype)), RasterReader(src) as reader:
@@ -381,6 +393,7 @@ def compress_array(
     interscale: bool = True,
     sign_contexts: bool = False,
     phase_prediction: bool = True,
+    neighbour_bits: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> ArrayResult:
@@ -410,7 +423,16 @@ def compress_array(
 
     sources = [BandSource(info.band(b + 1), b + 1, _array_reader(stack[b])) for b in range(stack.shape[0])]
     options = EncodeOptions(
-        quality, kind, mean_correction, tune, interband, loop_filter, interscale, sign_contexts, phase_prediction
+        quality,
+        kind,
+        mean_correction,
+        tune,
+        interband,
+        loop_filter,
+        interscale,
+        sign_contexts,
+        phase_prediction,
+        neighbour_bits,
     )
     stats = _encode(
         sources, options, write, start, target_bpp=target_bpp, open_sink=sink, progress=progress, cancel=cancel

@@ -83,6 +83,7 @@ def compress_split(
     interscale: bool = True,
     sign_contexts: bool = False,
     phase_prediction: bool = True,
+    neighbour_bits: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
 ) -> CompressStats:
@@ -108,6 +109,7 @@ def compress_split(
         interscale=interscale,
         sign_contexts=sign_contexts,
         phase_prediction=phase_prediction,
+        neighbour_bits=neighbour_bits,
     )
     with bounded_gdal_cache(), RasterReader(src) as reader:
         source = BandSource(info.band(band), band, lambda r0, r1: reader.read_rows(band, r0, r1))

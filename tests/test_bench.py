@@ -107,6 +107,7 @@ def test_quick_bench_writes_all_outputs(tmp_path):
         "no inter-scale prediction",
         "with sign contexts",
         "no phase prediction",
+        "no neighbour bits",
         "tune psnr",
         "tune psnr, no loop filter",
     )

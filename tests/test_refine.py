@@ -149,6 +149,21 @@ def test_an_isolated_value_is_priced_with_the_bits_its_neighbours_save(monkeypat
     assert symbols[0][24, 16] == 1
 
 
+def test_neighbour_bits_switch_off_to_the_lowering_on_own_bits(monkeypatch):
+    """The API's `neighbour_bits=False` (the bench's ablation) codes as the lowering on own bits alone; both files
+    decode to their encoder's reconstruction."""
+    from sar_compressor.engine import api
+
+    target, _ = _pair((256, 256), seed=5)
+    image = (10 ** (target / 10)).astype(np.float32)
+    on = api.compress_array(image, quality=4)
+    off = api.compress_array(image, quality=4, neighbour_bits=False)
+    monkeypatch.setattr(refine._Walk, "fed", lambda self, k, at: np.zeros(at.size))
+    assert api.compress_array(image, quality=4).data == off.data != on.data
+    for coded in (on, off):
+        assert api.decompress_array(coded.data).tobytes() == coded.reconstruction.tobytes()
+
+
 def test_weights_keep_more_where_they_are_high(monkeypatch):
     """Weighted errors in the left half: it keeps more (less error, more bytes), the right half is coded
     about as before, and the decoder, which never sees the weights, returns the encoder's image."""

@@ -526,6 +526,7 @@ def _rdo_lower(
     steps: list[float],
     weights: list[Any],
     start: int = 0,
+    neighbour_bits: bool = True,
 ) -> None:
     """Encoder-only rate-distortion quantization: a coefficient m steps out becomes m - 1 where the bits that
     saves, under the table its group gets, are worth more than the squared error it adds ((2 (x - m) + 1)
@@ -541,8 +542,9 @@ def _rdo_lower(
     bits alone (8 real crops coded to 0.25 / 0.5 / 1 bpp by rate control, probe): PSNR +0.023 / +0.023 / +0.028 dB
     on the multilooked and oversampled crops, +0.026 / +0.015 / +0.013 on single-look, SSIM within 0.002,
     multilooked PSNR +0.025 / +0.010 / +0.049 and +0.016 / -0.013 / +0.005. Counting the children's and later
-    siblings' contexts too (whose activity a magnitude also feeds) added at most 0.004 dB for twice the time."""
-    walk = _Walk(symbols)
+    siblings' contexts too (whose activity a magnitude also feeds) added at most 0.004 dB for twice the time.
+    Without `neighbour_bits`, each value is priced on its own bits (0.5.0's encoder: the ablation)."""
+    walk = _Walk(symbols, neighbour_bits)
     lowered = [walk.lowering(ph, values, residuals, steps, weights) for ph, values in walk.phases if ph.k >= start]
     for k, at, v in lowered:
         symbols[k].reshape(-1)[at] = v
@@ -557,8 +559,8 @@ class _Walk:
     order), and what the lowering prices with: each phase's per-bucket tables, made when first asked for, and the
     bits a first-phase magnitude saves in its neighbours' contexts."""
 
-    def __init__(self, symbols: list[np.ndarray]) -> None:
-        self.symbols = symbols
+    def __init__(self, symbols: list[np.ndarray], neighbour_bits: bool = True) -> None:
+        self.symbols, self.neighbour_bits = symbols, neighbour_bits
         self.phases: list[tuple[_Phase, np.ndarray]] = []
 
         def visit(ph: _Phase) -> np.ndarray:
@@ -577,7 +579,7 @@ class _Walk:
         """`_lowering` of one walked phase, a first phase's bits saved in its neighbours' contexts counted too."""
         if not _in_tables(values).size:  # nothing to lower: no tables to make
             return ph.k, np.zeros(0, np.intp), np.zeros(0, values.dtype)
-        fed = (lambda at: self.fed(ph.k, at)) if ph.phase == 0 else None
+        fed = (lambda at: self.fed(ph.k, at)) if ph.phase == 0 and self.neighbour_bits else None
         return _lowering(ph, values, residuals, steps, weights, self.tables(ph.k, ph.phase), fed)
 
     def tables(self, k: int, phase: int) -> np.ndarray:
@@ -827,6 +829,7 @@ def _settle_levels(
     band_weights: list[Any],
     predict_scales: bool,
     predict_phases: bool,
+    neighbour_bits: bool = True,
 ) -> _Settled:
     """The encoder's predictions, coarse to fine over the detail levels, each level settled before anything finer is
     predicted from it: on the levels it tries (INTERSCALE_LEVELS), inter-scale prediction fitted on the
@@ -842,7 +845,7 @@ def _settle_levels(
             if _fit_interscale(level, settled.approx, predictions, residuals, steps, start, settled.predictors):
                 symbols[start:] = [_quantize(r, st) for r, st in zip(residuals[start:], steps[start:])]
                 for _ in range(RDO_PASSES):
-                    _rdo_lower(symbols, residuals, steps, band_weights, start=start)
+                    _rdo_lower(symbols, residuals, steps, band_weights, start, neighbour_bits)
         if predict_phases:
             _predict_phases(range(start, start + 3), residuals, symbols, steps, band_weights, settled)
     return settled
@@ -954,6 +957,7 @@ def encode(
     predict_scales: bool = True,
     model_signs: bool = False,
     predict_phases: bool = True,
+    neighbour_bits: bool = True,
 ) -> tuple[bytes, np.ndarray]:
     """(payload, refined image): `target` coded against the decoder's `base` at quantizer `step` (units of
     the arrays). With `ssim` (the raster's scale, from pass 1) its rate-distortion decisions weigh each
@@ -963,10 +967,11 @@ def encode(
     Part 2's multi-component transforms decorrelate bands linearly too). With `predict_scales` the two finest
     levels' LH and HL may be predicted from the approximation above them where that pays (transform.interscale);
     with `model_signs` each detail subband's second-phase signs may be coded under their neighbours' where that
-    pays (sign_contexts: off by default, since phase prediction takes what they found). The refined image is what
-    `decode(payload, base, step, reference)` returns: the decoder needs no SSIM weights."""
+    pays (sign_contexts: off by default, since phase prediction takes what they found). With `neighbour_bits` the
+    rate-distortion lowering counts the bits a value costs its neighbours' contexts (`_rdo_lower`). The refined image
+    is what `decode(payload, base, step, reference)` returns: the decoder needs no SSIM weights."""
     payload, (refined,) = encode_levels(
-        target, base, step, (0,), ssim, reference, predict_scales, model_signs, predict_phases
+        target, base, step, (0,), ssim, reference, predict_scales, model_signs, predict_phases, neighbour_bits
     )
     return payload, refined
 
@@ -981,6 +986,7 @@ def encode_levels(
     predict_scales: bool = True,
     model_signs: bool = False,
     predict_phases: bool = True,
+    neighbour_bits: bool = True,
 ) -> tuple[bytes, list[np.ndarray]]:
     """`encode`, with the refined image at each of `wanted` levels (0: the refined image in the target's dtype;
     k: what `decode_level(payload, base, step, k, reference)` gives, to the bit) made from the encoder's own
@@ -999,10 +1005,10 @@ def encode_levels(
     symbols = [_quantize(r, s) for r, s in zip(residuals, steps)]
     band_weights = _band_weights(target, ssim, [s.shape for s in symbols])  # after del t: peak memory
     for _ in range(RDO_PASSES):
-        _rdo_lower(symbols, residuals, steps, band_weights)
+        _rdo_lower(symbols, residuals, steps, band_weights, 0, neighbour_bits)
     predictions = list(_predictions(b, alphas, ref, betas))
     settled = _settle_levels(
-        levels, predictions, residuals, symbols, steps, band_weights, predict_scales, predict_phases
+        levels, predictions, residuals, symbols, steps, band_weights, predict_scales, predict_phases, neighbour_bits
     )
     del residuals, band_weights
     laws = _fit_signs(symbols) if model_signs else [None] * (len(symbols) - 1)

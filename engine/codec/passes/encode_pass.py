@@ -87,6 +87,9 @@ class EncodeOptions:
     phase_prediction: bool = True
     """Predict each subband's second phase from its first where it pays (engine.codec.entropy.phase_prediction);
     off: no subband is (the ablation)."""
+    neighbour_bits: bool = True
+    """Count, in the rate-distortion lowering, the bits a value costs its neighbours' contexts (engine.codec.
+    entropy.refine._rdo_lower); off: each value on its own bits, as 0.5.0 (the ablation)."""
     refine_step: Optional[float] = None
     """A step between the ladder's (rate control); None: the quality's own."""
 
@@ -273,6 +276,7 @@ class EncodePass(StripPass):
             options.interscale,
             options.sign_contexts,
             options.phase_prediction,
+            options.neighbour_bits,
         )
 
     def prepare(self, strip: Strip, base: float) -> Work:

@@ -604,7 +604,7 @@ class _Walk:
         it more; 0 where the bucket stays, and in the first phase, whose contexts no neighbour feeds)."""
         if k not in self._quieter:
             ph = self.phases[self._at[(k, 1)]][0]
-            moved = np.flatnonzero(np.take(_moves(NEIGHBOUR_WEIGHT), ph.act, mode="clip"))
+            moved = np.flatnonzero(np.take(_neighbour_moves(), ph.act, mode="clip"))
             act, scales = ph.act[moved], self.tables(k, 1)
             cells = _phase_cells(self.symbols[k].shape)[1][moved]
             index = _indices(self.symbols[k].reshape(-1)[cells])
@@ -617,13 +617,13 @@ class _Walk:
         return self._quieter[k]
 
 
-@lru_cache(maxsize=2)
-def _moves(drop: int) -> np.ndarray:
-    """Per activity (the last entry standing for all above it), whether `drop` less moves it to another bucket."""
-    act = np.arange(CONTEXTS.edges[-1] + drop + 1)
-    return np.take(CONTEXTS.bucket_of, act, mode="clip") != np.take(
-        CONTEXTS.bucket_of, np.maximum(act - drop, 0), mode="clip"
-    )
+@lru_cache(maxsize=1)
+def _neighbour_moves() -> np.ndarray:
+    """Per activity (the last entry standing for all above it), whether NEIGHBOUR_WEIGHT less moves it to another
+    bucket."""
+    act = np.arange(CONTEXTS.edges[-1] + NEIGHBOUR_WEIGHT + 1)
+    quieter = np.maximum(act - NEIGHBOUR_WEIGHT, 0)
+    return np.take(CONTEXTS.bucket_of, act, mode="clip") != np.take(CONTEXTS.bucket_of, quieter, mode="clip")
 
 
 def _lower_second_phases(
@@ -634,10 +634,7 @@ def _lower_second_phases(
     for _ in range(RDO_PASSES):
         done = _Done(symbols)  # a pass's decisions are applied after it: every phase sees the same magnitudes
         phases = [_second_phase(done, k) for k in sorted(subbands)]
-        lowered = []
-        for ph in phases:
-            values = symbols[ph.k].reshape(-1)[ph.order]
-            lowered.append(_lowering(ph, values, residuals, steps, weights, _group_scales(ph, _indices(values))))
+        lowered = [_lowering(ph, symbols[ph.k].reshape(-1)[ph.order], residuals, steps, weights) for ph in phases]
         for k, at, v in lowered:
             symbols[k].reshape(-1)[at] = v
 
@@ -648,16 +645,19 @@ def _lowering(
     residuals: list[np.ndarray],
     steps: list[float],
     weights: list[Any],
-    scales: np.ndarray,
+    scales: Optional[np.ndarray] = None,
     fed: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> tuple[int, np.ndarray, np.ndarray]:
-    """One phase's lowering decisions (`_rdo_lower`) from its `values` (the symbols at ph.order) and the table of
-    each of its buckets: its subband, the flat positions to lower and their values. `fed`: the bits lowering the
-    cells at given positions saves in the contexts they feed (`_Walk.fed`)."""
+    """One phase's lowering decisions (`_rdo_lower`) from its `values` (the symbols at ph.order): its subband, the
+    flat positions to lower and their values. `scales`: the table of each of its buckets where the caller has them
+    (`_group_scales`, else made here once there is something to lower); `fed`: the bits lowering the cells at given
+    positions saves in the contexts they feed (`_Walk.fed`)."""
     k = ph.k
     coded = _in_tables(values)
     if not coded.size:
         return k, coded, coded
+    if scales is None:
+        scales = _group_scales(ph, _indices(values))
     scale = scales[np.searchsorted(ph.cuts, coded, side="right") - 1]
     at, v = ph.order[coded], values[coded]
     m = np.abs(v)

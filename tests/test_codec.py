@@ -307,6 +307,28 @@ def test_bright_targets_restored_within_half_a_step(quality):
     assert result.stats.clipped_fraction >= above.mean()
 
 
+@pytest.mark.parametrize(
+    "kind, mean_correction", [("intensity", "global"), ("intensity", "none"), ("db", "none"), ("native", "none")]
+)
+def test_bright_targets_kept_without_block_gains(kind, mean_correction):
+    """Bright targets come back whatever the mean correction: a scalar gain leaves the refined tile column-major,
+    where a write through a flat view used to go to a copy (the targets were lost, 0.5.1)."""
+    arr = _scene(90, 110, seed=6)
+    arr[[5, 40, 80], [7, 55, 100]] = np.array([1e4, 3e5, 2e3], dtype=np.float32)
+    if kind != "intensity":
+        arr = (10 * np.log10(arr)).astype(np.float32)
+    result = api.compress_array(arr, quality=DEFAULT_QUALITY, kind=kind, mean_correction=mean_correction)
+    assert result.stats.n_bright_residuals >= 3
+    decoded = api.decompress_array(result.data)
+    np.testing.assert_array_equal(decoded, result.reconstruction)
+    bright = api.read_header(result.data)["bands"][0]["bright"]
+    value = decoded[[5, 40, 80], [7, 55, 100]].astype(np.float64)
+    expected = arr[[5, 40, 80], [7, 55, 100]].astype(np.float64)
+    if kind == "intensity":
+        value, expected = 10 * np.log10(value), 10 * np.log10(expected)
+    assert np.max(np.abs(value - expected)) <= bright["step_db"] / 2 + 1e-3
+
+
 def test_mean_correction_modes(tmp_path):
     src = write_scene(tmp_path / "s.tif", 300, 100, seed=9, nodata_fraction=0.2)
     for mode in ("global", "none"):

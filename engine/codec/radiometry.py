@@ -161,7 +161,7 @@ def block_counts(use: np.ndarray, block: int) -> np.ndarray:
 def use_mask(strip: Strip) -> np.ndarray:
     """The pixels block gains are measured over: valid and not a bright target (encoder and decoder agree)."""
     use = np.ones((strip.rows, strip.cols), dtype=bool) if strip.invalid is None else ~strip.invalid
-    use.reshape(-1)[strip.bright.positions] = False
+    use[np.unravel_index(strip.bright.positions, use.shape)] = False
     return use
 
 
@@ -292,9 +292,9 @@ def strip_gain_db(layout: Layout, cur: Strip, global_gain: float) -> Gain:
 def finalize_strip(layout: Layout, raw_db: np.ndarray, gain_db: Gain, strip: Strip) -> np.ndarray:
     """Decoded dB + gain + bright residuals -> the input's kind and dtype, invalid pixels restored exactly."""
     db = raw_db + gain_db
-    if strip.bright.positions.size:
-        flat = db.reshape(-1)
-        flat[strip.bright.positions] = layout.bright_threshold + strip.bright.steps * layout.bright_step_db
+    if strip.bright.positions.size:  # positions count in row-major order; raw_db comes column-major
+        at = np.unravel_index(strip.bright.positions, db.shape)
+        db[at] = layout.bright_threshold + strip.bright.steps * layout.bright_step_db
     out = pp.from_db(db, layout.kind, layout.dtype)
     if strip.invalid is not None:
         out[strip.invalid] = invalid_values(layout, strip.codes, strip.index, out.dtype)

@@ -410,6 +410,32 @@ def test_offsets_restore_each_block_and_go_to_bright_pixels():
     assert middle[32, 32] == middle.max() < WEIGHT_CAP * np.abs(c[0, 1]) * 1.5 and field[32, 96] < 0
 
 
+def _relabelled(data: bytes, version: int) -> bytes:
+    """The same chunks under a header that says `version`."""
+    with ContainerReader(data) as reader:
+        header, chunks = copy.deepcopy(reader.header), [reader.read_chunk(i) for i in range(reader.n_chunks)]
+    header["format_version"] = version
+    return container_bytes(header, chunks)
+
+
+def test_block_offsets_lift_no_pixel_above_the_bright_threshold():
+    """Format 12: at quality 2 a single-look scene decodes to smooth dB with a few bright spots, and spread by
+    intensity its blocks' offsets lifted those far above the range (format 11's rule, the same chunks); now no
+    pixel but a coded bright target ends above the bright threshold, and each block keeps its coded mean."""
+    arr = _scene(512, 512, seed=1)
+    result = api.compress_array(arr, quality=2)
+    threshold = api.read_header(result.data)["bands"][0]["bright"]["threshold_db"]
+    db_in = 10 * np.log10(arr.astype(np.float64))
+    counted = db_in <= threshold  # not a bright target
+    capped = api.decompress_array(result.data)
+    np.testing.assert_array_equal(capped, result.reconstruction)
+    assert np.max(10 * np.log10(capped[counted].astype(np.float64))) <= threshold + 1e-4
+    lifted = api.decompress_array(_relabelled(result.data, 11))
+    assert np.max(10 * np.log10(lifted[counted].astype(np.float64))) > threshold + 3
+    means = [x.astype(np.float64).reshape(2, 256, 2, 256).sum(axis=(1, 3)) for x in (capped, lifted)]
+    np.testing.assert_allclose(means[0], means[1], rtol=1e-4)
+
+
 @pytest.mark.parametrize("step", MEAN_LOG2_STEPS)
 def test_mean_codes_cover_a_wide_range(step):
     """Block means from 1e-4 to 1e4 (-40 to +40 dB) are coded to a log2 step, the finest too, not clipped."""
@@ -436,7 +462,7 @@ def test_header_contents(tmp_path):
     api.compress_file(src, tmp_path / "h.sarz", quality=2)
     h = api.read_header(tmp_path / "h.sarz")
     band = h["bands"][0]
-    assert h["format_version"] == FORMAT_VERSION == 11 and len(h["bands"]) == 1 and band["source_band"] == 1
+    assert h["format_version"] == FORMAT_VERSION == 12 and len(h["bands"]) == 1 and band["source_band"] == 1
     assert band["mean_log2_step"] == mean_log2_step(0.56 * (band["range"]["vmax"] - band["range"]["vmin"]))
     assert band["quality"] == 2 and band["refine_step"] == 0.56 and h["refine"]["wavelet"] == "cdf97"
     assert band["kind"] == "amplitude" and h["raster"]["dtype"] == "uint16"
@@ -619,8 +645,9 @@ def test_format_6_files_decode_as_they_did():
         (9, refine.SYNTAX_9, 4),
         (10, refine.SYNTAX, 4),
         (11, refine.SYNTAX, 4),
+        (12, refine.SYNTAX, 4),
     ],
-    ids=["format7", "format8", "format9", "format10", "format11"],
+    ids=["format7", "format8", "format9", "format10", "format11", "format12"],
 )
 def test_files_decode_as_they_did(version, syntax, stride):
     """A file each format wrote, the current one included (tests/data: two bands, the second predicted from the first; 7
@@ -628,10 +655,12 @@ def test_files_decode_as_they_did(version, syntax, stride):
     256, a 4-look scene oversampled twice whose first band keeps inter-scale predictors, a no-data corner, quality 7,
     made by the code of d0e21ae and of the commit that added 10, its bands keeping phase laws (both) and a sign law (the
     second), their pixels kept on one row and column in 4; 11: format 10's decoded pixels coded again at quality 7 by
-    the commit that added 11, 256x256 gain blocks) decodes to the pixels it decoded to when written, whole, by window
+    the commit that added 11, 256x256 gain blocks; 12: a single-look scene and a second polarization of it, a no-data
+    corner, quality 2, whose block offsets are capped at the bright threshold, made by the commit that added 12)
+    decodes to the pixels it decoded to when written, whole, by window
     and band by band, with its refinement layer's syntax (format 7: its contexts; 8: no inter-scale predictors; 9: no
     sign laws) and gain blocks (10: 64x64): a change to the decoder that the encoder mirrors still fails here. The next
-    version's rules read the older chunks as something else (11's next is refused)."""
+    version's rules read the older chunks as something else (12's next is refused)."""
     data = (DATA / f"format{version}.sarz").read_bytes()
     expected = np.load(DATA / f"format{version}.npy")
     header = api.read_header(data)
@@ -647,7 +676,8 @@ def test_files_decode_as_they_did(version, syntax, stride):
     with ContainerReader(data) as reader:
         chunks = [reader.read_chunk(i) for i in range(reader.n_chunks)]
     header["format_version"] = version + 1
-    if version == 10:  # 11 is 10 with the gain blocks' side in the header: a 10 relabelled decodes the same
+    if version in (10, 11):  # 11 is 10 with the gain blocks' side in the header, 12 is 11 with the offsets capped,
+        # which none of format 11's file reaches: relabelled, they decode the same
         np.testing.assert_allclose(api.decompress_array(container_bytes(header, chunks))[grid], expected, rtol=1e-6)
         return
     with contextlib.suppress(ContainerError):  # or a corrupt stream

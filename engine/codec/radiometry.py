@@ -19,6 +19,7 @@ is why the reconstruction written during compression equals the decompressed ras
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
@@ -46,6 +47,9 @@ FIX_NEWTON_STEPS = 2
 start is close). Format 6 interpolated offsets, and each further round moved the interpolation nodes towards a
 seamless field that needed larger offsets: 1 / 2 / 3 rounds measured +0.32 / +0.25 / +0.21 dB over JPEG 2000 on
 T33 at 1 bpp. Per-block offsets (format 7) need the fix only to finish the Newton steps."""
+CAP_NEWTON_STEPS = 6
+"""Newton steps for a block whose offsets are capped at the bright threshold (format 12: _cap_band), from the
+uncapped offset; the capped terms make the function flatten, so it takes more steps than the fixes."""
 _K = math.log(10.0) / 10.0
 
 Gain = Union[np.ndarray, np.float32]
@@ -272,8 +276,57 @@ def offset_field(layout: Layout, cur: Strip) -> np.ndarray:
             if last:
                 per_pixel = np.repeat(fix[r].astype(np.float32), block)[: cur.cols]
                 out[band] = offset + per_pixel * share
+                if layout.caps_offsets:
+                    at = _Band(cur.raw_db[band], use[band], wu, share, block)
+                    _cap_band(out[band], at, layout.bright_threshold, targets[r], c[r] + fix[r])
         c = c + fix
     return out
+
+
+@dataclass
+class _Band:
+    """A band of blocks of a tile as offset_field sees it: decoded dB, the pixels the means count, their linear
+    intensity by block (`wu`, _by_block), each pixel's share of its block's offset."""
+
+    raw_db: np.ndarray
+    use: np.ndarray
+    wu: np.ndarray
+    share: np.ndarray
+    block: int
+
+
+def _cap_band(out: np.ndarray, at: _Band, top: float, target: np.ndarray, c: np.ndarray) -> None:
+    """Format 12: no pixel but a coded bright target ends above the bright threshold `top`. Where a band's offsets
+    (`out`, in place; `c` its blocks' offsets at their mean intensity) would lift a counted pixel past it, those
+    blocks' offsets are solved again with each pixel's capped at what takes it to `top`, so that the block's sum
+    stays its coded mean (the rest of the block takes more). Spread by intensity, a block's offset lifted pixels
+    a few times brighter than the block's mean (the decoded bright spots of a smoothed single-look scene) by up to
+    WEIGHT_CAP times its own: at qualities 1-3 on single-look scenes, pixels up to 10 times the raster's largest
+    value and 20-40 dB above their own (resources/models/MODELS.md)."""
+    cap = np.maximum(np.float32(top) - at.raw_db, np.float32(0))
+    over = _by_block((out > cap) & at.use, at.block)[0].any(-1)
+    if not over.any():
+        return
+    s, capped = _by_block(at.share, at.block)[0][over], _by_block(cap, at.block)[0][over]
+    solved = np.array(c, dtype=np.float64)
+    solved[over] = _solve_capped(at.wu[over], s, capped, target[over], solved[over], CAP_NEWTON_STEPS)
+    cols = np.repeat(over, at.block)[: out.shape[1]]
+    per_pixel = np.repeat(solved.astype(np.float32), at.block)[: out.shape[1]]
+    out[:, cols] = np.minimum(per_pixel[cols] * at.share[:, cols], cap[:, cols])
+
+
+def _solve_capped(a: np.ndarray, s: np.ndarray, cap: np.ndarray, target: np.ndarray, c: np.ndarray, steps: int):
+    """Per row, c with sum(a 10**(min(c s, cap)/10)) = target: `_solve`'s Newton steps from `c` on a function whose
+    capped terms stop growing (a, s, cap >= 0); a row whose every pixel is capped keeps its start."""
+    limit = OFFSET_LIMIT_DB / WEIGHT_CAP
+    for _ in range(steps):
+        c = np.clip(c, -limit, limit)
+        d = c.astype(np.float32)[:, None] * s
+        free = d < cap
+        ae = a * np.exp(np.float32(_K) * np.minimum(d, cap))
+        h, dh = ae.sum(-1, dtype=np.float64) - target, _K * (ae * s * free).sum(-1, dtype=np.float64)
+        c = np.where(dh > 0, c - h / np.where(dh > 0, dh, 1.0), c)
+    return np.clip(c, -limit, limit)
 
 
 def global_gain_db(global_gain: float) -> np.float32:

@@ -40,22 +40,24 @@ from ...errors import CancelledError, ContainerError
 from .header_dictionary import HEADER_DICTIONARIES
 
 MAGIC = b"SARZ"
-FORMAT_VERSION = 11
-"""11: a band's block means are kept per 256x256 block (was 64x64; the header's gain_blocks.block_size), with the
-refinement layer as format 10 codes it. 10: the signs of each detail subband's second checkerboard phase may be coded
-under a law of their neighbours' signs that the tile's encoder fits (engine.codec.entropy.sign_contexts), and that
+FORMAT_VERSION = 12
+"""12: a pixel that is not a coded bright target is never lifted above the bright threshold by its block's offset
+(engine.codec.radiometry._cap_band; the block's other pixels take the rest of its mean), with everything else as format
+11 writes it. 11: a band's block means are kept per 256x256 block (was 64x64; the header's gain_blocks.block_size), with
+the refinement layer as format 10 codes it. 10: the signs of each detail subband's second checkerboard phase may be
+coded under a law of their neighbours' signs that the tile's encoder fits (engine.codec.entropy.sign_contexts), and that
 phase predicted from its first (engine.codec.entropy.phase_prediction); both laws ride in the refinement layer's side
 information after the inter-scale predictors. 9: each tile may predict its finest levels' LH and HL subbands from the
 approximation above them (engine.codec.transform.interscale; the predictors ride in the refinement layer's side
 information). 8: the refinement layer's contexts are finer (17 activity buckets, was 13) and a group's table index is
 coded under a narrower law (engine.codec.entropy.refine.CONTEXTS). 7: a band's block means are coded in a step of its
 own (header: the band's mean_log2_step), and every block takes an offset of its own (radiometry.offset_field; 6
-interpolated them between block centres). 6: the autoencoder base is retired (no latents in chunks), a file id binds
-the header and every chunk, the header lists bands and states the tiling. 5: the refinement layer's wavelet goes to 8
-levels (was 5). 4: block gains are decoded as offsets spread by intensity (radiometry). This software writes 11 and
-reads 6, 7, 8, 9 and 10 as they were written (the same pixels); 5 and below are refused by number and need the
-software that wrote them (SAR Compressor 0.1.x reads version 5)."""
-READ_VERSIONS = (6, 7, 8, 9, 10, FORMAT_VERSION)
+interpolated them between block centres). 6: the autoencoder base is retired (no latents in chunks), a file id binds the
+header and every chunk, the header lists bands and states the tiling. 5: the refinement layer's wavelet goes to 8 levels
+(was 5). 4: block gains are decoded as offsets spread by intensity (radiometry). This software writes 12 and reads 6, 7,
+8, 9, 10 and 11 as they were written (the same pixels); 5 and below are refused by number and need the software that
+wrote them (SAR Compressor 0.1.x reads version 5)."""
+READ_VERSIONS = (6, 7, 8, 9, 10, 11, FORMAT_VERSION)
 """The versions this software decodes (sarz_header reads each as its version says)."""
 LAST_RELEASE_FOR = {5: "0.1.x"}
 """The software that still reads an older format, named in the refusal."""

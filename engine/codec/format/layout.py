@@ -140,10 +140,16 @@ class Layout:
         return self.format_version == 6
 
     @property
+    def caps_offsets(self) -> bool:
+        """Format 12 on: no block offset lifts a pixel above the bright threshold (engine.codec.radiometry
+        ._cap_band); earlier files decode as they did."""
+        return self.format_version >= 12
+
+    @property
     def syntax(self) -> Syntax:
-        """How the refinement layer reads (engine.codec.entropy.refine.Syntax): formats 10 and 11's, 9's, 8's, or
+        """How the refinement layer reads (engine.codec.entropy.refine.Syntax): formats 10 to 12's, 9's, 8's, or
         formats 6 and 7's."""
-        syntaxes = {8: SYNTAX_8, 9: SYNTAX_9, 10: SYNTAX, 11: SYNTAX}
+        syntaxes = {8: SYNTAX_8, 9: SYNTAX_9, 10: SYNTAX, 11: SYNTAX, 12: SYNTAX}
         return SYNTAX_7 if self.format_version < 8 else syntaxes[self.format_version]
 
     @property

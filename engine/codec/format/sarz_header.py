@@ -14,9 +14,9 @@ The header carries every parameter the decoder needs, so a file decodes without 
   list its first five, and decode as they did);
 - `tools`: the learned parts a decoder must run, each {"name", "sha256"} or null (today: post_filter null);
 - `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): formats 7 to
-  11's gain_blocks name the block size (256 from format 11, 64 before) and per-block offsets, format 6's the block
+  12's gain_blocks name the block size (256 from format 11, 64 before) and per-block offsets, format 6's the block
   size and its one log2 step (its files decode as they did: that step, offsets interpolated between block centres).
-  The version also names how the refinement layer reads (Layout.syntax): formats 10 and 11's (with sign and phase
+  The version also names how the refinement layer reads (Layout.syntax): formats 10 to 12's (with sign and phase
   laws), 9's (with inter-scale predictors), 8's, or 6 and 7's.
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster; a header using a feature this software lacks (narrower tiles, a
@@ -175,8 +175,8 @@ def _tiling_ok(layout: Layout) -> bool:
 
 
 def _block_ok(version: Any, block: Any) -> bool:
-    """Format 11 names its block side (BLOCK_SIDES); formats 6 to 10 have LEGACY_BLOCK."""
-    return type(block) is int and (block in BLOCK_SIDES if version == 11 else block == LEGACY_BLOCK)
+    """Formats 11 and 12 name their block side (BLOCK_SIDES); formats 6 to 10 have LEGACY_BLOCK."""
+    return type(block) is int and (block in BLOCK_SIDES if version >= 11 else block == LEGACY_BLOCK)
 
 
 def _valid_reference(layout: Layout, layouts: list[Layout]) -> bool:

@@ -307,6 +307,21 @@ def test_bright_targets_restored_within_half_a_step(quality):
     assert result.stats.clipped_fraction >= above.mean()
 
 
+def test_native_values_keep_their_low_tail():
+    """A native raster (an int16 product with a scale, a DEM) keeps its lowest values to a refinement step: its
+    range starts at its minimum, where dB backscatter's starts at the 0.5th percentile (speckle's fades)."""
+    rng = np.random.default_rng(3)
+    arr = np.round(rng.normal(-1500.0, 250.0, (120, 160))).astype(np.int16)
+    arr[:4, :6] = -2957  # the deepest 0.12 %
+    result = api.compress_array(arr, quality=DEFAULT_QUALITY, kind="native")
+    step = quality_level(DEFAULT_QUALITY).refine_step * (result.stats.vmax - result.stats.vmin)
+    assert result.stats.vmin == pytest.approx(-2957, abs=0.5)
+    assert np.max(np.abs(result.reconstruction[:4, :6].astype(np.float64) + 2957)) <= step
+    dark = np.percentile(10 * np.log10(_scene(120, 160, seed=3).astype(np.float64)), 0.5)
+    backscatter = api.compress_array(_scene(120, 160, seed=3), quality=DEFAULT_QUALITY)
+    assert backscatter.stats.vmin == pytest.approx(dark, abs=0.05)
+
+
 @pytest.mark.parametrize(
     "kind, mean_correction", [("intensity", "global"), ("intensity", "none"), ("db", "none"), ("native", "none")]
 )

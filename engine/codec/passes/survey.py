@@ -19,6 +19,12 @@ from ..format.layout import STRIP_ROWS
 from .quality import step_floor
 
 RANGE_PERCENTILES = (0.5, 99.9)
+"""The coding range: the sample's percentiles. Below the first, speckle's deepest fades are clipped (they cost bits
+and carry no signal); above the second, bright targets are kept as residuals over the range's top."""
+NATIVE_RANGE_PERCENTILES = (0.0, 99.9)
+"""Native values (display products, DEMs, calibrated values with negatives) keep their low tail: nothing there is
+speckle, and the 0.5th percentile flattened the lowest 0.5 % of such a raster (a robustness sweep's int16 product:
+-2957 decoded as -2132)."""
 SAMPLE_VALUES = pp.MAX_SAMPLE
 """Pass 1 keeps at most about this many pixels (every k-th row and column): bounded memory on any raster."""
 TEXTURE_PIXELS = 1 << 20
@@ -57,7 +63,8 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     if pp.zero_is_fill(choice.kind, info.dtype):
         sample = sample[sample != 0]
     db = pp.to_db(sample, choice.kind)
-    rng = _rounded(pp.robust_range(db, *RANGE_PERCENTILES)) if db.size else EMPTY_RANGE
+    percentiles = NATIVE_RANGE_PERCENTILES if choice.kind == "native" else RANGE_PERCENTILES
+    rng = _rounded(pp.robust_range(db, *percentiles)) if db.size else EMPTY_RANGE
     linear = db if choice.kind == "native" else pp.db_to_linear(db)  # native: the mean of the values
     linear_mean = float(np.mean(linear, dtype=np.float64)) if db.size else 0.0
     fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax)) if db.size else 0.5 * (rng.vmin + rng.vmax)

@@ -122,6 +122,23 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_is_taken_over(sarz, tmp
     assert listing(tmp_path) == ["out.tif"]
 
 
+def test_a_read_only_folder_is_named_before_any_work(sarz, tmp_path, capsys, monkeypatch):
+    """A folder the user may not write in (faked: root ignores a folder's mode) is one clear line, not an errno."""
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith(output_paths.LOCK_SUFFIX):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(output_paths.os, "open", read_only)
+    out = tmp_path / "out.tif"
+    assert main(["-q", "decompress", str(sarz), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {out}: Permission denied in {tmp_path}" in err and "Errno" not in err
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- 3: disk full
 
 

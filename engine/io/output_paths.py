@@ -137,6 +137,8 @@ def _lock(dest: Path) -> Iterator[None]:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
             continue
+        except OSError as exc:  # a read-only folder or medium: said before any work, in the destination's terms
+            raise OutputError(f"cannot write {dest}: {exc.strerror or exc} in {final.parent}") from None
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
         break

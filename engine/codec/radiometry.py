@@ -304,9 +304,10 @@ def _cap_band(out: np.ndarray, at: _Band, top: float, target: np.ndarray, c: np.
     WEIGHT_CAP times its own: at qualities 1-3 on single-look scenes, pixels up to 10 times the raster's largest
     value and 20-40 dB above their own (resources/models/MODELS.md)."""
     cap = np.maximum(np.float32(top) - at.raw_db, np.float32(0))
-    over = _by_block((out > cap) & at.use, at.block)[0].any(-1)
-    if not over.any():
+    lifted = (out > cap) & at.use
+    if not lifted.any():  # the usual case: nothing to solve again
         return
+    over = _by_block(lifted, at.block)[0].any(-1)
     s, capped = _by_block(at.share, at.block)[0][over], _by_block(cap, at.block)[0][over]
     solved = np.array(c, dtype=np.float64)
     solved[over] = _solve_capped(at.wu[over], s, capped, target[over], solved[over], CAP_NEWTON_STEPS)

@@ -16,6 +16,7 @@ import numpy as np
 from . import preprocessing as pp
 from .codec.passes.survey import choose_band_kind, sample_band
 from .errors import InputError
+from .input_checks import check_kind_fits
 from .io.raster_io import RasterReader
 
 
@@ -94,6 +95,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
     choice = choose_band_kind(info, sample, kind)
     warnings, refusal = ([photo] if photo else []), None
     try:
+        check_kind_fits(info.dtype, kind)  # compression's first refusal, before it reads a pixel
         warnings += pp.value_warnings(choice.kind, sample, kind)
     except InputError as exc:
         refusal = str(exc)

@@ -320,9 +320,14 @@ def test_cint16_round_trip(cint16, tmp_path, capsys, kind):
 def test_kinds_that_contradict_the_data_type_are_refused(cint16, scene, tmp_path, capsys):
     for kind in ("amplitude", "intensity", "db"):
         assert main(["-q", "compress", str(cint16), str(tmp_path / "x.sarz"), "--kind", kind]) == 2
-        assert f"--kind {kind} does not fit a complex" in capsys.readouterr().err
+        refusal = f"--kind {kind} does not fit a complex"
+        assert refusal in capsys.readouterr().err
+        assert main(["inspect", str(cint16), "--kind", kind]) == 2  # inspect reports what compress refuses
+        assert f"refused: {refusal}" in capsys.readouterr().out
     assert main(["-q", "compress", str(scene), str(tmp_path / "x.sarz"), "--kind", "complex"]) == 2
     assert "--kind complex needs a complex raster" in capsys.readouterr().err
+    assert main(["inspect", str(scene), "--kind", "complex"]) == 2
+    assert "refused: --kind complex needs a complex raster" in capsys.readouterr().out
     assert listing(tmp_path) == []
 
 

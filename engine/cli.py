@@ -313,6 +313,16 @@ def _crs_text(wkt: Optional[str]) -> str:
     return wkt[:70] + ("..." if len(wkt) > 70 else "")
 
 
+def _georef_lines(raster: dict[str, Any]) -> list[str]:
+    """The raster's CRS and geotransform, or the GCPs that georeference it instead (Sentinel-1 GRD style): such a
+    raster has no CRS or transform of its own, and "crs none, transform None" read as not georeferenced."""
+    gcps = raster.get("gcps")
+    if not gcps:
+        return [f"crs           {_crs_text(raster.get('crs_wkt'))}", f"transform     {raster.get('transform')}"]
+    georef = f"georef        {len(gcps)} GCPs (ground control points), crs {_crs_text(raster.get('gcp_crs_wkt'))}"
+    return [georef] + ([f"transform     {raster['transform']}"] if raster.get("transform") else [])
+
+
 def _loop_filter_text(stats: dict[str, Any], h: dict[str, Any]) -> str:
     """On how many of the band's tiles its adaptive loop filter is (files before it have no loop-filter stream)."""
     if "loop_filter" not in h["streams"]:
@@ -380,8 +390,7 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
         f"ratio / bpp   {ratio}, {8 * size / pixels:.4f} bpp",
         f"raster        {raster['width']}x{raster['height']} {raster['dtype']}, {len(bands)} band(s)",
         f"tiling        {tiling['tile_width']}x{tiling['tile_height']} tiles, chunks in {tiling['order']} order",
-        f"crs           {_crs_text(raster.get('crs_wkt'))}",
-        f"transform     {raster.get('transform')}",
+        *_georef_lines(raster),
         f"tools         {tools}",
         f"software      {h.get('software', {}).get('name')} {h.get('software', {}).get('version')}",
     ]

@@ -115,6 +115,24 @@ def test_decompress_info_evaluate(sarz, scene, tmp_path, capsys):
     assert "mean_ratio" in capsys.readouterr().out
 
 
+def test_info_names_the_gcps_of_a_gcp_georeferenced_raster(tmp_path, capsys):
+    """A raster georeferenced by GCPs alone (Sentinel-1 GRD style) has no CRS or transform: `info` printed
+    "crs none, transform None", as if it were not georeferenced."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    gcps = [GroundControlPoint(row=r, col=c, x=2.0 + c * 1e-4, y=48.0 - r * 1e-4) for r in (0, 39) for c in (0, 49)]
+    src, out = tmp_path / "gcps.tif", tmp_path / "gcps.sarz"
+    profile = {"driver": "GTiff", "width": 50, "height": 40, "count": 1, "dtype": "float32"}
+    with rasterio.open(src, "w", gcps=gcps, crs=CRS.from_epsg(4326), **profile) as ds:
+        ds.write(np.random.default_rng(0).exponential(size=(1, 40, 50)).astype(np.float32))
+    assert main(["-q", "compress", str(src), str(out)]) == 0
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "georef        4 GCPs (ground control points), crs EPSG:4326" in text
+    assert "crs           none" not in text and "transform     None" not in text
+
+
 def test_errors_are_one_line_with_exit_code_2(tmp_path, sarz, capsys):
     two = tmp_path / "two.tif"
     profile = {"driver": "GTiff", "width": 20, "height": 20, "count": 2, "dtype": "float32"}

@@ -35,7 +35,8 @@ class InputSummary:
     kind_reason: str
     nodata: Optional[float]
     vmin: Optional[float]
-    """Smallest and largest valid value (no-signal zeros excluded), None when there is none."""
+    """Smallest and largest valid value (no-signal zeros excluded), None when there is none; of complex pixels,
+    which have no order, the intensity |z|^2 (range_label)."""
     vmax: Optional[float]
     nodata_fraction: float
     """Pixels that are nodata or non-finite."""
@@ -49,9 +50,15 @@ class InputSummary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def range_label(self) -> str:
+        """What vmin and vmax measure: the values, or for complex pixels the intensity |z|^2 that compression
+        codes and decompression returns."""
+        return "intensity |z|^2" if self.dtype.startswith("complex") else "values"
+
     def facts(self) -> list[str]:
         """What the band is, one fact a line (the dock's input summary, the Processing log)."""
-        rng = "no valid value" if self.vmin is None else f"values {self.vmin:g} .. {self.vmax:g}"
+        rng = "no valid value" if self.vmin is None else f"{self.range_label} {self.vmin:g} .. {self.vmax:g}"
         return [
             f"{self.width}x{self.height} {self.dtype}, band {self.band} of {self.bands}, nodata {self.nodata}",
             f"kind {self.kind}: {self.kind_reason}",
@@ -101,7 +108,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         refusal = str(exc)
     zero_fill = pp.zero_is_fill(choice.kind, info.dtype)
     valid = sample[sample != 0] if zero_fill else sample
-    real = valid.real if valid.dtype.kind == "c" else valid
+    measured = np.abs(valid) ** 2 if valid.dtype.kind == "c" else valid  # range_label
     return InputSummary(
         path=str(path),
         band=band,
@@ -112,8 +119,8 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         kind=choice.kind,
         kind_reason=choice.reason,
         nodata=info.nodata,
-        vmin=float(np.min(real)) if real.size and valid.dtype.kind != "c" else None,
-        vmax=float(np.max(real)) if real.size and valid.dtype.kind != "c" else None,
+        vmin=float(np.min(measured)) if measured.size else None,
+        vmax=float(np.max(measured)) if measured.size else None,
         nodata_fraction=max(0.0, 1.0 - sample.size / total),
         zero_fraction=float(np.count_nonzero(sample == 0)) / total if zero_fill else 0.0,
         negative_fraction=pp.negative_share(sample),

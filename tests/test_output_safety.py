@@ -317,6 +317,21 @@ def test_cint16_round_trip(cint16, tmp_path, capsys, kind):
     assert 0.8 < decoded.mean() / intensity.mean() < 1.25
 
 
+def test_inspect_gives_a_complex_rasters_range_as_its_intensity(cint16):
+    """Complex pixels have no order: inspect skipped their range and said "no valid value" of a valid SLC. It
+    gives the range of |z|^2, what compression codes and decompression returns, and says so."""
+    from sar_compressor.engine.inspect import inspect_input
+    from sar_compressor.ui.input_summary import summary_html
+
+    with rasterio.open(cint16) as src:
+        intensity = np.abs(src.read(1).astype(np.complex128)) ** 2
+    summary = inspect_input(cint16)
+    valid = intensity[intensity > 0]  # exact zeros are no-signal fill
+    assert (summary.vmin, summary.vmax) == pytest.approx((valid.min(), valid.max()), rel=1e-6)
+    assert summary.lines()[2].startswith(f"intensity |z|^2 {summary.vmin:g} .. {summary.vmax:g};")
+    assert f"intensity |z|^2 {summary.vmin:.4g} … {summary.vmax:.4g}" in summary_html(summary)
+
+
 def test_kinds_that_contradict_the_data_type_are_refused(cint16, scene, tmp_path, capsys):
     for kind in ("amplitude", "intensity", "db"):
         assert main(["-q", "compress", str(cint16), str(tmp_path / "x.sarz"), "--kind", kind]) == 2

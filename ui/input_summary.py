@@ -27,10 +27,12 @@ def summarize_input(path: str, band: int) -> InputSummary:
 def summary_html(summary: InputSummary) -> str:
     """The summary as the dock shows it (rich text): one line of facts, then the warnings."""
     kind = KIND_TEXT.get(summary.kind, summary.kind)
-    value_range = "no valid value" if summary.vmin is None else f"{summary.vmin:.4g} … {summary.vmax:.4g}"
+    value_range = "no valid value"
+    if summary.vmin is not None:
+        value_range = f"{summary.range_label} {summary.vmin:.4g} … {summary.vmax:.4g}"
     facts = (
         f"<b>{html.escape(kind)}</b> ({html.escape(summary.kind_reason)}), {html.escape(summary.dtype)}, "
-        f"{summary.width} x {summary.height} px; range {html.escape(value_range)}; "
+        f"{summary.width} x {summary.height} px; {html.escape(value_range)}; "
         f"zeros {100 * summary.zero_fraction:.1f} %, nodata {100 * summary.nodata_fraction:.1f} %"
     )
     problems = summary.warnings + ([f"Refused: {summary.refusal}"] if summary.refusal else [])

@@ -185,9 +185,14 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
     valid = sample[sample != 0] if zero_is_fill(kind, sample.dtype) else sample
     if valid.size == 0:
         warnings.append("no valid pixels: every pixel is nodata, NaN or no-signal zero; the file holds only the mask")
-    elif np.all(valid == valid[0]):
+    elif is_constant(valid):
         warnings.append(f"constant raster: every valid pixel is {valid[0]!r}; nothing to code but the value")
     return warnings
+
+
+def is_constant(valid: np.ndarray) -> bool:
+    """Whether there is at least one valid value and every one equals it: nothing to code but the value."""
+    return valid.size > 0 and bool(np.all(valid == valid.flat[0]))
 
 
 def negative_share(values: np.ndarray) -> float:

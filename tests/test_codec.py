@@ -355,6 +355,34 @@ def test_mean_correction_modes(tmp_path):
     assert _temp_leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "value, dtype, kind, nodata",
+    [
+        (0.1, "float32", "auto", None),
+        (0.37, "float32", "intensity", -9999.0),
+        (0.1234567, "float32", "native", -9999.0),
+        (-12.345678, "float32", "db", -9999.0),
+        (1234, "uint16", "auto", None),
+    ],
+)
+def test_a_constant_band_decodes_to_its_value(value, dtype, kind, nodata):
+    """A band with nothing to code but one value gets it back to float32 rounding, invalid pixels around it kept:
+    its block means, coded in log2 steps, moved 0.1 to 0.10011, and its range, rounded to 1e-4, moved the flat base
+    every pixel decodes to off the value (0.1234567 native decoded as 0.1235)."""
+    arr = np.full((520, 300), value, dtype=dtype)
+    arr[:40] = 0 if nodata is None else nodata  # no-signal zeros (linear kinds) or nodata
+    if dtype == "float32":
+        arr[100:110, 50:90] = np.nan
+    result = api.compress_array(arr, kind=kind, nodata=nodata)
+    decoded = api.decompress_array(result.data)
+    np.testing.assert_array_equal(decoded, result.reconstruction)
+    valid = np.full(arr.shape, True)
+    valid[:40] = valid[100:110, 50:90] = False
+    np.testing.assert_allclose(decoded[valid], np.asarray(value, dtype=dtype), rtol=2.5e-7)  # two float32 ulps
+    np.testing.assert_array_equal(decoded[~valid], arr[~valid])  # nodata, NaN, zeros as they were
+    assert api.read_header(result.data)["bands"][0]["mean_correction"] == "none"
+
+
 def _layout(width: int, height: int, format_version: int = 10) -> Layout:
     """A band's layout; format 10's 64x64 gain blocks unless told (format 11's are 256x256)."""
     return Layout(

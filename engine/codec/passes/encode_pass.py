@@ -107,6 +107,12 @@ def _check_choice(label: str, value: str, choices: tuple[str, ...]) -> None:
         raise InputError(f"{label} must be one of {', '.join(choices)}, got {value!r}")
 
 
+def band_mean_correction(survey: Survey, requested: str) -> str:
+    """The mean correction the band is coded with: none for native values (no linear mean) and for a constant band
+    (its flat base is its value: block means, coded in log2 steps, moved 0.1 to 0.10011); else the requested one."""
+    return "none" if survey.kind == "native" or survey.constant else requested
+
+
 @dataclass
 class CodedTile:
     """What a tile's work measured for its band's figures, and its chunk."""
@@ -190,7 +196,7 @@ class EncodePass(StripPass):
             rng=survey.rng,
             quality=int(options.quality),
             refine_step=refine_step,
-            mean_correction="none" if survey.kind == "native" else options.mean_correction,  # no linear mean
+            mean_correction=band_mean_correction(survey, options.mean_correction),
             bright_threshold=bright_threshold(survey.rng, refine_step),
             tile_width=tile_width,
             tile_height=tile_height,

@@ -47,6 +47,9 @@ class Survey:
     warnings: list[str] = field(default_factory=list)
     step_floor: float = 0.0
     """The finest refinement step worth coding (a fraction of the range): quality.step_floor."""
+    constant: bool = False
+    """Every valid pixel of the sample has one value: the range is centred on it exactly (not rounded), so the
+    flat base is the value and the band decodes to it."""
 
 
 EMPTY_RANGE = pp.Range(-0.5 * pp.MIN_SPAN_DB, 0.5 * pp.MIN_SPAN_DB)
@@ -62,15 +65,15 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     warnings = pp.value_warnings(choice.kind, sample, kind)
     if pp.zero_is_fill(choice.kind, info.dtype):
         sample = sample[sample != 0]
+    constant = pp.is_constant(sample)
     db = pp.to_db(sample, choice.kind)
-    percentiles = NATIVE_RANGE_PERCENTILES if choice.kind == "native" else RANGE_PERCENTILES
-    rng = _rounded(pp.robust_range(db, *percentiles)) if db.size else EMPTY_RANGE
+    rng = _range(db, choice.kind, constant) if db.size else EMPTY_RANGE
     linear = db if choice.kind == "native" else pp.db_to_linear(db)  # native: the mean of the values
     linear_mean = float(np.mean(linear, dtype=np.float64)) if db.size else 0.0
     fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax)) if db.size else 0.5 * (rng.vmin + rng.vmax)
     scale = None if tiles is None else tiles.scale(choice.kind, rng, fill_db)
     floor = step_floor(choice.kind, info.dtype, db, rng)
-    return Survey(choice.kind, rng, linear_mean, fill_db, scale, choice.reason, warnings, floor)
+    return Survey(choice.kind, rng, linear_mean, fill_db, scale, choice.reason, warnings, floor, constant)
 
 
 def choose_band_kind(info: RasterInfo, sample: np.ndarray, kind: str) -> pp.KindChoice:
@@ -117,6 +120,14 @@ class _TextureTiles:
             blocks.append((np.where(valid, db, np.float32(fill_db)).astype(np.float32), valid))
         margin = 0 if self.whole else SSIM_WINDOW // 2
         return ssim_weights.SsimScale(rng.span, ssim_weights.reference(blocks, rng.span, margin))
+
+
+def _range(db: np.ndarray, kind: str, constant: bool) -> pp.Range:
+    """The sample's percentile range (a native band's from its minimum), rounded (_rounded) unless the band is
+    constant: rounding would move its centre, the flat base every pixel decodes to, off the value (0.1234567
+    decoded as 0.1235 in native)."""
+    rng = pp.robust_range(db, *(NATIVE_RANGE_PERCENTILES if kind == "native" else RANGE_PERCENTILES))
+    return rng if constant else _rounded(rng)
 
 
 def _rounded(rng: pp.Range) -> pp.Range:

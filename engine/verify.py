@@ -14,7 +14,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .codec.format.container import ContainerReader
+from .codec.format.container import ContainerReader, chunk_name
 from .codec.passes.decode_pass import band_passes, run_passes
 from .codec.passes.strip_window import Cancel, Progress, check_cancel
 from .errors import ContainerError
@@ -62,10 +62,9 @@ def _check_chunks(reader: ContainerReader, path: PathLike, cancel: Cancel) -> No
         except ContainerError:
             damaged.append(i)
     if damaged:
-        names = ", ".join(str(i) for i in damaged)
+        names = ", ".join(chunk_name(i, reader.n_chunks) for i in damaged)
         raise ContainerError(
-            f"{path}: chunk{'s' if len(damaged) > 1 else ''} {names} of {reader.n_chunks} damaged (CRC mismatch "
-            "or wrong length): the rows they hold cannot be decoded"
+            f"{path}: {names} damaged (CRC mismatch or wrong length): the rows they hold cannot be decoded"
         )
 
 
@@ -83,5 +82,6 @@ def verify_file(path: PathLike, progress: Progress = None, cancel: Cancel = None
         try:
             run_passes(passes, lambda _: _discard, progress, cancel)
         except DECODE_FAILURES as exc:
-            raise ContainerError(f"{path}: chunk {tracked.last} (or the one before) does not decode: {exc}") from exc
+            where = chunk_name(tracked.last, reader.n_chunks)
+            raise ContainerError(f"{path}: {where} (or the one before) does not decode: {exc}") from exc
         return VerifyReport(str(path), reader.n_chunks, passes[0].layout.width, passes[0].layout.height)

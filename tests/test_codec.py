@@ -590,6 +590,18 @@ def test_fuzz_chunk_payloads_with_valid_crcs(data):
         api.decompress_array(container_bytes(header, [payload]))
 
 
+def test_a_damaged_chunk_is_named_by_its_place_in_the_file():
+    """Chunks are named "chunk N of M", counted from 1 over the file, whichever band holds them: the payload's
+    errors named a band's tile from 0 ("chunk 0" for the second band's first chunk of a two-band file)."""
+    arr = np.stack([_scene(40, 70, seed=1), _scene(40, 70, seed=2)])
+    with ContainerReader(api.compress_array(arr, interband=False).data) as reader:
+        header, chunks = reader.header, [reader.read_chunk(i) for i in range(reader.n_chunks)]
+    assert len(chunks) == 2  # one tile per band
+    damaged = container_bytes(header, [chunks[0], chunks[1][:3]])  # cut short behind a valid CRC
+    with pytest.raises(ContainerError, match="^chunk 2 of 2 is too short$"):
+        api.decompress_array(damaged)
+
+
 def test_header_damage_behind_a_valid_crc():
     with ContainerReader(_small_sarz()) as reader:
         header, chunk = reader.header, reader.read_chunk(0)

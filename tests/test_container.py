@@ -190,11 +190,11 @@ def test_splices_of_two_files_are_container_errors():
     head_b, chunks_b = _parts(b)
     assert _assemble(head_a, chunks_a, a) == a
     cases = [
-        (_assemble(head_a, chunks_b, a), "chunk 0 does not belong to this file"),
-        (_assemble(head_a, chunks_a[:3] + chunks_b[3:], a), "chunk 3 does not belong to this file"),
-        (_assemble(head_b, chunks_a, b), "chunk 0 does not belong to this file"),
-        (_assemble(head_a, [chunks_a[1], chunks_a[0]] + chunks_a[2:], a), "chunk 0 does not belong"),
-        (_assemble(head_a, chunks_a[:3] + chunks_a[2:3], a), "chunk 3 does not belong"),
+        (_assemble(head_a, chunks_b, a), "chunk 1 of 4 does not belong to this file"),
+        (_assemble(head_a, chunks_a[:3] + chunks_b[3:], a), "chunk 4 of 4 does not belong to this file"),
+        (_assemble(head_b, chunks_a, b), "chunk 1 of 4 does not belong to this file"),
+        (_assemble(head_a, [chunks_a[1], chunks_a[0]] + chunks_a[2:], a), "chunk 1 of 4 does not belong"),
+        (_assemble(head_a, chunks_a[:3] + chunks_a[2:3], a), "chunk 4 of 4 does not belong"),
         (_assemble(head_a, chunks_b, b), "index CRC"),  # the index of B's id behind A's header
         (_assemble(head_a, chunks_a[:2], a), "header CRC"),  # the last chunks cut off, the index rebuilt
         (_assemble(head_a, chunks_a + chunks_b[:1], a), "header CRC"),
@@ -237,7 +237,7 @@ def test_chunk_crc_names_the_chunk(sarz):
     data = bytearray(sarz.read_bytes())
     pos = data.index(b"last")
     data[pos] ^= 0xFF
-    assert "chunk 3 does not belong to this file or is corrupt" in _error(data)
+    assert "chunk 4 of 4 does not belong to this file or is corrupt" in _error(data)
 
 
 def test_index_damage_and_lengths_past_eof(sarz):
@@ -259,9 +259,9 @@ def test_index_damage_and_lengths_past_eof(sarz):
 
 def test_out_of_range_chunk_and_missing_file(sarz, tmp_path):
     with ContainerReader(sarz) as reader:
-        with pytest.raises(ContainerError, match="out of range"):
+        with pytest.raises(ContainerError, match=r"chunk index 4 out of range 0\.\.3"):
             reader.read_chunk(len(CHUNKS))
-        with pytest.raises(ContainerError, match="out of range"):
+        with pytest.raises(ContainerError, match="chunk index -1 out of range"):
             reader.read_chunk(-1)
     with pytest.raises(ContainerError, match="cannot open"):
         ContainerReader(tmp_path / "nope.sarz")

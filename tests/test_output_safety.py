@@ -284,7 +284,7 @@ def test_verify_names_a_damaged_chunk(sarz, tmp_path, capsys):
     for argv in (["verify", str(bad)], ["info", "--verify", str(bad)]):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert re.search(r"chunk 0 of 1 damaged", err), err
+        assert re.search(r"chunk 1 of 1 damaged", err), err
 
 
 # --------------------------------------------------------------------------- 7, 8: documented inputs, kinds

@@ -351,19 +351,19 @@ def finalize_strip(layout: Layout, raw_db: np.ndarray, gain_db: Gain, strip: Str
         db[at] = layout.bright_threshold + strip.bright.steps * layout.bright_step_db
     out = pp.from_db(db, layout.kind, layout.dtype)
     if strip.invalid is not None:
-        out[strip.invalid] = invalid_values(layout, strip.codes, strip.index, out.dtype)
+        out[strip.invalid] = invalid_values(layout, strip.codes, strip.chunk, out.dtype)
     return out
 
 
-def invalid_values(layout: Layout, codes: np.ndarray, index: int, dtype: np.dtype) -> np.ndarray:
-    """The values invalid pixels of chunk `index` had, from their codes (0 nodata, 1 NaN, 2 +inf, 3 -inf,
-    4 no-signal zero: strip_payload.invalid_codes)."""
+def invalid_values(layout: Layout, codes: np.ndarray, chunk: str, dtype: np.dtype) -> np.ndarray:
+    """The values invalid pixels of `chunk` (Strip.chunk, for errors) had, from their codes (0 nodata, 1 NaN,
+    2 +inf, 3 -inf, 4 no-signal zero: strip_payload.invalid_codes)."""
     table = np.array([np.nan, np.nan, np.inf, -np.inf, 0.0], dtype=np.float64)
     if layout.nodata is not None:
         table[0] = layout.nodata
     elif np.any(codes == 0):
-        raise ContainerError(f"chunk {index}: nodata pixels but no nodata value in the header")
+        raise ContainerError(f"{chunk}: nodata pixels but no nodata value in the header")
     values = table[codes]
     if np.dtype(dtype).kind in "iu" and not np.all(np.isfinite(values)):
-        raise ContainerError(f"chunk {index}: non-finite pixels in an integer raster")
+        raise ContainerError(f"{chunk}: non-finite pixels in an integer raster")
     return values.astype(dtype)

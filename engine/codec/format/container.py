@@ -12,7 +12,7 @@ The file id is the first 16 bytes of BLAKE2b over the deflated header and every 
 order: deterministic (the same input gives the same bytes), and different for any two files that differ. Every
 CRC covers it, each chunk's CRC its number too and the header's CRC the number of chunks, so a header spliced
 with another file's chunks, or chunks moved within a file or dropped from its end, fail a CRC like a damaged
-byte ("chunk 3 does not belong to this file or is corrupt"), never decode to garbage. Chunks come in the order
+byte ("chunk 4 of 9 does not belong to this file or is corrupt"), never decode to garbage. Chunks come in the order
 the header's `tiling` section states (band, tile row, tile column); sarz_header describes the JSON,
 docs/FORMAT.md the whole file.
 The header is deflated against a preset dictionary (header_dictionary): on a small crop its JSON
@@ -169,6 +169,12 @@ def container_bytes(header: HeaderSource, chunks: Iterable[bytes], cancel=None) 
     return out.getvalue()
 
 
+def chunk_name(i: int, n_chunks: int) -> str:
+    """Chunk i (its 0-based place in the index) as every message names it: counted from 1, with the total ("chunk 1
+    of 1"; a bare "chunk 0" read as a mistake, and some messages counted a band's tiles instead)."""
+    return f"chunk {i + 1} of {n_chunks}"
+
+
 class ContainerReader:
     """Validates the header and the chunk index on open; `read_chunk(i)` seeks and reads only chunk i.
 
@@ -279,9 +285,11 @@ class ContainerReader:
             raise ContainerError(f"{self.name}: chunk index CRC mismatch (the file is corrupt)")
         offsets, lengths = [], []
         expected = self._data_start
+        n_chunks = len(index) // _INDEX_ENTRY.size
         for i, (offset, length) in enumerate(_INDEX_ENTRY.iter_unpack(index)):
             if offset != expected or offset + _CHUNK_HEAD.size + length > index_offset:
-                raise ContainerError(f"{self.name}: chunk {i} offset/length point outside the data section")
+                where = chunk_name(i, n_chunks)
+                raise ContainerError(f"{self.name}: {where} offset/length point outside the data section")
             offsets.append(offset)
             lengths.append(length)
             expected = offset + _CHUNK_HEAD.size + length
@@ -290,16 +298,17 @@ class ContainerReader:
         return offsets, lengths
 
     def read_chunk(self, i: int) -> bytes:
-        """Payload of chunk i, CRC-checked."""
+        """Payload of chunk i (0-based), CRC-checked; errors name it as chunk_name does."""
         if not 0 <= i < self.n_chunks:
-            raise ContainerError(f"{self.name}: chunk {i} out of range (the file has {self.n_chunks} chunks)")
-        head = self._read_at(self._offsets[i], _CHUNK_HEAD.size, f"chunk {i}")
+            raise ContainerError(f"{self.name}: chunk index {i} out of range 0..{self.n_chunks - 1}")
+        where = chunk_name(i, self.n_chunks)
+        head = self._read_at(self._offsets[i], _CHUNK_HEAD.size, where)
         length, crc = _CHUNK_HEAD.unpack(head)
         if length != self._lengths[i]:
-            raise ContainerError(f"{self.name}: chunk {i} length field disagrees with the index (corrupt)")
-        payload = self._read_at(self._offsets[i] + _CHUNK_HEAD.size, length, f"chunk {i}")
+            raise ContainerError(f"{self.name}: {where} length field disagrees with the index (corrupt)")
+        payload = self._read_at(self._offsets[i] + _CHUNK_HEAD.size, length, where)
         if _chunk_crc(self._file_id, i, payload) != crc:
-            raise ContainerError(f"{self.name}: chunk {i} does not belong to this file or is corrupt (CRC mismatch)")
+            raise ContainerError(f"{self.name}: {where} does not belong to this file or is corrupt (CRC mismatch)")
         return payload
 
 

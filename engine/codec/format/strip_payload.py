@@ -192,6 +192,8 @@ class Strip:
     bright_section: bytes = b""
     loop_filter: bytes = b""
     """The tile's loop filter (codec.restoration.loop_filter), empty when it has none."""
+    chunk: str = ""
+    """How errors name the decoded tile's chunk (container.chunk_name: "chunk 3 of 8"); empty while encoding."""
 
     def payload(self, bright_contexts: Optional[np.ndarray]) -> bytes:
         """The chunk bytes of this tile (`bright_contexts`: radiometry.bright_contexts of its decoded pixels; None
@@ -212,10 +214,11 @@ class Strip:
         return cls(index=tile.index, row0=tile.row0, rows=tile.rows, col0=tile.col0, cols=tile.cols, **fields)
 
     @classmethod
-    def from_payload(cls, payload: bytes, k: int, layout: Layout) -> Strip:
-        """Tile k back from its chunk bytes; ContainerError naming the chunk for anything inconsistent."""
+    def from_payload(cls, payload: bytes, k: int, layout: Layout, chunk: str) -> Strip:
+        """Tile k back from its chunk bytes; ContainerError naming the chunk (`chunk`, as container.chunk_name
+        names it) for anything inconsistent."""
         tile = layout.tile(k)
-        streams = _split_chunk(payload, k, (tile.rows, tile.cols), layout.n_streams)
+        streams = _split_chunk(payload, chunk, (tile.rows, tile.cols), layout.n_streams)
         refinement, gains, bright, mask, codes = streams[:5]
         strip = cls.at(
             tile,
@@ -225,30 +228,31 @@ class Strip:
             refinement=refinement,
             bright_section=bright,
             loop_filter=streams[5] if len(streams) > 5 else b"",
+            chunk=chunk,
         )
         if not refinement:
-            raise ContainerError(f"chunk {k} has no refinement layer")
+            raise ContainerError(f"{chunk} has no refinement layer")
         if layout.mean_correction == "block":
-            strip.gains = _read_gains(gains, k, tile_blocks(tile.rows, tile.cols, layout.block))
+            strip.gains = _read_gains(gains, chunk, tile_blocks(tile.rows, tile.cols, layout.block))
         if mask:
-            strip.invalid, strip.codes = _read_invalid(mask, codes, k, (tile.rows, tile.cols))
+            strip.invalid, strip.codes = _read_invalid(mask, codes, chunk, (tile.rows, tile.cols))
         return strip
 
 
-def _split_chunk(payload: bytes, k: int, shape: tuple[int, int], n_streams_listed: int) -> list[bytes]:
-    """The streams of chunk k, its size checked against the tile's `shape` in the layout and its stream count
+def _split_chunk(payload: bytes, chunk: str, shape: tuple[int, int], n_streams_listed: int) -> list[bytes]:
+    """The streams of a chunk, its size checked against the tile's `shape` in the layout and its stream count
     against the header's list."""
     if len(payload) < _CHUNK_HEAD.size:
-        raise ContainerError(f"chunk {k} is too short")
+        raise ContainerError(f"{chunk} is too short")
     rows, cols, n_streams = _CHUNK_HEAD.unpack_from(payload)
     if (rows, cols) != shape:
-        raise ContainerError(f"chunk {k} does not match the tiling in the header")
+        raise ContainerError(f"{chunk} does not match the tiling in the header")
     start = _CHUNK_HEAD.size + n_streams * _LENGTH.size
     if n_streams != n_streams_listed or len(payload) < start:
-        raise ContainerError(f"chunk {k} has {n_streams} streams, the header lists {n_streams_listed}")
+        raise ContainerError(f"{chunk} has {n_streams} streams, the header lists {n_streams_listed}")
     lengths = [length for (length,) in _LENGTH.iter_unpack(payload[_CHUNK_HEAD.size : start])]
     if start + sum(lengths) != len(payload):
-        raise ContainerError(f"chunk {k} stream lengths do not add up")
+        raise ContainerError(f"{chunk} stream lengths do not add up")
     streams, pos = [], start
     for n in lengths:
         streams.append(payload[pos : pos + n])
@@ -268,17 +272,17 @@ def _undelta(deltas: np.ndarray) -> np.ndarray:
     return np.cumsum(np.concatenate([first, deltas[:, 1:]], axis=1), axis=1, dtype=np.int16)
 
 
-def _read_gains(section: bytes, k: int, blocks: tuple[int, int]) -> np.ndarray:
-    raw = inflate(section, f"chunk {k} gains")
+def _read_gains(section: bytes, chunk: str, blocks: tuple[int, int]) -> np.ndarray:
+    raw = inflate(section, f"{chunk} gains")
     if len(raw) != 2 * blocks[0] * blocks[1]:
-        raise ContainerError(f"chunk {k}: gain block count does not match the raster size")
+        raise ContainerError(f"{chunk}: gain block count does not match the raster size")
     return _undelta(np.frombuffer(raw, dtype="<i2").reshape(blocks))
 
 
-def _read_invalid(mask: bytes, codes: bytes, k: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The invalid-pixel mask of chunk k and the code of each invalid pixel."""
-    invalid = decode_mask(mask, shape, f"chunk {k} nodata mask")
-    values = decode_codes(codes, int(invalid.sum()), f"chunk {k} mask codes")
+def _read_invalid(mask: bytes, codes: bytes, chunk: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The invalid-pixel mask of a chunk and the code of each invalid pixel."""
+    invalid = decode_mask(mask, shape, f"{chunk} nodata mask")
+    values = decode_codes(codes, int(invalid.sum()), f"{chunk} mask codes")
     if values.size != int(invalid.sum()) or np.any(values >= MASK_CODES):
-        raise ContainerError(f"chunk {k}: nodata codes do not match the mask")
+        raise ContainerError(f"{chunk}: nodata codes do not match the mask")
     return invalid, values

@@ -11,7 +11,7 @@ import numpy as np
 from ...errors import ContainerError, InputError
 from ...io.raster_io import RasterInfo
 from ..entropy import refine
-from ..format.container import ContainerReader
+from ..format.container import ContainerReader, chunk_name
 from ..format.layout import Layout
 from ..format.sarz_header import global_gain, layouts_from_header
 from ..format.strip_payload import BrightResiduals, Strip
@@ -46,7 +46,7 @@ class DecodePass(StripPass):
         """Tile k's streams (its block-mean codes still less their prediction: `refine` restores them, or
         radiometry.restore_mean_codes)."""
         check_cancel(self.cancel)
-        return Strip.from_payload(self.reader.read_chunk(self.layout.chunk_number(k)), k, self.layout)
+        return _strip(self.reader, self.layout, k)
 
     def prepare(self, strip: Strip, base: float) -> Work:
         """The reference band's tile when predicted (decoded in tile order), then the work: `_decode_tile`."""
@@ -78,7 +78,7 @@ class DecodePass(StripPass):
         restore_mean_codes(layout, strip)
         contexts = bright_contexts(layout, strip.raw_db) if strip.bright_section else None
         strip.bright = BrightResiduals.decode(strip.bright_section, contexts)
-        fitted = LoopFilter.decode(strip.loop_filter, f"chunk {layout.chunk_number(strip.index)}")
+        fitted = LoopFilter.decode(strip.loop_filter, strip.chunk)
         if fitted is not None:  # after the contexts: nothing entropy-decoded depends on it
             strip.raw_db = self.clip_refined(fitted.apply(strip.raw_db, layout.flat_db))
         return super().finished(strip)
@@ -127,6 +127,12 @@ def _refinement_reader(reader: ContainerReader, layout: Layout):
     """refinement(k): the refinement stream of the band's strip k, read from its chunk."""
 
     def refinement(k: int) -> bytes:
-        return Strip.from_payload(reader.read_chunk(layout.chunk_number(k)), k, layout).refinement
+        return _strip(reader, layout, k).refinement
 
     return refinement
+
+
+def _strip(reader: ContainerReader, layout: Layout, k: int) -> Strip:
+    """The band's tile k from its chunk (the file's chunk_number(k)), errors naming the chunk as the reader does."""
+    i = layout.chunk_number(k)
+    return Strip.from_payload(reader.read_chunk(i), k, layout, chunk_name(i, reader.n_chunks))

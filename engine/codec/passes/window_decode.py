@@ -187,7 +187,7 @@ class SarzWindowReader:
             if empty.any():
                 codes = np.full(strip.invalid.shape, -1, np.int8)
                 codes[strip.invalid] = strip.codes
-                out[empty] = invalid_values(layout, codes[::f, ::f][empty], strip.index, out.dtype)
+                out[empty] = invalid_values(layout, codes[::f, ::f][empty], strip.chunk, out.dtype)
         return out
 
     def _block_mean_overview(self, strip: Strip, f: int) -> np.ndarray:

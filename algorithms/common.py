@@ -108,13 +108,13 @@ def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
     return layer.source()
 
 
-def resolve_band(layer: QgsRasterLayer, band: int, what: str) -> int:
-    """The 1-based band: the chosen one, or band 1 of a single-band raster (others must choose)."""
+def resolve_band(layer: QgsRasterLayer, band: int, what: str, parameter: str) -> int:
+    """The 1-based band: the chosen one, or band 1 of a single-band raster (others must choose, in `parameter`)."""
     count = layer.bandCount()
     if band <= 0:
         if count > 1:
             raise QgsProcessingException(
-                f"The {what} raster has {count} bands: choose the band to use (parameter BAND)."
+                f"The {what} raster has {count} bands: choose the band to use (parameter {parameter})."
             )
         return 1
     if band > count:
@@ -231,7 +231,8 @@ class SARAlgorithm(QgsProcessingAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, name, context)
         what = name.lower()
         path = raster_file(layer, what)
-        return layer, path, resolve_band(layer, self.parameterAsInt(parameters, band_name, context), what)
+        band = self.parameterAsInt(parameters, band_name, context)
+        return layer, path, resolve_band(layer, band, what, band_name)
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API names)
         ok, message = super().checkParameterValues(parameters, context)

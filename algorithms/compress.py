@@ -203,7 +203,7 @@ class CompressAlgorithm(SARAlgorithm):
                 return cancelled(feedback)
             results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp}
             stages.set_stage("metrics (comparing the reconstruction with the original)")
-            results.update(self._measure(measured, kind, feedback))
+            results.update(self._measure(measured, kind, feedback, sum(b["valid_pixels"] for b in stats.bands)))
             if feedback.isCanceled():  # asked after the engine had finished: a cancelled run leaves nothing
                 for path in (output, reconstruction):
                     if path:
@@ -217,9 +217,13 @@ class CompressAlgorithm(SARAlgorithm):
             results["RECONSTRUCTION"] = reconstruction
         return results
 
-    def _measure(self, reconstruction: str, kind: str, feedback) -> dict:
+    def _measure(self, reconstruction: str, kind: str, feedback, valid_pixels: int) -> dict:
         """The engine's metrics of the reconstruction against the source band, in the radiometry the codec was
-        told to use; None where a figure does not apply (see the log for its domain)."""
+        told to use; None where a figure does not apply (see the log for its domain), every one for a raster
+        without a valid pixel (all nodata: only its mask was coded, and the file is as good as any)."""
+        if valid_pixels == 0:
+            feedback.pushInfo("No valid pixel (all nodata, NaN or no-signal zeros): nothing to measure.")
+            return dict.fromkeys(MEASURED)
         with engine_errors():
             if self._band is None:
                 metrics = self.engine("metrics").evaluate_bands(self._source, reconstruction)["overall"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import tempfile
 from pathlib import Path
 
-from qgis.core import QgsProcessingOutputNumber, QgsProcessingParameterFileDestination
+from qgis.core import QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingParameterFileDestination
 
-from .common import METRICS_MODULES, SARAlgorithm, cancelled, engine_errors, fmt_number
+from ..engine.io.output_paths import temp_path
+from .common import METRICS_MODULES, SARAlgorithm, cancelled, destination_rules, engine_errors, fmt_number
 from .preview import read_preview
 
 # output name -> (metrics key, label)
@@ -72,22 +74,24 @@ class EvaluateAlgorithm(SARAlgorithm):
         self._bands = tuple(band for _, _, band in resolved)
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
-        """Worker thread: the engine's metrics, then the report."""
+        """Worker thread: the engine's metrics, then the report, under the destination rules that Compress and
+        Decompress follow (checked before any work: never over an input, into a missing folder...)."""
         metrics_module = self.engine("metrics")
         report = self.parameterAsFileOutput(parameters, "OUTPUT", context)
-        with engine_errors():
-            metrics = metrics_module.evaluate_files(
-                *self._files, band=self._bands[0], reconstruction_band=self._bands[1]
-            )
-        feedback.setProgress(60)
-        results = {name: metrics[key] for name, (key, _) in METRICS.items()}
-        for key, label in METRICS.values():
-            feedback.pushInfo(f"{label}: {fmt_number(metrics[key])}  [{metrics['domain'].get(key, '')}]")
-        if feedback.isCanceled():
-            return cancelled(feedback)
-        with engine_errors():
-            picture = self._picture(metrics_module, metrics)
-        Path(report).write_text(_report_html(self._files, self._bands, metrics, picture), encoding="utf-8")
+        with destination_rules(self._files, [report]):
+            with engine_errors():
+                metrics = metrics_module.evaluate_files(
+                    *self._files, band=self._bands[0], reconstruction_band=self._bands[1]
+                )
+            feedback.setProgress(60)
+            results = {name: metrics[key] for name, (key, _) in METRICS.items()}
+            for key, label in METRICS.values():
+                feedback.pushInfo(f"{label}: {fmt_number(metrics[key])}  [{metrics['domain'].get(key, '')}]")
+            if feedback.isCanceled():
+                return cancelled(feedback)
+            with engine_errors():
+                picture = self._picture(metrics_module, metrics)
+            _write_report(Path(report), _report_html(self._files, self._bands, metrics, picture))
         feedback.setProgress(100)
         results["OUTPUT"] = report
         return results
@@ -102,6 +106,18 @@ class EvaluateAlgorithm(SARAlgorithm):
         with tempfile.TemporaryDirectory() as tmp:
             png = metrics_module.render_side_by_side(*views, Path(tmp) / "side_by_side.png", rng)
             return png.read_bytes()
+
+
+def _write_report(path: Path, text: str) -> None:
+    """The report through the engine's temp name beside it (a killed run's is cleared by the next), renamed when
+    whole: a failed write leaves no half page."""
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise QgsProcessingException(f"cannot write the report {path}: {exc.strerror or exc}") from exc
 
 
 def _report_html(files: tuple, bands: tuple, metrics: dict, png: bytes) -> str:

@@ -242,6 +242,42 @@ def test_evaluate_numbers_and_html_report(compressed, scene, tmp_path):
     assert 'src="data:image/png;base64,' in page
 
 
+def test_evaluate_report_never_replaces_an_input_nor_goes_to_a_missing_folder(compressed, scene, tmp_path):
+    """The report follows Compress's and Decompress's destination rules, before any work: an HTML page written
+    over the original (or the reconstruction) destroyed it; a missing folder was a Python traceback."""
+    import processing
+
+    reconstruction = Path(compressed[0]["RECONSTRUCTION"])
+    before = {path: path.read_bytes() for path in (scene, reconstruction)}
+    for report in (scene, reconstruction):
+        params = {"ORIGINAL": str(scene), "RECONSTRUCTION": str(reconstruction), "OUTPUT": str(report)}
+        with pytest.raises(QgsProcessingException, match="input"):
+            processing.run("sar_compressor:evaluate", params)
+    assert {path: path.read_bytes() for path in before} == before
+    missing = tmp_path / "nowhere" / "report.html"
+    params = {"ORIGINAL": str(scene), "RECONSTRUCTION": str(reconstruction), "OUTPUT": str(missing)}
+    with pytest.raises(QgsProcessingException, match="folder does not exist") as refused:
+        processing.run("sar_compressor:evaluate", params)
+    assert "Traceback" not in str(refused.value) and not missing.parent.exists()
+
+
+def test_compress_of_a_raster_without_a_valid_pixel_succeeds(provider, tmp_path):
+    """All nodata: only the mask is coded, a valid file; the run succeeds with no figures (it failed at its
+    metrics after writing the file)."""
+    import processing
+
+    src = tmp_path / "empty.tif"
+    profile = {"driver": "GTiff", "width": 40, "height": 30, "count": 1, "dtype": "float32"}
+    with rasterio.open(src, "w", **profile) as dst:
+        dst.write(np.full((1, 30, 40), np.nan, dtype=np.float32))
+    feedback = RecordingFeedback()
+    results = processing.run(
+        "sar_compressor:compress", {"INPUT": str(src), "OUTPUT": str(tmp_path / "empty.sarz")}, feedback=feedback
+    )
+    assert Path(results["OUTPUT"]).is_file() and results["PSNR"] is None and results["BPP"] > 0
+    assert any("nothing to measure" in line for line in feedback.infos)
+
+
 def test_band_of_a_multiband_raster(provider, tmp_path):
     import processing
 
@@ -277,6 +313,9 @@ def test_band_of_a_multiband_raster(provider, tmp_path):
         },
     )
     assert evaluated["PSNR"] == pytest.approx(results["PSNR"])
+    unchosen = {"ORIGINAL": str(src), "RECONSTRUCTION": str(src), "OUTPUT": str(tmp_path / "r.html")}
+    with pytest.raises(QgsProcessingException, match=r"choose the band to use \(parameter ORIGINAL_BAND\)"):
+        processing.run("sar_compressor:evaluate", unchosen)  # the parameter Evaluate has, not Compress's BAND
 
 
 def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):

@@ -46,7 +46,7 @@ from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError
 from .input_checks import check_kind_fits
 from .inspect import photo_warning
-from .io.output_paths import check_outputs, real_path, temp_path
+from .io.output_paths import check_outputs, check_sarz_name, real_path, temp_path
 from .io.raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info, streaming_cache_mb
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -328,6 +328,7 @@ def compress_file(
     if photo:
         warn(photo)
     dst = Path(dst)
+    check_sarz_name(dst)
     recon = Path(reconstruction) if reconstruction is not None else None
     check_outputs([src], [dst, recon], overwrite=True)  # never the input, never a folder/FIFO/device
     staged = temp_path(dst)  # renamed to dst only once the reconstruction is complete too: all or nothing

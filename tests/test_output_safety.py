@@ -79,6 +79,15 @@ def test_output_equal_to_an_input_is_refused(scene, sarz, tmp_path, capsys):
     assert listing(tmp_path) == ["a.sarz", "hard.tif", "in.tif", "link.tif"]
 
 
+def test_a_sarz_is_never_written_under_a_rasters_name(scene, tmp_path, capsys):
+    """`compress in.tif out.tif` (the reconstruction's name in the output's place) wrote a .sarz that GDAL and
+    QGIS would open as a GeoTIFF and fail on; it is refused before any work."""
+    for name in ("out.tif", "out.TIFF", "out.vrt"):
+        assert main(["-q", "compress", str(scene), str(tmp_path / name)]) == 2
+        assert f"a .sarz file would get a raster's name ({Path(name).suffix}); name it .sarz" in capsys.readouterr().err
+    assert listing(tmp_path) == []
+
+
 def test_existing_outputs_need_overwrite_and_non_files_are_never_replaced(sarz, tmp_path, old_tif, capsys):
     before = digest(old_tif)
     assert main(["-q", "decompress", str(sarz), str(old_tif)]) == 2

@@ -111,6 +111,17 @@ def check_outputs(
     return outs
 
 
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png", ".nc")
+"""Names a .sarz must not take: GDAL and QGIS would open such a file as that format and fail on it."""
+
+
+def check_sarz_name(dest: PathLike) -> None:
+    """Refuse a .sarz destination named like a raster (a slip for the reconstruction's name, or the wrong field)."""
+    suffix = Path(dest).suffix
+    if suffix.lower() in RASTER_SUFFIXES:
+        raise OutputError(f"{dest}: a .sarz file would get a raster's name ({suffix}); name it .sarz")
+
+
 def _lock_held(lock: Path) -> bool:
     """Whether a lock file belongs to a live writer: its PID runs, or it is still empty but young (its
     writer has created it and not yet written the PID)."""

@@ -84,6 +84,8 @@ class EvaluateAlgorithm(SARAlgorithm):
                     *self._files, band=self._bands[0], reconstruction_band=self._bands[1]
                 )
             feedback.setProgress(60)
+            for warning in metrics["warnings"]:
+                feedback.pushWarning(warning)
             results = {name: metrics[key] for name, (key, _) in METRICS.items()}
             for key, label in METRICS.values():
                 feedback.pushInfo(f"{label}: {fmt_number(metrics[key])}  [{metrics['domain'].get(key, '')}]")

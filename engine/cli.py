@@ -456,7 +456,9 @@ def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     else:
         result = evaluate_bands(args.original, args.reconstruction, looks=args.looks)
         if len(result["bands"]) == 1:
-            result = result["bands"][0]
+            result = {**result["bands"][0], "warnings": result["warnings"]}
+    for warning in result["warnings"]:
+        _warn(warning)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
         return 0

@@ -533,8 +533,26 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
         if other is not None:
             alt = _evaluate_open(so, sr, band, other, None, rband, rng_label, looks)
             result["other_domain"] = {key: alt[key] for key in ("kind", "psnr_db", "ssim", "range")}
+        result["warnings"] = grid_warnings(so, sr)
     result["band"] = band
     return result
+
+
+def grid_warnings(so, sr) -> list[str]:
+    """What makes a comparison of two open rasters of one size doubtful: another CRS or another geotransform
+    (another scene, or a resampled one, compared pixel by pixel). A decompressed raster keeps both."""
+    out = []
+    if so.crs != sr.crs:
+        out.append(f"the reconstruction's CRS ({_crs_text(sr.crs)}) is not the original's ({_crs_text(so.crs)})")
+    if not so.transform.almost_equals(sr.transform):
+        out.append("the reconstruction's geotransform is not the original's: is it the same scene, on the same grid?")
+    return out
+
+
+def _crs_text(crs) -> str:
+    if crs is None:
+        return "none"
+    return crs.to_string() if crs.to_epsg() is None else f"EPSG:{crs.to_epsg()}"
 
 
 def other_domain(kind: str, dtype: object) -> Optional[str]:
@@ -580,7 +598,11 @@ def evaluate_bands(
         evaluate_files(original, reconstruction, band=b, reconstruction_band=r, looks=looks)
         for b, r in zip(bands, rbands)
     ]
-    return {"bands": per_band, "overall": _overall(per_band)}
+    notes = list(per_band[0]["warnings"])
+    if count_r > count_o:
+        compared = "band 1" if len(rbands) == 1 else f"bands 1-{len(rbands)}"
+        notes.append(f"the reconstruction has {count_r} bands, the original {count_o}: only its {compared} compared")
+    return {"bands": per_band, "overall": _overall(per_band), "warnings": notes}
 
 
 def _overall(per_band: list[dict]) -> dict:

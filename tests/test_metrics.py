@@ -196,6 +196,27 @@ def test_evaluate_files_matches_arrays_and_checks_sizes(tmp_path):
         m.evaluate_files(a, b, band=2)
 
 
+def test_evaluation_warns_of_another_grid_or_more_bands(tmp_path, capsys):
+    """Pixels of the same size but on another CRS or geotransform, or a reconstruction with bands the original
+    lacks, were compared silently: the figures come with a warning (CLI: on stderr)."""
+    from sar_compressor.engine.cli import main
+
+    x = _speckle((64, 80), seed=22).astype(np.float32)
+    a = _write(tmp_path / "a.tif", x)
+    assert m.evaluate_files(a, _write(tmp_path / "same.tif", x * 0.9))["warnings"] == []
+    profile = {"driver": "GTiff", "width": 80, "height": 64, "count": 2, "dtype": "float32", "crs": "EPSG:4326"}
+    profile["transform"] = rasterio.transform.from_origin(3.0, 43.0, 1e-4, 1e-4)
+    with rasterio.open(tmp_path / "other.tif", "w", **profile) as dst:
+        dst.write(np.stack([x, x]))
+    warnings = m.evaluate_bands(a, tmp_path / "other.tif")["warnings"]
+    assert "CRS (EPSG:4326) is not the original's (EPSG:32631)" in warnings[0]
+    assert "geotransform is not the original's" in warnings[1]
+    assert warnings[2] == "the reconstruction has 2 bands, the original 1: only its band 1 compared"
+    assert main(["evaluate", str(a), str(tmp_path / "other.tif")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 3 and "CRS (EPSG:4326)" in err
+
+
 def test_reconstruction_band_of_a_multiband_original(tmp_path):
     x = np.stack([_speckle((64, 80), seed=s).astype(np.float32) for s in (20, 21)])
     profile = {"driver": "GTiff", "width": 80, "height": 64, "count": 2, "dtype": "float32"}

@@ -316,7 +316,9 @@ def _cap_band(out: np.ndarray, at: _Band, top: float, target: np.ndarray, c: np.
     out[:, cols] = np.minimum(per_pixel[cols] * at.share[:, cols], cap[:, cols])
 
 
-def _solve_capped(a: np.ndarray, s: np.ndarray, cap: np.ndarray, target: np.ndarray, c: np.ndarray, steps: int):
+def _solve_capped(
+    a: np.ndarray, s: np.ndarray, cap: np.ndarray, target: np.ndarray, c: np.ndarray, steps: int
+) -> np.ndarray:
     """Per row, c with sum(a 10**(min(c s, cap)/10)) = target: `_solve`'s Newton steps from `c` on a function whose
     capped terms stop growing (a, s, cap >= 0); a row whose every pixel is capped keeps its start."""
     limit = OFFSET_LIMIT_DB / WEIGHT_CAP

@@ -32,6 +32,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine.errors import CancelledError, SARCompressorError
 from ..engine.io.output_paths import guarded_outputs
+from ..engine.io.raster_io import is_gdal_name
 from .progress import StageProgress
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
@@ -91,8 +92,26 @@ def import_dependencies(modules: Iterable[str]) -> None:
             raise QgsProcessingException(f"{name} could not be imported ({exc}). {dependency_message([name])}") from exc
 
 
+def layer_file(layer: Optional[QgsRasterLayer]) -> Optional[str]:
+    """The file on disk behind a raster layer of the gdal provider (a GeoTIFF, or the zip or netCDF holding the
+    dataset), or None (no layer, another provider, not a file)."""
+    if layer is None or layer.providerType() != "gdal":
+        return None
+    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
+    return path if path and Path(path).is_file() else None
+
+
+def layer_dataset(layer: Optional[QgsRasterLayer]) -> Optional[str]:
+    """What the engine opens for a raster layer: its source where that is a GDAL name (a zipped product, /vsizip/...,
+    or a netCDF/HDF5 variable, NETCDF:"f.nc":var, as QGIS opens them), else its file (layer_file)."""
+    if layer is not None and layer.providerType() == "gdal" and is_gdal_name(layer.source()):
+        return layer.source()
+    return layer.source() if layer_file(layer) else None
+
+
 def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
-    """The GDAL dataset name of a file-based raster layer; anything else (WMS, database...) is refused."""
+    """The GDAL dataset name of a file-based raster layer (layer_dataset); anything else (WMS, database...) is
+    refused."""
     if layer is None or not layer.isValid():
         raise QgsProcessingException(f"The {what} raster layer could not be loaded.")
     if layer.providerType() != "gdal":
@@ -100,12 +119,12 @@ def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
             f"The {what} layer '{layer.name()}' comes from the '{layer.providerType()}' provider; "
             "SAR Compressor reads files only: save it as a GeoTIFF first."
         )
-    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
-    if not path or not Path(path).is_file():
+    dataset = layer_dataset(layer)
+    if dataset is None:
         raise QgsProcessingException(
             f"The {what} layer '{layer.name()}' is not a file on disk ({layer.source()}); save it as a GeoTIFF first."
         )
-    return layer.source()
+    return dataset
 
 
 def resolve_band(layer: QgsRasterLayer, band: int, what: str, parameter: str) -> int:

@@ -37,7 +37,7 @@ from qgis.core import (
     QgsSingleBandGrayRenderer,
 )
 
-from sar_compressor.engine.api import read_header
+from sar_compressor.engine.api import compress_array, decompress_array, read_header
 from sar_compressor.engine.simulate import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,6 +259,28 @@ def test_evaluate_report_never_replaces_an_input_nor_goes_to_a_missing_folder(co
     with pytest.raises(QgsProcessingException, match="folder does not exist") as refused:
         processing.run("sar_compressor:evaluate", params)
     assert "Traceback" not in str(refused.value) and not missing.parent.exists()
+
+
+def test_layers_of_a_zipped_product_or_a_netcdf_variable_compress(provider, scene, tmp_path):
+    """QGIS opens a zipped product as /vsizip/... and a netCDF variable as NETCDF:"file":var; the algorithm took
+    the second for 'not a file on disk'. Both compress to the .sarz of the unpacked raster."""
+    import zipfile
+
+    import processing
+    from rasterio.shutil import copy as gdal_copy
+
+    with zipfile.ZipFile(tmp_path / "product.zip", "w") as z:
+        z.write(scene, "measurement/vv.tif")
+    gdal_copy(scene, tmp_path / "product.nc", driver="netCDF")
+    sources = (f"/vsizip/{tmp_path}/product.zip/measurement/vv.tif", f'NETCDF:"{tmp_path}/product.nc":Band1')
+    with rasterio.open(scene) as src:
+        expected = decompress_array(compress_array(src.read(1), quality=3).data)
+    for k, source in enumerate(sources):
+        layer = QgsRasterLayer(source, "product")
+        assert layer.isValid()
+        out = tmp_path / f"{k}.sarz"
+        processing.run("sar_compressor:compress", {"INPUT": layer, "QUALITY": 3, "OUTPUT": str(out)})
+        np.testing.assert_array_equal(decompress_array(out), expected)
 
 
 def test_compress_of_a_raster_without_a_valid_pixel_succeeds(provider, tmp_path):

@@ -552,6 +552,25 @@ def test_input_summary_before_run(make_dock, tmp_path, qgis_new_project):
     assert "Refused" in dock.summary_label.text() and "negative" in dock.summary_label.text()
 
 
+def test_a_zipped_product_is_summarised_run_and_compared(make_dock, provider, tmp_path, qgis_new_project):
+    """A product kept in its zip opens in QGIS as /vsizip/...: the dock said 'Not a file on disk' of it (and read
+    the zip as the raster); it is summarised, compressed and shown side by side like a GeoTIFF."""
+    import zipfile
+
+    plain = _scene_layer(tmp_path, 96, "plain")
+    with zipfile.ZipFile(tmp_path / "product.zip", "w") as z:
+        z.write(plain.source(), "product.SAFE/measurement/vv.tif")
+    layer = QgsRasterLayer(f"/vsizip/{tmp_path}/product.zip/product.SAFE/measurement/vv.tif", "zipped")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    dock = make_dock()
+    dock.set_layer(layer)
+    assert dock.summary is not None and dock.summary.kind == "intensity", dock.summary_label.text()
+    dock.output_widget.setFilePath(str(tmp_path / "out"))
+    assert _run(dock) == ["completed"], dock.last_error
+    assert Path(dock.last_results["OUTPUT"]).is_file() and dock.last_metrics["psnr"] > 0
+
+
 def test_progress_per_strip_with_stage_text(make_dock, provider, monkeypatch, tmp_path, qgis_new_project):
     from sar_compressor.engine.codec.format import layout
 

@@ -223,6 +223,34 @@ def test_iter_strips_cover_all_rows_with_halo(small_raster):
         next(iter_strips(path, 1, rows=0))
 
 
+def test_products_inside_a_zip_or_a_netcdf_open_by_their_gdal_names(tmp_path, capsys):
+    """A product kept zipped (/vsizip/, as QGIS opens a Sentinel-1 SAFE zip) or a netCDF/HDF5 variable (a driver's
+    subdataset) is a GDAL dataset name, not a file: it was refused as 'not found' (and a Path folded /vsizip//abs).
+    Compressed from its name, it decodes to what the unpacked raster gives."""
+    import zipfile
+
+    from rasterio.shutil import copy as gdal_copy
+
+    from sar_compressor.engine import api
+    from sar_compressor.engine.cli import main
+
+    data = RNG.gamma(2.0, 0.05, (1, 60, 90)).astype(np.float32)
+    tif = _write_in_strips(tmp_path / "plain.tif", _info(60, 90), data)
+    with zipfile.ZipFile(tmp_path / "product.zip", "w") as z:
+        z.write(tif, "product.SAFE/measurement/vv.tif")
+    gdal_copy(tif, tmp_path / "product.nc", driver="netCDF")
+    zipped = f"/vsizip/{tmp_path}/product.zip/product.SAFE/measurement/vv.tif"
+    subdataset = f'NETCDF:"{tmp_path}/product.nc":Band1'
+    assert open_info(zipped).width == open_info(subdataset).width == 90
+    expected = api.decompress_array(api.compress_array(data[0], quality=6).data)
+    for k, name in enumerate((zipped, subdataset)):
+        out = tmp_path / f"{k}.sarz"
+        assert main(["-q", "compress", name, str(out), "--quality", "6"]) == 0
+        np.testing.assert_array_equal(api.decompress_array(out), expected)
+    assert main(["-q", "compress", f"/vsizip/{tmp_path}/product.zip/missing.tif", str(tmp_path / "m.sarz")]) == 2
+    assert "cannot read raster /vsizip/" in capsys.readouterr().err
+
+
 def test_open_info_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
         open_info(tmp_path / "nope.tif")

@@ -27,6 +27,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from ..algorithms.common import layer_dataset
 from ..algorithms.preview import PREVIEW_SIDE, read_preview
 from ..algorithms.styling import band_1_renderer, gray_stretch, matching_renderer
 
@@ -173,9 +174,8 @@ def _error_renderer(layer: QgsRasterLayer) -> QgsSingleBandPseudoColorRenderer:
 
 
 def _file_of(layer: QgsRasterLayer) -> str:
-    from qgis.core import QgsProviderRegistry
-
-    return QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", layer.source())
+    """What GDAL opens for the layer (a file, a zipped product, a netCDF variable; else its source as it is)."""
+    return layer_dataset(layer) or layer.source()
 
 
 def _finite(values):

@@ -16,7 +16,6 @@ from qgis.core import (
     QgsMapLayerProxyModel,
     QgsProcessingParameterEnum,
     QgsProject,
-    QgsProviderRegistry,
     QgsRasterLayer,
 )
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
@@ -39,6 +38,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..algorithms.common import layer_dataset, layer_file
 from ..algorithms.compress import KINDS
 from ..algorithms.styling import apply_matching_style
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
@@ -415,7 +415,7 @@ class SARCompressorDock(QDockWidget):
     def _set_default_folder(self, layer) -> None:
         self._setting_default = True
         try:
-            self.output_widget.setFilePath(output_folder.default_folder(_layer_file(layer)))
+            self.output_widget.setFilePath(output_folder.default_folder(layer_file(layer)))
         finally:
             self._setting_default = False
 
@@ -459,7 +459,7 @@ class SARCompressorDock(QDockWidget):
     def _refresh_summary(self) -> None:
         """The chosen band's summary (engine.inspect: a strided sample, cheap on any size), shown in the panel."""
         layer = self.layer_combo.currentLayer()
-        path = _layer_file(layer)
+        path = layer_dataset(layer)
         self.summary = None
         if path is None:
             self.summary_label.setText("" if layer is None else "Not a file on disk: save it as a GeoTIFF first.")
@@ -607,14 +607,6 @@ class SARCompressorDock(QDockWidget):
 
 def _output_names(stem: str) -> tuple[str, str]:
     return f"{stem}.sarz", f"{stem}_reconstruction.tif"
-
-
-def _layer_file(layer) -> str | None:
-    """The file behind a GDAL raster layer, or None (no layer, another provider, not on disk)."""
-    if layer is None or layer.providerType() != "gdal":
-        return None
-    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
-    return path if path and os.path.isfile(path) else None
 
 
 def _size_text(size_bytes: float) -> str:

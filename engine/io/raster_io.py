@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -173,15 +174,26 @@ def _info_from_dataset(ds) -> RasterInfo:
     )
 
 
+_GDAL_NAME = re.compile(r"^(/vsi[a-z0-9_]+/|[A-Z][A-Z0-9_]+:)")
+"""A GDAL dataset name that is not a plain path: a virtual file system (/vsizip/, /vsicurl/...) or a driver's
+subdataset (NETCDF:"f.nc":var, HDF5:..., SENTINEL1_CALIB:SIGMA0:...): how products inside a zip or a netCDF/HDF5
+container open in GDAL and QGIS. Passed to GDAL as written (a Path would fold /vsizip//abs into /vsizip/abs)."""
+
+
+def is_gdal_name(path: PathLike) -> bool:
+    """Whether `path` is a GDAL dataset name rather than a file path (_GDAL_NAME)."""
+    return bool(_GDAL_NAME.match(os.fspath(path)))
+
+
 def _open(path: PathLike):
     rasterio = _rasterio()
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"input raster not found: {p}")
+    name = os.fspath(path)
+    if not is_gdal_name(name) and not Path(name).exists():
+        raise InputError(f"input raster not found: {name}")
     try:
-        return rasterio.open(p)
+        return rasterio.open(name)
     except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"cannot read raster {p}: {exc}") from exc
+        raise InputError(f"cannot read raster {name}: {exc}") from exc
 
 
 def open_info(path: PathLike) -> RasterInfo:

@@ -76,7 +76,13 @@ def read_window(
     by the VRT's `path` argument, band `band` (a source band number), at its `level` argument (GDAL 3.6 hands the
     arguments over as bytes)."""
     args = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in kwargs.items()}
-    lock, reader = _reader(args["path"], int(args["band"]) if "band" in args else None)
+    try:
+        lock, reader = _reader(args["path"], int(args["band"]) if "band" in args else None)
+    except FileNotFoundError:  # GDAL shows the message under our frame only: say what to do
+        raise InputError(
+            f"{args['path']} is gone (moved or deleted?): this VRT decodes it; run `sar-compressor vrt` on the .sarz "
+            "where it is now"
+        ) from None
     with lock:
         out_ar[:] = _resampled(reader, (xoff, yoff, xsize, ysize), int(args.get("level", "0")), out_ar.shape)
 

@@ -132,6 +132,19 @@ def test_a_corrupt_tile_fails_its_read_with_a_clear_error(sarz, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def test_a_vrt_whose_sarz_is_gone_says_so(sarz, tmp_path):
+    """A .sarz moved or deleted after its VRT was written: the read fails with what happened and what to do, not
+    with an os.stat error from inside the reader."""
+    moved = tmp_path / "moved.sarz"
+    shutil.copy(sarz, moved)
+    write_vrt(moved)
+    moved.rename(tmp_path / "elsewhere.sarz")
+    done = _run("gdal_translate", "-q", "-srcwin", "0", "0", "10", "10", str(moved) + ".vrt", str(tmp_path / "z.tif"))
+    assert done.returncode != 0
+    assert f"{moved} is gone (moved or deleted?): this VRT decodes it" in done.stderr
+    assert "os.stat" not in done.stderr
+
+
 def test_vrt_command_replaces_only_its_own_vrts(sarz, tmp_path, capsys):
     out = tmp_path / "mine.vrt"
     assert cli.main(["-q", "vrt", str(sarz), str(out)]) == 0

@@ -92,9 +92,9 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise InputError(f"no file matches {item!r}")
-            found += [Path(m) for m in matches if Path(m).is_file()]
+            found += [Path(m) for m in matches if Path(m).is_file() and not _is_output(Path(m))]
         else:
-            found.append(_existing(Path(item), "input"))
+            found.append(_not_output(_existing(Path(item), "input")))
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise InputError("no input files")
@@ -105,6 +105,18 @@ def _read_list(path: Path) -> list[Path]:
     listed = _existing(path, "list of inputs")
     lines = (line.strip() for line in listed.read_text(encoding="utf-8").splitlines())
     return [_existing(listed.parent / line, f"input listed in {path}") for line in lines if line and line[0] != "#"]
+
+
+def _is_output(path: Path) -> bool:
+    """A .sarz or one of its VRTs: what this tool writes (a glob over a folder that holds them skips them)."""
+    name = path.name.lower()
+    return name.endswith(".sarz") or (".sarz." in name and name.endswith(".vrt"))
+
+
+def _not_output(path: Path) -> Path:
+    if _is_output(path):
+        raise InputError(f"{path} is a .sarz or its VRT, already compressed: decompress it first to code it again")
+    return path
 
 
 def _existing(path: Path, what: str) -> Path:

@@ -147,6 +147,11 @@ def test_inputs_and_output_names(tmp_path):
         output_paths(expand_inputs([str(tmp_path / "*" / "x.tif")]), tmp_path)
     with pytest.raises(InputError, match="not found"):
         expand_inputs([str(tmp_path / "nope.tif")])
+    for ours in ("x.sarz", "x.sarz.vrt", "x.sarz.ov1.vrt"):  # a batch's outputs beside its inputs: not inputs
+        (tmp_path / "a" / ours).write_bytes(b"")
+    assert [p.name for p in expand_inputs([str(tmp_path / "a" / "*")])] == ["x.tif", "y.tif"]
+    with pytest.raises(InputError, match="is a .sarz or its VRT, already compressed"):
+        expand_inputs([str(tmp_path / "a" / "x.sarz")])
 
 
 def test_split_raster_equals_serial(client, tmp_path):

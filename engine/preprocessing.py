@@ -40,9 +40,12 @@ SUPPORTED_DTYPES: tuple[str, ...] = (
 )
 INTEGER_DTYPES: tuple[str, ...] = ("uint8", "uint16", "int16", "uint32", "int32")
 
-NOISE_FLOOR = 1e-10
-"""Linear intensity given to pixels <= 0 or non-finite, so dB stays finite (-100 dB)."""
+NOISE_FLOOR = float(np.finfo(np.float32).tiny)
+"""The smallest linear intensity taken as it is (float32's smallest normal number, -379.3 dB), given to pixels
+<= 0 or non-finite so that dB stays finite: any positive intensity a float32 holds keeps its dB. (At 1e-10, -100
+dB, a product in other units, intensities near 1e-13, was clamped whole to one value and decoded as 1e-10.)"""
 FLOOR_DB = -100.0
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 MIN_SPAN_DB = 1.0
 """Smallest dB range: a constant image still gets a usable, invertible range."""
 MAX_SAMPLE = 4_000_000
@@ -166,7 +169,7 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
     """What the user must hear about coding `sample` (the band's valid values, zeros included) as `kind`
     (`chosen`: "auto" or the user's kind); InputError for values the kind cannot represent.
 
-    Negative values in linear backscatter would be floored to -100 dB behind good-looking metrics: refused,
+    Negative values in linear backscatter would be floored to the noise floor behind good-looking metrics: refused,
     naming the kind that codes them. Negative values coded native (auto), an all-invalid or a constant band are
     coded, with a warning."""
     sample = np.asarray(sample).ravel()
@@ -176,6 +179,7 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
             f"{100 * negative:.2f} % of the valid values are negative: not {kind} backscatter (a DEM or a "
             "difference image?); choose kind 'native' to code the values as they are ('db' if they are dB)"
         )
+    _check_float32_range(sample, kind)
     warnings = []
     if chosen == "auto" and kind == "native" and negative > 0:
         warnings.append(
@@ -188,6 +192,21 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
     elif is_constant(valid):
         warnings.append(f"constant raster: every valid pixel is {valid[0]!r}; nothing to code but the value")
     return warnings
+
+
+def _check_float32_range(sample: np.ndarray, kind: str) -> None:
+    """InputError for values the codec's float32 arithmetic cannot hold (a float64 raster's 1e45, or an amplitude
+    whose square overflows): they came back as inf, or -100 everywhere when coded native."""
+    finite = sample[np.isfinite(sample)]
+    if finite.size == 0:
+        return
+    top = float(np.max(np.abs(finite)))
+    limit = math.sqrt(FLOAT32_MAX) if kind in ("amplitude", "complex") else FLOAT32_MAX
+    if top > limit:
+        raise InputError(
+            f"values up to {top:.3g} cannot be coded as {kind}: the codec works in float32 (up to {limit:.3g} here); "
+            "rescale the raster first"
+        )
 
 
 def is_constant(valid: np.ndarray) -> bool:
@@ -258,7 +277,7 @@ def isolated_count(mask: np.ndarray) -> int:
 
 
 def linear_to_db(intensity: np.ndarray) -> np.ndarray:
-    """10*log10 of linear intensity as float32, with the 1e-10 noise floor for <= 0 or non-finite values."""
+    """10*log10 of linear intensity as float32, with the noise floor (NOISE_FLOOR) for <= 0 or non-finite values."""
     x = np.asarray(intensity, dtype=np.float64)
     x = np.where(np.isfinite(x) & (x > NOISE_FLOOR), x, NOISE_FLOOR)
     return (10.0 * np.log10(x)).astype(np.float32)
@@ -273,7 +292,8 @@ db_to_linear_intensity = db_to_linear
 
 
 def to_db(arr: np.ndarray, kind: str) -> np.ndarray:
-    """Input values of `kind` -> float32 dB; never returns non-finite values (they become -100 dB).
+    """Input values of `kind` -> float32 dB; never returns non-finite values (linear kinds' values <= 0 or
+    non-finite take NOISE_FLOOR's dB, db and native ones FLOOR_DB: all of them invalid pixels, restored exactly).
 
     intensity: 10*log10(x); amplitude: 20*log10(x) = 10*log10(x**2); complex: 10*log10(|z|**2); db and
     native: as they are.

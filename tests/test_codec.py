@@ -322,6 +322,34 @@ def test_native_values_keep_their_low_tail():
     assert backscatter.stats.vmin == pytest.approx(dark, abs=0.05)
 
 
+@pytest.mark.parametrize("kind", ["intensity", "native"])
+def test_values_in_small_units_are_coded_not_floored(kind):
+    """Intensities near 1e-13 (a product in watts, not calibrated backscatter) were clamped whole to the -100 dB
+    floor and decoded as one value (1e-10); coded native they fitted a span of 1 and decoded as 0."""
+    arr = _scene(96, 128, seed=8) * np.float32(1e-13)
+    if kind == "native":
+        arr[0, :4] = -1e-15  # negative values: native
+    result = api.compress_array(arr, quality=DEFAULT_QUALITY, kind=kind)
+    decoded = api.decompress_array(result.data).astype(np.float64)
+    np.testing.assert_array_equal(decoded, result.reconstruction)
+    assert np.mean(decoded) == pytest.approx(np.mean(arr, dtype=np.float64), rel=0.02)
+    assert np.unique(decoded).size > 1000  # the scene, not one value
+    if kind == "intensity":
+        db_in, db_out = (10 * np.log10(np.maximum(a, 1e-30)) for a in (arr.astype(np.float64), decoded))
+        assert np.corrcoef(db_in.ravel(), db_out.ravel())[0, 1] > 0.7
+
+
+@pytest.mark.parametrize("kind", ["intensity", "native", "amplitude"])
+def test_values_beyond_float32_are_refused_before_any_work(kind, tmp_path):
+    """A float64 raster's 1e45 (or an amplitude whose square overflows float32) came back as inf or failed writing
+    the header (an uncaught ValueError); it is one clear error, and nothing is written."""
+    arr = _scene(40, 50, seed=9).astype(np.float64) * 1e45
+    src = _write(tmp_path / "huge.tif", arr)
+    with pytest.raises(InputError, match="cannot be coded as .*: the codec works in float32"):
+        api.compress_file(src, tmp_path / "huge.sarz", kind=kind)
+    assert not (tmp_path / "huge.sarz").exists()
+
+
 @pytest.mark.parametrize(
     "kind, mean_correction", [("intensity", "global"), ("intensity", "none"), ("db", "none"), ("native", "none")]
 )

@@ -8,6 +8,7 @@ import pytest
 from sar_compressor.engine.errors import InputError
 from sar_compressor.engine.preprocessing import (
     FLOOR_DB,
+    NOISE_FLOOR,
     Range,
     check_dtype,
     clipped_fraction,
@@ -82,11 +83,16 @@ def test_to_db_per_kind():
 
 
 def test_to_db_noise_floor():
-    bad = np.array([0.0, -1.0, np.nan, np.inf, -np.inf, 1e-30], np.float32)
+    """Linear values <= 0 or non-finite take the noise floor (float32's smallest normal, -379.3 dB); any positive
+    float32 above it keeps its dB (1e-30: -300 dB; an amplitude of 1e-30 squares below it)."""
+    floor = np.float32(10 * np.log10(NOISE_FLOOR))
+    bad = np.array([0.0, -1.0, np.nan, np.inf, -np.inf], np.float32)
     for kind in ("intensity", "amplitude"):
-        np.testing.assert_array_equal(to_db(bad, kind), np.full(6, FLOOR_DB, np.float32))
-    assert to_db(np.array([np.nan + 0j], np.complex64), "complex")[0] == FLOOR_DB
-    assert np.all(np.isfinite(to_db(np.array([np.nan, -np.inf]), "db")))
+        np.testing.assert_array_equal(to_db(bad, kind), np.full(5, floor, np.float32))
+    assert to_db(np.array([1e-30], np.float32), "intensity")[0] == pytest.approx(-300.0, abs=1e-3)
+    assert to_db(np.array([1e-30], np.float32), "amplitude")[0] == floor
+    assert to_db(np.array([np.nan + 0j], np.complex64), "complex")[0] == floor
+    np.testing.assert_array_equal(to_db(np.array([np.nan, -np.inf]), "db"), np.full(2, FLOOR_DB, np.float32))
 
 
 @pytest.mark.parametrize(

@@ -91,9 +91,12 @@ class TileGeometry:
 
 
 def bright_threshold(rng: pp.Range, refine_step: float) -> float:
-    """Where bright-target residuals start (dB), to 1e-4 dB (a short number in the header)."""
+    """Where bright-target residuals start (dB), to 1e-4 dB (a short number in the header); to four more digits
+    than the range's order where the range is narrower than 1 (native values in small units: only format 12's
+    native ranges are)."""
     fraction, cap_db = BRIGHT_MARGIN
-    return round(rng.vmax + min(fraction * refine_step * rng.span, cap_db), 4)
+    decimals = max(4, 4 - math.floor(math.log10(rng.span)))
+    return round(rng.vmax + min(fraction * refine_step * rng.span, cap_db), decimals)
 
 
 STREAMS = ("refinement", "block_means", "bright", "mask", "mask_codes", "loop_filter")
@@ -194,7 +197,7 @@ class Layout:
 
     @property
     def bright_step_db(self) -> float:
-        lo, hi = BRIGHT_STEP_DB
+        lo, hi = (limit * min(1.0, self.rng.span) for limit in BRIGHT_STEP_DB)  # narrower: native in small units
         return float(min(max(self.refine_step_db / BRIGHT_STEP_FRACTION, lo), hi))
 
     @property

@@ -126,13 +126,27 @@ def _range(db: np.ndarray, kind: str, constant: bool) -> pp.Range:
     """The sample's percentile range (a native band's from its minimum), rounded (_rounded) unless the band is
     constant: rounding would move its centre, the flat base every pixel decodes to, off the value (0.1234567
     decoded as 0.1235 in native)."""
-    rng = pp.robust_range(db, *(NATIVE_RANGE_PERCENTILES if kind == "native" else RANGE_PERCENTILES))
-    return rng if constant else _rounded(rng)
+    if kind != "native":
+        rng = pp.robust_range(db, *RANGE_PERCENTILES)
+        return rng if constant else _rounded(rng, 4)
+    rng = pp.robust_range(db, *NATIVE_RANGE_PERCENTILES, min_span=_native_min_span(db))
+    return rng if constant else _rounded(rng, 4 - math.floor(math.log10(rng.span)))
 
 
-def _rounded(rng: pp.Range) -> pp.Range:
-    """The range to 1e-4 dB: the header stores it in a few digits instead of 17, the same numbers both sides."""
-    return pp.Range(round(rng.vmin, 4), round(rng.vmax, 4))
+def _native_min_span(values: np.ndarray) -> float:
+    """The narrowest range of native values: MIN_SPAN_DB (1) in their units, or a thousandth of their magnitude
+    where that is smaller. Values in other units (1e-13: noise-subtracted power in watts) fit in a span of 1 as one
+    step's worth and decoded as 0."""
+    finite = np.abs(values[np.isfinite(values)])
+    magnitude = float(finite.max()) if finite.size else 0.0
+    return min(pp.MIN_SPAN_DB, max(1e-3 * magnitude, pp.NOISE_FLOOR))
+
+
+def _rounded(rng: pp.Range, decimals: int) -> pp.Range:
+    """The range to `decimals` decimals (1e-4 for dB, four more digits than a native span's order): the header stores
+    it in a few digits instead of 17, the same numbers both sides."""
+    decimals = max(decimals, 4)
+    return pp.Range(round(rng.vmin, decimals), round(rng.vmax, decimals))
 
 
 def sample_band(info: RasterInfo, read: RowReader, tiles: Optional[_TextureTiles] = None) -> np.ndarray:

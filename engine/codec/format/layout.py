@@ -197,8 +197,15 @@ class Layout:
 
     @property
     def bright_step_db(self) -> float:
-        lo, hi = (limit * min(1.0, self.rng.span) for limit in BRIGHT_STEP_DB)  # narrower: native in small units
+        lo, hi = (limit * self._native_scale for limit in BRIGHT_STEP_DB)
         return float(min(max(self.refine_step_db / BRIGHT_STEP_FRACTION, lo), hi))
+
+    @property
+    def _native_scale(self) -> float:
+        """How the bright step's limits scale: with a native range narrower than 1 (values in small units), from
+        format 12, whose native ranges may be that narrow (survey._native_min_span); 1 otherwise, as before."""
+        native = self.kind == "native" and self.format_version >= 12
+        return min(1.0, self.rng.span) if native else 1.0
 
     @property
     def flat_db(self) -> float:

@@ -189,6 +189,17 @@ def test_console_script_and_module(sarz):
     assert done.returncode == 0 and "file id" in done.stdout, done.stderr
 
 
+@pytest.mark.parametrize(("given", "kept"), [(None, "1"), ("3", "3")])
+def test_the_command_line_holds_openblas_to_one_thread_unless_told(given, kept):
+    """Both entry points load numpy through sar_compressor.__main__, which sets the variable first."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    code = "import os, sys, sar_compressor.__main__; print(os.environ['OPENBLAS_NUM_THREADS'], 'numpy' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.stdout.split() == [kept, "True"], done.stderr
+
+
 def test_ctrl_c_cancels_cleanly(tmp_path):
     src = tmp_path / "big.tif"
     assert main(["simulate", str(src), "--size", "2560", "2048"]) == 0  # two 2048-row strips

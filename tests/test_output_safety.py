@@ -174,6 +174,29 @@ def test_a_silently_failed_write_never_replaces_the_destination(sarz, old_tif, m
     assert digest(old_tif) == before and listing(old_tif.parent) == ["old.tif"]
 
 
+def test_a_damaged_block_in_any_block_row_fails_the_check(sarz, old_tif, monkeypatch, capsys):
+    """The read-back is spread over threads (raster_io.CHECK_THREADS): a block every thread but the first reads
+    must fail it too. The damaged block is the last block row's, which is not the first thread's."""
+    monkeypatch.setattr("sar_compressor.engine.io.raster_io.CHECK_THREADS", 2)
+    before, close = digest(old_tif), StripWriter._close
+
+    def close_then_damage(self) -> None:
+        close(self)
+        with rasterio.open(self._tmp) as ds:
+            last = (ds.height - 1) // self.blocksize
+            assert last % 2 == 1  # the second thread's block row
+            offset = int(ds.get_tag_item(f"BLOCK_OFFSET_0_{last}", "TIFF", bidx=1))
+            size = int(ds.get_tag_item(f"BLOCK_SIZE_0_{last}", "TIFF", bidx=1))
+        with open(self._tmp, "r+b") as f:
+            f.seek(offset)
+            f.write(b"\xff" * size)
+
+    monkeypatch.setattr(StripWriter, "_close", close_then_damage)
+    assert main(["-q", "decompress", str(sarz), str(old_tif), "--overwrite"]) == 2
+    assert "could not be written completely" in capsys.readouterr().err
+    assert digest(old_tif) == before and listing(old_tif.parent) == ["old.tif"]
+
+
 def test_compress_is_all_or_nothing_when_the_reconstruction_fails(scene, sarz, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out.sarz"
     out.write_bytes(sarz.read_bytes())

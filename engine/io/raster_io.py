@@ -14,6 +14,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -40,6 +41,11 @@ GDAL_THREADS = "ALL_CPUS"
 2048x2048 float32 DEFLATE file took 0.19 s instead of 0.33 s, byte for byte the same file (each block is compressed
 on its own and written in order). Reading stays on one thread: GDAL's decoding threads log a short read as an error
 line instead of failing the read."""
+
+
+CHECK_THREADS = max(1, min(os.cpu_count() or 1, 4))
+"""Threads reading a written GeoTIFF back (StripWriter): the check decodes every DEFLATE block once the decoding
+is done and the cores are idle. 4096x4096 float32, 2 cores: 0.29-0.31 s on one thread, 0.16 s on two."""
 
 
 def streaming_cache_mb(width: int, dtype: str) -> int:
@@ -445,19 +451,29 @@ class StripWriter:
     def _check_complete(self) -> None:
         """Re-open the temp file and read every pixel back, block row by block row: rasterio can report a
         failed flush at close (a full disk) only as a GDAL log line, and only a readable file may replace
-        the destination. Blocks are decoded on this thread (GDAL_THREADS: worker threads log a short read instead
-        of failing it), whatever GDAL_NUM_THREADS says."""
+        the destination. Each of CHECK_THREADS threads reads every n-th block row through its own dataset, with
+        GDAL's decoding on that thread (GDAL_THREADS: GDAL's worker threads log a short read instead of failing
+        it), whatever GDAL_NUM_THREADS says; a failure in any of them fails the check."""
         rasterio = _rasterio()
         try:
-            with rasterio.Env(GDAL_NUM_THREADS="1"), rasterio.open(self._tmp) as ds:
+            with rasterio.open(self._tmp) as ds:
                 if (ds.width, ds.height, ds.count) != (self.info.width, self.info.height, self.info.count):
                     raise OutputError(f"{ds.width}x{ds.height}x{ds.count} raster read back")
-                for row0 in range(0, ds.height, self.blocksize):
-                    ds.read(window=((row0, min(row0 + self.blocksize, ds.height)), (0, ds.width)))
+            rows = range(0, self.info.height, self.blocksize)
+            n = max(1, min(CHECK_THREADS, len(rows)))
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix="sarz-check") as pool:
+                list(pool.map(self._read_rows, [rows[k::n] for k in range(n)]))
         except Exception as exc:
             raise OutputError(
                 f"{self.path} could not be written completely ({exc}); the disk may be full. Nothing was replaced."
             ) from exc
+
+    def _read_rows(self, starts: range) -> None:
+        """Decode the block rows starting at `starts` of the temp file (raises where one cannot be read)."""
+        rasterio = _rasterio()
+        with rasterio.Env(GDAL_NUM_THREADS="1"), rasterio.open(self._tmp) as ds:
+            for row0 in starts:
+                ds.read(window=((row0, min(row0 + self.blocksize, ds.height)), (0, ds.width)))
 
     def _to_cog(self) -> None:
         import rasterio.shutil

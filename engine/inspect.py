@@ -91,6 +91,22 @@ def photo_warning(path: Union[str, Path]) -> Optional[str]:
     return None
 
 
+def mask_warning(path: Union[str, Path], bands: list[int]) -> Optional[str]:
+    """A warning when a band has a GDAL mask of its own (internal, .msk or alpha) that no value of its type can
+    mark (preprocessing.mask_marker): its masked pixels are coded as values. Masks that can be marked need none:
+    their pixels are read as NaN or no-signal zeros, and decoded as such."""
+    with RasterReader(path) as reader:
+        unmarked = [b for b in bands if reader.unmarked_mask(b)]
+        dtype = reader.info.dtype
+    if not unmarked:
+        return None
+    which = "band " + ", ".join(map(str, unmarked))
+    return (
+        f"{which}: a GDAL mask (internal, .msk or alpha band) and no nodata value; no {dtype} value can mark a masked "
+        "pixel, so the masked pixels are coded as values (set a nodata value on the raster to keep them out)"
+    )
+
+
 def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> InputSummary:
     """The summary of `band` of the raster at `path` as compression with `kind` would see it; InputError when
     the file cannot be read or the band does not exist. Refusals are reported, not raised (`refusal`)."""

@@ -248,6 +248,38 @@ def _looks_like_db(sample: np.ndarray) -> bool:
     return bool(np.mean(values < 0) > 0.5 and lo >= -60.0 and hi <= 40.0)
 
 
+MASK_FLAGS = frozenset({"per_dataset", "alpha"})
+"""GDAL mask flags (rasterio's MaskFlags names) of a mask of the band's own: an internal or .msk mask, or an alpha
+band. A nodata value's mask is the nodata value itself; "all_valid" masks nothing."""
+
+
+def has_own_mask(flag_names: Iterable[str]) -> bool:
+    """Whether a band's GDAL mask flags name a mask of its own (MASK_FLAGS) rather than its nodata value."""
+    names = set(flag_names)
+    return bool(names & MASK_FLAGS) and "nodata" not in names
+
+
+def mask_marker(dtype: object) -> Optional[float]:
+    """The value a masked pixel is read as, so that every pass sees it as invalid and the decoder restores it: NaN
+    in floating-point and complex bands, 0 (no-signal fill, `zero_is_fill`) in uint8 and uint16 bands; None where
+    no value can mark it (other integers, whose every value may be data: only a nodata value could)."""
+    kind = np.dtype(dtype).kind
+    if kind in "fc":
+        return math.nan
+    if str(np.dtype(dtype)) in ("uint8", "uint16"):
+        return 0.0
+    return None
+
+
+def mask_out(values: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """`values` with the pixels of a GDAL mask (`masked`: True where the mask is 0) at `mask_marker`; unchanged
+    where the dtype has no marker."""
+    marker = mask_marker(values.dtype)
+    if marker is None or not masked.any():
+        return values
+    return np.where(masked, np.array(marker).astype(values.dtype), values)
+
+
 def valid_mask(arr: np.ndarray, nodata: Optional[float] = None, zero_fill: bool = False) -> np.ndarray:
     """True where a pixel carries data: not equal to `nodata` and finite (NaN/inf are invalid in every kind),
     and with `zero_fill` (`zero_is_fill` of the kind) not an exact zero.

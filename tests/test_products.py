@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -237,3 +238,81 @@ def test_bench_products_rows_run(tmp_path):
         assert [r["codec"] for r in rows] == ["ours", "JPEG 2000"]
         assert all(abs(r["bpp"] - 0.5) < 0.05 and r["psnr_db"] > 15 for r in rows)
     assert result["domains"]["display"].startswith("uint8") and result["domains"]["grd"].startswith("dB")
+
+
+# --------------------------------------------------------------------------- GDAL masks and colour interpretation
+
+
+def _masked(path: Path, values: np.ndarray, valid: np.ndarray, **profile) -> Path:
+    """A raster with an internal per-dataset mask (GDAL_TIFF_INTERNAL_MASK) and no nodata value."""
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        _write(path, values, **profile)
+        with rasterio.open(path, "r+") as ds:
+            ds.write_mask(valid.astype(np.uint8) * 255)
+    return path
+
+
+def _chunks(path: Path) -> list[bytes]:
+    from sar_compressor.engine.codec.format.container import ContainerReader
+
+    with ContainerReader(path) as reader:
+        return [reader.read_chunk(i) for i in range(len(reader.chunk_lengths))]
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_gdal_mask_is_read_as_invalid_pixels_like_nan(tmp_path):
+    """Masked pixels (garbage under an internal mask, no nodata) are coded and measured as NaN pixels would be:
+    the same chunks as the raster with NaN there, NaN decoded there, the same figures."""
+    intensity, _ = simulate_scene(*SIZE, looks=2, seed=4)
+    valid = np.ones(SIZE, bool)
+    valid[:, :150] = False
+    valid[300:, 400:] = False
+    garbage = np.where(valid, intensity, 0.5).astype(np.float32)
+    masked = _masked(tmp_path / "masked.tif", garbage, valid, tiled=True, blockxsize=256, blockysize=256)
+    twin = _write(tmp_path / "nan.tif", np.where(valid, intensity, np.nan).astype(np.float32))
+    figures = {}
+    for name, src in (("masked", masked), ("nan", twin)):
+        out, recon = tmp_path / f"{name}.sarz", tmp_path / f"{name}_r.tif"
+        api.compress_file(src, out, reconstruction=recon)
+        decoded = api.decompress_file(out, tmp_path / f"{name}_d.tif") and _read(tmp_path / f"{name}_d.tif")[0]
+        np.testing.assert_array_equal(np.isnan(decoded), ~valid)
+        figures[name] = evaluate_files(src, recon)
+    assert _chunks(tmp_path / "masked.sarz") == _chunks(tmp_path / "nan.sarz")
+    assert figures["masked"]["valid_pixels"] == np.count_nonzero(valid)
+    assert figures["masked"]["psnr_db"] == figures["nan"]["psnr_db"]
+    assert inspect_input(masked).nodata_fraction == pytest.approx(1 - valid.mean(), abs=0.02)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_an_alpha_band_masks_its_product_and_stays_an_alpha_band(tmp_path):
+    from rasterio.enums import ColorInterp
+
+    grd = simulate_product(*SIZE, "grd", seed=5)
+    gray = np.clip(grd // 64, 0, 255).astype(np.uint8)
+    alpha = np.where(grd > 0, 255, 0).astype(np.uint8)
+    gray[alpha == 0] = 77  # what an alpha band hides
+    src = _write(tmp_path / "quicklook.tif", np.stack([gray, alpha]), photometric="MINISBLACK", alpha="UNSPECIFIED")
+    with rasterio.open(src, "r+") as ds:
+        ds.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
+    out, recon = tmp_path / "q.sarz", tmp_path / "q_r.tif"
+    api.compress_file(src, out, reconstruction=recon)
+    api.decompress_file(out, tmp_path / "q_d.tif")
+    for path in (recon, tmp_path / "q_d.tif"):
+        with rasterio.open(path) as ds:
+            assert [ci.name for ci in ds.colorinterp] == ["gray", "alpha"]
+            decoded = ds.read()
+        np.testing.assert_array_equal(decoded[1], alpha)
+        assert np.all(decoded[0][alpha == 0] == 0)  # hidden pixels come back as no-signal fill, not coded
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_mask_no_value_can_carry_is_coded_with_a_warning(tmp_path, capsys):
+    dem = _dem()
+    valid = np.ones(dem.shape, bool)
+    valid[:40] = False
+    src = _masked(tmp_path / "dem.tif", dem.astype(np.int16), valid)
+    assert main(["compress", str(src), str(tmp_path / "dem.sarz")]) == 0
+    assert "band 1: a GDAL mask" in capsys.readouterr().err
+    plain = _write(tmp_path / "plain.tif", np.full((8, 8), 3.0, np.float32))
+    api.compress_file(plain, tmp_path / "plain.sarz")
+    assert "color_interp" not in json.dumps(api.read_header(tmp_path / "plain.sarz"))  # plain rasters: as before

@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from .. import preprocessing as pp
 from ..errors import InputError, OutputError
 from .output_paths import check_outputs, real_path, temp_path
 
@@ -104,6 +105,9 @@ class RasterInfo:
     offsets: list[float] = field(default_factory=list)
     gcps: Optional[list[list[float]]] = None
     gcp_crs_wkt: Optional[str] = None
+    color_interp: list[str] = field(default_factory=list)
+    """GDAL colour interpretation names per band (rasterio's ColorInterp), kept only where one is not "gray" or
+    "undefined" (an alpha band, a palette, RGB): the header of every other raster is as it was."""
 
     @property
     def has_georef(self) -> bool:
@@ -125,6 +129,7 @@ class RasterInfo:
             units=one(self.units),
             scales=one(self.scales),
             offsets=one(self.offsets),
+            color_interp=one(self.color_interp),
         )
 
     def check_band(self, band: int) -> int:
@@ -134,6 +139,8 @@ class RasterInfo:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if not self.color_interp:
+            del d["color_interp"]
         d["transform"] = list(self.transform) if self.transform is not None else None
         d["nodata"] = _float_to_json(self.nodata)
         d["has_georef"] = self.has_georef
@@ -177,7 +184,17 @@ def _info_from_dataset(ds) -> RasterInfo:
         offsets=[float(v) for v in ds.offsets],
         gcps=[[g.row, g.col, g.x, g.y, g.z or 0.0] for g in gcps] or None,
         gcp_crs_wkt=gcp_crs.to_wkt() if gcps and gcp_crs is not None else None,
+        color_interp=_color_interp(ds),
     )
+
+
+PLAIN_INTERP = frozenset({"gray", "undefined"})
+
+
+def _color_interp(ds) -> list[str]:
+    """The bands' colour interpretation names, or none where every band is plain (PLAIN_INTERP)."""
+    names = ["gray" if ci.name == "palette" else ci.name for ci in ds.colorinterp]  # no colour table is kept
+    return [] if set(names) <= PLAIN_INTERP else names
 
 
 _GDAL_NAME = re.compile(r"^(/vsi[a-z0-9_]+/|[A-Z][A-Z0-9_]+:)")
@@ -226,6 +243,13 @@ class RasterReader:
         self.path = Path(path)
         self._ds = _open(path)
         self.info = _info_from_dataset(self._ds)
+        # per band: a GDAL mask of its own (internal or .msk mask, alpha band), its pixels read as pp.mask_marker
+        self.masked = [pp.has_own_mask(f.name for f in flags) for flags in self._ds.mask_flag_enums]
+
+    def unmarked_mask(self, band: int) -> bool:
+        """Whether `band` has a mask of its own that no value of its type can mark (its masked pixels are read
+        as they are)."""
+        return self.masked[band - 1] and pp.mask_marker(self._ds.dtypes[band - 1]) is None
 
     def __enter__(self) -> RasterReader:
         return self
@@ -244,7 +268,10 @@ class RasterReader:
             return np.zeros((0, self.info.width), dtype=self._ds.dtypes[band - 1])
         window = ((r0, r1), (0, self.info.width))
         try:
-            return self._ds.read(band, window=window)
+            values = self._ds.read(band, window=window)
+            if self.masked[band - 1]:
+                values = pp.mask_out(values, self._ds.read_masks(band, window=window) == 0)
+            return values
         except Exception as exc:  # GDAL reports corrupt blocks as assorted RasterioIOError/CPLE errors
             raise InputError(f"cannot read rows {r0}..{r1} of {self.path}: {exc}") from exc
 
@@ -379,6 +406,7 @@ class StripWriter:
     def _write_metadata(self) -> None:
         from rasterio.control import GroundControlPoint
         from rasterio.crs import CRS
+        from rasterio.enums import ColorInterp
 
         ds, info = self._ds, self.info
         if info.tags:
@@ -390,6 +418,8 @@ class StripWriter:
                 ds.update_tags(i, **info.band_tags[i - 1])
             if i <= len(info.units) and info.units[i - 1]:
                 ds.set_band_unit(i, info.units[i - 1])
+        if len(info.color_interp) == info.count:
+            ds.colorinterp = [ColorInterp[name] for name in info.color_interp]
         same_len = len(info.scales) == info.count and len(info.offsets) == info.count
         if same_len and (any(s != 1.0 for s in info.scales) or any(o != 0.0 for o in info.offsets)):
             ds.scales, ds.offsets = info.scales, info.offsets

@@ -74,6 +74,7 @@ def band_entry(layout: Layout, info: RasterInfo, band: int, global_gain: float, 
         "unit": _first(info.units),
         "scale": _first(info.scales),
         "offset": _first(info.offsets),
+        **({"color_interp": info.color_interp[0]} if info.color_interp else {}),  # only where not plain (0.6.1)
         "range": layout.rng.to_dict(),
         "quality": layout.quality,
         "refine_step": layout.refine_step,
@@ -131,6 +132,7 @@ def _info(raster: dict[str, Any], band: dict[str, Any]) -> RasterInfo:
             "units": listed(band["unit"]),
             "scales": listed(band["scale"]),
             "offsets": listed(band["offset"]),
+            "color_interp": listed(band.get("color_interp")),
         }
     )
 

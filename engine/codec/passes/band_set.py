@@ -57,6 +57,7 @@ def stack_infos(infos: list[RasterInfo]) -> RasterInfo:
         units=[info.units[0] if info.units else None for info in infos],
         scales=each("scales"),
         offsets=each("offsets"),
+        color_interp=each("color_interp"),
     )
 
 

@@ -317,6 +317,8 @@ def _georef_lines(raster: dict[str, Any]) -> list[str]:
     """The raster's CRS and geotransform, or the GCPs that georeference it instead (Sentinel-1 GRD style): such a
     raster has no CRS or transform of its own, and "crs none, transform None" read as not georeferenced."""
     gcps = raster.get("gcps")
+    if raster.get("rpcs") and not gcps and not raster.get("transform"):
+        return ["georef        RPCs (rational polynomial coefficients)"]
     if not gcps:
         return [f"crs           {_crs_text(raster.get('crs_wkt'))}", f"transform     {raster.get('transform')}"]
     georef = f"georef        {len(gcps)} GCPs (ground control points), crs {_crs_text(raster.get('gcp_crs_wkt'))}"

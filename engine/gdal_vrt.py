@@ -184,10 +184,22 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
                 f'    <GCP Id="{i + 1}" Pixel="{col * scale!r}" Line="{row * scale!r}" X="{x!r}" Y="{y!r}" Z="{z!r}"/>'
             )
         lines.append("  </GCPList>")
+    if info.rpcs:
+        lines += _rpc_xml(info.rpcs, width / reader.layout.width)
     lines.append(f'  <Metadata><MDI key="{MARKER}">{escape(str(sarz))}</MDI></Metadata>')
     lines += [_band_xml(r, sarz, level, overviews, i + 1) for i, r in enumerate(readers)]
     lines.append("</VRTDataset>\n")
     return "\n".join(lines)
+
+
+def _rpc_xml(rpcs: dict, scale: float) -> list[str]:
+    """The RPC metadata domain of a level whose pixels are `scale` of the raster's (line and sample offsets and
+    scales follow the pixel grid, as the GCPs' pixel positions do)."""
+    from rasterio.rpc import RPC
+
+    scaled = {**rpcs, **{k: rpcs[k] * scale for k in ("line_off", "line_scale", "samp_off", "samp_scale")}}
+    items = "".join(f'<MDI key="{k}">{escape(str(v))}</MDI>' for k, v in RPC(**scaled).to_gdal().items())
+    return [f'  <Metadata domain="RPC">{items}</Metadata>']
 
 
 def _write_atomic(path: Path, text: str) -> None:

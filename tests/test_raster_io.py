@@ -283,3 +283,35 @@ def test_bounded_gdal_cache_is_restored():
     with bounded_gdal_cache(32):
         assert gdal.GetCacheMax() == 32 * 1024 * 1024
     assert gdal.GetCacheMax() == before
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_rpcs_survive_compression_decompression_and_the_vrt(tmp_path, capsys):
+    """A product georeferenced by RPCs alone (ICEYE, Capella, Umbra GEC/SLC) keeps them: in the decoded GeoTIFF, in
+    the VRT (its overviews' line and sample offsets and scales follow their pixel grid) and in `info`."""
+    from rasterio.rpc import RPC
+
+    from sar_compressor.engine import api, cli, gdal_vrt
+    from sar_compressor.engine.simulate import simulate_scene
+
+    rpc = RPC(
+        height_off=100.0, height_scale=500.0, lat_off=45.0, lat_scale=0.05, long_off=7.0, long_scale=0.06,
+        line_off=150.0, line_scale=150.0, samp_off=200.0, samp_scale=200.0, err_bias=1.0, err_rand=0.5,
+        line_num_coeff=[0.0, -0.1, 1.0] + [0.0] * 17, line_den_coeff=[1.0] + [0.0] * 19,
+        samp_num_coeff=[0.0, 1.0, 0.1] + [0.0] * 17, samp_den_coeff=[1.0] + [0.0] * 19,
+    )  # fmt: skip
+    intensity, _ = simulate_scene(300, 400, looks=2, seed=1)
+    src = tmp_path / "rpc.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=400, height=300, count=1, dtype="float32", rpcs=rpc) as ds:
+        ds.write(intensity.astype(np.float32), 1)
+    assert open_info(src).has_georef
+    api.compress_file(src, tmp_path / "rpc.sarz")
+    api.decompress_file(tmp_path / "rpc.sarz", tmp_path / "rpc_d.tif")
+    with rasterio.open(tmp_path / "rpc_d.tif") as ds:
+        assert ds.rpcs.to_dict() == rpc.to_dict()
+    vrts = gdal_vrt.write_vrt(tmp_path / "rpc.sarz")
+    with rasterio.open(vrts[0]) as ds, rasterio.open(vrts[1]) as half:
+        assert ds.rpcs.to_dict() == rpc.to_dict()
+        assert (half.rpcs.line_off, half.rpcs.samp_scale, half.rpcs.lat_off) == (75.0, 100.0, 45.0)
+    assert cli.main(["info", str(tmp_path / "rpc.sarz")]) == 0
+    assert "RPCs (rational polynomial coefficients)" in capsys.readouterr().out

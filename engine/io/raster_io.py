@@ -105,13 +105,16 @@ class RasterInfo:
     offsets: list[float] = field(default_factory=list)
     gcps: Optional[list[list[float]]] = None
     gcp_crs_wkt: Optional[str] = None
+    rpcs: Optional[dict[str, Any]] = None
+    """Rational polynomial coefficients (rasterio's RPC.to_dict()): how ICEYE, Capella or Umbra GEC and SLC products
+    are georeferenced when they have no geotransform; None when the raster has none."""
     color_interp: list[str] = field(default_factory=list)
     """GDAL colour interpretation names per band (rasterio's ColorInterp), kept only where one is not "gray" or
     "undefined" (an alpha band, a palette, RGB): the header of every other raster is as it was."""
 
     @property
     def has_georef(self) -> bool:
-        return self.crs_wkt is not None or self.transform is not None or bool(self.gcps)
+        return self.crs_wkt is not None or self.transform is not None or bool(self.gcps) or self.rpcs is not None
 
     def band(self, i: int) -> RasterInfo:
         """The same raster reduced to its band `i` (1-based): for writing one band of a multi-band source."""
@@ -139,8 +142,9 @@ class RasterInfo:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if not self.color_interp:
-            del d["color_interp"]
+        for name in ("color_interp", "rpcs"):  # only where a raster has them: every other header is as it was
+            if not d[name]:
+                del d[name]
         d["transform"] = list(self.transform) if self.transform is not None else None
         d["nodata"] = _float_to_json(self.nodata)
         d["has_georef"] = self.has_georef
@@ -185,6 +189,7 @@ def _info_from_dataset(ds) -> RasterInfo:
         gcps=[[g.row, g.col, g.x, g.y, g.z or 0.0] for g in gcps] or None,
         gcp_crs_wkt=gcp_crs.to_wkt() if gcps and gcp_crs is not None else None,
         color_interp=_color_interp(ds),
+        rpcs=ds.rpcs.to_dict() if ds.rpcs else None,
     )
 
 
@@ -407,6 +412,7 @@ class StripWriter:
         from rasterio.control import GroundControlPoint
         from rasterio.crs import CRS
         from rasterio.enums import ColorInterp
+        from rasterio.rpc import RPC
 
         ds, info = self._ds, self.info
         if info.tags:
@@ -418,6 +424,11 @@ class StripWriter:
                 ds.update_tags(i, **info.band_tags[i - 1])
             if i <= len(info.units) and info.units[i - 1]:
                 ds.set_band_unit(i, info.units[i - 1])
+        if info.rpcs:
+            try:
+                ds.rpcs = RPC(**info.rpcs)
+            except TypeError as exc:
+                raise OutputError(f"cannot write the RPCs of {self.path}: {exc}") from exc
         if len(info.color_interp) == info.count:
             ds.colorinterp = [ColorInterp[name] for name in info.color_interp]
         same_len = len(info.scales) == info.count and len(info.offsets) == info.count

@@ -38,7 +38,9 @@ from .container import FORMAT_VERSION, READ_VERSIONS
 from .layout import BLOCK_SIDES, LEGACY_BLOCK, MEAN_CORRECTIONS, MEAN_LOG2_STEPS, STREAMS, Layout, tiles_hold
 
 TILE_ORDER = "band, tile row, tile column"
-RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags")
+RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags", "rpcs")
+"""The raster section's fields; `rpcs` (0.6.1) only where the raster has them (a decoder that does not know the key
+writes the pixels without them)."""
 LEGACY_STREAMS = 5
 """Format 6 files written before the loop filter have this many streams per chunk (STREAMS' first)."""
 BLOCK_OFFSETS = "per_block"
@@ -95,7 +97,7 @@ def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) 
         "format": "sarz",
         "format_version": FORMAT_VERSION,
         "software": {"name": "sar_compressor", "version": _software_version()},
-        "raster": {name: raster[name] for name in RASTER_FIELDS},
+        "raster": {name: raster[name] for name in RASTER_FIELDS if name in raster},
         "bands": bands,
         "tiling": {"tile_width": layout.tile_width, "tile_height": layout.tile_height, "order": TILE_ORDER},
         "streams": list(STREAMS),

@@ -44,8 +44,9 @@ def read_preview(path: str, band: int, max_side: int = PREVIEW_SIDE) -> Preview:
             complex_data = np.iscomplexobj(raw)
             data = raw.astype(np.complex128 if complex_data else np.float64)
             invalid = ~np.isfinite(data)
-            if src.nodata is not None and not math.isnan(src.nodata):
-                invalid |= raw == src.nodata
+            nodata = src.nodatavals[band - 1]  # the band's own (src.nodata is band 1's)
+            if nodata is not None and not math.isnan(nodata):
+                invalid |= raw == nodata
             data[invalid] = np.nan
             return Preview(
                 data=data,
@@ -53,7 +54,7 @@ def read_preview(path: str, band: int, max_side: int = PREVIEW_SIDE) -> Preview:
                 width=src.width,
                 height=src.height,
                 band_count=src.count,
-                nodata=src.nodata,
+                nodata=nodata,
                 description=src.descriptions[band - 1] or "",
                 tags=dict(src.tags(band)),
                 transform=src.transform,

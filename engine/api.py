@@ -45,7 +45,7 @@ from .codec.passes.quality import DEFAULT_QUALITY
 from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError
 from .input_checks import check_kind_fits
-from .inspect import mask_warning, photo_warning
+from .inspect import mask_warning, nodata_warning, photo_warning
 from .io.output_paths import check_outputs, check_sarz_name, real_path, temp_path
 from .io.raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info, streaming_cache_mb
 
@@ -325,7 +325,7 @@ def compress_file(
     pp.check_dtype(info.dtype)
     check_kind_fits(info.dtype, kind)
     if warn is not None:
-        for warning in filter(None, (photo_warning(src), mask_warning(src, bands))):
+        for warning in filter(None, (photo_warning(src), mask_warning(src, bands), nodata_warning(info, bands))):
             warn(warning)
     dst = Path(dst)
     check_sarz_name(dst)

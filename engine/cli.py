@@ -317,8 +317,13 @@ def _georef_lines(raster: dict[str, Any]) -> list[str]:
     """The raster's CRS and geotransform, or the GCPs that georeference it instead (Sentinel-1 GRD style): such a
     raster has no CRS or transform of its own, and "crs none, transform None" read as not georeferenced."""
     gcps = raster.get("gcps")
-    if raster.get("rpcs") and not gcps and not raster.get("transform"):
+    located = not gcps and not raster.get("transform")
+    if located and raster.get("rpcs"):
         return ["georef        RPCs (rational polynomial coefficients)"]
+    geolocation = (raster.get("domains") or {}).get("GEOLOCATION")
+    if located and geolocation:
+        arrays = ", ".join(geolocation.get(k, "?") for k in ("X_DATASET", "Y_DATASET"))
+        return [f"georef        geolocation arrays ({arrays})"]
     if not gcps:
         return [f"crs           {_crs_text(raster.get('crs_wkt'))}", f"transform     {raster.get('transform')}"]
     georef = f"georef        {len(gcps)} GCPs (ground control points), crs {_crs_text(raster.get('gcp_crs_wkt'))}"

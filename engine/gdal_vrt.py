@@ -16,6 +16,7 @@ with the ContainerError's message, and other reads go on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -151,6 +152,10 @@ def _band_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: list[
         lines.append(f"    <Offset>{info.offsets[0]!r}</Offset>")
     if info.scales and info.scales[0] not in (None, 1.0):
         lines.append(f"    <Scale>{info.scales[0]!r}</Scale>")
+    if info.band_tags and info.band_tags[0]:
+        lines.append(_metadata_xml(info.band_tags[0], None, "    "))
+    for name, items in (info.band_domains[0] if info.band_domains else {}).items():
+        lines.append(_metadata_xml(items, name, "    "))
     lines += [
         f"    <PixelFunctionType>{PIXEL_FUNCTION}</PixelFunctionType>",
         "    <PixelFunctionLanguage>Python</PixelFunctionLanguage>",
@@ -177,29 +182,51 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
         lines.append(f"  <GeoTransform>{gt}</GeoTransform>")
     if info.gcps:
         scale = width / reader.layout.width
-        srs = f' Projection="{escape(info.gcp_crs_wkt)}"' if info.gcp_crs_wkt else ""
+        srs = f" Projection={quoteattr(info.gcp_crs_wkt)}" if info.gcp_crs_wkt else ""
         lines.append(f"  <GCPList{srs}>")
         for i, (row, col, x, y, z) in enumerate(info.gcps):
             lines.append(
                 f'    <GCP Id="{i + 1}" Pixel="{col * scale!r}" Line="{row * scale!r}" X="{x!r}" Y="{y!r}" Z="{z!r}"/>'
             )
         lines.append("  </GCPList>")
+    scale = width / reader.layout.width
     if info.rpcs:
-        lines += _rpc_xml(info.rpcs, width / reader.layout.width)
-    lines.append(f'  <Metadata><MDI key="{MARKER}">{escape(str(sarz))}</MDI></Metadata>')
+        lines.append(_rpc_xml(info.rpcs, scale))
+    lines.append(_metadata_xml({**info.tags, MARKER: str(sarz)}, None, "  "))
+    for name, items in info.domains.items():
+        lines.append(_metadata_xml(_geolocation(items, scale) if name == "GEOLOCATION" else items, name, "  "))
     lines += [_band_xml(r, sarz, level, overviews, i + 1) for i, r in enumerate(readers)]
     lines.append("</VRTDataset>\n")
     return "\n".join(lines)
 
 
-def _rpc_xml(rpcs: dict, scale: float) -> list[str]:
+def _metadata_xml(items: dict[str, str], domain: Optional[str], indent: str) -> str:
+    """A VRT <Metadata> element of `items` (in `domain`, the default one when None)."""
+    attribute = "" if domain is None else f" domain={quoteattr(domain)}"
+    body = "".join(f"<MDI key={quoteattr(str(k))}>{escape(str(v))}</MDI>" for k, v in items.items())
+    return f"{indent}<Metadata{attribute}>{body}</Metadata>"
+
+
+def _rpc_xml(rpcs: dict, scale: float) -> str:
     """The RPC metadata domain of a level whose pixels are `scale` of the raster's (line and sample offsets and
     scales follow the pixel grid, as the GCPs' pixel positions do)."""
     from rasterio.rpc import RPC
 
     scaled = {**rpcs, **{k: rpcs[k] * scale for k in ("line_off", "line_scale", "samp_off", "samp_scale")}}
-    items = "".join(f'<MDI key="{k}">{escape(str(v))}</MDI>' for k, v in RPC(**scaled).to_gdal().items())
-    return [f'  <Metadata domain="RPC">{items}</Metadata>']
+    return _metadata_xml(RPC(**scaled).to_gdal(), "RPC", "  ")
+
+
+GEOLOCATION_GRID = ("PIXEL_OFFSET", "PIXEL_STEP", "LINE_OFFSET", "LINE_STEP")
+"""GEOLOCATION items in image pixels: a level whose pixels are `scale` of the raster's scales them."""
+
+
+def _geolocation(items: dict[str, str], scale: float) -> dict[str, str]:
+    """A GEOLOCATION domain for a level whose pixels are `scale` of the raster's (its arrays stay the same)."""
+    out = dict(items)
+    for key in GEOLOCATION_GRID:
+        with contextlib.suppress(KeyError, ValueError):
+            out[key] = repr(float(items[key]) * scale)
+    return out
 
 
 def _write_atomic(path: Path, text: str) -> None:

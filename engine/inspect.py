@@ -17,7 +17,7 @@ from . import preprocessing as pp
 from .codec.passes.survey import choose_band_kind, sample_band
 from .errors import InputError
 from .input_checks import check_kind_fits
-from .io.raster_io import RasterReader
+from .io.raster_io import RasterInfo, RasterReader, differing_nodata
 
 
 @dataclass
@@ -104,6 +104,21 @@ def mask_warning(path: Union[str, Path], bands: list[int]) -> Optional[str]:
     return (
         f"{which}: a GDAL mask (internal, .msk or alpha band) and no nodata value; no {dtype} value can mark a masked "
         "pixel, so the masked pixels are coded as values (set a nodata value on the raster to keep them out)"
+    )
+
+
+def nodata_warning(info: RasterInfo, bands: list[int]) -> Optional[str]:
+    """A warning when the bands to code have other nodata values than the first of them: a GeoTIFF holds one."""
+    values = {b: info.band(b).nodata for b in bands}
+    first = bands[0]
+    others = [b for b in bands[1:] if differing_nodata([values[first], values[b]])]
+    if not others:
+        return None
+    listed = ", ".join(f"band {b}'s ({values[b]})" for b in others)
+    return (
+        f"the nodata value of {listed} is not band {first}'s ({values[first]}): a decoded GeoTIFF holds one, band "
+        f"{first}'s, so the other bands' nodata pixels decode to their own value without being flagged "
+        "(decompress --band N and the VRT keep each band's own)"
     )
 
 

@@ -568,7 +568,7 @@ def other_domain(kind: str, dtype: object) -> Optional[str]:
 def _evaluate_open(so, sr, band: int, kind: str, rng, rband: int, rng_label: str, looks: int) -> dict:
     """Metrics of two open rasters in one domain (strip by strip above MAX_FULL_PIXELS)."""
     if so.height * so.width <= MAX_FULL_PIXELS:
-        pair = _pair(_read(so, band), _read(sr, rband), kind, so.nodata, sr.nodata)
+        pair = _pair(_read(so, band), _read(sr, rband), kind, _nodata(so, band), _nodata(sr, rband))
         return _evaluate_pair(pair, kind, rng, rng_label, looks)
     return _evaluate_large(so, sr, band, kind, rng, rband, rng_label, looks)
 
@@ -629,6 +629,11 @@ def _read(src, band: int, **kwargs) -> np.ndarray:
     return values
 
 
+def _nodata(src, band: int) -> Optional[float]:
+    """A band's own nodata value (a VRT stack's or an ENVI file's bands may differ; `src.nodata` is band 1's)."""
+    return src.nodatavals[band - 1]
+
+
 def detect_file_kind(src, band: int = 1) -> str:
     """Kind of an open rasterio dataset's band: uint8 -> display product, else the codec's detection."""
     from .preprocessing import detect_kind
@@ -639,7 +644,7 @@ def detect_file_kind(src, band: int = 1) -> str:
     h, w = min(src.height, 512), min(src.width, 512)
     row0, col0 = (src.height - h) // 2, (src.width - w) // 2
     sample = _read(src, band, window=((row0, row0 + h), (col0, col0 + w)))
-    sample = sample[valid_mask(sample, src.nodata)]
+    sample = sample[valid_mask(sample, _nodata(src, band))]
     return detect_kind(dtype, sample, src.descriptions[band - 1], src.tags(band))
 
 
@@ -653,20 +658,21 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
     def sample_values() -> np.ndarray:
         sample = _read(so, band, out_shape=(height // step, width // step), resampling=Resampling.nearest)
         db, _ = to_domains(sample, kind)
-        return db[_valid(sample, so.nodata, kind) & np.isfinite(db)]
+        return db[_valid(sample, _nodata(so, band), kind) & np.isfinite(db)]
 
     note = f", from every {step}th row and column"
     rng_t, source = _resolve_range(rng, kind, sample_values, note, rng_label)
     sums = _Sums()
     for r0 in range(0, height, STRIP_ROWS):
         win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
-        sums.add(_pair(_read(so, band, window=win), _read(sr, rband, window=win), kind, so.nodata, sr.nodata), rng_t)
+        original, recon = _read(so, band, window=win), _read(sr, rband, window=win)
+        sums.add(_pair(original, recon, kind, _nodata(so, band), _nodata(sr, rband)), rng_t)
     if sums.n == 0:
         raise InputError("no pixel is valid in both the original and the reconstruction")
     ch, cw = min(height, MAX_CROP), min(width, MAX_CROP)
     row0, col0 = (height - ch) // 2, (width - cw) // 2
     win = Window(col0, row0, cw, ch)
-    crop = _pair(_read(so, band, window=win), _read(sr, rband, window=win), kind, so.nodata, sr.nodata)
+    crop = _pair(_read(so, band, window=win), _read(sr, rband, window=win), kind, _nodata(so, band), _nodata(sr, rband))
     note = f" (central {ch}x{cw} crop at row {row0}, col {col0} of {height}x{width})"
     result = _assemble(kind, rng_t, source, sums, _spatial(crop, rng_t), crop_note=note, pixels=height * width)
     return _with_multilook(result, crop, rng_t, looks, crop_note=note)

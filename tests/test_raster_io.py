@@ -315,3 +315,76 @@ def test_rpcs_survive_compression_decompression_and_the_vrt(tmp_path, capsys):
         assert (half.rpcs.line_off, half.rpcs.samp_scale, half.rpcs.lat_off) == (75.0, 100.0, 45.0)
     assert cli.main(["info", str(tmp_path / "rpc.sarz")]) == 0
     assert "RPCs (rational polynomial coefficients)" in capsys.readouterr().out
+
+
+def _raw_band(n: int, file: str, nodata: float, cols: int) -> str:
+    return (
+        f'<VRTRasterBand dataType="Float32" band="{n}" subClass="VRTRawRasterBand"><NoDataValue>{nodata}</NoDataValue>'
+        f'<SourceFilename relativetoVRT="1">{file}</SourceFilename><ImageOffset>0</ImageOffset>'
+        f"<PixelOffset>4</PixelOffset><LineOffset>{4 * cols}</LineOffset><ByteOrder>LSB</ByteOrder></VRTRasterBand>"
+    )
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_each_band_keeps_its_own_nodata(tmp_path):
+    """A stack whose bands have other nodata values (gdalbuildvrt -separate, ENVI, HDF): band 2's -9999 fill was
+    taken for data under band 1's nodata (its range ran from -9999, its pixels decoded wrong)."""
+    from sar_compressor.engine import api, gdal_vrt
+    from sar_compressor.engine.metrics import evaluate_files
+    from sar_compressor.engine.simulate import simulate_scene
+
+    rows, cols = 200, 160
+    a, _ = simulate_scene(rows, cols, looks=2, seed=1)
+    b, _ = simulate_scene(rows, cols, looks=2, seed=2)
+    b[:, :15] = -9999
+    a.astype("<f4").tofile(tmp_path / "b1.f32")
+    b.astype("<f4").tofile(tmp_path / "b2.f32")
+    bands = _raw_band(1, "b1.f32", 0, cols) + _raw_band(2, "b2.f32", -9999, cols)
+    stack = tmp_path / "stack.vrt"
+    stack.write_text(f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">{bands}</VRTDataset>')
+    warnings: list[str] = []
+    api.compress_file(stack, tmp_path / "s.sarz", reconstruction=tmp_path / "r.tif", warn=warnings.append)
+    assert any("nodata value of band 2's (-9999.0) is not band 1's (0.0)" in w for w in warnings)
+    api.decompress_file(tmp_path / "s.sarz", tmp_path / "b2.tif", band=2)
+    with rasterio.open(tmp_path / "r.tif") as r, rasterio.open(tmp_path / "b2.tif") as one:
+        both, alone = r.read(2), one.read(1)
+        assert one.nodata == -9999  # a single band's GeoTIFF holds its own
+    for decoded in (both, alone):
+        assert np.all(decoded[:, :15] == -9999)
+        assert np.median(decoded[:, 15:]) == pytest.approx(np.median(b[:, 15:]), rel=0.2)
+    assert evaluate_files(stack, tmp_path / "r.tif", band=2)["valid_pixels"] == rows * (cols - 15)
+    text = gdal_vrt.write_vrt(tmp_path / "s.sarz")[0].read_text()
+    assert "<NoDataValue>0.0</NoDataValue>" in text and "<NoDataValue>-9999.0</NoDataValue>" in text
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_metadata_domains_and_tags_reach_every_output(tmp_path, capsys):
+    """Domains other than the default (IMAGERY's acquisition time, a product's own, a band's) reach the decoded
+    GeoTIFF and the VRT, whose tags were missing too; a GEOLOCATION domain (swath products georeferenced by
+    latitude/longitude arrays) is georeferencing: `info` names it and an overview VRT's steps follow its grid."""
+    from sar_compressor.engine import api, cli, gdal_vrt
+    from sar_compressor.engine.simulate import simulate_scene
+
+    intensity, _ = simulate_scene(120, 100, looks=2, seed=1)
+    src = tmp_path / "t.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=100, height=120, count=1, dtype="float32") as ds:
+        ds.write(intensity.astype(np.float32), 1)
+        ds.update_tags(MISSION="S1A")
+        ds.update_tags(1, POLARISATION="VV")
+        ds.update_tags(ns="IMAGERY", ACQUISITIONDATETIME="2023-05-01T05:12:34Z")
+        ds.update_tags(1, ns="CALIBRATION", CONSTANT="1.5")
+        geolocation = {"X_DATASET": "/data/lon.tif", "Y_DATASET": "/data/lat.tif", "X_BAND": "1", "Y_BAND": "1"}
+        ds.update_tags(ns="GEOLOCATION", SRS="EPSG:4326", PIXEL_STEP="2", LINE_STEP="2", **geolocation)
+    api.compress_file(src, tmp_path / "t.sarz")
+    api.decompress_file(tmp_path / "t.sarz", tmp_path / "t_d.tif")
+    vrts = gdal_vrt.write_vrt(tmp_path / "t.sarz")
+    for path in (tmp_path / "t_d.tif", vrts[0]):
+        with rasterio.open(path) as ds:
+            assert ds.tags()["MISSION"] == "S1A" and ds.tags(1)["POLARISATION"] == "VV"
+            assert ds.tags(ns="IMAGERY") == {"ACQUISITIONDATETIME": "2023-05-01T05:12:34Z"}
+            assert ds.tags(1, ns="CALIBRATION") == {"CONSTANT": "1.5"}
+            assert ds.tags(ns="GEOLOCATION")["X_DATASET"] == "/data/lon.tif"
+    with rasterio.open(vrts[1]) as half:
+        assert float(half.tags(ns="GEOLOCATION")["PIXEL_STEP"]) == 1.0
+    assert cli.main(["info", str(tmp_path / "t.sarz")]) == 0
+    assert "geolocation arrays (/data/lon.tif, /data/lat.tif)" in capsys.readouterr().out

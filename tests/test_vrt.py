@@ -23,7 +23,7 @@ from sar_compressor.engine.codec.format import layout
 from sar_compressor.engine.codec.format.container import ContainerReader
 from sar_compressor.engine.codec.passes.window_decode import SarzWindowReader, decode_window
 from sar_compressor.engine.gdal_vrt import ENVIRONMENT, write_vrt
-from sar_compressor.engine.simulate import write_scene
+from sar_compressor.engine.simulate import simulate_scene, write_scene
 
 pytestmark = pytest.mark.skipif(shutil.which("gdal_translate") is None, reason="GDAL command-line tools are absent")
 
@@ -184,3 +184,23 @@ def test_every_band_of_a_multiband_file_is_a_vrt_band(tmp_path):
     with rasterio.open(out) as ds:
         got = ds.read(1)
     np.testing.assert_array_equal(got, decode_window(tmp_path / "dual.sarz", (30, 20, 100, 90), band=2))
+
+
+def test_the_vrt_of_a_gcp_product_opens_with_its_gcps(tmp_path):
+    """A GCP CRS's WKT holds double quotes: the GCPList's Projection attribute must escape them (it broke every
+    GCP product's VRT, and so its layer in QGIS)."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    intensity, _ = simulate_scene(120, 100, looks=2, seed=1)
+    gcps = [GroundControlPoint(row=r, col=c, x=12 + c * 1e-4, y=45 - r * 1e-4) for r in (0, 119) for c in (0, 99)]
+    src = tmp_path / "g.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=100, height=120, count=1, dtype="float32") as ds:
+        ds.write(intensity.astype(np.float32), 1)
+        ds.gcps = (gcps, CRS.from_epsg(4326))
+    api.compress_file(src, tmp_path / "g.sarz")
+    for vrt in write_vrt(tmp_path / "g.sarz"):
+        with rasterio.open(vrt) as ds:
+            points, crs = ds.gcps
+            assert len(points) == 4 and crs == CRS.from_epsg(4326)
+    assert _run("gdalinfo", "-stats", str(tmp_path / "g.sarz.vrt")).returncode == 0

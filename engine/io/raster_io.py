@@ -105,6 +105,14 @@ class RasterInfo:
     offsets: list[float] = field(default_factory=list)
     gcps: Optional[list[list[float]]] = None
     gcp_crs_wkt: Optional[str] = None
+    band_nodata: list[Optional[float]] = field(default_factory=list)
+    """Each band's own nodata value, where the bands' differ (a VRT stack, ENVI, HDF); empty when every band has
+    `nodata`. A GeoTIFF holds one value for all its bands: its writer writes `nodata`, band 1's."""
+    domains: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The dataset's metadata domains other than the default one (`tags`) and those GDAL makes itself
+    (IGNORED_DOMAINS): IMAGERY, GEOLOCATION, a product's own."""
+    band_domains: list[dict[str, dict[str, str]]] = field(default_factory=list)
+    """The same per band (empty when no band has one)."""
     rpcs: Optional[dict[str, Any]] = None
     """Rational polynomial coefficients (rasterio's RPC.to_dict()): how ICEYE, Capella or Umbra GEC and SLC products
     are georeferenced when they have no geotransform; None when the raster has none."""
@@ -114,7 +122,8 @@ class RasterInfo:
 
     @property
     def has_georef(self) -> bool:
-        return self.crs_wkt is not None or self.transform is not None or bool(self.gcps) or self.rpcs is not None
+        located = self.rpcs is not None or "GEOLOCATION" in self.domains
+        return self.crs_wkt is not None or self.transform is not None or bool(self.gcps) or located
 
     def band(self, i: int) -> RasterInfo:
         """The same raster reduced to its band `i` (1-based): for writing one band of a multi-band source."""
@@ -127,6 +136,9 @@ class RasterInfo:
         return replace(
             self,
             count=1,
+            nodata=self.band_nodata[pick] if self.band_nodata else self.nodata,
+            band_nodata=[],
+            band_domains=one(self.band_domains),
             descriptions=one(self.descriptions),
             band_tags=one(self.band_tags),
             units=one(self.units),
@@ -142,7 +154,8 @@ class RasterInfo:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for name in ("color_interp", "rpcs"):  # only where a raster has them: every other header is as it was
+        d["band_nodata"] = [_float_to_json(v) for v in self.band_nodata]
+        for name in OPTIONAL_FIELDS:  # only where a raster has them: every other header is as it was
             if not d[name]:
                 del d[name]
         d["transform"] = list(self.transform) if self.transform is not None else None
@@ -157,10 +170,34 @@ class RasterInfo:
         if kwargs.get("transform") is not None:
             kwargs["transform"] = tuple(float(v) for v in kwargs["transform"])
         kwargs["nodata"] = _float_from_json(kwargs.get("nodata"))
+        kwargs["band_nodata"] = [_float_from_json(v) for v in kwargs.get("band_nodata") or []]
         try:
             return cls(**kwargs)
         except TypeError as exc:
             raise InputError(f"raster metadata is incomplete: {exc}") from exc
+
+
+OPTIONAL_FIELDS = ("color_interp", "rpcs", "band_nodata", "domains", "band_domains")
+"""RasterInfo fields a dictionary (and a .sarz header) holds only where the raster has them."""
+IGNORED_DOMAINS = frozenset({"", "IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "SUBDATASETS", "RPC"})
+"""Metadata domains not carried: the default one (`tags`), those GDAL derives from the file itself, the RPCs (their
+own field). Domains named xml:... (a whole XML document, such as SNAP's xml:DIMAP) are not carried either: rasterio
+can read them but not write them back."""
+
+
+def _domains(ds, band: int = 0) -> dict[str, dict[str, str]]:
+    """The metadata domains of a dataset (`band` 0) or of one band that a reconstruction carries."""
+    names = [n for n in ds.tag_namespaces(band) if n not in IGNORED_DOMAINS and not n.startswith("xml:")]
+    return {n: dict(ds.tags(band, ns=n)) for n in names if ds.tags(band, ns=n)}
+
+
+def differing_nodata(values: list[Optional[float]]) -> list[Optional[float]]:
+    """Bands' nodata values where they differ, else none (RasterInfo.band_nodata)."""
+    return [] if all(_same_value(v, values[0]) for v in values) else values
+
+
+def _same_value(a: Optional[float], b: Optional[float]) -> bool:
+    return a == b or (a is not None and b is not None and math.isnan(a) and math.isnan(b))
 
 
 def _band_tags(ds, band: int) -> dict[str, str]:
@@ -190,7 +227,16 @@ def _info_from_dataset(ds) -> RasterInfo:
         gcp_crs_wkt=gcp_crs.to_wkt() if gcps and gcp_crs is not None else None,
         color_interp=_color_interp(ds),
         rpcs=ds.rpcs.to_dict() if ds.rpcs else None,
+        band_nodata=differing_nodata([None if v is None else float(v) for v in ds.nodatavals]),
+        domains=_domains(ds),
+        band_domains=_per_band_domains(ds),
     )
+
+
+def _per_band_domains(ds) -> list[dict[str, dict[str, str]]]:
+    """Every band's carried domains, or none when no band has any."""
+    domains = [_domains(ds, i) for i in range(1, ds.count + 1)]
+    return domains if any(domains) else []
 
 
 PLAIN_INTERP = frozenset({"gray", "undefined"})
@@ -424,6 +470,12 @@ class StripWriter:
                 ds.update_tags(i, **info.band_tags[i - 1])
             if i <= len(info.units) and info.units[i - 1]:
                 ds.set_band_unit(i, info.units[i - 1])
+        for name, items in info.domains.items():
+            ds.update_tags(ns=name, **items)
+        if len(info.band_domains) == info.count:
+            for i, domains in enumerate(info.band_domains, start=1):
+                for name, items in domains.items():
+                    ds.update_tags(i, ns=name, **items)
         if info.rpcs:
             try:
                 ds.rpcs = RPC(**info.rpcs)

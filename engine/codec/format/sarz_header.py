@@ -38,9 +38,9 @@ from .container import FORMAT_VERSION, READ_VERSIONS
 from .layout import BLOCK_SIDES, LEGACY_BLOCK, MEAN_CORRECTIONS, MEAN_LOG2_STEPS, STREAMS, Layout, tiles_hold
 
 TILE_ORDER = "band, tile row, tile column"
-RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags", "rpcs")
-"""The raster section's fields; `rpcs` (0.6.1) only where the raster has them (a decoder that does not know the key
-writes the pixels without them)."""
+RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags", "rpcs", "domains")
+"""The raster section's fields; `rpcs` and `domains` (0.6.1) only where the raster has them (a decoder that does not
+know them writes the same pixels without them)."""
 LEGACY_STREAMS = 5
 """Format 6 files written before the loop filter have this many streams per chunk (STREAMS' first)."""
 BLOCK_OFFSETS = "per_block"
@@ -77,6 +77,7 @@ def band_entry(layout: Layout, info: RasterInfo, band: int, global_gain: float, 
         "scale": _first(info.scales),
         "offset": _first(info.offsets),
         **({"color_interp": info.color_interp[0]} if info.color_interp else {}),  # only where not plain (0.6.1)
+        **({"domains": info.band_domains[0]} if info.band_domains and info.band_domains[0] else {}),  # 0.6.1
         "range": layout.rng.to_dict(),
         "quality": layout.quality,
         "refine_step": layout.refine_step,
@@ -135,6 +136,7 @@ def _info(raster: dict[str, Any], band: dict[str, Any]) -> RasterInfo:
             "scales": listed(band["scale"]),
             "offsets": listed(band["offset"]),
             "color_interp": listed(band.get("color_interp")),
+            "band_domains": listed(band.get("domains")),
         }
     )
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ... import preprocessing as pp
 from ...errors import InputError
-from ...io.raster_io import RasterInfo
+from ...io.raster_io import RasterInfo, differing_nodata
 from ..format.sarz_header import build_header
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .interband import ReferenceBand, choose_references, sample_window
@@ -58,7 +58,13 @@ def stack_infos(infos: list[RasterInfo]) -> RasterInfo:
         scales=each("scales"),
         offsets=each("offsets"),
         color_interp=each("color_interp"),
+        band_nodata=differing_nodata([info.nodata for info in infos]),
+        band_domains=_band_domains([info.band_domains[0] if info.band_domains else {} for info in infos]),
     )
+
+
+def _band_domains(domains: list[dict]) -> list[dict]:
+    return domains if any(domains) else []
 
 
 def output_dtype(kinds: list[str], dtype: str) -> str:

@@ -32,7 +32,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine.errors import CancelledError, SARCompressorError
 from ..engine.io.output_paths import guarded_outputs
-from ..engine.io.raster_io import is_gdal_name
+from ..engine.io.raster_io import is_gdal_name, open_info
 from .progress import StageProgress
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
@@ -127,9 +127,21 @@ def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
     return dataset
 
 
+def band_count(layer: QgsRasterLayer) -> int:
+    """The raster's own bands: QGIS shows a GDAL per-dataset mask (an internal or .msk mask) as one more, alpha,
+    band, which the raster does not have (the engine reads the mask with its band)."""
+    dataset = layer_dataset(layer)
+    if dataset is None:
+        return layer.bandCount()
+    try:
+        return open_info(dataset).count
+    except SARCompressorError:
+        return layer.bandCount()
+
+
 def resolve_band(layer: QgsRasterLayer, band: int, what: str, parameter: str) -> int:
     """The 1-based band: the chosen one, or band 1 of a single-band raster (others must choose, in `parameter`)."""
-    count = layer.bandCount()
+    count = band_count(layer)
     if band <= 0:
         if count > 1:
             raise QgsProcessingException(

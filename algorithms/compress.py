@@ -19,6 +19,7 @@ from ..engine.codec.entropy.ssim_weights import TUNES
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from .common import (
     SARAlgorithm,
+    band_count,
     cancelled,
     destination_rules,
     engine_errors,
@@ -153,7 +154,7 @@ class CompressAlgorithm(SARAlgorithm):
         """Main thread: layer -> file path, band check, the source style for the reconstruction."""
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         all_bands = (
-            layer is not None and layer.bandCount() > 1 and self.parameterAsInt(parameters, "BAND", context) <= 0
+            layer is not None and band_count(layer) > 1 and self.parameterAsInt(parameters, "BAND", context) <= 0
         )
         if all_bands:
             self._source, self._band = raster_file(layer, "input"), None

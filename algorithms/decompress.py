@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
 
@@ -22,7 +23,9 @@ class DecompressAlgorithm(SARAlgorithm):
             "Decompresses a .sarz file written by 'Compress SAR raster' into a GeoTIFF with the "
             "original CRS, geotransform, data type and nodata. Complex (SLC) input comes back as float32 "
             "intensity.\n\n"
-            "Advanced: write a Cloud Optimized GeoTIFF (with overviews)."
+            "Advanced: write a Cloud Optimized GeoTIFF (with overviews); decode one band alone (its source band "
+            "number; 0: every band). A GeoTIFF holds one nodata value for all its bands, band 1's: a band with "
+            "another nodata value keeps its own when decoded alone."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
@@ -36,6 +39,9 @@ class DecompressAlgorithm(SARAlgorithm):
         )
         cog = QgsProcessingParameterBoolean("COG", self.tr("Write a Cloud Optimized GeoTIFF"), defaultValue=False)
         self.advanced(cog)
+        integer = QgsProcessingParameterNumber.Integer
+        band = QgsProcessingParameterNumber("BAND", self.tr("Band (0: every band)"), integer, 0, False, 0)
+        self.advanced(band)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Decompressed raster")))
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
@@ -50,5 +56,6 @@ class DecompressAlgorithm(SARAlgorithm):
                 source,
                 output,
                 cog=self.parameterAsBoolean(parameters, "COG", context),
+                band=self.parameterAsInt(parameters, "BAND", context) or None,
             )
         return {"OUTPUT": output} if stats is not None else cancelled(feedback)

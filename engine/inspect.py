@@ -114,11 +114,12 @@ def nodata_warning(info: RasterInfo, bands: list[int]) -> Optional[str]:
     others = [b for b in bands[1:] if differing_nodata([values[first], values[b]])]
     if not others:
         return None
-    listed = ", ".join(f"band {b}'s ({values[b]})" for b in others)
+    listed = ", ".join(f"band {b} ({values[b]})" for b in others)
     return (
-        f"the nodata value of {listed} is not band {first}'s ({values[first]}): a decoded GeoTIFF holds one, band "
-        f"{first}'s, so the other bands' nodata pixels decode to their own value without being flagged "
-        "(decompress --band N and the VRT keep each band's own)"
+        f"nodata values differ: {listed} against band {first} ({values[first]}). A multi-band GeoTIFF holds one, "
+        f"band {first}'s, so the other bands' nodata pixels decode to their own value without being flagged: decode "
+        "such a band alone (decompress --band N, or Decompress's BAND) or open the .sarz as a layer (its VRT keeps "
+        "each band's)"
     )
 
 

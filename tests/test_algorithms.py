@@ -316,6 +316,11 @@ def test_band_of_a_multiband_raster(provider, tmp_path):
     with rasterio.open(results["RECONSTRUCTION"]) as rec:
         assert rec.count == 3
     assert len(read_header(tmp_path / "all.sarz")["bands"]) == 3 and results["PSNR"] > 0
+    one = processing.run(
+        "sar_compressor:decompress", {"INPUT": str(tmp_path / "all.sarz"), "BAND": 2, "OUTPUT": str(tmp_path / "2.tif")}
+    )
+    with rasterio.open(one["OUTPUT"]) as alone, rasterio.open(tmp_path / "all.tif") as rec:
+        assert alone.count == 1 and np.array_equal(alone.read(1), rec.read(2))  # one band decoded alone
     params["OUTPUT"] = str(tmp_path / "x.sarz")
     params.pop("RECONSTRUCTION")
     with pytest.raises(QgsProcessingException, match="Band 4 does not exist"):
@@ -338,6 +343,32 @@ def test_band_of_a_multiband_raster(provider, tmp_path):
     unchosen = {"ORIGINAL": str(src), "RECONSTRUCTION": str(src), "OUTPUT": str(tmp_path / "r.html")}
     with pytest.raises(QgsProcessingException, match=r"choose the band to use \(parameter ORIGINAL_BAND\)"):
         processing.run("sar_compressor:evaluate", unchosen)  # the parameter Evaluate has, not Compress's BAND
+
+
+def test_a_raster_with_a_gdal_mask_is_one_band_to_processing(provider, tmp_path):
+    """QGIS shows a per-dataset mask as one more (alpha) band: the algorithms count the raster's own bands (Evaluate
+    asked which of 2 bands, then said band 2 did not exist; Compress took the multi-band path)."""
+    import processing
+
+    single = write_scene(tmp_path / "single.tif", 64, 80, seed=5)
+    with rasterio.open(single) as one:
+        profile, data = one.profile, one.read(1)
+    valid = np.ones(data.shape, bool)
+    valid[:, :20] = False
+    src = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(src, "w", **profile) as dst:
+        dst.write(np.where(valid, data, 0.5).astype(data.dtype), 1)
+        dst.write_mask(valid.astype(np.uint8) * 255)
+    assert QgsRasterLayer(str(src), "masked", "gdal").bandCount() == 2  # what QGIS shows
+    params = {"INPUT": str(src), "OUTPUT": str(tmp_path / "m.sarz"), "RECONSTRUCTION": str(tmp_path / "m.tif")}
+    compressed = processing.run("sar_compressor:compress", params)
+    evaluated = processing.run(
+        "sar_compressor:evaluate",
+        {"ORIGINAL": str(src), "RECONSTRUCTION": compressed["RECONSTRUCTION"], "OUTPUT": str(tmp_path / "m.html")},
+    )
+    assert evaluated["PSNR"] == pytest.approx(compressed["PSNR"])
+    with rasterio.open(compressed["RECONSTRUCTION"]) as rec:
+        assert rec.count == 1 and np.isnan(rec.nodata) and np.isnan(rec.read(1)[:, :20]).all()
 
 
 def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):

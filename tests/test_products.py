@@ -261,21 +261,24 @@ def _chunks(path: Path) -> list[bytes]:
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_a_gdal_mask_is_read_as_invalid_pixels_like_nan(tmp_path):
-    """Masked pixels (garbage under an internal mask, no nodata) are coded and measured as NaN pixels would be:
-    the same chunks as the raster with NaN there, NaN decoded there, the same figures."""
+    """Masked pixels (garbage under an internal mask, no nodata) are coded and measured as NaN nodata pixels would
+    be: the same chunks as the raster with NaN there and a NaN nodata value, NaN decoded there and flagged as
+    nodata (QGIS's statistics skip them), the same figures."""
     intensity, _ = simulate_scene(*SIZE, looks=2, seed=4)
     valid = np.ones(SIZE, bool)
     valid[:, :150] = False
     valid[300:, 400:] = False
     garbage = np.where(valid, intensity, 0.5).astype(np.float32)
     masked = _masked(tmp_path / "masked.tif", garbage, valid, tiled=True, blockxsize=256, blockysize=256)
-    twin = _write(tmp_path / "nan.tif", np.where(valid, intensity, np.nan).astype(np.float32))
+    twin = _write(tmp_path / "nan.tif", np.where(valid, intensity, np.nan).astype(np.float32), nodata=np.nan)
     figures = {}
     for name, src in (("masked", masked), ("nan", twin)):
         out, recon = tmp_path / f"{name}.sarz", tmp_path / f"{name}_r.tif"
         api.compress_file(src, out, reconstruction=recon)
-        decoded = api.decompress_file(out, tmp_path / f"{name}_d.tif") and _read(tmp_path / f"{name}_d.tif")[0]
+        api.decompress_file(out, tmp_path / f"{name}_d.tif")
+        decoded, profile = _read(tmp_path / f"{name}_d.tif")
         np.testing.assert_array_equal(np.isnan(decoded), ~valid)
+        assert np.isnan(profile["nodata"])
         figures[name] = evaluate_files(src, recon)
     assert _chunks(tmp_path / "masked.sarz") == _chunks(tmp_path / "nan.sarz")
     assert figures["masked"]["valid_pixels"] == np.count_nonzero(valid)
@@ -294,8 +297,9 @@ def test_an_alpha_band_masks_its_product_and_stays_an_alpha_band(tmp_path):
     src = _write(tmp_path / "quicklook.tif", np.stack([gray, alpha]), photometric="MINISBLACK", alpha="UNSPECIFIED")
     with rasterio.open(src, "r+") as ds:
         ds.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
-    out, recon = tmp_path / "q.sarz", tmp_path / "q_r.tif"
-    api.compress_file(src, out, reconstruction=recon)
+    out, recon, warnings = tmp_path / "q.sarz", tmp_path / "q_r.tif", []
+    api.compress_file(src, out, reconstruction=recon, warn=warnings.append)
+    assert warnings == []  # the alpha band is coded, but it is no SAR data: no "constant raster" about it
     api.decompress_file(out, tmp_path / "q_d.tif")
     for path in (recon, tmp_path / "q_d.tif"):
         with rasterio.open(path) as ds:

@@ -84,3 +84,26 @@ def test_the_browser_lists_a_sarz_as_a_raster_on_a_cached_vrt(qgis_app, sarz, tm
     broken = sarz.with_name("broken.sarz")
     broken.write_bytes(b"not a sarz")
     assert provider.createDataItem(str(broken), None) is None
+
+
+def test_a_quicklook_with_an_alpha_band_stretches_its_own_values_and_stays_transparent(qgis_app, tmp_path):
+    """A uint8 display product is coded as native values: its ramp runs over them, not over 10**(v/10) (which put
+    values 1-255 on 5 of 33 stops: an almost black layer); its alpha band stays an alpha band (VRT ColorInterp)
+    and the renderer draws through it."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    from sar_compressor.engine.simulate import simulate_product
+
+    grd = simulate_product(200, 240, "grd", seed=5)
+    gray = np.clip(grd // 64, 1, 255).astype(np.uint8)
+    alpha = np.where(grd > 0, 255, 0).astype(np.uint8)
+    src = tmp_path / "quicklook.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=240, height=200, count=2, dtype="uint8") as ds:
+        ds.write(np.stack([gray, alpha]))
+        ds.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
+    api.compress_file(src, tmp_path / "q.sarz")
+    layer = sarz_layers.sarz_layer(str(tmp_path / "q.sarz"))
+    stops = [item.value for item in layer.renderer().shader().rasterShaderFunction().colorRampItemList()]
+    assert np.allclose(np.diff(stops), np.diff(stops)[0]) and 0 < stops[0] < stops[-1] <= 256  # linear, in values
+    assert layer.dataProvider().colorInterpretationName(2) == "Alpha" and layer.renderer().alphaBand() == 2

@@ -74,25 +74,45 @@ def vrt_for(sarz: Path) -> Path:
         return cached_vrt(sarz)
 
 
+DB_PER_DECADE = {"intensity": 10.0, "complex": 10.0, "amplitude": 20.0}
+"""dB per decade of the layer's values, by kind (complex decodes as intensity). The coded range of the other kinds,
+dB and native (a display product's values), is in the layer's own values: their ramp is linear in them."""
+
+
+def first_band(header: dict) -> dict:
+    """The header entry of the layer's band 1: the lowest source band (entries are in coding order)."""
+    return min(header["bands"], key=lambda band: band["source_band"])
+
+
+def _layer_value(kind: str, coded: float) -> float:
+    """The layer's value at a point of its band's coded range."""
+    return 10.0 ** (coded / DB_PER_DECADE[kind]) if kind in DB_PER_DECADE else coded
+
+
 def db_stretch(layer: QgsRasterLayer, header: dict) -> None:
-    """A grey ramp evenly spaced in dB over the band's coded range (intensity: 10 log10, amplitude: 20 log10;
-    values already in dB are stretched linearly)."""
-    band = header["bands"][0]
+    """A grey ramp evenly spaced in dB over band 1's coded range (linear in dB and native values), through the
+    alpha band where the raster has one."""
+    band = first_band(header)
     vmin, vmax = band["range"]["vmin"], band["range"]["vmax"]
     kind = band["kind"]
-    to_value = {"db": lambda d: d, "amplitude": lambda d: 10.0 ** (d / 20.0)}.get(kind, lambda d: 10.0 ** (d / 10.0))
     items = []
     for i in range(RAMP_STOPS):
         t = i / (RAMP_STOPS - 1)
         grey = round(255 * t)
-        items.append(QgsColorRampShader.ColorRampItem(to_value(vmin + t * (vmax - vmin)), QColor(grey, grey, grey)))
+        value = _layer_value(kind, vmin + t * (vmax - vmin))
+        items.append(QgsColorRampShader.ColorRampItem(value, QColor(grey, grey, grey)))
     ramp = QgsColorRampShader(items[0].value, items[-1].value)
     ramp.setColorRampType(QgsColorRampShader.Interpolated)
     ramp.setClip(False)
     ramp.setColorRampItemList(items)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
-    layer.setRenderer(QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader))
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    bands = sorted(header["bands"], key=lambda entry: entry["source_band"])
+    alpha = [i for i, entry in enumerate(bands, start=1) if entry.get("color_interp") == "alpha"]
+    if alpha:
+        renderer.setAlphaBand(alpha[0])
+    layer.setRenderer(renderer)
 
 
 def sarz_layer(path: str) -> QgsRasterLayer:
@@ -103,7 +123,7 @@ def sarz_layer(path: str) -> QgsRasterLayer:
     layer = QgsRasterLayer(str(vrt_for(sarz)), sarz.stem, "gdal")
     if not layer.isValid():
         raise InputError(f"GDAL could not open the VRT of {sarz}: {layer.error().summary()}")
-    if all(math.isfinite(header["bands"][0]["range"][k]) for k in ("vmin", "vmax")):
+    if all(math.isfinite(first_band(header)["range"][k]) for k in ("vmin", "vmax")):
         db_stretch(layer, header)
     return layer
 

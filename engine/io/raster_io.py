@@ -205,7 +205,18 @@ def _band_tags(ds, band: int) -> dict[str, str]:
     return {k: v for k, v in ds.tags(band).items() if not k.startswith("STATISTICS_")}
 
 
+def _nodata_of(ds, band: int) -> Optional[float]:
+    """A band's nodata value; where it has none but a GDAL mask of its own (not an alpha band, which stays a band),
+    the value its masked pixels are read as (preprocessing.mask_marker), so that outputs flag them as nodata."""
+    value = ds.nodatavals[band - 1]
+    if value is not None:
+        return float(value)
+    flags = [f.name for f in ds.mask_flag_enums[band - 1]]
+    return pp.mask_marker(ds.dtypes[band - 1]) if pp.has_own_mask(flags) and "alpha" not in flags else None
+
+
 def _info_from_dataset(ds) -> RasterInfo:
+    nodatas = [_nodata_of(ds, i) for i in range(1, ds.count + 1)]
     gcps, gcp_crs = ds.gcps
     gdal_transform = tuple(float(v) for v in ds.transform.to_gdal())
     has_transform = gdal_transform != _IDENTITY_GDAL or (ds.crs is not None and not gcps)
@@ -216,7 +227,7 @@ def _info_from_dataset(ds) -> RasterInfo:
         dtype=str(ds.dtypes[0]),
         crs_wkt=ds.crs.to_wkt() if ds.crs is not None else None,
         transform=gdal_transform if has_transform else None,
-        nodata=None if ds.nodata is None else float(ds.nodata),
+        nodata=nodatas[0],
         descriptions=list(ds.descriptions),
         tags=dict(ds.tags()),
         band_tags=[_band_tags(ds, i) for i in range(1, ds.count + 1)],
@@ -227,7 +238,7 @@ def _info_from_dataset(ds) -> RasterInfo:
         gcp_crs_wkt=gcp_crs.to_wkt() if gcps and gcp_crs is not None else None,
         color_interp=_color_interp(ds),
         rpcs=ds.rpcs.to_dict() if ds.rpcs else None,
-        band_nodata=differing_nodata([None if v is None else float(v) for v in ds.nodatavals]),
+        band_nodata=differing_nodata(nodatas),
         domains=_domains(ds),
         band_domains=_per_band_domains(ds),
     )

@@ -78,7 +78,8 @@ def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = Non
     off)."""
     surveys = [_survey(s, options, len(sources) > 1) for s in sources]
     if warn is not None:
-        for warning in dict.fromkeys(w for survey in surveys for w in survey.warnings):
+        data = [survey for survey, source in zip(surveys, sources) if source.info.color_interp != ["alpha"]]
+        for warning in dict.fromkeys(w for survey in data for w in survey.warnings):  # an alpha band is no SAR data
             warn(warning)
     if len(sources) == 1 or not options.interband:
         return BandPlan(surveys, list(range(len(sources))), [None] * len(sources))

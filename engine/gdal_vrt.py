@@ -176,7 +176,10 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
     reader = readers[0]
     info = reader.info
     height, width = reader.level_shape(level)
-    lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
+    lines = [
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+        _metadata_xml({MARKER: str(sarz), **info.tags}, None, "  "),  # first: _check_replaceable reads a prefix
+    ]
     if info.crs_wkt and not info.gcps:
         lines.append(f"  <SRS>{escape(info.crs_wkt)}</SRS>")
     gt = _geotransform(info.transform, reader.layout.width / width)
@@ -194,7 +197,6 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
     scale = width / reader.layout.width
     if info.rpcs:
         lines.append(_rpc_xml(info.rpcs, scale))
-    lines.append(_metadata_xml({**info.tags, MARKER: str(sarz)}, None, "  "))
     for name, items in info.domains.items():
         lines.append(_metadata_xml(_geolocation(items, scale) if name == "GEOLOCATION" else items, name, "  "))
     lines += [_band_xml(r, sarz, level, overviews, i + 1) for i, r in enumerate(readers)]

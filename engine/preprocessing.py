@@ -259,22 +259,23 @@ def has_own_mask(flag_names: Iterable[str]) -> bool:
     return bool(names & MASK_FLAGS) and "nodata" not in names
 
 
-def mask_marker(dtype: object) -> Optional[float]:
-    """The value a masked pixel is read as, so that every pass sees it as invalid and the decoder restores it: NaN
-    in floating-point and complex bands, 0 (no-signal fill, `zero_is_fill`) in uint8 and uint16 bands; None where
-    no value can mark it (other integers, whose every value may be data: only a nodata value could)."""
-    kind = np.dtype(dtype).kind
-    if kind in "fc":
+def mask_marker(dtype: object, nodata: Optional[float] = None) -> Optional[float]:
+    """The value a masked pixel is read as, so that every pass sees it as invalid and the decoder restores it: the
+    band's nodata value where it has one, else NaN in floating-point and complex bands (CInt16 included, read as
+    complex64), 0 (no-signal fill, `zero_is_fill`) in uint8 and uint16 bands; None where no value can mark it
+    (other integers without a nodata value, whose every value may be data)."""
+    if nodata is not None:
+        return nodata
+    name = str(dtype)
+    if name.startswith("complex") or np.dtype(name).kind == "f":
         return math.nan
-    if str(np.dtype(dtype)) in ("uint8", "uint16"):
-        return 0.0
-    return None
+    return 0.0 if name in ("uint8", "uint16") else None
 
 
-def mask_out(values: np.ndarray, masked: np.ndarray) -> np.ndarray:
+def mask_out(values: np.ndarray, masked: np.ndarray, nodata: Optional[float] = None) -> np.ndarray:
     """`values` with the pixels of a GDAL mask (`masked`: True where the mask is 0) at `mask_marker`; unchanged
-    where the dtype has no marker."""
-    marker = mask_marker(values.dtype)
+    where it has none."""
+    marker = mask_marker(values.dtype, nodata)
     if marker is None or not masked.any():
         return values
     return np.where(masked, np.array(marker).astype(values.dtype), values)

@@ -320,3 +320,43 @@ def test_a_mask_no_value_can_carry_is_coded_with_a_warning(tmp_path, capsys):
     plain = _write(tmp_path / "plain.tif", np.full((8, 8), 3.0, np.float32))
     api.compress_file(plain, tmp_path / "plain.sarz")
     assert "color_interp" not in json.dumps(api.read_header(tmp_path / "plain.sarz"))  # plain rasters: as before
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_masks_on_cint16_and_on_an_integer_band_with_a_nodata_value(tmp_path):
+    """A Sentinel-1 SLC (CInt16) with a mask failed to open ('complex_int16' is no numpy type); an int16 band with a
+    nodata value and a mask had its masked pixels coded as data (its nodata value marks them)."""
+    rng = np.random.default_rng(3)
+    valid = np.ones((64, 80), bool)
+    valid[:, :16] = False
+    slc = tmp_path / "slc.tif"
+    z = rng.integers(-900, 900, (64, 80)) + 1j * rng.integers(-900, 900, (64, 80))
+    profile = {"driver": "GTiff", "width": 80, "height": 64, "count": 1, "dtype": "complex_int16"}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(slc, "w", **profile) as ds:
+        ds.write(z.astype("complex64"), 1)
+        ds.write_mask(valid.astype(np.uint8) * 255)
+    api.compress_file(slc, tmp_path / "slc.sarz")
+    api.decompress_file(tmp_path / "slc.sarz", tmp_path / "slc_d.tif")
+    np.testing.assert_array_equal(np.isnan(_read(tmp_path / "slc_d.tif")[0]), ~valid)
+    dem = np.where(valid, _dem((64, 80)), 1234).astype(np.int16)
+    src = _masked(tmp_path / "dem.tif", dem, valid, nodata=-32768)
+    warnings: list[str] = []
+    api.compress_file(src, tmp_path / "dem.sarz", warn=warnings.append)
+    api.decompress_file(tmp_path / "dem.sarz", tmp_path / "dem_d.tif")
+    assert not any("GDAL mask" in w for w in warnings)
+    assert np.all(_read(tmp_path / "dem_d.tif")[0][:, :16] == -32768)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_metadata_that_cannot_be_carried_is_left_out_not_fatal(tmp_path):
+    """An incomplete RPC domain (rasterio cannot parse it) and a json: domain (it would split into nonsense items)
+    are left out; the raster still compresses, as it did before they were carried."""
+    from sar_compressor.engine.io.raster_io import open_info
+
+    src = _write(tmp_path / "odd.tif", np.ones((32, 40), np.float32))
+    with rasterio.open(src, "r+") as ds:
+        ds.update_tags(ns="RPC", LINE_OFF="10", SAMP_OFF="12")  # the rest of the coefficients missing
+        ds.update_tags(ns="json:META", **{'{"a"': "1}"})
+    info = open_info(src)
+    assert info.rpcs is None and "json:META" not in info.domains
+    api.compress_file(src, tmp_path / "odd.sarz")

@@ -107,3 +107,8 @@ def test_a_quicklook_with_an_alpha_band_stretches_its_own_values_and_stays_trans
     stops = [item.value for item in layer.renderer().shader().rasterShaderFunction().colorRampItemList()]
     assert np.allclose(np.diff(stops), np.diff(stops)[0]) and 0 < stops[0] < stops[-1] <= 256  # linear, in values
     assert layer.dataProvider().colorInterpretationName(2) == "Alpha" and layer.renderer().alphaBand() == 2
+
+
+def test_the_layer_is_styled_by_source_band_1_whatever_the_coding_order():
+    header = {"bands": [{"source_band": 2, "kind": "db"}, {"source_band": 1, "kind": "intensity"}]}
+    assert sarz_layers.first_band(header)["kind"] == "intensity"

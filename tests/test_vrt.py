@@ -204,3 +204,14 @@ def test_the_vrt_of_a_gcp_product_opens_with_its_gcps(tmp_path):
             points, crs = ds.gcps
             assert len(points) == 4 and crs == CRS.from_epsg(4326)
     assert _run("gdalinfo", "-stats", str(tmp_path / "g.sarz.vrt")).returncode == 0
+
+
+def test_a_vrt_with_much_metadata_can_be_written_again(tmp_path):
+    """The VRT's own marker comes first: a replaced VRT is recognised from its first 64 KiB, which a source's tags
+    (now carried into the VRT) may fill."""
+    src = write_scene(tmp_path / "t.tif", 64, 80, seed=2)
+    with rasterio.open(src, "r+") as ds:
+        ds.update_tags(**{f"TAG_{i}": "x" * 100 for i in range(700)})
+    api.compress_file(src, tmp_path / "t.sarz")
+    write_vrt(tmp_path / "t.sarz")
+    assert write_vrt(tmp_path / "t.sarz")[0].stat().st_size > 65536

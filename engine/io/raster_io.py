@@ -172,22 +172,40 @@ class RasterInfo:
         kwargs["nodata"] = _float_from_json(kwargs.get("nodata"))
         kwargs["band_nodata"] = [_float_from_json(v) for v in kwargs.get("band_nodata") or []]
         try:
-            return cls(**kwargs)
+            info = cls(**kwargs)
         except TypeError as exc:
             raise InputError(f"raster metadata is incomplete: {exc}") from exc
+        info.check_optional()
+        return info
+
+    def check_optional(self) -> None:
+        """InputError naming the first optional field (OPTIONAL_FIELDS) of the wrong shape: they come from a file's
+        header, and a writer must not fail on them half-way."""
+        tables = [self.domains, *self.band_domains]
+        if not all(isinstance(t, dict) and all(isinstance(v, dict) for v in t.values()) for t in tables):
+            raise InputError("raster metadata has malformed metadata domains")
+        if not all(isinstance(name, str) for name in self.color_interp):
+            raise InputError("raster metadata has a malformed colour interpretation")
+        if self.rpcs is not None:
+            from rasterio.rpc import RPC
+
+            try:
+                RPC(**self.rpcs)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"raster metadata has malformed RPCs: {exc}") from exc
 
 
 OPTIONAL_FIELDS = ("color_interp", "rpcs", "band_nodata", "domains", "band_domains")
 """RasterInfo fields a dictionary (and a .sarz header) holds only where the raster has them."""
 IGNORED_DOMAINS = frozenset({"", "IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "SUBDATASETS", "RPC"})
 """Metadata domains not carried: the default one (`tags`), those GDAL derives from the file itself, the RPCs (their
-own field). Domains named xml:... (a whole XML document, such as SNAP's xml:DIMAP) are not carried either: rasterio
-can read them but not write them back."""
+own field). Domains named xml:... or json:... (a whole document, such as SNAP's xml:DIMAP) are not carried either:
+rasterio splits them into items it cannot write back."""
 
 
 def _domains(ds, band: int = 0) -> dict[str, dict[str, str]]:
     """The metadata domains of a dataset (`band` 0) or of one band that a reconstruction carries."""
-    names = [n for n in ds.tag_namespaces(band) if n not in IGNORED_DOMAINS and not n.startswith("xml:")]
+    names = [n for n in ds.tag_namespaces(band) if n not in IGNORED_DOMAINS and not n.startswith(("xml:", "json:"))]
     return {n: dict(ds.tags(band, ns=n)) for n in names if ds.tags(band, ns=n)}
 
 
@@ -215,6 +233,14 @@ def _nodata_of(ds, band: int) -> Optional[float]:
     return pp.mask_marker(ds.dtypes[band - 1]) if pp.has_own_mask(flags) and "alpha" not in flags else None
 
 
+def _rpcs(ds) -> Optional[dict[str, Any]]:
+    """The dataset's RPCs, or none where GDAL's RPC domain is incomplete or malformed (rasterio cannot parse it)."""
+    try:
+        return ds.rpcs.to_dict() if ds.rpcs else None
+    except (KeyError, ValueError, IndexError, TypeError):
+        return None
+
+
 def _info_from_dataset(ds) -> RasterInfo:
     nodatas = [_nodata_of(ds, i) for i in range(1, ds.count + 1)]
     gcps, gcp_crs = ds.gcps
@@ -237,7 +263,7 @@ def _info_from_dataset(ds) -> RasterInfo:
         gcps=[[g.row, g.col, g.x, g.y, g.z or 0.0] for g in gcps] or None,
         gcp_crs_wkt=gcp_crs.to_wkt() if gcps and gcp_crs is not None else None,
         color_interp=_color_interp(ds),
-        rpcs=ds.rpcs.to_dict() if ds.rpcs else None,
+        rpcs=_rpcs(ds),
         band_nodata=differing_nodata(nodatas),
         domains=_domains(ds),
         band_domains=_per_band_domains(ds),
@@ -255,7 +281,11 @@ PLAIN_INTERP = frozenset({"gray", "undefined"})
 
 def _color_interp(ds) -> list[str]:
     """The bands' colour interpretation names, or none where every band is plain (PLAIN_INTERP)."""
-    names = ["gray" if ci.name == "palette" else ci.name for ci in ds.colorinterp]  # no colour table is kept
+    try:
+        interps = ds.colorinterp
+    except ValueError:  # an interpretation newer than this rasterio knows (GDAL 3.10's SAR_C, NIR...)
+        return []
+    names = ["gray" if ci.name == "palette" else ci.name for ci in interps]  # no colour table is kept
     return [] if set(names) <= PLAIN_INTERP else names
 
 
@@ -309,9 +339,12 @@ class RasterReader:
         self.masked = [pp.has_own_mask(f.name for f in flags) for flags in self._ds.mask_flag_enums]
 
     def unmarked_mask(self, band: int) -> bool:
-        """Whether `band` has a mask of its own that no value of its type can mark (its masked pixels are read
-        as they are)."""
-        return self.masked[band - 1] and pp.mask_marker(self._ds.dtypes[band - 1]) is None
+        """Whether `band` has a mask of its own that no value can mark (no nodata value, no marker for its type:
+        its masked pixels are read as they are)."""
+        return self.masked[band - 1] and self._marker(band) is None
+
+    def _marker(self, band: int) -> Optional[float]:
+        return pp.mask_marker(self._ds.dtypes[band - 1], self._ds.nodatavals[band - 1])
 
     def __enter__(self) -> RasterReader:
         return self
@@ -332,7 +365,7 @@ class RasterReader:
         try:
             values = self._ds.read(band, window=window)
             if self.masked[band - 1]:
-                values = pp.mask_out(values, self._ds.read_masks(band, window=window) == 0)
+                values = pp.mask_out(values, self._ds.read_masks(band, window=window) == 0, self._marker(band))
             return values
         except Exception as exc:  # GDAL reports corrupt blocks as assorted RasterioIOError/CPLE errors
             raise InputError(f"cannot read rows {r0}..{r1} of {self.path}: {exc}") from exc
@@ -488,12 +521,9 @@ class StripWriter:
                 for name, items in domains.items():
                     ds.update_tags(i, ns=name, **items)
         if info.rpcs:
-            try:
-                ds.rpcs = RPC(**info.rpcs)
-            except TypeError as exc:
-                raise OutputError(f"cannot write the RPCs of {self.path}: {exc}") from exc
+            ds.rpcs = RPC(**info.rpcs)  # checked by RasterInfo.check_optional
         if len(info.color_interp) == info.count:
-            ds.colorinterp = [ColorInterp[name] for name in info.color_interp]
+            ds.colorinterp = [ColorInterp.__members__.get(name, ColorInterp.undefined) for name in info.color_interp]
         same_len = len(info.scales) == info.count and len(info.offsets) == info.count
         if same_len and (any(s != 1.0 for s in info.scales) or any(o != 0.0 for o in info.offsets)):
             ds.scales, ds.offsets = info.scales, info.offsets
@@ -573,11 +603,13 @@ class StripWriter:
             ) from exc
 
     def _read_rows(self, starts: range) -> None:
-        """Decode the block rows starting at `starts` of the temp file (raises where one cannot be read)."""
+        """Decode the block rows starting at `starts` of the temp file, a band at a time (memory: a block row of one
+        band per thread); raises where one cannot be read."""
         rasterio = _rasterio()
         with rasterio.Env(GDAL_NUM_THREADS="1"), rasterio.open(self._tmp) as ds:
             for row0 in starts:
-                ds.read(window=((row0, min(row0 + self.blocksize, ds.height)), (0, ds.width)))
+                for band in range(1, ds.count + 1):
+                    ds.read(band, window=((row0, min(row0 + self.blocksize, ds.height)), (0, ds.width)))
 
     def _to_cog(self) -> None:
         import rasterio.shutil

@@ -509,6 +509,28 @@ def test_layer_change_resets_band_and_clears_results(make_dock, provider, tmp_pa
     assert dock.band_combo.currentBand() == 1
 
 
+def test_a_gdal_mask_is_no_band_in_the_dock(make_dock, tmp_path, qgis_new_project):
+    """QGIS shows a per-dataset mask as one more, 'Alpha', band; choosing it said the band did not exist."""
+    import numpy as np
+    import rasterio
+
+    from sar_compressor.engine.simulate import write_scene
+
+    write_scene(tmp_path / "s.tif", 96, 96, seed=1)
+    with rasterio.open(tmp_path / "s.tif") as src:
+        profile, data = src.profile, src.read(1)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp_path / "m.tif", "w", **profile) as dst:
+        dst.write(data, 1)
+        dst.write_mask(np.pad(np.full((96, 80), 255, np.uint8), ((0, 0), (16, 0))))
+    layer = QgsRasterLayer(str(tmp_path / "m.tif"), "masked")
+    QgsProject.instance().addMapLayer(layer)
+    assert layer.bandCount() == 2
+    dock = make_dock()
+    dock.set_layer(layer)
+    bands = [dock.band_combo.itemData(i) for i in range(dock.band_combo.count())]
+    assert [b for b in bands if b and b > 0] == [1] and dock.band_combo.currentBand() == 1
+
+
 def test_a_dropped_comparison_leaves_no_preview_files(scene):
     """A builder nobody closed (its dock destroyed with the plugin, QGIS closed with a comparison on screen)
     still removes its folder when it goes, or at the latest when Python exits."""

@@ -38,7 +38,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..algorithms.common import layer_dataset, layer_file
+from ..algorithms.common import band_count, layer_dataset, layer_file
 from ..algorithms.compress import KINDS
 from ..algorithms.styling import apply_matching_style
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
@@ -366,6 +366,13 @@ class SARCompressorDock(QDockWidget):
         self.status_label.setStyleSheet("color: #b42318;" if error else "")
         self.status_label.setText(text)
 
+    def _drop_mask_bands(self, layer) -> None:
+        """Remove the band QGIS adds for a GDAL per-dataset mask (shown as 'Alpha'): the raster has no such band."""
+        own = band_count(layer)
+        for index in reversed(range(self.band_combo.count())):
+            if (self.band_combo.itemData(index) or 0) > own:
+                self.band_combo.removeItem(index)
+
     def _band(self) -> int:
         band = self.band_combo.currentBand()
         return band if band > 0 else 1
@@ -377,6 +384,7 @@ class SARCompressorDock(QDockWidget):
             return
         self.band_combo.setLayer(layer)
         if layer is not None:
+            self._drop_mask_bands(layer)
             self.band_combo.setBand(1)
         if self.run is None or not self.run.running:
             self.clear_results()

@@ -226,6 +226,18 @@ def block_offsets(
     return np.where(ok, c, c[ok].mean()), np.where(ok, logm, logm[ok].mean())
 
 
+def level_offsets(db: np.ndarray, weights: np.ndarray, targets: np.ndarray, block: int) -> np.ndarray:
+    """dB offsets of an image at a coarser level (a window decode's overview; `block` the gain blocks' side there,
+    `weights` the share of valid pixels each pixel covers, 0 to 1) that give each block its coded linear sum
+    (`targets`), shared among its pixels by intensity as the full decode shares them (_weights): a uniform scale
+    per block lifted the darker pixels of a textured block by the brighter ones' missing intensity (overview pixels
+    1.2 to 2.1 times the full decode's means on simulated scenes; 0.97-1.07 this way)."""
+    c, logm = block_offsets(db, weights, targets, block)
+    rows, cols = db.shape
+    mean = np.power(np.float32(10.0), _per_block(logm, 0, rows, cols, block))
+    return _per_block(c, 0, rows, cols, block) * _weights(pp.db_to_linear(db), mean)
+
+
 def _interpolate(grid: np.ndarray, row0: int, rows: int, cols: int, block: int) -> np.ndarray:
     """Bilinear interpolation between block centres of per-block values (a tile's blocks) over the tile's rows
     row0 .. row0 + rows; flat beyond the outer centres (a tile is decoded on its own)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .codec.format.container import ContainerReader
-from .codec.passes.quality import quality_level
+from .codec.passes.quality import DEFAULT_QUALITY, quality_level
 from .codec.passes.strip_window import Cancel, Progress
 from .errors import CancelledError, InputError, SARCompressorError
 
@@ -51,6 +51,9 @@ class FileOutcome:
     bpp: Optional[float] = None
     pixels: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    """The input's warnings (compress_file's `warn`: a photo, a mask no value can mark, bands' nodata values that
+    differ, pass 1's)."""
 
 
 @dataclass
@@ -92,7 +95,7 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise InputError(f"no file matches {item!r}")
-            found += [Path(m) for m in matches if Path(m).is_file() and not _is_output(Path(m))]
+            found += [Path(m) for m in matches if Path(m).is_file() and not _skipped_by_globs(Path(m))]
         else:
             found.append(_not_output(_existing(Path(item), "input")))
     unique = list(dict.fromkeys(p.resolve() for p in found))
@@ -105,6 +108,14 @@ def _read_list(path: Path) -> list[Path]:
     listed = _existing(path, "list of inputs")
     lines = (line.strip() for line in listed.read_text(encoding="utf-8").splitlines())
     return [_existing(listed.parent / line, f"input listed in {path}") for line in lines if line and line[0] != "#"]
+
+
+GDAL_SIDECARS = (".aux.xml", ".ovr", ".msk", ".rrd")
+"""Files GDAL keeps beside a raster (statistics, overviews, a mask): a glob over a folder skips them."""
+
+
+def _skipped_by_globs(path: Path) -> bool:
+    return _is_output(path) or path.name.lower().endswith(GDAL_SIDECARS)
 
 
 def _is_output(path: Path) -> bool:
@@ -165,18 +176,49 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
     Errors come back as a failed outcome (not an exception: Dask would not retry them anyway)."""
     from .api import compress_file
 
-    start = time.perf_counter()
+    start, warnings = time.perf_counter(), []
     try:
         if os.path.lexists(dst):
             try:
                 verify_output(Path(dst))
             except SARCompressorError as exc:
                 raise InputError(f"{dst} exists and is not a valid .sarz ({exc}); remove it to code {src}") from exc
+            other = other_settings(Path(src), Path(dst), settings)
+            if other:
+                raise InputError(f"{dst} exists, coded with other settings ({other}); remove it to code {src} again")
             return FileOutcome(src, dst, "skipped", seconds=time.perf_counter() - start)
-        stats = compress_file(src, dst, **settings)
+        stats = compress_file(src, dst, warn=warnings.append, **settings)
     except Exception as exc:  # noqa: BLE001 (any failure of one file is reported, the batch goes on)
         return FileOutcome(src, dst, "failed", error=_describe(exc), seconds=time.perf_counter() - start)
-    return FileOutcome(src, dst, "written", bpp=stats.bpp, pixels=stats.pixels, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return FileOutcome(src, dst, "written", bpp=stats.bpp, pixels=stats.pixels, seconds=seconds, warnings=warnings)
+
+
+def other_settings(src: Path, dst: Path, settings: Mapping[str, Any]) -> str:
+    """What of `settings` an existing output was not coded with ("" when it was): its bands, kind, quality, or a
+    size over the target (a resumed batch skips only files done as asked)."""
+    from .api import read_header
+    from .io.raster_io import open_info
+
+    header = read_header(dst)
+    bands = [entry["source_band"] for entry in header["bands"]]
+    asked = [settings["band"]] if settings.get("band") else list(range(1, open_info(src).count + 1))
+    found = []
+    if sorted(bands) != asked:
+        found.append(f"bands {sorted(bands)}, not {asked}")
+    kind = settings.get("kind", "auto")
+    if kind != "auto" and any(entry["kind"] != kind for entry in header["bands"]):
+        found.append(f"kind {header['bands'][0]['kind']}, not {kind}")
+    target = settings.get("target_bpp")
+    if target is not None:
+        bpp = 8.0 * header["file_bytes"] / (header["raster"]["width"] * header["raster"]["height"])
+        if bpp > target:
+            found.append(f"{bpp:.4f} bpp, over the target {target:g}")
+    else:
+        quality = settings.get("quality", DEFAULT_QUALITY)
+        if any(entry["quality"] != quality for entry in header["bands"]):
+            found.append(f"quality {header['bands'][0]['quality']}, not {quality}")
+    return "; ".join(found)
 
 
 def _describe(exc: BaseException) -> str:

@@ -539,6 +539,9 @@ def _cmd_batch(args: argparse.Namespace, job: _Job) -> int:
         if bar is not None:
             bar.close()
     print(report.summary())
+    for outcome in report.outcomes:
+        for warning in outcome.warnings:
+            print(f"warning: {outcome.input}: {warning}", file=sys.stderr)
     for failed in report.failed:
         print(f"failed: {failed.input}: {failed.error}", file=sys.stderr)
     return 0 if report.ok else 1

@@ -21,6 +21,10 @@ class CancelledError(SARCompressorError):
     """The caller's cancel check returned True; no output was left behind."""
 
 
+class UnreachableTarget(InputError):
+    """A target bits per pixel below what the raster can be coded in (at the coarsest step)."""
+
+
 class OutputError(InputError):
     """An output cannot be written where asked (it is an input, exists, is not a regular file, the disk is
     full, another run writes it); whatever was at the destination before is left as it was."""

@@ -141,8 +141,9 @@ def _band_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: list[
         f'  <VRTRasterBand dataType="{_GDAL_TYPES[reader.out_dtype]}" band="{index}" '
         f'subClass="VRTDerivedRasterBand" blockXSize="{block_w}" blockYSize="{block_h}">'
     ]
-    if info.color_interp:  # rasterio's names; GDAL reads them whatever the case (gray, alpha, red...)
-        lines.append(f"    <ColorInterp>{escape(info.color_interp[0])}</ColorInterp>")
+    interp = info.color_interp[0] if info.color_interp else ("gray" if index == 1 else None)  # as a GeoTIFF's
+    if interp:  # rasterio's names; GDAL reads them whatever the case (gray, alpha, red...)
+        lines.append(f"    <ColorInterp>{escape(interp)}</ColorInterp>")
     description = info.descriptions[0] if info.descriptions else None
     if description:
         lines.append(f"    <Description>{escape(description)}</Description>")

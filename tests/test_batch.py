@@ -93,6 +93,9 @@ def test_resume_skips_verified_outputs_and_refuses_damaged(client, rasters, tmp_
     assert "exists and is not a valid .sarz" in again.failed[0].error
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert damaged.read_bytes() == rasters[sources[3]][:-9]
+    other = compress_batch([str(sources[0])], tmp_path, client=client, settings={"quality": 7})
+    assert f"coded with other settings (quality 5, not 7); remove it to code {sources[0]}" in other.failed[0].error
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # a resume skips only what was done as asked
 
 
 def test_worker_killed_mid_run_job_completes(rasters, tmp_path):
@@ -134,6 +137,22 @@ def test_default_local_cluster_and_cli_errors(rasters, tmp_path, capsys):
     assert "no file matches" in capsys.readouterr().err
 
 
+def test_an_inputs_warnings_reach_the_report_and_the_command_line(client, tmp_path, capsys):
+    """compress says when a mask cannot be kept or the bands' nodata values differ; batch said nothing."""
+    import numpy as np
+    import rasterio
+
+    src = tmp_path / "dem.tif"
+    valid = np.ones((64, 80), bool)
+    valid[:, :10] = False
+    profile = {"driver": "GTiff", "width": 80, "height": 64, "count": 1, "dtype": "int16"}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(src, "w", **profile) as ds:
+        ds.write(np.arange(64 * 80, dtype=np.int16).reshape(64, 80) % 900 - 400, 1)
+        ds.write_mask(valid.astype(np.uint8) * 255)
+    code = main(["batch", str(src), "--out-dir", str(tmp_path / "out"), "--scheduler", client.scheduler.address])
+    assert code == 0 and f"warning: {src}: band 1: a GDAL mask" in capsys.readouterr().err
+
+
 def test_inputs_and_output_names(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -147,7 +166,7 @@ def test_inputs_and_output_names(tmp_path):
         output_paths(expand_inputs([str(tmp_path / "*" / "x.tif")]), tmp_path)
     with pytest.raises(InputError, match="not found"):
         expand_inputs([str(tmp_path / "nope.tif")])
-    for ours in ("x.sarz", "x.sarz.vrt", "x.sarz.ov1.vrt"):  # a batch's outputs beside its inputs: not inputs
+    for ours in ("x.sarz", "x.sarz.vrt", "x.sarz.ov1.vrt", "x.tif.aux.xml", "x.tif.ovr", "x.tif.msk"):  # not inputs
         (tmp_path / "a" / ours).write_bytes(b"")
     assert [p.name for p in expand_inputs([str(tmp_path / "a" / "*")])] == ["x.tif", "y.tif"]
     with pytest.raises(InputError, match="is a .sarz or its VRT, already compressed"):

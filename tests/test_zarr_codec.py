@@ -86,3 +86,18 @@ def test_refusals():
         codec.encode(np.ones(64, np.float32))
     with pytest.raises(ContainerError, match="not a Sarz chunk"):
         codec.decode(b"garbage")
+
+
+def test_a_target_is_per_valid_pixel_and_a_chunk_too_small_for_it_is_still_coded():
+    """Zarr pads edge chunks with the fill value: a target over the padded chunk gave a 300x350 array in 256x256
+    chunks 1.25 bpp of its pixels for 0.5 asked. A chunk too small to reach a target (its header alone) failed the
+    whole write; it is coded at quality 1 with a warning. Pass 1's warnings reach the caller as Python warnings."""
+    import zarr
+
+    arr = simulate_scene(300, 350, looks=2, seed=1)[0].astype(np.float32)
+    with pytest.warns(UserWarning, match="coded at quality 1"):  # the corner chunk (44x94 of 256x256) at 0.5
+        stored = [zarr.array(arr[None], chunks=(1, 256, 256), compressor=Sarz(target_bpp=t)) for t in (0.5, 1.0)]
+    for target, array in zip((0.5, 1.0), stored):
+        assert target <= array.nbytes_stored * 8 / arr.size < 1.15 * target
+    with pytest.warns(UserWarning, match="values are negative: not SAR backscatter"):
+        Sarz(quality=4).encode(np.where(np.arange(350) < 40, -9999.0, arr).astype(np.float32))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-from ...errors import InputError
+from ...errors import InputError, UnreachableTarget
 from .quality import REFINE_STEPS
 
 TOLERANCE = 0.01
@@ -47,7 +47,7 @@ def find_step(bpp_at: Callable[[float], float], target_bpp: float) -> float:
         step = nxt
     within = [s for s, b in tried.items() if b <= target_bpp]
     if not within:
-        raise InputError(
+        raise UnreachableTarget(
             f"target of {target_bpp:g} bits per pixel is below what this raster can be coded in: "
             f"{min(tried.values()):.4f} bpp at the coarsest step ({max(tried):g} of the dB range)"
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
 import re
 import time
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .codec.format.container import ContainerReader
-from .codec.passes.quality import DEFAULT_QUALITY, quality_level
+from .codec.passes import rate_control
+from .codec.passes.quality import DEFAULT_QUALITY, REFINE_STEPS, quality_level
 from .codec.passes.strip_window import Cancel, Progress
 from .errors import CancelledError, InputError, SARCompressorError
 
@@ -110,8 +112,12 @@ def _read_list(path: Path) -> list[Path]:
     return [_existing(listed.parent / line, f"input listed in {path}") for line in lines if line and line[0] != "#"]
 
 
-GDAL_SIDECARS = (".aux.xml", ".ovr", ".msk", ".rrd")
-"""Files GDAL keeps beside a raster (statistics, overviews, a mask): a glob over a folder skips them."""
+GDAL_SIDECARS = (
+    *(".aux.xml", ".aux", ".ovr", ".msk", ".rrd"),  # GDAL's statistics, overviews, masks
+    *(".tfw", ".tifw", ".wld", ".prj", ".rpb", "_rpc.txt", ".imd", ".xml"),  # world files, RPCs, metadata
+    ".hdr",  # an ENVI header: GDAL opens the .img / .dat beside it
+)
+"""Files kept beside a raster that are not rasters themselves: a glob over a folder skips them."""
 
 
 def _skipped_by_globs(path: Path) -> bool:
@@ -183,7 +189,7 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
                 verify_output(Path(dst))
             except SARCompressorError as exc:
                 raise InputError(f"{dst} exists and is not a valid .sarz ({exc}); remove it to code {src}") from exc
-            other = other_settings(Path(src), Path(dst), settings)
+            other = other_settings(src, Path(dst), settings)
             if other:
                 raise InputError(f"{dst} exists, coded with other settings ({other}); remove it to code {src} again")
             return FileOutcome(src, dst, "skipped", seconds=time.perf_counter() - start)
@@ -194,7 +200,7 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
     return FileOutcome(src, dst, "written", bpp=stats.bpp, pixels=stats.pixels, seconds=seconds, warnings=warnings)
 
 
-def other_settings(src: Path, dst: Path, settings: Mapping[str, Any]) -> str:
+def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
     """What of `settings` an existing output was not coded with ("" when it was): its bands, kind, quality, or a
     size over the target (a resumed batch skips only files done as asked)."""
     from .api import read_header
@@ -209,14 +215,15 @@ def other_settings(src: Path, dst: Path, settings: Mapping[str, Any]) -> str:
     kind = settings.get("kind", "auto")
     if kind != "auto" and any(entry["kind"] != kind for entry in header["bands"]):
         found.append(f"kind {header['bands'][0]['kind']}, not {kind}")
-    target = settings.get("target_bpp")
+    target, step = settings.get("target_bpp"), header["bands"][0]["refine_step"]
     if target is not None:
         bpp = 8.0 * header["file_bytes"] / (header["raster"]["width"] * header["raster"]["height"])
-        if bpp > target:
-            found.append(f"{bpp:.4f} bpp, over the target {target:g}")
+        lower = bpp < (1.0 - 3 * rate_control.TOLERANCE) * target and step > rate_control.FINEST_STEP
+        if bpp > target or lower:  # rate control lands within TOLERANCE under a target it can reach
+            found.append(f"{bpp:.4f} bpp, not a target of {target:g}")
     else:
         quality = settings.get("quality", DEFAULT_QUALITY)
-        if any(entry["quality"] != quality for entry in header["bands"]):
+        if not math.isclose(step, REFINE_STEPS[quality - 1], rel_tol=1e-6):  # a target's step is none of these
             found.append(f"quality {header['bands'][0]['quality']}, not {quality}")
     return "; ".join(found)
 

@@ -18,6 +18,7 @@ Lossy, and each chunk carries its own header and pass-1 statistics: use chunks o
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -61,6 +62,7 @@ class Sarz(Codec):
         self.kind = kind
         self.nodata = nodata
         self.tune = tune
+        self._warned: set[str] = set()
 
     def encode(self, buf: Any) -> bytes:
         arr = np.asarray(buf)
@@ -87,7 +89,24 @@ class Sarz(Codec):
         return ndarray_copy(np.stack(planes), out)
 
     def _has_valid(self, plane: np.ndarray) -> bool:
-        return bool(pp.valid_mask(plane, self.nodata).any())
+        """Whether a plane has a pixel to code: not nodata, finite, not zero (a plane of zeros, Zarr's default fill
+        or a footprint's border, is kept exactly by `_deflated` in every kind)."""
+        return bool(pp.valid_mask(plane, self.nodata, zero_fill=True).any())
+
+    def _valid_share(self, plane: np.ndarray) -> float:
+        """The share of a plane's pixels the codec codes: zeros are fill where its kind says so (zero_is_fill)."""
+        kind = self.kind
+        if kind == "auto":
+            valid = pp.valid_mask(plane, self.nodata)
+            kind = pp.detect_kind(plane.dtype, plane[valid]) if valid.any() else "db"
+        return float(np.mean(pp.valid_mask(plane, self.nodata, pp.zero_is_fill(kind, plane.dtype))))
+
+    def _warn(self, text: str) -> None:
+        """A warning once per codec and kind of warning (its text without numbers): a write codes many chunks."""
+        key = re.sub(r"[-+]?\d[\d.e+-]*", "#", text)
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"Sarz codec: {text} (said once)", stacklevel=4)
 
     def _plane(self, plane: np.ndarray) -> bytes:
         """One 2-D plane with valid pixels -> a .sarz file. A target is in bits per valid pixel: Zarr pads an
@@ -97,12 +116,12 @@ class Sarz(Codec):
         the coarsest quality instead of failing the whole write."""
         if self.target_bpp is None:
             return self._coded(plane, quality=self.quality)
-        share = float(np.mean(pp.valid_mask(plane, self.nodata, zero_fill=True)))
+        share = self._valid_share(plane)
         try:
             return self._coded(plane, target_bpp=self.target_bpp * share if share > 0 else self.target_bpp)
         except UnreachableTarget as exc:
-            why = f"{self.target_bpp:g} bits per valid pixel cannot be reached on this chunk ({exc})"
-            warnings.warn(f"Sarz codec: {why}; it is coded at quality 1", stacklevel=2)
+            reach = f"{self.target_bpp:g} bits per valid pixel cannot be reached on a chunk ({exc})"
+            self._warn(f"{reach}; it is coded at quality 1")
             return self._coded(plane, quality=1)
 
     def _coded(self, plane: np.ndarray, **options: Any) -> bytes:
@@ -110,7 +129,7 @@ class Sarz(Codec):
         codec has no other way to say them."""
         result = compress_array(plane, kind=self.kind, nodata=self.nodata, tune=self.tune, **options)
         for warning in result.stats.warnings:
-            warnings.warn(f"Sarz codec: {warning}", stacklevel=3)
+            self._warn(warning)
         return result.data
 
 

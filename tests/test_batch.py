@@ -96,6 +96,13 @@ def test_resume_skips_verified_outputs_and_refuses_damaged(client, rasters, tmp_
     other = compress_batch([str(sources[0])], tmp_path, client=client, settings={"quality": 7})
     assert f"coded with other settings (quality 5, not 7); remove it to code {sources[0]}" in other.failed[0].error
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # a resume skips only what was done as asked
+    low = compress_batch([str(sources[2])], tmp_path / "t", client=client, settings={"target_bpp": 0.5})
+    assert low.count("written") == 1  # then asked for more bits: not "already done"
+    high = compress_batch([str(sources[2])], tmp_path / "t", client=client, settings={"target_bpp": 2.0})
+    assert "not a target of 2" in high.failed[0].error
+    assert compress_batch([str(sources[2])], tmp_path / "t", client=client, settings={"target_bpp": 0.5}).count(
+        "skipped"
+    )
 
 
 def test_worker_killed_mid_run_job_completes(rasters, tmp_path):
@@ -166,7 +173,7 @@ def test_inputs_and_output_names(tmp_path):
         output_paths(expand_inputs([str(tmp_path / "*" / "x.tif")]), tmp_path)
     with pytest.raises(InputError, match="not found"):
         expand_inputs([str(tmp_path / "nope.tif")])
-    for ours in ("x.sarz", "x.sarz.vrt", "x.sarz.ov1.vrt", "x.tif.aux.xml", "x.tif.ovr", "x.tif.msk"):  # not inputs
+    for ours in ("x.sarz", "x.sarz.vrt", "x.sarz.ov1.vrt", "x.tif.aux.xml", "x.tif.ovr", "x.tif.msk", "x.tfw", "x.hdr"):
         (tmp_path / "a" / ours).write_bytes(b"")
     assert [p.name for p in expand_inputs([str(tmp_path / "a" / "*")])] == ["x.tif", "y.tif"]
     with pytest.raises(InputError, match="is a .sarz or its VRT, already compressed"):

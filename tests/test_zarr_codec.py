@@ -101,3 +101,24 @@ def test_a_target_is_per_valid_pixel_and_a_chunk_too_small_for_it_is_still_coded
         assert target <= array.nbytes_stored * 8 / arr.size < 1.15 * target
     with pytest.warns(UserWarning, match="values are negative: not SAR backscatter"):
         Sarz(quality=4).encode(np.where(np.arange(350) < 40, -9999.0, arr).astype(np.float32))
+
+
+def test_warnings_are_said_once_and_zeros_are_fill_only_where_the_kind_says_so():
+    """A write codes many chunks: each kind of warning comes once (64 chunks gave 39). A dB plane's zeros are data
+    (the target counted them out: 0.22 bpp stored for 1.0 asked); a plane of zeros alone is kept exactly, deflated."""
+    import warnings
+
+    import zarr
+
+    arr = simulate_scene(512, 512, looks=2, seed=1)[0].astype(np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        zarr.array(arr, chunks=(64, 64), compressor=Sarz(target_bpp=0.5))
+    assert len([w for w in caught if "Sarz codec" in str(w.message)]) == 1
+    db = np.zeros((256, 256), np.float32)
+    db[:56] = np.random.default_rng(0).normal(-10, 3, (56, 256))
+    stored = zarr.array(db, chunks=(256, 256), compressor=Sarz(target_bpp=1.0, kind="db"))
+    assert stored.nbytes_stored * 8 / db.size > 0.9
+    zeros = np.zeros((256, 256), np.float32)
+    coded = Sarz(quality=4).encode(zeros)
+    assert coded[:4] == b"SZCK" and np.array_equal(Sarz().decode(coded).reshape(zeros.shape), zeros)

@@ -215,6 +215,8 @@ class SarzWindowReader:
         with np.errstate(divide="ignore"):
             db = (10.0 * np.log10(np.maximum(lin, 1e-30))).astype(np.float32)
         lifted = lin * np.power(10.0, level_offsets(db, weights, targets, per_block) / 10.0)
+        top = float(pp.db_to_linear(np.float32(layout.bright_threshold)))  # no lift past it, as the full decode
+        lifted = np.minimum(lifted, np.maximum(lin, top))
         return lifted * _block_scale(lifted, weights, targets, per_block)
 
 

@@ -177,6 +177,7 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
     reader = readers[0]
     info = reader.info
     height, width = reader.level_shape(level)
+    scale = width / reader.layout.width  # the level's pixels per raster pixel: GCPs, RPCs, geolocation follow it
     lines = [
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
         _metadata_xml({MARKER: str(sarz), **info.tags}, None, "  "),  # first: _check_replaceable reads a prefix
@@ -187,7 +188,6 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
     if gt is not None and not info.gcps:
         lines.append(f"  <GeoTransform>{gt}</GeoTransform>")
     if info.gcps:
-        scale = width / reader.layout.width
         srs = f" Projection={quoteattr(info.gcp_crs_wkt)}" if info.gcp_crs_wkt else ""
         lines.append(f"  <GCPList{srs}>")
         for i, (row, col, x, y, z) in enumerate(info.gcps):
@@ -195,7 +195,6 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
                 f'    <GCP Id="{i + 1}" Pixel="{col * scale!r}" Line="{row * scale!r}" X="{x!r}" Y="{y!r}" Z="{z!r}"/>'
             )
         lines.append("  </GCPList>")
-    scale = width / reader.layout.width
     if info.rpcs:
         lines.append(_rpc_xml(info.rpcs, scale))
     for name, items in info.domains.items():

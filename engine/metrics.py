@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import InputError
-from .preprocessing import NOISE_FLOOR, has_own_mask, mask_out, robust_range, sample_stride, valid_mask, zero_is_fill
+from .preprocessing import NOISE_FLOOR, read_masked, robust_range, sample_stride, valid_mask, zero_is_fill
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
 KINDS = ("intensity", "amplitude", "db", "complex", "native", "uint8")
@@ -568,8 +568,7 @@ def other_domain(kind: str, dtype: object) -> Optional[str]:
 def _evaluate_open(so, sr, band: int, kind: str, rng, rband: int, rng_label: str, looks: int) -> dict:
     """Metrics of two open rasters in one domain (strip by strip above MAX_FULL_PIXELS)."""
     if so.height * so.width <= MAX_FULL_PIXELS:
-        pair = _pair(_read(so, band), _read(sr, rband), kind, _nodata(so, band), _nodata(sr, rband))
-        return _evaluate_pair(pair, kind, rng, rng_label, looks)
+        return _evaluate_pair(_file_pair(so, sr, band, rband, kind), kind, rng, rng_label, looks)
     return _evaluate_large(so, sr, band, kind, rng, rband, rng_label, looks)
 
 
@@ -620,13 +619,11 @@ def _overall(per_band: list[dict]) -> dict:
     return overall
 
 
-def _read(src, band: int, **kwargs) -> np.ndarray:
-    """A band of an open rasterio dataset (`window` or `out_shape` as rasterio takes them) with the pixels of its own
-    GDAL mask at preprocessing.mask_marker, as the codec reads it: masked pixels are invalid in the original too."""
-    values = src.read(band, **kwargs)
-    if has_own_mask(f.name for f in src.mask_flag_enums[band - 1]):
-        values = mask_out(values, src.read_masks(band, **kwargs) == 0)
-    return values
+def _file_pair(so, sr, band: int, rband: int, kind: str, **window) -> _Pair:
+    """Band `band` of the original and `rband` of the reconstruction (open rasterio datasets, whole or a `window`),
+    each read as the codec reads it (preprocessing.read_masked) with its own nodata value."""
+    orig, recon = read_masked(so, band, **window), read_masked(sr, rband, **window)
+    return _pair(orig, recon, kind, _nodata(so, band), _nodata(sr, rband))
 
 
 def _nodata(src, band: int) -> Optional[float]:
@@ -643,7 +640,7 @@ def detect_file_kind(src, band: int = 1) -> str:
         return "uint8"
     h, w = min(src.height, 512), min(src.width, 512)
     row0, col0 = (src.height - h) // 2, (src.width - w) // 2
-    sample = _read(src, band, window=((row0, row0 + h), (col0, col0 + w)))
+    sample = read_masked(src, band, window=((row0, row0 + h), (col0, col0 + w)))
     sample = sample[valid_mask(sample, _nodata(src, band))]
     return detect_kind(dtype, sample, src.descriptions[band - 1], src.tags(band))
 
@@ -656,7 +653,7 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
     step = sample_stride(height, width, SUBSAMPLE_PIXELS)
 
     def sample_values() -> np.ndarray:
-        sample = _read(so, band, out_shape=(height // step, width // step), resampling=Resampling.nearest)
+        sample = read_masked(so, band, out_shape=(height // step, width // step), resampling=Resampling.nearest)
         db, _ = to_domains(sample, kind)
         return db[_valid(sample, _nodata(so, band), kind) & np.isfinite(db)]
 
@@ -665,14 +662,13 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
     sums = _Sums()
     for r0 in range(0, height, STRIP_ROWS):
         win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
-        original, recon = _read(so, band, window=win), _read(sr, rband, window=win)
-        sums.add(_pair(original, recon, kind, _nodata(so, band), _nodata(sr, rband)), rng_t)
+        sums.add(_file_pair(so, sr, band, rband, kind, window=win), rng_t)
     if sums.n == 0:
         raise InputError("no pixel is valid in both the original and the reconstruction")
     ch, cw = min(height, MAX_CROP), min(width, MAX_CROP)
     row0, col0 = (height - ch) // 2, (width - cw) // 2
     win = Window(col0, row0, cw, ch)
-    crop = _pair(_read(so, band, window=win), _read(sr, rband, window=win), kind, _nodata(so, band), _nodata(sr, rband))
+    crop = _file_pair(so, sr, band, rband, kind, window=win)
     note = f" (central {ch}x{cw} crop at row {row0}, col {col0} of {height}x{width})"
     result = _assemble(kind, rng_t, source, sums, _spatial(crop, rng_t), crop_note=note, pixels=height * width)
     return _with_multilook(result, crop, rng_t, looks, crop_note=note)

@@ -272,6 +272,22 @@ def mask_marker(dtype: object, nodata: Optional[float] = None) -> Optional[float
     return 0.0 if name in ("uint8", "uint16") else None
 
 
+def read_masked(ds, band: int, **window) -> np.ndarray:
+    """Band `band` of an open rasterio dataset (`window` or `out_shape` as rasterio takes them) with the pixels of its
+    own GDAL mask at `mask_marker` (its nodata value, NaN or 0): how the codec and the metrics both read a raster."""
+    values = ds.read(band, **window)
+    if has_own_mask(f.name for f in ds.mask_flag_enums[band - 1]):
+        values = mask_out(values, ds.read_masks(band, **window) == 0, ds.nodatavals[band - 1])
+    return values
+
+
+def unmarked_mask(ds, band: int) -> bool:
+    """Whether band `band` of an open rasterio dataset has a mask of its own that no value can mark (no nodata
+    value, no `mask_marker` for its type): `read_masked` leaves its masked pixels as they are."""
+    flags = (f.name for f in ds.mask_flag_enums[band - 1])
+    return has_own_mask(flags) and mask_marker(ds.dtypes[band - 1], ds.nodatavals[band - 1]) is None
+
+
 def mask_out(values: np.ndarray, masked: np.ndarray, nodata: Optional[float] = None) -> np.ndarray:
     """`values` with the pixels of a GDAL mask (`masked`: True where the mask is 0) at `mask_marker`; unchanged
     where it has none."""

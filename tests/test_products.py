@@ -345,6 +345,7 @@ def test_masks_on_cint16_and_on_an_integer_band_with_a_nodata_value(tmp_path):
     api.decompress_file(tmp_path / "dem.sarz", tmp_path / "dem_d.tif")
     assert not any("GDAL mask" in w for w in warnings)
     assert np.all(_read(tmp_path / "dem_d.tif")[0][:, :16] == -32768)
+    assert evaluate_files(src, src)["valid_pixels"] == np.count_nonzero(valid)  # measured as coded, both sides
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")

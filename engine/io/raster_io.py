@@ -335,16 +335,10 @@ class RasterReader:
         self.path = Path(path)
         self._ds = _open(path)
         self.info = _info_from_dataset(self._ds)
-        # per band: a GDAL mask of its own (internal or .msk mask, alpha band), its pixels read as pp.mask_marker
-        self.masked = [pp.has_own_mask(f.name for f in flags) for flags in self._ds.mask_flag_enums]
 
     def unmarked_mask(self, band: int) -> bool:
-        """Whether `band` has a mask of its own that no value can mark (no nodata value, no marker for its type:
-        its masked pixels are read as they are)."""
-        return self.masked[band - 1] and self._marker(band) is None
-
-    def _marker(self, band: int) -> Optional[float]:
-        return pp.mask_marker(self._ds.dtypes[band - 1], self._ds.nodatavals[band - 1])
+        """Whether `band` has a mask of its own that no value can mark (pp.unmarked_mask)."""
+        return pp.unmarked_mask(self._ds, band)
 
     def __enter__(self) -> RasterReader:
         return self
@@ -362,11 +356,8 @@ class RasterReader:
         if r1 <= r0:
             return np.zeros((0, self.info.width), dtype=self._ds.dtypes[band - 1])
         window = ((r0, r1), (0, self.info.width))
-        try:
-            values = self._ds.read(band, window=window)
-            if self.masked[band - 1]:
-                values = pp.mask_out(values, self._ds.read_masks(band, window=window) == 0, self._marker(band))
-            return values
+        try:  # a GDAL mask of the band's own (internal or .msk mask, alpha band): its pixels at pp.mask_marker
+            return pp.read_masked(self._ds, band, window=window)
         except Exception as exc:  # GDAL reports corrupt blocks as assorted RasterioIOError/CPLE errors
             raise InputError(f"cannot read rows {r0}..{r1} of {self.path}: {exc}") from exc
 

@@ -68,8 +68,22 @@ def test_round_trip_in_strips_keeps_pixels_and_metadata(tmp_path):
     assert back.tags["MISSION"] == "test" and back.band_tags[0]["POL"] == "VV"
     assert back.units == ["linear"]
     with rasterio.open(path) as ds:
-        assert ds.profile["tiled"] and ds.block_shapes[0] == (256, 256)
+        assert ds.profile["tiled"] and ds.block_shapes[0] == (80, 48)  # no larger than the 70 x 45 raster needs
         assert ds.compression.name.upper() == "DEFLATE"
+        np.testing.assert_array_equal(ds.read(1), data)
+
+
+@pytest.mark.parametrize(
+    ("shape", "blocks"), [((1, 3000), (16, 256)), ((3000, 20), (256, 32)), ((600, 700), (256, 256))]
+)
+def test_a_thin_raster_gets_blocks_no_larger_than_it_needs(tmp_path, shape, blocks):
+    """256 x 256 tiles on a 1-row raster are 255 rows of padding each: a 1 x 2,000,000 raster spent 4 s of its
+    decompression deflating them."""
+    info = _info(height=shape[0], width=shape[1])
+    data = RNG.random(shape).astype(np.float32)
+    path = _write_in_strips(tmp_path / "thin.tif", info, data)
+    with rasterio.open(path) as ds:
+        assert ds.block_shapes[0] == blocks
         np.testing.assert_array_equal(ds.read(1), data)
 
 

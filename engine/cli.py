@@ -19,7 +19,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
+from . import preprocessing as pp
 from .codec.entropy.ssim_weights import TUNES
+from .codec.format.sarz_header import scales
 from .codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from .errors import CancelledError, SARCompressorError
 from .io.output_paths import guarded_outputs
@@ -366,24 +368,35 @@ def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int, h: 
     step = b["refine_step"]
     ref = b.get("reference")
     predicted = "coded on its own" if ref is None else f"predicted from band {bands[ref]['source_band']}"
+    unit = "" if b["kind"] == "native" else " dB"  # native values are in the band's own units
     return [
         f"band {b['source_band']}        {b['kind']}, description {b.get('description') or ''!r}, "
         f"nodata {b.get('nodata')}",
         f"  tags        {b.get('tags') or {}}",
         f"  chunks      {nbytes} bytes; {predicted}",
         f"  layers      flat base + wavelet refinement, quality {b['quality']}, step {step:g} of the range "
-        f"({step * (rng['vmax'] - rng['vmin']):.2f} dB)",
+        f"({step * (rng['vmax'] - rng['vmin']):.2f}{unit or ' in its units'})",
         f"  loop filter {_loop_filter_text(stats, h)}",
         f"  inter-scale {_interscale_text(stats, h)}",
         f"  kind        {b['kind']} ({stats.get('kind_reason') or 'reason not recorded'})",
+        *_scaling_lines(b, h),
         f"  no signal   {stats.get('no_signal_pixels', 0)} zero pixels coded in the mask "
         f"({stats.get('isolated_zeros', 0)} isolated)",
         *(f"  warning     {w}" for w in stats.get("warnings") or []),
-        f"  range       [{rng['vmin']:.3f}, {rng['vmax']:.3f}]{'' if b['kind'] == 'native' else ' dB'}",
+        f"  range       [{rng['vmin']:.3f}, {rng['vmax']:.3f}]{unit}",
         f"  mean gain   {_mean_text(b, h)}",
-        f"  bright      {stats.get('n_bright_residuals')} residuals above {bright['threshold_db']:.3f} dB; "
+        f"  bright      {stats.get('n_bright_residuals')} residuals above {bright['threshold_db']:.3f}{unit}; "
         f"clipped fraction {_fmt(stats.get('clipped_fraction'), 5)}",
     ]
+
+
+def _scaling_lines(b: dict[str, Any], h: dict[str, Any]) -> list[str]:
+    """The band's GDAL scale and offset, and whether its values were coded with them applied (format 13 on)."""
+    scaling = pp.band_scaling(b.get("scale"), b.get("offset"), b["kind"])
+    if scaling == pp.IDENTITY:
+        return []
+    how = "coded as raw x scale + offset" if scales(h) else "coded as raw values (the file predates format 13)"
+    return [f"  scaling     scale {scaling[0]:g}, offset {scaling[1]:g}: {how}"]
 
 
 def _info_lines(h: dict[str, Any]) -> list[str]:

@@ -17,7 +17,19 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import InputError
-from .preprocessing import NOISE_FLOOR, read_masked, robust_range, sample_stride, valid_mask, zero_is_fill
+from .preprocessing import (
+    IDENTITY,
+    NOISE_FLOOR,
+    Scaling,
+    band_scaling,
+    detect_kind,
+    read_masked,
+    robust_range,
+    sample_stride,
+    scaled,
+    valid_mask,
+    zero_is_fill,
+)
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
 KINDS = ("intensity", "amplitude", "db", "complex", "native", "uint8")
@@ -361,10 +373,19 @@ def _reconstruction_kind(kind: str, recon: np.ndarray) -> str:
     return kind
 
 
-def _pair(orig: np.ndarray, recon: np.ndarray, kind: str, nodata_o, nodata_r) -> _Pair:
+def _pair(
+    orig: np.ndarray,
+    recon: np.ndarray,
+    kind: str,
+    nodata_o,
+    nodata_r,
+    scalings: tuple[Scaling, Scaling] = (IDENTITY, IDENTITY),
+) -> _Pair:
+    """The pair in the metric domains: valid pixels from the raw values, the domains from the values in their own
+    units (each raster's GDAL scale and offset, `scalings`, applied: a dB x 100 product is measured in dB)."""
     mask = _valid(orig, nodata_o, kind) & valid_mask(recon, nodata_r)
-    o, o_lin = to_domains(orig, kind)
-    r, r_lin = to_domains(recon, _reconstruction_kind(kind, recon))
+    o, o_lin = to_domains(scaled(orig, scalings[0]), kind)
+    r, r_lin = to_domains(scaled(recon, scalings[1]), _reconstruction_kind(kind, recon))
     mask &= np.isfinite(o) & np.isfinite(r)
     return _Pair(o, r, o_lin, r_lin, mask)
 
@@ -623,7 +644,13 @@ def _file_pair(so, sr, band: int, rband: int, kind: str, **window) -> _Pair:
     """Band `band` of the original and `rband` of the reconstruction (open rasterio datasets, whole or a `window`),
     each read as the codec reads it (preprocessing.read_masked) with its own nodata value."""
     orig, recon = read_masked(so, band, **window), read_masked(sr, rband, **window)
-    return _pair(orig, recon, kind, _nodata(so, band), _nodata(sr, rband))
+    scalings = _scaling(so, band, kind), _scaling(sr, rband, _reconstruction_kind(kind, recon))
+    return _pair(orig, recon, kind, _nodata(so, band), _nodata(sr, rband), scalings)
+
+
+def _scaling(src, band: int, kind: Optional[str] = None) -> Scaling:
+    """A band's GDAL scale and offset as the codec applies them (preprocessing.band_scaling)."""
+    return band_scaling(src.scales[band - 1], src.offsets[band - 1], kind)
 
 
 def _nodata(src, band: int) -> Optional[float]:
@@ -632,17 +659,17 @@ def _nodata(src, band: int) -> Optional[float]:
 
 
 def detect_file_kind(src, band: int = 1) -> str:
-    """Kind of an open rasterio dataset's band: uint8 -> display product, else the codec's detection."""
-    from .preprocessing import detect_kind
-
+    """Kind of an open rasterio dataset's band: uint8 -> display product, else the codec's detection (on the
+    values in their own units, with the band's unit, description and tags)."""
     dtype = src.dtypes[band - 1]  # a name: GDAL's complex_int16 (CInt16) has no numpy dtype
     if dtype == "uint8":
         return "uint8"
     h, w = min(src.height, 512), min(src.width, 512)
     row0, col0 = (src.height - h) // 2, (src.width - w) // 2
     sample = read_masked(src, band, window=((row0, row0 + h), (col0, col0 + w)))
-    sample = sample[valid_mask(sample, _nodata(src, band))]
-    return detect_kind(dtype, sample, src.descriptions[band - 1], src.tags(band))
+    sample = scaled(sample[valid_mask(sample, _nodata(src, band))], _scaling(src, band))
+    tags = {**src.tags(), **src.tags(band)}
+    return detect_kind(dtype, sample, src.descriptions[band - 1], tags, src.units[band - 1])
 
 
 def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) -> dict:
@@ -654,7 +681,7 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
 
     def sample_values() -> np.ndarray:
         sample = read_masked(so, band, out_shape=(height // step, width // step), resampling=Resampling.nearest)
-        db, _ = to_domains(sample, kind)
+        db, _ = to_domains(scaled(sample, _scaling(so, band, kind)), kind)
         return db[_valid(sample, _nodata(so, band), kind) & np.isfinite(db)]
 
     note = f", from every {step}th row and column"

@@ -51,6 +51,31 @@ MIN_SPAN_DB = 1.0
 MAX_SAMPLE = 4_000_000
 """Values kept by the strided range estimator: percentiles of 4M values are exact to far below 0.1 dB."""
 
+Scaling = tuple[float, float]
+IDENTITY: Scaling = (1.0, 0.0)
+"""A band's GDAL scale and offset (value = raw * scale + offset) as the codec applies them; IDENTITY: none."""
+
+
+def band_scaling(scale: Optional[float], offset: Optional[float], kind: Optional[str] = None) -> Scaling:
+    """What the band's pixels mean in its own units: GDAL's scale and offset (a dB x 100 int16 product stores
+    scale 0.01). The codec codes those values and writes the raw ones back; a missing, zero or non-finite scale is
+    none (GDAL's own default), and so is any for complex SLC, which decodes to intensity, not to its raw values."""
+    if kind == "complex":
+        return IDENTITY
+    s = 1.0 if scale is None else float(scale)
+    o = 0.0 if offset is None else float(offset)
+    if not (math.isfinite(s) and math.isfinite(o)) or s == 0.0:
+        return IDENTITY
+    return (s, o)
+
+
+def scaled(raw: np.ndarray, scaling: Scaling) -> np.ndarray:
+    """The band's values in its own units (raw * scale + offset, float64); `raw` itself without a scaling."""
+    if scaling == IDENTITY:
+        return raw
+    return np.asarray(raw).astype(np.complex128 if np.iscomplexobj(raw) else np.float64) * scaling[0] + scaling[1]
+
+
 _DB_WORDS = re.compile(r"(?<![a-z])(db|decibels?)(?![a-z])")
 _AMP_WORDS = re.compile(r"(?<![a-z])(amp|amplitude|magnitude)(?![a-z])")
 _INTENSITY_WORDS = re.compile(r"(?<![a-z])(intensity|power|sigma0|sigma_0|beta0|gamma0|linear)(?![a-z])")
@@ -118,43 +143,52 @@ def choose_kind(
     sample: Optional[np.ndarray] = None,
     description: Optional[str] = None,
     tags: Optional[Mapping[str, object]] = None,
+    unit: Optional[str] = None,
 ) -> KindChoice:
-    """Guess what the pixel values mean (`sample`: valid values, zeros included); callers can always override
-    with an explicit kind.
+    """Guess what the pixel values mean (`sample`: valid values in the band's own units, its GDAL scale and offset
+    applied, zeros included); callers can always override with an explicit kind.
 
     Rules, first match wins:
     1. complex dtype -> "complex" (SLC; decompresses to float32 intensity).
-    2. description or tags say dB / decibel -> "db".
-    3. uint8 -> "native": 8 bits cannot hold SAR's linear dynamic range, such products are display-scaled and
+    2. the band's unit (GDAL's unit type) says dB / decibel -> "db", amplitude / amp / magnitude -> "amplitude",
+       intensity / power / linear -> "intensity": the one field that names the values' unit.
+    3. the description, or a tag whose name is about units or a description, says dB / decibel -> "db". (Other
+       tags do not count: a calibration constant in dB, CALIBRATION_CONSTANT_DB, says nothing of the pixels.)
+    4. uint8 -> "native": 8 bits cannot hold SAR's linear dynamic range, such products are display-scaled and
        judged in their own values.
-    4. uint16 whose histogram says display scaling (short upper tail or a saturated top: `_display_scaled`)
+    5. uint16 whose histogram says display scaling (short upper tail or a saturated top: `_display_scaled`)
        -> "native".
-    5. description or tags say amplitude / amp / magnitude -> "amplitude".
-    6. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
-    7. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
+    6. the description or those tags say amplitude / amp / magnitude -> "amplitude".
+    7. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
+    8. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
        (linear intensity and amplitude are never negative).
-    8. some negative values otherwise -> "native": not backscatter (a DEM, a difference image), coded as is.
-    9. integer dtypes (uint16, int16, uint32, int32) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD) store
-       amplitude, so intensity would halve their dB contrast.
-    10. otherwise -> "intensity".
+    9. some negative values otherwise -> "native": not backscatter (a DEM, a difference image), coded as is.
+    10. integer dtypes (uint16, int16, uint32, int32) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD)
+        store amplitude, so intensity would halve their dB contrast.
+    11. otherwise -> "intensity".
+    Words are checked against the values: a linear kind named where the values look like dB is "db" (sigma0 and
+    gamma0 name a quantity, not its unit: Sentinel-1 "Sigma0_VV" products are often in dB), and "db" is not taken
+    for values no dB can be (beyond +-DB_LIMIT).
     """
     name = check_dtype(dtype)
     if name.startswith("complex"):
         return KindChoice("complex", "complex data type")
-    text = _text_of(description, tags)
-    if _DB_WORDS.search(text):
-        return KindChoice("db", "description or tags say dB")
     values = None if sample is None else np.asarray(sample).ravel()
+    said = _said_kind((unit or "").lower(), values, "the band's unit says")
+    if said is not None:
+        return said
+    text = _text_of(description, tags)
+    if _DB_WORDS.search(text) and _can_be_db(values):
+        return KindChoice("db", "description or tags say dB")
     if name == "uint8":
         return KindChoice("native", "uint8: a display-scaled product, coded in its own values")
     if name == "uint16" and values is not None:
         why = _display_scaled(values[values != 0])
         if why:
             return KindChoice("native", f"uint16 display-scaled ({why}), coded in its own values")
-    if _AMP_WORDS.search(text):
-        return KindChoice("amplitude", "description or tags say amplitude")
-    if _INTENSITY_WORDS.search(text):
-        return KindChoice("intensity", "description or tags say intensity")
+    said = _said_kind(text, values, "description or tags say", db_words=False)
+    if said is not None:
+        return said
     if values is not None and _looks_like_db(values):
         return KindChoice("db", "values mostly negative within [-60, 40]: dB")
     if values is not None and negative_share(values) > 0:
@@ -163,6 +197,32 @@ def choose_kind(
     if name in INTEGER_DTYPES:
         return KindChoice("amplitude", f"{name} with a long upper tail: linear amplitude DN, coded in dB")
     return KindChoice("intensity", "non-negative floating-point values: linear intensity, coded in dB")
+
+
+def _said_kind(text: str, values: Optional[np.ndarray], says: str, db_words: bool = True) -> Optional[KindChoice]:
+    """The kind `text` names (dB words first, unless `db_words` is off), checked against the values; None when it
+    names none (or dB for values no dB can be). `says`: where the words are, for the reason."""
+    if db_words and _DB_WORDS.search(text):
+        return KindChoice("db", f"{says} dB") if _can_be_db(values) else None
+    for words, kind in ((_AMP_WORDS, "amplitude"), (_INTENSITY_WORDS, "intensity")):
+        if words.search(text):
+            if values is not None and _looks_like_db(values):
+                return KindChoice("db", f"{says} {kind}, but the values are mostly negative within [-60, 40]: dB")
+            return KindChoice(kind, f"{says} {kind}")
+    return None
+
+
+DB_LIMIT = 10.0 * math.log10(FLOAT32_MAX)
+"""The largest |dB| the codec can take (385.3 dB): 10**(dB/10) beyond it overflows float32. A dB x 100 integer
+product without its scale (values in the thousands) crashed the survey with an infinite mean."""
+
+
+def _can_be_db(values: Optional[np.ndarray]) -> bool:
+    """Whether `values` (None: not known) can be dB at all."""
+    if values is None or values.size == 0:
+        return True
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    return finite.size == 0 or float(np.max(np.abs(finite))) <= DB_LIMIT
 
 
 def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
@@ -182,9 +242,15 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
     _check_float32_range(sample, kind)
     warnings = []
     if chosen == "auto" and kind == "native" and negative > 0:
+        hint = (
+            "if they are scaled dB (dB x 100), set the band's scale (gdal_edit.py -scale 0.01) so that they are "
+            "coded as dB with their mean backscatter kept"
+            if sample.dtype.kind in "iu"
+            else "choose another kind if that is wrong"
+        )
         warnings.append(
-            f"{100 * negative:.2f} % of the values are negative: not SAR backscatter; coded as 'native' "
-            "(values as they are, no dB); choose another kind if that is wrong"
+            f"{100 * negative:.2f} % of the values are negative: not linear backscatter; coded as 'native' "
+            f"(values as they are, no dB); {hint}"
         )
     valid = sample[sample != 0] if zero_is_fill(kind, sample.dtype) else sample
     if valid.size == 0:
@@ -201,6 +267,12 @@ def _check_float32_range(sample: np.ndarray, kind: str) -> None:
     if finite.size == 0:
         return
     top = float(np.max(np.abs(finite)))
+    if kind == "db" and top > DB_LIMIT:
+        raise InputError(
+            f"values up to {top:.6g} cannot be dB (at most +-{DB_LIMIT:.1f} dB: 10**(dB/10) overflows beyond): "
+            "if they are scaled dB (dB x 100, dB x 10), set the band's scale (gdal_edit.py -scale 0.01); if a value "
+            "marks missing data, declare it as the band's nodata; else choose kind 'native'"
+        )
     limit = math.sqrt(FLOAT32_MAX) if kind in ("amplitude", "complex") else FLOAT32_MAX
     if top > limit:
         raise InputError(
@@ -223,10 +295,14 @@ def negative_share(values: np.ndarray) -> float:
     return float(np.mean(finite < 0)) if finite.size else 0.0
 
 
+_ABOUT_VALUES = re.compile(r"unit|desc")
+"""Tags whose name says they are about the values (UNITS, DESCRIPTION, band_desc): the only ones whose words count."""
+
+
 def _text_of(description: Optional[str], tags: Optional[Mapping[str, object]]) -> str:
     parts = [description or ""]
     if tags:
-        parts += [f"{k} {v}" for k, v in tags.items()]
+        parts += [str(v) for k, v in tags.items() if _ABOUT_VALUES.search(str(k).lower())]
     return " ".join(parts).lower()
 
 
@@ -235,9 +311,10 @@ def detect_kind(
     sample: Optional[np.ndarray] = None,
     description: Optional[str] = None,
     tags: Optional[Mapping[str, object]] = None,
+    unit: Optional[str] = None,
 ) -> Kind:
     """`choose_kind`'s kind alone."""
-    return choose_kind(dtype, sample, description, tags).kind  # type: ignore[return-value]
+    return choose_kind(dtype, sample, description, tags, unit).kind  # type: ignore[return-value]
 
 
 def _looks_like_db(sample: np.ndarray) -> bool:
@@ -340,15 +417,16 @@ def db_to_linear(db: np.ndarray) -> np.ndarray:
 db_to_linear_intensity = db_to_linear
 
 
-def to_db(arr: np.ndarray, kind: str) -> np.ndarray:
-    """Input values of `kind` -> float32 dB; never returns non-finite values (linear kinds' values <= 0 or
-    non-finite take NOISE_FLOOR's dB, db and native ones FLOOR_DB: all of them invalid pixels, restored exactly).
+def to_db(arr: np.ndarray, kind: str, scaling: Scaling = IDENTITY) -> np.ndarray:
+    """Input values of `kind` (raw, `scaling` applied first) -> float32 dB; never returns non-finite values (linear
+    kinds' values <= 0 or non-finite take NOISE_FLOOR's dB, db and native ones FLOOR_DB: all of them invalid
+    pixels, restored exactly).
 
     intensity: 10*log10(x); amplitude: 20*log10(x) = 10*log10(x**2); complex: 10*log10(|z|**2); db and
     native: as they are.
     """
     check_kind(kind)
-    arr = np.asarray(arr)
+    arr = scaled(np.asarray(arr), scaling)
     if kind in ("db", "native"):
         db = arr.astype(np.float32)
         return np.where(np.isfinite(db), db, np.float32(FLOOR_DB)).astype(np.float32)
@@ -361,8 +439,9 @@ def to_db(arr: np.ndarray, kind: str) -> np.ndarray:
     return linear_to_db(x)
 
 
-def from_db(db: np.ndarray, kind: str, dtype: object) -> np.ndarray:
-    """dB -> values of the input's `kind` and `dtype` (the inverse of `to_db` up to the noise floor).
+def from_db(db: np.ndarray, kind: str, dtype: object, scaling: Scaling = IDENTITY) -> np.ndarray:
+    """dB -> values of the input's `kind` and `dtype` (the inverse of `to_db` up to the noise floor; raw values
+    again under a `scaling`).
 
     Integers are rounded and clipped to the dtype's range. Complex input cannot get its phase back: it
     decompresses to float32 linear intensity (|z|**2), whatever complex `dtype` is given.
@@ -378,6 +457,8 @@ def from_db(db: np.ndarray, kind: str, dtype: object) -> np.ndarray:
         values = np.power(10.0, db / 10.0)
     if kind == "complex" or name.startswith("complex"):
         return values.astype(np.float32)
+    if scaling != IDENTITY:
+        values = (values - scaling[1]) / scaling[0]
     if name in INTEGER_DTYPES:
         info = np.iinfo(name)
         return np.clip(np.rint(values), info.min, info.max).astype(name)

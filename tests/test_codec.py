@@ -26,7 +26,12 @@ from sar_compressor.engine import api
 from sar_compressor.engine.codec.entropy import refine
 from sar_compressor.engine.codec.entropy.codes import varint_decode, varint_encode
 from sar_compressor.engine.codec.format import layout as layout_module
-from sar_compressor.engine.codec.format.container import FORMAT_VERSION, ContainerReader, container_bytes
+from sar_compressor.engine.codec.format.container import (
+    FORMAT_VERSION,
+    PLAIN_VERSION,
+    ContainerReader,
+    container_bytes,
+)
 from sar_compressor.engine.codec.format.layout import BLOCK, LEGACY_BLOCK, MEAN_LOG2_STEPS, Layout, mean_log2_step
 from sar_compressor.engine.codec.format.sarz_header import layouts_from_header
 from sar_compressor.engine.codec.format.strip_payload import BRIGHT_CONTEXTS, BrightResiduals, Strip
@@ -39,6 +44,7 @@ from sar_compressor.engine.codec.radiometry import (
     block_means,
     block_offsets,
     bright_contexts,
+    cell_sums,
     mean_codes,
     offset_field,
 )
@@ -533,7 +539,8 @@ def test_header_contents(tmp_path):
     api.compress_file(src, tmp_path / "h.sarz", quality=2)
     h = api.read_header(tmp_path / "h.sarz")
     band = h["bands"][0]
-    assert h["format_version"] == FORMAT_VERSION == 12 and len(h["bands"]) == 1 and band["source_band"] == 1
+    assert h["format_version"] == PLAIN_VERSION == 12 and FORMAT_VERSION == 13  # 13 only where a band is scaled
+    assert len(h["bands"]) == 1 and band["source_band"] == 1
     assert band["mean_log2_step"] == mean_log2_step(0.56 * (band["range"]["vmax"] - band["range"]["vmin"]))
     assert band["quality"] == 2 and band["refine_step"] == 0.56 and h["refine"]["wavelet"] == "cdf97"
     assert band["kind"] == "amplitude" and h["raster"]["dtype"] == "uint16"
@@ -729,8 +736,9 @@ def test_format_6_files_decode_as_they_did():
         (10, refine.SYNTAX, 4),
         (11, refine.SYNTAX, 4),
         (12, refine.SYNTAX, 4),
+        (13, refine.SYNTAX, 4),
     ],
-    ids=["format7", "format8", "format9", "format10", "format11", "format12"],
+    ids=["format7", "format8", "format9", "format10", "format11", "format12", "format13"],
 )
 def test_files_decode_as_they_did(version, syntax, stride):
     """A file each format wrote, the current one included (tests/data: two bands, the second predicted from the first; 7
@@ -739,11 +747,13 @@ def test_files_decode_as_they_did(version, syntax, stride):
     made by the code of d0e21ae and of the commit that added 10, its bands keeping phase laws (both) and a sign law (the
     second), their pixels kept on one row and column in 4; 11: format 10's decoded pixels coded again at quality 7 by
     the commit that added 11, 256x256 gain blocks; 12: a single-look scene and a second polarization of it, a no-data
-    corner, quality 2, whose block offsets are capped at the bright threshold, made by the commit that added 12)
+    corner, quality 2, whose block offsets are capped at the bright threshold, made by the commit that added 12; 13: two
+    int16 bands of dB stored as (dB + 30) x 100 with scale 0.01 and offset -30, a no-data corner, quality 3, made by the
+    commit that added 13)
     decodes to the pixels it decoded to when written, whole, by window
     and band by band, with its refinement layer's syntax (format 7: its contexts; 8: no inter-scale predictors; 9: no
     sign laws) and gain blocks (10: 64x64): a change to the decoder that the encoder mirrors still fails here. The next
-    version's rules read the older chunks as something else (12's next is refused)."""
+    version's rules read the older chunks as something else (13's next is refused)."""
     data = (DATA / f"format{version}.sarz").read_bytes()
     expected = np.load(DATA / f"format{version}.npy")
     header = api.read_header(data)
@@ -759,8 +769,9 @@ def test_files_decode_as_they_did(version, syntax, stride):
     with ContainerReader(data) as reader:
         chunks = [reader.read_chunk(i) for i in range(reader.n_chunks)]
     header["format_version"] = version + 1
-    if version in (10, 11):  # 11 is 10 with the gain blocks' side in the header, 12 is 11 with the offsets capped,
-        # which none of format 11's file reaches: relabelled, they decode the same
+    if version in (10, 11, 12):  # 11 is 10 with the gain blocks' side in the header, 12 is 11 with the offsets
+        # capped, which none of format 11's file reaches, 13 is 12 with scaled bands, which format 12's file has not:
+        # relabelled, they decode the same
         np.testing.assert_allclose(api.decompress_array(container_bytes(header, chunks))[grid], expected, rtol=1e-6)
         return
     with contextlib.suppress(ContainerError):  # or a corrupt stream
@@ -930,3 +941,13 @@ def test_gdal_cache_follows_the_width_not_the_height(tmp_path, monkeypatch):
     api.compress_file(src, tmp_path / "s.sarz", quality=1)
     api.decompress_file(tmp_path / "s.sarz", tmp_path / "d.tif")
     assert seen == [32, 32]
+
+
+@pytest.mark.parametrize("shape", [(1, 700), (700, 1), (3, 5), (300, 257), (256, 512)])
+def test_cell_sums_are_exact_on_partial_cells_and_sides_shorter_than_a_cell(shape):
+    """The block means' sums over f x f cells: a side shorter than a cell is one cell, not padded to a whole one
+    (a 1-pixel-wide raster's tiles were 256 times the work of their pixels)."""
+    a = np.arange(math.prod(shape), dtype=np.float64).reshape(shape)
+    f = 256
+    expected = [[a[r : r + f, c : c + f].sum() for c in range(0, shape[1], f)] for r in range(0, shape[0], f)]
+    np.testing.assert_array_equal(cell_sums(a, f), expected)

@@ -115,16 +115,16 @@ def test_wrong_magic(sarz):
 def test_other_versions_are_refused_by_number(sarz):
     data = bytearray(sarz.read_bytes())
     struct.pack_into("<H", data, 4, FORMAT_VERSION + 1)
-    assert "format version 13: this software reads versions 6, 7, 8, 9, 10, 11, 12; a newer" in _error(data)
+    assert "format version 14: this software reads versions 6, 7, 8, 9, 10, 11, 12, 13; a newer" in _error(data)
     struct.pack_into("<H", data, 4, 5)
     refusal = (
-        "format version 5: this software reads versions 6, 7, 8, 9, 10, 11, 12; decode it with SAR Compressor 0.1.x"
+        "format version 5: this software reads versions 6, 7, 8, 9, 10, 11, 12, 13; decode it with SAR Compressor 0.1.x"
     )
     assert refusal in _error(data)
     assert "format version 5" in _error(bytes(data[:6]))  # refused by number before anything else is read
     struct.pack_into("<H", data, 4, 3)
     assert (
-        "format version 3: this software reads versions 6, 7, 8, 9, 10, 11, 12; it came from a pre-release codec"
+        "format version 3: this software reads versions 6, 7, 8, 9, 10, 11, 12, 13; it came from a pre-release codec"
         in _error(data)
     )
 

@@ -361,3 +361,122 @@ def test_metadata_that_cannot_be_carried_is_left_out_not_fatal(tmp_path):
     info = open_info(src)
     assert info.rpcs is None and "json:META" not in info.domains
     api.compress_file(src, tmp_path / "odd.sarz")
+
+
+def _db_scene(shape=(256, 320), seed=5) -> np.ndarray:
+    """A simulated 4-look scene in dB."""
+    intensity, _ = simulate_scene(*shape, looks=4, seed=seed)
+    return (10.0 * np.log10(np.maximum(intensity, 1e-6))).astype(np.float32)
+
+
+def _scaled_product(path: Path, db: np.ndarray, **band) -> Path:
+    """`db` stored as an int16 dB x 100 product (nodata -32768 over the first 40 columns), with GDAL band
+    metadata (`scale`, `offset`, `unit`, `description`)."""
+    raw = np.round(db * 100.0).astype(np.int16)
+    raw[:, :40] = -32768
+    _write(path, raw, nodata=-32768)
+    with rasterio.open(path, "r+") as ds:
+        if "scale" in band:
+            ds.scales, ds.offsets = (band["scale"],), (band.get("offset", 0.0),)
+        if "unit" in band:
+            ds.units = (band["unit"],)
+        if "description" in band:
+            ds.set_band_description(1, band["description"])
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_db_x_100_integer_product_with_its_scale_is_coded_in_db_and_written_back_raw(tmp_path):
+    """GDAL's scale and offset say what the pixels mean: an int16 dB x 100 product (scale 0.01) is coded as the
+    dB it holds, as its float32 twin is, and decodes to int16 dB x 100 with its nodata, scale and unit. Its raw
+    hundreds were coded as dB before (format 12): refused as negative backscatter with a 'Sigma0' description,
+    coded 'native' without one (mean backscatter off by 3-11 %), and crashed the survey with kind 'db'."""
+    from sar_compressor.engine.codec.format.container import FORMAT_VERSION, read_header
+
+    db = _db_scene()
+    src = _scaled_product(tmp_path / "db100.tif", db, scale=0.01, unit="dB", description="Sigma0_VV")
+    twin = _write(tmp_path / "db.tif", np.where(np.arange(db.shape[1]) < 40, np.nan, db).astype(np.float32))
+    stats = api.compress_file(src, tmp_path / "db100.sarz", quality=6)
+    api.compress_file(twin, tmp_path / "db.sarz", quality=6)
+    assert stats.kind == "db"
+    header = read_header(tmp_path / "db100.sarz")
+    assert header["format_version"] == FORMAT_VERSION == 13 and header["bands"][0]["scale"] == 0.01
+    assert read_header(tmp_path / "db.sarz")["format_version"] == 12  # no scale: the format 0.6 reads
+    api.decompress_file(tmp_path / "db100.sarz", tmp_path / "db100_d.tif")
+    api.decompress_file(tmp_path / "db.sarz", tmp_path / "db_d.tif")
+    decoded, profile = _read(tmp_path / "db100_d.tif")
+    with rasterio.open(tmp_path / "db100_d.tif") as ds:
+        assert ds.dtypes[0] == "int16" and ds.scales == (0.01,) and ds.units == ("dB",) and ds.nodata == -32768
+    np.testing.assert_array_equal(decoded[:, :40], -32768)
+    twin_decoded = _read(tmp_path / "db_d.tif")[0]
+    error, twin_error = (np.mean(np.abs(d[:, 40:] - db[:, 40:])) for d in (decoded / 100.0, twin_decoded))
+    assert abs(error - twin_error) < 0.03 * twin_error  # dB errors as the float32 twin's
+    result = evaluate_files(src, tmp_path / "db100_d.tif")
+    assert result["kind"] == "db" and abs(result["mean_ratio"] - 1.0) < 0.01
+    assert abs(result["psnr_db"] - evaluate_files(twin, tmp_path / "db_d.tif")["psnr_db"]) < 0.05
+
+
+def test_a_file_of_format_12_decodes_its_raw_values_whatever_its_scale_says():
+    """Format 12 and below coded a scaled band's raw values: their layouts apply no scaling."""
+    from sar_compressor.engine.codec.format.container import read_header
+    from sar_compressor.engine.codec.format.sarz_header import layouts_from_header
+
+    header = read_header(api.compress_array(np.ones((16, 16), np.float32)).data)
+    header["bands"][0].update(scale=0.01, offset=-50.0)
+    for version, scaling in ((12, pp.IDENTITY), (13, (0.01, -50.0))):
+        header["format_version"] = version
+        assert layouts_from_header(header)[0][0].scaling == scaling
+
+
+@pytest.mark.parametrize(
+    ("band", "tags", "kind"),
+    [
+        ({"unit": "dB", "description": "Gamma0_VV"}, {}, "db"),  # the unit names the values' unit
+        ({"description": "Sigma0_VV"}, {}, "db"),  # a quantity, not a unit: the values say dB
+        ({"unit": "linear"}, {"SOURCE_UNIT": "converted from dB"}, "intensity"),
+        ({}, {"CALIBRATION_CONSTANT_DB": "-83.0"}, "amplitude"),  # a constant in dB says nothing of the pixels
+        ({"unit": "amplitude"}, {}, "amplitude"),
+    ],
+)
+def test_the_band_unit_comes_first_and_words_are_checked_against_the_values(band, tags, kind):
+    db = _db_scene((64, 80))
+    values = db if kind == "db" else (10.0 ** (db / 20.0) * (300.0 if tags else 1.0))
+    dtype = "uint16" if "CALIBRATION_CONSTANT_DB" in tags else "float32"
+    choice = pp.choose_kind(dtype, values.astype(dtype).ravel(), band.get("description"), tags, band.get("unit"))
+    assert choice.kind == kind, choice.reason
+
+
+def test_values_no_db_can_be_are_refused_before_any_work(tmp_path, capsys):
+    """10**(dB/10) overflows float32 beyond 385 dB: a dB x 100 product without its scale (or an undeclared 9999
+    fill) crashed the survey with a traceback after 'db' was chosen; it is refused, naming the fix."""
+    raw = np.round(_db_scene((64, 80)) * 100.0).astype(np.int16)
+    with pytest.raises(InputError, match=r"cannot be dB.*scale"):
+        api.compress_array(raw, kind="db")
+    src = _write(tmp_path / "db100.tif", raw)
+    with rasterio.open(src, "r+") as ds:
+        ds.set_band_description(1, "sigma0 in dB")
+    assert main(["-q", "compress", str(src), str(tmp_path / "o.sarz"), "--kind", "db"]) == 2
+    assert "cannot be dB" in capsys.readouterr().err and not (tmp_path / "o.sarz").exists()
+    assert api.compress_array(raw).stats.kind == "native"  # the words are not taken for values no dB can be
+
+
+def test_the_quality_ladder_stops_at_one_step_of_a_scaled_integer_band():
+    """A dB x 100 band holds 0.01 dB: no quality codes finer than that (as one DN for a native band)."""
+    from sar_compressor.engine.codec.passes.quality import step_floor
+
+    db, rng = np.array([-20.0, -10.0, 0.0]), pp.Range(-30.0, 10.0)
+    assert step_floor("db", "int16", db, rng, scale=0.01) == pytest.approx(0.01 / 40.0)
+    assert step_floor("db", "float32", db, rng, scale=0.01) == 0.0
+    assert step_floor("native", "int16", db, rng, scale=0.5) == pytest.approx(0.5 / 40.0)
+
+
+def test_a_dark_population_apart_from_the_rest_is_named_with_what_it_costs():
+    """Fill at a tiny value (1e-10 times the scene, no nodata declared) splits the range in two: quality steps are
+    fractions of it, so the scene itself is coded coarsely; the warning says so and how to avoid it."""
+    scene, _ = simulate_scene(256, 256, looks=1, seed=4)
+    dark = scene.copy()
+    dark[:, :128] *= 1e-10
+    plain, split = api.compress_array(scene), api.compress_array(dark)
+    assert not any("under the rest" in w for w in plain.stats.warnings)
+    (warning,) = [w for w in split.stats.warnings if "under the rest" in w]
+    assert "50.0 % of the valid pixels" in warning and "nodata" in warning

@@ -99,7 +99,7 @@ def test_a_target_is_per_valid_pixel_and_a_chunk_too_small_for_it_is_still_coded
         stored = [zarr.array(arr[None], chunks=(1, 256, 256), compressor=Sarz(target_bpp=t)) for t in (0.5, 1.0)]
     for target, array in zip((0.5, 1.0), stored):
         assert target <= array.nbytes_stored * 8 / arr.size < 1.15 * target
-    with pytest.warns(UserWarning, match="values are negative: not SAR backscatter"):
+    with pytest.warns(UserWarning, match="values are negative: not linear backscatter"):
         Sarz(quality=4).encode(np.where(np.arange(350) < 40, -9999.0, arr).astype(np.float32))
 
 

@@ -77,15 +77,22 @@ def bright_contexts(layout: Layout, raw_db: np.ndarray) -> np.ndarray:
     return out
 
 
+def cell_sums(a: np.ndarray, f: int) -> np.ndarray:
+    """Sums over the f x f cells of `a`'s grid (the last row and column of cells may be partial). An axis shorter than
+    a cell is not padded to one: a 1-pixel-wide tile was 256 times the work of its pixels (a 500,000 x 1 raster
+    decoded in 3.2 s, 2.5 times a 1 x 500,000 one)."""
+    rows, cols = a.shape
+    fr, fc = min(f, rows), min(f, cols)
+    p = np.pad(a, ((0, -rows % fr), (0, -cols % fc)))
+    return p.reshape(p.shape[0] // fr, fr, p.shape[1] // fc, fc).sum(axis=(1, 3))
+
+
 def block_sums(orig_db: np.ndarray, raw_db: np.ndarray, use: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Per block x block block: sum of original and of reconstructed linear intensity over the `use` pixels."""
-    rows, width = use.shape
-    pad = ((0, -rows % block), (0, -width % block))
-    w = np.pad(use, pad).astype(np.float64)
-    lin_o = np.pad(pp.db_to_linear(orig_db), pad).astype(np.float64) * w
-    lin_r = np.pad(pp.db_to_linear(raw_db), pad).astype(np.float64) * w
-    shape = (lin_o.shape[0] // block, block, lin_o.shape[1] // block, block)
-    return lin_o.reshape(shape).sum(axis=(1, 3)), lin_r.reshape(shape).sum(axis=(1, 3))
+    w = use.astype(np.float64)
+    lin_o = pp.db_to_linear(orig_db).astype(np.float64) * w
+    lin_r = pp.db_to_linear(raw_db).astype(np.float64) * w
+    return cell_sums(lin_o, block), cell_sums(lin_r, block)
 
 
 def mean_codes(sum_o: np.ndarray, count: np.ndarray, step: float) -> np.ndarray:
@@ -120,11 +127,7 @@ def mean_code_prediction(layout: Layout, strip: Strip) -> np.ndarray:
         )
     db = strip.coarse_db[1].astype(np.float64)
     f = layout.block >> level
-    rows, cols = db.shape
-    pad = ((0, -rows % f), (0, -cols % f))
-    lin = np.pad(np.power(10.0, db / 10.0), pad).reshape((rows + pad[0][1]) // f, f, (cols + pad[1][1]) // f, f)
-    count = np.pad(np.ones(db.shape), pad).reshape(lin.shape).sum(axis=(1, 3))
-    mean = lin.sum(axis=(1, 3)) / count
+    mean = cell_sums(np.power(10.0, db / 10.0), f) / cell_sums(np.ones(db.shape), f)
     codes = np.rint(np.log2(mean) / layout.mean_log2_step)
     return np.clip(codes, -GAIN_CODE_LIMIT, GAIN_CODE_LIMIT).astype(np.int32)
 
@@ -157,9 +160,7 @@ def block_means(codes: np.ndarray, step: float) -> np.ndarray:
 
 def block_counts(use: np.ndarray, block: int) -> np.ndarray:
     """Pixels of `use` per block x block block."""
-    rows, cols = use.shape
-    u = np.pad(use, ((0, -rows % block), (0, -cols % block)))
-    return u.reshape(u.shape[0] // block, block, u.shape[1] // block, block).sum(axis=(1, 3))
+    return cell_sums(use, block)
 
 
 def use_mask(strip: Strip) -> np.ndarray:
@@ -170,12 +171,13 @@ def use_mask(strip: Strip) -> np.ndarray:
 
 
 def _by_block(a: np.ndarray, block: int) -> np.ndarray:
-    """A band of at most `block` rows, (rows, width) -> (block cols, rows * block), the last block's columns
-    zero-padded. A band shorter than a block is not padded to one: a 1-row raster's tiles were 256 times the work
-    (a 1 x 2,000,000 raster decoded in 40 s, 31 s of it here)."""
+    """A band of at most `block` rows, (rows, width) -> (block cols, rows * block), the last block's columns zero-padded
+    (a band narrower than a block: (1, rows * width)). A band shorter than a block is not padded to one: a 1-row
+    raster's tiles were 256 times the work (a 1 x 2,000,000 raster decoded in 40 s, 31 s of it here)."""
     rows, width = a.shape
-    a = np.pad(a, ((0, 0), (0, -width % block)))
-    return a.reshape(rows, -1, block).transpose(1, 0, 2).reshape(-1, rows * block)
+    side = min(block, width)  # a band narrower than a block is not padded to one either
+    a = np.pad(a, ((0, 0), (0, -width % side)))
+    return a.reshape(rows, -1, side).transpose(1, 0, 2).reshape(-1, rows * side)
 
 
 def _weights(w: np.ndarray, wbar: np.ndarray) -> np.ndarray:
@@ -364,7 +366,7 @@ def finalize_strip(layout: Layout, raw_db: np.ndarray, gain_db: Gain, strip: Str
     if strip.bright.positions.size:  # positions count in row-major order; raw_db comes column-major
         at = np.unravel_index(strip.bright.positions, db.shape)
         db[at] = layout.bright_threshold + strip.bright.steps * layout.bright_step_db
-    out = pp.from_db(db, layout.kind, layout.dtype)
+    out = pp.from_db(db, layout.kind, layout.dtype, layout.scaling)
     if strip.invalid is not None:
         out[strip.invalid] = invalid_values(layout, strip.codes, strip.chunk, out.dtype)
     return out

@@ -40,24 +40,30 @@ from ...errors import CancelledError, ContainerError
 from .header_dictionary import HEADER_DICTIONARIES
 
 MAGIC = b"SARZ"
-FORMAT_VERSION = 12
-"""12: a pixel that is not a coded bright target is never lifted above the bright threshold by its block's offset
-(engine.codec.radiometry._cap_band; the block's other pixels take the rest of its mean), with everything else as format
-11 writes it. 11: a band's block means are kept per 256x256 block (was 64x64; the header's gain_blocks.block_size), with
-the refinement layer as format 10 codes it. 10: the signs of each detail subband's second checkerboard phase may be
-coded under a law of their neighbours' signs that the tile's encoder fits (engine.codec.entropy.sign_contexts), and that
-phase predicted from its first (engine.codec.entropy.phase_prediction); both laws ride in the refinement layer's side
-information after the inter-scale predictors. 9: each tile may predict its finest levels' LH and HL subbands from the
-approximation above them (engine.codec.transform.interscale; the predictors ride in the refinement layer's side
-information). 8: the refinement layer's contexts are finer (17 activity buckets, was 13) and a group's table index is
-coded under a narrower law (engine.codec.entropy.refine.CONTEXTS). 7: a band's block means are coded in a step of its
-own (header: the band's mean_log2_step), and every block takes an offset of its own (radiometry.offset_field; 6
-interpolated them between block centres). 6: the autoencoder base is retired (no latents in chunks), a file id binds the
-header and every chunk, the header lists bands and states the tiling. 5: the refinement layer's wavelet goes to 8 levels
-(was 5). 4: block gains are decoded as offsets spread by intensity (radiometry). This software writes 12 and reads 6, 7,
+FORMAT_VERSION = 13
+"""13: a band with a GDAL scale or offset (value = raw * scale + offset: a dB x 100 int16 product's 0.01) is coded in
+those values, and decoded back to raw ones (Layout.scaling; 12 and below coded the raw values, which made a dB x 100
+product's hundreds of "dB" overflow). A file with no such band is written as PLAIN_VERSION, the same chunks and
+header fields as 0.6 wrote, so that older software keeps reading it. 12: a pixel that is not a coded bright target is
+never lifted above the bright threshold by its block's offset (engine.codec.radiometry._cap_band; the block's other
+pixels take the rest of its mean), with everything else as format 11 writes it. 11: a band's block means are kept per
+256x256 block (was 64x64; the header's gain_blocks.block_size), with the refinement layer as format 10 codes it. 10:
+the signs of each detail subband's second checkerboard phase may be coded under a law of their neighbours' signs that
+the tile's encoder fits (engine.codec.entropy.sign_contexts), and that phase predicted from its first
+(engine.codec.entropy.phase_prediction); both laws ride in the refinement layer's side information after the
+inter-scale predictors. 9: each tile may predict its finest levels' LH and HL subbands from the approximation above
+them (engine.codec.transform.interscale; the predictors ride in the refinement layer's side information). 8: the
+refinement layer's contexts are finer (17 activity buckets, was 13) and a group's table index is coded under a
+narrower law (engine.codec.entropy.refine.CONTEXTS). 7: a band's block means are coded in a step of its own (header:
+the band's mean_log2_step), and every block takes an offset of its own (radiometry.offset_field; 6 interpolated them
+between block centres). 6: the autoencoder base is retired (no latents in chunks), a file id binds the header and
+every chunk, the header lists bands and states the tiling. 5: the refinement layer's wavelet goes to 8 levels (was
+5). 4: block gains are decoded as offsets spread by intensity (radiometry). This software writes 12 and reads 6, 7,
 8, 9, 10 and 11 as they were written (the same pixels); 5 and below are refused by number and need the software that
 wrote them (SAR Compressor 0.1.x reads version 5)."""
-READ_VERSIONS = (6, 7, 8, 9, 10, 11, FORMAT_VERSION)
+PLAIN_VERSION = 12
+"""The version of a file none of whose bands has a scale or offset: format 13 adds nothing else."""
+READ_VERSIONS = (6, 7, 8, 9, 10, 11, PLAIN_VERSION, FORMAT_VERSION)
 """The versions this software decodes (sarz_header reads each as its version says)."""
 LAST_RELEASE_FOR = {5: "0.1.x"}
 """The software that still reads an older format, named in the refusal."""
@@ -92,10 +98,17 @@ def _chunk_crc(file_id: bytes, i: int, payload: bytes) -> int:
     return _crc(file_id, _U32.pack(i), payload)
 
 
+def version_of(header: dict) -> int:
+    """The format version a header is written as: its own `format_version` where this software writes that one
+    (PLAIN_VERSION or FORMAT_VERSION), else FORMAT_VERSION (a header of another layout, as the tests write)."""
+    version = header.get("format_version")
+    return version if version in (PLAIN_VERSION, FORMAT_VERSION) else FORMAT_VERSION
+
+
 def encode_header(header: dict) -> bytes:
     """Canonical JSON (sorted keys, no whitespace), deflated: equal headers give equal bytes."""
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARIES[FORMAT_VERSION])
+    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARIES[version_of(header)])
     return deflate.compress(text.encode("utf-8")) + deflate.flush()
 
 
@@ -114,12 +127,13 @@ def _write_stream(out: BinaryIO, header: HeaderSource, chunks: Iterable[bytes], 
         lengths.append(len(payload))
     if cancel is not None and cancel():  # asked while the last chunk was made
         raise CancelledError("cancelled by the user")
-    header_bytes = encode_header(header() if callable(header) else header)
+    header = header() if callable(header) else header
+    header_bytes = encode_header(header)
     if len(header_bytes) > MAX_HEADER_BYTES:
         raise ValueError(f"header too large ({len(header_bytes)} bytes)")
     identity.update(header_bytes)
     file_id = identity.digest()
-    out.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, file_id, len(header_bytes)))
+    out.write(_PREFIX.pack(MAGIC, version_of(header), file_id, len(header_bytes)))
     out.write(header_bytes)
     out.write(_U32.pack(_header_crc(file_id, len(lengths), header_bytes)))
     offset = out.tell()

@@ -105,7 +105,7 @@ def _dictionary(header: dict, more_words: tuple[str, ...] = ()) -> bytes:
 
 
 def _format_7_header(version: int) -> dict:
-    """Format 7's typical header, as `version` (7 to 12: the same fields) writes it."""
+    """Format 7's typical header, as `version` (7 to 13: the same fields) writes it."""
     band = _TYPICAL_HEADER["bands"][0]
     stats = {**band["stats"], **_FORMAT_7_STATS}
     return {
@@ -140,6 +140,14 @@ HEADER_DICTIONARIES = {
         {
             **_format_7_header(12),
             "software": {"name": "sar_compressor", "version": "0.6.0"},
+            "gain_blocks": {"block_size": 256, "offsets": "per_block"},
+        },
+        _FORMAT_7_WORDS,
+    ),
+    13: _dictionary(
+        {
+            **_format_7_header(13),
+            "software": {"name": "sar_compressor", "version": "0.7.0"},
             "gain_blocks": {"block_size": 256, "offsets": "per_block"},
         },
         _FORMAT_7_WORDS,

@@ -135,6 +135,9 @@ class Layout:
     """The file's .sarz format version: what the encoder writes, or what the file says (its rules below)."""
     block: int = BLOCK
     """The side of the gain blocks (the header's gain_blocks.block_size: LEGACY_BLOCK before format 11)."""
+    scaling: pp.Scaling = pp.IDENTITY
+    """The band's GDAL scale and offset, applied to its raw values before coding and undone after decoding (format
+    13; none before: files of format 12 and below coded the raw values)."""
 
     @property
     def legacy_means(self) -> bool:
@@ -150,9 +153,9 @@ class Layout:
 
     @property
     def syntax(self) -> Syntax:
-        """How the refinement layer reads (engine.codec.entropy.refine.Syntax): formats 10 to 12's, 9's, 8's, or
+        """How the refinement layer reads (engine.codec.entropy.refine.Syntax): formats 10 to 13's, 9's, 8's, or
         formats 6 and 7's."""
-        syntaxes = {8: SYNTAX_8, 9: SYNTAX_9, 10: SYNTAX, 11: SYNTAX, 12: SYNTAX}
+        syntaxes = {8: SYNTAX_8, 9: SYNTAX_9, 10: SYNTAX, 11: SYNTAX, 12: SYNTAX, 13: SYNTAX}
         return SYNTAX_7 if self.format_version < 8 else syntaxes[self.format_version]
 
     @property

@@ -34,7 +34,7 @@ from ... import preprocessing as pp
 from ...errors import ContainerError, SARCompressorError
 from ...io.raster_io import RasterInfo, _float_from_json, _float_to_json
 from ..entropy import refine
-from .container import FORMAT_VERSION, READ_VERSIONS
+from .container import FORMAT_VERSION, PLAIN_VERSION, READ_VERSIONS
 from .layout import BLOCK_SIDES, LEGACY_BLOCK, MEAN_CORRECTIONS, MEAN_LOG2_STEPS, STREAMS, Layout, tiles_hold
 
 TILE_ORDER = "band, tile row, tile column"
@@ -94,9 +94,10 @@ def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) 
     """The header of a file whose bands (`band_entry`, in coding order) share this layout's geometry, made from
     a raster described by `info`."""
     raster = info.to_dict()
+    scaled = any(pp.band_scaling(band["scale"], band["offset"], band["kind"]) != pp.IDENTITY for band in bands)
     return {
         "format": "sarz",
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if scaled else PLAIN_VERSION,
         "software": {"name": "sar_compressor", "version": _software_version()},
         "raster": {name: raster[name] for name in RASTER_FIELDS if name in raster},
         "bands": bands,
@@ -220,6 +221,7 @@ def _band_layout(
         mean_log2_step=float(gain["log2_step"] if legacy else band["mean_log2_step"]),
         format_version=int(header["format_version"]),
         block=gain["block_size"] if block_ok else LEGACY_BLOCK,  # a wrong side is refused below, by name
+        scaling=pp.band_scaling(band["scale"], band["offset"], band["kind"]) if scales(header) else pp.IDENTITY,
     )
     global_gain = float(band["global_gain"])
     checks = {
@@ -238,6 +240,11 @@ def _band_layout(
         and header["refine"]["dead_zone"] == refine.DEAD_ZONE,
     }
     return layout, info, checks
+
+
+def scales(header: dict[str, Any]) -> bool:
+    """Whether the file's bands were coded in their GDAL scale and offset (format 13 on)."""
+    return header["format_version"] >= FORMAT_VERSION
 
 
 def global_gain(header: dict[str, Any], index: int = 0) -> float:

@@ -88,7 +88,8 @@ def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = Non
     windows = []
     for source, survey in zip(sources, surveys):
         raw = source.read(row0, row1)[:, col0:col1]
-        db = np.where(pp.valid_mask(raw, source.info.nodata), pp.to_db(raw, survey.kind), survey.fill_db)
+        valid = pp.valid_mask(raw, source.info.nodata)
+        db = np.where(valid, pp.to_db(raw, survey.kind, survey.scaling), survey.fill_db)
         windows.append(np.clip(db, survey.rng.vmin, survey.rng.vmax) / survey.rng.span)
     order, references = choose_references(windows)
     if log is not None:

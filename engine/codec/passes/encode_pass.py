@@ -204,6 +204,7 @@ class EncodePass(StripPass):
             reference=None if reference is None else reference.layout.band_index,
             mean_log2_step=mean_log2_step(refine_step * survey.rng.span, block),
             block=block,
+            scaling=survey.scaling,
         )
         if log is not None:
             unit = "" if layout.kind == "native" else " dB"
@@ -239,7 +240,7 @@ class EncodePass(StripPass):
         tile = layout.tile(k)
         raw = self._read(tile.row0, tile.rows, tile.col0, tile.cols)
         valid = pp.valid_mask(raw, layout.nodata, pp.zero_is_fill(layout.kind, layout.dtype))
-        orig_db = pp.to_db(raw, layout.kind)
+        orig_db = pp.to_db(raw, layout.kind, layout.scaling)
         residuals = bright_residuals(orig_db, valid, layout.bright_threshold, layout.bright_step_db)
         outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
         self.n_valid += int(valid.sum())

@@ -42,19 +42,23 @@ NATIVE_STEP_FLOOR = 1.0
 reproduces nearly every value (finer steps spend bits on precision the input does not have)."""
 
 
-def step_floor(kind: str, dtype: str, db: np.ndarray, rng: Range) -> float:
+def step_floor(kind: str, dtype: str, db: np.ndarray, rng: Range, scale: float = 1.0) -> float:
     """The finest refinement step (a fraction of the range) worth coding: the coding-domain size of one unit of
     an integer input at its median valid value (native: one DN; amplitude/intensity DN: the dB between the
-    median and the next integer), 0 for floating-point input. It caps the ladder's top qualities and rate
-    control, so that no quality codes below the input's own quantization."""
+    median and the next integer; a dB x 100 product with its GDAL `scale`: 0.01 dB), 0 for floating-point input
+    and for integer dB without a scale (as before 0.7.0). It caps the ladder's top qualities and rate control, so
+    that no quality codes below the input's own quantization."""
     if dtype not in INTEGER_DTYPES or db.size == 0:
         return 0.0
+    dn = abs(scale)  # one DN in the band's units
     if kind == "native":
-        unit = NATIVE_STEP_FLOOR
+        unit = NATIVE_STEP_FLOOR * dn
     elif kind in ("amplitude", "intensity"):
         factor = 20.0 if kind == "amplitude" else 10.0
         median = float(10.0 ** (np.median(db) / factor))
-        unit = factor * math.log10(1.0 + 1.0 / max(median, 1.0))
+        unit = factor * math.log10(1.0 + dn / max(median, dn))
+    elif kind == "db" and scale != 1.0:
+        unit = dn
     else:
         return 0.0
     return min(unit / rng.span, 1.0)

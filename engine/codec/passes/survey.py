@@ -47,6 +47,8 @@ class Survey:
     warnings: list[str] = field(default_factory=list)
     step_floor: float = 0.0
     """The finest refinement step worth coding (a fraction of the range): quality.step_floor."""
+    scaling: pp.Scaling = pp.IDENTITY
+    """The band's GDAL scale and offset, applied before anything else (pp.band_scaling; none for complex)."""
     constant: bool = False
     """Every valid pixel of the sample has one value: the range is centred on it exactly (not rounded), so the
     flat base is the value and the band decodes to it."""
@@ -60,30 +62,39 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     """Kind ("auto" detects it) and why, range (the sample's percentiles), linear mean, fill, warnings, step
     floor; with `ssim`, the SSIM weights' scale. No-signal zeros are outside every statistic."""
     tiles = _TextureTiles(info) if ssim else None
-    sample = sample_band(info, read, tiles)
-    choice = choose_band_kind(info, sample, kind)
+    raw = sample_band(info, read, tiles)
+    choice = choose_band_kind(info, pp.scaled(raw, band_scaling(info)), kind)
+    scaling = band_scaling(info, choice.kind)
+    sample = pp.scaled(raw, scaling)
     warnings = pp.value_warnings(choice.kind, sample, kind)
     if pp.zero_is_fill(choice.kind, info.dtype):
-        sample = sample[sample != 0]
+        sample = sample[raw != 0]  # a raw zero is the fill, whatever the scaling makes of it
     constant = pp.is_constant(sample)
     db = pp.to_db(sample, choice.kind)
     rng = _range(db, choice.kind, constant) if db.size else EMPTY_RANGE
+    warnings += gap_warnings(db, rng, choice.kind)
     linear = db if choice.kind == "native" else pp.db_to_linear(db)  # native: the mean of the values
     linear_mean = float(np.mean(linear, dtype=np.float64)) if db.size else 0.0
     fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax)) if db.size else 0.5 * (rng.vmin + rng.vmax)
-    scale = None if tiles is None else tiles.scale(choice.kind, rng, fill_db)
-    floor = step_floor(choice.kind, info.dtype, db, rng)
-    return Survey(choice.kind, rng, linear_mean, fill_db, scale, choice.reason, warnings, floor, constant)
+    scale = None if tiles is None else tiles.scale(choice.kind, rng, fill_db, scaling)
+    floor = step_floor(choice.kind, info.dtype, db, rng, scaling[0])
+    return Survey(choice.kind, rng, linear_mean, fill_db, scale, choice.reason, warnings, floor, scaling, constant)
+
+
+def band_scaling(info: RasterInfo, kind: Optional[str] = None) -> pp.Scaling:
+    """A single-band info's GDAL scale and offset as the codec applies them to a band of `kind` (pp.band_scaling)."""
+    return pp.band_scaling(info.scales[0] if info.scales else None, info.offsets[0] if info.offsets else None, kind)
 
 
 def choose_band_kind(info: RasterInfo, sample: np.ndarray, kind: str) -> pp.KindChoice:
-    """`kind`, or with "auto" the detected one (preprocessing.choose_kind on the band's sample, description and
-    tags), with the reason."""
+    """`kind`, or with "auto" the detected one (preprocessing.choose_kind on the band's sample in its own units,
+    unit, description and tags), with the reason."""
     if kind != "auto":
         return pp.KindChoice(pp.check_kind(kind), "chosen by the user")
     description = info.descriptions[0] if info.descriptions else None
+    unit = info.units[0] if info.units else None
     tags = {**info.tags, **(info.band_tags[0] if info.band_tags else {})}
-    return pp.choose_kind(info.dtype, sample, description, tags)
+    return pp.choose_kind(info.dtype, sample, description, tags, unit)
 
 
 class _TextureTiles:
@@ -110,13 +121,13 @@ class _TextureTiles:
             if (first + j + k) % self.every == 0:  # + k: staggered from band to band
                 self.tiles.append(band[:, col : col + TEXTURE_TILE].copy())
 
-    def scale(self, kind: str, rng: pp.Range, fill_db: float) -> ssim_weights.SsimScale:
+    def scale(self, kind: str, rng: pp.Range, fill_db: float, scaling: pp.Scaling) -> ssim_weights.SsimScale:
         """As the encoder sees the pixels: dB clipped to the range, invalid ones at the fill value."""
         raws = [np.concatenate(self.tiles)] if self.whole else self.tiles
         blocks, zero_fill = [], pp.zero_is_fill(kind, self.info.dtype)
         for raw in raws:
             valid = pp.valid_mask(raw, self.info.nodata, zero_fill)
-            db = np.clip(pp.to_db(raw, kind), rng.vmin, rng.vmax)
+            db = np.clip(pp.to_db(raw, kind, scaling), rng.vmin, rng.vmax)
             blocks.append((np.where(valid, db, np.float32(fill_db)).astype(np.float32), valid))
         margin = 0 if self.whole else SSIM_WINDOW // 2
         return ssim_weights.SsimScale(rng.span, ssim_weights.reference(blocks, rng.span, margin))
@@ -131,6 +142,38 @@ def _range(db: np.ndarray, kind: str, constant: bool) -> pp.Range:
         return rng if constant else _rounded(rng, 4)
     rng = pp.robust_range(db, *NATIVE_RANGE_PERCENTILES, min_span=_native_min_span(db))
     return rng if constant else _rounded(rng, 4 - math.floor(math.log10(rng.span)))
+
+
+GAP_DB = 15.0
+"""An empty stretch of the coded range at least this wide (dB) splits the valid pixels into two populations: speckle
+and real scenes fill their range continuously (the 8 real crops' widest empty 1 dB bin run: 0), fill at a tiny value
+(1e-10 where a product has no data, and no nodata declared) does not."""
+GAP_MIN_SAMPLE = 10_000
+"""Fewer sampled values leave 1 dB bins empty by chance: no gap is looked for."""
+
+
+def gap_warnings(db: np.ndarray, rng: pp.Range, kind: str) -> list[str]:
+    """A warning where the coded range holds two populations GAP_DB apart: quality steps are fractions of the range,
+    so a dark population (fill at a tiny value, no nodata declared) coarsens the rest. Measured by a robustness
+    sweep: a single-look scene with half its pixels at 1e-10 times their intensity got a range of 132 dB instead of
+    36, a step 3.7 times coarser, 0.005 bpp at quality 5 and 19 dB errors on the other half, with no word."""
+    if kind == "native" or db.size < GAP_MIN_SAMPLE or rng.span < 2 * GAP_DB:
+        return []
+    counts, edges = np.histogram(db, bins=int(np.ceil(rng.span)), range=(rng.vmin, rng.vmax))
+    filled = np.flatnonzero(counts)
+    gaps = (np.diff(filled) - 1) * (edges[1] - edges[0])  # dB of empty bins between consecutive filled ones
+    if gaps.size == 0 or gaps.max() < GAP_DB:
+        return []
+    at = int(np.argmax(gaps))
+    top_of_low = float(edges[filled[at] + 1])
+    share = 100.0 * np.count_nonzero(db < top_of_low) / db.size
+    upper = _range(db[db >= top_of_low], kind, constant=False)  # the rest's range, as it would be alone
+    return [
+        f"{share:.1f} % of the valid pixels lie at {top_of_low:.1f} dB or below, {gaps[at]:.0f} dB under the rest: the "
+        f"coded range spans {rng.span:.0f} dB instead of about {upper.span:.0f}, and quality steps are fractions of "
+        f"it, so the rest is coded {rng.span / upper.span:.1f} times coarser; if those pixels are fill, declare their "
+        "value as the band's nodata (or code to a --target-bpp)"
+    ]
 
 
 def _native_min_span(values: np.ndarray) -> float:

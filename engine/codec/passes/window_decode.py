@@ -30,7 +30,14 @@ from ..entropy import refine
 from ..format.container import ContainerReader
 from ..format.layout import Layout, TileGeometry
 from ..format.strip_payload import Strip
-from ..radiometry import block_means, invalid_values, level_offsets, prediction_level, restore_mean_codes
+from ..radiometry import (
+    block_means,
+    cell_sums,
+    invalid_values,
+    level_offsets,
+    prediction_level,
+    restore_mean_codes,
+)
 from .decode_pass import band_passes
 
 Window = tuple[int, int, int, int]
@@ -44,11 +51,7 @@ MIN_OVERVIEW = 64
 
 def _pool(a: np.ndarray, f: int) -> np.ndarray:
     """Sums over f x f cells (the last row and column of cells may be partial)."""
-    if f == 1:
-        return a
-    rows, cols = a.shape
-    p = np.pad(a, ((0, -rows % f), (0, -cols % f)))
-    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f).sum(axis=(1, 3))
+    return a if f == 1 else cell_sums(a, f)
 
 
 def _valid_counts(strip: Strip, f: int) -> np.ndarray:
@@ -181,7 +184,7 @@ class SarzWindowReader:
         else:
             lin = self._coarse_overview(strip, level)
         with np.errstate(divide="ignore"):
-            out = pp.from_db(10.0 * np.log10(np.maximum(lin, 1e-30)), layout.kind, layout.dtype)
+            out = pp.from_db(10.0 * np.log10(np.maximum(lin, 1e-30)), layout.kind, layout.dtype, layout.scaling)
         if strip.invalid is not None:
             empty = _valid_counts(strip, f) == 0
             if empty.any():

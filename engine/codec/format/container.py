@@ -58,9 +58,9 @@ narrower law (engine.codec.entropy.refine.CONTEXTS). 7: a band's block means are
 the band's mean_log2_step), and every block takes an offset of its own (radiometry.offset_field; 6 interpolated them
 between block centres). 6: the autoencoder base is retired (no latents in chunks), a file id binds the header and
 every chunk, the header lists bands and states the tiling. 5: the refinement layer's wavelet goes to 8 levels (was
-5). 4: block gains are decoded as offsets spread by intensity (radiometry). This software writes 12 and reads 6, 7,
-8, 9, 10 and 11 as they were written (the same pixels); 5 and below are refused by number and need the software that
-wrote them (SAR Compressor 0.1.x reads version 5)."""
+5). 4: block gains are decoded as offsets spread by intensity (radiometry). This software writes 13 or 12 and reads
+6, 7, 8, 9, 10 and 11 as they were written (the same pixels); 5 and below are refused by number and need the software
+that wrote them (SAR Compressor 0.1.x reads version 5)."""
 PLAIN_VERSION = 12
 """The version of a file none of whose bands has a scale or offset: format 13 adds nothing else."""
 READ_VERSIONS = (6, 7, 8, 9, 10, 11, PLAIN_VERSION, FORMAT_VERSION)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from types import ModuleType
 from typing import Callable, Optional
 
 from qgis.core import (
+    Qgis,
+    QgsMessageLog,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -185,13 +188,20 @@ def engine_module(name: str, modules: Iterable[str]) -> ModuleType:
 
 @contextmanager
 def engine_errors() -> Iterator[None]:
-    """Engine failures -> QgsProcessingException (CancelledError passes: callers end the run quietly)."""
+    """Engine failures -> QgsProcessingException (CancelledError passes: callers end the run quietly). Anything
+    else is a bug: one line for the user and the traceback in the log (the dock showed 30 lines of one)."""
     try:
         yield
-    except CancelledError:
+    except (CancelledError, QgsProcessingException):
         raise
     except SARCompressorError as exc:
         raise QgsProcessingException(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 (an engine bug must still reach the user as a message)
+        QgsMessageLog.logMessage(traceback.format_exc(), "SAR Compressor", Qgis.Critical)
+        raise QgsProcessingException(
+            f"internal error ({type(exc).__name__}: {exc}); the traceback is in the log (View > Panels > Log "
+            "Messages, SAR Compressor): please report it"
+        ) from exc
 
 
 @contextmanager

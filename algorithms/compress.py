@@ -179,6 +179,11 @@ class CompressAlgorithm(SARAlgorithm):
             feedback.pushWarning(
                 f"Target {target_bpp:g} bits per pixel given: it decides the step, QUALITY {quality} is not used."
             )
+        if _in_temporary_folder(output):  # the dialog's default, "[Save to temporary file]"
+            feedback.pushWarning(
+                f"{output} is in QGIS's temporary processing folder, which QGIS deletes on exit: choose a file for "
+                "the compressed file to keep it."
+            )
         tiles = not target_bpp and self._band is not None  # the engine counts one band's tiles (else a fraction)
         stages = StageProgress(feedback, "starting", unit="tile" if tiles else None, share=CODING_SHARE)
         try:
@@ -240,6 +245,12 @@ class CompressAlgorithm(SARAlgorithm):
         """Main thread: a loaded reconstruction gets the style of the source layer."""
         style_on_load(context, self._reconstruction, self._renderer)
         return {}
+
+
+def _in_temporary_folder(path: str) -> bool:
+    """Whether `path` lies in QGIS's temporary processing folder (deleted when QGIS exits)."""
+    root = Path(QgsProcessingUtils.tempFolder()).resolve()
+    return root in Path(path).resolve().parents
 
 
 def _remove_raster(path: str) -> None:

@@ -1,7 +1,9 @@
 """A decimated read of one raster band, for pictures and summaries (Evaluate's report, the dock's views).
 
 Nearest-neighbour decimation to at most `max_side` pixels a side keeps speckle statistics (no averaging), and
-the read stays cheap on rasters of any size. Nodata and non-finite pixels become NaN.
+the read stays cheap on rasters of any size. Nodata, masked (a GDAL mask of the band's own, as the codec reads
+it) and non-finite pixels become NaN; values are in the band's own units (its GDAL scale and offset applied, as the
+codec codes them).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def read_preview(path: str, band: int, max_side: int = PREVIEW_SIDE) -> Preview:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
+    from ..engine import preprocessing as pp
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as src:
@@ -47,6 +51,10 @@ def read_preview(path: str, band: int, max_side: int = PREVIEW_SIDE) -> Preview:
             nodata = src.nodatavals[band - 1]  # the band's own (src.nodata is band 1's)
             if nodata is not None and not math.isnan(nodata):
                 invalid |= raw == nodata
+            if pp.has_own_mask(flag.name for flag in src.mask_flag_enums[band - 1]):
+                invalid |= src.read_masks(band, out_shape=shape) == 0  # the comparison showed masked pixels as data
+            scaling = pp.band_scaling(src.scales[band - 1], src.offsets[band - 1], "complex" if complex_data else None)
+            data = pp.scaled(data, scaling)
             data[invalid] = np.nan
             return Preview(
                 data=data,

@@ -195,7 +195,8 @@ def choose_kind(
         share = 100 * negative_share(values)
         return KindChoice("native", f"{share:.2f} % negative values: not backscatter, coded as they are")
     if name in INTEGER_DTYPES:
-        return KindChoice("amplitude", f"{name} with a long upper tail: linear amplitude DN, coded in dB")
+        shape = "one value" if values is not None and is_constant(values) else "a long upper tail"
+        return KindChoice("amplitude", f"{name} with {shape}: linear amplitude DN, coded in dB")
     return KindChoice("intensity", "non-negative floating-point values: linear intensity, coded in dB")
 
 

@@ -163,6 +163,20 @@ def test_compress_to_a_target_bpp(provider, scene, tmp_path):
     assert any("QUALITY 9 is not used" in w for w in feedback.warnings), feedback.warnings
 
 
+def test_a_sarz_in_the_temporary_folder_is_warned_about(provider, scene, tmp_path):
+    """The dialog's default output is a temporary file, in a folder QGIS deletes on exit: said in the log."""
+    import processing
+
+    feedback = RecordingFeedback()
+    params = {"INPUT": str(scene), "QUALITY": 2, "OUTPUT": "TEMPORARY_OUTPUT"}
+    result = processing.run("sar_compressor:compress", params, feedback=feedback)
+    assert Path(result["OUTPUT"]).is_file()
+    assert any("deletes on exit" in w for w in feedback.warnings), feedback.warnings
+    feedback = RecordingFeedback()
+    processing.run("sar_compressor:compress", {**params, "OUTPUT": str(tmp_path / "kept.sarz")}, feedback=feedback)
+    assert not any("deletes on exit" in w for w in feedback.warnings)
+
+
 def test_compress_tuned_for_psnr(provider, scene, tmp_path):
     """TUNE "psnr" reaches the engine: at the same quality the file differs from the default (ssim) one."""
     import processing
@@ -386,6 +400,25 @@ def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):
             params = {"INPUT": str(bad), "OUTPUT": str(output)}
             processing.run("sar_compressor:decompress", params)
         assert not output.exists()
+
+
+def test_an_engine_bug_is_one_line_with_the_traceback_in_the_log(provider, compressed, tmp_path, monkeypatch):
+    """An exception that is no SARCompressorError (a bug) reached the dock as a 30-line traceback."""
+    import processing
+
+    from sar_compressor.engine import api
+
+    def broken(*args, **kwargs):
+        raise ValueError("Out of range float values are not JSON compliant")
+
+    monkeypatch.setattr(api, "decompress_file", broken)
+    with pytest.raises(QgsProcessingException) as info:
+        processing.run(
+            "sar_compressor:decompress", {"INPUT": compressed[0]["OUTPUT"], "OUTPUT": str(tmp_path / "o.tif")}
+        )
+    message = str(info.value)
+    assert message.startswith("internal error (ValueError: Out of range") and "\n" not in message
+    assert "Traceback" not in message and not (tmp_path / "o.tif").exists()
 
 
 def test_non_file_layer_is_refused(provider, tmp_path):

@@ -190,6 +190,8 @@ def test_run_shows_both_sides_metrics_and_loads_styled_layer(make_dock, provider
     sarz = Path(dock.last_results["OUTPUT"])
     reconstruction = Path(dock.last_results["RECONSTRUCTION"])
     assert sarz.is_file() and reconstruction.is_file()
+    # the float32 reconstruction (many times the .sarz) waits in a scratch folder until it is kept
+    assert reconstruction.parent != sarz.parent and not list(sarz.parent.glob("*_reconstruction*"))
     metrics = dock.last_metrics
     assert metrics["ratio"] > 1.0
     assert 0.0 < metrics["bpp"] < 32.0
@@ -237,15 +239,24 @@ def test_run_shows_both_sides_metrics_and_loads_styled_layer(make_dock, provider
     _assert_same_view(left, right)
     right.setCenter(full.center())
     _assert_same_view(right, left)
+    zoomed_in = left.extent()
+    dock.show_view(comparison.DB_STRETCH)  # another view of the same run keeps the zoom (it jumped to full extent)
+    assert left.extent().width() == pytest.approx(zoomed_in.width(), rel=0.02)
+    assert left.extent().width() < 0.75 * full.width()  # not reset to the full extent
+    _assert_same_view(left, right)
 
-    # the reconstruction as a project layer with the original's style
+    # the reconstruction as a project layer with the original's style, kept beside the .sarz
     dock.load_button.click()
-    loaded = [layer for layer in QgsProject.instance().mapLayers().values() if layer.source() == str(reconstruction)]
+    kept = Path(dock.last_results["RECONSTRUCTION"])
+    assert kept.parent == sarz.parent and kept.name == sarz.stem + "_reconstruction.tif" and kept.is_file()
+    loaded = [layer for layer in QgsProject.instance().mapLayers().values() if layer.source() == str(kept)]
     assert len(loaded) == 1
     styled, original = loaded[0].renderer(), scene.renderer()
     assert styled.type() == original.type()
     assert styled.contrastEnhancement().minimumValue() == pytest.approx(original.contrastEnhancement().minimumValue())
     assert styled.contrastEnhancement().maximumValue() == pytest.approx(original.contrastEnhancement().maximumValue())
+    dock.clear_results()  # a new run or layer: the scratch folder goes, the kept copy stays
+    assert not reconstruction.parent.exists() and kept.is_file()
 
 
 def _assert_same_view(source, target) -> None:
@@ -347,6 +358,18 @@ def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project
     assert not dock.load_button.isEnabled()
     assert list(out.iterdir()) == []
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+@pytest.mark.parametrize("folder", ["relative_out", "FILE/sub"])
+def test_an_output_folder_that_cannot_be_used_is_said_in_the_panel(make_dock, provider, scene, tmp_path, folder):
+    """A folder under a file raised NotADirectoryError into QGIS's Python error dialog; a relative one was made in
+    QGIS's working folder."""
+    dock = make_dock()
+    dock.set_layer(scene)
+    dock.set_output_folder(folder.replace("FILE", scene.source()))
+    dock.start_run()
+    assert dock.run is None and not Path("relative_out").exists()
+    assert "output folder" in dock.status_label.text()
 
 
 def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene):
@@ -624,7 +647,7 @@ def test_progress_per_strip_with_stage_text(make_dock, provider, monkeypatch, tm
 
 
 def test_metrics_table_with_domains(make_dock, provider, scene):
-    from sar_compressor.ui.metrics_table import METRICS, mean_ratio_flag
+    from sar_compressor.ui.metrics_table import KEYS, METRICS, mean_ratio_flag
 
     dock = make_dock()
     dock.set_layer(scene)
@@ -657,6 +680,11 @@ def test_metrics_table_with_domains(make_dock, provider, scene):
     assert table.item(enl, 0).text() == "n/a" and table.item(enl, 0).toolTip().startswith("n/a: ")
     assert shown["mean_ratio"] == pytest.approx(1.2) and table.value_text("mean_ratio").endswith("⚠")
     assert "+20.0 %" in mean_ratio_flag(1.2) and mean_ratio_flag(1.01) == ""
+    # a band coded as its own values: PSNR, SSIM and edges are measured in them, not in dB
+    table.show_values({"PSNR": 30.0, "MEAN_RATIO": None}, native=True)
+    psnr, mean = (KEYS.index(key) for key in ("psnr", "mean_ratio"))
+    assert table.item(psnr, 1).text().startswith("native values") and "dB" not in table.item(psnr, 1).text()
+    assert "'native'" in table.item(mean, 0).toolTip()
 
 
 def test_missing_dependency_offers_the_installer(make_dock, monkeypatch, scene):

@@ -480,3 +480,25 @@ def test_a_dark_population_apart_from_the_rest_is_named_with_what_it_costs():
     assert not any("under the rest" in w for w in plain.stats.warnings)
     (warning,) = [w for w in split.stats.warnings if "under the rest" in w]
     assert "50.0 % of the valid pixels" in warning and "nodata" in warning
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_the_previews_read_masks_and_scales_as_the_codec(tmp_path):
+    """The dock's comparison and Evaluate's report read through previews: a GDAL mask showed as data on the
+    original's side only, and a dB x 100 band's raw hundreds would be shown as dB."""
+    from sar_compressor.algorithms.preview import read_preview
+
+    values = np.full((48, 64), 0.5, np.float32)
+    valid = np.ones(values.shape, bool)
+    valid[:, :16] = False
+    preview = read_preview(str(_masked(tmp_path / "masked.tif", values, valid)), 1)
+    np.testing.assert_array_equal(np.isnan(preview.data), ~valid)
+    db = _db_scene((48, 64))
+    preview = read_preview(str(_scaled_product(tmp_path / "db100.tif", db, scale=0.01)), 1)
+    np.testing.assert_allclose(preview.data[:, 40:], db[:, 40:], atol=0.006)
+    assert np.isnan(preview.data[:, :40]).all()
+
+
+def test_a_constant_integer_band_is_not_said_to_have_a_long_tail():
+    choice = pp.choose_kind("int16", np.full(100, 1234, np.int16))
+    assert choice.kind == "amplitude" and "one value" in choice.reason and "tail" not in choice.reason

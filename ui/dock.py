@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
+import tempfile
 import time
 
 from qgis.core import (
@@ -42,6 +44,7 @@ from ..algorithms.common import band_count, layer_dataset, layer_file
 from ..algorithms.compress import KINDS
 from ..algorithms.styling import apply_matching_style
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
+from ..engine.errors import OutputError
 from . import dependencies, environment, output_folder
 from .comparison import ComparisonBuilder, view_names
 from .input_summary import InputSummary, summarize_input, summary_html
@@ -66,6 +69,7 @@ class SARCompressorDock(QDockWidget):
         self.iface = iface
         self.run: AlgorithmRun | None = None
         self.reconstruction_layer: QgsRasterLayer | None = None
+        self._scratch = ""  # the last run's folder for its reconstruction until it is kept; removed with the results
         self.last_results: dict = {}
         self.last_metrics: dict = {}
         self.last_error = ""
@@ -76,6 +80,7 @@ class SARCompressorDock(QDockWidget):
         self._setting_default = False  # the dock itself is filling the folder box
         self._measured_bpp: dict[tuple[str, int, int], float] = {}  # (layer id, band, quality) -> bpp of a run
         self._comparison: ComparisonBuilder | None = None
+        self._new_comparison = False  # the next view shown is a new run's: at the original's full extent
         self._view_layers: list = []
         self.comparison_window: QDialog | None = None
         self._build_ui()
@@ -102,11 +107,18 @@ class SARCompressorDock(QDockWidget):
         if layer is None or not self.run_button.isEnabled():
             return
         band = self._band()
-        sarz, reconstruction = self._output_paths(layer)
-        params = self._parameters(layer, band, sarz, reconstruction)
+        try:
+            sarz, reconstruction = self._output_paths(layer)
+        except OutputError as exc:
+            self._set_status(str(exc), error=True)
+            return
         self.clear_results()
+        self._scratch = tempfile.mkdtemp(prefix="sar_compressor_run_")  # the reconstruction, until it is kept
+        params = self._parameters(layer, band, sarz, os.path.join(self._scratch, os.path.basename(reconstruction)))
         self._run_info = {
             "layer_id": layer.id(),
+            "layer_name": layer.name(),
+            "keep_as": reconstruction,
             "band": band,
             "kind": self._display_kind(),
             "quality": self.quality_spin.value(),
@@ -132,11 +144,19 @@ class SARCompressorDock(QDockWidget):
             self.run.cancel()
 
     def load_reconstruction(self) -> QgsRasterLayer | None:
-        """Add the last reconstruction to the project, styled like the original; returns the new layer."""
+        """Add the last reconstruction to the project, styled like the original; returns the new layer. The run
+        wrote it into a scratch folder (a float32 reconstruction is many times the .sarz: 31 MB beside a 1.3 MB file
+        on a 3000x3000 scene, written on every run); loading keeps it, beside the .sarz, under a free name."""
         path = self.last_results.get("RECONSTRUCTION")
         original = self._original_layer()
         if not path or original is None:
             return None
+        if os.path.dirname(path) == self._scratch:
+            try:
+                path = self._keep_reconstruction(path)
+            except OSError as exc:
+                self._set_status(f"Cannot keep the reconstruction beside the .sarz: {exc}", error=True)
+                return None
         layer = QgsRasterLayer(path, self._reconstruction_name(original))
         if not layer.isValid():
             self._set_status(f"Cannot open the reconstruction {path}.", error=True)
@@ -144,6 +164,17 @@ class SARCompressorDock(QDockWidget):
         apply_matching_style(original, self._run_info["band"], layer)
         QgsProject.instance().addMapLayer(layer)
         return layer
+
+    def _keep_reconstruction(self, scratch_path: str) -> str:
+        """Copy the run's reconstruction to its name beside the .sarz (numbered if taken meanwhile); the new path."""
+        stem, suffix = os.path.splitext(self._run_info["keep_as"])
+        target, n = self._run_info["keep_as"], 1
+        while os.path.exists(target):
+            n += 1
+            target = f"{stem}_{n}{suffix}"
+        shutil.copyfile(scratch_path, target)
+        self.last_results["RECONSTRUCTION"] = target
+        return target
 
     def install_dependencies(self) -> bool:
         """What 'Install dependencies' does: install the missing packages into the QGIS profile, then check again."""
@@ -212,28 +243,32 @@ class SARCompressorDock(QDockWidget):
         layout.addLayout(self._build_form(settings))
         layout.addLayout(self._build_buttons(settings))
 
-        self.progress_bar = QProgressBar(settings)
-        self.progress_bar.setRange(0, 100)
-        self.progress_bar.setValue(0)
-        layout.addWidget(self.progress_bar)
-
-        self.status_label = QLabel(settings)
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        layout.addWidget(self.status_label)
-
         self.metrics_table = MetricsTable(settings)
         layout.addWidget(self.metrics_table)
         self.metrics_warning = self._warning_label(settings)
         layout.addWidget(self.metrics_warning)
 
-        scroll = self.settings_scroll = QScrollArea(self)
+        # the settings scroll; progress and status stay in sight below them (at the dock's default size the
+        # scroll area ended at Run, and a run's progress and outcome were out of sight)
+        top = QWidget(self)
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        scroll = self.settings_scroll = QScrollArea(top)
         scroll.setWidgetResizable(True)
         scroll.setWidget(settings)
+        top_layout.addWidget(scroll, 1)
+        self.progress_bar = QProgressBar(top)
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setValue(0)
+        top_layout.addWidget(self.progress_bar)
+        self.status_label = QLabel(top)
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        top_layout.addWidget(self.status_label)
 
         self.comparison_box = self._build_comparison(self)
         self.splitter = QSplitter(Qt.Vertical, self)
-        self.splitter.addWidget(scroll)
+        self.splitter.addWidget(top)
         self.splitter.addWidget(self.comparison_box)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
@@ -439,7 +474,7 @@ class SARCompressorDock(QDockWidget):
 
     def _on_stage(self, text: str) -> None:
         if self.run is not None and self.run.running:
-            self._set_status(f"{self.layer_combo.currentText()}: {text}")
+            self._set_status(f"{self._run_info.get('layer_name', '')}: {text}")
 
     def _on_run_finished(self, successful: bool, results: dict) -> None:
         if sip.isdeleted(self):  # the plugin was unloaded while the task ran
@@ -460,6 +495,7 @@ class SARCompressorDock(QDockWidget):
         size = os.path.getsize(info["sarz"]) if os.path.exists(info["sarz"]) else 0
         self._set_status(f"Done in {seconds:.1f} s: {info['sarz']} ({size / 1024:.1f} KiB)")
         self._show_results(original, info["band"], results)
+        self.settings_scroll.ensureWidgetVisible(self.metrics_table)  # the figures of the run, in sight
         self._update_state()
         self.runFinished.emit(True)
 
@@ -509,7 +545,8 @@ class SARCompressorDock(QDockWidget):
         return self.summary.kind if self.summary is not None else "intensity"
 
     def _show_results(self, original: QgsRasterLayer, band: int, results: dict) -> None:
-        self.last_metrics = self.metrics_table.show_values(results)
+        native = self._run_info["kind"] in ("native", "uint8")
+        self.last_metrics = self.metrics_table.show_values(results, native=native)
         if self.last_metrics["bpp"] is not None and not self._run_info.get("target"):
             self._measured_bpp[(original.id(), band, self._run_info["quality"])] = self.last_metrics["bpp"]
             self._update_expected_size()
@@ -526,6 +563,7 @@ class SARCompressorDock(QDockWidget):
         self.reconstruction_layer = layer  # the canvas does not own it: keep it alive here
         self._comparison = ComparisonBuilder(original, band, layer, self._run_info["kind"])
         self.view_combo.clear()
+        self._new_comparison = True
         self.view_combo.addItems(view_names(self._run_info["kind"]))
         self._show_view()
 
@@ -538,7 +576,9 @@ class SARCompressorDock(QDockWidget):
         self._view_layers = shown.owned  # the canvases do not own them
         right_title = "Error (reconstruction - original, dB)" if "Error" in view else "Reconstruction"
         self.canvases.set_titles(f"Original (band {self._run_info['band']})", right_title)
-        self.canvases.show_pair(shown.left, shown.right)
+        extent = None if self._new_comparison else self.canvases.left.extent()  # a switch of views keeps the zoom
+        self._new_comparison = False
+        self.canvases.show_pair(shown.left, shown.right, extent)
 
     def clear_results(self) -> None:
         """Drop the last run's results: the canvases' layers, the comparison's preview files, the metrics (a new
@@ -553,6 +593,9 @@ class SARCompressorDock(QDockWidget):
         self.last_results, self.last_metrics, self.last_error = {}, {}, ""
         self.metrics_table.clear_values()
         self.metrics_warning.hide()
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = ""
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.detach_comparison(False)
@@ -573,10 +616,17 @@ class SARCompressorDock(QDockWidget):
 
     def _output_paths(self, layer: QgsRasterLayer) -> tuple[str, str]:
         """(.sarz, reconstruction GeoTIFF) in the output folder, named after the layer and the setting; a
-        number is added rather than overwriting files already there."""
+        number is added rather than overwriting files already there. OutputError for a folder that is not an
+        absolute path (a relative one landed in QGIS's working folder) or cannot be made (a traceback dialog)."""
         folder = self.output_folder()
-        os.makedirs(folder, exist_ok=True)
-        stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("_") or "raster"
+        if not os.path.isabs(folder):
+            raise OutputError(f"Choose an output folder as a full path (got {folder!r}).")
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"Cannot use the output folder {folder}: {exc.strerror or exc}.") from exc
+        name = re.sub(r"(?i)\.(tiff?|vrt|img|jp2|nc|h5|hdf5?|dat|sarz)$", "", layer.name())  # not big.tif_q5.sarz
+        stem = re.sub(r"[^\w.-]+", "_", name).strip("_") or "raster"
         target = self.target_spin.value()
         stem = f"{stem}_{target:g}bpp" if target else f"{stem}_q{self.quality_spin.value()}"
         candidate, n = stem, 1

@@ -33,12 +33,13 @@ class LinkedCanvases(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
 
-    def show_pair(self, original: QgsMapLayer, reconstruction: QgsMapLayer) -> None:
-        """Show both layers in the original's CRS (none for rasters without one) at the original's extent."""
+    def show_pair(self, original: QgsMapLayer, reconstruction: QgsMapLayer, extent: QgsRectangle | None = None) -> None:
+        """Show both layers in the original's CRS (none for rasters without one) at `extent` (another view of the
+        same pair keeps the zoom), by default the original's extent."""
         for canvas, layer in ((self.left, original), (self.right, reconstruction)):
             canvas.setDestinationCrs(original.crs())
             canvas.setLayers([layer])
-        self.set_extent(original.extent())
+        self.set_extent(extent if extent is not None and not extent.isEmpty() else original.extent())
 
     def set_titles(self, left: str, right: str) -> None:
         """The captions above the two canvases."""

@@ -18,6 +18,10 @@ class Metric:
     fmt: str
     domain: str  # in what the figure is measured (as in the README and Evaluate's report)
     not_applicable: str  # why it can be n/a
+    native_domain: str = ""  # the domain for a band coded as its own values ('native'), where it differs
+
+
+NATIVE = "values coded as they are ('native': display products, DEMs), which have no linear backscatter"
 
 
 METRICS = (
@@ -29,6 +33,7 @@ METRICS = (
         "{:.2f} dB",
         "dB, both clipped to the original's 0.5-99.5 % range; peak = range width",
         "no valid pixel to compare",
+        "native values, both clipped to the original's 0.5-99.5 % range; peak = range width",
     ),
     Metric(
         "ssim",
@@ -36,20 +41,21 @@ METRICS = (
         "{:.4f}",
         "dB clipped to the 0.5-99.5 % range, scaled to [0, 1]; 11x11 gaussian window",
         "the raster is smaller than the 11x11 window",
+        "native values clipped to the 0.5-99.5 % range, scaled to [0, 1]; 11x11 gaussian window",
     ),
     Metric(
         "mean_ratio",
         "Mean ratio",
         "{:.4f}",
         "linear intensity: mean(reconstruction) / mean(original); 1 = unbiased",
-        "undefined for display (uint8) products, which have no linear backscatter",
+        f"undefined for {NATIVE}",
     ),
     Metric(
         "enl_ratio",
         "ENL ratio",
         "{:.3f}",
         "linear intensity, the most homogeneous 10 % of 15x15 windows; > 1 = smoother than the original",
-        "no homogeneous area was found, or a display (uint8) product",
+        f"no homogeneous area was found, or {NATIVE}",
     ),
     Metric(
         "epi",
@@ -57,13 +63,14 @@ METRICS = (
         "{:.4f}",
         "dB, correlation of 3x3 Laplacians; 1 = edges intact",
         "the raster has no edges to compare (flat) or is too small",
+        "native values, correlation of 3x3 Laplacians; 1 = edges intact",
     ),
     Metric(
         "db_rmse",
         "dB RMSE",
         "{:.3f} dB",
         "dB, unclipped, all valid pixels",
-        "undefined for display (uint8) products",
+        f"undefined for {NATIVE}",
     ),
 )
 KEYS = tuple(metric.key for metric in METRICS)
@@ -113,16 +120,18 @@ class MetricsTable(QTableWidget):
         self.resizeRowsToContents()
         self.setMinimumHeight(self.verticalHeader().length() + self.horizontalHeader().height() + 4)
 
-    def show_values(self, results: dict) -> dict:
-        """Fill the table from the algorithm's outputs (upper-case keys); returns {key: float | None}."""
+    def show_values(self, results: dict, native: bool = False) -> dict:
+        """Fill the table from the algorithm's outputs (upper-case keys; `native`: the band was coded as its own
+        values, where PSNR, SSIM and edges are measured in them, not in dB); returns {key: float | None}."""
         values = {}
         for row, metric in enumerate(METRICS):
             value = results.get(metric.key.upper())
             values[metric.key] = number(value)
             text = format_metric(metric, value)
-            tip = metric.domain if text != "n/a" else f"n/a: {metric.not_applicable}"
+            domain = (native and metric.native_domain) or metric.domain
+            tip = domain if text != "n/a" else f"n/a: {metric.not_applicable}"
             flag = mean_ratio_flag(value) if metric.key == "mean_ratio" else ""
-            self._set(row, text + (" ⚠" if flag else ""), flag or tip, warn=bool(flag))
+            self._set(row, text + (" ⚠" if flag else ""), flag or tip, warn=bool(flag), domain=domain)
         return values
 
     def clear_values(self) -> None:
@@ -132,13 +141,13 @@ class MetricsTable(QTableWidget):
     def value_text(self, key: str) -> str:
         return self.item(KEYS.index(key), 0).text()
 
-    def _set(self, row: int, text: str, tip: str, warn: bool = False) -> None:
+    def _set(self, row: int, text: str, tip: str, warn: bool = False, domain: str = "") -> None:
         item = QTableWidgetItem(text)
         item.setToolTip(tip)
         if warn:
             item.setForeground(QColor("#b42318"))
         self.setItem(row, 0, item)
-        domain = QTableWidgetItem(METRICS[row].domain)
-        domain.setToolTip(METRICS[row].domain)
-        domain.setForeground(QColor(Qt.darkGray))
-        self.setItem(row, 1, domain)
+        cell = QTableWidgetItem(domain or METRICS[row].domain)
+        cell.setToolTip(cell.text())
+        cell.setForeground(QColor(Qt.darkGray))
+        self.setItem(row, 1, cell)

@@ -39,6 +39,8 @@ _GDAL_TYPES = {  # the output dtypes (preprocessing.output_dtype)
     "uint8": "Byte",
     "uint16": "UInt16",
     "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
     "float32": "Float32",
     "float64": "Float64",
 }

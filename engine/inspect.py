@@ -2,7 +2,7 @@
 input summary share, so all three warn about the same things in the same words.
 
 It reads the band the way compression's pass 1 does (survey.sample_band: a bounded, strided sample) and
-applies the same kind rule (survey.choose_band_kind), so the kind it reports is the one compression will use.
+applies the same kind rule (survey.kind_and_values), so the kind it reports is the one compression will use.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import preprocessing as pp
-from .codec.passes.survey import choose_band_kind, sample_band
+from .codec.passes.survey import kind_and_values, sample_band
 from .errors import InputError
 from .input_checks import check_kind_fits
 from .io.raster_io import RasterInfo, RasterReader, differing_nodata
@@ -128,10 +128,10 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
     the file cannot be read or the band does not exist. Refusals are reported, not raised (`refusal`)."""
     with RasterReader(path) as reader:
         info = reader.info.band(reader.info.check_band(band))
-        sample = sample_band(info, lambda r0, r1: reader.read_rows(band, r0, r1))
+        raw = sample_band(info, lambda r0, r1: reader.read_rows(band, r0, r1))
         total = max(1, _sampled_pixels(info.height, info.width))
     photo = photo_warning(path)
-    choice = choose_band_kind(info, sample, kind)
+    choice, _, sample = kind_and_values(info, raw, kind)  # in the band's own units (its GDAL scale and offset)
     warnings, refusal = ([photo] if photo else []), None
     try:
         check_kind_fits(info.dtype, kind)  # compression's first refusal, before it reads a pixel
@@ -139,7 +139,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
     except InputError as exc:
         refusal = str(exc)
     zero_fill = pp.zero_is_fill(choice.kind, info.dtype)
-    valid = sample[sample != 0] if zero_fill else sample
+    valid = sample[raw != 0] if zero_fill else sample
     measured = np.abs(valid) ** 2 if valid.dtype.kind == "c" else valid  # range_label
     return InputSummary(
         path=str(path),
@@ -154,7 +154,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         vmin=float(np.min(measured)) if measured.size else None,
         vmax=float(np.max(measured)) if measured.size else None,
         nodata_fraction=max(0.0, 1.0 - sample.size / total),
-        zero_fraction=float(np.count_nonzero(sample == 0)) / total if zero_fill else 0.0,
+        zero_fraction=float(np.count_nonzero(raw == 0)) / total if zero_fill else 0.0,
         negative_fraction=pp.negative_share(sample),
         warnings=warnings,
         refusal=refusal,

@@ -656,12 +656,15 @@ def _file_pair(so, sr, band: int, rband: int, kind: str, **window) -> _Pair:
     """Band `band` of the original and `rband` of the reconstruction (open rasterio datasets, whole or a `window`),
     each read as the codec reads it (preprocessing.read_masked) with its own nodata value."""
     orig, recon = read_masked(so, band, **window), read_masked(sr, rband, **window)
-    scalings = _scaling(so, band, kind), _scaling(sr, rband, _reconstruction_kind(kind, recon))
+    scalings = _scaling(so, band, kind), _scaling(sr, rband, kind)  # a complex original's intensity: neither
     return _pair(orig, recon, kind, _nodata(so, band), _nodata(sr, rband), scalings)
 
 
 def _scaling(src, band: int, kind: Optional[str] = None) -> Scaling:
-    """A band's GDAL scale and offset as the codec applies them (preprocessing.band_scaling)."""
+    """A band's GDAL scale and offset as the codec applies them (preprocessing.band_scaling); none for a display
+    (uint8) product measured in its 0-255 values."""
+    if kind == "uint8":
+        return IDENTITY
     return band_scaling(src.scales[band - 1], src.offsets[band - 1], kind)
 
 
@@ -671,17 +674,18 @@ def _nodata(src, band: int) -> Optional[float]:
 
 
 def detect_file_kind(src, band: int = 1) -> str:
-    """Kind of an open rasterio dataset's band: uint8 -> display product, else the codec's detection (on the
-    values in their own units, with the band's unit, description and tags)."""
+    """Kind of an open rasterio dataset's band: the codec's detection (on the values in their own units, with the
+    band's unit, description and tags), and "uint8" where it takes an unscaled uint8 band for a display product
+    (measured in its 0-255 values)."""
     dtype = src.dtypes[band - 1]  # a name: GDAL's complex_int16 (CInt16) has no numpy dtype
-    if dtype == "uint8":
-        return "uint8"
     h, w = min(src.height, 512), min(src.width, 512)
     row0, col0 = (src.height - h) // 2, (src.width - w) // 2
     sample = read_masked(src, band, window=((row0, row0 + h), (col0, col0 + w)))
-    sample = scaled(sample[valid_mask(sample, _nodata(src, band))], _scaling(src, band))
+    scaling = _scaling(src, band)
+    sample = scaled(sample[valid_mask(sample, _nodata(src, band))], scaling)
     tags = {**src.tags(), **src.tags(band)}
-    return detect_kind(dtype, sample, src.descriptions[band - 1], tags, src.units[band - 1])
+    kind = detect_kind(dtype, sample, src.descriptions[band - 1], tags, src.units[band - 1])
+    return "uint8" if dtype == "uint8" and kind == "native" and scaling == IDENTITY else kind
 
 
 def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) -> dict:

@@ -168,7 +168,7 @@ def choose_kind(
     11. otherwise -> "intensity".
     Words are checked against the values: a linear kind named where the values look like dB is "db" (sigma0 and
     gamma0 name a quantity, not its unit: Sentinel-1 "Sigma0_VV" products are often in dB), and "db" is not taken
-    for values no dB can be (beyond +-DB_LIMIT).
+    for values no dB can be (above DB_LIMIT).
     """
     name = check_dtype(dtype)
     if name.startswith("complex"):
@@ -214,16 +214,17 @@ def _said_kind(text: str, values: Optional[np.ndarray], says: str, db_words: boo
 
 
 DB_LIMIT = 10.0 * math.log10(FLOAT32_MAX)
-"""The largest |dB| the codec can take (385.3 dB): 10**(dB/10) beyond it overflows float32. A dB x 100 integer
+"""The largest dB the codec can take (385.3 dB): 10**(dB/10) beyond it overflows float32. A dB x 100 integer
 product without its scale (values in the thousands) crashed the survey with an infinite mean."""
 
 
 def _can_be_db(values: Optional[np.ndarray]) -> bool:
-    """Whether `values` (None: not known) can be dB at all."""
+    """Whether `values` (None: not known) can be dB at all: none above DB_LIMIT (far below zero, an undeclared
+    -9999 fill, is only a very dark pixel: 10**(dB/10) goes to 0, not to infinity)."""
     if values is None or values.size == 0:
         return True
     finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-    return finite.size == 0 or float(np.max(np.abs(finite))) <= DB_LIMIT
+    return finite.size == 0 or float(np.max(finite)) <= DB_LIMIT
 
 
 def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
@@ -268,11 +269,11 @@ def _check_float32_range(sample: np.ndarray, kind: str) -> None:
     if finite.size == 0:
         return
     top = float(np.max(np.abs(finite)))
-    if kind == "db" and top > DB_LIMIT:
+    if kind == "db" and not _can_be_db(finite):
         raise InputError(
-            f"values up to {top:.6g} cannot be dB (at most +-{DB_LIMIT:.1f} dB: 10**(dB/10) overflows beyond): "
-            "if they are scaled dB (dB x 100, dB x 10), set the band's scale (gdal_edit.py -scale 0.01); if a value "
-            "marks missing data, declare it as the band's nodata; else choose kind 'native'"
+            f"values up to {float(np.max(finite)):.6g} cannot be dB (at most {DB_LIMIT:.1f} dB: 10**(dB/10) "
+            "overflows beyond): if they are scaled dB (dB x 100, dB x 10), set the band's scale (gdal_edit.py "
+            "-scale 0.01); if a value marks missing data, declare it as the band's nodata; else choose kind 'native'"
         )
     limit = math.sqrt(FLOAT32_MAX) if kind in ("amplitude", "complex") else FLOAT32_MAX
     if top > limit:
@@ -296,14 +297,16 @@ def negative_share(values: np.ndarray) -> float:
     return float(np.mean(finite < 0)) if finite.size else 0.0
 
 
-_ABOUT_VALUES = re.compile(r"unit|desc")
-"""Tags whose name says they are about the values (UNITS, DESCRIPTION, band_desc): the only ones whose words count."""
+ABOUT_VALUES = frozenset({"unit", "units", "description", "desc", "long_name", "standard_name"})
+"""Tags whose name says they are about the pixel values (UNITS, DESCRIPTION; netCDF's units and long_name, also as
+GDAL's Band1#units): the only ones whose words count. A name that merely contains one (CALIBRATION_CONSTANT_UNIT)
+does not."""
 
 
 def _text_of(description: Optional[str], tags: Optional[Mapping[str, object]]) -> str:
     parts = [description or ""]
     if tags:
-        parts += [str(v) for k, v in tags.items() if _ABOUT_VALUES.search(str(k).lower())]
+        parts += [str(v) for k, v in tags.items() if str(k).rsplit("#", 1)[-1].lower() in ABOUT_VALUES]
     return " ".join(parts).lower()
 
 

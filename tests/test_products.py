@@ -449,7 +449,7 @@ def test_the_band_unit_comes_first_and_words_are_checked_against_the_values(band
 def test_values_no_db_can_be_are_refused_before_any_work(tmp_path, capsys):
     """10**(dB/10) overflows float32 beyond 385 dB: a dB x 100 product without its scale (or an undeclared 9999
     fill) crashed the survey with a traceback after 'db' was chosen; it is refused, naming the fix."""
-    raw = np.round(_db_scene((64, 80)) * 100.0).astype(np.int16)
+    raw = np.round((_db_scene((64, 80)) + 10.0) * 100.0).astype(np.int16)  # up to 12 dB: 1200
     with pytest.raises(InputError, match=r"cannot be dB.*scale"):
         api.compress_array(raw, kind="db")
     src = _write(tmp_path / "db100.tif", raw)
@@ -502,3 +502,61 @@ def test_the_previews_read_masks_and_scales_as_the_codec(tmp_path):
 def test_a_constant_integer_band_is_not_said_to_have_a_long_tail():
     choice = pp.choose_kind("int16", np.full(100, 1234, np.int16))
     assert choice.kind == "amplitude" and "one value" in choice.reason and "tail" not in choice.reason
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_scaled_bands_read_alike_everywhere(tmp_path):
+    """A review of the scaled bands: inspect (and the dock's summary) judged the raw values, a complex band's
+    scale went onto its decoded intensity (evaluate off by the scale), a scaled uint8 was measured in 0-255, a NaN
+    scale crashed the header after the whole coding, and the VRT had no int32."""
+    from sar_compressor.engine.codec.format.container import read_header
+    from sar_compressor.engine.gdal_vrt import write_vrt
+
+    db = _db_scene((64, 80))
+    src = _scaled_product(tmp_path / "db100.tif", db, scale=0.01, unit="dB")
+    summary = inspect_input(src)
+    assert summary.kind == "db" and summary.refusal is None and not summary.warnings
+    assert inspect_input(src, kind="db").refusal is None
+    z = (np.sqrt(10.0 ** (db / 10.0)) * np.exp(1j * 0.3)).astype(np.complex64)
+    slc = _write(tmp_path / "slc.tif", z)
+    with rasterio.open(slc, "r+") as ds:
+        ds.scales = (2.0,)
+    api.compress_file(slc, tmp_path / "slc.sarz")
+    api.decompress_file(tmp_path / "slc.sarz", tmp_path / "slc_d.tif")
+    with rasterio.open(tmp_path / "slc_d.tif") as ds:
+        assert ds.scales == (1.0,)  # intensity, not the SLC's scaled values
+    assert abs(evaluate_files(slc, tmp_path / "slc_d.tif")["mean_ratio"] - 1.0) < 0.02
+    u8 = _write(tmp_path / "u8.tif", np.clip(np.round((db + 30.0) / 0.2), 1, 255).astype(np.uint8))
+    with rasterio.open(u8, "r+") as ds:
+        ds.scales, ds.offsets, ds.units = (0.2,), (-30.0,), ("dB",)
+    api.compress_file(u8, tmp_path / "u8.sarz")
+    api.decompress_file(tmp_path / "u8.sarz", tmp_path / "u8_d.tif")
+    assert evaluate_files(u8, tmp_path / "u8_d.tif")["kind"] == "db"  # as coded, not the 0-255 display rule
+    nan_scale = _write(tmp_path / "nan.tif", (10.0 ** (db / 10.0)).astype(np.float32))
+    with rasterio.open(nan_scale, "r+") as ds:
+        ds.scales = (float("nan"),)
+    api.compress_file(nan_scale, tmp_path / "nan.sarz")
+    assert read_header((tmp_path / "nan.sarz").read_bytes())["bands"][0]["scale"] is None
+    i32 = _write(tmp_path / "i32.tif", np.round(db * 1000).astype(np.int32))
+    with rasterio.open(i32, "r+") as ds:
+        ds.scales, ds.units = (0.001,), ("dB",)
+    api.compress_file(i32, tmp_path / "i32.sarz")
+    (vrt,) = write_vrt(tmp_path / "i32.sarz")[:1]
+    assert 'dataType="Int32"' in vrt.read_text()
+
+
+def test_a_db_band_with_an_undeclared_fill_far_below_zero_stays_db():
+    """-9999 is only a very dark dB pixel (10**(dB/10) goes to 0): it made a dB band native (71 dB RMSE) and
+    --kind db refused; only values above 385 dB overflow."""
+    db = _db_scene((64, 80))
+    db[:2] = -9999.0
+    assert pp.choose_kind("float32", db.ravel(), "VV backscatter in dB").kind == "db"
+    assert api.compress_array(db, kind="db").stats.kind == "db"
+
+
+def test_the_gap_warning_names_the_smaller_population():
+    """Bright outliers far above the scene are the population apart, not the scene below them."""
+    scene, _ = simulate_scene(256, 256, looks=1, seed=4)
+    scene.flat[::100] = 1e8
+    (warning,) = [w for w in api.compress_array(scene).stats.warnings if "the rest" in w]
+    assert warning.startswith("1.0 % of the valid pixels lie at") and "dB over the rest" in warning

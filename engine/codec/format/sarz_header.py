@@ -65,6 +65,12 @@ def _first(values: list) -> Any:
     return values[0] if values else None
 
 
+def _finite(value: Any) -> Any:
+    """A scale or offset as the header can hold it: None for a non-finite one (GDAL's none; it crashed the header's
+    JSON after the whole coding)."""
+    return None if value is None or not math.isfinite(value) else value
+
+
 def band_entry(layout: Layout, info: RasterInfo, band: int, global_gain: float, stats: dict) -> dict[str, Any]:
     """The header entry of band `band` of a raster (`info`: that band alone) coded with `layout`."""
     return {
@@ -74,8 +80,8 @@ def band_entry(layout: Layout, info: RasterInfo, band: int, global_gain: float, 
         "description": _first(info.descriptions),
         "tags": _first(info.band_tags),
         "unit": _first(info.units),
-        "scale": _first(info.scales),
-        "offset": _first(info.offsets),
+        "scale": _finite(_first(info.scales)),
+        "offset": _finite(_first(info.offsets)),
         **({"color_interp": info.color_interp[0]} if info.color_interp else {}),  # only where not plain (0.6.1)
         **({"domains": info.band_domains[0]} if info.band_domains and info.band_domains[0] else {}),  # 0.6.1
         "range": layout.rng.to_dict(),
@@ -126,6 +132,7 @@ def _info(raster: dict[str, Any], band: dict[str, Any]) -> RasterInfo:
     def listed(value: Any) -> list:
         return [] if value is None else [value]
 
+    intensity = band["kind"] == "complex"  # decoded to intensity: the SLC's scale and offset do not apply to it
     return RasterInfo.from_dict(
         {
             **raster,
@@ -134,8 +141,8 @@ def _info(raster: dict[str, Any], band: dict[str, Any]) -> RasterInfo:
             "descriptions": listed(band["description"]),
             "band_tags": listed(band["tags"]),
             "units": listed(band["unit"]),
-            "scales": listed(band["scale"]),
-            "offsets": listed(band["offset"]),
+            "scales": [] if intensity else listed(band["scale"]),
+            "offsets": [] if intensity else listed(band["offset"]),
             "color_interp": listed(band.get("color_interp")),
             "band_domains": listed(band.get("domains")),
         }

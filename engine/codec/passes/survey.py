@@ -63,9 +63,7 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     floor; with `ssim`, the SSIM weights' scale. No-signal zeros are outside every statistic."""
     tiles = _TextureTiles(info) if ssim else None
     raw = sample_band(info, read, tiles)
-    choice = choose_band_kind(info, pp.scaled(raw, band_scaling(info)), kind)
-    scaling = band_scaling(info, choice.kind)
-    sample = pp.scaled(raw, scaling)
+    choice, scaling, sample = kind_and_values(info, raw, kind)
     warnings = pp.value_warnings(choice.kind, sample, kind)
     if pp.zero_is_fill(choice.kind, info.dtype):
         sample = sample[raw != 0]  # a raw zero is the fill, whatever the scaling makes of it
@@ -79,6 +77,14 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     scale = None if tiles is None else tiles.scale(choice.kind, rng, fill_db, scaling)
     floor = step_floor(choice.kind, info.dtype, db, rng, scaling[0])
     return Survey(choice.kind, rng, linear_mean, fill_db, scale, choice.reason, warnings, floor, scaling, constant)
+
+
+def kind_and_values(info: RasterInfo, raw: np.ndarray, kind: str) -> tuple[pp.KindChoice, pp.Scaling, np.ndarray]:
+    """The kind (`kind`, or detected on the band's values in its own units), the scaling the codec applies for it,
+    and `raw` in those units: what compression (survey_band) and `inspect` both judge."""
+    choice = choose_band_kind(info, pp.scaled(raw, band_scaling(info)), kind)
+    scaling = band_scaling(info, choice.kind)
+    return choice, scaling, pp.scaled(raw, scaling)
 
 
 def band_scaling(info: RasterInfo, kind: Optional[str] = None) -> pp.Scaling:
@@ -165,14 +171,19 @@ def gap_warnings(db: np.ndarray, rng: pp.Range, kind: str) -> list[str]:
     if gaps.size == 0 or gaps.max() < GAP_DB:
         return []
     at = int(np.argmax(gaps))
-    top_of_low = float(edges[filled[at] + 1])
-    share = 100.0 * np.count_nonzero(db < top_of_low) / db.size
-    upper = _range(db[db >= top_of_low], kind, constant=False)  # the rest's range, as it would be alone
+    low_top, high_bottom = float(edges[filled[at] + 1]), float(edges[filled[at + 1]])
+    low = db < low_top
+    if np.count_nonzero(low) <= db.size / 2:  # the smaller population is the one apart (fill, or bright outliers)
+        apart, where = low, f"at {low_top:.1f} dB or below, {gaps[at]:.0f} dB under the rest"
+    else:
+        apart, where = ~low, f"at {high_bottom:.1f} dB or above, {gaps[at]:.0f} dB over the rest"
+    share = 100.0 * np.count_nonzero(apart) / db.size
+    rest = _range(db[~apart], kind, constant=False)  # the rest's range, as it would be alone
     return [
-        f"{share:.1f} % of the valid pixels lie at {top_of_low:.1f} dB or below, {gaps[at]:.0f} dB under the rest: the "
-        f"coded range spans {rng.span:.0f} dB instead of about {upper.span:.0f}, and quality steps are fractions of "
-        f"it, so the rest is coded {rng.span / upper.span:.1f} times coarser; if those pixels are fill, declare their "
-        "value as the band's nodata (or code to a --target-bpp)"
+        f"{share:.1f} % of the valid pixels lie {where}: the coded range spans {rng.span:.0f} dB instead of about "
+        f"{rest.span:.0f}, and quality steps are fractions of it, so the rest is coded {rng.span / rest.span:.1f} "
+        "times coarser; if those pixels are fill, declare their value as the band's nodata (or code to a "
+        "--target-bpp)"
     ]
 
 

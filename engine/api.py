@@ -379,6 +379,13 @@ def _row_reader(reader: RasterReader, band: int) -> Callable[[int, int], np.ndar
     return lambda r0, r1: reader.read_rows(band, r0, r1)
 
 
+def _scalings(scale: float, offset: float, count: int) -> dict[str, list[float]]:
+    """RasterInfo's scales and offsets for `count` bands sharing one scale and offset (none when they are 1 and 0)."""
+    if (float(scale), float(offset)) == pp.IDENTITY:
+        return {}
+    return {"scales": [float(scale)] * count, "offsets": [float(offset)] * count}
+
+
 def compress_array(
     arr: np.ndarray,
     *,
@@ -386,6 +393,8 @@ def compress_array(
     kind: str = "auto",
     nodata: Optional[float] = None,
     description: Optional[Union[str, list[Optional[str]]]] = None,
+    scale: float = 1.0,
+    offset: float = 0.0,
     mean_correction: str = "block",
     target_bpp: Optional[float] = None,
     tune: str = "ssim",
@@ -399,7 +408,9 @@ def compress_array(
     cancel: Cancel = None,
 ) -> ArrayResult:
     """The codec on a 2-D array (one band) or a 3-D one (bands, rows, columns), in memory: .sarz bytes, the
-    decoder's reconstruction (same shape) and the statistics. `description`: one, or one per band."""
+    decoder's reconstruction (same shape) and the statistics. `description`: one, or one per band; `scale` and
+    `offset`: what the values mean (value = raw * scale + offset, as a GDAL band's: a dB x 100 int16 array's 0.01),
+    every band's."""
     start = time.perf_counter()
     arr = np.asarray(arr)
     if arr.ndim not in (2, 3) or arr.size == 0:
@@ -415,6 +426,7 @@ def compress_array(
         dtype=pp.check_dtype(arr.dtype),
         nodata=None if nodata is None else float(nodata),
         descriptions=list(descriptions),
+        **_scalings(scale, offset, stack.shape[0]),
     )
     sink, data = _ArraySink(), bytearray()
 

@@ -673,18 +673,26 @@ def _nodata(src, band: int) -> Optional[float]:
     return src.nodatavals[band - 1]
 
 
+KIND_SAMPLE = 1 << 20
+"""Pixels of the strided read the kind is detected on (a central 512x512 window missed a fill at the edges that the
+codec's own sample of the whole raster saw: the two disagreed on the kind)."""
+
+
 def detect_file_kind(src, band: int = 1) -> str:
     """Kind of an open rasterio dataset's band: the codec's detection (on the values in their own units, with the
     band's unit, description and tags), and "uint8" where it takes an unscaled uint8 band for a display product
     (measured in its 0-255 values)."""
+    from rasterio.enums import Resampling
+
     dtype = src.dtypes[band - 1]  # a name: GDAL's complex_int16 (CInt16) has no numpy dtype
-    h, w = min(src.height, 512), min(src.width, 512)
-    row0, col0 = (src.height - h) // 2, (src.width - w) // 2
-    sample = read_masked(src, band, window=((row0, row0 + h), (col0, col0 + w)))
+    step = sample_stride(src.height, src.width, KIND_SAMPLE)
+    shape = (max(1, src.height // step), max(1, src.width // step))  # over the whole raster, as the codec samples
+    sample = read_masked(src, band, out_shape=shape, resampling=Resampling.nearest)
     scaling = _scaling(src, band)
     sample = scaled(sample[valid_mask(sample, _nodata(src, band))], scaling)
     tags = {**src.tags(), **src.tags(band)}
-    kind = detect_kind(dtype, sample, src.descriptions[band - 1], tags, src.units[band - 1])
+    unit = src.units[band - 1]
+    kind = detect_kind(dtype, sample, src.descriptions[band - 1], tags, unit, scaling != IDENTITY)
     return "uint8" if dtype == "uint8" and kind == "native" and scaling == IDENTITY else kind
 
 

@@ -144,6 +144,7 @@ def choose_kind(
     description: Optional[str] = None,
     tags: Optional[Mapping[str, object]] = None,
     unit: Optional[str] = None,
+    scaled: bool = False,
 ) -> KindChoice:
     """Guess what the pixel values mean (`sample`: valid values in the band's own units, its GDAL scale and offset
     applied, zeros included); callers can always override with an explicit kind.
@@ -155,9 +156,9 @@ def choose_kind(
     3. the description, or a tag whose name is about units or a description, says dB / decibel -> "db". (Other
        tags do not count: a calibration constant in dB, CALIBRATION_CONSTANT_DB, says nothing of the pixels.)
     4. uint8 -> "native": 8 bits cannot hold SAR's linear dynamic range, such products are display-scaled and
-       judged in their own values.
+       judged in their own values (not when `scaled`: a GDAL scale or offset says what the values mean).
     5. uint16 whose histogram says display scaling (short upper tail or a saturated top: `_display_scaled`)
-       -> "native".
+       -> "native" (not when `scaled`).
     6. the description or those tags say amplitude / amp / magnitude -> "amplitude".
     7. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
     8. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
@@ -180,9 +181,9 @@ def choose_kind(
     text = _text_of(description, tags)
     if _DB_WORDS.search(text) and _can_be_db(values):
         return KindChoice("db", "description or tags say dB")
-    if name == "uint8":
+    if name == "uint8" and not scaled:
         return KindChoice("native", "uint8: a display-scaled product, coded in its own values")
-    if name == "uint16" and values is not None:
+    if name == "uint16" and values is not None and not scaled:
         why = _display_scaled(values[values != 0])
         if why:
             return KindChoice("native", f"uint16 display-scaled ({why}), coded in its own values")
@@ -245,8 +246,8 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
     warnings = []
     if chosen == "auto" and kind == "native" and negative > 0:
         hint = (
-            "if they are scaled dB (dB x 100), set the band's scale (gdal_edit.py -scale 0.01) so that they are "
-            "coded as dB with their mean backscatter kept"
+            "if they are scaled dB (dB x 100), give their scale (a GDAL band's: gdal_edit.py -scale 0.01; the Zarr "
+            "codec's: Sarz(scale=0.01)) so that they are coded as dB with their mean backscatter kept"
             if sample.dtype.kind in "iu"
             else "choose another kind if that is wrong"
         )
@@ -272,8 +273,9 @@ def _check_float32_range(sample: np.ndarray, kind: str) -> None:
     if kind == "db" and not _can_be_db(finite):
         raise InputError(
             f"values up to {float(np.max(finite)):.6g} cannot be dB (at most {DB_LIMIT:.1f} dB: 10**(dB/10) "
-            "overflows beyond): if they are scaled dB (dB x 100, dB x 10), set the band's scale (gdal_edit.py "
-            "-scale 0.01); if a value marks missing data, declare it as the band's nodata; else choose kind 'native'"
+            "overflows beyond): if they are scaled dB (dB x 100, dB x 10), give their scale (a GDAL band's: "
+            "gdal_edit.py -scale 0.01; the Zarr codec's: Sarz(scale=0.01)); if a value marks missing data, declare "
+            "it as the band's nodata; else choose kind 'native'"
         )
     limit = math.sqrt(FLOAT32_MAX) if kind in ("amplitude", "complex") else FLOAT32_MAX
     if top > limit:
@@ -316,13 +318,21 @@ def detect_kind(
     description: Optional[str] = None,
     tags: Optional[Mapping[str, object]] = None,
     unit: Optional[str] = None,
+    scaled: bool = False,
 ) -> Kind:
     """`choose_kind`'s kind alone."""
-    return choose_kind(dtype, sample, description, tags, unit).kind  # type: ignore[return-value]
+    return choose_kind(dtype, sample, description, tags, unit, scaled).kind  # type: ignore[return-value]
+
+
+DARK_TAIL_DB = -90.0
+"""No backscatter product holds values this low in dB: a minority below it is fill nobody declared (-99.99 dB, a dB
+x 100 product's -9999), not evidence against dB (it made such a product 'native', its mean 12 % off)."""
 
 
 def _looks_like_db(sample: np.ndarray) -> bool:
     values = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample.ravel()
+    core = values[values > DARK_TAIL_DB]
+    values = core if core.size > values.size / 2 else values
     if values.size == 0:
         return False
     lo, hi = np.percentile(values, [0.1, 99.9])

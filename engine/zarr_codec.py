@@ -42,7 +42,9 @@ _LENGTH = struct.Struct("<Q")
 
 class Sarz(Codec):
     """numcodecs codec: `quality` (1..N) or `target_bpp` (bits per pixel, per chunk), the input `kind` and the
-    `nodata` value (invalid pixels come back exactly), `tune` ("ssim" or "psnr"). Real dtypes only: a complex
+    `nodata` value (invalid pixels come back exactly), `tune` ("ssim" or "psnr"), and `scale` / `offset`, what the
+    stored values mean (value = raw * scale + offset: the scale_factor / add_offset an xarray encoding applies
+    before the codec sees the chunk, so dB x 100 in int16 is coded as the dB it holds). Real dtypes only: a complex
     chunk decodes as intensity, which its Zarr array could not hold."""
 
     codec_id = "sarz"
@@ -54,6 +56,8 @@ class Sarz(Codec):
         kind: str = "auto",
         nodata: Optional[float] = None,
         tune: str = "ssim",
+        scale: float = 1.0,
+        offset: float = 0.0,
     ):
         if quality is not None and target_bpp is not None:
             raise InputError("give the Sarz codec a quality or a target_bpp, not both")
@@ -62,6 +66,8 @@ class Sarz(Codec):
         self.kind = kind
         self.nodata = nodata
         self.tune = tune
+        self.scale = scale
+        self.offset = offset
         self._warned: set[str] = set()
 
     def encode(self, buf: Any) -> bytes:
@@ -98,7 +104,9 @@ class Sarz(Codec):
         kind = self.kind
         if kind == "auto":
             valid = pp.valid_mask(plane, self.nodata)
-            kind = pp.detect_kind(plane.dtype, plane[valid]) if valid.any() else "db"
+            scaling = pp.band_scaling(self.scale, self.offset)
+            values = pp.scaled(plane[valid], scaling)
+            kind = pp.detect_kind(plane.dtype, values, scaled=scaling != pp.IDENTITY) if valid.any() else "db"
         return float(np.mean(pp.valid_mask(plane, self.nodata, pp.zero_is_fill(kind, plane.dtype))))
 
     def _warn(self, text: str) -> None:
@@ -127,7 +135,9 @@ class Sarz(Codec):
     def _coded(self, plane: np.ndarray, **options: Any) -> bytes:
         """compress_array's bytes; pass 1's warnings (negative values, a constant plane...) as Python warnings: a
         codec has no other way to say them."""
-        result = compress_array(plane, kind=self.kind, nodata=self.nodata, tune=self.tune, **options)
+        result = compress_array(
+            plane, kind=self.kind, nodata=self.nodata, tune=self.tune, scale=self.scale, offset=self.offset, **options
+        )
         for warning in result.stats.warnings:
             self._warn(warning)
         return result.data

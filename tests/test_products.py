@@ -560,3 +560,42 @@ def test_the_gap_warning_names_the_smaller_population():
     scene.flat[::100] = 1e8
     (warning,) = [w for w in api.compress_array(scene).stats.warnings if "the rest" in w]
     assert warning.startswith("1.0 % of the valid pixels lie at") and "dB over the rest" in warning
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_no_valid_pixel_decodes_to_the_value_that_marks_nodata(tmp_path):
+    """A dB x 100 band with nodata 0: 0 dB is raw 0, and valid pixels decoded onto it read back as nodata."""
+    db = _db_scene((128, 160)) + 12.0  # around 0 dB
+    raw = np.round(db * 100.0).astype(np.int16)
+    raw[raw == 0] = 1
+    raw[:, :16] = 0
+    src = _write(tmp_path / "nd0.tif", raw, nodata=0)
+    with rasterio.open(src, "r+") as ds:
+        ds.scales, ds.units = (0.01,), ("dB",)
+    api.compress_file(src, tmp_path / "nd0.sarz", quality=3)
+    api.decompress_file(tmp_path / "nd0.sarz", tmp_path / "nd0_d.tif")
+    decoded = _read(tmp_path / "nd0_d.tif")[0]
+    np.testing.assert_array_equal(decoded == 0, raw == 0)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_scaled_integers_and_an_undeclared_dark_fill_are_read_as_db(tmp_path):
+    """A scaled uint8 is no display product (its scale says what it holds), and a dB x 100 product with 15 % of
+    undeclared -99.99 dB fill is dB, with the gap warning (it was coded native, evaluate measured it in dB: mean
+    12 % off); evaluate detects the kind over the whole raster as the codec does, not on a central window."""
+    db = _db_scene((128, 160))
+    u8 = np.clip(np.round((db + 40.0) / 0.2), 1, 255).astype(np.uint8)
+    assert pp.choose_kind("uint8", (u8 * 0.2 - 40.0).ravel(), scaled=True).kind == "db"
+    raw = np.round(db * 100.0).astype(np.int16)
+    raw[:, :24] = -9999  # the edges: outside a central window
+    src = _write(tmp_path / "fill.tif", raw)
+    with rasterio.open(src, "r+") as ds:
+        ds.scales = (0.01,)
+    warnings: list[str] = []
+    stats = api.compress_file(src, tmp_path / "fill.sarz", warn=warnings.append)
+    assert stats.kind == "db" and any("under the rest" in w for w in warnings)
+    api.decompress_file(tmp_path / "fill.sarz", tmp_path / "fill_d.tif")
+    with rasterio.open(src) as ds:
+        from sar_compressor.engine.metrics import detect_file_kind
+
+        assert detect_file_kind(ds) == "db"

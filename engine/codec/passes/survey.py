@@ -100,7 +100,8 @@ def choose_band_kind(info: RasterInfo, sample: np.ndarray, kind: str) -> pp.Kind
     description = info.descriptions[0] if info.descriptions else None
     unit = info.units[0] if info.units else None
     tags = {**info.tags, **(info.band_tags[0] if info.band_tags else {})}
-    return pp.choose_kind(info.dtype, sample, description, tags, unit)
+    scaled = band_scaling(info) != pp.IDENTITY
+    return pp.choose_kind(info.dtype, sample, description, tags, unit, scaled)
 
 
 class _TextureTiles:

@@ -34,6 +34,7 @@ from ..radiometry import (
     block_means,
     cell_sums,
     invalid_values,
+    keep_off_markers,
     level_offsets,
     prediction_level,
     restore_mean_codes,
@@ -185,6 +186,7 @@ class SarzWindowReader:
             lin = self._coarse_overview(strip, level)
         with np.errstate(divide="ignore"):
             out = pp.from_db(10.0 * np.log10(np.maximum(lin, 1e-30)), layout.kind, layout.dtype, layout.scaling)
+        keep_off_markers(layout, out)
         if strip.invalid is not None:
             empty = _valid_counts(strip, f) == 0
             if empty.any():

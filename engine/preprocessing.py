@@ -162,7 +162,7 @@ def choose_kind(
     6. the description or those tags say amplitude / amp / magnitude -> "amplitude".
     7. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
     8. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
-       (linear intensity and amplitude are never negative).
+       (linear intensity and amplitude are never negative; a minority below DARK_TAIL_DB, undeclared fill, aside).
     9. some negative values otherwise -> "native": not backscatter (a DEM, a difference image), coded as is.
     10. integer dtypes (uint16, int16, uint32, int32) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD)
         store amplitude, so intensity would halve their dB contrast.

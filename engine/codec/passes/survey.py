@@ -82,12 +82,12 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
 def kind_and_values(info: RasterInfo, raw: np.ndarray, kind: str) -> tuple[pp.KindChoice, pp.Scaling, np.ndarray]:
     """The kind (`kind`, or detected on the band's values in its own units), the scaling the codec applies for it,
     and `raw` in those units: what compression (survey_band) and `inspect` both judge."""
-    choice = choose_band_kind(info, pp.scaled(raw, band_scaling(info)), kind)
-    scaling = band_scaling(info, choice.kind)
+    choice = choose_band_kind(info, pp.scaled(raw, info_scaling(info)), kind)
+    scaling = info_scaling(info, choice.kind)
     return choice, scaling, pp.scaled(raw, scaling)
 
 
-def band_scaling(info: RasterInfo, kind: Optional[str] = None) -> pp.Scaling:
+def info_scaling(info: RasterInfo, kind: Optional[str] = None) -> pp.Scaling:
     """A single-band info's GDAL scale and offset as the codec applies them to a band of `kind` (pp.band_scaling)."""
     return pp.band_scaling(info.scales[0] if info.scales else None, info.offsets[0] if info.offsets else None, kind)
 
@@ -100,7 +100,7 @@ def choose_band_kind(info: RasterInfo, sample: np.ndarray, kind: str) -> pp.Kind
     description = info.descriptions[0] if info.descriptions else None
     unit = info.units[0] if info.units else None
     tags = {**info.tags, **(info.band_tags[0] if info.band_tags else {})}
-    scaled = band_scaling(info) != pp.IDENTITY
+    scaled = info_scaling(info) != pp.IDENTITY
     return pp.choose_kind(info.dtype, sample, description, tags, unit, scaled)
 
 

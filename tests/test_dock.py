@@ -4,6 +4,7 @@ the styled reconstruction layer, cancel, and the messages shown instead of trace
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 
 import numpy as np
@@ -372,6 +373,45 @@ def test_an_output_folder_that_cannot_be_used_is_said_in_the_panel(make_dock, pr
     assert "output folder" in dock.status_label.text()
 
 
+def test_a_read_only_folder_is_said_before_the_run_and_keeps_the_last_results(
+    make_dock, provider, scene, tmp_path, monkeypatch
+):
+    """A read-only folder failed a second into the run, after the last results had been cleared."""
+    dock = make_dock()
+    dock.set_layer(scene)
+    assert _run(dock) == ["completed"], dock.last_error
+    shown = dict(dock.last_results)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and Path(path) != locked)
+    dock.set_output_folder(str(locked))
+    dock.start_run()
+    assert not dock.run.running and "Cannot write into the output folder" in dock.status_label.text()
+    assert dock.last_results == shown and not list(locked.iterdir())
+
+
+def test_unloading_during_a_run_cancels_it_and_removes_its_scratch_folder(make_dock, provider, tmp_path):
+    """Unload (clear_results while a run writes) deleted the run's folder under it: a 'cannot write' warning."""
+    dock = make_dock()
+    dock.set_layer(_scene_layer(tmp_path, 1024, "big"))
+    dock.set_output_folder(str(tmp_path / "out"))
+    loop = QEventLoop()
+    dock.run_button.click()
+    run, scratch = dock.run, Path(dock._scratch)
+    run.finished.connect(loop.quit)
+    run.progressChanged.connect(loop.quit)
+    QTimer.singleShot(RUN_TIMEOUT_S * 1000, loop.quit)
+    loop.exec_()  # until the task reports progress: it runs, writing into the scratch folder
+    run.progressChanged.disconnect(loop.quit)
+    assert run.running
+    dock.clear_results()
+    if run.running:
+        loop.exec_()
+    assert not run.running and run.cancel_requested and not run.successful
+    assert not scratch.exists() and not list((tmp_path / "out").iterdir())
+
+
 def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene):
     Path(scene.source()).unlink()  # the layer stays open, but the algorithm needs the file
     dock = make_dock()
@@ -713,7 +753,9 @@ def test_error_map_and_detached_window(make_dock, provider, scene):
     assert error.renderer().type() == "singlebandpseudocolor"
     lo, hi = error.renderer().classificationMin(), error.renderer().classificationMax()
     assert lo == pytest.approx(-hi) and hi > 0  # symmetric around 0 dB
-    assert "Error" in dock.canvases.titles[1].text()
+    assert "Error" in dock.canvases.titles[1].text() and "dB" in dock.canvases.titles[1].text()
+    # a band coded as its own values has its error in them, not in dB
+    assert comparison.view_names("native")[-1] == comparison.NATIVE_ERROR_MAP == "Error map (native values)"
     _wait_canvases(dock)
     assert not _is_blank(_render(dock.canvases.right))
 

@@ -35,6 +35,7 @@ DB_STRETCH = "dB stretch"
 PERCENTILE_STRETCH = "Percentile stretch"
 ORIGINAL_STRETCH = "Original layer's stretch"
 ERROR_MAP = "Error map (dB)"
+NATIVE_ERROR_MAP = "Error map (native values)"  # a band coded as its own values: the error is in them, not in dB
 LINEAR_KINDS = ("intensity", "amplitude", "complex")
 STRETCH_PERCENTILES = (1.0, 99.0)  # of the original's (dB) values: both sides share this stretch
 ERROR_PERCENTILE = 99.0  # the error map's colour scale spans +-this percentile of |error|
@@ -43,7 +44,12 @@ ERROR_PERCENTILE = 99.0  # the error map's colour scale spans +-this percentile 
 def view_names(kind: str) -> list[str]:
     """The views offered for a raster of `kind`, the default first (a dB stretch for linear SAR)."""
     first = DB_STRETCH if kind in LINEAR_KINDS else PERCENTILE_STRETCH
-    return [first, ORIGINAL_STRETCH, ERROR_MAP]
+    return [first, ORIGINAL_STRETCH, NATIVE_ERROR_MAP if is_native(kind) else ERROR_MAP]
+
+
+def is_native(kind: str) -> bool:
+    """Whether a band of `kind` is shown in its own values (not dB): native and display (uint8) products."""
+    return kind in ("native", "uint8")
 
 
 @dataclass
@@ -78,8 +84,8 @@ class ComparisonBuilder:
         left, right, error = self._preview_layers()
         renderer = self._shared_gray(left)
         left.setRenderer(renderer.clone())
-        if view == ERROR_MAP:
-            error.setRenderer(_error_renderer(error))
+        if view in (ERROR_MAP, NATIVE_ERROR_MAP):
+            error.setRenderer(_error_renderer(error, "" if is_native(self.kind) else " dB"))
             return ComparisonLayers(left, error, [left, error])
         right.setRenderer(renderer.clone())
         return ComparisonLayers(left, right, [left, right])
@@ -149,8 +155,9 @@ def display_values(data, kind: str):
     return db.astype(np.float32)
 
 
-def _error_renderer(layer: QgsRasterLayer) -> QgsSingleBandPseudoColorRenderer:
-    """Blue (reconstruction darker) - white - red (brighter), symmetric around 0 dB."""
+def _error_renderer(layer: QgsRasterLayer, unit: str) -> QgsSingleBandPseudoColorRenderer:
+    """Blue (reconstruction darker) - white - red (brighter), symmetric around 0 (`unit`: the legend's, " dB" or
+    "" for native values)."""
     import numpy as np
 
     values = np.abs(_finite(_read(layer.source())))
@@ -160,9 +167,9 @@ def _error_renderer(layer: QgsRasterLayer) -> QgsSingleBandPseudoColorRenderer:
     ramp.setColorRampType(QgsColorRampShader.Interpolated)
     ramp.setColorRampItemList(
         [
-            QgsColorRampShader.ColorRampItem(-span, QColor("#2166ac"), f"{-span:.2f} dB"),
-            QgsColorRampShader.ColorRampItem(0.0, QColor("#f7f7f7"), "0 dB"),
-            QgsColorRampShader.ColorRampItem(span, QColor("#b2182b"), f"+{span:.2f} dB"),
+            QgsColorRampShader.ColorRampItem(-span, QColor("#2166ac"), f"{-span:.2f}{unit}"),
+            QgsColorRampShader.ColorRampItem(0.0, QColor("#f7f7f7"), f"0{unit}"),
+            QgsColorRampShader.ColorRampItem(span, QColor("#b2182b"), f"+{span:.2f}{unit}"),
         ]
     )
     shader = QgsRasterShader()

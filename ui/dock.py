@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 import time
+import weakref
 
 from qgis.core import (
     QgsApplication,
@@ -46,7 +47,7 @@ from ..algorithms.styling import apply_matching_style
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from ..engine.errors import OutputError
 from . import dependencies, environment, output_folder
-from .comparison import ComparisonBuilder, view_names
+from .comparison import ComparisonBuilder, is_native, view_names
 from .input_summary import InputSummary, summarize_input, summary_html
 from .linked_canvases import LinkedCanvases
 from .metrics_table import KEYS as METRIC_KEYS
@@ -70,6 +71,7 @@ class SARCompressorDock(QDockWidget):
         self.run: AlgorithmRun | None = None
         self.reconstruction_layer: QgsRasterLayer | None = None
         self._scratch = ""  # the last run's folder for its reconstruction until it is kept; removed with the results
+        self._scratch_removal: weakref.finalize | None = None  # or when the dock goes (QGIS exits, tests end)
         self.last_results: dict = {}
         self.last_metrics: dict = {}
         self.last_error = ""
@@ -114,6 +116,7 @@ class SARCompressorDock(QDockWidget):
             return
         self.clear_results()
         self._scratch = tempfile.mkdtemp(prefix="sar_compressor_run_")  # the reconstruction, until it is kept
+        self._scratch_removal = weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
         params = self._parameters(layer, band, sarz, os.path.join(self._scratch, os.path.basename(reconstruction)))
         self._run_info = {
             "layer_id": layer.id(),
@@ -545,7 +548,7 @@ class SARCompressorDock(QDockWidget):
         return self.summary.kind if self.summary is not None else "intensity"
 
     def _show_results(self, original: QgsRasterLayer, band: int, results: dict) -> None:
-        native = self._run_info["kind"] in ("native", "uint8")
+        native = is_native(self._run_info["kind"])
         self.last_metrics = self.metrics_table.show_values(results, native=native)
         if self.last_metrics["bpp"] is not None and not self._run_info.get("target"):
             self._measured_bpp[(original.id(), band, self._run_info["quality"])] = self.last_metrics["bpp"]
@@ -574,7 +577,8 @@ class SARCompressorDock(QDockWidget):
         shown = self._comparison.layers(view)
         self.canvases.clear()
         self._view_layers = shown.owned  # the canvases do not own them
-        right_title = "Error (reconstruction - original, dB)" if "Error" in view else "Reconstruction"
+        unit = "native values" if is_native(self._run_info["kind"]) else "dB"
+        right_title = f"Error (reconstruction - original, {unit})" if "Error" in view else "Reconstruction"
         self.canvases.set_titles(f"Original (band {self._run_info['band']})", right_title)
         extent = None if self._new_comparison else self.canvases.left.extent()  # a switch of views keeps the zoom
         self._new_comparison = False
@@ -593,9 +597,13 @@ class SARCompressorDock(QDockWidget):
         self.last_results, self.last_metrics, self.last_error = {}, {}, ""
         self.metrics_table.clear_values()
         self.metrics_warning.hide()
-        if self._scratch:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = ""
+        if self._scratch_removal is not None:
+            if self.run is not None and self.run.running:  # the plugin's unload: the run goes, its folder after it
+                self._scratch_removal.detach()
+                self.run.leftovers.append(self._scratch)  # first: a task not started yet ends within cancel()
+                self.run.cancel()
+            self._scratch_removal()  # a no-op once detached
+        self._scratch, self._scratch_removal = "", None
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.detach_comparison(False)
@@ -625,6 +633,8 @@ class SARCompressorDock(QDockWidget):
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"Cannot use the output folder {folder}: {exc.strerror or exc}.") from exc
+        if not os.access(folder, os.W_OK):  # read-only: said before the run, the last results kept
+            raise OutputError(f"Cannot write into the output folder {folder} (read-only, or no permission).")
         name = re.sub(r"(?i)\.(tiff?|vrt|img|jp2|nc|h5|hdf5?|dat|sarz)$", "", layer.name())  # not big.tif_q5.sarz
         stem = re.sub(r"[^\w.-]+", "_", name).strip("_") or "raster"
         target = self.target_spin.value()

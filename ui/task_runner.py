@@ -7,6 +7,8 @@ qgis_process runs.
 
 from __future__ import annotations
 
+import shutil
+
 from qgis.core import (
     QgsApplication,
     QgsProcessingAlgRunnerTask,
@@ -62,6 +64,7 @@ class AlgorithmRun(QObject):
         self.successful: bool | None = None
         self.results: dict = {}
         self.stage = ""
+        self.leftovers: list[str] = []  # folders the run writes into, removed once it has ended (a cancelled unload)
         self.feedback.progressTextChanged.connect(self._on_progress_text)
 
     @property
@@ -106,6 +109,8 @@ class AlgorithmRun(QObject):
         # The task manager deletes the C++ task after this signal: drop the wrapper so nothing touches it.
         self.task = None
         AlgorithmRun._running.discard(self)
+        for folder in filter(None, self.leftovers):
+            shutil.rmtree(folder, ignore_errors=True)
         self.successful = bool(successful) and not self.feedback.isCanceled()
         self.results = dict(results or {})
         self.finished.emit(self.successful, self.results)

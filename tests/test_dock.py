@@ -256,6 +256,8 @@ def test_run_shows_both_sides_metrics_and_loads_styled_layer(make_dock, provider
     assert styled.type() == original.type()
     assert styled.contrastEnhancement().minimumValue() == pytest.approx(original.contrastEnhancement().minimumValue())
     assert styled.contrastEnhancement().maximumValue() == pytest.approx(original.contrastEnhancement().maximumValue())
+    assert dock.load_reconstruction() is loaded[0] and "already" in dock.status_label.text()  # not added twice
+    assert loaded[0].name() == f"{Path(scene.name()).stem} (reconstruction)"  # without the layer's .tif
     dock.clear_results()  # a new run or layer: the scratch folder goes, the kept copy stays
     assert not reconstruction.parent.exists() and kept.is_file()
 

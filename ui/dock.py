@@ -158,14 +158,19 @@ class SARCompressorDock(QDockWidget):
             try:
                 path = self._keep_reconstruction(path)
             except OSError as exc:
-                self._set_status(f"Cannot keep the reconstruction beside the .sarz: {exc}", error=True)
+                self._set_status(f"Cannot keep the reconstruction beside the .sarz: {exc.strerror or exc}.", error=True)
                 return None
+        loaded = [layer for layer in QgsProject.instance().mapLayers().values() if layer.source() == path]
+        if loaded:  # a second click added the same file again
+            self._set_status(f"The reconstruction is in the project already: {path}")
+            return loaded[0]
         layer = QgsRasterLayer(path, self._reconstruction_name(original))
         if not layer.isValid():
             self._set_status(f"Cannot open the reconstruction {path}.", error=True)
             return None
         apply_matching_style(original, self._run_info["band"], layer)
         QgsProject.instance().addMapLayer(layer)
+        self._set_status(f"Kept and loaded the reconstruction: {path}")
         return layer
 
     def _keep_reconstruction(self, scratch_path: str) -> str:
@@ -635,8 +640,7 @@ class SARCompressorDock(QDockWidget):
             raise OutputError(f"Cannot use the output folder {folder}: {exc.strerror or exc}.") from exc
         if not os.access(folder, os.W_OK):  # read-only: said before the run, the last results kept
             raise OutputError(f"Cannot write into the output folder {folder} (read-only, or no permission).")
-        name = re.sub(r"(?i)\.(tiff?|vrt|img|jp2|nc|h5|hdf5?|dat|sarz)$", "", layer.name())  # not big.tif_q5.sarz
-        stem = re.sub(r"[^\w.-]+", "_", name).strip("_") or "raster"
+        stem = re.sub(r"[^\w.-]+", "_", _without_extension(layer.name())).strip("_") or "raster"
         target = self.target_spin.value()
         stem = f"{stem}_{target:g}bpp" if target else f"{stem}_q{self.quality_spin.value()}"
         candidate, n = stem, 1
@@ -670,7 +674,12 @@ class SARCompressorDock(QDockWidget):
 
     @staticmethod
     def _reconstruction_name(original: QgsRasterLayer) -> str:
-        return f"{original.name()} (reconstruction)"
+        return f"{_without_extension(original.name())} (reconstruction)"
+
+
+def _without_extension(name: str) -> str:
+    """A layer's name without the raster file extension QGIS names layers with (not big.tif_q5.sarz)."""
+    return re.sub(r"(?i)\.(tiff?|vrt|img|jp2|nc|h5|hdf5?|dat|sarz)$", "", name)
 
 
 def _output_names(stem: str) -> tuple[str, str]:

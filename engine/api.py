@@ -44,10 +44,18 @@ from .codec.passes.encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .codec.passes.quality import DEFAULT_QUALITY
 from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError
-from .input_checks import check_kind_fits
+from .input_checks import check_kind_fits, check_not_paletted
 from .inspect import mask_warning, nodata_warning, photo_warning
 from .io.output_paths import check_outputs, check_sarz_name, real_path, temp_path
-from .io.raster_io import RasterInfo, RasterReader, StripWriter, bounded_gdal_cache, open_info, streaming_cache_mb
+from .io.raster_io import (
+    RasterInfo,
+    RasterReader,
+    StripWriter,
+    bounded_gdal_cache,
+    open_info,
+    paletted_bands,
+    streaming_cache_mb,
+)
 
 PathLike = Union[str, "os.PathLike[str]"]
 SinkOpener = Callable[[RasterInfo], "contextlib.AbstractContextManager[BandSinks]"]
@@ -324,6 +332,7 @@ def compress_file(
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]
     pp.check_dtype(info.dtype)
     check_kind_fits(info.dtype, kind)
+    check_not_paletted(paletted_bands(src), bands)
     if warn is not None:
         for warning in filter(None, (photo_warning(src), mask_warning(src, bands), nodata_warning(info, bands))):
             warn(warning)

@@ -24,6 +24,18 @@ def check_kind_fits(dtype: str, kind: str) -> None:
         raise InputError(f"--kind complex needs a complex raster (CInt16, CFloat32...); this one is {dtype}")
 
 
+def check_not_paletted(paletted: list[int], bands: list[int]) -> None:
+    """Refuse a band with a colour table (`paletted`: raster_io.paletted_bands): its values are classes (a flood
+    map, a land-cover map), and the codec's lossy coding would turn them into other classes; the colour table would
+    be lost as well. Nothing in such a band is backscatter."""
+    paletted = [band for band in bands if band in paletted]
+    if paletted:
+        raise InputError(
+            f"band {paletted[0]} has a colour table: its values are classes, not backscatter, and lossy coding would "
+            "change them; keep it in a lossless format (a DEFLATE GeoTIFF)"
+        )
+
+
 def check_rate_options(quality: Optional[int], target_bpp: Optional[float]) -> None:
     """Refuse a quality and a target bit rate together: one of them would be silently ignored."""
     if quality is not None and target_bpp is not None:

@@ -16,8 +16,8 @@ import numpy as np
 from . import preprocessing as pp
 from .codec.passes.survey import kind_and_values, sample_band
 from .errors import InputError
-from .input_checks import check_kind_fits
-from .io.raster_io import RasterInfo, RasterReader, differing_nodata
+from .input_checks import check_kind_fits, check_not_paletted
+from .io.raster_io import RasterInfo, RasterReader, differing_nodata, paletted_bands
 
 
 @dataclass
@@ -134,7 +134,8 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
     choice, _, sample = kind_and_values(info, raw, kind)  # in the band's own units (its GDAL scale and offset)
     warnings, refusal = ([photo] if photo else []), None
     try:
-        check_kind_fits(info.dtype, kind)  # compression's first refusal, before it reads a pixel
+        check_kind_fits(info.dtype, kind)  # compression's first refusals, before it reads a pixel
+        check_not_paletted(paletted_bands(path), [band])
         warnings += pp.value_warnings(choice.kind, sample, kind)
     except InputError as exc:
         refusal = str(exc)

@@ -599,3 +599,16 @@ def test_scaled_integers_and_an_undeclared_dark_fill_are_read_as_db(tmp_path):
         from sar_compressor.engine.metrics import detect_file_kind
 
         assert detect_file_kind(ds) == "db"
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_paletted_band_is_refused_before_any_work(tmp_path, capsys):
+    """A colour table makes a band's values classes (a flood map): lossy coding would turn them into other classes."""
+    classes = np.repeat(np.arange(4, dtype=np.uint8), 16 * 64).reshape(64, 64)
+    src = _write(tmp_path / "flood.tif", classes)
+    with rasterio.open(src, "r+") as ds:
+        ds.write_colormap(1, {0: (0, 0, 0, 255), 1: (0, 0, 255, 255), 2: (0, 255, 0, 255), 3: (255, 0, 0, 255)})
+    with pytest.raises(InputError, match="colour table"):
+        api.compress_file(src, tmp_path / "flood.sarz")
+    assert inspect_input(src).refusal.startswith("band 1 has a colour table")
+    assert main(["-q", "compress", str(src), str(tmp_path / "f.sarz")]) == 2 and not list(tmp_path.glob("*.sarz"))

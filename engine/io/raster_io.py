@@ -279,6 +279,15 @@ def _per_band_domains(ds) -> list[dict[str, dict[str, str]]]:
 PLAIN_INTERP = frozenset({"gray", "undefined"})
 
 
+def paletted_bands(path: PathLike) -> list[int]:
+    """The bands of a raster that have a colour table (GDAL's palette interpretation): classes, not values."""
+    with _open(path) as ds:
+        try:
+            return [i + 1 for i, ci in enumerate(ds.colorinterp) if ci.name == "palette"]
+        except ValueError:  # an interpretation newer than this rasterio knows
+            return []
+
+
 def _color_interp(ds) -> list[str]:
     """The bands' colour interpretation names, or none where every band is plain (PLAIN_INTERP)."""
     try:

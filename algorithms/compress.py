@@ -3,6 +3,7 @@ fidelity figures."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +18,7 @@ from qgis.core import (
 
 from ..engine.codec.entropy.ssim_weights import TUNES
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
+from ..engine.errors import CancelledError
 from .common import (
     SARAlgorithm,
     band_count,
@@ -209,7 +211,8 @@ class CompressAlgorithm(SARAlgorithm):
                 return cancelled(feedback)
             results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp}
             stages.set_stage("metrics (comparing the reconstruction with the original)")
-            results.update(self._measure(measured, kind, feedback, sum(b["valid_pixels"] for b in stats.bands)))
+            with contextlib.suppress(CancelledError):  # a cancel during the metrics: handled as one after them
+                results.update(self._measure(measured, kind, feedback, sum(b["valid_pixels"] for b in stats.bands)))
             if feedback.isCanceled():  # asked after the engine had finished: a cancelled run leaves nothing
                 for path in (output, reconstruction):
                     if path:
@@ -231,11 +234,12 @@ class CompressAlgorithm(SARAlgorithm):
             feedback.pushInfo("No valid pixel (all nodata, NaN or no-signal zeros): nothing to measure.")
             return dict.fromkeys(MEASURED)
         with engine_errors():
+            metrics_module, cancel = self.engine("metrics"), feedback.isCanceled
             if self._band is None:
-                metrics = self.engine("metrics").evaluate_bands(self._source, reconstruction)["overall"]
+                metrics = metrics_module.evaluate_bands(self._source, reconstruction, cancel=cancel)["overall"]
             else:
-                metrics = self.engine("metrics").evaluate_files(
-                    self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1
+                metrics = metrics_module.evaluate_files(
+                    self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1, cancel=cancel
                 )
         for key, label in MEASURED.values():
             feedback.pushInfo(f"{label} {fmt_number(metrics[key])} ({metrics['domain'][key]})")

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import CancelledError, InputError
 from .preprocessing import (
     IDENTITY,
     NOISE_FLOOR,
@@ -151,6 +154,27 @@ def gaussian_kernel(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.nd
     return k / k.sum()
 
 
+Cancel = Optional[Callable[[], bool]]
+_CANCEL: ContextVar[Cancel] = ContextVar("metrics_cancel", default=None)
+"""The cancel check of the evaluation running in this thread (evaluate_files' `cancel`), asked between strips and
+metrics: the Compress algorithm's metrics could not be cancelled (8 s to act on a 3000x3000 scene)."""
+
+
+@contextmanager
+def _cancellable(cancel: Cancel) -> Iterator[None]:
+    token = _CANCEL.set(cancel)
+    try:
+        yield
+    finally:
+        _CANCEL.reset(token)
+
+
+def _check_cancel() -> None:
+    cancel = _CANCEL.get()
+    if cancel is not None and cancel():
+        raise CancelledError("cancelled by the user")
+
+
 def _filter_valid(img: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Separable 'valid' correlation with the 1-D kernel k along both axes (output shrinks by len(k)-1). In place,
     and without multiplying by a box kernel's ones: the same sums in the same order (bit for bit), 1.5 times (2.2
@@ -189,6 +213,7 @@ def _ssim_sums(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[float, f
     count = 0
     out_rows = x.shape[0] - halo if x.shape[1] > halo else 0  # no window fits a raster narrower than one
     for r0 in range(0, max(out_rows, 0), STRIP_ROWS):
+        _check_cancel()
         r1 = min(r0 + STRIP_ROWS, out_rows) + halo
         xs, ys, ms = x[r0:r1], y[r0:r1], mask[r0:r1].astype(np.float64)
         full = _filter_valid(ms, ones) > SSIM_WINDOW * SSIM_WINDOW - 0.5
@@ -471,12 +496,12 @@ def _spatial(p: _Pair, rng) -> dict:
     vmin, vmax = rng
     x = np.where(p.mask, (np.clip(p.o, vmin, vmax) - vmin) / (vmax - vmin), 0.0)
     y = np.where(p.mask, (np.clip(p.r, vmin, vmax) - vmin) / (vmax - vmin), 0.0)
-    return {
-        "ssim": ssim(x, y, p.mask),
-        "ms_ssim": ms_ssim(x, y, p.mask),
-        "epi": epi(x, y, p.mask),
-        "enl_ratio": None if p.o_lin is None else enl_ratio(p.o_lin, p.r_lin, p.mask),
-    }
+    result = {"ssim": ssim(x, y, p.mask), "ms_ssim": ms_ssim(x, y, p.mask)}
+    _check_cancel()
+    result["epi"] = epi(x, y, p.mask)
+    _check_cancel()
+    result["enl_ratio"] = None if p.o_lin is None else enl_ratio(p.o_lin, p.r_lin, p.mask)
+    return result
 
 
 def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pixels: int) -> dict:
@@ -531,8 +556,10 @@ def evaluate_files(
     reconstruction_band: Optional[int] = None,
     rng_label: str = "given",
     looks: int = DEFAULT_LOOKS,
+    cancel: Cancel = None,
 ) -> dict:
-    """Metrics of one band of two rasters (each file's own nodata excluded).
+    """Metrics of one band of two rasters (each file's own nodata excluded); `cancel()` asked between strips and
+    metrics (CancelledError).
 
     reconstruction_band: the reconstruction's band when it differs from `band`; by default `band`, or 1 when
     the reconstruction has a single band (a decompressed band 3 of a multi-band original is band 1).
@@ -545,7 +572,7 @@ def evaluate_files(
     from rasterio.errors import NotGeoreferencedWarning
 
     check_looks(looks)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _cancellable(cancel):
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # metrics need no georeferencing
         return _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label, looks)
 
@@ -610,6 +637,7 @@ def evaluate_bands(
     reconstruction: Union[str, Path],
     bands: Optional[list[int]] = None,
     looks: int = DEFAULT_LOOKS,
+    cancel: Cancel = None,
 ) -> dict:
     """Metrics of several bands (default: every band of the original; the reconstruction's band i is the i-th
     of them, or its band of the same number when it has as many as the original), each with its own kind and
@@ -627,7 +655,7 @@ def evaluate_bands(
             f"{reconstruction}"
         )
     per_band = [
-        evaluate_files(original, reconstruction, band=b, reconstruction_band=r, looks=looks)
+        evaluate_files(original, reconstruction, band=b, reconstruction_band=r, looks=looks, cancel=cancel)
         for b, r in zip(bands, rbands)
     ]
     notes = list(per_band[0]["warnings"])
@@ -712,6 +740,7 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
     rng_t, source = _resolve_range(rng, kind, sample_values, note, rng_label)
     sums = _Sums()
     for r0 in range(0, height, STRIP_ROWS):
+        _check_cancel()
         win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
         sums.add(_file_pair(so, sr, band, rband, kind, window=win), rng_t)
     if sums.n == 0:

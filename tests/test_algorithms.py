@@ -402,6 +402,23 @@ def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):
         assert not output.exists()
 
 
+def test_a_cancel_during_the_metrics_stops_them_and_leaves_no_output(provider, scene, tmp_path):
+    """The metrics after the coding could not be cancelled: the run went on to their end."""
+    import processing
+
+    class CancelAtMetrics(RecordingFeedback):
+        def setProgressText(self, text: str) -> None:  # noqa: N802 (QGIS API name)
+            super().setProgressText(text)
+            if text.startswith("metrics"):
+                self.cancel()
+
+    feedback = CancelAtMetrics()
+    params = {"INPUT": str(scene), "QUALITY": 2, "OUTPUT": str(tmp_path / "c.sarz")}
+    params["RECONSTRUCTION"] = str(tmp_path / "c.tif")
+    assert processing.run("sar_compressor:compress", params, feedback=feedback) == {}
+    assert not list(tmp_path.iterdir()) and not any(info.startswith("PSNR") for info in feedback.infos)
+
+
 def test_an_engine_bug_is_one_line_with_the_traceback_in_the_log(provider, compressed, tmp_path, monkeypatch):
     """An exception that is no SARCompressorError (a bug) reached the dock as a 30-line traceback."""
     import processing

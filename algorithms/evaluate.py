@@ -10,6 +10,7 @@ from pathlib import Path
 
 from qgis.core import QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingParameterFileDestination
 
+from ..engine.errors import CancelledError
 from ..engine.io.output_paths import temp_path
 from .common import METRICS_MODULES, SARAlgorithm, cancelled, destination_rules, engine_errors, fmt_number
 from .preview import read_preview
@@ -79,10 +80,16 @@ class EvaluateAlgorithm(SARAlgorithm):
         metrics_module = self.engine("metrics")
         report = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         with destination_rules(self._files, [report]):
-            with engine_errors():
-                metrics = metrics_module.evaluate_files(
-                    *self._files, band=self._bands[0], reconstruction_band=self._bands[1]
-                )
+            try:
+                with engine_errors():
+                    metrics = metrics_module.evaluate_files(
+                        *self._files,
+                        band=self._bands[0],
+                        reconstruction_band=self._bands[1],
+                        cancel=feedback.isCanceled,
+                    )
+            except CancelledError:  # asked between strips or metrics: nothing was written
+                return cancelled(feedback)
             feedback.setProgress(60)
             for warning in metrics["warnings"]:
                 feedback.pushWarning(warning)

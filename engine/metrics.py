@@ -22,6 +22,7 @@ import numpy as np
 from .errors import CancelledError, InputError
 from .preprocessing import (
     IDENTITY,
+    MAX_SAMPLE,
     NOISE_FLOOR,
     Scaling,
     band_scaling,
@@ -701,21 +702,26 @@ def _nodata(src, band: int) -> Optional[float]:
     return src.nodatavals[band - 1]
 
 
-KIND_SAMPLE = 1 << 20
-"""Pixels of the strided read the kind is detected on (a central 512x512 window missed a fill at the edges that the
-codec's own sample of the whole raster saw: the two disagreed on the kind)."""
+def _strided(src, band: int, max_values: int) -> np.ndarray:
+    """Every k-th row and column of a band (about `max_values` at most), read at full resolution strip by strip as
+    the codec samples it (a decimated read is served from a file's overviews, whose averaged pixels have another
+    histogram: a uint16 amplitude product with overviews was judged display-scaled, the codec coded it as
+    amplitude, and evaluate measured native values)."""
+    step = sample_stride(src.height, src.width, max_values)
+    parts = []
+    for r0 in range(0, src.height, STRIP_ROWS):
+        r1 = min(r0 + STRIP_ROWS, src.height)
+        parts.append(read_masked(src, band, window=((r0, r1), (0, src.width)))[(-r0) % step :: step, ::step])
+    return np.concatenate(parts)
 
 
 def detect_file_kind(src, band: int = 1) -> str:
     """Kind of an open rasterio dataset's band: the codec's detection (on the values in their own units, with the
-    band's unit, description and tags), and "uint8" where it takes an unscaled uint8 band for a display product
-    (measured in its 0-255 values)."""
-    from rasterio.enums import Resampling
-
+    band's unit, description and tags, sampled over the whole raster as the codec samples it: a central window
+    missed a fill at the edges), and "uint8" where it takes an unscaled uint8 band for a display product (measured
+    in its 0-255 values)."""
     dtype = src.dtypes[band - 1]  # a name: GDAL's complex_int16 (CInt16) has no numpy dtype
-    step = sample_stride(src.height, src.width, KIND_SAMPLE)
-    shape = (max(1, src.height // step), max(1, src.width // step))  # over the whole raster, as the codec samples
-    sample = read_masked(src, band, out_shape=shape, resampling=Resampling.nearest)
+    sample = _strided(src, band, MAX_SAMPLE)
     scaling = _scaling(src, band)
     sample = scaled(sample[valid_mask(sample, _nodata(src, band))], scaling)
     tags = {**src.tags(), **src.tags(band)}
@@ -725,14 +731,13 @@ def detect_file_kind(src, band: int = 1) -> str:
 
 
 def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) -> dict:
-    from rasterio.enums import Resampling
     from rasterio.windows import Window
 
     height, width = so.height, so.width
     step = sample_stride(height, width, SUBSAMPLE_PIXELS)
 
     def sample_values() -> np.ndarray:
-        sample = read_masked(so, band, out_shape=(height // step, width // step), resampling=Resampling.nearest)
+        sample = _strided(so, band, SUBSAMPLE_PIXELS)
         db, _ = to_domains(scaled(sample, _scaling(so, band, kind)), kind)
         return db[_valid(sample, _nodata(so, band), kind) & np.isfinite(db)]
 

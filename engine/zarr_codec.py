@@ -70,6 +70,14 @@ class Sarz(Codec):
         self.offset = offset
         self._warned: set[str] = set()
 
+    def get_config(self) -> dict:
+        """The codec's settings for the array's metadata; scale and offset only where set, so that an array
+        without them reads in 0.6, whose codec takes no such settings."""
+        config = super().get_config()
+        if (self.scale, self.offset) == (1.0, 0.0):
+            config.pop("scale"), config.pop("offset")
+        return config
+
     def encode(self, buf: Any) -> bytes:
         arr = np.asarray(buf)
         if arr.ndim < 2 or arr.size == 0:

@@ -256,6 +256,18 @@ def test_evaluate_numbers_and_html_report(compressed, scene, tmp_path):
     assert 'src="data:image/png;base64,' in page
 
 
+def test_evaluate_can_be_cancelled_during_its_metrics(compressed, scene, tmp_path):
+    """Evaluate computed every metric after a cancel (its engine call was not told to stop)."""
+    import processing
+
+    feedback = RecordingFeedback()
+    feedback.cancel()
+    report = tmp_path / "report.html"
+    params = {"ORIGINAL": str(scene), "RECONSTRUCTION": compressed[0]["RECONSTRUCTION"], "OUTPUT": str(report)}
+    assert processing.run("sar_compressor:evaluate", params, feedback=feedback) == {}
+    assert not report.exists() and not any(info.startswith("PSNR") for info in feedback.infos)
+
+
 def test_evaluate_report_never_replaces_an_input_nor_goes_to_a_missing_folder(compressed, scene, tmp_path):
     """The report follows Compress's and Decompress's destination rules, before any work: an HTML page written
     over the original (or the reconstruction) destroyed it; a missing folder was a Python traceback."""

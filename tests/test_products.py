@@ -612,3 +612,59 @@ def test_a_paletted_band_is_refused_before_any_work(tmp_path, capsys):
         api.compress_file(src, tmp_path / "flood.sarz")
     assert inspect_input(src).refusal.startswith("band 1 has a colour table")
     assert main(["-q", "compress", str(src), str(tmp_path / "f.sarz")]) == 2 and not list(tmp_path.glob("*.sarz"))
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_evaluate_judges_a_raster_with_overviews_as_the_codec_does(tmp_path):
+    """A decimated read is served from a file's overviews (averaged pixels, a shorter upper tail): a uint16
+    amplitude product with overviews was judged display-scaled by evaluate while the codec coded it as amplitude."""
+    from rasterio.enums import Resampling
+
+    from sar_compressor.engine.metrics import detect_file_kind
+
+    rng, n = np.random.default_rng(5), 1536  # over a million pixels: a sample needs every other one
+    texture = rng.gamma(2.0, 0.5, (n // 8, n // 8)).repeat(8, 0).repeat(8, 1)
+    amplitude = np.sqrt(rng.gamma(1.0, 1.0, (n, n)) * texture) * 120.0  # 99.9th percentile 5x the median
+    src = _write(tmp_path / "dn.tif", np.clip(np.round(amplitude), 1, 65535).astype(np.uint16), tiled=True)
+    with rasterio.open(src, "r+") as ds:
+        ds.build_overviews([2, 4, 8], Resampling.average)  # 3.2x in the first: "display-scaled"
+    with rasterio.open(src) as ds:
+        assert detect_file_kind(ds) == inspect_input(src).kind == "amplitude"
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_overviews_keep_valid_cells_off_the_nodata_value_and_a_scaled_uint8_is_inspected_as_coded(tmp_path):
+    """The overview path moves decoded values off the nodata value as the full decode does; inspect passes the
+    scale to the kind rule (a scaled uint8 is no display product)."""
+    from sar_compressor.engine.codec.passes.window_decode import SarzWindowReader
+
+    db = _db_scene((256, 320)) + 12.0  # around 0 dB, raw 0
+    raw = np.round(db * 100.0).astype(np.int16)
+    raw[raw == 0] = 1
+    raw[:, :32] = 0
+    src = _write(tmp_path / "nd0.tif", raw, nodata=0)
+    with rasterio.open(src, "r+") as ds:
+        ds.scales, ds.units = (0.01,), ("dB",)
+    api.compress_file(src, tmp_path / "nd0.sarz", quality=2)
+    with SarzWindowReader(tmp_path / "nd0.sarz") as reader:
+        for level in (1, 2, 3):
+            rows, cols = reader.level_shape(level)
+            cells = reader.read((0, 0, cols, rows), level)
+            f = 1 << level
+            covered = np.zeros((rows, cols), bool)
+            covered[:, (32 + f - 1) // f :] = True  # cells with valid pixels only
+            assert not np.any(cells[covered] == 0), level
+    u8 = _write(tmp_path / "u8.tif", np.clip(np.round((db - 12.0 + 40.0) / 0.2), 1, 255).astype(np.uint8))
+    with rasterio.open(u8, "r+") as ds:
+        ds.scales, ds.offsets = (0.2,), (-40.0,)
+    assert inspect_input(u8).kind == "db"
+
+
+def test_keep_off_markers_finds_a_free_value_between_side_by_side_markers():
+    from types import SimpleNamespace
+
+    from sar_compressor.engine.codec.radiometry import keep_off_markers
+
+    out = np.array([0, 1, 2, 255], np.uint16)
+    keep_off_markers(SimpleNamespace(kind="amplitude", dtype="uint16", nodata=1.0), out)  # fill 0 beside nodata 1
+    np.testing.assert_array_equal(out, [2, 2, 2, 255])

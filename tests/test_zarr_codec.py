@@ -142,3 +142,9 @@ def test_a_scale_factor_encoding_is_coded_in_the_values_it_means(scene, tmp_path
         means[name] = float(np.mean(10.0 ** (read / 10.0)) / np.mean(10.0 ** (db / 10.0)))
     assert abs(means["scaled"] - 1.0) < 0.01 < abs(means["raw"] - 1.0)
     assert numcodecs.get_codec(Sarz(scale=0.01).get_config()).scale == 0.01
+
+
+def test_an_array_without_a_scale_has_no_scale_in_its_metadata():
+    """0.6's codec takes no scale or offset: an array that has none must not name them."""
+    assert "scale" not in Sarz(quality=3).get_config() and "offset" not in Sarz(quality=3).get_config()
+    assert Sarz(scale=0.01).get_config()["scale"] == 0.01

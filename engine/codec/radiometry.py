@@ -384,9 +384,9 @@ def keep_off_markers(layout: Layout, out: np.ndarray) -> None:
     limits = np.iinfo(out.dtype)
     for marker in markers:
         hit = out == marker
-        if hit.any():
-            free = [v for v in (marker + 1, marker - 1) if limits.min <= v <= limits.max and v not in markers]
-            out[hit] = free[0]
+        if hit.any():  # the nearest value that marks nothing (two markers side by side: nodata 1 beside fill 0)
+            near = (marker + d * s for d in range(1, len(markers) + 1) for s in (1, -1))
+            out[hit] = next(v for v in near if limits.min <= v <= limits.max and v not in markers)
 
 
 def invalid_values(layout: Layout, codes: np.ndarray, chunk: str, dtype: np.dtype) -> np.ndarray:

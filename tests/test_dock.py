@@ -747,7 +747,6 @@ def test_missing_dependency_offers_the_installer(make_dock, monkeypatch, scene):
 def test_error_map_and_detached_window(make_dock, provider, scene):
     dock = make_dock()
     dock.set_layer(scene)
-    assert dock.canvases.minimumSizeHint().width() < 400  # two 240-pixel canvases held the dock at 484 at least
     assert _run(dock) == ["completed"], dock.last_error
     assert [dock.view_combo.itemText(i) for i in range(dock.view_combo.count())] == comparison.view_names("intensity")
 

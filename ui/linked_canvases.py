@@ -80,16 +80,12 @@ class LinkedCanvases(QWidget):
         finally:
             self._syncing = False
 
-    MIN_SIDE = 140
-    """Two canvases side by side: at 240 pixels each the dock could not be narrower than 484 (a sweep in a real
-    window); smaller, the comparison still reads, and Open in a window gives it room."""
-
     def _make_canvas(self, name: str) -> QgsMapCanvas:
         canvas = QgsMapCanvas(self)
         canvas.setObjectName(f"sar_compressor_{name}_canvas")
         canvas.setCanvasColor(Qt.white)
         canvas.enableAntiAliasing(True)
-        canvas.setMinimumSize(self.MIN_SIDE, self.MIN_SIDE)
+        canvas.setMinimumSize(240, 240)
         return canvas
 
     def _titled(self, label: QLabel, canvas: QgsMapCanvas) -> QWidget:

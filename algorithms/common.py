@@ -27,6 +27,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
     QgsProviderRegistry,
     QgsRasterLayer,
 )
@@ -211,6 +212,17 @@ def destination_rules(inputs: Iterable[Optional[str]], outputs: Iterable[Optiona
     another run writes it."""
     with engine_errors(), guarded_outputs(inputs, outputs, overwrite=True):
         yield
+
+
+def processing_temp_folder() -> Path:
+    """QGIS's temporary processing folder (deleted when QGIS exits), resolved."""
+    return Path(QgsProcessingUtils.tempFolder()).resolve()
+
+
+def within(path: str, roots: Iterable[Path]) -> bool:
+    """Whether `path` is one of `roots` (resolved folders) or inside one."""
+    resolved = Path(path).resolve()
+    return any(resolved == root or root in resolved.parents for root in roots)
 
 
 def fmt_number(value) -> str:

@@ -27,7 +27,9 @@ from .common import (
     engine_errors,
     fmt_number,
     geotiff_path,
+    processing_temp_folder,
     raster_file,
+    within,
 )
 from .progress import StageProgress
 from .styling import source_renderer, style_on_load
@@ -181,7 +183,7 @@ class CompressAlgorithm(SARAlgorithm):
             feedback.pushWarning(
                 f"Target {target_bpp:g} bits per pixel given: it decides the step, QUALITY {quality} is not used."
             )
-        if _in_temporary_folder(output):  # the dialog's default, "[Save to temporary file]"
+        if within(output, [processing_temp_folder()]):  # the dialog's default, "[Save to temporary file]"
             feedback.pushWarning(
                 f"{output} is in QGIS's temporary processing folder, which QGIS deletes on exit: choose a file for "
                 "the compressed file to keep it."
@@ -249,12 +251,6 @@ class CompressAlgorithm(SARAlgorithm):
         """Main thread: a loaded reconstruction gets the style of the source layer."""
         style_on_load(context, self._reconstruction, self._renderer)
         return {}
-
-
-def _in_temporary_folder(path: str) -> bool:
-    """Whether `path` lies in QGIS's temporary processing folder (deleted when QGIS exits)."""
-    root = Path(QgsProcessingUtils.tempFolder()).resolve()
-    return root in Path(path).resolve().parents
 
 
 def _remove_raster(path: str) -> None:

@@ -53,7 +53,6 @@ from .io.raster_io import (
     StripWriter,
     bounded_gdal_cache,
     open_info,
-    paletted_bands,
     streaming_cache_mb,
 )
 
@@ -332,7 +331,7 @@ def compress_file(
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]
     pp.check_dtype(info.dtype)
     check_kind_fits(info.dtype, kind)
-    check_not_paletted(paletted_bands(src), bands)
+    check_not_paletted(info.color_interp, bands)
     if warn is not None:
         for warning in filter(None, (photo_warning(src), mask_warning(src, bands), nodata_warning(info, bands))):
             warn(warning)

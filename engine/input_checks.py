@@ -24,11 +24,11 @@ def check_kind_fits(dtype: str, kind: str) -> None:
         raise InputError(f"--kind complex needs a complex raster (CInt16, CFloat32...); this one is {dtype}")
 
 
-def check_not_paletted(paletted: list[int], bands: list[int]) -> None:
-    """Refuse a band with a colour table (`paletted`: raster_io.paletted_bands): its values are classes (a flood
-    map, a land-cover map), and the codec's lossy coding would turn them into other classes; the colour table would
-    be lost as well. Nothing in such a band is backscatter."""
-    paletted = [band for band in bands if band in paletted]
+def check_not_paletted(color_interp: list[str], bands: list[int]) -> None:
+    """Refuse a band with a colour table (`color_interp`: a RasterInfo's, "palette"): its values are classes (a
+    flood map, a land-cover map), and the codec's lossy coding would turn them into other classes; the colour table
+    would be lost as well. Nothing in such a band is backscatter."""
+    paletted = [band for band in bands if band <= len(color_interp) and color_interp[band - 1] == "palette"]
     if paletted:
         raise InputError(
             f"band {paletted[0]} has a colour table: its values are classes, not backscatter, and lossy coding would "

@@ -17,7 +17,7 @@ from . import preprocessing as pp
 from .codec.passes.survey import kind_and_values, sample_band
 from .errors import InputError
 from .input_checks import check_kind_fits, check_not_paletted
-from .io.raster_io import RasterInfo, RasterReader, differing_nodata, paletted_bands
+from .io.raster_io import RasterInfo, RasterReader, differing_nodata
 
 
 @dataclass
@@ -135,7 +135,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
     warnings, refusal = ([photo] if photo else []), None
     try:
         check_kind_fits(info.dtype, kind)  # compression's first refusals, before it reads a pixel
-        check_not_paletted(paletted_bands(path), [band])
+        check_not_paletted(info.color_interp, [1])  # `info` is the band alone
         warnings += pp.value_warnings(choice.kind, sample, kind)
     except InputError as exc:
         refusal = str(exc)

@@ -32,7 +32,7 @@ from .codec.passes.survey import Survey
 from .errors import CancelledError, InputError
 from .input_checks import check_kind_fits, check_not_paletted
 from .io.output_paths import check_outputs
-from .io.raster_io import RasterInfo, RasterReader, bounded_gdal_cache, open_info, paletted_bands
+from .io.raster_io import RasterInfo, RasterReader, bounded_gdal_cache, open_info
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -98,7 +98,7 @@ def compress_split(
     info.check_band(band)
     pp.check_dtype(info.dtype)
     check_kind_fits(info.dtype, kind)
-    check_not_paletted(paletted_bands(src), [band])
+    check_not_paletted(info.color_interp, [band])
     dst = Path(dst)
     check_outputs([src], [dst], overwrite=True)  # as compress_file: never the input, a folder, a FIFO or a device
     options = EncodeOptions(

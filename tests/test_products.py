@@ -562,16 +562,22 @@ def test_the_gap_warning_names_the_smaller_population():
     assert warning.startswith("1.0 % of the valid pixels lie at") and "dB over the rest" in warning
 
 
+def _nodata_0_product(path: Path, db: np.ndarray, border: int) -> tuple[Path, np.ndarray]:
+    """`db` stored as int16 dB x 100 (scale 0.01, unit dB) with nodata 0 over the first `border` columns, valid
+    pixels off 0; the path and the raw values."""
+    raw = np.round(db * 100.0).astype(np.int16)
+    raw[raw == 0] = 1
+    raw[:, :border] = 0
+    src = _write(path, raw, nodata=0)
+    with rasterio.open(src, "r+") as ds:
+        ds.scales, ds.units = (0.01,), ("dB",)
+    return src, raw
+
+
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_no_valid_pixel_decodes_to_the_value_that_marks_nodata(tmp_path):
     """A dB x 100 band with nodata 0: 0 dB is raw 0, and valid pixels decoded onto it read back as nodata."""
-    db = _db_scene((128, 160)) + 12.0  # around 0 dB
-    raw = np.round(db * 100.0).astype(np.int16)
-    raw[raw == 0] = 1
-    raw[:, :16] = 0
-    src = _write(tmp_path / "nd0.tif", raw, nodata=0)
-    with rasterio.open(src, "r+") as ds:
-        ds.scales, ds.units = (0.01,), ("dB",)
+    src, raw = _nodata_0_product(tmp_path / "nd0.tif", _db_scene((128, 160)) + 12.0, border=16)  # around 0 dB
     api.compress_file(src, tmp_path / "nd0.sarz", quality=3)
     api.decompress_file(tmp_path / "nd0.sarz", tmp_path / "nd0_d.tif")
     decoded = _read(tmp_path / "nd0_d.tif")[0]
@@ -639,12 +645,7 @@ def test_overviews_keep_valid_cells_off_the_nodata_value_and_a_scaled_uint8_is_i
     from sar_compressor.engine.codec.passes.window_decode import SarzWindowReader
 
     db = _db_scene((256, 320)) + 12.0  # around 0 dB, raw 0
-    raw = np.round(db * 100.0).astype(np.int16)
-    raw[raw == 0] = 1
-    raw[:, :32] = 0
-    src = _write(tmp_path / "nd0.tif", raw, nodata=0)
-    with rasterio.open(src, "r+") as ds:
-        ds.scales, ds.units = (0.01,), ("dB",)
+    src, _ = _nodata_0_product(tmp_path / "nd0.tif", db, border=32)
     api.compress_file(src, tmp_path / "nd0.sarz", quality=2)
     with SarzWindowReader(tmp_path / "nd0.sarz") as reader:
         for level in (1, 2, 3):

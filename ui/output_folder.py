@@ -12,24 +12,23 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from qgis.core import QgsProcessingUtils, QgsSettings
+from qgis.core import QgsSettings
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QDesktopServices
+
+from ..algorithms.common import processing_temp_folder, within
 
 SETTINGS_KEY = "sar_compressor/output_folder"
 
 
 def temporary_roots() -> list[Path]:
     """Folders whose content does not survive a QGIS exit or a reboot."""
-    return sorted({Path(tempfile.gettempdir()).resolve(), Path(QgsProcessingUtils.tempFolder()).resolve()})
+    return sorted({Path(tempfile.gettempdir()).resolve(), processing_temp_folder()})
 
 
 def is_temporary(folder: str) -> bool:
     """True when `folder` is inside a temporary folder (QGIS's processing temp folder or the system one)."""
-    if not folder:
-        return False
-    path = Path(folder).resolve()
-    return any(path == root or root in path.parents for root in temporary_roots())
+    return bool(folder) and within(folder, temporary_roots())
 
 
 def remembered_folder() -> str:

@@ -279,22 +279,14 @@ def _per_band_domains(ds) -> list[dict[str, dict[str, str]]]:
 PLAIN_INTERP = frozenset({"gray", "undefined"})
 
 
-def paletted_bands(path: PathLike) -> list[int]:
-    """The bands of a raster that have a colour table (GDAL's palette interpretation): classes, not values."""
-    with _open(path) as ds:
-        try:
-            return [i + 1 for i, ci in enumerate(ds.colorinterp) if ci.name == "palette"]
-        except ValueError:  # an interpretation newer than this rasterio knows
-            return []
-
-
 def _color_interp(ds) -> list[str]:
-    """The bands' colour interpretation names, or none where every band is plain (PLAIN_INTERP)."""
+    """The bands' colour interpretation names, or none where every band is plain (PLAIN_INTERP). A "palette" band
+    (a colour table: classes) is refused by compression (input_checks.check_not_paletted), so none reaches a file."""
     try:
         interps = ds.colorinterp
     except ValueError:  # an interpretation newer than this rasterio knows (GDAL 3.10's SAR_C, NIR...)
         return []
-    names = ["gray" if ci.name == "palette" else ci.name for ci in interps]  # no colour table is kept
+    names = [ci.name for ci in interps]
     return [] if set(names) <= PLAIN_INTERP else names
 
 

@@ -57,5 +57,6 @@ class DecompressAlgorithm(SARAlgorithm):
                 output,
                 cog=self.parameterAsBoolean(parameters, "COG", context),
                 band=self.parameterAsInt(parameters, "BAND", context) or None,
+                warn=feedback.pushWarning,  # what the GeoTIFF cannot hold (bands' differing nodata values)
             )
         return {"OUTPUT": output} if stats is not None else cancelled(feedback)

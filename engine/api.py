@@ -45,7 +45,7 @@ from .codec.passes.quality import DEFAULT_QUALITY
 from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError
 from .input_checks import check_kind_fits, check_not_paletted
-from .inspect import mask_warning, nodata_warning, photo_warning
+from .inspect import differing_nodata_warning, mask_warning, nodata_warning, photo_warning
 from .io.output_paths import check_outputs, check_sarz_name, real_path, temp_path
 from .io.raster_io import (
     RasterInfo,
@@ -516,11 +516,22 @@ def _stage(log: Log, text: str) -> None:
 
 
 def _decode(
-    reader: ContainerReader, open_sink: SinkOpener, band: Optional[int], progress: Progress, cancel: Cancel
+    reader: ContainerReader,
+    open_sink: SinkOpener,
+    band: Optional[int],
+    progress: Progress,
+    cancel: Cancel,
+    warn: Log = None,
 ) -> list[DecodePass]:
     """Every band of the file (or the one whose source number is `band`) into `open_sink`'s sinks; the
-    finished passes (their layouts), in output band order."""
+    finished passes (their layouts), in output band order. `warn`: what the sink cannot hold (a GeoTIFF's one
+    nodata value for bands whose values differ), before any decoding."""
     passes = band_passes(reader, band)
+    if warn is not None and len(passes) > 1:
+        sources = sorted(int(entry["source_band"]) for entry in reader.header["bands"])  # the passes' order
+        warning = differing_nodata_warning({b: dec.info.nodata for b, dec in zip(sources, passes)})
+        if warning is not None:
+            warn(warning)
     info = stack_infos([dec.info for dec in passes])
     info = replace(info, dtype=output_dtype([dec.layout.kind for dec in passes], info.dtype))
     with open_sink(info) as sinks:
@@ -537,18 +548,20 @@ def decompress_file(
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
+    warn: Log = None,
 ) -> DecompressStats:
     """Decode a .sarz into a tiled, DEFLATE GeoTIFF (COG with overviews when asked), every band (or only the
     one whose source band number is `band`: only its chunks are read, and its reference band's if it is
     predicted) with the original CRS, transform, nodata, descriptions and dtype (complex input -> float32
-    intensity); atomic."""
+    intensity); atomic. `warn`: called before decoding where the GeoTIFF cannot say what the file does (bands
+    whose nodata values differ)."""
     start = time.perf_counter()
     dst = Path(dst)
     check_outputs([src], [dst], overwrite=True)  # never the input, never a folder/FIFO/device
     with ContainerReader(src) as reader:
         size, raster = reader.file_size, reader.header["raster"]
         with bounded_gdal_cache(streaming_cache_mb(raster["width"], raster["dtype"])):
-            passes = _decode(reader, _file_sink(dst, cog, log), band, progress, cancel)
+            passes = _decode(reader, _file_sink(dst, cog, log), band, progress, cancel, warn)
     layout = passes[0].layout
     stats = DecompressStats(
         input_bytes=size,

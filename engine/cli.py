@@ -297,6 +297,7 @@ def _cmd_decompress(args: argparse.Namespace, job: _Job) -> int:
         progress=job.progress,
         cancel=job.cancel,
         log=job.log,
+        warn=_warn,  # what the GeoTIFF cannot hold, before any decoding
     )
     print(f"{args.output}: {stats.summary()}")
     return 0

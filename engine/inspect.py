@@ -109,9 +109,15 @@ def mask_warning(path: Union[str, Path], bands: list[int]) -> Optional[str]:
 
 def nodata_warning(info: RasterInfo, bands: list[int]) -> Optional[str]:
     """A warning when the bands to code have other nodata values than the first of them: a GeoTIFF holds one."""
-    values = {b: info.band(b).nodata for b in bands}
-    first = bands[0]
-    others = [b for b in bands[1:] if differing_nodata([values[first], values[b]])]
+    return differing_nodata_warning({b: info.band(b).nodata for b in bands})
+
+
+def differing_nodata_warning(values: dict[int, Optional[float]]) -> Optional[str]:
+    """A warning when bands (source number: nodata value, in output order) have other nodata values than the
+    first: what a multi-band GeoTIFF written from them cannot say (compression warns, and decompression again:
+    whoever decodes may not be whoever coded)."""
+    first, *rest = values
+    others = [b for b in rest if differing_nodata([values[first], values[b]])]
     if not others:
         return None
     listed = ", ".join(f"band {b} ({values[b]})" for b in others)

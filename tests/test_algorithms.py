@@ -754,3 +754,35 @@ def test_a_kind_the_data_type_contradicts_is_refused_in_processing(provider, sce
             "sar_compressor:compress", {"INPUT": str(scene), "KIND": "complex", "OUTPUT": str(tmp_path / "x.sarz")}
         )
     assert not any(tmp_path.iterdir())
+
+
+def test_decompress_warns_when_the_bands_nodata_values_differ(provider, tmp_path):
+    """Every band into one GeoTIFF, which declares band 1's nodata value: the log says so, as compression did."""
+    import processing
+
+    from sar_compressor.engine import api
+
+    layers = []
+    for band, nodata in ((1, 0.0), (2, -9999.0)):
+        path = tmp_path / f"b{band}.tif"
+        data = np.full((1, 64, 80), 0.25 * band, np.float32)
+        data[0, :, :9] = nodata
+        with rasterio.open(
+            path, "w", driver="GTiff", width=80, height=64, count=1, dtype="float32", nodata=nodata
+        ) as d:
+            d.write(data)
+        layers.append(
+            f'<VRTRasterBand dataType="Float32" band="{band}"><NoDataValue>{nodata}</NoDataValue>'
+            f'<SimpleSource><SourceFilename relativeToVRT="1">{path.name}</SourceFilename>'
+            "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+        )
+    stack = tmp_path / "stack.vrt"
+    stack.write_text(f'<VRTDataset rasterXSize="80" rasterYSize="64">{"".join(layers)}</VRTDataset>')
+    api.compress_file(stack, tmp_path / "s.sarz")
+    feedback = RecordingFeedback()
+    processing.run(
+        "sar_compressor:decompress",
+        {"INPUT": str(tmp_path / "s.sarz"), "OUTPUT": str(tmp_path / "out.tif")},
+        feedback=feedback,
+    )
+    assert any("band 2 (-9999.0) against band 1 (0.0)" in w for w in feedback.warnings), feedback.warnings

@@ -340,10 +340,10 @@ def _raw_band(n: int, file: str, nodata: float, cols: int) -> str:
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-def test_each_band_keeps_its_own_nodata(tmp_path):
+def test_each_band_keeps_its_own_nodata(tmp_path, capsys):
     """A stack whose bands have other nodata values (gdalbuildvrt -separate, ENVI, HDF): band 2's -9999 fill was
     taken for data under band 1's nodata (its range ran from -9999, its pixels decoded wrong)."""
-    from sar_compressor.engine import api, gdal_vrt
+    from sar_compressor.engine import api, cli, gdal_vrt
     from sar_compressor.engine.metrics import evaluate_files
     from sar_compressor.engine.simulate import simulate_scene
 
@@ -359,7 +359,12 @@ def test_each_band_keeps_its_own_nodata(tmp_path):
     warnings: list[str] = []
     api.compress_file(stack, tmp_path / "s.sarz", reconstruction=tmp_path / "r.tif", warn=warnings.append)
     assert any("nodata values differ: band 2 (-9999.0) against band 1 (0.0)" in w for w in warnings)
-    api.decompress_file(tmp_path / "s.sarz", tmp_path / "b2.tif", band=2)
+    said: list[str] = []  # whoever decodes hears it too: every band into one GeoTIFF, not one band alone
+    api.decompress_file(tmp_path / "s.sarz", tmp_path / "all.tif", warn=said.append)
+    api.decompress_file(tmp_path / "s.sarz", tmp_path / "b2.tif", band=2, warn=said.append)
+    assert len(said) == 1 and "band 2 (-9999.0) against band 1 (0.0)" in said[0] and "--band N" in said[0]
+    assert cli.main(["-q", "decompress", str(tmp_path / "s.sarz"), str(tmp_path / "all_cli.tif")]) == 0
+    assert f"warning: {said[0]}" in capsys.readouterr().err
     with rasterio.open(tmp_path / "r.tif") as r, rasterio.open(tmp_path / "b2.tif") as one:
         both, alone = r.read(2), one.read(1)
         assert one.nodata == -9999  # a single band's GeoTIFF holds its own

@@ -14,7 +14,8 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import preprocessing as pp
-from .codec.passes.survey import kind_and_values, sample_band
+from .codec.format.layout import STRIP_ROWS
+from .codec.passes.survey import SAMPLE_VALUES, kind_and_values, sample_band
 from .errors import InputError
 from .input_checks import check_kind_fits, check_not_paletted
 from .io.raster_io import RasterInfo, RasterReader, differing_nodata
@@ -135,7 +136,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
     with RasterReader(path) as reader:
         info = reader.info.band(reader.info.check_band(band))
         raw = sample_band(info, lambda r0, r1: reader.read_rows(band, r0, r1))
-        total = max(1, _sampled_pixels(info.height, info.width))
+        total = max(1, pp.sampled_pixels(info.height, info.width, STRIP_ROWS, SAMPLE_VALUES))
     photo = photo_warning(path)
     choice, _, sample = kind_and_values(info, raw, kind)  # in the band's own units (its GDAL scale and offset)
     warnings, refusal = ([photo] if photo else []), None
@@ -166,14 +167,3 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         warnings=warnings,
         refusal=refusal,
     )
-
-
-def _sampled_pixels(height: int, width: int) -> int:
-    """How many pixels survey.sample_band's grid visits (every k-th row of each strip, every k-th column)."""
-    from .codec.format.layout import STRIP_ROWS
-    from .codec.passes.survey import SAMPLE_VALUES
-
-    step = pp.sample_stride(height, width, SAMPLE_VALUES)
-    cols = len(range(0, width, step))
-    rows = sum(len(range((-r0) % step, min(STRIP_ROWS, height - r0), step)) for r0 in range(0, height, STRIP_ROWS))
-    return rows * cols

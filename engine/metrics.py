@@ -31,6 +31,7 @@ from .preprocessing import (
     robust_range,
     sample_stride,
     scaled,
+    strided_strips,
     valid_mask,
     zero_is_fill,
 )
@@ -707,12 +708,11 @@ def _strided(src, band: int, max_values: int) -> np.ndarray:
     the codec samples it (a decimated read is served from a file's overviews, whose averaged pixels have another
     histogram: a uint16 amplitude product with overviews was judged display-scaled, the codec coded it as
     amplitude, and evaluate measured native values)."""
-    step = sample_stride(src.height, src.width, max_values)
-    parts = []
-    for r0 in range(0, src.height, STRIP_ROWS):
-        r1 = min(r0 + STRIP_ROWS, src.height)
-        parts.append(read_masked(src, band, window=((r0, r1), (0, src.width)))[(-r0) % step :: step, ::step])
-    return np.concatenate(parts)
+
+    def read(r0: int, r1: int) -> np.ndarray:
+        return read_masked(src, band, window=((r0, r1), (0, src.width)))
+
+    return np.concatenate([grid for *_, grid in strided_strips(read, src.height, src.width, STRIP_ROWS, max_values)])
 
 
 def detect_file_kind(src, band: int = 1) -> str:

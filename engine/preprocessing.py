@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import numpy as np
 
@@ -553,26 +553,21 @@ def sample_stride(height: int, width: int, max_values: int = MAX_SAMPLE) -> int:
     return max(1, math.ceil(math.sqrt(height * width / max(max_values, 1))))
 
 
-def sample_for_range(
-    strips: Iterable[tuple[int, np.ndarray]],
-    height: int,
-    width: int,
-    kind: str,
-    nodata: Optional[float] = None,
-    max_values: int = MAX_SAMPLE,
-) -> np.ndarray:
-    """Valid dB values on a regular sub-grid (every k-th row and column), gathered strip by strip.
-
-    `strips` yields `(row0, rows)` as `raster_io.iter_strips` does, so a huge raster is never whole in memory;
-    the grid depends only on the raster size, not on how it is cut into strips. Feed the result to
-    `robust_range`.
-    """
-    check_kind(kind)
+def strided_strips(
+    read: Callable[[int, int], np.ndarray], height: int, width: int, strip_rows: int, max_values: int = MAX_SAMPLE
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(row0, rows, grid) for each strip of `strip_rows` rows, `read(row0, row1)` at full resolution, `grid` its
+    pixels on the raster's sampling grid (every k-th row and column, about `max_values` in all): the grid depends
+    only on the raster's size, not on how it is cut into strips, and a huge raster is never whole in memory. (A
+    decimated read would be served from a file's overviews, whose averaged pixels have another histogram.)"""
     step = sample_stride(height, width, max_values)
-    parts: list[np.ndarray] = []
-    for row0, rows in strips:
-        first = (-row0) % step
-        picked = np.asarray(rows)[first::step, ::step]
-        if picked.size:
-            parts.append(to_db(picked, kind)[valid_mask(picked, nodata, zero_is_fill(kind, picked.dtype))])
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    for row0 in range(0, height, strip_rows):
+        rows = read(row0, min(row0 + strip_rows, height))
+        yield row0, rows, rows[(-row0) % step :: step, ::step]
+
+
+def sampled_pixels(height: int, width: int, strip_rows: int, max_values: int = MAX_SAMPLE) -> int:
+    """How many pixels `strided_strips`' grids hold, without reading any."""
+    step = sample_stride(height, width, max_values)
+    rows = sum(len(range((-r0) % step, min(strip_rows, height - r0), step)) for r0 in range(0, height, strip_rows))
+    return rows * len(range(0, width, step))

@@ -8,6 +8,7 @@ import pytest
 from sar_compressor.engine.errors import InputError
 from sar_compressor.engine.preprocessing import (
     FLOOR_DB,
+    MAX_SAMPLE,
     NOISE_FLOOR,
     Range,
     check_dtype,
@@ -20,10 +21,12 @@ from sar_compressor.engine.preprocessing import (
     normalize,
     output_dtype,
     robust_range,
-    sample_for_range,
     sample_stride,
+    sampled_pixels,
+    strided_strips,
     to_db,
     valid_mask,
+    zero_is_fill,
 )
 
 RNG = np.random.default_rng(0)
@@ -199,28 +202,26 @@ def test_normalize_denormalize():
     assert clipped_fraction(db[:5], rng, mask=np.array([False, True, True, True, True])) == pytest.approx(0.25)
 
 
-def _strips(arr: np.ndarray, rows: int):
-    for r in range(0, arr.shape[0], rows):
-        yield r, arr[r : r + rows]
+def _grid(arr: np.ndarray, strip_rows: int, max_values: int) -> np.ndarray:
+    rows, cols = arr.shape
+    strips = strided_strips(lambda r0, r1: arr[r0:r1], rows, cols, strip_rows, max_values)
+    return np.concatenate([grid for *_, grid in strips], axis=0)
 
 
 @pytest.mark.parametrize("strip_rows", [1, 7, 64, 500])
-def test_sample_for_range_is_strided_and_strip_independent(strip_rows):
+def test_the_sampling_grid_is_strided_and_strip_independent(strip_rows):
+    """Every k-th row and column of the raster whatever its strips, as many as sampled_pixels says."""
     arr = RNG.uniform(0.01, 1.0, (301, 257)).astype(np.float32)
-    arr[::5, ::3] = -9999.0
     step = sample_stride(301, 257, max_values=5000)
-    got = sample_for_range(_strips(arr, strip_rows), 301, 257, "intensity", nodata=-9999.0, max_values=5000)
-    picked = arr[::step, ::step]
-    expected = to_db(picked, "intensity")[picked != -9999.0]
-    np.testing.assert_array_equal(got, expected)
-    assert got.size <= 5000
+    got = _grid(arr, strip_rows, 5000)
+    np.testing.assert_array_equal(got, arr[::step, ::step])
+    assert got.size <= 5000 and got.size == sampled_pixels(301, 257, strip_rows, 5000)
 
 
-def test_sample_for_range_whole_small_raster_and_empty():
+def test_the_sampling_grid_of_a_small_raster_is_all_of_it():
     arr = RNG.uniform(0.1, 1.0, (20, 30)).astype(np.float32)
-    got = sample_for_range(_strips(arr, 8), 20, 30, "intensity")
-    assert got.size == arr.size
-    assert sample_for_range(iter(()), 10, 10, "db").size == 0
+    np.testing.assert_array_equal(_grid(arr, 8, MAX_SAMPLE), arr)
+    assert sampled_pixels(0, 10, 8) == 0
 
 
 def test_real_crops_are_detected(shared_sar_dir):
@@ -238,6 +239,8 @@ def test_real_crops_are_detected(shared_sar_dir):
             sample = reader.read_rows(1, 0, 64)
             tags = {**info.tags, **info.band_tags[0]}
             assert detect_kind(info.dtype, sample, info.descriptions[0], tags) == kind, name
-            values = sample_for_range(reader.iter_strips(1, rows=100), info.height, info.width, kind, info.nodata)
+            read = lambda r0, r1: reader.read_rows(1, r0, r1)  # noqa: E731
+            grid = np.concatenate([g.ravel() for *_, g in strided_strips(read, info.height, info.width, 100)])
+            values = to_db(grid, kind)[valid_mask(grid, info.nodata, zero_is_fill(kind, grid.dtype))]
         rng = robust_range(values)
         assert -60 < rng.vmin < rng.vmax < 40

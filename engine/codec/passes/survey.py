@@ -208,13 +208,10 @@ def sample_band(info: RasterInfo, read: RowReader, tiles: Optional[_TextureTiles
     """Every k-th row and column (about SAMPLE_VALUES at most) of the pixels that are not nodata or non-finite
     (zeros included: the kind decides whether they are fill), strip by strip (and the texture tiles, when asked
     for); empty when there are none."""
-    step = pp.sample_stride(info.height, info.width, SAMPLE_VALUES)
     parts: list[np.ndarray] = []
-    for row0 in range(0, info.height, STRIP_ROWS):
-        rows = read(row0, min(row0 + STRIP_ROWS, info.height))
+    for row0, rows, grid in pp.strided_strips(read, info.height, info.width, STRIP_ROWS, SAMPLE_VALUES):
         if tiles is not None:
             tiles.add(row0, rows)
-        grid = rows[(-row0) % step :: step, ::step]
         picked = grid[pp.valid_mask(grid, info.nodata)]
         if picked.size == 0:  # sparse data between the grid points: still let it count
             picked = rows[pp.valid_mask(rows, info.nodata)][:1024]

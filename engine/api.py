@@ -427,6 +427,7 @@ def compress_array(
     descriptions = description if isinstance(description, list) else [description] * stack.shape[0]
     if len(descriptions) != stack.shape[0]:
         raise InputError(f"{len(descriptions)} descriptions for {stack.shape[0]} bands")
+    check_kind_fits(str(arr.dtype), kind)
     info = RasterInfo(
         width=stack.shape[2],
         height=stack.shape[1],

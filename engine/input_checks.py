@@ -6,8 +6,9 @@ from typing import Optional
 
 from .errors import InputError
 
-REAL_KINDS = ("intensity", "amplitude", "db")
-"""Kinds that read one real value per pixel: on a complex raster they would keep the real part only."""
+REAL_KINDS = ("intensity", "amplitude", "db", "native")
+"""Kinds that read one real value per pixel: on a complex raster they would keep the real part only ('native',
+values as they are, too: a complex value has no single real one)."""
 
 
 def check_kind_fits(dtype: str, kind: str) -> None:

@@ -20,6 +20,7 @@ import rasterio
 
 from sar_compressor.engine.cli import main
 from sar_compressor.engine.codec.format import container
+from sar_compressor.engine.errors import InputError
 from sar_compressor.engine.io import output_paths
 from sar_compressor.engine.io.raster_io import StripWriter
 
@@ -365,7 +366,11 @@ def test_inspect_gives_a_complex_rasters_range_as_its_intensity(cint16):
 
 
 def test_kinds_that_contradict_the_data_type_are_refused(cint16, scene, tmp_path, capsys):
-    for kind in ("amplitude", "intensity", "db"):
+    """native too: it coded a complex raster's real part alone (numpy's ComplexWarning the only sign); the array
+    API refuses as the file API does."""
+    from sar_compressor.engine.api import compress_array
+
+    for kind in ("amplitude", "intensity", "db", "native"):
         assert main(["-q", "compress", str(cint16), str(tmp_path / "x.sarz"), "--kind", kind]) == 2
         refusal = f"--kind {kind} does not fit a complex"
         assert refusal in capsys.readouterr().err
@@ -376,6 +381,8 @@ def test_kinds_that_contradict_the_data_type_are_refused(cint16, scene, tmp_path
     assert main(["inspect", str(scene), "--kind", "complex"]) == 2
     assert "refused: --kind complex needs a complex raster" in capsys.readouterr().out
     assert listing(tmp_path) == []
+    with pytest.raises(InputError, match="--kind native does not fit a complex"):
+        compress_array(np.ones((8, 8), np.complex64), kind="native")
 
 
 def test_tall_narrow_raster_round_trip(tmp_path, capsys):

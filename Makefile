@@ -73,7 +73,7 @@ train:
 package:
 	@rm -rf build/package && mkdir -p build/package/$(PLUGIN_NAME) dist
 	git archive --format=tar HEAD | tar -x -C build/package/$(PLUGIN_NAME)
-	cd build/package/$(PLUGIN_NAME) && rm -rf tests bench/results .ci docs training/runs Makefile \
+	cd build/package/$(PLUGIN_NAME) && rm -rf tests bench/results .ci training/runs Makefile \
 	  pyproject.toml .gitignore .gitattributes
 	cd build/package && rm -f ../../$(DIST) && $(PYTHON_SYS) -m zipfile -c ../../$(DIST) $(PLUGIN_NAME)
 	@echo "wrote $(DIST)"

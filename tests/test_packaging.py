@@ -112,6 +112,17 @@ def test_zip_has_the_plugin_and_no_dev_files(package):
     assert general["qgisMinimumVersion"] == "3.22" and general["hasProcessingProvider"] == "yes"
     assert general["icon"] in inside
     assert package.name == f"{PLUGIN}-{general['version']}.zip"
+    assert {"docs/FORMAT.md", "docs/INTERFACES.md"} <= inside  # README links them
+
+
+def test_the_python_package_has_the_plugins_version():
+    """pyproject's version is the plugin's (it said 0.6.0 at 0.7.0: what pip and Dask workers report)."""
+    import tomllib
+
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "metadata.txt")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["version"] == parser["general"]["version"]
 
 
 def test_unzipped_plugin_loads_with_qgis_loader(package, tmp_path, qgis_iface):

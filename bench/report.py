@@ -5,32 +5,23 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
+from ..engine.json_text import json_safe
 from . import ablation, multiband
 
 MB = 1024 * 1024
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: inf/NaN -> None, numpy scalars -> Python numbers, tuples/paths -> lists/strings."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _null(value: float) -> None:
+    """Non-finite figures are null in the bench's JSON."""
+    return None
 
 
 def write_json(results: dict, path: Path) -> Path:
-    path.write_text(json.dumps(_clean(results), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(json_safe(results, _null), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 

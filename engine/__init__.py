@@ -1,6 +1,7 @@
-"""SAR Compressor engine: learned SAR raster codec. Pure Python + torch + numpy + rasterio, no QGIS.
+"""SAR Compressor engine: the SAR raster codec. Pure Python + numpy + rasterio + constriction: no QGIS, no torch
+(no network is bundled: the codec's learned parts are fitted per tile while compressing, MODELS.md).
 
-Nothing heavy is imported here, so the QGIS plugin can import the package while torch is missing.
+Nothing heavy is imported here, so the QGIS plugin can import the package while a dependency is missing.
 
 Where things are (a reader finds each part of the codec by folder name):
 
@@ -16,8 +17,8 @@ Where things are (a reader finds each part of the codec by folder name):
                      tables and varints, the invalid-pixel mask
       transform/     the CDF 9/7 wavelet
     io/              raster reading and writing (rasterio), where outputs may be written
-    errors.py  preprocessing.py  metrics.py
-                     the foundation: exceptions, the coding domain and masks, quality figures
+    errors.py  preprocessing.py  metrics.py  json_text.py
+                     the foundation: exceptions, the coding domain and masks, quality figures, strict JSON
 
 Imports point one way, down this list: front ends -> codec.passes -> codec.radiometry -> codec.format ->
 codec.entropy -> codec.transform; codec.format and above may use io; everything may use the foundation, which

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import signal
 import sys
@@ -19,6 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
+from . import json_text
 from . import preprocessing as pp
 from .codec.entropy.ssim_weights import TUNES
 from .codec.format.sarz_header import scales
@@ -426,7 +426,7 @@ def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
     header = read_header(args.input)
     verified = _verify(args.input, job) if args.verify else None
     if args.json:
-        print(json.dumps({**header, "verify": verified} if verified else header, indent=2, sort_keys=True))
+        print(json_text.dumps({**header, "verify": verified} if verified else header))
         return 0
     try:
         lines = _info_lines(header)
@@ -462,7 +462,7 @@ def _cmd_inspect(args: argparse.Namespace, job: _Job) -> int:
 
     summary = inspect_input(args.input, args.band, args.kind)
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
+        print(json_text.dumps(summary.to_dict()))
     else:
         print(args.input)
         print("\n".join("  " + line for line in summary.lines()))
@@ -481,7 +481,7 @@ def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     for warning in result["warnings"]:
         _warn(warning)
     if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        print(json_text.dumps(result))
         return 0
     if "overall" not in result:
         _print_metrics(result)

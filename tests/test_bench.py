@@ -58,9 +58,10 @@ def test_merged_targets_drop_near_duplicates():
     assert merged_targets([0.25, 0.251, 0.5, 0.2, 0.0, 0.51]) == [0.2, 0.25, 0.5]
 
 
-def test_json_is_strict():
+def test_json_is_strict(tmp_path):
     data = {"a": math.inf, "b": np.float32(1.5), "c": [np.int64(3), float("nan")], "d": (1, 2)}
-    assert report._clean(data) == {"a": None, "b": 1.5, "c": [3, None], "d": [1, 2]}
+    text = report.write_json(data, tmp_path / "r.json").read_text()
+    assert json.loads(text) == {"a": None, "b": 1.5, "c": [3, None], "d": [1, 2]}
 
 
 def test_missing_shared_folder_is_a_message(tmp_path):

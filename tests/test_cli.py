@@ -17,6 +17,7 @@ import pytest
 import rasterio
 
 from sar_compressor.engine.cli import main
+from sar_compressor.engine.simulate import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -113,6 +114,21 @@ def test_decompress_info_evaluate(sarz, scene, tmp_path, capsys):
     assert np.isfinite(metrics["psnr_db"]) and "ssim" in metrics
     assert main(["evaluate", str(scene), str(out)]) == 0
     assert "mean_ratio" in capsys.readouterr().out
+
+
+def _strict(text: str):
+    """json.loads refusing NaN and Infinity, as strict parsers (JavaScript's JSON.parse) do."""
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
+
+
+def test_json_outputs_are_strict(tmp_path, capsys):
+    """inspect wrote "nodata": NaN and evaluate "psnr_db": Infinity (identical files): no strict parser takes them;
+    they are strings, as in .sarz headers."""
+    scene = write_scene(tmp_path / "nan.tif", 64, 80, seed=2, nodata=float("nan"), nodata_fraction=0.1)
+    assert main(["inspect", str(scene), "--json"]) == 0
+    assert _strict(capsys.readouterr().out)["nodata"] == "nan"
+    assert main(["evaluate", str(scene), str(scene), "--json"]) == 0
+    assert _strict(capsys.readouterr().out)["psnr_db"] == "inf"
 
 
 def test_info_names_the_gcps_of_a_gcp_georeferenced_raster(tmp_path, capsys):

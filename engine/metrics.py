@@ -571,12 +571,20 @@ def evaluate_files(
     (range percentiles from a decimated read) and the neighbourhood metrics are measured on a central crop of
     at most 4096x4096; the domain texts say so.
     """
+    check_looks(looks)
+    with _no_georef_warning(), _cancellable(cancel):
+        return _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label, looks)
+
+
+@contextmanager
+def _no_georef_warning() -> Iterator[None]:
+    """rasterio's NotGeoreferencedWarning silenced: metrics need no georeferencing (the CLI printed it, two lines
+    with rasterio's source line, on every evaluation of an AIRSAR crop)."""
     from rasterio.errors import NotGeoreferencedWarning
 
-    check_looks(looks)
-    with warnings.catch_warnings(), _cancellable(cancel):
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # metrics need no georeferencing
-        return _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label, looks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
 
 
 def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label, looks) -> dict:
@@ -647,7 +655,7 @@ def evaluate_bands(
     weighs the same), the other figures averaged over the bands."""
     import rasterio
 
-    with rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
+    with _no_georef_warning(), rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
         count_o, count_r = so.count, sr.count
     bands = list(range(1, count_o + 1)) if bands is None else bands
     rbands = bands if count_r == count_o else list(range(1, len(bands) + 1))

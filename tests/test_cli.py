@@ -284,3 +284,17 @@ def test_no_interscale_and_info(oversampled_scene, tmp_path, capsys):
         capsys.readouterr()
         assert main(["info", str(out)]) == 0
         assert expected in capsys.readouterr().out
+
+
+def test_evaluate_of_rasters_without_georeferencing_says_nothing_about_it(tmp_path, capsys):
+    """rasterio's NotGeoreferencedWarning (two lines with its source line) was printed on every evaluation of an
+    AIRSAR crop: evaluate_bands opened both files outside the filter evaluate_files has."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    scene = write_scene(tmp_path / "plain.tif", 48, 64, seed=1, georef=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotGeoreferencedWarning)
+        assert main(["evaluate", str(scene), str(scene)]) == 0
+    assert capsys.readouterr().err == ""

@@ -342,6 +342,8 @@ def _check_settings(settings: Mapping[str, Any], workers: Optional[int]) -> None
         quality_level(settings["quality"])
     if settings.get("target_bpp") is not None and not settings["target_bpp"] > 0:
         raise InputError(f"the target bits per pixel must be positive, got {settings['target_bpp']}")
+    if settings.get("band") is not None and settings["band"] < 1:
+        raise InputError(f"band {settings['band']} does not exist: bands count from 1")
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
 

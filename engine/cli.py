@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from . import json_text
 from . import preprocessing as pp
@@ -37,8 +37,16 @@ WRITERS = {
 """Commands that write files: their input and output arguments, for the output rules and locks."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with a bad command line in one line, as every other error (argparse prints its usage
+    block first: 3-10 lines); --help still shows the usage. Subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sar-compressor", description="Compression of SAR rasters into .sarz files.")
+    p = _Parser(prog="sar-compressor", description="Compression of SAR rasters into .sarz files.")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -420,21 +428,35 @@ def _info_lines(h: dict[str, Any]) -> list[str]:
 
 
 def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
+    """The header, then (--verify) the check: the header is printed first, so a damaged file still shows what
+    it holds before the error names the damaged chunks (with --json, the check's error is the JSON's "verify")."""
     from .api import read_header
     from .errors import ContainerError
 
     header = read_header(args.input)
-    verified = _verify(args.input, job) if args.verify else None
     if args.json:
+        verified, code = _json_verify(args.input, job) if args.verify else (None, 0)
         print(json_text.dumps({**header, "verify": verified} if verified else header))
-        return 0
+        return code
     try:
         lines = _info_lines(header)
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise ContainerError(f"{args.input}: header lacks a field ({exc}); try --json") from exc
     print(f"{args.input}")
-    print("\n".join("  " + line for line in lines + ([f"verify        {verified}"] if verified else [])))
+    print("\n".join("  " + line for line in lines), flush=True)
+    if args.verify:
+        print(f"  verify        {_verify(args.input, job)}")
     return 0
+
+
+def _json_verify(path: str, job: _Job) -> tuple[str, int]:
+    """The check's summary and exit code 0, or its error ("failed: ...") and EXIT_ERROR."""
+    from .errors import ContainerError
+
+    try:
+        return _verify(path, job), 0
+    except ContainerError as exc:
+        return f"failed: {exc}", EXIT_ERROR
 
 
 def _cmd_vrt(args: argparse.Namespace, job: _Job) -> int:

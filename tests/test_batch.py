@@ -252,6 +252,7 @@ def test_bad_settings_refused_before_any_work(rasters, tmp_path):
     for settings, workers, message in (
         ({"quality": 99}, None, "quality must be"),
         ({"target_bpp": 0.0}, None, "must be positive"),
+        ({"band": 0}, None, "band 0 does not exist"),  # each file failed, on a cluster started for nothing
         ({}, 0, "at least 1"),
     ):
         with pytest.raises(InputError, match=message):

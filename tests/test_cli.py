@@ -184,8 +184,10 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, sarz, capsys):
 def test_help_and_usage(capsys):
     assert main(["--help"]) == 0
     assert "compress" in capsys.readouterr().out
-    assert main(["compress"]) == 2
-    assert main(["frobnicate"]) == 2
+    for bad in (["compress"], ["frobnicate"], ["compress", "a.tif", "b.sarz", "--quality", "abc"]):
+        assert main(bad) == 2  # one line, as every other error (argparse printed its usage block first)
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "--help" in err, err
     for retired in ("models", "train"):  # the autoencoder's commands are gone
         assert main([retired]) == 2
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import signal
@@ -316,8 +317,11 @@ def test_verify_names_a_damaged_chunk(sarz, tmp_path, capsys):
     capsys.readouterr()
     for argv in (["verify", str(bad)], ["info", "--verify", str(bad)]):
         assert main(argv) == 2
-        err = capsys.readouterr().err
+        out, err = capsys.readouterr()
         assert re.search(r"chunk 1 of 1 damaged", err), err
+    assert "format        .sarz v" in out  # info shows the header before the check fails (it showed nothing)
+    assert main(["info", "--verify", "--json", str(bad)]) == 2
+    assert re.search(r"failed: .*chunk 1 of 1 damaged", json.loads(capsys.readouterr().out)["verify"])
 
 
 # --------------------------------------------------------------------------- 7, 8: documented inputs, kinds

@@ -86,6 +86,11 @@ def read_window(
             f"{args['path']} is gone (moved or deleted?): this VRT decodes it; run `sar-compressor vrt` on the .sarz "
             "where it is now"
         ) from None
+    if args.get("file_id", reader.reader.file_id) != reader.reader.file_id:  # VRTs before 0.7.1 name none
+        raise InputError(
+            f"{args['path']} is another file than this VRT was written for (replaced by a later compression?): run "
+            "`sar-compressor vrt` on it again"
+        )
     with lock:
         out_ar[:] = _resampled(reader, (xoff, yoff, xsize, ysize), int(args.get("level", "0")), out_ar.shape)
 
@@ -164,7 +169,8 @@ def _band_xml(reader: SarzWindowReader, sarz: Path, level: int, overviews: list[
     lines += [
         f"    <PixelFunctionType>{PIXEL_FUNCTION}</PixelFunctionType>",
         "    <PixelFunctionLanguage>Python</PixelFunctionLanguage>",
-        f'    <PixelFunctionArguments path={quoteattr(str(sarz))} band="{reader.band}" level="{level}"/>',
+        f'    <PixelFunctionArguments path={quoteattr(str(sarz))} band="{reader.band}" level="{level}" '
+        f'file_id="{reader.reader.file_id}"/>',
     ]
     for ov in overviews:
         lines.append(
@@ -265,4 +271,18 @@ def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
     finally:
         for reader in readers:
             reader.close()
+    _remove_stale_levels(out, len(paths) - 1, src)
     return paths
+
+
+def _remove_stale_levels(vrt: Path, levels: int, sarz: Path) -> None:
+    """Overview VRTs above `levels` that an earlier `write_vrt` wrote for the same .sarz (a larger raster's, since
+    replaced), which nothing lists any more; the first level missing, or not such a VRT, ends the walk."""
+    level = levels + 1
+    while (path := vrt_paths(vrt, level)[-1]).exists():
+        try:
+            _check_replaceable(path, sarz)
+            path.unlink()
+        except (InputError, OSError):
+            return
+        level += 1

@@ -145,6 +145,23 @@ def test_a_vrt_whose_sarz_is_gone_says_so(sarz, tmp_path):
     assert "os.stat" not in done.stderr
 
 
+def test_a_vrt_whose_sarz_was_replaced_says_so_and_is_written_again_whole(sarz, tmp_path):
+    """compress --overwrite put another raster under the VRT's .sarz: reads failed with a traceback ("window ... is
+    not inside the 256x256 raster"); writing the VRT again left the larger raster's overview VRTs behind."""
+    first = tmp_path / "st.sarz"
+    shutil.copy(sarz, first)
+    paths = write_vrt(first)
+    small = write_scene(tmp_path / "small.tif", 60, 70, seed=2)
+    api.compress_file(small, first, quality=3)  # what compress --overwrite does to it
+    done = _run("gdal_translate", "-q", "-srcwin", "0", "0", "10", "10", str(paths[0]), str(tmp_path / "z.tif"))
+    assert done.returncode != 0
+    assert f"{first} is another file than this VRT was written for" in done.stderr
+    again = write_vrt(first)
+    assert len(again) < len(paths) and not any(p.exists() for p in paths[len(again) :])
+    with rasterio.open(again[0]) as ds:
+        assert (ds.height, ds.width) == (60, 70)
+
+
 def test_vrt_command_replaces_only_its_own_vrts(sarz, tmp_path, capsys):
     out = tmp_path / "mine.vrt"
     assert cli.main(["-q", "vrt", str(sarz), str(out)]) == 0

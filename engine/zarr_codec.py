@@ -18,6 +18,8 @@ Lossy, and each chunk carries its own header and pass-1 statistics: use chunks o
 from __future__ import annotations
 
 import io
+import math
+import numbers
 import re
 import struct
 import warnings
@@ -31,9 +33,30 @@ from numcodecs.compat import ensure_ndarray, ndarray_copy
 
 from . import preprocessing as pp
 from .api import compress_array, decompress_array
+from .codec.entropy.ssim_weights import TUNES
 from .codec.format.container import MAGIC
-from .codec.passes.quality import DEFAULT_QUALITY
+from .codec.passes.quality import DEFAULT_QUALITY, quality_level
 from .errors import ContainerError, InputError, UnreachableTarget
+
+
+def _check_settings(
+    quality: Optional[int], target_bpp: Optional[float], kind: str, tune: str, scale: float, offset: float
+) -> None:
+    """Refuse settings no chunk can be coded with, when the codec is made: found at the first chunk they failed
+    after the array's metadata was written (a half-made store), a target with the per-chunk figure it became."""
+    if quality is not None:
+        quality_level(quality)
+    if target_bpp is not None and not (isinstance(target_bpp, numbers.Real) and 0 < target_bpp < math.inf):
+        raise InputError(f"the Sarz codec's target_bpp must be a positive number of bits per pixel, got {target_bpp!r}")
+    if kind != "auto":
+        pp.check_kind(kind)
+    if tune not in TUNES:
+        raise InputError(f"the Sarz codec's tune must be one of {', '.join(TUNES)}, got {tune!r}")
+    if not (math.isfinite(scale) and scale != 0 and math.isfinite(offset)):
+        raise InputError(
+            f"the Sarz codec's scale must be finite and non-zero, its offset finite: {scale!r}, {offset!r}"
+        )
+
 
 FRAME_MAGIC = b"SZCK"
 _FRAME = struct.Struct("<4sIII")  # magic, planes, height, width
@@ -61,6 +84,7 @@ class Sarz(Codec):
     ):
         if quality is not None and target_bpp is not None:
             raise InputError("give the Sarz codec a quality or a target_bpp, not both")
+        _check_settings(quality, target_bpp, kind, tune, scale, offset)
         self.quality = DEFAULT_QUALITY if quality is None and target_bpp is None else quality
         self.target_bpp = target_bpp
         self.kind = kind

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,23 @@ def test_refusals():
         codec.encode(np.ones(64, np.float32))
     with pytest.raises(ContainerError, match="not a Sarz chunk"):
         codec.decode(b"garbage")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"quality": 0}, "quality must be an integer in 1..12, got 0"),
+        ({"target_bpp": -1}, "target_bpp must be a positive number of bits per pixel, got -1"),
+        ({"kind": "sigma0"}, "unknown input kind 'sigma0'"),
+        ({"tune": "mse"}, "tune must be one of ssim, psnr"),
+        ({"scale": 0.0}, "scale must be finite and non-zero"),
+    ],
+)
+def test_bad_settings_are_refused_when_the_codec_is_made(settings, message):
+    """They failed at the first chunk, after to_zarr had written the array's metadata (a half-made store), and a
+    target with the per-chunk figure it became ('got -0.5' for -1 on a half-filled chunk)."""
+    with pytest.raises(InputError, match=re.escape(message)):
+        Sarz(**settings)
 
 
 def test_a_target_is_per_valid_pixel_and_a_chunk_too_small_for_it_is_still_coded():

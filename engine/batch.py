@@ -15,7 +15,6 @@ import contextlib
 import glob
 import math
 import os
-import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,6 +27,7 @@ from .codec.passes import rate_control
 from .codec.passes.quality import DEFAULT_QUALITY, REFINE_STEPS, quality_level
 from .codec.passes.strip_window import Cancel, Progress
 from .errors import CancelledError, InputError, SARCompressorError
+from .io.output_paths import temp_files
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -38,7 +38,6 @@ POLL_S = 0.25
 WORKER_WAIT_S = 60.0
 """How long a batch waits for a cluster to have a worker (one starting up, or scaling from zero)."""
 DASK_MISSING = 'batch compression needs Dask: pip install "dask[distributed]>=2024.8,<2027"'
-_TEMP_SUFFIX = re.compile(r"\.[0-9a-f]{12}\.tmp")
 """What container.write_container appends to `.NAME` for its temporary file."""
 
 
@@ -162,16 +161,13 @@ def verify_output(path: Path) -> int:
 
 
 def remove_stale_temps(outputs: Sequence[Path]) -> int:
-    """Remove the temporary files a killed writer left beside these outputs; how many there were. Call only when
-    no task can still be writing them (the batch is over)."""
-    removed = 0
-    for dst in outputs:
-        prefix = f".{dst.name}"
-        for tmp in dst.parent.glob(f"{glob.escape(prefix)}.*.tmp"):
-            if _TEMP_SUFFIX.fullmatch(tmp.name[len(prefix) :]):
-                tmp.unlink(missing_ok=True)
-                removed += 1
-    return removed
+    """Remove the temporary files killed writers left beside these outputs, whatever process made them (a worker's
+    pid means nothing on this machine); how many there were. Call only when no task can still be writing them (the
+    batch is over). (Until 0.7.1 this matched a temp name no writer made any more, and removed nothing.)"""
+    stale = [path for dst in outputs for path, _ in temp_files(dst)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 # --------------------------------------------------------------------------- the task

@@ -107,9 +107,12 @@ def test_resume_skips_verified_outputs_and_refuses_damaged(client, rasters, tmp_
 
 def test_worker_killed_mid_run_job_completes(rasters, tmp_path):
     """SIGKILL one worker process while it codes a file: Dask runs the task again, every output is complete and
-    equal to the serial bytes, and no temporary file is left (a stale one planted beforehand is removed too)."""
-    stale = tmp_path / ".scene0.sarz.0123456789ab.tmp"
-    stale.write_bytes(b"left by a killed writer")
+    equal to the serial bytes, and no temporary file is left (stale ones planted beforehand are removed too, named
+    as writers name them: the batch's own clean-up matched a name no writer made any more, and removed nothing; a
+    live pid, so that only the batch's end-of-run clean-up can remove them)."""
+    stale = [tmp_path / f".scene0.sarz.sarz-tmp.{os.getpid()}.0123abcd", tmp_path / "..scene0.sarz.sarz-tmp.1.0a.tmp"]
+    for path in stale:
+        path.write_bytes(b"left by a killed writer")
     foreign = tmp_path / ".notes.tmp"
     foreign.write_bytes(b"not ours")
     with _cluster() as cluster, distributed.Client(cluster) as dask:
@@ -131,8 +134,8 @@ def test_worker_killed_mid_run_job_completes(rasters, tmp_path):
     report = result["report"]
     assert report.ok and report.count("written") == 4
     _assert_same(tmp_path, rasters)
-    assert not stale.exists() and foreign.exists()
-    assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == [".notes.tmp"]
+    assert not any(path.exists() for path in stale) and foreign.exists()
+    assert sorted(p.name for p in tmp_path.glob(".*tmp*")) == [".notes.tmp"]
 
 
 def test_default_local_cluster_and_cli_errors(rasters, tmp_path, capsys):

@@ -53,20 +53,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(dest: PathLike) -> list[Path]:
-    """Remove the temp files of `dest` whose writing process is gone (killed runs); returns what was removed.
-
-    Matches `.NAME.sarz-tmp.PID.*` and the container's own temp inside it (`..NAME.sarz-tmp.PID.*`)."""
+def temp_files(dest: PathLike) -> list[tuple[Path, int]]:
+    """The temp files of `dest` there are, with the pid of the process that made each: `.NAME.sarz-tmp.PID.*`
+    (`temp_path`) and the container's own temp inside it (`..NAME.sarz-tmp.PID.*`)."""
     final = real_path(dest)
     pattern = re.compile(r"\.{1,2}" + re.escape(final.name) + re.escape(TEMP_TAG) + r"(\d+)\.")
-    removed = []
+    found = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(final.parent):
             match = pattern.match(entry.name)
-            if match and entry.is_file(follow_symlinks=False) and not _pid_alive(int(match.group(1))):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
+            if match and entry.is_file(follow_symlinks=False):
+                found.append((Path(entry.path), int(match.group(1))))
+    return found
+
+
+def remove_stale_temps(dest: PathLike) -> list[Path]:
+    """Remove the temp files of `dest` whose writing process is gone (killed runs); returns what was removed."""
+    removed = []
+    for path, pid in temp_files(dest):
+        if not _pid_alive(pid):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
     return removed
 
 

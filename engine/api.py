@@ -46,7 +46,7 @@ from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError
 from .input_checks import check_kind_fits, check_not_paletted
 from .inspect import differing_nodata_warning, mask_warning, nodata_warning, photo_warning
-from .io.output_paths import check_outputs, check_sarz_name, real_path, temp_path
+from .io.output_paths import check_geotiff_name, check_outputs, check_sarz_name, real_path, temp_path
 from .io.raster_io import (
     RasterInfo,
     RasterReader,
@@ -337,6 +337,7 @@ def compress_file(
             warn(warning)
     dst = Path(dst)
     check_sarz_name(dst)
+    check_geotiff_name(reconstruction)
     recon = Path(reconstruction) if reconstruction is not None else None
     check_outputs([src], [dst, recon], overwrite=True)  # never the input, never a folder/FIFO/device
     staged = temp_path(dst)  # renamed to dst only once the reconstruction is complete too: all or nothing
@@ -558,6 +559,7 @@ def decompress_file(
     whose nodata values differ)."""
     start = time.perf_counter()
     dst = Path(dst)
+    check_geotiff_name(dst)
     check_outputs([src], [dst], overwrite=True)  # never the input, never a folder/FIFO/device
     with ContainerReader(src) as reader:
         size, raster = reader.file_size, reader.header["raster"]

@@ -493,8 +493,10 @@ def write_scene(
     blanks a slanted swath edge on the left with `nodata` (default: 0 for uint16, NaN for float32). The band
     description names the kind and looks, so `preprocessing.detect_kind` recognises the product.
     """
+    from .io.output_paths import check_geotiff_name
     from .io.raster_io import RasterInfo, StripWriter
 
+    check_geotiff_name(path)
     _check_size(height, width)
     _check_output(kind, dtype)
     looks = _check_looks(looks)
@@ -618,8 +620,10 @@ def write_product(
     description (products rarely say what they hold) and `nodata` (default: none set, as many products)."""
     from rasterio.crs import CRS
 
+    from .io.output_paths import check_geotiff_name
     from .io.raster_io import RasterInfo, StripWriter
 
+    check_geotiff_name(path)
     _check_size(height, width)
     _check_product(product)
     a = math.radians(FOOTPRINT_ANGLE)

@@ -369,6 +369,21 @@ def test_inspect_gives_a_complex_rasters_range_as_its_intensity(cint16):
     assert f"intensity |z|^2 {summary.vmin:.4g} … {summary.vmax:.4g}" in summary_html(summary)
 
 
+def test_a_geotiff_is_never_written_under_another_formats_name(sarz, scene, tmp_path, capsys):
+    """decompress and simulate wrote GeoTIFFs named x.sarz or x.png (which batch and the plugin then took for what
+    the name says), where compress refuses a .sarz named .tif; the reconstruction too."""
+    for argv in (
+        ["decompress", str(sarz), str(tmp_path / "x.sarz")],
+        ["decompress", str(sarz), str(tmp_path / "x.png")],
+        ["simulate", str(tmp_path / "s.sarz"), "--size", "32", "32"],
+        ["compress", str(scene), str(tmp_path / "c.sarz"), "--reconstruction", str(tmp_path / "r.sarz")],
+    ):
+        assert main(["-q", *argv]) == 2
+        assert "a GeoTIFF would get another format's name" in capsys.readouterr().err
+    assert listing(tmp_path) == []
+    assert main(["-q", "decompress", str(sarz), str(tmp_path / "plain")]) == 0  # no suffix: written as named
+
+
 def test_kinds_that_contradict_the_data_type_are_refused(cint16, scene, tmp_path, capsys):
     """native too: it coded a complex raster's real part alone (numpy's ComplexWarning the only sign); the array
     API refuses as the file API does."""

@@ -130,6 +130,15 @@ def check_sarz_name(dest: PathLike) -> None:
         raise OutputError(f"{dest}: a .sarz file would get a raster's name ({suffix}); name it .sarz")
 
 
+def check_geotiff_name(dest: Optional[PathLike]) -> None:
+    """Refuse a GeoTIFF destination named like another format (x.sarz, x.png): GDAL and QGIS would open it as that
+    format and fail on it (decompress wrote a GeoTIFF under a .sarz name, which batch and the plugin then took
+    for a .sarz). Names without a suffix, or with one no format claims, are written as they are."""
+    suffix = Path(dest).suffix.lower() if dest is not None else ""
+    if suffix == ".sarz" or (suffix in RASTER_SUFFIXES and suffix not in (".tif", ".tiff")):
+        raise OutputError(f"{dest}: a GeoTIFF would get another format's name ({suffix}); name it .tif")
+
+
 def _lock_held(lock: Path) -> bool:
     """Whether a lock file belongs to a live writer: its PID runs, or it is still empty but young (its
     writer has created it and not yet written the PID)."""

@@ -265,12 +265,14 @@ def dask_client(
         with remote:
             yield remote
         return
+    # The scheduler's HTTP routes run whatever dashboard_address says: None meant port 8787, and distributed's
+    # four-line "Port 8787 is already in use" whenever another Dask held it; a free loopback port says nothing.
     cluster = LocalCluster(
         n_workers=workers or default_workers(),
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
     )
     with cluster, Client(cluster) as local:
         yield local

@@ -4,6 +4,7 @@ temporary files, and one raster's strips coded on the workers equal to the seria
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -261,3 +262,21 @@ def test_bad_settings_refused_before_any_work(rasters, tmp_path):
         with pytest.raises(InputError, match=message):
             compress_batch([src], tmp_path / "out", settings=settings, workers=workers)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_busy_port_8787_says_nothing(rasters, tmp_path):
+    """Another Dask (another user's batch) on port 8787: the batch's own cluster printed distributed's four-line
+    "Port 8787 is already in use" warning; its HTTP routes now take a free loopback port."""
+    import socket
+    import warnings
+
+    src = next(iter(rasters))
+    with contextlib.ExitStack() as stack:
+        busy = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # already taken by someone: busy all the same
+            busy.bind(("127.0.0.1", 8787))
+            busy.listen()
+        said = stack.enter_context(warnings.catch_warnings(record=True))
+        warnings.simplefilter("always")
+        assert compress_batch([str(src)], tmp_path, workers=1).ok
+    assert not [w for w in said if "8787" in str(w.message)]

@@ -386,7 +386,9 @@ def _check_output(kind: str, dtype: str) -> None:
     if dtype not in ("float32", "uint16"):
         raise InputError(f"simulated dtype must be float32 or uint16, got {dtype!r}")
     if dtype == "uint16" and kind != "amplitude":
-        raise InputError("uint16 scenes are amplitude DN products: give kind amplitude with dtype uint16 (--kind amplitude --dtype uint16)")
+        raise InputError(
+            "uint16 scenes are amplitude DN products: give kind amplitude with dtype uint16 (--kind amplitude --dtype uint16)"
+        )
 
 
 def encode_intensity(intensity: np.ndarray, kind: str = "intensity", dtype: str = "float32") -> np.ndarray:

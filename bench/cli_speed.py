@@ -3,20 +3,19 @@ at the same file size -> bench/results/cli_speed_<date>.{json,md}.
 
     python -m sar_compressor.bench.run --cli-speed [--cli-size 4096] [--cli-runs 3]
 
-The raster is a simulated single-look float32 intensity scene (tiled DEFLATE GeoTIFF, as `simulate` writes it).
-Ours: `python -m sar_compressor compress --quality 5`, then `decompress` to a tiled DEFLATE GeoTIFF: interpreter
-start, imports, reading, coding and writing are all in the wall time. JPEG 2000: JP2OpenJPEG takes integers, so the
-pipeline is the rate-distortion bench's (dB clipped to the 0.5-99.5 percentile range, scaled to UInt16) done by
-gdal_translate itself (-scale -ot UInt16) from a float32 dB GeoTIFF written beforehand (the log of the intensity is
-the one step left out); its QUALITY (a percent of the uncompressed UInt16 size) is searched, untimed, until the .jp2
-is within SIZE_TOLERANCE of our .sarz. Back, gdal_translate scales the integers to float32 dB (-scale -ot Float32;
-the exponent back to intensity left out) into a GeoTIFF with the creation options our decompression writes
-(engine.io.raster_io.StripWriter). Both sides may use every core: GDAL_NUM_THREADS=ALL_CPUS for gdal_translate
-(OpenJPEG and the GeoTIFF writer); two tiles at a time and the GeoTIFF writer's threads for ours. Each step runs
-`runs` times, the two codecs interleaved, and the median wall time is kept; ratios are ours / JPEG 2000 in seconds
-(the issue's targets: compression within 2x, decompression within 3x). The in-process
-figures (bench.speed: compress_file / decompress_file, rasterio JPEG 2000) are measured on the same scene.
-"""
+The raster is a simulated single-look float32 intensity scene (tiled DEFLATE GeoTIFF, as `simulate` writes it). Ours:
+`python -m sar_compressor compress --quality 5`, then `decompress` to a tiled DEFLATE GeoTIFF: interpreter start,
+imports, reading, coding and writing are all in the wall time. JPEG 2000: JP2OpenJPEG takes integers, so the pipeline is
+the rate-distortion bench's (dB clipped to the 0.5-99.5 percentile range, scaled to UInt16) done by gdal_translate
+itself (-scale -ot UInt16) from a float32 dB GeoTIFF written beforehand (the log of the intensity is the one step left
+out); its QUALITY (a percent of the uncompressed UInt16 size) is searched, untimed, until the .jp2 is within
+SIZE_TOLERANCE of our .sarz. Back, gdal_translate scales the integers to float32 dB (-scale -ot Float32; the exponent
+back to intensity left out) into a GeoTIFF with the creation options our decompression writes
+(engine.io.raster_io.StripWriter). Both sides may use every core: GDAL_NUM_THREADS=ALL_CPUS for gdal_translate (OpenJPEG
+and the GeoTIFF writer); a tile per core at a time (two to four: strip_window.LOOKAHEAD) and the GeoTIFF writer's
+threads for ours. Each step runs `runs` times, the two codecs interleaved, and the median wall time is kept; ratios are
+ours / JPEG 2000 in seconds (the issue's targets: compression within 2x, decompression within 3x). The in-process
+figures (bench.speed: compress_file / decompress_file, rasterio JPEG 2000) are measured on the same scene."""
 
 from __future__ import annotations
 

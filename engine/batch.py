@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from .codec.format.container import ContainerReader
 from .codec.passes import rate_control
 from .codec.passes.quality import DEFAULT_QUALITY, REFINE_STEPS, quality_level
-from .codec.passes.strip_window import Cancel, Progress
+from .codec.passes.strip_window import Cancel, Progress, available_cores
 from .errors import CancelledError, InputError, SARCompressorError
 from .io.output_paths import temp_files
 
@@ -241,7 +241,7 @@ def worker_ready() -> str:
 
 def default_workers() -> int:
     """One worker per core this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return available_cores()
 
 
 @contextlib.contextmanager

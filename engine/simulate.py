@@ -387,7 +387,8 @@ def _check_output(kind: str, dtype: str) -> None:
         raise InputError(f"simulated dtype must be float32 or uint16, got {dtype!r}")
     if dtype == "uint16" and kind != "amplitude":
         raise InputError(
-            "uint16 scenes are amplitude DN products: give kind amplitude with dtype uint16 (--kind amplitude --dtype uint16)"
+            "uint16 scenes are amplitude DN products: give kind amplitude with dtype uint16 "
+            "(--kind amplitude --dtype uint16)"
         )
 
 

@@ -13,6 +13,7 @@ refinement does touches nothing but the tile, so the output is the same to the b
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator
@@ -33,11 +34,26 @@ Sink = Callable[[int, np.ndarray], None]
 """sink(row0, rows): receives each finished row of tiles of the output raster (full width), top to bottom."""
 Work = Callable[[], Any]
 """A tile's refinement work that touches nothing but the tile (StripPass.prepare): runs on a worker thread."""
-LOOKAHEAD = 2
+MAX_LOOKAHEAD = 4
+"""The most tiles refined at once. Each tile in flight holds its working set: measured on a 6144x8192 single-look
+scene at quality 5 (peak RSS, same machine): compression 428 / 623 / 1062 MiB with 2 / 4 / 8 tiles at once,
+decompression 323 / 416 / 614 MiB (about 100 and 48 MiB a tile, whatever the raster's width: tiles are 1024
+pixels a side), the same bytes and pixels. 4 keeps a 20000x20000 compression (582 MiB with 2) well under the
+1.2 GB the benchmark holds it to."""
+
+
+def available_cores() -> int:
+    """The cores this process may use (its affinity, where the system tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+LOOKAHEAD = max(2, min(MAX_LOOKAHEAD, available_cores()))
 """Tiles refined at once on worker threads while this thread finishes the one before them (numpy and the ANS coder
-let go of the interpreter for much of the work; 1 would be no overlap). On the 2-core development machine, 4096x4096
-single-look q5 in process, same run: compress 6.40 -> 3.84 s, decompress 3.56 -> 2.80 s. Memory: up to two more
-tiles' working sets."""
+let go of the interpreter for much of the work): one per core, at least 2 (1 would be no overlap), at most
+MAX_LOOKAHEAD. On the 2-core development machine, 4096x4096 single-look q5 in process, same run: compress 6.40 ->
+3.84 s, decompress 3.56 -> 2.80 s with 2 instead of 1; more than 2 gains nothing on 2 cores (20.4-20.8 s for 2, 4
+or 8 on a 6144x8192 scene), and what they gain on more cores was not measured (no such machine here). The bytes
+are the same whatever it is (tests/test_determinism.py)."""
 
 
 def scaled_progress(progress: Progress, lo: float, hi: float) -> Progress:

@@ -27,7 +27,7 @@ from .codec.passes import rate_control
 from .codec.passes.quality import DEFAULT_QUALITY, REFINE_STEPS, quality_level
 from .codec.passes.strip_window import Cancel, Progress, available_cores
 from .errors import CancelledError, InputError, SARCompressorError
-from .io.output_paths import temp_files
+from .io.output_paths import guarded_outputs
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -160,14 +160,13 @@ def verify_output(path: Path) -> int:
         return reader.n_chunks
 
 
-def remove_stale_temps(outputs: Sequence[Path]) -> int:
-    """Remove the temporary files killed writers left beside these outputs, whatever process made them (a worker's
-    pid means nothing on this machine); how many there were. Call only when no task can still be writing them (the
-    batch is over). (Until 0.7.1 this matched a temp name no writer made any more, and removed nothing.)"""
-    stale = [path for dst in outputs for path, _ in temp_files(dst)]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
+def remove_stale_temps(outputs: Sequence[Path]) -> None:
+    """Remove the temporary files killed writers left beside these outputs (their process gone), each while holding
+    the output's lock, as a single run does (guarded_outputs); an output another run is writing (its lock held: a
+    command, another batch) is left alone. (Until 0.7.1 this matched a temp name no writer made any more.)"""
+    for dst in outputs:
+        with contextlib.suppress(SARCompressorError), guarded_outputs([], [dst], overwrite=True):
+            pass
 
 
 # --------------------------------------------------------------------------- the task
@@ -180,20 +179,29 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
 
     start, warnings = time.perf_counter(), []
     try:
-        if os.path.lexists(dst):
-            try:
-                verify_output(Path(dst))
-            except SARCompressorError as exc:
-                raise InputError(f"{dst} exists and is not a valid .sarz ({exc}); remove it to code {src}") from exc
-            other = other_settings(src, Path(dst), settings)
-            if other:
-                raise InputError(f"{dst} exists, coded with other settings ({other}); remove it to code {src} again")
-            return FileOutcome(src, dst, "skipped", seconds=time.perf_counter() - start)
-        stats = compress_file(src, dst, warn=warnings.append, **settings)
+        with guarded_outputs([src], [dst], overwrite=True):  # the lock every writer takes: one writer at a time
+            if _done_before(src, Path(dst), settings):
+                return FileOutcome(src, dst, "skipped", seconds=time.perf_counter() - start)
+            stats = compress_file(src, dst, warn=warnings.append, **settings)
     except Exception as exc:  # noqa: BLE001 (any failure of one file is reported, the batch goes on)
         return FileOutcome(src, dst, "failed", error=_describe(exc), seconds=time.perf_counter() - start)
     seconds = time.perf_counter() - start
     return FileOutcome(src, dst, "written", bpp=stats.bpp, pixels=stats.pixels, seconds=seconds, warnings=warnings)
+
+
+def _done_before(src: str, dst: Path, settings: Mapping[str, Any]) -> bool:
+    """Whether `dst` is there, valid and coded as asked (a resumed batch skips it); InputError where it is there
+    otherwise (damaged, or coded with other settings: reported, never overwritten)."""
+    if not os.path.lexists(dst):
+        return False
+    try:
+        verify_output(dst)
+    except SARCompressorError as exc:
+        raise InputError(f"{dst} exists and is not a valid .sarz ({exc}); remove it to code {src}") from exc
+    other = other_settings(src, dst, settings)
+    if other:
+        raise InputError(f"{dst} exists, coded with other settings ({other}); remove it to code {src} again")
+    return True
 
 
 def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:

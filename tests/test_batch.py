@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ from sar_compressor.engine.api import compress_file
 from sar_compressor.engine.batch import compress_batch, expand_inputs, output_paths
 from sar_compressor.engine.cli import main
 from sar_compressor.engine.errors import InputError
+from sar_compressor.engine.io import output_paths as output_paths_module
 from sar_compressor.engine.simulate import write_scene
 
 distributed = pytest.importorskip("distributed")
@@ -108,10 +111,12 @@ def test_resume_skips_verified_outputs_and_refuses_damaged(client, rasters, tmp_
 
 def test_worker_killed_mid_run_job_completes(rasters, tmp_path):
     """SIGKILL one worker process while it codes a file: Dask runs the task again, every output is complete and
-    equal to the serial bytes, and no temporary file is left (stale ones planted beforehand are removed too, named
-    as writers name them: the batch's own clean-up matched a name no writer made any more, and removed nothing; a
-    live pid, so that only the batch's end-of-run clean-up can remove them)."""
-    stale = [tmp_path / f".scene0.sarz.sarz-tmp.{os.getpid()}.0123abcd", tmp_path / "..scene0.sarz.sarz-tmp.1.0a.tmp"]
+    equal to the serial bytes, and no temporary file is left (stale ones planted beforehand, named as writers name
+    them, by a process that is gone, are removed too: the batch's own clean-up matched a name no writer made any
+    more, and removed nothing)."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = dead.stdout.strip()
+    stale = [tmp_path / f".scene0.sarz.sarz-tmp.{pid}.0123abcd", tmp_path / f"..scene1.sarz.sarz-tmp.{pid}.0a.tmp"]
     for path in stale:
         path.write_bytes(b"left by a killed writer")
     foreign = tmp_path / ".notes.tmp"
@@ -262,6 +267,21 @@ def test_bad_settings_refused_before_any_work(rasters, tmp_path):
         with pytest.raises(InputError, match=message):
             compress_batch([src], tmp_path / "out", settings=settings, workers=workers)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_another_run_is_writing_is_left_to_it(client, rasters, tmp_path):
+    """A command (or another batch) writing one of the batch's outputs: the batch wrote it as well, and its clean-up
+    removed the other run's temp file mid-write (which then failed). Now that file fails in the report, naming the
+    other run, and its temp file is left alone; the other files are written."""
+    sources = list(rasters)[:2]
+    busy = tmp_path / f"{sources[0].stem}.sarz"
+    live = tmp_path / f".{busy.name}.sarz-tmp.{os.getpid()}.0123abcd"
+    with output_paths_module.guarded_outputs([], [busy], overwrite=False):  # the other run, in this process
+        live.write_bytes(b"being written")
+        report = compress_batch([str(p) for p in sources], tmp_path, client=client)
+        assert [o.status for o in report.outcomes] == ["failed", "written"]
+        assert "is being written by another run" in report.failed[0].error
+        assert live.read_bytes() == b"being written" and not busy.exists()
 
 
 def test_a_busy_port_8787_says_nothing(rasters, tmp_path):

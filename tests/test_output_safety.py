@@ -128,9 +128,58 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_is_taken_over(sarz, tmp
         assert "is being written by another run" in capsys.readouterr().err
         assert not out.exists()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / ".out.tif.sarz-lock").write_text(dead.stdout.strip())  # left by a killed run
+    here = output_paths._writer_id().split(" ", 1)[1]
+    (tmp_path / ".out.tif.sarz-lock").write_text(f"{dead.stdout.strip()} {here}")  # left by a killed run
     assert main(["-q", "decompress", str(sarz), str(out)]) == 0
     assert listing(tmp_path) == ["out.tif"]
+    (tmp_path / ".out.tif.sarz-lock").write_text(dead.stdout.strip())  # a killed 0.7.0's: its PID alone
+    assert main(["-q", "decompress", str(sarz), str(out), "--overwrite"]) == 0
+    assert listing(tmp_path) == ["out.tif"]
+
+
+@pytest.mark.parametrize("where", ["other-host pid:[4026531836]", "HOST pid:[1]"])
+def test_a_lock_of_another_host_or_container_is_never_taken_over(sarz, tmp_path, capsys, where):
+    """A writer on another host sharing the folder, or in another PID namespace (a container), has a PID that
+    means nothing here: it looked dead, and a second run took its lock and removed its temp file mid-write."""
+    import socket
+
+    out, lock = tmp_path / "out.tif", tmp_path / ".out.tif.sarz-lock"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(f"{dead.stdout.strip()} {where.replace('HOST', socket.gethostname())}")
+    temp = tmp_path / f".out.tif.sarz-tmp.{dead.stdout.strip()}.0123abcd"
+    temp.write_bytes(b"being written over there")
+    assert main(["-q", "decompress", str(sarz), str(out)]) == 2
+    assert f"remove it if no run is writing {out}" in capsys.readouterr().err
+    assert sorted(listing(tmp_path)) == sorted([lock.name, temp.name])
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_behind(sarz, tmp_path, capsys, monkeypatch):
+    """A full disk failed the lock's write: the empty lock left refused every retry for a minute, and the error
+    named neither the file nor the lock."""
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fd, mode):
+            self.f = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(output_paths.os, "fdopen", Full)
+    out = tmp_path / "out.tif"
+    assert main(["-q", "decompress", str(sarz), str(out)]) == 2
+    assert f"cannot write {out}: No space left on device (writing its lock .out.tif.sarz-lock)" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.undo()
+    assert listing(tmp_path) == []
+    assert main(["-q", "decompress", str(sarz), str(out)]) == 0
 
 
 def test_a_read_only_folder_is_named_before_any_work(sarz, tmp_path, capsys, monkeypatch):

@@ -6,7 +6,8 @@ file (FIFO, device, folder: never replaced, even when asked to overwrite), or an
 not ask to overwrite. Writers put their bytes in a hidden temp file next to the destination, named
 `.NAME.sarz-tmp.PID.RANDOM`, and rename it into place only once complete; a run killed with SIGKILL leaves
 that file behind, and the next run to the same destination removes it once process PID is gone. While a run
-writes NAME it holds `.NAME.sarz-lock` (created exclusively, holding its PID): a second writer is refused.
+writes NAME it holds `.NAME.sarz-lock` (created exclusively, holding its PID, host and PID namespace): a second
+writer is refused, on this host or another sharing the folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import os
 import re
 import secrets
+import socket
 import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -139,17 +141,29 @@ def check_geotiff_name(dest: Optional[PathLike]) -> None:
         raise OutputError(f"{dest}: a GeoTIFF would get another format's name ({suffix}); name it .tif")
 
 
+def _writer_id() -> str:
+    """This process as a lock names it: its PID, its host and its PID namespace (a PID means nothing on another
+    host of a shared folder, or in another container: a live writer there looked dead, and its lock was taken)."""
+    with contextlib.suppress(OSError):
+        return f"{os.getpid()} {socket.gethostname()} {os.readlink('/proc/self/ns/pid')}"
+    return f"{os.getpid()} {socket.gethostname()} -"
+
+
 def _lock_held(lock: Path) -> bool:
-    """Whether a lock file belongs to a live writer: its PID runs, or it is still empty but young (its
-    writer has created it and not yet written the PID)."""
+    """Whether a lock file belongs to a live writer: its PID runs here, or it is another host's or another PID
+    namespace's (whose PID cannot be checked from here), or it is still empty but young (its writer has created
+    it and not yet written its id). Locks of 0.7.0 and before hold the PID alone."""
     try:
         text = lock.read_text().strip()
         age = time.time() - lock.stat().st_mtime
     except FileNotFoundError:
         return False
-    if not text.isdigit():
+    pid, *where = text.split(" ", 1)
+    if not pid.isdigit():
         return age < LOCK_EMPTY_GRACE_S
-    return _pid_alive(int(text))
+    if where and where[0] != _writer_id().split(" ", 1)[1]:
+        return True
+    return _pid_alive(int(pid))
 
 
 @contextlib.contextmanager
@@ -161,14 +175,20 @@ def _lock(dest: Path) -> Iterator[None]:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             if _lock_held(lock):
-                raise OutputError(f"{dest} is being written by another run ({lock} exists); try again later") from None
+                raise OutputError(
+                    f"{dest} is being written by another run ({lock} exists; remove it if no run is writing {dest})"
+                ) from None
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
             continue
         except OSError as exc:  # a read-only folder or medium: said before any work, in the destination's terms
             raise OutputError(f"cannot write {dest}: {exc.strerror or exc} in {final.parent}") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(_writer_id())
+        except OSError as exc:  # a full disk: an empty lock left would refuse every retry for a minute
+            lock.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {dest}: {exc.strerror or exc} (writing its lock {lock.name})") from None
         break
     else:
         raise OutputError(f"cannot lock {dest}: {lock} keeps coming back")

@@ -720,6 +720,31 @@ def test_destination_rules_through_processing(provider, compressed, scene, tmp_p
     assert existing.read_bytes() != before and QgsRasterLayer(str(existing), "new").isValid()
 
 
+def test_the_file_behind_a_vrt_input_is_an_input_in_processing(provider, scene, tmp_path):
+    """A VRT over a GeoTIFF as the input, that GeoTIFF as a destination: Processing replaced it (always
+    overwriting) with a reconstruction, or Evaluate's HTML report."""
+    import shutil
+
+    import processing
+    from osgeo import gdal
+
+    source = tmp_path / "scene.tif"
+    shutil.copy(scene, source)
+    vrt = tmp_path / "crop.vrt"
+    gdal.Translate(str(vrt), str(source), format="VRT", srcWin=[0, 0, 96, 96])
+    before = source.read_bytes()
+    with pytest.raises(QgsProcessingException, match="is the input"):
+        processing.run(
+            "sar_compressor:compress",
+            {"INPUT": str(vrt), "OUTPUT": str(tmp_path / "x.sarz"), "RECONSTRUCTION": str(source)},
+        )
+    with pytest.raises(QgsProcessingException, match="is the input"):
+        processing.run(
+            "sar_compressor:evaluate", {"ORIGINAL": str(vrt), "RECONSTRUCTION": str(vrt), "OUTPUT": str(source)}
+        )
+    assert source.read_bytes() == before
+
+
 def test_a_failed_write_through_processing_leaves_the_destination(provider, compressed, tmp_path, monkeypatch):
     """A flush GDAL fails silently (a full disk): the read-back refuses the file, the old raster stays."""
     import processing

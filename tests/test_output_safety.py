@@ -113,6 +113,33 @@ def test_existing_outputs_need_overwrite_and_non_files_are_never_replaced(sarz, 
         assert ds.shape == (512, 512)
 
 
+def test_the_files_behind_a_gdal_name_are_inputs_too(scene, tmp_path, capsys, monkeypatch):
+    """A VRT's source, the file behind GTIFF_DIR:1:scene.tif and the archive behind /vsizip/ (relative, and GDAL's
+    absolute form with two slashes) were not seen as the input: each run replaced it, even without --overwrite
+    for a name that did not exist yet, and measured the reconstruction against itself (PSNR inf)."""
+    import shutil
+    import zipfile
+
+    from osgeo import gdal
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(scene, "scene.tif")
+    gdal.Translate("sub.vrt", "scene.tif", format="VRT", srcWin=[0, 0, 64, 64])
+    with zipfile.ZipFile("scene.zip", "w") as archive:
+        archive.write("scene.tif", "inner.tif")
+    before = {name: digest(tmp_path / name) for name in ("scene.tif", "scene.zip")}
+    for source, output in (
+        ("sub.vrt", ["c.sarz", "--reconstruction", "scene.tif"]),
+        ("GTIFF_DIR:1:scene.tif", ["c.sarz", "--reconstruction", "scene.tif"]),
+        ("/vsizip/scene.zip/inner.tif", ["scene.zip"]),
+        (f"/vsizip/{tmp_path}/scene.zip/inner.tif", ["scene.zip"]),
+    ):
+        assert main(["-q", "compress", source, *output, "--overwrite"]) == 2, source
+        assert "writing it would destroy the input" in capsys.readouterr().err
+    assert {name: digest(tmp_path / name) for name in before} == before
+    assert sorted(listing(tmp_path)) == ["scene.tif", "scene.zip", "sub.vrt"]
+
+
 def test_standard_output_is_refused(scene, sarz, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["-q", "compress", str(scene), "-"]) == 2

@@ -19,6 +19,7 @@ import secrets
 import socket
 import stat
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Optional, Union
@@ -113,12 +114,51 @@ def check_outputs(
 ) -> list[Path]:
     """Refuse outputs that would destroy data (see the module text); None entries are ignored. Returns the
     outputs as Paths. `overwrite`: replace existing regular files (the CLI's --overwrite; QGIS's dialog asks
-    the user itself, so the Processing algorithms pass True)."""
-    srcs = [Path(p) for p in inputs if p is not None]
+    the user itself, so the Processing algorithms pass True). An input is also every file GDAL reads for it
+    (`files_behind`)."""
+    names = [p for p in inputs if p is not None]
+    srcs = [Path(p) for p in names] + [behind for name in names for behind in files_behind(name)]  # not Path(name):
+    # it would make /vsizip//abs/x.zip/in.tif (GDAL's absolute form) /vsizip/abs/... (a relative one)
     outs = [Path(p) for p in outputs if p is not None]
     for i, out in enumerate(outs):
         _check_one(out, srcs, outs[:i], overwrite)
     return outs
+
+
+ARCHIVES = ("/vsizip/", "/vsitar/", "/vsigzip/", "/vsi7z/", "/vsirar/")
+"""GDAL's archive file systems: /vsizip/scene.zip/inner.tif reads scene.zip."""
+
+
+def files_behind(name: PathLike) -> list[Path]:
+    """The files on disk GDAL reads for the raster `name` (GDAL's file list: a VRT's sources, the file behind a
+    dataset name such as GTIFF_DIR:1:scene.tif or NETCDF:"f.nc":var, the archive behind /vsizip/..., the
+    sidecars); none where GDAL cannot open it (a .sarz, a file not written yet). An output that is one of them
+    replaced the input its name did not show (a reconstruction over the file a VRT crops)."""
+    text = os.fspath(name)
+    if text.lower().endswith(".sarz"):
+        return []
+    try:
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(text) as ds:
+                listed = list(ds.files)
+    except Exception:  # noqa: BLE001 (not a raster GDAL opens: nothing behind it to protect)
+        return []
+    return [path for path in map(_on_disk, listed) if path is not None]
+
+
+def _on_disk(name: str) -> Optional[Path]:
+    """The local file a GDAL file name reads: the archive of an /vsizip/-style name (relative, or absolute after
+    a second slash), None for other /vsi names (network, memory)."""
+    for prefix in ARCHIVES:
+        if name.startswith(prefix):
+            parts = Path(name[len(prefix) :]).parts
+            archives = (Path(*parts[:k]) for k in range(1, len(parts) + 1))
+            return next((path for path in archives if path.is_file()), None)
+    return None if name.startswith("/vsi") else Path(name)
 
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png", ".nc")

@@ -46,7 +46,7 @@ from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError
 from .input_checks import check_kind_fits, check_not_paletted
 from .inspect import differing_nodata_warning, mask_warning, nodata_warning, photo_warning
-from .io.output_paths import check_geotiff_name, check_outputs, check_sarz_name, real_path, temp_path
+from .io.output_paths import check_geotiff_name, check_outputs, check_sarz_name, replace_into, temp_path
 from .io.raster_io import (
     RasterInfo,
     RasterReader,
@@ -375,7 +375,7 @@ def compress_file(
                 output=str(dst),
                 reconstruction=str(recon) if recon else None,
             )
-        os.replace(staged, real_path(dst))
+        replace_into(staged, dst)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise

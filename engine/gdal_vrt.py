@@ -28,6 +28,7 @@ import numpy as np
 
 from .codec.passes.window_decode import SarzWindowReader
 from .errors import InputError
+from .io.output_paths import replace_into
 
 PIXEL_FUNCTION = f"{__name__}.read_window"
 TRUSTED_MODULE = __name__
@@ -242,10 +243,11 @@ def _geolocation(items: dict[str, str], scale: float) -> dict[str, str]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """The VRT text into `path` through a temp file (replace_into: an earlier VRT's sidecars go with it)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        replace_into(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

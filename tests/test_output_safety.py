@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -138,6 +139,25 @@ def test_the_files_behind_a_gdal_name_are_inputs_too(scene, tmp_path, capsys, mo
         assert "writing it would destroy the input" in capsys.readouterr().err
     assert {name: digest(tmp_path / name) for name in before} == before
     assert sorted(listing(tmp_path)) == ["scene.tif", "scene.zip", "sub.vrt"]
+
+
+def test_an_overwrite_keeps_the_files_mode_and_drops_its_gdal_sidecars(sarz, scene, tmp_path):
+    """--overwrite made a 0600 file 0644 (the umask's), and left the old file's NAME.ovr / NAME.aux.xml / NAME.msk,
+    which GDAL and QGIS then applied to the new data (the old scene zoomed out, its statistics, a planted nodata)."""
+    out = tmp_path / "d.tif"
+    assert main(["-q", "decompress", str(sarz), str(out)]) == 0
+    os.chmod(out, 0o600)
+    for suffix in (".ovr", ".aux.xml", ".msk"):
+        (tmp_path / f"d.tif{suffix}").write_bytes(b"the old file's")
+    (tmp_path / "keep.tif.ovr").write_bytes(b"another file's")
+    assert main(["-q", "decompress", str(sarz), str(out), "--overwrite"]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert listing(tmp_path) == ["d.tif", "keep.tif.ovr"]
+    packed = tmp_path / "c.sarz"
+    assert main(["-q", "compress", str(scene), str(packed)]) == 0
+    os.chmod(packed, 0o640)
+    assert main(["-q", "compress", str(scene), str(packed), "--overwrite", "--quality", "3"]) == 0
+    assert stat.S_IMODE(packed.stat().st_mode) == 0o640
 
 
 def test_standard_output_is_refused(scene, sarz, tmp_path, capsys, monkeypatch):

@@ -56,6 +56,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+SIDECARS = (".ovr", ".aux.xml", ".msk")
+"""GDAL's files beside a raster NAME (NAME.ovr, NAME.aux.xml, NAME.msk): overviews, statistics and metadata, a
+mask, all of the file they were made for."""
+
+
+def replace_into(tmp: Path, dest: PathLike) -> None:
+    """Move a finished temp file onto `dest`'s real file. Replacing a file, it keeps that file's permission bits (an
+    overwrite widened a 0600 file to the umask's 0644) and removes GDAL's sidecars of it (SIDECARS): they described
+    the old data, and GDAL and QGIS applied them to the new (the old scene's overviews when zoomed out, its
+    statistics, a nodata value or scale planted there)."""
+    final = real_path(dest)
+    try:
+        old_mode: Optional[int] = stat.S_IMODE(os.stat(final).st_mode)
+    except FileNotFoundError:
+        old_mode = None
+    if old_mode is not None:
+        os.chmod(tmp, old_mode)
+    os.replace(tmp, final)
+    if old_mode is not None:
+        for suffix in SIDECARS:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                final.with_name(final.name + suffix).unlink()
+
+
 def temp_files(dest: PathLike) -> list[tuple[Path, int]]:
     """The temp files of `dest` there are, with the pid of the process that made each: `.NAME.sarz-tmp.PID.*`
     (`temp_path`) and the container's own temp inside it (`..NAME.sarz-tmp.PID.*`)."""

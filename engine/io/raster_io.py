@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import preprocessing as pp
 from ..errors import InputError, OutputError
-from .output_paths import check_outputs, real_path, temp_path
+from .output_paths import check_outputs, replace_into, temp_path
 
 PathLike = Union[str, "os.PathLike[str]"]
 _FROM_INFO: Any = object()
@@ -566,7 +566,7 @@ class StripWriter:
                 self._to_cog()
                 self._check_complete()
             check_outputs([], [self.path], overwrite=True)  # still not a folder/FIFO/device at the last moment
-            os.replace(self._tmp, real_path(self.path))
+            replace_into(self._tmp, self.path)
         except BaseException:
             self._abort()
             raise

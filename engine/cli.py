@@ -271,12 +271,14 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
     psnr, per_band = "", {}
     measurable = [b["source_band"] for b in stats.bands if b["valid_pixels"]]  # an all-nodata band has no error
     if args.reconstruction and measurable:
-        from .metrics import evaluate_bands
-
-        metrics = evaluate_bands(args.input, args.reconstruction, measurable)
-        overall = metrics["overall"]
-        psnr = f", PSNR {_fmt(overall['psnr_db'], 2)} dB, SSIM {_fmt(overall['ssim'])}"
-        per_band = {m["band"]: m for m in metrics["bands"]}
+        try:
+            metrics = _written_metrics(args, job, measurable)
+        except _MetricsStopped:
+            return 128 + job.signum
+        if metrics is not None:
+            overall = metrics["overall"]
+            psnr = f", PSNR {_fmt(overall['psnr_db'], 2)} dB, SSIM {_fmt(overall['ssim'])}"
+            per_band = {m["band"]: m for m in metrics["bands"]}
     elif args.reconstruction:
         psnr = ", PSNR n/a (no valid pixel)"
     zeros = ""
@@ -292,6 +294,26 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
             measured = f"; reconstruction PSNR {_fmt(m['psnr_db'], 2)} dB, SSIM {_fmt(m['ssim'])}" if m else ""
             print(f"  {line}{measured}")
     return 0
+
+
+class _MetricsStopped(Exception):
+    """The metrics of written outputs cancelled: the exit code says so, the message says what is written."""
+
+
+def _written_metrics(args: argparse.Namespace, job: _Job, bands: list[int]) -> Optional[dict]:
+    """The metrics of a compression whose outputs are written: a cancel (_MetricsStopped) or an error here (the
+    input gone meanwhile: None) is said as such, not as "no output was written" for files that exist."""
+    from .metrics import evaluate_bands
+
+    written = f"{args.output} and {args.reconstruction} are written"
+    try:
+        return evaluate_bands(args.input, args.reconstruction, bands, cancel=job.cancel)
+    except (CancelledError, KeyboardInterrupt):
+        print(f"cancelled: {written}; their metrics were not measured", file=sys.stderr)
+        raise _MetricsStopped from None
+    except (SARCompressorError, OSError) as exc:
+        _warn(f"{written}; their metrics could not be measured: {exc}")
+    return None
 
 
 def _cmd_decompress(args: argparse.Namespace, job: _Job) -> int:
@@ -495,9 +517,9 @@ def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     from .metrics import evaluate_bands, evaluate_files
 
     if args.band is not None:
-        result = evaluate_files(args.original, args.reconstruction, band=args.band, looks=args.looks)
+        result = evaluate_files(args.original, args.reconstruction, band=args.band, looks=args.looks, cancel=job.cancel)
     else:
-        result = evaluate_bands(args.original, args.reconstruction, looks=args.looks)
+        result = evaluate_bands(args.original, args.reconstruction, looks=args.looks, cancel=job.cancel)
         if len(result["bands"]) == 1:
             result = {**result["bands"][0], "warnings": result["warnings"]}
     for warning in result["warnings"]:

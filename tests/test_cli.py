@@ -17,6 +17,7 @@ import pytest
 import rasterio
 
 from sar_compressor.engine.cli import main
+from sar_compressor.engine.errors import CancelledError, InputError
 from sar_compressor.engine.simulate import write_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -300,3 +301,41 @@ def test_evaluate_of_rasters_without_georeferencing_says_nothing_about_it(tmp_pa
         warnings.simplefilter("error", NotGeoreferencedWarning)
         assert main(["evaluate", str(scene), str(scene)]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "said"),
+    [
+        (CancelledError("cancelled"), 130, "cancelled: {out} and {rec} are written; their metrics were not measured"),
+        (KeyboardInterrupt(), 130, "cancelled: {out} and {rec} are written; their metrics were not measured"),
+        (InputError("in.tif: No such file"), 0, "warning: {out} and {rec} are written; their metrics could not be"),
+    ],
+)
+def test_a_compression_whose_metrics_fail_says_its_outputs_are_written(
+    scene, tmp_path, capsys, monkeypatch, failure, code, said
+):
+    """A cancel (or a second Ctrl-C) in the metrics said "no output was written", and an input removed meanwhile
+    exited 2, while the .sarz and the reconstruction were written and valid."""
+    from sar_compressor.engine import metrics
+
+    def fails(*args, cancel=None, **kwargs):
+        assert cancel is not None  # the run's cancel reaches the metrics
+        raise failure
+
+    monkeypatch.setattr(metrics, "evaluate_bands", fails)
+    out, rec = tmp_path / "c.sarz", tmp_path / "r.tif"
+    assert main(["-q", "compress", str(scene), str(out), "--reconstruction", str(rec)]) == code
+    assert said.format(out=out, rec=rec) in capsys.readouterr().err
+    assert out.exists() and rec.exists()
+
+
+def test_evaluate_hears_the_cancel(scene, capsys, monkeypatch):
+    """A SIGTERM during evaluate printed "cancelling" and then finished with exit 0: its metrics had no cancel."""
+    from sar_compressor.engine import metrics
+
+    def cancelled(*args, cancel=None, **kwargs):
+        assert cancel is not None
+        raise CancelledError("cancelled")
+
+    monkeypatch.setattr(metrics, "evaluate_bands", cancelled)
+    assert main(["evaluate", str(scene), str(scene)]) == 130

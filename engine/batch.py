@@ -228,7 +228,9 @@ def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
     else:
         quality = settings.get("quality", DEFAULT_QUALITY)
         if not math.isclose(step, REFINE_STEPS[quality - 1], rel_tol=1e-6):  # a target's step is none of these
-            found.append(f"quality {header['bands'][0]['quality']}, not {quality}")
+            ladder = any(math.isclose(step, other, rel_tol=1e-6) for other in REFINE_STEPS)
+            coded = f"quality {header['bands'][0]['quality']}" if ladder else "a target bit rate"
+            found.append(f"{coded}, not quality {quality}")
     return "; ".join(found)
 
 
@@ -399,7 +401,10 @@ def _run(
 
 
 def _outcome(fut: Any, src: str, dst: str) -> FileOutcome:
-    """The task's own outcome, or a failed one when the task itself died (KilledWorker, lost scheduler, ...)."""
-    if fut.status == "finished":
+    """The task's own outcome, or a failed one when the task itself died (KilledWorker, lost scheduler, ...). A
+    future whose worker died after it finished is lost and computed again: exception() waits for that run (its
+    status, read at once, called a written file failed, "NoneType: None")."""
+    error = fut.exception()
+    if error is None:
         return fut.result()
-    return FileOutcome(src, dst, "failed", error=_describe(fut.exception()))
+    return FileOutcome(src, dst, "failed", error=_describe(error))

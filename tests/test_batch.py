@@ -98,7 +98,9 @@ def test_resume_skips_verified_outputs_and_refuses_damaged(client, rasters, tmp_
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert damaged.read_bytes() == rasters[sources[3]][:-9]
     other = compress_batch([str(sources[0])], tmp_path, client=client, settings={"quality": 7})
-    assert f"coded with other settings (quality 5, not 7); remove it to code {sources[0]}" in other.failed[0].error
+    assert f"coded with other settings (quality 5, not quality 7); remove it to code {sources[0]}" in (
+        other.failed[0].error
+    )
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # a resume skips only what was done as asked
     low = compress_batch([str(sources[2])], tmp_path / "t", client=client, settings={"target_bpp": 0.5})
     assert low.count("written") == 1  # then asked for more bits: not "already done"
@@ -107,6 +109,8 @@ def test_resume_skips_verified_outputs_and_refuses_damaged(client, rasters, tmp_
     assert compress_batch([str(sources[2])], tmp_path / "t", client=client, settings={"target_bpp": 0.5}).count(
         "skipped"
     )
+    quality = compress_batch([str(sources[2])], tmp_path / "t", client=client, settings={"quality": 5})
+    assert "(a target bit rate, not quality 5)" in quality.failed[0].error  # said "quality 5, not 5"
 
 
 def test_worker_killed_mid_run_job_completes(rasters, tmp_path):
@@ -300,3 +304,22 @@ def test_a_busy_port_8787_says_nothing(rasters, tmp_path):
         warnings.simplefilter("always")
         assert compress_batch([str(src)], tmp_path, workers=1).ok
     assert not [w for w in said if "8787" in str(w.message)]
+
+
+def test_a_file_whose_worker_died_after_it_was_written_is_not_failed():
+    """A worker killed just after a file was written: its future was lost and computed again, and the batch, which
+    read its status at once, reported the written file as "failed: NoneType: None" (exit 1)."""
+    from sar_compressor.engine.batch import FileOutcome, _outcome
+
+    written = FileOutcome("in.tif", "in.sarz", "written")
+
+    class Recomputed:  # a distributed Future seen while it is computed again
+        status = "lost"
+
+        def exception(self):
+            return None  # waits, then: it ran without error
+
+        def result(self):
+            return written
+
+    assert _outcome(Recomputed(), "in.tif", "in.sarz") is written

@@ -242,14 +242,19 @@ def _geolocation(items: dict[str, str], scale: float) -> dict[str, str]:
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """The VRT text into `path` through a temp file (replace_into: an earlier VRT's sidecars go with it)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def _write_all(texts: dict[Path, str]) -> None:
+    """Every VRT written to a temp file first, then each moved into place, the main VRT (the first) last: a write
+    that fails (a full disk) changes none of them; the main VRT was written first, and a failure after it left it
+    naming overview VRTs that were never written (replace_into: an earlier VRT's sidecars go)."""
+    temps = {path: path.with_name(f".{path.name}.tmp-{os.getpid()}") for path in texts}
     try:
-        tmp.write_text(text, encoding="utf-8")
-        replace_into(tmp, path)
+        for path, text in texts.items():
+            temps[path].write_text(text, encoding="utf-8")
+        for path in reversed(list(texts)):
+            replace_into(temps[path], path)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
@@ -268,8 +273,12 @@ def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
         paths = vrt_paths(out, readers[0].max_level)
         for path in paths:
             _check_replaceable(path, src)
-        for level, path in enumerate(paths):
-            _write_atomic(path, _dataset_xml(readers, src, level, paths[1:] if level == 0 else []))
+        _write_all(
+            {
+                path: _dataset_xml(readers, src, level, paths[1:] if level == 0 else [])
+                for level, path in enumerate(paths)
+            }
+        )
     finally:
         for reader in readers:
             reader.close()

@@ -232,3 +232,24 @@ def test_a_vrt_with_much_metadata_can_be_written_again(tmp_path):
     api.compress_file(src, tmp_path / "t.sarz")
     write_vrt(tmp_path / "t.sarz")
     assert write_vrt(tmp_path / "t.sarz")[0].stat().st_size > 65536
+
+
+def test_a_vrt_that_cannot_be_written_whole_leaves_none(sarz, tmp_path, monkeypatch):
+    """A full disk while the overview VRTs were written left the main VRT (written first) naming overviews that
+    were never written: gdalinfo reported them missing and overview reads failed."""
+    from pathlib import Path as RealPath
+
+    real_write, written = RealPath.write_text, []
+
+    def fills_up(self, text, *args, **kwargs):
+        if len(written) == 2:
+            raise OSError(28, "No space left on device")
+        written.append(self.name)
+        return real_write(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(RealPath, "write_text", fills_up)
+    with pytest.raises(OSError, match="No space left"):
+        write_vrt(sarz, tmp_path / "v.vrt")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in write_vrt(sarz, tmp_path / "v.vrt")] == ["v.vrt", "v.ov1.vrt", "v.ov2.vrt", "v.ov3.vrt"]

@@ -162,14 +162,15 @@ class ArrayResult:
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _file_sink(path: Path, cog: bool, log: Log = None) -> SinkOpener:
-    """Opens a tiled GeoTIFF at `path` (atomic) for the finished strips of every band."""
+def _file_sink(path: Path, cog: bool, log: Log = None, overwrite: bool = True) -> SinkOpener:
+    """Opens a tiled GeoTIFF at `path` (atomic; `overwrite`: output_paths.replace_into's) for the finished strips of
+    every band."""
 
     @contextlib.contextmanager
     def open_sink(info: RasterInfo) -> Iterator[BandSinks]:
         if log is not None:
             log(f"decoding {info.width}x{info.height}, {info.count} band(s) -> {info.dtype} {path}")
-        with StripWriter(path, info, cog=cog) as writer:
+        with StripWriter(path, info, cog=cog, overwrite=overwrite) as writer:
             yield lambda i: lambda row0, rows: writer.write(row0, rows, band=i + 1)
 
     return open_sink
@@ -305,6 +306,7 @@ def compress_file(
     phase_prediction: bool = True,
     neighbour_bits: bool = True,
     cog: bool = False,
+    overwrite: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
@@ -325,7 +327,8 @@ def compress_file(
     a value costs its neighbours' contexts (engine.codec.entropy.refine); the three switched only to measure what
     they buy. `warn`: called
     with each of the input's warnings before any coding (a photo's, from its metadata, then pass 1's; the CLI prints
-    them); pass 1's are in the returned statistics too."""
+    them); pass 1's are in the returned statistics too. `overwrite`: replace existing outputs (the default); False
+    refuses them, at the start and again as the files go into place (one that appeared meanwhile)."""
     start = time.perf_counter()
     info = open_info(src)
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]
@@ -339,7 +342,7 @@ def compress_file(
     check_sarz_name(dst)
     check_geotiff_name(reconstruction)
     recon = Path(reconstruction) if reconstruction is not None else None
-    check_outputs([src], [dst, recon], overwrite=True)  # never the input, never a folder/FIFO/device
+    check_outputs([src], [dst, recon], overwrite)  # never the input, never a folder/FIFO/device
     staged = temp_path(dst)  # renamed to dst only once the reconstruction is complete too: all or nothing
 
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
@@ -366,7 +369,7 @@ def compress_file(
                 write,
                 start,
                 target_bpp=target_bpp,
-                open_sink=_file_sink(recon, cog) if recon else None,
+                open_sink=_file_sink(recon, cog, overwrite=overwrite) if recon else None,
                 spool_parent=dst.parent,
                 progress=progress,
                 cancel=cancel,
@@ -375,7 +378,7 @@ def compress_file(
                 output=str(dst),
                 reconstruction=str(recon) if recon else None,
             )
-        replace_into(staged, dst)
+        replace_into(staged, dst, overwrite)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
@@ -547,6 +550,7 @@ def decompress_file(
     *,
     band: Optional[int] = None,
     cog: bool = False,
+    overwrite: bool = True,
     progress: Progress = None,
     cancel: Cancel = None,
     log: Log = None,
@@ -556,15 +560,15 @@ def decompress_file(
     one whose source band number is `band`: only its chunks are read, and its reference band's if it is
     predicted) with the original CRS, transform, nodata, descriptions and dtype (complex input -> float32
     intensity); atomic. `warn`: called before decoding where the GeoTIFF cannot say what the file does (bands
-    whose nodata values differ)."""
+    whose nodata values differ). `overwrite`: as compress_file's."""
     start = time.perf_counter()
     dst = Path(dst)
     check_geotiff_name(dst)
-    check_outputs([src], [dst], overwrite=True)  # never the input, never a folder/FIFO/device
+    check_outputs([src], [dst], overwrite)  # never the input, never a folder/FIFO/device
     with ContainerReader(src) as reader:
         size, raster = reader.file_size, reader.header["raster"]
         with bounded_gdal_cache(streaming_cache_mb(raster["width"], raster["dtype"])):
-            passes = _decode(reader, _file_sink(dst, cog, log), band, progress, cancel, warn)
+            passes = _decode(reader, _file_sink(dst, cog, log, overwrite), band, progress, cancel, warn)
     layout = passes[0].layout
     stats = DecompressStats(
         input_bytes=size,

@@ -182,7 +182,7 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
         with guarded_outputs([src], [dst], overwrite=True):  # the lock every writer takes: one writer at a time
             if _done_before(src, Path(dst), settings):
                 return FileOutcome(src, dst, "skipped", seconds=time.perf_counter() - start)
-            stats = compress_file(src, dst, warn=warnings.append, **settings)
+            stats = compress_file(src, dst, warn=warnings.append, overwrite=False, **settings)
     except Exception as exc:  # noqa: BLE001 (any failure of one file is reported, the batch goes on)
         return FileOutcome(src, dst, "failed", error=_describe(exc), seconds=time.perf_counter() - start)
     seconds = time.perf_counter() - start

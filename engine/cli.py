@@ -263,6 +263,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
         loop_filter=not args.no_loop_filter,
         interscale=not args.no_interscale,
         reconstruction=args.reconstruction,
+        overwrite=args.overwrite,  # checked at the start, and again as the files go into place
         progress=job.progress,
         cancel=job.cancel,
         log=job.log,
@@ -324,6 +325,7 @@ def _cmd_decompress(args: argparse.Namespace, job: _Job) -> int:
         args.output,
         band=args.band,
         cog=args.cog,
+        overwrite=args.overwrite,  # checked at the start, and again as the file goes into place
         progress=job.progress,
         cancel=job.cancel,
         log=job.log,

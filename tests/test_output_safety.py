@@ -543,3 +543,25 @@ def test_stale_temp_files_of_dead_runs_only_are_removed(tmp_path):
     removed = output_paths.remove_stale_temps(tmp_path / "x.sarz")
     assert sorted(p.name for p in removed) == sorted(names[:2])
     assert listing(tmp_path) == sorted(names[2:])
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_a_file_that_appears_while_a_run_writes_is_not_replaced(command, scene, sarz, tmp_path, capsys, monkeypatch):
+    """Another program (which takes no lock) wrote the destination during the run: the run's last rename replaced
+    it, exit 0, though --overwrite was not given. Now it is refused and the run's temp file removed."""
+    from sar_compressor.engine import api
+    from sar_compressor.engine.io import raster_io
+
+    out = tmp_path / ("x.sarz" if command == "compress" else "x.tif")
+    for module in (api, raster_io):
+        real = module.replace_into
+
+        def meanwhile(tmp, dest, overwrite=True, real=real):
+            Path(dest).write_text("precious user file")
+            real(tmp, dest, overwrite)
+
+        monkeypatch.setattr(module, "replace_into", meanwhile)
+    source = scene if command == "compress" else sarz
+    assert main(["-q", command, str(source), str(out)]) == 2
+    assert "appeared while it was being written (not by this tool); not replaced" in capsys.readouterr().err
+    assert out.read_text() == "precious user file" and listing(tmp_path) == [out.name]

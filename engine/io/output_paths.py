@@ -61,16 +61,20 @@ SIDECARS = (".ovr", ".aux.xml", ".msk")
 mask, all of the file they were made for."""
 
 
-def replace_into(tmp: Path, dest: PathLike) -> None:
+def replace_into(tmp: Path, dest: PathLike, overwrite: bool = True) -> None:
     """Move a finished temp file onto `dest`'s real file. Replacing a file, it keeps that file's permission bits (an
     overwrite widened a 0600 file to the umask's 0644) and removes GDAL's sidecars of it (SIDECARS): they described
     the old data, and GDAL and QGIS applied them to the new (the old scene's overviews when zoomed out, its
-    statistics, a nodata value or scale planted there)."""
+    statistics, a nodata value or scale planted there). Without `overwrite`, a file that appeared at `dest` while
+    the run wrote (another program's: the lock keeps out only this tool's runs) is refused, not replaced."""
     final = real_path(dest)
     try:
         old_mode: Optional[int] = stat.S_IMODE(os.stat(final).st_mode)
     except FileNotFoundError:
         old_mode = None
+    if not overwrite:
+        _move_unless_there(tmp, final, dest)
+        return
     if old_mode is not None:
         os.chmod(tmp, old_mode)
     os.replace(tmp, final)
@@ -78,6 +82,22 @@ def replace_into(tmp: Path, dest: PathLike) -> None:
         for suffix in SIDECARS:
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 final.with_name(final.name + suffix).unlink()
+
+
+def _move_unless_there(tmp: Path, final: Path, dest: PathLike) -> None:
+    """`tmp` renamed to `final` only where nothing is there: a hard link fails on an existing name (atomic); where
+    the file system has no hard links, a look first."""
+    appeared = OutputError(f"{dest} appeared while it was being written (not by this tool); not replaced")
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # no hard links here (FAT, some network shares)
+        if os.path.lexists(final):
+            raise appeared from None
+        os.replace(tmp, final)
+        return
+    tmp.unlink()
 
 
 def temp_files(dest: PathLike) -> list[tuple[Path, int]]:

@@ -434,7 +434,8 @@ class StripWriter:
     """Writes a tiled, compressed GeoTIFF strip by strip, atomically.
 
     Pixels go to a hidden temp file next to `path` (output_paths.temp_path); only a clean exit that re-opened
-    and read back every block of it renames it to `path` (os.replace; a symlink's target is replaced), so a
+    and read back every block of it renames it to `path` (output_paths.replace_into; a symlink's target is
+    replaced; with overwrite=False a file that appeared there meanwhile is refused, not replaced), so a
     failure, a full disk GDAL reported only in its log, or a cancel (any exception in the `with` block,
     CancelledError included) leaves the destination as it was and no temp file. Folders, FIFOs and devices
     are never replaced (OutputError). `info` describes the output (size, bands, georeferencing, descriptions,
@@ -451,6 +452,7 @@ class StripWriter:
         blocksize: int = 256,
         compress: str = "DEFLATE",
         cog: bool = False,
+        overwrite: bool = True,
     ):
         if blocksize % 16:
             raise ValueError("blocksize must be a multiple of 16")
@@ -461,6 +463,7 @@ class StripWriter:
         self.blocksize = blocksize
         self.compress = compress
         self.cog = cog
+        self.overwrite = overwrite
         self._tmp = temp_path(self.path)
         self._ds = None
 
@@ -566,7 +569,7 @@ class StripWriter:
                 self._to_cog()
                 self._check_complete()
             check_outputs([], [self.path], overwrite=True)  # still not a folder/FIFO/device at the last moment
-            replace_into(self._tmp, self.path)
+            replace_into(self._tmp, self.path, self.overwrite)
         except BaseException:
             self._abort()
             raise

@@ -1,18 +1,19 @@
 """Where outputs may be written: the one rule for the CLI and the Processing algorithms, temp names, locks.
 
-A destination is refused before any work starts when it is an input (same file after symlinks, hard links:
-same device and inode), another output of the same run, `-` (no streaming), something that is not a regular
-file (FIFO, device, folder: never replaced, even when asked to overwrite), or an existing file the caller did
-not ask to overwrite. Writers put their bytes in a hidden temp file next to the destination, named
-`.NAME.sarz-tmp.PID.RANDOM`, and rename it into place only once complete; a run killed with SIGKILL leaves
-that file behind, and the next run to the same destination removes it once process PID is gone. While a run
-writes NAME it holds `.NAME.sarz-lock` (created exclusively, holding its PID, host and PID namespace): a second
+A destination is refused before any work starts when it is an input (same file after symlinks, hard links: same device
+and inode), another output of the same run, `-` (no streaming), something that is not a regular file (FIFO, device,
+folder: never replaced, even when asked to overwrite), or an existing file the caller did not ask to overwrite.
+Writers put their bytes in a hidden temp file next to the destination, named `.NAME.sarz-tmp.PID.RANDOM` (NAME
+shortened with a hash past LONG_NAME characters), and rename it into place only once complete; a run killed with
+SIGKILL leaves that file behind, and the next run to the same destination removes it once process PID is gone. While a
+run writes NAME it holds `.NAME.sarz-lock` (created exclusively, holding its PID, host and PID namespace): a second
 writer is refused, on this host or another sharing the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -41,7 +42,21 @@ def real_path(path: PathLike) -> Path:
 def temp_path(dest: PathLike) -> Path:
     """A fresh hidden temp name next to `dest`'s real file, recognisable by `remove_stale_temps`."""
     final = real_path(dest)
-    return final.with_name(f".{final.name}{TEMP_TAG}{os.getpid()}.{secrets.token_hex(4)}")
+    return final.with_name(f".{_stem(final.name)}{TEMP_TAG}{os.getpid()}.{secrets.token_hex(4)}")
+
+
+LONG_NAME = 150
+"""Names longer than this are shortened in temp and lock names (`_stem`): those add up to 45 characters (the
+container's own temp inside the temp name), and a 213-character name failed with "File name too long" naming a
+file the user never asked for. File systems take 255."""
+
+
+def _stem(name: str) -> str:
+    """`name` as temp and lock names carry it: itself, or when longer than LONG_NAME its first 120 characters and a
+    hash of the whole (two long names that share their start still get their own)."""
+    if len(name) <= LONG_NAME:
+        return name
+    return f"{name[:120]}~{hashlib.sha1(name.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -104,7 +119,7 @@ def temp_files(dest: PathLike) -> list[tuple[Path, int]]:
     """The temp files of `dest` there are, with the pid of the process that made each: `.NAME.sarz-tmp.PID.*`
     (`temp_path`) and the container's own temp inside it (`..NAME.sarz-tmp.PID.*`)."""
     final = real_path(dest)
-    pattern = re.compile(r"\.{1,2}" + re.escape(final.name) + re.escape(TEMP_TAG) + r"(\d+)\.")
+    pattern = re.compile(r"\.{1,2}" + re.escape(_stem(final.name)) + re.escape(TEMP_TAG) + r"(\d+)\.")
     found = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(final.parent):
@@ -253,7 +268,7 @@ def _lock_held(lock: Path) -> bool:
 @contextlib.contextmanager
 def _lock(dest: Path) -> Iterator[None]:
     final = real_path(dest)
-    lock = final.with_name(f".{final.name}{LOCK_SUFFIX}")
+    lock = final.with_name(f".{_stem(final.name)}{LOCK_SUFFIX}")
     for _ in range(2):  # a second try after removing a dead writer's lock
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -378,8 +378,9 @@ def _run(
     try:
         while not finishing.is_empty():
             if cancel is not None and cancel():
+                done_now = sum(fut.status == "finished" for fut in futures)  # some not collected yet: said 0 of 3
                 raise CancelledError(
-                    f"cancelled by the user after {n_done} of {len(futures)} files (their outputs are complete; "
+                    f"cancelled by the user after {done_now} of {len(futures)} files (their outputs are complete; "
                     "run the same command again to resume)"
                 )
             done = finishing.next_batch(block=False)

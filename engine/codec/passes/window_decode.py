@@ -4,8 +4,9 @@ the tiles covering it alone (what GDAL's VRT pixel function, the CLI and the QGI
 Level 0 is the decompressed raster's pixels exactly (the same per-tile decode). Level k (1/2**k of the size,
 ceil(width / 2**k) x ceil(height / 2**k)) reads only what that resolution needs:
 - the refinement layer's coarse subbands (refine.decode_level stops the stream there), giving each pixel's mean
-  in dB over the 2**k x 2**k pixels it covers; then, under "block" mean correction, each gain block is scaled
-  to the mean linear intensity its code carries (the decoder's block gains do the same at full resolution), so
+  in dB over the 2**k x 2**k pixels it covers (moved onto GDAL's overview grid: `_on_cells`); then, under "block"
+  mean correction, each gain block is scaled to the mean linear intensity its code carries (the decoder's block
+  gains do the same at full resolution), so
   an overview pixel's linear intensity is the mean of the full-resolution pixels it covers, within what the
   dB-domain smoothing left inside a block (tests/test_window.py measures it);
 - from a gain block's side up (2**k >= 256 pixels in format 11, 64 before) under "block" correction, the block means
@@ -209,7 +210,7 @@ class SarzWindowReader:
         db = self.decoder.clip_refined(strip.level_db[coarse])
         weight = _valid_counts(strip, 1 << coarse)
         rest = 1 << (level - coarse)
-        lin = _pool(pp.db_to_linear(db) * weight, rest) / np.maximum(_pool(weight, rest), 1)
+        lin = _pool(_on_cells(pp.db_to_linear(db), coarse) * weight, rest) / np.maximum(_pool(weight, rest), 1)
         if layout.mean_correction == "global":
             return lin * self.decoder.global_gain
         if layout.mean_correction == "none":
@@ -223,6 +224,25 @@ class SarzWindowReader:
         top = float(pp.db_to_linear(np.float32(layout.bright_threshold)))  # no lift past it, as the full decode
         lifted = np.minimum(lifted, np.maximum(lin, top))
         return lifted * _block_scale(lifted, weights, targets, per_block)
+
+
+def _on_cells(lin: np.ndarray, level: int) -> np.ndarray:
+    """A level's approximation (linear intensity) moved onto the cells its pixels stand for. The CDF 9/7 low-pass
+    sample j of level k is centred on full-resolution pixel 2**k j; the overview's pixel j covers pixels 2**k j ..
+    2**k (j + 1) - 1 (as GDAL places it), centred (2**k - 1) / 2 further: (2**k - 1) / 2**(k + 1) of a sample, read by
+    linear interpolation with the next sample (a tile's last row and column repeat theirs: the next is another
+    tile's). Without it every overview was shifted by that much (7.5 pixels at 1/16). Measured on simulated
+    1024x1024 scenes at quality 5, the overview pixels' RMS dB error against the linear means of the cells they cover,
+    at 1/2 / 1/4 / 1/8 / 1/16: 4 looks 0.92 / 1.74 / 2.65 / 3.56 dB before, 0.74 / 1.21 / 1.79 / 2.42 after; single-look
+    2.99 / 3.22 / 3.77 / 4.60 before, 2.26 / 2.28 / 2.55 / 3.08 after. Interpolating the dB values instead, linearly or
+    cubically (Keys), measured 0.07-0.36 dB worse at 1/4 to 1/16 on both scenes; a cubic on linear intensity
+    overshoots to zero beside bright targets."""
+    a = (2.0**level - 1.0) / 2.0 ** (level + 1)
+    out = lin.astype(np.float64)
+    for axis in (0, 1):
+        following = np.concatenate([np.delete(out, 0, axis), np.take(out, [-1], axis)], axis)
+        out = (1.0 - a) * out + a * following
+    return out
 
 
 def _block_scale(lin: np.ndarray, weights: np.ndarray, targets: np.ndarray, per_block: int) -> np.ndarray:

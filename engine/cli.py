@@ -188,14 +188,16 @@ class _Job:
         self._bar = None
 
     def progress(self, done: int, total: int) -> None:
+        """A bar in percent: the engine's (done, total) count tiles, or thousandths of the whole where several
+        passes or bands share the bar (it read "11/1000 tile" on a 24-tile file at a target bit rate)."""
         if self.quiet or not sys.stderr.isatty():
             return
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=self.label, unit="tile", file=sys.stderr, leave=False)
-        self._bar.total = total
-        self._bar.update(done - self._bar.n)
+            form = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
+            self._bar = tqdm(total=1000, desc=self.label, file=sys.stderr, leave=False, bar_format=form)
+        self._bar.update(round(1000 * done / max(total, 1)) - self._bar.n)
 
     def cancel(self) -> bool:
         return self.cancelled

@@ -339,3 +339,17 @@ def test_evaluate_hears_the_cancel(scene, capsys, monkeypatch):
 
     monkeypatch.setattr(metrics, "evaluate_bands", cancelled)
     assert main(["evaluate", str(scene), str(scene)]) == 130
+
+
+def test_the_progress_bar_is_in_percent(capsys, monkeypatch):
+    """Rate control and several bands report thousandths of the whole: the bar read "11/1000 tile" on a 24-tile
+    file."""
+    from sar_compressor.engine import cli
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    job = cli._Job("compress", False)
+    job.progress(11, 1000)
+    job.progress(500, 1000)
+    job._bar.refresh()
+    text = capsys.readouterr().err
+    assert "compress:  50%|" in text and "/1000" not in text and "tile" not in text, text

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .codec.format.container import ContainerReader
-from .codec.passes import rate_control
+from .codec.passes import rate_control, strip_window
 from .codec.passes.quality import DEFAULT_QUALITY, REFINE_STEPS, quality_level
 from .codec.passes.strip_window import Cancel, Progress, available_cores
 from .errors import CancelledError, InputError, SARCompressorError
@@ -35,10 +35,12 @@ if TYPE_CHECKING:
 Log = Optional[Callable[[str], None]]
 POLL_S = 0.25
 """How often the client checks `cancel` while it waits for files to finish."""
+TILES_PER_FILE = 2
+"""Tiles one file codes at once on a worker: a batch runs a file per core already, and a single run's one tile per core
+(strip_window.LOOKAHEAD) would multiply the threads and the memory (about 100 MiB a tile) by the cores again."""
 WORKER_WAIT_S = 60.0
 """How long a batch waits for a cluster to have a worker (one starting up, or scaling from zero)."""
 DASK_MISSING = 'batch compression needs Dask: pip install "dask[distributed]>=2024.8,<2027"'
-"""What container.write_container appends to `.NAME` for its temporary file."""
 
 
 @dataclass
@@ -177,6 +179,7 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
     Errors come back as a failed outcome (not an exception: Dask would not retry them anyway)."""
     from .api import compress_file
 
+    strip_window.LOOKAHEAD = min(strip_window.LOOKAHEAD, TILES_PER_FILE)  # this worker process's files
     start, warnings = time.perf_counter(), []
     try:
         with guarded_outputs([src], [dst], overwrite=True):  # the lock every writer takes: one writer at a time
@@ -402,10 +405,10 @@ def _run(
 
 
 def _outcome(fut: Any, src: str, dst: str) -> FileOutcome:
-    """The task's own outcome, or a failed one when the task itself died (KilledWorker, lost scheduler, ...). A
-    future whose worker died after it finished is lost and computed again: exception() waits for that run (its
-    status, read at once, called a written file failed, "NoneType: None")."""
-    error = fut.exception()
-    if error is None:
+    """The task's own outcome, or a failed one when the task itself died (KilledWorker, a cancelled task when the
+    scheduler is lost, ...). A future whose worker died after it finished is lost and computed again: result()
+    waits for that run (its status, read at once, called a written file failed, "NoneType: None")."""
+    try:
         return fut.result()
-    return FileOutcome(src, dst, "failed", error=_describe(error))
+    except Exception as exc:  # noqa: BLE001 (the task's failure, whatever it is, is this file's outcome)
+        return FileOutcome(src, dst, "failed", error=_describe(exc))

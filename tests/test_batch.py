@@ -311,7 +311,8 @@ def test_a_busy_port_8787_says_nothing(rasters, tmp_path):
 
 def test_a_file_whose_worker_died_after_it_was_written_is_not_failed():
     """A worker killed just after a file was written: its future was lost and computed again, and the batch, which
-    read its status at once, reported the written file as "failed: NoneType: None" (exit 1)."""
+    read its status at once, reported the written file as "failed: NoneType: None" (exit 1). A task Dask cancelled
+    (its scheduler lost) is a failed file, not a traceback that loses the report."""
     from sar_compressor.engine.batch import FileOutcome, _outcome
 
     written = FileOutcome("in.tif", "in.sarz", "written")
@@ -319,10 +320,30 @@ def test_a_file_whose_worker_died_after_it_was_written_is_not_failed():
     class Recomputed:  # a distributed Future seen while it is computed again
         status = "lost"
 
+        def result(self):
+            return written  # waits, then: it ran without error
+
+    class Cancelled:
+        status = "cancelled"
+
         def exception(self):
-            return None  # waits, then: it ran without error
+            return None
 
         def result(self):
-            return written
+            raise RuntimeError("sarz-in-1 cancelled for reason: scheduler-connection-lost")
 
     assert _outcome(Recomputed(), "in.tif", "in.sarz") is written
+    failed = _outcome(Cancelled(), "in.tif", "in.sarz")
+    assert failed.status == "failed" and "scheduler-connection-lost" in failed.error
+
+
+def test_a_batch_file_codes_two_tiles_at_once(rasters, tmp_path, monkeypatch):
+    """A batch runs a file per core: each file's tiles in flight follow a single run's one per core no more (on 16
+    cores, 16 workers x 4 tiles: four times the threads, 45 % more memory per worker)."""
+    from sar_compressor.engine.batch import TILES_PER_FILE, compress_one
+    from sar_compressor.engine.codec.passes import strip_window
+
+    monkeypatch.setattr(strip_window, "LOOKAHEAD", 4)
+    src = next(iter(rasters))
+    assert compress_one(str(src), str(tmp_path / "one.sarz"), {}).status == "written"
+    assert strip_window.LOOKAHEAD == TILES_PER_FILE == 2

@@ -28,14 +28,12 @@ import numpy as np
 
 from .codec.passes.window_decode import SarzWindowReader
 from .errors import InputError
-from .io.output_paths import replace_into
+from .io.output_paths import VRT_SOURCE_TAG, replace_into, temp_path
 
 PIXEL_FUNCTION = f"{__name__}.read_window"
 TRUSTED_MODULE = __name__
 ENVIRONMENT = {"GDAL_VRT_ENABLE_PYTHON": "TRUSTED_MODULES", "GDAL_VRT_PYTHON_TRUSTED_MODULES": TRUSTED_MODULE}
 """What GDAL needs to run the pixel function (GDAL 3.6, Debian's, reads these option names exactly)."""
-MARKER = "SARZ_VRT_FOR"
-"""Metadata item naming the .sarz a VRT was written for: only such a VRT is replaced when written again."""
 _GDAL_TYPES = {  # the output dtypes (preprocessing.output_dtype)
     "uint8": "Byte",
     "uint16": "UInt16",
@@ -130,7 +128,7 @@ def _check_replaceable(path: Path, sarz: Path) -> None:
         text = path.read_text(encoding="utf-8", errors="replace")[:65536]
     except OSError as exc:
         raise InputError(f"{path} exists and cannot be read: {exc}") from exc
-    if f'<MDI key="{MARKER}">{escape(str(sarz))}</MDI>' not in text:
+    if f'<MDI key="{VRT_SOURCE_TAG}">{escape(str(sarz))}</MDI>' not in text:  # its own VRT of this .sarz
         raise InputError(f"{path} exists and is not a VRT of {sarz}: choose another output")
 
 
@@ -189,7 +187,7 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
     scale = width / reader.layout.width  # the level's pixels per raster pixel: GCPs, RPCs, geolocation follow it
     lines = [
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-        _metadata_xml({MARKER: str(sarz), **info.tags}, None, "  "),  # first: _check_replaceable reads a prefix
+        _metadata_xml({VRT_SOURCE_TAG: str(sarz), **info.tags}, None, "  "),  # first: _check_replaceable reads a prefix
     ]
     if info.crs_wkt and not info.gcps:
         lines.append(f"  <SRS>{escape(info.crs_wkt)}</SRS>")
@@ -246,7 +244,7 @@ def _write_all(texts: dict[Path, str]) -> None:
     """Every VRT written to a temp file first, then each moved into place, the main VRT (the first) last: a write
     that fails (a full disk) changes none of them; the main VRT was written first, and a failure after it left it
     naming overview VRTs that were never written (replace_into: an earlier VRT's sidecars go)."""
-    temps = {path: path.with_name(f".{path.name}.tmp-{os.getpid()}") for path in texts}
+    temps = {path: temp_path(path) for path in texts}  # beside each real file (a symlink's target), short names
     try:
         for path, text in texts.items():
             temps[path].write_text(text, encoding="utf-8")

@@ -567,6 +567,27 @@ def test_a_file_that_appears_while_a_run_writes_is_not_replaced(command, scene, 
     assert out.read_text() == "precious user file" and listing(tmp_path) == [out.name]
 
 
+@pytest.mark.parametrize("name", ["é" * 120, "雪" * 80])
+def test_a_long_non_ascii_file_name_is_written(scene, tmp_path, name):
+    """File systems count bytes: 120 'é' (240 bytes) still failed with "File name too long" when the temp names
+    were cut by characters."""
+    assert main(["-q", "compress", str(scene), str(tmp_path / f"{name}.sarz")]) == 0
+    assert main(["-q", "vrt", str(tmp_path / f"{name}.sarz")]) == 0  # its VRT's temp names too
+    assert f"{name}.sarz" in listing(tmp_path)
+
+
+def test_a_vrt_read_as_the_input_guards_its_sarz(scene, tmp_path, capsys):
+    """This tool's VRT of a .sarz (what QGIS opens a .sarz as) given as the input, its .sarz as the output: GDAL
+    lists only the VRT's own files, and the .sarz was replaced (9847 -> 1150 bytes), its VRT then broken."""
+    sarz = tmp_path / "s.sarz"
+    assert main(["-q", "compress", str(scene), str(sarz)]) == 0
+    assert main(["-q", "vrt", str(sarz)]) == 0
+    before = digest(sarz)
+    assert main(["-q", "compress", f"{sarz}.vrt", str(sarz), "--overwrite"]) == 2
+    assert "writing it would destroy the input" in capsys.readouterr().err
+    assert digest(sarz) == before
+
+
 def test_a_long_file_name_is_written(scene, sarz, tmp_path, capsys):
     """Temp and lock names add up to 45 characters: a 213-character name failed with "File name too long" naming a
     file the user never asked for. Long names are shortened there (with a hash), and found again by the clean-up."""

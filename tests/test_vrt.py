@@ -253,3 +253,19 @@ def test_a_vrt_that_cannot_be_written_whole_leaves_none(sarz, tmp_path, monkeypa
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
     assert [p.name for p in write_vrt(sarz, tmp_path / "v.vrt")] == ["v.vrt", "v.ov1.vrt", "v.ov2.vrt", "v.ov3.vrt"]
+
+
+def test_a_vrt_written_through_a_symlink_to_another_file_system(sarz, tmp_path):
+    """The temp files sat beside the link and moved onto its target on another file system: 'Invalid cross-device
+    link', with some overview VRTs already moved. Now they sit beside the target."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system at /dev/shm")
+    target = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        write_vrt(sarz, target / "v.vrt")
+        (tmp_path / "link.vrt").symlink_to(target / "v.vrt")
+        write_vrt(sarz, tmp_path / "link.vrt")
+        assert (tmp_path / "link.vrt").is_symlink() and sorted(p.name for p in target.iterdir())[0] == "v.ov1.vrt"
+    finally:
+        shutil.rmtree(target)

@@ -46,17 +46,19 @@ def temp_path(dest: PathLike) -> Path:
 
 
 LONG_NAME = 150
-"""Names longer than this are shortened in temp and lock names (`_stem`): those add up to 45 characters (the
-container's own temp inside the temp name), and a 213-character name failed with "File name too long" naming a
-file the user never asked for. File systems take 255."""
+"""Names longer than this many bytes are shortened in temp and lock names (`_stem`): those add up to 45 characters
+(the container's own temp inside the temp name), and a 213-character name failed with "File name too long" naming
+a file the user never asked for. File systems take 255 bytes (a non-ASCII character is 2-4 of them)."""
 
 
 def _stem(name: str) -> str:
-    """`name` as temp and lock names carry it: itself, or when longer than LONG_NAME its first 120 characters and a
-    hash of the whole (two long names that share their start still get their own)."""
-    if len(name) <= LONG_NAME:
+    """`name` as temp and lock names carry it: itself, or when longer than LONG_NAME bytes its first 120 bytes (whole
+    characters) and a hash of the whole (two long names that share their start still get their own)."""
+    raw = os.fsencode(name)
+    if len(raw) <= LONG_NAME:
         return name
-    return f"{name[:120]}~{hashlib.sha1(name.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
+    head = raw[:120].decode("utf-8", "ignore")  # a character cut in two is dropped
+    return f"{head}~{hashlib.sha1(raw).hexdigest()[:10]}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -184,6 +186,8 @@ def check_outputs(
     return outs
 
 
+VRT_SOURCE_TAG = "SARZ_VRT_FOR"
+"""The metadata item naming the .sarz a VRT of this tool decodes (engine.gdal_vrt writes it)."""
 ARCHIVES = ("/vsizip/", "/vsitar/", "/vsigzip/", "/vsi7z/", "/vsirar/")
 """GDAL's archive file systems: /vsizip/scene.zip/inner.tif reads scene.zip."""
 
@@ -204,9 +208,10 @@ def files_behind(name: PathLike) -> list[Path]:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(text) as ds:
                 listed = list(ds.files)
+                sarz = ds.tags().get(VRT_SOURCE_TAG)  # this tool's VRT: GDAL lists its VRT files alone
     except Exception:  # noqa: BLE001 (not a raster GDAL opens: nothing behind it to protect)
         return []
-    return [path for path in map(_on_disk, listed) if path is not None]
+    return [path for path in map(_on_disk, listed) if path is not None] + ([Path(sarz)] if sarz else [])
 
 
 def _on_disk(name: str) -> Optional[Path]:

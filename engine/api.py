@@ -43,7 +43,7 @@ from .codec.passes.decode_pass import DecodePass, band_passes, run_passes
 from .codec.passes.encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .codec.passes.quality import DEFAULT_QUALITY
 from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
-from .errors import InputError
+from .errors import InputError, OutputError
 from .input_checks import check_kind_fits, check_not_paletted
 from .inspect import differing_nodata_warning, mask_warning, nodata_warning, photo_warning
 from .io.output_paths import check_geotiff_name, check_outputs, check_sarz_name, replace_into, temp_path
@@ -378,13 +378,24 @@ def compress_file(
                 output=str(dst),
                 reconstruction=str(recon) if recon else None,
             )
-        replace_into(staged, dst, overwrite)
+        _commit_sarz(staged, dst, overwrite, recon)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
     if log is not None:
         log(f"wrote {dst}: {stats.summary()}")
     return stats
+
+
+def _commit_sarz(staged: Path, dst: Path, overwrite: bool, recon: Optional[Path]) -> None:
+    """The .sarz into place, after the reconstruction (all or nothing: a .sarz refused there because a file appeared
+    at its name meanwhile takes back the reconstruction this run just put in place, which did not exist before)."""
+    try:
+        replace_into(staged, dst, overwrite)
+    except OutputError:
+        if recon is not None and not overwrite:
+            recon.unlink(missing_ok=True)
+        raise
 
 
 def _row_reader(reader: RasterReader, band: int) -> Callable[[int, int], np.ndarray]:

@@ -600,3 +600,33 @@ def test_a_long_file_name_is_written(scene, sarz, tmp_path, capsys):
     left.with_name(left.name.replace(str(os.getpid()), "999999999")).write_bytes(b"stale")
     assert main(["-q", "decompress", str(sarz), str(tmp_path / f"{name}.tif"), "--overwrite"]) == 0
     assert listing(tmp_path) == [f"{name}.sarz", f"{name}.tif"]
+
+
+@pytest.mark.parametrize(
+    ("handle", "error", "exit_code", "alive"),
+    [(7, 0, 259, True), (7, 0, 0, False), (0, 87, 0, False), (0, 5, 0, True)],
+)
+def test_a_windows_writer_is_asked_for_its_exit_code_not_sent_ctrl_c(monkeypatch, handle, error, exit_code, alive):
+    """On Windows os.kill(pid, 0) sends CTRL_C_EVENT to a console process group (or kills the process): a lock's
+    liveness check must ask the process's exit code instead (STILL_ACTIVE 259; a process we may not open exists)."""
+    import ctypes
+
+    class Kernel32:
+        def __init__(self, name, use_last_error=False):
+            assert name == "kernel32" and use_last_error
+
+        def OpenProcess(self, access, inherit, pid):  # noqa: N802 (Windows API names)
+            return handle
+
+        def GetExitCodeProcess(self, h, code):  # noqa: N802
+            code._obj.value = exit_code
+            return 1
+
+        def CloseHandle(self, h):  # noqa: N802
+            return 1
+
+    monkeypatch.setattr(output_paths.os, "name", "nt")
+    monkeypatch.setattr(output_paths.os, "kill", lambda *a: pytest.fail("os.kill on Windows"))
+    monkeypatch.setattr(ctypes, "WinDLL", Kernel32, raising=False)
+    monkeypatch.setattr(ctypes, "get_last_error", lambda: error, raising=False)
+    assert output_paths._pid_alive(12345) is alive

@@ -64,6 +64,8 @@ def _stem(name: str) -> str:
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True  # ours: another job of this process (QGIS runs several) may still be writing it
+    if os.name == "nt":
+        return _windows_pid_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -71,6 +73,27 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's live process
         return True
     return True
+
+
+def _windows_pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs, on Windows: there os.kill(pid, 0) sends CTRL_C_EVENT (signal 0) to a console
+    process group, or kills the process, instead of asking. The process's exit code is asked for (STILL_ACTIVE);
+    one that cannot be opened for lack of rights exists (someone else's)."""
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    handle = kernel32.OpenProcess(_QUERY_LIMITED_INFORMATION, False, pid)
+    if not handle:
+        return ctypes.get_last_error() == _ACCESS_DENIED
+    try:
+        code = ctypes.c_ulong()
+        return not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)) or code.value == _STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+_QUERY_LIMITED_INFORMATION, _ACCESS_DENIED, _STILL_ACTIVE = 0x1000, 5, 259
+"""Windows' PROCESS_QUERY_LIMITED_INFORMATION access right, ERROR_ACCESS_DENIED and STILL_ACTIVE exit code."""
 
 
 SIDECARS = (".ovr", ".aux.xml", ".msk")

@@ -16,7 +16,7 @@ Where things are (a reader finds each part of the codec by folder name):
       entropy/       the refinement layer's coefficient coder (prediction, RDO, context-modelled ANS), frequency
                      tables and varints, the invalid-pixel mask
       transform/     the CDF 9/7 wavelet
-    io/              raster reading and writing (rasterio), where outputs may be written
+    io/              raster reading and writing (rasterio), where outputs may be written, one writer per output
     errors.py  preprocessing.py  metrics.py  json_text.py
                      the foundation: exceptions, the coding domain and masks, quality figures, strict JSON
 

@@ -23,7 +23,7 @@ import rasterio
 from sar_compressor.engine.cli import main
 from sar_compressor.engine.codec.format import container
 from sar_compressor.engine.errors import InputError
-from sar_compressor.engine.io import output_paths
+from sar_compressor.engine.io import output_paths, write_lock
 from sar_compressor.engine.io.raster_io import StripWriter
 
 
@@ -175,7 +175,7 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_is_taken_over(sarz, tmp
         assert "is being written by another run" in capsys.readouterr().err
         assert not out.exists()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    here = output_paths._writer_id().split(" ", 1)[1]
+    here = write_lock.writer_id().split(" ", 1)[1]
     (tmp_path / ".out.tif.sarz-lock").write_text(f"{dead.stdout.strip()} {here}")  # left by a killed run
     assert main(["-q", "decompress", str(sarz), str(out)]) == 0
     assert listing(tmp_path) == ["out.tif"]
@@ -218,7 +218,7 @@ def test_a_lock_that_cannot_be_written_is_not_left_behind(sarz, tmp_path, capsys
         def write(self, text):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(output_paths.os, "fdopen", Full)
+    monkeypatch.setattr(write_lock.os, "fdopen", Full)
     out = tmp_path / "out.tif"
     assert main(["-q", "decompress", str(sarz), str(out)]) == 2
     assert f"cannot write {out}: No space left on device (writing its lock .out.tif.sarz-lock)" in (
@@ -234,11 +234,11 @@ def test_a_read_only_folder_is_named_before_any_work(sarz, tmp_path, capsys, mon
     real_open = os.open
 
     def read_only(path, flags, *args):
-        if str(path).endswith(output_paths.LOCK_SUFFIX):
+        if str(path).endswith(write_lock.LOCK_SUFFIX):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real_open(path, flags, *args)
 
-    monkeypatch.setattr(output_paths.os, "open", read_only)
+    monkeypatch.setattr(write_lock.os, "open", read_only)
     out = tmp_path / "out.tif"
     assert main(["-q", "decompress", str(sarz), str(out)]) == 2
     err = capsys.readouterr().err
@@ -625,8 +625,35 @@ def test_a_windows_writer_is_asked_for_its_exit_code_not_sent_ctrl_c(monkeypatch
         def CloseHandle(self, h):  # noqa: N802
             return 1
 
-    monkeypatch.setattr(output_paths.os, "name", "nt")
-    monkeypatch.setattr(output_paths.os, "kill", lambda *a: pytest.fail("os.kill on Windows"))
+    monkeypatch.setattr(write_lock.os, "name", "nt")
+    monkeypatch.setattr(write_lock.os, "kill", lambda *a: pytest.fail("os.kill on Windows"))
     monkeypatch.setattr(ctypes, "WinDLL", Kernel32, raising=False)
     monkeypatch.setattr(ctypes, "get_last_error", lambda: error, raising=False)
-    assert output_paths._pid_alive(12345) is alive
+    assert write_lock.pid_alive(12345) is alive
+
+
+def test_a_dead_lock_taken_over_by_another_run_first_stays_that_runs(tmp_path):
+    """Two runs judged one dead lock: the first removed it and made its own, the second then removed that one, and
+    both held the lock. The second now renames the lock aside, sees another file than it judged, and puts it back."""
+    lock = tmp_path / ".out.tif.sarz-lock"
+    lock.write_text("999999999")  # a dead writer's
+    judged = write_lock._judge(lock)
+    assert judged == write_lock._identity(lock)
+    lock.unlink()
+    lock.write_text(write_lock.writer_id())  # the first run's, made meanwhile (often with the same inode)
+    mine = write_lock._identity(lock)
+    write_lock._take_over(lock, judged)  # the second run, late
+    assert write_lock._identity(lock) == mine and sorted(p.name for p in tmp_path.iterdir()) == [lock.name]
+    write_lock._take_over(lock, mine)  # judged right: removed
+    assert not lock.exists()
+
+
+def test_a_lock_of_an_earlier_boot_is_taken_over_and_a_new_one_kept(tmp_path):
+    """The same host name and namespace, another boot: a lock older than this boot is a crashed run's (taken over);
+    a newer one is another machine's with the same name (kept: its PID means nothing here)."""
+    host, namespace, boot = write_lock.writer_id().split(" ")[1:]
+    lock = tmp_path / ".out.tif.sarz-lock"
+    lock.write_text(f"{os.getpid()} {host} {namespace} another-boot")
+    assert write_lock._judge(lock) == write_lock._HELD  # written now: after this boot
+    os.utime(lock, (1.0, 1.0))  # written in 1970: before this boot
+    assert write_lock._judge(lock) == write_lock._identity(lock)

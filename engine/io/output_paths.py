@@ -1,13 +1,14 @@
-"""Where outputs may be written: the one rule for the CLI and the Processing algorithms, temp names, locks.
+"""Where outputs may be written: the one rule for the CLI and the Processing algorithms, temp names, the files a
+raster input reads.
 
 A destination is refused before any work starts when it is an input (same file after symlinks, hard links: same device
 and inode), another output of the same run, `-` (no streaming), something that is not a regular file (FIFO, device,
 folder: never replaced, even when asked to overwrite), or an existing file the caller did not ask to overwrite.
 Writers put their bytes in a hidden temp file next to the destination, named `.NAME.sarz-tmp.PID.RANDOM` (NAME
-shortened with a hash past LONG_NAME characters), and rename it into place only once complete; a run killed with
-SIGKILL leaves that file behind, and the next run to the same destination removes it once process PID is gone. While a
-run writes NAME it holds `.NAME.sarz-lock` (created exclusively, holding its PID, host and PID namespace): a second
-writer is refused, on this host or another sharing the folder.
+shortened with a hash past LONG_NAME bytes), and rename it into place only once complete; a run killed with SIGKILL
+leaves that file behind, and the next run to the same destination removes it once process PID is gone. While a run
+writes NAME it holds `.NAME.sarz-lock` (write_lock: a second writer is refused, on this host or another sharing the
+folder).
 """
 
 from __future__ import annotations
@@ -17,21 +18,17 @@ import hashlib
 import os
 import re
 import secrets
-import socket
 import stat
-import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import OutputError
+from .write_lock import LOCK_SUFFIX, holding, pid_alive
 
 PathLike = Union[str, "os.PathLike[str]"]
 TEMP_TAG = ".sarz-tmp."
-LOCK_SUFFIX = ".sarz-lock"
-LOCK_EMPTY_GRACE_S = 60.0
-"""An empty lock file younger than this is taken as being created right now (its PID follows at once)."""
 
 
 def real_path(path: PathLike) -> Path:
@@ -59,41 +56,6 @@ def _stem(name: str) -> str:
         return name
     head = raw[:120].decode("utf-8", "ignore")  # a character cut in two is dropped
     return f"{head}~{hashlib.sha1(raw).hexdigest()[:10]}"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # ours: another job of this process (QGIS runs several) may still be writing it
-    if os.name == "nt":
-        return _windows_pid_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def _windows_pid_alive(pid: int) -> bool:
-    """Whether process `pid` runs, on Windows: there os.kill(pid, 0) sends CTRL_C_EVENT (signal 0) to a console
-    process group, or kills the process, instead of asking. The process's exit code is asked for (STILL_ACTIVE);
-    one that cannot be opened for lack of rights exists (someone else's)."""
-    import ctypes
-
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    handle = kernel32.OpenProcess(_QUERY_LIMITED_INFORMATION, False, pid)
-    if not handle:
-        return ctypes.get_last_error() == _ACCESS_DENIED
-    try:
-        code = ctypes.c_ulong()
-        return not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)) or code.value == _STILL_ACTIVE
-    finally:
-        kernel32.CloseHandle(handle)
-
-
-_QUERY_LIMITED_INFORMATION, _ACCESS_DENIED, _STILL_ACTIVE = 0x1000, 5, 259
-"""Windows' PROCESS_QUERY_LIMITED_INFORMATION access right, ERROR_ACCESS_DENIED and STILL_ACTIVE exit code."""
 
 
 SIDECARS = (".ovr", ".aux.xml", ".msk")
@@ -158,7 +120,7 @@ def remove_stale_temps(dest: PathLike) -> list[Path]:
     """Remove the temp files of `dest` whose writing process is gone (killed runs); returns what was removed."""
     removed = []
     for path, pid in temp_files(dest):
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 removed.append(path)
@@ -268,62 +230,10 @@ def check_geotiff_name(dest: Optional[PathLike]) -> None:
         raise OutputError(f"{dest}: a GeoTIFF would get another format's name ({suffix}); name it .tif")
 
 
-def _writer_id() -> str:
-    """This process as a lock names it: its PID, its host and its PID namespace (a PID means nothing on another
-    host of a shared folder, or in another container: a live writer there looked dead, and its lock was taken)."""
-    with contextlib.suppress(OSError):
-        return f"{os.getpid()} {socket.gethostname()} {os.readlink('/proc/self/ns/pid')}"
-    return f"{os.getpid()} {socket.gethostname()} -"
-
-
-def _lock_held(lock: Path) -> bool:
-    """Whether a lock file belongs to a live writer: its PID runs here, or it is another host's or another PID
-    namespace's (whose PID cannot be checked from here), or it is still empty but young (its writer has created
-    it and not yet written its id). Locks of 0.7.0 and before hold the PID alone."""
-    try:
-        text = lock.read_text().strip()
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    pid, *where = text.split(" ", 1)
-    if not pid.isdigit():
-        return age < LOCK_EMPTY_GRACE_S
-    if where and where[0] != _writer_id().split(" ", 1)[1]:
-        return True
-    return _pid_alive(int(pid))
-
-
-@contextlib.contextmanager
-def _lock(dest: Path) -> Iterator[None]:
+def _lock(dest: Path) -> contextlib.AbstractContextManager:
+    """Hold `dest`'s lock file (write_lock: one writer per output)."""
     final = real_path(dest)
-    lock = final.with_name(f".{_stem(final.name)}{LOCK_SUFFIX}")
-    for _ in range(2):  # a second try after removing a dead writer's lock
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if _lock_held(lock):
-                raise OutputError(
-                    f"{dest} is being written by another run ({lock} exists; remove it if no run is writing {dest})"
-                ) from None
-            with contextlib.suppress(FileNotFoundError):
-                lock.unlink()
-            continue
-        except OSError as exc:  # a read-only folder or medium: said before any work, in the destination's terms
-            raise OutputError(f"cannot write {dest}: {exc.strerror or exc} in {final.parent}") from None
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(_writer_id())
-        except OSError as exc:  # a full disk: an empty lock left would refuse every retry for a minute
-            lock.unlink(missing_ok=True)
-            raise OutputError(f"cannot write {dest}: {exc.strerror or exc} (writing its lock {lock.name})") from None
-        break
-    else:
-        raise OutputError(f"cannot lock {dest}: {lock} keeps coming back")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            lock.unlink()
+    return holding(final.with_name(f".{_stem(final.name)}{LOCK_SUFFIX}"), dest)
 
 
 @contextlib.contextmanager

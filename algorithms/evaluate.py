@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import tempfile
 from pathlib import Path
 
 from qgis.core import QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingParameterFileDestination
 
 from ..engine.errors import CancelledError
-from ..engine.io.output_paths import temp_path
+from ..engine.io.output_paths import replace_into, temp_path
 from .common import METRICS_MODULES, SARAlgorithm, cancelled, destination_rules, engine_errors, fmt_number
 from .preview import read_preview
 
@@ -123,7 +122,7 @@ def _write_report(path: Path, text: str) -> None:
     tmp = temp_path(path)
     try:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        replace_into(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise QgsProcessingException(f"cannot write the report {path}: {exc.strerror or exc}") from exc

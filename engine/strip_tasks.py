@@ -31,7 +31,7 @@ from .codec.passes.strip_window import Cancel, Progress
 from .codec.passes.survey import Survey
 from .errors import CancelledError, InputError
 from .input_checks import check_kind_fits, check_not_paletted
-from .io.output_paths import check_outputs
+from .io.output_paths import check_outputs, replace_into, temp_path
 from .io.raster_io import RasterInfo, RasterReader, bounded_gdal_cache, open_info
 
 if TYPE_CHECKING:
@@ -120,8 +120,13 @@ def compress_split(
     plan = StripPlan(str(src), band, source.info, enc.layout, enc.survey, options)
     [shared] = client.scatter([plan], broadcast=False, hash=False)
     futures = [client.submit(code_strip, shared, k, pure=False) for k in range(enc.layout.n_tiles)]
+    staged = temp_path(dst)  # as compress_file: the .sarz goes into place whole (replace_into)
     try:
-        size = write_container(dst, bands.header, _in_order(enc, futures, progress, cancel), cancel)
+        size = write_container(staged, bands.header, _in_order(enc, futures, progress, cancel), cancel)
+        replace_into(staged, dst)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     finally:
         client.cancel(futures)
     return _compress_stats(bands, size, time.perf_counter() - start, output=str(dst))

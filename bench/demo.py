@@ -6,7 +6,6 @@ python -m sar_compressor.bench.demo [--input TIF] [--out out/demo] [--quality N]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..engine.codec.passes.quality import DEFAULT_QUALITY
 from ..engine.errors import SARCompressorError
+from ..engine.json_text import null, write_json
 
 DEMO_SIZE = 1024
 PNG_CROP = 1024  # the picture shows a central crop at full resolution (speckle texture stays visible)
@@ -74,7 +74,7 @@ def run(
         "decompress": dstats.to_dict(),
         "metrics": metrics,
     }
-    (out / "demo.json").write_text(json.dumps(report, indent=2, default=str))
+    write_json(report, out / "demo.json", null, indent=2)
     print(
         f"\nratio {cstats.ratio:.1f}:1 | {cstats.bpp:.4f} bpp | PSNR {metrics['psnr_db']:.2f} dB | "
         f"SSIM {metrics['ssim']:.4f} | mean ratio {metrics['mean_ratio']:.4f} | "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..engine.api import compress_array
+from ..engine.json_text import null, write_json
 from ..engine.metrics import detect_file_kind, evaluate_arrays, metric_range, to_domains, valid_mask
 from . import jpeg2000
 from .datasets import RANGE_LABEL, SHARED_SAR
@@ -229,7 +229,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         date = datetime.date.today().isoformat()
-        (args.out / f"multiband_{date}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+        write_json(result, args.out / f"multiband_{date}.json", null)
         (args.out / f"multiband_{date}.md").write_text(text, encoding="utf-8")
     return 0
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from ..engine.json_text import json_safe
+from ..engine import json_text
 from . import ablation, multiband
 
 MB = 1024 * 1024
 
 
-def _null(value: float) -> None:
-    """Non-finite figures are null in the bench's JSON."""
-    return None
-
-
 def write_json(results: dict, path: Path) -> Path:
-    path.write_text(json.dumps(json_safe(results, _null), indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    """The full results, strict JSON (non-finite figures null)."""
+    return json_text.write_json(results, path, json_text.null)
 
 
 FLAT = 1000.0

@@ -12,7 +12,6 @@ task (submit to result, through the same scheduler) over many tasks: what each f
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import shutil
 import time
@@ -22,6 +21,7 @@ from typing import Callable, Optional
 
 from ..engine.api import compress_file
 from ..engine.batch import compress_batch, dask_client
+from ..engine.json_text import null, write_json
 from ..engine.simulate import write_scene
 
 OVERHEAD_TASKS = 200
@@ -127,7 +127,7 @@ def run(out: Path, files: int, size: int, workers: Sequence[int], machine: dict,
         result = measure(Path(tmp), files, size, workers, log)
     result.update(date=datetime.date.today().isoformat(), machine=machine)
     stem = out / f"scale_{result['date']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2, sort_keys=True), encoding="utf-8")
+    write_json(result, stem.with_suffix(".json"), null, indent=2)
     stem.with_suffix(".md").write_text(markdown(result), encoding="utf-8")
     log(f"wrote {stem}.json and .md")
     return result

@@ -18,6 +18,8 @@ def json_safe(value: Any, non_finite: Callable[[float], Any] = str) -> Any:
         return [json_safe(v, non_finite) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:  # a numpy array: its elements
+        return json_safe(value.tolist(), non_finite)
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -28,3 +30,15 @@ def json_safe(value: Any, non_finite: Callable[[float], Any] = str) -> Any:
 def dumps(value: Any) -> str:
     """Strict, indented, sorted JSON of `value` (json_safe's strings for non-finite numbers)."""
     return json.dumps(json_safe(value), indent=2, sort_keys=True, allow_nan=False, default=str)
+
+
+def null(value: float) -> None:
+    """Non-finite numbers as null (the benchmark's JSON files)."""
+    return None
+
+
+def write_json(value: Any, path: Path, non_finite: Callable[[float], Any] = str, indent: int = 1) -> Path:
+    """`value` as strict JSON in the file `path` (non-finite numbers as `non_finite` makes them); the path."""
+    text = json.dumps(json_safe(value, non_finite), indent=indent, allow_nan=False, default=str)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path

@@ -52,7 +52,8 @@ def _check_settings(
         pp.check_kind(kind)
     if tune not in TUNES:
         raise InputError(f"the Sarz codec's tune must be one of {', '.join(TUNES)}, got {tune!r}")
-    if not (math.isfinite(scale) and scale != 0 and math.isfinite(offset)):
+    numbers_ok = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (scale, offset))
+    if not (numbers_ok and math.isfinite(scale) and scale != 0 and math.isfinite(offset)):
         raise InputError(
             f"the Sarz codec's scale must be finite and non-zero, its offset finite: {scale!r}, {offset!r}"
         )

@@ -59,9 +59,9 @@ def test_merged_targets_drop_near_duplicates():
 
 
 def test_json_is_strict(tmp_path):
-    data = {"a": math.inf, "b": np.float32(1.5), "c": [np.int64(3), float("nan")], "d": (1, 2)}
+    data = {"a": math.inf, "b": np.float32(1.5), "c": [np.int64(3), float("nan")], "d": (1, 2), "e": np.ones(3)}
     text = report.write_json(data, tmp_path / "r.json").read_text()
-    assert json.loads(text) == {"a": None, "b": 1.5, "c": [3, None], "d": [1, 2]}
+    assert json.loads(text) == {"a": None, "b": 1.5, "c": [3, None], "d": [1, 2], "e": [1.0, 1.0, 1.0]}
 
 
 def test_missing_shared_folder_is_a_message(tmp_path):

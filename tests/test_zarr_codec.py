@@ -97,6 +97,8 @@ def test_refusals():
         ({"kind": "sigma0"}, "unknown input kind 'sigma0'"),
         ({"tune": "mse"}, "tune must be one of ssim, psnr"),
         ({"scale": 0.0}, "scale must be finite and non-zero"),
+        ({"scale": None}, "scale must be finite and non-zero"),
+        ({"offset": "2"}, "scale must be finite and non-zero"),
     ],
 )
 def test_bad_settings_are_refused_when_the_codec_is_made(settings, message):

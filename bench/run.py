@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..engine.cli import OneLineParser
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from ..engine.errors import SARCompressorError
 from . import ablation, cli_speed, jpeg2000, memory, multiband, plots, products, report, scale, speed, window
@@ -57,7 +58,7 @@ class Clock:
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="sar-compressor bench", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="sar-compressor bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small subset (simulated 256x256 only) for tests")
     p.add_argument("--large-size", type=int, default=20000, help="side of the memory-test raster (upper bound)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")

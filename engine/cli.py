@@ -37,16 +37,17 @@ WRITERS = {
 """Commands that write files: their input and output arguments, for the output rules and locks."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse's parser with a bad command line in one line, as every other error (argparse prints its usage
-    block first: 3-10 lines); --help still shows the usage. Subcommands' parsers are of this class too."""
+    block first: 3-10 lines); --help still shows the usage. Subcommands' parsers are of this class too, and
+    `bench`'s."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sar-compressor", description="Compression of SAR rasters into .sarz files.")
+    p = OneLineParser(prog="sar-compressor", description="Compression of SAR rasters into .sarz files.")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

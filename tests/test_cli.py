@@ -185,7 +185,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, sarz, capsys):
 def test_help_and_usage(capsys):
     assert main(["--help"]) == 0
     assert "compress" in capsys.readouterr().out
-    for bad in (["compress"], ["frobnicate"], ["compress", "a.tif", "b.sarz", "--quality", "abc"]):
+    for bad in (["compress"], ["frobnicate"], ["compress", "a.tif", "b.sarz", "--quality", "abc"], ["bench", "--no"]):
         assert main(bad) == 2  # one line, as every other error (argparse printed its usage block first)
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and "--help" in err, err

@@ -112,7 +112,9 @@ def test_zip_has_the_plugin_and_no_dev_files(package):
     assert general["qgisMinimumVersion"] == "3.22" and general["hasProcessingProvider"] == "yes"
     assert general["icon"] in inside
     assert package.name == f"{PLUGIN}-{general['version']}.zip"
-    assert {"docs/FORMAT.md", "docs/INTERFACES.md"} <= inside  # README links them
+    assert {"docs/FORMAT.md", "docs/INTERFACES.md"} <= inside  # README links them, and these figures:
+    assert {"bench/results/rd_2026-12-07.png", "bench/results/latest.md"} <= inside
+    assert not any(n.endswith(".json") for n in inside if n.startswith("bench/results/"))
 
 
 def test_the_python_package_has_the_plugins_version():

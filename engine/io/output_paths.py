@@ -222,9 +222,10 @@ def check_sarz_name(dest: PathLike) -> None:
 
 
 def check_geotiff_name(dest: Optional[PathLike]) -> None:
-    """Refuse a GeoTIFF destination named like another format (x.sarz, x.png): GDAL and QGIS would open it as that
-    format and fail on it (decompress wrote a GeoTIFF under a .sarz name, which batch and the plugin then took
-    for a .sarz). Names without a suffix, or with one no format claims, are written as they are."""
+    """Refuse a GeoTIFF destination named like another format (x.sarz, x.png): GDAL reads a file by its content, but
+    this tool's batch, the plugin and a user's file browser go by the name (decompress wrote a GeoTIFF under a .sarz
+    name, which batch and the plugin then took for a .sarz). Names without a suffix, or with one not listed in
+    RASTER_SUFFIXES, are written as they are."""
     suffix = Path(dest).suffix.lower() if dest is not None else ""
     if suffix == ".sarz" or (suffix in RASTER_SUFFIXES and suffix not in (".tif", ".tiff")):
         raise OutputError(f"{dest}: a GeoTIFF would get another format's name ({suffix}); name it .tif")

@@ -614,7 +614,10 @@ def _run_bench(argv: list[str]) -> int:
     # bench/ builds on the engine, never the reverse: imported only when this command runs.
     from ..bench.run import main as bench_main
 
-    return bench_main(argv)
+    try:
+        return bench_main(argv)
+    except SystemExit as exc:  # --help or a usage error (its parser has printed the message)
+        return int(exc.code or 0)
 
 
 PASSTHROUGH: dict[str, Callable[[list[str]], int]] = {"bench": _run_bench}

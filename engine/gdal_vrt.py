@@ -29,6 +29,7 @@ import numpy as np
 from .codec.passes.window_decode import SarzWindowReader
 from .errors import InputError
 from .io.output_paths import VRT_SOURCE_TAG, replace_into, temp_path
+from .io.raster_io import own_tags
 
 PIXEL_FUNCTION = f"{__name__}.read_window"
 TRUSTED_MODULE = __name__
@@ -187,7 +188,7 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
     scale = width / reader.layout.width  # the level's pixels per raster pixel: GCPs, RPCs, geolocation follow it
     lines = [
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-        _metadata_xml({VRT_SOURCE_TAG: str(sarz), **info.tags}, None, "  "),  # first: _check_replaceable reads a prefix
+        _metadata_xml({VRT_SOURCE_TAG: str(sarz), **own_tags(info.tags)}, None, "  "),  # first: read as a prefix
     ]
     if info.crs_wkt and not info.gcps:
         lines.append(f"  <SRS>{escape(info.crs_wkt)}</SRS>")

@@ -269,3 +269,21 @@ def test_a_vrt_written_through_a_symlink_to_another_file_system(sarz, tmp_path):
         assert (tmp_path / "link.vrt").is_symlink() and sorted(p.name for p in target.iterdir())[0] == "v.ov1.vrt"
     finally:
         shutil.rmtree(target)
+
+
+def test_a_sarz_made_from_a_vrt_does_not_carry_the_vrts_tag(sarz, tmp_path):
+    """Compressing this tool's VRT copied its SARZ_VRT_FOR tag (naming the first .sarz) into the second .sarz and its
+    outputs: the second .sarz's VRT named the first (written again: "not a VRT of" it), the second .sarz was no
+    longer guarded as an input of its own VRT, and a GeoTIFF decoded from it guarded the first."""
+    first = tmp_path / "s.sarz"
+    shutil.copy(sarz, first)
+    write_vrt(first)
+    second = tmp_path / "s2.sarz"
+    with rasterio.Env(**ENVIRONMENT):  # the pixel function runs in this process
+        api.compress_file(f"{first}.vrt", second, quality=2)
+    write_vrt(second)
+    write_vrt(second)  # written again: its own VRT
+    assert "SARZ_VRT_FOR" not in api.read_header(second)["raster"].get("tags", {})
+    assert cli.main(["-q", "compress", f"{second}.vrt", str(second), "--overwrite"]) == 2
+    api.decompress_file(second, tmp_path / "s2.tif")
+    assert cli.main(["-q", "compress", str(tmp_path / "s2.tif"), str(first), "--overwrite", "--quality", "2"]) == 0

@@ -193,7 +193,8 @@ def files_behind(name: PathLike) -> list[Path]:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(text) as ds:
                 listed = list(ds.files)
-                sarz = ds.tags().get(VRT_SOURCE_TAG)  # this tool's VRT: GDAL lists its VRT files alone
+                sarz = ds.tags().get(VRT_SOURCE_TAG) if ds.driver == "VRT" else None  # this tool's VRT: GDAL
+                # lists its VRT files alone (the tag itself, copied on by 0.7.1 before this, may sit elsewhere)
     except Exception:  # noqa: BLE001 (not a raster GDAL opens: nothing behind it to protect)
         return []
     return [path for path in map(_on_disk, listed) if path is not None] + ([Path(sarz)] if sarz else [])

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import preprocessing as pp
 from ..errors import InputError, OutputError
-from .output_paths import check_outputs, replace_into, temp_path
+from .output_paths import VRT_SOURCE_TAG, check_outputs, replace_into, temp_path
 
 PathLike = Union[str, "os.PathLike[str]"]
 _FROM_INFO: Any = object()
@@ -209,6 +209,13 @@ def _domains(ds, band: int = 0) -> dict[str, dict[str, str]]:
     return {n: dict(ds.tags(band, ns=n)) for n in names if ds.tags(band, ns=n)}
 
 
+def own_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """A raster's dataset tags less the one naming the .sarz a VRT of this tool decodes (VRT_SOURCE_TAG): copied
+    on from a VRT input into the .sarz and its outputs, it named another file (its VRT then refused as "not a VRT
+    of" it, and its .sarz unguarded as an input)."""
+    return {key: value for key, value in tags.items() if key != VRT_SOURCE_TAG}
+
+
 def differing_nodata(values: list[Optional[float]]) -> list[Optional[float]]:
     """Bands' nodata values where they differ, else none (RasterInfo.band_nodata)."""
     return [] if all(_same_value(v, values[0]) for v in values) else values
@@ -255,7 +262,7 @@ def _info_from_dataset(ds) -> RasterInfo:
         transform=gdal_transform if has_transform else None,
         nodata=nodatas[0],
         descriptions=list(ds.descriptions),
-        tags=dict(ds.tags()),
+        tags=own_tags(ds.tags()),
         band_tags=[_band_tags(ds, i) for i in range(1, ds.count + 1)],
         units=list(ds.units),
         scales=[float(v) for v in ds.scales],
@@ -511,7 +518,7 @@ class StripWriter:
 
         ds, info = self._ds, self.info
         if info.tags:
-            ds.update_tags(**info.tags)
+            ds.update_tags(**own_tags(info.tags))
         for i in range(1, info.count + 1):
             if i <= len(info.descriptions) and info.descriptions[i - 1]:
                 ds.set_band_description(i, info.descriptions[i - 1])

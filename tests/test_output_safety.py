@@ -575,6 +575,10 @@ def test_a_long_non_ascii_file_name_is_written(scene, tmp_path, name):
     assert main(["-q", "compress", str(scene), str(tmp_path / f"{name}.sarz")]) == 0
     assert main(["-q", "vrt", str(tmp_path / f"{name}.sarz")]) == 0  # its VRT's temp names too
     assert f"{name}.sarz" in listing(tmp_path)
+    assert main(["-q", "vrt", str(tmp_path / f"{name}.sarz")]) == 0  # again: its VRTs' sidecars' names too long
+    longest = tmp_path / f"{'é' * 125}.sarz"  # 255 bytes: NAME.aux.xml cannot exist, and an overwrite said so (exit 2)
+    for _ in range(2):
+        assert main(["-q", "compress", str(scene), str(longest), "--overwrite"]) == 0
 
 
 def test_a_vrt_read_as_the_input_guards_its_sarz(scene, tmp_path, capsys):

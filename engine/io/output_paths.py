@@ -14,6 +14,7 @@ folder).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -81,9 +82,20 @@ def replace_into(tmp: Path, dest: PathLike, overwrite: bool = True) -> None:
         os.chmod(tmp, old_mode)
     os.replace(tmp, final)
     if old_mode is not None:
-        for suffix in SIDECARS:
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                final.with_name(final.name + suffix).unlink()
+        _remove_sidecars(final)
+
+
+def _remove_sidecars(final: Path) -> None:
+    """GDAL's sidecars of a file just replaced. A name too long for a sidecar (a 250-byte NAME.aux.xml) has none: the
+    error said so after the file was replaced, exit 2 for a run that wrote its output."""
+    for suffix in SIDECARS:
+        try:
+            final.with_name(final.name + suffix).unlink()
+        except (FileNotFoundError, IsADirectoryError):
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
 
 
 def _move_unless_there(tmp: Path, final: Path, dest: PathLike) -> None:

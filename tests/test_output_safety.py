@@ -22,7 +22,7 @@ import rasterio
 
 from sar_compressor.engine.cli import main
 from sar_compressor.engine.codec.format import container
-from sar_compressor.engine.errors import InputError
+from sar_compressor.engine.errors import InputError, OutputError
 from sar_compressor.engine.io import output_paths, write_lock
 from sar_compressor.engine.io.raster_io import StripWriter
 
@@ -615,19 +615,23 @@ def test_a_windows_writer_is_asked_for_its_exit_code_not_sent_ctrl_c(monkeypatch
     liveness check must ask the process's exit code instead (STILL_ACTIVE 259; a process we may not open exists)."""
     import ctypes
 
+    class Call:  # a ctypes function: callable, with restype and argtypes to set
+        def __init__(self, run):
+            self.run = run
+
+        def __call__(self, *args):
+            return self.run(*args)
+
+    def exit_code_of(h, code):
+        code._obj.value = exit_code
+        return 1
+
     class Kernel32:
         def __init__(self, name, use_last_error=False):
             assert name == "kernel32" and use_last_error
-
-        def OpenProcess(self, access, inherit, pid):  # noqa: N802 (Windows API names)
-            return handle
-
-        def GetExitCodeProcess(self, h, code):  # noqa: N802
-            code._obj.value = exit_code
-            return 1
-
-        def CloseHandle(self, h):  # noqa: N802
-            return 1
+            self.OpenProcess = Call(lambda access, inherit, pid: handle)  # noqa: N815 (Windows API names)
+            self.GetExitCodeProcess = Call(exit_code_of)  # noqa: N815
+            self.CloseHandle = Call(lambda h: 1)  # noqa: N815
 
     monkeypatch.setattr(write_lock.os, "name", "nt")
     monkeypatch.setattr(write_lock.os, "kill", lambda *a: pytest.fail("os.kill on Windows"))
@@ -638,18 +642,66 @@ def test_a_windows_writer_is_asked_for_its_exit_code_not_sent_ctrl_c(monkeypatch
 
 def test_a_dead_lock_taken_over_by_another_run_first_stays_that_runs(tmp_path):
     """Two runs judged one dead lock: the first removed it and made its own, the second then removed that one, and
-    both held the lock. The second now renames the lock aside, sees another file than it judged, and puts it back."""
-    lock = tmp_path / ".out.tif.sarz-lock"
+    both held the lock. A lock is now removed only if it is still the one judged, under a takeover marker; a run
+    that finds the marker taken judges again; a writer removes its lock at the end only if it is its own."""
+    lock, dest = tmp_path / ".out.tif.sarz-lock", tmp_path / "out.tif"
     lock.write_text("999999999")  # a dead writer's
     judged = write_lock._judge(lock)
     assert judged == write_lock._identity(lock)
     lock.unlink()
-    lock.write_text(write_lock.writer_id())  # the first run's, made meanwhile (often with the same inode)
+    lock.write_text(write_lock.writer_id() + " ")  # the first run's, made meanwhile (often with the same inode)
     mine = write_lock._identity(lock)
-    write_lock._take_over(lock, judged)  # the second run, late
-    assert write_lock._identity(lock) == mine and sorted(p.name for p in tmp_path.iterdir()) == [lock.name]
-    write_lock._take_over(lock, mine)  # judged right: removed
-    assert not lock.exists()
+    write_lock._take_over(lock, judged, dest)  # the second run, late
+    assert write_lock._identity(lock) == mine and listing(tmp_path) == [lock.name]
+    marker = tmp_path / f"{lock.name}.takeover"
+    marker.write_text("")  # a third run taking it over right now
+    write_lock._take_over(lock, mine, dest)
+    assert lock.exists()  # left to that run
+    os.utime(marker, (1.0, 1.0))  # ... which died doing it: stale
+    write_lock._take_over(lock, mine, dest)
+    write_lock._take_over(lock, mine, dest)  # judged right: removed
+    assert listing(tmp_path) == []
+    with write_lock.holding(lock, dest):
+        lock.unlink()
+        lock.write_text("another run's")
+    assert lock.read_text() == "another run's"  # not removed at the end: not this run's
+
+
+@pytest.mark.parametrize("content", [b"123 somehost", b"\xff\xfe\x00", b"99999999999999999999", b""])
+def test_a_lock_that_cannot_be_read_is_judged_by_its_age(tmp_path, content):
+    """A lock of two fields, of bytes that are not text, or of a PID too large for the system ended in a traceback
+    (ValueError, UnicodeDecodeError, OverflowError): it is held while young and taken over when old."""
+    lock, dest = tmp_path / ".out.tif.sarz-lock", tmp_path / "out.tif"
+    lock.write_bytes(content)
+    with pytest.raises(OutputError, match="is being written by another run"), write_lock.holding(lock, dest):
+        pass
+    os.utime(lock, (1.0, 1.0))
+    with write_lock.holding(lock, dest):
+        assert lock.read_text() == write_lock.writer_id()
+
+
+def test_a_folder_where_the_lock_goes_is_an_error_not_a_traceback(tmp_path):
+    lock = tmp_path / ".out.tif.sarz-lock"
+    lock.mkdir()
+    with pytest.raises(OutputError, match="is being written by another run"), write_lock.holding(lock, "out.tif"):
+        pass
+
+
+def test_a_dead_lock_in_a_folder_this_run_may_not_write_is_an_error(tmp_path, monkeypatch):
+    """Taking a dead writer's lock over in a read-only folder raised a raw PermissionError (a traceback in QGIS)."""
+    lock = tmp_path / ".out.tif.sarz-lock"
+    lock.write_text("999999999")
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(write_lock.os, "open", read_only)
+    refused = pytest.raises(OutputError, match=r"cannot write out.tif: Permission denied in")
+    with refused, write_lock.holding(lock, "out.tif"):
+        pass
 
 
 def test_a_lock_of_an_earlier_boot_is_taken_over_and_a_new_one_kept(tmp_path):

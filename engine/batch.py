@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .codec.format.container import ContainerReader
-from .codec.passes import rate_control, strip_window
+from .codec.passes import rate_control
 from .codec.passes.quality import DEFAULT_QUALITY, REFINE_STEPS, quality_level
-from .codec.passes.strip_window import Cancel, Progress, available_cores
+from .codec.passes.strip_window import Cancel, Progress, available_cores, tiles_at_most
 from .errors import CancelledError, InputError, SARCompressorError
 from .io.output_paths import guarded_outputs
 
@@ -179,13 +179,13 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
     Errors come back as a failed outcome (not an exception: Dask would not retry them anyway)."""
     from .api import compress_file
 
-    strip_window.LOOKAHEAD = min(strip_window.LOOKAHEAD, TILES_PER_FILE)  # this worker process's files
     start, warnings = time.perf_counter(), []
     try:
         with guarded_outputs([src], [dst], overwrite=True):  # the lock every writer takes: one writer at a time
             if _done_before(src, Path(dst), settings):
                 return FileOutcome(src, dst, "skipped", seconds=time.perf_counter() - start)
-            stats = compress_file(src, dst, warn=warnings.append, overwrite=False, **settings)
+            with tiles_at_most(TILES_PER_FILE):
+                stats = compress_file(src, dst, warn=warnings.append, overwrite=False, **settings)
     except Exception as exc:  # noqa: BLE001 (any failure of one file is reported, the batch goes on)
         return FileOutcome(src, dst, "failed", error=_describe(exc), seconds=time.perf_counter() - start)
     seconds = time.perf_counter() - start

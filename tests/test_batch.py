@@ -339,11 +339,22 @@ def test_a_file_whose_worker_died_after_it_was_written_is_not_failed():
 
 def test_a_batch_file_codes_two_tiles_at_once(rasters, tmp_path, monkeypatch):
     """A batch runs a file per core: each file's tiles in flight follow a single run's one per core no more (on 16
-    cores, 16 workers x 4 tiles: four times the threads, 45 % more memory per worker)."""
+    cores, 16 workers x 4 tiles: four times the threads, 45 % more memory per worker); and the process's own runs
+    keep theirs (a caller's in-process cluster had every later run lowered)."""
+    from concurrent import futures
+
     from sar_compressor.engine.batch import TILES_PER_FILE, compress_one
     from sar_compressor.engine.codec.passes import strip_window
 
     monkeypatch.setattr(strip_window, "LOOKAHEAD", 4)
+    pools = []
+    real = futures.ThreadPoolExecutor
+
+    def recorded(max_workers=None, **kwargs):
+        pools.append(max_workers)
+        return real(max_workers=max_workers, **kwargs)
+
+    monkeypatch.setattr(strip_window, "ThreadPoolExecutor", recorded)
     src = next(iter(rasters))
     assert compress_one(str(src), str(tmp_path / "one.sarz"), {}).status == "written"
-    assert strip_window.LOOKAHEAD == TILES_PER_FILE == 2
+    assert set(pools) == {TILES_PER_FILE} and strip_window.tiles_at_once() == 4

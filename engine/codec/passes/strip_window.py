@@ -18,6 +18,8 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -54,6 +56,24 @@ MAX_LOOKAHEAD. On the 2-core development machine, 4096x4096 single-look q5 in pr
 3.84 s, decompress 3.56 -> 2.80 s with 2 instead of 1; more than 2 gains nothing on 2 cores (20.4-20.8 s for 2, 4
 or 8 on a 6144x8192 scene), and what they gain on more cores was not measured (no such machine here). The bytes
 are the same whatever it is (tests/test_determinism.py)."""
+_AT_MOST: ContextVar[Optional[int]] = ContextVar("sarz_tiles_at_most", default=None)
+
+
+@contextmanager
+def tiles_at_most(n: int) -> Iterator[None]:
+    """Code at most `n` tiles at once in this context (a batch's file, one of a file per core) without changing
+    LOOKAHEAD for the rest of the process (setting it lowered every later run of a caller's in-process cluster)."""
+    token = _AT_MOST.set(n)
+    try:
+        yield
+    finally:
+        _AT_MOST.reset(token)
+
+
+def tiles_at_once() -> int:
+    """LOOKAHEAD, or less where `tiles_at_most` says so."""
+    limit = _AT_MOST.get()
+    return LOOKAHEAD if limit is None else max(1, min(LOOKAHEAD, limit))
 
 
 def scaled_progress(progress: Progress, lo: float, hi: float) -> Progress:
@@ -164,10 +184,11 @@ class StripPass(ABC):
         """Every tile in chunk order: loaded, refined (LOOKAHEAD at once, on worker threads), finished."""
         n = self.layout.n_tiles
         pending: deque[tuple[Strip, Future]] = deque()
-        with ThreadPoolExecutor(max_workers=LOOKAHEAD, thread_name_prefix="sarz-tile") as pool:
+        at_once = tiles_at_once()
+        with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="sarz-tile") as pool:
             try:
                 for k in range(n):
-                    while len(pending) < LOOKAHEAD and k + len(pending) < n:
+                    while len(pending) < at_once and k + len(pending) < n:
                         pending.append(self._started(k + len(pending), pool))
                     strip, work = pending.popleft()
                     self.apply(strip, work.result())

@@ -73,10 +73,8 @@ train:
 package:
 	@rm -rf build/package && mkdir -p build/package/$(PLUGIN_NAME) dist
 	git archive --format=tar HEAD | tar -x -C build/package/$(PLUGIN_NAME)
-	cd build/package/$(PLUGIN_NAME) && keep=$$(grep -o 'bench/results/[A-Za-z0-9_.-]*[.][a-z]*' README.md | sort -u) \
-	  && mkdir -p ../kept && for f in $$keep; do [ -f "$$f" ] && cp --parents "$$f" ../kept; done; \
-	  rm -rf tests bench/results .ci training/runs Makefile pyproject.toml .gitignore .gitattributes \
-	  && cp -r ../kept/. . && rm -rf ../kept
+	cd build/package/$(PLUGIN_NAME) && rm -rf tests .ci training/runs Makefile pyproject.toml .gitignore .gitattributes \
+	  && rm -f bench/results/*.json   # the figures README links (and theirs) stay: markdown and pictures
 	cd build/package && rm -f ../../$(DIST) && $(PYTHON_SYS) -m zipfile -c ../../$(DIST) $(PLUGIN_NAME)
 	@echo "wrote $(DIST)"
 

@@ -27,9 +27,9 @@ def json_safe(value: Any, non_finite: Callable[[float], Any] = str) -> Any:
     return value
 
 
-def dumps(value: Any) -> str:
-    """Strict, indented, sorted JSON of `value` (json_safe's strings for non-finite numbers)."""
-    return json.dumps(json_safe(value), indent=2, sort_keys=True, allow_nan=False, default=str)
+def dumps(value: Any, non_finite: Callable[[float], Any] = str, indent: int = 2) -> str:
+    """Strict, indented, sorted JSON of `value` (json_safe's strings for non-finite numbers by default)."""
+    return json.dumps(json_safe(value, non_finite), indent=indent, sort_keys=True, allow_nan=False, default=str)
 
 
 def null(value: float) -> None:
@@ -38,7 +38,6 @@ def null(value: float) -> None:
 
 
 def write_json(value: Any, path: Path, non_finite: Callable[[float], Any] = str, indent: int = 1) -> Path:
-    """`value` as strict JSON in the file `path` (non-finite numbers as `non_finite` makes them); the path."""
-    text = json.dumps(json_safe(value, non_finite), indent=indent, allow_nan=False, default=str)
-    path.write_text(text + "\n", encoding="utf-8")
+    """`value` as `dumps` writes it, in the file `path`; the path."""
+    path.write_text(dumps(value, non_finite, indent) + "\n", encoding="utf-8")
     return path

@@ -113,7 +113,7 @@ def test_zip_has_the_plugin_and_no_dev_files(package):
     assert general["icon"] in inside
     assert package.name == f"{PLUGIN}-{general['version']}.zip"
     assert {"docs/FORMAT.md", "docs/INTERFACES.md"} <= inside  # README links them, and these figures:
-    assert {"bench/results/rd_2026-12-07.png", "bench/results/latest.md"} <= inside
+    assert {"bench/results/rd_2026-12-07.png", "bench/results/latest.md", "bench/results/crop_2026-12-07.png"} <= inside
     assert not any(n.endswith(".json") for n in inside if n.startswith("bench/results/"))
 
 

@@ -205,6 +205,10 @@ def test_split_raster_equals_serial(client, tmp_path):
     assert seen == [(k, 5) for k in range(1, 6)]
     assert (tmp_path / "split.sarz").read_bytes() == (tmp_path / "serial.sarz").read_bytes()
     assert split.output_bytes == serial.output_bytes and split.valid_pixels == serial.valid_pixels
+    os.chmod(tmp_path / "split.sarz", 0o600)  # replaced as compress_file replaces: its mode kept, no temp left
+    compress_split(src, tmp_path / "split.sarz", client, quality=2)
+    assert (tmp_path / "split.sarz").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["serial.sarz", "split.sarz", "tall.tif"]
 
 
 def test_split_raster_with_loop_filters_equals_serial(client, structured_scene, tmp_path):

@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from .codec.passes.window_decode import SarzWindowReader
-from .errors import InputError
+from .errors import InputError, SARCompressorError
 from .io.output_paths import VRT_SOURCE_TAG, replace_into, temp_path
 from .io.raster_io import own_tags
 
@@ -88,11 +88,14 @@ def read_window(
         ) from None
     if args.get("file_id", reader.reader.file_id) != reader.reader.file_id:  # VRTs before 0.7.1 name none
         raise InputError(
-            f"{args['path']} is another file than this VRT was written for (replaced by a later compression?): run "
-            "`sar-compressor vrt` on it again"
+            f"{args['path']} is another file than this VRT was written for (replaced by a later compression?): open "
+            "it again (in QGIS: drop it on the map again), or run `sar-compressor vrt` on it"
         )
-    with lock:
-        out_ar[:] = _resampled(reader, (xoff, yoff, xsize, ysize), int(args.get("level", "0")), out_ar.shape)
+    try:
+        with lock:
+            out_ar[:] = _resampled(reader, (xoff, yoff, xsize, ysize), int(args.get("level", "0")), out_ar.shape)
+    except SARCompressorError as exc:  # GDAL logs the whole traceback: the chunk's error alone, not 25 lines
+        raise type(exc)(str(exc)) from None
 
 
 def _resampled(reader: SarzWindowReader, window: tuple[int, int, int, int], level: int, shape: tuple) -> np.ndarray:

@@ -112,3 +112,24 @@ def test_a_quicklook_with_an_alpha_band_stretches_its_own_values_and_stays_trans
 def test_the_layer_is_styled_by_source_band_1_whatever_the_coding_order():
     header = {"bands": [{"source_band": 2, "kind": "db"}, {"source_band": 1, "kind": "intensity"}]}
     assert sarz_layers.first_band(header)["kind"] == "intensity"
+
+
+def test_the_cached_vrt_follows_the_file_not_its_date(qgis_app, sarz, tmp_path, monkeypatch):
+    """A .sarz replaced by an older file (mv, cp -p, rsync -a, unzip): the cache compared dates and kept the VRT of
+    the file before, and the Browser opened a blank layer of the old size over it."""
+    import os
+    import shutil
+
+    from sar_compressor.engine import api
+    from sar_compressor.engine.simulate import simulate_scene
+
+    monkeypatch.setattr(sarz_layers, "cache_folder", lambda: tmp_path / "cache")
+    mine = tmp_path / "mine.sarz"
+    shutil.copy(sarz, mine)
+    first = sarz_layers.cached_vrt(mine)
+    older = tmp_path / "older.sarz"
+    older.write_bytes(api.compress_array(simulate_scene(64, 80, seed=3)[0].astype("float32"), quality=2).data)
+    os.utime(older, (1.0, 1.0))
+    os.replace(older, mine)  # keeps its 1970 date
+    again = sarz_layers.cached_vrt(mine)
+    assert again == first and 'rasterXSize="80"' in again.read_text()

@@ -57,10 +57,13 @@ def cache_folder() -> Path:
 
 
 def cached_vrt(sarz: Path) -> Path:
-    """The VRT of `sarz` in the cache folder (written unless one newer than the file is there)."""
+    """The VRT of `sarz` in the cache folder (written unless the one there names this file's id: a date said
+    nothing of a file replaced by an older one, moved or copied with its date, and the Browser opened a blank layer
+    over the old VRT)."""
     key = hashlib.sha256(str(sarz.resolve()).encode("utf-8")).hexdigest()[:16]
     vrt = cache_folder() / key / (sarz.name + ".vrt")
-    if vrt.is_file() and vrt.stat().st_mtime_ns >= sarz.stat().st_mtime_ns:
+    names = f'file_id="{read_header(sarz)["file_id"]}"'
+    if vrt.is_file() and names in vrt.read_text(encoding="utf-8", errors="replace"):
         return vrt
     vrt.parent.mkdir(parents=True, exist_ok=True)
     return gdal_vrt.write_vrt(sarz, vrt)[0]
@@ -151,7 +154,7 @@ def open_sarz(path: str, iface=None) -> Optional[QgsRasterLayer]:
         layer = sarz_layer(path)
     except (SARCompressorError, OSError) as exc:
         if iface is not None:
-            iface.messageBar().pushWarning("SAR Compressor", f"{path}: {exc}")
+            iface.messageBar().pushWarning("SAR Compressor", str(exc))  # the engine's errors name the file
         return None
     QgsProject.instance().addMapLayer(layer)
     return layer

@@ -146,12 +146,14 @@ def _same_file(a: Path, b: Path) -> bool:
         return real_path(a) == real_path(b)
 
 
-def _check_one(out: Path, inputs: Sequence[Path], others: Sequence[Path], overwrite: bool) -> None:
+def _check_one(out: Path, inputs: Sequence[tuple[Path, str]], others: Sequence[Path], overwrite: bool) -> None:
+    """Refuse `out` (see the module text); `inputs`: each file read, with what it is ("the input NAME", or the
+    file behind one: "the input NAME's source FILE")."""
     if str(out) == "-":
         raise OutputError("output '-' (standard output) is not supported: give a file name")
-    for src in inputs:
+    for src, what in inputs:
         if _same_file(out, src):
-            raise OutputError(f"output {out} is the input {src}: writing it would destroy the input")
+            raise OutputError(f"output {out} is {what}: writing it would destroy the input")
     for other in others:
         if _same_file(out, other):
             raise OutputError(f"outputs {other} and {out} are the same file: give each its own name")
@@ -175,8 +177,9 @@ def check_outputs(
     the user itself, so the Processing algorithms pass True). An input is also every file GDAL reads for it
     (`files_behind`)."""
     names = [p for p in inputs if p is not None]
-    srcs = [Path(p) for p in names] + [behind for name in names for behind in files_behind(name)]  # not Path(name):
-    # it would make /vsizip//abs/x.zip/in.tif (GDAL's absolute form) /vsizip/abs/... (a relative one)
+    srcs = [(Path(p), f"the input {p}") for p in names]  # files_behind(name), not of Path(name): it would make
+    # /vsizip//abs/x.zip/in.tif (GDAL's absolute form) /vsizip/abs/... (a relative one)
+    srcs += [(behind, f"the input {name}'s source {behind}") for name in names for behind in files_behind(name)]
     outs = [Path(p) for p in outputs if p is not None]
     for i, out in enumerate(outs):
         _check_one(out, srcs, outs[:i], overwrite)

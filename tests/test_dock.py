@@ -363,6 +363,31 @@ def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
 
 
+def test_an_input_layer_removed_during_a_run_says_the_file_is_written(make_dock, provider, tmp_path, qgis_new_project):
+    """The run finished and wrote its .sarz, but the panel said only "The input layer was removed." in red."""
+    layer = _scene_layer(tmp_path, 256, "gone")
+    out = tmp_path / "out"
+    dock = make_dock()
+    dock.set_layer(layer)
+    dock.set_output_folder(str(out))
+    removed: list[bool] = []
+
+    def remove(value: float) -> None:
+        if not removed:
+            removed.append(True)
+            QgsProject.instance().removeMapLayer(layer.id())
+
+    def started() -> None:  # after the panel's own slot: the run exists
+        dock.run.progressChanged.connect(remove)
+
+    dock.run_button.clicked.connect(started)
+    _run(dock)
+    dock.run_button.clicked.disconnect(started)
+    written, status = sorted(out.glob("*.sarz")), dock.status_label.text()
+    assert removed and written
+    assert f"Written: {written[0]}" in status and "removed from the project" in status
+
+
 @pytest.mark.parametrize("folder", ["relative_out", "FILE/sub"])
 def test_an_output_folder_that_cannot_be_used_is_said_in_the_panel(make_dock, provider, scene, tmp_path, folder):
     """A folder under a file raised NotADirectoryError into QGIS's Python error dialog; a relative one was made in

@@ -491,7 +491,7 @@ class SARCompressorDock(QDockWidget):
         original = self._original_layer()
         self.progress_bar.setValue(100 if successful else 0)
         if not successful or original is None:
-            self.last_error = self.run.error_message() if not successful else "The input layer was removed."
+            self.last_error = self.run.error_message() if not successful else self._input_removed_text(info)
             self._set_status(self.last_error, error=True)
             if self.iface is not None and not self.run.cancel_requested:
                 self.iface.messageBar().pushWarning("SAR Compressor", self.last_error)
@@ -506,6 +506,13 @@ class SARCompressorDock(QDockWidget):
         self.settings_scroll.ensureWidgetVisible(self.metrics_table)  # the figures of the run, in sight
         self._update_state()
         self.runFinished.emit(True)
+
+    @staticmethod
+    def _input_removed_text(info: dict) -> str:
+        """The run succeeded, its input layer is gone from the project: the comparison cannot be shown, but the
+        file is written (it said only "The input layer was removed.", in red, with the bar at 100 %)."""
+        written = f"Written: {info['sarz']}. " if os.path.exists(info["sarz"]) else ""
+        return f"{written}The input layer was removed from the project: no comparison to show."
 
     # ----------------------------------------------------------------- input summary and expected size
     def _refresh_summary(self) -> None:

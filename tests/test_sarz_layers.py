@@ -133,3 +133,16 @@ def test_the_cached_vrt_follows_the_file_not_its_date(qgis_app, sarz, tmp_path, 
     os.replace(older, mine)  # keeps its 1970 date
     again = sarz_layers.cached_vrt(mine)
     assert again == first and 'rasterXSize="80"' in again.read_text()
+
+
+def test_a_cached_vrt_names_its_sarz_for_the_panels_output_folder(qgis_app, sarz, tmp_path, monkeypatch):
+    """A .sarz layer's file is its VRT, perhaps in the profile's cache: the panel offered that hidden folder for
+    its outputs; the .sarz's own folder is what a user expects."""
+    from sar_compressor.ui import output_folder
+
+    monkeypatch.setattr(sarz_layers, "cache_folder", lambda: tmp_path / "cache")
+    monkeypatch.setattr(output_folder, "remembered_folder", lambda: "")
+    vrt = sarz_layers.cached_vrt(sarz)
+    assert sarz_layers.sarz_of(str(vrt)) == str(sarz.resolve())
+    assert output_folder.default_folder(sarz_layers.sarz_of(str(vrt))) == str(sarz.resolve().parent)
+    assert sarz_layers.sarz_of(str(sarz.with_name("scene.tif"))) is None

@@ -46,7 +46,7 @@ from ..algorithms.compress import KINDS
 from ..algorithms.styling import apply_matching_style
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
 from ..engine.errors import OutputError
-from . import dependencies, environment, output_folder
+from . import dependencies, environment, output_folder, sarz_layers
 from .comparison import ComparisonBuilder, is_native, view_names
 from .input_summary import InputSummary, summarize_input, summary_html
 from .linked_canvases import LinkedCanvases
@@ -466,7 +466,8 @@ class SARCompressorDock(QDockWidget):
     def _set_default_folder(self, layer) -> None:
         self._setting_default = True
         try:
-            self.output_widget.setFilePath(output_folder.default_folder(layer_file(layer)))
+            source = layer_file(layer)  # a .sarz layer's is its VRT, perhaps in the cache: the .sarz's folder
+            self.output_widget.setFilePath(output_folder.default_folder(sarz_layers.sarz_of(source) or source))
         finally:
             self._setting_default = False
 

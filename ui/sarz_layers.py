@@ -34,6 +34,7 @@ from qgis.PyQt.QtGui import QColor
 from ..engine import gdal_vrt
 from ..engine.api import read_header
 from ..engine.errors import InputError, SARCompressorError
+from ..engine.io.output_paths import VRT_SOURCE_TAG
 
 SUFFIX = ".sarz"
 RAMP_STOPS = 33
@@ -75,6 +76,15 @@ def vrt_for(sarz: Path) -> Path:
         return gdal_vrt.write_vrt(sarz)[0]
     except (InputError, OSError):
         return cached_vrt(sarz)
+
+
+def sarz_of(path: Optional[str]) -> Optional[str]:
+    """The .sarz a VRT of this tool decodes (the tag it names it by), else None: a .sarz layer's file is its VRT,
+    which may sit in the profile's cache folder (the panel offered that hidden folder for its outputs)."""
+    if not path or not path.lower().endswith(".vrt"):
+        return None
+    dataset = gdal.OpenEx(path, gdal.OF_RASTER)
+    return None if dataset is None else dataset.GetMetadataItem(VRT_SOURCE_TAG) or None
 
 
 DB_PER_DECADE = {"intensity": 10.0, "complex": 10.0, "amplitude": 20.0}

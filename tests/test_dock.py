@@ -346,12 +346,16 @@ def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_n
     assert moved.contrastEnhancement().minimumValue() == pytest.approx(1.5)
 
 
-def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project):
-    layer = _scene_layer(tmp_path, 1024, "big")
-    out = tmp_path / "out"
-    dock = make_dock()
+def _dock_on_scene(make_dock, folder: Path, size: int, name: str):
+    """A panel on a new simulated scene layer, its outputs into folder/out: (dock, layer, out)."""
+    layer, out, dock = _scene_layer(folder, size, name), folder / "out", make_dock()
     dock.set_layer(layer)
     dock.set_output_folder(str(out))
+    return dock, layer, out
+
+
+def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project):
+    dock, _, out = _dock_on_scene(make_dock, tmp_path, 1024, "big")
 
     statuses = _run(dock, cancel_at_progress=0.0)
 
@@ -365,11 +369,7 @@ def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project
 
 def test_an_input_layer_removed_during_a_run_says_the_file_is_written(make_dock, provider, tmp_path, qgis_new_project):
     """The run finished and wrote its .sarz, but the panel said only "The input layer was removed." in red."""
-    layer = _scene_layer(tmp_path, 256, "gone")
-    out = tmp_path / "out"
-    dock = make_dock()
-    dock.set_layer(layer)
-    dock.set_output_folder(str(out))
+    dock, layer, out = _dock_on_scene(make_dock, tmp_path, 256, "gone")
     removed: list[bool] = []
 
     def remove(value: float) -> None:

@@ -544,8 +544,9 @@ def _decode(
     nodata value for bands whose values differ), before any decoding."""
     passes = band_passes(reader, band)
     if warn is not None and len(passes) > 1:
-        sources = sorted(int(entry["source_band"]) for entry in reader.header["bands"])  # the passes' order
-        warning = differing_nodata_warning({b: dec.info.nodata for b, dec in zip(sources, passes)})
+        bands = reader.header["bands"]
+        nodata = {int(bands[dec.layout.band_index]["source_band"]): dec.info.nodata for dec in passes}
+        warning = differing_nodata_warning(nodata)
         if warning is not None:
             warn(warning)
     info = stack_infos([dec.info for dec in passes])

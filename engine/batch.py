@@ -351,7 +351,7 @@ def _check_settings(settings: Mapping[str, Any], workers: Optional[int]) -> None
     """What can be refused once here rather than once per file."""
     if "quality" in settings:
         quality_level(settings["quality"])
-    if settings.get("target_bpp") is not None and not settings["target_bpp"] > 0:
+    if settings.get("target_bpp") is not None and not rate_control.is_target(settings["target_bpp"]):
         raise InputError(f"the target bits per pixel must be positive, got {settings['target_bpp']}")
     if settings.get("band") is not None and settings["band"] < 1:
         raise InputError(f"band {settings['band']} does not exist: bands count from 1")

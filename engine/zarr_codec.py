@@ -36,6 +36,7 @@ from .api import compress_array, decompress_array
 from .codec.entropy.ssim_weights import TUNES
 from .codec.format.container import MAGIC
 from .codec.passes.quality import DEFAULT_QUALITY, quality_level
+from .codec.passes.rate_control import is_target
 from .errors import ContainerError, InputError, UnreachableTarget
 
 
@@ -46,7 +47,7 @@ def _check_settings(
     after the array's metadata was written (a half-made store), a target with the per-chunk figure it became."""
     if quality is not None:
         quality_level(quality)
-    if target_bpp is not None and not (isinstance(target_bpp, numbers.Real) and 0 < target_bpp < math.inf):
+    if target_bpp is not None and not is_target(target_bpp):
         raise InputError(f"the Sarz codec's target_bpp must be a positive number of bits per pixel, got {target_bpp!r}")
     if kind != "auto":
         pp.check_kind(kind)

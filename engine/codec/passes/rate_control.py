@@ -10,6 +10,7 @@ budget (JPEG 2000's rate targets mean the same); the steps in between the ladder
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Optional
 
 from ...errors import InputError, UnreachableTarget
@@ -30,10 +31,17 @@ def nearest_quality(step: float) -> int:
     return 1 + min(range(len(REFINE_STEPS)), key=lambda i: abs(math.log(REFINE_STEPS[i] / step)))
 
 
+def is_target(target_bpp: object) -> bool:
+    """Whether `target_bpp` can be a target bit rate: a finite positive number (the one rule for rate control,
+    batch and the Zarr codec, each of which refuses in its own terms)."""
+    real = isinstance(target_bpp, numbers.Real) and not isinstance(target_bpp, bool)
+    return real and math.isfinite(target_bpp) and target_bpp > 0
+
+
 def find_step(bpp_at: Callable[[float], float], target_bpp: float) -> float:
     """The finest step whose `bpp_at(step)` is at most `target_bpp` (within TOLERANCE below it, or the best
     of MAX_PASSES tries). InputError when even the coarsest step needs more bits than the target."""
-    if not (math.isfinite(target_bpp) and target_bpp > 0):
+    if not is_target(target_bpp):
         raise InputError(f"target bits per pixel must be a positive number, got {target_bpp!r}")
     tried: dict[float, float] = {}
     step = FIRST_STEP

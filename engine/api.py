@@ -324,7 +324,7 @@ def compress_file(
     neighbours' where it pays (engine.codec.entropy.sign_contexts; off by default: with phase prediction it buys
     nothing measurable), `phase_prediction`: predict each subband's second checkerboard phase from its first where it
     pays (engine.codec.entropy.phase_prediction), `neighbour_bits`: count, in the rate-distortion lowering, the bits
-    a value costs its neighbours' contexts (engine.codec.entropy.refine); the three switched only to measure what
+    a value costs its neighbours' contexts (engine.codec.entropy.rd_lowering); the three switched only to measure what
     they buy. `warn`: called
     with each of the input's warnings before any coding (a photo's, from its metadata, then pass 1's; the CLI prints
     them); pass 1's are in the returned statistics too. `overwrite`: replace existing outputs (the default); False

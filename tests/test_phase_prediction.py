@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sar_compressor.engine import api
-from sar_compressor.engine.codec.entropy import phase_prediction, refine
+from sar_compressor.engine.codec.entropy import contexts, phase_prediction, refine
 from sar_compressor.engine.codec.entropy.codes import split_pairs
 from sar_compressor.engine.codec.passes.window_decode import decode_window
 from sar_compressor.engine.errors import ContainerError
@@ -51,7 +51,7 @@ def test_offsets_follow_the_format_by_hand():
     """docs/FORMAT.md's formula on a 3 x 3 subband, by hand: the second phase is the cells with row + column odd,
     each offset horizontal x (left + right) + vertical x (up + down) over 64, neighbours outside counting 0."""
     symbols = np.array([[1, 0, 3], [0, 5, 0], [7, 0, 9]])
-    second = refine._phase_cells(symbols.shape)[1]  # flat 1, 3, 5, 7
+    second = contexts.phase_cells(symbols.shape)[1]  # flat 1, 3, 5, 7
     u = phase_prediction.PhaseLaw(horizontal=2, vertical=-3).offsets(
         *phase_prediction.second_phase_sums(symbols, second)
     )
@@ -64,7 +64,7 @@ def test_offsets_follow_the_format_by_hand():
 def test_offsets_are_exact_sixty_fourths():
     """u is an integer over 2**SHIFT: the same float64 on every machine, whatever the order of what follows."""
     symbols = np.random.default_rng(3).integers(-40, 41, (9, 12))
-    second = refine._phase_cells(symbols.shape)[1]
+    second = contexts.phase_cells(symbols.shape)[1]
     sums = phase_prediction.second_phase_sums(symbols, second)
     u = phase_prediction.PhaseLaw(-37, 101).offsets(*sums)
     numerator = -37 * sums[0] + 101 * sums[1]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sar_compressor.engine.codec.entropy import refine, ssim_weights
+from sar_compressor.engine.codec.entropy import contexts, rd_lowering, refine, ssim_weights, tables
 from sar_compressor.engine.codec.transform import wavelet
 from sar_compressor.engine.errors import ContainerError
 
@@ -98,7 +98,7 @@ def test_rate_distortion_lowering_lowers_the_cost(monkeypatch, step):
     target, base = _pair((256, 256), seed=5)
 
     def cost(payload: bytes, refined: np.ndarray) -> float:
-        return float(np.sum((refined - target) ** 2)) / step**2 + refine.RDO_LAMBDA * 8 * len(payload)
+        return float(np.sum((refined - target) ** 2)) / step**2 + rd_lowering.RDO_LAMBDA * 8 * len(payload)
 
     with_rdo = refine.encode(target, base, step)
     monkeypatch.setattr(refine, "RDO_PASSES", 0)
@@ -112,15 +112,15 @@ def test_rate_distortion_lowers_values_above_one():
     """In a quiet band (one coefficient in ten a 1) a 2 just past its rounding threshold becomes 1 (the error it
     adds is small, the bits it saves are many); a 2 at the middle of its bin and a -3 near its bin's top stay."""
     residuals = [np.where(np.arange(256).reshape(16, 16) % 10 == 0, 1.0, 0.0)]
-    symbols = [refine._quantize(residuals[0], 1.0)]
+    symbols = [tables.quantize(residuals[0], 1.0)]
     for (r, c), x in {(2, 3): 1.56, (9, 9): 2.0, (12, 4): -3.4}.items():
-        symbols[0][r, c] = refine._quantize(np.array(x), 1.0)
+        symbols[0][r, c] = tables.quantize(np.array(x), 1.0)
         residuals[0][r, c] = x
     assert symbols[0][2, 3] == 2 and symbols[0][9, 9] == 2 and symbols[0][12, 4] == -3
     kept = [symbols[0].copy()]
-    refine._rdo_lower(symbols, residuals, [1.0], [1.0])
+    rd_lowering.rdo_lower(symbols, residuals, [1.0], [1.0])
     assert symbols[0][2, 3] == 1 and symbols[0][9, 9] == 2 and symbols[0][12, 4] == -3
-    refine._rdo_lower(kept, residuals, [1.0], [np.full((16, 16), ssim_weights.MAX_WEIGHT)])
+    rd_lowering.rdo_lower(kept, residuals, [1.0], [np.full((16, 16), ssim_weights.MAX_WEIGHT)])
     assert kept[0][2, 3] == 2  # where an error weighs more (a quiet area for SSIM) the same 2 stays
 
 
@@ -134,18 +134,20 @@ def test_an_isolated_value_is_priced_with_the_bits_its_neighbours_save(monkeypat
     band[:16] = rng.choice([-1.0, 0.0, 1.0], size=(16, 32), p=[0.3, 0.4, 0.3])
     band[24, 16] = 1.0  # a first-phase cell ((row + column) even)
     at = np.array([24 * 32 + 16])
-    walk = refine._Walk([refine._quantize(band, 1.0)])
+    walk = rd_lowering.Walk([tables.quantize(band, 1.0)])
     fed = float(walk.fed(0, at)[0])
-    own = refine._saved_bits()[walk.tables(0, 0)[0], 0]  # the low band's first phase: one context (activity 0)
+    own = tables.saved_bits()[walk.tables(0, 0)[0], 0]  # the low band's first phase: one context (activity 0)
     assert fed > 1.0  # four zeros coded in a busier context: bits each
-    band[24, 16] = 0.5 + 0.5 * refine.RDO_LAMBDA * (own + fed / 2)  # worth keeping on its own bits, not with theirs
-    symbols = [refine._quantize(band, 1.0)]
+    band[24, 16] = 0.5 + 0.5 * rd_lowering.RDO_LAMBDA * (
+        own + fed / 2
+    )  # worth keeping on its own bits, not with theirs
+    symbols = [tables.quantize(band, 1.0)]
     assert symbols[0][24, 16] == 1
-    refine._rdo_lower(symbols, [band], [1.0], [1.0])
+    rd_lowering.rdo_lower(symbols, [band], [1.0], [1.0])
     assert symbols[0][24, 16] == 0
-    monkeypatch.setattr(refine._Walk, "fed", lambda self, k, at: np.zeros(at.size))
-    symbols = [refine._quantize(band, 1.0)]
-    refine._rdo_lower(symbols, [band], [1.0], [1.0])
+    monkeypatch.setattr(rd_lowering.Walk, "fed", lambda self, k, at: np.zeros(at.size))
+    symbols = [tables.quantize(band, 1.0)]
+    rd_lowering.rdo_lower(symbols, [band], [1.0], [1.0])
     assert symbols[0][24, 16] == 1
 
 
@@ -158,7 +160,7 @@ def test_neighbour_bits_switch_off_to_the_lowering_on_own_bits(monkeypatch):
     image = (10 ** (target / 10)).astype(np.float32)
     on = api.compress_array(image, quality=4)
     off = api.compress_array(image, quality=4, neighbour_bits=False)
-    monkeypatch.setattr(refine._Walk, "fed", lambda self, k, at: np.zeros(at.size))
+    monkeypatch.setattr(rd_lowering.Walk, "fed", lambda self, k, at: np.zeros(at.size))
     assert api.compress_array(image, quality=4).data == off.data != on.data
     for coded in (on, off):
         assert api.decompress_array(coded.data).tobytes() == coded.reconstruction.tobytes()
@@ -234,17 +236,17 @@ def _first_table(words: np.ndarray) -> int:
     import constriction
 
     coder = constriction.stream.stack.AnsCoder(words.astype(np.uint32))
-    delta = int(coder.decode(refine._delta_model(refine.CONTEXTS.delta_scale), 1)[0])
-    return refine.N_SCALES // 2 + delta - (refine.N_SCALES - 1)
+    delta = int(coder.decode(tables.index_delta_model(contexts.CONTEXTS.delta_scale), 1)[0])
+    return tables.N_SCALES // 2 + delta - (tables.N_SCALES - 1)
 
 
 def test_a_group_takes_the_table_that_costs_least_with_its_index():
     """A group's table is chosen by its symbols' bits plus its index's: two symbols keep the predicted table
     although another codes them a little cheaper; a thousand take their own."""
-    bits = refine._bank()[1]
-    few = np.array([refine.ALPHABET, refine.ALPHABET + 1], dtype=np.int32)  # a 0 and a 1
+    bits = tables.bank()[1]
+    few = np.array([tables.ALPHABET, tables.ALPHABET + 1], dtype=np.int32)  # a 0 and a 1
     own = int(np.argmin(bits @ np.bincount(few, minlength=bits.shape[1])))
-    predicted = refine.N_SCALES // 2
+    predicted = tables.N_SCALES // 2
     assert own != predicted
     assert _first_table(refine._encode_groups([refine._Group(1, 0, few, False)], 4)) == predicted
     many = np.tile(few, 500)
@@ -255,8 +257,8 @@ def test_a_group_takes_the_table_that_costs_least_with_its_index():
 def test_contexts_of_each_format_cut_activities_at_their_edges():
     """Format 8's buckets are finer than formats 6 and 7's, and each context table puts an activity at an edge in
     the bucket above it."""
-    for contexts, n in ((refine.CONTEXTS, 17), (refine.CONTEXTS_7, 13)):
-        assert contexts.n_buckets == n and contexts.n_contexts == 2 * n
-        edges = np.array(contexts.edges)
-        assert contexts.bucket_of[edges].tolist() == list(range(1, n))
-        assert contexts.bucket_of[edges - 1].tolist() == list(range(n - 1))
+    for walk_contexts, n in ((contexts.CONTEXTS, 17), (contexts.CONTEXTS_7, 13)):
+        assert walk_contexts.n_buckets == n and walk_contexts.n_contexts == 2 * n
+        edges = np.array(walk_contexts.edges)
+        assert walk_contexts.bucket_of[edges].tolist() == list(range(1, n))
+        assert walk_contexts.bucket_of[edges - 1].tolist() == list(range(n - 1))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sar_compressor.engine import api
-from sar_compressor.engine.codec.entropy import refine, sign_contexts
+from sar_compressor.engine.codec.entropy import contexts, refine, sign_contexts, tables
 from sar_compressor.engine.codec.entropy.codes import TOTAL, quantize_pmf, split_pairs
 from sar_compressor.engine.codec.passes.window_decode import decode_window
 from sar_compressor.engine.errors import ContainerError
@@ -115,9 +115,9 @@ def test_escaped_values_beside_and_under_a_law(oversampled, monkeypatch):
         k
         for k, law in enumerate(seen["laws"], start=1)
         if law is not None
-        and np.any(np.abs(seen["symbols"][k].reshape(-1)[refine._phase_cells(seen["symbols"][k].shape)[1]]) > 24)
+        and np.any(np.abs(seen["symbols"][k].reshape(-1)[contexts.phase_cells(seen["symbols"][k].shape)[1]]) > 24)
     ]
-    assert escaped_under_laws and refine.ALPHABET == 24
+    assert escaped_under_laws and tables.ALPHABET == 24
     assert refine.decode(payload, base, 0.5).tobytes() == refined.tobytes()
 
 

@@ -40,9 +40,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -50,13 +49,17 @@ import numpy as np
 from ...errors import ContainerError
 from ..transform import interscale, wavelet
 from . import phase_prediction, sign_contexts, ssim_weights
-from .codes import TOTAL, inflate, quantize_pmf, split_pairs, zigzag_decode, zigzag_encode
+from .codes import inflate, split_pairs, zigzag_decode, zigzag_encode
+from .contexts import CONTEXTS, CONTEXTS_7, Contexts, Phase, ScalePrediction, phase_cells, traverse
+from .rd_lowering import RDO_LAMBDA, RDO_PASSES, error_weights, lower_second_phases, rdo_lower
+from .tables import ALPHABET, N_SCALES, categorical, in_tables, index_delta_model, quantize, table_bits, table_indices
 
 LEVELS = 8
 """Wavelet levels at most (fewer where a side would drop below 2 samples: 8 on 512-row strips). More levels code
 the coarse structure under parent contexts instead of as one flat low band: 8 instead of 5 measured +0.02 to
 +0.05 dB at 0.25-1 bpp on the 900x1024 crops, within +-0.015 dB on the 256-512 pixel crops and the simulated
 scenes."""
+
 ALPHA_DENOMINATOR = 8
 ALPHA_MAX_CODE = 12
 """Prediction weights 0, 1/8, ..., 1.5 of the base's subband."""
@@ -66,71 +69,8 @@ BETA_MAX_CODE = 127
 BETA_MIN_GAIN = 0.01
 """A subband is predicted from the reference band only where that removes at least 1 % of its residual energy;
 elsewhere its weight is 0 (the reference's decoded subband is mostly its own quantization noise there)."""
-DEAD_ZONE = 0.05
-"""Rounding threshold offset: |c| / step below 0.5 + DEAD_ZONE is 0 (cheaper zeros). With the
-rate-distortion zeroing below, 0.05 measured best of 0 / 0.05 / 0.1 on the real crops (0.1 without it); with the
-lowering of larger values, 0 and 0.05 measured the same (mean +0.003 dB for 0)."""
-RDO_LAMBDA = 0.12
-"""Squared steps of error one bit is worth: near the slope of a uniform quantizer at high rate (D = step^2 / 12
-per coefficient, -2 ln 2 D per bit: ln 2 / 6 = 0.116). Earlier rounds measured PSNR and SSIM only and kept 0.10
-(0.08 / 0.09 / 0.10 / 0.116, then 0.085 / 0.10 / 0.12 once values above 1 were lowered too). With format 8 and the
-multilooked (5x5) PSNR measured too (8 real crops coded to 0.25 / 0.5 / 1 bpp, mean over the three rates, against
-0.10): 0.085 multilooked PSNR -0.12 dB on the multilooked crops; 0.11 +0.07; 0.12 +0.14 for PSNR -0.003 (single-
-look PSNR +0.018, SSIM -0.0016); 0.13 +0.19 for PSNR -0.015; 0.15 +0.27 for -0.029; 0.2 +0.45 for -0.086. A
-larger lambda lowers more fine detail, and rate control pays with a finer step, which the coarse scales (what 5x5
-means see) keep. 0.12 is where that costs PSNR nothing measurable; a larger one on the finest level only, or on all
-but it, traded worse."""
-RDO_PASSES = 2
-"""Rounds of lowering (each changes the contexts the next one sees); the second adds ~0.01 dB, a third nothing."""
-ALPHABET = 24
-"""Symbols -ALPHABET..ALPHABET are in the tables; larger magnitudes escape to a varint side stream."""
-N_SCALES = 56
-SCALES = 2.0 ** (np.arange(N_SCALES) / 4.0 - 6.0)
-"""Laplace scales of the table bank (in steps), 1/64 to about 200."""
-ACTIVITY_UNIT = 18
-"""Activity is counted in 1/18ths so that its weights stay integers (the decoder must agree to the bit):
-2 x the parent's 3x3 mean (4/18 per magnitude in the box), each sibling's magnitude and its 3x3 mean half
-and half (9/18 + 1/18 per magnitude in the box), 2 x each of the four neighbours (36/18); weights measured
-best on the real crops (+0.1 dB over parent x2 + siblings + neighbours)."""
-NEIGHBOUR_WEIGHT = 2 * ACTIVITY_UNIT
-"""A first-phase magnitude's weight in each of its second-phase neighbours' activity."""
+
 _HEAD = struct.Struct("<BBI")
-
-
-@dataclass(frozen=True)
-class Contexts:
-    """What decides which table codes a coefficient, besides the walk: the activity edges (ACTIVITY_UNIT ths) that
-    cut a phase's coefficients into groups, and the Laplace scale of the difference between a group's table index
-    and its prediction. The decoder must use the writer's: a file's format version names them."""
-
-    edges: tuple[int, ...]
-    delta_scale: float
-
-    @property
-    def n_buckets(self) -> int:
-        return len(self.edges) + 1
-
-    @property
-    def n_contexts(self) -> int:
-        """Groups per subband: each bucket in each checkerboard phase."""
-        return 2 * self.n_buckets
-
-    @cached_property
-    def bucket_of(self) -> np.ndarray:
-        """Bucket of each activity up to the last edge (a table: activities are small non-negative integers)."""
-        return np.searchsorted(self.edges, np.arange(self.edges[-1] + 1), side="right").astype(np.int8)
-
-
-CONTEXTS = Contexts((4, 9, 18, 27, 36, 54, 72, 90, 108, 144, 198, 270, 360, 504, 720, 1080), delta_scale=1.5)
-"""Format 8's, what the encoder writes: 17 buckets, edges at 0.22, 0.5, 1, 1.5, 2, 3, ... 60 magnitudes of activity.
-Against format 7's (below), in one change with the encoder's choice of each group's table by its whole cost
-(`_encode_groups`), measured on the 8 real crops coded to 0.25 / 0.5 / 1 bpp by rate control: PSNR +0.033 /
-+0.022 / +0.006 dB on the multilooked and oversampled crops, +0.034 / +0.016 / +0.041 on single-look (probe). The
-finer buckets at low activity, where most coefficients are at these rates, fit the tables closer; with tables
-chosen by their whole cost a group's index is mostly its prediction, so a narrower law of the differences (1.5
-instead of 3) makes it cheaper: about 1.6 bits where it is the prediction, instead of 2.6."""
-CONTEXTS_7 = Contexts((18, 36, 54, 72, 108, 144, 198, 270, 360, 504, 720, 1080), delta_scale=3.0)
-"""Formats 6 and 7's: 13 buckets (edges at 1, 2, 3, 4, 6, ... 60), differences at scale 3."""
 
 
 @dataclass(frozen=True)
@@ -178,254 +118,6 @@ control lands elsewhere) and +0.030; 2 -0.015 and -0.005; 3 and 5 no better. At 
 
 def levels_for(shape: tuple[int, int]) -> int:
     return wavelet.max_levels(shape, LEVELS)
-
-
-# --------------------------------------------------------------------------- table bank
-
-
-@lru_cache(maxsize=1)
-def _laplace_masses() -> tuple[tuple[float, np.ndarray, float], ...]:
-    """Per scale of the bank: the probabilities of a dead-zone-quantized Laplace value at 0, at each magnitude
-    1..ALPHABET on one side, and beyond (the escape)."""
-    k = np.arange(1, ALPHABET + 1, dtype=np.float64)
-    out = []
-    for b in SCALES:
-        zero = 1.0 - np.exp(-(0.5 + DEAD_ZONE) / b)
-        side = 0.5 * (np.exp(-(k - 0.5 + DEAD_ZONE) / b) - np.exp(-(k + 0.5 + DEAD_ZONE) / b))
-        out.append((zero, side, np.exp(-(ALPHABET + 0.5 + DEAD_ZONE) / b)))
-    return tuple(out)
-
-
-@lru_cache(maxsize=1)
-def _bank() -> tuple[np.ndarray, np.ndarray]:
-    """Integer frequencies (N_SCALES, 2 * ALPHABET + 2; the last is the escape) of dead-zone-quantized Laplace
-    densities, and their code lengths in bits. Built from math on constants, rounded to 16-bit integers."""
-    masses = _laplace_masses()
-    freqs = np.array(
-        [quantize_pmf(np.concatenate([side[::-1], [zero], side, [escape]])) for zero, side, escape in masses],
-        dtype=np.int64,
-    )
-    return freqs, np.log2(TOTAL) - np.log2(freqs)
-
-
-@lru_cache(maxsize=1)
-def _folded_bank() -> np.ndarray:
-    """The bank's laws of magnitudes (N_SCALES, ALPHABET + 2: 0, 1..ALPHABET, the escape), for values whose signs
-    are coded apart (sign_contexts)."""
-    return np.array(
-        [quantize_pmf(np.concatenate([[zero], 2.0 * side, [escape]])) for zero, side, escape in _laplace_masses()],
-        dtype=np.int64,
-    )
-
-
-@lru_cache(maxsize=2 * N_SCALES)
-def _categorical(scale: int, folded: bool = False) -> Any:
-    import constriction
-
-    table = _folded_bank()[scale] if folded else _bank()[0][scale]
-    return constriction.stream.model.Categorical(table.astype(np.float64) / TOTAL, perfect=False)
-
-
-def _indices(q: np.ndarray) -> np.ndarray:
-    """Table index of each symbol (escape = 2 * ALPHABET + 1)."""
-    return np.where(np.abs(q) > ALPHABET, 2 * ALPHABET + 1, q + ALPHABET).astype(np.int32)
-
-
-@lru_cache(maxsize=2)
-def _delta_freqs(delta_scale: float) -> np.ndarray:
-    """Integer frequencies of the table-index differences -(N_SCALES - 1)..N_SCALES - 1 (symbol = difference +
-    N_SCALES - 1): a discrete Laplace of `delta_scale`."""
-    d = np.arange(-(N_SCALES - 1), N_SCALES, dtype=np.float64)
-    return quantize_pmf(np.exp(-np.abs(d) / delta_scale))
-
-
-@lru_cache(maxsize=2)
-def _index_bits(delta_scale: float) -> np.ndarray:
-    """The code length of each table-index difference's symbol."""
-    return np.log2(TOTAL) - np.log2(_delta_freqs(delta_scale))
-
-
-@lru_cache(maxsize=2)
-def _delta_model(delta_scale: float) -> Any:
-    import constriction
-
-    return constriction.stream.model.Categorical(_delta_freqs(delta_scale).astype(np.float64) / TOTAL, perfect=False)
-
-
-class _ScalePrediction:
-    """The table index each group is predicted to use, from the groups coded before it (both sides walk the
-    same groups in the same order)."""
-
-    def __init__(self, n_bands: int, contexts: Contexts):
-        self.n_buckets = contexts.n_buckets
-        self.delta_scale = contexts.delta_scale
-        self.scales = np.full((n_bands, contexts.n_contexts), -1, dtype=np.int64)
-        self.last = N_SCALES // 2
-
-    def predict(self, k: int, ctx: int) -> int:
-        phase = ctx // self.n_buckets
-        below = self.scales[k, phase * self.n_buckets : ctx][::-1]
-        below = below[below >= 0]
-        if below.size:
-            return int(below[0])
-        if k > 3 and self.scales[k - 3, ctx] >= 0:
-            return int(self.scales[k - 3, ctx])
-        return self.last
-
-    def update(self, k: int, ctx: int, scale: int) -> None:
-        self.scales[k, ctx] = self.last = scale
-
-    def choose(self, k: int, ctx: int, indices: np.ndarray) -> tuple[int, int]:
-        """(table, its index's symbol) of a group (encoder): the table whose symbols and index cost least
-        together, so a small group keeps its prediction where another table would save fewer bits than its index
-        costs; then the update."""
-        delta = np.arange(N_SCALES) - self.predict(k, ctx) + N_SCALES - 1  # each table's symbol
-        cost = _table_costs(indices) + _index_bits(self.delta_scale)[delta]
-        scale = int(np.argmin(cost))
-        self.update(k, ctx, scale)
-        return scale, int(delta[scale])
-
-
-# --------------------------------------------------------------------------- contexts
-
-
-def _fit(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """`a` cropped or edge-padded to `shape` (subbands of odd-sized strips differ by a row or column); `a` itself
-    when it has that shape (callers only read it)."""
-    if a.shape == shape:
-        return a
-    a = a[: shape[0], : shape[1]]
-    return np.pad(a, ((0, shape[0] - a.shape[0]), (0, shape[1] - a.shape[1])), mode="edge")
-
-
-def _neighbour_sum(a: np.ndarray) -> np.ndarray:
-    p = np.pad(a, 1)
-    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
-
-
-def _box_sum(a: np.ndarray) -> np.ndarray:
-    """Sum over each 3x3 neighbourhood (edges repeated), as three rows then three columns (integers: exact)."""
-    p = np.pad(a, 1, mode="edge")
-    rows = p[:-2] + p[1:-1] + p[2:]
-    return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
-
-
-class _Done:
-    """The magnitudes of the subbands walked so far and, made once when first asked for, their 3x3 box sums (a
-    subband's serves its children and its later siblings). From `symbols` (the encoder's, as they stand): those of
-    any subband, made when first asked for."""
-
-    def __init__(self, symbols: Optional[list[np.ndarray]] = None) -> None:
-        self.mags: Any = [] if symbols is None else _CappedMagnitudes(symbols)
-        self._boxes: dict[int, np.ndarray] = {}
-
-    def box(self, k: int) -> np.ndarray:
-        if k not in self._boxes:
-            self._boxes[k] = _box_sum(self.mags[k])
-        return self._boxes[k]
-
-
-class _CappedMagnitudes:
-    """Subbands' magnitudes capped at the escape, as a walk records them, made from symbols when first asked for."""
-
-    def __init__(self, symbols: list[np.ndarray]) -> None:
-        self.symbols, self._made = symbols, {}
-
-    def __getitem__(self, k: int) -> np.ndarray:
-        if k not in self._made:
-            self._made[k] = np.minimum(np.abs(self.symbols[k]), ALPHABET + 1).astype(np.int16)
-        return self._made[k]
-
-
-def _context_base(done: _Done, k: int, shape: tuple[int, int]) -> np.ndarray:
-    """Activity (ACTIVITY_UNIT ths) from the magnitudes around the parent (same orientation, one level
-    coarser) and of the siblings decoded before."""
-    act = np.zeros(shape, dtype=np.int32)
-    if k == 0:
-        return act
-    orient = (k - 1) % 3
-    if k > 3:
-        act += 4 * _fit(_doubled(done.box(k - 3)), shape)
-    for sib in range(k - orient, k):
-        act += _fit(9 * done.mags[sib].astype(np.int32) + done.box(sib), shape)
-    return act
-
-
-def _doubled(a: np.ndarray) -> np.ndarray:
-    """`a` with each value repeated over 2x2 (int32): a parent's box sum at each of its children's places."""
-    out = np.empty((a.shape[0], 2, a.shape[1], 2), dtype=np.int32)
-    out[...] = a[:, None, :, None]
-    return out.reshape(2 * a.shape[0], 2 * a.shape[1])
-
-
-@dataclass(frozen=True)
-class _Phase:
-    """One checkerboard phase of subband k, its cells grouped by context: group b (context phase * buckets + b)
-    is order[cuts[b] : cuts[b + 1]], positions ascending within it; groups in context order are the walk order.
-    `act`: each cell's activity, the phase's cells in ascending position (what the encoder's lowering asks of a
-    cell's context)."""
-
-    k: int
-    phase: int
-    order: np.ndarray
-    cuts: np.ndarray
-    act: np.ndarray
-
-    def groups(self) -> list[tuple[int, int, int]]:
-        """(context, start, stop) in `order` of each non-empty group, in walk order."""
-        c, n = self.cuts.tolist(), len(self.cuts) - 1
-        return [(self.phase * n + b, c[b], c[b + 1]) for b in range(n) if c[b + 1] > c[b]]
-
-
-Visit = Callable[[_Phase], np.ndarray]
-"""visit(phase) -> the symbols at phase.order (what the walk has coded or decoded there, group by group)."""
-
-
-def _traverse(shapes: list[tuple[int, int]], visit: Visit, contexts: Contexts, n_bands: Optional[int] = None) -> None:
-    """Subbands in coding order (the first `n_bands` of them: a coarse decode), each in two checkerboard phases
-    grouped by context; what the encoder and the decoder both walk, so their contexts agree by construction.
-    Contexts see magnitudes capped at the escape (the decoder learns an escaped value only after the walk). A
-    phase's contexts depend only on what was walked before it, so it is visited whole."""
-    done = _Done()
-    for k, shape in enumerate(shapes[:n_bands]):
-        mag = np.zeros(shape, dtype=np.int16)  # <= ALPHABET + 1; activities stay far below 2**15 (int32 anyway)
-        base = _context_base(done, k, shape).reshape(-1)
-        for phase in (0, 1):
-            ph = _grouped(k, phase, base, mag, contexts)
-            values = visit(ph)
-            mag.reshape(-1)[ph.order] = np.minimum(np.abs(values), ALPHABET + 1)
-        done.mags.append(mag)
-
-
-def _grouped(k: int, phase: int, base: np.ndarray, mag: np.ndarray, contexts: Contexts) -> _Phase:
-    """Subband k's `phase` grouped by context: `base` its activity from the parent and the siblings (flat), `mag`
-    its first phase's capped magnitudes (the second phase's neighbours)."""
-    cells = _phase_cells(mag.shape)[phase]
-    act = base[cells]
-    if phase:
-        act = act + NEIGHBOUR_WEIGHT * _neighbour_sum(mag).reshape(-1)[cells].astype(np.int32)
-    bucket = np.take(contexts.bucket_of, act, mode="clip")  # past the last edge: the last bucket
-    order = cells[np.argsort(bucket, kind="stable")]
-    cuts = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=contexts.n_buckets))])
-    return _Phase(k, phase, order, cuts, act)
-
-
-def _second_phase(done: _Done, k: int) -> _Phase:
-    """Subband k's second phase grouped as the walk would group it, `done` made from the symbols as they stand
-    (encoder: what the lowering of one phase needs, without walking every subband before it)."""
-    mag = done.mags[k]
-    base = _context_base(done, k, mag.shape).reshape(-1)
-    return _grouped(k, 1, base, mag, CONTEXTS)  # a second-phase cell's neighbours are first-phase cells
-
-
-@lru_cache(maxsize=64)
-def _phase_cells(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Flat positions of a subband's two checkerboard phases, ascending: (row + column) even, then odd."""
-    odd = np.add.outer(np.arange(shape[0]), np.arange(shape[1])).reshape(-1) % 2 == 1
-    return np.flatnonzero(~odd), np.flatnonzero(odd)
-
-
-# --------------------------------------------------------------------------- transform side
 
 
 @dataclass(frozen=True)
@@ -501,205 +193,6 @@ def _beta_code(residual: np.ndarray, reference: np.ndarray) -> int:
     return int(np.clip(np.rint(cross / energy * BETA_DENOMINATOR), -BETA_MAX_CODE, BETA_MAX_CODE))
 
 
-def _quantize(c: np.ndarray, step: float) -> np.ndarray:
-    """int32: a strip's symbols are as many as its pixels (peak memory); |values| stay far below 2**31 (the
-    clipped dB range over a step of at least 0.002 of it, times the low band's gain of 2**LEVELS)."""
-    return (np.sign(c) * np.floor(np.abs(c) / step + 0.5 - DEAD_ZONE)).astype(np.int32)
-
-
-def _band_weights(
-    target: np.ndarray, ssim: Optional[ssim_weights.SsimScale], shapes: list[tuple[int, int]]
-) -> list[Any]:
-    """Each subband's error weights (coding order): SSIM's, pooled over each level's footprint; 1.0 without."""
-    if ssim is None:
-        return [1.0] * len(shapes)
-    levels = (len(shapes) - 1) // 3
-    weights = ssim_weights.pixel_weights(target, ssim)
-    per_level = ssim_weights.pooled(weights, levels)[::-1]  # coarsest first, as the subbands
-    low = per_level[0] if levels else weights  # the low band has the coarsest level's footprint
-    return [_fit(low, shapes[0])] + [_fit(per_level[(k - 1) // 3], s) for k, s in enumerate(shapes) if k]
-
-
-def _rdo_lower(
-    symbols: list[np.ndarray],
-    residuals: list[np.ndarray],
-    steps: list[float],
-    weights: list[Any],
-    start: int = 0,
-    neighbour_bits: bool = True,
-) -> None:
-    """Encoder-only rate-distortion quantization: a coefficient m steps out becomes m - 1 where the bits that
-    saves, under the table its group gets, are worth more than the squared error it adds ((2 (x - m) + 1)
-    steps^2 for a coefficient x steps from 0; 2x - 1 for a 1 that becomes 0), times the error's weight where
-    it lands (ssim_weights: where the original varies little, errors count more). An isolated 1 in a quiet
-    neighbourhood goes, a 1 among busy ones stays: what JPEG 2000's rate allocation gets by truncating each
-    code-block's bit-planes where its slope is too low. Lowering larger values too (not only 1 -> 0) measured
-    +0.01 to +0.04 dB at 0.25-1 bpp on the real crops, and lifted SSIM at 0.25 bpp. Only subbands from `start`
-    (coding order) are lowered: a subband's decisions depend on coarser ones only, so the coarse subbands can be
-    settled before a finer level is predicted from them. A lowered first-phase magnitude also quiets its four
-    second-phase neighbours' contexts, and the bits that saves in their groups count with its own (`_Walk.fed`):
-    an isolated value in a quiet neighbourhood costs more than its own bits. Measured against the lowering on own
-    bits alone (8 real crops coded to 0.25 / 0.5 / 1 bpp by rate control, probe): PSNR +0.023 / +0.023 / +0.028 dB
-    on the multilooked and oversampled crops, +0.026 / +0.015 / +0.013 on single-look, SSIM within 0.002,
-    multilooked PSNR +0.025 / +0.010 / +0.049 and +0.016 / -0.013 / +0.005. Counting the children's and later
-    siblings' contexts too (whose activity a magnitude also feeds) added at most 0.004 dB for twice the time.
-    Without `neighbour_bits`, each value is priced on its own bits (0.5.0's encoder: the ablation)."""
-    walk = _Walk(symbols, neighbour_bits)
-    lowered = [walk.lowering(ph, values, residuals, steps, weights) for ph, values in walk.phases if ph.k >= start]
-    for k, at, v in lowered:
-        symbols[k].reshape(-1)[at] = v
-
-
-_STEPS = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
-"""The four neighbours' (row, column) offsets."""
-
-
-class _Walk:
-    """One walk over the encoder's symbols as they stand (`phases`: each phase as grouped, with its symbols in
-    order), and what the lowering prices with: each phase's per-bucket tables, made when first asked for, and the
-    bits a first-phase magnitude saves in its neighbours' contexts."""
-
-    def __init__(self, symbols: list[np.ndarray], neighbour_bits: bool = True) -> None:
-        self.symbols, self.neighbour_bits = symbols, neighbour_bits
-        self.phases: list[tuple[_Phase, np.ndarray]] = []
-
-        def visit(ph: _Phase) -> np.ndarray:
-            values = symbols[ph.k].reshape(-1)[ph.order]
-            self.phases.append((ph, values))
-            return values
-
-        _traverse([s.shape for s in symbols], visit, CONTEXTS)
-        self._at = {(ph.k, ph.phase): i for i, (ph, _) in enumerate(self.phases)}
-        self._tables: dict[tuple[int, int], np.ndarray] = {}
-        self._quieter: dict[int, np.ndarray] = {}
-
-    def lowering(
-        self, ph: _Phase, values: np.ndarray, residuals: list[np.ndarray], steps: list[float], weights: list[Any]
-    ) -> tuple[int, np.ndarray, np.ndarray]:
-        """`_lowering` of one walked phase, a first phase's bits saved in its neighbours' contexts counted too."""
-        if not _in_tables(values).size:  # nothing to lower: no tables to make
-            return ph.k, np.zeros(0, np.intp), np.zeros(0, values.dtype)
-        fed = (lambda at: self.fed(ph.k, at)) if ph.phase == 0 and self.neighbour_bits else None
-        return _lowering(ph, values, residuals, steps, weights, self.tables(ph.k, ph.phase), fed)
-
-    def tables(self, k: int, phase: int) -> np.ndarray:
-        """The table of each bucket of a phase (`_group_scales`)."""
-        if (k, phase) not in self._tables:
-            ph, values = self.phases[self._at[(k, phase)]]
-            self._tables[(k, phase)] = _group_scales(ph, _indices(values))
-        return self._tables[(k, phase)]
-
-    def fed(self, k: int, at: np.ndarray) -> np.ndarray:
-        """At the first-phase cells `at` (flat positions) of subband k, the bits a magnitude one lower would save
-        in its four second-phase neighbours' groups (`quieter`), whose activity it is NEIGHBOUR_WEIGHT of."""
-        (rows, cols), saved = self.symbols[k].shape, self.quieter(k)
-        r, c = divmod(at, cols)
-        r, c = r + _STEPS[:, :1], c + _STEPS[:, 1:]  # the four neighbours, one row each
-        inside = (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
-        return np.sum(saved[np.where(inside, r * cols + c, 0)] * inside, axis=0)
-
-    def quieter(self, k: int) -> np.ndarray:
-        """Per cell of subband k (flat), the bits its symbol would save if its activity were NEIGHBOUR_WEIGHT lower:
-        under the table of the bucket it would fall into instead of its own (negative where a quieter context costs
-        it more; 0 where the bucket stays, and in the first phase, whose contexts no neighbour feeds)."""
-        if k not in self._quieter:
-            ph = self.phases[self._at[(k, 1)]][0]
-            moved = np.flatnonzero(np.take(_neighbour_moves(), ph.act, mode="clip"))
-            act, scales = ph.act[moved], self.tables(k, 1)
-            cells = _phase_cells(self.symbols[k].shape)[1][moved]
-            index = _indices(self.symbols[k].reshape(-1)[cells])
-            now = np.take(CONTEXTS.bucket_of, act, mode="clip")
-            then = np.take(CONTEXTS.bucket_of, np.maximum(act - NEIGHBOUR_WEIGHT, 0), mode="clip")
-            bits = _bank()[1]
-            saved = np.zeros(self.symbols[k].size)
-            saved[cells] = bits[scales[now], index] - bits[scales[then], index]
-            self._quieter[k] = saved
-        return self._quieter[k]
-
-
-@lru_cache(maxsize=1)
-def _neighbour_moves() -> np.ndarray:
-    """Per activity (the last entry standing for all above it), whether NEIGHBOUR_WEIGHT less moves it to another
-    bucket."""
-    act = np.arange(CONTEXTS.edges[-1] + NEIGHBOUR_WEIGHT + 1)
-    quieter = np.maximum(act - NEIGHBOUR_WEIGHT, 0)
-    return np.take(CONTEXTS.bucket_of, act, mode="clip") != np.take(CONTEXTS.bucket_of, quieter, mode="clip")
-
-
-def _lower_second_phases(
-    symbols: list[np.ndarray], residuals: list[np.ndarray], steps: list[float], weights: list[Any], subbands: set[int]
-) -> None:
-    """`_rdo_lower` on the second phases of `subbands` only, each grouped from the symbols as they stand instead of
-    walked to (encoder: after their phase laws changed them, RDO_PASSES times)."""
-    for _ in range(RDO_PASSES):
-        done = _Done(symbols)  # a pass's decisions are applied after it: every phase sees the same magnitudes
-        phases = [_second_phase(done, k) for k in sorted(subbands)]
-        lowered = [_lowering(ph, symbols[ph.k].reshape(-1)[ph.order], residuals, steps, weights) for ph in phases]
-        for k, at, v in lowered:
-            symbols[k].reshape(-1)[at] = v
-
-
-def _lowering(
-    ph: _Phase,
-    values: np.ndarray,
-    residuals: list[np.ndarray],
-    steps: list[float],
-    weights: list[Any],
-    scales: Optional[np.ndarray] = None,
-    fed: Optional[Callable[[np.ndarray], np.ndarray]] = None,
-) -> tuple[int, np.ndarray, np.ndarray]:
-    """One phase's lowering decisions (`_rdo_lower`) from its `values` (the symbols at ph.order): its subband, the
-    flat positions to lower and their values. `scales`: the table of each of its buckets where the caller has them
-    (`_group_scales`, else made here once there is something to lower); `fed`: the bits lowering the cells at given
-    positions saves in the contexts they feed (`_Walk.fed`)."""
-    k = ph.k
-    coded = _in_tables(values)
-    if not coded.size:
-        return k, coded, coded
-    if scales is None:
-        scales = _group_scales(ph, _indices(values))
-    scale = scales[np.searchsorted(ph.cuts, coded, side="right") - 1]
-    at, v = ph.order[coded], values[coded]
-    m = np.abs(v)
-    x = np.abs(residuals[k].reshape(-1)[at]) / steps[k]
-    weight = weights[k] if np.isscalar(weights[k]) else weights[k].reshape(-1)[at]
-    saved = _saved_bits()[scale, m - 1] if fed is None else _saved_bits()[scale, m - 1] + fed(at)
-    lower = np.flatnonzero(weight * (2.0 * (x - m) + 1.0) < RDO_LAMBDA * saved)
-    v = v[lower]
-    return k, at[lower], v - np.sign(v)
-
-
-def _group_scales(ph: _Phase, indices: np.ndarray) -> np.ndarray:
-    """The table that codes each bucket's group of a phase in the fewest bits (`_best_scale`; `indices` those of
-    the phase's symbols in order), an empty bucket taking its nearest non-empty one's."""
-    n = CONTEXTS.n_buckets
-    scales = np.full(n, -1, dtype=np.intp)
-    for ctx, a, b in ph.groups():
-        scales[ctx % n] = _best_scale(indices[a:b])
-    full = np.flatnonzero(scales >= 0)
-    if not full.size:
-        return np.zeros(n, dtype=np.intp)
-    return scales[full[np.argmin(np.abs(full[None, :] - np.arange(n)[:, None]), axis=1)]]
-
-
-def _table_costs(indices: np.ndarray) -> np.ndarray:
-    """The bits of table indices `indices` under each table of the bank."""
-    return _bank()[1] @ np.bincount(indices, minlength=2 * ALPHABET + 2)
-
-
-def _best_scale(indices: np.ndarray) -> int:
-    """The table that codes `indices` in the fewest bits: what the lowering assumes a group gets (it ignores the
-    index's bits, which only small groups' choices feel: their prediction chains too measured within 0.01 dB)."""
-    return int(np.argmin(_table_costs(indices)))
-
-
-@lru_cache(maxsize=1)
-def _saved_bits() -> np.ndarray:
-    """Per table and magnitude m = 1..ALPHABET (column m - 1): the bits coding m - 1 instead of m saves."""
-    bits = _bank()[1]
-    return bits[:, ALPHABET + 1 : 2 * ALPHABET + 1] - bits[:, ALPHABET : 2 * ALPHABET]
-
-
 def _predictions(base: _Bands, alphas: list[int], reference: Optional[_Bands], betas: list[int]) -> list[np.ndarray]:
     """Each subband's prediction: the base's times its weight, plus the reference band's times its own."""
     out = [b * (a / ALPHA_DENOMINATOR) for b, a in zip(base.bands, alphas)]
@@ -758,13 +251,6 @@ def _add_interscale(
                 predictions[start + o] = predictions[start + o] + predictor.apply(approx, symbols[start + o].shape)
 
 
-def _table_bits(symbols: np.ndarray) -> float:
-    """The bits of a subband's symbols under the one table that codes them best: what the encoder compares a
-    subband's coding with and without its inter-scale predictor or phase law by (its contexts would split it
-    finer)."""
-    return float(np.min(_table_costs(_indices(symbols.reshape(-1)))))
-
-
 def _fit_interscale(
     level: int,
     approx: np.ndarray,
@@ -786,7 +272,7 @@ def _fit_interscale(
         rows = max(1, residuals[k].size // INTERSCALE_PRICED)
         sample = residuals[k][::rows]
         left = sample - predictor.apply(approx, residuals[k].shape, rows)
-        saved = rows * (_table_bits(_quantize(sample, steps[k])) - _table_bits(_quantize(left, steps[k])))
+        saved = rows * (table_bits(quantize(sample, steps[k])) - table_bits(quantize(left, steps[k])))
         if saved >= INTERSCALE_KEEP * interscale.PREDICTOR_BITS:
             predicted = predictor.apply(approx, residuals[k].shape)
             residuals[k], predictions[k] = residuals[k] - predicted, predictions[k] + predicted
@@ -816,7 +302,7 @@ def _units(symbols: list[np.ndarray], offsets: list[Optional[np.ndarray]]) -> li
 def _offset(q: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Symbols `q` in float64 with the offsets `u` added at their second phase's cells (one copy of the subband)."""
     out = q.astype(np.float64)
-    out.reshape(-1)[_phase_cells(q.shape)[1]] += u
+    out.reshape(-1)[phase_cells(q.shape)[1]] += u
     return out
 
 
@@ -843,9 +329,9 @@ def _settle_levels(
             units = _units(symbols[:start], settled.offsets[:start])
             settled.approx = _rebuild(levels, predictions[:start], units, steps[:start], levels - level)
             if _fit_interscale(level, settled.approx, predictions, residuals, steps, start, settled.predictors):
-                symbols[start:] = [_quantize(r, st) for r, st in zip(residuals[start:], steps[start:])]
+                symbols[start:] = [quantize(r, st) for r, st in zip(residuals[start:], steps[start:])]
                 for _ in range(RDO_PASSES):
-                    _rdo_lower(symbols, residuals, steps, band_weights, start, neighbour_bits)
+                    rdo_lower(symbols, residuals, steps, band_weights, start, neighbour_bits)
         if predict_phases:
             _predict_phases(range(start, start + 3), residuals, symbols, steps, band_weights, settled)
     return settled
@@ -863,7 +349,7 @@ def _predict_phases(
     phase quantized again and lowered (encoder; the first phase, which the offsets come from, stays as it is)."""
     kept: set[int] = set()
     for k in subbands:
-        second = _phase_cells(symbols[k].shape)[1]
+        second = phase_cells(symbols[k].shape)[1]
         residual = residuals[k].reshape(-1)[second] / steps[k]
         sums = phase_prediction.second_phase_sums(symbols[k], second)
         law = phase_prediction.fit(residual, *sums)
@@ -871,19 +357,19 @@ def _predict_phases(
         if u is None or not _phase_law_pays(residual, u):
             continue
         residuals[k].reshape(-1)[second] -= u * steps[k]
-        symbols[k].reshape(-1)[second] = _quantize(residuals[k].reshape(-1)[second], steps[k])
+        symbols[k].reshape(-1)[second] = quantize(residuals[k].reshape(-1)[second], steps[k])
         settled.offsets[k], settled.phase_laws[k - 1] = u, law
         kept.add(k)
     if kept:
-        _lower_second_phases(symbols, residuals, steps, band_weights, kept)
+        lower_second_phases(symbols, residuals, steps, band_weights, kept)
 
 
 def _phase_law_pays(residual: np.ndarray, u: np.ndarray) -> bool:
     """Whether a second phase (`residual` in steps) is cheaper coded after the offsets `u`: the bits it saves, under
     the best single table and less PHASE_KEEP times the law's own, at the lowering's price (RDO_LAMBDA squared steps
     a bit), against the squared error the quantizer's rounding adds."""
-    before, after = _quantize(residual, 1.0), _quantize(residual - u, 1.0)
-    saved = _table_bits(before) - _table_bits(after) - PHASE_KEEP * phase_prediction.LAW_BITS
+    before, after = quantize(residual, 1.0), quantize(residual - u, 1.0)
+    saved = table_bits(before) - table_bits(after) - PHASE_KEEP * phase_prediction.LAW_BITS
     added = float(np.sum((residual - u - after) ** 2) - np.sum((residual - before) ** 2))
     return RDO_LAMBDA * saved > added
 
@@ -901,14 +387,7 @@ def _side(
     return out + interscale.encode(predictors) + sign_contexts.encode(laws) + phase_prediction.encode(phase_laws)
 
 
-def _in_tables(values: np.ndarray) -> np.ndarray:
-    """Where `values` (a phase's, or the decoder's magnitudes before their signs) are non-zero and within the tables:
-    what the lowering may lower and the sign laws code a sign for (an escaped value keeps its value, and its sign
-    rides with its distance in the escape stream)."""
-    return np.flatnonzero((values != 0) & (np.abs(values) <= ALPHABET))
-
-
-def _law_of(laws: sign_contexts.Laws, ph: _Phase) -> Optional[sign_contexts.SignLaw]:
+def _law_of(laws: sign_contexts.Laws, ph: Phase) -> Optional[sign_contexts.SignLaw]:
     """A phase's sign law: only a detail subband's second phase has decoded neighbours to take one from."""
     return laws[ph.k - 1] if ph.k and ph.phase else None
 
@@ -923,9 +402,9 @@ def _fit_signs(symbols: list[np.ndarray]) -> sign_contexts.Laws:
     """Each detail subband's sign law, where one pays (encoder): fitted on its second phase's coded signs."""
     laws: sign_contexts.Laws = []
     for sub in symbols[1:]:
-        cells = _phase_cells(sub.shape)[1]
+        cells = phase_cells(sub.shape)[1]
         values = sub.reshape(-1)[cells]
-        coded = _in_tables(values)
+        coded = in_tables(values)
         laws.append(sign_contexts.fit(*_neighbour_sums_at(sub, cells[coded]), values[coded] > 0))
     return laws
 
@@ -968,7 +447,7 @@ def encode(
     levels' LH and HL may be predicted from the approximation above them where that pays (transform.interscale);
     with `model_signs` each detail subband's second-phase signs may be coded under their neighbours' where that
     pays (sign_contexts: off by default, since phase prediction takes what they found). With `neighbour_bits` the
-    rate-distortion lowering counts the bits a value costs its neighbours' contexts (`_rdo_lower`). The refined image
+    rate-distortion lowering counts the bits a value costs its neighbours' contexts (`rdo_lower`). The refined image
     is what `decode(payload, base, step, reference)` returns: the decoder needs no SSIM weights."""
     payload, (refined,) = encode_levels(
         target, base, step, (0,), ssim, reference, predict_scales, model_signs, predict_phases, neighbour_bits
@@ -1002,10 +481,10 @@ def encode_levels(
         ref = _Bands.of(reference, levels)
         betas = [_beta_code(res, rb) for res, rb in zip(residuals, ref.bands)]
         residuals = [res - rb * (c / BETA_DENOMINATOR) if c else res for res, rb, c in zip(residuals, ref.bands, betas)]
-    symbols = [_quantize(r, s) for r, s in zip(residuals, steps)]
-    band_weights = _band_weights(target, ssim, [s.shape for s in symbols])  # after del t: peak memory
+    symbols = [quantize(r, s) for r, s in zip(residuals, steps)]
+    band_weights = error_weights(target, ssim, [s.shape for s in symbols])  # after del t: peak memory
     for _ in range(RDO_PASSES):
-        _rdo_lower(symbols, residuals, steps, band_weights, 0, neighbour_bits)
+        rdo_lower(symbols, residuals, steps, band_weights, 0, neighbour_bits)
     predictions = list(_predictions(b, alphas, ref, betas))
     settled = _settle_levels(
         levels, predictions, residuals, symbols, steps, band_weights, predict_scales, predict_phases, neighbour_bits
@@ -1015,20 +494,20 @@ def encode_levels(
     items: list[Union[_Group, _Signs]] = []  # what the stream holds, in walk order
     escapes: list[np.ndarray] = []
 
-    def visit(ph: _Phase) -> np.ndarray:
+    def visit(ph: Phase) -> np.ndarray:
         values = symbols[ph.k].reshape(-1)[ph.order]
-        indices = _indices(values)
+        indices = table_indices(values)
         law = _law_of(laws, ph)
         items.extend(_Group(ph.k, ctx, indices[a:b], law is not None) for ctx, a, b in ph.groups())
         if law is not None:
-            coded = _in_tables(values)
+            coded = in_tables(values)
             order, groups = _sign_groups(symbols[ph.k], ph.order[coded], law)
             positive = (values[coded][order] > 0).astype(np.int32)
             items.extend(_Signs(z, positive[a:b]) for z, a, b in groups)
         escapes.append(_escapes(values))
         return values
 
-    _traverse([s.shape for s in symbols], visit, CONTEXTS)
+    traverse([s.shape for s in symbols], visit, CONTEXTS)
     words = _encode_groups(items, len(symbols))
     side = zlib.compress(_side(alphas, betas, settled.predictors, laws, settled.phase_laws), 9)
     payload = (
@@ -1147,20 +626,20 @@ def _magnitudes(indices: np.ndarray) -> np.ndarray:
 
 
 def _encode_groups(items: list[Union[_Group, _Signs]], n_bands: int) -> np.ndarray:
-    """Each group's table (as a difference from its prediction, `_ScalePrediction.choose`, by the whole symbols'
+    """Each group's table (as a difference from its prediction, `ScalePrediction.choose`, by the whole symbols'
     cost: folded or not, a group's best table is the same but for rounding) then its symbols, and each sign
     context's signs, in one ANS stream (format 8's contexts, CONTEXTS)."""
     import constriction
 
-    prediction = _ScalePrediction(n_bands, CONTEXTS)
+    prediction = ScalePrediction(n_bands, CONTEXTS)
     coded: list[tuple[np.ndarray, Any]] = []  # (symbols, model) in decoding order
     for item in items:
         if isinstance(item, _Signs):
             coded.append((item.positive, sign_contexts.model(item.z)))
             continue
         scale, delta = prediction.choose(item.k, item.ctx, item.indices)
-        coded.append((np.array([delta], dtype=np.int32), _delta_model(CONTEXTS.delta_scale)))
-        coded.append((_magnitudes(item.indices) if item.folded else item.indices, _categorical(scale, item.folded)))
+        coded.append((np.array([delta], dtype=np.int32), index_delta_model(CONTEXTS.delta_scale)))
+        coded.append((_magnitudes(item.indices) if item.folded else item.indices, categorical(scale, item.folded)))
     coder = constriction.stream.stack.AnsCoder()
     for symbols, model in reversed(coded):  # a stack: what is decoded first is pushed last
         coder.encode_reverse(symbols, model)
@@ -1205,10 +684,10 @@ def _decode(
     symbols = [np.zeros(b.shape, dtype=np.int64) for b in base.bands[:n_decoded]]
     escaped: list[tuple[int, np.ndarray]] = []
     contexts = syntax.contexts
-    prediction = _ScalePrediction(n_bands, contexts)
-    delta_model = _delta_model(contexts.delta_scale)
+    prediction = ScalePrediction(n_bands, contexts)
+    delta_model = index_delta_model(contexts.delta_scale)
 
-    def visit(ph: _Phase) -> np.ndarray:
+    def visit(ph: Phase) -> np.ndarray:
         values = np.empty(ph.order.size, dtype=np.int64)
         law = _law_of(laws, ph)
         for ctx, a, b in ph.groups():
@@ -1216,7 +695,7 @@ def _decode(
             if not 0 <= scale < N_SCALES:
                 raise ContainerError("refinement layer table index out of range")
             prediction.update(ph.k, ctx, scale)
-            decoded = np.asarray(coder.decode(_categorical(scale, law is not None), b - a), dtype=np.int64)
+            decoded = np.asarray(coder.decode(categorical(scale, law is not None), b - a), dtype=np.int64)
             values[a:b] = decoded if law is not None else decoded - ALPHABET
         if law is not None:
             _decode_signs(coder, symbols[ph.k], ph.order, values, law)
@@ -1224,7 +703,7 @@ def _decode(
         symbols[ph.k].reshape(-1)[ph.order] = values
         return values
 
-    _traverse([b.shape for b in base.bands], visit, contexts, n_decoded)
+    traverse([b.shape for b in base.bands], visit, contexts, n_decoded)
     if level == 0 and not coder.is_empty():
         raise ContainerError("refinement layer has trailing or corrupt data")
     _restore_escapes(symbols, escaped, data[pos + 4 + 4 * n_words :], level == 0)
@@ -1273,7 +752,7 @@ def _phase_offsets(symbols: list[np.ndarray], phase_laws: phase_prediction.Laws)
     for k in range(1, len(symbols)):
         law = phase_laws[k - 1]
         if law is not None:
-            second = _phase_cells(symbols[k].shape)[1]
+            second = phase_cells(symbols[k].shape)[1]
             offsets[k] = law.offsets(*phase_prediction.second_phase_sums(symbols[k], second))
     return offsets
 
@@ -1283,7 +762,7 @@ def _decode_signs(
 ) -> None:
     """Signs the non-zero magnitudes `values` (a second phase's, at `order` in subband `sub`, whose first phase is
     decoded) from the stream, in place; escapes keep theirs for later."""
-    coded = _in_tables(values)
+    coded = in_tables(values)
     sign_order, groups = _sign_groups(sub, order[coded], law)
     negative = np.zeros(coded.size, dtype=bool)
     for z, a, b in groups:

@@ -54,7 +54,7 @@ the tile's encoder fits (engine.codec.entropy.sign_contexts), and that phase pre
 inter-scale predictors. 9: each tile may predict its finest levels' LH and HL subbands from the approximation above
 them (engine.codec.transform.interscale; the predictors ride in the refinement layer's side information). 8: the
 refinement layer's contexts are finer (17 activity buckets, was 13) and a group's table index is coded under a
-narrower law (engine.codec.entropy.refine.CONTEXTS). 7: a band's block means are coded in a step of its own (header:
+narrower law (engine.codec.entropy.contexts.CONTEXTS). 7: a band's block means are coded in a step of its own (header:
 the band's mean_log2_step), and every block takes an offset of its own (radiometry.offset_field; 6 interpolated them
 between block centres). 6: the autoencoder base is retired (no latents in chunks), a file id binds the header and
 every chunk, the header lists bands and states the tiling. 5: the refinement layer's wavelet goes to 8 levels (was

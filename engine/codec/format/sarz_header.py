@@ -33,7 +33,7 @@ from typing import Any
 from ... import preprocessing as pp
 from ...errors import ContainerError, SARCompressorError
 from ...io.raster_io import RasterInfo, _float_from_json, _float_to_json
-from ..entropy import refine
+from ..entropy import refine, tables
 from .container import FORMAT_VERSION, PLAIN_VERSION, READ_VERSIONS
 from .layout import BLOCK_SIDES, LEGACY_BLOCK, MEAN_CORRECTIONS, MEAN_LOG2_STEPS, STREAMS, Layout, tiles_hold
 
@@ -110,7 +110,7 @@ def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) 
         "tiling": {"tile_width": layout.tile_width, "tile_height": layout.tile_height, "order": TILE_ORDER},
         "streams": list(STREAMS),
         "tools": dict(TOOLS),
-        "refine": {"wavelet": "cdf97", "levels": refine.LEVELS, "dead_zone": refine.DEAD_ZONE},
+        "refine": {"wavelet": "cdf97", "levels": refine.LEVELS, "dead_zone": tables.DEAD_ZONE},
         "gain_blocks": {"block_size": layout.block, "offsets": BLOCK_OFFSETS},
     }
 
@@ -244,7 +244,7 @@ def _band_layout(
         "bright": bright["step_db"] == layout.bright_step_db and math.isfinite(layout.bright_threshold),
         "refine": header["refine"]["wavelet"] == "cdf97"
         and header["refine"]["levels"] == refine.LEVELS
-        and header["refine"]["dead_zone"] == refine.DEAD_ZONE,
+        and header["refine"]["dead_zone"] == tables.DEAD_ZONE,
     }
     return layout, info, checks
 

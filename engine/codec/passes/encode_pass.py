@@ -89,7 +89,7 @@ class EncodeOptions:
     off: no subband is (the ablation)."""
     neighbour_bits: bool = True
     """Count, in the rate-distortion lowering, the bits a value costs its neighbours' contexts (engine.codec.
-    entropy.refine._rdo_lower); off: each value on its own bits, as 0.5.0 (the ablation)."""
+    entropy.rd_lowering.rdo_lower); off: each value on its own bits, as 0.5.0 (the ablation)."""
     refine_step: Optional[float] = None
     """A step between the ladder's (rate control); None: the quality's own."""
 

@@ -34,7 +34,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..engine.errors import CancelledError, SARCompressorError
+from ..engine.codec.format.container import MAGIC
+from ..engine.errors import CancelledError, InputError, SARCompressorError
 from ..engine.io.output_paths import guarded_outputs
 from ..engine.io.raster_io import is_gdal_name, open_info
 from .progress import StageProgress
@@ -113,22 +114,76 @@ def layer_dataset(layer: Optional[QgsRasterLayer]) -> Optional[str]:
     return layer.source() if layer_file(layer) else None
 
 
-def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
-    """The GDAL dataset name of a file-based raster layer (layer_dataset); anything else (WMS, database...) is
-    refused."""
+def layer_problem(layer: Optional[QgsRasterLayer], what: str) -> Optional[str]:
+    """Why SAR Compressor cannot read a layer (not loaded, another provider than GDAL, its file gone, not a file),
+    or None: what raster_file refuses, and what the panel says before Run."""
     if layer is None or not layer.isValid():
-        raise QgsProcessingException(f"The {what} raster layer could not be loaded.")
+        return f"The {what} raster layer could not be loaded."
     if layer.providerType() != "gdal":
-        raise QgsProcessingException(
+        return (
             f"The {what} layer '{layer.name()}' comes from the '{layer.providerType()}' provider; "
             "SAR Compressor reads files only: save it as a GeoTIFF first."
         )
-    dataset = layer_dataset(layer)
-    if dataset is None:
-        raise QgsProcessingException(
-            f"The {what} layer '{layer.name()}' is not a file on disk ({layer.source()}); save it as a GeoTIFF first."
+    if layer_dataset(layer) is not None:
+        return None
+    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
+    if path and not Path(path).exists():
+        return (
+            f"The {what} layer '{layer.name()}' reads {path}, which no longer exists (moved or deleted): "
+            "add the file again from where it is now."
         )
-    return dataset
+    return f"The {what} layer '{layer.name()}' is not a file on disk ({layer.source()}); save it as a GeoTIFF first."
+
+
+def raster_file(layer: Optional[QgsRasterLayer], what: str) -> str:
+    """The GDAL dataset name of a file-based raster layer (layer_dataset); anything else (WMS, database, a file
+    that is gone...) is refused (layer_problem)."""
+    problem = layer_problem(layer, what)
+    if problem is not None:
+        raise QgsProcessingException(problem)
+    return layer_dataset(layer)
+
+
+def input_file_problem(name: str, value: str, sarz: bool) -> Optional[str]:
+    """Why QGIS refused the file parameter `name` (`sarz`: it wants a .sarz, else a raster), where its own words
+    mislead ('Could not load source layer for INPUT: x.sarz not found' of a file that is there): the path is
+    missing or a folder, a .sarz where a raster is wanted or the reverse, or not a raster GDAL reads. None where
+    none of these explains it."""
+    if not value or is_gdal_name(value):
+        return None
+    path = Path(value)
+    if not path.exists():
+        return f"{name}: {value} was not found (no such file, nor a layer of that name in the project)."
+    if path.is_dir():
+        return f"{name}: {value} is a folder, not a file."
+    try:
+        with open(path, "rb") as f:
+            is_sarz = f.read(len(MAGIC)) == MAGIC
+    except OSError as exc:
+        return f"{name}: cannot read {value}: {exc.strerror or exc}."
+    if sarz and not is_sarz:
+        return f"{name}: {value} is not a .sarz file (SAR Compressor's compressed format)."
+    if is_sarz and not sarz:
+        return (
+            f"{name}: {value} is a compressed .sarz file: decode it with 'Decompress SAR raster' first (or drop it "
+            "on the map to open it)."
+        )
+    if not sarz:
+        try:
+            open_info(path)
+        except InputError as exc:
+            return f"{name}: {exc}"
+    return None
+
+
+def enum_name_problem(param: QgsProcessingParameterDefinition, value: object) -> Optional[str]:
+    """Why an option-name parameter (static_enum) refused `value`, naming its options: qgis_process's help offers
+    their numbers, which QGIS then refuses as 'Incorrect parameter value'; None where it is not such a case."""
+    if not isinstance(param, QgsProcessingParameterEnum) or not param.usesStaticStrings() or value is None:
+        return None
+    if str(value) in param.options():
+        return None
+    return f"{param.name()}: {value} is not one of {', '.join(param.options())} (give the option's name)."
 
 
 def band_count(layer: QgsRasterLayer) -> int:
@@ -250,6 +305,8 @@ class SARAlgorithm(QgsProcessingAlgorithm):
     DISPLAY_NAME = ""
     GROUP_ID = "compression"  # a key of GROUPS
     DEPENDENCIES: tuple[str, ...] = CODEC_MODULES
+    FILE_INPUTS: tuple[tuple[str, bool], ...] = ()
+    """(parameter, wants a .sarz) of each parameter that names a file the algorithm reads (refusal_reason)."""
 
     def createInstance(self) -> SARAlgorithm:  # noqa: N802 (QGIS API names)
         return type(self)()
@@ -265,6 +322,20 @@ class SARAlgorithm(QgsProcessingAlgorithm):
 
     def groupId(self) -> str:  # noqa: N802
         return self.GROUP_ID
+
+    def refusal_reason(self, parameters: dict) -> Optional[str]:
+        """Why QGIS's own check refused one of the files given as paths (input_file_problem), in words that name
+        the problem; None to keep QGIS's message."""
+        for name, sarz in self.FILE_INPUTS:
+            value = parameters.get(name)
+            problem = input_file_problem(name, value, sarz) if isinstance(value, str) else None
+            if problem:
+                return problem
+        for param in self.parameterDefinitions():
+            problem = enum_name_problem(param, parameters.get(param.name()))
+            if problem:
+                return problem
+        return None
 
     def resolve_inputs(self, parameters: dict, context: QgsProcessingContext) -> None:
         """Turn layers into files and bands, raising QgsProcessingException for unusable input (default:
@@ -290,7 +361,7 @@ class SARAlgorithm(QgsProcessingAlgorithm):
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API names)
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
-            return ok, message
+            return ok, self.refusal_reason(parameters) or message
         try:
             require_dependencies(self.DEPENDENCIES)
             self.resolve_inputs(parameters, context)

@@ -53,6 +53,7 @@ class CompressAlgorithm(SARAlgorithm):
 
     NAME = "compress"
     DISPLAY_NAME = "Compress SAR raster"
+    FILE_INPUTS = (("INPUT", False),)
 
     def __init__(self) -> None:
         super().__init__()

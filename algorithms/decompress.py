@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from qgis.core import (
+    QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
 
-from .common import SARAlgorithm, cancelled, destination_rules, geotiff_path
+from .common import SARAlgorithm, cancelled, destination_rules, engine_errors, geotiff_path
 
 
 class DecompressAlgorithm(SARAlgorithm):
@@ -17,6 +18,7 @@ class DecompressAlgorithm(SARAlgorithm):
 
     NAME = "decompress"
     DISPLAY_NAME = "Decompress SAR raster"
+    FILE_INPUTS = (("INPUT", True),)
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
@@ -43,6 +45,19 @@ class DecompressAlgorithm(SARAlgorithm):
         band = QgsProcessingParameterNumber("BAND", self.tr("Band (0: every band)"), integer, 0, False, 0)
         self.advanced(band)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Decompressed raster")))
+
+    def resolve_inputs(self, parameters, context) -> None:
+        """Main thread, before the run: the file is a .sarz this version reads (its header), and holds BAND; a
+        batch refuses a bad row before any row runs."""
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        band = self.parameterAsInt(parameters, "BAND", context)
+        with engine_errors():
+            header = self.engine("api").read_header(source)
+        bands = sorted(int(entry["source_band"]) for entry in header["bands"])
+        if band and band not in bands:
+            raise QgsProcessingException(
+                f"BAND: {source} holds no band {band}; its bands are {', '.join(map(str, bands))} (0: every band)."
+            )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         """Worker thread: one call into the engine."""

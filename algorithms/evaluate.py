@@ -33,6 +33,7 @@ class EvaluateAlgorithm(SARAlgorithm):
     DISPLAY_NAME = "Evaluate reconstruction"
     GROUP_ID = "quality"
     DEPENDENCIES = METRICS_MODULES
+    FILE_INPUTS = (("ORIGINAL", False), ("RECONSTRUCTION", False))
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,6 +100,8 @@ class EvaluateAlgorithm(SARAlgorithm):
                 return cancelled(feedback)
             with engine_errors():
                 picture = self._picture(metrics_module, metrics)
+            if feedback.isCanceled():  # the picture reads both rasters again: a cancel may come meanwhile
+                return cancelled(feedback)
             _write_report(Path(report), _report_html(self._files, self._bands, metrics, picture))
         feedback.setProgress(100)
         results["OUTPUT"] = report

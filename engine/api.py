@@ -162,15 +162,15 @@ class ArrayResult:
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _file_sink(path: Path, cog: bool, log: Log = None, overwrite: bool = True) -> SinkOpener:
-    """Opens a tiled GeoTIFF at `path` (atomic; `overwrite`: output_paths.replace_into's) for the finished strips of
-    every band."""
+def _file_sink(path: Path, cog: bool, log: Log = None, overwrite: bool = True, cancel: Cancel = None) -> SinkOpener:
+    """Opens a tiled GeoTIFF at `path` (atomic; `overwrite`: output_paths.replace_into's; `cancel` asked until the
+    rename) for the finished strips of every band."""
 
     @contextlib.contextmanager
     def open_sink(info: RasterInfo) -> Iterator[BandSinks]:
         if log is not None:
             log(f"decoding {info.width}x{info.height}, {info.count} band(s) -> {info.dtype} {path}")
-        with StripWriter(path, info, cog=cog, overwrite=overwrite) as writer:
+        with StripWriter(path, info, cog=cog, overwrite=overwrite, cancel=cancel) as writer:
             yield lambda i: lambda row0, rows: writer.write(row0, rows, band=i + 1)
 
     return open_sink
@@ -369,7 +369,7 @@ def compress_file(
                 write,
                 start,
                 target_bpp=target_bpp,
-                open_sink=_file_sink(recon, cog, overwrite=overwrite) if recon else None,
+                open_sink=_file_sink(recon, cog, overwrite=overwrite, cancel=cancel) if recon else None,
                 spool_parent=dst.parent,
                 progress=progress,
                 cancel=cancel,
@@ -580,7 +580,7 @@ def decompress_file(
     with ContainerReader(src) as reader:
         size, raster = reader.file_size, reader.header["raster"]
         with bounded_gdal_cache(streaming_cache_mb(raster["width"], raster["dtype"])):
-            passes = _decode(reader, _file_sink(dst, cog, log, overwrite), band, progress, cancel, warn)
+            passes = _decode(reader, _file_sink(dst, cog, log, overwrite, cancel), band, progress, cancel, warn)
     layout = passes[0].layout
     stats = DecompressStats(
         input_bytes=size,

@@ -268,6 +268,27 @@ def test_evaluate_can_be_cancelled_during_its_metrics(compressed, scene, tmp_pat
     assert not report.exists() and not any(info.startswith("PSNR") for info in feedback.infos)
 
 
+def test_evaluate_cancelled_while_it_draws_writes_no_report(compressed, scene, tmp_path, monkeypatch):
+    """A cancel that came after the metrics (while the picture read both rasters again) was ignored: the report
+    was written and the run returned every figure."""
+    import processing
+
+    from sar_compressor.algorithms.evaluate import EvaluateAlgorithm
+
+    feedback = RecordingFeedback()
+    draw = EvaluateAlgorithm._picture
+
+    def picture(self, metrics_module, metrics):
+        feedback.cancel()
+        return draw(self, metrics_module, metrics)
+
+    monkeypatch.setattr(EvaluateAlgorithm, "_picture", picture)
+    report = tmp_path / "report.html"
+    params = {"ORIGINAL": str(scene), "RECONSTRUCTION": compressed[0]["RECONSTRUCTION"], "OUTPUT": str(report)}
+    assert processing.run("sar_compressor:evaluate", params, feedback=feedback) == {}
+    assert not report.exists() and "Cancelled: no output was written." in feedback.infos
+
+
 def test_evaluate_report_never_replaces_an_input_nor_goes_to_a_missing_folder(compressed, scene, tmp_path):
     """The report follows Compress's and Decompress's destination rules, before any work: an HTML page written
     over the original (or the reconstruction) destroyed it; a missing folder was a Python traceback."""
@@ -811,3 +832,46 @@ def test_decompress_warns_when_the_bands_nodata_values_differ(provider, tmp_path
         feedback=feedback,
     )
     assert any("band 2 (-9999.0) against band 1 (0.0)" in w for w in feedback.warnings), feedback.warnings
+
+
+def test_a_wrong_file_is_named_for_what_it_is_before_the_run(compressed, scene, tmp_path):
+    """QGIS's own check said 'Could not load source layer for INPUT: x.sarz not found' of a .sarz (or a text file)
+    given to Compress, and 'Incorrect parameter value for INPUT' of a GeoTIFF given to Decompress; a missing .sarz
+    and a band it does not hold were found only once the run had started (a batch ran the rows before them)."""
+    import processing
+
+    sarz = compressed[0]["OUTPUT"]
+    text = tmp_path / "notes.txt"
+    text.write_text("not a raster")
+    out = str(tmp_path / "out.sarz")
+    refused = {
+        ("compress", "INPUT", sarz): "is a compressed .sarz file: decode it with 'Decompress SAR raster'",
+        ("compress", "INPUT", str(text)): "INPUT: ",
+        ("compress", "INPUT", str(tmp_path)): "is a folder",
+        ("evaluate", "RECONSTRUCTION", sarz): "RECONSTRUCTION: .* is a compressed .sarz file",
+        ("decompress", "INPUT", str(scene)): "is not a .sarz file",
+        ("decompress", "INPUT", str(tmp_path / "nope.sarz")): "cannot open .*nope.sarz: No such file",
+    }
+    for (name, parameter, value), message in refused.items():
+        params = {"INPUT": str(scene), "ORIGINAL": str(scene), "RECONSTRUCTION": str(scene), parameter: value}
+        params["OUTPUT"] = (
+            out if name == "compress" else str(tmp_path / ("out.tif" if name == "decompress" else "r.html"))
+        )
+        with pytest.raises(QgsProcessingException, match=message):
+            processing.run(f"sar_compressor:{name}", params)
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById("sar_compressor:decompress")
+    params = {"INPUT": sarz, "BAND": 5, "OUTPUT": str(tmp_path / "band5.tif")}
+    ok, message = algorithm.checkParameterValues(params, QgsProcessingContext())
+    assert not ok and "holds no band 5; its bands are 1" in message
+    assert not list(tmp_path.glob("out*")) and not (tmp_path / "band5.tif").exists()
+
+
+def test_an_option_given_by_its_number_is_refused_with_the_names(provider, scene, tmp_path):
+    """qgis_process's help lists KIND's options as numbers ('0: auto ... 5: native'), and QGIS refused KIND=3 with
+    only 'Incorrect parameter value for KIND'."""
+    import processing
+
+    params = {"INPUT": str(scene), "KIND": "3", "OUTPUT": str(tmp_path / "o.sarz")}
+    with pytest.raises(QgsProcessingException, match="KIND: 3 is not one of auto, intensity, .*option's name"):
+        processing.run("sar_compressor:compress", params)
+    assert not list(tmp_path.iterdir())

@@ -275,6 +275,26 @@ def test_cancel_leaves_no_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.sarz", "scene.tif"]
 
 
+def test_a_cancel_after_the_last_strip_still_leaves_no_file(tmp_path):
+    """A cancel that came once every strip was decoded (while GDAL flushed and the file was read back) was ignored:
+    the GeoTIFF was written and the run reported success; an older file there stays as it was."""
+    src = write_scene(tmp_path / "scene.tif", 512, 200, seed=1)
+    api.compress_file(src, tmp_path / "c.sarz")
+    old = tmp_path / "d.tif"
+    old.write_bytes(b"the user's file")
+    decoded: list[bool] = []
+
+    def progress(done: int, total: int) -> None:
+        decoded.append(done >= total)
+
+    for cog in (False, True):
+        with pytest.raises(CancelledError):
+            api.decompress_file(tmp_path / "c.sarz", old, cog=cog, progress=progress, cancel=lambda: any(decoded))
+        assert any(decoded) and old.read_bytes() == b"the user's file"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["c.sarz", "d.tif", "scene.tif"]
+        decoded.clear()
+
+
 def test_quality_is_monotonic():
     """Each quality refines at a finer step: strictly larger files, strictly closer to the input."""
     arr = _scene(128, 128, seed=7)

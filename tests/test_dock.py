@@ -439,16 +439,46 @@ def test_unloading_during_a_run_cancels_it_and_removes_its_scratch_folder(make_d
     assert not scratch.exists() and not list((tmp_path / "out").iterdir())
 
 
+def test_a_cancel_from_qgis_says_cancelled_not_failed(make_dock, provider, tmp_path, qgis_iface, monkeypatch):
+    """QGIS cancels a task itself (the task manager's cancel button, quitting QGIS with the run going): the panel
+    said 'The run failed; see the Processing log' and pushed it to the message bar."""
+    warnings: list[str] = []
+    monkeypatch.setattr(qgis_iface.messageBar(), "pushWarning", lambda title, text: warnings.append(text))
+    dock = make_dock()
+    dock.set_layer(_scene_layer(tmp_path, 1024, "big"))
+    dock.set_output_folder(str(tmp_path / "out"))
+    loop = QEventLoop()
+    dock.run_button.click()
+    run = dock.run
+    run.finished.connect(loop.quit)
+    run.progressChanged.connect(loop.quit)
+    QTimer.singleShot(RUN_TIMEOUT_S * 1000, loop.quit)
+    loop.exec_()  # until the task reports progress
+    run.progressChanged.disconnect(loop.quit)
+    assert run.running
+    run.task.cancel()  # what QGIS does, not the panel's Cancel button
+    if run.running:
+        loop.exec_()
+    assert not run.running and not run.cancel_requested and not run.successful
+    assert dock.status_label.text() == "Cancelled." and not warnings
+    assert not list((tmp_path / "out").glob("*.sarz"))
+
+
 def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene):
-    Path(scene.source()).unlink()  # the layer stays open, but the algorithm needs the file
+    """A layer whose file was deleted was called 'not a file on disk; save it as a GeoTIFF first', and Run stayed
+    enabled for it."""
     dock = make_dock()
     dock.set_layer(scene)
+    Path(scene.source()).unlink()  # the layer stays open, but the algorithm needs the file
 
     assert _run(dock) == []  # prepareAlgorithm refused it: no task was queued
     assert dock.run.successful is False
-    assert "not a file on disk" in dock.status_label.text()
+    assert "which no longer exists (moved or deleted)" in dock.status_label.text()
     assert dock.last_error == dock.status_label.text()
-    assert not dock.load_button.isEnabled() and dock.run_button.isEnabled()
+    assert not dock.load_button.isEnabled() and not dock.run_button.isEnabled()
+    dock.set_layer(None)
+    dock.set_layer(scene)
+    assert "no longer exists" in dock.summary_label.text() and not dock.run_button.isEnabled()
 
 
 def test_missing_dependency_shows_message_not_traceback(make_dock, monkeypatch, scene):

@@ -41,7 +41,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..algorithms.common import band_count, layer_dataset, layer_file
+from ..algorithms.common import band_count, layer_dataset, layer_file, layer_problem
 from ..algorithms.compress import KINDS
 from ..algorithms.styling import apply_matching_style
 from ..engine.codec.passes.quality import DEFAULT_QUALITY, N_QUALITIES
@@ -395,8 +395,8 @@ class SARCompressorDock(QDockWidget):
     def _update_state(self) -> None:
         running = self.run is not None and self.run.running
         ready = self._engine.ok
-        has_layer = self.layer_combo.currentLayer() is not None
-        self.run_button.setEnabled(ready and has_layer and not running and bool(self.output_folder()))
+        readable = layer_dataset(self.layer_combo.currentLayer()) is not None  # else the summary says why
+        self.run_button.setEnabled(ready and readable and not running and bool(self.output_folder()))
         self.cancel_button.setEnabled(self.run is not None and self.run.running)
         self.load_button.setEnabled(not running and bool(self.last_results.get("RECONSTRUCTION")))
         self.view_combo.setEnabled(self._comparison is not None)
@@ -494,7 +494,7 @@ class SARCompressorDock(QDockWidget):
         if not successful or original is None:
             self.last_error = self.run.error_message() if not successful else self._input_removed_text(info)
             self._set_status(self.last_error, error=True)
-            if self.iface is not None and not self.run.cancel_requested:
+            if self.iface is not None and not self.run.cancelled:
                 self.iface.messageBar().pushWarning("SAR Compressor", self.last_error)
             self._update_state()
             self.runFinished.emit(False)
@@ -522,7 +522,7 @@ class SARCompressorDock(QDockWidget):
         path = layer_dataset(layer)
         self.summary = None
         if path is None:
-            self.summary_label.setText("" if layer is None else "Not a file on disk: save it as a GeoTIFF first.")
+            self.summary_label.setText("" if layer is None else layer_problem(layer, "input") or "")
         else:
             try:
                 self.summary = summarize_input(path, self._band())

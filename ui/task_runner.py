@@ -115,10 +115,16 @@ class AlgorithmRun(QObject):
         self.results = dict(results or {})
         self.finished.emit(self.successful, self.results)
 
+    @property
+    def cancelled(self) -> bool:
+        """Cancelled by the panel, or by QGIS (the task manager's cancel button, or quitting QGIS with the task
+        running): both cancel the feedback."""
+        return self.cancel_requested or self.feedback.isCanceled()
+
     def error_message(self) -> str:
         """What went wrong, for the panel: the algorithm's own errors, or a plain 'cancelled'."""
         if self.feedback.errors:  # a failed prepare cancels the task too: its error comes first
             return "\n".join(self.feedback.errors)
-        if self.cancel_requested:
+        if self.cancelled:
             return "Cancelled."
         return "The run failed; see the Processing log (View > Panels > Log Messages) for details."

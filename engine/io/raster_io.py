@@ -13,7 +13,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .. import preprocessing as pp
-from ..errors import InputError, OutputError
+from ..errors import CancelledError, InputError, OutputError
 from .output_paths import VRT_SOURCE_TAG, check_outputs, replace_into, temp_path
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -448,6 +448,8 @@ class StripWriter:
     are never replaced (OutputError). `info` describes the output (size, bands, georeferencing, descriptions,
     tags); `dtype` and `nodata` default to the info's (pass nodata=None to write none). `cog=True` converts the
     finished file to a Cloud Optimized GeoTIFF with averaged overviews (GDAL COG driver), still atomically.
+    `cancel` is asked again between the finishing steps (flush, read-back, COG conversion) up to the rename: a
+    cancel there leaves the destination as it was too (the read-back takes a second per gigabyte).
     """
 
     def __init__(
@@ -460,6 +462,7 @@ class StripWriter:
         compress: str = "DEFLATE",
         cog: bool = False,
         overwrite: bool = True,
+        cancel: Optional[Callable[[], bool]] = None,
     ):
         if blocksize % 16:
             raise ValueError("blocksize must be a multiple of 16")
@@ -471,6 +474,7 @@ class StripWriter:
         self.compress = compress
         self.cog = cog
         self.overwrite = overwrite
+        self.cancel = cancel
         self._tmp = temp_path(self.path)
         self._ds = None
 
@@ -571,15 +575,22 @@ class StripWriter:
             return
         try:
             self._close()
+            self._check_cancel()
             self._check_complete()
             if self.cog:
+                self._check_cancel()
                 self._to_cog()
                 self._check_complete()
+            self._check_cancel()
             check_outputs([], [self.path], overwrite=True)  # still not a folder/FIFO/device at the last moment
             replace_into(self._tmp, self.path, self.overwrite)
         except BaseException:
             self._abort()
             raise
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise CancelledError("cancelled by the user")
 
     def _close(self) -> None:
         """Close the dataset (GDAL flushes its last blocks and the directory) and sync the file to disk."""

@@ -146,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("reconstruction")
     e.add_argument("--band", type=int, default=None, help="one band (default: every band, and overall)")
     e.add_argument("--looks", type=int, default=5, help="window of the multilooked PSNR (L x L boxcar, default 5)")
+    e.add_argument(
+        "--kind", choices=("auto", *KINDS), default="auto", help="what the values are (default: detect, as compress)"
+    )
     e.add_argument("--json", action="store_true")
 
     s = sub.add_parser("simulate", help="write a simulated, georeferenced SAR scene")
@@ -522,9 +525,11 @@ def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     from .metrics import evaluate_bands, evaluate_files
 
     if args.band is not None:
-        result = evaluate_files(args.original, args.reconstruction, band=args.band, looks=args.looks, cancel=job.cancel)
+        result = evaluate_files(
+            args.original, args.reconstruction, args.band, args.kind, looks=args.looks, cancel=job.cancel
+        )
     else:
-        result = evaluate_bands(args.original, args.reconstruction, looks=args.looks, cancel=job.cancel)
+        result = evaluate_bands(args.original, args.reconstruction, looks=args.looks, cancel=job.cancel, kind=args.kind)
         if len(result["bands"]) == 1:
             result = {**result["bands"][0], "warnings": result["warnings"]}
     for warning in result["warnings"]:

@@ -104,9 +104,16 @@ def metric_range(
     """The default evaluation range: percentiles of the ORIGINAL's valid dB values (0..255 for uint8)."""
     if kind == "uint8":
         return 0.0, 255.0
-    db, _ = to_domains(orig, kind)
-    values = db[_valid(orig, nodata, kind) & np.isfinite(db)]
-    return _percentile_range(values, pct)
+    db, lin = to_domains(orig, kind)
+    return _percentile_range(_range_values(db, lin, _valid(orig, nodata, kind) & np.isfinite(db), kind), pct)
+
+
+def _range_values(db: np.ndarray, lin: Optional[np.ndarray], keep: np.ndarray, kind: str) -> np.ndarray:
+    """The original's values (dB, or native) a default range is taken over: those `keep` says and, for intensity,
+    only positive ones (noise-subtracted negative values lie below the range, as the codec codes them)."""
+    if kind == "intensity" and lin is not None:
+        keep = keep & (lin > 0)
+    return db[keep]
 
 
 def _valid(orig: np.ndarray, nodata: Optional[float], kind: str) -> np.ndarray:
@@ -131,6 +138,8 @@ class _Sums:
     n: int = 0
     sse_scaled: float = 0.0
     sse_native: float = 0.0
+    n_native: int = 0
+    """Pixels in sse_native: those whose original has a dB (noise-subtracted intensity's negative values have none)."""
     sum_orig_lin: float = 0.0
     sum_recon_lin: float = 0.0
     n_clipped: int = 0
@@ -141,7 +150,9 @@ class _Sums:
         self.n += int(ov.size)
         scale = vmax - vmin
         self.sse_scaled += float(np.sum(((np.clip(rv, vmin, vmax) - np.clip(ov, vmin, vmax)) / scale) ** 2))
-        self.sse_native += float(np.sum((rv - ov) ** 2))
+        has_db = p.o_lin[p.mask] > 0 if p.o_lin is not None else np.ones(ov.size, dtype=bool)
+        self.sse_native += float(np.sum((rv - ov)[has_db] ** 2))
+        self.n_native += int(np.count_nonzero(has_db))
         self.n_clipped += int(np.count_nonzero((ov < vmin) | (ov > vmax)))
         if p.o_lin is not None:
             self.sum_orig_lin += float(np.sum(p.o_lin[p.mask]))
@@ -461,7 +472,7 @@ def _check_shapes(a: tuple, b: tuple) -> None:
 def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike], rng_label: str, looks: int) -> dict:
     if not p.mask.any():
         raise InputError("no pixel is valid in both the original and the reconstruction")
-    rng_t, source = _resolve_range(rng, kind, lambda: p.o[p.mask], "", rng_label)
+    rng_t, source = _resolve_range(rng, kind, lambda: _range_values(p.o, p.o_lin, p.mask, kind), "", rng_label)
     sums = _Sums()
     sums.add(p, rng_t)
     result = _assemble(kind, rng_t, source, sums, _spatial(p, rng_t), crop_note="", pixels=p.mask.size)
@@ -524,7 +535,7 @@ def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pix
         "psnr_db": math.inf if mse == 0 else -10.0 * math.log10(mse),
         "ssim": spatial["ssim"],
         "ms_ssim": spatial["ms_ssim"],
-        "db_rmse": math.sqrt(sums.sse_native / sums.n) if linear else None,
+        "db_rmse": math.sqrt(sums.sse_native / max(sums.n_native, 1)) if linear else None,
         "mean_ratio": sums.sum_recon_lin / sums.sum_orig_lin if linear and sums.sum_orig_lin > 0 else None,
         "enl_ratio": spatial["enl_ratio"],
         "epi": spatial["epi"],
@@ -537,7 +548,7 @@ def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pix
             "(inf when identical)",
             "ssim": ssim_txt,
             "ms_ssim": f"{ssim_txt}; 5 scales, Wang et al. weights (None below 176 px)",
-            "db_rmse": "dB, unclipped, all valid pixels" if linear else na,
+            "db_rmse": "dB, unclipped, all valid pixels of positive intensity" if linear else na,
             "mean_ratio": "linear intensity, mean(reconstruction) / mean(original) over valid pixels" if linear else na,
             "enl_ratio": "linear intensity, median ENL (mean^2/var) over the 10% of 15x15 windows with the "
             f"lowest coefficient of variation in the original; > 1 = smoother than the original{crop_note}"
@@ -648,11 +659,12 @@ def evaluate_bands(
     bands: Optional[list[int]] = None,
     looks: int = DEFAULT_LOOKS,
     cancel: Cancel = None,
+    kind: str = "auto",
 ) -> dict:
     """Metrics of several bands (default: every band of the original; the reconstruction's band i is the i-th
-    of them, or its band of the same number when it has as many as the original), each with its own kind and
-    range, and `overall`: PSNR from the bands' mean squared error each scaled to its own range (every band
-    weighs the same), the other figures averaged over the bands."""
+    of them, or its band of the same number when it has as many as the original), each with its own kind (`kind`
+    for every band, unless "auto") and range, and `overall`: PSNR from the bands' mean squared error each scaled
+    to its own range (every band weighs the same), the other figures averaged over the bands."""
     import rasterio
 
     with _no_georef_warning(), rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
@@ -665,7 +677,7 @@ def evaluate_bands(
             f"{reconstruction}"
         )
     per_band = [
-        evaluate_files(original, reconstruction, band=b, reconstruction_band=r, looks=looks, cancel=cancel)
+        evaluate_files(original, reconstruction, b, kind, reconstruction_band=r, looks=looks, cancel=cancel)
         for b, r in zip(bands, rbands)
     ]
     notes = list(per_band[0]["warnings"])
@@ -746,8 +758,8 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
 
     def sample_values() -> np.ndarray:
         sample = _strided(so, band, SUBSAMPLE_PIXELS)
-        db, _ = to_domains(scaled(sample, _scaling(so, band, kind)), kind)
-        return db[_valid(sample, _nodata(so, band), kind) & np.isfinite(db)]
+        db, lin = to_domains(scaled(sample, _scaling(so, band, kind)), kind)
+        return _range_values(db, lin, _valid(sample, _nodata(so, band), kind) & np.isfinite(db), kind)
 
     note = f", from every {step}th row and column"
     rng_t, source = _resolve_range(rng, kind, sample_values, note, rng_label)

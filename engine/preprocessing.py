@@ -237,20 +237,32 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
     coded, with a warning."""
     sample = np.asarray(sample).ravel()
     negative = negative_share(sample)
-    if kind in LINEAR_KINDS and negative > 0:
+    residue = negative > 0 and noise_residue(sample)
+    if kind in LINEAR_KINDS and negative > 0 and not (kind == "intensity" and residue):
         raise InputError(
             f"{100 * negative:.2f} % of the valid values are negative: not {kind} backscatter (a DEM or a "
             "difference image?); choose kind 'native' to code the values as they are ('db' if they are dB)"
         )
     _check_float32_range(sample, kind)
     warnings = []
-    if chosen == "auto" and kind == "native" and negative > 0:
-        hint = (
-            "if they are scaled dB (dB x 100), give their scale (a GDAL band's: gdal_edit.py -scale 0.01; the Zarr "
-            "codec's: Sarz(scale=0.01)) so that they are coded as dB with their mean backscatter kept"
-            if sample.dtype.kind in "iu"
-            else "choose another kind if that is wrong"
+    if kind == "intensity" and negative > 0:
+        warnings.append(
+            f"{100 * negative:.2f} % of the values are negative (noise-subtracted intensity): they are coded at the "
+            "dark end of the coded range, decode as small positive values and count as zero in the block means"
         )
+    if chosen == "auto" and kind == "native" and negative > 0:
+        if sample.dtype.kind in "iu":
+            hint = (
+                "if they are scaled dB (dB x 100), give their scale (a GDAL band's: gdal_edit.py -scale 0.01; the "
+                "Zarr codec's: Sarz(scale=0.01)) so that they are coded as dB with their mean backscatter kept"
+            )
+        elif residue:
+            hint = (
+                "if this is noise-subtracted intensity (its negative values are noise below the floor), choose kind "
+                "'intensity': coded as native values, its dark areas keep little of their detail"
+            )
+        else:
+            hint = "choose another kind if that is wrong"
         warnings.append(
             f"{100 * negative:.2f} % of the values are negative: not linear backscatter; coded as 'native' "
             f"(values as they are, no dB); {hint}"
@@ -288,6 +300,25 @@ def _check_float32_range(sample: np.ndarray, kind: str) -> None:
 def is_constant(valid: np.ndarray) -> bool:
     """Whether there is at least one valid value and every one equals it: nothing to code but the value."""
     return valid.size > 0 and bool(np.all(valid == valid.flat[0]))
+
+
+NOISE_RESIDUE_SHARE = 0.5
+"""At most this share of negative values in what noise_residue takes for noise-subtracted intensity."""
+
+
+def noise_residue(values: np.ndarray) -> bool:
+    """Whether the negative values of `values` are what subtracting the noise leaves in linear intensity
+    (Sentinel-1's thermal noise removal, any NESZ subtracted): a minority (NOISE_RESIDUE_SHARE at most), no deeper
+    than the positive values' median (the negatives' 99th percentile). A DEM's or a difference image's negative
+    values are as large as their positive ones."""
+    values = np.asarray(values)
+    if values.dtype.kind == "c" or values.size == 0:
+        return False
+    finite = values[np.isfinite(values)].astype(np.float64) if values.dtype.kind == "f" else values.astype(np.float64)
+    below, above = -finite[finite < 0], finite[finite > 0]
+    if below.size == 0 or above.size == 0 or below.size > NOISE_RESIDUE_SHARE * finite.size:
+        return False
+    return float(np.percentile(below, 99)) <= float(np.median(above))
 
 
 def negative_share(values: np.ndarray) -> float:

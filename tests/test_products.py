@@ -156,6 +156,57 @@ def test_negative_values_are_refused_as_backscatter_and_coded_native_with_a_warn
     assert result.stats.no_signal_pixels == 0  # float native: zeros are data
 
 
+def _noise_subtracted(shape=(256, 320)) -> np.ndarray:
+    """A 4-look intensity scene less a noise floor that varies across range, as thermal noise removal leaves it:
+    a fifth of the pixels (the darkest) negative, none deeper than the noise."""
+    scene = simulate_scene(*shape, looks=4, seed=3)[0].astype(np.float64)
+    noise = np.percentile(scene, 20) * np.linspace(0.8, 1.2, shape[1])[None, :]
+    return (scene - noise).astype(np.float32)
+
+
+def _db_psnr(orig: np.ndarray, recon: np.ndarray) -> float:
+    """PSNR in dB over the original's positive pixels, both clipped to their 0.5-99.5 % range."""
+    positive = orig > 0
+    db = lambda a: 10.0 * np.log10(np.maximum(a.astype(np.float64), 1e-30))  # noqa: E731
+    lo, hi = np.percentile(db(orig[positive]), [0.5, 99.5])
+    err = np.clip(db(recon), lo, hi) - np.clip(db(orig), lo, hi)
+    return float(10.0 * np.log10((hi - lo) ** 2 / np.mean(err[positive] ** 2)))
+
+
+def test_noise_subtracted_intensity_is_coded_in_db_not_refused_nor_native():
+    """Thermal noise removal leaves negative intensities in dark areas: named intensity (by the user, or by a
+    'sigma0' description) such a product was refused, and detected it was coded as native values: 11.5 dB of dB
+    PSNR at 0.065 bpp where dB coding gives 21.6 dB at 0.082 (quality 3)."""
+    arr = _noise_subtracted()
+    assert 0.1 < pp.negative_share(arr) < 0.3 and pp.noise_residue(arr)
+    assert not pp.noise_residue(_dem())  # a DEM's negative values are as large as its positive ones
+    auto = api.compress_array(arr, quality=3)
+    assert auto.stats.kind == "native" and any("choose kind 'intensity'" in w for w in auto.stats.warnings)
+    coded = api.compress_array(arr, quality=3, kind="intensity")
+    assert coded.stats.kind == "intensity" and any("noise-subtracted" in w for w in coded.stats.warnings)
+    assert coded.stats.vmin > -60  # the range is the positive values': negative ones lie below it
+    recon = api.decompress_array(coded.data)
+    assert _db_psnr(arr, recon) > _db_psnr(arr, auto.reconstruction) + 6
+    assert np.mean(recon, dtype=np.float64) / np.mean(arr, dtype=np.float64) == pytest.approx(1.0, abs=0.01)
+    metrics = evaluate_arrays(arr, recon, kind="intensity")
+    assert metrics["range"]["vmin"] > -60 and metrics["db_rmse"] < 10
+    assert pp.choose_kind("float32", arr, description="Sigma0_VV").kind == "intensity"
+    pp.value_warnings("intensity", arr, "auto")  # named by its description: coded, not refused
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_evaluate_measures_in_the_kind_the_file_was_coded_in(tmp_path, capsys):
+    """evaluate had no --kind: a noise-subtracted product coded as intensity was judged as native values (no mean
+    ratio, no dB)."""
+    src = _write(tmp_path / "nesz.tif", _noise_subtracted())
+    assert main(["-q", "compress", str(src), str(tmp_path / "n.sarz"), "--kind", "intensity"]) == 0
+    assert main(["-q", "decompress", str(tmp_path / "n.sarz"), str(tmp_path / "n.tif")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(src), str(tmp_path / "n.tif"), "--kind", "intensity", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kind"] == "intensity" and result["mean_ratio"] == pytest.approx(1.0, abs=0.01)
+
+
 def _write(path: Path, arr: np.ndarray, **profile) -> Path:
     arr = arr if arr.ndim == 3 else arr[None]
     with rasterio.open(

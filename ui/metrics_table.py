@@ -69,7 +69,7 @@ METRICS = (
         "db_rmse",
         "dB RMSE",
         "{:.3f} dB",
-        "dB, unclipped, all valid pixels",
+        "dB, unclipped, all valid pixels of positive intensity",
         f"undefined for {NATIVE}",
     ),
 )

@@ -69,10 +69,12 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
         sample = sample[raw != 0]  # a raw zero is the fill, whatever the scaling makes of it
     constant = pp.is_constant(sample)
     db = pp.to_db(sample, choice.kind)
-    rng = _range(db, choice.kind, constant) if db.size else EMPTY_RANGE
-    warnings += gap_warnings(db, rng, choice.kind)
     linear = db if choice.kind == "native" else pp.db_to_linear(db)  # native: the mean of the values
     linear_mean = float(np.mean(linear, dtype=np.float64)) if db.size else 0.0
+    if choice.kind == "intensity":  # noise-subtracted negative values lie below the range, not in it
+        db = db[sample > 0]
+    rng = _range(db, choice.kind, constant) if db.size else EMPTY_RANGE
+    warnings += gap_warnings(db, rng, choice.kind)
     fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax)) if db.size else 0.5 * (rng.vmin + rng.vmax)
     scale = None if tiles is None else tiles.scale(choice.kind, rng, fill_db, scaling)
     floor = step_floor(choice.kind, info.dtype, db, rng, scaling[0])

@@ -42,12 +42,22 @@ def test_search_on_a_staircase_returns_the_finest_step_within_budget():
 def test_unreachable_targets():
     """Below what the coarsest step needs: InputError naming the target and what it would take. Above what
     the finest step gives: the finest step (the most the codec can spend)."""
-    with pytest.raises(InputError, match="0.001 bits per pixel.*coarsest step"):
+    with pytest.raises(InputError, match=r"0.001 bits per pixel.*fewest tried took 0.0500 bpp \(step 1 of"):
         rate_control.find_step(lambda s: 0.05 / s, 0.001)
     assert rate_control.find_step(lambda s: 0.001 / s, 100.0) == rate_control.FINEST_STEP
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(InputError, match="positive"):
             rate_control.find_step(lambda s: 1.0, bad)
+
+
+def test_sizes_that_barely_move_end_in_the_unreachable_message():
+    """A mask-like raster (0/1 values) codes to the same size at every step but for a few bits: the secant's
+    nearly flat slope sent math.exp out of range, an OverflowError traceback instead of the one-line refusal; the
+    message paired the fewest bits (a finer step's, the header shrinking) with the coarsest step."""
+    with pytest.raises(InputError, match=r"fewest tried took 0.7653 bpp \(step 1 of"):
+        rate_control.find_step(lambda s: 0.7653 - 1e-9 * s, 0.5)
+    with pytest.raises(InputError, match=r"fewest tried took 2568.0000 bpp \(step 0.1 of"):
+        rate_control.find_step(lambda s: 2568.0 + 24.0 * (s > 0.1), 0.5)
 
 
 def test_nearest_quality_follows_the_ladder():

@@ -55,9 +55,10 @@ def find_step(bpp_at: Callable[[float], float], target_bpp: float) -> float:
         step = nxt
     within = [s for s, b in tried.items() if b <= target_bpp]
     if not within:
+        fewest = min(tried, key=tried.__getitem__)  # not always the coarsest step: headers and masks do not shrink
         raise UnreachableTarget(
-            f"target of {target_bpp:g} bits per pixel is below what this raster can be coded in: "
-            f"{min(tried.values()):.4f} bpp at the coarsest step ({max(tried):g} of the dB range)"
+            f"target of {target_bpp:g} bits per pixel is below what this raster can be coded in: the fewest "
+            f"tried took {tried[fewest]:.4f} bpp (step {fewest:g} of the dB range)"
         )
     return min(within)
 
@@ -85,10 +86,14 @@ def _next_step(tried: dict[float, float], target: float) -> Optional[float]:
 
 def _secant(s0: float, b0: float, s1: float, b1: float, aim: float) -> Optional[float]:
     """The step where the line through (log s, log bpp) of two tries reaches `aim`; None if it is flat or
-    rising (sizes that do not fall with the step: no slope to follow)."""
+    rising (sizes that do not fall with the step: no slope to follow), or so nearly flat that it points outside
+    the steps searched (a mask-like raster's sizes barely move: math.exp overflowed)."""
     if b0 <= 0 or b1 <= 0 or s0 == s1:
         return None
     slope = (math.log(b1) - math.log(b0)) / (math.log(s1) - math.log(s0))
     if not slope < 0:
         return None
-    return math.exp(math.log(s0) + (aim - math.log(b0)) / slope)
+    log_step = math.log(s0) + (aim - math.log(b0)) / slope
+    if not math.log(FINEST_STEP) - 1.0 < log_step < math.log(COARSEST_STEP) + 1.0:
+        return None
+    return math.exp(log_step)

@@ -207,6 +207,35 @@ def test_evaluate_measures_in_the_kind_the_file_was_coded_in(tmp_path, capsys):
     assert result["kind"] == "intensity" and result["mean_ratio"] == pytest.approx(1.0, abs=0.01)
 
 
+def _saturated_dn(shape=(384, 448), share=0.002, seed=5) -> np.ndarray:
+    """A RADARSAT-2-like uint16 amplitude DN scene (4 looks, median about 200) whose brightest `share` of pixels is
+    saturated at 65535, the others below about 40000."""
+    intensity = simulate_scene(*shape, looks=4, seed=seed)[0].astype(np.float64)
+    amplitude = np.sqrt(intensity / np.median(intensity)) * 200.0
+    dn = np.clip(np.rint(amplitude), 1, 40000)
+    dn[amplitude >= np.quantile(amplitude, 1.0 - share)] = 65535
+    return dn.astype(np.uint16)
+
+
+def test_a_saturated_dn_product_is_amplitude_and_keeps_its_saturated_pixels_and_mean():
+    """A robustness sweep's RADARSAT-2-like product (0.16 % at 65535, the rest mostly 12-1298) was taken for a
+    display stretch (coded native over [1, 65535]: 13.7 dB where JPEG 2000 gave 17.4 at the same size); as
+    amplitude its range's top was the saturated value (75 dB instead of 41) and its intensity mean 0.74 of the
+    original's; with few saturated pixels they all decoded to 63976, the mean 0.959."""
+    dn = _saturated_dn()
+    assert pp.choose_kind("uint16", dn[dn > 0]).kind == "amplitude"
+    result = api.compress_array(dn, quality=5)
+    assert result.stats.kind == "amplitude" and result.stats.vmax < 80.0  # 65535 is 96.3 dB
+    decoded = api.decompress_array(result.data)
+    assert np.all(decoded[dn == 65535] == 65535)
+    intensity = lambda a: np.mean(a.astype(np.float64) ** 2)  # noqa: E731
+    assert intensity(decoded) / intensity(dn) == pytest.approx(1.0, abs=0.01)
+    floats = dn.astype(np.float32)  # one value shared by many bright pixels, no type ceiling: rounded to keep it
+    decoded = api.decompress_array(api.compress_array(floats, quality=5, kind="amplitude").data)
+    saturated = dn == 65535
+    assert intensity(decoded[saturated]) / intensity(floats[saturated]) == pytest.approx(1.0, abs=0.005)
+
+
 def _write(path: Path, arr: np.ndarray, **profile) -> Path:
     arr = arr if arr.ndim == 3 else arr[None]
     with rasterio.open(

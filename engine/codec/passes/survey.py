@@ -74,6 +74,10 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     if choice.kind == "intensity":  # noise-subtracted negative values lie below the range, not in it
         db = db[sample > 0]
     rng = _range(db, choice.kind, constant) if db.size else EMPTY_RANGE
+    saturated = _saturated(db, choice.kind)
+    if saturated.any():  # above the range, as bright-target residuals, where it would stretch the range
+        below = _range(db[~saturated], choice.kind, constant)
+        rng = below if rng.vmax - below.vmax > SATURATED_STRETCH_DB else rng
     warnings += gap_warnings(db, rng, choice.kind)
     fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax)) if db.size else 0.5 * (rng.vmin + rng.vmax)
     scale = None if tiles is None else tiles.scale(choice.kind, rng, fill_db, scaling)
@@ -151,6 +155,32 @@ def _range(db: np.ndarray, kind: str, constant: bool) -> pp.Range:
         return rng if constant else _rounded(rng, 4)
     rng = pp.robust_range(db, *NATIVE_RANGE_PERCENTILES, min_span=_native_min_span(db))
     return rng if constant else _rounded(rng, 4 - math.floor(math.log10(rng.span)))
+
+
+SATURATED_SHARE = 1e-4
+"""Pixels at the sample's largest value, at least this share of them (and SATURATED_MIN), above its 99th percentile:
+a saturated sensor or a clipped product, not a scene (no two bright targets have one value in floats, and one in
+ten thousand in DN). Their value is left out of the range (they are coded as bright-target residuals): in it, the
+99.9th percentile of a RADARSAT-2-like amplitude product with 0.16 % of its pixels at 65535 (the rest mostly 12
+to 1298) was 65535, a range of 75 dB instead of 41 and a step twice as coarse, and its decoded intensity mean 0.74
+of the original's (a robustness sweep)."""
+SATURATED_MIN = 16
+SATURATED_STRETCH_DB = 1.0
+"""...where they stretch the range's top by more than this: a product clipped at the top of its own values (GEFOLKI's
+crop, 0.35 % at 1.0, the rest up to 0.99) keeps them in the range (left out, its files grew 25 bytes at qualities
+3 and 6)."""
+
+
+def _saturated(db: np.ndarray, kind: str) -> np.ndarray:
+    """Where the sample sits at a saturated top (SATURATED_SHARE): dB kinds only (native values keep their range)."""
+    if kind == "native" or db.size == 0:
+        return np.zeros(db.shape, dtype=bool)
+    top = db.max()
+    at_top = db == top
+    count = int(np.count_nonzero(at_top))
+    if count < max(SATURATED_MIN, SATURATED_SHARE * db.size) or count > 0.01 * db.size or top <= np.percentile(db, 99):
+        return np.zeros(db.shape, dtype=bool)
+    return at_top
 
 
 GAP_DB = 15.0

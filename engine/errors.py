@@ -21,6 +21,10 @@ class CancelledError(SARCompressorError):
     """The caller's cancel check returned True; no output was left behind."""
 
 
+class NoValidPixels(InputError):
+    """A band to measure has no pixel valid in both rasters (all nodata, non-finite or no-signal fill)."""
+
+
 class UnreachableTarget(InputError):
     """A target bits per pixel below what the raster can be coded in (at the coarsest step)."""
 

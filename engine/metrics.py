@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from .errors import CancelledError, InputError
+from .errors import CancelledError, InputError, NoValidPixels
 from .preprocessing import (
     IDENTITY,
     MAX_SAMPLE,
@@ -126,7 +126,7 @@ def _valid(orig: np.ndarray, nodata: Optional[float], kind: str) -> np.ndarray:
 
 def _percentile_range(values: np.ndarray, pct) -> tuple[float, float]:
     if values.size == 0:
-        raise InputError("the original has no valid pixels (all nodata or non-finite)")
+        raise NoValidPixels("the original has no valid pixels (all nodata or non-finite)")
     return as_range(robust_range(values, pct[0], pct[1]))
 
 
@@ -471,7 +471,7 @@ def _check_shapes(a: tuple, b: tuple) -> None:
 
 def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike], rng_label: str, looks: int) -> dict:
     if not p.mask.any():
-        raise InputError("no pixel is valid in both the original and the reconstruction")
+        raise NoValidPixels("no pixel is valid in both the original and the reconstruction")
     rng_t, source = _resolve_range(rng, kind, lambda: _range_values(p.o, p.o_lin, p.mask, kind), "", rng_label)
     sums = _Sums()
     sums.add(p, rng_t)
@@ -676,15 +676,35 @@ def evaluate_bands(
             f"the reconstruction has {count_r} band(s), {len(bands)} asked for (choose one with --band): "
             f"{reconstruction}"
         )
-    per_band = [
-        evaluate_files(original, reconstruction, b, kind, reconstruction_band=r, looks=looks, cancel=cancel)
-        for b, r in zip(bands, rbands)
-    ]
-    notes = list(per_band[0]["warnings"])
+    per_band, notes = [], []
+    for b, r in zip(bands, rbands):
+        try:
+            per_band.append(
+                evaluate_files(original, reconstruction, b, kind, reconstruction_band=r, looks=looks, cancel=cancel)
+            )
+        except NoValidPixels as exc:  # an empty band (an HV channel left at zero): said, the others measured
+            per_band.append(_unmeasured(b, str(exc)))
+            notes.append(f"band {b}: {exc}")
+    measured = [band for band in per_band if band["valid_pixels"]]
+    if not measured:
+        raise NoValidPixels(f"no band has a pixel valid in both rasters ({'; '.join(notes)})")
+    notes = list(measured[0]["warnings"]) + notes
     if count_r > count_o:
         compared = "band 1" if len(rbands) == 1 else f"bands 1-{len(rbands)}"
         notes.append(f"the reconstruction has {count_r} bands, the original {count_o}: only its {compared} compared")
-    return {"bands": per_band, "overall": _overall(per_band), "warnings": notes}
+    return {"bands": per_band, "overall": _overall(measured), "warnings": notes}
+
+
+def _unmeasured(band: int, reason: str) -> dict:
+    """A band's entry where it has nothing to measure: every figure None, the reason as each one's domain."""
+    return {
+        "band": band,
+        "kind": "none",
+        **{key: None for key in METRIC_KEYS},
+        "valid_pixels": 0,
+        "domain": {key: reason for key in METRIC_KEYS},
+        "warnings": [],
+    }
 
 
 def _overall(per_band: list[dict]) -> dict:
@@ -769,7 +789,7 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
         win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
         sums.add(_file_pair(so, sr, band, rband, kind, window=win), rng_t)
     if sums.n == 0:
-        raise InputError("no pixel is valid in both the original and the reconstruction")
+        raise NoValidPixels("no pixel is valid in both the original and the reconstruction")
     ch, cw = min(height, MAX_CROP), min(width, MAX_CROP)
     row0, col0 = (height - ch) // 2, (width - cw) // 2
     win = Window(col0, row0, cw, ch)

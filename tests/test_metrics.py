@@ -373,3 +373,28 @@ def test_evaluate_files_and_cli_take_the_looks(tmp_path, capsys):
     assert printed["multilook_psnr_db"] == pytest.approx(from_files["multilook_psnr_db"])
     assert main(["evaluate", str(a), str(b)]) == 0
     assert "multilook_psnr_db" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_an_empty_band_is_said_and_the_others_measured(tmp_path):
+    """An HH / HV / VV stack whose HV band is all zero (no-signal fill): evaluate stopped on it with 'no pixel is
+    valid in both the original and the reconstruction' and gave no figure for HH or VV."""
+    rng = np.random.default_rng(4)
+    stack = rng.gamma(4.0, 0.25, size=(3, 64, 80)).astype(np.float32)
+    stack[1] = 0.0
+    recon = (stack * rng.uniform(0.9, 1.1, size=stack.shape)).astype(np.float32)
+    paths = []
+    for name, arr in (("orig.tif", stack), ("recon.tif", recon)):
+        paths.append(tmp_path / name)
+        with rasterio.open(paths[-1], "w", driver="GTiff", width=80, height=64, count=3, dtype="float32") as ds:
+            ds.write(arr)
+    result = m.evaluate_bands(*paths)
+    empty = result["bands"][1]
+    assert empty["valid_pixels"] == 0 and empty["psnr_db"] is None and "no pixel is valid" in empty["domain"]["ssim"]
+    assert all(result["bands"][i]["psnr_db"] > 10 for i in (0, 2))
+    assert any(w.startswith("band 2: ") for w in result["warnings"]) and result["overall"]["psnr_db"] > 10
+    stack[:] = 0.0
+    with rasterio.open(paths[0], "r+") as ds:
+        ds.write(stack)
+    with pytest.raises(InputError, match="no band has a pixel valid"):
+        m.evaluate_bands(*paths)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -28,6 +29,8 @@ from .io.output_paths import guarded_outputs
 
 KINDS = ("auto", "intensity", "amplitude", "db", "complex", "native")
 EXIT_ERROR = 2
+EXIT_BROKEN_PIPE = 128 + 13
+"""What a shell reports for a command killed by SIGPIPE (`... | head`)."""
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 WRITERS = {
     "compress": (("input",), ("output", "reconstruction")),
@@ -673,6 +676,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SARCompressorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # the reader went away (`info --json | head`): nothing left to say, as other tools
+        with contextlib.suppress(OSError, ValueError):  # Python's flush at exit would fail again on the pipe
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # disk full, permission denied, ...: still a message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -268,11 +268,21 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
                 "if this is noise-subtracted intensity (its negative values are noise below the floor), choose kind "
                 "'intensity': coded as native values, its dark areas keep little of their detail"
             )
+        elif _within(sample, -60.0, 60.0):
+            hint = (
+                "if they are dB (a bright scene's dB values, all within [-60, 60]), choose kind 'db': coded as "
+                "native values, their mean backscatter is not kept"
+            )
         else:
             hint = "choose another kind if that is wrong"
         warnings.append(
             f"{100 * negative:.2f} % of the values are negative: not linear backscatter; coded as 'native' "
             f"(values as they are, no dB); {hint}"
+        )
+    if kind == "db" and chosen == "db" and _within(sample, 0.0, 1.0):
+        warnings.append(
+            "the values all lie between 0 and 1, a span no dB product has: if they are linear intensity or "
+            "amplitude, choose that kind (as dB they code to noise)"
         )
     valid = sample[sample != 0] if zero_is_fill(kind, sample.dtype) else sample
     if valid.size == 0:
@@ -280,6 +290,15 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
     elif is_constant(valid):
         warnings.append(f"constant raster: every valid pixel is {valid[0]!r}; nothing to code but the value")
     return warnings
+
+
+def _within(sample: np.ndarray, lo: float, hi: float) -> bool:
+    """Whether the finite values of `sample` (one at least) all lie within [lo, hi] (their 0.1-99.9 percentiles)."""
+    finite = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample
+    if finite.size == 0:
+        return False
+    low, high = np.percentile(finite, [0.1, 99.9])
+    return bool(lo <= low and high <= hi)
 
 
 def _check_float32_range(sample: np.ndarray, kind: str) -> None:

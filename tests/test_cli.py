@@ -353,3 +353,15 @@ def test_the_progress_bar_is_in_percent(capsys, monkeypatch):
     job._bar.refresh()
     text = capsys.readouterr().err
     assert "compress:  50%|" in text and "/1000" not in text and "tile" not in text, text
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """`info --json | head` ended with 'error: [Errno 32] Broken pipe' once head had what it wanted."""
+    from sar_compressor.engine import cli
+
+    def closed(args, job):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(cli.COMMANDS, "info", closed)
+    assert cli.main(["info", "x.sarz"]) == 141
+    assert "error" not in capsys.readouterr().err

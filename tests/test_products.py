@@ -749,3 +749,17 @@ def test_keep_off_markers_finds_a_free_value_between_side_by_side_markers():
     out = np.array([0, 1, 2, 255], np.uint16)
     keep_off_markers(SimpleNamespace(kind="amplitude", dtype="uint16", nodata=1.0), out)  # fill 0 beside nodata 1
     np.testing.assert_array_equal(out, [2, 2, 2, 255])
+
+
+def test_warnings_name_the_kind_a_mistaken_one_hides():
+    """A bright scene in dB (a third of its values negative) was coded native with 'choose another kind if that
+    is wrong' (its mean 0.884 of the original's, where kind db keeps it); linear intensity given as --kind db coded
+    to noise (PSNR 4.1 dB) without a word."""
+    bright_db = (10.0 * np.log10(simulate_scene(96, 128, looks=4, seed=6)[0].astype(np.float64)) + 16.0).astype(
+        np.float32
+    )
+    assert 0.2 < pp.negative_share(bright_db) < 0.5
+    assert any("choose kind 'db'" in w for w in pp.value_warnings("native", bright_db, "auto"))
+    linear = simulate_scene(96, 128, looks=4, seed=6)[0].astype(np.float32) * np.float32(1e-4)
+    assert any("if they are linear intensity" in w for w in pp.value_warnings("db", linear, "db"))
+    assert not any("linear intensity" in w for w in pp.value_warnings("db", bright_db, "db"))

@@ -781,7 +781,7 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
         db, lin = to_domains(scaled(sample, _scaling(so, band, kind)), kind)
         return _range_values(db, lin, _valid(sample, _nodata(so, band), kind) & np.isfinite(db), kind)
 
-    note = f", from one row and column in {step}"
+    note = ", from every row and column" if step == 1 else f", from one row and column in {step}"
     rng_t, source = _resolve_range(rng, kind, sample_values, note, rng_label)
     sums = _Sums()
     for r0 in range(0, height, STRIP_ROWS):

@@ -828,3 +828,17 @@ def comparison_window_width() -> int:
     from sar_compressor.ui.dock import COMPARISON_WINDOW_SIZE
 
     return COMPARISON_WINDOW_SIZE[0]
+
+
+def test_the_panel_can_be_made_narrow(make_dock, scene):
+    """The panel could not be made narrower than 504 pixels (two 240-pixel canvases side by side, a band combo as
+    wide as its band's name, a form that never wrapped): over a third of a 1366-pixel screen."""
+    dock = make_dock()
+    dock.set_layer(scene)
+    assert dock.minimumSizeHint().width() <= 340
+    dock.resize(320, 900)
+    for _ in range(10):  # the scroll area settles over a few layout passes
+        process_events()
+    scroll = dock.settings_scroll
+    assert dock.width() <= 330
+    assert scroll.widget().width() <= scroll.viewport().width(), (scroll.widget().width(), scroll.viewport().width())

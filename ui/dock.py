@@ -35,6 +35,7 @@ from qgis.PyQt.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -56,6 +57,20 @@ from .task_runner import AlgorithmRun
 
 ALGORITHM_ID = "sar_compressor:compress"
 COMPARISON_WINDOW_SIZE = (1200, 700)  # the detached comparison window, in pixels
+
+
+FIELD_MIN_WIDTH = 140
+"""The narrowest the form's fields get (their texts are elided below it): with its labels, the settings fit a
+320-pixel panel (a QGIS sweep could not make the panel narrower than 504 pixels)."""
+
+
+def _wrapping_label(parent: QWidget) -> QLabel:
+    """A word-wrapped label that takes the width it is given: a long path in its text (a word it cannot break) no
+    longer sets the panel's narrowest width."""
+    label = QLabel(parent)
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+    return label
 
 
 class SARCompressorDock(QDockWidget):
@@ -269,8 +284,7 @@ class SARCompressorDock(QDockWidget):
         self.progress_bar.setRange(0, 100)
         self.progress_bar.setValue(0)
         top_layout.addWidget(self.progress_bar)
-        self.status_label = QLabel(top)
-        self.status_label.setWordWrap(True)
+        self.status_label = _wrapping_label(top)
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         top_layout.addWidget(self.status_label)
 
@@ -311,6 +325,7 @@ class SARCompressorDock(QDockWidget):
 
     def _build_form(self, parent: QWidget) -> QFormLayout:
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a narrow panel puts fields under their labels
         self.layer_combo = QgsMapLayerComboBox(parent)
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layer_combo.layerChanged.connect(self._on_layer_changed)
@@ -320,10 +335,13 @@ class SARCompressorDock(QDockWidget):
         self.band_combo.setLayer(self.layer_combo.currentLayer())
         self.band_combo.bandChanged.connect(self._on_band_changed)
         form.addRow("Band", self.band_combo)
+        for combo in (self.layer_combo, self.band_combo):  # long layer and band names: elided, not a wider panel
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
+            combo.setMinimumWidth(FIELD_MIN_WIDTH)
 
-        self.summary_label = QLabel(parent)
+        self.summary_label = _wrapping_label(parent)
         self.summary_label.setObjectName("inputSummary")
-        self.summary_label.setWordWrap(True)
         self.summary_label.setTextFormat(Qt.RichText)
         form.addRow("Input", self.summary_label)
 
@@ -335,6 +353,7 @@ class SARCompressorDock(QDockWidget):
         quality_row.addWidget(self.quality_spin)
         hint = QLabel(f"1 = smallest file, {N_QUALITIES} = best quality", parent)
         hint.setStyleSheet("color: gray;")
+        hint.setWordWrap(True)
         quality_row.addWidget(hint, 1)
         form.addRow("Quality", quality_row)
 
@@ -342,16 +361,16 @@ class SARCompressorDock(QDockWidget):
         self.target_spin.setRange(0.0, 32.0)
         self.target_spin.setDecimals(3)
         self.target_spin.setSingleStep(0.05)
-        self.target_spin.setSpecialValueText("off (use the quality)")
+        self.target_spin.setSpecialValueText("off: the quality")
         self.target_spin.setToolTip(
             "Code to at most this many bits per pixel instead of the quality (a few extra passes)"
         )
         self.target_spin.valueChanged.connect(self._on_target_changed)
+        self.target_spin.setMinimumWidth(FIELD_MIN_WIDTH)  # its "off" text would set the panel's width
         form.addRow("Target bpp", self.target_spin)
 
-        self.size_label = QLabel(parent)
+        self.size_label = _wrapping_label(parent)
         self.size_label.setObjectName("expectedSize")
-        self.size_label.setWordWrap(True)
         form.addRow("Expected size", self.size_label)
 
         self.kind_combo = QComboBox(parent)
@@ -375,8 +394,7 @@ class SARCompressorDock(QDockWidget):
 
     @staticmethod
     def _warning_label(parent: QWidget) -> QLabel:
-        label = QLabel(parent)
-        label.setWordWrap(True)
+        label = _wrapping_label(parent)
         label.setStyleSheet("color: #b42318;")
         label.hide()
         return label
@@ -458,7 +476,7 @@ class SARCompressorDock(QDockWidget):
         if not self._setting_default:
             self._folder_chosen = True
         warning = output_folder.temporary_warning(folder.strip())
-        self.folder_warning.setText(warning)
+        self.folder_warning.setText(warning.replace("/", "/\u200b"))  # a long path wraps at its separators
         self.folder_warning.setVisible(bool(warning))
         self.output_widget.setToolTip(folder)
         self._update_state()

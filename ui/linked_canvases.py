@@ -11,6 +11,10 @@ from qgis.gui import QgsMapCanvas
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
+CANVAS_MIN_WIDTH = 150
+"""Each canvas's narrowest width: side by side with the other, the panel fits a third of a 1366-pixel screen (at
+240 the panel could not be made narrower than 484 pixels, a QGIS sweep)."""
+
 
 class LinkedCanvases(QWidget):
     """Side-by-side canvases with a shared destination CRS and linked extents."""
@@ -85,7 +89,7 @@ class LinkedCanvases(QWidget):
         canvas.setObjectName(f"sar_compressor_{name}_canvas")
         canvas.setCanvasColor(Qt.white)
         canvas.enableAntiAliasing(True)
-        canvas.setMinimumSize(240, 240)
+        canvas.setMinimumSize(CANVAS_MIN_WIDTH, 240)
         return canvas
 
     def _titled(self, label: QLabel, canvas: QgsMapCanvas) -> QWidget:

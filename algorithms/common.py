@@ -323,12 +323,15 @@ class SARAlgorithm(QgsProcessingAlgorithm):
     def groupId(self) -> str:  # noqa: N802
         return self.GROUP_ID
 
-    def refusal_reason(self, parameters: dict) -> Optional[str]:
+    def refusal_reason(self, parameters: dict, context: QgsProcessingContext) -> Optional[str]:
         """Why QGIS's own check refused one of the files given as paths (input_file_problem), in words that name
-        the problem; None to keep QGIS's message."""
+        the problem; None to keep QGIS's message. Only a parameter QGIS refuses is explained (a layer given by its
+        id or name is no path: it was called missing where another parameter was wrong)."""
         for name, sarz in self.FILE_INPUTS:
             value = parameters.get(name)
-            problem = input_file_problem(name, value, sarz) if isinstance(value, str) else None
+            if not isinstance(value, str) or self.parameterDefinition(name).checkValueIsAcceptable(value, context):
+                continue
+            problem = input_file_problem(name, value, sarz)
             if problem:
                 return problem
         for param in self.parameterDefinitions():
@@ -361,7 +364,7 @@ class SARAlgorithm(QgsProcessingAlgorithm):
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API names)
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
-            return ok, self.refusal_reason(parameters) or message
+            return ok, self.refusal_reason(parameters, context) or message
         try:
             require_dependencies(self.DEPENDENCIES)
             self.resolve_inputs(parameters, context)

@@ -239,7 +239,9 @@ class CompressAlgorithm(SARAlgorithm):
         with engine_errors():
             metrics_module, cancel = self.engine("metrics"), feedback.isCanceled
             if self._band is None:
-                metrics = metrics_module.evaluate_bands(self._source, reconstruction, cancel=cancel)["overall"]
+                metrics = metrics_module.evaluate_bands(self._source, reconstruction, cancel=cancel, kind=kind)[
+                    "overall"
+                ]
             else:
                 metrics = metrics_module.evaluate_files(
                     self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1, cancel=cancel

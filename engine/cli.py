@@ -149,9 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("reconstruction")
     e.add_argument("--band", type=int, default=None, help="one band (default: every band, and overall)")
     e.add_argument("--looks", type=int, default=5, help="window of the multilooked PSNR (L x L boxcar, default 5)")
-    e.add_argument(
-        "--kind", choices=("auto", *KINDS), default="auto", help="what the values are (default: detect, as compress)"
-    )
+    e.add_argument("--kind", choices=KINDS, default="auto", help="what the values are (default: detect, as compress)")
     e.add_argument("--json", action="store_true")
 
     s = sub.add_parser("simulate", help="write a simulated, georeferenced SAR scene")
@@ -317,7 +315,7 @@ def _written_metrics(args: argparse.Namespace, job: _Job, bands: list[int]) -> O
 
     written = f"{args.output} and {args.reconstruction} are written"
     try:
-        return evaluate_bands(args.input, args.reconstruction, bands, cancel=job.cancel)
+        return evaluate_bands(args.input, args.reconstruction, bands, cancel=job.cancel, kind=args.kind)
     except (CancelledError, KeyboardInterrupt):
         print(f"cancelled: {written}; their metrics were not measured", file=sys.stderr)
         raise _MetricsStopped from None

@@ -607,6 +607,8 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
             if not 1 <= b <= src.count:
                 raise InputError(f"band {b} does not exist in the {name} ({src.count} band(s)): {src.name}")
         _check_shapes((so.height, so.width), (sr.height, sr.width))
+        if kind not in ("auto", "complex") and so.dtypes[band - 1].startswith("complex"):
+            raise InputError(f"kind {kind!r} does not fit the original's complex pixels: choose 'complex' (or auto)")
         if kind == "auto":
             kind = detect_file_kind(so, band)
         result = _evaluate_open(so, sr, band, kind, rng, rband, rng_label, looks)
@@ -702,6 +704,9 @@ def _unmeasured(band: int, reason: str) -> dict:
         "kind": "none",
         **{key: None for key in METRIC_KEYS},
         "valid_pixels": 0,
+        "pixels": None,
+        "range": None,
+        "looks": None,
         "domain": {key: reason for key in METRIC_KEYS},
         "warnings": [],
     }

@@ -245,7 +245,8 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
     sample = np.asarray(sample).ravel()
     negative = negative_share(sample)
     residue = negative > 0 and noise_residue(sample)
-    if kind in LINEAR_KINDS and negative > 0 and not (kind == "intensity" and residue):
+    accepted = residue or (chosen == "intensity" and negative > 0 and noise_residue(sample, declared=True))
+    if kind in LINEAR_KINDS and negative > 0 and not (kind == "intensity" and accepted):
         raise InputError(
             f"{100 * negative:.2f} % of the valid values are negative: not {kind} backscatter (a DEM or a "
             "difference image?); choose kind 'native' to code the values as they are ('db' if they are dB)"
@@ -255,7 +256,8 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
     if kind == "intensity" and negative > 0:
         warnings.append(
             f"{100 * negative:.2f} % of the values are negative (noise-subtracted intensity): they are coded at the "
-            "dark end of the coded range, decode as small positive values and count as zero in the block means"
+            "dark end of the coded range and decode as small positive values; the block means count them (a block "
+            "whose negative values outweigh the rest decodes near zero)"
         )
     if chosen == "auto" and kind == "native" and negative > 0:
         if sample.dtype.kind in "iu":
@@ -279,7 +281,7 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
             f"{100 * negative:.2f} % of the values are negative: not linear backscatter; coded as 'native' "
             f"(values as they are, no dB); {hint}"
         )
-    if kind == "db" and chosen == "db" and _within(sample, 0.0, 1.0):
+    if kind == "db" and chosen == "db" and not is_constant(sample) and _within(sample, 0.0, 1.0):
         warnings.append(
             "the values all lie between 0 and 1, a span no dB product has: if they are linear intensity or "
             "amplitude, choose that kind (as dB they code to noise)"
@@ -332,11 +334,18 @@ NOISE_RESIDUE_SHARE = 0.5
 """At most this share of negative values in what noise_residue takes for noise-subtracted intensity."""
 
 
-def noise_residue(values: np.ndarray) -> bool:
+CALIBRATED_MEDIAN = 1.0
+"""Calibrated linear backscatter (sigma0, beta0, gamma0) has its median below 1 (0 dB); dB values of a bright scene,
+whose few negative values look like residue too, have theirs at several units."""
+
+
+def noise_residue(values: np.ndarray, declared: bool = False) -> bool:
     """Whether the negative values of `values` are what subtracting the noise leaves in linear intensity
     (Sentinel-1's thermal noise removal, any NESZ subtracted): a minority (NOISE_RESIDUE_SHARE at most), no deeper
-    than the positive values' median (the negatives' 99th percentile). A DEM's or a difference image's negative
-    values are as large as their positive ones."""
+    than the positive values' median (the negatives' 99th percentile), in calibrated backscatter (CALIBRATED_MEDIAN).
+    A DEM's or a difference image's negative values are as large as their positive ones, a bright dB scene's median
+    is several dB. `declared` (the user chose intensity): no deeper than the positive values' 99th percentile, in any
+    units (the sea in cross-polarisation, its signal under the noise, leaves more and deeper negative values)."""
     values = np.asarray(values)
     if values.dtype.kind == "c" or values.size == 0:
         return False
@@ -344,7 +353,11 @@ def noise_residue(values: np.ndarray) -> bool:
     below, above = -finite[finite < 0], finite[finite > 0]
     if below.size == 0 or above.size == 0 or below.size > NOISE_RESIDUE_SHARE * finite.size:
         return False
-    return float(np.percentile(below, 99)) <= float(np.median(above))
+    deepest = float(np.percentile(below, 99))
+    if declared:
+        return deepest <= float(np.percentile(above, 99))
+    median = float(np.median(above))
+    return deepest <= median < CALIBRATED_MEDIAN
 
 
 def negative_share(values: np.ndarray) -> float:

@@ -859,6 +859,15 @@ def test_a_wrong_file_is_named_for_what_it_is_before_the_run(compressed, scene, 
         )
         with pytest.raises(QgsProcessingException, match=message):
             processing.run(f"sar_compressor:{name}", params)
+    layer = QgsRasterLayer(str(scene), "myscene")
+    QgsProject.instance().addMapLayer(layer)
+    try:  # a layer given by its id or name is no path: another parameter's fault is QGIS's to say
+        for given in (layer.id(), "myscene"):
+            params = {"INPUT": given, "QUALITY": 99, "OUTPUT": out}
+            with pytest.raises(QgsProcessingException, match="QUALITY"):
+                processing.run("sar_compressor:compress", params)
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
     algorithm = QgsApplication.processingRegistry().createAlgorithmById("sar_compressor:decompress")
     params = {"INPUT": sarz, "BAND": 5, "OUTPUT": str(tmp_path / "band5.tif")}
     ok, message = algorithm.checkParameterValues(params, QgsProcessingContext())

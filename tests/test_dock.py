@@ -464,9 +464,12 @@ def test_a_cancel_from_qgis_says_cancelled_not_failed(make_dock, provider, tmp_p
     assert not list((tmp_path / "out").glob("*.sarz"))
 
 
-def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene):
+def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene, qgis_iface, monkeypatch):
     """A layer whose file was deleted was called 'not a file on disk; save it as a GeoTIFF first', and Run stayed
-    enabled for it."""
+    enabled for it; the error reaches the message bar (a failed prepare cancels the feedback too: it was taken for
+    a cancel and not pushed)."""
+    warnings: list[str] = []
+    monkeypatch.setattr(qgis_iface.messageBar(), "pushWarning", lambda title, text: warnings.append(text))
     dock = make_dock()
     dock.set_layer(scene)
     Path(scene.source()).unlink()  # the layer stays open, but the algorithm needs the file
@@ -474,7 +477,7 @@ def test_failed_run_shows_the_algorithm_error(make_dock, provider, scene):
     assert _run(dock) == []  # prepareAlgorithm refused it: no task was queued
     assert dock.run.successful is False
     assert "which no longer exists (moved or deleted)" in dock.status_label.text()
-    assert dock.last_error == dock.status_label.text()
+    assert dock.last_error == dock.status_label.text() and warnings == [dock.last_error]
     assert not dock.load_button.isEnabled() and not dock.run_button.isEnabled()
     dock.set_layer(None)
     dock.set_layer(scene)

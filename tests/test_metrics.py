@@ -391,6 +391,7 @@ def test_an_empty_band_is_said_and_the_others_measured(tmp_path):
     result = m.evaluate_bands(*paths)
     empty = result["bands"][1]
     assert empty["valid_pixels"] == 0 and empty["psnr_db"] is None and "no pixel is valid" in empty["domain"]["ssim"]
+    assert set(empty) >= set(result["bands"][0]) - {"other_domain"}  # a consumer reads every band alike
     assert all(result["bands"][i]["psnr_db"] > 10 for i in (0, 2))
     assert any(w.startswith("band 2: ") for w in result["warnings"]) and result["overall"]["psnr_db"] > 10
     stack[:] = 0.0
@@ -398,3 +399,14 @@ def test_an_empty_band_is_said_and_the_others_measured(tmp_path):
         ds.write(stack)
     with pytest.raises(InputError, match="no band has a pixel valid"):
         m.evaluate_bands(*paths)
+
+
+def test_a_real_kind_on_a_complex_original_is_refused(tmp_path):
+    """evaluate --kind intensity on an SLC measured the real part: PSNR 4.5 dB, mean ratio 336, a ComplexWarning
+    (compression refuses that kind on complex pixels)."""
+    slc = (np.ones((32, 40)) + 1j * np.ones((32, 40))).astype(np.complex64)
+    path = tmp_path / "slc.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=40, height=32, count=1, dtype="complex64") as ds:
+        ds.write(slc, 1)
+    with pytest.raises(InputError, match="does not fit the original's complex pixels"):
+        m.evaluate_files(path, path, kind="intensity")

@@ -194,6 +194,33 @@ def test_noise_subtracted_intensity_is_coded_in_db_not_refused_nor_native():
     pp.value_warnings("intensity", arr, "auto")  # named by its description: coded, not refused
 
 
+def test_noise_subtracted_rules_leave_db_scenes_alone_and_keep_the_mean_under_the_noise():
+    """A review: a bright scene in dB with a tenth of its values negative, described 'Sigma0_VV', was coded as
+    intensity (refused before, with advice to choose 'db'); the sea in cross-polarisation, its signal under the
+    noise, was refused even with --kind intensity; counted as zero in the block means, its negative values left the
+    decoded mean 64 % high."""
+    scene = simulate_scene(256, 320, looks=4, seed=3)[0].astype(np.float64)
+    bright_db = (10.0 * np.log10(scene / np.median(scene)) + 10.0).astype(np.float32)
+    assert 0.05 < pp.negative_share(bright_db) < 0.2 and not pp.noise_residue(bright_db)
+    with pytest.raises(InputError, match="'db' if they are dB"):
+        pp.value_warnings(pp.choose_kind("float32", bright_db, description="Sigma0_VV").kind, bright_db, "auto")
+    assert any("choose kind 'db'" in w for w in pp.value_warnings("native", bright_db, "auto"))
+    rng = np.random.default_rng(2)
+    sea = (1e-3 * scene / scene.mean() + rng.normal(0.0, 2e-3, scene.shape)).astype(np.float32)  # signal < noise
+    assert pp.negative_share(sea) > 0.25 and not pp.noise_residue(sea) and pp.noise_residue(sea, declared=True)
+    decoded = api.decompress_array(api.compress_array(sea, quality=5, kind="intensity").data)
+    assert np.mean(decoded, dtype=np.float64) / np.mean(sea, dtype=np.float64) == pytest.approx(1.0, abs=0.02)  # 1.64
+
+
+def test_a_native_plateau_above_the_range_stays_one_value():
+    """A review: bright pixels sharing a value were rounded to keep their linear intensity in native products too (a
+    DEM's 4000 m plateau decoded as 3999.87 and 4000.87): native values have no intensity to keep."""
+    dem = _dem((160, 200)) * np.float32(10.0)
+    dem[:4, :6] = 4000.0  # 24 pixels: above the range (its 99.9th percentile), bright-target residuals
+    decoded = api.decompress_array(api.compress_array(dem, quality=5, kind="native").data)
+    assert np.unique(decoded[:4, :6]).size == 1
+
+
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_evaluate_measures_in_the_kind_the_file_was_coded_in(tmp_path, capsys):
     """evaluate had no --kind: a noise-subtracted product coded as intensity was judged as native values (no mean
@@ -205,6 +232,9 @@ def test_evaluate_measures_in_the_kind_the_file_was_coded_in(tmp_path, capsys):
     assert main(["evaluate", str(src), str(tmp_path / "n.tif"), "--kind", "intensity", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["kind"] == "intensity" and result["mean_ratio"] == pytest.approx(1.0, abs=0.01)
+    args = ["compress", str(src), str(tmp_path / "m.sarz"), "--kind", "intensity", "--reconstruction"]
+    assert main([*args, str(tmp_path / "m.tif")]) == 0  # its figures in the coded kind, not the detected one
+    assert f"PSNR {result['psnr_db']:.2f} dB" in capsys.readouterr().out
 
 
 def _saturated_dn(shape=(384, 448), share=0.002, seed=5) -> np.ndarray:
@@ -763,3 +793,4 @@ def test_warnings_name_the_kind_a_mistaken_one_hides():
     linear = simulate_scene(96, 128, looks=4, seed=6)[0].astype(np.float32) * np.float32(1e-4)
     assert any("if they are linear intensity" in w for w in pp.value_warnings("db", linear, "db"))
     assert not any("linear intensity" in w for w in pp.value_warnings("db", bright_db, "db"))
+    assert not any("linear intensity" in w for w in pp.value_warnings("db", np.zeros(64, np.float32), "db"))

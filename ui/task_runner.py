@@ -118,8 +118,9 @@ class AlgorithmRun(QObject):
     @property
     def cancelled(self) -> bool:
         """Cancelled by the panel, or by QGIS (the task manager's cancel button, or quitting QGIS with the task
-        running): both cancel the feedback."""
-        return self.cancel_requested or self.feedback.isCanceled()
+        running): both cancel the feedback. Not where the algorithm reported errors: a failed prepare cancels the
+        feedback too, and its error must reach the user."""
+        return not self.feedback.errors and (self.cancel_requested or self.feedback.isCanceled())
 
     def error_message(self) -> str:
         """What went wrong, for the panel: the algorithm's own errors, or a plain 'cancelled'."""

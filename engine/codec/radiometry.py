@@ -63,20 +63,26 @@ GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 def bright_residuals(
-    orig_db: np.ndarray, valid: np.ndarray, threshold: float, step_db: float, ceiling_db: float = math.inf
+    orig_db: np.ndarray,
+    valid: np.ndarray,
+    threshold: float,
+    step_db: float,
+    ceiling_db: float = math.inf,
+    keep_means: bool = True,
 ) -> BrightResiduals:
     """The valid pixels above `threshold` and their excess over it in steps of `step_db`: each to the nearest step,
     but a value at `ceiling_db` (the largest the output's type holds) to the step above (written back at it exactly)
-    and values many pixels share to steps that keep their linear intensity (SHARED_VALUE_MIN). Rounded each to its
-    nearest step, a product's 825 pixels saturated at 65535 all decoded to 63976 and its intensity mean was 0.959 of
-    the original's (a robustness sweep). The encoder's choice: any step decodes."""
+    and, with `keep_means` (dB kinds: native values have no linear intensity), values many pixels share to steps
+    that keep their linear intensity (SHARED_VALUE_MIN). Rounded each to its nearest step, a product's 825 pixels
+    saturated at 65535 all decoded to 63976 and its intensity mean was 0.959 of the original's (a robustness sweep).
+    The encoder's choice: any step decodes."""
     bright = valid & (orig_db > threshold)
     values = orig_db[bright].astype(np.float64)
     x = (values - threshold) / step_db
     steps = np.rint(x)
     at_ceiling = values >= ceiling_db
     steps[at_ceiling] = np.ceil(x[at_ceiling])
-    shared = _shared(values) & ~at_ceiling
+    shared = _shared(values) & ~at_ceiling if keep_means else np.zeros(values.shape, dtype=bool)
     if shared.any():
         steps[shared] = _mean_keeping(values[shared], x[shared], step_db)
     steps = np.clip(steps, 0, 2**32)
@@ -138,13 +144,16 @@ def block_sums(orig_db: np.ndarray, raw_db: np.ndarray, use: np.ndarray, block: 
 def mean_codes(sum_o: np.ndarray, count: np.ndarray, step: float) -> np.ndarray:
     """int16 codes of each block's mean linear intensity over its used pixels (sum_o / count) in log2 `step`s: the
     decoder scales the decoded block to it (offset_field), and an overview gets its means from them without
-    decoding the pixels. Blocks with nothing to measure take the tile's mean code."""
-    ok = (sum_o > 0) & (count > 0)
+    decoding the pixels. Blocks with nothing to measure take the tile's mean code; a block whose sum is not positive
+    (noise-subtracted values, or dB far below any backscatter) the lowest code."""
+    measured = count > 0
+    ok = measured & (sum_o > 0)
     log2 = np.zeros(sum_o.shape)
     log2[ok] = np.log2(sum_o[ok] / count[ok])
     codes = np.clip(np.rint(log2 / step), -GAIN_CODE_LIMIT, GAIN_CODE_LIMIT)
+    codes[measured & ~ok] = -GAIN_CODE_LIMIT  # a mean at or below zero (noise-subtracted intensity): the lowest
     fill = float(np.rint(codes[ok].mean())) if ok.any() else 0.0
-    return np.where(ok, codes, fill).astype(np.int16)
+    return np.where(measured, codes, fill).astype(np.int16)
 
 
 PREDICTION_LEVEL = 3

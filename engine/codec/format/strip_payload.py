@@ -175,6 +175,9 @@ class Strip:
     codes: np.ndarray
     refinement: bytes = b""
     orig_db: Optional[np.ndarray] = None
+    below_zero: Optional[np.ndarray] = None
+    """Encoder: per gain block, the sum of the tile's negative intensities (a noise-subtracted product's), which
+    its block means count (orig_db holds them at the noise floor); None where there are none."""
     raw_db: Optional[np.ndarray] = None
     refined_db: Optional[np.ndarray] = None
     """The refinement layer's pixels before the loop filter (raw_db after it): what a reference band hands on."""

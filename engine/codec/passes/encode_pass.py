@@ -31,6 +31,7 @@ from ..radiometry import (
     block_sums,
     bright_contexts,
     bright_residuals,
+    cell_sums,
     finalize_strip,
     global_gain_db,
     mean_code_prediction,
@@ -242,7 +243,10 @@ class EncodePass(StripPass):
         valid = pp.valid_mask(raw, layout.nodata, pp.zero_is_fill(layout.kind, layout.dtype))
         orig_db = pp.to_db(raw, layout.kind, layout.scaling)
         ceiling = pp.type_ceiling_db(layout.kind, layout.dtype, layout.scaling)
-        residuals = bright_residuals(orig_db, valid, layout.bright_threshold, layout.bright_step_db, ceiling)
+        keep_means = layout.kind != "native"  # native values have no linear intensity to keep
+        residuals = bright_residuals(
+            orig_db, valid, layout.bright_threshold, layout.bright_step_db, ceiling, keep_means
+        )
         outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
         self.n_valid += int(valid.sum())
         self.n_clipped += int(np.count_nonzero(valid & outside))
@@ -252,13 +256,25 @@ class EncodePass(StripPass):
         self.n_zero += int(zeros.sum())
         self.n_isolated_zero += isolated_count(zeros)
         has_invalid = bool(invalid.any())
-        return Strip.at(
+        strip = Strip.at(
             tile,
             bright=residuals,
             invalid=invalid if has_invalid else None,
             codes=invalid_codes(raw, invalid, layout.nodata) if has_invalid else np.zeros(0, np.uint8),
             orig_db=orig_db,
         )
+        strip.below_zero = self._below_zero(raw, valid)
+        return strip
+
+    def _below_zero(self, raw: np.ndarray, valid: np.ndarray) -> Optional[np.ndarray]:
+        """Per gain block, the sum of a noise-subtracted intensity tile's negative values (None without any): the
+        block means count them, where orig_db has them at the noise floor (counted as zero, a simulated sea whose
+        signal is under the noise, 42 % of its values negative, decoded 64 % above its mean; with them, 1.3 %)."""
+        if self.layout.kind != "intensity" or raw.dtype.kind not in "fi":
+            return None
+        values = pp.scaled(raw, self.layout.scaling)
+        negative = valid & (values < 0)
+        return cell_sums(np.where(negative, values, 0.0), self.layout.block) if negative.any() else None
 
     def refine_target(self, strip: Strip, base: float) -> np.ndarray:
         """What the refinement layer codes: the original clipped to the range, the base where pixels are
@@ -313,12 +329,14 @@ class EncodePass(StripPass):
         coded.predicted = refine.predicted_subbands(strip.refinement, reference is not None) > 0
         if self.layout.kind != "native":  # native values have no linear intensity to restore
             sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use, self.layout.block)
+            if strip.below_zero is not None:
+                sum_o = sum_o + strip.below_zero
             coded.sum_o, coded.sum_r = float(sum_o.sum()), float(sum_r.sum())
             if self.layout.mean_correction == "block":
                 strip.gain_prediction = mean_code_prediction(self.layout, strip)
                 codes = mean_codes(sum_o, block_counts(use, self.layout.block), self.layout.mean_log2_step)
                 strip.gains = predicted_codes(codes, strip.gain_prediction)
-        strip.orig_db = None
+        strip.orig_db = strip.below_zero = None
         coded.payload = strip.payload(contexts)
         return coded
 

@@ -2,9 +2,9 @@
 Browser, it becomes a GDAL layer on its VRT (engine.gdal_vrt), whose Python pixel function decodes the tiles on
 screen at the overview level the zoom asks for.
 
-A file's VRT (with one VRT per overview level) goes into a cache folder in the QGIS profile, whether the file was
-dropped or the Browser lists it: opening a file writes nothing beside it (dropped files' VRTs were written beside
-them, and the Browser then listed each VRT and overview VRT as a raster of its own). GDAL's Python-VRT options are
+A dropped file's VRT goes next to the .sarz when that folder takes it and no other file has its name (a VRT this
+plugin wrote for the same file is rewritten); otherwise, and for every file the Browser lists (browsing writes
+nothing beside the user's files), into a cache folder in the QGIS profile. GDAL's Python-VRT options are
 set for QGIS's process, trusting this plugin's pixel-function module only. Linear intensity is shown on a dB
 stretch (a grey ramp whose stops are evenly spaced in dB over the coded range, from the file's header).
 """
@@ -70,6 +70,14 @@ def cached_vrt(sarz: Path) -> Path:
     return gdal_vrt.write_vrt(sarz, vrt)[0]
 
 
+def vrt_for(sarz: Path) -> Path:
+    """Write (or rewrite) the VRT of `sarz`: beside it if possible, else in the cache folder; its path."""
+    try:
+        return gdal_vrt.write_vrt(sarz)[0]
+    except (InputError, OSError):
+        return cached_vrt(sarz)
+
+
 def sarz_of(path: Optional[str]) -> Optional[str]:
     """The .sarz a VRT of this tool decodes (the tag it names it by), else None: a .sarz layer's file is its VRT,
     which may sit in the profile's cache folder (the panel offered that hidden folder for its outputs)."""
@@ -125,7 +133,7 @@ def sarz_layer(path: str) -> QgsRasterLayer:
     sarz = Path(path)
     header = read_header(sarz)
     enable_python_vrt()
-    layer = QgsRasterLayer(str(cached_vrt(sarz)), sarz.stem, "gdal")
+    layer = QgsRasterLayer(str(vrt_for(sarz)), sarz.stem, "gdal")
     if not layer.isValid():
         raise InputError(f"GDAL could not open the VRT of {sarz}: {layer.error().summary()}")
     if all(math.isfinite(first_band(header)["range"][k]) for k in ("vmin", "vmax")):

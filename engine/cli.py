@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import math
 import os
+import select
 import signal
 import sys
 import threading
@@ -651,6 +652,16 @@ def _guarded(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     )
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll says POLLERR; False where there is no poll)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # Windows has no poll; a captured stdout has no file number
+        return False
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; returns the exit code (0 ok, 2 error, 130/143 cancelled by SIGINT/SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -674,7 +685,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SARCompressorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except BrokenPipeError:  # the reader went away (`info --json | head`): nothing left to say, as other tools
+    except BrokenPipeError as exc:  # the reader went away (`info --json | head`): nothing left to say
+        if not _stdout_closed():  # another pipe broke: an error like any other
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
         with contextlib.suppress(OSError, ValueError):  # Python's flush at exit would fail again on the pipe
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE

@@ -363,5 +363,15 @@ def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
         raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setitem(cli.COMMANDS, "info", closed)
+    monkeypatch.setattr(cli, "_stdout_closed", lambda: True)
     assert cli.main(["info", "x.sarz"]) == 141
     assert "error" not in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_stdout_closed", lambda: False)  # another pipe (a worker's): an error like any other
+    assert cli.main(["info", "x.sarz"]) == 2
+    assert "error: [Errno 32] Broken pipe" in capsys.readouterr().err
+    monkeypatch.undo()
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "w") as gone:
+        monkeypatch.setattr(sys, "stdout", gone)
+        assert cli._stdout_closed()

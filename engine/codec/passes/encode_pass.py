@@ -272,9 +272,12 @@ class EncodePass(StripPass):
         signal is under the noise, 42 % of its values negative, decoded 64 % above its mean; with them, 1.3 %)."""
         if self.layout.kind != "intensity" or raw.dtype.kind not in "fi":
             return None
-        values = pp.scaled(raw, self.layout.scaling)
+        scaling = self.layout.scaling
+        values = raw if scaling == pp.IDENTITY else pp.scaled(raw, scaling)  # no copy of a float tile as it is
         negative = valid & (values < 0)
-        return cell_sums(np.where(negative, values, 0.0), self.layout.block) if negative.any() else None
+        if not negative.any():
+            return None
+        return cell_sums(np.where(negative, values, 0.0).astype(np.float64), self.layout.block)
 
     def refine_target(self, strip: Strip, base: float) -> np.ndarray:
         """What the refinement layer codes: the original clipped to the range, the base where pixels are

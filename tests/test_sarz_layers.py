@@ -69,7 +69,7 @@ def test_a_users_file_is_never_replaced(qgis_app, sarz, tmp_path, monkeypatch):
     assert layer.isValid() and str(tmp_path / "cache") in layer.source()
 
 
-def test_the_browser_lists_a_sarz_as_a_raster_on_a_cached_vrt(qgis_app, sarz, tmp_path, monkeypatch):
+def test_the_browser_lists_a_sarz_as_a_styled_raster_on_a_cached_vrt(qgis_app, sarz, tmp_path, monkeypatch):
     from qgis.core import QgsRasterLayer
 
     monkeypatch.setattr(sarz_layers, "cache_folder", lambda: tmp_path / "cache")
@@ -81,6 +81,8 @@ def test_the_browser_lists_a_sarz_as_a_raster_on_a_cached_vrt(qgis_app, sarz, tm
     sarz_layers.enable_python_vrt()
     layer = QgsRasterLayer(item.uri(), "browsed", item.providerKey())
     assert layer.isValid() and (layer.width(), layer.height()) == (300, 260)
+    # styled as a dropped one (QGIS loads the VRT's default style): it opened in QGIS's default, almost black
+    assert isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
     broken = sarz.with_name("broken.sarz")
     broken.write_bytes(b"not a sarz")
     assert provider.createDataItem(str(broken), None) is None

@@ -63,11 +63,29 @@ def cached_vrt(sarz: Path) -> Path:
     over the old VRT)."""
     key = hashlib.sha256(str(sarz.resolve()).encode("utf-8")).hexdigest()[:16]
     vrt = cache_folder() / key / (sarz.name + ".vrt")
-    names = f'file_id="{read_header(sarz)["file_id"]}"'
-    if vrt.is_file() and names in vrt.read_text(encoding="utf-8", errors="replace"):
+    header = read_header(sarz)
+    names = f'file_id="{header["file_id"]}"'
+    if vrt.is_file() and names in vrt.read_text(encoding="utf-8", errors="replace") and _style_of(vrt).is_file():
         return vrt
     vrt.parent.mkdir(parents=True, exist_ok=True)
-    return gdal_vrt.write_vrt(sarz, vrt)[0]
+    gdal_vrt.write_vrt(sarz, vrt)
+    _write_style(vrt, sarz, header)
+    return vrt
+
+
+def _style_of(vrt: Path) -> Path:
+    """The QGIS default style of a VRT (QgsMapLayer.styleURI: its name less the last suffix, .qml)."""
+    return vrt.with_suffix(".qml")
+
+
+def _write_style(vrt: Path, sarz: Path, header: dict) -> None:
+    """The dB stretch as the cached VRT's default style, which QGIS applies to a layer added from the Browser (it
+    opened on QGIS's default style: linear intensity almost black, a VV/VH pair drawn as RGB)."""
+    enable_python_vrt()
+    layer = QgsRasterLayer(str(vrt), sarz.stem, "gdal")
+    if layer.isValid():
+        _stretch(layer, header)
+        layer.saveNamedStyle(str(_style_of(vrt)))
 
 
 def vrt_for(sarz: Path) -> Path:
@@ -136,9 +154,14 @@ def sarz_layer(path: str) -> QgsRasterLayer:
     layer = QgsRasterLayer(str(vrt_for(sarz)), sarz.stem, "gdal")
     if not layer.isValid():
         raise InputError(f"GDAL could not open the VRT of {sarz}: {layer.error().summary()}")
+    _stretch(layer, header)
+    return layer
+
+
+def _stretch(layer: QgsRasterLayer, header: dict) -> None:
+    """The dB stretch, where band 1's coded range is known."""
     if all(math.isfinite(first_band(header)["range"][k]) for k in ("vmin", "vmax")):
         db_stretch(layer, header)
-    return layer
 
 
 class SarzDropHandler(QgsCustomDropHandler):
@@ -171,7 +194,8 @@ def open_sarz(path: str, iface=None) -> Optional[QgsRasterLayer]:
 
 
 class SarzItemProvider(QgsDataItemProvider):
-    """The Browser lists a .sarz as a raster layer on its cached VRT (added with QGIS's default style)."""
+    """The Browser lists a .sarz as a raster layer on its cached VRT (added in the dB stretch: the VRT's default
+    style, `_write_style`)."""
 
     def name(self) -> str:
         return "SAR Compressor .sarz"

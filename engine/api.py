@@ -44,7 +44,7 @@ from .codec.passes.encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .codec.passes.quality import DEFAULT_QUALITY
 from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError, OutputError
-from .input_checks import check_kind_fits, check_not_paletted
+from .input_checks import check_kind_fits, check_not_paletted, check_one_dtype
 from .inspect import differing_nodata_warning, mask_warning, nodata_warning, photo_warning
 from .io.output_paths import check_geotiff_name, check_outputs, check_sarz_name, replace_into, temp_path
 from .io.raster_io import (
@@ -332,8 +332,10 @@ def compress_file(
     start = time.perf_counter()
     info = open_info(src)
     bands = list(range(1, info.count + 1)) if band is None else [info.check_band(band)]
-    pp.check_dtype(info.dtype)
-    check_kind_fits(info.dtype, kind)
+    check_one_dtype(info.band_dtypes, bands)
+    dtype = info.band(bands[0]).dtype
+    pp.check_dtype(dtype)
+    check_kind_fits(dtype, kind)
     check_not_paletted(info.color_interp, bands)
     if warn is not None:
         for warning in filter(None, (photo_warning(src), mask_warning(src, bands), nodata_warning(info, bands))):

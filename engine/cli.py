@@ -293,9 +293,12 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
     zeros = ""
     if stats.no_signal_pixels:
         zeros = f", {stats.no_signal_pixels} no-signal zeros ({stats.isolated_zeros} isolated)"
+    kind = f"{stats.kind} ({stats.kind_reason})"  # several bands: their kinds, not band 1's beside all zeros
+    if len(stats.bands) > 1:
+        kind = f"{len(stats.bands)} bands ({', '.join(sorted({b['kind'] for b in stats.bands}))})"
     print(
         f"{args.output}: ratio {_ratio_text(stats.ratio)}, {stats.bpp:.4f} bpp{psnr}, quality {stats.quality}, "
-        f"{stats.kind} ({stats.kind_reason}){zeros}, {stats.seconds:.1f} s"
+        f"{kind}{zeros}, {stats.seconds:.1f} s"
     )
     if len(stats.bands) > 1:
         for band, line in zip(stats.bands, stats.band_lines()):

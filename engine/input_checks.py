@@ -37,6 +37,19 @@ def check_not_paletted(color_interp: list[str], bands: list[int]) -> None:
         )
 
 
+def check_one_dtype(band_dtypes: list[str], bands: list[int]) -> None:
+    """Refuse bands of different data types in one file (`band_dtypes`: a RasterInfo's, empty when the bands share
+    one): a .sarz holds one type, and band 1's was taken for all (a complex band beside float ones was coded as its
+    real part, a float dB band beside a uint16 one decoded as uint16, both with exit code 0)."""
+    types = {band: band_dtypes[band - 1] for band in bands if band <= len(band_dtypes)}
+    if len(set(types.values())) > 1:
+        listed = ", ".join(f"band {band} {dtype}" for band, dtype in types.items())
+        raise InputError(
+            f"the bands have different data types ({listed}): a .sarz holds bands of one type; compress them one at "
+            "a time (--band N, Processing's BAND)"
+        )
+
+
 def check_rate_options(quality: Optional[int], target_bpp: Optional[float]) -> None:
     """Refuse a quality and a target bit rate together: one of them would be silently ignored."""
     if quality is not None and target_bpp is not None:

@@ -95,9 +95,9 @@ def compress_split(
         if info.count > 1:  # several bands: a predicted band's strips wait on its reference's (interband)
             raise InputError(f"raster has {info.count} bands; compress_split codes one: choose it with band=")
         band = 1
-    info.check_band(band)
-    pp.check_dtype(info.dtype)
-    check_kind_fits(info.dtype, kind)
+    dtype = info.band(band).dtype
+    pp.check_dtype(dtype)
+    check_kind_fits(dtype, kind)
     check_not_paletted(info.color_interp, [band])
     dst = Path(dst)
     check_outputs([src], [dst], overwrite=True)  # as compress_file: never the input, a folder, a FIFO or a device

@@ -352,3 +352,43 @@ def test_polarimetric_stack_gains_from_prediction(shared_sar_dir):
     assert len(joint.data) < 0.85 * len(alone.data)
     for j, a in zip(joint.stats.bands, alone.stats.bands):
         assert j["psnr_db"] > a["psnr_db"] - 0.15
+
+
+def test_bands_of_different_data_types_are_refused_together_and_coded_one_at_a_time(tmp_path):
+    """A VRT stack of a uint16 band, a float32 dB band and a complex band was coded in band 1's type: the complex
+    band as its real part, the dB band decoded as uint16 (negative values lost), exit code 0."""
+    from osgeo import gdal
+
+    scene = simulate_scene(96, 128, looks=4, seed=1)[0].astype(np.float64)
+    rng = np.random.default_rng(0)
+    layers = {
+        "u16.tif": np.clip(np.sqrt(scene) * 300, 1, 65535).astype("uint16"),
+        "db.tif": (10 * np.log10(scene)).astype("float32"),
+        "slc.tif": (np.sqrt(scene / 2) * (rng.normal(size=scene.shape) + 1j * rng.normal(size=scene.shape))).astype(
+            "complex64"
+        ),
+    }
+    for name, arr in layers.items():
+        profile = {"driver": "GTiff", "width": 128, "height": 96, "count": 1, "dtype": arr.dtype.name}
+        with rasterio.open(
+            tmp_path / name, "w", crs=CRS.from_epsg(32631), transform=from_origin(0, 0, 10, 10), **profile
+        ) as ds:
+            ds.write(arr, 1)
+    stack = tmp_path / "stack.vrt"
+    gdal.BuildVRT(str(stack), [str(tmp_path / name) for name in layers], separate=True).FlushCache()
+    with pytest.raises(InputError, match="band 1 uint16, band 2 float32, band 3 complex64"):
+        api.compress_file(stack, tmp_path / "all.sarz")
+    assert not (tmp_path / "all.sarz").exists()
+    assert api.compress_file(stack, tmp_path / "db.sarz", band=2).kind == "db"
+    decoded = api.decompress_array(tmp_path / "db.sarz")
+    assert decoded.dtype == np.float32 and decoded.min() < -5  # negative dB kept
+    assert api.compress_file(stack, tmp_path / "slc.sarz", band=3).kind == "complex"
+    intensity = np.abs(layers["slc.tif"].astype(np.complex128)) ** 2
+    assert np.mean(api.decompress_array(tmp_path / "slc.sarz")) / np.mean(intensity) == pytest.approx(1.0, abs=0.03)
+
+
+def test_the_summary_line_of_several_bands_names_their_kinds(tmp_path, capsys):
+    """It showed band 1's kind and reason beside the no-signal zeros of every band (all of them in band 3)."""
+    stack = _write(tmp_path / "stack.tif", _channels(64, 80, (1.0, 0.5)), ["HH", "HV"])
+    assert main(["-q", "compress", str(stack), str(tmp_path / "s.sarz")]) == 0
+    assert ", 2 bands (intensity), " in capsys.readouterr().out

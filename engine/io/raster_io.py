@@ -105,6 +105,10 @@ class RasterInfo:
     offsets: list[float] = field(default_factory=list)
     gcps: Optional[list[list[float]]] = None
     gcp_crs_wkt: Optional[str] = None
+    band_dtypes: list[str] = field(default_factory=list)
+    """Each band's data type, where the bands' differ (a VRT stack of a uint16 band and a float32 one, or a complex
+    band beside real ones); empty when every band has `dtype`. A .sarz holds bands of one type (compression refuses
+    mixed ones but one band at a time)."""
     band_nodata: list[Optional[float]] = field(default_factory=list)
     """Each band's own nodata value, where the bands' differ (a VRT stack, ENVI, HDF); empty when every band has
     `nodata`. A GeoTIFF holds one value for all its bands: its writer writes `nodata`, band 1's."""
@@ -136,6 +140,8 @@ class RasterInfo:
         return replace(
             self,
             count=1,
+            dtype=self.band_dtypes[pick] if self.band_dtypes else self.dtype,
+            band_dtypes=[],
             nodata=self.band_nodata[pick] if self.band_nodata else self.nodata,
             band_nodata=[],
             band_domains=one(self.band_domains),
@@ -250,6 +256,7 @@ def _rpcs(ds) -> Optional[dict[str, Any]]:
 
 def _info_from_dataset(ds) -> RasterInfo:
     nodatas = [_nodata_of(ds, i) for i in range(1, ds.count + 1)]
+    dtypes = [str(d) for d in ds.dtypes]
     gcps, gcp_crs = ds.gcps
     gdal_transform = tuple(float(v) for v in ds.transform.to_gdal())
     has_transform = gdal_transform != _IDENTITY_GDAL or (ds.crs is not None and not gcps)
@@ -257,7 +264,8 @@ def _info_from_dataset(ds) -> RasterInfo:
         width=ds.width,
         height=ds.height,
         count=ds.count,
-        dtype=str(ds.dtypes[0]),
+        dtype=dtypes[0],
+        band_dtypes=dtypes if len(set(dtypes)) > 1 else [],
         crs_wkt=ds.crs.to_wkt() if ds.crs is not None else None,
         transform=gdal_transform if has_transform else None,
         nodata=nodatas[0],

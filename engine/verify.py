@@ -62,9 +62,11 @@ def _check_chunks(reader: ContainerReader, path: PathLike, cancel: Cancel) -> No
         except ContainerError:
             damaged.append(i)
     if damaged:
-        names = ", ".join(chunk_name(i, reader.n_chunks) for i in damaged)
+        held = [f" ({reader.holds(i)})" if reader.holds(i) else "" for i in damaged]
+        names = ", ".join(chunk_name(i, reader.n_chunks) + h for i, h in zip(damaged, held))
         raise ContainerError(
-            f"{path}: {names} damaged (CRC mismatch or wrong length): the rows they hold cannot be decoded"
+            f"{path}: {names} damaged (CRC mismatch or wrong length): the rows they hold cannot be decoded, nor those "
+            "of a band predicted from theirs"
         )
 
 

@@ -16,7 +16,7 @@ from sar_compressor.engine.codec.entropy import refine
 from sar_compressor.engine.codec.format import layout as layout_module
 from sar_compressor.engine.codec.format.container import ContainerReader
 from sar_compressor.engine.codec.passes import interband, strip_window, survey
-from sar_compressor.engine.errors import CancelledError, InputError
+from sar_compressor.engine.errors import CancelledError, ContainerError, InputError
 from sar_compressor.engine.metrics import evaluate_bands
 from sar_compressor.engine.simulate import simulate_scene
 
@@ -392,3 +392,29 @@ def test_the_summary_line_of_several_bands_names_their_kinds(tmp_path, capsys):
     stack = _write(tmp_path / "stack.tif", _channels(64, 80, (1.0, 0.5)), ["HH", "HV"])
     assert main(["-q", "compress", str(stack), str(tmp_path / "s.sarz")]) == 0
     assert ", 2 bands (intensity), " in capsys.readouterr().out
+
+
+def test_a_damaged_reference_chunk_is_named_for_the_band_it_holds(tmp_path):
+    """A predicted band's read failed on its reference band's damaged chunk with 'chunk 1 of 3 does not belong to
+    this file or is corrupt', which says nothing of band 1 (the reference); verify did not say that the predicted
+    bands lose those rows too."""
+    from sar_compressor.engine.codec.passes.window_decode import decode_window
+    from sar_compressor.engine.verify import verify_file
+
+    stack = _write(tmp_path / "stack.tif", _channels(64, 80, (1.0, 0.5, 0.25)), ["HH", "HV", "VV"])
+    sarz = tmp_path / "s.sarz"
+    api.compress_file(stack, sarz, quality=6)
+    with ContainerReader(sarz) as reader:
+        bands = reader.header["bands"]
+        assert [b["reference"] for b in bands[1:]] == [0, 0]  # the first coded band, the others predicted from it
+        start = reader._offsets[0]
+        reference, holds = bands[0]["source_band"], reader.holds(0)
+    assert holds == f"band {reference}'s tile 1 of 1"
+    data = bytearray(sarz.read_bytes())
+    data[start + 12] ^= 0xFF  # in chunk 1's payload
+    sarz.write_bytes(bytes(data))
+    predicted = bands[1]["source_band"]
+    with pytest.raises(ContainerError, match=f"chunk 1 of 3 does not belong .*it holds band {reference}'s tile 1"):
+        decode_window(sarz, (0, 0, 8, 8), 0, band=predicted)
+    with pytest.raises(ContainerError, match=rf"chunk 1 of 3 \(band {reference}'s tile 1 of 1\) damaged.*predicted"):
+        verify_file(sarz)

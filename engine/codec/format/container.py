@@ -311,6 +311,15 @@ class ContainerReader:
             raise ContainerError(f"{self.name}: damaged chunk index (unaccounted bytes before the index)")
         return offsets, lengths
 
+    def holds(self, i: int) -> str:
+        """What chunk i holds, for messages about a file of several bands ("band 3's tile 1 of 6": a predicted band's
+        read fails on its reference band's damaged chunk, which the message must name); empty for one band."""
+        bands = self.header.get("bands") or []
+        if len(bands) < 2 or self.n_chunks % len(bands):
+            return ""
+        per_band = self.n_chunks // len(bands)
+        return f"band {bands[i // per_band]['source_band']}'s tile {i % per_band + 1} of {per_band}"
+
     def read_chunk(self, i: int) -> bytes:
         """Payload of chunk i (0-based), CRC-checked; errors name it as chunk_name does."""
         if not 0 <= i < self.n_chunks:
@@ -322,7 +331,10 @@ class ContainerReader:
             raise ContainerError(f"{self.name}: {where} length field disagrees with the index (corrupt)")
         payload = self._read_at(self._offsets[i] + _CHUNK_HEAD.size, length, where)
         if _chunk_crc(self._file_id, i, payload) != crc:
-            raise ContainerError(f"{self.name}: {where} does not belong to this file or is corrupt (CRC mismatch)")
+            held = f"; it holds {self.holds(i)}" if self.holds(i) else ""
+            raise ContainerError(
+                f"{self.name}: {where} does not belong to this file or is corrupt (CRC mismatch{held})"
+            )
         return payload
 
 

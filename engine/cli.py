@@ -682,8 +682,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CancelledError:
         print("cancelled: no output was written", file=sys.stderr)
         return 128 + job.signum
-    except KeyboardInterrupt:
-        print("interrupted: no output was written", file=sys.stderr)
+    except KeyboardInterrupt:  # a second signal: batch's finished files stay, so "no output was written" misled
+        print("interrupted: no half-written output was left", file=sys.stderr)
         return 128 + job.signum
     except SARCompressorError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -331,7 +331,10 @@ def is_constant(valid: np.ndarray) -> bool:
 
 
 NOISE_RESIDUE_SHARE = 0.5
-"""At most this share of negative values in what noise_residue takes for noise-subtracted intensity."""
+"""At most this share of negative values in what noise_residue takes for noise-subtracted intensity..."""
+DECLARED_RESIDUE_SHARE = 0.75
+"""...and where the user declared intensity: noise less its mean is skewed, so a chunk of sea under the noise floor
+has more negative values than positive ones (53.6 % in a sweep's Zarr chunks of a scene the command line took)."""
 
 
 CALIBRATED_MEDIAN = 1.0
@@ -341,7 +344,8 @@ whose few negative values look like residue too, have theirs at several units.""
 
 def noise_residue(values: np.ndarray, declared: bool = False) -> bool:
     """Whether the negative values of `values` are what subtracting the noise leaves in linear intensity
-    (Sentinel-1's thermal noise removal, any NESZ subtracted): a minority (NOISE_RESIDUE_SHARE at most), no deeper
+    (Sentinel-1's thermal noise removal, any NESZ subtracted): a minority (NOISE_RESIDUE_SHARE at most; declared,
+    DECLARED_RESIDUE_SHARE), no deeper
     than the positive values' median (the negatives' 99th percentile), in calibrated backscatter (CALIBRATED_MEDIAN).
     A DEM's or a difference image's negative values are as large as their positive ones, a bright dB scene's median
     is several dB. `declared` (the user chose intensity): no deeper than the positive values' 99th percentile, in any
@@ -351,7 +355,8 @@ def noise_residue(values: np.ndarray, declared: bool = False) -> bool:
         return False
     finite = values[np.isfinite(values)].astype(np.float64) if values.dtype.kind == "f" else values.astype(np.float64)
     below, above = -finite[finite < 0], finite[finite > 0]
-    if below.size == 0 or above.size == 0 or below.size > NOISE_RESIDUE_SHARE * finite.size:
+    share = DECLARED_RESIDUE_SHARE if declared else NOISE_RESIDUE_SHARE
+    if below.size == 0 or above.size == 0 or below.size > share * finite.size:
         return False
     deepest = float(np.percentile(below, 99))
     if declared:

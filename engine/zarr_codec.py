@@ -41,7 +41,13 @@ from .errors import ContainerError, InputError, UnreachableTarget
 
 
 def _check_settings(
-    quality: Optional[int], target_bpp: Optional[float], kind: str, tune: str, scale: float, offset: float
+    quality: Optional[int],
+    target_bpp: Optional[float],
+    kind: str,
+    tune: str,
+    scale: float,
+    offset: float,
+    nodata: Optional[float] = None,
 ) -> None:
     """Refuse settings no chunk can be coded with, when the codec is made: found at the first chunk they failed
     after the array's metadata was written (a half-made store), a target with the per-chunk figure it became."""
@@ -51,6 +57,10 @@ def _check_settings(
         raise InputError(f"the Sarz codec's target_bpp must be a positive number of bits per pixel, got {target_bpp!r}")
     if kind != "auto":
         pp.check_kind(kind)
+    if kind == "complex":  # real dtypes only (class docstring): no chunk could be coded
+        raise InputError("the Sarz codec codes real arrays: kind 'complex' fits none (its intensity: 'intensity')")
+    if nodata is not None and not (isinstance(nodata, numbers.Real) and not isinstance(nodata, bool)):
+        raise InputError(f"the Sarz codec's nodata must be a number (or None), got {nodata!r}")
     if tune not in TUNES:
         raise InputError(f"the Sarz codec's tune must be one of {', '.join(TUNES)}, got {tune!r}")
     numbers_ok = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (scale, offset))
@@ -86,7 +96,7 @@ class Sarz(Codec):
     ):
         if quality is not None and target_bpp is not None:
             raise InputError("give the Sarz codec a quality or a target_bpp, not both")
-        _check_settings(quality, target_bpp, kind, tune, scale, offset)
+        _check_settings(quality, target_bpp, kind, tune, scale, offset, nodata)
         self.quality = DEFAULT_QUALITY if quality is None and target_bpp is None else quality
         self.target_bpp = target_bpp
         self.kind = kind

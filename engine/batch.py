@@ -299,14 +299,20 @@ def dask_client(
 
     environ = dask.config.get("distributed.nanny.pre-spawn-environ", {})
     kept = {name: value for name, value in environ.items() if name not in WORKER_ENVIRON_DROPPED}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": kept}):  # read as each worker's nanny is made
-        cluster = LocalCluster(
-            n_workers=workers or default_workers(),
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        )
+    # the nannies set those variables in this process's environment, which a worker inherits: an earlier
+    # cluster's (a notebook's) are left out while this one's workers start
+    dropped = {name: os.environ.pop(name) for name in WORKER_ENVIRON_DROPPED if name in os.environ}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": kept}):  # read as each nanny is made
+            cluster = LocalCluster(
+                n_workers=workers or default_workers(),
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+            )
+    finally:
+        os.environ.update(dropped)
     with cluster, Client(cluster) as local:
         yield local
 

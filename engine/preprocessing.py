@@ -335,8 +335,6 @@ NOISE_RESIDUE_SHARE = 0.5
 DECLARED_RESIDUE_SHARE = 0.75
 """...and where the user declared intensity: noise less its mean is skewed, so a chunk of sea under the noise floor
 has more negative values than positive ones (53.6 % in a sweep's Zarr chunks of a scene the command line took)."""
-
-
 CALIBRATED_MEDIAN = 1.0
 """Calibrated linear backscatter (sigma0, beta0, gamma0) has its median below 1 (0 dB); dB values of a bright scene,
 whose few negative values look like residue too, have theirs at several units."""
@@ -344,12 +342,12 @@ whose few negative values look like residue too, have theirs at several units.""
 
 def noise_residue(values: np.ndarray, declared: bool = False) -> bool:
     """Whether the negative values of `values` are what subtracting the noise leaves in linear intensity
-    (Sentinel-1's thermal noise removal, any NESZ subtracted): a minority (NOISE_RESIDUE_SHARE at most; declared,
-    DECLARED_RESIDUE_SHARE), no deeper
+    (Sentinel-1's thermal noise removal, any NESZ subtracted): a minority (NOISE_RESIDUE_SHARE at most), no deeper
     than the positive values' median (the negatives' 99th percentile), in calibrated backscatter (CALIBRATED_MEDIAN).
     A DEM's or a difference image's negative values are as large as their positive ones, a bright dB scene's median
-    is several dB. `declared` (the user chose intensity): no deeper than the positive values' 99th percentile, in any
-    units (the sea in cross-polarisation, its signal under the noise, leaves more and deeper negative values)."""
+    is several dB. `declared` (the user chose intensity): DECLARED_RESIDUE_SHARE at most, no deeper than the positive
+    values' 99th percentile, in any units (the sea in cross-polarisation, its signal under the noise, leaves more
+    and deeper negative values)."""
     values = np.asarray(values)
     if values.dtype.kind == "c" or values.size == 0:
         return False

@@ -363,7 +363,7 @@ def compress_file(
         neighbour_bits,
     )
     try:
-        with bounded_gdal_cache(streaming_cache_mb(info.width, info.dtype)), RasterReader(src) as reader:
+        with bounded_gdal_cache(streaming_cache_mb(info.width, dtype)), RasterReader(src) as reader:
             sources = [BandSource(info.band(b), b, _row_reader(reader, b)) for b in bands]
             stats = _encode(
                 sources,

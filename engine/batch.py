@@ -102,8 +102,8 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
         else:
             found.append(_not_output(_existing(Path(item), "input")))
     unique: dict[Path, Path] = {}  # one per file, under the first name given (a link's, not its target's)
-    for path in found:
-        unique.setdefault(path.resolve(), Path(os.path.abspath(path)))
+    for path in found:  # its folder resolved as the system does (a '..' after a linked folder is the link's parent)
+        unique.setdefault(path.resolve(), path.parent.resolve() / path.name)
     if not unique:
         raise InputError("no input files")
     return list(unique.values())
@@ -302,7 +302,7 @@ def dask_client(
     # the nannies set those variables in this process's environment, which a worker inherits: an earlier
     # cluster's (a notebook's) are left out while this one's workers start
     dropped = {name: os.environ.pop(name) for name in WORKER_ENVIRON_DROPPED if name in os.environ}
-    try:
+    try:  # until the cluster closes: a worker the nanny starts again (after a kill) inherits it too
         with dask.config.set({"distributed.nanny.pre-spawn-environ": kept}):  # read as each nanny is made
             cluster = LocalCluster(
                 n_workers=workers or default_workers(),
@@ -311,10 +311,10 @@ def dask_client(
                 host="127.0.0.1",
                 dashboard_address="127.0.0.1:0",
             )
+        with cluster, Client(cluster) as local:
+            yield local
     finally:
         os.environ.update(dropped)
-    with cluster, Client(cluster) as local:
-        yield local
 
 
 def check_workers(client: Client) -> None:

@@ -64,9 +64,9 @@ def _check_chunks(reader: ContainerReader, path: PathLike, cancel: Cancel) -> No
     if damaged:
         held = [f" ({reader.holds(i)})" if reader.holds(i) else "" for i in damaged]
         names = ", ".join(chunk_name(i, reader.n_chunks) + h for i, h in zip(damaged, held))
+        predicted = ", nor those of a band predicted from theirs" if any(held) else ""
         raise ContainerError(
-            f"{path}: {names} damaged (CRC mismatch or wrong length): the rows they hold cannot be decoded, nor those "
-            "of a band predicted from theirs"
+            f"{path}: {names} damaged (CRC mismatch or wrong length): the rows they hold cannot be decoded{predicted}"
         )
 
 

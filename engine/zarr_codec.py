@@ -59,7 +59,7 @@ def _check_settings(
         pp.check_kind(kind)
     if kind == "complex":  # real dtypes only (class docstring): no chunk could be coded
         raise InputError("the Sarz codec codes real arrays: kind 'complex' fits none (its intensity: 'intensity')")
-    if nodata is not None and not (isinstance(nodata, numbers.Real) and not isinstance(nodata, bool)):
+    if nodata is not None and not _is_number(nodata):
         raise InputError(f"the Sarz codec's nodata must be a number (or None), got {nodata!r}")
     if tune not in TUNES:
         raise InputError(f"the Sarz codec's tune must be one of {', '.join(TUNES)}, got {tune!r}")
@@ -68,6 +68,13 @@ def _check_settings(
         raise InputError(
             f"the Sarz codec's scale must be finite and non-zero, its offset finite: {scale!r}, {offset!r}"
         )
+
+
+def _is_number(value: object) -> bool:
+    """A real number: a Python or numpy scalar, or a 0-d numeric array (not text, not a bool)."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        return False
+    return np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
 
 
 FRAME_MAGIC = b"SZCK"

@@ -384,6 +384,8 @@ def test_resume_sees_a_replaced_raster_links_keep_their_names_and_done_files_nee
     for name, target in (("scene1.tif", "a"), ("scene2.tif", "b")):
         (links / name).symlink_to(tmp_path / target / "image.tif")
     assert [p.name for p in expand_inputs([str(links / "*.tif")])] == ["scene1.tif", "scene2.tif"]
+    (links / "into_a").symlink_to(tmp_path / "a")  # a '..' after a linked folder is the link target's parent
+    assert expand_inputs([str(links / "into_a" / ".." / "b" / "image.tif")]) == [tmp_path.resolve() / "b" / "image.tif"]
     named = compress_batch([str(links / "*.tif")], tmp_path / "named", client=client)
     assert named.count("written") == 2 and sorted(p.name for p in (tmp_path / "named").iterdir()) == [
         "scene1.sarz",
@@ -406,6 +408,14 @@ def test_the_batch_cluster_keeps_its_workers_memory_allocator_fast(rasters, tmp_
     instead of 16.3 s on 2 workers (a sweep). The batch's own cluster leaves it out, and keeps single-threaded BLAS."""
     from sar_compressor.engine.batch import dask_client
 
-    with dask_client(workers=1) as local:
-        environ = next(iter(local.run(lambda: dict(os.environ)).values()))
-    assert "MALLOC_TRIM_THRESHOLD_" not in environ and environ.get("OPENBLAS_NUM_THREADS") == "1"
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"  # an earlier cluster's (a notebook's), in this process
+    try:
+        with dask_client(workers=1) as local:
+            environ = next(iter(local.run(lambda: dict(os.environ)).values()))
+            local.restart()  # a worker started again (after a kill) inherits this process's environment then
+            again = next(iter(local.run(lambda: dict(os.environ)).values()))
+        assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's own is given back
+    finally:
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_")
+    for env in (environ, again):
+        assert "MALLOC_TRIM_THRESHOLD_" not in env and env.get("OPENBLAS_NUM_THREADS") == "1"

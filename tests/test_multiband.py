@@ -418,3 +418,11 @@ def test_a_damaged_reference_chunk_is_named_for_the_band_it_holds(tmp_path):
         decode_window(sarz, (0, 0, 8, 8), 0, band=predicted)
     with pytest.raises(ContainerError, match=rf"chunk 1 of 3 \(band {reference}'s tile 1 of 1\) damaged.*predicted"):
         verify_file(sarz)
+    single = tmp_path / "one.sarz"
+    api.compress_file(stack, single, quality=6, band=1)
+    data = bytearray(single.read_bytes())
+    with ContainerReader(single) as reader:
+        data[reader._offsets[0] + 12] ^= 0xFF
+    single.write_bytes(bytes(data))
+    with pytest.raises(ContainerError, match=r"chunk 1 of 1 damaged .*cannot be decoded$"):  # no band predicted
+        verify_file(single)

@@ -65,9 +65,12 @@ def cached_vrt(sarz: Path) -> Path:
     vrt = cache_folder() / key / (sarz.name + ".vrt")
     header = read_header(sarz)
     names = f'file_id="{header["file_id"]}"'
-    if vrt.is_file() and names in vrt.read_text(encoding="utf-8", errors="replace") and _style_of(vrt).is_file():
+    if vrt.is_file() and names in vrt.read_text(encoding="utf-8", errors="replace"):
+        if not _style_of(vrt).is_file():
+            _write_style(vrt, sarz, header)
         return vrt
     vrt.parent.mkdir(parents=True, exist_ok=True)
+    _style_of(vrt).unlink(missing_ok=True)  # the file it styled is gone: a new layer would load it
     gdal_vrt.write_vrt(sarz, vrt)
     _write_style(vrt, sarz, header)
     return vrt

@@ -201,7 +201,7 @@ class RasterInfo:
                 raise InputError(f"raster metadata has malformed RPCs: {exc}") from exc
 
 
-OPTIONAL_FIELDS = ("color_interp", "rpcs", "band_nodata", "domains", "band_domains")
+OPTIONAL_FIELDS = ("color_interp", "rpcs", "band_dtypes", "band_nodata", "domains", "band_domains")
 """RasterInfo fields a dictionary (and a .sarz header) holds only where the raster has them."""
 IGNORED_DOMAINS = frozenset({"", "IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "SUBDATASETS", "RPC"})
 """Metadata domains not carried: the default one (`tags`), those GDAL derives from the file itself, the RPCs (their

@@ -102,8 +102,13 @@ def layer_file(layer: Optional[QgsRasterLayer]) -> Optional[str]:
     dataset), or None (no layer, another provider, not a file)."""
     if layer is None or layer.providerType() != "gdal":
         return None
-    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
+    path = _source_path(layer)
     return path if path and Path(path).is_file() else None
+
+
+def _source_path(layer: QgsRasterLayer) -> str:
+    """The path in a gdal-provider layer's source ("" where it names none)."""
+    return QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
 
 
 def layer_dataset(layer: Optional[QgsRasterLayer]) -> Optional[str]:
@@ -126,7 +131,7 @@ def layer_problem(layer: Optional[QgsRasterLayer], what: str) -> Optional[str]:
         )
     if layer_dataset(layer) is not None:
         return None
-    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path", "")
+    path = _source_path(layer)
     if path and not Path(path).exists():
         return (
             f"The {what} layer '{layer.name()}' reads {path}, which no longer exists (moved or deleted): "

@@ -62,8 +62,8 @@ def _check_chunks(reader: ContainerReader, path: PathLike, cancel: Cancel) -> No
         except ContainerError:
             damaged.append(i)
     if damaged:
-        held = [f" ({reader.holds(i)})" if reader.holds(i) else "" for i in damaged]
-        names = ", ".join(chunk_name(i, reader.n_chunks) + h for i, h in zip(damaged, held))
+        held = [reader.holds(i) for i in damaged]
+        names = ", ".join(chunk_name(i, reader.n_chunks) + (f" ({h})" if h else "") for i, h in zip(damaged, held))
         predicted = ", nor those of a band predicted from theirs" if any(held) else ""
         raise ContainerError(
             f"{path}: {names} damaged (CRC mismatch or wrong length): the rows they hold cannot be decoded{predicted}"

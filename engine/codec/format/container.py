@@ -331,7 +331,8 @@ class ContainerReader:
             raise ContainerError(f"{self.name}: {where} length field disagrees with the index (corrupt)")
         payload = self._read_at(self._offsets[i] + _CHUNK_HEAD.size, length, where)
         if _chunk_crc(self._file_id, i, payload) != crc:
-            held = f"; it holds {self.holds(i)}" if self.holds(i) else ""
+            holds = self.holds(i)
+            held = f"; it holds {holds}" if holds else ""
             raise ContainerError(
                 f"{self.name}: {where} does not belong to this file or is corrupt (CRC mismatch{held})"
             )

@@ -165,6 +165,8 @@ class EncodePass(StripPass):
         """The last refined tile's figures, until after_decode adds them up."""
         self.row_of_tiles: tuple[int, Optional[np.ndarray]] = (-1, None)
         """(first row, the rows) of the input under the current row of tiles: read once for all its tiles."""
+        self.ceiling_db = pp.type_ceiling_db(layout.kind, layout.dtype, layout.scaling)
+        """Where the output's integer type clips (bright residuals there round up: radiometry.bright_residuals)."""
 
     @classmethod
     def plan(
@@ -242,10 +244,9 @@ class EncodePass(StripPass):
         raw = self._read(tile.row0, tile.rows, tile.col0, tile.cols)
         valid = pp.valid_mask(raw, layout.nodata, pp.zero_is_fill(layout.kind, layout.dtype))
         orig_db = pp.to_db(raw, layout.kind, layout.scaling)
-        ceiling = pp.type_ceiling_db(layout.kind, layout.dtype, layout.scaling)
         keep_means = layout.kind != "native"  # native values have no linear intensity to keep
         residuals = bright_residuals(
-            orig_db, valid, layout.bright_threshold, layout.bright_step_db, ceiling, keep_means
+            orig_db, valid, layout.bright_threshold, layout.bright_step_db, self.ceiling_db, keep_means
         )
         outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
         self.n_valid += int(valid.sum())

@@ -175,11 +175,12 @@ def _saturated(db: np.ndarray, kind: str) -> np.ndarray:
     """Where the sample sits at a saturated top (SATURATED_SHARE): dB kinds only (native values keep their range)."""
     if kind == "native" or db.size == 0:
         return np.zeros(db.shape, dtype=bool)
-    at_top = db == db.max()
+    top = db.max()
+    at_top = db == top
     count = int(np.count_nonzero(at_top))
     if count < max(SATURATED_MIN, SATURATED_SHARE * db.size) or count > 0.01 * db.size:  # most rasters stop here
         return np.zeros(db.shape, dtype=bool)
-    return at_top if db.max() > np.percentile(db, 99) else np.zeros(db.shape, dtype=bool)
+    return at_top if top > np.percentile(db, 99) else np.zeros(db.shape, dtype=bool)
 
 
 GAP_DB = 15.0

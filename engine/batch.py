@@ -26,8 +26,8 @@ from .codec.format.container import ContainerReader
 from .codec.passes import rate_control
 from .codec.passes.quality import DEFAULT_QUALITY, REFINE_STEPS, quality_level
 from .codec.passes.strip_window import Cancel, Progress, available_cores, tiles_at_most
-from .errors import CancelledError, InputError, SARCompressorError
-from .io.output_paths import guarded_outputs
+from .errors import CancelledError, InputError, OutputBusyError, SARCompressorError
+from .io.output_paths import being_written, guarded_outputs
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -45,7 +45,8 @@ DASK_MISSING = 'batch compression needs Dask: pip install "dask[distributed]>=20
 
 @dataclass
 class FileOutcome:
-    """What became of one input: "written", "skipped" (a valid output was already there) or "failed"."""
+    """What became of one input: "written", "skipped" (a valid output was already there) or "failed"; "busy" (another
+    run writes its output) only on the way: the batch waits for that run and submits the file again."""
 
     input: str
     output: str
@@ -178,7 +179,8 @@ def remove_stale_temps(outputs: Sequence[Path]) -> None:
 
 def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome:
     """One file, on a worker: skipped when a valid output is there, else compress_file(src, dst, **settings).
-    Errors come back as a failed outcome (not an exception: Dask would not retry them anyway)."""
+    Errors come back as a failed outcome (not an exception: Dask would not retry them anyway); an output another run
+    is writing as a busy one."""
     from .api import compress_file
 
     start, warnings = time.perf_counter(), []
@@ -190,6 +192,8 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
                 return FileOutcome(src, dst, "skipped", seconds=time.perf_counter() - start)
             with tiles_at_most(TILES_PER_FILE):
                 stats = compress_file(src, dst, warn=warnings.append, overwrite=False, **settings)
+    except OutputBusyError as exc:
+        return FileOutcome(src, dst, "busy", error=str(exc), seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 (any failure of one file is reported, the batch goes on)
         return FileOutcome(src, dst, "failed", error=_describe(exc), seconds=time.perf_counter() - start)
     seconds = time.perf_counter() - start
@@ -394,38 +398,54 @@ def _run(
     cancel: Cancel,
     log: Log,
 ) -> list[FileOutcome]:
-    """Submit one task per file and collect the outcomes as they finish (in input order in the result)."""
+    """Submit one task per file and collect the outcomes as they finish (in input order in the result). A file whose
+    output another run is writing (a second batch over the same folder, a command) waits until that run lets go of
+    it, and is submitted again: it is then skipped when that run wrote it as asked, coded when that run failed.
+    (Each batch reported the other's files failed, which a third run had to redo.)"""
     from distributed import as_completed
 
-    futures = [
-        client.submit(compress_one, str(src), str(dst), settings, key=f"sarz-{src.stem}-{uuid.uuid4().hex}")
-        for src, dst in zip(sources, outputs)
-    ]
-    index = {f.key: i for i, f in enumerate(futures)}
-    outcomes: list[Optional[FileOutcome]] = [None] * len(futures)
-    finishing, n_done = as_completed(futures), 0
+    def submit(i: int) -> None:
+        key = f"sarz-{sources[i].stem}-{uuid.uuid4().hex}"
+        current[i] = client.submit(compress_one, str(sources[i]), str(outputs[i]), settings, key=key)
+        index[current[i].key] = i
+        finishing.add(current[i])
+
+    index: dict[str, int] = {}
+    current: list[Any] = [None] * len(sources)  # each file's latest task
+    outcomes: list[Optional[FileOutcome]] = [None] * len(sources)
+    finishing, waiting = as_completed(loop=client.loop), set()
+    for i in range(len(sources)):
+        submit(i)
     try:
-        while not finishing.is_empty():
+        while not finishing.is_empty() or waiting:
             if cancel is not None and cancel():
-                done_now = sum(fut.status == "finished" for fut in futures)  # some not collected yet: said 0 of 3
+                done_now = sum(current[i].status == "finished" for i in range(len(sources)) if i not in waiting)
                 raise CancelledError(
-                    f"cancelled by the user after {done_now} of {len(futures)} files (their outputs are complete; "
+                    f"cancelled by the user after {done_now} of {len(sources)} files (their outputs are complete; "
                     "run the same command again to resume)"
                 )
+            for i in [i for i in waiting if not being_written(outputs[i])]:
+                waiting.discard(i)
+                submit(i)
             done = finishing.next_batch(block=False)
             if not done:
                 time.sleep(POLL_S)
                 continue
             for fut in done:
                 i = index[fut.key]
-                outcomes[i] = _outcome(fut, str(sources[i]), str(outputs[i]))
-                if log is not None and outcomes[i].status == "failed":
-                    log(f"failed: {sources[i]}: {outcomes[i].error}")
-            n_done += len(done)
+                outcome = _outcome(fut, str(sources[i]), str(outputs[i]))
+                if outcome.status == "busy":
+                    waiting.add(i)
+                    if log is not None:
+                        log(f"waiting: {outcome.error}")
+                    continue
+                outcomes[i] = outcome
+                if log is not None and outcome.status == "failed":
+                    log(f"failed: {sources[i]}: {outcome.error}")
             if progress is not None:
-                progress(n_done, len(futures))
+                progress(sum(o is not None for o in outcomes), len(outcomes))
     except BaseException:
-        client.cancel(futures)
+        client.cancel(current)
         raise
     return [o for o in outcomes if o is not None]
 

@@ -32,3 +32,7 @@ class UnreachableTarget(InputError):
 class OutputError(InputError):
     """An output cannot be written where asked (it is an input, exists, is not a regular file, the disk is
     full, another run writes it); whatever was at the destination before is left as it was."""
+
+
+class OutputBusyError(OutputError):
+    """Another live run holds the output's lock (a batch waits for it, then looks at what it wrote)."""

@@ -280,19 +280,42 @@ def test_bad_settings_refused_before_any_work(rasters, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_file_another_run_is_writing_is_left_to_it(client, rasters, tmp_path):
-    """A command (or another batch) writing one of the batch's outputs: the batch wrote it as well, and its clean-up
-    removed the other run's temp file mid-write (which then failed). Now that file fails in the report, naming the
-    other run, and its temp file is left alone; the other files are written."""
-    sources = list(rasters)[:2]
-    busy = tmp_path / f"{sources[0].stem}.sarz"
-    live = tmp_path / f".{busy.name}.sarz-tmp.{os.getpid()}.0123abcd"
-    with output_paths_module.guarded_outputs([], [busy], overwrite=False):  # the other run, in this process
-        live.write_bytes(b"being written")
-        report = compress_batch([str(p) for p in sources], tmp_path, client=client)
-        assert [o.status for o in report.outcomes] == ["failed", "written"]
-        assert "is being written by another run" in report.failed[0].error
-        assert live.read_bytes() == b"being written" and not busy.exists()
+def test_a_file_another_run_is_writing_is_waited_for_then_skipped_or_coded(client, rasters, tmp_path):
+    """Another run (a command, a second batch over the same folder) writing two of the batch's outputs: the batch
+    wrote them as well, and its clean-up removed the other run's temp file mid-write; then it reported both failed.
+    Now it waits until that run lets go: the file the other run wrote is skipped, the one it gave up on is coded, and
+    the other run's temp file is left alone while it runs."""
+    sources = list(rasters)[:3]
+    wrote, gave_up = (tmp_path / f"{src.stem}.sarz" for src in sources[:2])
+    live = tmp_path / f".{wrote.name}.sarz-tmp.{os.getpid()}.0123abcd"
+    waits, lines = threading.Event(), []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if sum(text.startswith("waiting: ") for text in lines) == 2:
+            waits.set()
+
+    def other_run() -> None:
+        with output_paths_module.guarded_outputs([], [wrote, gave_up], overwrite=False):
+            live.write_bytes(b"being written")
+            started.set()
+            waits.wait(timeout=120)
+            assert live.read_bytes() == b"being written" and not gave_up.exists()
+            live.rename(wrote)
+            wrote.write_bytes(rasters[sources[0]])  # what this run wrote: a valid file coded as asked
+
+    started = threading.Event()
+    other = threading.Thread(target=other_run)
+    other.start()
+    started.wait(timeout=30)
+    try:
+        report = compress_batch([str(p) for p in sources], tmp_path, client=client, log=log)
+    finally:
+        waits.set()
+        other.join()
+    assert [o.status for o in report.outcomes] == ["skipped", "written", "written"]
+    assert all("is being written by another run" in line for line in lines if line.startswith("waiting: "))
+    _assert_same(tmp_path, rasters, sources)
 
 
 def test_a_busy_port_8787_says_nothing(rasters, tmp_path):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import OutputError
-from .write_lock import LOCK_SUFFIX, holding, pid_alive
+from .write_lock import LOCK_SUFFIX, held, holding, pid_alive
 
 PathLike = Union[str, "os.PathLike[str]"]
 TEMP_TAG = ".sarz-tmp."
@@ -247,10 +247,20 @@ def check_geotiff_name(dest: Optional[PathLike]) -> None:
         raise OutputError(f"{dest}: a GeoTIFF would get another format's name ({suffix}); name it .tif")
 
 
-def _lock(dest: Path) -> contextlib.AbstractContextManager:
-    """Hold `dest`'s lock file (write_lock: one writer per output)."""
+def _lock_file(dest: PathLike) -> Path:
+    """`dest`'s lock file, beside the file a link names (write_lock: one writer per output)."""
     final = real_path(dest)
-    return holding(final.with_name(f".{_stem(final.name)}{LOCK_SUFFIX}"), dest)
+    return final.with_name(f".{_stem(final.name)}{LOCK_SUFFIX}")
+
+
+def being_written(dest: PathLike) -> bool:
+    """Whether another live run holds `dest`'s lock now (a batch waits for it rather than failing the file)."""
+    return held(_lock_file(dest))
+
+
+def _lock(dest: Path) -> contextlib.AbstractContextManager:
+    """Hold `dest`'s lock file for the block."""
+    return holding(_lock_file(dest), dest)
 
 
 @contextlib.contextmanager

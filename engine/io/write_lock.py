@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional, Union
 
-from ..errors import OutputError
+from ..errors import OutputBusyError, OutputError
 
 LOCK_SUFFIX = ".sarz-lock"
 LOCK_EMPTY_GRACE_S = 60.0
@@ -164,9 +164,14 @@ def _take_over(lock: Path, judged: Identity, dest: Union[str, Path]) -> None:
         marker.unlink(missing_ok=True)
 
 
+def held(lock: Path) -> bool:
+    """Whether a live writer (or one this run cannot judge) holds `lock` now."""
+    return _judge(lock) == _HELD
+
+
 @contextlib.contextmanager
 def holding(lock: Path, dest: Union[str, Path]) -> Iterator[None]:
-    """Hold `lock` (the lock file of `dest`) for the block; OutputError naming `dest` when another run holds it."""
+    """Hold `lock` (the lock file of `dest`) for the block; OutputBusyError naming `dest` when another run holds it."""
     mine = _acquire(lock, dest)
     try:
         yield
@@ -184,7 +189,7 @@ def _acquire(lock: Path, dest: Union[str, Path]) -> Identity:
         except FileExistsError:
             judged = _judge(lock)
             if judged == _HELD:
-                raise OutputError(
+                raise OutputBusyError(
                     f"{dest} is being written by another run ({lock} exists; remove it if no run is writing {dest})"
                 ) from None
             if judged is not None:

@@ -1,4 +1,4 @@
-"""QGIS entry point. Kept import-light: QGIS must start even when torch is missing."""
+"""QGIS entry point. Kept import-light: QGIS must start even when the engine's dependencies are missing."""
 
 
 def classFactory(iface):  # noqa: N802 (QGIS API name)

@@ -11,6 +11,7 @@ Where things are (a reader finds each part of the codec by folder name):
     codec/
       passes/        encode / decode passes: survey (pass 1), qualities, rate control, the shared per-tile pass,
                      several bands and inter-band prediction, window and overview decoding
+      restoration/   the adaptive loop filter, fitted per tile by the encoder (Wiener filters against the original)
       radiometry.py  block means, bright targets, invalid pixels restored: what dB-domain coding gets wrong
       format/        the .sarz file: container (chunks, index, CRCs), JSON header, chunk bytes, layout
       entropy/       the refinement layer's coefficient coder (prediction, RDO, context-modelled ANS), frequency
@@ -20,12 +21,13 @@ Where things are (a reader finds each part of the codec by folder name):
     errors.py  preprocessing.py  metrics.py  json_text.py
                      the foundation: exceptions, the coding domain and masks, quality figures, strict JSON
 
-Imports point one way, down this list: front ends -> codec.passes -> codec.radiometry -> codec.format ->
-codec.entropy -> codec.transform; codec.format and above may use io; everything may use the foundation, which
-imports only itself. No module imports another that imports it back, and nothing here imports QGIS, the
-algorithms, the dock or training. tests/test_architecture.py checks all of it on the source.
+Imports point one way, down this list: front ends -> codec.passes -> codec.restoration, codec.radiometry ->
+codec.format -> codec.entropy -> codec.transform (codec.restoration uses only codec.entropy and codec.transform);
+codec.format and above may use io; everything may use the foundation, which imports only itself. No module imports
+another that imports it back, and nothing here imports QGIS, the algorithms, the dock or training.
+tests/test_architecture.py checks all of it on the source.
 """
 
-from .errors import CancelledError, ContainerError, InputError, ModelError, SARCompressorError
+from .errors import CancelledError, ContainerError, InputError, SARCompressorError
 
-__all__ = ["CancelledError", "ContainerError", "InputError", "ModelError", "SARCompressorError"]
+__all__ = ["CancelledError", "ContainerError", "InputError", "SARCompressorError"]

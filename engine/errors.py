@@ -9,10 +9,6 @@ class InputError(SARCompressorError):
     """The input raster cannot be compressed as asked (band count, dtype, all-nodata, ...)."""
 
 
-class ModelError(SARCompressorError):
-    """A model or checkpoint is missing, broken, foreign, or does not match a compressed file."""
-
-
 class ContainerError(SARCompressorError):
     """A .sarz file is not readable: wrong magic, unknown version, truncated, corrupt (CRC)."""
 

@@ -124,16 +124,21 @@ def vrt_paths(vrt: Path, levels: int) -> list[Path]:
     return [vrt] + [vrt.with_name(f"{stem}.ov{k}.vrt") for k in range(1, levels + 1)]
 
 
-def _check_replaceable(path: Path, sarz: Path) -> None:
-    """A file already there is replaced only if it is this function's VRT for the same .sarz."""
+def _check_replaceable(path: Path, sarz: Path, file_id: str) -> None:
+    """A file already there is replaced only if it is this function's VRT for the same .sarz: written for it at
+    this path, or for this very file (its id) at the path it had before its folder was moved or copied (the VRT
+    names its .sarz by absolute path, and `vrt` is what a moved VRT's error says to run: it refused)."""
     if not path.exists():
         return
     try:
         text = path.read_text(encoding="utf-8", errors="replace")[:65536]
     except OSError as exc:
         raise InputError(f"{path} exists and cannot be read: {exc}") from exc
-    if f'<MDI key="{VRT_SOURCE_TAG}">{escape(str(sarz))}</MDI>' not in text:  # its own VRT of this .sarz
-        raise InputError(f"{path} exists and is not a VRT of {sarz}: choose another output")
+    if f'<MDI key="{VRT_SOURCE_TAG}">{escape(str(sarz))}</MDI>' in text:
+        return
+    if f'<MDI key="{VRT_SOURCE_TAG}">' in text and f'file_id="{file_id}"' in text:
+        return
+    raise InputError(f"{path} exists and is not a VRT of {sarz}: choose another output")
 
 
 def _geotransform(transform: Optional[tuple[float, ...]], factor: float) -> Optional[str]:
@@ -274,7 +279,7 @@ def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
         readers += [SarzWindowReader(src, band) for band in readers[0].source_bands[1:]]
         paths = vrt_paths(out, readers[0].max_level)
         for path in paths:
-            _check_replaceable(path, src)
+            _check_replaceable(path, src, readers[0].reader.file_id)
         _write_all(
             {
                 path: _dataset_xml(readers, src, level, paths[1:] if level == 0 else [])
@@ -284,17 +289,17 @@ def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
     finally:
         for reader in readers:
             reader.close()
-    _remove_stale_levels(out, len(paths) - 1, src)
+    _remove_stale_levels(out, len(paths) - 1, src, readers[0].reader.file_id)
     return paths
 
 
-def _remove_stale_levels(vrt: Path, levels: int, sarz: Path) -> None:
+def _remove_stale_levels(vrt: Path, levels: int, sarz: Path, file_id: str) -> None:
     """Overview VRTs above `levels` that an earlier `write_vrt` wrote for the same .sarz (a larger raster's, since
     replaced), which nothing lists any more; the first level missing, or not such a VRT, ends the walk."""
     level = levels + 1
     while (path := vrt_paths(vrt, level)[-1]).exists():
         try:
-            _check_replaceable(path, sarz)
+            _check_replaceable(path, sarz, file_id)
             path.unlink()
         except (InputError, OSError):
             return

@@ -85,7 +85,8 @@ def check_dtype(dtype: object) -> str:
     """Canonical dtype name, or InputError naming a dtype the codec does not handle (e.g. int8, int64)."""
     name = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype
     if name not in SUPPORTED_DTYPES:
-        raise InputError(f"unsupported raster data type {name!r}; supported: {', '.join(SUPPORTED_DTYPES[:-1])}")
+        supported = ", ".join(SUPPORTED_DTYPES).replace("complex_int16", "complex int16 (GDAL's CInt16)")
+        raise InputError(f"unsupported raster data type {name!r}; supported: {supported}")
     return name
 
 

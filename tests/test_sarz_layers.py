@@ -148,3 +148,27 @@ def test_a_cached_vrt_names_its_sarz_for_the_panels_output_folder(qgis_app, sarz
     assert sarz_layers.sarz_of(str(vrt)) == str(sarz.resolve())
     assert output_folder.default_folder(sarz_layers.sarz_of(str(vrt))) == str(sarz.resolve().parent)
     assert sarz_layers.sarz_of(str(sarz.with_name("scene.tif"))) is None
+
+
+def test_a_project_moved_with_its_sarz_files_opens_layers_that_read(qgis_app, sarz, tmp_path):
+    """A project folder moved (or copied) with its .sarz and their VRTs: the VRTs name the old absolute path, so
+    every layer failed its reads (a blank map and "... is gone (moved or deleted?)"). Layers added on such a VRT
+    beside the same file are repaired: the VRTs are written for the new path and the layer reopened, styled."""
+    project = QgsProject.instance()
+    project.layersAdded.connect(sarz_layers.repair_moved)
+    try:
+        project.addMapLayer(sarz_layers.sarz_layer(str(sarz)))
+        assert project.write(str(tmp_path / "p.qgs"))
+        project.clear()
+        moved = tmp_path.with_name(tmp_path.name + "_moved")
+        tmp_path.rename(moved)
+        assert project.read(str(moved / "p.qgs"))
+        (layer,) = project.mapLayers().values()
+        assert layer.source() == str(moved / "scene.sarz.vrt")
+        assert str(moved / "scene.sarz") in (moved / "scene.sarz.vrt").read_text()
+        assert isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
+        pixels = _render(layer)
+        assert not ((pixels[..., 0] == 255) & (pixels[..., 1] == 0) & (pixels[..., 2] == 255)).any()
+    finally:
+        project.layersAdded.disconnect(sarz_layers.repair_moved)
+        project.clear()

@@ -146,6 +146,30 @@ def test_a_vrt_whose_sarz_is_gone_says_so(sarz, tmp_path):
     assert "os.stat" not in done.stderr
 
 
+def test_a_moved_folders_vrts_are_written_again_by_the_vrt_command_and_only_for_the_same_file(sarz, tmp_path):
+    """A folder moved with its .sarz and VRTs: the VRTs name the old path, and their error says to run `vrt` on the
+    .sarz where it is now, which refused ("exists and is not a VRT of"). Now it rewrites VRTs written for this very
+    file (its id), and still refuses one written for another file."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    shutil.copy(sarz, old / "m.sarz")
+    paths = write_vrt(old / "m.sarz")
+    old.rename(new)
+    assert cli.main(["-q", "vrt", str(new / "m.sarz")]) == 0
+    done = _run(
+        "gdal_translate", "-q", "-srcwin", "0", "0", "10", "10", str(new / "m.sarz.vrt"), str(tmp_path / "z.tif")
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(old) not in "".join((new / p.name).read_text() for p in paths)
+    other = tmp_path / "other"
+    other.mkdir()
+    small = write_scene(tmp_path / "small.tif", 60, 70, seed=2)
+    api.compress_file(small, other / "m.sarz", quality=3)
+    write_vrt(other / "m.sarz")
+    shutil.copy(other / "m.sarz.vrt", new / "m.sarz.vrt")  # another file's VRT under this name
+    assert cli.main(["-q", "vrt", str(new / "m.sarz")]) == 2
+
+
 def test_a_vrt_whose_sarz_was_replaced_says_so_and_is_written_again_whole(sarz, tmp_path):
     """compress --overwrite put another raster under the VRT's .sarz: reads failed with a traceback ("window ... is
     not inside the 256x256 raster"); writing the VRT again left the larger raster's overview VRTs behind."""

@@ -257,7 +257,7 @@ class SARCompressorDock(QDockWidget):
         self.install_button = QPushButton("Install dependencies", settings)
         self.install_button.setToolTip(
             "pip-install what is missing into this QGIS profile's python/dependencies folder "
-            "(CPU PyTorch; the system Python is not touched)"
+            "(constriction, rasterio, matplotlib; the system Python is not touched)"
         )
         self.install_button.clicked.connect(self.install_dependencies)
         self.install_button.hide()

@@ -7,10 +7,16 @@ plugin wrote for the same file is rewritten); otherwise, and for every file the 
 nothing beside the user's files), into a cache folder in the QGIS profile. GDAL's Python-VRT options are
 set for QGIS's process, trusting this plugin's pixel-function module only. Linear intensity is shown on a dB
 stretch (a grey ramp whose stops are evenly spaced in dB over the coded range, from the file's header).
+
+A VRT names its .sarz by absolute path (GDAL hands a pixel function its arguments, not the VRT's own path), so a
+project folder moved or copied with its .sarz files would open layers that fail every read: a layer added on a VRT
+that sits beside the very file it was written for (its id), at a new path, has its VRTs written again and its
+source reopened (`repair_moved`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from pathlib import Path
@@ -196,6 +202,33 @@ def open_sarz(path: str, iface=None) -> Optional[QgsRasterLayer]:
     return layer
 
 
+def _moved_sarz(vrt: str) -> Optional[Path]:
+    """The .sarz beside a VRT of this tool whose file is not where the VRT says (NAME.sarz beside NAME.sarz.vrt,
+    moved with it), else None."""
+    named = sarz_of(vrt)
+    beside = Path(vrt[: -len(".vrt")])
+    if named is None or Path(named).exists() or beside.suffix.lower() != SUFFIX or not beside.is_file():
+        return None
+    return beside
+
+
+def repair_moved(layers) -> None:
+    """Layers on VRTs whose .sarz moved with them (a project folder moved or copied): the VRTs written again for
+    the file where it is now (gdal_vrt.write_vrt replaces only VRTs of the same file id), each layer reopened."""
+    for layer in layers:
+        if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+            continue
+        beside = _moved_sarz(layer.source())
+        if beside is None:
+            continue
+        try:
+            gdal_vrt.write_vrt(beside, layer.source())
+        except (SARCompressorError, OSError):
+            continue  # another file under that name, or a folder that cannot be written: the read's error says
+        enable_python_vrt()
+        layer.setDataSource(layer.source(), layer.name(), "gdal")
+
+
 class SarzItemProvider(QgsDataItemProvider):
     """The Browser lists a .sarz as a raster layer on its cached VRT (added in the dB stretch: the VRT's default
     style, `_write_style`)."""
@@ -226,12 +259,15 @@ class SarzLayers:
 
     def register(self) -> None:
         enable_python_vrt()
+        QgsProject.instance().layersAdded.connect(repair_moved)
         self.handler = SarzDropHandler(self.iface)
         self.iface.registerCustomDropHandler(self.handler)
         self.items = SarzItemProvider()
         QgsApplication.dataItemProviderRegistry().addProvider(self.items)
 
     def unregister(self) -> None:
+        with contextlib.suppress(TypeError):  # not connected (unregistered twice)
+            QgsProject.instance().layersAdded.disconnect(repair_moved)
         if self.handler is not None:
             self.iface.unregisterCustomDropHandler(self.handler)
             self.handler = None

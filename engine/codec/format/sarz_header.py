@@ -16,7 +16,7 @@ The header carries every parameter the decoder needs, so a file decodes without 
 - `refine` / `gain_blocks`: the codec constants this version writes (the reader checks they match): formats 7 to
   12's gain_blocks name the block size (256 from format 11, 64 before) and per-block offsets, format 6's the block
   size and its one log2 step (its files decode as they did: that step, offsets interpolated between block centres).
-  The version also names how the refinement layer reads (Layout.syntax): formats 10 to 12's (with sign and phase
+  The version also names how the refinement layer reads (Layout.syntax): formats 10 to 13's (with sign and phase
   laws), 9's (with inter-scale predictors), 8's, or 6 and 7's.
 Reading checks each field against what this version writes: a foreign or damaged header is a ContainerError
 naming the fields, never a wrong raster; a header using a feature this software lacks (narrower tiles, a

@@ -155,6 +155,28 @@ def test_overview_pixels_follow_the_full_decode_in_textured_scenes(seed, quality
             assert 0.9 < np.median(ov / covered) < 1.15  # 1.12 on seed 3 at 1/4 since the overviews are registered
 
 
+@pytest.mark.parametrize("dtype", ["int16", "uint8"])
+def test_overviews_of_native_values_are_their_plain_means(dtype):
+    """A DEM-like int16 ramp (-100 to 920) and a uint8 display product, coded as native values: overviews took them
+    for dB (10**(v/10) overflowed float32 above 385: 32767 where the full decode read 699; uint8 1/4 overviews 16 %
+    too bright). Now each overview pixel is within a few units of the full decode's mean over the cells it covers."""
+    rows, cols = np.mgrid[:256, :256]
+    if dtype == "int16":
+        arr = (cols * 4 - 100 + 30 * np.sin(rows / 9.0)).astype(np.int16)
+    else:
+        arr = np.clip(simulate_scene(256, 256, looks=4, seed=2)[0] * 60.0, 1, 255).astype(np.uint8)
+    result = api.compress_array(arr, quality=8, kind="native")
+    with SarzWindowReader(result.data) as reader:
+        full = reader.read((0, 0, 256, 256), 0).astype(np.float64)
+        for level in range(1, reader.max_level + 1):
+            f = 1 << level
+            ov = reader.read((0, 0, 256 // f, 256 // f), level).astype(np.float64)
+            covered = full.reshape(256 // f, f, 256 // f, f).mean(axis=(1, 3))
+            inner = (slice(1, -1), slice(1, -1))  # a tile's last row and column repeat theirs (_on_cells)
+            assert abs(ov[inner].mean() / covered[inner].mean() - 1) < 0.01, level
+            assert np.median(np.abs(ov[inner] - covered[inner])) < 0.02 * np.ptp(full), level
+
+
 def _rms_db_to_cells(ov_db: np.ndarray, full: np.ndarray, f: int, shift: int) -> float:
     """RMS dB between an overview (dB, its 2-pixel border dropped) and the full decode's f x f cell means, the
     full decode moved by `shift` pixels both ways."""

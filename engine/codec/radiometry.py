@@ -73,9 +73,9 @@ def bright_residuals(
     """The valid pixels above `threshold` and their excess over it in steps of `step_db`: each to the nearest step,
     but a value at `ceiling_db` (the largest the output's type holds) to the step above (written back at it exactly)
     and, with `keep_means` (dB kinds: native values have no linear intensity), values many pixels share to steps
-    that keep their linear intensity (SHARED_VALUE_MIN). Rounded each to its nearest step, a product's 825 pixels
-    saturated at 65535 all decoded to 63976 and its intensity mean was 0.959 of the original's (a robustness sweep).
-    The encoder's choice: any step decodes."""
+    that keep their linear intensity (SHARED_VALUE_MIN), the others as `_sum_keeping` says. Rounded each to its
+    nearest step, a product's 825 pixels saturated at 65535 all decoded to 63976 and its intensity mean was 0.959 of
+    the original's (a robustness sweep). The encoder's choice: any step decodes."""
     bright = valid & (orig_db > threshold)
     values = orig_db[bright].astype(np.float64)
     x = (values - threshold) / step_db
@@ -85,6 +85,9 @@ def bright_residuals(
     shared = _shared(values) & ~at_ceiling if keep_means else np.zeros(values.shape, dtype=bool)
     if shared.any():
         steps[shared] = _mean_keeping(values[shared], x[shared], step_db)
+    if keep_means:
+        free = ~(shared | at_ceiling)
+        steps[free] = _sum_keeping(x[free], steps[free], step_db)
     steps = np.clip(steps, 0, 2**32)
     return BrightResiduals(np.flatnonzero(bright).astype(np.int64), steps.astype(np.int64))
 
@@ -107,6 +110,32 @@ def _mean_keeping(values: np.ndarray, x: np.ndarray, step_db: float) -> np.ndarr
     rank = np.empty(values.size, dtype=np.float64)
     rank[order] = np.arange(values.size) - starts
     return low + (((rank + 0.5) * GOLDEN) % 1.0 < up_share)
+
+
+FLIP_LIMIT = 0.75
+"""How far from its value (in bright steps) `_sum_keeping` may round a pixel: only pixels already more than a quarter
+of a step from their nearest step go the other way, so none ends more than 3/4 of a step off."""
+
+
+def _sum_keeping(x: np.ndarray, steps: np.ndarray, step_db: float) -> np.ndarray:
+    """The nearest steps (`steps`, of exact excesses `x`) with some pixels rounded the other way, so that the tile's
+    bright pixels keep their linear intensity: a few bright targets can hold much of a scene's intensity, and the
+    block means leave them out (they keep the rest). Rounded each to its nearest step of 1 dB, a simulated 256x256
+    scene's 27 bright pixels, 39 % of its intensity, decoded at 1.048 times theirs (mean ratio 1.020, a sweep).
+    Greedy, largest change first: a pixel is rounded the other way where that brings the sum closer, and only where
+    it ends within FLIP_LIMIT of a step from its value. The encoder's choice: any step decodes."""
+    error = 10.0 ** ((steps - x) * step_db / 10.0) - 1.0  # each pixel's relative linear error
+    scale = 10.0 ** (x * step_db / 10.0)  # its intensity over the threshold's
+    other = np.where(steps > x, steps - 1, steps + 1)
+    change = scale * (10.0 ** ((other - x) * step_db / 10.0) - 1.0 - error)
+    allowed = (np.abs(other - x) <= FLIP_LIMIT) & (other >= 0)
+    total = float(np.sum(scale * error))
+    out = steps.copy()
+    for i in np.argsort(-np.abs(change), kind="stable"):
+        if allowed[i] and abs(total + change[i]) < abs(total):
+            total += change[i]
+            out[i] = other[i]
+    return out
 
 
 def bright_contexts(layout: Layout, raw_db: np.ndarray) -> np.ndarray:

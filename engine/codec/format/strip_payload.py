@@ -44,7 +44,7 @@ pixel further down (radiometry.bright_contexts)."""
 
 @dataclass
 class BrightResiduals:
-    """Valid pixels above the bright threshold, kept to half a step: flat positions in the strip, steps."""
+    """Valid pixels above the bright threshold, kept to a fraction of a step: flat positions in the strip, steps."""
 
     positions: np.ndarray
     steps: np.ndarray

@@ -216,11 +216,12 @@ class CompressAlgorithm(SARAlgorithm):
             stages.set_stage("metrics (comparing the reconstruction with the original)")
             with contextlib.suppress(CancelledError):  # a cancel during the metrics: handled as one after them
                 results.update(self._measure(measured, kind, feedback, sum(b["valid_pixels"] for b in stats.bands)))
-            if feedback.isCanceled():  # asked after the engine had finished: a cancelled run leaves nothing
-                for path in (output, reconstruction):
-                    if path:
-                        _remove_raster(path)
-                return cancelled(feedback)
+            if feedback.isCanceled():  # asked after the engine had finished: its outputs are whole, and kept
+                written = " and ".join(str(path) for path in (output, reconstruction) if path)
+                feedback.pushWarning(
+                    f"Cancelled while measuring: {written} written whole; their metrics were not measured."
+                )
+                return {}
             stages.done(f"{Path(output).name}, {stats.ratio:.1f}:1, {stats.bpp:.3f} bpp")
         finally:
             if not reconstruction:
@@ -257,7 +258,6 @@ class CompressAlgorithm(SARAlgorithm):
 
 
 def _remove_raster(path: str) -> None:
-    """Delete a raster this run wrote (a temporary one, or its outputs when cancelled) and the sidecar GDAL may
-    have written next to it."""
+    """Delete the temporary reconstruction this run measured and the sidecar GDAL may have written next to it."""
     for name in (path, f"{path}.aux.xml"):
         Path(name).unlink(missing_ok=True)

@@ -435,9 +435,13 @@ def test_corrupt_sarz_is_a_clear_error(provider, compressed, tmp_path):
         assert not output.exists()
 
 
-def test_a_cancel_during_the_metrics_stops_them_and_leaves_no_output(provider, scene, tmp_path):
-    """The metrics after the coding could not be cancelled: the run went on to their end."""
+def test_a_cancel_during_the_metrics_stops_them_and_keeps_the_whole_outputs(provider, scene, tmp_path):
+    """The metrics after the coding could not be cancelled: the run went on to their end. Then a cancel there
+    removed the outputs, which had already replaced the files at those paths (QGIS's rule): the user's files were
+    gone. The outputs are whole by then, and kept, as the command line keeps them."""
     import processing
+
+    from sar_compressor.engine.batch import verify_output
 
     class CancelAtMetrics(RecordingFeedback):
         def setProgressText(self, text: str) -> None:  # noqa: N802 (QGIS API name)
@@ -445,11 +449,15 @@ def test_a_cancel_during_the_metrics_stops_them_and_leaves_no_output(provider, s
             if text.startswith("metrics"):
                 self.cancel()
 
+    outputs = tmp_path / "c.sarz", tmp_path / "c.tif"
+    for path in outputs:
+        path.write_bytes(b"the user's file")
     feedback = CancelAtMetrics()
-    params = {"INPUT": str(scene), "QUALITY": 2, "OUTPUT": str(tmp_path / "c.sarz")}
-    params["RECONSTRUCTION"] = str(tmp_path / "c.tif")
+    params = {"INPUT": str(scene), "QUALITY": 2, "OUTPUT": str(outputs[0]), "RECONSTRUCTION": str(outputs[1])}
     assert processing.run("sar_compressor:compress", params, feedback=feedback) == {}
-    assert not list(tmp_path.iterdir()) and not any(info.startswith("PSNR") for info in feedback.infos)
+    assert sorted(tmp_path.iterdir()) == sorted(outputs) and not any(i.startswith("PSNR") for i in feedback.infos)
+    assert verify_output(outputs[0]) >= 1 and outputs[1].read_bytes()[:2] in (b"II", b"MM")
+    assert any("written whole; their metrics were not measured" in w for w in feedback.warnings)
 
 
 def test_an_engine_bug_is_one_line_with_the_traceback_in_the_log(provider, compressed, tmp_path, monkeypatch):

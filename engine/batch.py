@@ -111,8 +111,18 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
 
 
 def _read_list(path: Path) -> list[Path]:
+    """The paths a list names; InputError for a file that is no UTF-8 text (`@scene.tif`, a list in another
+    encoding: a UnicodeDecodeError traceback)."""
     listed = _existing(path, "list of inputs")
-    lines = (line.strip() for line in listed.read_text(encoding="utf-8").splitlines())
+    try:
+        text = listed.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path} is not a list of input paths in UTF-8 text (byte {exc.start} is not UTF-8): one path per line"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the list of inputs {path}: {exc.strerror or exc}") from None
+    lines = (line.strip() for line in text.splitlines())
     return [_existing(listed.parent / line, f"input listed in {path}") for line in lines if line and line[0] != "#"]
 
 

@@ -609,6 +609,10 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
         _check_shapes((so.height, so.width), (sr.height, sr.width))
         if kind not in ("auto", "complex") and so.dtypes[band - 1].startswith("complex"):
             raise InputError(f"kind {kind!r} does not fit the original's complex pixels: choose 'complex' (or auto)")
+        if kind == "complex" and not so.dtypes[band - 1].startswith("complex"):  # its values squared as |z|**2
+            raise InputError(
+                f"kind 'complex' needs a complex original (CInt16, CFloat32...); this one is {so.dtypes[band - 1]}"
+            )
         if kind == "auto":
             kind = detect_file_kind(so, band)
         result = _evaluate_open(so, sr, band, kind, rng, rband, rng_label, looks)

@@ -192,6 +192,12 @@ def test_inputs_and_output_names(tmp_path):
     assert [p.name for p in expand_inputs([str(tmp_path / "a" / "*")])] == ["x.tif", "y.tif"]
     with pytest.raises(InputError, match="is a .sarz or its VRT, already compressed"):
         expand_inputs([str(tmp_path / "a" / "x.sarz")])
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"a/y.tif\n# caf\xe9\n")  # not UTF-8, and a raster named as a list: a traceback, exit 1
+    (tmp_path / "a" / "z.tif").write_bytes(b"II*\x00\xff\xfe")
+    for listed in (str(latin), "@" + str(tmp_path / "a" / "z.tif")):
+        with pytest.raises(InputError, match="is not a list of input paths in UTF-8 text"):
+            expand_inputs([listed])
 
 
 def test_split_raster_equals_serial(client, tmp_path):

@@ -573,7 +573,16 @@ def _cmd_simulate(args: argparse.Namespace, job: _Job) -> int:
     from .simulate import write_scene
 
     height, width = args.size
-    path = write_scene(args.output, height, width, looks=args.looks, seed=args.seed, kind=args.kind, dtype=args.dtype)
+    path = write_scene(
+        args.output,
+        height,
+        width,
+        looks=args.looks,
+        seed=args.seed,
+        kind=args.kind,
+        dtype=args.dtype,
+        cancel=job.cancel,
+    )
     print(f"{path}: simulated {height}x{width} {args.kind} {args.dtype}, {args.looks} look(s), seed {args.seed}")
     return 0
 

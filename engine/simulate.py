@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import CancelledError, InputError
 
 DN_SCALE = 1000.0
 """uint16 scenes store amplitude digital numbers: DN = round(sqrt(intensity) * DN_SCALE), clipped to 1..65535
@@ -374,10 +374,22 @@ def _check_size(height: int, width: int) -> None:
         raise InputError(f"scene size must be at least 1x1, got {height}x{width}")
 
 
+MAX_LOOKS = 1024
+"""Looks are drawn one by one (the time grows with them): far beyond any product's equivalent number of looks."""
+STRIP_PIXELS = 1 << 20
+"""Pixels a strip of a written scene holds at most (about 100 bytes each while it is made, measured: 700 MB for
+256 x 25,000): 256 rows of a 1,000,000-pixel-wide scene took 25 GB and got a process OOM-killed."""
+
+
 def _check_looks(looks: int) -> int:
-    if int(looks) != looks or looks < 1:
-        raise InputError(f"looks must be a positive integer, got {looks!r}")
+    if int(looks) != looks or not 1 <= looks <= MAX_LOOKS:
+        raise InputError(f"looks must be an integer from 1 to {MAX_LOOKS}, got {looks!r}")
     return int(looks)
+
+
+def _strip_rows(rows: int, width: int) -> int:
+    """Rows per written strip: `rows`, fewer for a wide scene (the pixels do not depend on it: hashed windows)."""
+    return max(1, min(rows, STRIP_PIXELS // width))
 
 
 def _check_output(kind: str, dtype: str) -> None:
@@ -489,8 +501,10 @@ def write_scene(
     correlated: bool = True,
     rows: int = 256,
     cog: bool = False,
+    cancel: Optional[Callable[[], bool]] = None,
 ) -> Path:
-    """Write a simulated scene as a tiled GeoTIFF, strip by strip (memory independent of the raster size).
+    """Write a simulated scene as a tiled GeoTIFF, strip by strip (memory independent of the raster size); `cancel`
+    is asked between strips (CancelledError, nothing written).
 
     georef: UTM 31N (EPSG:32631), 10 m pixels; otherwise no CRS and no geotransform. `nodata_fraction` > 0
     blanks a slanted swath edge on the left with `nodata` (default: 0 for uint16, NaN for float32). The band
@@ -532,8 +546,11 @@ def write_scene(
         },
     )
     path = Path(path)
+    rows = _strip_rows(rows, width)
     with StripWriter(path, info, cog=cog) as writer:
         for r0 in range(0, height, rows):
+            if cancel is not None and cancel():
+                raise CancelledError("cancelled by the user")
             r1 = min(r0 + rows, height)
             intensity, _ = _scene_window(seed, r0, r1, height, width, looks, correlated)
             product = encode_intensity(intensity, kind, dtype)
@@ -649,7 +666,7 @@ def write_product(
         descriptions=[None],
         tags={"SIMULATOR": "sar_compressor.engine.simulate", "SEED": str(seed), "PRODUCT": product},
     )
-    path = Path(path)
+    path, rows = Path(path), _strip_rows(rows, width)
     with StripWriter(path, info) as writer:
         for r0 in range(0, height, rows):
             r1 = min(r0 + rows, height)

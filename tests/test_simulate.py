@@ -9,7 +9,8 @@ import pytest
 import rasterio
 from rasterio.crs import CRS
 
-from sar_compressor.engine.errors import InputError
+from sar_compressor.engine import simulate
+from sar_compressor.engine.errors import CancelledError, InputError
 from sar_compressor.engine.io.raster_io import open_info
 from sar_compressor.engine.preprocessing import detect_kind
 from sar_compressor.engine.simulate import (
@@ -111,6 +112,22 @@ def test_scene_rejects_bad_products(kwargs, match):
 def test_scene_size_validation():
     with pytest.raises(InputError, match="size"):
         simulate_scene(0, 10)
+    with pytest.raises(InputError, match="looks must be an integer from 1 to 1024"):
+        simulate_scene(8, 8, looks=100_000)  # drawn one by one: it ran for hours
+
+
+def test_a_written_scene_can_be_cancelled_and_a_wide_one_is_written_in_short_strips(tmp_path, monkeypatch):
+    """simulate ignored Ctrl-C (it wrote the scene, over an existing one with --overwrite, and exited 0); a
+    1,000,000-pixel-wide scene's 256-row strips took 25 GB. Strips hold at most STRIP_PIXELS, the same pixels."""
+    with pytest.raises(CancelledError):
+        write_scene(tmp_path / "c.tif", 300, 200, cancel=lambda: True)
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(simulate, "STRIP_PIXELS", 200 * 7)
+    strips = []
+    written = write_scene(tmp_path / "w.tif", 30, 200, seed=3, cancel=lambda: strips.append(1) and False)
+    assert len(strips) == 5  # 7 rows a strip
+    with rasterio.open(written) as ds:
+        np.testing.assert_allclose(ds.read(1), simulate_scene(30, 200, seed=3)[0], rtol=1e-6)
 
 
 def test_training_patch():

@@ -46,7 +46,15 @@ from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import InputError, OutputError
 from .input_checks import check_kind_fits, check_not_paletted, check_one_dtype
 from .inspect import differing_nodata_warning, mask_warning, nodata_warning, photo_warning
-from .io.output_paths import check_geotiff_name, check_outputs, check_sarz_name, replace_into, temp_path
+from .io.output_paths import (
+    check_geotiff_name,
+    check_outputs,
+    check_sarz_name,
+    held_back,
+    put_back,
+    replace_into,
+    temp_path,
+)
 from .io.raster_io import (
     RasterInfo,
     RasterReader,
@@ -346,6 +354,7 @@ def compress_file(
     recon = Path(reconstruction) if reconstruction is not None else None
     check_outputs([src], [dst, recon], overwrite)  # never the input, never a folder/FIFO/device
     staged = temp_path(dst)  # renamed to dst only once the reconstruction is complete too: all or nothing
+    kept = held_back(recon) if recon is not None and overwrite else None  # the old one, should the .sarz fail
 
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
         return write_container(staged, header_fn, chunks, cancel_fn)
@@ -383,7 +392,11 @@ def compress_file(
         _commit_sarz(staged, dst, overwrite, recon)
     except BaseException:
         staged.unlink(missing_ok=True)
+        if kept is not None:  # a reconstruction in place of the old one, and no .sarz with it: the old one back
+            put_back(kept, recon, replaced=True)
         raise
+    if kept is not None:
+        put_back(kept, recon, replaced=False)
     if log is not None:
         log(f"wrote {dst}: {stats.summary()}")
     return stats

@@ -161,6 +161,42 @@ def test_an_overwrite_keeps_the_files_mode_and_drops_its_gdal_sidecars(sarz, sce
     assert stat.S_IMODE(packed.stat().st_mode) == 0o640
 
 
+def test_a_deleted_files_gdal_sidecars_are_refused_or_replaced_not_applied_to_a_new_file(sarz, tmp_path, capsys):
+    """A new output at a name whose earlier file was deleted, its NAME.ovr / NAME.aux.xml / NAME.msk left: GDAL
+    read the old scene's overviews and statistics as the new file's (a .msk hid every pixel), no error. Now such a
+    sidecar is refused without --overwrite (named), and removed with it."""
+    out = tmp_path / "d.tif"
+    (tmp_path / "d.tif.msk").write_bytes(b"a deleted file's mask")
+    assert main(["-q", "decompress", str(sarz), str(out)]) == 2
+    assert "d.tif.msk is there, GDAL's file of an earlier d.tif" in capsys.readouterr().err
+    assert listing(tmp_path) == ["d.tif.msk"]
+    assert main(["-q", "decompress", str(sarz), str(out), "--overwrite"]) == 0
+    assert listing(tmp_path) == ["d.tif"]
+
+
+def test_a_reconstruction_replaced_before_its_sarz_failed_is_put_back(scene, tmp_path, monkeypatch, capsys):
+    """compress --reconstruction --overwrite puts the reconstruction in place first: where the .sarz then failed
+    (its folder gone, a sidecar that could not be removed), the old reconstruction was lost beside the old .sarz,
+    the pair mismatched. Now the old reconstruction is put back: a failure leaves neither."""
+    from sar_compressor.engine import api
+
+    packed, recon = tmp_path / "c.sarz", tmp_path / "c.tif"
+    packed.write_bytes(b"the old .sarz")
+    recon.write_bytes(b"the old reconstruction")
+
+    def refused(*args, **kwargs):
+        raise OutputError("the .sarz could not be put in place")
+
+    monkeypatch.setattr(api, "replace_into", refused)
+    args = ["-q", "compress", str(scene), str(packed), "--reconstruction", str(recon), "--overwrite"]
+    assert main(args) == 2
+    assert packed.read_bytes() == b"the old .sarz" and recon.read_bytes() == b"the old reconstruction"
+    assert listing(tmp_path) == ["c.sarz", "c.tif"]
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert listing(tmp_path) == ["c.sarz", "c.tif"] and recon.read_bytes()[:2] in (b"II", b"MM")
+
+
 def test_standard_output_is_refused(scene, sarz, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["-q", "compress", str(scene), "-"]) == 2

@@ -14,7 +14,6 @@ folder).
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import re
@@ -66,10 +65,12 @@ mask, all of the file they were made for."""
 
 def replace_into(tmp: Path, dest: PathLike, overwrite: bool = True) -> None:
     """Move a finished temp file onto `dest`'s real file. Replacing a file, it keeps that file's permission bits (an
-    overwrite widened a 0600 file to the umask's 0644) and removes GDAL's sidecars of it (SIDECARS): they described
-    the old data, and GDAL and QGIS applied them to the new (the old scene's overviews when zoomed out, its
-    statistics, a nodata value or scale planted there). Without `overwrite`, a file that appeared at `dest` while
-    the run wrote (another program's: the lock keeps out only this tool's runs) is refused, not replaced."""
+    overwrite widened a 0600 file to the umask's 0644). GDAL's sidecars at that name (SIDECARS) are removed first:
+    they described the old data (or a file deleted since, its sidecars left behind), and GDAL and QGIS applied them
+    to the new (the old scene's overviews when zoomed out, its statistics, a mask that hid every pixel). Removed
+    before the rename, a sidecar that cannot go (a sticky folder's, someone else's) fails the run with the old file
+    in place. Without `overwrite`, a file that appeared at `dest` while the run wrote (another program's: the lock
+    keeps out only this tool's runs) is refused, not replaced."""
     final = real_path(dest)
     try:
         old_mode: Optional[int] = stat.S_IMODE(os.stat(final).st_mode)
@@ -80,22 +81,59 @@ def replace_into(tmp: Path, dest: PathLike, overwrite: bool = True) -> None:
         return
     if old_mode is not None:
         os.chmod(tmp, old_mode)
+    _remove_sidecars(final, dest)
     os.replace(tmp, final)
-    if old_mode is not None:
-        _remove_sidecars(final)
 
 
-def _remove_sidecars(final: Path) -> None:
-    """GDAL's sidecars of a file just replaced. A name too long for a sidecar (a 250-byte NAME.aux.xml) has none: the
-    error said so after the file was replaced, exit 2 for a run that wrote its output."""
+def held_back(path: PathLike) -> Optional[Path]:
+    """A hard link of the file at `path` under a temp name beside it (None where there is none, or the file system
+    makes no hard links): what `put_back` restores if a run that replaced it fails after that."""
+    final = real_path(path)
+    if not final.is_file():
+        return None
+    kept = temp_path(final)
+    try:
+        os.link(final, kept)
+    except OSError:
+        return None
+    return kept
+
+
+def put_back(kept: Path, path: PathLike, replaced: bool) -> None:
+    """`held_back`'s link: moved back over `path` where `replaced` and `path` is no longer that file (the run put its
+    own there), else removed."""
+    final = real_path(path)
+    try:
+        same = os.path.samefile(kept, final)
+    except OSError:
+        same = False
+    if replaced and not same:
+        os.replace(kept, final)
+    else:
+        kept.unlink(missing_ok=True)
+
+
+def sidecars_of(final: Path) -> list[Path]:
+    """GDAL's sidecars of `final` that exist (a name too long for a sidecar, a 250-byte NAME.aux.xml, has none)."""
+    found = []
     for suffix in SIDECARS:
+        with contextlib.suppress(OSError):
+            if final.with_name(final.name + suffix).is_file():
+                found.append(final.with_name(final.name + suffix))
+    return found
+
+
+def _remove_sidecars(final: Path, dest: PathLike) -> None:
+    for sidecar in sidecars_of(final):
         try:
-            final.with_name(final.name + suffix).unlink()
-        except (FileNotFoundError, IsADirectoryError):
+            sidecar.unlink()
+        except FileNotFoundError:
             pass
         except OSError as exc:
-            if exc.errno != errno.ENAMETOOLONG:
-                raise
+            raise OutputError(
+                f"cannot remove {sidecar.name}, GDAL's file of the {dest} it replaces ({exc.strerror or exc}): GDAL "
+                f"would apply it to the new file; {dest} is left as it was"
+            ) from None
 
 
 def _move_unless_there(tmp: Path, final: Path, dest: PathLike) -> None:
@@ -167,6 +205,12 @@ def _check_one(out: Path, inputs: Sequence[tuple[Path, str]], others: Sequence[P
         raise OutputError(f"output {out} exists and is not a regular file (folder, FIFO or device): not replaced")
     if not overwrite and (mode is not None or out.is_symlink()):
         raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
+    left = [] if overwrite else sidecars_of(real_path(out))
+    if left:  # a deleted file's overviews, statistics or mask: GDAL would read them as the new file's
+        raise OutputError(
+            f"{left[0]} is there, GDAL's file of an earlier {out.name} (overviews, statistics or a mask), and GDAL "
+            "would apply it to the new file: remove it, or pass --overwrite to replace it too"
+        )
 
 
 def check_outputs(

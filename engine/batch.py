@@ -15,6 +15,8 @@ import contextlib
 import glob
 import math
 import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -317,18 +319,52 @@ def dask_client(
     # cluster's (a notebook's) are left out while this one's workers start
     dropped = {name: os.environ.pop(name) for name in WORKER_ENVIRON_DROPPED if name in os.environ}
     try:  # until the cluster closes: a worker the nanny starts again (after a kill) inherits it too
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": kept}):  # read as each nanny is made
-            cluster = LocalCluster(
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": kept}), _sigint_ignored():
+            cluster = LocalCluster(  # the config is read as each nanny is made
                 n_workers=workers or default_workers(),
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address="127.0.0.1:0",
             )
-        with cluster, Client(cluster) as local:
-            yield local
+        pids: list[int] = []
+        try:
+            with cluster, Client(cluster) as local:
+                pids = list(local.run(os.getpid).values())
+                yield local
+        except BaseException:
+            _kill_children(pids)  # a second Ctrl-C cut the close short: no worker may go on writing
+            raise
     finally:
         os.environ.update(dropped)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the cluster's worker processes start, which keep that (an ignored signal survives
+    exec): a terminal's Ctrl-C reaches the whole process group, and the workers died of it mid-file (70 lines of
+    KeyboardInterrupt tracebacks; their finished results lost, the cancel message said "0 of 6 files" with 4
+    written). This process cancels the batch; the cluster's close stops them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _kill_children(pids: Sequence[int]) -> None:
+    """SIGKILL to those of `pids` that are still this process's descendants (the cluster's workers, where closing
+    it was interrupted), so that the temp files they were writing can be removed."""
+    import psutil
+
+    for pid in pids:
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpid() in (parent.pid for parent in psutil.Process(pid).parents()):
+                os.kill(pid, signal.SIGKILL)
+                psutil.Process(pid).wait(timeout=5)
 
 
 def check_workers(client: Client) -> None:
@@ -378,6 +414,11 @@ def compress_batch(
         with dask_client(client, scheduler, workers) as dask:
             check_workers(dask)
             report.outcomes = _run(dask, sources, outputs, settings, progress, cancel, log)
+    except CancelledError:
+        if not owned:
+            raise  # tasks already running may still finish: the count the client saw
+        remove_stale_temps(outputs)  # the cluster is closed: what is on disk now is final (a file running at the
+        raise _cancelled(sum(os.path.exists(dst) for dst in outputs), len(outputs)) from None  # cancel finished)
     except BaseException:
         if owned:  # the LocalCluster is closed: none of its workers can still be writing
             remove_stale_temps(outputs)
@@ -430,10 +471,7 @@ def _run(
         while not finishing.is_empty() or waiting:
             if cancel is not None and cancel():
                 done_now = sum(current[i].status == "finished" for i in range(len(sources)) if i not in waiting)
-                raise CancelledError(
-                    f"cancelled by the user after {done_now} of {len(sources)} files (their outputs are complete; "
-                    "run the same command again to resume)"
-                )
+                raise _cancelled(done_now, len(sources))
             for i in [i for i in waiting if not being_written(outputs[i])]:
                 waiting.discard(i)
                 submit(i)
@@ -458,6 +496,13 @@ def _run(
         client.cancel(current)
         raise
     return [o for o in outcomes if o is not None]
+
+
+def _cancelled(done: int, total: int) -> CancelledError:
+    return CancelledError(
+        f"cancelled by the user after {done} of {total} files (their outputs are complete; run the same command "
+        "again to resume)"
+    )
 
 
 def _outcome(fut: Any, src: str, dst: str) -> FileOutcome:

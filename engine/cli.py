@@ -613,6 +613,7 @@ def _cmd_batch(args: argparse.Namespace, job: _Job) -> int:
             workers=args.workers,
             progress=progress,
             cancel=job.cancel,
+            log=job.log,  # "waiting: ..." for a file another run writes, "failed: ..." as they come
         )
     except CancelledError as exc:  # files finished before the cancel are kept: say so, not "no output"
         print(f"cancelled: {exc}", file=sys.stderr)

@@ -228,9 +228,10 @@ def _done_before(src: str, dst: Path, settings: Mapping[str, Any]) -> bool:
 
 
 def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
-    """What of `settings` an existing output was not coded with ("" when it was): another raster's size, its
-    bands, kind, quality, or a size over the target (a resumed batch skips only files done as asked; a 37x100
-    output was skipped as done for a 400x500 raster of the same name)."""
+    """What of `settings` an existing output was not coded with ("" when it was): another raster's size, an input
+    modified after the output was written, its bands, kind, quality, or a size over the target (a resumed batch
+    skips only files done as asked; a 37x100 output was skipped as done for a 400x500 raster of the same name, and
+    one of another raster of the same size, copied over the input since, was kept)."""
     from .api import read_header
     from .io.raster_io import open_info
 
@@ -241,6 +242,8 @@ def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
     coded = (header["raster"]["width"], header["raster"]["height"])
     if coded != (info.width, info.height):  # another raster under the same name (a product processed again)
         found.append(f"a {coded[0]}x{coded[1]} raster, not this {info.width}x{info.height} one")
+    elif os.stat(src).st_mtime_ns > os.stat(dst).st_mtime_ns:  # the output was written from an older file
+        found.append(f"an earlier {Path(src).name}: the input was modified after it was written")
     if sorted(bands) != asked:
         found.append(f"bands {sorted(bands)}, not {asked}")
     kind = settings.get("kind", "auto")

@@ -436,6 +436,12 @@ def test_resume_sees_a_replaced_raster_links_keep_their_names_and_done_files_nee
     write_scene(src, 40, 50, seed=3)
     again = compress_batch([str(src)], out, client=client)
     assert "coded with other settings (a 100x37 raster, not this 50x40 one)" in again.failed[0].error
+    same_size = write_scene(tmp_path / "in" / "other.tif", 40, 50, seed=5)
+    assert compress_batch([str(same_size)], out, client=client).count("written") == 1
+    write_scene(same_size, 40, 50, seed=6)  # another raster of the same size copied over it: kept as done
+    os.utime(same_size, ns=((out / "other.sarz").stat().st_mtime_ns + 10**9,) * 2)
+    changed = compress_batch([str(same_size)], out, client=client)
+    assert "an earlier other.tif: the input was modified after it was written" in changed.failed[0].error
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     for folder in ("a", "b"):

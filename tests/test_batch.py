@@ -492,9 +492,9 @@ def test_an_interrupted_close_kills_only_this_processs_workers():
     """A second Ctrl-C cut the cluster's close short: its workers went on writing, and the temp files they held were
     left behind (said removed). Those still running are killed before the clean-up; nothing that is not a
     descendant of this process is touched."""
-    from sar_compressor.engine import batch
-
     import psutil
+
+    from sar_compressor.engine import batch
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     started = time.monotonic()

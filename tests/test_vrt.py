@@ -312,3 +312,13 @@ def test_a_sarz_made_from_a_vrt_does_not_carry_the_vrts_tag(sarz, tmp_path):
     assert cli.main(["-q", "compress", f"{second}.vrt", str(second), "--overwrite"]) == 2
     api.decompress_file(second, tmp_path / "s2.tif")
     assert cli.main(["-q", "compress", str(tmp_path / "s2.tif"), str(first), "--overwrite", "--quality", "2"]) == 0
+
+
+def test_the_vrt_command_removes_a_killed_runs_temp_files(sarz, tmp_path):
+    """vrt never removed what a killed run of it left (decompress and compress do)."""
+    shutil.copy(sarz, tmp_path / "k.sarz")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp_path / f".k.sarz.vrt.sarz-tmp.{dead.stdout.strip()}.abcd1234"
+    left.write_text("a killed run's")
+    assert cli.main(["-q", "vrt", str(tmp_path / "k.sarz")]) == 0
+    assert not left.exists()

@@ -206,7 +206,9 @@ def band_count(layer: QgsRasterLayer) -> int:
 def resolve_band(layer: QgsRasterLayer, band: int, what: str, parameter: str) -> int:
     """The 1-based band: the chosen one, or band 1 of a single-band raster (others must choose, in `parameter`)."""
     count = band_count(layer)
-    if band <= 0:
+    if band < 0:  # QGIS's band parameter takes any integer
+        raise QgsProcessingException(f"Band {band} does not exist: bands count from 1 (parameter {parameter}).")
+    if band == 0:
         if count > 1:
             raise QgsProcessingException(
                 f"The {what} raster has {count} bands: choose the band to use (parameter {parameter})."

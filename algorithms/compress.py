@@ -158,8 +158,8 @@ class CompressAlgorithm(SARAlgorithm):
     def resolve_inputs(self, parameters, context) -> None:
         """Main thread: layer -> file path, band check, the source style for the reconstruction."""
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        all_bands = (
-            layer is not None and band_count(layer) > 1 and self.parameterAsInt(parameters, "BAND", context) <= 0
+        all_bands = (  # a negative band is refused by raster_band (it coded every band)
+            layer is not None and band_count(layer) > 1 and self.parameterAsInt(parameters, "BAND", context) == 0
         )
         if all_bands:
             self._source, self._band = raster_file(layer, "input"), None

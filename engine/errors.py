@@ -32,3 +32,13 @@ class OutputError(InputError):
 
 class OutputBusyError(OutputError):
     """Another live run holds the output's lock (a batch waits for it, then looks at what it wrote)."""
+
+
+def refuse_sarz(path: object) -> None:
+    """InputError where a raster is expected and `path` names a .sarz: GDAL's "not recognized as a supported file
+    format" did not say what the file is, nor what to do."""
+    if str(path).lower().endswith(".sarz"):
+        raise InputError(
+            f"{path} is a .sarz (compressed by this tool), not a raster: decompress it first, or read it through its "
+            "VRT (sar-compressor vrt)"
+        )

@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from .codec.passes.window_decode import SarzWindowReader
-from .errors import InputError, SARCompressorError
+from .errors import InputError, OutputError, SARCompressorError
 from .io.output_paths import VRT_SOURCE_TAG, remove_stale_temps, replace_into, temp_path
 from .io.raster_io import own_tags
 
@@ -257,11 +257,14 @@ def _write_all(texts: dict[Path, str]) -> None:
     for path in texts:
         remove_stale_temps(path)
     temps = {path: temp_path(path) for path in texts}  # beside each real file (a symlink's target), short names
+    path = next(iter(texts))
     try:
         for path, text in texts.items():
             temps[path].write_text(text, encoding="utf-8")
         for path in reversed(list(texts)):
             replace_into(temps[path], path)
+    except OSError as exc:  # a read-only folder, a full disk: said of the VRT, not of its temp file's name
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc} in {path.parent}") from None
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)

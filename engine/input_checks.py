@@ -18,11 +18,11 @@ def check_kind_fits(dtype: str, kind: str) -> None:
     is_complex = str(dtype).startswith("complex")
     if is_complex and kind in REAL_KINDS:
         raise InputError(
-            f"--kind {kind} does not fit a complex ({dtype}) raster: it would drop the imaginary part; "
-            "use --kind complex (or auto): complex pixels are coded as intensity |z|^2"
+            f"kind '{kind}' does not fit a complex ({dtype}) raster: it would drop the imaginary part; "
+            "use kind complex (or auto): complex pixels are coded as intensity |z|^2"
         )
     if not is_complex and kind == "complex":
-        raise InputError(f"--kind complex needs a complex raster (CInt16, CFloat32...); this one is {dtype}")
+        raise InputError(f"kind 'complex' needs a complex raster (CInt16, CFloat32...); this one is {dtype}")
 
 
 def check_not_paletted(color_interp: list[str], bands: list[int]) -> None:

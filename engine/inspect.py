@@ -108,6 +108,25 @@ def mask_warning(path: Union[str, Path], bands: list[int]) -> Optional[str]:
     )
 
 
+def complex_scale_warning(info: RasterInfo, bands: list[int]) -> Optional[str]:
+    """A warning when a complex band to code has a GDAL scale or offset: it decodes to the intensity of its raw
+    values (|z|**2), where the scaled values' intensity is what the scale means (4 times lower with a scale of 2,
+    and nothing said)."""
+    scaled = []
+    for b in bands:
+        one = info.band(b)
+        scale = one.scales[0] if one.scales else 1.0
+        offset = one.offsets[0] if one.offsets else 0.0
+        if one.dtype.startswith("complex") and (scale, offset) != (1.0, 0.0):
+            scaled.append(f"band {b} (scale {scale:g}, offset {offset:g})")
+    if not scaled:
+        return None
+    return (
+        f"{', '.join(scaled)}: a complex band's GDAL scale and offset are not applied; it decodes to the intensity of "
+        "its raw values, |z|^2 (with an offset of 0, the scaled values' intensity is that times the scale squared)"
+    )
+
+
 def nodata_warning(info: RasterInfo, bands: list[int]) -> Optional[str]:
     """A warning when the bands to code have other nodata values than the first of them: a GeoTIFF holds one."""
     return differing_nodata_warning({b: info.band(b).nodata for b in bands})
@@ -139,7 +158,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         total = max(1, pp.sampled_pixels(info.height, info.width, STRIP_ROWS, SAMPLE_VALUES))
     photo = photo_warning(path)
     choice, _, sample = kind_and_values(info, raw, kind)  # in the band's own units (its GDAL scale and offset)
-    warnings, refusal = ([photo] if photo else []), None
+    warnings, refusal = [w for w in (photo, complex_scale_warning(info, [1])) if w], None
     try:
         check_kind_fits(info.dtype, kind)  # compression's first refusals, before it reads a pixel
         check_not_paletted(info.color_interp, [1])  # `info` is the band alone

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from .errors import CancelledError, InputError, NoValidPixels
+from .errors import CancelledError, InputError, NoValidPixels, refuse_sarz
 from .preprocessing import (
     IDENTITY,
     MAX_SAMPLE,
@@ -528,7 +528,7 @@ def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pix
         scaled = f"dB clipped to {rtxt}, scaled to [0, 1]"
     else:
         rtxt = f"range [{vmin:.6g}, {vmax:.6g}] ({source})"
-        scaled = f"native {unit} values, {rtxt}, scaled to [0, 1]"
+        scaled = f"{unit} values, {rtxt}, scaled to [0, 1]"
     ssim_txt = f"{scaled}; gaussian 11x11, sigma 1.5, data range 1{crop_note}"
     return {
         "kind": kind,
@@ -601,6 +601,8 @@ def _no_georef_warning() -> Iterator[None]:
 def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label, looks) -> dict:
     import rasterio
 
+    refuse_sarz(original)
+    refuse_sarz(reconstruction)
     with rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
         rband = reconstruction_band or (1 if sr.count == 1 else band)
         for src, name, b in ((so, "original", band), (sr, "reconstruction", rband)):
@@ -673,6 +675,8 @@ def evaluate_bands(
     to its own range (every band weighs the same), the other figures averaged over the bands."""
     import rasterio
 
+    refuse_sarz(original)
+    refuse_sarz(reconstruction)
     with _no_georef_warning(), rasterio.open(original) as so, rasterio.open(reconstruction) as sr:
         count_o, count_r = so.count, sr.count
     bands = list(range(1, count_o + 1)) if bands is None else bands

@@ -372,6 +372,8 @@ def test_band_of_a_multiband_raster(provider, tmp_path):
     params.pop("RECONSTRUCTION")
     with pytest.raises(QgsProcessingException, match="Band 4 does not exist"):
         processing.run("sar_compressor:compress", {**params, "BAND": 4})
+    with pytest.raises(QgsProcessingException, match="Band -1 does not exist: bands count from 1"):
+        processing.run("sar_compressor:compress", {**params, "BAND": -1})  # it coded every band
     assert not (tmp_path / "x.sarz").exists()
 
     params.update(BAND=2, RECONSTRUCTION=str(tmp_path / "band2.tif"))
@@ -803,7 +805,7 @@ def test_a_failed_write_through_processing_leaves_the_destination(provider, comp
 def test_a_kind_the_data_type_contradicts_is_refused_in_processing(provider, scene, tmp_path):
     import processing
 
-    with pytest.raises(QgsProcessingException, match="--kind complex needs a complex raster"):
+    with pytest.raises(QgsProcessingException, match="kind 'complex' needs a complex raster"):
         processing.run(
             "sar_compressor:compress", {"INPUT": str(scene), "KIND": "complex", "OUTPUT": str(tmp_path / "x.sarz")}
         )

@@ -87,8 +87,14 @@ def test_a_sarz_is_never_written_under_a_rasters_name(scene, tmp_path, capsys):
     QGIS would open as a GeoTIFF and fail on; it is refused before any work."""
     for name in ("out.tif", "out.TIFF", "out.vrt"):
         assert main(["-q", "compress", str(scene), str(tmp_path / name)]) == 2
-        assert f"a .sarz file would get a raster's name ({Path(name).suffix}); name it .sarz" in capsys.readouterr().err
+        assert f"a .sarz file would get a raster's name ({name}); name it .sarz" in capsys.readouterr().err
     assert listing(tmp_path) == []
+    victim = tmp_path / "victim.tif"  # through a link: --overwrite wrote .sarz bytes into victim.tif
+    victim.write_bytes(b"a GeoTIFF")
+    (tmp_path / "x.sarz").symlink_to(victim)
+    assert main(["-q", "compress", str(scene), str(tmp_path / "x.sarz"), "--overwrite"]) == 2
+    assert "a .sarz file would get a raster's name (victim.tif)" in capsys.readouterr().err
+    assert victim.read_bytes() == b"a GeoTIFF"
 
 
 def test_existing_outputs_need_overwrite_and_non_files_are_never_replaced(sarz, tmp_path, old_tif, capsys):
@@ -524,16 +530,16 @@ def test_kinds_that_contradict_the_data_type_are_refused(cint16, scene, tmp_path
 
     for kind in ("amplitude", "intensity", "db", "native"):
         assert main(["-q", "compress", str(cint16), str(tmp_path / "x.sarz"), "--kind", kind]) == 2
-        refusal = f"--kind {kind} does not fit a complex"
+        refusal = f"kind '{kind}' does not fit a complex"
         assert refusal in capsys.readouterr().err
         assert main(["inspect", str(cint16), "--kind", kind]) == 2  # inspect reports what compress refuses
         assert f"refused: {refusal}" in capsys.readouterr().out
     assert main(["-q", "compress", str(scene), str(tmp_path / "x.sarz"), "--kind", "complex"]) == 2
-    assert "--kind complex needs a complex raster" in capsys.readouterr().err
+    assert "kind 'complex' needs a complex raster" in capsys.readouterr().err
     assert main(["inspect", str(scene), "--kind", "complex"]) == 2
-    assert "refused: --kind complex needs a complex raster" in capsys.readouterr().out
+    assert "refused: kind 'complex' needs a complex raster" in capsys.readouterr().out
     assert listing(tmp_path) == []
-    with pytest.raises(InputError, match="--kind native does not fit a complex"):
+    with pytest.raises(InputError, match="kind 'native' does not fit a complex"):
         compress_array(np.ones((8, 8), np.complex64), kind="native")
 
 
@@ -750,3 +756,31 @@ def test_a_lock_of_an_earlier_boot_is_taken_over_and_a_new_one_kept(tmp_path):
     assert write_lock._judge(lock) == write_lock._HELD  # written now: after this boot
     os.utime(lock, (1.0, 1.0))  # written in 1970: before this boot
     assert write_lock._judge(lock) == write_lock._identity(lock)
+
+
+def test_a_sarz_given_where_a_raster_is_read_is_named(sarz, scene, capsys):
+    """inspect, evaluate and compress said GDAL's "not recognized as a supported file format" for a .sarz."""
+    for argv in (["inspect", str(sarz)], ["evaluate", str(scene), str(sarz)], ["evaluate", str(sarz), str(scene)]):
+        assert main(["-q", *argv]) == 2
+        assert f"{sarz} is a .sarz (compressed by this tool), not a raster: decompress it first" in (
+            capsys.readouterr().err
+        )
+
+
+def test_a_complex_band_decodes_as_intensity_and_its_scale_is_named(tmp_path, capsys):
+    """An SLC whose GDAL unit said amplitude decoded to intensity still labelled amplitude (inspect then took the
+    decoded file for amplitude), and its GDAL scale was dropped without a word (the intensity 4 times lower)."""
+    z = (np.random.default_rng(1).normal(size=(48, 64)) + 1j).astype(np.complex64)
+    src = tmp_path / "slc.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=64, height=48, count=1, dtype="complex64") as ds:
+        ds.write(z, 1)
+        ds.scales, ds.units = (2.0,), ("amplitude",)
+    assert main(["-q", "compress", str(src), str(tmp_path / "s.sarz")]) == 0
+    assert "band 1 (scale 2, offset 0): a complex band's GDAL scale and offset are not applied" in (
+        capsys.readouterr().err
+    )
+    assert main(["-q", "decompress", str(tmp_path / "s.sarz"), str(tmp_path / "d.tif")]) == 0
+    with rasterio.open(tmp_path / "d.tif") as ds:
+        assert ds.units == ("intensity",) and ds.dtypes[0] == "float32"
+    assert main(["inspect", str(tmp_path / "d.tif")]) == 0
+    assert "kind intensity" in capsys.readouterr().out

@@ -275,10 +275,12 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png", ".nc")
 
 
 def check_sarz_name(dest: PathLike) -> None:
-    """Refuse a .sarz destination named like a raster (a slip for the reconstruction's name, or the wrong field)."""
-    suffix = Path(dest).suffix
-    if suffix.lower() in RASTER_SUFFIXES:
-        raise OutputError(f"{dest}: a .sarz file would get a raster's name ({suffix}); name it .sarz")
+    """Refuse a .sarz destination named like a raster (a slip for the reconstruction's name, or the wrong field),
+    also where a link's target is (x.sarz -> scene.tif: --overwrite wrote .sarz bytes into scene.tif)."""
+    for name in _names(dest):
+        suffix = name.suffix
+        if suffix.lower() in RASTER_SUFFIXES:
+            raise OutputError(f"{dest}: a .sarz file would get a raster's name ({name.name}); name it .sarz")
 
 
 def check_geotiff_name(dest: Optional[PathLike]) -> None:
@@ -286,9 +288,15 @@ def check_geotiff_name(dest: Optional[PathLike]) -> None:
     this tool's batch, the plugin and a user's file browser go by the name (decompress wrote a GeoTIFF under a .sarz
     name, which batch and the plugin then took for a .sarz). Names without a suffix, or with one not listed in
     RASTER_SUFFIXES, are written as they are."""
-    suffix = Path(dest).suffix.lower() if dest is not None else ""
-    if suffix == ".sarz" or (suffix in RASTER_SUFFIXES and suffix not in (".tif", ".tiff")):
-        raise OutputError(f"{dest}: a GeoTIFF would get another format's name ({suffix}); name it .tif")
+    for name in _names(dest) if dest is not None else []:
+        suffix = name.suffix.lower()
+        if suffix == ".sarz" or (suffix in RASTER_SUFFIXES and suffix not in (".tif", ".tiff")):
+            raise OutputError(f"{dest}: a GeoTIFF would get another format's name ({name.name}); name it .tif")
+
+
+def _names(dest: PathLike) -> list[Path]:
+    """The name given and, where it is a link, the name of the file a write lands in (real_path)."""
+    return [Path(dest)] + ([real_path(dest)] if os.path.islink(dest) else [])
 
 
 def _lock_file(dest: PathLike) -> Path:

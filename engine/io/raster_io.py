@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .. import preprocessing as pp
-from ..errors import CancelledError, InputError, OutputError
+from ..errors import CancelledError, InputError, OutputError, refuse_sarz
 from .output_paths import VRT_SOURCE_TAG, check_outputs, replace_into, temp_path
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -321,6 +321,7 @@ def _open(path: PathLike):
     name = os.fspath(path)
     if not is_gdal_name(name) and not Path(name).exists():
         raise InputError(f"input raster not found: {name}")
+    refuse_sarz(name)
     try:
         return rasterio.open(name)
     except rasterio.errors.RasterioIOError as exc:

@@ -132,7 +132,9 @@ def _info(raster: dict[str, Any], band: dict[str, Any]) -> RasterInfo:
     def listed(value: Any) -> list:
         return [] if value is None else [value]
 
-    intensity = band["kind"] == "complex"  # decoded to intensity: the SLC's scale and offset do not apply to it
+    # decoded to intensity: the SLC's scale and offset do not apply to it, and its unit is SNAP's for |z|**2 (an
+    # SLC's "amplitude" made the decoded intensity read as amplitude again)
+    intensity = band["kind"] == "complex"
     return RasterInfo.from_dict(
         {
             **raster,
@@ -140,7 +142,7 @@ def _info(raster: dict[str, Any], band: dict[str, Any]) -> RasterInfo:
             "nodata": band["nodata"],
             "descriptions": listed(band["description"]),
             "band_tags": listed(band["tags"]),
-            "units": listed(band["unit"]),
+            "units": ["intensity"] if intensity else listed(band["unit"]),
             "scales": [] if intensity else listed(band["scale"]),
             "offsets": [] if intensity else listed(band["offset"]),
             "color_interp": listed(band.get("color_interp")),

@@ -409,14 +409,14 @@ def compress_batch(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out-dir is not a folder: {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    outputs = output_paths(sources, out.resolve())
+    outputs = output_paths(sources, out.resolve())  # two inputs with one stem: refused before the folder is made
     report = BatchReport()
     owned = client is None and scheduler is None
     try:
         with dask_client(client, scheduler, workers) as dask:
             check_workers(dask)
-            report.outcomes = _run(dask, sources, outputs, settings, progress, cancel, log)
+            with _made_for_the_batch(out):
+                report.outcomes = _run(dask, sources, outputs, settings, progress, cancel, log)
     except CancelledError:
         if not owned:
             raise  # tasks already running may still finish: the count the client saw
@@ -429,6 +429,24 @@ def compress_batch(
     remove_stale_temps(outputs)
     report.seconds = time.perf_counter() - start
     return report
+
+
+@contextlib.contextmanager
+def _made_for_the_batch(out: Path) -> Iterator[None]:
+    """`out` made (parents too) once the cluster runs, and removed again where the batch made it and it is still
+    empty when it fails (a batch refused before any work left an empty --out-dir behind)."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make --out-dir {out}: {exc.strerror or exc}") from None
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        raise
 
 
 def _check_settings(settings: Mapping[str, Any], workers: Optional[int]) -> None:

@@ -188,6 +188,10 @@ def test_default_local_cluster_and_cli_errors(rasters, tmp_path, capsys):
     assert report.ok and (tmp_path / f"{src.stem}.sarz").read_bytes() == rasters[src]
     assert main(["batch", str(tmp_path / "missing*.tif"), "--out-dir", str(tmp_path)]) == 2
     assert "no file matches" in capsys.readouterr().err
+    never = tmp_path / "never" / "out"  # a batch refused before any work made its --out-dir all the same
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        compress_batch([str(src)], never, scheduler="tcp://127.0.0.1:9")
+    assert not (tmp_path / "never").exists()
 
 
 def test_an_inputs_warnings_reach_the_report_and_the_command_line(client, tmp_path, capsys):

@@ -213,6 +213,22 @@ def test_truncations(sarz):
         assert "truncated" in _error(data[:cut]) or "damaged" in _error(data[:cut])
 
 
+def test_a_file_cut_short_says_so_and_how_many_chunks_are_whole(sarz):
+    """An interrupted copy or download lost the index and footer: "end marker missing" said neither what happened
+    nor how much is there. A chunk whose payload is whole but not this file's is damage, not a cut."""
+    data = sarz.read_bytes()
+    with ContainerReader(sarz) as reader:  # where each chunk ends (its 8-byte head, then its payload)
+        ends = [data.index(b"first chunk") + len(b"first chunk")]
+        for length in reader.chunk_lengths[1:]:
+            ends.append(ends[-1] + 8 + length)
+    assert "cut short after" in _error(data[: ends[0] - 1]) and "0 chunk(s) whole" in _error(data[: ends[0] - 1])
+    assert "3 chunk(s) whole before the cut" in _error(data[: ends[2] + 3])
+    assert "4 chunk(s) whole" in _error(data[: ends[3] + 2])  # every chunk, the index cut
+    damaged = bytearray(data[: ends[2] + 3])
+    damaged[ends[2] - 5] ^= 0xFF  # chunk 3's payload, whole: not a cut
+    assert "cut short" not in _error(bytes(damaged)) and "end marker missing" in _error(bytes(damaged))
+
+
 def test_header_crc_and_json(sarz):
     data = bytearray(sarz.read_bytes())
     data[30] ^= 0x01

@@ -281,13 +281,34 @@ class ContainerReader:
     def _footer(self) -> tuple[int, int, int]:
         """(index offset, chunk count, index CRC) from the footer, its end marker checked."""
         if self._size < self._data_start + _FOOTER.size:
-            raise ContainerError(f"{self.name}: truncated .sarz file (no chunk index)")
+            raise ContainerError(f"{self.name}: truncated .sarz file (no chunk index{self._whole()})")
         index_offset, n, index_crc, marker = _FOOTER.unpack(
             self._read_at(self._size - _FOOTER.size, _FOOTER.size, "footer")
         )
         if marker != END_MARKER:
-            raise ContainerError(f"{self.name}: truncated or damaged .sarz file (end marker missing)")
+            raise ContainerError(f"{self.name}: truncated or damaged .sarz file (end marker missing{self._whole()})")
         return index_offset, n, index_crc
+
+    def _whole(self) -> str:
+        """What a file without its end holds, for the message: its chunks walked from the first (each one's head
+        gives its length, its CRC binds it to this file and its number) while they are whole. A file cut short (an
+        interrupted copy or download) lost its index and footer, where a reader looks first."""
+        offset, whole, cut = self._data_start, 0, True
+        while offset + _CHUNK_HEAD.size <= self._size:
+            self._f.seek(offset)
+            length, crc = _CHUNK_HEAD.unpack(self._f.read(_CHUNK_HEAD.size))
+            if offset + _CHUNK_HEAD.size + length > self._size:
+                break  # runs past the end: cut there
+            if _chunk_crc(self._file_id, whole, self._f.read(length)) != crc:
+                cut = False  # a whole chunk that is not this file's: damaged, not cut short
+                break
+            whole, offset = whole + 1, offset + _CHUNK_HEAD.size + length
+        if not cut:
+            return ""
+        return (
+            f"; cut short after {self._size} bytes, an interrupted copy or download? {whole} chunk(s) whole before "
+            "the cut, no chunk index: copy or download it again"
+        )
 
     def _read_index(self) -> tuple[list[int], list[int]]:
         index_offset, n, index_crc = self._footer()

@@ -355,7 +355,7 @@ def compress_file(
     recon = Path(reconstruction) if reconstruction is not None else None
     check_outputs([src], [dst, recon], overwrite)  # never the input, never a folder/FIFO/device
     staged = temp_path(dst)  # renamed to dst only once the reconstruction is complete too: all or nothing
-    kept = held_back(recon) if recon is not None and overwrite else None  # the old one, should the .sarz fail
+    kept = held_back(recon) if recon is not None and overwrite else []  # the old one, should the .sarz fail
 
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
         return write_container(staged, header_fn, chunks, cancel_fn)
@@ -393,11 +393,10 @@ def compress_file(
         _commit_sarz(staged, dst, overwrite, recon)
     except BaseException:
         staged.unlink(missing_ok=True)
-        if kept is not None:  # a reconstruction in place of the old one, and no .sarz with it: the old one back
-            put_back(kept, recon, replaced=True)
+        with contextlib.suppress(OSError):  # a reconstruction in place of the old one, and no .sarz with it: the old
+            put_back(kept, replaced=True)  # one back, with its sidecars (its own failure never hides the run's)
         raise
-    if kept is not None:
-        put_back(kept, recon, replaced=False)
+    put_back(kept, replaced=False)
     if log is not None:
         log(f"wrote {dst}: {stats.summary()}")
     return stats

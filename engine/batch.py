@@ -29,7 +29,7 @@ from .codec.passes import rate_control
 from .codec.passes.quality import DEFAULT_QUALITY, REFINE_STEPS, quality_level
 from .codec.passes.strip_window import Cancel, Progress, available_cores, tiles_at_most
 from .errors import CancelledError, InputError, OutputBusyError, SARCompressorError
-from .io.output_paths import being_written, guarded_outputs
+from .io.output_paths import guarded_outputs
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 Log = Optional[Callable[[str], None]]
 POLL_S = 0.25
 """How often the client checks `cancel` while it waits for files to finish."""
+MTIME_SLACK_S = 2.0
+"""How much later than its output an input may be dated and still be the one it was coded from: FAT keeps times to
+2 s, and the clocks of two hosts writing one share drift apart."""
+BUSY_RETRY_S = 2.0
+"""How long a file whose output another live run of the worker's host writes waits before it is submitted again
+(the worker judges the lock: the client may run on another host)."""
 TILES_PER_FILE = 2
 """Tiles one file codes at once on a worker: a batch runs a file per core already, and a single run's one tile per core
 (strip_window.LOOKAHEAD) would multiply the threads and the memory (about 100 MiB a tile) by the cores again."""
@@ -159,14 +165,17 @@ def _existing(path: Path, what: str) -> Path:
 
 
 def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
-    """out_dir/<input stem>.sarz for each input; two inputs with the same stem are an error, not an overwrite."""
-    outputs: dict[Path, Path] = {}
+    """out_dir/<input stem>.sarz for each input; two inputs with the same stem are an error, not an overwrite. Stems
+    are compared case-folded: on a case-insensitive disk (Windows, macOS) Scene.sarz and scene.sarz are one file, and
+    the second raster's file was skipped as done with the first's data in it."""
+    outputs: dict[str, tuple[Path, Path]] = {}
     for src in inputs:
         dst = out_dir / f"{src.stem}.sarz"
-        if dst in outputs:
-            raise InputError(f"{outputs[dst]} and {src} would both be written to {dst}: rename one")
-        outputs[dst] = src
-    return list(outputs)
+        key = str(dst).casefold()
+        if key in outputs:
+            raise InputError(f"{outputs[key][1]} and {src} would both be written to {dst}: rename one")
+        outputs[key] = (dst, src)
+    return [dst for dst, _ in outputs.values()]
 
 
 def verify_output(path: Path) -> int:
@@ -214,7 +223,7 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
 
 def _done_before(src: str, dst: Path, settings: Mapping[str, Any]) -> bool:
     """Whether `dst` is there, valid and coded as asked (a resumed batch skips it); InputError where it is there
-    otherwise (damaged, or coded with other settings: reported, never overwritten)."""
+    otherwise (damaged, or not coded from this input as asked: reported, never overwritten)."""
     if not os.path.lexists(dst):
         return False
     try:
@@ -223,7 +232,7 @@ def _done_before(src: str, dst: Path, settings: Mapping[str, Any]) -> bool:
         raise InputError(f"{dst} exists and is not a valid .sarz ({exc}); remove it to code {src}") from exc
     other = other_settings(src, dst, settings)
     if other:
-        raise InputError(f"{dst} exists, coded with other settings ({other}); remove it to code {src} again")
+        raise InputError(f"{dst} exists, not coded from this input as asked ({other}); remove it to code {src} again")
     return True
 
 
@@ -242,7 +251,7 @@ def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
     coded = (header["raster"]["width"], header["raster"]["height"])
     if coded != (info.width, info.height):  # another raster under the same name (a product processed again)
         found.append(f"a {coded[0]}x{coded[1]} raster, not this {info.width}x{info.height} one")
-    elif os.stat(src).st_mtime_ns > os.stat(dst).st_mtime_ns:  # the output was written from an older file
+    elif os.stat(src).st_mtime > os.stat(dst).st_mtime + MTIME_SLACK_S:  # written from an older file
         found.append(f"an earlier {Path(src).name}: the input was modified after it was written")
     if sorted(bands) != asked:
         found.append(f"bands {sorted(bands)}, not {asked}")
@@ -365,9 +374,10 @@ def _kill_children(pids: Sequence[int]) -> None:
 
     for pid in pids:
         with contextlib.suppress(psutil.Error, OSError):
-            if os.getpid() in (parent.pid for parent in psutil.Process(pid).parents()):
-                os.kill(pid, signal.SIGKILL)
-                psutil.Process(pid).wait(timeout=5)
+            worker = psutil.Process(pid)
+            if os.getpid() in (parent.pid for parent in worker.parents()):
+                worker.kill()  # SIGKILL; TerminateProcess on Windows (which has no SIGKILL)
+                worker.wait(timeout=5)
 
 
 def check_workers(client: Client) -> None:
@@ -471,9 +481,10 @@ def _run(
     log: Log,
 ) -> list[FileOutcome]:
     """Submit one task per file and collect the outcomes as they finish (in input order in the result). A file whose
-    output another run is writing (a second batch over the same folder, a command) waits until that run lets go of
-    it, and is submitted again: it is then skipped when that run wrote it as asked, coded when that run failed.
-    (Each batch reported the other's files failed, which a third run had to redo.)"""
+    output another live run of the worker's host is writing (a second batch over the same folder, a command) is
+    submitted again every BUSY_RETRY_S until that run lets go of it: it is then skipped when that run wrote it as
+    asked, coded when that run failed. (Each batch reported the other's files failed, which a third run had to
+    redo.) A lock no worker can judge (another host's) fails the file, naming the lock to remove."""
     from distributed import as_completed
 
     def submit(i: int) -> None:
@@ -485,7 +496,8 @@ def _run(
     index: dict[str, int] = {}
     current: list[Any] = [None] * len(sources)  # each file's latest task
     outcomes: list[Optional[FileOutcome]] = [None] * len(sources)
-    finishing, waiting = as_completed(loop=client.loop), set()
+    finishing, waiting = as_completed(loop=client.loop), {}  # waiting: file -> when it was found busy
+    said: set[int] = set()  # files whose wait was logged (once each)
     for i in range(len(sources)):
         submit(i)
     try:
@@ -493,8 +505,8 @@ def _run(
             if cancel is not None and cancel():
                 done_now = sum(current[i].status == "finished" for i in range(len(sources)) if i not in waiting)
                 raise _cancelled(done_now, len(sources))
-            for i in [i for i in waiting if not being_written(outputs[i])]:
-                waiting.discard(i)
+            for i in [i for i, since in waiting.items() if time.monotonic() - since >= BUSY_RETRY_S]:
+                del waiting[i]
                 submit(i)
             done = finishing.next_batch(block=False)
             if not done:
@@ -504,9 +516,10 @@ def _run(
                 i = index[fut.key]
                 outcome = _outcome(fut, str(sources[i]), str(outputs[i]))
                 if outcome.status == "busy":
-                    waiting.add(i)
-                    if log is not None:
+                    if log is not None and i not in said:
                         log(f"waiting: {outcome.error}")
+                        said.add(i)
+                    waiting[i] = time.monotonic()
                     continue
                 outcomes[i] = outcome
                 if log is not None and outcome.status == "failed":

@@ -31,7 +31,8 @@ class OutputError(InputError):
 
 
 class OutputBusyError(OutputError):
-    """Another live run holds the output's lock (a batch waits for it, then looks at what it wrote)."""
+    """Another live run of this host holds the output's lock (a batch waits for it, then looks at what it wrote; a
+    lock it cannot judge, another host's, is an OutputError: a batch waiting on it would wait for ever)."""
 
 
 def refuse_sarz(path: object) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .codec.passes.window_decode import SarzWindowReader
 from .errors import InputError, OutputError, SARCompressorError
-from .io.output_paths import VRT_SOURCE_TAG, remove_stale_temps, replace_into, temp_path
+from .io.output_paths import VRT_SOURCE_TAG, locked, remove_stale_temps, replace_into, temp_path
 from .io.raster_io import own_tags
 
 PIXEL_FUNCTION = f"{__name__}.read_window"
@@ -252,8 +252,14 @@ def _geolocation(items: dict[str, str], scale: float) -> dict[str, str]:
 def _write_all(texts: dict[Path, str]) -> None:
     """Every VRT written to a temp file first, then each moved into place, the main VRT (the first) last: a write
     that fails (a full disk) changes none of them; the main VRT was written first, and a failure after it left it
-    naming overview VRTs that were never written (replace_into: an earlier VRT's sidecars go). Temp files of a
-    killed run writing them (its process gone) are removed first, as the other writers do."""
+    naming overview VRTs that were never written (replace_into: an earlier VRT's sidecars go). Under the main VRT's
+    lock, as the other writers write: temp files of a killed run writing them (its process gone) are removed first,
+    and a live run's (another host's sharing the folder) never."""
+    with locked(next(iter(texts))):
+        _write_locked(texts)
+
+
+def _write_locked(texts: dict[Path, str]) -> None:
     for path in texts:
         remove_stale_temps(path)
     temps = {path: temp_path(path) for path in texts}  # beside each real file (a symlink's target), short names

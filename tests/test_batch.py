@@ -106,7 +106,7 @@ def test_resume_skips_verified_outputs_and_refuses_damaged(client, rasters, tmp_
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert damaged.read_bytes() == rasters[sources[3]][:-9]
     other = compress_batch([str(sources[0])], tmp_path, client=client, settings={"quality": 7})
-    assert f"coded with other settings (quality 5, not quality 7); remove it to code {sources[0]}" in (
+    assert f"not coded from this input as asked (quality 5, not quality 7); remove it to code {sources[0]}" in (
         other.failed[0].error
     )
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # a resume skips only what was done as asked
@@ -221,6 +221,8 @@ def test_inputs_and_output_names(tmp_path):
     assert [p.name for p in found] == ["x.tif", "y.tif"]
     with pytest.raises(InputError, match="would both be written"):
         output_paths(expand_inputs([str(tmp_path / "*" / "x.tif")]), tmp_path)
+    with pytest.raises(InputError, match="would both be written"):  # one file on a case-insensitive disk
+        output_paths([tmp_path / "a" / "Scene.tif", tmp_path / "b" / "scene.tif"], tmp_path)
     with pytest.raises(InputError, match="not found"):
         expand_inputs([str(tmp_path / "nope.tif")])
     for ours in ("x.sarz", "x.sarz.vrt", "x.sarz.ov1.vrt", "x.tif.aux.xml", "x.tif.ovr", "x.tif.msk", "x.tfw", "x.hdr"):
@@ -360,6 +362,21 @@ def test_a_file_another_run_is_writing_is_waited_for_then_skipped_or_coded(clien
     _assert_same(tmp_path, rasters, sources)
 
 
+def test_a_lock_no_worker_can_judge_fails_its_file_instead_of_being_waited_for(client, rasters, tmp_path):
+    """A lock of another host (or container) sharing the folder is never taken over, and nothing tells when it
+    goes: waited for, the batch hung for ever. Its file fails, naming the lock to remove; the others are coded."""
+    from sar_compressor.engine.io.write_lock import LOCK_SUFFIX
+
+    sources = list(rasters)[:2]
+    (tmp_path / f".{sources[0].stem}.sarz{LOCK_SUFFIX}").write_text("12345 otherhost pid:[4026531836] 0000")
+    start = time.monotonic()
+    report = compress_batch([str(p) for p in sources], tmp_path, client=client)
+    assert [o.status for o in report.outcomes] == ["failed", "written"] and time.monotonic() - start < 60
+    assert "is being written by another run" in report.failed[0].error and "remove it if no run" in (
+        report.failed[0].error
+    )
+
+
 def test_a_busy_port_8787_says_nothing(rasters, tmp_path):
     """Another Dask (another user's batch) on port 8787: the batch's own cluster printed distributed's four-line
     "Port 8787 is already in use" warning; its HTTP routes now take a free loopback port."""
@@ -439,11 +456,14 @@ def test_resume_sees_a_replaced_raster_links_keep_their_names_and_done_files_nee
     assert compress_batch([str(src)], out, client=client).count("written") == 1
     write_scene(src, 40, 50, seed=3)
     again = compress_batch([str(src)], out, client=client)
-    assert "coded with other settings (a 100x37 raster, not this 50x40 one)" in again.failed[0].error
+    assert "not coded from this input as asked (a 100x37 raster, not this 50x40 one)" in again.failed[0].error
     same_size = write_scene(tmp_path / "in" / "other.tif", 40, 50, seed=5)
     assert compress_batch([str(same_size)], out, client=client).count("written") == 1
     write_scene(same_size, 40, 50, seed=6)  # another raster of the same size copied over it: kept as done
-    os.utime(same_size, ns=((out / "other.sarz").stat().st_mtime_ns + 10**9,) * 2)
+    written = (out / "other.sarz").stat().st_mtime_ns
+    os.utime(same_size, ns=(written + 10**9,) * 2)  # within MTIME_SLACK_S (FAT's 2 s, clocks drifting): as coded
+    assert compress_batch([str(same_size)], out, client=client).count("skipped") == 1
+    os.utime(same_size, ns=(written + 3 * 10**9,) * 2)
     changed = compress_batch([str(same_size)], out, client=client)
     assert "an earlier other.tif: the input was modified after it was written" in changed.failed[0].error
     (tmp_path / "a").mkdir()

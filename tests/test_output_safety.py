@@ -189,6 +189,7 @@ def test_a_reconstruction_replaced_before_its_sarz_failed_is_put_back(scene, tmp
     packed, recon = tmp_path / "c.sarz", tmp_path / "c.tif"
     packed.write_bytes(b"the old .sarz")
     recon.write_bytes(b"the old reconstruction")
+    (tmp_path / "c.tif.ovr").write_bytes(b"its overviews")  # removed with it, put back with it
 
     def refused(*args, **kwargs):
         raise OutputError("the .sarz could not be put in place")
@@ -197,7 +198,8 @@ def test_a_reconstruction_replaced_before_its_sarz_failed_is_put_back(scene, tmp
     args = ["-q", "compress", str(scene), str(packed), "--reconstruction", str(recon), "--overwrite"]
     assert main(args) == 2
     assert packed.read_bytes() == b"the old .sarz" and recon.read_bytes() == b"the old reconstruction"
-    assert listing(tmp_path) == ["c.sarz", "c.tif"]
+    assert listing(tmp_path) == ["c.sarz", "c.tif", "c.tif.ovr"]
+    assert (tmp_path / "c.tif.ovr").read_bytes() == b"its overviews"
     monkeypatch.undo()
     assert main(args) == 0
     assert listing(tmp_path) == ["c.sarz", "c.tif"] and recon.read_bytes()[:2] in (b"II", b"MM")

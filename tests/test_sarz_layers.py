@@ -3,6 +3,8 @@ becomes a layer; a VRT never replaces a user's file (it goes to the cache folder
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from qgis.core import QgsMapRendererParallelJob, QgsMapSettings, QgsProject, QgsSingleBandPseudoColorRenderer
@@ -159,6 +161,12 @@ def test_a_project_moved_with_its_sarz_files_opens_layers_that_read(qgis_app, sa
     try:
         project.addMapLayer(sarz_layers.sarz_layer(str(sarz)))
         assert project.write(str(tmp_path / "p.qgs"))
+        project.clear()
+        copied = tmp_path.with_name(tmp_path.name + "_copied")  # the original stays: its copy read the original
+        shutil.copytree(tmp_path, copied)
+        assert project.read(str(copied / "p.qgs"))
+        assert str(copied / "scene.sarz") in (copied / "scene.sarz.vrt").read_text()
+        assert str(tmp_path / "scene.sarz") in (tmp_path / "scene.sarz.vrt").read_text()  # the original's untouched
         project.clear()
         moved = tmp_path.with_name(tmp_path.name + "_moved")
         tmp_path.rename(moved)

@@ -323,3 +323,15 @@ def test_the_vrt_command_removes_a_killed_runs_temp_files(sarz, tmp_path):
     left.write_text("a killed run's")
     assert cli.main(["-q", "vrt", str(tmp_path / "k.sarz")]) == 0
     assert not left.exists()
+
+
+def test_a_vrt_another_run_is_writing_is_left_to_it(sarz, tmp_path):
+    """vrt removed temp files without holding the VRT's lock: a live run's (another host's, whose PID means
+    nothing here) could go mid-write. It writes under the main VRT's lock, as the other writers do."""
+    from sar_compressor.engine.errors import OutputBusyError
+    from sar_compressor.engine.io import output_paths
+
+    shutil.copy(sarz, tmp_path / "l.sarz")
+    with output_paths.locked(tmp_path / "l.sarz.vrt"), pytest.raises(OutputBusyError, match="being written"):
+        write_vrt(tmp_path / "l.sarz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.sarz"]

@@ -9,9 +9,9 @@ set for QGIS's process, trusting this plugin's pixel-function module only. Linea
 stretch (a grey ramp whose stops are evenly spaced in dB over the coded range, from the file's header).
 
 A VRT names its .sarz by absolute path (GDAL hands a pixel function its arguments, not the VRT's own path), so a
-project folder moved or copied with its .sarz files would open layers that fail every read: a layer added on a VRT
-that sits beside the very file it was written for (its id), at a new path, has its VRTs written again and its
-source reopened (`repair_moved`).
+project folder moved with its .sarz files would open layers that fail every read, and a copied one layers that read
+the original folder's files: a layer added on a VRT that sits beside the very file it was written for (its id), at
+another path, has its VRTs written again for the file beside it and its source reopened (`repair_moved`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from qgis.core import (
     QgsDataItemProvider,
     QgsDataProvider,
     QgsLayerItem,
+    QgsMessageLog,
     QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
@@ -203,30 +204,40 @@ def open_sarz(path: str, iface=None) -> Optional[QgsRasterLayer]:
 
 
 def _moved_sarz(vrt: str) -> Optional[Path]:
-    """The .sarz beside a VRT of this tool whose file is not where the VRT says (NAME.sarz beside NAME.sarz.vrt,
-    moved with it), else None."""
-    named = sarz_of(vrt)
+    """The .sarz beside a VRT of this tool that names another path (NAME.sarz beside NAME.sarz.vrt, moved or copied
+    with it), else None; whether it is the same file (its id) write_vrt checks."""
     beside = Path(vrt[: -len(".vrt")])
-    if named is None or Path(named).exists() or beside.suffix.lower() != SUFFIX or not beside.is_file():
+    if beside.suffix.lower() != SUFFIX or not beside.is_file():
+        return None
+    named = sarz_of(vrt)
+    if named is None or (Path(named).exists() and Path(named).samefile(beside)):
         return None
     return beside
 
 
 def repair_moved(layers) -> None:
-    """Layers on VRTs whose .sarz moved with them (a project folder moved or copied): the VRTs written again for
-    the file where it is now (gdal_vrt.write_vrt replaces only VRTs of the same file id), each layer reopened."""
+    """Layers on VRTs whose .sarz moved or was copied with them (a project folder): the VRTs written again for the
+    file beside them (gdal_vrt.write_vrt replaces only VRTs of the same file id), each layer reopened. A slot of the
+    project's layersAdded: nothing may escape it (a broken VRT of any layer, GDAL raising with UseExceptions)."""
     for layer in layers:
-        if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
-            continue
-        beside = _moved_sarz(layer.source())
-        if beside is None:
-            continue
         try:
-            gdal_vrt.write_vrt(beside, layer.source())
-        except (SARCompressorError, OSError):
-            continue  # another file under that name, or a folder that cannot be written: the read's error says
-        enable_python_vrt()
-        layer.setDataSource(layer.source(), layer.name(), "gdal")
+            _repair(layer)
+        except Exception as exc:  # noqa: BLE001 (the layer stays as it was; its reads say what is wrong)
+            QgsMessageLog.logMessage(f"{layer.name()}: its VRT was not written again: {exc}", "SAR Compressor")
+
+
+def _repair(layer) -> None:
+    if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+        return
+    beside = _moved_sarz(layer.source())
+    if beside is None:
+        return
+    try:
+        gdal_vrt.write_vrt(beside, layer.source())
+    except (SARCompressorError, OSError):
+        return  # another file under that name, or a folder that cannot be written: the read's error says
+    enable_python_vrt()
+    layer.setDataSource(layer.source(), layer.name(), "gdal")
 
 
 class SarzItemProvider(QgsDataItemProvider):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import OutputError
-from .write_lock import LOCK_SUFFIX, held, holding, pid_alive
+from .write_lock import LOCK_SUFFIX, holding, pid_alive
 
 PathLike = Union[str, "os.PathLike[str]"]
 TEMP_TAG = ".sarz-tmp."
@@ -85,32 +85,41 @@ def replace_into(tmp: Path, dest: PathLike, overwrite: bool = True) -> None:
     os.replace(tmp, final)
 
 
-def held_back(path: PathLike) -> Optional[Path]:
-    """A hard link of the file at `path` under a temp name beside it (None where there is none, or the file system
-    makes no hard links): what `put_back` restores if a run that replaced it fails after that."""
+Held = list[tuple[Path, Path]]
+"""Hard links of a file and of its GDAL sidecars, each with the name it stands for (`held_back`)."""
+
+
+def held_back(path: PathLike) -> Held:
+    """Hard links of the file at `path` and of its sidecars under temp names beside them (none where there is no
+    file, or the file system makes no hard links): what `put_back` restores if a run that replaced it (which removes
+    the sidecars) fails after that."""
     final = real_path(path)
     if not final.is_file():
-        return None
-    kept = temp_path(final)
-    try:
-        os.link(final, kept)
-    except OSError:
-        return None
-    return kept
+        return []
+    held: Held = []
+    for name in (final, *sidecars_of(final)):
+        kept = temp_path(name)
+        try:
+            os.link(name, kept)
+        except OSError:
+            put_back(held, replaced=False)
+            return []
+        held.append((kept, name))
+    return held
 
 
-def put_back(kept: Path, path: PathLike, replaced: bool) -> None:
-    """`held_back`'s link: moved back over `path` where `replaced` and `path` is no longer that file (the run put its
-    own there), else removed."""
-    final = real_path(path)
-    try:
-        same = os.path.samefile(kept, final)
-    except OSError:
-        same = False
-    if replaced and not same:
-        os.replace(kept, final)
-    else:
-        kept.unlink(missing_ok=True)
+def put_back(held: Held, replaced: bool) -> None:
+    """`held_back`'s links: where `replaced`, each moved back over its name if that is no longer the same file (the
+    run put its own there, or removed a sidecar), else each removed."""
+    for kept, name in held:
+        try:
+            same = os.path.samefile(kept, name)
+        except OSError:
+            same = False
+        if replaced and not same:
+            os.replace(kept, name)
+        else:
+            kept.unlink(missing_ok=True)
 
 
 def sidecars_of(final: Path) -> list[Path]:
@@ -305,13 +314,8 @@ def _lock_file(dest: PathLike) -> Path:
     return final.with_name(f".{_stem(final.name)}{LOCK_SUFFIX}")
 
 
-def being_written(dest: PathLike) -> bool:
-    """Whether another live run holds `dest`'s lock now (a batch waits for it rather than failing the file)."""
-    return held(_lock_file(dest))
-
-
-def _lock(dest: Path) -> contextlib.AbstractContextManager:
-    """Hold `dest`'s lock file for the block."""
+def locked(dest: PathLike) -> contextlib.AbstractContextManager:
+    """Hold `dest`'s lock file for the block (OutputBusyError / OutputError while another run holds it)."""
     return holding(_lock_file(dest), dest)
 
 
@@ -323,6 +327,6 @@ def guarded_outputs(
     outs = check_outputs(inputs, outputs, overwrite)
     with contextlib.ExitStack() as stack:
         for out in outs:
-            stack.enter_context(_lock(out))
+            stack.enter_context(locked(out))
             remove_stale_temps(out)
         yield outs

@@ -25,7 +25,9 @@ from ..errors import OutputBusyError, OutputError
 LOCK_SUFFIX = ".sarz-lock"
 LOCK_EMPTY_GRACE_S = 60.0
 """An empty lock file younger than this is taken as being created right now (its writer's id follows at once)."""
-_HELD = "held"
+_HELD, _LIVE = "held", "live"
+"""_judge's verdicts on a lock in place: one this run cannot judge (another host's or container's, unreadable), and
+one a live writer of this host holds (or is creating right now)."""
 
 
 def writer_id() -> str:
@@ -115,8 +117,8 @@ def _writer(text: str) -> Optional[tuple[int, list[str]]]:
 
 
 def _judge(lock: Path) -> Union[str, Identity, None]:
-    """A lock found in place: _HELD (a live writer's, or one this run cannot judge), its identity (a dead writer's,
-    to take over), or None (gone meanwhile)."""
+    """A lock found in place: _LIVE (a live writer's of this host), _HELD (one this run cannot judge), its identity
+    (a dead writer's, to take over), or None (gone meanwhile)."""
     try:
         identity = _identity(lock)
     except FileNotFoundError:
@@ -126,7 +128,7 @@ def _judge(lock: Path) -> Union[str, Identity, None]:
     mtime = identity[1] / 1e9
     writer = _writer(identity[2].decode("utf-8", "replace"))
     if writer is None:  # being written right now (empty), or garbage: by its age
-        return _HELD if time.time() - mtime < LOCK_EMPTY_GRACE_S else identity
+        return _LIVE if time.time() - mtime < LOCK_EMPTY_GRACE_S else identity
     pid, where = writer
     if where:
         here_host, here_namespace, here_boot = _place().split(" ")
@@ -134,7 +136,7 @@ def _judge(lock: Path) -> Union[str, Identity, None]:
             return _HELD
         if where[2:] and where[2] != here_boot:  # this host's earlier boot, or another with its name: by age
             return identity if mtime < _boot_time() else _HELD
-    return _HELD if pid_alive(pid) else identity
+    return _LIVE if pid_alive(pid) else identity
 
 
 def _take_over(lock: Path, judged: Identity, dest: Union[str, Path]) -> None:
@@ -164,11 +166,6 @@ def _take_over(lock: Path, judged: Identity, dest: Union[str, Path]) -> None:
         marker.unlink(missing_ok=True)
 
 
-def held(lock: Path) -> bool:
-    """Whether a live writer (or one this run cannot judge) holds `lock` now."""
-    return _judge(lock) == _HELD
-
-
 @contextlib.contextmanager
 def holding(lock: Path, dest: Union[str, Path]) -> Iterator[None]:
     """Hold `lock` (the lock file of `dest`) for the block; OutputBusyError naming `dest` when another run holds it."""
@@ -188,8 +185,9 @@ def _acquire(lock: Path, dest: Union[str, Path]) -> Identity:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             judged = _judge(lock)
-            if judged == _HELD:
-                raise OutputBusyError(
+            if judged in (_LIVE, _HELD):  # busy: a live writer of this host, which a batch waits for
+                error = OutputBusyError if judged == _LIVE else OutputError
+                raise error(
                     f"{dest} is being written by another run ({lock} exists; remove it if no run is writing {dest})"
                 ) from None
             if judged is not None:

@@ -367,6 +367,24 @@ def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
 
 
+def test_a_cancel_during_the_metrics_says_the_file_is_written(make_dock, provider, tmp_path, qgis_new_project):
+    """Compress keeps its outputs when cancelled while measuring (whole by then): the panel said only "Cancelled."
+    and the next run took the name after it."""
+    dock, _, out = _dock_on_scene(make_dock, tmp_path, 512, "measured")
+    finished, loop = [], QEventLoop()
+    dock.runFinished.connect(lambda ok: (finished.append(ok), loop.quit()))
+    QTimer.singleShot(RUN_TIMEOUT_S * 1000, loop.quit)
+    dock.run_button.click()
+    dock.run.feedback.progressTextChanged.connect(
+        lambda text: dock.cancel_button.click() if text.startswith("metrics") else None
+    )
+    if not finished:
+        loop.exec_()
+    written, status = sorted(out.glob("*.sarz")), dock.status_label.text()
+    assert finished == [False] and len(written) == 1
+    assert f"Cancelled while measuring: {written[0]} is written whole" in status
+
+
 def test_an_input_layer_removed_during_a_run_says_the_file_is_written(make_dock, provider, tmp_path, qgis_new_project):
     """The run finished and wrote its .sarz, but the panel said only "The input layer was removed." in red."""
     dock, layer, out = _dock_on_scene(make_dock, tmp_path, 256, "gone")

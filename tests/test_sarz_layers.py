@@ -47,6 +47,8 @@ def test_a_sarz_layer_renders_on_a_db_stretch(qgis_app, sarz):
     assert isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer)
     stops = [item.value for item in layer.renderer().shader().rasterShaderFunction().colorRampItemList()]
     assert np.allclose(np.diff(10 * np.log10(stops)), np.diff(10 * np.log10(stops))[0])  # even in dB
+    renderer = layer.renderer()  # unset, "nan" went into saved styles and projects: the legend said nan / nan
+    assert (renderer.classificationMin(), renderer.classificationMax()) == (stops[0], stops[-1])
     pixels = _render(layer)
     magenta = (pixels[..., 0] == 255) & (pixels[..., 1] == 0) & (pixels[..., 2] == 255)
     grey = (pixels[..., 0] == pixels[..., 1]) & (pixels[..., 1] == pixels[..., 2])
@@ -88,6 +90,39 @@ def test_the_browser_lists_a_sarz_as_a_styled_raster_on_a_cached_vrt(qgis_app, s
     broken = sarz.with_name("broken.sarz")
     broken.write_bytes(b"not a sarz")
     assert provider.createDataItem(str(broken), None) is None
+    project = QgsProject.instance()  # added to the project: moved onto a VRT beside its .sarz, as a dropped file's
+    project.layersAdded.connect(sarz_layers.repair_moved)  # (the cache's path, into the QGIS profile, broke once
+    try:  # the project moved)
+        project.addMapLayer(layer)
+        assert layer.source() == str(sarz) + ".vrt" and sarz.with_name("scene.sarz.vrt").exists()
+        assert isinstance(layer.renderer(), QgsSingleBandPseudoColorRenderer) and layer.isValid()
+    finally:
+        project.layersAdded.disconnect(sarz_layers.repair_moved)
+        project.clear()
+
+
+def test_a_replaced_sarz_dropped_again_beside_its_open_old_layer_gets_a_vrt_of_its_own(
+    qgis_app, sarz, tmp_path, monkeypatch
+):
+    """GDAL writes an open VRT back when its layer closes (with the statistics QGIS computed): a .sarz replaced
+    and dropped again had its VRT rewritten beside it, then the old layer's close put the old file's id back, and
+    every later read failed ("another file than this VRT was written for"). While the old layer is open, the new
+    file's VRT goes to the cache folder; a file dropped again unchanged reuses its VRT as it is."""
+    monkeypatch.setattr(sarz_layers, "cache_folder", lambda: tmp_path / "cache")
+    project = QgsProject.instance()
+    try:
+        old = sarz_layers.open_sarz(str(sarz))
+        assert old.source() == str(sarz) + ".vrt"
+        writes = []
+        with monkeypatch.context() as patch:
+            patch.setattr(sarz_layers.gdal_vrt, "write_vrt", lambda *a, **k: writes.append(a))
+            assert sarz_layers.sarz_layer(str(sarz)).source() == old.source()  # unchanged: the same VRT, as it is
+        assert writes == []
+        api.compress_file(write_scene(tmp_path / "other.tif", 200, 220, seed=3), sarz, quality=3)  # --overwrite
+        new = sarz_layers.sarz_layer(str(sarz))
+        assert new.isValid() and new.source().startswith(str(tmp_path / "cache")) and new.width() == 220
+    finally:
+        project.clear()
 
 
 def test_a_quicklook_with_an_alpha_band_stretches_its_own_values_and_stays_transparent(qgis_app, tmp_path):

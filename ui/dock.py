@@ -509,6 +509,15 @@ class SARCompressorDock(QDockWidget):
         info = self._run_info
         original = self._original_layer()
         self.progress_bar.setValue(100 if successful else 0)
+        if not successful and self.run.cancelled and os.path.exists(info["sarz"]):  # a fresh name: this run's
+            # Compress keeps its outputs when cancelled while measuring: it said only "Cancelled."
+            self.last_error = (
+                f"Cancelled while measuring: {info['sarz']} is written whole; its metrics were not measured."
+            )
+            self._set_status(self.last_error)
+            self._update_state()
+            self.runFinished.emit(False)
+            return
         if not successful or original is None:
             self.last_error = self.run.error_message() if not successful else self._input_removed_text(info)
             self._set_status(self.last_error, error=True)

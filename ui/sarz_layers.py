@@ -21,6 +21,7 @@ import hashlib
 import math
 from pathlib import Path
 from typing import Optional
+from xml.sax.saxutils import escape
 
 from osgeo import gdal
 from qgis.core import (
@@ -99,11 +100,33 @@ def _write_style(vrt: Path, sarz: Path, header: dict) -> None:
 
 
 def vrt_for(sarz: Path) -> Path:
-    """Write (or rewrite) the VRT of `sarz`: beside it if possible, else in the cache folder; its path."""
+    """The VRT of `sarz` beside it (kept where it already names this very file there, else written), or in the cache
+    folder where that name is taken or cannot be written, or where a layer of the project has it open for another
+    file (a .sarz replaced since): GDAL writes an open VRT back when its layer closes (with the statistics QGIS
+    computed, GDAL issue 3222), and put the old file's id back over the new VRT; its path."""
+    beside = sarz.with_name(sarz.name + ".vrt")
+    if _names(beside, sarz):
+        return beside
+    if not _open_in_project(beside):
+        try:
+            return gdal_vrt.write_vrt(sarz)[0]
+        except (InputError, OSError):
+            pass
+    return cached_vrt(sarz)
+
+
+def _names(vrt: Path, sarz: Path) -> bool:
+    """Whether `vrt` is this tool's VRT of the very file `sarz` at its path (its path and its file id)."""
     try:
-        return gdal_vrt.write_vrt(sarz)[0]
-    except (InputError, OSError):
-        return cached_vrt(sarz)
+        text = vrt.read_text(encoding="utf-8", errors="replace")[:65536]
+    except OSError:
+        return False
+    tag = f'<MDI key="{VRT_SOURCE_TAG}">{escape(str(sarz.resolve()))}</MDI>'
+    return tag in text and f'file_id="{read_header(sarz)["file_id"]}"' in text
+
+
+def _open_in_project(vrt: Path) -> bool:
+    return any(layer.source() == str(vrt) for layer in QgsProject.instance().mapLayers().values())
 
 
 def sarz_of(path: Optional[str]) -> Optional[str]:
@@ -149,6 +172,8 @@ def db_stretch(layer: QgsRasterLayer, header: dict) -> None:
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(items[0].value)  # unset, a saved style or project read "nan" back: the legend
+    renderer.setClassificationMax(items[-1].value)  # and the symbology showed nan / nan
     bands = sorted(header["bands"], key=lambda entry: entry["source_band"])
     alpha = [i for i, entry in enumerate(bands, start=1) if entry.get("color_interp") == "alpha"]
     if alpha:
@@ -227,17 +252,28 @@ def repair_moved(layers) -> None:
 
 
 def _repair(layer) -> None:
+    """A layer moved with its .sarz gets its VRT written again; one added from the Browser (on the cache folder's
+    VRT, which the project names by a path into the QGIS profile: it broke once the project moved) is moved onto a
+    VRT beside its .sarz, as a dropped file's."""
     if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
         return
-    beside = _moved_sarz(layer.source())
-    if beside is None:
-        return
-    try:
-        gdal_vrt.write_vrt(beside, layer.source())
-    except (SARCompressorError, OSError):
-        return  # another file under that name, or a folder that cannot be written: the read's error says
+    source = layer.source()
+    if Path(source).parent.parent == cache_folder():
+        named = sarz_of(source)
+        if named is None or not Path(named).is_file():
+            return
+        vrt = str(vrt_for(Path(named)))
+    else:
+        beside = _moved_sarz(source)
+        if beside is None:
+            return
+        try:
+            gdal_vrt.write_vrt(beside, source)
+        except (SARCompressorError, OSError):
+            return  # another file under that name, or a folder that cannot be written: the read's error says
+        vrt = source
     enable_python_vrt()
-    layer.setDataSource(layer.source(), layer.name(), "gdal")
+    layer.setDataSource(vrt, layer.name(), "gdal")
 
 
 class SarzItemProvider(QgsDataItemProvider):

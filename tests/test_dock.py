@@ -309,6 +309,7 @@ def test_second_band_of_a_multiband_raster(make_dock, provider, tmp_path, qgis_n
 
     assert _run(dock) == ["completed"], dock.last_error
     assert dock.last_metrics["mean_ratio"] is not None
+    assert Path(dock.last_results["OUTPUT"]).name == "two_bands_b2_q5.sarz"  # the band named: band 2 was two_bands_q5
     # an RGB-style original cannot be cloned onto one band: gray on band 1, stretched like the original band 2
     assert layer.renderer().type() == "multibandcolor"
     renderer = dock.reconstruction_layer.renderer()

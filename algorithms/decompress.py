@@ -36,7 +36,7 @@ class DecompressAlgorithm(SARAlgorithm):
                 "INPUT",
                 self.tr("Compressed file (.sarz)"),
                 behavior=QgsProcessingParameterFile.File,
-                fileFilter=self.tr("SAR Compressor files (*.sarz)"),
+                fileFilter=self.tr("SAR Compressor files, or a .sarz layer's VRT (*.sarz *.vrt)"),
             )
         )
         cog = QgsProcessingParameterBoolean("COG", self.tr("Write a Cloud Optimized GeoTIFF"), defaultValue=False)
@@ -46,10 +46,17 @@ class DecompressAlgorithm(SARAlgorithm):
         self.advanced(band)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Decompressed raster")))
 
+    def _source(self, parameters, context) -> str:
+        """The .sarz to decode: the file given, or the one a .sarz layer's VRT (this tool's) names (a layer's file
+        is its VRT: "not a .sarz file")."""
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        named = self.engine("gdal_vrt").sarz_named_by(source) if source.lower().endswith(".vrt") else None
+        return named or source
+
     def resolve_inputs(self, parameters, context) -> None:
         """Main thread, before the run: the file is a .sarz this version reads (its header), and holds BAND; a
         batch refuses a bad row before any row runs."""
-        source = self.parameterAsFile(parameters, "INPUT", context)
+        source = self._source(parameters, context)
         band = self.parameterAsInt(parameters, "BAND", context)
         with engine_errors():
             header = self.engine("api").read_header(source)
@@ -62,7 +69,7 @@ class DecompressAlgorithm(SARAlgorithm):
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802
         """Worker thread: one call into the engine."""
         api = self.engine("api")
-        source = self.parameterAsFile(parameters, "INPUT", context)
+        source = self._source(parameters, context)
         output = geotiff_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context), "output")
         with destination_rules([source], [output]):
             stats = self.run_engine(

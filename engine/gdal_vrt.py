@@ -118,6 +118,19 @@ def _resampled(reader: SarzWindowReader, window: tuple[int, int, int, int], leve
     return values[np.clip(rows, 0, values.shape[0] - 1)][:, np.clip(cols, 0, values.shape[1] - 1)]
 
 
+def sarz_named_by(vrt: PathLike) -> Optional[str]:
+    """The .sarz a VRT of this tool decodes (its VRT_SOURCE_TAG item), else None (another VRT, not a VRT, unreadable):
+    a .sarz layer's file is its VRT, which Decompress and the panel take for the .sarz."""
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.parse(os.fspath(vrt)).getroot()
+    except (OSError, ElementTree.ParseError):
+        return None
+    items = root.findall(f"./Metadata/MDI[@key='{VRT_SOURCE_TAG}']") if root.tag == "VRTDataset" else []
+    return items[0].text or None if items else None
+
+
 def vrt_paths(vrt: Path, levels: int) -> list[Path]:
     """The main VRT and its overview VRTs (NAME.ov1.vrt ... beside NAME.vrt)."""
     stem = vrt.name[: -len(".vrt")] if vrt.name.lower().endswith(".vrt") else vrt.name

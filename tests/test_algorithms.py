@@ -234,6 +234,21 @@ def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, 
         assert np.array_equal(dec.read(1), rec.read(1), equal_nan=True)
 
 
+def test_decompress_takes_a_sarz_layers_vrt_for_its_sarz(compressed, tmp_path):
+    """A .sarz layer's file is its VRT: Decompress said "not a .sarz file" of it."""
+    import processing
+
+    from sar_compressor.engine.gdal_vrt import sarz_named_by, write_vrt
+
+    sarz = tmp_path / "layer.sarz"
+    sarz.write_bytes(Path(compressed[0]["OUTPUT"]).read_bytes())
+    vrt = write_vrt(sarz)[0]
+    assert sarz_named_by(vrt) == str(sarz.resolve()) and sarz_named_by(sarz) is None
+    results = processing.run("sar_compressor:decompress", {"INPUT": str(vrt), "OUTPUT": str(tmp_path / "d.tif")})
+    with rasterio.open(results["OUTPUT"]) as dec, rasterio.open(compressed[0]["RECONSTRUCTION"]) as rec:
+        assert np.array_equal(dec.read(1), rec.read(1), equal_nan=True)
+
+
 def test_evaluate_numbers_and_html_report(compressed, scene, tmp_path):
     import processing
 

@@ -134,8 +134,7 @@ def sarz_of(path: Optional[str]) -> Optional[str]:
     which may sit in the profile's cache folder (the panel offered that hidden folder for its outputs)."""
     if not path or not path.lower().endswith(".vrt"):
         return None
-    dataset = gdal.OpenEx(path, gdal.OF_RASTER)
-    return None if dataset is None else dataset.GetMetadataItem(VRT_SOURCE_TAG) or None
+    return gdal_vrt.sarz_named_by(path)  # the XML read: no GDAL dataset opened (it writes an open VRT back)
 
 
 DB_PER_DECADE = {"intensity": 10.0, "complex": 10.0, "amplitude": 20.0}

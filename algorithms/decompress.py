@@ -50,8 +50,10 @@ class DecompressAlgorithm(SARAlgorithm):
         """The .sarz to decode: the file given, or the one a .sarz layer's VRT (this tool's) names (a layer's file
         is its VRT: "not a .sarz file")."""
         source = self.parameterAsFile(parameters, "INPUT", context)
-        named = self.engine("gdal_vrt").sarz_named_by(source) if source.lower().endswith(".vrt") else None
-        return named or source
+        if not source.lower().endswith(".vrt"):
+            return source
+        with engine_errors():
+            return self.engine("gdal_vrt").decoded_sarz(source) or source
 
     def resolve_inputs(self, parameters, context) -> None:
         """Main thread, before the run: the file is a .sarz this version reads (its header), and holds BAND; a

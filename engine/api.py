@@ -50,6 +50,7 @@ from .io.output_paths import (
     check_geotiff_name,
     check_outputs,
     check_sarz_name,
+    file_identity,
     held_back,
     put_back,
     replace_into,
@@ -356,6 +357,7 @@ def compress_file(
     check_outputs([src], [dst, recon], overwrite)  # never the input, never a folder/FIFO/device
     staged = temp_path(dst)  # renamed to dst only once the reconstruction is complete too: all or nothing
     kept = held_back(recon) if recon is not None and overwrite else []  # the old one, should the .sarz fail
+    placed = None  # the reconstruction this run put in place
 
     def write(header_fn: Callable[[], dict], chunks: Iterator[bytes], cancel_fn: Cancel) -> int:
         return write_container(staged, header_fn, chunks, cancel_fn)
@@ -390,13 +392,14 @@ def compress_file(
                 output=str(dst),
                 reconstruction=str(recon) if recon else None,
             )
+        placed = file_identity(recon) if kept else None
         _commit_sarz(staged, dst, overwrite, recon)
     except BaseException:
         staged.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # a reconstruction in place of the old one, and no .sarz with it: the old
-            put_back(kept, replaced=True)  # one back, with its sidecars (its own failure never hides the run's)
+            put_back(kept, placed)  # one back, with its sidecars (its own failure never hides the run's)
         raise
-    put_back(kept, replaced=False)
+    put_back(kept, placed=None)
     if log is not None:
         log(f"wrote {dst}: {stats.summary()}")
     return stats

@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,9 +172,11 @@ def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
     outputs: dict[str, tuple[Path, Path]] = {}
     for src in inputs:
         dst = out_dir / f"{src.stem}.sarz"
-        key = str(dst).casefold()
+        key = unicodedata.normalize("NFC", str(dst)).lower()  # as Windows and macOS fold names (NFD too)
         if key in outputs:
-            raise InputError(f"{outputs[key][1]} and {src} would both be written to {dst}: rename one")
+            other, first = outputs[key]
+            where = f"to {dst}" if other == dst else f"to {other} and {dst}, one file where case is not told apart"
+            raise InputError(f"{first} and {src} would both be written {where}: rename one")
         outputs[key] = (dst, src)
     return [dst for dst, _ in outputs.values()]
 

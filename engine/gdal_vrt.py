@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from .codec.format.container import ContainerReader
 from .codec.passes.window_decode import SarzWindowReader
 from .errors import InputError, OutputError, SARCompressorError
 from .io.output_paths import VRT_SOURCE_TAG, locked, remove_stale_temps, replace_into, temp_path
@@ -129,6 +130,25 @@ def sarz_named_by(vrt: PathLike) -> Optional[str]:
         return None
     items = root.findall(f"./Metadata/MDI[@key='{VRT_SOURCE_TAG}']") if root.tag == "VRTDataset" else []
     return items[0].text or None if items else None
+
+
+def decoded_sarz(vrt: PathLike) -> Optional[str]:
+    """The .sarz a VRT of this tool decodes (None for another file), checked as its reads check it: InputError where
+    the file is gone or is another file than the VRT was written for (a copied project's VRT not repaired yet named
+    the original folder's file, changed since)."""
+    named = sarz_named_by(vrt)
+    if named is None:
+        return None
+    if not Path(named).is_file():
+        raise InputError(f"{named} is gone (moved or deleted?): {vrt} decodes it; give the .sarz where it is now")
+    with ContainerReader(named) as reader:
+        file_id = reader.file_id
+    if f'file_id="{file_id}"' not in Path(vrt).read_text(encoding="utf-8", errors="replace"):
+        raise InputError(
+            f"{named} is another file than {vrt} was written for (replaced by a later compression?): give the .sarz "
+            "itself"
+        )
+    return named
 
 
 def vrt_paths(vrt: Path, levels: int) -> list[Path]:
@@ -262,17 +282,12 @@ def _geolocation(items: dict[str, str], scale: float) -> dict[str, str]:
     return out
 
 
-def _write_all(texts: dict[Path, str]) -> None:
+def _write_locked(texts: dict[Path, str]) -> None:
     """Every VRT written to a temp file first, then each moved into place, the main VRT (the first) last: a write
     that fails (a full disk) changes none of them; the main VRT was written first, and a failure after it left it
     naming overview VRTs that were never written (replace_into: an earlier VRT's sidecars go). Under the main VRT's
-    lock, as the other writers write: temp files of a killed run writing them (its process gone) are removed first,
-    and a live run's (another host's sharing the folder) never."""
-    with locked(next(iter(texts))):
-        _write_locked(texts)
-
-
-def _write_locked(texts: dict[Path, str]) -> None:
+    lock (write_vrt), as the other writers write: temp files of a killed run writing them (its process gone) are
+    removed first, and a live run's (another host's sharing the folder) never."""
     for path in texts:
         remove_stale_temps(path)
     temps = {path: temp_path(path) for path in texts}  # beside each real file (a symlink's target), short names
@@ -299,23 +314,39 @@ def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
     out = Path(vrt) if vrt is not None else src.with_name(src.name + ".vrt")
     if not out.parent.is_dir():
         raise InputError(f"output folder does not exist: {out.parent}")
+    texts, file_id = _vrt_texts(src, out)
+    paths = list(texts)
+    with locked(out):  # the checks too: a file appearing between them and the write is not replaced
+        for path in paths:
+            _check_replaceable(path, src, file_id)
+        _write_locked(texts)
+        _remove_stale_levels(out, len(paths) - 1, src, file_id)
+    return paths
+
+
+def _vrt_texts(src: Path, out: Path) -> tuple[dict[Path, str], str]:
+    """The text of the main VRT `out` of the .sarz `src` and of its overview VRTs, by path; the file's id."""
     readers = [SarzWindowReader(src)]  # the file's first band; its header names the others
     try:
         readers += [SarzWindowReader(src, band) for band in readers[0].source_bands[1:]]
         paths = vrt_paths(out, readers[0].max_level)
-        for path in paths:
-            _check_replaceable(path, src, readers[0].reader.file_id)
-        _write_all(
-            {
-                path: _dataset_xml(readers, src, level, paths[1:] if level == 0 else [])
-                for level, path in enumerate(paths)
-            }
-        )
+        texts = {
+            path: _dataset_xml(readers, src, level, paths[1:] if level == 0 else []) for level, path in enumerate(paths)
+        }
+        return texts, readers[0].reader.file_id
     finally:
         for reader in readers:
             reader.close()
-    _remove_stale_levels(out, len(paths) - 1, src, readers[0].reader.file_id)
-    return paths
+
+
+def vrt_current(sarz: PathLike, vrt: PathLike) -> bool:
+    """Whether `vrt` and its overview VRTs are exactly what write_vrt would write now for `sarz` (this file, at its
+    path, by this version: an older version's VRT, a copied main VRT without its overviews, are not)."""
+    try:
+        texts, _ = _vrt_texts(Path(sarz).resolve(), Path(vrt))
+        return all(path.read_text(encoding="utf-8") == text for path, text in texts.items())
+    except (OSError, UnicodeDecodeError, SARCompressorError):
+        return False
 
 
 def _remove_stale_levels(vrt: Path, levels: int, sarz: Path, file_id: str) -> None:

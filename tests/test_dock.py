@@ -371,7 +371,7 @@ def test_cancel_leaves_no_output(make_dock, provider, tmp_path, qgis_new_project
 def test_a_cancel_during_the_metrics_says_the_file_is_written(make_dock, provider, tmp_path, qgis_new_project):
     """Compress keeps its outputs when cancelled while measuring (whole by then): the panel said only "Cancelled."
     and the next run took the name after it."""
-    dock, _, out = _dock_on_scene(make_dock, tmp_path, 512, "measured")
+    dock, _, out = _dock_on_scene(make_dock, tmp_path, 1024, "measured")  # metrics long enough for the click
     finished, loop = [], QEventLoop()
     dock.runFinished.connect(lambda ok: (finished.append(ok), loop.quit()))
     QTimer.singleShot(RUN_TIMEOUT_S * 1000, loop.quit)

@@ -786,3 +786,24 @@ def test_a_complex_band_decodes_as_intensity_and_its_scale_is_named(tmp_path, ca
         assert ds.units == ("intensity",) and ds.dtypes[0] == "float32"
     assert main(["inspect", str(tmp_path / "d.tif")]) == 0
     assert "kind intensity" in capsys.readouterr().out
+
+
+def test_a_held_file_is_put_back_only_over_what_the_run_put_there(tmp_path):
+    """put_back moved the held copy over whatever the name held: a file the user put there meanwhile was replaced by
+    the old one, a deleted one came back; the sidecars' links were named so that no clean-up found them."""
+    recon = tmp_path / "r.tif"
+    recon.write_bytes(b"old")
+    (tmp_path / "r.tif.ovr").write_bytes(b"old overviews")
+    kept = output_paths.held_back(recon)
+    assert {path for path, _ in output_paths.temp_files(recon)} == {link for link, _ in kept}  # found after a kill
+    recon.unlink()
+    recon.write_bytes(b"the user's")  # not the run's: left as it is
+    output_paths.put_back(kept, placed=(0, 0))
+    assert recon.read_bytes() == b"the user's" and listing(tmp_path) == ["r.tif", "r.tif.ovr"]
+    kept = output_paths.held_back(recon)
+    (tmp_path / "r.tif.ovr").unlink()  # what the run does: its sidecars removed, its file put in place
+    (tmp_path / "new").write_bytes(b"the run's")
+    os.replace(tmp_path / "new", recon)
+    output_paths.put_back(kept, placed=output_paths.file_identity(recon))
+    assert recon.read_bytes() == b"the user's" and (tmp_path / "r.tif.ovr").read_bytes() == b"old overviews"
+    assert listing(tmp_path) == ["r.tif", "r.tif.ovr"]

@@ -4,9 +4,10 @@ screen at the overview level the zoom asks for.
 
 A dropped file's VRT goes next to the .sarz when that folder takes it and no other file has its name (a VRT this
 plugin wrote for the same file is rewritten); otherwise, and for every file the Browser lists (browsing writes
-nothing beside the user's files), into a cache folder in the QGIS profile. GDAL's Python-VRT options are
-set for QGIS's process, trusting this plugin's pixel-function module only. Linear intensity is shown on a dB
-stretch (a grey ramp whose stops are evenly spaced in dB over the coded range, from the file's header).
+nothing beside the user's files), into a cache folder in the QGIS profile. A layer added from the Browser moves
+onto a VRT beside its .sarz, as a dropped file's, where the folder takes one (`repair_moved`). GDAL's Python-VRT
+options are set for QGIS's process, trusting this plugin's pixel-function module only. Linear intensity is shown on a
+dB stretch (a grey ramp whose stops are evenly spaced in dB over the coded range, from the file's header).
 
 A VRT names its .sarz by absolute path (GDAL hands a pixel function its arguments, not the VRT's own path), so a
 project folder moved with its .sarz files would open layers that fail every read, and a copied one layers that read
@@ -19,9 +20,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 from pathlib import Path
 from typing import Optional
-from xml.sax.saxutils import escape
 
 from osgeo import gdal
 from qgis.core import (
@@ -42,7 +43,6 @@ from qgis.PyQt.QtGui import QColor
 from ..engine import gdal_vrt
 from ..engine.api import read_header
 from ..engine.errors import InputError, SARCompressorError
-from ..engine.io.output_paths import VRT_SOURCE_TAG
 
 SUFFIX = ".sarz"
 RAMP_STOPS = 33
@@ -100,33 +100,30 @@ def _write_style(vrt: Path, sarz: Path, header: dict) -> None:
 
 
 def vrt_for(sarz: Path) -> Path:
-    """The VRT of `sarz` beside it (kept where it already names this very file there, else written), or in the cache
-    folder where that name is taken or cannot be written, or where a layer of the project has it open for another
-    file (a .sarz replaced since): GDAL writes an open VRT back when its layer closes (with the statistics QGIS
-    computed, GDAL issue 3222), and put the old file's id back over the new VRT; its path."""
-    beside = sarz.with_name(sarz.name + ".vrt")
-    if _names(beside, sarz):
+    """The VRT of `sarz` beside it (kept where it is what would be written now, else written), or in the cache folder
+    where that name is taken or cannot be written, or where a layer of the project has it open and it is not current
+    (a .sarz replaced since): GDAL writes an open VRT back when its layer closes (with the statistics QGIS computed,
+    GDAL issue 3222), and put the old file's id back over the new VRT; its path. Paths are the file's real one (a
+    link's target), as write_vrt writes them."""
+    real = sarz.resolve()
+    beside = real.with_name(real.name + ".vrt")
+    if gdal_vrt.vrt_current(real, beside):
         return beside
     if not _open_in_project(beside):
         try:
-            return gdal_vrt.write_vrt(sarz)[0]
+            return gdal_vrt.write_vrt(real, beside)[0]
         except (InputError, OSError):
             pass
-    return cached_vrt(sarz)
-
-
-def _names(vrt: Path, sarz: Path) -> bool:
-    """Whether `vrt` is this tool's VRT of the very file `sarz` at its path (its path and its file id)."""
-    try:
-        text = vrt.read_text(encoding="utf-8", errors="replace")[:65536]
-    except OSError:
-        return False
-    tag = f'<MDI key="{VRT_SOURCE_TAG}">{escape(str(sarz.resolve()))}</MDI>'
-    return tag in text and f'file_id="{read_header(sarz)["file_id"]}"' in text
+    return cached_vrt(real)
 
 
 def _open_in_project(vrt: Path) -> bool:
-    return any(layer.source() == str(vrt) for layer in QgsProject.instance().mapLayers().values())
+    """Whether a layer of the project reads `vrt` (its source the same file, however it is spelled)."""
+    for layer in QgsProject.instance().mapLayers().values():
+        with contextlib.suppress(OSError):
+            if Path(layer.source()).is_file() and os.path.samefile(layer.source(), vrt):
+                return True
+    return False
 
 
 def sarz_of(path: Optional[str]) -> Optional[str]:
@@ -262,6 +259,8 @@ def _repair(layer) -> None:
         if named is None or not Path(named).is_file():
             return
         vrt = str(vrt_for(Path(named)))
+        if vrt == source:  # the folder takes no VRT: it stays on the cache's
+            return
     else:
         beside = _moved_sarz(source)
         if beside is None:

@@ -98,28 +98,42 @@ def held_back(path: PathLike) -> Held:
         return []
     held: Held = []
     for name in (final, *sidecars_of(final)):
-        kept = temp_path(name)
+        kept = temp_path(final)  # the file's temp name, sidecars too: temp_files finds them after a kill
         try:
             os.link(name, kept)
         except OSError:
-            put_back(held, replaced=False)
+            put_back(held, placed=None)
             return []
         held.append((kept, name))
     return held
 
 
-def put_back(held: Held, replaced: bool) -> None:
-    """`held_back`'s links: where `replaced`, each moved back over its name if that is no longer the same file (the
-    run put its own there, or removed a sidecar), else each removed."""
-    for kept, name in held:
+def file_identity(path: PathLike) -> Optional[tuple[int, int]]:
+    """(device, inode) of the file at `path`; None where there is none."""
+    try:
+        found = os.stat(real_path(path))
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def put_back(held: Held, placed: Optional[tuple[int, int]]) -> None:
+    """`held_back`'s links: where `placed` (the identity of the file the run put at the held file's name) is still
+    what that name holds, the held file is moved back over it, and each held sidecar back where the run removed it
+    (none is put over a file someone put there meanwhile); every other link is removed. Each on its own: one that
+    fails leaves the others done."""
+    restore = placed is not None and bool(held) and file_identity(held[0][1]) == placed
+    errors = []
+    for k, (kept, name) in enumerate(held):
         try:
-            same = os.path.samefile(kept, name)
-        except OSError:
-            same = False
-        if replaced and not same:
-            os.replace(kept, name)
-        else:
-            kept.unlink(missing_ok=True)
+            if restore and (k == 0 or not os.path.lexists(name)):
+                os.replace(kept, name)
+            else:
+                kept.unlink(missing_ok=True)
+        except OSError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def sidecars_of(final: Path) -> list[Path]:

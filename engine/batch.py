@@ -175,7 +175,7 @@ def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
         key = unicodedata.normalize("NFC", str(dst)).lower()  # as Windows and macOS fold names (NFD too)
         if key in outputs:
             other, first = outputs[key]
-            where = f"to {dst}" if other == dst else f"to {other} and {dst}, one file where case is not told apart"
+            where = f"to {dst}" if other == dst else f"to {other} and {dst}, one file on Windows and macOS"
             raise InputError(f"{first} and {src} would both be written {where}: rename one")
         outputs[key] = (dst, src)
     return [dst for dst, _ in outputs.values()]

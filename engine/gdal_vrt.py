@@ -22,14 +22,16 @@ import os
 import threading
 from pathlib import Path
 from typing import Any, Optional, Union
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
 from .codec.format.container import ContainerReader
+from .codec.format.sarz_header import software_version
 from .codec.passes.window_decode import SarzWindowReader
 from .errors import InputError, OutputError, SARCompressorError
-from .io.output_paths import VRT_SOURCE_TAG, locked, remove_stale_temps, replace_into, temp_path
+from .io.output_paths import VRT_SOURCE_TAG, VRT_WRITER_TAG, locked, remove_stale_temps, replace_into, temp_path
 from .io.raster_io import own_tags
 
 PIXEL_FUNCTION = f"{__name__}.read_window"
@@ -122,8 +124,6 @@ def _resampled(reader: SarzWindowReader, window: tuple[int, int, int, int], leve
 def sarz_named_by(vrt: PathLike) -> Optional[str]:
     """The .sarz a VRT of this tool decodes (its VRT_SOURCE_TAG item), else None (another VRT, not a VRT, unreadable):
     a .sarz layer's file is its VRT, which Decompress and the panel take for the .sarz."""
-    import xml.etree.ElementTree as ElementTree
-
     try:
         root = ElementTree.parse(os.fspath(vrt)).getroot()
     except (OSError, ElementTree.ParseError):
@@ -143,7 +143,11 @@ def decoded_sarz(vrt: PathLike) -> Optional[str]:
         raise InputError(f"{named} is gone (moved or deleted?): {vrt} decodes it; give the .sarz where it is now")
     with ContainerReader(named) as reader:
         file_id = reader.file_id
-    if f'file_id="{file_id}"' not in Path(vrt).read_text(encoding="utf-8", errors="replace"):
+    try:
+        text = Path(vrt).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"cannot read {vrt}: {exc.strerror or exc}") from None
+    if f'file_id="{file_id}"' not in text:
         raise InputError(
             f"{named} is another file than {vrt} was written for (replaced by a later compression?): give the .sarz "
             "itself"
@@ -229,7 +233,9 @@ def _dataset_xml(readers: list[SarzWindowReader], sarz: Path, level: int, overvi
     scale = width / reader.layout.width  # the level's pixels per raster pixel: GCPs, RPCs, geolocation follow it
     lines = [
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-        _metadata_xml({VRT_SOURCE_TAG: str(sarz), **own_tags(info.tags)}, None, "  "),  # first: read as a prefix
+        _metadata_xml(  # the tag first: read as a prefix
+            {VRT_SOURCE_TAG: str(sarz), VRT_WRITER_TAG: software_version(), **own_tags(info.tags)}, None, "  "
+        ),
     ]
     if info.crs_wkt and not info.gcps:
         lines.append(f"  <SRS>{escape(info.crs_wkt)}</SRS>")
@@ -316,7 +322,9 @@ def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
         raise InputError(f"output folder does not exist: {out.parent}")
     texts, file_id = _vrt_texts(src, out)
     paths = list(texts)
-    with locked(out):  # the checks too: a file appearing between them and the write is not replaced
+    for path in paths:  # first without the lock: a user's file is named as such, even in a folder that takes none
+        _check_replaceable(path, src, file_id)
+    with locked(out):  # and again under it: a file appearing between them and the write is not replaced
         for path in paths:
             _check_replaceable(path, src, file_id)
         _write_locked(texts)
@@ -340,12 +348,21 @@ def _vrt_texts(src: Path, out: Path) -> tuple[dict[Path, str], str]:
 
 
 def vrt_current(sarz: PathLike, vrt: PathLike) -> bool:
-    """Whether `vrt` and its overview VRTs are exactly what write_vrt would write now for `sarz` (this file, at its
-    path, by this version: an older version's VRT, a copied main VRT without its overviews, are not)."""
+    """Whether `vrt` and its overview VRTs are what write_vrt writes now for `sarz`: each there, naming this file at
+    its path and its id, written by this version (an older one's, a main VRT copied without its overviews, are not).
+    Facts, not bytes: GDAL writes an open VRT back when it closes, reordered and with statistics (issue 3222)."""
+    src = Path(sarz).resolve()
     try:
-        texts, _ = _vrt_texts(Path(sarz).resolve(), Path(vrt))
-        return all(path.read_text(encoding="utf-8") == text for path, text in texts.items())
-    except (OSError, UnicodeDecodeError, SARCompressorError):
+        texts, file_id = _vrt_texts(src, Path(vrt))
+        for path in texts:
+            root = ElementTree.parse(path).getroot()
+            items = {item.get("key"): item.text for item in root.findall("./Metadata/MDI")}
+            ids = {args.get("file_id") for args in root.iter("PixelFunctionArguments")}
+            named, writer = items.get(VRT_SOURCE_TAG), items.get(VRT_WRITER_TAG)
+            if named != str(src) or writer != software_version() or ids != {file_id}:
+                return False
+        return True
+    except (OSError, ElementTree.ParseError, SARCompressorError):
         return False
 
 

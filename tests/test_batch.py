@@ -369,10 +369,15 @@ def test_a_lock_no_worker_can_judge_fails_its_file_instead_of_being_waited_for(c
 
     sources = list(rasters)[:2]
     (tmp_path / f".{sources[0].stem}.sarz{LOCK_SUFFIX}").write_text("12345 otherhost pid:[4026531836] 0000")
-    result = {}  # in a thread: a wait for ever fails the test, not the suite
-    runner = threading.Thread(
-        target=lambda: result.update(report=compress_batch([str(p) for p in sources], tmp_path, client=client))
-    )
+    result = {}  # in a daemon thread: a wait for ever fails the test, not the suite
+
+    def run() -> None:
+        try:
+            result["report"] = compress_batch([str(p) for p in sources], tmp_path, client=client)
+        except Exception as exc:  # noqa: BLE001 (the test reports it)
+            result["report"] = exc
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
     runner.join(timeout=120)
     assert not runner.is_alive(), "the batch waited on a lock no worker can judge"

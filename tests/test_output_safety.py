@@ -807,3 +807,7 @@ def test_a_held_file_is_put_back_only_over_what_the_run_put_there(tmp_path):
     output_paths.put_back(kept, placed=output_paths.file_identity(recon))
     assert recon.read_bytes() == b"the user's" and (tmp_path / "r.tif.ovr").read_bytes() == b"old overviews"
     assert listing(tmp_path) == ["r.tif", "r.tif.ovr"]
+    kept = output_paths.held_back(recon)  # its sidecars removed, then the run's file failed to go in: they come back
+    (tmp_path / "r.tif.ovr").unlink()
+    output_paths.put_back(kept, placed=None)
+    assert (tmp_path / "r.tif.ovr").read_bytes() == b"old overviews" and listing(tmp_path) == ["r.tif", "r.tif.ovr"]

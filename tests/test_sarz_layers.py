@@ -215,3 +215,20 @@ def test_a_project_moved_with_its_sarz_files_opens_layers_that_read(qgis_app, sa
     finally:
         project.layersAdded.disconnect(sarz_layers.repair_moved)
         project.clear()
+
+
+def test_a_vrt_gdal_wrote_back_is_reused(qgis_app, sarz):
+    """GDAL writes an open VRT back when its layer closes (with the statistics QGIS computed): compared byte for
+    byte, the file dropped again then went to the profile's cache, whose path a moved project loses."""
+    from sar_compressor.engine import gdal_vrt
+
+    project = QgsProject.instance()
+    try:
+        layer = sarz_layers.open_sarz(str(sarz))
+        layer.dataProvider().bandStatistics(1)
+        project.removeMapLayer(layer.id())
+        vrt = sarz.with_name("scene.sarz.vrt")
+        assert gdal_vrt.vrt_current(sarz, vrt)
+        assert sarz_layers.sarz_layer(str(sarz)).source() == str(vrt)
+    finally:
+        project.clear()

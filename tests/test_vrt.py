@@ -22,7 +22,7 @@ from sar_compressor.engine import api, cli, gdal_vrt
 from sar_compressor.engine.codec.format import layout
 from sar_compressor.engine.codec.format.container import ContainerReader
 from sar_compressor.engine.codec.passes.window_decode import SarzWindowReader, decode_window
-from sar_compressor.engine.errors import OutputError
+from sar_compressor.engine.errors import InputError, OutputError
 from sar_compressor.engine.gdal_vrt import ENVIRONMENT, write_vrt
 from sar_compressor.engine.simulate import simulate_scene, write_scene
 
@@ -335,3 +335,38 @@ def test_a_vrt_another_run_is_writing_is_left_to_it(sarz, tmp_path):
     with output_paths.locked(tmp_path / "l.sarz.vrt"), pytest.raises(OutputBusyError, match="being written"):
         write_vrt(tmp_path / "l.sarz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.sarz"]
+
+
+def test_a_vrt_is_current_by_what_it_names_not_by_its_bytes(sarz, tmp_path):
+    """The plugin reuses a VRT that is what write_vrt writes now; compared byte for byte, one GDAL had written back
+    (it does when a layer closes, adding statistics) was never reused again, and the layers went to the profile's
+    cache. An older version's VRT, or one without its overviews, or of another file, is not current."""
+    from xml.etree import ElementTree
+
+    from sar_compressor.engine.gdal_vrt import decoded_sarz, vrt_current
+
+    shutil.copy(sarz, tmp_path / "c.sarz")
+    paths = write_vrt(tmp_path / "c.sarz")
+    assert vrt_current(tmp_path / "c.sarz", paths[0])
+    tree = ElementTree.parse(paths[0])  # as GDAL writes it back: statistics added, laid out its own way
+    band = tree.getroot().find("VRTRasterBand")
+    meta = ElementTree.SubElement(band, "Metadata")
+    ElementTree.SubElement(meta, "MDI", key="STATISTICS_MEAN").text = "0.25"
+    tree.write(paths[0])
+    assert vrt_current(tmp_path / "c.sarz", paths[0])
+    assert decoded_sarz(paths[0]) == str((tmp_path / "c.sarz").resolve())
+    old = paths[0].read_text().replace(f">{gdal_vrt.software_version()}<", ">0.7.2<")
+    paths[0].write_text(old)
+    assert not vrt_current(tmp_path / "c.sarz", paths[0])
+    paths = write_vrt(tmp_path / "c.sarz")
+    paths[-1].unlink()
+    assert not vrt_current(tmp_path / "c.sarz", paths[0])
+    paths = write_vrt(tmp_path / "c.sarz")
+    api.compress_file(write_scene(tmp_path / "o.tif", 60, 70, seed=2), tmp_path / "c.sarz", quality=3)
+    assert not vrt_current(tmp_path / "c.sarz", paths[0])
+    with pytest.raises(InputError, match="is another file than .* was written for"):
+        decoded_sarz(paths[0])
+    (tmp_path / "c.sarz").unlink()
+    with pytest.raises(InputError, match="is gone"):
+        decoded_sarz(paths[0])
+    assert decoded_sarz(sarz) is None

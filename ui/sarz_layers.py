@@ -259,7 +259,7 @@ def _repair(layer) -> None:
         if named is None or not Path(named).is_file():
             return
         vrt = str(vrt_for(Path(named)))
-        if vrt == source:  # the folder takes no VRT: it stays on the cache's
+        if Path(vrt) == Path(source):  # the folder takes no VRT: it stays on the cache's (not as strings: Windows)
             return
     else:
         beside = _moved_sarz(source)

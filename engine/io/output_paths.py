@@ -122,12 +122,15 @@ def put_back(held: Held, placed: Optional[tuple[int, int]]) -> None:
     what that name holds, the held file is moved back over it, and each held sidecar back where the run removed it
     (none is put over a file someone put there meanwhile); every other link is removed. Each on its own: one that
     fails leaves the others done."""
-    restore = placed is not None and bool(held) and file_identity(held[0][1]) == placed
+    now = file_identity(held[0][1]) if held else None
+    known = placed is not None and placed[1] != 0  # an inode of 0 (some SMB shares) tells no file from another
+    restore = known and now == placed  # the run's file there: the held one goes back over it
+    untouched = bool(held) and now is not None and now == file_identity(held[0][0])  # still the held file itself
     errors = []
     for k, (kept, name) in enumerate(held):
         try:
-            if restore and (k == 0 or not os.path.lexists(name)):
-                os.replace(kept, name)
+            if (restore and k == 0) or ((restore or untouched) and k > 0 and not os.path.lexists(name)):
+                os.replace(kept, name)  # (sidecars the run removed before its own file failed to go in, too)
             else:
                 kept.unlink(missing_ok=True)
         except OSError as exc:
@@ -255,6 +258,8 @@ def check_outputs(
 
 VRT_SOURCE_TAG = "SARZ_VRT_FOR"
 """The metadata item naming the .sarz a VRT of this tool decodes (engine.gdal_vrt writes it)."""
+VRT_WRITER_TAG = "SARZ_VRT_WRITER"
+"""The metadata item naming the version of this software that wrote a VRT (gdal_vrt.vrt_current)."""
 ARCHIVES = ("/vsizip/", "/vsitar/", "/vsigzip/", "/vsi7z/", "/vsirar/")
 """GDAL's archive file systems: /vsizip/scene.zip/inner.tif reads scene.zip."""
 

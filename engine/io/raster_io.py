@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import preprocessing as pp
 from ..errors import CancelledError, InputError, OutputError, refuse_sarz
-from .output_paths import VRT_SOURCE_TAG, check_outputs, replace_into, temp_path
+from .output_paths import VRT_SOURCE_TAG, VRT_WRITER_TAG, check_outputs, replace_into, temp_path
 
 PathLike = Union[str, "os.PathLike[str]"]
 _FROM_INFO: Any = object()
@@ -216,10 +216,10 @@ def _domains(ds, band: int = 0) -> dict[str, dict[str, str]]:
 
 
 def own_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    """A raster's dataset tags less the one naming the .sarz a VRT of this tool decodes (VRT_SOURCE_TAG): copied
+    """A raster's dataset tags less the ones a VRT of this tool carries (VRT_SOURCE_TAG, VRT_WRITER_TAG): copied
     on from a VRT input into the .sarz and its outputs, it named another file (its VRT then refused as "not a VRT
     of" it, and its .sarz unguarded as an input)."""
-    return {key: value for key, value in tags.items() if key != VRT_SOURCE_TAG}
+    return {key: value for key, value in tags.items() if key not in (VRT_SOURCE_TAG, VRT_WRITER_TAG)}
 
 
 def differing_nodata(values: list[Optional[float]]) -> list[Optional[float]]:

@@ -50,7 +50,7 @@ TOOLS = {"post_filter": None}
 """The learned tools a file may ask its decoder to run; none is bundled in this version."""
 
 
-def _software_version() -> str:
+def software_version() -> str:
     """The plugin version from metadata.txt, recorded so a file says what wrote it."""
     meta = Path(__file__).resolve().parents[3] / "metadata.txt"  # engine/codec/format/ -> the plugin folder
     with contextlib.suppress(OSError):
@@ -104,7 +104,7 @@ def build_header(layout: Layout, info: RasterInfo, bands: list[dict[str, Any]]) 
     return {
         "format": "sarz",
         "format_version": FORMAT_VERSION if scaled else PLAIN_VERSION,
-        "software": {"name": "sar_compressor", "version": _software_version()},
+        "software": {"name": "sar_compressor", "version": software_version()},
         "raster": {name: raster[name] for name in RASTER_FIELDS if name in raster},
         "bands": bands,
         "tiling": {"tile_width": layout.tile_width, "tile_height": layout.tile_height, "order": TILE_ORDER},

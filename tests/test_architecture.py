@@ -169,7 +169,7 @@ def test_the_checker_sees_a_violation(tmp_path):
 
 def test_moved_modules_still_find_the_plugin_folder():
     """The header records the plugin's version from metadata.txt, found from engine/codec/format/."""
-    from sar_compressor.engine.codec.format.sarz_header import _software_version
+    from sar_compressor.engine.codec.format.sarz_header import software_version
 
     meta = (REPO / "metadata.txt").read_text(encoding="utf-8")
-    assert _software_version() == re.search(r"^version=(.*)$", meta, re.M).group(1).strip()
+    assert software_version() == re.search(r"^version=(.*)$", meta, re.M).group(1).strip()

@@ -290,7 +290,7 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
         )
     valid = sample[sample != 0] if zero_is_fill(kind, sample.dtype) else sample
     if valid.size == 0:
-        warnings.append("no valid pixels: every pixel is nodata, NaN or no-signal zero; the file holds only the mask")
+        warnings.append("no valid pixels: every pixel is nodata, NaN or no-signal zero; only its mask is coded")
     elif is_constant(valid):
         warnings.append(f"constant raster: every valid pixel is {valid[0]!r}; nothing to code but the value")
     return warnings

@@ -78,6 +78,9 @@ def _is_number(value: object) -> bool:
 
 
 FRAME_MAGIC = b"SZCK"
+BIG_ENDIAN_MAGIC = b"SZBE"
+"""Before a chunk of a big-endian array (xarray opens NetCDF3 as such): coded in native order, given back big-endian
+(Zarr reads the decoded bytes as the array's dtype)."""
 _FRAME = struct.Struct("<4sIII")  # magic, planes, height, width
 _LENGTH = struct.Struct("<Q")
 
@@ -107,7 +110,7 @@ class Sarz(Codec):
         self.quality = DEFAULT_QUALITY if quality is None and target_bpp is None else quality
         self.target_bpp = target_bpp
         self.kind = kind
-        self.nodata = nodata
+        self.nodata = None if nodata is None else float(nodata)  # a 0-d array went into the JSON metadata: TypeError
         self.tune = tune
         self.scale = scale
         self.offset = offset
@@ -127,6 +130,14 @@ class Sarz(Codec):
             raise InputError(f"the Sarz codec codes images: expected a chunk with at least 2 axes, got {arr.shape}")
         if np.dtype(arr.dtype).kind == "c":
             raise InputError("the Sarz codec stores real values: store complex SAR as intensity or amplitude")
+        if arr.flags.f_contiguous and not arr.flags.c_contiguous:  # decoded row-major, read back scrambled
+            raise InputError("the Sarz codec codes row-major arrays: create the Zarr array with order='C'")
+        if arr.dtype.byteorder == ">":  # big-endian where the machine is not (numpy says '=' where it is)
+            return BIG_ENDIAN_MAGIC + self._frame(arr.astype(arr.dtype.newbyteorder("=")))
+        return self._frame(arr)
+
+    def _frame(self, arr: np.ndarray) -> bytes:
+        """The chunk's bytes: a .sarz file for one plane with valid pixels, else a frame of planes."""
         pp.check_dtype(arr.dtype)
         planes = arr.reshape(-1, *arr.shape[-2:])
         if len(planes) == 1 and self._has_valid(planes[0]):
@@ -137,6 +148,9 @@ class Sarz(Codec):
 
     def decode(self, buf: Any, out: Any = None) -> np.ndarray:
         data = ensure_ndarray(buf).tobytes()
+        if data.startswith(BIG_ENDIAN_MAGIC):
+            native = self.decode(data[len(BIG_ENDIAN_MAGIC) :])
+            return ndarray_copy(native.astype(native.dtype.newbyteorder(">")), out)
         if data.startswith(MAGIC):
             return ndarray_copy(decompress_array(data), out)
         height, width, parts = _frame_parts(data)
@@ -215,6 +229,8 @@ def _frame_parts(data: bytes) -> tuple[int, int, list[bytes]]:
     if len(data) < _FRAME.size or not data.startswith(FRAME_MAGIC):
         raise ContainerError("not a Sarz chunk (neither a .sarz file nor a Sarz frame)")
     _, n, height, width = _FRAME.unpack_from(data)
+    if n == 0:
+        raise ContainerError("damaged Sarz chunk (a frame of no plane)")
     table_end = _FRAME.size + n * _LENGTH.size
     if len(data) < table_end:
         raise ContainerError("truncated Sarz chunk (its length table runs past the end)")

@@ -161,8 +161,10 @@ def test_a_band_without_valid_pixels_is_coded_as_its_mask_and_warned_about(tmp_p
     bands = _channels(40, 48, (1.0, 0.3))
     bands[1] = -9999.0
     src = _write(tmp_path / "empty.tif", bands, ["VV", "VH"], nodata=-9999.0)
-    stats = api.compress_file(src, tmp_path / "e.sarz")
+    warned = []
+    stats = api.compress_file(src, tmp_path / "e.sarz", warn=warned.append)
     assert any("valid" in w for w in stats.warnings)
+    assert "band 2: no valid pixels: every pixel is nodata, NaN or no-signal zero; only its mask is coded" in warned
     back = api.decompress_array(tmp_path / "e.sarz")
     assert np.all(back[1] == -9999.0) and np.all(back[0] != -9999.0)
 

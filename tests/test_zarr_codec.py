@@ -182,3 +182,27 @@ def test_a_chunk_of_sea_under_the_noise_is_coded_as_the_declared_intensity():
     codec = Sarz(kind="intensity", nodata=np.array(-9999.0))  # a 0-d array is a number too
     decoded = codec.decode(codec.encode(sea))
     assert decoded.shape == sea.shape and np.all(decoded > 0)
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">u2"])
+def test_a_big_endian_array_round_trips(scene, dtype):
+    """xarray opens NetCDF3 as big-endian: its chunks were refused ("unsupported raster data type '>f4'; supported:
+    ... float32"), after the array's metadata was on disk. Coded in native order, given back big-endian."""
+    data = (scene * 1000).astype(dtype) if "u" in dtype else scene.astype(dtype)
+    store = zarr.create(data.shape, chunks=(CHUNK, CHUNK), dtype=dtype, compressor=Sarz(quality=8))
+    store[:] = data
+    back = store[:]
+    assert back.dtype == np.dtype(dtype)
+    native = compress_array(np.ascontiguousarray(data[:CHUNK, :CHUNK]).astype(data.dtype.newbyteorder("=")), quality=8)
+    assert np.array_equal(back[:CHUNK, :CHUNK], decompress_array(native.data))
+
+
+def test_a_column_major_array_and_damaged_frames_are_refused_and_a_0d_nodata_fits_the_metadata(scene):
+    """order='F' chunks decoded row-major and read back scrambled (correlation 0.01, no error); a frame of no plane
+    raised numpy's ValueError; a 0-d array as nodata made the store's JSON metadata fail."""
+    store = zarr.create(scene.shape, chunks=(CHUNK, 200), dtype="f4", compressor=Sarz(), order="F")
+    with pytest.raises(InputError, match="row-major arrays: create the Zarr array with order='C'"):
+        store[:] = scene
+    with pytest.raises(ContainerError, match="a frame of no plane"):
+        Sarz().decode(b"SZCK" + bytes(12))
+    zarr.create((8, 8), dtype="f4", compressor=Sarz(nodata=np.array(-9999.0)))  # metadata written as JSON

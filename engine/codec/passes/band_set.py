@@ -72,14 +72,27 @@ def output_dtype(kinds: list[str], dtype: str) -> str:
     return str(np.result_type(*[pp.output_dtype(kind, dtype) for kind in kinds]))
 
 
+def _band_warnings(surveys: list[Survey], sources: list[BandSource]) -> list[str]:
+    """Pass 1's warnings, each once, naming the bands it concerns where not every band (an alpha band, no SAR data,
+    says none): one empty band among three said "no valid pixels ... the file holds only the mask" of the file."""
+    bands: dict[str, list[int]] = {}
+    data = [(survey, source) for survey, source in zip(surveys, sources) if source.info.color_interp != ["alpha"]]
+    for survey, source in data:
+        for warning in survey.warnings:
+            bands.setdefault(warning, []).append(source.band)
+    return [
+        text if len(which) == len(data) else f"band{'s' * (len(which) > 1)} {', '.join(map(str, which))}: {text}"
+        for text, which in bands.items()
+    ]
+
+
 def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = None, warn: Log = None) -> BandPlan:
     """Pass 1 of every band (its warnings to `warn`, each once), then the coding order and references
     (interband) measured on a window of the raster in each band's normalized dB (unless `options.interband` is
     off)."""
     surveys = [_survey(s, options, len(sources) > 1) for s in sources]
     if warn is not None:
-        data = [survey for survey, source in zip(surveys, sources) if source.info.color_interp != ["alpha"]]
-        for warning in dict.fromkeys(w for survey in data for w in survey.warnings):  # an alpha band is no SAR data
+        for warning in _band_warnings(surveys, sources):
             warn(warning)
     if len(sources) == 1 or not options.interband:
         return BandPlan(surveys, list(range(len(sources))), [None] * len(sources))

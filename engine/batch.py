@@ -166,9 +166,10 @@ def _existing(path: Path, what: str) -> Path:
 
 
 def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
-    """out_dir/<input stem>.sarz for each input; two inputs with the same stem are an error, not an overwrite. Stems
-    are compared case-folded: on a case-insensitive disk (Windows, macOS) Scene.sarz and scene.sarz are one file, and
-    the second raster's file was skipped as done with the first's data in it."""
+    """out_dir/<input stem>.sarz for each input; two inputs with the same stem are an error, not an overwrite. Names
+    are compared as Windows and macOS compare them (case, and composed or decomposed accents, told apart by neither):
+    there Scene.sarz and scene.sarz are one file, and the second raster's was skipped as done with the first's data
+    in it."""
     outputs: dict[str, tuple[Path, Path]] = {}
     for src in inputs:
         dst = out_dir / f"{src.stem}.sarz"

@@ -3,11 +3,12 @@ Browser, it becomes a GDAL layer on its VRT (engine.gdal_vrt), whose Python pixe
 screen at the overview level the zoom asks for.
 
 A dropped file's VRT goes next to the .sarz when that folder takes it and no other file has its name (a VRT this
-plugin wrote for the same file is rewritten); otherwise, and for every file the Browser lists (browsing writes
-nothing beside the user's files), into a cache folder in the QGIS profile. A layer added from the Browser moves
-onto a VRT beside its .sarz, as a dropped file's, where the folder takes one (`repair_moved`). GDAL's Python-VRT
-options are set for QGIS's process, trusting this plugin's pixel-function module only. Linear intensity is shown on a
-dB stretch (a grey ramp whose stops are evenly spaced in dB over the coded range, from the file's header).
+plugin wrote for the same file is kept where current, else rewritten: `vrt_for`); otherwise, and for every file the
+Browser lists (browsing writes nothing beside the user's files), into a cache folder in the QGIS profile. A layer
+added from the Browser moves onto a VRT beside its .sarz, as a dropped file's, where the folder takes one
+(`repair_moved`). GDAL's Python-VRT options are set for QGIS's process, trusting this plugin's pixel-function module
+only. Linear intensity is shown on a dB stretch (a grey ramp whose stops are evenly spaced in dB over the coded range,
+from the file's header).
 
 A VRT names its .sarz by absolute path (GDAL hands a pixel function its arguments, not the VRT's own path), so a
 project folder moved with its .sarz files would open layers that fail every read, and a copied one layers that read

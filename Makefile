@@ -78,11 +78,10 @@ package:
 	cd build/package && rm -f ../../$(DIST) && $(PYTHON_SYS) -m zipfile -c ../../$(DIST) $(PLUGIN_NAME)
 	@echo "wrote $(DIST)"
 
-deploy:
+deploy: package   # what the zip holds (no tests, Makefile or CI files in the profile)
 	@mkdir -p "$(QGIS_PLUGIN_DIR)"
 	rm -rf "$(QGIS_PLUGIN_DIR)/$(PLUGIN_NAME)"
-	mkdir -p "$(QGIS_PLUGIN_DIR)/$(PLUGIN_NAME)"
-	git archive --format=tar HEAD | tar -x -C "$(QGIS_PLUGIN_DIR)/$(PLUGIN_NAME)"
+	cp -r build/package/$(PLUGIN_NAME) "$(QGIS_PLUGIN_DIR)/$(PLUGIN_NAME)"
 	@echo "deployed to $(QGIS_PLUGIN_DIR)/$(PLUGIN_NAME); enable it in QGIS > Plugins"
 
 clean:

@@ -73,8 +73,10 @@ def dependency_message(missing: list[str]) -> str:
     names = ", ".join(missing)
     return (
         f"SAR Compressor needs {names}: click Install dependencies in the SAR Compressor panel (it installs "
-        "into your QGIS profile, not the system Python), or run `python3 -m pip install "
-        f"{packages}` in the Python that QGIS uses (on Windows in the OSGeo4W Shell), then restart QGIS."
+        "into your QGIS profile, not the system Python), or run `python3 -m pip install --target "
+        f"PROFILE/python/dependencies {packages}` in the Python that QGIS uses, PROFILE being your QGIS profile's "
+        "folder (on Windows in the OSGeo4W Shell; a plain pip install is refused on Debian 12 and Ubuntu: "
+        "externally managed), then restart QGIS."
     )
 
 

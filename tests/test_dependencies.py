@@ -36,7 +36,9 @@ def test_install_command_targets_the_profile_folder(tmp_path):
     command = dependencies.install_command(target, ["constriction", "matplotlib"], python="/usr/bin/python3")
     assert command[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
     assert command[command.index("--target") + 1] == str(target)
-    assert command[-2:] == ["constriction", "matplotlib"] and "torch" not in dependencies.PACKAGES
+    assert command[-3:] == ["constriction", "matplotlib", "numpy<2"] and "torch" not in dependencies.PACKAGES
+    alone = dependencies.install_command(target, ["constriction"], python="/usr/bin/python3")  # numpy: QGIS's
+    assert alone[-2:] == ["--no-deps", "constriction"]  # (--target does not see it: numpy 2 went into the profile)
     assert "--user" not in command and "--break-system-packages" not in command
     offline = dependencies.install_command(target, ["x"], python="python3", find_links=tmp_path)
     assert "--no-index" in offline and offline[offline.index("--find-links") + 1] == str(tmp_path)

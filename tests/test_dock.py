@@ -513,7 +513,9 @@ def test_missing_dependency_shows_message_not_traceback(make_dock, monkeypatch, 
 
     assert dock.message_label.isVisible()
     assert "SAR Compressor needs constriction" in dock.message_label.text()
-    assert "<code>python3 -m pip install constriction</code>" in dock.message_label.text()
+    assert "<code>python3 -m pip install --target PROFILE/python/dependencies constriction</code>" in (
+        dock.message_label.text()
+    )
     assert not dock.run_button.isEnabled()
 
 
@@ -533,7 +535,7 @@ def test_broken_dependency_shows_message_not_traceback(make_dock, monkeypatch, s
     dock.set_layer(scene)
 
     assert "constriction could not be imported (DLL load failed)" in dock.message_label.text()
-    assert "pip install constriction" in dock.message_label.text()
+    assert "pip install --target PROFILE/python/dependencies constriction" in dock.message_label.text()
     assert not dock.run_button.isEnabled()
 
 

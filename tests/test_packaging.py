@@ -32,6 +32,7 @@ REQUIRED = (
     "algorithms/provider.py",
     "ui/dock.py",
     "resources/icon.svg",
+    "LICENSE",  # plugins.qgis.org refuses a package without one
 )
 DEV_PARTS = {
     "tests",
@@ -56,6 +57,7 @@ METADATA_KEYS = (
     "author",
     "email",
     "repository",
+    "tracker",
 )
 
 
@@ -109,6 +111,8 @@ def test_zip_has_the_plugin_and_no_dev_files(package):
     parser.read_string(metadata)
     general = parser["general"]
     assert all(general.get(key) for key in METADATA_KEYS)
+    assert general["changelog"] and general["about"]  # read through interpolation, as plugins.qgis.org reads them:
+    # a bare percent sign made the whole file unreadable there, and QGIS's plugin manager showed no changelog
     assert general["qgisMinimumVersion"] == "3.22" and general["hasProcessingProvider"] == "yes"
     assert general["icon"] in inside
     assert package.name == f"{PLUGIN}-{general['version']}.zip"

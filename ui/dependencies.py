@@ -20,6 +20,8 @@ from pathlib import Path
 # import name -> pip requirement (constriction: the entropy coder; the others: raster I/O and Evaluate's report)
 PACKAGES = {"constriction": "constriction", "rasterio": "rasterio", "matplotlib": "matplotlib"}
 DEPENDENCIES_SUBFOLDER = ("python", "dependencies")
+NUMPY_CAP = "numpy<2"
+"""QGIS 3.22's GDAL and QGIS itself are built on numpy 1.x (Debian 12: 1.24)."""
 
 
 def dependencies_folder(profile_folder: str | os.PathLike) -> Path:
@@ -67,12 +69,17 @@ def install_command(
     find_links: str | os.PathLike | None = None,
 ) -> list[str]:
     """The pip command line: install `packages` into `target` only; `find_links`: install offline from a local
-    wheel folder (tests, air-gapped sites)."""
+    wheel folder (tests, air-gapped sites). pip's --target mode does not see QGIS's numpy: constriction alone (its
+    one dependency is numpy, which QGIS has) is installed without dependencies, and otherwise numpy is capped below 2
+    (it put numpy 2 into the profile, 73 MB, beside QGIS's 1.x, with a resolver error under an "Installed")."""
     command = [python or python_executable(), "-m", "pip", "install", "--upgrade", "--target", str(target)]
     command += ["--no-warn-script-location", "--disable-pip-version-check"]
     if find_links is not None:
         command += ["--no-index", "--find-links", str(find_links)]
-    return command + list(packages)
+    if list(packages) == [PACKAGES["constriction"]]:
+        return command + ["--no-deps", *packages]
+    numpy_users = {PACKAGES["rasterio"], PACKAGES["matplotlib"]}  # they bring numpy into the target folder
+    return command + list(packages) + ([NUMPY_CAP] if numpy_users & set(packages) else [])
 
 
 def missing_packages(modules: Iterable[str] = tuple(PACKAGES)) -> list[str]:

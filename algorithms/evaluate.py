@@ -109,10 +109,11 @@ class EvaluateAlgorithm(SARAlgorithm):
 
     def _picture(self, metrics_module, metrics: dict) -> bytes:
         """PNG bytes of original | reconstruction | error in dB, on the metrics' range."""
-        views = [
-            metrics_module.to_domains(read_preview(path, band).data, metrics["kind"])[0]
-            for path, band in zip(self._files, self._bands)
-        ]
+        views = []
+        for i, (path, band) in enumerate(zip(self._files, self._bands)):
+            data = read_preview(path, band).data  # a complex original's reconstruction is intensity: squared as
+            kind = metrics["kind"] if i == 0 else metrics_module.reconstruction_kind(metrics["kind"], data)  # |z|
+            views.append(metrics_module.to_domains(data, kind)[0])
         rng = (metrics["range"]["vmin"], metrics["range"]["vmax"])
         with tempfile.TemporaryDirectory() as tmp:
             png = metrics_module.render_side_by_side(*views, Path(tmp) / "side_by_side.png", rng)

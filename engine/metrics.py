@@ -23,10 +23,12 @@ from .errors import CancelledError, InputError, NoValidPixels, refuse_sarz
 from .preprocessing import (
     IDENTITY,
     MAX_SAMPLE,
+    MIN_SPAN_DB,
     NOISE_FLOOR,
     Scaling,
     band_scaling,
     detect_kind,
+    native_min_span,
     read_masked,
     robust_range,
     sample_stride,
@@ -105,7 +107,7 @@ def metric_range(
     if kind == "uint8":
         return 0.0, 255.0
     db, lin = to_domains(orig, kind)
-    return _percentile_range(_range_values(db, lin, _valid(orig, nodata, kind) & np.isfinite(db), kind), pct)
+    return _percentile_range(_range_values(db, lin, _valid(orig, nodata, kind) & np.isfinite(db), kind), pct, kind)
 
 
 def _range_values(db: np.ndarray, lin: Optional[np.ndarray], keep: np.ndarray, kind: str) -> np.ndarray:
@@ -124,10 +126,13 @@ def _valid(orig: np.ndarray, nodata: Optional[float], kind: str) -> np.ndarray:
     return valid_mask(orig, nodata, zero_is_fill(native, orig.dtype))
 
 
-def _percentile_range(values: np.ndarray, pct) -> tuple[float, float]:
+def _percentile_range(values: np.ndarray, pct, kind: str) -> tuple[float, float]:
+    """Percentiles of the original's values, widened to a minimal span: 1 dB, or for native values what the codec
+    takes (preprocessing.native_min_span)."""
     if values.size == 0:
         raise NoValidPixels("the original has no valid pixels (all nodata or non-finite)")
-    return as_range(robust_range(values, pct[0], pct[1]))
+    min_span = native_min_span(values) if kind in NATIVE_KINDS else MIN_SPAN_DB
+    return as_range(robust_range(values, pct[0], pct[1], min_span=min_span))
 
 
 # --- pointwise sums ---
@@ -143,6 +148,8 @@ class _Sums:
     sum_orig_lin: float = 0.0
     sum_recon_lin: float = 0.0
     n_clipped: int = 0
+    n_lost: int = 0
+    """Pixels valid in the original and not in the reconstruction: left out of every figure (and said)."""
 
     def add(self, p: _Pair, rng: tuple[float, float]) -> None:
         vmin, vmax = rng
@@ -154,6 +161,7 @@ class _Sums:
         self.sse_native += float(np.sum((rv - ov)[has_db] ** 2))
         self.n_native += int(np.count_nonzero(has_db))
         self.n_clipped += int(np.count_nonzero((ov < vmin) | (ov > vmax)))
+        self.n_lost += int(np.count_nonzero(p.o_valid & ~p.mask))
         if p.o_lin is not None:
             self.sum_orig_lin += float(np.sum(p.o_lin[p.mask]))
             self.sum_recon_lin += float(np.sum(p.r_lin[p.mask]))
@@ -414,9 +422,12 @@ class _Pair:
     o_lin: Optional[np.ndarray]  # linear intensity (None for uint8)
     r_lin: Optional[np.ndarray]
     mask: np.ndarray
+    o_valid: np.ndarray
+    """The original's own valid pixels: the default range's (a reconstruction's invalid pixels moved it), and
+    those the reconstruction lost (`lost_pixels`)."""
 
 
-def _reconstruction_kind(kind: str, recon: np.ndarray) -> str:
+def reconstruction_kind(kind: str, recon: np.ndarray) -> str:
     """The codec decompresses complex SLC to real intensity: only a complex array is read as complex."""
     if kind == "complex" and not np.iscomplexobj(recon):
         return "intensity"
@@ -433,11 +444,13 @@ def _pair(
 ) -> _Pair:
     """The pair in the metric domains: valid pixels from the raw values, the domains from the values in their own
     units (each raster's GDAL scale and offset, `scalings`, applied: a dB x 100 product is measured in dB)."""
-    mask = _valid(orig, nodata_o, kind) & valid_mask(recon, nodata_r)
+    if np.iscomplexobj(orig) and kind != "complex":  # its real part measured: PSNR 4.0, a ComplexWarning
+        raise InputError(f"kind {kind!r} does not fit the original's complex pixels: choose 'complex' (or auto)")
     o, o_lin = to_domains(scaled(orig, scalings[0]), kind)
-    r, r_lin = to_domains(scaled(recon, scalings[1]), _reconstruction_kind(kind, recon))
-    mask &= np.isfinite(o) & np.isfinite(r)
-    return _Pair(o, r, o_lin, r_lin, mask)
+    r, r_lin = to_domains(scaled(recon, scalings[1]), reconstruction_kind(kind, recon))
+    o_valid = _valid(orig, nodata_o, kind) & np.isfinite(o)
+    mask = o_valid & valid_mask(recon, nodata_r) & np.isfinite(r)
+    return _Pair(o, r, o_lin, r_lin, mask, o_valid)
 
 
 def evaluate_arrays(
@@ -472,7 +485,7 @@ def _check_shapes(a: tuple, b: tuple) -> None:
 def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike], rng_label: str, looks: int) -> dict:
     if not p.mask.any():
         raise NoValidPixels("no pixel is valid in both the original and the reconstruction")
-    rng_t, source = _resolve_range(rng, kind, lambda: _range_values(p.o, p.o_lin, p.mask, kind), "", rng_label)
+    rng_t, source = _resolve_range(rng, kind, lambda: _range_values(p.o, p.o_lin, p.o_valid, kind), "", rng_label)
     sums = _Sums()
     sums.add(p, rng_t)
     result = _assemble(kind, rng_t, source, sums, _spatial(p, rng_t), crop_note="", pixels=p.mask.size)
@@ -500,8 +513,8 @@ def _resolve_range(rng, kind: str, values, note: str, label: str) -> tuple[tuple
     if kind == "uint8":
         return (0.0, 255.0), "uint8 full scale"
     if kind == "native":
-        return _percentile_range(values(), DEFAULT_PERCENTILES), "original 0.5-99.5 pct, native values" + note
-    return _percentile_range(values(), DEFAULT_PERCENTILES), "original 0.5-99.5 pct" + note
+        return _percentile_range(values(), DEFAULT_PERCENTILES, kind), "original 0.5-99.5 pct, native values" + note
+    return _percentile_range(values(), DEFAULT_PERCENTILES, kind), "original 0.5-99.5 pct" + note
 
 
 def _spatial(p: _Pair, rng) -> dict:
@@ -541,6 +554,7 @@ def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pix
         "epi": spatial["epi"],
         "clipped_fraction": sums.n_clipped / sums.n if linear else None,
         "valid_pixels": sums.n,
+        "lost_pixels": sums.n_lost,
         "pixels": int(pixels),
         "range": {"vmin": vmin, "vmax": vmax, "unit": "dB" if linear else unit, "source": source},
         "domain": {
@@ -622,9 +636,19 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
         if other is not None:
             alt = _evaluate_open(so, sr, band, other, None, rband, rng_label, looks)
             result["other_domain"] = {key: alt[key] for key in ("kind", "psnr_db", "ssim", "range")}
-        result["warnings"] = grid_warnings(so, sr)
+        result["warnings"] = grid_warnings(so, sr) + _lost_warning(result)
     result["band"] = band
     return result
+
+
+def _lost_warning(result: dict) -> list[str]:
+    """Pixels valid in the original that the reconstruction has as nodata, NaN or fill: left out of every figure,
+    so a reconstruction scored higher by dropping its hard pixels (20 % of them as NaN: PSNR 32.4 dB, as zeros 10.1)."""
+    lost = result.get("lost_pixels", 0)
+    if not lost:
+        return []
+    share = 100.0 * lost / (lost + result["valid_pixels"])
+    return [f"{lost} pixels ({share:.2f} %) valid in the original are invalid in the reconstruction: left out"]
 
 
 def grid_warnings(so, sr) -> list[str]:
@@ -712,6 +736,7 @@ def _unmeasured(band: int, reason: str) -> dict:
         "kind": "none",
         **{key: None for key in METRIC_KEYS},
         "valid_pixels": 0,
+        "lost_pixels": 0,
         "pixels": None,
         "range": None,
         "looks": None,
@@ -720,17 +745,30 @@ def _unmeasured(band: int, reason: str) -> dict:
     }
 
 
+POOLED_KEYS = ("psnr_db", "multilook_psnr_db")
+"""Figures in dB of a squared error scaled to each band's range: pooled over the bands' errors, not averaged (a band
+at inf, identical, made the multilooked figure inf; 30 and 50 dB averaged to 40 where the errors pool to 33)."""
+
+
+def _pooled_psnr(values: list[float]) -> float:
+    mean_mse = sum(10.0 ** (-v / 10.0) for v in values) / len(values)
+    return math.inf if mean_mse == 0 else -10.0 * math.log10(mean_mse)
+
+
 def _overall(per_band: list[dict]) -> dict:
-    """The bands' figures pooled: PSNR over the mean of their scaled MSEs, the rest averaged."""
-    mses = [10.0 ** (-b["psnr_db"] / 10.0) for b in per_band]
-    mean_mse = sum(mses) / len(mses)
-    overall: dict[str, Any] = {"psnr_db": math.inf if mean_mse == 0 else -10.0 * math.log10(mean_mse)}
-    for key in METRIC_KEYS[1:]:
+    """The bands' figures pooled: the PSNRs over the mean of their scaled MSEs, the rest averaged."""
+    overall: dict[str, Any] = {}
+    for key in METRIC_KEYS:
         values = [b[key] for b in per_band if b.get(key) is not None]
-        overall[key] = sum(values) / len(values) if values else None
+        if not values:
+            overall[key] = None
+        else:
+            overall[key] = _pooled_psnr(values) if key in POOLED_KEYS else sum(values) / len(values)
     overall["domain"] = {
-        "psnr_db": "mean over the bands of the squared error scaled to each band's range",
-        **{key: "mean over the bands" for key in METRIC_KEYS[1:]},
+        key: "mean over the bands of the squared error scaled to each band's range"
+        if key in POOLED_KEYS
+        else "mean over the bands"
+        for key in METRIC_KEYS
     }
     return overall
 

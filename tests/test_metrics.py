@@ -10,6 +10,7 @@ import rasterio
 
 from sar_compressor.engine import InputError
 from sar_compressor.engine import metrics as m
+from sar_compressor.engine.simulate import simulate_scene
 
 
 def _speckle(shape=(256, 256), looks=1, seed=0) -> np.ndarray:
@@ -420,3 +421,44 @@ def test_the_complex_kind_on_a_real_original_is_refused(tmp_path):
         ds.write(np.ones((32, 40), np.float32), 1)
     with pytest.raises(InputError, match="kind 'complex' needs a complex original"):
         m.evaluate_files(path, path, kind="complex")
+
+
+def test_a_native_range_narrower_than_one_unit_is_its_own(tmp_path):
+    """Noise-subtracted sigma0 within 0.11, detected native: its range was widened to 1 unit (the dB minimum), so
+    PSNR read 38.9 dB and SSIM 0.915 where its own range gives 20.0 and 0.603."""
+    rng = np.random.default_rng(4)
+    orig = (rng.gamma(4, 0.25, (96, 96)) * 0.01 - 0.002).astype(np.float32)
+    recon = orig + rng.normal(0, 0.01, orig.shape).astype(np.float32)
+    result = m.evaluate_arrays(orig, recon, kind="native")
+    lo, hi = np.percentile(orig, [0.5, 99.5])
+    assert (result["range"]["vmin"], result["range"]["vmax"]) == pytest.approx((lo, hi), rel=1e-4)
+    clipped = np.clip(recon, lo, hi) - np.clip(orig, lo, hi)
+    assert result["psnr_db"] == pytest.approx(-10 * np.log10(np.mean((clipped / (hi - lo)) ** 2)), abs=1e-3)
+
+
+def test_several_bands_pool_their_multilooked_errors_and_lost_pixels_are_said(tmp_path):
+    """Multi-band evaluate averaged each band's multilooked PSNR (a band identical, inf, made the overall inf); a
+    reconstruction's NaN where the original is valid was left out silently (20 % of pixels as NaN: PSNR 32.4 dB,
+    as zeros 10.1), and moved the default range."""
+    scene = simulate_scene(64, 80, looks=4, seed=2)[0].astype(np.float32)
+    noisy = scene * np.random.default_rng(1).gamma(8, 1 / 8, scene.shape).astype(np.float32)
+    paths = [tmp_path / "o.tif", tmp_path / "r.tif"]
+    for path, second in zip(paths, (scene, noisy)):
+        with rasterio.open(path, "w", driver="GTiff", width=80, height=64, count=2, dtype="float32") as ds:
+            ds.write(np.stack([scene, second]))
+    result = m.evaluate_bands(*paths, kind="intensity")
+    bands = [b["multilook_psnr_db"] for b in result["bands"]]
+    assert bands[0] == np.inf and np.isfinite(bands[1])
+    assert result["overall"]["multilook_psnr_db"] == pytest.approx(bands[1] + 10 * np.log10(2), abs=1e-6)
+    holed = noisy.copy()
+    holed[:, :16] = np.nan
+    with rasterio.open(paths[1], "w", driver="GTiff", width=80, height=64, count=1, dtype="float32") as ds:
+        ds.write(holed, 1)
+    measured = m.evaluate_files(paths[0], paths[1], band=2, kind="intensity", reconstruction_band=1)
+    assert measured["lost_pixels"] == 64 * 16
+    assert any(
+        "1024 pixels (20.00 %) valid in the original are invalid in the reconstruction" in w
+        for w in (measured["warnings"])
+    )
+    whole = m.evaluate_files(paths[0], paths[0], band=2, kind="intensity", reconstruction_band=2)
+    assert measured["range"] == whole["range"]  # the original's range, whatever the reconstruction lost

@@ -153,7 +153,7 @@ def _range(db: np.ndarray, kind: str, constant: bool) -> pp.Range:
     if kind != "native":
         rng = pp.robust_range(db, *RANGE_PERCENTILES)
         return rng if constant else _rounded(rng, 4)
-    rng = pp.robust_range(db, *NATIVE_RANGE_PERCENTILES, min_span=_native_min_span(db))
+    rng = pp.robust_range(db, *NATIVE_RANGE_PERCENTILES, min_span=pp.native_min_span(db))
     return rng if constant else _rounded(rng, 4 - math.floor(math.log10(rng.span)))
 
 
@@ -218,15 +218,6 @@ def gap_warnings(db: np.ndarray, rng: pp.Range, kind: str) -> list[str]:
         "times coarser; if those pixels are fill, declare their value as the band's nodata (or code to a "
         "--target-bpp)"
     ]
-
-
-def _native_min_span(values: np.ndarray) -> float:
-    """The narrowest range of native values: MIN_SPAN_DB (1) in their units, or a thousandth of their magnitude
-    where that is smaller. Values in other units (1e-13: noise-subtracted power in watts) fit in a span of 1 as one
-    step's worth and decoded as 0."""
-    finite = np.abs(values[np.isfinite(values)])
-    magnitude = float(finite.max()) if finite.size else 0.0
-    return min(pp.MIN_SPAN_DB, max(1e-3 * magnitude, pp.NOISE_FLOOR))
 
 
 def _rounded(rng: pp.Range, decimals: int) -> pp.Range:

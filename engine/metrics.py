@@ -427,6 +427,16 @@ class _Pair:
     those the reconstruction lost (`lost_pixels`)."""
 
 
+def _check_kind_fits(kind: str, complex_original: bool, dtype: str = "") -> None:
+    """Refuse a kind the original's pixels contradict: a real kind on complex pixels measured their real part (PSNR
+    4.0 dB, a ComplexWarning), 'complex' on real ones squared them (mean ratio 0.006). Compression's own refusal is
+    input_checks.check_kind_fits, which the metrics (the foundation) do not import."""
+    if complex_original and kind not in ("auto", "complex"):
+        raise InputError(f"kind {kind!r} does not fit the original's complex pixels: choose 'complex' (or auto)")
+    if not complex_original and kind == "complex":
+        raise InputError(f"kind 'complex' needs a complex original (CInt16, CFloat32...); this one is {dtype}")
+
+
 def reconstruction_kind(kind: str, recon: np.ndarray) -> str:
     """The codec decompresses complex SLC to real intensity: only a complex array is read as complex."""
     if kind == "complex" and not np.iscomplexobj(recon):
@@ -444,8 +454,8 @@ def _pair(
 ) -> _Pair:
     """The pair in the metric domains: valid pixels from the raw values, the domains from the values in their own
     units (each raster's GDAL scale and offset, `scalings`, applied: a dB x 100 product is measured in dB)."""
-    if np.iscomplexobj(orig) and kind != "complex":  # its real part measured: PSNR 4.0, a ComplexWarning
-        raise InputError(f"kind {kind!r} does not fit the original's complex pixels: choose 'complex' (or auto)")
+    if np.iscomplexobj(orig):  # arrays' kinds are given (evaluate_files checks a file's before reading it)
+        _check_kind_fits(kind, complex_original=True)
     o, o_lin = to_domains(scaled(orig, scalings[0]), kind)
     r, r_lin = to_domains(scaled(recon, scalings[1]), reconstruction_kind(kind, recon))
     o_valid = _valid(orig, nodata_o, kind) & np.isfinite(o)
@@ -623,12 +633,7 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
             if not 1 <= b <= src.count:
                 raise InputError(f"band {b} does not exist in the {name} ({src.count} band(s)): {src.name}")
         _check_shapes((so.height, so.width), (sr.height, sr.width))
-        if kind not in ("auto", "complex") and so.dtypes[band - 1].startswith("complex"):
-            raise InputError(f"kind {kind!r} does not fit the original's complex pixels: choose 'complex' (or auto)")
-        if kind == "complex" and not so.dtypes[band - 1].startswith("complex"):  # its values squared as |z|**2
-            raise InputError(
-                f"kind 'complex' needs a complex original (CInt16, CFloat32...); this one is {so.dtypes[band - 1]}"
-            )
+        _check_kind_fits(kind, so.dtypes[band - 1].startswith("complex"), so.dtypes[band - 1])
         if kind == "auto":
             kind = detect_file_kind(so, band)
         result = _evaluate_open(so, sr, band, kind, rng, rband, rng_label, looks)

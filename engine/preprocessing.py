@@ -503,6 +503,20 @@ def db_to_linear(db: np.ndarray) -> np.ndarray:
     return np.power(10.0, np.asarray(db, dtype=np.float32) / np.float32(10.0)).astype(np.float32)
 
 
+def mean_values(coded: np.ndarray, kind: str) -> np.ndarray:
+    """What a mean of coding-domain values is taken over: linear intensity from dB, native values as they are (no
+    linear intensity: taken for dB, an int16 DEM's 10**(v/10) overflowed in its overviews)."""
+    return coded if kind == "native" else db_to_linear(coded)
+
+
+def from_mean_values(values: np.ndarray, kind: str) -> np.ndarray:
+    """The coding domain of `mean_values` again (dB of linear intensity, floored at 1e-30; native values as is)."""
+    if kind == "native":
+        return values
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(np.maximum(values, 1e-30))
+
+
 db_to_linear_intensity = db_to_linear
 
 

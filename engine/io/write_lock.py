@@ -168,7 +168,8 @@ def _take_over(lock: Path, judged: Identity, dest: Union[str, Path]) -> None:
 
 @contextlib.contextmanager
 def holding(lock: Path, dest: Union[str, Path]) -> Iterator[None]:
-    """Hold `lock` (the lock file of `dest`) for the block; OutputBusyError naming `dest` when another run holds it."""
+    """Hold `lock` (the lock file of `dest`) for the block; naming `dest`, OutputBusyError when a live run of this
+    host holds it, OutputError when one this run cannot judge does (another host's)."""
     mine = _acquire(lock, dest)
     try:
         yield

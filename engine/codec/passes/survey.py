@@ -69,7 +69,7 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
         sample = sample[raw != 0]  # a raw zero is the fill, whatever the scaling makes of it
     constant = pp.is_constant(sample)
     db = pp.to_db(sample, choice.kind)
-    linear = db if choice.kind == "native" else pp.db_to_linear(db)  # native: the mean of the values
+    linear = pp.mean_values(db, choice.kind)
     linear_mean = float(np.mean(linear, dtype=np.float64)) if db.size else 0.0
     if choice.kind == "intensity":  # noise-subtracted negative values lie below the range, not in it
         db = db[sample > 0]

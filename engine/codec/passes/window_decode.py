@@ -185,12 +185,7 @@ class SarzWindowReader:
             lin = self._block_mean_overview(strip, f)
         else:
             lin = self._coarse_overview(strip, level)
-        if layout.kind == "native":
-            coded = lin
-        else:
-            with np.errstate(divide="ignore"):
-                coded = 10.0 * np.log10(np.maximum(lin, 1e-30))
-        out = pp.from_db(coded, layout.kind, layout.dtype, layout.scaling)
+        out = pp.from_db(pp.from_mean_values(lin, layout.kind), layout.kind, layout.dtype, layout.scaling)
         keep_off_markers(layout, out)
         if strip.invalid is not None:
             empty = _valid_counts(strip, f) == 0
@@ -216,8 +211,8 @@ class SarzWindowReader:
         db = self.decoder.clip_refined(strip.level_db[coarse])
         weight = _valid_counts(strip, 1 << coarse)
         rest = 1 << (level - coarse)
-        values = db.astype(np.float64) if layout.kind == "native" else pp.db_to_linear(db)
-        lin = _pool(_on_cells(values, coarse) * weight, rest) / np.maximum(_pool(weight, rest), 1)
+        values = _on_cells(pp.mean_values(db, layout.kind), coarse)
+        lin = _pool(values * weight, rest) / np.maximum(_pool(weight, rest), 1)
         if layout.mean_correction == "global":
             return lin * self.decoder.global_gain
         if layout.mean_correction == "none":

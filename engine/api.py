@@ -30,6 +30,7 @@ import numpy as np
 
 from . import preprocessing as pp
 from .codec.format.container import ContainerReader, container_bytes, write_container
+from .codec.format.sarz_header import as_decoded
 from .codec.passes import rate_control
 from .codec.passes.band_set import (
     BandPlan,
@@ -171,15 +172,17 @@ class ArrayResult:
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _file_sink(path: Path, cog: bool, log: Log = None, overwrite: bool = True, cancel: Cancel = None) -> SinkOpener:
+def _file_sink(
+    path: Path, cog: bool, log: Log = None, overwrite: bool = True, cancel: Cancel = None, warn: Log = None
+) -> SinkOpener:
     """Opens a tiled GeoTIFF at `path` (atomic; `overwrite`: output_paths.replace_into's; `cancel` asked until the
-    rename) for the finished strips of every band."""
+    rename; `warn`: StripWriter's) for the finished strips of every band."""
 
     @contextlib.contextmanager
     def open_sink(info: RasterInfo) -> Iterator[BandSinks]:
         if log is not None:
             log(f"decoding {info.width}x{info.height}, {info.count} band(s) -> {info.dtype} {path}")
-        with StripWriter(path, info, cog=cog, overwrite=overwrite, cancel=cancel) as writer:
+        with StripWriter(path, info, cog=cog, overwrite=overwrite, cancel=cancel, warn=warn) as writer:
             yield lambda i: lambda row0, rows: writer.write(row0, rows, band=i + 1)
 
     return open_sink
@@ -288,7 +291,7 @@ def _encode(
     _stage(log, "coding at the chosen step" if target_bpp is not None else "coding")
     with contextlib.ExitStack() as stack:
         if open_sink is not None:
-            info = stack_infos([enc.source.info for enc in bands.by_source])
+            info = stack_infos([as_decoded(enc.source.info, enc.layout.kind) for enc in bands.by_source])
             info = replace(info, dtype=output_dtype([enc.layout.kind for enc in bands.passes], info.dtype))
             sinks = stack.enter_context(open_sink(info))
             stack.enter_context(bands.reconstructing(sinks, spool_parent))
@@ -383,7 +386,7 @@ def compress_file(
                 write,
                 start,
                 target_bpp=target_bpp,
-                open_sink=_file_sink(recon, cog, overwrite=overwrite, cancel=cancel) if recon else None,
+                open_sink=_file_sink(recon, cog, overwrite=overwrite, cancel=cancel, warn=warn) if recon else None,
                 spool_parent=dst.parent,
                 progress=progress,
                 cancel=cancel,
@@ -598,7 +601,7 @@ def decompress_file(
     with ContainerReader(src) as reader:
         size, raster = reader.file_size, reader.header["raster"]
         with bounded_gdal_cache(streaming_cache_mb(raster["width"], raster["dtype"])):
-            passes = _decode(reader, _file_sink(dst, cog, log, overwrite, cancel), band, progress, cancel, warn)
+            passes = _decode(reader, _file_sink(dst, cog, log, overwrite, cancel, warn), band, progress, cancel, warn)
     layout = passes[0].layout
     stats = DecompressStats(
         input_bytes=size,

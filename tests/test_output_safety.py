@@ -777,13 +777,16 @@ def test_a_complex_band_decodes_as_intensity_and_its_scale_is_named(tmp_path, ca
     with rasterio.open(src, "w", driver="GTiff", width=64, height=48, count=1, dtype="complex64") as ds:
         ds.write(z, 1)
         ds.scales, ds.units = (2.0,), ("amplitude",)
-    assert main(["-q", "compress", str(src), str(tmp_path / "s.sarz")]) == 0
+    recon = tmp_path / "r.tif"
+    assert main(["-q", "compress", str(src), str(tmp_path / "s.sarz"), "--reconstruction", str(recon)]) == 0
     assert "band 1 (scale 2, offset 0): a complex band's GDAL scale and offset are not applied" in (
         capsys.readouterr().err
     )
     assert main(["-q", "decompress", str(tmp_path / "s.sarz"), str(tmp_path / "d.tif")]) == 0
-    with rasterio.open(tmp_path / "d.tif") as ds:
-        assert ds.units == ("intensity",) and ds.dtypes[0] == "float32"
+    for path in (tmp_path / "d.tif", recon):  # the reconstruction kept the SLC's unit and scale (GDAL halved it)
+        with rasterio.open(path) as ds:
+            assert ds.units == ("intensity",) and ds.dtypes[0] == "float32"
+            assert ds.scales == (1.0,) and ds.offsets == (0.0,)
     assert main(["inspect", str(tmp_path / "d.tif")]) == 0
     assert "kind intensity" in capsys.readouterr().out
 

@@ -159,6 +159,37 @@ def test_gcps_round_trip(tmp_path):
         assert isinstance(gcps[0], GroundControlPoint) and crs == CRS.from_epsg(4326)
 
 
+def test_gcps_without_a_crs_round_trip(tmp_path):
+    """GCPs with no CRS (pixel-to-scene points): rasterio was handed None for their CRS and raised AttributeError,
+    so such a raster compressed and then never decompressed."""
+    info = _info(georef=False)
+    info.gcps = [[0.0, 0.0, 10.0, 20.0, 0.0], [69.0, 44.0, 450.0, 710.0, 0.0], [0.0, 44.0, 450.0, 20.0, 0.0]]
+    path = _write_in_strips(tmp_path / "gcp.tif", info, np.ones((70, 45), np.float32))
+    back = open_info(path)
+    assert len(back.gcps) == 3 and back.gcps[1][3] == pytest.approx(710.0) and not back.gcp_crs_wkt
+
+
+def test_cog_output_keeps_metadata_domains(tmp_path):
+    """GDAL 3.6's COG driver copies the default metadata domain alone: a swath's GEOLOCATION (its only
+    georeferencing), IMAGERY and a product's own domains were dropped from every COG output without a word."""
+    info = _info(height=300, width=260)
+    info.domains = {"GEOLOCATION": {"X_BAND": "1", "LINE_STEP": "1"}, "CALIBRATION": {"CONST": "123.4"}}
+    info.band_domains = [{"NOISE": {"EQUIV": "-22.5"}}]
+    heard = []
+    data = RNG.random((300, 260)).astype(np.float32)
+    path = _write_in_strips(tmp_path / "cog.tif", info, data, rows=100, cog=True, blocksize=128, warn=heard.append)
+    with rasterio.open(path) as ds:
+        assert ds.tags(ns="CALIBRATION") == {"CONST": "123.4"} and ds.tags(ns="GEOLOCATION")["X_BAND"] == "1"
+        assert ds.tags(1, ns="NOISE") == {"EQUIV": "-22.5"} and ds.overviews(1)
+        np.testing.assert_array_equal(ds.read(1), data)
+    if not rasterio.env.GDALVersion.runtime().at_least("3.8"):
+        assert len(heard) == 1 and "no longer has the strict COG layout" in heard[0]
+    assert _leftovers(tmp_path) == ["cog.tif"]
+    heard.clear()  # nothing to say where there is no named domain
+    _write_in_strips(tmp_path / "plain.tif", _info(height=300, width=260), data, cog=True, warn=heard.append)
+    assert heard == []
+
+
 @pytest.mark.parametrize("error", [RuntimeError("disk full"), CancelledError("cancelled")])
 def test_failure_leaves_no_output_and_no_temp(tmp_path, error):
     info = _info()

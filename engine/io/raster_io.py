@@ -458,7 +458,8 @@ class StripWriter:
     tags); `dtype` and `nodata` default to the info's (pass nodata=None to write none). `cog=True` converts the
     finished file to a Cloud Optimized GeoTIFF with averaged overviews (GDAL COG driver), still atomically.
     `cancel` is asked again between the finishing steps (flush, read-back, COG conversion) up to the rename: a
-    cancel there leaves the destination as it was too (the read-back takes a second per gigabyte).
+    cancel there leaves the destination as it was too (the read-back takes a second per gigabyte). `warn` hears
+    what the output could not hold as asked (a COG whose metadata domains GDAL's COG driver drops).
     """
 
     def __init__(
@@ -472,6 +473,7 @@ class StripWriter:
         cog: bool = False,
         overwrite: bool = True,
         cancel: Optional[Callable[[], bool]] = None,
+        warn: Optional[Callable[[str], None]] = None,
     ):
         if blocksize % 16:
             raise ValueError("blocksize must be a multiple of 16")
@@ -484,6 +486,7 @@ class StripWriter:
         self.cog = cog
         self.overwrite = overwrite
         self.cancel = cancel
+        self.warn = warn
         self._tmp = temp_path(self.path)
         self._ds = None
 
@@ -539,12 +542,7 @@ class StripWriter:
                 ds.update_tags(i, **info.band_tags[i - 1])
             if i <= len(info.units) and info.units[i - 1]:
                 ds.set_band_unit(i, info.units[i - 1])
-        for name, items in info.domains.items():
-            ds.update_tags(ns=name, **items)
-        if len(info.band_domains) == info.count:
-            for i, domains in enumerate(info.band_domains, start=1):
-                for name, items in domains.items():
-                    ds.update_tags(i, ns=name, **items)
+        _write_domains(ds, info)
         if info.rpcs:
             ds.rpcs = RPC(**info.rpcs)  # checked by RasterInfo.check_optional
         if len(info.color_interp) == info.count:
@@ -554,7 +552,7 @@ class StripWriter:
             ds.scales, ds.offsets = info.scales, info.offsets
         if info.gcps:
             points = [GroundControlPoint(row=g[0], col=g[1], x=g[2], y=g[3], z=g[4]) for g in info.gcps]
-            ds.gcps = (points, CRS.from_wkt(info.gcp_crs_wkt) if info.gcp_crs_wkt else None)
+            ds.gcps = (points, CRS.from_wkt(info.gcp_crs_wkt) if info.gcp_crs_wkt else CRS())  # rasterio: not None
 
     def write(self, row0: int, array: np.ndarray, band: Optional[int] = None) -> None:
         """Write rows from `row0`: a 2D array into `band` (default 1), a 3D (bands, rows, cols) into all."""
@@ -657,8 +655,11 @@ class StripWriter:
         }
         if _predictor(self.dtype) and self.compress.upper() in ("DEFLATE", "LZW", "ZSTD"):
             options["PREDICTOR"] = "YES"
+        if rasterio.env.GDALVersion.runtime().at_least("3.8"):
+            options["COPY_SRC_MDD"] = "YES"  # every metadata domain, in the COG layout (OSGeo/gdal pull 7981)
         try:
             rasterio.shutil.copy(self._tmp, cog_tmp, driver="COG", **options)
+            self._put_back_domains(cog_tmp)
             os.replace(cog_tmp, self._tmp)
         except OutputError:
             raise
@@ -667,6 +668,23 @@ class StripWriter:
         finally:
             _remove(cog_tmp)
 
+    def _put_back_domains(self, cog: Path) -> None:
+        """Write the metadata domains (GEOLOCATION, IMAGERY, a product's own) that GDAL's COG driver left out of
+        `cog` (GDAL before 3.8 copies the default domain alone): a swath located by GEOLOCATION arrays lost its
+        only georeferencing. GDAL then rewrites the directory after the image data (one more read for a remote
+        reader; GDAL notes it on opening the file): `warn` says so. GDAL's own warning is kept out of the output."""
+        rasterio = _rasterio()
+        with rasterio.Env(), rasterio.open(cog, "r+") as ds:
+            if not _missing_domains(ds, self.info):
+                return
+            _write_domains(ds, self.info)
+        if self.warn is not None:
+            self.warn(
+                f"{self.path}: this GDAL's COG driver drops metadata domains beyond the default one; they were "
+                "written after the image data, so the file keeps them but no longer has the strict COG layout "
+                "(with GDAL 3.8 or later they are copied in place)"
+            )
+
     def _abort(self) -> None:
         ds, self._ds = self._ds, None
         if ds is not None:
@@ -674,6 +692,29 @@ class StripWriter:
                 ds.close()
         _remove(self._tmp)
         _remove(self._tmp.with_name(self._tmp.name + ".aux.xml"))
+
+
+def _write_domains(ds: Any, info: RasterInfo) -> None:
+    """The dataset's and each band's named metadata domains of `info` into the open dataset `ds`."""
+    for name, items in info.domains.items():
+        ds.update_tags(ns=name, **items)
+    if len(info.band_domains) == info.count:
+        for i, domains in enumerate(info.band_domains, start=1):
+            for name, items in domains.items():
+                ds.update_tags(i, ns=name, **items)
+
+
+def _missing_domains(ds: Any, info: RasterInfo) -> bool:
+    """Whether any named domain of `info` (dataset or band) is absent from the open dataset `ds`."""
+    if any(ds.tags(ns=name) != items for name, items in info.domains.items()):
+        return True
+    if len(info.band_domains) != info.count:
+        return False
+    return any(
+        ds.tags(i, ns=name) != items
+        for i, domains in enumerate(info.band_domains, start=1)
+        for name, items in domains.items()
+    )
 
 
 def _remove(path: Path) -> None:

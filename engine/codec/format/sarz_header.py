@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -132,23 +133,31 @@ def _info(raster: dict[str, Any], band: dict[str, Any]) -> RasterInfo:
     def listed(value: Any) -> list:
         return [] if value is None else [value]
 
-    # decoded to intensity: the SLC's scale and offset do not apply to it, and its unit is SNAP's for |z|**2 (an
-    # SLC's "amplitude" made the decoded intensity read as amplitude again)
-    intensity = band["kind"] == "complex"
-    return RasterInfo.from_dict(
+    info = RasterInfo.from_dict(
         {
             **raster,
             "count": 1,
             "nodata": band["nodata"],
             "descriptions": listed(band["description"]),
             "band_tags": listed(band["tags"]),
-            "units": ["intensity"] if intensity else listed(band["unit"]),
-            "scales": [] if intensity else listed(band["scale"]),
-            "offsets": [] if intensity else listed(band["offset"]),
+            "units": listed(band["unit"]),
+            "scales": listed(band["scale"]),
+            "offsets": listed(band["offset"]),
             "color_interp": listed(band.get("color_interp")),
             "band_domains": listed(band.get("domains")),
         }
     )
+    return as_decoded(info, band["kind"])
+
+
+def as_decoded(info: RasterInfo, kind: str) -> RasterInfo:
+    """A band's single-band RasterInfo as its decoded output carries it, for the decoder and for the reconstruction
+    written while compressing alike: a complex band decodes to intensity, to which the SLC's scale and offset do not
+    apply, and whose unit is SNAP's for |z|**2 (an SLC's "amplitude" made the decoded intensity read as amplitude
+    again; on the reconstruction, a CInt16 SLC's scale of 0.001 made GDAL and QGIS show 1/1000 of it)."""
+    if kind != "complex":
+        return info
+    return replace(info, units=["intensity"], scales=[], offsets=[])
 
 
 def layouts_from_header(header: dict[str, Any]) -> tuple[list[Layout], list[RasterInfo]]:

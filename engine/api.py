@@ -19,6 +19,7 @@ band_set / decode_pass between them.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ import numpy as np
 
 from . import preprocessing as pp
 from .codec.format.container import ContainerReader, container_bytes, write_container
-from .codec.format.sarz_header import as_decoded
+from .codec.format.sarz_header import as_decoded, layouts_from_header
 from .codec.passes import rate_control
 from .codec.passes.band_set import (
     BandPlan,
@@ -44,7 +45,7 @@ from .codec.passes.decode_pass import DecodePass, band_passes, run_passes
 from .codec.passes.encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .codec.passes.quality import DEFAULT_QUALITY
 from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
-from .errors import InputError, OutputError
+from .errors import ContainerError, InputError, OutputError
 from .input_checks import check_kind_fits, check_not_paletted, check_one_dtype
 from .inspect import complex_scale_warning, differing_nodata_warning, mask_warning, nodata_warning, photo_warning
 from .io.output_paths import (
@@ -196,7 +197,15 @@ class _ArraySink:
 
     @contextlib.contextmanager
     def __call__(self, info: RasterInfo) -> Iterator[BandSinks]:
-        self.out = np.empty((info.count, info.height, info.width), dtype=info.dtype)
+        shape = (info.count, info.height, info.width)
+        try:
+            self.out = np.empty(shape, dtype=info.dtype)
+        except MemoryError:
+            gib = math.prod(shape) * np.dtype(info.dtype).itemsize / 2**30
+            raise InputError(
+                f"the decoded raster ({'x'.join(map(str, shape))} {info.dtype}, {gib:.1f} GiB) does not fit in memory: "
+                "decompress it to a file"
+            ) from None
         yield self.sink
         if info.count == 1:
             self.out = self.out[0]
@@ -599,8 +608,9 @@ def decompress_file(
     check_geotiff_name(dst)
     check_outputs([src], [dst], overwrite)  # never the input, never a folder/FIFO/device
     with ContainerReader(src) as reader:
-        size, raster = reader.file_size, reader.header["raster"]
-        with bounded_gdal_cache(streaming_cache_mb(raster["width"], raster["dtype"])):
+        layouts, _ = layouts_from_header(reader.header)  # checked before anything reads it
+        size, layout = reader.file_size, layouts[0]
+        with bounded_gdal_cache(streaming_cache_mb(layout.width, layout.dtype)):
             passes = _decode(reader, _file_sink(dst, cog, log, overwrite, cancel, warn), band, progress, cancel, warn)
     layout = passes[0].layout
     stats = DecompressStats(
@@ -631,11 +641,18 @@ def decompress_array(
     return sink.out
 
 
+def _dict_list(value: Any) -> bool:
+    """Whether `value` is a non-empty list of dictionaries (a header's band entries)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
 def read_header(src: Union[PathLike, bytes]) -> dict[str, Any]:
     """The JSON header of a .sarz file (structure validated), plus `file_bytes`, `n_chunks`, `file_id` (hex) and
     `band_bytes` (the payload bytes of each band's chunks, in the order of `bands`, from the index), for `info`."""
     with ContainerReader(src) as reader:
         header, lengths = reader.header, reader.chunk_lengths
+        if not (isinstance(header.get("raster"), dict) and _dict_list(header.get("bands"))):
+            raise ContainerError(f"{reader.name}: the .sarz header has no raster or band entries")
         per_band = len(lengths) // max(len(header["bands"]), 1)
         band_bytes = [sum(lengths[i * per_band : (i + 1) * per_band]) for i in range(len(header["bands"]))]
         extra = {"file_bytes": reader.file_size, "n_chunks": reader.n_chunks, "file_id": reader.file_id}

@@ -475,7 +475,7 @@ def _cmd_info(args: argparse.Namespace, job: _Job) -> int:
         return code
     try:
         lines = _info_lines(header)
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise ContainerError(f"{args.input}: header lacks a field ({exc}); try --json") from exc
     print(f"{args.input}")
     print("\n".join("  " + line for line in lines), flush=True)

@@ -26,6 +26,7 @@ from sar_compressor.engine import api
 from sar_compressor.engine.codec.entropy import refine
 from sar_compressor.engine.codec.entropy.codes import varint_decode, varint_encode
 from sar_compressor.engine.codec.format import layout as layout_module
+from sar_compressor.engine.codec.format import strip_payload
 from sar_compressor.engine.codec.format.container import (
     FORMAT_VERSION,
     PLAIN_VERSION,
@@ -661,6 +662,45 @@ def test_fuzz_chunk_payloads_with_valid_crcs(data):
         api.decompress_array(container_bytes(header, [payload]))
 
 
+def _with_stream(data: bytes, k: int, stream: bytes) -> bytes:
+    """`data`'s first chunk with its stream `k` replaced, behind valid CRCs (what a forged file holds)."""
+    with ContainerReader(data) as reader:
+        header, chunk = reader.header, reader.read_chunk(0)
+    rows, cols, n = strip_payload._CHUNK_HEAD.unpack_from(chunk)
+    streams = strip_payload._split_chunk(chunk, "chunk", (rows, cols), n)
+    streams[k] = stream
+    head = strip_payload._CHUNK_HEAD.pack(rows, cols, n) + b"".join(strip_payload._LENGTH.pack(len(x)) for x in streams)
+    return container_bytes(header, [head + b"".join(streams)])
+
+
+@pytest.mark.parametrize("k, prefix, what", [(1, b"", "gains"), (3, b"", "nodata mask"), (5, b"\x04\x03", "loop")])
+def test_a_deflate_bomb_is_refused_before_it_inflates(k, prefix, what):
+    """A 316 KB file whose nodata mask inflated to 300 MB took the decoder past 3 GB and ended in MemoryError:
+    each stream inflates to no more than its tile can hold."""
+    bomb = _with_stream(_small_sarz(), k, prefix + zlib.compress(bytes(32 << 20), 9))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ContainerError, match=f"{what}.*(inflates past|wrong size)"):
+            api.decompress_array(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_a_raster_too_large_for_memory_is_named():
+    """decompress_array allocates the whole raster: a header saying 200000x200000 (its chunks all there) ended in
+    numpy's MemoryError; now the error says how large and what to do instead."""
+    with ContainerReader(_small_sarz()) as reader:
+        header = copy.deepcopy(reader.header)
+    header["raster"].update(width=200_000, height=200_000)
+    header["tiling"].update(tile_width=1024, tile_height=1024)
+    header["gain_blocks"]["block_size"] = 256
+    data = container_bytes(header, [b"x"] * 196**2)
+    with pytest.raises(InputError, match=r"200000x200000 float32, 149.0 GiB\) does not fit in memory"):
+        api.decompress_array(data)
+
+
 def test_a_damaged_chunk_is_named_by_its_place_in_the_file():
     """Chunks are named "chunk N of M", counted from 1 over the file, whichever band holds them: the payload's
     errors named a band's tile from 0 ("chunk 0" for the second band's first chunk of a two-band file)."""
@@ -699,7 +739,19 @@ def test_header_damage_behind_a_valid_crc():
         (("streams",), ["refinement"], "chunk streams.*not supported"),
         (("bands", 0, "mean_log2_step"), 1 / 48, "gain"),  # not a step the format knows
         (("gain_blocks", "offsets"), "interpolated", "gain"),
-        (("format_version",), 5, "format_version"),  # the JSON's version must be a readable one
+        (("format_version",), 5, "prefix says format 13, its header 5"),  # the prefix and the JSON must agree
+        # the raster's own fields: a forged header ended in tracebacks, a temp file or a 37 GiB allocation
+        (("raster", "width"), "70", "impossible size"),
+        (("raster", "width"), 70.5, "impossible size"),
+        (("raster", "dtype"), "pixels", "unknown data type"),
+        (("raster", "crs_wkt"), "NOT A CRS", "CRS that does not parse"),
+        (("raster", "transform"), [0.0, 1.0], "geotransform"),
+        (("raster", "transform"), [0.0, 1.0, 0.0, 0.0, 0.0, "x"], "malformed"),
+        (("raster", "gcps"), [[1.0, 2.0]], "ground control points"),
+        (("raster", "tags"), {"A": 1}, "tags"),
+        (("bands", 0, "nodata"), 1e300, "nodata value 1e[+]300 that float32 cannot hold"),
+        (("bands", 0, "description"), 5, "descriptions"),
+        (("bands", 0, "tags"), "x", "tags"),
     ]:
         bad = copy.deepcopy(header)
         target = bad
@@ -724,6 +776,28 @@ def test_header_damage_behind_a_valid_crc():
         api.decompress_array(container_bytes(header, [chunk]))
     with pytest.raises(ContainerError, match="chunks"):
         api.decompress_array(container_bytes(_header_of(), [chunk, chunk]))
+
+
+def test_a_forged_header_is_named_by_every_reader(tmp_path, capsys):
+    """decompress_file read the raster's width and type before the header was checked (KeyError, TypeError), `info`
+    and read_header indexed missing band entries (KeyError, AttributeError), and GDAL's refusal of a nodata value
+    left the output's temp file behind: a ContainerError each (exit 2 on the command line), and no file."""
+    from sar_compressor.engine.cli import main
+
+    with ContainerReader(_small_sarz()) as reader:
+        header, chunk = reader.header, reader.read_chunk(0)
+    for key, value in [("raster", None), ("bands", None), ("bands", "x")]:
+        bad = copy.deepcopy(header)
+        bad.pop(key) if value is None else bad.update({key: value})
+        src = tmp_path / "bad.sarz"
+        src.write_bytes(container_bytes(bad, [chunk]))
+        with pytest.raises(ContainerError):
+            api.decompress_file(src, tmp_path / "out.tif")
+        if key == "bands":
+            with pytest.raises(ContainerError, match="no raster or band entries"):
+                api.read_header(src)
+            assert main(["info", str(src)]) == 2 and "error:" in capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.sarz"]
 
 
 def test_headers_deflate_against_their_own_dictionary(tmp_path):

@@ -23,7 +23,7 @@ from sar_compressor.engine.codec.format.container import (
 from sar_compressor.engine.codec.format.header_dictionary import HEADER_DICTIONARIES
 from sar_compressor.engine.errors import CancelledError, ContainerError
 
-HEADER = {"format_version": 1, "model": {"name": "tiny"}, "shape": [3, 4], "nested": {"a": [1.5, None]}}
+HEADER = {"format_version": FORMAT_VERSION, "model": {"name": "tiny"}, "shape": [3, 4], "nested": {"a": [1.5, None]}}
 DICTIONARY_SHA256 = {
     6: "a5cfe9412b1431cdef07ad406c9de1d20dfff4e3036e2b90e7bf75ff33361064",
     7: "231c6b8321c9fff0a67bf8f9dd0b9d942f5c765453febad0f437c3751909dc23",

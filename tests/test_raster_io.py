@@ -199,6 +199,13 @@ def test_failure_leaves_no_output_and_no_temp(tmp_path, error):
     assert _leftovers(tmp_path) == []
 
 
+def test_a_file_gdal_refuses_to_create_leaves_no_temp(tmp_path):
+    """GDAL made the temp file, then rasterio refused the nodata value: ValueError, and the hidden temp file stayed."""
+    with pytest.raises(OutputError, match="nodata"), StripWriter(tmp_path / "x.tif", _info(nodata=1e300)):
+        pass
+    assert _leftovers(tmp_path) == []
+
+
 def test_failure_keeps_an_existing_output(tmp_path):
     target = tmp_path / "keep.tif"
     target.write_bytes(b"old")

@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .. import preprocessing as pp
-from ..errors import CancelledError, InputError, OutputError, refuse_sarz
+from ..errors import CancelledError, InputError, OutputError, SARCompressorError, refuse_sarz
 from .output_paths import VRT_SOURCE_TAG, VRT_WRITER_TAG, check_outputs, replace_into, temp_path
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -173,24 +173,33 @@ class RasterInfo:
     def from_dict(cls, d: dict[str, Any]) -> RasterInfo:
         known = {f for f in cls.__dataclass_fields__}
         kwargs = {k: v for k, v in d.items() if k in known}
-        if kwargs.get("transform") is not None:
-            kwargs["transform"] = tuple(float(v) for v in kwargs["transform"])
-        kwargs["nodata"] = _float_from_json(kwargs.get("nodata"))
-        kwargs["band_nodata"] = [_float_from_json(v) for v in kwargs.get("band_nodata") or []]
         try:
+            if kwargs.get("transform") is not None:
+                kwargs["transform"] = tuple(float(v) for v in kwargs["transform"])
+            kwargs["nodata"] = _float_from_json(kwargs.get("nodata"))
+            kwargs["band_nodata"] = [_float_from_json(v) for v in kwargs.get("band_nodata") or []]
             info = cls(**kwargs)
-        except TypeError as exc:
-            raise InputError(f"raster metadata is incomplete: {exc}") from exc
-        info.check_optional()
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"raster metadata is incomplete or malformed: {exc}") from exc
+        info.check_fields()
         return info
 
-    def check_optional(self) -> None:
-        """InputError naming the first optional field (OPTIONAL_FIELDS) of the wrong shape: they come from a file's
-        header, and a writer must not fail on them half-way."""
+    def check_fields(self) -> None:
+        """InputError naming the first field of the wrong type or shape: a dictionary comes from a file's header, and
+        neither a reader's allocation nor a writer may fail on one half-way (a forged header with a valid CRC ended
+        in tracebacks, a temp file left behind, or a 37 GiB allocation)."""
+        self._check_layout()
+        self._check_georeferencing()
+        if not (_text_table(self.tags) and isinstance(self.band_tags, list) and all(map(_text_table, self.band_tags))):
+            raise InputError("raster metadata has malformed tags")
+        if not (_strings(self.descriptions) and _strings(self.units)):
+            raise InputError("raster metadata has malformed band descriptions or units")
+        if not all(_number(v) for v in [*self.scales, *self.offsets]):
+            raise InputError("raster metadata has a malformed scale or offset")
         tables = [self.domains, *self.band_domains]
-        if not all(isinstance(t, dict) and all(isinstance(v, dict) for v in t.values()) for t in tables):
+        if not all(_dicts(t) and all(_dicts(v) for v in t.values()) for t in tables):
             raise InputError("raster metadata has malformed metadata domains")
-        if not all(isinstance(name, str) for name in self.color_interp):
+        if not _strings(self.color_interp, optional=False):
             raise InputError("raster metadata has a malformed colour interpretation")
         if self.rpcs is not None:
             from rasterio.rpc import RPC
@@ -199,6 +208,79 @@ class RasterInfo:
                 RPC(**self.rpcs)
             except (TypeError, ValueError) as exc:
                 raise InputError(f"raster metadata has malformed RPCs: {exc}") from exc
+
+    def _check_layout(self) -> None:
+        """Size, band count, data types and nodata values a writer can create."""
+        if not all(type(n) is int and 1 <= n <= MAX_SIDE for n in (self.width, self.height, self.count)):
+            raise InputError(f"raster metadata has an impossible size: {self.width!r}x{self.height!r}x{self.count!r}")
+        for dtype in [self.dtype, *self.band_dtypes]:
+            _numpy_dtype(dtype)
+        dtypes = self.band_dtypes or [self.dtype] * len(self.band_nodata)
+        for value, dtype in [(self.nodata, self.dtype), *zip(self.band_nodata, dtypes)]:
+            if value is not None and not _holds(_numpy_dtype(dtype), value):
+                raise InputError(f"raster metadata has a nodata value {value!r} that {dtype} cannot hold")
+
+    def _check_georeferencing(self) -> None:
+        """A geotransform of six finite numbers, GCPs of five, CRSs that parse."""
+        if self.transform is not None and not (len(self.transform) == 6 and all(map(_number, self.transform))):
+            raise InputError("raster metadata has a malformed geotransform")
+        points = self.gcps or []
+        if not all(isinstance(g, (list, tuple)) and len(g) == 5 and all(map(_number, g)) for g in points):
+            raise InputError("raster metadata has malformed ground control points")
+        for wkt in (self.crs_wkt, self.gcp_crs_wkt):
+            if wkt is not None:
+                _parsed_crs(wkt)
+
+
+MAX_SIDE = 2**31 - 1
+"""The largest width, height or band count a raster's metadata may say (GDAL's own limit)."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _dicts(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _text_table(value: Any) -> bool:
+    """Whether `value` is a table of texts by name (a tags dictionary)."""
+    return _dicts(value) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _numpy_dtype(name: Any) -> np.dtype:
+    """numpy's type of a raster data type name (GDAL's CInt16 as rasterio reads it); InputError for another name."""
+    try:
+        if not isinstance(name, str):
+            raise TypeError
+        return np.dtype("complex64" if name in GDAL_ONLY_ITEMSIZE else name)
+    except TypeError:
+        raise InputError(f"raster metadata has an unknown data type {name!r}") from None
+
+
+def _strings(values: list, optional: bool = True) -> bool:
+    return isinstance(values, list) and all(isinstance(v, str) or (optional and v is None) for v in values)
+
+
+def _holds(dtype: np.dtype, value: float) -> bool:
+    """Whether a raster of `dtype` can declare `value` as its nodata (NaN in floating-point types only)."""
+    if dtype.kind in "iu":
+        return math.isfinite(value) and np.iinfo(dtype).min <= value <= np.iinfo(dtype).max
+    if dtype.kind == "f" and math.isfinite(value):
+        return abs(value) <= np.finfo(dtype).max
+    return True
+
+
+def _parsed_crs(wkt: Any) -> Any:
+    """rasterio's CRS of `wkt`; InputError where it does not parse."""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        return CRS.from_wkt(wkt)
+    except (CRSError, TypeError) as exc:
+        raise InputError(f"raster metadata has a CRS that does not parse ({exc})") from None
 
 
 OPTIONAL_FIELDS = ("color_interp", "rpcs", "band_dtypes", "band_nodata", "domains", "band_domains")
@@ -517,12 +599,11 @@ class StripWriter:
         check_outputs([], [self.path], overwrite=True)
         try:
             self._ds = rasterio.open(self._tmp, "w", **self._profile())
-        except rasterio.errors.RasterioIOError as exc:
-            raise OutputError(f"cannot create {self.path}: {exc}") from exc
-        try:
             self._write_metadata()
-        except BaseException:
-            self._abort()
+        except BaseException as exc:
+            self._abort()  # GDAL may have made the temp file before refusing (a nodata value the type cannot hold)
+            if isinstance(exc, Exception) and not isinstance(exc, SARCompressorError):
+                raise OutputError(f"cannot create {self.path}: {exc}") from exc
             raise
         return self
 
@@ -544,7 +625,7 @@ class StripWriter:
                 ds.set_band_unit(i, info.units[i - 1])
         _write_domains(ds, info)
         if info.rpcs:
-            ds.rpcs = RPC(**info.rpcs)  # checked by RasterInfo.check_optional
+            ds.rpcs = RPC(**info.rpcs)  # checked by RasterInfo.check_fields
         if len(info.color_interp) == info.count:
             ds.colorinterp = [ColorInterp.__members__.get(name, ColorInterp.undefined) for name in info.color_interp]
         same_len = len(info.scales) == info.count and len(info.offsets) == info.count

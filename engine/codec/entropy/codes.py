@@ -68,12 +68,28 @@ def zigzag_decode(data: bytes, count: int, what: str) -> np.ndarray:
     return (zz >> np.uint64(1)).astype(np.int64) ^ -(zz & np.uint64(1)).astype(np.int64)
 
 
-def inflate(data: bytes, what: str) -> bytes:
-    """zlib.decompress with a ContainerError naming the section instead of zlib.error."""
+def inflate(data: bytes, what: str, limit: int) -> bytes:
+    """zlib.decompress of at most `limit` bytes (what the section can hold at most: a 316 KB file whose mask stream
+    inflated to 300 MB took the decoder past 3 GB), with a ContainerError naming the section instead of zlib.error."""
+    inflater = zlib.decompressobj()
     try:
-        return zlib.decompress(data)
+        raw = inflater.decompress(data, limit + 1)
     except zlib.error as exc:
         raise ContainerError(f"{what} is corrupt ({exc})") from exc
+    if len(raw) > limit:
+        raise ContainerError(f"{what} is corrupt (it inflates past the {limit} bytes it can hold)")
+    if not inflater.eof:
+        raise ContainerError(f"{what} is corrupt (incomplete deflate stream)")
+    return raw
+
+
+def varint_bytes(largest: int) -> int:
+    """The bytes of the longest varint a value up to `largest` takes (a bound on a varint section's size)."""
+    return max(1, -(-int(largest).bit_length() // 7))
+
+
+MAX_VARINT_BYTES = 8
+"""The longest varint `varint_decode` reads (56 bits: far above any count or step the format holds)."""
 
 
 def varint_encode(values: np.ndarray) -> bytes:
@@ -102,7 +118,7 @@ def varint_decode(data: bytes, count: int) -> tuple[np.ndarray, int]:
         return np.zeros(0, dtype=np.int64), 0
     starts = np.concatenate([[0], ends[:-1] + 1])
     lengths = ends - starts + 1
-    if np.any(lengths > 8):
+    if np.any(lengths > MAX_VARINT_BYTES):
         raise ContainerError("bright-target residual out of range")
     used = int(ends[-1]) + 1
     pos = np.arange(used) - np.repeat(starts, lengths)

@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 
 from ...errors import ContainerError
-from .codes import inflate, varint_decode, varint_encode
+from .codes import inflate, varint_bytes, varint_decode, varint_encode
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
@@ -46,12 +46,12 @@ def encode_mask(invalid: np.ndarray) -> bytes:
 
 def decode_mask(data: bytes, shape: tuple[int, int], what: str) -> np.ndarray:
     """The mask `encode_mask` coded; ContainerError naming `what` when the bytes do not fit `shape`."""
-    raw = inflate(data, what)
+    rows, width = shape
+    raw = inflate(data, what, rows * (width + 3) * varint_bytes(2 * width + 3))  # every column a change, at most
     b = np.frombuffer(raw, dtype=np.uint8)
     values, used = varint_decode(raw, int(np.count_nonzero(b < 0x80)))
     if used != len(raw):
         raise ContainerError(f"{what} is truncated")
-    rows, width = shape
     edges = np.zeros((rows, width + 1), dtype=np.int8)
     pos, prev = 0, np.zeros(0, np.int64)
     for row in range(rows):
@@ -83,4 +83,4 @@ def decode_codes(data: bytes, count: int, what: str) -> np.ndarray:
     """The `count` codes `encode_codes` coded."""
     if len(data) == 1:
         return np.full(count, data[0], dtype=np.uint8)
-    return np.frombuffer(inflate(data, what), dtype=np.uint8)
+    return np.frombuffer(inflate(data, what, count), dtype=np.uint8)

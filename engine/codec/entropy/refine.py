@@ -423,7 +423,7 @@ def _sign_groups(
 def predicted_subbands(payload: bytes, reference: bool) -> int:
     """How many subbands a format 9 or 10 tile predicts from the level above them (its statistics)."""
     _, n_bands, side_len = _HEAD.unpack_from(payload)
-    side = inflate(payload[_HEAD.size : _HEAD.size + side_len], "refinement layer side information")
+    side = _inflate_side(payload[_HEAD.size : _HEAD.size + side_len], n_bands)
     return sum(p is not None for p in interscale.decode(interscale.split(side[n_bands * (2 if reference else 1) :])[0]))
 
 
@@ -670,7 +670,7 @@ def _decode(
     got_levels, n_bands, side_len = _HEAD.unpack_from(data)
     if got_levels != levels or n_bands != 1 + 3 * levels:
         raise ContainerError("refinement layer does not match the strip's size")
-    side = inflate(data[_HEAD.size : _HEAD.size + side_len], "refinement layer side information")
+    side = _inflate_side(data[_HEAD.size : _HEAD.size + side_len], n_bands)
     alphas, betas, predictors, laws, phase_laws = _parse_side(side, n_bands, reference is not None, syntax)
     pos = _HEAD.size + side_len
     if len(data) < pos + 4:
@@ -720,6 +720,14 @@ def _decode(
             raise ContainerError("refinement layer side information: a predictor for a level the tile does not have")
         _add_interscale(levels, predictions, symbols, steps, predictors, level + 1)
     return _level_images(levels, predictions, symbols, steps, wanted)
+
+
+def _inflate_side(data: bytes, n_bands: int) -> bytes:
+    """A tile's side information, inflated to no more than it can hold: two weights per subband, the inter-scale
+    predictors' flags and slots, and two sets of per-subband pairs (signs, phases) with their flags."""
+    pairs = (n_bands + 7) // 8 + 2 * n_bands
+    limit = 2 * n_bands + 1 + interscale.SLOTS * interscale.PREDICTOR_BYTES + 2 * pairs
+    return inflate(data, "refinement layer side information", limit)
 
 
 def _parse_side(

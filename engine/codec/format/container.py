@@ -70,6 +70,9 @@ LAST_RELEASE_FOR = {5: "0.1.x"}
 FILE_ID_BYTES = 16
 END_MARKER = b"ZRAS"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
+MAX_HEADER_TEXT = 256 * 1024 * 1024
+"""The most a header's JSON may take once inflated (a deflate stream of zeros inflates 1000-fold: a forged header
+would otherwise take the reader's memory before its JSON is read); the writer holds to it too."""
 
 _MAGIC_VERSION = struct.Struct("<4sH")  # magic, format version
 _PREFIX = struct.Struct(f"<4sH{FILE_ID_BYTES}sI")  # magic, format version, file id, header length
@@ -99,15 +102,18 @@ def _chunk_crc(file_id: bytes, i: int, payload: bytes) -> int:
 
 
 def version_of(header: dict) -> int:
-    """The format version a header is written as: its own `format_version` where this software writes that one
-    (PLAIN_VERSION or FORMAT_VERSION), else FORMAT_VERSION (a header of another layout, as the tests write)."""
+    """The format version a header is written as: its own `format_version` where this software reads that one (the
+    encoder writes PLAIN_VERSION or FORMAT_VERSION; tests relabel older ones), else FORMAT_VERSION (a header of
+    another layout, as the tests write). The file's prefix says it, and a reader refuses a header that says another."""
     version = header.get("format_version")
-    return version if version in (PLAIN_VERSION, FORMAT_VERSION) else FORMAT_VERSION
+    return version if version in READ_VERSIONS else FORMAT_VERSION
 
 
 def encode_header(header: dict) -> bytes:
     """Canonical JSON (sorted keys, no whitespace), deflated: equal headers give equal bytes."""
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    if len(text) > MAX_HEADER_TEXT:
+        raise ValueError(f"header too large ({len(text)} characters of JSON)")
     deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARIES[version_of(header)])
     return deflate.compress(text.encode("utf-8")) + deflate.flush()
 
@@ -266,16 +272,25 @@ class ContainerReader:
             raise ContainerError(f"{self.name}: header CRC mismatch (the file is corrupt)")
         try:
             inflate = zlib.decompressobj(zdict=HEADER_DICTIONARIES[version])
-            text = inflate.decompress(header_bytes) + inflate.flush()
+            text = inflate.decompress(header_bytes, MAX_HEADER_TEXT + 1)
+            if len(text) > MAX_HEADER_TEXT:
+                raise zlib.error(f"it inflates past {MAX_HEADER_TEXT} bytes")
             if not inflate.eof or inflate.unused_data:
                 raise zlib.error("the deflate stream does not end where the header does")
             header = json.loads(text.decode("utf-8"))
-        except zlib.error as exc:
-            raise ContainerError(f"{self.name}: header is not deflated JSON ({exc})") from exc
+        except zlib.error as exc:  # each version inflates with its own dictionary
+            raise ContainerError(
+                f"{self.name}: header is not deflated JSON of format {version} ({exc}; is the version damaged?)"
+            ) from exc
         except (UnicodeDecodeError, ValueError) as exc:
             raise ContainerError(f"{self.name}: header is not valid JSON ({exc})") from exc
         if not isinstance(header, dict):
             raise ContainerError(f"{self.name}: header is not a JSON object")
+        if header.get("format_version", version) != version:  # the prefix's version is under no CRC
+            raise ContainerError(
+                f"{self.name}: the file prefix says format {version}, its header {header.get('format_version')!r} "
+                "(the file is damaged)"
+            )
         return header
 
     def _footer(self) -> tuple[int, int, int]:

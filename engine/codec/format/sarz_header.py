@@ -36,7 +36,7 @@ from ...errors import ContainerError, SARCompressorError
 from ...io.raster_io import RasterInfo, _float_from_json, _float_to_json
 from ..entropy import refine, tables
 from .container import FORMAT_VERSION, PLAIN_VERSION, READ_VERSIONS
-from .layout import BLOCK_SIDES, LEGACY_BLOCK, MEAN_CORRECTIONS, MEAN_LOG2_STEPS, STREAMS, Layout, tiles_hold
+from .layout import BLOCK_SIDES, LEGACY_BLOCK, MEAN_CORRECTIONS, MEAN_LOG2_STEPS, STREAMS, TILE, Layout, tiles_hold
 
 TILE_ORDER = "band, tile row, tile column"
 RASTER_FIELDS = ("width", "height", "dtype", "crs_wkt", "transform", "gcps", "gcp_crs_wkt", "tags", "rpcs", "domains")
@@ -191,10 +191,10 @@ def layouts_from_header(header: dict[str, Any]) -> tuple[list[Layout], list[Rast
 
 
 def _tiling_ok(layout: Layout) -> bool:
-    """Tiles within the raster, each side whole gain blocks (their grid is the raster's) or the raster's whole
-    side."""
+    """Tiles within the raster and no larger than TILE (every format read, 6 on, tiles so), each side whole gain blocks
+    (their grid is the raster's) or the raster's whole side."""
     sides = (layout.tile_width, layout.width), (layout.tile_height, layout.height)
-    return all(1 <= tile <= size for tile, size in sides) and tiles_hold(
+    return all(1 <= tile <= min(size, TILE) for tile, size in sides) and tiles_hold(
         layout.block, layout.tile_width, layout.tile_height, layout.width, layout.height
     )
 

@@ -25,7 +25,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ...errors import ContainerError
-from ..entropy.codes import inflate, varint_decode, varint_encode
+from ..entropy.codes import MAX_VARINT_BYTES, inflate, varint_decode, varint_encode
 from ..entropy.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 from .layout import Layout, TileGeometry, tile_blocks
 
@@ -102,7 +102,7 @@ class BrightResiduals:
         positions = np.sort(np.concatenate(found))
         if positions.size != counts.sum() or not exhausted:
             raise ContainerError("bright-target positions are corrupt")
-        raw = inflate(data[start + 4 * n_words :], "bright-target residuals")
+        raw = inflate(data[start + 4 * n_words :], "bright-target residuals", MAX_VARINT_BYTES * positions.size)
         steps, used_steps = varint_decode(raw, positions.size)
         if used_steps != len(raw):
             raise ContainerError("bright-target residuals have the wrong size")
@@ -276,7 +276,7 @@ def _undelta(deltas: np.ndarray) -> np.ndarray:
 
 
 def _read_gains(section: bytes, chunk: str, blocks: tuple[int, int]) -> np.ndarray:
-    raw = inflate(section, f"{chunk} gains")
+    raw = inflate(section, f"{chunk} gains", 2 * blocks[0] * blocks[1])
     if len(raw) != 2 * blocks[0] * blocks[1]:
         raise ContainerError(f"{chunk}: gain block count does not match the raster size")
     return _undelta(np.frombuffer(raw, dtype="<i2").reshape(blocks))

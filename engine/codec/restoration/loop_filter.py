@@ -89,8 +89,9 @@ class LoopFilter:
             return None
         if len(data) < _HEAD.size or _HEAD.unpack_from(data) != (CLASSES, RADIUS):
             raise ContainerError(f"{where}: loop filter of an unknown shape")
-        raw = inflate(data[_HEAD.size :], where)
-        if len(raw) != 2 * (CLASSES - 1) + 2 * CLASSES * N_TAPS:
+        size = 2 * (CLASSES - 1) + 2 * CLASSES * N_TAPS
+        raw = inflate(data[_HEAD.size :], f"{where}: loop filter", size)
+        if len(raw) != size:
             raise ContainerError(f"{where}: loop filter has the wrong size")
         thresholds = np.frombuffer(raw, "<u2", CLASSES - 1)
         coefficients = np.frombuffer(raw, "<i2", offset=2 * (CLASSES - 1)).reshape(CLASSES, N_TAPS)

@@ -59,8 +59,8 @@ predictor only at rates near 3 bpp, where they were 0.02 % of the file (a single
 coding time. GEFOLKI's LH and HL measured 21 % and 18 %, Sen1Floods11's 7 % and 3 %, AIRSAR T22's 2 % and 0.2 %."""
 MAX_SHIFT = 30
 _HEAD = struct.Struct("<b")
-_PREDICTOR_BYTES = _HEAD.size + len(OFFSETS)
-PREDICTOR_BITS = 8 * _PREDICTOR_BYTES
+PREDICTOR_BYTES = _HEAD.size + len(OFFSETS)
+PREDICTOR_BITS = 8 * PREDICTOR_BYTES
 """What a predictor costs in the side information before it is deflated: its scale and 48 int8 taps."""
 
 
@@ -163,7 +163,7 @@ def split(data: bytes) -> tuple[bytes, bytes]:
     """The predictors' part of `data` (what `decode` reads: its flags say how long it is) and what follows it."""
     if not data:
         raise ContainerError("refinement layer side information: no inter-scale prediction flags")
-    size = 1 + bin(data[0]).count("1") * _PREDICTOR_BYTES  # a flags byte: SLOTS bits
+    size = 1 + bin(data[0]).count("1") * PREDICTOR_BYTES  # a flags byte: SLOTS bits
     return data[:size], data[size:]
 
 
@@ -177,7 +177,7 @@ def decode(data: bytes) -> list[Optional[Predictor]]:
         if not flags >> i & 1:
             out.append(None)
             continue
-        end = pos + _PREDICTOR_BYTES
+        end = pos + PREDICTOR_BYTES
         if len(data) < end:
             raise ContainerError("refinement layer side information: truncated inter-scale predictor")
         (shift,) = _HEAD.unpack_from(data, pos)

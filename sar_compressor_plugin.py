@@ -50,7 +50,7 @@ class SARCompressorPlugin:
         self.iface.addToolBarIcon(self.action)  # the Plugins toolbar: shown in a fresh profile (Raster is not)
         from .ui.sarz_layers import SarzLayers  # dropped .sarz files open as layers (issue 18)
 
-        self.sarz_layers = SarzLayers(self.iface)
+        self.sarz_layers = SarzLayers(self.iface, MENU)
         self.sarz_layers.register()
         missing = missing_dependencies()
         if missing:

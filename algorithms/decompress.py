@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterBoolean,
@@ -11,6 +14,7 @@ from qgis.core import (
 )
 
 from .common import SARAlgorithm, cancelled, destination_rules, engine_errors, geotiff_path
+from .styling import stretch_on_load
 
 
 class DecompressAlgorithm(SARAlgorithm):
@@ -19,6 +23,11 @@ class DecompressAlgorithm(SARAlgorithm):
     NAME = "decompress"
     DISPLAY_NAME = "Decompress SAR raster"
     FILE_INPUTS = (("INPUT", True),)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loaded: Optional[tuple[str, dict, str]] = None
+        """(output, the header of what it holds, its layer's name), for postProcessAlgorithm."""
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
@@ -73,6 +82,12 @@ class DecompressAlgorithm(SARAlgorithm):
         api = self.engine("api")
         source = self._source(parameters, context)
         output = geotiff_path(self.parameterAsOutputLayer(parameters, "OUTPUT", context), "output")
+        band = self.parameterAsInt(parameters, "BAND", context) or None
+        with engine_errors():
+            header = api.read_header(source)
+        if band is not None:  # the decoded raster's band 1 is that band
+            header = {**header, "bands": [entry for entry in header["bands"] if entry["source_band"] == band]}
+        self._loaded = (output, header, Path(source).stem + (f" band {band}" if band else ""))
         with destination_rules([source], [output]):
             stats = self.run_engine(
                 api.decompress_file,
@@ -80,7 +95,14 @@ class DecompressAlgorithm(SARAlgorithm):
                 source,
                 output,
                 cog=self.parameterAsBoolean(parameters, "COG", context),
-                band=self.parameterAsInt(parameters, "BAND", context) or None,
+                band=band,
                 warn=feedback.pushWarning,  # what the GeoTIFF cannot hold (bands' differing nodata values)
             )
         return {"OUTPUT": output} if stats is not None else cancelled(feedback)
+
+    def postProcessAlgorithm(self, context, feedback) -> dict:  # noqa: N802
+        """Main thread: the loaded result is named after its .sarz and drawn on its dB stretch, as the .sarz's own
+        layer is."""
+        if self._loaded is not None:
+            stretch_on_load(context, *self._loaded)
+        return {}

@@ -3,23 +3,28 @@
 Results are single-band: a style that reads only the compressed band is cloned and moved to band 1. A gray
 renderer is only comparable if both sides use the same contrast enhancement (min/max): each layer's own default
 stretch would hide exactly the differences a user wants to see. Used by the compress algorithm (results QGIS
-loads on completion) and by the dock (the reconstruction it shows and loads).
+loads on completion) and by the dock (the reconstruction it shows and loads). A .sarz layer, and a raster decoded
+from one, is drawn on its header's dB stretch (`header_stretch`).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Callable, Optional
 
 from qgis.core import (
+    QgsColorRampShader,
     QgsContrastEnhancement,
     QgsProcessingContext,
     QgsProcessingLayerPostProcessorInterface,
     QgsRasterLayer,
     QgsRasterMinMaxOrigin,
     QgsRasterRenderer,
+    QgsRasterShader,
     QgsSingleBandGrayRenderer,
     QgsSingleBandPseudoColorRenderer,
 )
+from qgis.PyQt.QtGui import QColor
 
 
 def band_1_renderer(layer: QgsRasterLayer, band: int) -> Optional[QgsRasterRenderer]:
@@ -92,28 +97,91 @@ def source_renderer(layer: QgsRasterLayer, band: int, context: QgsProcessingCont
     return band_1_renderer(layer, band)
 
 
-class StyleLikeSource(QgsProcessingLayerPostProcessorInterface):
-    """Gives a loaded result the renderer of the layer it was made from, so both look the same.
+class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
+    """Styles a result as QGIS loads it: the renderer of the layer it was made from (Compress's reconstruction), or
+    the dB stretch of the .sarz it was decoded from (Decompress), so both look the same.
 
     QGIS keeps only a pointer to a post-processor: instances hold themselves in `_alive` until they ran.
     """
 
-    _alive: set[StyleLikeSource] = set()
+    _alive: set[StyleOnLoad] = set()
 
-    def __init__(self, renderer: QgsRasterRenderer) -> None:
+    def __init__(self, style: Callable[[QgsRasterLayer], None]) -> None:
         super().__init__()
-        self._renderer = renderer
-        StyleLikeSource._alive.add(self)
+        self._style = style
+        StyleOnLoad._alive.add(self)
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 (QGIS API name)
         if isinstance(layer, QgsRasterLayer):
-            layer.setRenderer(self._renderer.clone())
+            self._style(layer)
             layer.triggerRepaint()
-        StyleLikeSource._alive.discard(self)
+        StyleOnLoad._alive.discard(self)
 
 
 def style_on_load(context: QgsProcessingContext, destination: str, renderer: Optional[QgsRasterRenderer]) -> None:
     """Attach `renderer` to a result that QGIS will load on completion (main thread)."""
     if renderer is not None and destination and context.willLoadLayerOnCompletion(destination):
         details = context.layerToLoadOnCompletionDetails(destination)
-        details.setPostProcessor(StyleLikeSource(renderer))
+        details.setPostProcessor(StyleOnLoad(lambda layer: layer.setRenderer(renderer.clone())))
+
+
+def stretch_on_load(context: QgsProcessingContext, destination: str, header: dict, name: str) -> None:
+    """Name a decoded result that QGIS will load on completion and give it its .sarz's dB stretch (main thread): it
+    loaded as "Decompressed raster" on QGIS's min/max stretch, linear intensity almost black."""
+    if destination and context.willLoadLayerOnCompletion(destination):
+        details = context.layerToLoadOnCompletionDetails(destination)
+        details.name = name
+        details.setPostProcessor(StyleOnLoad(lambda layer: header_stretch(layer, header)))
+
+
+RAMP_STOPS = 33
+"""Grey stops of the dB stretch (evenly spaced in dB between the coded range's ends)."""
+
+
+DB_PER_DECADE = {"intensity": 10.0, "complex": 10.0, "amplitude": 20.0}
+"""dB per decade of the layer's values, by kind (complex decodes as intensity). The coded range of the other kinds,
+dB and native (a display product's values), is in the layer's own values: their ramp is linear in them."""
+
+
+def first_band(header: dict) -> dict:
+    """The header entry of the layer's band 1: the lowest source band (entries are in coding order)."""
+    return min(header["bands"], key=lambda band: band["source_band"])
+
+
+def _layer_value(kind: str, coded: float) -> float:
+    """The layer's value at a point of its band's coded range."""
+    return 10.0 ** (coded / DB_PER_DECADE[kind]) if kind in DB_PER_DECADE else coded
+
+
+def db_stretch(layer: QgsRasterLayer, header: dict) -> None:
+    """A grey ramp evenly spaced in dB over band 1's coded range (linear in dB and native values), through the
+    alpha band where the raster has one."""
+    band = first_band(header)
+    vmin, vmax = band["range"]["vmin"], band["range"]["vmax"]
+    kind = band["kind"]
+    items = []
+    for i in range(RAMP_STOPS):
+        t = i / (RAMP_STOPS - 1)
+        grey = round(255 * t)
+        value = _layer_value(kind, vmin + t * (vmax - vmin))
+        items.append(QgsColorRampShader.ColorRampItem(value, QColor(grey, grey, grey)))
+    ramp = QgsColorRampShader(items[0].value, items[-1].value)
+    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setClip(False)
+    ramp.setColorRampItemList(items)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(ramp)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(items[0].value)  # unset, a saved style or project read "nan" back: the legend
+    renderer.setClassificationMax(items[-1].value)  # and the symbology showed nan / nan
+    bands = sorted(header["bands"], key=lambda entry: entry["source_band"])
+    alpha = [i for i, entry in enumerate(bands, start=1) if entry.get("color_interp") == "alpha"]
+    if alpha:
+        renderer.setAlphaBand(alpha[0])
+    layer.setRenderer(renderer)
+
+
+def header_stretch(layer: QgsRasterLayer, header: dict) -> None:
+    """The dB stretch of a .sarz (`header`), where band 1's coded range is known."""
+    if all(math.isfinite(first_band(header)["range"][k]) for k in ("vmin", "vmax")):
+        db_stretch(layer, header)

@@ -168,14 +168,25 @@ def _check_replaceable(path: Path, sarz: Path, file_id: str) -> None:
     if not path.exists():
         return
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")[:65536]
+        named, _, ids = _vrt_facts(path)
     except OSError as exc:
         raise InputError(f"{path} exists and cannot be read: {exc}") from exc
-    if f'<MDI key="{VRT_SOURCE_TAG}">{escape(str(sarz))}</MDI>' in text:
-        return
-    if f'<MDI key="{VRT_SOURCE_TAG}">' in text and f'file_id="{file_id}"' in text:
+    except ElementTree.ParseError:
+        named, ids = None, set()
+    if named == str(sarz) or (named is not None and file_id in ids):
         return
     raise InputError(f"{path} exists and is not a VRT of {sarz}: choose another output")
+
+
+def _vrt_facts(path: Path) -> tuple[Optional[str], Optional[str], set[Optional[str]]]:
+    """What a VRT of this tool says of itself: the .sarz it names (VRT_SOURCE_TAG), the version that wrote it and the
+    file ids its pixel functions read. Parsed whole: GDAL writes an open VRT back with statistics and histograms
+    (issue 3222), which put a dual-pol layer's pixel functions 500 KB into a 1 MB file (a check of its first 64 KB
+    refused to repair it after its project moved)."""
+    root = ElementTree.parse(path).getroot()
+    items = {item.get("key"): item.text for item in root.findall("./Metadata/MDI")}
+    ids = {args.get("file_id") for args in root.iter("PixelFunctionArguments")}
+    return items.get(VRT_SOURCE_TAG), items.get(VRT_WRITER_TAG), ids
 
 
 def _geotransform(transform: Optional[tuple[float, ...]], factor: float) -> Optional[str]:
@@ -355,10 +366,7 @@ def vrt_current(sarz: PathLike, vrt: PathLike) -> bool:
     try:
         texts, file_id = _vrt_texts(src, Path(vrt))
         for path in texts:
-            root = ElementTree.parse(path).getroot()
-            items = {item.get("key"): item.text for item in root.findall("./Metadata/MDI")}
-            ids = {args.get("file_id") for args in root.iter("PixelFunctionArguments")}
-            named, writer = items.get(VRT_SOURCE_TAG), items.get(VRT_WRITER_TAG)
+            named, writer, ids = _vrt_facts(path)
             if named != str(src) or writer != software_version() or ids != {file_id}:
                 return False
         return True

@@ -35,6 +35,7 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
     QgsSingleBandGrayRenderer,
+    QgsSingleBandPseudoColorRenderer,
 )
 
 from sar_compressor.engine.api import compress_array, decompress_array, read_header
@@ -232,6 +233,32 @@ def test_decompress_restores_the_grid_and_equals_the_reconstruction(compressed, 
     assert any(info.startswith("wrote ") for info in feedback.infos)
     with rasterio.open(results["OUTPUT"]) as dec, rasterio.open(compressed[0]["RECONSTRUCTION"]) as rec:
         assert np.array_equal(dec.read(1), rec.read(1), equal_nan=True)
+
+
+def test_a_decompressed_result_loads_named_and_on_its_db_stretch(compressed, tmp_path, qgis_iface):
+    """Decompress's result loaded as "Decompressed raster" on QGIS's min/max stretch (linear intensity almost black)
+    where the .sarz's own layer opens on its dB stretch: it loads under the file's name, on that stretch."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+
+    project = QgsProject.instance()
+    alg = QgsApplication.processingRegistry().createAlgorithmById("sar_compressor:decompress")
+    context = QgsProcessingContext()
+    context.setProject(project)
+    feedback = RecordingFeedback()
+    out = tmp_path / "decoded.tif"
+    params = {"INPUT": compressed[0]["OUTPUT"], "OUTPUT": QgsProcessingOutputLayerDefinition(str(out), project)}
+    results, ok = alg.run(params, context, feedback)
+    assert ok, feedback.errors
+    assert handleAlgorithmResults(alg, context, feedback, False)
+    loaded = [layer for layer in project.mapLayers().values() if layer.source() == results["OUTPUT"]]
+    try:
+        assert len(loaded) == 1 and loaded[0].name() == Path(compressed[0]["OUTPUT"]).stem
+        assert isinstance(loaded[0].renderer(), QgsSingleBandPseudoColorRenderer)
+        stops = [item.value for item in loaded[0].renderer().shader().rasterShaderFunction().colorRampItemList()]
+        assert np.allclose(np.diff(10 * np.log10(stops)), np.diff(10 * np.log10(stops))[0])  # even in dB
+    finally:
+        for layer in loaded:
+            project.removeMapLayer(layer.id())
 
 
 def test_decompress_takes_a_sarz_layers_vrt_for_its_sarz(compressed, tmp_path):

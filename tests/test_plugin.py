@@ -103,8 +103,11 @@ def test_plugin_loads_registers_and_unloads_cleanly(qgis_loader, qgis_iface):
     assert provider is not None and provider.name() == "SAR Compressor"
     assert {alg.id() for alg in provider.algorithms()} == ALGORITHMS
     assert not provider.icon().isNull()
-    action = plugin.action
-    qgis_iface.addPluginToRasterMenu.assert_called_once_with("&SAR Compressor", action)
+    action, add_sarz = plugin.action, plugin.sarz_layers.action
+    assert qgis_iface.addPluginToRasterMenu.call_args_list == [
+        (("&SAR Compressor", action),),
+        (("&SAR Compressor", add_sarz),),  # .sarz files open from a menu too, not only by drop and Browser
+    ]
     qgis_iface.addToolBarIcon.assert_called_once_with(action)
     assert action.isCheckable() and not action.icon().isNull()
     assert qgis_iface.messageBar().get_messages(Qgis.Warning) == []  # torch is installed here
@@ -123,9 +126,11 @@ def test_plugin_loads_registers_and_unloads_cleanly(qgis_loader, qgis_iface):
     assert not previews.exists()
     assert registry.providerById(PLUGIN) is None
     assert registry.algorithmById("sar_compressor:compress") is None
-    qgis_iface.removePluginRasterMenu.assert_called_once_with("&SAR Compressor", action)
+    assert sorted(qgis_iface.removePluginRasterMenu.call_args_list, key=str) == sorted(
+        qgis_iface.addPluginToRasterMenu.call_args_list, key=str
+    )
     qgis_iface.removeToolBarIcon.assert_called_once_with(action)
-    assert sip.isdeleted(dock) and sip.isdeleted(action)
+    assert sip.isdeleted(dock) and sip.isdeleted(action) and sip.isdeleted(add_sarz)
     assert PLUGIN not in qgis.utils.plugins and PLUGIN not in sys.modules
 
 
@@ -138,7 +143,7 @@ def test_plugin_reloads_without_leaks(qgis_loader, qgis_iface):
         assert qgis.utils.unloadPlugin(PLUGIN)
         _flush_deletes()
         assert registry.providerById(PLUGIN) is None
-    assert qgis_iface.addPluginToRasterMenu.call_count == qgis_iface.removePluginRasterMenu.call_count == 2
+    assert qgis_iface.addPluginToRasterMenu.call_count == qgis_iface.removePluginRasterMenu.call_count == 4
 
 
 BLOCKER = """

@@ -4,13 +4,15 @@ becomes a layer; a VRT never replaces a user's file (it goes to the cache folder
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
-from qgis.core import QgsMapRendererParallelJob, QgsMapSettings, QgsProject, QgsSingleBandPseudoColorRenderer
-from qgis.PyQt.QtCore import QSize
+from qgis.core import Qgis, QgsMapRendererParallelJob, QgsMapSettings, QgsProject, QgsSingleBandPseudoColorRenderer
+from qgis.PyQt.QtCore import QCoreApplication, QSize
 from qgis.PyQt.QtGui import QColor
 
+from sar_compressor.algorithms import styling
 from sar_compressor.engine import api
 from sar_compressor.engine.codec.format import layout
 from sar_compressor.engine.simulate import write_scene
@@ -125,6 +127,44 @@ def test_a_replaced_sarz_dropped_again_beside_its_open_old_layer_gets_a_vrt_of_i
         project.clear()
 
 
+def test_a_layer_follows_its_sarz_when_it_is_replaced(qgis_app, sarz, tmp_path, monkeypatch):
+    """Compress writing over a .sarz a layer showed left the layer blank, each read refusing another file's id in the
+    render log only: the watcher moves the layer onto a VRT of the new file, and watches the file again."""
+    monkeypatch.setattr(sarz_layers, "cache_folder", lambda: tmp_path / "cache")
+    watcher = sarz_layers.SarzWatcher()
+    try:
+        layer = sarz_layers.open_sarz(str(sarz))
+        assert str(sarz) in watcher.watcher.files() and layer.width() == 300
+        api.compress_file(write_scene(tmp_path / "other.tif", 200, 220, seed=3), sarz, quality=3)  # --overwrite
+        deadline = time.monotonic() + 10
+        while layer.width() != 220 and time.monotonic() < deadline:
+            QCoreApplication.processEvents()
+            time.sleep(0.05)
+        assert layer.isValid() and layer.width() == 220 and str(sarz) in watcher.watcher.files()
+        pixels = _render(layer)
+        assert not ((pixels[..., 0] == 255) & (pixels[..., 1] == 0) & (pixels[..., 2] == 255)).all()
+        assert sarz_layers.follow_replaced(str(sarz)) == 0  # current: nothing to do
+    finally:
+        watcher.close()
+        QgsProject.instance().clear()
+
+
+def test_add_sarz_layer_opens_the_chosen_files(qgis_app, qgis_iface, sarz, monkeypatch):
+    """Layer > Add Raster Layer hands a .sarz to GDAL, which cannot read it: the plugin's own menu entry opens it."""
+    chosen = [str(sarz), str(sarz.with_name("missing.sarz"))]
+    monkeypatch.setattr(sarz_layers.QFileDialog, "getOpenFileNames", lambda *a, **k: (chosen, ""))
+    layers = sarz_layers.SarzLayers(qgis_iface, "&SAR Compressor")
+    layers.register()
+    try:
+        layers.action.trigger()
+        opened = [layer for layer in QgsProject.instance().mapLayers().values() if layer.name() == "scene"]
+        assert len(opened) == 1 and opened[0].source() == str(sarz) + ".vrt"
+        assert "missing.sarz" in str(qgis_iface.messageBar().get_messages(Qgis.Warning))
+    finally:
+        layers.unregister()
+        QgsProject.instance().clear()
+
+
 def test_a_quicklook_with_an_alpha_band_stretches_its_own_values_and_stays_transparent(qgis_app, tmp_path):
     """A uint8 display product is coded as native values: its ramp runs over them, not over 10**(v/10) (which put
     values 1-255 on 5 of 33 stops: an almost black layer); its alpha band stays an alpha band (VRT ColorInterp)
@@ -150,7 +190,7 @@ def test_a_quicklook_with_an_alpha_band_stretches_its_own_values_and_stays_trans
 
 def test_the_layer_is_styled_by_source_band_1_whatever_the_coding_order():
     header = {"bands": [{"source_band": 2, "kind": "db"}, {"source_band": 1, "kind": "intensity"}]}
-    assert sarz_layers.first_band(header)["kind"] == "intensity"
+    assert styling.first_band(header)["kind"] == "intensity"
 
 
 def test_the_cached_vrt_follows_the_file_not_its_date(qgis_app, sarz, tmp_path, monkeypatch):

@@ -171,6 +171,23 @@ def test_a_moved_folders_vrts_are_written_again_by_the_vrt_command_and_only_for_
     assert cli.main(["-q", "vrt", str(new / "m.sarz")]) == 2
 
 
+def test_a_moved_vrt_that_gdal_wrote_back_with_histograms_is_written_again(sarz, tmp_path):
+    """GDAL writes an open VRT back with statistics and histograms (issue 3222): QGIS's put a dual-pol layer's pixel
+    functions 500 KB into the file, past the 64 KB the check read, so its project moved and the VRT was refused."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    shutil.copy(sarz, old / "m.sarz")
+    vrt = write_vrt(old / "m.sarz")[0]
+    buckets = " ".join(["12345"] * 20000)  # as GDAL writes a histogram's counts
+    histograms = f"<Histograms><HistItem><Buckets>{buckets}</Buckets></HistItem></Histograms>"
+    text = vrt.read_text()
+    vrt.write_text(text.replace("<PixelFunctionType>", histograms + "<PixelFunctionType>", 1))
+    assert vrt.read_text().index("file_id=") > 65536
+    old.rename(new)
+    assert cli.main(["-q", "vrt", str(new / "m.sarz")]) == 0
+    assert str(old) not in (new / "m.sarz.vrt").read_text()
+
+
 def test_a_vrt_whose_sarz_was_replaced_says_so_and_is_written_again_whole(sarz, tmp_path):
     """compress --overwrite put another raster under the VRT's .sarz: reads failed with a traceback ("window ... is
     not inside the 256x256 raster"); writing the VRT again left the larger raster's overview VRTs behind."""

@@ -20,34 +20,34 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 from pathlib import Path
 from typing import Optional
 
 from osgeo import gdal
 from qgis.core import (
+    Qgis,
     QgsApplication,
-    QgsColorRampShader,
     QgsDataItemProvider,
     QgsDataProvider,
     QgsLayerItem,
     QgsMessageLog,
     QgsProject,
     QgsRasterLayer,
-    QgsRasterShader,
-    QgsSingleBandPseudoColorRenderer,
+    QgsSettings,
 )
 from qgis.gui import QgsCustomDropHandler
-from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtCore import QFileSystemWatcher
+from qgis.PyQt.QtWidgets import QAction, QFileDialog
 
+from ..algorithms.styling import header_stretch
 from ..engine import gdal_vrt
 from ..engine.api import read_header
 from ..engine.errors import InputError, SARCompressorError
 
 SUFFIX = ".sarz"
-RAMP_STOPS = 33
-"""Grey stops of the dB stretch (evenly spaced in dB between the coded range's ends)."""
+LAST_FOLDER_KEY = "sar_compressor/add_sarz_folder"
+"""Where "Add SAR Compressor Layer" last found files (QGIS settings)."""
 
 
 def enable_python_vrt() -> None:
@@ -96,7 +96,7 @@ def _write_style(vrt: Path, sarz: Path, header: dict) -> None:
     enable_python_vrt()
     layer = QgsRasterLayer(str(vrt), sarz.stem, "gdal")
     if layer.isValid():
-        _stretch(layer, header)
+        header_stretch(layer, header)
         layer.saveNamedStyle(str(_style_of(vrt)))
 
 
@@ -135,49 +135,6 @@ def sarz_of(path: Optional[str]) -> Optional[str]:
     return gdal_vrt.sarz_named_by(path)  # the XML read: no GDAL dataset opened (it writes an open VRT back)
 
 
-DB_PER_DECADE = {"intensity": 10.0, "complex": 10.0, "amplitude": 20.0}
-"""dB per decade of the layer's values, by kind (complex decodes as intensity). The coded range of the other kinds,
-dB and native (a display product's values), is in the layer's own values: their ramp is linear in them."""
-
-
-def first_band(header: dict) -> dict:
-    """The header entry of the layer's band 1: the lowest source band (entries are in coding order)."""
-    return min(header["bands"], key=lambda band: band["source_band"])
-
-
-def _layer_value(kind: str, coded: float) -> float:
-    """The layer's value at a point of its band's coded range."""
-    return 10.0 ** (coded / DB_PER_DECADE[kind]) if kind in DB_PER_DECADE else coded
-
-
-def db_stretch(layer: QgsRasterLayer, header: dict) -> None:
-    """A grey ramp evenly spaced in dB over band 1's coded range (linear in dB and native values), through the
-    alpha band where the raster has one."""
-    band = first_band(header)
-    vmin, vmax = band["range"]["vmin"], band["range"]["vmax"]
-    kind = band["kind"]
-    items = []
-    for i in range(RAMP_STOPS):
-        t = i / (RAMP_STOPS - 1)
-        grey = round(255 * t)
-        value = _layer_value(kind, vmin + t * (vmax - vmin))
-        items.append(QgsColorRampShader.ColorRampItem(value, QColor(grey, grey, grey)))
-    ramp = QgsColorRampShader(items[0].value, items[-1].value)
-    ramp.setColorRampType(QgsColorRampShader.Interpolated)
-    ramp.setClip(False)
-    ramp.setColorRampItemList(items)
-    shader = QgsRasterShader()
-    shader.setRasterShaderFunction(ramp)
-    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
-    renderer.setClassificationMin(items[0].value)  # unset, a saved style or project read "nan" back: the legend
-    renderer.setClassificationMax(items[-1].value)  # and the symbology showed nan / nan
-    bands = sorted(header["bands"], key=lambda entry: entry["source_band"])
-    alpha = [i for i, entry in enumerate(bands, start=1) if entry.get("color_interp") == "alpha"]
-    if alpha:
-        renderer.setAlphaBand(alpha[0])
-    layer.setRenderer(renderer)
-
-
 def sarz_layer(path: str) -> QgsRasterLayer:
     """A styled raster layer on the .sarz's VRT; SARCompressorError if the file is not a readable .sarz."""
     sarz = Path(path)
@@ -186,14 +143,8 @@ def sarz_layer(path: str) -> QgsRasterLayer:
     layer = QgsRasterLayer(str(vrt_for(sarz)), sarz.stem, "gdal")
     if not layer.isValid():
         raise InputError(f"GDAL could not open the VRT of {sarz}: {layer.error().summary()}")
-    _stretch(layer, header)
+    header_stretch(layer, header)
     return layer
-
-
-def _stretch(layer: QgsRasterLayer, header: dict) -> None:
-    """The dB stretch, where band 1's coded range is known."""
-    if all(math.isfinite(first_band(header)["range"][k]) for k in ("vmin", "vmax")):
-        db_stretch(layer, header)
 
 
 class SarzDropHandler(QgsCustomDropHandler):
@@ -245,7 +196,12 @@ def repair_moved(layers) -> None:
         try:
             _repair(layer)
         except Exception as exc:  # noqa: BLE001 (the layer stays as it was; its reads say what is wrong)
-            QgsMessageLog.logMessage(f"{layer.name()}: its VRT was not written again: {exc}", "SAR Compressor")
+            _log_warning(f"{layer.name()}: its VRT was not written again: {exc}")
+
+
+def _log_warning(message: str) -> None:
+    """A warning in the SAR Compressor tab of QGIS's log, which its status bar flags."""
+    QgsMessageLog.logMessage(message, "SAR Compressor", Qgis.Warning)
 
 
 def _repair(layer) -> None:
@@ -268,8 +224,9 @@ def _repair(layer) -> None:
             return
         try:
             gdal_vrt.write_vrt(beside, source)
-        except (SARCompressorError, OSError):
-            return  # another file under that name, or a folder that cannot be written: the read's error says
+        except (SARCompressorError, OSError) as exc:  # another file under that name, a folder that takes no file
+            _log_warning(f"{layer.name()}: cannot follow its moved .sarz: {exc}")
+            return
         vrt = source
     enable_python_vrt()
     layer.setDataSource(vrt, layer.name(), "gdal")
@@ -295,13 +252,79 @@ class SarzItemProvider(QgsDataItemProvider):
         return QgsLayerItem(parentItem, Path(path).name, path, str(vrt), QgsLayerItem.Raster, "gdal")
 
 
+def follow_replaced(sarz: str) -> int:
+    """Layers of the project that read `sarz` through a VRT of what it held before (Compress, the command line or a
+    copy wrote over it: the layer went blank, each read refusing another file's id, said in the render log only) are
+    moved onto a VRT of what it holds now; how many. A file gone is said in the log."""
+    path = Path(sarz)
+    layers = [layer for layer in QgsProject.instance().mapLayers().values() if _reads(layer, path)]
+    if not layers:
+        return 0
+    if not path.is_file():
+        _log_warning(f"{sarz} is gone (moved or deleted?): {', '.join(layer.name() for layer in layers)} cannot draw")
+        return 0
+    real = path.resolve()
+    stale = [layer for layer in layers if not gdal_vrt.vrt_current(real, Path(layer.source()))]
+    if stale:
+        vrt = str(vrt_for(path))
+        enable_python_vrt()
+        for layer in stale:
+            layer.setDataSource(vrt, layer.name(), "gdal")
+            layer.triggerRepaint()
+    return len(stale)
+
+
+def _reads(layer, sarz: Path) -> bool:
+    """Whether `layer` is a .sarz layer of `sarz` (its VRT names it, however the path is spelled)."""
+    if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+        return False
+    named = sarz_of(layer.source())
+    if named is None:
+        return False
+    return Path(named) == sarz or (sarz.exists() and Path(named).exists() and os.path.samefile(named, sarz))
+
+
+class SarzWatcher:
+    """Watches the .sarz files the project's layers read, so that a layer follows its file when it is replaced
+    (follow_replaced). A file replaced by a rename loses its watch: it is watched again."""
+
+    def __init__(self) -> None:
+        self.watcher = QFileSystemWatcher()
+        self.watcher.fileChanged.connect(self.changed)
+        QgsProject.instance().layersAdded.connect(self.watch)
+        self.watch(QgsProject.instance().mapLayers().values())
+
+    def watch(self, layers) -> None:
+        for layer in layers:
+            named = sarz_of(layer.source()) if isinstance(layer, QgsRasterLayer) else None
+            if named is not None and Path(named).is_file() and named not in self.watcher.files():
+                self.watcher.addPath(named)
+
+    def changed(self, sarz: str) -> None:
+        """A slot: nothing may escape it."""
+        try:
+            follow_replaced(sarz)
+        except Exception as exc:  # noqa: BLE001 (the layers stay as they were; their reads say what is wrong)
+            _log_warning(f"layers of {sarz} could not follow it: {exc}")
+        if Path(sarz).is_file() and sarz not in self.watcher.files():
+            self.watcher.addPath(sarz)
+
+    def close(self) -> None:
+        with contextlib.suppress(TypeError):  # not connected
+            QgsProject.instance().layersAdded.disconnect(self.watch)
+        self.watcher.fileChanged.disconnect(self.changed)
+        self.watcher.deleteLater()
+
+
 class SarzLayers:
     """What the plugin registers for .sarz files; `unregister` removes it."""
 
-    def __init__(self, iface) -> None:
-        self.iface = iface
+    def __init__(self, iface, menu: str) -> None:
+        self.iface, self.menu = iface, menu
         self.handler: Optional[SarzDropHandler] = None
         self.items: Optional[SarzItemProvider] = None
+        self.watcher: Optional[SarzWatcher] = None
+        self.action: Optional[QAction] = None
 
     def register(self) -> None:
         enable_python_vrt()
@@ -310,10 +333,39 @@ class SarzLayers:
         self.iface.registerCustomDropHandler(self.handler)
         self.items = SarzItemProvider()
         QgsApplication.dataItemProviderRegistry().addProvider(self.items)
+        self.watcher = SarzWatcher()
+        self.action = QAction("Add SAR Compressor Layer (.sarz)…", self.iface.mainWindow())
+        self.action.setObjectName("sarCompressorAddSarzAction")
+        self.action.setToolTip("Open .sarz files as layers (Layer > Add Raster Layer hands them to GDAL, which cannot)")
+        self.action.triggered.connect(self.add_files)
+        self.iface.addPluginToRasterMenu(self.menu, self.action)
+        if self.iface.addLayerMenu() is not None:  # Layer > Add Layer, beside Add Raster Layer
+            self.iface.addLayerMenu().addAction(self.action)
+
+    def add_files(self) -> None:
+        """Ask for .sarz files and add each as a layer (a bad one is a message-bar warning)."""
+        settings = QgsSettings()
+        folder = settings.value(LAST_FOLDER_KEY, str(Path.home()))
+        paths, _ = QFileDialog.getOpenFileNames(
+            self.iface.mainWindow(), "Add SAR Compressor layer", folder, f"SAR Compressor files (*{SUFFIX})"
+        )
+        for path in paths:
+            open_sarz(path, self.iface)
+        if paths:
+            settings.setValue(LAST_FOLDER_KEY, str(Path(paths[0]).parent))
 
     def unregister(self) -> None:
         with contextlib.suppress(TypeError):  # not connected (unregistered twice)
             QgsProject.instance().layersAdded.disconnect(repair_moved)
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
+        if self.action is not None:
+            self.iface.removePluginRasterMenu(self.menu, self.action)
+            if self.iface.addLayerMenu() is not None:
+                self.iface.addLayerMenu().removeAction(self.action)
+            self.action.deleteLater()
+            self.action = None
         if self.handler is not None:
             self.iface.unregisterCustomDropHandler(self.handler)
             self.handler = None

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .codec.format.container import ContainerReader
 from .codec.passes import rate_control
@@ -31,6 +31,7 @@ from .codec.passes.quality import DEFAULT_QUALITY, REFINE_STEPS, quality_level
 from .codec.passes.strip_window import Cancel, Progress, available_cores, tiles_at_most
 from .errors import CancelledError, InputError, OutputBusyError, SARCompressorError
 from .io.output_paths import guarded_outputs
+from .io.raster_io import dataset_stem, is_gdal_name, open_info
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -97,42 +98,92 @@ class BatchReport:
 # --------------------------------------------------------------------------- inputs and outputs
 
 
-def expand_inputs(items: Sequence[str]) -> list[Path]:
-    """Paths, glob patterns and lists of paths (`@list.txt`, or any `.txt` file: one path per line, blank lines and
-    `#` comments skipped, relative paths taken from the list's folder), in order, without repeats."""
-    found: list[Path] = []
+Source = Union[Path, str]
+"""A batch input: a file's path, or a GDAL dataset name kept as written (a zipped product's `/vsizip//...`, a
+netCDF variable's `NETCDF:"f.nc":var`: a Path folds `/vsizip//abs` into `/vsizip/abs`)."""
+
+
+def expand_inputs(items: Sequence[str]) -> list[Source]:
+    """Paths, GDAL dataset names, glob patterns and lists of them (`@list.txt`, or any `.txt` file: one per line,
+    blank lines and `#` comments skipped, relative paths taken from the list's folder), in order, without repeats.
+    A glob's matches named like files that are none (a folder named like a raster, a broken link: a product on an
+    unmounted volume) are kept, so that each fails in the report by name; they vanished without a word."""
+    found: list[Source] = []
     for item in items:
-        if item.startswith("@") or item.endswith(".txt"):
+        if is_gdal_name(item):
+            found.append(_readable_dataset(item, "input"))
+        elif item.startswith("@") or item.endswith(".txt"):
             found += _read_list(Path(item[1:] if item.startswith("@") else item))
         elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                raise InputError(f"no file matches {item!r}")
-            found += [Path(m) for m in matches if Path(m).is_file() and not _skipped_by_globs(Path(m))]
+            found += _glob_files(item)
         else:
             found.append(_not_output(_existing(Path(item), "input")))
-    unique: dict[Path, Path] = {}  # one per file, under the first name given (a link's, not its target's)
-    for path in found:  # its folder resolved as the system does (a '..' after a linked folder is the link's parent)
-        unique.setdefault(path.resolve(), path.parent.resolve() / path.name)
+    unique: dict[Source, Source] = {}  # one per file, under the first name given (a link's, not its target's)
+    for source in found:  # its folder resolved as the system does (a '..' after a linked folder is the link's parent)
+        if isinstance(source, str):
+            unique.setdefault(source, source)
+        else:
+            unique.setdefault(source.resolve(), source.parent.resolve() / source.name)
     if not unique:
         raise InputError("no input files")
     return list(unique.values())
 
 
-def _read_list(path: Path) -> list[Path]:
+def _glob_files(pattern: str) -> list[Path]:
+    """What a glob pattern matches that is named like a file, sidecars and outputs skipped."""
+    matches = _walk_glob(pattern) if "**" in pattern else sorted(glob.glob(pattern))
+    if not matches:
+        raise InputError(f"no file matches {pattern!r}")
+    named = [Path(m) for m in matches if Path(m).is_file() or Path(m).suffix]  # plain folders are not inputs
+    return [m for m in named if not _skipped_by_globs(m)]
+
+
+def _walk_glob(pattern: str) -> list[str]:
+    """A `**` pattern's matches (`head/**/tail`: `tail` in every folder below `head`, hidden ones aside, as glob
+    does), walking real folders only: glob's `**` follows linked folders, and two links back up the tree (`parent ->
+    ..`, `self -> .`) made the expansion run forever."""
+    head, _, tail = pattern.partition("**")
+    tail = tail.lstrip("/" + os.sep)
+    roots = sorted(glob.glob(head)) if glob.has_magic(head) else [head or os.curdir]
+    found: set[str] = set()
+    for root in (r for r in roots if os.path.isdir(r)):
+        for folder, subfolders, files in os.walk(root):  # followlinks=False
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            if tail:
+                found.update(glob.glob(os.path.join(glob.escape(folder), tail)))
+            else:
+                found.update(os.path.join(folder, name) for name in files if not name.startswith("."))
+    return sorted(os.path.normpath(m) for m in found)
+
+
+def _readable_dataset(name: str, what: str) -> str:
+    """A GDAL dataset name that GDAL opens, as written; InputError naming it otherwise."""
+    try:
+        open_info(name)
+    except SARCompressorError as exc:
+        raise InputError(f"{what} cannot be read: {exc}") from None
+    return name
+
+
+def _read_list(path: Path) -> list[Source]:
     """The paths a list names; InputError for a file that is no UTF-8 text (`@scene.tif`, a list in another
     encoding: a UnicodeDecodeError traceback)."""
     listed = _existing(path, "list of inputs")
     try:
-        text = listed.read_bytes().decode("utf-8")
+        text = listed.read_bytes().decode("utf-8-sig")  # Notepad and PowerShell start UTF-8 with a byte-order mark
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{path} is not a list of input paths in UTF-8 text (byte {exc.start} is not UTF-8): one path per line"
         ) from None
     except OSError as exc:
         raise InputError(f"cannot read the list of inputs {path}: {exc.strerror or exc}") from None
-    lines = (line.strip() for line in text.splitlines())
-    return [_existing(listed.parent / line, f"input listed in {path}") for line in lines if line and line[0] != "#"]
+    lines = [line.strip() for line in text.splitlines()]
+    what = f"input listed in {path}"
+    return [
+        _readable_dataset(line, what) if is_gdal_name(line) else _existing(listed.parent / line, what)
+        for line in lines
+        if line and line[0] != "#"
+    ]
 
 
 GDAL_SIDECARS = (
@@ -165,14 +216,14 @@ def _existing(path: Path, what: str) -> Path:
     return path
 
 
-def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
+def output_paths(inputs: Sequence[Source], out_dir: Path) -> list[Path]:
     """out_dir/<input stem>.sarz for each input; two inputs with the same stem are an error, not an overwrite. Names
     are compared as Windows and macOS compare them (case, and composed or decomposed accents, told apart by neither):
     there Scene.sarz and scene.sarz are one file, and the second raster's was skipped as done with the first's data
     in it."""
     outputs: dict[str, tuple[Path, Path]] = {}
     for src in inputs:
-        dst = out_dir / f"{src.stem}.sarz"
+        dst = out_dir / f"{dataset_stem(src)}.sarz"
         key = unicodedata.normalize("NFC", str(dst)).lower()  # as Windows and macOS fold names (NFD too)
         if key in outputs:
             other, first = outputs[key]
@@ -215,14 +266,27 @@ def compress_one(src: str, dst: str, settings: Mapping[str, Any]) -> FileOutcome
         with guarded_outputs([src], [dst], overwrite=True):  # the lock every writer takes: one writer at a time
             if _done_before(src, Path(dst), settings):  # another run finished it meanwhile
                 return FileOutcome(src, dst, "skipped", seconds=time.perf_counter() - start)
+            stamp = _stamp(src)
             with tiles_at_most(TILES_PER_FILE):
                 stats = compress_file(src, dst, warn=warnings.append, overwrite=False, **settings)
+            if _stamp(src) != stamp:  # its output holds a mix, and its time stamp passes it as done on resume
+                Path(dst).unlink(missing_ok=True)  # this run's own output
+                raise InputError("the input changed while it was coded: its output was removed; run the batch again")
     except OutputBusyError as exc:
         return FileOutcome(src, dst, "busy", error=str(exc), seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 (any failure of one file is reported, the batch goes on)
         return FileOutcome(src, dst, "failed", error=_describe(exc), seconds=time.perf_counter() - start)
     seconds = time.perf_counter() - start
     return FileOutcome(src, dst, "written", bpp=stats.bpp, pixels=stats.pixels, seconds=seconds, warnings=warnings)
+
+
+def _stamp(src: str) -> Optional[tuple[int, int]]:
+    """An input file's size and modification time in nanoseconds (None for a GDAL dataset name: a product in its
+    zip is not a file of its own)."""
+    if is_gdal_name(src):
+        return None
+    info = os.stat(src)
+    return info.st_size, info.st_mtime_ns
 
 
 def _done_before(src: str, dst: Path, settings: Mapping[str, Any]) -> bool:
@@ -244,7 +308,8 @@ def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
     """What of `settings` an existing output was not coded with ("" when it was): another raster's size, an input
     modified after the output was written, its bands, kind, quality, or a size over the target (a resumed batch
     skips only files done as asked; a 37x100 output was skipped as done for a 400x500 raster of the same name, and
-    one of another raster of the same size, copied over the input since, was kept)."""
+    one of another raster of the same size, copied over the input since, was kept). The file does not record `tune`
+    or the ablation switches (loop_filter, interscale, ...): a resumed batch takes what it finds as coded with them."""
     from .api import read_header
     from .io.raster_io import open_info
 
@@ -255,10 +320,13 @@ def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
     coded = (header["raster"]["width"], header["raster"]["height"])
     if coded != (info.width, info.height):  # another raster under the same name (a product processed again)
         found.append(f"a {coded[0]}x{coded[1]} raster, not this {info.width}x{info.height} one")
-    elif os.stat(src).st_mtime > os.stat(dst).st_mtime + MTIME_SLACK_S:  # written from an older file
+    elif not is_gdal_name(src) and os.stat(src).st_mtime > os.stat(dst).st_mtime + MTIME_SLACK_S:  # an older file
         found.append(f"an earlier {Path(src).name}: the input was modified after it was written")
     if sorted(bands) != asked:
         found.append(f"bands {sorted(bands)}, not {asked}")
+    asked_correction, coded_correction = settings.get("mean_correction", "block"), header["bands"][0]["mean_correction"]
+    if coded_correction not in (asked_correction, "none"):  # "none": a native band's whatever was asked
+        found.append(f"mean correction {coded_correction}, not {asked_correction}")
     kind = settings.get("kind", "auto")
     if kind != "auto" and any(entry["kind"] != kind for entry in header["bands"]):
         found.append(f"kind {header['bands'][0]['kind']}, not {kind}")
@@ -350,6 +418,7 @@ def dask_client(
                 yield local
         except BaseException:
             _kill_children(pids)  # a second Ctrl-C cut the close short: no worker may go on writing
+            _forget(cluster)
             raise
     finally:
         os.environ.update(dropped)
@@ -369,6 +438,16 @@ def _sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _forget(cluster: Any) -> None:
+    """Keep distributed's exit hook from closing `cluster` again once its workers are killed: a second Ctrl-C's
+    "stop at once" then waited 10 s there for workers that were gone (and a third Ctrl-C printed a traceback)."""
+    from distributed.deploy.spec import SpecCluster
+
+    instances = getattr(SpecCluster, "_instances", None)  # distributed's registry of the clusters it closes at exit
+    if instances is not None:
+        instances.discard(cluster)
 
 
 def _kill_children(pids: Sequence[int]) -> None:
@@ -477,7 +556,7 @@ def _check_settings(settings: Mapping[str, Any], workers: Optional[int]) -> None
 
 def _run(
     client: Client,
-    sources: Sequence[Path],
+    sources: Sequence[Source],
     outputs: Sequence[Path],
     settings: dict[str, Any],
     progress: Progress,
@@ -492,7 +571,7 @@ def _run(
     from distributed import as_completed
 
     def submit(i: int) -> None:
-        key = f"sarz-{sources[i].stem}-{uuid.uuid4().hex}"
+        key = f"sarz-{dataset_stem(sources[i])}-{uuid.uuid4().hex}"
         current[i] = client.submit(compress_one, str(sources[i]), str(outputs[i]), settings, key=key)
         index[current[i].key] = i
         finishing.add(current[i])

@@ -625,7 +625,7 @@ def _cmd_batch(args: argparse.Namespace, job: _Job) -> int:
     for outcome in report.outcomes:
         for warning in outcome.warnings:
             print(f"warning: {outcome.input}: {warning}", file=sys.stderr)
-    for failed in report.failed:
+    for failed in report.failed if args.quiet else []:  # else each was said as it failed (job.log)
         print(f"failed: {failed.input}: {failed.error}", file=sys.stderr)
     return 0 if report.ok else 1
 

@@ -539,3 +539,89 @@ def test_an_interrupted_close_kills_only_this_processs_workers():
     finally:
         child.kill()
     assert psutil.pid_exists(1)
+
+
+def test_an_interrupted_batch_leaves_no_cluster_for_distributed_to_close_at_exit(rasters, monkeypatch):
+    """Two Ctrl-Cs said "stop at once", then waited 10 s in distributed's exit hook, closing again the cluster whose
+    workers were killed (a third Ctrl-C printed a traceback)."""
+    from distributed.deploy.spec import SpecCluster
+
+    from sar_compressor.engine import batch
+
+    before = set(SpecCluster._instances)  # the other tests' clusters
+    with pytest.raises(KeyboardInterrupt), batch.dask_client(None, None, 1):
+        clusters = set(SpecCluster._instances) - before
+        assert len(clusters) == 1
+        raise KeyboardInterrupt  # as a second Ctrl-C cuts the close short
+    assert not clusters & set(SpecCluster._instances)
+
+
+def test_a_zipped_product_is_an_input_by_its_gdal_name(client, rasters, tmp_path):
+    """`compress /vsizip//.../product.zip/scene.tif` worked, `batch` with the same name said "input not found" (it
+    wanted a file, and a Path folded /vsizip//abs into /vsizip/abs): on the command line and in a list."""
+    import zipfile
+
+    src = next(iter(rasters))
+    archive = tmp_path / "product.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(src, f"measurement/{src.name}")
+    name = f"/vsizip/{archive}/measurement/{src.name}"
+    assert name.startswith("/vsizip//")
+    listing = tmp_path / "list.txt"
+    listing.write_text(name + "\n")
+    assert expand_inputs([name]) == expand_inputs([str(listing)]) == [name]
+    report = compress_batch([name], tmp_path / "out", client=client)
+    assert report.ok and report.count("written") == 1
+    assert (tmp_path / "out" / f"{src.stem}.sarz").read_bytes() == rasters[src]
+    assert compress_batch([name], tmp_path / "out", client=client).count("skipped") == 1
+    with pytest.raises(InputError, match="cannot be read"):
+        expand_inputs([f"/vsizip/{archive}/missing.tif"])
+
+
+def test_lists_globs_and_links_users_make(tmp_path):
+    """A list saved by Notepad (a UTF-8 byte-order mark) refused the whole batch; two links back up the tree made
+    `dir/**/*.tif` expand forever; a glob's broken link or folder named like a raster vanished without a word."""
+    folder = tmp_path / "d"
+    (folder / "sub").mkdir(parents=True)
+    for path in (folder / "a.tif", folder / "sub" / "b.tif"):
+        path.write_bytes(b"")
+    listing = tmp_path / "bom.txt"
+    listing.write_bytes("\ufeffd/a.tif\n".encode("utf-8"))
+    assert expand_inputs([str(listing)]) == [folder / "a.tif"]
+    (folder / "sub" / "parent").symlink_to("..")
+    (folder / "sub" / "self").symlink_to(".")
+    start = time.monotonic()
+    assert [p.name for p in expand_inputs([str(folder / "**" / "*.tif")])] == ["a.tif", "b.tif"]
+    assert time.monotonic() - start < 10
+    (folder / "gone.tif").symlink_to(tmp_path / "unmounted" / "gone.tif")
+    (folder / "x.tif").mkdir()
+    found = [p.name for p in expand_inputs([str(folder / "*")])]
+    assert found == ["a.tif", "gone.tif", "x.tif"]  # each fails in the report by name; "sub" is just a folder
+
+
+def test_an_input_changed_while_coded_fails_and_leaves_no_output(rasters, tmp_path, monkeypatch):
+    """An input rewritten while it was coded left a .sarz of the old data that every resume then skipped as done
+    (its time stamp is later than the change)."""
+    from sar_compressor.engine import api, batch
+
+    src = tmp_path / "scene.tif"
+    src.write_bytes(next(iter(rasters)).read_bytes())
+    real = api.compress_file
+
+    def rewritten_meanwhile(*args, **kwargs):
+        stats = real(*args, **kwargs)
+        write_scene(src, SIZE, SIZE, seed=9)
+        return stats
+
+    monkeypatch.setattr(api, "compress_file", rewritten_meanwhile)
+    outcome = batch.compress_one(str(src), str(tmp_path / "scene.sarz"), {})
+    assert outcome.status == "failed" and "changed while it was coded" in outcome.error
+    assert not (tmp_path / "scene.sarz").exists()
+
+
+def test_resume_compares_the_mean_correction(client, rasters, tmp_path):
+    """A second run asking for mean_correction="none" skipped the files the first had coded with "block"."""
+    src = next(iter(rasters))
+    assert compress_batch([str(src)], tmp_path, client=client).ok
+    report = compress_batch([str(src)], tmp_path, client=client, settings={"mean_correction": "none"})
+    assert report.count("failed") == 1 and "mean correction block, not none" in report.failed[0].error

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -396,6 +396,20 @@ container open in GDAL and QGIS. Passed to GDAL as written (a Path would fold /v
 def is_gdal_name(path: PathLike) -> bool:
     """Whether `path` is a GDAL dataset name rather than a file path (_GDAL_NAME)."""
     return bool(_GDAL_NAME.match(os.fspath(path)))
+
+
+def dataset_stem(name: PathLike) -> str:
+    """A file-name stem for the raster `name` names: a path's stem; for a GDAL name the stem of the file in the
+    archive (`/vsizip//d/p.zip/m/s1-vv.tiff` -> s1-vv), or the container's stem with what names the subdataset
+    (`NETCDF:"p.nc":sigma0` -> p_sigma0), in characters any file system takes."""
+    text = os.fspath(name)
+    if not is_gdal_name(text):
+        return Path(text).stem
+    if text.startswith("/vsi"):
+        return PurePosixPath(text).stem
+    segments = re.findall(r'"[^"]*"|[^:]+', text.split(":", 1)[1])  # after the driver; quoted paths keep their colons
+    parts = [PurePosixPath(seg.strip('"')).stem if "/" in seg or "." in seg else seg for seg in segments]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)).strip("._") or "subdataset"
 
 
 def _open(path: PathLike):

@@ -104,5 +104,5 @@ class DecompressAlgorithm(SARAlgorithm):
         """Main thread: the loaded result is named after its .sarz and drawn on its dB stretch, as the .sarz's own
         layer is."""
         if self._loaded is not None:
-            stretch_on_load(context, *self._loaded)
+            stretch_on_load(context, *self._loaded, self.parameterDefinition("OUTPUT").description())
         return {}

@@ -125,12 +125,16 @@ def style_on_load(context: QgsProcessingContext, destination: str, renderer: Opt
         details.setPostProcessor(StyleOnLoad(lambda layer: layer.setRenderer(renderer.clone())))
 
 
-def stretch_on_load(context: QgsProcessingContext, destination: str, header: dict, name: str) -> None:
-    """Name a decoded result that QGIS will load on completion and give it its .sarz's dB stretch (main thread): it
-    loaded as "Decompressed raster" on QGIS's min/max stretch, linear intensity almost black."""
+def stretch_on_load(
+    context: QgsProcessingContext, destination: str, header: dict, name: str, default_name: str
+) -> None:
+    """Give a decoded result that QGIS will load on completion its .sarz's dB stretch, and `name` where it would load
+    under its output's `default_name` (main thread): it loaded as "Decompressed raster" on QGIS's min/max stretch,
+    linear intensity almost black."""
     if destination and context.willLoadLayerOnCompletion(destination):
         details = context.layerToLoadOnCompletionDetails(destination)
-        details.name = name
+        if details.name == default_name:  # a model's output keeps the name its author gave it
+            details.name = name
         details.setPostProcessor(StyleOnLoad(lambda layer: header_stretch(layer, header)))
 
 
@@ -179,6 +183,16 @@ def db_stretch(layer: QgsRasterLayer, header: dict) -> None:
     if alpha:
         renderer.setAlphaBand(alpha[0])
     layer.setRenderer(renderer)
+
+
+def is_db_stretch(renderer: Optional[QgsRasterRenderer]) -> bool:
+    """Whether `renderer` is a dB stretch `db_stretch` made (RAMP_STOPS grey stops): the plugin's look, which a
+    layer moved onto another file takes again for that file's range, where a user's own style is kept."""
+    if not isinstance(renderer, QgsSingleBandPseudoColorRenderer) or renderer.shader() is None:
+        return False
+    items = renderer.shader().rasterShaderFunction().colorRampItemList()
+    grey = all(item.color.red() == item.color.green() == item.color.blue() for item in items)
+    return len(items) == RAMP_STOPS and grey
 
 
 def header_stretch(layer: QgsRasterLayer, header: dict) -> None:

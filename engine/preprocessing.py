@@ -171,10 +171,13 @@ def choose_kind(
     7. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
     8. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
        (linear intensity and amplitude are never negative; a minority below DARK_TAIL_DB, undeclared fill, aside).
-    9. some negative values otherwise -> "native": not backscatter (a DEM, a difference image), coded as is.
-    10. integer dtypes (uint16, int16, uint32, int32) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD)
+    9. negative values that thermal noise removal leaves (`noise_residue`: a minority, no deeper than the positive
+       values' median, in calibrated backscatter) -> "intensity": coded as native values, a Sentinel-1 sigma0
+       product with 0.5 % such values measured 7.2-7.7 dB under JPEG 2000 (a sweep of product quirks).
+    10. some negative values otherwise -> "native": not backscatter (a DEM, a difference image), coded as is.
+    11. integer dtypes (uint16, int16, uint32, int32) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD)
         store amplitude, so intensity would halve their dB contrast.
-    11. otherwise -> "intensity".
+    12. otherwise -> "intensity".
     Words are checked against the values: a linear kind named where the values look like dB is "db" (sigma0 and
     gamma0 name a quantity, not its unit: Sentinel-1 "Sigma0_VV" products are often in dB), and "db" is not taken
     for values no dB can be (above DB_LIMIT).
@@ -200,6 +203,9 @@ def choose_kind(
         return said
     if values is not None and _looks_like_db(values):
         return KindChoice("db", "values mostly negative within [-60, 40]: dB")
+    if values is not None and noise_residue(values):
+        share = 100 * negative_share(values)
+        return KindChoice("intensity", f"{share:.2f} % negative values, noise left by its subtraction: intensity")
     if values is not None and negative_share(values) > 0:
         share = 100 * negative_share(values)
         return KindChoice("native", f"{share:.2f} % negative values: not backscatter, coded as they are")
@@ -265,12 +271,6 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
             hint = (
                 "if they are scaled dB (dB x 100), give their scale (a GDAL band's: gdal_edit.py -scale 0.01; the "
                 "Zarr codec's: Sarz(scale=0.01)) so that they are coded as dB with their mean backscatter kept"
-            )
-        elif residue:
-            hint = (
-                "if this is noise-subtracted intensity (its negative values are noise below the floor), choose kind "
-                "'intensity': coded as native values, its dark areas keep little of their detail and its linear "
-                "mean is not kept (a simulated 4-look scene, 28 % negative: mean +7 % as native, -0.3 % as intensity)"
             )
         elif _within(sample, -60.0, 60.0):
             hint = (

@@ -44,7 +44,7 @@ def test_engine_announces_stages_only_to_a_log_that_takes_them(scene, tmp_path):
 
     log = StageLog()
     compress_file(scene, tmp_path / "c.sarz", target_bpp=1.0, log=log)
-    assert log.stages[:2] == ["survey (range and statistics)", "rate-control pass 1 of at most 10"]
+    assert log.stages[:2] == ["survey (range and statistics)", "rate-control pass 1 of at most 16"]
     assert log.stages[-1] == "coding at the chosen step" and len(log.stages) >= 4  # the passes share one survey
 
 

@@ -200,10 +200,36 @@ def test_failure_leaves_no_output_and_no_temp(tmp_path, error):
 
 
 def test_a_file_gdal_refuses_to_create_leaves_no_temp(tmp_path):
-    """GDAL made the temp file, then rasterio refused the nodata value: ValueError, and the hidden temp file stayed."""
-    with pytest.raises(OutputError, match="nodata"), StripWriter(tmp_path / "x.tif", _info(nodata=1e300)):
+    """rasterio refused what a header said (a nodata value, a CRS) once GDAL had made the temp file: a ValueError or
+    CRSError traceback, and the hidden temp file stayed."""
+    info = _info()
+    info.crs_wkt = "NOT A CRS"
+    with pytest.raises(OutputError, match="cannot create"), StripWriter(tmp_path / "x.tif", info):
         pass
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "dtype, nodata, written",
+    [
+        ("float32", -3.40282346639e38, float(np.float32(-3.40282346639e38))),
+        ("float32", 1e300, None),
+        ("uint16", -1.0, None),
+        ("uint16", 70000.0, None),
+        ("uint16", 0.0, 0.0),
+        ("int16", float("nan"), None),
+    ],
+)
+def test_a_nodata_value_the_type_cannot_hold_is_rounded_or_dropped(tmp_path, dtype, nodata, written):
+    """ESRI's float32 minimum as an ENVI header writes it (a double just past float32's) and a uint16 raster's -1
+    compressed, then never decompressed: rasterio refused them. A float is rounded to the type; a value the type
+    holds nothing like is dropped, and the writer says so."""
+    heard = []
+    info = _info(dtype=dtype, nodata=nodata)
+    _write_in_strips(tmp_path / "x.tif", info, np.ones((70, 45), dtype), warn=heard.append)
+    with rasterio.open(tmp_path / "x.tif") as ds:
+        assert ds.nodata == written
+    assert bool(heard) == (written is None) and (not heard or "declares no nodata value" in heard[0])
 
 
 def test_failure_keeps_an_existing_output(tmp_path):

@@ -39,6 +39,35 @@ def test_search_on_a_staircase_returns_the_finest_step_within_budget():
     assert bpp_at(step) <= 1.1
 
 
+def test_a_cliff_in_the_sizes_is_bracketed_and_halved_to_the_target():
+    """A smooth sea scene's bits fall off a cliff with the step (0.80 bpp at step 0.36, 0.0055 at 0.72): every
+    secant landed on the side of too many bits, the far end never moved, and after 10 passes the file was the
+    0.0055 bpp try for a target of 0.5 (measured on a simulated low-backscatter sea, and single-look water)."""
+    calls: list[float] = []
+
+    measured = [
+        (0.1, 2.8803),
+        (0.3224, 1.0185),
+        (0.3601, 0.8005),
+        (0.3849, 0.6710),
+        (0.4049, 0.5658),
+        (0.4131, 0.5286),
+        (0.4174, 0.5037),
+        (0.4667, 0.2610),
+        (0.5273, 0.1043),
+        (0.7226, 0.0055),
+    ]
+    steps, sizes = (np.log([m[i] for m in measured]) for i in (0, 1))
+
+    def bpp_at(step: float) -> float:  # the sea's sizes, as measured, between its tries (log-log)
+        calls.append(step)
+        return float(np.exp(np.interp(np.log(step), steps, sizes)))
+
+    step = rate_control.find_step(bpp_at, 0.5)
+    assert 0.5 * (1 - rate_control.TOLERANCE) <= bpp_at(step) <= 0.5
+    assert len(calls) - 1 <= rate_control.MAX_PASSES
+
+
 def test_unreachable_targets():
     """Below what the coarsest step needs: InputError naming the target and what it would take. Above what
     the finest step gives: the finest step (the most the codec can spend)."""

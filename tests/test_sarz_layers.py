@@ -127,6 +127,10 @@ def test_a_replaced_sarz_dropped_again_beside_its_open_old_layer_gets_a_vrt_of_i
         project.clear()
 
 
+def _ramp(layer) -> list[float]:
+    return [item.value for item in layer.renderer().shader().rasterShaderFunction().colorRampItemList()]
+
+
 def test_a_layer_follows_its_sarz_when_it_is_replaced(qgis_app, sarz, tmp_path, monkeypatch):
     """Compress writing over a .sarz a layer showed left the layer blank, each read refusing another file's id in the
     render log only: the watcher moves the layer onto a VRT of the new file, and watches the file again."""
@@ -144,6 +148,10 @@ def test_a_layer_follows_its_sarz_when_it_is_replaced(qgis_app, sarz, tmp_path, 
         pixels = _render(layer)
         assert not ((pixels[..., 0] == 255) & (pixels[..., 1] == 0) & (pixels[..., 2] == 255)).all()
         assert sarz_layers.follow_replaced(str(sarz)) == 0  # current: nothing to do
+        fresh = sarz_layers.sarz_layer(str(sarz))  # the dB stretch follows the new file's range, as a new layer's
+        assert _ramp(layer) == _ramp(fresh)
+        QgsProject.instance().removeMapLayer(layer.id())
+        assert watcher.watcher.files() == []  # no layer reads it any more
     finally:
         watcher.close()
         QgsProject.instance().clear()

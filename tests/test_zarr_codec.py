@@ -206,3 +206,14 @@ def test_a_column_major_array_and_damaged_frames_are_refused_and_a_0d_nodata_fit
     with pytest.raises(ContainerError, match="a frame of no plane"):
         Sarz().decode(b"SZCK" + bytes(12))
     zarr.create((8, 8), dtype="f4", compressor=Sarz(nodata=np.array(-9999.0)))  # metadata written as JSON
+
+
+def test_a_plane_that_inflates_past_its_frame_is_refused():
+    """A forged frame's deflated plane inflated whole (a 1000-fold deflate of zeros), whatever its frame's size."""
+    import struct
+    import zlib
+
+    bomb = zlib.compress(bytes(32 << 20), 9)
+    frame = b"SZCK" + struct.pack("<III", 1, 8, 8) + struct.pack("<Q", len(bomb)) + bomb
+    with pytest.raises(ContainerError, match="damaged Sarz chunk.*inflates past"):
+        Sarz().decode(frame)

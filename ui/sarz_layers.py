@@ -40,7 +40,7 @@ from qgis.gui import QgsCustomDropHandler
 from qgis.PyQt.QtCore import QFileSystemWatcher
 from qgis.PyQt.QtWidgets import QAction, QFileDialog
 
-from ..algorithms.styling import header_stretch
+from ..algorithms.styling import header_stretch, is_db_stretch
 from ..engine import gdal_vrt
 from ..engine.api import read_header
 from ..engine.errors import InputError, SARCompressorError
@@ -266,10 +266,13 @@ def follow_replaced(sarz: str) -> int:
     real = path.resolve()
     stale = [layer for layer in layers if not gdal_vrt.vrt_current(real, Path(layer.source()))]
     if stale:
-        vrt = str(vrt_for(path))
+        vrt, header = str(vrt_for(path)), read_header(path)
         enable_python_vrt()
         for layer in stale:
+            restretch = is_db_stretch(layer.renderer())  # the plugin's, for the old file's range; a user's stays
             layer.setDataSource(vrt, layer.name(), "gdal")
+            if restretch:
+                header_stretch(layer, header)
             layer.triggerRepaint()
     return len(stale)
 
@@ -284,6 +287,11 @@ def _reads(layer, sarz: Path) -> bool:
     return Path(named) == sarz or (sarz.exists() and Path(named).exists() and os.path.samefile(named, sarz))
 
 
+def _watched_name(layer) -> Optional[str]:
+    """The .sarz a raster layer reads through its VRT, as the watcher names it; None for any other layer."""
+    return sarz_of(layer.source()) if isinstance(layer, QgsRasterLayer) else None
+
+
 class SarzWatcher:
     """Watches the .sarz files the project's layers read, so that a layer follows its file when it is replaced
     (follow_replaced). A file replaced by a rename loses its watch: it is watched again."""
@@ -291,12 +299,21 @@ class SarzWatcher:
     def __init__(self) -> None:
         self.watcher = QFileSystemWatcher()
         self.watcher.fileChanged.connect(self.changed)
-        QgsProject.instance().layersAdded.connect(self.watch)
-        self.watch(QgsProject.instance().mapLayers().values())
+        project = QgsProject.instance()
+        project.layersAdded.connect(self.watch)
+        project.layersRemoved.connect(self.prune)
+        project.cleared.connect(self.prune)
+        self.watch(project.mapLayers().values())
+
+    def prune(self, *_: object) -> None:
+        """Stop watching the files no layer reads any more (layers removed, the project cleared)."""
+        read = {_watched_name(layer) for layer in QgsProject.instance().mapLayers().values()}
+        for path in set(self.watcher.files()) - read:
+            self.watcher.removePath(path)
 
     def watch(self, layers) -> None:
         for layer in layers:
-            named = sarz_of(layer.source()) if isinstance(layer, QgsRasterLayer) else None
+            named = _watched_name(layer)
             if named is not None and Path(named).is_file() and named not in self.watcher.files():
                 self.watcher.addPath(named)
 
@@ -306,12 +323,15 @@ class SarzWatcher:
             follow_replaced(sarz)
         except Exception as exc:  # noqa: BLE001 (the layers stay as they were; their reads say what is wrong)
             _log_warning(f"layers of {sarz} could not follow it: {exc}")
-        if Path(sarz).is_file() and sarz not in self.watcher.files():
-            self.watcher.addPath(sarz)
+        self.watch(QgsProject.instance().mapLayers().values())  # a file replaced by a rename lost its watch
 
     def close(self) -> None:
-        with contextlib.suppress(TypeError):  # not connected
-            QgsProject.instance().layersAdded.disconnect(self.watch)
+        project = QgsProject.instance()
+        for signal, slot in ((project.layersAdded, self.watch), (project.layersRemoved, self.prune)):
+            with contextlib.suppress(TypeError):  # not connected
+                signal.disconnect(slot)
+        with contextlib.suppress(TypeError):
+            project.cleared.disconnect(self.prune)
         self.watcher.fileChanged.disconnect(self.changed)
         self.watcher.deleteLater()
 

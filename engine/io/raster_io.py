@@ -210,15 +210,12 @@ class RasterInfo:
                 raise InputError(f"raster metadata has malformed RPCs: {exc}") from exc
 
     def _check_layout(self) -> None:
-        """Size, band count, data types and nodata values a writer can create."""
+        """Size, band count and data types a writer can create (a nodata value the type cannot hold is not refused:
+        products carry them, ESRI's float32 minimum written as a double in an ENVI header; StripWriter drops it)."""
         if not all(type(n) is int and 1 <= n <= MAX_SIDE for n in (self.width, self.height, self.count)):
             raise InputError(f"raster metadata has an impossible size: {self.width!r}x{self.height!r}x{self.count!r}")
         for dtype in [self.dtype, *self.band_dtypes]:
             _numpy_dtype(dtype)
-        dtypes = self.band_dtypes or [self.dtype] * len(self.band_nodata)
-        for value, dtype in [(self.nodata, self.dtype), *zip(self.band_nodata, dtypes)]:
-            if value is not None and not _holds(_numpy_dtype(dtype), value):
-                raise InputError(f"raster metadata has a nodata value {value!r} that {dtype} cannot hold")
 
     def _check_georeferencing(self) -> None:
         """A geotransform of six finite numbers, GCPs of five, CRSs that parse."""
@@ -263,13 +260,20 @@ def _strings(values: list, optional: bool = True) -> bool:
     return isinstance(values, list) and all(isinstance(v, str) or (optional and v is None) for v in values)
 
 
-def _holds(dtype: np.dtype, value: float) -> bool:
-    """Whether a raster of `dtype` can declare `value` as its nodata (NaN in floating-point types only)."""
-    if dtype.kind in "iu":
-        return math.isfinite(value) and np.iinfo(dtype).min <= value <= np.iinfo(dtype).max
-    if dtype.kind == "f" and math.isfinite(value):
-        return abs(value) <= np.finfo(dtype).max
-    return True
+def writable_nodata(value: Optional[float], dtype: str) -> Optional[float]:
+    """The nodata value a GeoTIFF of `dtype` can declare for `value`: a float rounded to the type (ESRI's float32
+    minimum, -3.40282346639e+38 as an ENVI header writes it, is just past float32's: rasterio refused it, GDAL rounds
+    it), None where the type holds no such value (1e300 in float32, -1 or 70000 in uint16, NaN in an integer type)."""
+    if value is None:
+        return None
+    kind = _numpy_dtype(dtype)
+    if kind.kind in "iu":
+        fits = math.isfinite(value) and value == int(value) and np.iinfo(kind).min <= value <= np.iinfo(kind).max
+        return value if fits else None
+    real = np.finfo(kind).dtype  # a complex type's parts
+    with np.errstate(over="ignore"):
+        rounded = float(real.type(value))
+    return rounded if math.isinf(rounded) == math.isinf(value) else None
 
 
 def _parsed_crs(wkt: Any) -> Any:
@@ -576,7 +580,9 @@ class StripWriter:
         self.path = Path(path)
         self.info = info
         self.dtype = str(np.dtype(dtype or info.dtype))
-        self.nodata = info.nodata if nodata is _FROM_INFO else nodata
+        asked = info.nodata if nodata is _FROM_INFO else nodata
+        self.nodata = writable_nodata(asked, self.dtype)
+        self._dropped_nodata = asked if self.nodata is None and asked is not None else None
         self.blocksize = blocksize
         self.compress = compress
         self.cog = cog
@@ -611,6 +617,8 @@ class StripWriter:
     def __enter__(self) -> StripWriter:
         rasterio = _rasterio()
         check_outputs([], [self.path], overwrite=True)
+        if self._dropped_nodata is not None and self.warn is not None:
+            self.warn(f"{self.path}: {self._dropped_nodata!r} is no {self.dtype} value, so it declares no nodata value")
         try:
             self._ds = rasterio.open(self._tmp, "w", **self._profile())
             self._write_metadata()

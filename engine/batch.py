@@ -106,8 +106,8 @@ netCDF variable's `NETCDF:"f.nc":var`: a Path folds `/vsizip//abs` into `/vsizip
 def expand_inputs(items: Sequence[str]) -> list[Source]:
     """Paths, GDAL dataset names, glob patterns and lists of them (`@list.txt`, or any `.txt` file: one per line,
     blank lines and `#` comments skipped, relative paths taken from the list's folder), in order, without repeats.
-    A glob's matches named like files that are none (a folder named like a raster, a broken link: a product on an
-    unmounted volume) are kept, so that each fails in the report by name; they vanished without a word."""
+    A glob's broken links (a product on an unmounted volume) are kept, so that each fails in the report by name;
+    they vanished without a word."""
     found: list[Source] = []
     for item in items:
         if is_gdal_name(item):
@@ -130,25 +130,34 @@ def expand_inputs(items: Sequence[str]) -> list[Source]:
 
 
 def _glob_files(pattern: str) -> list[Path]:
-    """What a glob pattern matches that is named like a file, sidecars and outputs skipped."""
-    matches = _walk_glob(pattern) if "**" in pattern else sorted(glob.glob(pattern))
+    """The files a glob pattern matches, and its broken links (a product on an unmounted volume: it fails in the
+    report by name), sidecars and outputs skipped."""
+    parts = pattern.split("/")
+    walked = parts.count("**") == 1 and not any("**" in part for part in parts if part != "**")
+    matches = _walk_glob(pattern) if walked else sorted(glob.glob(pattern, recursive=True))
     if not matches:
         raise InputError(f"no file matches {pattern!r}")
-    named = [Path(m) for m in matches if Path(m).is_file() or Path(m).suffix]  # plain folders are not inputs
-    return [m for m in named if not _skipped_by_globs(m)]
+    kept = [Path(m) for m in matches if Path(m).is_file() or (Path(m).is_symlink() and not Path(m).exists())]
+    return [m for m in kept if not _skipped_by_globs(m)]
 
 
 def _walk_glob(pattern: str) -> list[str]:
-    """A `**` pattern's matches (`head/**/tail`: `tail` in every folder below `head`, hidden ones aside, as glob
-    does), walking real folders only: glob's `**` follows linked folders, and two links back up the tree (`parent ->
-    ..`, `self -> .`) made the expansion run forever."""
+    """A pattern with one whole `**` component (`head/**/tail`: `tail` in `head` and every folder below it, hidden
+    ones aside, as glob matches it), each folder visited once, linked ones too: glob's own `**` followed two links
+    back up the tree (`parent -> ..`, `self -> .`) for ever."""
     head, _, tail = pattern.partition("**")
-    tail = tail.lstrip("/" + os.sep)
+    tail = tail.lstrip("/")
     roots = sorted(glob.glob(head)) if glob.has_magic(head) else [head or os.curdir]
     found: set[str] = set()
+    seen: set[tuple[int, int]] = set()
     for root in (r for r in roots if os.path.isdir(r)):
-        for folder, subfolders, files in os.walk(root):  # followlinks=False
-            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for folder, subfolders, files in os.walk(root, followlinks=True):
+            info = os.stat(folder)
+            if (info.st_dev, info.st_ino) in seen:  # reached again through a link: a loop, or a second way in
+                subfolders[:] = []
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
             if tail:
                 found.update(glob.glob(os.path.join(glob.escape(folder), tail)))
             else:
@@ -324,9 +333,10 @@ def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
         found.append(f"an earlier {Path(src).name}: the input was modified after it was written")
     if sorted(bands) != asked:
         found.append(f"bands {sorted(bands)}, not {asked}")
-    asked_correction, coded_correction = settings.get("mean_correction", "block"), header["bands"][0]["mean_correction"]
-    if coded_correction not in (asked_correction, "none"):  # "none": a native band's whatever was asked
-        found.append(f"mean correction {coded_correction}, not {asked_correction}")
+    asked_correction = settings.get("mean_correction", "block")
+    coded_corrections = {entry["mean_correction"] for entry in header["bands"]} - {asked_correction, "none"}
+    if coded_corrections:  # "none": a native band's whatever was asked
+        found.append(f"mean correction {', '.join(sorted(coded_corrections))}, not {asked_correction}")
     kind = settings.get("kind", "auto")
     if kind != "auto" and any(entry["kind"] != kind for entry in header["bands"]):
         found.append(f"kind {header['bands'][0]['kind']}, not {kind}")

@@ -171,9 +171,11 @@ def choose_kind(
     7. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
     8. values (finite ones of `sample`) mostly negative (> 50 %) and all within about [-60, 40] -> "db"
        (linear intensity and amplitude are never negative; a minority below DARK_TAIL_DB, undeclared fill, aside).
-    9. negative values that thermal noise removal leaves (`noise_residue`: a minority, no deeper than the positive
-       values' median, in calibrated backscatter) -> "intensity": coded as native values, a Sentinel-1 sigma0
-       product with 0.5 % such values measured 7.2-7.7 dB under JPEG 2000 (a sweep of product quirks).
+    9. a few negative values (AUTO_RESIDUE_SHARE at most) that thermal noise removal leaves (`noise_residue`: no
+       deeper than the positive values' median, in calibrated backscatter), on a band with no unit -> "intensity":
+       coded as native values, a Sentinel-1 sigma0 product with 0.5 % such values measured 7.2-7.7 dB under JPEG
+       2000 (a sweep of product quirks). More of them stay native with a warning that names intensity: a DEM in km
+       below sea level, a displacement map, an index (NDVI) look like that too, and would lose their signs.
     10. some negative values otherwise -> "native": not backscatter (a DEM, a difference image), coded as is.
     11. integer dtypes (uint16, int16, uint32, int32) -> "amplitude": DN products (Sentinel-1 GRD, TerraSAR-X MGD)
         store amplitude, so intensity would halve their dB contrast.
@@ -203,7 +205,7 @@ def choose_kind(
         return said
     if values is not None and _looks_like_db(values):
         return KindChoice("db", "values mostly negative within [-60, 40]: dB")
-    if values is not None and noise_residue(values):
+    if values is not None and not unit and _auto_residue(values):
         share = 100 * negative_share(values)
         return KindChoice("intensity", f"{share:.2f} % negative values, noise left by its subtraction: intensity")
     if values is not None and negative_share(values) > 0:
@@ -271,6 +273,12 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
             hint = (
                 "if they are scaled dB (dB x 100), give their scale (a GDAL band's: gdal_edit.py -scale 0.01; the "
                 "Zarr codec's: Sarz(scale=0.01)) so that they are coded as dB with their mean backscatter kept"
+            )
+        elif residue:
+            hint = (
+                "if this is noise-subtracted intensity (its negative values are noise below the floor), choose kind "
+                "'intensity': coded as native values, its dark areas keep little of their detail and its linear "
+                "mean is not kept (a simulated 4-look scene, 28 % negative: mean +7 % as native, -0.3 % as intensity)"
             )
         elif _within(sample, -60.0, 60.0):
             hint = (
@@ -340,6 +348,17 @@ has more negative values than positive ones (53.6 % in a sweep's Zarr chunks of 
 CALIBRATED_MEDIAN = 1.0
 """Calibrated linear backscatter (sigma0, beta0, gamma0) has its median below 1 (0 dB); dB values of a bright scene,
 whose few negative values look like residue too, have theirs at several units."""
+
+
+AUTO_RESIDUE_SHARE = 0.01
+"""At most this share of negative values in what is taken for noise-subtracted intensity without being told (0.47 %
+on the Sentinel-1 sigma0 product measured; a km DEM's sea-level dips, a displacement map's or an NDVI's negative
+values are more: a review measured 2.8, 6.5 and 20 %)."""
+
+
+def _auto_residue(values: np.ndarray) -> bool:
+    """Whether `values` are noise-subtracted intensity beyond doubt: noise residue, and a few negative values only."""
+    return 0 < negative_share(values) <= AUTO_RESIDUE_SHARE and noise_residue(values)
 
 
 def noise_residue(values: np.ndarray, declared: bool = False) -> bool:

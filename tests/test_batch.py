@@ -580,7 +580,8 @@ def test_a_zipped_product_is_an_input_by_its_gdal_name(client, rasters, tmp_path
 
 def test_lists_globs_and_links_users_make(tmp_path):
     """A list saved by Notepad (a UTF-8 byte-order mark) refused the whole batch; two links back up the tree made
-    `dir/**/*.tif` expand forever; a glob's broken link or folder named like a raster vanished without a word."""
+    `dir/**/*.tif` expand forever (walked once each, a linked archive folder is still searched); a glob's broken
+    link vanished without a word (a folder, even one named like a raster or a product's .SAFE, is no input)."""
     folder = tmp_path / "d"
     (folder / "sub").mkdir(parents=True)
     for path in (folder / "a.tif", folder / "sub" / "b.tif"):
@@ -590,13 +591,18 @@ def test_lists_globs_and_links_users_make(tmp_path):
     assert expand_inputs([str(listing)]) == [folder / "a.tif"]
     (folder / "sub" / "parent").symlink_to("..")
     (folder / "sub" / "self").symlink_to(".")
+    (tmp_path / "disk2" / "2023").mkdir(parents=True)
+    (tmp_path / "disk2" / "2023" / "c.tif").write_bytes(b"")
+    (folder / "2023").symlink_to(tmp_path / "disk2" / "2023")  # an archive spread over disks
     start = time.monotonic()
-    assert [p.name for p in expand_inputs([str(folder / "**" / "*.tif")])] == ["a.tif", "b.tif"]
+    assert [p.name for p in expand_inputs([str(folder / "**" / "*.tif")])] == ["c.tif", "a.tif", "b.tif"]
     assert time.monotonic() - start < 10
+    assert [p.name for p in expand_inputs([str(folder / "**.tif")])] == ["a.tif"]  # `**` within a name: a `*`
     (folder / "gone.tif").symlink_to(tmp_path / "unmounted" / "gone.tif")
     (folder / "x.tif").mkdir()
+    (folder / "S1A_X.SAFE").mkdir()
     found = [p.name for p in expand_inputs([str(folder / "*")])]
-    assert found == ["a.tif", "gone.tif", "x.tif"]  # each fails in the report by name; "sub" is just a folder
+    assert found == ["a.tif", "gone.tif"]  # the broken link fails in the report by name
 
 
 def test_an_input_changed_while_coded_fails_and_leaves_no_output(rasters, tmp_path, monkeypatch):

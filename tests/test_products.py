@@ -156,11 +156,11 @@ def test_negative_values_are_refused_as_backscatter_and_coded_native_with_a_warn
     assert result.stats.no_signal_pixels == 0  # float native: zeros are data
 
 
-def _noise_subtracted(shape=(256, 320)) -> np.ndarray:
+def _noise_subtracted(shape=(256, 320), below: float = 20) -> np.ndarray:
     """A 4-look intensity scene less a noise floor that varies across range, as thermal noise removal leaves it:
-    a fifth of the pixels (the darkest) negative, none deeper than the noise."""
+    `below` percent of the pixels (the darkest) negative, none deeper than the noise."""
     scene = simulate_scene(*shape, looks=4, seed=3)[0].astype(np.float64)
-    noise = np.percentile(scene, 20) * np.linspace(0.8, 1.2, shape[1])[None, :]
+    noise = np.percentile(scene, below) * np.linspace(0.8, 1.2, shape[1])[None, :]
     return (scene - noise).astype(np.float32)
 
 
@@ -181,15 +181,16 @@ def test_noise_subtracted_intensity_is_coded_in_db_not_refused_nor_native():
     arr = _noise_subtracted()
     assert 0.1 < pp.negative_share(arr) < 0.3 and pp.noise_residue(arr)
     assert not pp.noise_residue(_dem())  # a DEM's negative values are as large as its positive ones
-    assert pp.choose_kind("float32", _dem()).kind == "native"
-    native = api.compress_array(arr, quality=3, kind="native")
-    auto = api.compress_array(arr, quality=3)
-    assert auto.stats.kind == "intensity" and any("noise-subtracted" in w for w in auto.stats.warnings)
+    auto = api.compress_array(arr, quality=3)  # a fifth negative: a km DEM or an index could look so; told, not taken
+    assert auto.stats.kind == "native" and any("choose kind 'intensity'" in w for w in auto.stats.warnings)
+    few = _noise_subtracted(below=0.5)  # as the Sentinel-1 product measured: taken for intensity without a word
+    assert 0 < pp.negative_share(few) <= pp.AUTO_RESIDUE_SHARE and pp.choose_kind("float32", few).kind == "intensity"
+    assert pp.choose_kind("float32", few, unit="m").kind == "native"  # a unit that is no backscatter's
     coded = api.compress_array(arr, quality=3, kind="intensity")
-    np.testing.assert_array_equal(coded.reconstruction, auto.reconstruction)  # the header says why, not the pixels
+    assert coded.stats.kind == "intensity" and any("noise-subtracted" in w for w in coded.stats.warnings)
     assert coded.stats.vmin > -60  # the range is the positive values': negative ones lie below it
     recon = api.decompress_array(coded.data)
-    assert _db_psnr(arr, recon) > _db_psnr(arr, native.reconstruction) + 6
+    assert _db_psnr(arr, recon) > _db_psnr(arr, auto.reconstruction) + 6
     assert np.mean(recon, dtype=np.float64) / np.mean(arr, dtype=np.float64) == pytest.approx(1.0, abs=0.01)
     metrics = evaluate_arrays(arr, recon, kind="intensity")
     assert metrics["range"]["vmin"] > -60 and metrics["db_rmse"] < 10
@@ -797,3 +798,32 @@ def test_warnings_name_the_kind_a_mistaken_one_hides():
     assert any("if they are linear intensity" in w for w in pp.value_warnings("db", linear, "db"))
     assert not any("linear intensity" in w for w in pp.value_warnings("db", bright_db, "db"))
     assert not any("linear intensity" in w for w in pp.value_warnings("db", np.zeros(64, np.float32), "db"))
+
+
+def test_esri_float32_minimum_nodata_in_an_envi_header_masks_its_fill(tmp_path):
+    """An ENVI header's `data ignore value = -3.40282346639e+38` (ESRI's float32 minimum, a double just past it)
+    matched none of the float32 fill pixels: the fill was coded as data (the band taken for native values) and the
+    valid region decoded with a mean of -inf. The value is read as the band's type holds it."""
+    import re
+
+    from rasterio.transform import from_origin
+
+    arr = np.random.default_rng(0).gamma(4, 0.05 / 4, (128, 128)).astype(np.float32)
+    arr[:, :40] = np.float32(-3.40282346639e38)
+    src = tmp_path / "in.img"
+    profile = dict(driver="ENVI", width=128, height=128, count=1, dtype="float32", nodata=-1.0)
+    with rasterio.open(src, "w", crs="EPSG:32633", transform=from_origin(5e5, 5e6, 10, 10), **profile) as ds:
+        ds.write(arr, 1)
+    header = (tmp_path / "in.hdr").read_text()
+    (tmp_path / "in.hdr").write_text(
+        re.sub(r"data ignore value = .*", "data ignore value = -3.40282346639e+38", header)
+    )
+    (tmp_path / "in.img.aux.xml").unlink(missing_ok=True)
+    stats = api.compress_file(src, tmp_path / "o.sarz", quality=8)
+    assert stats.kind == "intensity"
+    api.decompress_file(tmp_path / "o.sarz", tmp_path / "o.tif")
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        out = ds.read(1)
+        assert ds.nodata == float(np.float32(-3.40282346639e38))
+    assert np.all(out[:, :40] == np.float32(ds.nodata))
+    assert np.mean(out[:, 40:], dtype=np.float64) == pytest.approx(np.mean(arr[:, 40:], dtype=np.float64), rel=0.02)

@@ -16,6 +16,7 @@ from sar_compressor.engine.io.raster_io import (
     RasterInfo,
     RasterReader,
     StripWriter,
+    dataset_stem,
     iter_strips,
     open_info,
     read_rows,
@@ -471,3 +472,22 @@ def test_metadata_domains_and_tags_reach_every_output(tmp_path, capsys):
         assert float(half.tags(ns="GEOLOCATION")["PIXEL_STEP"]) == 1.0
     assert cli.main(["info", str(tmp_path / "t.sarz")]) == 0
     assert "geolocation arrays (/data/lon.tif, /data/lat.tif)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "name, stem",
+    [
+        ("/data/scene.tif", "scene"),
+        ("/vsizip//d/S1A.zip/S1A.SAFE/measurement/s1a-iw-grd-vv.tiff", "s1a-iw-grd-vv"),
+        ('NETCDF:"/data/p.nc":sigma0', "p_sigma0"),
+        ('HDF5:"f.h5"://frequencyA/HH', "f__frequencyA_HH"),  # frequencyB's HH is another file
+        ("SENTINEL1_CALIB:SIGMA0:/p/S1A_X.SAFE/manifest.safe:IW_VV", "SIGMA0_S1A_X_IW_VV"),  # each product its own
+        ("/vsicurl/https://h/x/scene_vv.tif?v=1.2", "scene_vv"),  # the query left out
+        ("/vsicurl?url=https%3A%2F%2Fexample.com%2Fa%2Fb.tif&max_retry=3", "b"),
+        ("/vsigzip//d/scene.tif.gz", "scene"),
+    ],
+)
+def test_a_dataset_names_stem_is_a_file_name(name, stem):
+    """Batch names each output after its input: every Sentinel-1 product's calibrated band was SIGMA0_manifest_IW_VV
+    (a batch of them refused as one name), a URL's stem kept its query, a .tif.gz kept .tif."""
+    assert dataset_stem(name) == stem

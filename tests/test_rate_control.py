@@ -65,7 +65,7 @@ def test_a_cliff_in_the_sizes_is_bracketed_and_halved_to_the_target():
 
     step = rate_control.find_step(bpp_at, 0.5)
     assert 0.5 * (1 - rate_control.TOLERANCE) <= bpp_at(step) <= 0.5
-    assert len(calls) - 1 <= rate_control.MAX_PASSES
+    assert len(calls) - 1 <= 9  # the plain secant took 11 passes (to 16), 10 left the file at 0.0055 bpp
 
 
 def test_unreachable_targets():

@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import re
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -263,7 +264,8 @@ def _strings(values: list, optional: bool = True) -> bool:
 def writable_nodata(value: Optional[float], dtype: str) -> Optional[float]:
     """The nodata value a GeoTIFF of `dtype` can declare for `value`: a float rounded to the type (ESRI's float32
     minimum, -3.40282346639e+38 as an ENVI header writes it, is just past float32's: rasterio refused it, GDAL rounds
-    it), None where the type holds no such value (1e300 in float32, -1 or 70000 in uint16, NaN in an integer type)."""
+    it), None where the type holds no such value (1e300 or 1e-50 in float32, -1 or 70000 in uint16, NaN in an integer
+    type). Read from a file, it is what the band's pixels can equal (the fill matches it)."""
     if value is None:
         return None
     kind = _numpy_dtype(dtype)
@@ -271,9 +273,10 @@ def writable_nodata(value: Optional[float], dtype: str) -> Optional[float]:
         fits = math.isfinite(value) and value == int(value) and np.iinfo(kind).min <= value <= np.iinfo(kind).max
         return value if fits else None
     real = np.finfo(kind).dtype  # a complex type's parts
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         rounded = float(real.type(value))
-    return rounded if math.isinf(rounded) == math.isinf(value) else None
+    overflowed, underflowed = math.isinf(rounded) != math.isinf(value), rounded == 0 != value
+    return None if overflowed or underflowed else rounded  # 1e-50 in float32 would have made every 0 nodata
 
 
 def _parsed_crs(wkt: Any) -> Any:
@@ -326,8 +329,8 @@ def _nodata_of(ds, band: int) -> Optional[float]:
     """A band's nodata value; where it has none but a GDAL mask of its own (not an alpha band, which stays a band),
     the value its masked pixels are read as (preprocessing.mask_marker), so that outputs flag them as nodata."""
     value = ds.nodatavals[band - 1]
-    if value is not None:
-        return float(value)
+    if value is not None:  # as the band's type holds it: ESRI's float32 minimum, written as a double in an ENVI
+        return writable_nodata(float(value), ds.dtypes[band - 1])  # header, matched none of its fill pixels
     flags = [f.name for f in ds.mask_flag_enums[band - 1]]
     return pp.mask_marker(ds.dtypes[band - 1]) if pp.has_own_mask(flags) and "alpha" not in flags else None
 
@@ -391,7 +394,7 @@ def _color_interp(ds) -> list[str]:
     return [] if set(names) <= PLAIN_INTERP else names
 
 
-_GDAL_NAME = re.compile(r"^(/vsi[a-z0-9_]+/|[A-Z][A-Z0-9_]+:)")
+_GDAL_NAME = re.compile(r"^(/vsi[a-z0-9_]+[/?]|[A-Z][A-Z0-9_]+:)")
 """A GDAL dataset name that is not a plain path: a virtual file system (/vsizip/, /vsicurl/...) or a driver's
 subdataset (NETCDF:"f.nc":var, HDF5:..., SENTINEL1_CALIB:SIGMA0:...): how products inside a zip or a netCDF/HDF5
 container open in GDAL and QGIS. Passed to GDAL as written (a Path would fold /vsizip//abs into /vsizip/abs)."""
@@ -404,16 +407,41 @@ def is_gdal_name(path: PathLike) -> bool:
 
 def dataset_stem(name: PathLike) -> str:
     """A file-name stem for the raster `name` names: a path's stem; for a GDAL name the stem of the file in the
-    archive (`/vsizip//d/p.zip/m/s1-vv.tiff` -> s1-vv), or the container's stem with what names the subdataset
-    (`NETCDF:"p.nc":sigma0` -> p_sigma0), in characters any file system takes."""
+    archive or at the URL (`/vsizip//d/p.zip/m/s1-vv.tiff` -> s1-vv, a query left out, `.tif.gz` both suffixes), or
+    the container's stem with what names the subdataset (`NETCDF:"p.nc":sigma0` -> p_sigma0; a Sentinel-1
+    `manifest.safe` by its .SAFE folder), in characters any file system takes."""
     text = os.fspath(name)
     if not is_gdal_name(text):
         return Path(text).stem
     if text.startswith("/vsi"):
-        return PurePosixPath(text).stem
-    segments = re.findall(r'"[^"]*"|[^:]+', text.split(":", 1)[1])  # after the driver; quoted paths keep their colons
-    parts = [PurePosixPath(seg.strip('"')).stem if "/" in seg or "." in seg else seg for seg in segments]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)).strip("._") or "subdataset"
+        stems = [_file_stem(_url_path(text))]
+    else:
+        segments = re.findall(r'"[^"]*"|[^:]+', text.split(":", 1)[1])  # after the driver; quoted paths keep colons
+        files = [i for i, seg in enumerate(segments) if seg.startswith('"') or "/" in seg][:1]  # the container
+        stems = [_file_stem(seg.strip('"')) if i in files else seg for i, seg in enumerate(segments)]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(stems)).strip("._") or "dataset"
+
+
+def _url_path(name: str) -> str:
+    """The path part of a /vsi name: a /vsicurl?url=... name's URL, without its query."""
+    if "?" in name.split("/")[1]:  # /vsicurl?url=...&...: the options and the URL in the query
+        query = urllib.parse.parse_qs(name.split("?", 1)[1])
+        name = query.get("url", [name])[0]
+    return name.split("?", 1)[0]
+
+
+def _file_stem(path: str) -> str:
+    """A file's stem, compression suffixes too (scene.tif.gz -> scene); a Sentinel-1 manifest by its .SAFE folder."""
+    file = PurePosixPath(path)
+    if file.name.lower() == "manifest.safe" and file.parent.suffix.lower() == ".safe":
+        file = file.parent
+    name = file.name
+    packed = next((suffix for suffix in COMPRESSED_SUFFIXES if name.lower().endswith(suffix)), "")
+    return PurePosixPath(name[: len(name) - len(packed)]).stem
+
+
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".tar", ".tgz")
+"""What GDAL's /vsigzip/, /vsitar/... read through: a name's stem is what is left without them."""
 
 
 def _open(path: PathLike):

@@ -68,18 +68,22 @@ def find_step(bpp_at: Callable[[float], float], target_bpp: float) -> float:
 def _next_step(tried: dict[float, float], target: float) -> Optional[float]:
     """Secant (log-log) aimed at the middle of the tolerance window: between the closest steps over and
     under the target once both exist, else through the two nearest tries (SLOPE from a single one); None when
-    the search is pinned at a limit. Once bracketed, two tries in a row on one side halve the bracket instead: on a
-    smooth sea scene whose bits fall off a cliff (0.80 bpp at step 0.36, 0.0055 at 0.72) every secant landed on the
-    side of too many bits, and after MAX_PASSES the file was the 0.0055 bpp try for a target of 0.5 (`tried` holds
-    the tries in order)."""
+    the search is pinned at a limit. Once bracketed, tries in a row on one side halve the other end's distance to
+    the aim each time (the Illinois method: `_stuck_factor`): on a smooth sea scene whose bits fall off a cliff
+    (0.80 bpp at step 0.36, 0.0055 at 0.72) every plain secant landed on the side of too many bits, and after 10
+    passes the file was the 0.0055 bpp try for a target of 0.5 (`tried` holds the tries in order)."""
     aim = math.log(target * (1.0 - TOLERANCE / 2))
     over = [s for s, b in tried.items() if b > target]  # too many bits: the step must grow
     under = [s for s, b in tried.items() if b <= target]
     if over and under:
         s0, s1 = max(over), min(under)
-        if len({tried[s] > target for s in list(tried)[-2:]}) == 1:  # the last two tries fell on one side
-            return math.sqrt(s0 * s1)  # halve the bracket (in log): the far end is stuck (Illinois' remedy)
-        step = _secant(s0, tried[s0], s1, tried[s1], aim)
+        b0, b1 = tried[s0], tried[s1]
+        factor = _stuck_factor([b > target for b in tried.values()])
+        if tried[list(tried)[-1]] > target:  # the last tries had too many bits: the under end is the stuck one
+            b1 = math.exp(aim + (math.log(b1) - aim) * factor)
+        else:
+            b0 = math.exp(aim + (math.log(b0) - aim) * factor)
+        step = _secant(s0, b0, s1, b1, aim)
         return step if step is not None and s0 < step < s1 else math.sqrt(s0 * s1)
     if not under and max(over) >= COARSEST_STEP or not over and min(under) <= FINEST_STEP:
         return None
@@ -89,6 +93,13 @@ def _next_step(tried: dict[float, float], target: float) -> Optional[float]:
         s = near[0]
         step = s * math.exp((aim - math.log(tried[s])) / SLOPE)
     return min(max(step, FINEST_STEP), COARSEST_STEP)
+
+
+def _stuck_factor(over: list[bool]) -> float:
+    """How much of the stuck end's distance to the aim the secant sees: halved for each try after the first in the
+    trailing run on one side (`over`: each try's side, in order), 1 when the last two differ."""
+    run = next((i for i, side in enumerate(reversed(over)) if side != over[-1]), len(over))
+    return 0.5 ** max(run - 1, 0)
 
 
 def _secant(s0: float, b0: float, s1: float, b1: float, aim: float) -> Optional[float]:

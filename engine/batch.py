@@ -320,7 +320,6 @@ def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
     one of another raster of the same size, copied over the input since, was kept). The file does not record `tune`
     or the ablation switches (loop_filter, interscale, ...): a resumed batch takes what it finds as coded with them."""
     from .api import read_header
-    from .io.raster_io import open_info
 
     header, info = read_header(dst), open_info(src)
     bands = [entry["source_band"] for entry in header["bands"]]

@@ -125,29 +125,26 @@ def sarz_named_by(vrt: PathLike) -> Optional[str]:
     """The .sarz a VRT of this tool decodes (its VRT_SOURCE_TAG item), else None (another VRT, not a VRT, unreadable):
     a .sarz layer's file is its VRT, which Decompress and the panel take for the .sarz."""
     try:
-        root = ElementTree.parse(os.fspath(vrt)).getroot()
+        return _vrt_facts(Path(vrt))[0] or None
     except (OSError, ElementTree.ParseError):
         return None
-    items = root.findall(f"./Metadata/MDI[@key='{VRT_SOURCE_TAG}']") if root.tag == "VRTDataset" else []
-    return items[0].text or None if items else None
 
 
 def decoded_sarz(vrt: PathLike) -> Optional[str]:
     """The .sarz a VRT of this tool decodes (None for another file), checked as its reads check it: InputError where
     the file is gone or is another file than the VRT was written for (a copied project's VRT not repaired yet named
     the original folder's file, changed since)."""
-    named = sarz_named_by(vrt)
-    if named is None:
+    try:
+        named, _, ids = _vrt_facts(Path(vrt))  # read once: the file it names and the ids its reads check
+    except (OSError, ElementTree.ParseError):
+        return None
+    if not named:
         return None
     if not Path(named).is_file():
         raise InputError(f"{named} is gone (moved or deleted?): {vrt} decodes it; give the .sarz where it is now")
     with ContainerReader(named) as reader:
         file_id = reader.file_id
-    try:
-        text = Path(vrt).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputError(f"cannot read {vrt}: {exc.strerror or exc}") from None
-    if f'file_id="{file_id}"' not in text:
+    if file_id not in ids:
         raise InputError(
             f"{named} is another file than {vrt} was written for (replaced by a later compression?): give the .sarz "
             "itself"
@@ -184,6 +181,8 @@ def _vrt_facts(path: Path) -> tuple[Optional[str], Optional[str], set[Optional[s
     (issue 3222), which put a dual-pol layer's pixel functions 500 KB into a 1 MB file (a check of its first 64 KB
     refused to repair it after its project moved)."""
     root = ElementTree.parse(path).getroot()
+    if root.tag != "VRTDataset":  # another XML file
+        return None, None, set()
     items = {item.get("key"): item.text for item in root.findall("./Metadata/MDI")}
     ids = {args.get("file_id") for args in root.iter("PixelFunctionArguments")}
     return items.get(VRT_SOURCE_TAG), items.get(VRT_WRITER_TAG), ids

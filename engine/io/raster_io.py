@@ -825,27 +825,26 @@ class StripWriter:
         _remove(self._tmp.with_name(self._tmp.name + ".aux.xml"))
 
 
+def _domain_tables(info: RasterInfo) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """(band, domain name, items) of each named metadata domain of `info`: band 0 for the dataset's (rasterio's bidx),
+    each band's where every band has its entry."""
+    for name, items in info.domains.items():
+        yield 0, name, items
+    if len(info.band_domains) == info.count:
+        for band, domains in enumerate(info.band_domains, start=1):
+            for name, items in domains.items():
+                yield band, name, items
+
+
 def _write_domains(ds: Any, info: RasterInfo) -> None:
     """The dataset's and each band's named metadata domains of `info` into the open dataset `ds`."""
-    for name, items in info.domains.items():
-        ds.update_tags(ns=name, **items)
-    if len(info.band_domains) == info.count:
-        for i, domains in enumerate(info.band_domains, start=1):
-            for name, items in domains.items():
-                ds.update_tags(i, ns=name, **items)
+    for band, name, items in _domain_tables(info):
+        ds.update_tags(band, ns=name, **items)
 
 
 def _missing_domains(ds: Any, info: RasterInfo) -> bool:
     """Whether any named domain of `info` (dataset or band) is absent from the open dataset `ds`."""
-    if any(ds.tags(ns=name) != items for name, items in info.domains.items()):
-        return True
-    if len(info.band_domains) != info.count:
-        return False
-    return any(
-        ds.tags(i, ns=name) != items
-        for i, domains in enumerate(info.band_domains, start=1)
-        for name, items in domains.items()
-    )
+    return any(ds.tags(band, ns=name) != items for band, name, items in _domain_tables(info))
 
 
 def _remove(path: Path) -> None:

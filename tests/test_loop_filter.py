@@ -73,6 +73,22 @@ def test_where_the_ssim_guard_turns_every_class_down_no_whole_tile_is_filtered(m
     assert not whole_tiles  # turned down on the guard rows alone (single-look tiles: the common case)
 
 
+def test_the_classes_that_pay_are_refitted_on_every_row_and_only_they(monkeypatch):
+    clean, noisy = _smooth_and_noisy(320)
+    use = np.ones(clean.shape, bool)
+    fitted, _ = lf.fit(noisy, clean, use, -10.0, 0.5, 30.0, ssim=False)
+    classes = lf.activity_classes(noisy, fitted.thresholds)
+    every_row, _ = lf._solve(*lf._normal_equations(noisy, clean, use, classes, np.arange(320), -10.0))
+    kept = np.any(fitted.coefficients != 0, axis=1)
+    assert kept.any() and lf._sample_rows(clean.shape).size < 320
+    np.testing.assert_array_equal(fitted.coefficients[kept], every_row[kept])  # not the sampled rows' fit
+    normal, systems = lf._normal_equations, []
+    monkeypatch.setattr(lf, "_normal_equations", lambda *args: systems.append(args[4].size) or normal(*args))
+    monkeypatch.setattr(lf, "ssim_loss", lambda target, before, after, span: np.ones_like(after))  # turned down
+    assert lf.fit(noisy, clean, use, -10.0, 0.5, 30.0, ssim=True) is None
+    assert systems == [lf._sample_rows(clean.shape).size]  # single-look tiles pay for no whole-tile fit
+
+
 def test_applies_on_tiles_narrower_than_its_support():
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     filt = lf.LoopFilter(np.array([1, 2, 3], np.uint16), np.full((lf.CLASSES, lf.N_TAPS), 100, np.int16))

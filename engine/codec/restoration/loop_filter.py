@@ -57,13 +57,17 @@ ACTIVITY_WINDOW = 5
 MIN_PIXELS_PER_TAP = 64
 """A class fits only with this many valid pixels per coefficient (fewer: it would fit the noise)."""
 SAMPLE_SHARE = 4
-"""The fit sees one row in four (a 1024x1024 tile: 65,536 pixels per class for 26 coefficients), at a quarter of
-the cost; whether a class pays is then measured on every pixel. The rows are scattered by a hash, not every
-fourth: the wavelet leaves its error in phases of 2, 4, 8 ... pixels, and a regular sample sees only some.
-Sampling the top-left 2x2 of every 4x4 cell measured +0.040 / +0.068 dB on AIRSAR T11 / T22 at 0.25 bpp
-where the whole tile gave +0.071 / +0.079 (every second pixel of every second row: +0.006 / +0.031). In the codec
-(0.7.1, the five multilooked and oversampled crops coded to 0.25 / 0.5 / 1 bpp by rate control) every row measured
-+0.003 / +0.003 / +0.005 dB over one in four, for 45-50 % more compression CPU (4096x4096 single-look, q5)."""
+"""The first fit sees one row in four (a 1024x1024 tile: 65,536 pixels per class for 26 coefficients), at a quarter
+of the cost; the classes it finds paying (and keeping SSIM) are then fitted again on every row, so tiles where
+nothing pays (single-look ones, where the SSIM guard turns every class down) never pay for a whole-tile fit. The
+rows are scattered by a hash, not every fourth: the wavelet leaves its error in phases of 2, 4, 8 ... pixels, and a
+regular sample sees only some. Sampling the top-left 2x2 of every 4x4 cell measured +0.040 / +0.068 dB on AIRSAR
+T11 / T22 at 0.25 bpp where the whole tile gave +0.071 / +0.079 (every second pixel of every second row: +0.006 /
++0.031). In the codec (0.7.1, the five multilooked and oversampled crops coded to 0.25 / 0.5 / 1 bpp by rate control)
+fitting on every row measured +0.003 / +0.003 / +0.005 dB over one in four, for 45-50 % more compression CPU when
+every tile paid for it (4096x4096 single-look, q5); the refit pays it only where a class is kept."""
+FIT_ROWS = 128
+"""The fit sums its least-squares systems over this many rows at a time (a 1024-wide tile: 27 MB of features)."""
 RD_SLOPE = 2.0 * np.log(2.0) / 12.0
 """Squared error a bit buys at high rate for a uniform quantizer of step s: 2 ln 2 s**2 / 12 per bit
 (D = s**2/12 * 2**(-2R)); a class must gain more than its coefficients' bits times this."""
@@ -173,28 +177,30 @@ def fit(
     quantiles = np.quantile(values, np.arange(1, CLASSES) / CLASSES)
     thresholds = np.clip(np.rint(quantiles * ACTIVITY_SCALE), 0, 65535).astype(np.uint16)
     classes = _classes(act, thresholds)
-    rows = _sample_rows(x.shape)
-    seen = x[rows].reshape(-1)
-    features = np.stack([pair.reshape(-1) for pair in _pair_sums(x, rows)] + [seen - np.float32(flat_db)])
-    residual = (target[rows].reshape(-1) - seen).astype(np.float64)
-    members = use[rows].reshape(-1)[None] & (classes[rows].reshape(-1)[None] == np.arange(CLASSES)[:, None])
-    coefficients, predicted = zip(*(_fit_class(features, residual, m) for m in members))
-    coefficients = np.array(coefficients, np.int16)
+    normal = _normal_equations(x, target, use, classes, _sample_rows(x.shape), flat_db)
+    coefficients, predicted = _solve(*normal)
     full = np.bincount(classes[use], minlength=CLASSES)[:CLASSES]
-    predicted = np.array(predicted) * full / np.maximum(members.sum(axis=1), 1)  # the sample's gain, whole tile
+    predicted = predicted * full / np.maximum(normal[2], 1)  # the sample's gain, whole tile
     worth = _bits_cost(step_db)
     if not np.any(predicted > worth):  # nothing can pay: spare the trial
         return None
     coefficients[predicted <= worth] = 0
-    trial = LoopFilter(thresholds, coefficients)
     kept = np.any(coefficients != 0, axis=1)
     # The SSIM guard first, on its own rows: where it turns every class down no whole-tile trial is paid. On
     # single-look tiles it decides (4096x4096 simulated, quality 5: every class would save 14-23 times its bits in
     # squared error, and every one lowers SSIM).
     if ssim:
-        kept &= _keeps_ssim(trial, x, target, use, classes, flat_db, span)
+        kept &= _keeps_ssim(LoopFilter(thresholds, coefficients), x, target, use, classes, flat_db, span)
         if not kept.any():
             return None
+    coefficients[~kept] = 0
+    if normal[2].sum() < full.sum():  # the classes that may pay, refitted on every row (SAMPLE_SHARE)
+        refit, _ = _solve(*_normal_equations(x, target, use, classes, np.arange(x.shape[0]), flat_db))
+        coefficients[kept] = refit[kept]
+        if ssim:
+            kept &= _keeps_ssim(LoopFilter(thresholds, coefficients), x, target, use, classes, flat_db, span)
+            coefficients[~kept] = 0
+    trial = LoopFilter(thresholds, coefficients)
     filtered = trial.apply(x, flat_db, classes)
     kept &= _pays(filtered, x, target, use, classes, worth)
     if not kept.any():
@@ -210,29 +216,49 @@ def _bits_cost(step_db: float) -> float:
 
 
 def _sample_rows(shape: tuple[int, int]) -> np.ndarray:
-    """The rows the fit sees (SAMPLE_SHARE of them, chosen by a fixed hash; every row of a small tile)."""
+    """The rows the first fit sees (SAMPLE_SHARE of them, chosen by a fixed hash; every row of a small tile)."""
     rows = np.arange(shape[0], dtype=np.uint64)
     chosen = ((rows * np.uint64(2654435761)) >> np.uint64(8)) % np.uint64(SAMPLE_SHARE) == 0
     return np.flatnonzero(chosen if chosen.sum() * shape[1] >= MIN_PIXELS_PER_TAP * N_TAPS else rows == rows)
 
 
-def _fit_class(features: np.ndarray, residual: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares coefficients (int16 codes) of one class and the squared error they save on its sampled
-    pixels (quantized as they are); zeros and 0 when it has too few pixels."""
-    n = int(members.sum())
-    if n < MIN_PIXELS_PER_TAP * N_TAPS:
-        return np.zeros(N_TAPS, np.int16), 0.0
-    a = np.empty((n, N_TAPS), np.float64)
-    a[:, :-1] = features[:, members].T
-    a[:, -1] = 1.0
-    gram, rhs = a.T @ a, a.T @ residual[members]
-    ridge = np.diag(np.full(N_TAPS, 1e-9 * np.trace(gram) / N_TAPS + 1e-12))  # flat tiles: a singular system
-    w = np.linalg.solve(gram + ridge, rhs)
+def _normal_equations(
+    x: np.ndarray, target: np.ndarray, use: np.ndarray, classes: np.ndarray, rows: np.ndarray, flat_db: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class, the least-squares system of its taps over the pixels of `rows` in `use` (gram, right-hand side,
+    pixel count), summed over FIT_ROWS rows at a time so that the features of a whole tile are never held."""
+    gram, rhs = np.zeros((CLASSES, N_TAPS, N_TAPS)), np.zeros((CLASSES, N_TAPS))
+    count = np.zeros(CLASSES, np.int64)
+    for start in range(0, rows.size, FIT_ROWS):
+        part = rows[start : start + FIT_ROWS]
+        seen = x[part].reshape(-1)
+        a = np.empty((N_TAPS, seen.size), np.float64)
+        for j, pair in enumerate(_pair_sums(x, part)):
+            a[j] = pair.reshape(-1)
+        a[-2], a[-1] = seen - np.float32(flat_db), 1.0
+        residual = target[part].reshape(-1) - seen.astype(np.float64)
+        fits, of = use[part].reshape(-1), classes[part].reshape(-1)
+        for c in range(CLASSES):
+            members = a[:, fits & (of == c)]
+            gram[c] += members @ members.T
+            rhs[c] += members @ residual[fits & (of == c)]
+            count[c] += members.shape[1]
+    return gram, rhs, count
+
+
+def _solve(gram: np.ndarray, rhs: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each class's coefficients (int16 codes) and the squared error they save on the pixels its system was summed
+    over (quantized as they are); zeros and 0 for a class with too few pixels (it would fit the noise)."""
+    coefficients, saved = np.zeros((CLASSES, N_TAPS), np.int16), np.zeros(CLASSES)
     scale = np.full(N_TAPS, TAP_SCALE)
     scale[-1] = OFFSET_SCALE
-    codes = np.clip(np.rint(w * scale), -32767, 32767).astype(np.int16)
-    q = codes / scale
-    return codes, float(2.0 * q @ rhs - q @ gram @ q)
+    for c in np.flatnonzero(count >= MIN_PIXELS_PER_TAP * N_TAPS):
+        ridge = np.diag(np.full(N_TAPS, 1e-9 * np.trace(gram[c]) / N_TAPS + 1e-12))  # flat tiles: singular
+        w = np.linalg.solve(gram[c] + ridge, rhs[c])
+        coefficients[c] = np.clip(np.rint(w * scale), -32767, 32767)
+        q = coefficients[c] / scale
+        saved[c] = 2.0 * q @ rhs[c] - q @ gram[c] @ q
+    return coefficients, saved
 
 
 def _class_sums(values: np.ndarray, classes: np.ndarray, use: np.ndarray) -> np.ndarray:

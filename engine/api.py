@@ -114,6 +114,9 @@ class CompressStats(_Stats):
     """Exact zeros coded as no-signal fill (preprocessing.zero_is_fill), restored as zeros."""
     isolated_zeros: int = 0
     """...of which isolated inside the footprint (no zero among their 4 neighbours)."""
+    scattered_no_signal: int = 0
+    """No-signal pixels (zeros, or -inf in dB) dense inside the signal, coded as its darkest data and decoded as
+    small values, not restored exactly (preprocessing.scattered_no_signal)."""
     kind_reason: str = ""
     warnings: list[str] = field(default_factory=list)
     bands: list[dict[str, Any]] = field(default_factory=list)
@@ -267,6 +270,7 @@ def _compress_stats(bands: BandSetEncoder, size: int, seconds: float, **paths: O
         n_bright_residuals=enc.n_bright,
         no_signal_pixels=sum(e.n_zero for e in passes),
         isolated_zeros=sum(e.n_isolated_zero for e in passes),
+        scattered_no_signal=sum(e.n_scattered for e in passes),
         kind_reason=enc.survey.kind_reason,
         warnings=[w for e in passes for w in e.survey.warnings],
         bands=[_band_figures(e, None if e.layout.reference is None else sources[e.layout.reference]) for e in passes],

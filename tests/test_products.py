@@ -29,7 +29,6 @@ from sar_compressor.engine.simulate import (
     write_product,
 )
 
-"""The codec without a network (what remains once the autoencoder base is retired: then drop this)."""
 SIZE = (512, 640)
 
 
@@ -126,6 +125,47 @@ def test_isolated_zeros_are_counted_and_restored():
     result = api.compress_array(arr)
     assert result.stats.isolated_zeros == pp.isolated_count(arr == 0) >= 30
     np.testing.assert_array_equal(result.reconstruction == 0, arr == 0)
+
+
+def test_no_signal_fill_and_scattered_pixels_are_told_apart():
+    m = np.zeros((60, 80), bool)
+    m[:, :5] = True  # a border
+    m[10, 40] = True  # a dead pixel, alone
+    m[25, 30:46] = True  # a run of FILL_RUN: fill
+    m[26, 31] = True  # beside fill
+    m[5:8, 78:] = True  # reaching the edge: fill
+    m[40:55:2, 20:35:3] = True  # a dense scatter (a noise-clipped dark area)
+    scattered = pp.scattered_no_signal(m)
+    assert scattered[40:55:2, 20:35:3].all() and scattered.sum() == m[40:55:2, 20:35:3].sum()
+    m[40, 50 : 50 + pp.FILL_RUN - 1] = True  # a run one short of fill, among the scatter's neighbours: scattered
+    assert pp.scattered_no_signal(m)[40, 50:65].all() and not pp.scattered_no_signal(m)[:, :5].any()
+
+
+def _noise_clipped(rows: int, cols: int) -> np.ndarray:
+    """A cross-polarized-like intensity scene whose thermal noise was subtracted and clipped at zero (as SNAP
+    does), zero-filled along its left edge."""
+    from sar_compressor.engine.simulate import simulate_reflectivity, simulate_speckle
+
+    nesz = 10 ** (-24 / 10)
+    signal = simulate_speckle(0.1 * simulate_reflectivity(rows, cols, seed=7), looks=4, seed=1)
+    noise = simulate_speckle(np.full((rows, cols), nesz, np.float32), looks=4, seed=9)
+    out = np.maximum(signal + noise - nesz, 0).astype(np.float32)
+    out[:, :24] = 0
+    return out
+
+
+def test_dense_scattered_zeros_are_coded_as_data_and_the_fill_kept_exact():
+    arr = _noise_clipped(512, 512)
+    inside = arr[:, 24:] == 0
+    assert inside.mean() > 0.08  # noise-clipped: 10 % of the footprint is zero
+    result = api.compress_array(arr, kind="intensity", target_bpp=0.25)  # unreachable while they took the mask
+    assert result.stats.bpp <= 0.25 and result.stats.scattered_no_signal > 0.8 * inside.sum()
+    assert np.all(result.reconstruction[:, :24] == 0) and result.stats.no_signal_pixels >= 512 * 24
+    recon = result.reconstruction[:, 24:]
+    assert np.all(recon[~inside] > 0) and np.count_nonzero(recon[inside] > 0) == result.stats.scattered_no_signal
+    np.testing.assert_array_equal(api.decompress_array(result.data), result.reconstruction)
+    metrics = evaluate_arrays(arr, result.reconstruction, kind="intensity")
+    assert abs(metrics["mean_ratio"] - 1) < 0.02
 
 
 def test_zeros_come_back_as_zeros_in_float_rasters():

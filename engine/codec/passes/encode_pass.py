@@ -133,7 +133,7 @@ class EncodePass(StripPass):
     once it is exhausted, then `flush_deferred()`."""
 
     TOTALS = (
-        *("n_valid", "n_clipped", "n_bright", "n_zero", "n_isolated_zero", "n_filtered", "n_predicted"),
+        *("n_valid", "n_clipped", "n_bright", "n_zero", "n_isolated_zero", "n_scattered", "n_filtered", "n_predicted"),
         *("sum_o", "sum_r", "squared_error"),
     )
     """The whole-raster statistics, each a sum over tiles (strip_tasks adds up those of tiles coded apart)."""
@@ -155,7 +155,7 @@ class EncodePass(StripPass):
         self.n_filtered = self.n_predicted = 0
         self.spool_dir: Optional[Path] = None
         self.sum_o = self.sum_r = 0.0
-        self.n_valid = self.n_clipped = self.n_bright = self.n_zero = self.n_isolated_zero = 0
+        self.n_valid = self.n_clipped = self.n_bright = self.n_zero = self.n_isolated_zero = self.n_scattered = 0
         self.deferred: list[tuple[Path, Strip]] = []
         self.refinements: Optional[list[bytes]] = None
         """Kept when another band is predicted from this one (its ReferenceBand decodes them)."""
@@ -243,6 +243,8 @@ class EncodePass(StripPass):
         tile = layout.tile(k)
         raw = self._read(tile.row0, tile.rows, tile.col0, tile.cols)
         valid = pp.valid_mask(raw, layout.nodata, pp.zero_is_fill(layout.kind, layout.dtype))
+        scattered = pp.scattered_no_signal(self._no_signal(raw, valid))
+        valid |= scattered  # coded as the darkest data (to_db puts them at the floor), not in the mask
         orig_db = pp.to_db(raw, layout.kind, layout.scaling)
         keep_means = layout.kind != "native"  # native values have no linear intensity to keep
         residuals = bright_residuals(
@@ -250,7 +252,8 @@ class EncodePass(StripPass):
         )
         outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
         self.n_valid += int(valid.sum())
-        self.n_clipped += int(np.count_nonzero(valid & outside))
+        self.n_clipped += int(np.count_nonzero(valid & outside & ~scattered))
+        self.n_scattered += int(scattered.sum())
         self.n_bright += int(residuals.steps.size)
         invalid = ~valid
         zeros = invalid & (raw == 0) if layout.nodata != 0 else np.zeros_like(invalid)  # no-signal, not nodata
@@ -266,6 +269,20 @@ class EncodePass(StripPass):
         )
         strip.below_zero = self._below_zero(raw, valid)
         return strip
+
+    def _no_signal(self, raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The invalid pixels that say "no signal" rather than "no data": exact zeros where zeros are fill, -inf
+        in dB; never the band's nodata value (a declared marker is restored exactly wherever it is)."""
+        layout = self.layout
+        if layout.kind == "db" and raw.dtype.kind == "f":
+            marker = -np.inf
+        elif pp.zero_is_fill(layout.kind, layout.dtype):
+            marker = 0
+        else:
+            return np.zeros(raw.shape, dtype=bool)
+        if layout.nodata is not None and layout.nodata == marker:
+            return np.zeros(raw.shape, dtype=bool)
+        return ~valid & (raw == marker)
 
     def _below_zero(self, raw: np.ndarray, valid: np.ndarray) -> Optional[np.ndarray]:
         """Per gain block, the sum of a noise-subtracted intensity tile's negative values (None without any): the
@@ -436,7 +453,9 @@ class EncodePass(StripPass):
             "warnings": self.survey.warnings,
             "linear_mean": _round(self.survey.linear_mean),
         }
-        if self.n_filtered:  # a zero costs header bytes on every small file; `info` reads its absence as 0
+        if self.n_scattered:  # a zero costs header bytes on every small file; `info` reads its absence as 0
+            stats["scattered_no_signal"] = self.n_scattered
+        if self.n_filtered:
             stats["loop_filtered_tiles"] = self.n_filtered
         if self.n_predicted:
             stats["interscale_tiles"] = self.n_predicted

@@ -42,7 +42,8 @@ class InputSummary:
     nodata_fraction: float
     """Pixels that are nodata or non-finite."""
     zero_fraction: float
-    """Exact zeros coded as no-signal fill (0 when the kind keeps zeros as data)."""
+    """Exact zeros, no-signal (0 when the kind keeps zeros as data): the fill, restored exactly, and any scattered
+    densely inside the signal, which compression codes as data (preprocessing.scattered_no_signal)."""
     negative_fraction: float
     warnings: list[str] = field(default_factory=list)
     refusal: Optional[str] = None

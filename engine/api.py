@@ -45,7 +45,7 @@ from .codec.passes.decode_pass import DecodePass, band_passes, run_passes
 from .codec.passes.encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .codec.passes.quality import DEFAULT_QUALITY
 from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
-from .errors import ContainerError, InputError, OutputError
+from .errors import ContainerError, InputError, OutputError, UnreachableTarget
 from .input_checks import check_kind_fits, check_not_paletted, check_one_dtype
 from .inspect import complex_scale_warning, differing_nodata_warning, mask_warning, nodata_warning, photo_warning
 from .io.output_paths import (
@@ -534,7 +534,7 @@ def _options_for_target(
     moved the T11/T22/T33 pooled PSNR at equal bytes by -0.04 to +0.02 dB: the equal step stays."""
     share = 1.0 / (rate_control.MAX_PASSES + 1)
     pixels = sources[0].info.width * sources[0].info.height
-    done = 0
+    done, last = 0, []
 
     def at_step(step: float) -> EncodeOptions:
         return replace(options, refine_step=step, quality=rate_control.nearest_quality(step))
@@ -545,13 +545,30 @@ def _options_for_target(
         _stage(log, f"rate-control pass {done + 1} of at most {rate_control.MAX_PASSES}")
         trial = BandSetEncoder(sources, at_step(step), plan, bar, cancel)
         bpp = 8.0 * len(container_bytes(trial.header, trial.chunks(), cancel)) / pixels
-        done += 1
+        done, last[:] = done + 1, [trial]
         if log is not None:
             log(f"rate control: step {step:.4g} of the dB ranges -> {bpp:.4f} bpp")
         return bpp
 
-    step = rate_control.find_step(bpp_at, target_bpp)
+    try:
+        step = rate_control.find_step(bpp_at, target_bpp)
+    except UnreachableTarget as err:
+        raise UnreachableTarget(f"{err}{_mask_hint(last[0].passes, pixels)}") from None
     return at_step(step), done * share
+
+
+def _mask_hint(passes: list[EncodePass], pixels: int) -> str:
+    """Why a target may be out of reach whatever the step: the pixels the mask restores exactly, where they are
+    more than 1 % of the raster (noise-clipped zeros a nodata 0 marks: a simulated scene with 10 % of them needs
+    0.34 bpp for its mask alone, a sweep)."""
+    masked = sum(pixels - enc.n_valid - enc.n_scattered for enc in passes)
+    if masked <= 0.01 * pixels * len(passes):
+        return ""
+    return (
+        f"; {masked} pixels are nodata or no-signal, restored exactly at any step (scattered ones cost the mask "
+        "about 2 bytes each: if a nodata value also marks pixels of the signal, noise-clipped zeros under nodata 0 "
+        "for instance, a copy without it, gdal_edit.py -unsetnodata, has those coded as data)"
+    )
 
 
 def _stage(log: Log, text: str) -> None:

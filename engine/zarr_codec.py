@@ -166,14 +166,15 @@ class Sarz(Codec):
         return bool(pp.valid_mask(plane, self.nodata, zero_fill=True).any())
 
     def _valid_share(self, plane: np.ndarray) -> float:
-        """The share of a plane's pixels the codec codes: zeros are fill where its kind says so (zero_is_fill)."""
+        """The share of a plane's pixels the codec codes as data (pp.coded_pixels: zeros are fill where its kind says
+        so, unless scattered inside the signal)."""
         kind = self.kind
         if kind == "auto":
             valid = pp.valid_mask(plane, self.nodata)
             scaling = pp.band_scaling(self.scale, self.offset)
             values = pp.scaled(plane[valid], scaling)
             kind = pp.detect_kind(plane.dtype, values, scaled=scaling != pp.IDENTITY) if valid.any() else "db"
-        return float(np.mean(pp.valid_mask(plane, self.nodata, pp.zero_is_fill(kind, plane.dtype))))
+        return float(np.mean(pp.coded_pixels(plane, kind, plane.dtype, self.nodata)))
 
     def _warn(self, text: str) -> None:
         """A warning once per codec and kind of warning (its text without numbers): a write codes many chunks."""

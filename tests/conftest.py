@@ -17,6 +17,17 @@ SHARED_SAR = REPO.parent / "shared" / "sar-data"
 SHARED_TRAIN = REPO.parent / "shared" / "train-data" / "ucmerced_gray_256.npz"
 
 
+def pytest_sessionstart(session) -> None:
+    """Refuse to test another tree: the checkout's root is a package (QGIS imports the plugin by its folder), so
+    pytest puts the folder above it first on sys.path, where a `sar_compressor` folder or link would be imported
+    instead of this checkout (a fresh clone beside an old copy tested the old copy, and failed its batch tests)."""
+    import sar_compressor
+
+    where = Path(sar_compressor.__file__).resolve().parent
+    if where != REPO:
+        raise pytest.UsageError(f"sar_compressor is imported from {where}, not from this checkout ({REPO})")
+
+
 @pytest.fixture(scope="module")
 def scene(request, tmp_path_factory) -> Path:
     """A scene simulated by the CLI, of the module's SCENE = (rows, columns, seed) (modules with their own `scene`

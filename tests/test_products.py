@@ -18,7 +18,7 @@ from sar_compressor.engine import api
 from sar_compressor.engine import preprocessing as pp
 from sar_compressor.engine.cli import main
 from sar_compressor.engine.codec.entropy.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
-from sar_compressor.engine.errors import ContainerError, InputError
+from sar_compressor.engine.errors import ContainerError, InputError, UnreachableTarget
 from sar_compressor.engine.inspect import inspect_input
 from sar_compressor.engine.metrics import evaluate_arrays, evaluate_files
 from sar_compressor.engine.simulate import (
@@ -139,6 +139,10 @@ def test_no_signal_fill_and_scattered_pixels_are_told_apart():
     assert scattered[40:55:2, 20:35:3].all() and scattered.sum() == m[40:55:2, 20:35:3].sum()
     m[40, 50 : 50 + pp.FILL_RUN - 1] = True  # a run one short of fill, among the scatter's neighbours: scattered
     assert pp.scattered_no_signal(m)[40, 50:65].all() and not pp.scattered_no_signal(m)[:, :5].any()
+    m[44:47, 24:27] = m[50:54, 60:66] = True  # masked holes (an RTC product's layover): a 3x3 square fits in them
+    m[51:53, 30:32] = True  # a 2x2 one among the scatter does not
+    scattered = pp.scattered_no_signal(m)
+    assert not scattered[44:47, 24:27].any() and not scattered[50:54, 60:66].any() and scattered[51:53, 30:32].all()
 
 
 def _noise_clipped(rows: int, cols: int) -> np.ndarray:
@@ -166,6 +170,29 @@ def test_dense_scattered_zeros_are_coded_as_data_and_the_fill_kept_exact():
     np.testing.assert_array_equal(api.decompress_array(result.data), result.reconstruction)
     metrics = evaluate_arrays(arr, result.reconstruction, kind="intensity")
     assert abs(metrics["mean_ratio"] - 1) < 0.02
+
+
+def test_declared_nodata_keeps_every_zero_and_db_codes_its_scattered_minus_inf():
+    arr = _noise_clipped(256, 256)
+    kept = api.compress_array(arr, kind="intensity", nodata=0.0)
+    assert kept.stats.scattered_no_signal == 0
+    np.testing.assert_array_equal(kept.reconstruction == 0, arr == 0)
+    with pytest.raises(UnreachableTarget, match="pixels are nodata or no-signal, restored exactly at any step"):
+        api.compress_array(arr, kind="intensity", nodata=0.0, target_bpp=0.25)  # says why
+    with np.errstate(divide="ignore"):
+        db = (10 * np.log10(arr)).astype(np.float32)  # the zeros -inf
+    result = api.compress_array(db, kind="db")
+    scattered = np.isneginf(db) & (np.arange(256) >= 24)[None, :]
+    assert result.stats.scattered_no_signal > 0.8 * scattered.sum()
+    assert np.all(np.isneginf(result.reconstruction[:, :24]))  # the fill: exact
+    decoded = result.reconstruction[scattered & np.isfinite(result.reconstruction)]
+    assert decoded.size == result.stats.scattered_no_signal  # finite: dark data
+    assert np.median(decoded) < np.percentile(db[np.isfinite(db)], 10)
+    dn = np.sqrt(arr * 1e6).round().astype(np.uint16)  # amplitude DN, its zeros decoded as 1 at least: not fill
+    coded = api.compress_array(dn, kind="amplitude")
+    assert coded.stats.scattered_no_signal > 0 and np.all(coded.reconstruction[dn > 0] >= 1)
+    assert np.count_nonzero((dn == 0) & (coded.reconstruction > 0)) == coded.stats.scattered_no_signal
+    assert np.all(coded.reconstruction[:, :24] == 0)
 
 
 def test_zeros_come_back_as_zeros_in_float_rasters():

@@ -175,6 +175,9 @@ class Strip:
     codes: np.ndarray
     refinement: bytes = b""
     orig_db: Optional[np.ndarray] = None
+    scattered: Optional[np.ndarray] = None
+    """Encoder: the no-signal pixels coded as data (preprocessing.scattered_no_signal), outside the band's PSNR;
+    None where there are none."""
     below_zero: Optional[np.ndarray] = None
     """Encoder: per gain block, the sum of the tile's negative intensities (a noise-subtracted product's), which
     its block means count (orig_db holds them at the noise floor); None where there are none."""

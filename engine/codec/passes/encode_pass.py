@@ -243,7 +243,9 @@ class EncodePass(StripPass):
         tile = layout.tile(k)
         raw = self._read(tile.row0, tile.rows, tile.col0, tile.cols)
         valid = pp.valid_mask(raw, layout.nodata, pp.zero_is_fill(layout.kind, layout.dtype))
-        scattered = pp.scattered_no_signal(self._no_signal(raw, valid))
+        scattered = pp.scattered_no_signal(pp.no_signal_pixels(raw, valid, layout.kind, layout.dtype, layout.nodata))
+        self.n_valid += int(valid.sum())  # the signal's pixels: what evaluate measures
+        self.n_scattered += int(scattered.sum())
         valid |= scattered  # coded as the darkest data (to_db puts them at the floor), not in the mask
         orig_db = pp.to_db(raw, layout.kind, layout.scaling)
         keep_means = layout.kind != "native"  # native values have no linear intensity to keep
@@ -251,9 +253,7 @@ class EncodePass(StripPass):
             orig_db, valid, layout.bright_threshold, layout.bright_step_db, self.ceiling_db, keep_means
         )
         outside = (orig_db < layout.rng.vmin) | (orig_db > layout.rng.vmax)
-        self.n_valid += int(valid.sum())
         self.n_clipped += int(np.count_nonzero(valid & outside & ~scattered))
-        self.n_scattered += int(scattered.sum())
         self.n_bright += int(residuals.steps.size)
         invalid = ~valid
         zeros = invalid & (raw == 0) if layout.nodata != 0 else np.zeros_like(invalid)  # no-signal, not nodata
@@ -266,23 +266,10 @@ class EncodePass(StripPass):
             invalid=invalid if has_invalid else None,
             codes=invalid_codes(raw, invalid, layout.nodata) if has_invalid else np.zeros(0, np.uint8),
             orig_db=orig_db,
+            scattered=scattered if scattered.any() else None,
         )
         strip.below_zero = self._below_zero(raw, valid)
         return strip
-
-    def _no_signal(self, raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """The invalid pixels that say "no signal" rather than "no data": exact zeros where zeros are fill, -inf
-        in dB; never the band's nodata value (a declared marker is restored exactly wherever it is)."""
-        layout = self.layout
-        if layout.kind == "db" and raw.dtype.kind == "f":
-            marker = -np.inf
-        elif pp.zero_is_fill(layout.kind, layout.dtype):
-            marker = 0
-        else:
-            return np.zeros(raw.shape, dtype=bool)
-        if layout.nodata is not None and layout.nodata == marker:
-            return np.zeros(raw.shape, dtype=bool)
-        return ~valid & (raw == marker)
 
     def _below_zero(self, raw: np.ndarray, valid: np.ndarray) -> Optional[np.ndarray]:
         """Per gain block, the sum of a noise-subtracted intensity tile's negative values (None without any): the
@@ -346,7 +333,11 @@ class EncodePass(StripPass):
         use = use_mask(strip)
         filtered = self._loop_filter(strip, target, use)
         error = (strip.raw_db - target).astype(np.float64) ** 2
-        coded = CodedTile(float(error.sum() if strip.invalid is None else error[~strip.invalid].sum()), filtered)
+        signal = np.ones(error.shape, bool) if strip.scattered is None else ~strip.scattered  # the band's PSNR
+        if strip.invalid is not None:
+            signal &= ~strip.invalid
+        strip.scattered = None
+        coded = CodedTile(float(error[signal].sum()), filtered)
         coded.predicted = refine.predicted_subbands(strip.refinement, reference is not None) > 0
         if self.layout.kind != "native":  # native values have no linear intensity to restore
             sum_o, sum_r = block_sums(strip.orig_db, strip.raw_db, use, self.layout.block)
@@ -455,7 +446,7 @@ class EncodePass(StripPass):
         }
         if self.n_scattered:  # a zero costs header bytes on every small file; `info` reads its absence as 0
             stats["scattered_no_signal"] = self.n_scattered
-        if self.n_filtered:
+        if self.n_filtered:  # the same
             stats["loop_filtered_tiles"] = self.n_filtered
         if self.n_predicted:
             stats["interscale_tiles"] = self.n_predicted

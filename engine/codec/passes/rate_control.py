@@ -60,7 +60,7 @@ def find_step(bpp_at: Callable[[float], float], target_bpp: float) -> float:
         fewest = min(tried, key=tried.__getitem__)  # not always the coarsest step: headers and masks do not shrink
         raise UnreachableTarget(
             f"target of {target_bpp:g} bits per pixel is below what this raster can be coded in: the fewest "
-            f"tried took {tried[fewest]:.4f} bpp (step {fewest:g} of the dB range)"
+            f"tried took {tried[fewest]:.4f} bpp (step {fewest:g} of the coded range)"
         )
     return min(within)
 

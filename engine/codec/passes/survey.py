@@ -135,7 +135,10 @@ class _TextureTiles:
                 self.tiles.append(band[:, col : col + TEXTURE_TILE].copy())
 
     def scale(self, kind: str, rng: pp.Range, fill_db: float, scaling: pp.Scaling) -> ssim_weights.SsimScale:
-        """As the encoder sees the pixels: dB clipped to the range, invalid ones at the fill value."""
+        """As the encoder sees the pixels: dB clipped to the range, invalid ones at the fill value. (No-signal pixels
+        the encoder codes as data, pp.scattered_no_signal, count here as invalid: seen as signal at the range's
+        bottom they made the weights of a noise-clipped scene (10.9 % zeros) cost it 0.06 / 0.11 / 0.17 dB at 0.25 /
+        0.5 / 1 bpp.)"""
         raws = [np.concatenate(self.tiles)] if self.whole else self.tiles
         blocks, zero_fill = [], pp.zero_is_fill(kind, self.info.dtype)
         for raw in raws:

@@ -195,10 +195,12 @@ def fit(
             return None
     coefficients[~kept] = 0
     if normal[2].sum() < full.sum():  # the classes that may pay, refitted on every row (SAMPLE_SHARE)
-        refit, _ = _solve(*_normal_equations(x, target, use, classes, np.arange(x.shape[0]), flat_db))
+        refit, _ = _solve(*_normal_equations(x, target, use & kept[classes], classes, np.arange(x.shape[0]), flat_db))
         coefficients[kept] = refit[kept]
         if ssim:
             kept &= _keeps_ssim(LoopFilter(thresholds, coefficients), x, target, use, classes, flat_db, span)
+            if not kept.any():
+                return None
             coefficients[~kept] = 0
     trial = LoopFilter(thresholds, coefficients)
     filtered = trial.apply(x, flat_db, classes)
@@ -239,9 +241,10 @@ def _normal_equations(
         residual = target[part].reshape(-1) - seen.astype(np.float64)
         fits, of = use[part].reshape(-1), classes[part].reshape(-1)
         for c in range(CLASSES):
-            members = a[:, fits & (of == c)]
+            member = fits & (of == c)
+            members = a[:, member]
             gram[c] += members @ members.T
-            rhs[c] += members @ residual[fits & (of == c)]
+            rhs[c] += members @ residual[member]
             count[c] += members.shape[1]
     return gram, rhs, count
 

@@ -551,7 +551,7 @@ def no_signal_pixels(
 def coded_pixels(raw: np.ndarray, kind: str, dtype: object, nodata: Optional[float]) -> np.ndarray:
     """The pixels the codec codes as data: the valid ones and the no-signal ones scattered inside the signal
     (`scattered_no_signal`); the others are the mask's, restored exactly (what the Zarr codec's bit budget counts)."""
-    valid = valid_mask(raw, nodata, zero_is_fill(kind, dtype))
+    valid = valid_mask(raw, nodata, zero_is_fill(kind, dtype)) & ~db_zero_fill(raw, kind, nodata)
     return valid | scattered_no_signal(no_signal_pixels(raw, valid, kind, dtype, nodata))
 
 
@@ -564,10 +564,25 @@ def scattered_no_signal(no_signal: np.ndarray) -> np.ndarray:
     m = np.asarray(no_signal, dtype=bool)
     if not m.any():
         return np.zeros(m.shape, dtype=bool)
-    solid = _around(_around(m, all), any)  # the blobs a 3x3 square fits in: a masked area, a lake under the noise
-    near = _around(_in_long_runs(m) | _in_long_runs(m.T).T | solid, any)
-    scattered = m & ~near
+    scattered = m & ~_near_fill(m)
     return scattered & (_box_share(scattered) >= LOCAL_SHARE)
+
+
+def db_zero_fill(raw: np.ndarray, kind: str, nodata: Optional[float]) -> np.ndarray:
+    """A floating-point dB band's exact zeros that are fill (FILL_RUN: runs, blobs and what lies beside them): a
+    footprint filled with 0 and no nodata value (an export that writes masked pixels as 0), coded in the mask and
+    restored as 0 (coded as 0 dB data, a sweep's fill decoded between -8.5 and +4.7 dB at 0.25 bpp). 0 dB is data
+    elsewhere: scattered zeros stay data, and integer (scaled) dB bands keep theirs."""
+    raw = np.asarray(raw)
+    zeros = (raw == 0) if kind == "db" and raw.dtype.kind == "f" and nodata != 0 else np.zeros(raw.shape, bool)
+    return zeros & _near_fill(zeros) if zeros.any() else zeros
+
+
+def _near_fill(m: np.ndarray) -> np.ndarray:
+    """Pixels in or beside `m`'s fill: its runs of FILL_RUN and its blobs a 3x3 square fits in (a masked area, a
+    lake under the noise)."""
+    solid = _around(_around(m, all), any)
+    return _around(_in_long_runs(m) | _in_long_runs(m.T).T | solid, any)
 
 
 def _box_share(m: np.ndarray) -> np.ndarray:

@@ -195,6 +195,18 @@ def test_declared_nodata_keeps_every_zero_and_db_codes_its_scattered_minus_inf()
     assert np.all(coded.reconstruction[:, :24] == 0)
 
 
+def test_a_db_products_zero_fill_is_restored_and_its_scattered_zeros_are_data():
+    intensity, _ = simulate_scene(256, 256, seed=3)
+    db = (10 * np.log10(intensity)).astype(np.float32)
+    outside = ~footprint_rows(0, 256, 256, 256)
+    db[outside] = 0  # an export that writes masked pixels as 0, no nodata
+    db[100, 100:103] = 0  # 0 dB in the data: data
+    result = api.compress_array(db, kind="db", target_bpp=0.5)
+    assert np.all(result.reconstruction[outside] == 0)  # decoded between -8.5 and +4.7 dB while coded as data
+    assert np.all(result.reconstruction[100, 100:103] != 0) and result.stats.valid_pixels == np.count_nonzero(~outside)
+    np.testing.assert_array_equal(api.decompress_array(result.data), result.reconstruction)
+
+
 def test_zeros_come_back_as_zeros_in_float_rasters():
     empty = api.compress_array(np.zeros((64, 64), np.float32))
     assert empty.reconstruction.dtype == np.float32 and np.all(empty.reconstruction == 0)

@@ -243,6 +243,7 @@ class EncodePass(StripPass):
         tile = layout.tile(k)
         raw = self._read(tile.row0, tile.rows, tile.col0, tile.cols)
         valid = pp.valid_mask(raw, layout.nodata, pp.zero_is_fill(layout.kind, layout.dtype))
+        valid &= ~pp.db_zero_fill(raw, layout.kind, layout.nodata)
         scattered = pp.scattered_no_signal(pp.no_signal_pixels(raw, valid, layout.kind, layout.dtype, layout.nodata))
         self.n_valid += int(valid.sum())  # the signal's pixels: what evaluate measures
         self.n_scattered += int(scattered.sum())

@@ -513,11 +513,11 @@ def isolated_count(mask: np.ndarray) -> int:
 FILL_RUN = 16
 """A no-signal pixel (an exact zero of a linear or DN product, -inf in dB) is fill, coded in the mask and restored
 exactly, where it lies in a run of at least this many such pixels along its row or its column (one that reaches
-the tile's edge counts half as long again) or in a blob that a 3x3 square of them fits in, or beside such a pixel: a
-footprint's fill, a border, a masked area (an RTC product's layover and shadow holes, 3-20 pixels across: 0-74 %
-of them decoded as data by size before the blob rule, a sweep). The others are
-scattered inside the signal, where thermal noise removal clipped what fell under the noise (SNAP clips to zero; a
-cross-polarized band over water has 10 % and more): `scattered_no_signal`."""
+the tile's edge counts half as long again) or in a blob that a 3x3 square of them fits in, or beside such a pixel:
+a footprint's fill, a border, a masked area (an RTC product's layover and shadow holes, 3-20 pixels across: 0-74 %
+of them decoded as data by size before the blob rule, a sweep). The others are scattered inside the signal, where
+thermal noise removal clipped what fell under the noise (SNAP clips to zero; a cross-polarized band over water has
+10 % and more): `scattered_no_signal`."""
 
 
 LOCAL_WINDOW, LOCAL_SHARE = 15, 0.02
@@ -581,8 +581,7 @@ def db_zero_fill(raw: np.ndarray, kind: str, nodata: Optional[float]) -> np.ndar
 def _near_fill(m: np.ndarray) -> np.ndarray:
     """Pixels in or beside `m`'s fill: its runs of FILL_RUN and its blobs a 3x3 square fits in (a masked area, a
     lake under the noise)."""
-    solid = _around(_around(m, all), any)
-    return _around(_in_long_runs(m) | _in_long_runs(m.T).T | solid, any)
+    return _dilate(_in_long_runs(m) | _in_long_runs(m.T).T | _dilate(_erode(m)))
 
 
 def _box_share(m: np.ndarray) -> np.ndarray:
@@ -597,18 +596,26 @@ def _box_sum(m: np.ndarray) -> np.ndarray:
     return counts[n:, n:] - counts[:-n, n:] - counts[n:, :-n] + counts[:-n, :-n]
 
 
-def _around(m: np.ndarray, how) -> np.ndarray:
-    """Each pixel's 3x3 neighbourhood (clipped at the array's edges) reduced by `how`: `any` dilates, `all` erodes."""
-    h, w = m.shape
-    p = np.pad(m, 1, mode="edge" if how is all else "constant")
-    shifted = (p[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
-    out = next(shifted).copy()
-    for s in shifted:
-        if how is all:
-            out &= s
-        else:
-            out |= s
+def _dilate(m: np.ndarray) -> np.ndarray:
+    """Pixels with a pixel of `m` in their 3x3 neighbourhood."""
+    out = np.zeros(m.shape, dtype=bool)
+    for shifted in _neighbourhood(np.pad(m, 1), m.shape):
+        out |= shifted
     return out
+
+
+def _erode(m: np.ndarray) -> np.ndarray:
+    """Pixels whose 3x3 neighbourhood (its part inside the array) is all in `m`."""
+    out = m.copy()
+    for shifted in _neighbourhood(np.pad(m, 1, mode="edge"), m.shape):
+        out &= shifted
+    return out
+
+
+def _neighbourhood(padded: np.ndarray, shape: tuple[int, int]) -> Iterator[np.ndarray]:
+    """The 9 shifts of an array padded by 1 that put each pixel's 3x3 neighbours on it."""
+    h, w = shape
+    return (padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
 
 
 def _in_long_runs(m: np.ndarray) -> np.ndarray:

@@ -115,8 +115,8 @@ class CompressStats(_Stats):
     isolated_zeros: int = 0
     """...of which isolated inside the footprint (no zero among their 4 neighbours)."""
     scattered_no_signal: int = 0
-    """No-signal pixels (zeros, or -inf in dB) dense inside the signal, coded as its darkest data and decoded as
-    small values, not restored exactly (preprocessing.scattered_no_signal)."""
+    """No-signal pixels (zeros, or -inf in dB) dense inside the signal, coded as data at the signal around them
+    and decoded so, not restored exactly (preprocessing.scattered_no_signal)."""
     kind_reason: str = ""
     warnings: list[str] = field(default_factory=list)
     bands: list[dict[str, Any]] = field(default_factory=list)

@@ -294,7 +294,7 @@ def _cmd_compress(args: argparse.Namespace, job: _Job) -> int:
     if stats.no_signal_pixels:
         zeros = f", {stats.no_signal_pixels} no-signal zeros ({stats.isolated_zeros} isolated)"
     if stats.scattered_no_signal:
-        zeros += f", {stats.scattered_no_signal} scattered no-signal pixels coded as the darkest data"
+        zeros += f", {stats.scattered_no_signal} scattered no-signal pixels coded as data"
     kind = f"{stats.kind} ({stats.kind_reason})"  # several bands: their kinds, not band 1's beside all zeros
     if len(stats.bands) > 1:
         kind = f"{len(stats.bands)} bands ({', '.join(sorted({b['kind'] for b in stats.bands}))})"
@@ -428,7 +428,7 @@ def _band_lines(b: dict[str, Any], bands: list[dict[str, Any]], nbytes: int, h: 
         *_scaling_lines(b, h),
         f"  no signal   {stats.get('no_signal_pixels', 0)} zero pixels coded in the mask "
         f"({stats.get('isolated_zeros', 0)} isolated); {stats.get('scattered_no_signal', 0)} scattered ones (zeros, "
-        "-inf in dB) coded as the darkest data",
+        "-inf in dB) coded as data at the signal around them",
         *(f"  warning     {w}" for w in stats.get("warnings") or []),
         f"  range       [{rng['vmin']:.3f}, {rng['vmax']:.3f}]{unit}",
         f"  mean gain   {_mean_text(b, h)}",

@@ -247,7 +247,7 @@ class EncodePass(StripPass):
         scattered = pp.scattered_no_signal(pp.no_signal_pixels(raw, valid, layout.kind, layout.dtype, layout.nodata))
         self.n_valid += int(valid.sum())  # the signal's pixels: what evaluate measures
         self.n_scattered += int(scattered.sum())
-        valid |= scattered  # coded as the darkest data (to_db puts them at the floor), not in the mask
+        valid |= scattered  # coded as data (at the signal around them: refine_target), not in the mask
         orig_db = pp.to_db(raw, layout.kind, layout.scaling)
         keep_means = layout.kind != "native"  # native values have no linear intensity to keep
         residuals = bright_residuals(
@@ -287,9 +287,13 @@ class EncodePass(StripPass):
 
     def refine_target(self, strip: Strip, base: float) -> np.ndarray:
         """What the refinement layer codes: the original clipped to the range, the base where pixels are
-        invalid (their own section restores them: nothing to spend there)."""
+        invalid (their own section restores them: nothing to spend there), the mean of the signal around a
+        scattered no-signal pixel there (pp.fill_scattered)."""
         rng = self.layout.rng
         clipped = np.clip(strip.orig_db, rng.vmin, rng.vmax)
+        if strip.scattered is not None:
+            signal = ~strip.scattered if strip.invalid is None else ~strip.scattered & ~strip.invalid
+            clipped = pp.fill_scattered(clipped, strip.scattered, signal, rng.vmin)
         return (clipped if strip.invalid is None else np.where(strip.invalid, base, clipped)).astype(np.float32)
 
     def code_refinement(

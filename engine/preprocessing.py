@@ -536,7 +536,7 @@ def no_signal_pixels(
     (`zero_is_fill`), -inf in dB; never the band's nodata value (a declared marker is restored exactly wherever it
     is)."""
     raw = np.asarray(raw)
-    if kind == "db" and raw.dtype.kind == "f":
+    if float_db(kind, raw.dtype):
         marker = -np.inf
     elif zero_is_fill(kind, dtype):
         marker = 0
@@ -547,11 +547,20 @@ def no_signal_pixels(
     return ~valid & (raw == marker)
 
 
+def signal_and_scattered(
+    raw: np.ndarray, kind: str, dtype: object, nodata: Optional[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels the codec codes as data, in two masks: the signal (valid, not a dB band's zero fill) and the
+    no-signal pixels scattered inside it (`scattered_no_signal`); the others are the mask's, restored exactly."""
+    signal = valid_mask(raw, nodata, zero_is_fill(kind, dtype)) & ~db_zero_fill(raw, kind, nodata)
+    return signal, scattered_no_signal(no_signal_pixels(raw, signal, kind, dtype, nodata))
+
+
 def coded_pixels(raw: np.ndarray, kind: str, dtype: object, nodata: Optional[float]) -> np.ndarray:
-    """The pixels the codec codes as data: the valid ones and the no-signal ones scattered inside the signal
-    (`scattered_no_signal`); the others are the mask's, restored exactly (what the Zarr codec's bit budget counts)."""
-    valid = valid_mask(raw, nodata, zero_is_fill(kind, dtype)) & ~db_zero_fill(raw, kind, nodata)
-    return valid | scattered_no_signal(no_signal_pixels(raw, valid, kind, dtype, nodata))
+    """The pixels the codec codes as data, either mask of `signal_and_scattered` (what the Zarr codec's bit budget
+    counts)."""
+    signal, scattered = signal_and_scattered(raw, kind, dtype, nodata)
+    return signal | scattered
 
 
 def scattered_no_signal(no_signal: np.ndarray) -> np.ndarray:
@@ -599,8 +608,13 @@ def db_zero_fill(raw: np.ndarray, kind: str, nodata: Optional[float]) -> np.ndar
     restored as 0 (coded as 0 dB data, a sweep's fill decoded between -8.5 and +4.7 dB at 0.25 bpp). 0 dB is data
     elsewhere: scattered zeros stay data, and integer (scaled) dB bands keep theirs."""
     raw = np.asarray(raw)
-    zeros = (raw == 0) if kind == "db" and raw.dtype.kind == "f" and nodata != 0 else np.zeros(raw.shape, bool)
+    zeros = (raw == 0) if float_db(kind, raw.dtype) and nodata != 0 else np.zeros(raw.shape, bool)
     return zeros & _near_fill(zeros) if zeros.any() else zeros
+
+
+def float_db(kind: str, dtype: object) -> bool:
+    """A floating-point dB band: one whose exact zeros may be fill (`db_zero_fill`), left out of its statistics."""
+    return kind == "db" and np.dtype(dtype).kind == "f"
 
 
 def _near_fill(m: np.ndarray) -> np.ndarray:
@@ -693,7 +707,7 @@ db_to_linear_intensity = db_to_linear
 def to_db(arr: np.ndarray, kind: str, scaling: Scaling = IDENTITY) -> np.ndarray:
     """Input values of `kind` (raw, `scaling` applied first) -> float32 dB; never returns non-finite values (linear
     kinds' values <= 0 or non-finite take NOISE_FLOOR's dB, db and native ones FLOOR_DB: invalid pixels, restored
-    exactly, or no-signal ones scattered inside the signal, coded at the range's bottom: `scattered_no_signal`).
+    exactly, or no-signal ones scattered inside the signal, coded at the signal around them: `fill_scattered`).
 
     intensity: 10*log10(x); amplitude: 20*log10(x) = 10*log10(x**2); complex: 10*log10(|z|**2); db and
     native: as they are.

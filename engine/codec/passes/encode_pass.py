@@ -242,12 +242,10 @@ class EncodePass(StripPass):
         layout = self.layout
         tile = layout.tile(k)
         raw = self._read(tile.row0, tile.rows, tile.col0, tile.cols)
-        valid = pp.valid_mask(raw, layout.nodata, pp.zero_is_fill(layout.kind, layout.dtype))
-        valid &= ~pp.db_zero_fill(raw, layout.kind, layout.nodata)
-        scattered = pp.scattered_no_signal(pp.no_signal_pixels(raw, valid, layout.kind, layout.dtype, layout.nodata))
-        self.n_valid += int(valid.sum())  # the signal's pixels: what evaluate measures
+        signal, scattered = pp.signal_and_scattered(raw, layout.kind, layout.dtype, layout.nodata)
+        self.n_valid += int(signal.sum())  # what evaluate measures
         self.n_scattered += int(scattered.sum())
-        valid |= scattered  # coded as data (at the signal around them: refine_target), not in the mask
+        valid = signal | scattered  # the scattered ones coded as data (at the signal around them: refine_target)
         orig_db = pp.to_db(raw, layout.kind, layout.scaling)
         keep_means = layout.kind != "native"  # native values have no linear intensity to keep
         residuals = bright_residuals(

@@ -65,7 +65,7 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     raw = sample_band(info, read, tiles)
     choice, scaling, sample = kind_and_values(info, raw, kind)
     warnings = pp.value_warnings(choice.kind, sample, kind)
-    if pp.zero_is_fill(choice.kind, info.dtype) or (choice.kind == "db" and raw.dtype.kind == "f"):
+    if pp.zero_is_fill(choice.kind, info.dtype) or pp.float_db(choice.kind, info.dtype):
         sample = sample[raw != 0]  # a raw zero is the fill, whatever the scaling makes of it (dB: pp.db_zero_fill)
     constant = pp.is_constant(sample)
     db = pp.to_db(sample, choice.kind)

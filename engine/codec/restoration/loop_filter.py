@@ -127,18 +127,27 @@ class LoopFilter:
         return out
 
 
-def _neighbours(x: np.ndarray, rows: Optional[np.ndarray] = None) -> Callable[[int, int], np.ndarray]:
+def _neighbours(
+    x: np.ndarray, rows: Optional[np.ndarray] = None, padded: Optional[np.ndarray] = None
+) -> Callable[[int, int], np.ndarray]:
     """at(dy, dx): x(p + (dy, dx)) at every pixel p of the tile's `rows` (all of them: views, no copies), x
-    mirrored at the tile's edges (numpy reflects again on tiles narrower than the support)."""
-    p, r, (n, cols) = np.pad(x, RADIUS, mode="reflect"), RADIUS, x.shape
+    mirrored at the tile's edges (numpy reflects again on tiles narrower than the support); `padded`: `_padded(x)`
+    when the caller already has it."""
+    p, r, (n, cols) = _padded(x) if padded is None else padded, RADIUS, x.shape
     if rows is None:
         return lambda dy, dx: p[r + dy : r + dy + n, r + dx : r + dx + cols]
     return lambda dy, dx: p[rows + r + dy, r + dx : r + dx + cols]
 
 
-def _pair_sums(x: np.ndarray, rows: np.ndarray):
-    """x(p+d) + x(p-d) - 2 x(p) for each pair offset d at the tile's `rows`, one image at a time."""
-    at, centre = _neighbours(x, rows), 2 * x[rows]
+def _padded(x: np.ndarray) -> np.ndarray:
+    """The tile mirrored RADIUS pixels beyond its edges (what the filter's support reads there)."""
+    return np.pad(x, RADIUS, mode="reflect")
+
+
+def _pair_sums(x: np.ndarray, rows: np.ndarray, padded: np.ndarray):
+    """x(p+d) + x(p-d) - 2 x(p) for each pair offset d at the tile's `rows` (`padded`: `_padded(x)`), one image at
+    a time."""
+    at, centre = _neighbours(x, rows, padded), 2 * x[rows]
     for dy, dx in PAIRS:
         yield at(dy, dx) + at(-dy, -dx) - centre
 
@@ -230,12 +239,12 @@ def _normal_equations(
     """Per class, the least-squares system of its taps over the pixels of `rows` in `use` (gram, right-hand side,
     pixel count), summed over FIT_ROWS rows at a time so that the features of a whole tile are never held."""
     gram, rhs = np.zeros((CLASSES, N_TAPS, N_TAPS)), np.zeros((CLASSES, N_TAPS))
-    count = np.zeros(CLASSES, np.int64)
+    count, padded = np.zeros(CLASSES, np.int64), _padded(x)  # padded once: a whole tile, for every FIT_ROWS rows
     for start in range(0, rows.size, FIT_ROWS):
         part = rows[start : start + FIT_ROWS]
         seen = x[part].reshape(-1)
         a = np.empty((N_TAPS, seen.size), np.float64)
-        for j, pair in enumerate(_pair_sums(x, part)):
+        for j, pair in enumerate(_pair_sums(x, part, padded)):
             a[j] = pair.reshape(-1)
         a[-2], a[-1] = seen - np.float32(flat_db), 1.0
         residual = target[part].reshape(-1) - seen.astype(np.float64)

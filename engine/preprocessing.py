@@ -118,7 +118,13 @@ DISPLAY_TAIL = 4.0
 """uint16 values whose 99.9th percentile is under this multiple of their median are display-scaled: linear
 amplitude keeps speckle's and the scene's long upper tail (12.6-17.2 measured on simulated 4-look GRD-like DN
 scenes, 17.7-18.8 at one look), a stretch squeezes it (1.8-2.0 log, 3.1-3.7 square root, same scenes). A
-homogeneous linear scene (open sea: about 2 at 4 looks) reads as display-scaled too: `--kind amplitude` then."""
+homogeneous linear scene (open sea: about 2 at 4 looks) has as short a tail: DISPLAY_REACH tells them apart."""
+DISPLAY_REACH = 0.5
+"""...where the values also reach up the type's range (their 99.9th percentile at least this share of its top): a
+stretch for display spreads the scene over its 16 bits (the stretched scenes above: 1.0 of the top), a DN product's
+calibration leaves it low in them (the simulated 4-look GRD-like scenes: 0.06-0.10). Without it, a homogeneous DN
+amplitude scene (open sea, a multilooked crop with a tail 2-4 times its median) was taken for display-scaled and
+coded native: 0.4-0.8 dB under JPEG 2000 where coding it as amplitude gave +0.6 to +1.0 dB (0.7.4's sweep)."""
 SATURATED_SHARE = 0.001
 SATURATED_MIN = 16
 """...or when at least this share (and this many) of the (nonzero) values sit at the maximum: a stretch clipped
@@ -130,20 +136,42 @@ amplitude scene of values 12-1298 with 0.16 % at 65535 was taken for display-sca
 13.7 dB where JPEG 2000 gave 17.4 at the same size, a robustness sweep)."""
 
 
-def _display_scaled(values: np.ndarray) -> Optional[str]:
-    """Why an unsigned-integer sample (zeros dropped) looks display-scaled, or None if it looks linear."""
+def _display_scaled(values: np.ndarray, type_top: int) -> Optional[str]:
+    """Why an unsigned-integer sample (zeros dropped; `type_top`: its type's largest value) looks display-scaled, or
+    None if it looks linear."""
     if values.size == 0:
         return None
     top = values.max()
-    median, p999 = np.percentile(values, [50, 99.9])
-    if median > 0 and p999 < DISPLAY_TAIL * median:
-        return f"short upper tail (99.9th percentile {p999 / median:.2f}x the median < {DISPLAY_TAIL})"
+    tail, p999 = _upper_tail(values)
+    if tail < DISPLAY_TAIL and p999 >= DISPLAY_REACH * type_top:
+        return (
+            f"short upper tail (99.9th percentile {tail:.2f}x the median < {DISPLAY_TAIL}) reaching "
+            f"{100 * p999 / type_top:.0f} % of {type_top}"
+        )
     below = values[values < top]
     at_top = values.size - below.size
     saturated = at_top >= max(SATURATED_SHARE * values.size, SATURATED_MIN) and top > np.percentile(values, 99)
     if saturated and below.size and np.percentile(below, 99) >= SATURATED_REACH * top:
         return f"{100 * at_top / values.size:.2f} % of the values saturated at {top}"
     return None
+
+
+def _dn_shape(values: Optional[np.ndarray], name: str) -> str:
+    """What an integer band's values show that a DN product's do (for the reason `info` gives)."""
+    if values is not None and is_constant(values):
+        return "one value"
+    signal = None if values is None else values[values != 0]
+    if name == "uint16" and signal is not None and signal.size:
+        tail, p999 = _upper_tail(signal)
+        if tail < DISPLAY_TAIL:
+            return f"a short upper tail low in its range (99.9th percentile at {100 * p999 / 65535:.1f} % of 65535)"
+    return "a long upper tail"
+
+
+def _upper_tail(values: np.ndarray) -> tuple[float, float]:
+    """The 99.9th percentile of `values` (nonzero) over their median (inf for a zero median), and the percentile."""
+    median, p999 = np.percentile(values, [50, 99.9])
+    return (float(p999 / median) if median > 0 else math.inf), float(p999)
 
 
 def choose_kind(
@@ -165,7 +193,8 @@ def choose_kind(
        tags do not count: a calibration constant in dB, CALIBRATION_CONSTANT_DB, says nothing of the pixels.)
     4. uint8 -> "native": 8 bits cannot hold SAR's linear dynamic range, such products are display-scaled and
        judged in their own values (not when `scaled`: a GDAL scale or offset says what the values mean).
-    5. uint16 whose histogram says display scaling (short upper tail or a saturated top: `_display_scaled`)
+    5. uint16 whose histogram says display scaling (a short upper tail high in the type's range, or a saturated
+       top: `_display_scaled`)
        -> "native" (not when `scaled`).
     6. the description or those tags say amplitude / amp / magnitude -> "amplitude".
     7. they say intensity / power / sigma0 / beta0 / gamma0 / linear -> "intensity".
@@ -197,7 +226,7 @@ def choose_kind(
     if name == "uint8" and not scaled:
         return KindChoice("native", "uint8: a display-scaled product, coded in its own values")
     if name == "uint16" and values is not None and not scaled:
-        why = _display_scaled(values[values != 0])
+        why = _display_scaled(values[values != 0], np.iinfo(name).max)
         if why:
             return KindChoice("native", f"uint16 display-scaled ({why}), coded in its own values")
     said = _said_kind(text, values, "description or tags say", db_words=False)
@@ -212,8 +241,7 @@ def choose_kind(
         share = 100 * negative_share(values)
         return KindChoice("native", f"{share:.2f} % negative values: not backscatter, coded as they are")
     if name in INTEGER_DTYPES:
-        shape = "one value" if values is not None and is_constant(values) else "a long upper tail"
-        return KindChoice("amplitude", f"{name} with {shape}: linear amplitude DN, coded in dB")
+        return KindChoice("amplitude", f"{name} with {_dn_shape(values, name)}: linear amplitude DN, coded in dB")
     return KindChoice("intensity", "non-negative floating-point values: linear intensity, coded in dB")
 
 

@@ -23,9 +23,11 @@ from sar_compressor.engine.inspect import inspect_input
 from sar_compressor.engine.metrics import evaluate_arrays, evaluate_files
 from sar_compressor.engine.simulate import (
     display_scale,
+    encode_intensity,
     footprint_rows,
     simulate_product,
     simulate_scene,
+    simulate_speckle,
     write_product,
 )
 
@@ -96,6 +98,18 @@ def test_uint16_histogram_rule_tells_display_from_dn():
         stretched = display_scale(np.sqrt(intensity), scaling, "uint16")
         choice = pp.choose_kind("uint16", stretched.ravel())
         assert choice.kind == "native" and "display-scaled" in choice.reason
+
+
+def test_homogeneous_dn_amplitude_is_not_taken_for_display_scaled():
+    """Open sea at 4 looks as uint16 DN: its tail is as short as a stretch's (about 2 times the median), but it sits
+    low in the 16 bits where a stretch spreads over them (DISPLAY_REACH); it was coded native, under JPEG 2000."""
+    rng = np.random.default_rng(4)
+    sea = simulate_speckle(np.full((256, 256), 10 ** (-2.2), np.float32), looks=4, seed=4)
+    dn = encode_intensity(sea * rng.uniform(0.8, 1.25), "amplitude", "uint16")
+    median, p999 = np.percentile(dn, [50, 99.9])
+    assert p999 < pp.DISPLAY_TAIL * median  # a display-like tail
+    choice = pp.choose_kind("uint16", dn.ravel())
+    assert choice.kind == "amplitude", choice.reason
 
 
 def test_quarter_bpp_reachable_on_a_megapixel_display_product():

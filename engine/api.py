@@ -47,7 +47,7 @@ from .codec.passes.quality import DEFAULT_QUALITY
 from .codec.passes.strip_window import Cancel, Progress, Sink, scaled_progress
 from .errors import ContainerError, InputError, OutputError, UnreachableTarget
 from .input_checks import check_kind_fits, check_not_paletted, check_one_dtype
-from .inspect import complex_scale_warning, differing_nodata_warning, mask_warning, nodata_warning, photo_warning
+from .inspect import complex_warning, differing_nodata_warning, mask_warning, nodata_warning, photo_warning
 from .io.output_paths import (
     check_geotiff_name,
     check_outputs,
@@ -364,7 +364,7 @@ def compress_file(
     check_not_paletted(info.color_interp, bands)
     if warn is not None:
         checks = (photo_warning(src), mask_warning(src, bands), nodata_warning(info, bands))
-        for warning in filter(None, (*checks, complex_scale_warning(info, bands))):
+        for warning in filter(None, (*checks, complex_warning(info, bands))):
             warn(warning)
     dst = Path(dst)
     check_sarz_name(dst)

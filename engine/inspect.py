@@ -109,23 +109,34 @@ def mask_warning(path: Union[str, Path], bands: list[int]) -> Optional[str]:
     )
 
 
-def complex_scale_warning(info: RasterInfo, bands: list[int]) -> Optional[str]:
-    """A warning when a complex band to code has a GDAL scale or offset: it decodes to the intensity of its raw
-    values (|z|**2), where the scaled values' intensity is what the scale means (4 times lower with a scale of 2,
-    and nothing said)."""
+def complex_warning(info: RasterInfo, bands: list[int]) -> Optional[str]:
+    """A warning when a band to code is complex (SLC): the codec keeps its intensity, not its phase, which nothing
+    else said before the decoded file came back as float32 intensity; and where such a band has a GDAL scale or
+    offset, that they are not applied: it decodes to the intensity of its raw values (|z|**2), where the scaled
+    values' intensity is what the scale means (4 times lower with a scale of 2)."""
+    complex_bands = [b for b in bands if info.band(b).dtype.startswith("complex")]
+    if not complex_bands:
+        return None
     scaled = []
-    for b in bands:
+    for b in complex_bands:
         one = info.band(b)
         scale = one.scales[0] if one.scales else 1.0
         offset = one.offsets[0] if one.offsets else 0.0
-        if one.dtype.startswith("complex") and (scale, offset) != (1.0, 0.0):
+        if (scale, offset) != (1.0, 0.0):
             scaled.append(f"band {b} (scale {scale:g}, offset {offset:g})")
-    if not scaled:
-        return None
-    return (
-        f"{', '.join(scaled)}: a complex band's GDAL scale and offset are not applied; it decodes to the intensity of "
-        "its raw values, |z|^2 (with an offset of 0, the scaled values' intensity is that times the scale squared)"
+    named = ", ".join(map(str, complex_bands))
+    text = (
+        f"{'bands' if len(complex_bands) > 1 else 'band'} {named} {'are' if len(complex_bands) > 1 else 'is'} complex "
+        "(SLC): the .sarz keeps the intensity |z|^2, not the phase, and decodes to float32 intensity (keep the SLC "
+        "for interferometry or polarimetry)"
     )
+    if scaled:
+        text += (
+            f"; {', '.join(scaled)}: a complex band's GDAL scale and offset are not applied, it decodes to the "
+            "intensity of its raw values (with an offset of 0, the scaled values' intensity is that times the scale "
+            "squared)"
+        )
+    return text
 
 
 def nodata_warning(info: RasterInfo, bands: list[int]) -> Optional[str]:
@@ -159,7 +170,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         total = max(1, pp.sampled_pixels(info.height, info.width, STRIP_ROWS, SAMPLE_VALUES))
     photo = photo_warning(path)
     choice, _, sample = kind_and_values(info, raw, kind)  # in the band's own units (its GDAL scale and offset)
-    warnings, refusal = [w for w in (photo, complex_scale_warning(info, [1])) if w], None
+    warnings, refusal = [w for w in (photo, complex_warning(info, [1])) if w], None
     try:
         check_kind_fits(info.dtype, kind)  # compression's first refusals, before it reads a pixel
         check_not_paletted(info.color_interp, [1])  # `info` is the band alone

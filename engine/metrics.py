@@ -635,7 +635,7 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
         _check_shapes((so.height, so.width), (sr.height, sr.width))
         _check_kind_fits(kind, so.dtypes[band - 1].startswith("complex"), so.dtypes[band - 1])
         if kind == "auto":
-            kind = detect_file_kind(so, band)
+            kind = detect_file_kind(so, band, _original_nodata(so, sr, band, rband))
         result = _evaluate_open(so, sr, band, kind, rng, rband, rng_label, looks)
         other = other_domain(kind, so.dtypes[band - 1])
         if other is not None:
@@ -783,7 +783,7 @@ def _file_pair(so, sr, band: int, rband: int, kind: str, **window) -> _Pair:
     each read as the codec reads it (preprocessing.read_masked) with its own nodata value."""
     orig, recon = read_masked(so, band, **window), read_masked(sr, rband, **window)
     scalings = _scaling(so, band, kind), _scaling(sr, rband, kind)  # a complex original's intensity: neither
-    return _pair(orig, recon, kind, _nodata(so, band), _nodata(sr, rband), scalings)
+    return _pair(orig, recon, kind, _original_nodata(so, sr, band, rband), _nodata(sr, rband), scalings)
 
 
 def _scaling(src, band: int, kind: Optional[str] = None) -> Scaling:
@@ -799,6 +799,14 @@ def _nodata(src, band: int) -> Optional[float]:
     return src.nodatavals[band - 1]
 
 
+def _original_nodata(so, sr, band: int, rband: int) -> Optional[float]:
+    """The original band's nodata value or, where it declares none, the reconstruction's: the codec declares a fill
+    the original holds without a nodata value (survey.undeclared_fill), and scored as data that fill stretched the
+    range and counted its pixels as lost."""
+    own = _nodata(so, band)
+    return own if own is not None else _nodata(sr, rband)
+
+
 def _strided(src, band: int, max_values: int) -> np.ndarray:
     """Every k-th row and column of a band (about `max_values` at most), read at full resolution strip by strip as
     the codec samples it (a decimated read is served from a file's overviews, whose averaged pixels have another
@@ -811,15 +819,15 @@ def _strided(src, band: int, max_values: int) -> np.ndarray:
     return np.concatenate([grid for *_, grid in strided_strips(read, src.height, src.width, STRIP_ROWS, max_values)])
 
 
-def detect_file_kind(src, band: int = 1) -> str:
+def detect_file_kind(src, band: int = 1, nodata: Optional[float] = None) -> str:
     """Kind of an open rasterio dataset's band: the codec's detection (on the values in their own units, with the
     band's unit, description and tags, sampled over the whole raster as the codec samples it: a central window
     missed a fill at the edges), and "uint8" where it takes an unscaled uint8 band for a display product (measured
-    in its 0-255 values)."""
+    in its 0-255 values). `nodata`: the band's own where None."""
     dtype = src.dtypes[band - 1]  # a name: GDAL's complex_int16 (CInt16) has no numpy dtype
     sample = _strided(src, band, MAX_SAMPLE)
     scaling = _scaling(src, band)
-    sample = scaled(sample[valid_mask(sample, _nodata(src, band))], scaling)
+    sample = scaled(sample[valid_mask(sample, _nodata(src, band) if nodata is None else nodata)], scaling)
     tags = {**src.tags(), **src.tags(band)}
     unit = src.units[band - 1]
     kind = detect_kind(dtype, sample, src.descriptions[band - 1], tags, unit, scaling != IDENTITY)
@@ -835,7 +843,9 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
     def sample_values() -> np.ndarray:
         sample = _strided(so, band, SUBSAMPLE_PIXELS)
         db, lin = to_domains(scaled(sample, _scaling(so, band, kind)), kind)
-        return _range_values(db, lin, _valid(sample, _nodata(so, band), kind) & np.isfinite(db), kind)
+        return _range_values(
+            db, lin, _valid(sample, _original_nodata(so, sr, band, rband), kind) & np.isfinite(db), kind
+        )
 
     note = ", from every row and column" if step == 1 else f", from one row and column in {step}"
     rng_t, source = _resolve_range(rng, kind, sample_values, note, rng_label)

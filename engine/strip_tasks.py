@@ -117,7 +117,7 @@ def compress_split(
         band_plan = plan_bands([source], options)
         bands = BandSetEncoder([source], options, band_plan, None, cancel)
     enc = bands.passes[0]
-    plan = StripPlan(str(src), band, source.info, enc.layout, enc.survey, options)
+    plan = StripPlan(str(src), band, enc.source.info, enc.layout, enc.survey, options)
     [shared] = client.scatter([plan], broadcast=False, hash=False)
     futures = [client.submit(code_strip, shared, k, pure=False) for k in range(enc.layout.n_tiles)]
     staged = temp_path(dst)  # as compress_file: the .sarz goes into place whole (replace_into)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import rasterio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from rasterio.transform import from_origin
 
 from sar_compressor.engine import api
 from sar_compressor.engine import preprocessing as pp
@@ -939,3 +941,70 @@ def test_esri_float32_minimum_nodata_in_an_envi_header_masks_its_fill(tmp_path):
         assert ds.nodata == float(np.float32(-3.40282346639e38))
     assert np.all(out[:, :40] == np.float32(ds.nodata))
     assert np.mean(out[:, 40:], dtype=np.float64) == pytest.approx(np.mean(arr[:, 40:], dtype=np.float64), rel=0.02)
+
+
+def _footprint_scene(tmp_path: Path, name: str, fill: float, kind: str = "db", nodata=None) -> tuple[Path, np.ndarray]:
+    """A 4-look 256x320 scene in `kind` (dB or linear intensity) whose footprint's outside holds `fill`."""
+    intensity, _ = simulate_scene(256, 320, looks=4, seed=6)
+    values = (10 * np.log10(intensity) if kind == "db" else intensity).astype(np.float32)
+    values[~footprint_rows(0, 256, 256, 320)] = fill
+    path = tmp_path / f"{name}.tif"
+    profile = dict(driver="GTiff", height=256, width=320, count=1, dtype="float32", nodata=nodata, crs="EPSG:32631")
+    with rasterio.open(path, "w", transform=from_origin(500000, 4500000, 10, 10), **profile) as ds:
+        ds.write(values, 1)
+    return path, values
+
+
+@pytest.mark.parametrize(
+    "fill, kind",
+    [
+        (-9999.0, "db"),
+        (float(np.finfo(np.float32).min), "db"),
+        (-100.0, "db"),
+        (1e-10, "intensity"),
+        (-9999.0, "intensity"),
+    ],
+)
+def test_an_undeclared_fill_is_declared_and_restored_exactly(tmp_path, fill, kind):
+    """A footprint filled with a sentinel and no nodata value: coded as data it stretched the range (a dB scene
+    with -9999: 16.7 dB at 0.5 bpp where a NaN fill gave 26.5; its fill decoded at the range's bottom); float32's
+    lowest value failed in pass 1. It is found, restored exactly and declared as the decoded file's nodata."""
+    src, values = _footprint_scene(tmp_path, "filled", fill, kind)
+    twin, _ = _footprint_scene(tmp_path, "twin", np.nan, kind, nodata=float("nan"))
+    said: list[str] = []
+    stats = api.compress_file(src, tmp_path / "f.sarz", quality=6, reconstruction=tmp_path / "f.tif", warn=said.append)
+    api.compress_file(twin, tmp_path / "t.sarz", quality=6, reconstruction=tmp_path / "t.tif")
+    assert any(f"hold {fill:g}, far under the rest: taken for a fill" in w for w in said)
+    assert stats.kind == kind and inspect_input(src).kind == kind
+    decoded, profile = _read(tmp_path / "f.tif")
+    assert profile["nodata"] == pytest.approx(fill, rel=1e-7)
+    outside = ~footprint_rows(0, 256, 256, 320)
+    np.testing.assert_array_equal(decoded[outside], values[outside])
+    np.testing.assert_array_equal(decoded[~outside], _read(tmp_path / "t.tif")[0][~outside])  # coded as with NaN
+    metrics = evaluate_files(src, tmp_path / "f.tif")
+    assert metrics["valid_pixels"] == np.count_nonzero(~outside) and not metrics["warnings"]
+    assert metrics["psnr_db"] == pytest.approx(evaluate_files(twin, tmp_path / "t.tif")["psnr_db"], abs=1e-6)
+
+
+def test_values_a_scene_reaches_are_not_taken_for_fill(tmp_path):
+    """No fill where the smallest value is a scene's own: a dB floor its speckle reaches, one dark pixel, a native
+    band's sea level (0) or a value within its span."""
+    from sar_compressor.engine.codec.passes.survey import undeclared_fill
+
+    intensity, _ = simulate_scene(256, 256, looks=4, seed=2)
+    db = 10 * np.log10(intensity)
+    floor = np.percentile(db, 3)
+    info = api.open_info(_footprint_scene(tmp_path, "s", -9999.0)[0])
+    assert undeclared_fill(info, np.maximum(db, floor).ravel(), "auto") is None  # 3 % at a floor: data
+    one = db.ravel().copy()
+    one[:8] = -9999.0  # fewer than FILL_MIN_COUNT
+    assert undeclared_fill(info, one, "auto") is None
+    dem = np.concatenate([np.zeros(5000), np.linspace(1, 3000, 20000)])
+    assert undeclared_fill(info, dem, "native") is None
+    near = np.concatenate([np.full(500, -500.0), np.linspace(0, 3000, 20000)])  # under the bottom, within the span
+    assert undeclared_fill(info, near, "native") is None
+    far = np.concatenate([np.full(500, -32768.0), np.linspace(0, 3000, 20000)])
+    assert undeclared_fill(info, far, "native") == -32768.0
+    single_look = encode_intensity(simulate_scene(512, 512, looks=1, seed=2)[0], "amplitude", "uint16")
+    assert np.count_nonzero(single_look == 1) >= 16  # speckle's fades clipped to DN 1: data, 6 dB under DN 2
+    assert undeclared_fill(replace(info, dtype="uint16"), single_look.ravel(), "auto") is None

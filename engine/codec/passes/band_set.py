@@ -24,7 +24,7 @@ from ..format.sarz_header import build_header
 from .encode_pass import BandSource, EncodeOptions, EncodePass, Log
 from .interband import ReferenceBand, choose_references, sample_window
 from .strip_window import Cancel, Progress, Sink, scaled_progress
-from .survey import Survey, survey_band
+from .survey import Survey, declared, survey_band
 
 BandSinks = Callable[[int], Sink]
 """sinks(i) -> the sink of the output's band i (0-based, source band order)."""
@@ -101,7 +101,7 @@ def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = Non
     windows = []
     for source, survey in zip(sources, surveys):
         raw = source.read(row0, row1)[:, col0:col1]
-        valid = pp.valid_mask(raw, source.info.nodata)
+        valid = pp.valid_mask(raw, declared(source.info, survey).nodata)
         db = np.where(valid, pp.to_db(raw, survey.kind, survey.scaling), survey.fill_db)
         windows.append(np.clip(db, survey.rng.vmin, survey.rng.vmax) / survey.rng.span)
     order, references = choose_references(windows)

@@ -44,7 +44,7 @@ from ..restoration import loop_filter
 from .interband import ReferenceBand
 from .quality import N_QUALITIES, Quality, quality_level
 from .strip_window import Cancel, Progress, Sink, StripPass, Work, check_cancel
-from .survey import RowReader, Survey, survey_band
+from .survey import RowReader, Survey, declared, survey_band
 
 Log = Optional[Callable[[str], None]]
 
@@ -187,6 +187,7 @@ class EncodePass(StripPass):
         pp.check_dtype(source.info.dtype)
         if survey is None:
             survey = survey_band(source.info, source.read, options.kind, ssim=options.tune == "ssim")
+        source = replace(source, info=declared(source.info, survey))
         refine_step = max(level.refine_step, survey.step_floor)  # no step below the input's own quantization
         tile_width, tile_height = tile_size(source.info.width, source.info.height)
         block = block_for_tiles(tile_width, tile_height, source.info.width, source.info.height)

@@ -6,7 +6,7 @@ reference of the SSIM weights (ssim_weights), the same for every strip."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -52,6 +52,14 @@ class Survey:
     constant: bool = False
     """Every valid pixel of the sample has one value: the range is centred on it exactly (not rounded), so the
     flat base is the value and the band decodes to it."""
+    fill_value: Optional[float] = None
+    """A fill the band holds without declaring it (undeclared_fill): coded as its nodata value (`declared`)."""
+
+
+def declared(info: RasterInfo, survey: Survey) -> RasterInfo:
+    """The band's info with the fill pass 1 found declared as its nodata: what the encoder masks, the header says
+    and the decoded file declares."""
+    return info if survey.fill_value is None else replace(info, nodata=survey.fill_value)
 
 
 EMPTY_RANGE = pp.Range(-0.5 * pp.MIN_SPAN_DB, 0.5 * pp.MIN_SPAN_DB)
@@ -63,8 +71,15 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     floor; with `ssim`, the SSIM weights' scale. No-signal zeros are outside every statistic."""
     tiles = _TextureTiles(info) if ssim else None
     raw = sample_band(info, read, tiles)
+    fill = undeclared_fill(info, raw, kind)
+    notices = []
+    if fill is not None:
+        notices.append(fill_notice(raw, fill))
+        info, raw = replace(info, nodata=fill), raw[raw != fill]
+        if tiles is not None:
+            tiles.info = info
     choice, scaling, sample = kind_and_values(info, raw, kind)
-    warnings = pp.value_warnings(choice.kind, sample, kind)
+    warnings = notices + pp.value_warnings(choice.kind, sample, kind)
     if pp.zero_is_fill(choice.kind, info.dtype) or pp.float_db(choice.kind, info.dtype):
         sample = sample[raw != 0]  # a raw zero is the fill, whatever the scaling makes of it (dB: pp.db_zero_fill)
     constant = pp.is_constant(sample)
@@ -82,7 +97,56 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     fill_db = float(np.clip(np.median(db), rng.vmin, rng.vmax)) if db.size else 0.5 * (rng.vmin + rng.vmax)
     scale = None if tiles is None else tiles.scale(choice.kind, rng, fill_db, scaling)
     floor = step_floor(choice.kind, info.dtype, db, rng, scaling[0])
-    return Survey(choice.kind, rng, linear_mean, fill_db, scale, choice.reason, warnings, floor, scaling, constant)
+    return Survey(
+        choice.kind, rng, linear_mean, fill_db, scale, choice.reason, warnings, floor, scaling, constant, fill
+    )
+
+
+FILL_MIN_COUNT = 16
+"""An undeclared fill's value is held by at least this many sampled pixels (16 of the strided sample: a footprint's
+fill, or markers a processor scattered, not one dark pixel)."""
+
+
+def undeclared_fill(info: RasterInfo, raw: np.ndarray, kind: str) -> Optional[float]:
+    """The value of a fill the band holds without declaring a nodata value: the sample's smallest value but 0 (the
+    kinds' own rules take zeros), held by FILL_MIN_COUNT sampled pixels at least, and further under the rest than
+    any scene reaches: GAP_DB under the rest's lowest value in dB (dB and linear kinds; from the 0.5th percentile,
+    a single-look DN product's many pixels at 1 were taken for fill), or, where there is no dB (native values, a
+    negative fill under linear backscatter), the rest's span under its lowest value. None where there is none.
+    Coded as data, such a fill stretched the range and lost its value: a 4-look dB scene whose footprint was filled
+    with -9999 measured 16.7 dB at 0.5 bpp (26.5 with a NaN fill), its fill decoded at the range's bottom; float32's
+    lowest value (an Esri fill) failed in pass 1 (a robustness sweep)."""
+    if info.nodata is not None or raw.dtype.kind not in "iuf":
+        return None
+    values = raw[np.isfinite(raw) & (raw != 0)] if raw.dtype.kind == "f" else raw[raw != 0]
+    if values.size == 0:
+        return None
+    value = values.min()
+    at_fill = values == value
+    if np.count_nonzero(at_fill) < FILL_MIN_COUNT or at_fill.all():
+        return None
+    choice, scaling, rest = kind_and_values(info, values[~at_fill], kind)
+    fill = float(pp.scaled(np.array([value]), scaling)[0])
+    return float(value) if _apart(fill, rest, choice.kind) else None
+
+
+def _apart(fill: float, rest: np.ndarray, kind: str) -> bool:
+    """Whether `fill` lies where no value of a scene like `rest` (both in the band's units) would."""
+    if kind == "db" or (kind in pp.LINEAR_KINDS and fill > 0):
+        db = pp.to_db(rest[rest > 0] if kind in pp.LINEAR_KINDS else rest, kind)
+        bottom = float(np.min(db)) if db.size else math.inf
+        return float(pp.to_db(np.array([fill]), kind)[0]) < bottom - GAP_DB
+    lo, hi = np.percentile(rest, [0.1, 99.9])
+    return fill < np.min(rest) - (hi - lo)
+
+
+def fill_notice(raw: np.ndarray, fill: float) -> str:
+    """What pass 1 says of an undeclared fill (`raw`: the sample holding it)."""
+    share = 100.0 * np.count_nonzero(raw == fill) / raw.size
+    return (
+        f"no nodata value declared: {share:.1f} % of the valid pixels hold {fill:g}, far under the rest: taken for "
+        "a fill, restored exactly and declared as the decoded file's nodata"
+    )
 
 
 def kind_and_values(info: RasterInfo, raw: np.ndarray, kind: str) -> tuple[pp.KindChoice, pp.Scaling, np.ndarray]:

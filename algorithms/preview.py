@@ -32,12 +32,14 @@ class Preview:
 
 
 def read_preview(path: str, band: int, max_side: int = PREVIEW_SIDE) -> Preview:
-    """Band `band` of `path` decimated (nearest) to at most `max_side` pixels a side."""
+    """Band `band` of `path` decimated (nearest) to at most `max_side` pixels a side; its nodata pixels, or those
+    of the fill the codec finds where it declares none (engine.metrics.original_nodata), NaN."""
     import numpy as np
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
     from ..engine import preprocessing as pp
+    from ..engine.metrics import original_nodata
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -49,8 +51,9 @@ def read_preview(path: str, band: int, max_side: int = PREVIEW_SIDE) -> Preview:
             data = raw.astype(np.complex128 if complex_data else np.float64)
             invalid = ~np.isfinite(data)
             nodata = src.nodatavals[band - 1]  # the band's own (src.nodata is band 1's)
-            if nodata is not None and not math.isnan(nodata):
-                invalid |= raw == nodata
+            fill = original_nodata(src, band, raw)  # or the fill the codec finds where it declares none
+            if fill is not None and not math.isnan(fill):
+                invalid |= raw == fill  # a -9999 fill set both canvases' stretch from -9999
             if pp.has_own_mask(flag.name for flag in src.mask_flag_enums[band - 1]):
                 invalid |= src.read_masks(band, out_shape=shape) == 0  # the comparison showed masked pixels as data
             scaling = pp.band_scaling(src.scales[band - 1], src.offsets[band - 1], "complex" if complex_data else None)

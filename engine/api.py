@@ -37,6 +37,7 @@ from .codec.passes.band_set import (
     BandPlan,
     BandSetEncoder,
     BandSinks,
+    band_warnings,
     output_dtype,
     plan_bands,
     stack_infos,
@@ -228,6 +229,7 @@ def _band_figures(enc: EncodePass, reference: Optional[int]) -> dict[str, Any]:
     return {
         "source_band": enc.source.band,
         "kind": layout.kind,
+        "nodata": enc.source.info.nodata,  # the band's, or the fill pass 1 found and declared (survey.declared)
         "vmin": layout.rng.vmin,
         "vmax": layout.rng.vmax,
         "reference": reference,
@@ -272,7 +274,7 @@ def _compress_stats(bands: BandSetEncoder, size: int, seconds: float, **paths: O
         isolated_zeros=sum(e.n_isolated_zero for e in passes),
         scattered_no_signal=sum(e.n_scattered for e in passes),
         kind_reason=enc.survey.kind_reason,
-        warnings=[w for e in passes for w in e.survey.warnings],
+        warnings=band_warnings([e.survey for e in passes], [e.source for e in passes]),
         bands=[_band_figures(e, None if e.layout.reference is None else sources[e.layout.reference]) for e in passes],
         **paths,
     )
@@ -301,6 +303,10 @@ def _encode(
         options, searched = _options_for_target(sources, options, plan, target_bpp, progress, cancel, log)
         progress = scaled_progress(progress, searched, 1.0)
     bands = BandSetEncoder(sources, options, plan, progress, cancel, log)
+    if warn is not None and any(survey.fill_value is not None for survey in plan.surveys):
+        declared = differing_nodata_warning({enc.source.band: enc.source.info.nodata for enc in bands.by_source})
+        if declared is not None:  # a fill found in some bands only: one GeoTIFF nodata (compress_file warned of
+            warn(declared)  # the values the bands declare before pass 1)
     _stage(log, "coding at the chosen step" if target_bpp is not None else "coding")
     with contextlib.ExitStack() as stack:
         if open_sink is not None:

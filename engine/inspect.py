@@ -170,7 +170,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         total = max(1, pp.sampled_pixels(info.height, info.width, STRIP_ROWS, SAMPLE_VALUES))
     photo = photo_warning(path)
     fill = undeclared_fill(info, raw, kind)
-    notice = None if fill is None else fill_notice(raw, fill)
+    notice, declared = None if fill is None else fill_notice(raw, fill), info.nodata
     if fill is not None:  # as compression declares it
         info, raw = replace(info, nodata=fill), raw[raw != fill]
     choice, _, sample = kind_and_values(info, raw, kind)  # in the band's own units (its GDAL scale and offset)
@@ -193,7 +193,7 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         dtype=info.dtype,
         kind=choice.kind,
         kind_reason=choice.reason,
-        nodata=info.nodata,
+        nodata=declared,
         vmin=float(np.min(measured)) if measured.size else None,
         vmax=float(np.max(measured)) if measured.size else None,
         nodata_fraction=max(0.0, 1.0 - sample.size / total),

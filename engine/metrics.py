@@ -34,6 +34,7 @@ from .preprocessing import (
     sample_stride,
     scaled,
     strided_strips,
+    undeclared_fill,
     valid_mask,
     zero_is_fill,
 )
@@ -634,12 +635,15 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
                 raise InputError(f"band {b} does not exist in the {name} ({src.count} band(s)): {src.name}")
         _check_shapes((so.height, so.width), (sr.height, sr.width))
         _check_kind_fits(kind, so.dtypes[band - 1].startswith("complex"), so.dtypes[band - 1])
+        sample = _strided(so, band, MAX_SAMPLE) if kind == "auto" or _nodata(so, band) is None else None
+        nodata = original_nodata(so, band, sample)
         if kind == "auto":
-            kind = detect_file_kind(so, band, _original_nodata(so, sr, band, rband))
-        result = _evaluate_open(so, sr, band, kind, rng, rband, rng_label, looks)
+            kind = detect_file_kind(so, band, nodata, sample)
+        pair = (so, sr, band, rband, nodata)
+        result = _evaluate_open(pair, kind, rng, rng_label, looks)
         other = other_domain(kind, so.dtypes[band - 1])
         if other is not None:
-            alt = _evaluate_open(so, sr, band, other, None, rband, rng_label, looks)
+            alt = _evaluate_open(pair, other, None, rng_label, looks)
             result["other_domain"] = {key: alt[key] for key in ("kind", "psnr_db", "ssim", "range")}
         result["warnings"] = grid_warnings(so, sr) + _lost_warning(result)
     result["band"] = band
@@ -683,11 +687,12 @@ def other_domain(kind: str, dtype: object) -> Optional[str]:
     return "native" if kind in ("amplitude", "intensity") else None
 
 
-def _evaluate_open(so, sr, band: int, kind: str, rng, rband: int, rng_label: str, looks: int) -> dict:
+def _evaluate_open(pair: _OpenPair, kind: str, rng, rng_label: str, looks: int) -> dict:
     """Metrics of two open rasters in one domain (strip by strip above MAX_FULL_PIXELS)."""
+    so = pair[0]
     if so.height * so.width <= MAX_FULL_PIXELS:
-        return _evaluate_pair(_file_pair(so, sr, band, rband, kind), kind, rng, rng_label, looks)
-    return _evaluate_large(so, sr, band, kind, rng, rband, rng_label, looks)
+        return _evaluate_pair(_file_pair(pair, kind), kind, rng, rng_label, looks)
+    return _evaluate_large(pair, kind, rng, rng_label, looks)
 
 
 def evaluate_bands(
@@ -778,12 +783,18 @@ def _overall(per_band: list[dict]) -> dict:
     return overall
 
 
-def _file_pair(so, sr, band: int, rband: int, kind: str, **window) -> _Pair:
+_OpenPair = tuple[Any, Any, int, int, Optional[float]]
+"""(original, reconstruction, band, reconstruction band, the original's nodata value: original_nodata)."""
+
+
+def _file_pair(pair: _OpenPair, kind: str, **window) -> _Pair:
     """Band `band` of the original and `rband` of the reconstruction (open rasterio datasets, whole or a `window`),
-    each read as the codec reads it (preprocessing.read_masked) with its own nodata value."""
+    each read as the codec reads it (preprocessing.read_masked), the original with its nodata value or the fill the
+    codec finds, the reconstruction with its own."""
+    so, sr, band, rband, nodata = pair
     orig, recon = read_masked(so, band, **window), read_masked(sr, rband, **window)
     scalings = _scaling(so, band, kind), _scaling(sr, rband, kind)  # a complex original's intensity: neither
-    return _pair(orig, recon, kind, _original_nodata(so, sr, band, rband), _nodata(sr, rband), scalings)
+    return _pair(orig, recon, kind, nodata, _nodata(sr, rband), scalings)
 
 
 def _scaling(src, band: int, kind: Optional[str] = None) -> Scaling:
@@ -799,12 +810,21 @@ def _nodata(src, band: int) -> Optional[float]:
     return src.nodatavals[band - 1]
 
 
-def _original_nodata(so, sr, band: int, rband: int) -> Optional[float]:
-    """The original band's nodata value or, where it declares none, the reconstruction's: the codec declares a fill
-    the original holds without a nodata value (survey.undeclared_fill), and scored as data that fill stretched the
-    range and counted its pixels as lost."""
-    own = _nodata(so, band)
-    return own if own is not None else _nodata(sr, rband)
+def original_nodata(src, band: int, sample: Optional[np.ndarray] = None) -> Optional[float]:
+    """A band's nodata value or, where it declares none, the fill the codec finds and declares (its rule,
+    preprocessing.undeclared_fill, on `sample`: the band's strided sample, read when not given): scored as data,
+    a -9999 fill stretched the range, and a multi-band GeoTIFF's reconstruction cannot declare it for its other
+    bands."""
+    own = _nodata(src, band)
+    if own is not None:
+        return own
+    sample = _strided(src, band, MAX_SAMPLE) if sample is None else sample
+
+    def kind_of(rest: np.ndarray) -> tuple[str, Scaling]:
+        kind = _detected_kind(src, band, rest)
+        return kind, _scaling(src, band, kind)
+
+    return undeclared_fill(sample, kind_of)
 
 
 def _strided(src, band: int, max_values: int) -> np.ndarray:
@@ -819,33 +839,37 @@ def _strided(src, band: int, max_values: int) -> np.ndarray:
     return np.concatenate([grid for *_, grid in strided_strips(read, src.height, src.width, STRIP_ROWS, max_values)])
 
 
-def detect_file_kind(src, band: int = 1, nodata: Optional[float] = None) -> str:
+def detect_file_kind(src, band: int = 1, nodata: Optional[float] = None, sample: Optional[np.ndarray] = None) -> str:
     """Kind of an open rasterio dataset's band: the codec's detection (on the values in their own units, with the
     band's unit, description and tags, sampled over the whole raster as the codec samples it: a central window
     missed a fill at the edges), and "uint8" where it takes an unscaled uint8 band for a display product (measured
-    in its 0-255 values). `nodata`: the band's own where None."""
+    in its 0-255 values). `nodata`: the band's own where None; `sample`: its strided sample, read when not given."""
+    sample = _strided(src, band, MAX_SAMPLE) if sample is None else sample
+    kind = _detected_kind(src, band, sample[valid_mask(sample, _nodata(src, band) if nodata is None else nodata)])
+    dtype = src.dtypes[band - 1]
+    return "uint8" if dtype == "uint8" and kind == "native" and _scaling(src, band) == IDENTITY else kind
+
+
+def _detected_kind(src, band: int, values: np.ndarray) -> str:
+    """preprocessing.detect_kind on a band's valid `values` (raw), with its unit, description and tags."""
     dtype = src.dtypes[band - 1]  # a name: GDAL's complex_int16 (CInt16) has no numpy dtype
-    sample = _strided(src, band, MAX_SAMPLE)
     scaling = _scaling(src, band)
-    sample = scaled(sample[valid_mask(sample, _nodata(src, band) if nodata is None else nodata)], scaling)
     tags = {**src.tags(), **src.tags(band)}
     unit = src.units[band - 1]
-    kind = detect_kind(dtype, sample, src.descriptions[band - 1], tags, unit, scaling != IDENTITY)
-    return "uint8" if dtype == "uint8" and kind == "native" and scaling == IDENTITY else kind
+    return detect_kind(dtype, scaled(values, scaling), src.descriptions[band - 1], tags, unit, scaling != IDENTITY)
 
 
-def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) -> dict:
+def _evaluate_large(pair: _OpenPair, kind: str, rng, rng_label: str, looks: int) -> dict:
     from rasterio.windows import Window
 
+    so, _, band, _, nodata = pair
     height, width = so.height, so.width
     step = sample_stride(height, width, SUBSAMPLE_PIXELS)
 
     def sample_values() -> np.ndarray:
         sample = _strided(so, band, SUBSAMPLE_PIXELS)
         db, lin = to_domains(scaled(sample, _scaling(so, band, kind)), kind)
-        return _range_values(
-            db, lin, _valid(sample, _original_nodata(so, sr, band, rband), kind) & np.isfinite(db), kind
-        )
+        return _range_values(db, lin, _valid(sample, nodata, kind) & np.isfinite(db), kind)
 
     note = ", from every row and column" if step == 1 else f", from one row and column in {step}"
     rng_t, source = _resolve_range(rng, kind, sample_values, note, rng_label)
@@ -853,13 +877,13 @@ def _evaluate_large(so, sr, band, kind, rng, rband, rng_label: str, looks: int) 
     for r0 in range(0, height, STRIP_ROWS):
         _check_cancel()
         win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
-        sums.add(_file_pair(so, sr, band, rband, kind, window=win), rng_t)
+        sums.add(_file_pair(pair, kind, window=win), rng_t)
     if sums.n == 0:
         raise NoValidPixels("no pixel is valid in both the original and the reconstruction")
     ch, cw = min(height, MAX_CROP), min(width, MAX_CROP)
     row0, col0 = (height - ch) // 2, (width - cw) // 2
     win = Window(col0, row0, cw, ch)
-    crop = _file_pair(so, sr, band, rband, kind, window=win)
+    crop = _file_pair(pair, kind, window=win)
     note = f" (central {ch}x{cw} crop at row {row0}, col {col0} of {height}x{width})"
     result = _assemble(kind, rng_t, source, sums, _spatial(crop, rng_t), crop_note=note, pixels=height * width)
     return _with_multilook(result, crop, rng_t, looks, crop_note=note)

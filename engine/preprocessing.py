@@ -156,16 +156,20 @@ def _display_scaled(values: np.ndarray, type_top: int) -> Optional[str]:
     return None
 
 
-def _dn_shape(values: Optional[np.ndarray], name: str) -> str:
-    """What an integer band's values show that a DN product's do (for the reason `info` gives)."""
-    if values is not None and is_constant(values):
+def _dn_shape(values: Optional[np.ndarray], name: str, scaled: bool) -> str:
+    """What an integer band's values show that a DN product's do (for the reason `info` gives; `values` in the
+    band's own units, `scaled` by a GDAL scale or offset)."""
+    if values is None:
+        return "no values sampled"
+    if is_constant(values):
         return "one value"
-    signal = None if values is None else values[values != 0]
-    if name == "uint16" and signal is not None and signal.size:
-        tail, p999 = _upper_tail(signal)
-        if tail < DISPLAY_TAIL:
-            return f"a short upper tail low in its range (99.9th percentile at {100 * p999 / 65535:.1f} % of 65535)"
-    return "a long upper tail"
+    signal = values[values != 0]
+    tail, p999 = _upper_tail(signal) if signal.size else (math.inf, 0.0)
+    if tail >= DISPLAY_TAIL:
+        return "a long upper tail"
+    if name == "uint16" and not scaled:
+        return f"a short upper tail low in its range (99.9th percentile at {100 * p999 / 65535:.1f} % of 65535)"
+    return "a short upper tail"
 
 
 def _upper_tail(values: np.ndarray) -> tuple[float, float]:
@@ -241,7 +245,9 @@ def choose_kind(
         share = 100 * negative_share(values)
         return KindChoice("native", f"{share:.2f} % negative values: not backscatter, coded as they are")
     if name in INTEGER_DTYPES:
-        return KindChoice("amplitude", f"{name} with {_dn_shape(values, name)}: linear amplitude DN, coded in dB")
+        return KindChoice(
+            "amplitude", f"{name} with {_dn_shape(values, name, scaled)}: linear amplitude DN, coded in dB"
+        )
     return KindChoice("intensity", "non-negative floating-point values: linear intensity, coded in dB")
 
 
@@ -701,6 +707,78 @@ def _in_long_runs(m: np.ndarray) -> np.ndarray:
     marks[ends] -= long
     inside = np.cumsum(marks[:-1]).reshape(h, -1) > 0
     return inside[:, FILL_RUN // 2 : FILL_RUN // 2 + w]
+
+
+FILL_MIN_COUNT = 4
+"""An undeclared fill's value is held by at least this many sampled pixels: exactly one value, repeated, where a
+scene's darkest pixels differ (a single-look scene's lowest pixel lies 15 dB under the next in about 3 % of rasters,
+the ratio of the two smallest of N uniform values)."""
+FILL_GAP_DB = 15.0
+"""...and lies at least this far beyond the rest's extreme value in dB: no scene leaves such a gap at its bottom
+(the widest empty 1 dB stretch inside the 8 real crops' values: none), a sentinel (-9999, -100 dB, 1e-10) does."""
+FILL_SHARE = 0.01
+"""A value held by at least this share of the sample (a floating-point band's, or at the top of any) needs only
+FILL_NEAR_GAP_DB: a third of a dB scene filled with -50 where its speckle reaches -40 was coded as data, the fill
+decoded between -50 and -33 dB (a robustness sweep). A top value needs this share in any type: fewer at the top are
+a sensor's saturated targets (survey._saturated), coded as bright residuals that decode to it."""
+FILL_NEAR_GAP_DB = 7.0
+"""Just over the widest gap integer values leave at their bottom in dB (20 log10(2) = 6.02 dB between amplitude DN
+1 and 2): a float product converted from DN keeps it."""
+
+
+def undeclared_fill(raw: np.ndarray, kind_of: Callable[[np.ndarray], tuple[str, Scaling]]) -> Optional[float]:
+    """The value of a fill a band holds without declaring a nodata value, in `raw` (a sample of its values in raw
+    units; `kind_of(rest)`: the kind and scaling of the other values), or None. Candidates (`_fill_candidates`): the
+    smallest value but 0 (the kinds' own rules take zeros), the smallest positive one under values noise subtraction
+    left negative, the largest; one counts where FILL_MIN_COUNT sampled pixels hold it and it lies further beyond
+    the rest than any scene reaches: FILL_GAP_DB (FILL_NEAR_GAP_DB for a value of FILL_SHARE) beyond the
+    rest's extreme value in dB (dB and linear kinds; measured from the 0.5th percentile, a single-look DN product's
+    many pixels at 1 were taken for fill), or, where there is no dB (native values, a negative fill under linear
+    backscatter), the rest's span beyond its extreme. Not in uint8 (display products: any value can be data). Coded
+    as data, such a fill stretched the range and lost its value: a 4-look dB scene whose footprint was filled with
+    -9999 measured 16.7 dB at 0.5 bpp (26.5 with a NaN fill), its fill decoded at the range's bottom; float32's
+    lowest value (an Esri fill) failed in pass 1; a uint16 block at 65535 decoded between 30761 and 65535 (robustness
+    sweeps)."""
+    if raw.dtype.kind not in "iuf" or raw.dtype == np.uint8:
+        return None
+    values = raw[np.isfinite(raw) & (raw != 0)] if raw.dtype.kind == "f" else raw[raw != 0]
+    for value, below in _fill_candidates(values):
+        at_fill = values == value
+        count = np.count_nonzero(at_fill)
+        share = count / values.size
+        if count < FILL_MIN_COUNT or count == values.size or (not below and share < FILL_SHARE):
+            continue
+        kind, scaling = kind_of(values[~at_fill])
+        near = share >= FILL_SHARE and (raw.dtype.kind == "f" or not below)  # integers' gaps: at their bottom
+        gap = FILL_NEAR_GAP_DB if near else FILL_GAP_DB
+        fill = float(scaled(np.array([value]), scaling)[0])
+        if _apart(fill, scaled(values[~at_fill], scaling), kind, gap, below):
+            return float(value)
+    return None
+
+
+def _fill_candidates(values: np.ndarray) -> list[tuple[object, bool]]:
+    """(value, below the rest) pairs undeclared_fill tries, in order."""
+    if values.size == 0:
+        return []
+    low = values.min()
+    out = [(low, True)]
+    if low < 0 and np.any(values > 0):
+        out.append((values[values > 0].min(), True))
+    return [*out, (values.max(), False)]
+
+
+def _apart(fill: float, rest: np.ndarray, kind: str, gap_db: float, below: bool) -> bool:
+    """Whether `fill` lies where no value of a scene like `rest` (both in the band's units) would, under it
+    (`below`) or over it."""
+    if kind == "db" or (kind in LINEAR_KINDS and fill > 0):
+        db = to_db(rest[rest > 0] if kind in LINEAR_KINDS else rest, kind)
+        if db.size == 0:
+            return False
+        at = float(to_db(np.array([fill]), kind)[0])
+        return at < float(np.min(db)) - gap_db if below else at > float(np.max(db)) + gap_db
+    lo, hi = np.percentile(rest, [0.1, 99.9])
+    return fill < np.min(rest) - (hi - lo) if below else fill > np.max(rest) + (hi - lo)
 
 
 def linear_to_db(intensity: np.ndarray) -> np.ndarray:

@@ -167,14 +167,23 @@ class Sarz(Codec):
 
     def _valid_share(self, plane: np.ndarray) -> float:
         """The share of a plane's pixels the codec codes as data (pp.coded_pixels: zeros are fill where its kind says
-        so, unless scattered inside the signal)."""
-        kind = self.kind
-        if kind == "auto":
-            valid = pp.valid_mask(plane, self.nodata)
-            scaling = pp.band_scaling(self.scale, self.offset)
-            values = pp.scaled(plane[valid], scaling)
-            kind = pp.detect_kind(plane.dtype, values, scaled=scaling != pp.IDENTITY) if valid.any() else "db"
-        return float(np.mean(pp.coded_pixels(plane, kind, plane.dtype, self.nodata)))
+        so, unless scattered inside the signal; a fill compression finds without a nodata value, pp.undeclared_fill,
+        is not data either: counted, a chunk with 29 % of it at -9999 took 1.41 bits per valid pixel for 1 asked)."""
+        nodata = self.nodata if self.nodata is not None else pp.undeclared_fill(plane, self._kind_scaling)
+        valid = pp.valid_mask(plane, nodata)
+        kind = self._kind_scaling(plane[valid])[0] if valid.any() else "db"
+        return float(np.mean(pp.coded_pixels(plane, kind, plane.dtype, nodata)))
+
+    def _kind_scaling(self, values: np.ndarray) -> tuple[str, pp.Scaling]:
+        """The kind compression gives `values` (the codec's, or detected on them in their own units) and its
+        scaling."""
+        scaling = pp.band_scaling(self.scale, self.offset)
+        kind = (
+            self.kind
+            if self.kind != "auto"
+            else pp.detect_kind(values.dtype, pp.scaled(values, scaling), scaled=scaling != pp.IDENTITY)
+        )
+        return kind, pp.band_scaling(self.scale, self.offset, kind)
 
     def _warn(self, text: str) -> None:
         """A warning once per codec and kind of warning (its text without numbers): a write codes many chunks."""

@@ -785,7 +785,7 @@ def test_a_db_band_with_an_undeclared_fill_far_below_zero_stays_db():
 def test_the_gap_warning_names_the_smaller_population():
     """Bright outliers far above the scene are the population apart, not the scene below them."""
     scene, _ = simulate_scene(256, 256, looks=1, seed=4)
-    scene.flat[::100] = 1e8
+    scene.flat[::100] = 1e8 * np.random.default_rng(1).uniform(1, 2, scene.flat[::100].size)  # not one value: no fill
     (warning,) = [w for w in api.compress_array(scene).stats.warnings if "the rest" in w]
     assert warning.startswith("1.0 % of the valid pixels lie at") and "dB over the rest" in warning
 
@@ -815,8 +815,9 @@ def test_no_valid_pixel_decodes_to_the_value_that_marks_nodata(tmp_path):
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_scaled_integers_and_an_undeclared_dark_fill_are_read_as_db(tmp_path):
     """A scaled uint8 is no display product (its scale says what it holds), and a dB x 100 product with 15 % of
-    undeclared -99.99 dB fill is dB, with the gap warning (it was coded native, evaluate measured it in dB: mean
-    12 % off); evaluate detects the kind over the whole raster as the codec does, not on a central window."""
+    undeclared -99.99 dB fill is dB (it was coded native, evaluate measured it in dB: mean 12 % off), the fill
+    found and restored exactly; evaluate detects the kind over the whole raster as the codec does, not on a
+    central window."""
     db = _db_scene((128, 160))
     u8 = np.clip(np.round((db + 40.0) / 0.2), 1, 255).astype(np.uint8)
     assert pp.choose_kind("uint8", (u8 * 0.2 - 40.0).ravel(), scaled=True).kind == "db"
@@ -827,8 +828,9 @@ def test_scaled_integers_and_an_undeclared_dark_fill_are_read_as_db(tmp_path):
         ds.scales = (0.01,)
     warnings: list[str] = []
     stats = api.compress_file(src, tmp_path / "fill.sarz", warn=warnings.append)
-    assert stats.kind == "db" and any("under the rest" in w for w in warnings)
+    assert stats.kind == "db" and any("hold -9999, far from the rest: taken for a fill" in w for w in warnings)
     api.decompress_file(tmp_path / "fill.sarz", tmp_path / "fill_d.tif")
+    assert (_read(tmp_path / "fill_d.tif")[0][:, :24] == -9999).all()
     with rasterio.open(src) as ds:
         from sar_compressor.engine.metrics import detect_file_kind
 
@@ -974,7 +976,7 @@ def test_an_undeclared_fill_is_declared_and_restored_exactly(tmp_path, fill, kin
     said: list[str] = []
     stats = api.compress_file(src, tmp_path / "f.sarz", quality=6, reconstruction=tmp_path / "f.tif", warn=said.append)
     api.compress_file(twin, tmp_path / "t.sarz", quality=6, reconstruction=tmp_path / "t.tif")
-    assert any(f"hold {fill:g}, far under the rest: taken for a fill" in w for w in said)
+    assert any(f"hold {fill:g}, far from the rest: taken for a fill" in w for w in said)
     assert stats.kind == kind and inspect_input(src).kind == kind
     decoded, profile = _read(tmp_path / "f.tif")
     assert profile["nodata"] == pytest.approx(fill, rel=1e-7)
@@ -997,7 +999,7 @@ def test_values_a_scene_reaches_are_not_taken_for_fill(tmp_path):
     info = api.open_info(_footprint_scene(tmp_path, "s", -9999.0)[0])
     assert undeclared_fill(info, np.maximum(db, floor).ravel(), "auto") is None  # 3 % at a floor: data
     one = db.ravel().copy()
-    one[:8] = -9999.0  # fewer than FILL_MIN_COUNT
+    one[:3] = -9999.0  # fewer than FILL_MIN_COUNT
     assert undeclared_fill(info, one, "auto") is None
     dem = np.concatenate([np.zeros(5000), np.linspace(1, 3000, 20000)])
     assert undeclared_fill(info, dem, "native") is None
@@ -1008,3 +1010,56 @@ def test_values_a_scene_reaches_are_not_taken_for_fill(tmp_path):
     single_look = encode_intensity(simulate_scene(512, 512, looks=1, seed=2)[0], "amplitude", "uint16")
     assert np.count_nonzero(single_look == 1) >= 16  # speckle's fades clipped to DN 1: data, 6 dB under DN 2
     assert undeclared_fill(replace(info, dtype="uint16"), single_look.ravel(), "auto") is None
+
+
+def test_a_fill_at_the_top_or_near_the_data_is_found_and_a_display_band_is_left_alone():
+    """A uint16 DN block at 65535 (9 % of it: more than a sensor's saturated targets) decoded between 30761 and 65535,
+    and a third of a dB scene at -50 where its speckle reaches -40 decoded between -50 and -33 (a robustness sweep).
+    Noise subtraction's negative values no longer hide a 1e-10 fill; uint8 display values are never fill."""
+    from sar_compressor.engine.codec.passes.survey import undeclared_fill
+
+    intensity, _ = simulate_scene(256, 320, looks=4, seed=7)
+    dn = encode_intensity(intensity * 0.1, "amplitude", "uint16")  # its brightest 8889: 17 dB under the block
+    dn[:80, :90] = 65535
+    stats = api.compress_array(dn, quality=5)
+    np.testing.assert_array_equal(stats.reconstruction[:80, :90], 65535)
+    assert stats.stats.bands[0]["nodata"] == 65535.0 and stats.stats.kind == "amplitude"
+    db = np.maximum(_db_scene(seed=8), -40.0)
+    db[:, :110] = -50.0
+    near = api.compress_array(db, quality=5, kind="db")
+    np.testing.assert_array_equal(near.reconstruction[:, :110], -50.0)
+    noisy = intensity - 0.002 * np.random.default_rng(3).random(intensity.shape)  # some noise-subtracted negatives
+    noisy[:, :40] = 1e-10
+    info = api.open_info(_footprint_scene(Path(pytest.importorskip("tempfile").mkdtemp()), "n", 1e-10, "intensity")[0])
+    assert (noisy < 0).any() and undeclared_fill(info, noisy.ravel().astype(np.float32), "auto") == pytest.approx(1e-10)
+    u8 = np.clip(np.round(db + 200), 1, 255).astype(np.uint8)
+    assert undeclared_fill(replace(info, dtype="uint8"), u8.ravel(), "auto") is None
+
+
+def test_a_fill_found_in_one_band_of_several_is_left_out_of_the_metrics(tmp_path):
+    """A GeoTIFF holds one nodata value, band 1's: band 2's declared fill came back undeclared, and evaluate (which
+    took the reconstruction's nodata) scored the exactly restored fill as data: 77 dB. It finds the fill in the
+    original as the codec does; compression says the bands' nodata values differ; the panel's preview masks it."""
+    from sar_compressor.algorithms.preview import read_preview
+
+    _, band2 = _footprint_scene(tmp_path, "b2", -9999.0)
+    band1 = _db_scene(seed=9)
+    src = _write(tmp_path / "stack.tif", np.stack([band1, band2]), crs="EPSG:32631")
+    said: list[str] = []
+    result = api.compress_file(src, tmp_path / "s.sarz", quality=6, reconstruction=tmp_path / "r.tif", warn=said.append)
+    assert [b["nodata"] for b in result.bands] == [None, -9999.0]
+    assert any(w.startswith("band 2: no nodata value declared") for w in said)
+    assert any(w.startswith("nodata values differ") for w in said) and result.warnings[0].startswith("band 2: ")
+    metrics = evaluate_files(src, tmp_path / "r.tif", band=2)
+    assert metrics["valid_pixels"] == np.count_nonzero(band2 != -9999.0) and metrics["psnr_db"] < 40
+    assert inspect_input(src, band=2).nodata is None and "taken for a fill" in inspect_input(src, band=2).warnings[0]
+    preview = read_preview(str(src), 2)
+    assert np.isnan(preview.data[band2 == -9999.0]).all() and np.isfinite(preview.data[band2 != -9999.0]).all()
+
+
+def test_integer_reasons_say_what_the_values_show():
+    """An int16 band with a short tail was said to have 'a long upper tail'."""
+    dem = np.linspace(100, 300, 5000).astype(np.int16)
+    assert pp.choose_kind("int16", dem).reason == "int16 with a short upper tail: linear amplitude DN, coded in dB"
+    scaled = pp.choose_kind("uint16", np.linspace(30000, 60000, 5000), scaled=True).reason
+    assert "low in its range" not in scaled

@@ -72,7 +72,7 @@ def output_dtype(kinds: list[str], dtype: str) -> str:
     return str(np.result_type(*[pp.output_dtype(kind, dtype) for kind in kinds]))
 
 
-def _band_warnings(surveys: list[Survey], sources: list[BandSource]) -> list[str]:
+def band_warnings(surveys: list[Survey], sources: list[BandSource]) -> list[str]:
     """Pass 1's warnings, each once, naming the bands it concerns where not every band (an alpha band, no SAR data,
     says none): one empty band among three said "no valid pixels ... the file holds only the mask" of the file."""
     bands: dict[str, list[int]] = {}
@@ -92,7 +92,7 @@ def plan_bands(sources: list[BandSource], options: EncodeOptions, log: Log = Non
     off)."""
     surveys = [_survey(s, options, len(sources) > 1) for s in sources]
     if warn is not None:
-        for warning in _band_warnings(surveys, sources):
+        for warning in band_warnings(surveys, sources):
             warn(warning)
     if len(sources) == 1 or not options.interband:
         return BandPlan(surveys, list(range(len(sources))), [None] * len(sources))

@@ -102,50 +102,25 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     )
 
 
-FILL_MIN_COUNT = 16
-"""An undeclared fill's value is held by at least this many sampled pixels (16 of the strided sample: a footprint's
-fill, or markers a processor scattered, not one dark pixel)."""
-
-
 def undeclared_fill(info: RasterInfo, raw: np.ndarray, kind: str) -> Optional[float]:
-    """The value of a fill the band holds without declaring a nodata value: the sample's smallest value but 0 (the
-    kinds' own rules take zeros), held by FILL_MIN_COUNT sampled pixels at least, and further under the rest than
-    any scene reaches: GAP_DB under the rest's lowest value in dB (dB and linear kinds; from the 0.5th percentile,
-    a single-look DN product's many pixels at 1 were taken for fill), or, where there is no dB (native values, a
-    negative fill under linear backscatter), the rest's span under its lowest value. None where there is none.
-    Coded as data, such a fill stretched the range and lost its value: a 4-look dB scene whose footprint was filled
-    with -9999 measured 16.7 dB at 0.5 bpp (26.5 with a NaN fill), its fill decoded at the range's bottom; float32's
-    lowest value (an Esri fill) failed in pass 1 (a robustness sweep)."""
-    if info.nodata is not None or raw.dtype.kind not in "iuf":
+    """The value of a fill the band holds without declaring a nodata value (pp.undeclared_fill on pass 1's sample,
+    the rest's kind as `kind` or detected); None where it declares one or holds none."""
+    if info.nodata is not None:
         return None
-    values = raw[np.isfinite(raw) & (raw != 0)] if raw.dtype.kind == "f" else raw[raw != 0]
-    if values.size == 0:
-        return None
-    value = values.min()
-    at_fill = values == value
-    if np.count_nonzero(at_fill) < FILL_MIN_COUNT or at_fill.all():
-        return None
-    choice, scaling, rest = kind_and_values(info, values[~at_fill], kind)
-    fill = float(pp.scaled(np.array([value]), scaling)[0])
-    return float(value) if _apart(fill, rest, choice.kind) else None
 
+    def kind_of(rest: np.ndarray) -> tuple[str, pp.Scaling]:
+        choice, scaling, _ = kind_and_values(info, rest, kind)
+        return choice.kind, scaling
 
-def _apart(fill: float, rest: np.ndarray, kind: str) -> bool:
-    """Whether `fill` lies where no value of a scene like `rest` (both in the band's units) would."""
-    if kind == "db" or (kind in pp.LINEAR_KINDS and fill > 0):
-        db = pp.to_db(rest[rest > 0] if kind in pp.LINEAR_KINDS else rest, kind)
-        bottom = float(np.min(db)) if db.size else math.inf
-        return float(pp.to_db(np.array([fill]), kind)[0]) < bottom - GAP_DB
-    lo, hi = np.percentile(rest, [0.1, 99.9])
-    return fill < np.min(rest) - (hi - lo)
+    return pp.undeclared_fill(raw, kind_of)
 
 
 def fill_notice(raw: np.ndarray, fill: float) -> str:
     """What pass 1 says of an undeclared fill (`raw`: the sample holding it)."""
     share = 100.0 * np.count_nonzero(raw == fill) / raw.size
     return (
-        f"no nodata value declared: {share:.1f} % of the valid pixels hold {fill:g}, far under the rest: taken for "
-        "a fill, restored exactly and declared as the decoded file's nodata"
+        f"no nodata value declared: {share:.3g} % of the valid pixels hold {fill:g}, far from the rest: taken for "
+        "a fill, restored exactly and declared as the band's nodata value"
     )
 
 
@@ -250,7 +225,7 @@ def _saturated(db: np.ndarray, kind: str) -> np.ndarray:
     return at_top if top > np.percentile(db, 99) else np.zeros(db.shape, dtype=bool)
 
 
-GAP_DB = 15.0
+GAP_DB = pp.FILL_GAP_DB
 """An empty stretch of the coded range at least this wide (dB) splits the valid pixels into two populations: speckle
 and real scenes fill their range continuously (the 8 real crops' widest empty 1 dB bin run: 0), fill at a tiny value
 (1e-10 where a product has no data, and no nodata declared) does not."""
@@ -265,13 +240,15 @@ def gap_warnings(db: np.ndarray, rng: pp.Range, kind: str) -> list[str]:
     36, a step 3.7 times coarser, 0.005 bpp at quality 5 and 19 dB errors on the other half, with no word."""
     if kind == "native" or db.size < GAP_MIN_SAMPLE or rng.span < 2 * GAP_DB:
         return []
-    counts, edges = np.histogram(db, bins=int(np.ceil(rng.span)), range=(rng.vmin, rng.vmax))
-    filled = np.flatnonzero(counts)
-    gaps = (np.diff(filled) - 1) * (edges[1] - edges[0])  # dB of empty bins between consecutive filled ones
+    n = math.ceil(rng.span)  # cells of about 1 dB over the range (a histogram of so many bins failed on 1e38 dB)
+    width = rng.span / n
+    inside = db[(db >= rng.vmin) & (db <= rng.vmax)].astype(np.float64)
+    filled = np.unique(np.minimum(np.floor((inside - rng.vmin) / width), n - 1))
+    gaps = (np.diff(filled) - 1) * width  # dB of empty cells between consecutive filled ones
     if gaps.size == 0 or gaps.max() < GAP_DB:
         return []
     at = int(np.argmax(gaps))
-    low_top, high_bottom = float(edges[filled[at] + 1]), float(edges[filled[at + 1]])
+    low_top, high_bottom = rng.vmin + (filled[at] + 1) * width, rng.vmin + filled[at + 1] * width
     low = db < low_top
     if np.count_nonzero(low) <= db.size / 2:  # the smaller population is the one apart (fill, or bright outliers)
         apart, where = low, f"at {low_top:.1f} dB or below, {gaps[at]:.0f} dB under the rest"

@@ -51,7 +51,8 @@ def read_preview(path: str, band: int, max_side: int = PREVIEW_SIDE) -> Preview:
             data = raw.astype(np.complex128 if complex_data else np.float64)
             invalid = ~np.isfinite(data)
             nodata = src.nodatavals[band - 1]  # the band's own (src.nodata is band 1's)
-            fill = original_nodata(src, band, raw)  # or the fill the codec finds where it declares none
+            overviews = step > 1 and bool(src.overviews(band))  # their resampled pixels hide a fill: full resolution
+            fill = original_nodata(src, band, None if overviews else raw)  # or the fill the codec finds
             if fill is not None and not math.isnan(fill):
                 invalid |= raw == fill  # a -9999 fill set both canvases' stretch from -9999
             if pp.has_own_mask(flag.name for flag in src.mask_flag_enums[band - 1]):

@@ -636,7 +636,7 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
         _check_shapes((so.height, so.width), (sr.height, sr.width))
         _check_kind_fits(kind, so.dtypes[band - 1].startswith("complex"), so.dtypes[band - 1])
         sample = _strided(so, band, MAX_SAMPLE) if kind == "auto" or _nodata(so, band) is None else None
-        nodata = original_nodata(so, band, sample)
+        nodata = original_nodata(so, band, sample, None if kind == "auto" else kind)
         if kind == "auto":
             kind = detect_file_kind(so, band, nodata, sample)
         pair = (so, sr, band, rband, nodata)
@@ -810,19 +810,20 @@ def _nodata(src, band: int) -> Optional[float]:
     return src.nodatavals[band - 1]
 
 
-def original_nodata(src, band: int, sample: Optional[np.ndarray] = None) -> Optional[float]:
+def original_nodata(src, band: int, sample: Optional[np.ndarray] = None, kind: Optional[str] = None) -> Optional[float]:
     """A band's nodata value or, where it declares none, the fill the codec finds and declares (its rule,
-    preprocessing.undeclared_fill, on `sample`: the band's strided sample, read when not given): scored as data,
-    a -9999 fill stretched the range, and a multi-band GeoTIFF's reconstruction cannot declare it for its other
-    bands."""
+    preprocessing.undeclared_fill, on `sample`: the band's strided sample at full resolution, read when not given;
+    the rest's `kind` as given, else detected: with the codec's `--kind native` a fill 10 dB under the data was coded
+    as data, and evaluate must score it so): scored as data, a -9999 fill stretched the range, and a multi-band
+    GeoTIFF's reconstruction cannot declare it for its other bands."""
     own = _nodata(src, band)
     if own is not None:
         return own
     sample = _strided(src, band, MAX_SAMPLE) if sample is None else sample
 
     def kind_of(rest: np.ndarray) -> tuple[str, Scaling]:
-        kind = _detected_kind(src, band, rest)
-        return kind, _scaling(src, band, kind)
+        chosen = kind or _detected_kind(src, band, rest)
+        return chosen, _scaling(src, band, chosen)
 
     return undeclared_fill(sample, kind_of)
 

@@ -713,14 +713,21 @@ FILL_MIN_COUNT = 4
 """An undeclared fill's value is held by at least this many sampled pixels: exactly one value, repeated, where a
 scene's darkest pixels differ (a single-look scene's lowest pixel lies 15 dB under the next in about 3 % of rasters,
 the ratio of the two smallest of N uniform values)."""
+FILL_REST_VALUES = 32
+"""...the other values are a scene's: at least this many distinct ones (a dark sea's DN product holds about 50; a
+classification, a mask or a two-valued band does not, and its majority value was taken for fill)..."""
 FILL_GAP_DB = 15.0
-"""...and lies at least this far beyond the rest's extreme value in dB: no scene leaves such a gap at its bottom
+"""...and it lies at least this far beyond the rest's extreme value in dB: no scene leaves such a gap at its bottom
 (the widest empty 1 dB stretch inside the 8 real crops' values: none), a sentinel (-9999, -100 dB, 1e-10) does."""
 FILL_SHARE = 0.01
-"""A value held by at least this share of the sample (a floating-point band's, or at the top of any) needs only
-FILL_NEAR_GAP_DB: a third of a dB scene filled with -50 where its speckle reaches -40 was coded as data, the fill
-decoded between -50 and -33 dB (a robustness sweep). A top value needs this share in any type: fewer at the top are
-a sensor's saturated targets (survey._saturated), coded as bright residuals that decode to it."""
+"""A value held by at least this share of a floating-point band's sample needs only FILL_NEAR_GAP_DB: a third of a
+dB scene filled with -50 where its speckle reaches -40 was coded as data, the fill decoded between -50 and -33 dB (a
+robustness sweep)."""
+FILL_TOP_SHARE = 0.05
+"""A top value needs this share (and FILL_NEAR_GAP_DB, in any type: integers leave no gap at their top): fewer are a
+sensor's saturated targets (a DN product's 1.2 % at 65535 held nearly all its intensity), coded as bright residuals
+that decode to it (survey._saturated takes up to 1 %); a uint16 block at 65535 over 9 % of a product decoded between
+30761 and 65535 (a robustness sweep)."""
 FILL_NEAR_GAP_DB = 7.0
 """Just over the widest gap integer values leave at their bottom in dB (20 log10(2) = 6.02 dB between amplitude DN
 1 and 2): a float product converted from DN keeps it."""
@@ -730,35 +737,42 @@ def undeclared_fill(raw: np.ndarray, kind_of: Callable[[np.ndarray], tuple[str, 
     """The value of a fill a band holds without declaring a nodata value, in `raw` (a sample of its values in raw
     units; `kind_of(rest)`: the kind and scaling of the other values), or None. Candidates (`_fill_candidates`): the
     smallest value but 0 (the kinds' own rules take zeros), the smallest positive one under values noise subtraction
-    left negative, the largest; one counts where FILL_MIN_COUNT sampled pixels hold it and it lies further beyond
-    the rest than any scene reaches: FILL_GAP_DB (FILL_NEAR_GAP_DB for a value of FILL_SHARE) beyond the
-    rest's extreme value in dB (dB and linear kinds; measured from the 0.5th percentile, a single-look DN product's
-    many pixels at 1 were taken for fill), or, where there is no dB (native values, a negative fill under linear
-    backscatter), the rest's span beyond its extreme. Not in uint8 (display products: any value can be data). Coded
-    as data, such a fill stretched the range and lost its value: a 4-look dB scene whose footprint was filled with
-    -9999 measured 16.7 dB at 0.5 bpp (26.5 with a NaN fill), its fill decoded at the range's bottom; float32's
-    lowest value (an Esri fill) failed in pass 1; a uint16 block at 65535 decoded between 30761 and 65535 (robustness
-    sweeps)."""
+    left negative, the largest (in the band's units: a negative GDAL scale turns them over). One counts where
+    FILL_MIN_COUNT sampled pixels hold it, the rest holds FILL_REST_VALUES distinct values, and it lies further
+    beyond the rest than any scene reaches: FILL_GAP_DB (FILL_NEAR_GAP_DB for a float band's value of FILL_SHARE or a
+    top value of FILL_TOP_SHARE, which a top value needs) beyond the rest's extreme value in dB (dB and linear kinds;
+    measured from the 0.5th percentile, a single-look DN product's many pixels at 1 were taken for fill), or, where
+    there is no dB (native values, a negative fill under linear backscatter), the rest's span beyond its extreme.
+    Not in uint8 (display products: any value can be data). Coded as data, such a fill stretched the range and lost
+    its value: a 4-look dB scene whose footprint was filled with -9999 measured 16.7 dB at 0.5 bpp (26.5 with a NaN
+    fill), its fill decoded at the range's bottom; float32's lowest value (an Esri fill) failed in pass 1."""
     if raw.dtype.kind not in "iuf" or raw.dtype == np.uint8:
         return None
     values = raw[np.isfinite(raw) & (raw != 0)] if raw.dtype.kind == "f" else raw[raw != 0]
-    for value, below in _fill_candidates(values):
+    for value, low in _fill_candidates(values):
         at_fill = values == value
         count = np.count_nonzero(at_fill)
-        share = count / values.size
-        if count < FILL_MIN_COUNT or count == values.size or (not below and share < FILL_SHARE):
+        if count < FILL_MIN_COUNT or count == values.size:
             continue
-        kind, scaling = kind_of(values[~at_fill])
-        near = share >= FILL_SHARE and (raw.dtype.kind == "f" or not below)  # integers' gaps: at their bottom
+        rest = values[~at_fill]
+        kind, scaling = kind_of(rest)
+        fill, rest = float(scaled(np.array([value]), scaling)[0]), scaled(rest, scaling)
+        below, share = low != (scaling[0] < 0), count / values.size  # a negative scale turns the values over
+        near = share >= (FILL_SHARE if below else FILL_TOP_SHARE) and (raw.dtype.kind == "f" or not below)
         gap = FILL_NEAR_GAP_DB if near else FILL_GAP_DB
-        fill = float(scaled(np.array([value]), scaling)[0])
-        if _apart(fill, scaled(values[~at_fill], scaling), kind, gap, below):
+        if (below or near) and _varied(rest) and _apart(fill, rest, kind, gap, below):
             return float(value)
     return None
 
 
+def _varied(rest: np.ndarray) -> bool:
+    """Whether the values beside a candidate fill are a scene's (FILL_REST_VALUES distinct ones among a million)."""
+    return np.unique(rest[:1_000_000]).size >= FILL_REST_VALUES
+
+
 def _fill_candidates(values: np.ndarray) -> list[tuple[object, bool]]:
-    """(value, below the rest) pairs undeclared_fill tries, in order."""
+    """The (raw value, at the raw bottom) pairs undeclared_fill tries, in order: the smallest, the smallest positive
+    one under negative values, the largest."""
     if values.size == 0:
         return []
     low = values.min()
@@ -778,7 +792,7 @@ def _apart(fill: float, rest: np.ndarray, kind: str, gap_db: float, below: bool)
         at = float(to_db(np.array([fill]), kind)[0])
         return at < float(np.min(db)) - gap_db if below else at > float(np.max(db)) + gap_db
     lo, hi = np.percentile(rest, [0.1, 99.9])
-    return fill < np.min(rest) - (hi - lo) if below else fill > np.max(rest) + (hi - lo)
+    return hi > lo and (fill < np.min(rest) - (hi - lo) if below else fill > np.max(rest) + (hi - lo))
 
 
 def linear_to_db(intensity: np.ndarray) -> np.ndarray:

@@ -169,7 +169,10 @@ class Sarz(Codec):
         """The share of a plane's pixels the codec codes as data (pp.coded_pixels: zeros are fill where its kind says
         so, unless scattered inside the signal; a fill compression finds without a nodata value, pp.undeclared_fill,
         is not data either: counted, a chunk with 29 % of it at -9999 took 1.41 bits per valid pixel for 1 asked)."""
-        nodata = self.nodata if self.nodata is not None else pp.undeclared_fill(plane, self._kind_scaling)
+        step = pp.sample_stride(*plane.shape)  # pass 1's sample (survey.sample_band): the same decision, bounded
+        nodata = (
+            self.nodata if self.nodata is not None else pp.undeclared_fill(plane[::step, ::step], self._kind_scaling)
+        )
         valid = pp.valid_mask(plane, nodata)
         kind = self._kind_scaling(plane[valid])[0] if valid.any() else "db"
         return float(np.mean(pp.coded_pixels(plane, kind, plane.dtype, nodata)))

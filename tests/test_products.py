@@ -1012,7 +1012,7 @@ def test_values_a_scene_reaches_are_not_taken_for_fill(tmp_path):
     assert undeclared_fill(replace(info, dtype="uint16"), single_look.ravel(), "auto") is None
 
 
-def test_a_fill_at_the_top_or_near_the_data_is_found_and_a_display_band_is_left_alone():
+def test_a_fill_at_the_top_or_near_the_data_is_found_and_a_display_band_is_left_alone(tmp_path):
     """A uint16 DN block at 65535 (9 % of it: more than a sensor's saturated targets) decoded between 30761 and 65535,
     and a third of a dB scene at -50 where its speckle reaches -40 decoded between -50 and -33 (a robustness sweep).
     Noise subtraction's negative values no longer hide a 1e-10 fill; uint8 display values are never fill."""
@@ -1030,7 +1030,7 @@ def test_a_fill_at_the_top_or_near_the_data_is_found_and_a_display_band_is_left_
     np.testing.assert_array_equal(near.reconstruction[:, :110], -50.0)
     noisy = intensity - 0.002 * np.random.default_rng(3).random(intensity.shape)  # some noise-subtracted negatives
     noisy[:, :40] = 1e-10
-    info = api.open_info(_footprint_scene(Path(pytest.importorskip("tempfile").mkdtemp()), "n", 1e-10, "intensity")[0])
+    info = api.open_info(_footprint_scene(tmp_path, "n", 1e-10, "intensity")[0])
     assert (noisy < 0).any() and undeclared_fill(info, noisy.ravel().astype(np.float32), "auto") == pytest.approx(1e-10)
     u8 = np.clip(np.round(db + 200), 1, 255).astype(np.uint8)
     assert undeclared_fill(replace(info, dtype="uint8"), u8.ravel(), "auto") is None
@@ -1063,3 +1063,34 @@ def test_integer_reasons_say_what_the_values_show():
     assert pp.choose_kind("int16", dem).reason == "int16 with a short upper tail: linear amplitude DN, coded in dB"
     scaled = pp.choose_kind("uint16", np.linspace(30000, 60000, 5000), scaled=True).reason
     assert "low in its range" not in scaled
+
+
+def test_few_valued_bands_saturated_targets_and_a_kind_given_are_no_fill(tmp_path):
+    """A band of a few values (a class map, a mask, two levels) had its majority value taken for fill, a DN product's
+    1.2 % of saturated targets (nearly all its intensity) were declared nodata, and evaluate found a fill with the
+    detected kind where the codec, told `native`, coded it as data (its errors went unscored). A negative GDAL
+    scale turns the values over: its fill is found at the top of the band's values."""
+    from sar_compressor.engine.codec.passes.survey import undeclared_fill
+
+    info = api.open_info(_footprint_scene(tmp_path, "i", -9999.0)[0])
+    rng = np.random.default_rng(5)
+    two = np.where(rng.random(20000) < 0.8, 1.0, 10.0).astype(np.float32)
+    classes = np.concatenate([rng.integers(1, 18, 20000), np.full(600, 255)]).astype(np.uint16)
+    levels = np.where(rng.random(20000) < 0.5, -1.0, 1.0)
+    for values, dtype in ((two, "float32"), (classes, "uint16"), (levels, "int16"), (levels, "float32")):
+        assert undeclared_fill(replace(info, dtype=dtype), values.astype(dtype), "auto") is None
+    dn = encode_intensity(simulate_scene(256, 256, looks=4, seed=3)[0] * 0.1, "amplitude", "uint16").ravel()
+    dn[rng.choice(dn.size, int(0.012 * dn.size), replace=False)] = 65535
+    assert undeclared_fill(replace(info, dtype="uint16"), dn, "auto") is None
+    db = _db_scene(seed=4)
+    db[:, :100] = db.min() - 10.0
+    src = _write(tmp_path / "near.tif", db, crs="EPSG:32631")
+    api.compress_file(src, tmp_path / "n.sarz", quality=5, kind="native", reconstruction=tmp_path / "n.tif")
+    assert evaluate_files(src, tmp_path / "n.tif", kind="native")["valid_pixels"] == db.size
+    assert evaluate_files(src, tmp_path / "n.tif")["valid_pixels"] == np.count_nonzero(db > db.min())
+    flipped = np.round(_db_scene(seed=2) / -0.01).astype(np.int16)  # dB = raw x -0.01
+    flipped[:, :60] = -32768
+    src = _write(tmp_path / "flipped.tif", flipped, crs="EPSG:32631")
+    with rasterio.open(src, "r+") as ds:
+        ds.scales = (-0.01,)
+    assert undeclared_fill(api.open_info(src), flipped.ravel(), "auto") == -32768.0

@@ -335,7 +335,25 @@ def value_warnings(kind: str, sample: np.ndarray, chosen: str) -> list[str]:
         warnings.append("no valid pixels: every pixel is nodata, NaN or no-signal zero; only its mask is coded")
     elif is_constant(valid):
         warnings.append(f"constant raster: every valid pixel is {valid[0]!r}; nothing to code but the value")
+    elif chosen == "auto" and kind == "amplitude" and sample.dtype == np.uint16 and _display_like(valid):
+        warnings.append(
+            "uint16 with a short upper tail low in its range, coded as amplitude DN in dB: if it is a display stretch "
+            "(values for viewing, not backscatter: a 12-bit or min-max stretch), choose kind 'native' to code its "
+            "values as they are (as amplitude such stretches measured 0.3-1 dB under native coding)"
+        )
     return warnings
+
+
+DISPLAY_HINT_REACH = 1 / 32
+"""A short-tailed uint16 band taken for DN whose 99.9th percentile reaches this share of 65535 (2048) is told that
+a display stretch is coded native: a 12-bit stretch reaches 4095, a Sentinel-1-like DN scene of short tail some
+hundreds (the simulated ones: 0.2-0.6 % of 65535), which the hint would only confuse."""
+
+
+def _display_like(valid: np.ndarray) -> bool:
+    """Whether uint16 values coded as DN could be a display stretch DISPLAY_REACH let through."""
+    tail, p999 = _upper_tail(valid)
+    return tail < DISPLAY_TAIL and p999 >= DISPLAY_HINT_REACH * 65535
 
 
 def _within(sample: np.ndarray, lo: float, hi: float) -> bool:

@@ -112,6 +112,13 @@ def test_homogeneous_dn_amplitude_is_not_taken_for_display_scaled():
     assert p999 < pp.DISPLAY_TAIL * median  # a display-like tail
     choice = pp.choose_kind("uint16", dn.ravel())
     assert choice.kind == "amplitude", choice.reason
+    assert not pp.value_warnings("amplitude", dn.ravel(), "auto")  # a DN scene low in its range: no hint
+    db = 10 * np.log10(simulate_scene(256, 256, looks=4, seed=1)[0])
+    twelve_bits = np.rint(1 + 4094 * (db - db.min()) / np.ptp(db)).astype(np.uint16)  # a 12-bit min-max log stretch
+    assert pp.choose_kind("uint16", twelve_bits.ravel()).kind == "amplitude"
+    (hint,) = pp.value_warnings("amplitude", twelve_bits.ravel(), "auto")
+    assert "if it is a display stretch" in hint and "choose kind 'native'" in hint
+    assert not pp.value_warnings("amplitude", twelve_bits.ravel(), "amplitude")
 
 
 def test_quarter_bpp_reachable_on_a_megapixel_display_product():

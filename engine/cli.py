@@ -236,10 +236,13 @@ class _Job:
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
+    """A figure with `digits` decimals; one beyond 1e6 in exponent form (a mean ratio of 2e152 printed 153 digits)."""
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+        if math.isinf(value) or math.isnan(value):
+            return str(value)
+        return f"{value:.{digits}e}" if abs(value) >= 1e6 else f"{value:.{digits}f}"
     return str(value)
 
 

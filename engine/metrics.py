@@ -500,7 +500,33 @@ def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike], rng_label: str
     sums = _Sums()
     sums.add(p, rng_t)
     result = _assemble(kind, rng_t, source, sums, _spatial(p, rng_t), crop_note="", pixels=p.mask.size)
+    result["outside_range"] = _outside(p, rng_t)
     return _with_multilook(result, p, rng_t, looks, crop_note="")
+
+
+def _outside(p: _Pair, rng: tuple[float, float]) -> float:
+    """The share of the reconstruction's valid pixels outside the range: most of them where it holds another unit
+    (a JPEG 2000 decode left in DN against dB gave a mean ratio of inf and a dB RMSE of 24857, with no word)."""
+    r = p.r[p.mask]
+    return float(np.mean((r < rng[0] - 0.5 * (rng[1] - rng[0])) | (r > rng[1] + 0.5 * (rng[1] - rng[0]))))
+
+
+OUTSIDE_WARNING = 0.5
+"""A reconstruction with more of its valid pixels this far outside the range (half its width beyond either end) is
+in another unit, likely: evaluate says so."""
+
+
+def _unit_warning(result: dict) -> list[str]:
+    """What evaluate says of a reconstruction in another unit than the original (`_outside`)."""
+    share = result.get("outside_range")
+    if share is None or share <= OUTSIDE_WARNING:
+        return []
+    rng = result["range"]
+    return [
+        f"{100 * share:.0f} % of the reconstruction's pixels lie far outside the original's range [{rng['vmin']:.4g}, "
+        f"{rng['vmax']:.4g}] {rng['unit']}: is it in another unit (dB against linear, DN against scaled values)? "
+        "The figures compare unlike values"
+    ]
 
 
 def _with_multilook(result: dict, p: _Pair, rng: tuple[float, float], looks: int, crop_note: str) -> dict:
@@ -640,12 +666,13 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
         if kind == "auto":
             kind = detect_file_kind(so, band, nodata, sample)
         pair = (so, sr, band, rband, nodata)
-        result = _evaluate_open(pair, kind, rng, rng_label, looks)
-        other = other_domain(kind, so.dtypes[band - 1])
-        if other is not None:
-            alt = _evaluate_open(pair, other, None, rng_label, looks)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # unlike units: figures say inf or nan
+            result = _evaluate_open(pair, kind, rng, rng_label, looks)
+            other = other_domain(kind, so.dtypes[band - 1])
+            alt = None if other is None else _evaluate_open(pair, other, None, rng_label, looks)
+        if alt is not None:
             result["other_domain"] = {key: alt[key] for key in ("kind", "psnr_db", "ssim", "range")}
-        result["warnings"] = grid_warnings(so, sr) + _lost_warning(result)
+        result["warnings"] = grid_warnings(so, sr) + _lost_warning(result) + _unit_warning(result)
     result["band"] = band
     return result
 
@@ -750,6 +777,7 @@ def _unmeasured(band: int, reason: str) -> dict:
         "pixels": None,
         "range": None,
         "looks": None,
+        "outside_range": None,
         "domain": {key: reason for key in METRIC_KEYS},
         "warnings": [],
     }
@@ -887,6 +915,7 @@ def _evaluate_large(pair: _OpenPair, kind: str, rng, rng_label: str, looks: int)
     crop = _file_pair(pair, kind, window=win)
     note = f" (central {ch}x{cw} crop at row {row0}, col {col0} of {height}x{width})"
     result = _assemble(kind, rng_t, source, sums, _spatial(crop, rng_t), crop_note=note, pixels=height * width)
+    result["outside_range"] = _outside(crop, rng_t) if crop.mask.any() else 0.0
     return _with_multilook(result, crop, rng_t, looks, crop_note=note)
 
 

@@ -300,6 +300,35 @@ def test_cancel_keeps_finished_files_and_leaves_no_temp(rasters, tmp_path, capsy
             assert (tmp_path / f"{src.stem}.sarz").read_bytes() == data
 
 
+def test_a_cancel_drops_the_files_not_started_and_waits_for_those_running():
+    """README: Ctrl-C cancels, files running finish. The cancel cancelled them too, and closing the cluster killed a
+    worker still busy 4 s later: a 2048x2048 file being coded was lost (a user's sweep). The files a worker holds
+    are now waited for; only the others are dropped."""
+    from sar_compressor.engine.batch import _let_running_finish
+
+    class Future:
+        def __init__(self, key: str, polls_left: int):
+            self.key, self.polls_left = key, polls_left
+
+        def done(self) -> bool:
+            self.polls_left -= 1
+            return self.polls_left < 0
+
+    class Client:
+        cancelled: list[str] = []
+
+        def processing(self) -> dict:
+            return {"tcp://worker": ["running"]}
+
+        def cancel(self, futures) -> None:
+            self.cancelled += [f.key for f in futures]
+
+    running, queued = Future("running", 3), Future("queued", 10**6)
+    client = Client()
+    _let_running_finish(client, [running, queued])
+    assert client.cancelled == ["queued"] and running.polls_left < 0
+
+
 def test_cli_cancel_exit_130(rasters, tmp_path, capsys, monkeypatch):
     from sar_compressor.engine import cli
 

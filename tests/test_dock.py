@@ -706,7 +706,7 @@ def test_input_summary_before_run(make_dock, tmp_path, qgis_new_project):
     with rasterio.open(tmp_path / "neg.tif", "r+") as dst:
         values = dst.read(1)
         values[:8] = 0.0
-        values[8:16] = -1.0
+        values[8:16] = -np.linspace(0.5, 2.0, 64)  # deep and varied: not noise residue, not one fill value
         dst.update_tags(1, DESCRIPTION="sigma0 intensity")
         dst.set_band_description(1, "sigma0 intensity")
         dst.write(values, 1)

@@ -462,3 +462,23 @@ def test_several_bands_pool_their_multilooked_errors_and_lost_pixels_are_said(tm
     )
     whole = m.evaluate_files(paths[0], paths[0], band=2, kind="intensity", reconstruction_band=2)
     assert measured["range"] == whole["range"]  # the original's range, whatever the reconstruction lost
+
+
+def test_a_reconstruction_in_another_unit_is_named_and_its_figures_printed_readably(tmp_path, capsys):
+    """A linear reconstruction scored against a dB original printed a mean ratio of 153 digits, a JPEG 2000 decode
+    left in DN one of inf with numpy's RuntimeWarnings, and nothing said the units differ."""
+    import warnings
+
+    from sar_compressor.engine.cli import _fmt, main
+
+    intensity, _ = simulate_scene(128, 128, looks=4, seed=2)
+    db = (10 * np.log10(intensity)).astype(np.float32)
+    orig, linear = _write(tmp_path / "db.tif", db), _write(tmp_path / "lin.tif", intensity.astype(np.float32) * 1e3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = m.evaluate_files(orig, linear, kind="db")
+    assert any("is it in another unit" in w for w in result["warnings"])
+    assert not m.evaluate_files(orig, orig, kind="db")["warnings"]
+    assert main(["evaluate", str(orig), str(linear), "--kind", "db"]) == 0
+    assert "is it in another unit" in capsys.readouterr().err
+    assert (_fmt(2.0630125e152, 4), _fmt(0.99871, 4), _fmt(math.inf, 4)) == ("2.0630e+152", "0.9987", "inf")

@@ -1041,6 +1041,14 @@ def test_a_fill_at_the_top_or_near_the_data_is_found_and_a_display_band_is_left_
     assert (noisy < 0).any() and undeclared_fill(info, noisy.ravel().astype(np.float32), "auto") == pytest.approx(1e-10)
     u8 = np.clip(np.round(db + 200), 1, 255).astype(np.uint8)
     assert undeclared_fill(replace(info, dtype="uint8"), u8.ravel(), "auto") is None
+    bright = encode_intensity(intensity, "amplitude", "uint16")  # 1 look: a few targets near 65535
+    bright.flat[:6] = [58649, 50000, 45000, 40000, 35000, 30000]
+    bright[:, :100] = 65535  # a user's sweep: a quarter of such a fill decoded to other values
+    assert undeclared_fill(replace(info, dtype="uint16"), bright.ravel(), "auto") == 65535.0
+    for fill in (-9999.0, -1.0):  # one negative value in intensity of any units (DN^2 here): fill, not native
+        dn2 = (intensity * 1e6).astype(np.float32)
+        dn2[:, :100] = fill
+        assert undeclared_fill(info, dn2.ravel(), "auto") == fill
 
 
 def test_a_fill_found_in_one_band_of_several_is_left_out_of_the_metrics(tmp_path):

@@ -119,7 +119,7 @@ def fill_notice(raw: np.ndarray, fill: float) -> str:
     """What pass 1 says of an undeclared fill (`raw`: the sample holding it)."""
     share = 100.0 * np.count_nonzero(raw == fill) / raw.size
     return (
-        f"no nodata value declared: {share:.3g} % of the valid pixels hold {fill:g}, far from the rest: taken for "
+        f"no nodata value declared: {share:.3g} % of the pixels hold {fill:g}, far from the rest: taken for "
         "a fill, restored exactly and declared as the band's nodata value"
     )
 

@@ -766,16 +766,17 @@ def undeclared_fill(raw: np.ndarray, kind_of: Callable[[np.ndarray], tuple[str, 
     fill), its fill decoded at the range's bottom; float32's lowest value (an Esri fill) failed in pass 1."""
     if raw.dtype.kind not in "iuf" or raw.dtype == np.uint8:
         return None
-    values = raw[np.isfinite(raw) & (raw != 0)] if raw.dtype.kind == "f" else raw[raw != 0]
-    for value, low in _fill_candidates(values):
-        at_fill = values == value
-        count = np.count_nonzero(at_fill)
-        if count < FILL_MIN_COUNT or count == values.size:
+    valid = (np.isfinite(raw) & (raw != 0)) if raw.dtype.kind == "f" else raw != 0
+    n = int(np.count_nonzero(valid))
+    for value, low in _fill_candidates(raw, valid):  # no copy of the sample unless a value repeats (pass 1's peak)
+        at_fill = (raw == value) & valid
+        count = int(np.count_nonzero(at_fill))
+        if count < FILL_MIN_COUNT or count == n:
             continue
-        rest = values[~at_fill]
+        rest = raw[valid & ~at_fill]
         kind, scaling = kind_of(rest)
         fill, rest = float(scaled(np.array([value]), scaling)[0]), scaled(rest, scaling)
-        below, share = low != (scaling[0] < 0), count / values.size  # a negative scale turns the values over
+        below, share = low != (scaling[0] < 0), count / n  # a negative scale turns the values over
         near = share >= (FILL_SHARE if below else FILL_TOP_SHARE) and (raw.dtype.kind == "f" or not below)
         gap = FILL_NEAR_GAP_DB if near else FILL_GAP_DB
         if (below or near) and _varied(rest) and _apart(fill, rest, kind, gap, below, share):
@@ -788,16 +789,18 @@ def _varied(rest: np.ndarray) -> bool:
     return np.unique(rest[:1_000_000]).size >= FILL_REST_VALUES
 
 
-def _fill_candidates(values: np.ndarray) -> list[tuple[object, bool]]:
-    """The (raw value, at the raw bottom) pairs undeclared_fill tries, in order: the smallest, the smallest positive
-    one under negative values, the largest."""
-    if values.size == 0:
+def _fill_candidates(raw: np.ndarray, valid: np.ndarray) -> list[tuple[object, bool]]:
+    """The (raw value, at the raw bottom) pairs undeclared_fill tries among the `valid` values of `raw`, in order:
+    the smallest, the smallest positive one under negative values, the largest."""
+    if not valid.any():
         return []
-    low = values.min()
+    top, bottom = (np.inf, -np.inf) if raw.dtype.kind == "f" else (np.iinfo(raw.dtype).max, np.iinfo(raw.dtype).min)
+    low = np.min(raw, where=valid, initial=top)
     out = [(low, True)]
-    if low < 0 and np.any(values > 0):
-        out.append((values[values > 0].min(), True))
-    return [*out, (values.max(), False)]
+    positive = valid & (raw > 0)
+    if low < 0 and positive.any():
+        out.append((np.min(raw, where=positive, initial=top), True))
+    return [*out, (np.max(raw, where=valid, initial=bottom), False)]
 
 
 def _apart(fill: float, rest: np.ndarray, kind: str, gap_db: float, below: bool, share: float) -> bool:

@@ -229,6 +229,9 @@ GAP_DB = pp.FILL_GAP_DB
 """An empty stretch of the coded range at least this wide (dB) splits the valid pixels into two populations: speckle
 and real scenes fill their range continuously (the 8 real crops' widest empty 1 dB bin run: 0), fill at a tiny value
 (1e-10 where a product has no data, and no nodata declared) does not."""
+HISTOGRAM_CELLS = 1 << 16
+"""Ranges up to this many dB are cut into cells by a histogram: sorting the sample's cells instead (for any width)
+took 90 MB more in pass 1 of a 65536x512 raster, its peak RSS 295 MiB instead of 255 (bench --performance)."""
 GAP_MIN_SAMPLE = 10_000
 """Fewer sampled values leave 1 dB bins empty by chance: no gap is looked for."""
 
@@ -240,10 +243,13 @@ def gap_warnings(db: np.ndarray, rng: pp.Range, kind: str) -> list[str]:
     36, a step 3.7 times coarser, 0.005 bpp at quality 5 and 19 dB errors on the other half, with no word."""
     if kind == "native" or db.size < GAP_MIN_SAMPLE or rng.span < 2 * GAP_DB:
         return []
-    n = math.ceil(rng.span)  # cells of about 1 dB over the range (a histogram of so many bins failed on 1e38 dB)
+    n = math.ceil(rng.span)  # cells of about 1 dB over the range
     width = rng.span / n
-    inside = db[(db >= rng.vmin) & (db <= rng.vmax)].astype(np.float64)
-    filled = np.unique(np.minimum(np.floor((inside - rng.vmin) / width), n - 1))
+    if n <= HISTOGRAM_CELLS:
+        filled = np.flatnonzero(np.histogram(db, bins=n, range=(rng.vmin, rng.vmax))[0])
+    else:  # a histogram of so many bins failed on a 1e38 dB range; the cells that hold values, sorted
+        inside = db[(db >= rng.vmin) & (db <= rng.vmax)].astype(np.float64)
+        filled = np.unique(np.minimum(np.floor((inside - rng.vmin) / width), n - 1))
     gaps = (np.diff(filled) - 1) * width  # dB of empty cells between consecutive filled ones
     if gaps.size == 0 or gaps.max() < GAP_DB:
         return []

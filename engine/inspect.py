@@ -7,7 +7,7 @@ applies the same kind rule (survey.kind_and_values), so the kind it reports is t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from . import preprocessing as pp
 from .codec.format.layout import STRIP_ROWS
-from .codec.passes.survey import SAMPLE_VALUES, fill_notice, kind_and_values, sample_band, undeclared_fill
+from .codec.passes.survey import SAMPLE_VALUES, kind_and_values, sample_band, without_fill
 from .errors import InputError
 from .input_checks import check_kind_fits, check_not_paletted
 from .io.raster_io import RasterInfo, RasterReader, differing_nodata
@@ -169,12 +169,10 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         raw = sample_band(info, lambda r0, r1: reader.read_rows(band, r0, r1))
         total = max(1, pp.sampled_pixels(info.height, info.width, STRIP_ROWS, SAMPLE_VALUES))
     photo = photo_warning(path)
-    fill = undeclared_fill(info, raw, kind)
-    notice, declared = None if fill is None else fill_notice(raw, fill), info.nodata
-    if fill is not None:  # as compression declares it
-        info, raw = replace(info, nodata=fill), raw[raw != fill]
+    declared = info.nodata
+    info, raw, _, notices = without_fill(info, raw, kind)  # as compression declares a fill the band holds
     choice, _, sample = kind_and_values(info, raw, kind)  # in the band's own units (its GDAL scale and offset)
-    warnings, refusal = [w for w in (photo, notice, complex_warning(info, [1])) if w], None
+    warnings, refusal = [w for w in (photo, *notices, complex_warning(info, [1])) if w], None
     try:
         check_kind_fits(info.dtype, kind)  # compression's first refusals, before it reads a pixel
         check_not_paletted(info.color_interp, [1])  # `info` is the band alone

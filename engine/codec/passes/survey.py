@@ -70,14 +70,9 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
     """Kind ("auto" detects it) and why, range (the sample's percentiles), linear mean, fill, warnings, step
     floor; with `ssim`, the SSIM weights' scale. No-signal zeros are outside every statistic."""
     tiles = _TextureTiles(info) if ssim else None
-    raw = sample_band(info, read, tiles)
-    fill = undeclared_fill(info, raw, kind)
-    notices = []
-    if fill is not None:
-        notices.append(fill_notice(raw, fill))
-        info, raw = replace(info, nodata=fill), raw[raw != fill]
-        if tiles is not None:
-            tiles.info = info
+    info, raw, fill, notices = without_fill(info, sample_band(info, read, tiles), kind)
+    if tiles is not None:
+        tiles.info = info
     choice, scaling, sample = kind_and_values(info, raw, kind)
     warnings = notices + pp.value_warnings(choice.kind, sample, kind)
     if pp.zero_is_fill(choice.kind, info.dtype) or pp.float_db(choice.kind, info.dtype):
@@ -115,13 +110,21 @@ def undeclared_fill(info: RasterInfo, raw: np.ndarray, kind: str) -> Optional[fl
     return pp.undeclared_fill(raw, kind_of)
 
 
-def fill_notice(raw: np.ndarray, fill: float) -> str:
-    """What pass 1 says of an undeclared fill (`raw`: the sample holding it)."""
+def without_fill(
+    info: RasterInfo, raw: np.ndarray, kind: str
+) -> tuple[RasterInfo, np.ndarray, Optional[float], list[str]]:
+    """Pass 1's sample `raw` of a band as compression codes it: where the band holds a fill it does not declare
+    (undeclared_fill), the info with it as nodata, the sample without it, the fill and what to say of it (else
+    all as given, None and nothing). Compression and `inspect` both read a band so."""
+    fill = undeclared_fill(info, raw, kind)
+    if fill is None:
+        return info, raw, None, []
     share = 100.0 * np.count_nonzero(raw == fill) / raw.size
-    return (
+    notice = (
         f"no nodata value declared: {share:.3g} % of the pixels hold {fill:g}, far from the rest: taken for "
         "a fill, restored exactly and declared as the band's nodata value"
     )
+    return replace(info, nodata=fill), raw[raw != fill], fill, [notice]
 
 
 def kind_and_values(info: RasterInfo, raw: np.ndarray, kind: str) -> tuple[pp.KindChoice, pp.Scaling, np.ndarray]:

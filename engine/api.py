@@ -300,7 +300,7 @@ def _encode(
     _stage(log, "survey (range and statistics)")
     plan = plan_bands(sources, options, log, warn)
     if target_bpp is not None:
-        options, searched = _options_for_target(sources, options, plan, target_bpp, progress, cancel, log)
+        options, searched = _options_for_target(sources, options, plan, target_bpp, progress, cancel, log, warn)
         progress = scaled_progress(progress, searched, 1.0)
     bands = BandSetEncoder(sources, options, plan, progress, cancel, log)
     if warn is not None and any(survey.fill_value is not None for survey in plan.surveys):
@@ -529,9 +529,11 @@ def _options_for_target(
     progress: Progress,
     cancel: Cancel,
     log: Log,
+    warn: Log = None,
 ) -> tuple[EncodeOptions, float]:
     """The options with the step that fills `target_bpp` for the whole file, and the share of the progress
-    bar the search took (each trial pass gets 1 / (MAX_PASSES + 1) of it). Every band gets the same step of
+    bar the search took (each trial pass gets 1 / (MAX_PASSES + 1) of it); `warn` hears where the file stays
+    well under the target (rate_control.shortfall_warning). Every band gets the same step of
     its own dB range: equal quantizer steps in the bands' normalized domains are equal distortion slopes of
     their refinement layers (a uniform quantizer's D(R) slope follows its step), which is where a bit buys the
     same in every band. Measured on the bands coded alone (qualities 4-8, range-scaled MSE per bit): the bands'
@@ -540,7 +542,7 @@ def _options_for_target(
     moved the T11/T22/T33 pooled PSNR at equal bytes by -0.04 to +0.02 dB: the equal step stays."""
     share = 1.0 / (rate_control.MAX_PASSES + 1)
     pixels = sources[0].info.width * sources[0].info.height
-    done, last = 0, []
+    done, last, tried = 0, [], {}
 
     def at_step(step: float) -> EncodeOptions:
         return replace(options, refine_step=step, quality=rate_control.nearest_quality(step))
@@ -551,7 +553,7 @@ def _options_for_target(
         _stage(log, f"rate-control pass {done + 1} of at most {rate_control.MAX_PASSES}")
         trial = BandSetEncoder(sources, at_step(step), plan, bar, cancel)
         bpp = 8.0 * len(container_bytes(trial.header, trial.chunks(), cancel)) / pixels
-        done, last[:] = done + 1, [trial]
+        done, last[:], tried[step] = done + 1, [trial], bpp
         if log is not None:
             log(f"rate control: step {step:.4g} of the dB ranges -> {bpp:.4f} bpp")
         return bpp
@@ -560,6 +562,9 @@ def _options_for_target(
         step = rate_control.find_step(bpp_at, target_bpp)
     except UnreachableTarget as err:
         raise UnreachableTarget(f"{err}{_mask_hint(last[0].passes, pixels)}") from None
+    shortfall = rate_control.shortfall_warning(step, tried[step], target_bpp, done)
+    if shortfall is not None and warn is not None:
+        warn(shortfall)
     return at_step(step), done * share
 
 

@@ -126,3 +126,23 @@ def test_file_at_a_target_reports_progress_and_fails_cleanly(tmp_path):
     with pytest.raises(CancelledError):
         api.compress_file(src, out, target_bpp=1.0, cancel=lambda: True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_a_file_well_under_its_target_says_why():
+    """A target above what the finest step takes (100 bpp on a 160x128 scene: about 9 bpp) was met silently with
+    the finest step's file; a search out of passes short of the target said nothing either."""
+    at_finest = rate_control.shortfall_warning(rate_control.FINEST_STEP, 9.19, 100.0, 4)
+    assert "9.1900 bits per pixel, under the target of 100" in at_finest and "finest step" in at_finest
+    out_of_passes = rate_control.shortfall_warning(0.05, 0.8, 1.0, rate_control.MAX_PASSES)
+    assert f"stopped after {rate_control.MAX_PASSES} passes at step 0.05" in out_of_passes
+    assert rate_control.shortfall_warning(0.05, 0.96, 1.0, 3) is None  # within 5 %: what was asked
+
+
+def test_a_file_target_beyond_the_finest_step_warns(tmp_path):
+    src = write_scene(tmp_path / "scene.tif", 160, 128, seed=3)
+    warnings: list[str] = []
+    stats = api.compress_file(src, tmp_path / "scene.sarz", target_bpp=100.0, warn=warnings.append)
+    assert stats.bpp < 50 and [w for w in warnings if "under the target of 100" in w and "finest step" in w]
+    warnings.clear()
+    api.compress_file(src, tmp_path / "scene.sarz", target_bpp=1.0, warn=warnings.append)
+    assert not [w for w in warnings if "under the target" in w]

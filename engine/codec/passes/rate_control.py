@@ -18,6 +18,9 @@ from .quality import REFINE_STEPS
 
 TOLERANCE = 0.01
 """A step is good enough once its file is within 1 % under the target."""
+SHORTFALL = 0.05
+"""A file more than 5 % under its target is reported (rate_control.shortfall_warning): past the tolerance, at the
+finest step or after the last pass."""
 MAX_PASSES = 16
 """Codings at most: the real crops land in 3-7; smooth sea scenes, whose bits fall off a cliff with the step, in
 11-12 (10 left them at half the target)."""
@@ -63,6 +66,22 @@ def find_step(bpp_at: Callable[[float], float], target_bpp: float) -> float:
             f"tried took {tried[fewest]:.4f} bpp (step {fewest:g} of the coded range)"
         )
     return min(within)
+
+
+def shortfall_warning(step: float, bpp: float, target_bpp: float, passes: int) -> Optional[str]:
+    """What to tell a user whose file stays more than SHORTFALL under the target (None otherwise): at the finest
+    step the file cannot grow (a target of 100 bpp took the finest step's 5 bpp silently), else the search ran out
+    of passes. Within the tolerance the file is what was asked."""
+    if bpp >= target_bpp * (1.0 - SHORTFALL):
+        return None
+    if step <= FINEST_STEP:
+        why = (
+            f"the codec's finest step ({FINEST_STEP:g} of the coded range, about 0.06 dB on a 30 dB range) needs no "
+            "more, and a larger target adds nothing"
+        )
+    else:
+        why = f"rate control stopped after {passes} passes at step {step:.4g}, the finest within the target"
+    return f"the file takes {bpp:.4f} bits per pixel, under the target of {target_bpp:g}: {why}"
 
 
 def _next_step(tried: dict[float, float], target: float) -> Optional[float]:

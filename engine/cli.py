@@ -1,8 +1,8 @@
 """`sar-compressor` (also `python -m sar_compressor`): compress, decompress, info, verify, inspect, vrt, evaluate,
 simulate, batch, bench.
 
-Engine errors print as `error: <message>` with exit code 2 and no traceback; Ctrl-C (SIGINT) or SIGTERM cancels
-the running job at the next batch (no partial output) and exits with 130 or 143 (128 + the signal). Outputs
+Engine errors print as `error: <message>` with exit code 2 and no traceback; Ctrl-C (SIGINT), SIGTERM or SIGHUP
+cancels the running job at the next batch (no partial output) and exits with 128 + the signal (130, 143, 129). Outputs
 follow engine.io.output_paths: never an input, never a folder/FIFO/device, an existing file only with --overwrite.
 Progress bars go to stderr, only on a terminal.
 """
@@ -32,7 +32,10 @@ KINDS = ("auto", "intensity", "amplitude", "db", "complex", "native")
 EXIT_ERROR = 2
 EXIT_BROKEN_PIPE = 128 + 13
 """What a shell reports for a command killed by SIGPIPE (`... | head`)."""
-CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+CANCEL_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals that cancel a run cleanly (temp files and locks removed, exit 128 + the signal): SIGHUP too, a closed
+terminal or a dropped SSH session (it left a compression's temp and lock files beside its outputs); Windows has
+none."""
 WRITERS = {
     "compress": (("input",), ("output", "reconstruction")),
     "decompress": (("input",), ("output",)),
@@ -229,7 +232,9 @@ class _Job:
         if self.cancelled:  # second signal: stop now (writers still remove their temp files)
             raise KeyboardInterrupt
         self.cancelled, self.signum = True, signum
-        print(f"\n{signal.Signals(signum).name}: cancelling at the next batch (again to stop at once)", file=sys.stderr)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            name = signal.Signals(signum).name
+            print(f"\n{name}: cancelling at the next batch (again to stop at once)", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- commands

@@ -42,8 +42,9 @@ INTEGER_DTYPES: tuple[str, ...] = ("uint8", "uint16", "int16", "uint32", "int32"
 
 NOISE_FLOOR = float(np.finfo(np.float32).tiny)
 """The smallest linear intensity taken as it is (float32's smallest normal number, -379.3 dB), given to pixels
-<= 0 or non-finite so that dB stays finite: any positive intensity a float32 holds keeps its dB. (At 1e-10, -100
-dB, a product in other units, intensities near 1e-13, was clamped whole to one value and decoded as 1e-10.)"""
+<= 0 or non-finite so that dB stays finite: any normal positive intensity a float32 holds keeps its dB, and a band
+whose values lie under it is refused (`_check_noise_floor`). (At 1e-10, -100 dB, a product in other units,
+intensities near 1e-13, was clamped whole to one value and decoded as 1e-10.)"""
 FLOOR_DB = -100.0
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MIN_SPAN_DB = 1.0
@@ -384,6 +385,29 @@ def _check_float32_range(sample: np.ndarray, kind: str) -> None:
         raise InputError(
             f"values up to {top:.3g} cannot be coded as {kind}: the codec works in float32 (up to {limit:.3g} here); "
             "rescale the raster first"
+        )
+    if kind in LINEAR_KINDS:
+        _check_noise_floor(finite, kind)
+
+
+TINY_SHARE = 0.01
+"""Share of a linear band's positive intensities under NOISE_FLOOR past which it is refused (a few denormal pixels
+lie far under any range and decode at its bottom anyway)."""
+
+
+def _check_noise_floor(finite: np.ndarray, kind: str) -> None:
+    """InputError for a linear band whose intensities lie under float32's smallest normal number (NOISE_FLOOR): they
+    were clamped to it, a raster of 1e-40 intensities decoded to two values (mean 122 times the original's), one of
+    1e-21 amplitudes to a constant, and evaluate, clamping alike, measured 107 dB (a sweep)."""
+    power = np.abs(finite).astype(np.float64)
+    power = power[(finite > 0) if kind == "intensity" else (power > 0)]
+    power = power if kind == "intensity" else power * power
+    if power.size and np.mean(power < NOISE_FLOOR) > TINY_SHARE:
+        smallest = float(np.min(power))
+        raise InputError(
+            f"{100 * np.mean(power < NOISE_FLOOR):.3g} % of the values are below {NOISE_FLOOR:.3g} as linear "
+            f"intensity (down to {smallest:.3g}), under what float32 holds at full precision: rescale the raster "
+            "first (multiply it by a power of ten; dB and the metrics shift by a constant)"
         )
 
 

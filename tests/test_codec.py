@@ -393,6 +393,22 @@ def test_values_beyond_float32_are_refused_before_any_work(kind, tmp_path):
     assert not (tmp_path / "huge.sarz").exists()
 
 
+@pytest.mark.parametrize("kind, scale", [("intensity", 1e-40), ("amplitude", 1e-21)])
+def test_values_under_float32s_normal_range_are_refused(kind, scale, tmp_path):
+    """Intensities under float32's smallest normal number were clamped to it: 1e-40 intensities decoded to two
+    values (mean 122 times the original's), 1e-21 amplitudes to a constant, evaluate measuring 107 dB; refused now,
+    while a scene of ordinary values with a few denormal pixels is coded."""
+    arr = _scene(40, 50, seed=9).astype(np.float64)
+    arr = np.sqrt(arr) if kind == "amplitude" else arr
+    src = _write(tmp_path / "tiny.tif", (arr * scale).astype(np.float32))
+    with pytest.raises(InputError, match="below 1.18e-38 as linear intensity.*rescale the raster first"):
+        api.compress_file(src, tmp_path / "tiny.sarz", kind=kind)
+    assert not (tmp_path / "tiny.sarz").exists()
+    arr = arr.astype(np.float32)
+    arr[0, :5] = 1e-41  # 0.25 % of the pixels
+    api.compress_array(arr, quality=DEFAULT_QUALITY, kind=kind)
+
+
 @pytest.mark.parametrize(
     "kind, mean_correction", [("intensity", "global"), ("intensity", "none"), ("db", "none"), ("native", "none")]
 )

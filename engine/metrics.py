@@ -151,6 +151,8 @@ class _Sums:
     n_clipped: int = 0
     n_lost: int = 0
     """Pixels valid in the original and not in the reconstruction: left out of every figure (and said)."""
+    n_coded_zeros: int = 0
+    """The original's fill zeros the reconstruction holds as values (_Pair.coded_zeros)."""
 
     def add(self, p: _Pair, rng: tuple[float, float]) -> None:
         vmin, vmax = rng
@@ -163,6 +165,7 @@ class _Sums:
         self.n_native += int(np.count_nonzero(has_db))
         self.n_clipped += int(np.count_nonzero((ov < vmin) | (ov > vmax)))
         self.n_lost += int(np.count_nonzero(p.o_valid & ~p.mask))
+        self.n_coded_zeros += p.coded_zeros
         if p.o_lin is not None:
             self.sum_orig_lin += float(np.sum(p.o_lin[p.mask]))
             self.sum_recon_lin += float(np.sum(p.r_lin[p.mask]))
@@ -426,6 +429,8 @@ class _Pair:
     o_valid: np.ndarray
     """The original's own valid pixels: the default range's (a reconstruction's invalid pixels moved it), and
     those the reconstruction lost (`lost_pixels`)."""
+    coded_zeros: int = 0
+    """The original's fill zeros that the reconstruction holds as values (`_coded_zeros`)."""
 
 
 def _check_kind_fits(kind: str, complex_original: bool, dtype: str = "") -> None:
@@ -460,8 +465,23 @@ def _pair(
     o, o_lin = to_domains(scaled(orig, scalings[0]), kind)
     r, r_lin = to_domains(scaled(recon, scalings[1]), reconstruction_kind(kind, recon))
     o_valid = _valid(orig, nodata_o, kind) & np.isfinite(o)
-    mask = o_valid & valid_mask(recon, nodata_r) & np.isfinite(r)
-    return _Pair(o, r, o_lin, r_lin, mask, o_valid)
+    r_valid = valid_mask(recon, nodata_r) & np.isfinite(r)
+    mask = o_valid & r_valid
+    zeros = _coded_zeros(orig, recon, nodata_o, kind) & r_valid
+    if kind in NATIVE_KINDS:
+        mask |= zeros
+    return _Pair(o, r, o_lin, r_lin, mask, o_valid, int(np.count_nonzero(zeros)))
+
+
+def _coded_zeros(orig: np.ndarray, recon: np.ndarray, nodata_o, kind: str) -> np.ndarray:
+    """The original's exact zeros that `_valid` takes for fill and the reconstruction holds as other values: the
+    codec coded them as data (preprocessing.scattered_no_signal). In native values they are scored (a uint8 raster's
+    5 % scattered zeros decoded near 149, 171 DN off at most, and evaluate measured 52.7 dB where every pixel scored
+    gives 17.7: a sweep); in linear ones 0 has no dB, and they are counted and said."""
+    native = "native" if kind == "uint8" else kind
+    if not zero_is_fill(native, orig.dtype) or nodata_o == 0:
+        return np.zeros(orig.shape, dtype=bool)
+    return (orig == 0) & (recon != 0)
 
 
 def evaluate_arrays(
@@ -592,6 +612,7 @@ def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pix
         "clipped_fraction": sums.n_clipped / sums.n if linear else None,
         "valid_pixels": sums.n,
         "lost_pixels": sums.n_lost,
+        "coded_zeros": sums.n_coded_zeros,
         "pixels": int(pixels),
         "range": {"vmin": vmin, "vmax": vmax, "unit": "dB" if linear else unit, "source": source},
         "domain": {
@@ -672,7 +693,8 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
             alt = None if other is None else _evaluate_open(pair, other, None, rng_label, looks)
         if alt is not None:
             result["other_domain"] = {key: alt[key] for key in ("kind", "psnr_db", "ssim", "range")}
-        result["warnings"] = grid_warnings(so, sr) + _lost_warning(result) + _unit_warning(result)
+        result["warnings"] = grid_warnings(so, sr) + _lost_warning(result) + _zeros_warning(result)
+        result["warnings"] += _unit_warning(result)
     result["band"] = band
     return result
 
@@ -685,6 +707,22 @@ def _lost_warning(result: dict) -> list[str]:
         return []
     share = 100.0 * lost / (lost + result["valid_pixels"])
     return [f"{lost} pixels ({share:.2f} %) valid in the original are invalid in the reconstruction: left out"]
+
+
+def _zeros_warning(result: dict) -> list[str]:
+    """The original's fill zeros the reconstruction holds as values (`_coded_zeros`), scored or not."""
+    zeros = result.get("coded_zeros", 0)
+    if not zeros:
+        return []
+    share = 100.0 * zeros / result["pixels"]
+    if result["kind"] in NATIVE_KINDS:
+        how = "compression coded them as data within its range, whose bottom is the smallest other value; scored"
+    else:
+        how = (
+            "compression took them for no-signal pixels scattered in the signal and coded them at the signal around "
+            "them; not scored (0 has no dB)"
+        )
+    return [f"{zeros} exact zeros of the original ({share:.2f} %) decode as other values: {how}"]
 
 
 def grid_warnings(so, sr) -> list[str]:
@@ -774,6 +812,7 @@ def _unmeasured(band: int, reason: str) -> dict:
         **{key: None for key in METRIC_KEYS},
         "valid_pixels": 0,
         "lost_pixels": 0,
+        "coded_zeros": 0,
         "pixels": None,
         "range": None,
         "looks": None,

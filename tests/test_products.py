@@ -214,6 +214,27 @@ def test_scattered_no_signal_is_coded_at_the_signal_around_it(monkeypatch):
     assert len(around.data) < len(dips.data) and psnr[0] > psnr[1] + 0.5  # fewer bits, less error
 
 
+def test_native_scattered_zeros_are_coded_as_values_and_scored():
+    """A uint8 raster without nodata, values 100-199 and 5 % scattered zeros: the zeros were coded at the signal
+    around them and decoded near 149 (171 DN off), evaluate leaving them out (52.7 dB where every pixel gives 17.7).
+    In native values a zero is coded as one, clipped to the range (its bottom, the smallest other value), and
+    evaluate scores it and says so."""
+    rng = np.random.default_rng(0)
+    arr = rng.integers(100, 200, (256, 256)).astype(np.uint8)
+    arr[rng.random(arr.shape) < 0.05] = 0
+    result = api.compress_array(arr, quality=12)
+    scattered = (arr == 0) & (result.reconstruction != 0)
+    assert result.stats.scattered_no_signal == scattered.sum() > 3000
+    assert np.abs(result.reconstruction[scattered].astype(float) - 100).max() <= 3  # the range's bottom
+    metrics = evaluate_arrays(arr, result.reconstruction, kind="uint8")
+    every = 10 * np.log10(255**2 / np.mean((arr.astype(float) - result.reconstruction) ** 2))
+    assert metrics["coded_zeros"] == scattered.sum() and metrics["psnr_db"] == pytest.approx(every, abs=0.01)
+    noisy = _noise_clipped(256, 256)  # linear: the zeros have no dB, are counted, and left out
+    coded = api.compress_array(noisy, kind="intensity", quality=5)
+    linear = evaluate_arrays(noisy, coded.reconstruction, kind="intensity")
+    assert linear["coded_zeros"] == coded.stats.scattered_no_signal > 0
+
+
 def test_declared_nodata_keeps_every_zero_and_db_codes_its_scattered_minus_inf():
     arr = _noise_clipped(256, 256)
     kept = api.compress_array(arr, kind="intensity", nodata=0.0)

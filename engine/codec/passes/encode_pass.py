@@ -287,10 +287,12 @@ class EncodePass(StripPass):
     def refine_target(self, strip: Strip, base: float) -> np.ndarray:
         """What the refinement layer codes: the original clipped to the range, the base where pixels are
         invalid (their own section restores them: nothing to spend there), the mean of the signal around a
-        scattered no-signal pixel there (pp.fill_scattered)."""
+        scattered no-signal pixel there (pp.fill_scattered) but in native values, where a zero is a value like any
+        other (a display product's clipped dark tail: evaluate scores it) and is coded as such, clipped to the
+        range (a uint8 raster's 5 % scattered zeros among 100-199 decoded near 149)."""
         rng = self.layout.rng
         clipped = np.clip(strip.orig_db, rng.vmin, rng.vmax)
-        if strip.scattered is not None:
+        if strip.scattered is not None and self.layout.kind != "native":
             signal = ~strip.scattered if strip.invalid is None else ~strip.scattered & ~strip.invalid
             clipped = pp.fill_scattered(clipped, strip.scattered, signal, rng.vmin)
         return (clipped if strip.invalid is None else np.where(strip.invalid, base, clipped)).astype(np.float32)

@@ -673,6 +673,8 @@ def test_a_gdal_mask_is_no_band_in_the_dock(make_dock, tmp_path, qgis_new_projec
     dock.set_layer(layer)
     bands = [dock.band_combo.itemData(i) for i in range(dock.band_combo.count())]
     assert [b for b in bands if b and b > 0] == [1] and dock.band_combo.currentBand() == 1
+    dock.set_output_folder(str(tmp_path / "out"))
+    assert Path(dock._output_paths(layer)[0]).name == "masked_q5.sarz"  # the one band not named (was masked_b1_q5)
 
 
 def test_a_dropped_comparison_leaves_no_preview_files(scene):

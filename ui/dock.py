@@ -676,7 +676,7 @@ class SARCompressorDock(QDockWidget):
         if not os.access(folder, os.W_OK):  # read-only: said before the run, the last results kept
             raise OutputError(f"Cannot write into the output folder {folder} (read-only, or no permission).")
         stem = re.sub(r"[^\w.-]+", "_", _without_extension(layer.name())).strip("_") or "raster"
-        if layer.bandCount() > 1:  # band 2 became NAME_q5 and band 1 NAME_q5_2
+        if band_count(layer) > 1:  # band 2 became NAME_q5 and band 1 NAME_q5_2 (a GDAL mask is no band: band_count)
             stem = f"{stem}_b{self._band()}"
         target = self.target_spin.value()
         stem = f"{stem}_{target:g}bpp" if target else f"{stem}_q{self.quality_spin.value()}"

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 from qgis.core import (
     Qgis,
+    QgsMapLayer,
     QgsMessageLog,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
@@ -28,8 +29,10 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterRasterLayer,
     QgsProcessingUtils,
+    QgsProject,
     QgsProviderRegistry,
     QgsRasterLayer,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -160,6 +163,9 @@ def input_file_problem(name: str, value: str, sarz: bool) -> Optional[str]:
         return None
     path = Path(value)
     if not path.exists():
+        layer = _project_layer(value)
+        if layer is not None:
+            return _layer_given(name, layer, sarz)
         return f"{name}: {value} was not found (no such file, nor a layer of that name in the project)."
     if path.is_dir():
         return f"{name}: {value} is a folder, not a file."
@@ -181,6 +187,25 @@ def input_file_problem(name: str, value: str, sarz: bool) -> Optional[str]:
         except InputError as exc:
             return f"{name}: {exc}"
     return None
+
+
+def _project_layer(value: str) -> Optional[QgsMapLayer]:
+    """The project's layer of id or name `value`, or None."""
+    project = QgsProject.instance()
+    return project.mapLayer(value) or next(iter(project.mapLayersByName(value)), None)
+
+
+def _layer_given(name: str, layer: QgsMapLayer, sarz: bool) -> str:
+    """Why a layer of the project does not do for the file parameter `name` (QGIS's refusal was 'not found'): a
+    vector or other non-raster layer, or any layer where a .sarz file is wanted (Decompress takes a file)."""
+    if not isinstance(layer, QgsRasterLayer):
+        what = "a vector layer" if isinstance(layer, QgsVectorLayer) else "not a raster layer"
+        wanted = "a .sarz file" if sarz else "a raster layer or file"
+        return f"{name}: '{layer.name()}' is {what}: give {wanted}."
+    source = _source_path(layer) or layer.source()
+    if sarz:
+        return f"{name}: '{layer.name()}' is a map layer; give a .sarz file (or its VRT) by its path (the layer's: {source})"
+    return f"{name}: the raster layer '{layer.name()}' cannot be read ({source})."
 
 
 def enum_name_problem(param: QgsProcessingParameterDefinition, value: object) -> Optional[str]:

@@ -36,6 +36,7 @@ from qgis.core import (
     QgsRasterLayer,
     QgsSingleBandGrayRenderer,
     QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
 )
 
 from sar_compressor.engine.api import compress_array, decompress_array, read_header
@@ -920,6 +921,22 @@ def test_a_wrong_file_is_named_for_what_it_is_before_the_run(compressed, scene, 
                 processing.run("sar_compressor:compress", params)
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
+    points = QgsVectorLayer("Point?crs=EPSG:4326", "pts", "memory")
+    sarz_layer = QgsRasterLayer(str(scene), "scene layer")
+    QgsProject.instance().addMapLayers([points, sarz_layer])
+    try:  # a vector layer, by id or name, was 'not found (no such file, nor a layer of that name)'
+        for name, parameter, given, message in (
+            ("compress", "INPUT", points.id(), "INPUT: 'pts' is a vector layer: give a raster layer or file"),
+            ("compress", "INPUT", "pts", "INPUT: 'pts' is a vector layer"),
+            ("evaluate", "ORIGINAL", "pts", "ORIGINAL: 'pts' is a vector layer"),
+            ("decompress", "INPUT", sarz_layer.id(), "INPUT: 'scene layer' is a map layer; give a .sarz file .* by its path"),
+        ):
+            params = {"INPUT": str(scene), "ORIGINAL": str(scene), "RECONSTRUCTION": str(scene), parameter: given}
+            params["OUTPUT"] = str(tmp_path / {"compress": "o.sarz", "decompress": "o.tif", "evaluate": "r.html"}[name])
+            with pytest.raises(QgsProcessingException, match=message):
+                processing.run(f"sar_compressor:{name}", params)
+    finally:
+        QgsProject.instance().removeMapLayers([points.id(), sarz_layer.id()])
     algorithm = QgsApplication.processingRegistry().createAlgorithmById("sar_compressor:decompress")
     params = {"INPUT": sarz, "BAND": 5, "OUTPUT": str(tmp_path / "band5.tif")}
     ok, message = algorithm.checkParameterValues(params, QgsProcessingContext())

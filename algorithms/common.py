@@ -204,7 +204,8 @@ def _layer_given(name: str, layer: QgsMapLayer, sarz: bool) -> str:
         return f"{name}: '{layer.name()}' is {what}: give {wanted}."
     source = _source_path(layer) or layer.source()
     if sarz:
-        return f"{name}: '{layer.name()}' is a map layer; give a .sarz file (or its VRT) by its path (the layer's: {source})"
+        wanted = "give a .sarz file (or its VRT) by its path"
+        return f"{name}: '{layer.name()}' is a map layer; {wanted} (the layer's: {source})"
     return f"{name}: the raster layer '{layer.name()}' cannot be read ({source})."
 
 

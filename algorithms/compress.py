@@ -213,9 +213,10 @@ class CompressAlgorithm(SARAlgorithm):
             if stats is None:
                 return cancelled(feedback)
             results = {"OUTPUT": output, "RATIO": stats.ratio, "BPP": stats.bpp}
-            stages.set_stage("metrics (comparing the reconstruction with the original)")
+            measuring = stages.follow_stage("metrics (comparing the reconstruction with the original)")
+            valid = sum(b["valid_pixels"] for b in stats.bands)
             with contextlib.suppress(CancelledError):  # a cancel during the metrics: handled as one after them
-                results.update(self._measure(measured, kind, feedback, sum(b["valid_pixels"] for b in stats.bands)))
+                results.update(self._measure(measured, kind, feedback, valid, measuring))
             if feedback.isCanceled():  # asked after the engine had finished: its outputs are whole, and kept
                 written = " and ".join(str(path) for path in (output, reconstruction) if path)
                 feedback.pushWarning(
@@ -230,7 +231,7 @@ class CompressAlgorithm(SARAlgorithm):
             results["RECONSTRUCTION"] = reconstruction
         return results
 
-    def _measure(self, reconstruction: str, kind: str, feedback, valid_pixels: int) -> dict:
+    def _measure(self, reconstruction: str, kind: str, feedback, valid_pixels: int, progress) -> dict:
         """The engine's metrics of the reconstruction against the source band, in the radiometry the codec was
         told to use; None where a figure does not apply (see the log for its domain), every one for a raster
         without a valid pixel (all nodata: only its mask was coded, and the file is as good as any)."""
@@ -239,13 +240,12 @@ class CompressAlgorithm(SARAlgorithm):
             return dict.fromkeys(MEASURED)
         with engine_errors():
             metrics_module, cancel = self.engine("metrics"), feedback.isCanceled
+            watch = {"cancel": cancel, "progress": progress, "kind": kind}
             if self._band is None:
-                metrics = metrics_module.evaluate_bands(self._source, reconstruction, cancel=cancel, kind=kind)[
-                    "overall"
-                ]
+                metrics = metrics_module.evaluate_bands(self._source, reconstruction, **watch)["overall"]
             else:
                 metrics = metrics_module.evaluate_files(
-                    self._source, reconstruction, band=self._band, kind=kind, reconstruction_band=1, cancel=cancel
+                    self._source, reconstruction, band=self._band, reconstruction_band=1, **watch
                 )
         for key, label in MEASURED.values():
             feedback.pushInfo(f"{label} {fmt_number(metrics[key])} ({metrics['domain'][key]})")

@@ -13,8 +13,11 @@ from ..engine.errors import CancelledError
 from ..engine.io.output_paths import replace_into, temp_path
 from .common import METRICS_MODULES, SARAlgorithm, cancelled, destination_rules, engine_errors, fmt_number
 from .preview import read_preview
+from .progress import StageProgress
 
 # output name -> (metrics key, label)
+METRICS_SHARE = 0.6
+"""The bar's share the metrics fill (the picture and the report the rest)."""
 METRICS = {
     "PSNR": ("psnr_db", "PSNR (dB)"),
     "MULTILOOK_PSNR": ("multilook_psnr_db", "Multilooked PSNR (dB, 5x5 boxcar)"),
@@ -87,10 +90,11 @@ class EvaluateAlgorithm(SARAlgorithm):
                         band=self._bands[0],
                         reconstruction_band=self._bands[1],
                         cancel=feedback.isCanceled,
+                        progress=StageProgress(feedback, "measuring", unit=None, share=METRICS_SHARE).progress,
                     )
             except CancelledError:  # asked between strips or metrics: nothing was written
                 return cancelled(feedback)
-            feedback.setProgress(60)
+            feedback.setProgress(100.0 * METRICS_SHARE)
             for warning in metrics["warnings"]:
                 feedback.pushWarning(warning)
             results = {name: metrics[key] for name, (key, _) in METRICS.items()}

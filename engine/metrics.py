@@ -200,6 +200,52 @@ def _check_cancel() -> None:
         raise CancelledError("cancelled by the user")
 
 
+Progress = Optional[Callable[[int, int], None]]
+PROGRESS_STEPS = 1000
+"""The `total` of the progress(done, total) an evaluation reports."""
+_PROGRESS: ContextVar[Optional[tuple[Callable[[int, int], None], float, float]]] = ContextVar(
+    "metrics_progress", default=None
+)
+"""The progress callback of the evaluation running in this thread and the share of its bar the current step fills
+(from, to): each step reports within its own share, so the bar only moves forward. Without it the Compress
+algorithm's bar stood at 90 % through two thirds of a run (11 s of metrics on a 4096x4096 scene) and Evaluate's at
+0 % until the end (a sweep)."""
+
+
+@contextmanager
+def _progressing(progress: Progress) -> Iterator[None]:
+    token = _PROGRESS.set(None if progress is None else (progress, 0.0, 1.0))
+    try:
+        yield
+        _report(1.0)
+    finally:
+        _PROGRESS.reset(token)
+
+
+@contextmanager
+def _part(lo: float, hi: float) -> Iterator[None]:
+    """A step filling [lo, hi] of the current step's share of the bar (reported full when it ends)."""
+    current = _PROGRESS.get()
+    if current is None:
+        yield
+        return
+    progress, a, b = current
+    token = _PROGRESS.set((progress, a + lo * (b - a), a + hi * (b - a)))
+    try:
+        yield
+        _report(1.0)
+    finally:
+        _PROGRESS.reset(token)
+
+
+def _report(fraction: float) -> None:
+    """`fraction` of the current step done."""
+    current = _PROGRESS.get()
+    if current is not None:
+        progress, a, b = current
+        progress(round(PROGRESS_STEPS * (a + min(max(fraction, 0.0), 1.0) * (b - a))), PROGRESS_STEPS)
+
+
 def _filter_valid(img: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Separable 'valid' correlation with the 1-D kernel k along both axes (output shrinks by len(k)-1). In place,
     and without multiplying by a box kernel's ones: the same sums in the same order (bit for bit), 1.5 times (2.2
@@ -239,6 +285,7 @@ def _ssim_sums(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[float, f
     out_rows = x.shape[0] - halo if x.shape[1] > halo else 0  # no window fits a raster narrower than one
     for r0 in range(0, max(out_rows, 0), STRIP_ROWS):
         _check_cancel()
+        _report(r0 / out_rows)
         r1 = min(r0 + STRIP_ROWS, out_rows) + halo
         xs, ys, ms = x[r0:r1], y[r0:r1], mask[r0:r1].astype(np.float64)
         full = _filter_valid(ms, ones) > SSIM_WINDOW * SSIM_WINDOW - 0.5
@@ -273,8 +320,10 @@ def ms_ssim(x: np.ndarray, y: np.ndarray, mask: Optional[np.ndarray] = None) -> 
     if min(x.shape) < SSIM_WINDOW * 2 ** (n_scales - 1):
         return None
     result = 1.0
+    costs = np.cumsum([0.0] + [4.0**-j for j in range(n_scales)])  # each scale a quarter of the one before
     for j, weight in enumerate(MS_SSIM_WEIGHTS):
-        total_ssim, total_cs, count = _ssim_sums(x, y, mask)
+        with _part(costs[j] / costs[-1], costs[j + 1] / costs[-1]):
+            total_ssim, total_cs, count = _ssim_sums(x, y, mask)
         if not count:
             return None
         value = (total_ssim if j == n_scales - 1 else total_cs) / count
@@ -518,8 +567,11 @@ def _evaluate_pair(p: _Pair, kind: str, rng: Optional[RangeLike], rng_label: str
         raise NoValidPixels("no pixel is valid in both the original and the reconstruction")
     rng_t, source = _resolve_range(rng, kind, lambda: _range_values(p.o, p.o_lin, p.o_valid, kind), "", rng_label)
     sums = _Sums()
-    sums.add(p, rng_t)
-    result = _assemble(kind, rng_t, source, sums, _spatial(p, rng_t), crop_note="", pixels=p.mask.size)
+    with _part(0.0, 0.12):
+        sums.add(p, rng_t)
+    with _part(0.12, 0.78):
+        spatial = _spatial(p, rng_t)
+    result = _assemble(kind, rng_t, source, sums, spatial, crop_note="", pixels=p.mask.size)
     result["outside_range"] = _outside(p, rng_t)
     return _with_multilook(result, p, rng_t, looks, crop_note="")
 
@@ -579,9 +631,14 @@ def _spatial(p: _Pair, rng) -> dict:
     vmin, vmax = rng
     x = np.where(p.mask, (np.clip(p.o, vmin, vmax) - vmin) / (vmax - vmin), 0.0)
     y = np.where(p.mask, (np.clip(p.r, vmin, vmax) - vmin) / (vmax - vmin), 0.0)
-    result = {"ssim": ssim(x, y, p.mask), "ms_ssim": ms_ssim(x, y, p.mask)}
+    result = {}
+    with _part(0.0, 0.4):  # shares of the bar: each step's time on a 4096x4096 scene (9.7 s in all, profiled)
+        result["ssim"] = ssim(x, y, p.mask)
+    with _part(0.4, 0.8):
+        result["ms_ssim"] = ms_ssim(x, y, p.mask)
     _check_cancel()
-    result["epi"] = epi(x, y, p.mask)
+    with _part(0.8, 0.95):
+        result["epi"] = epi(x, y, p.mask)
     _check_cancel()
     result["enl_ratio"] = None if p.o_lin is None else enl_ratio(p.o_lin, p.r_lin, p.mask)
     return result
@@ -642,9 +699,10 @@ def evaluate_files(
     rng_label: str = "given",
     looks: int = DEFAULT_LOOKS,
     cancel: Cancel = None,
+    progress: Progress = None,
 ) -> dict:
     """Metrics of one band of two rasters (each file's own nodata excluded); `cancel()` asked between strips and
-    metrics (CancelledError).
+    metrics (CancelledError), `progress(done, total)` told as they go.
 
     reconstruction_band: the reconstruction's band when it differs from `band`; by default `band`, or 1 when
     the reconstruction has a single band (a decompressed band 3 of a multi-band original is band 1).
@@ -655,7 +713,7 @@ def evaluate_files(
     at most 4096x4096; the domain texts say so.
     """
     check_looks(looks)
-    with _no_georef_warning(), _cancellable(cancel):
+    with _no_georef_warning(), _cancellable(cancel), _progressing(progress):
         return _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_band, rng_label, looks)
 
 
@@ -687,10 +745,13 @@ def _evaluate_files(original, reconstruction, band, kind, rng, reconstruction_ba
         if kind == "auto":
             kind = detect_file_kind(so, band, nodata, sample)
         pair = (so, sr, band, rband, nodata)
+        other = other_domain(kind, so.dtypes[band - 1])
+        first = 1.0 if other is None else 0.5
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # unlike units: figures say inf or nan
-            result = _evaluate_open(pair, kind, rng, rng_label, looks)
-            other = other_domain(kind, so.dtypes[band - 1])
-            alt = None if other is None else _evaluate_open(pair, other, None, rng_label, looks)
+            with _part(0.0, first):
+                result = _evaluate_open(pair, kind, rng, rng_label, looks)
+            with _part(first, 1.0):
+                alt = None if other is None else _evaluate_open(pair, other, None, rng_label, looks)
         if alt is not None:
             result["other_domain"] = {key: alt[key] for key in ("kind", "psnr_db", "ssim", "range")}
         result["warnings"] = grid_warnings(so, sr) + _lost_warning(result) + _zeros_warning(result)
@@ -756,7 +817,10 @@ def _evaluate_open(pair: _OpenPair, kind: str, rng, rng_label: str, looks: int) 
     """Metrics of two open rasters in one domain (strip by strip above MAX_FULL_PIXELS)."""
     so = pair[0]
     if so.height * so.width <= MAX_FULL_PIXELS:
-        return _evaluate_pair(_file_pair(pair, kind), kind, rng, rng_label, looks)
+        with _part(0.0, 0.06):
+            p = _file_pair(pair, kind)
+        with _part(0.06, 1.0):
+            return _evaluate_pair(p, kind, rng, rng_label, looks)
     return _evaluate_large(pair, kind, rng, rng_label, looks)
 
 
@@ -767,6 +831,7 @@ def evaluate_bands(
     looks: int = DEFAULT_LOOKS,
     cancel: Cancel = None,
     kind: str = "auto",
+    progress: Progress = None,
 ) -> dict:
     """Metrics of several bands (default: every band of the original; the reconstruction's band i is the i-th
     of them, or its band of the same number when it has as many as the original), each with its own kind (`kind`
@@ -786,10 +851,13 @@ def evaluate_bands(
             f"{reconstruction}"
         )
     per_band, notes = [], []
-    for b, r in zip(bands, rbands):
+    for i, (b, r) in enumerate(zip(bands, rbands)):
+        share = None if progress is None else _band_share(progress, i, len(bands))
         try:
             per_band.append(
-                evaluate_files(original, reconstruction, b, kind, reconstruction_band=r, looks=looks, cancel=cancel)
+                evaluate_files(
+                    original, reconstruction, b, kind, reconstruction_band=r, looks=looks, cancel=cancel, progress=share
+                )
             )
         except NoValidPixels as exc:  # an empty band (an HV channel left at zero): said, the others measured
             per_band.append(_unmeasured(b, str(exc)))
@@ -802,6 +870,11 @@ def evaluate_bands(
         compared = "band 1" if len(rbands) == 1 else f"bands 1-{len(rbands)}"
         notes.append(f"the reconstruction has {count_r} bands, the original {count_o}: only its {compared} compared")
     return {"bands": per_band, "overall": _overall(measured), "warnings": notes}
+
+
+def _band_share(progress: Callable[[int, int], None], i: int, n: int) -> Callable[[int, int], None]:
+    """Band i of n's progress within the whole bar."""
+    return lambda done, total: progress(i * total + done, n * total)
 
 
 def _unmeasured(band: int, reason: str) -> dict:
@@ -942,18 +1015,23 @@ def _evaluate_large(pair: _OpenPair, kind: str, rng, rng_label: str, looks: int)
     note = ", from every row and column" if step == 1 else f", from one row and column in {step}"
     rng_t, source = _resolve_range(rng, kind, sample_values, note, rng_label)
     sums = _Sums()
-    for r0 in range(0, height, STRIP_ROWS):
-        _check_cancel()
-        win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
-        sums.add(_file_pair(pair, kind, window=win), rng_t)
+    with _part(0.0, 0.45):
+        for r0 in range(0, height, STRIP_ROWS):
+            _check_cancel()
+            _report(r0 / height)
+            win = Window(0, r0, width, min(STRIP_ROWS, height - r0))
+            sums.add(_file_pair(pair, kind, window=win), rng_t)
     if sums.n == 0:
         raise NoValidPixels("no pixel is valid in both the original and the reconstruction")
     ch, cw = min(height, MAX_CROP), min(width, MAX_CROP)
     row0, col0 = (height - ch) // 2, (width - cw) // 2
     win = Window(col0, row0, cw, ch)
-    crop = _file_pair(pair, kind, window=win)
+    with _part(0.45, 0.5):
+        crop = _file_pair(pair, kind, window=win)
     note = f" (central {ch}x{cw} crop at row {row0}, col {col0} of {height}x{width})"
-    result = _assemble(kind, rng_t, source, sums, _spatial(crop, rng_t), crop_note=note, pixels=height * width)
+    with _part(0.5, 0.85):
+        spatial = _spatial(crop, rng_t)
+    result = _assemble(kind, rng_t, source, sums, spatial, crop_note=note, pixels=height * width)
     result["outside_range"] = _outside(crop, rng_t) if crop.mask.any() else 0.0
     return _with_multilook(result, crop, rng_t, looks, crop_note=note)
 

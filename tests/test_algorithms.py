@@ -280,6 +280,16 @@ def test_decompress_takes_a_sarz_layers_vrt_for_its_sarz(compressed, tmp_path):
 def test_evaluate_numbers_and_html_report(compressed, scene, tmp_path):
     import processing
 
+    class Bar(QgsProcessingFeedback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.values: list[float] = []
+
+        def setProgress(self, value: float) -> None:  # noqa: N802 (QGIS API name)
+            self.values.append(value)
+            super().setProgress(value)
+
+    bar = Bar()
     results = processing.run(
         "sar_compressor:evaluate",
         {
@@ -287,7 +297,9 @@ def test_evaluate_numbers_and_html_report(compressed, scene, tmp_path):
             "RECONSTRUCTION": compressed[0]["RECONSTRUCTION"],
             "OUTPUT": str(tmp_path / "report.html"),
         },
+        feedback=bar,
     )
+    assert len({v for v in bar.values if 0 < v < 60}) >= 5 and bar.values == sorted(bar.values)  # it sat at 0 %
     for name in ("PSNR", "SSIM", "MEAN_RATIO"):  # the compress algorithm measured the same way
         assert results[name] == pytest.approx(compressed[0][name])
     assert -1 <= results["SSIM"] <= 1 and results["DB_RMSE"] > 0

@@ -216,6 +216,29 @@ def test_an_evaluation_can_be_cancelled_between_its_strips(tmp_path):
     assert m.evaluate_files(a, b)["ssim"] is not None  # the check is gone with the evaluation that set it
 
 
+@pytest.mark.parametrize("large", [False, True])
+def test_an_evaluation_reports_its_progress_forward(tmp_path, monkeypatch, large):
+    """Compress's bar stood still through its metrics (two thirds of a run on a 4096x4096 scene) and Evaluate's at
+    0 % until the end: every step reports within its own share, so the bar only moves forward, to its end."""
+    if large:  # strip by strip, the neighbourhood metrics on a central crop
+        monkeypatch.setattr(m, "MAX_FULL_PIXELS", 100 * 100)
+        monkeypatch.setattr(m, "STRIP_ROWS", 64)
+    x = _speckle((1100, 260), seed=12).astype(np.float32)
+    a, b = _write(tmp_path / "a.tif", x), _write(tmp_path / "b.tif", (x * 0.9).astype(np.float32))
+    seen: list[tuple[int, int]] = []
+    m.evaluate_files(a, b, progress=lambda done, total: seen.append((done, total)))
+    done = [d for d, _ in seen]
+    assert {t for _, t in seen} == {m.PROGRESS_STEPS} and done == sorted(done) and done[-1] == m.PROGRESS_STEPS
+    assert len(set(done)) >= 8 and done[len(done) // 2] < m.PROGRESS_STEPS  # many steps, not one jump at the end
+    two = tmp_path / "two.tif"
+    with rasterio.open(a) as src, rasterio.open(two, "w", **dict(src.profile, count=2)) as dst:
+        dst.write(np.stack([x, x * 2]))
+    seen.clear()
+    m.evaluate_bands(two, two, progress=lambda done, total: seen.append((done, total)))
+    fractions = [d / t for d, t in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and any(0.4 < f < 0.6 for f in fractions)
+
+
 def test_evaluation_warns_of_another_grid_or_more_bands(tmp_path, capsys):
     """Pixels of the same size but on another CRS or geotransform, or a reconstruction with bands the original
     lacks, were compared silently: the figures come with a warning (CLI: on stderr)."""

@@ -55,15 +55,20 @@ def test_stage_progress_text_counter_and_time_left(monkeypatch):
     feedback = QgsProcessingFeedback()
     monkeypatch.setattr(feedback, "setProgressText", texts.append)
     monkeypatch.setattr(feedback, "setProgress", values.append)
-    clock = iter([100.0, 100.0, 110.0, 120.0, 130.0, 131.0])
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     stages = StageProgress(feedback, "starting", unit="tile", share=0.9)
     stages.announce_stage("coding")
+    now[0] = 110.0
     stages.progress(1, 4)  # 10 s for a quarter of 90 %
     assert values[-1] == pytest.approx(22.5)
     assert texts[-1].startswith("coding, tile 2 of 4, about ")
-    stages.set_stage("metrics")
+    now[0] = 130.0
+    measuring = stages.follow_stage("metrics")
     assert values[-1] == pytest.approx(90.0) and texts[-1] == "metrics"  # no stale estimate of the time left
+    now[0] = 140.0
+    measuring(500, 1000)  # 10 s for half the metrics: the rest of the bar filled by half, its own time left
+    assert values[-1] == pytest.approx(95.0) and texts[-1] == "metrics, about 10 s left"
 
 
 def test_time_left_text():

@@ -540,12 +540,11 @@ def _cmd_inspect(args: argparse.Namespace, job: _Job) -> int:
 def _cmd_evaluate(args: argparse.Namespace, job: _Job) -> int:
     from .metrics import evaluate_bands, evaluate_files
 
+    watch = {"looks": args.looks, "cancel": job.cancel, "progress": job.progress}
     if args.band is not None:
-        result = evaluate_files(
-            args.original, args.reconstruction, args.band, args.kind, looks=args.looks, cancel=job.cancel
-        )
+        result = evaluate_files(args.original, args.reconstruction, args.band, args.kind, **watch)
     else:
-        result = evaluate_bands(args.original, args.reconstruction, looks=args.looks, cancel=job.cancel, kind=args.kind)
+        result = evaluate_bands(args.original, args.reconstruction, kind=args.kind, **watch)
         if len(result["bands"]) == 1:
             result = {**result["bands"][0], "warnings": result["warnings"]}
     for warning in result["warnings"]:

@@ -218,8 +218,9 @@ class _Job:
     @contextlib.contextmanager
     def running(self) -> Iterator[_Job]:
         previous = {}
-        if threading.current_thread() is threading.main_thread():
-            previous = {sig: signal.signal(sig, self._on_signal) for sig in CANCEL_SIGNALS}
+        if threading.current_thread() is threading.main_thread():  # a signal ignored stays so (nohup's SIGHUP)
+            kept = [sig for sig in CANCEL_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+            previous = {sig: signal.signal(sig, self._on_signal) for sig in kept}
         try:
             yield self
         finally:
@@ -232,9 +233,23 @@ class _Job:
         if self.cancelled:  # second signal: stop now (writers still remove their temp files)
             raise KeyboardInterrupt
         self.cancelled, self.signum = True, signum
-        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-            name = signal.Signals(signum).name
-            print(f"\n{name}: cancelling at the next batch (again to stop at once)", file=sys.stderr)
+        if signum == getattr(signal, "SIGHUP", None):
+            _leave_terminal()
+        name = signal.Signals(signum).name
+        print(f"\n{name}: cancelling at the next batch (again to stop at once)", file=sys.stderr)
+
+
+def _leave_terminal() -> None:
+    """After SIGHUP the terminal is gone and writing to it fails (EIO): the run's last words (cancelling, the
+    outputs left as they were) go nowhere instead of ending it in a traceback with exit 1. Output to a file or a
+    pipe stays where it goes."""
+    for name in ("stdout", "stderr"):
+        try:
+            terminal = getattr(sys, name).isatty()
+        except (OSError, ValueError, AttributeError):  # closed or broken: nothing left to lose
+            terminal = True
+        if terminal:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the rest of the process)
 
 
 # --------------------------------------------------------------------------- commands

@@ -3,6 +3,7 @@ the installed console script, `python -m sar_compressor`, and Ctrl-C leaving no 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -355,6 +356,48 @@ def test_the_progress_bar_is_in_percent(capsys, monkeypatch):
     job._bar.refresh()
     text = capsys.readouterr().err
     assert "compress:  50%|" in text and "/1000" not in text and "tile" not in text, text
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP (Windows)")
+def test_a_hangup_ends_quietly_and_nohup_is_obeyed(monkeypatch):
+    """After SIGHUP a terminal's writes fail (EIO): the run's last words ('cancelled: ...') ended it in a traceback
+    with exit 1 instead of 129. And a run under nohup (SIGHUP ignored) was cancelled by the hangup it was meant to
+    survive."""
+    import errno
+
+    from sar_compressor.engine import cli
+    from sar_compressor.engine.errors import CancelledError
+
+    class HungUp(io.StringIO):
+        dead = False
+
+        def write(self, text: str) -> int:
+            if HungUp.dead:
+                raise OSError(errno.EIO, "Input/output error")
+            return super().write(text)
+
+        def isatty(self) -> bool:
+            return True
+
+    def long_run(args, job):
+        HungUp.dead = True
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(200):
+            if job.cancel():
+                raise CancelledError("cancelled by the user")
+            time.sleep(0.01)
+        return 0
+
+    monkeypatch.setattr(sys, "stderr", HungUp())
+    monkeypatch.setitem(cli.COMMANDS, "info", long_run)
+    assert cli.main(["info", "x.sarz"]) == 128 + signal.SIGHUP
+    HungUp.dead = False
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert cli.main(["info", "x.sarz"]) == 0  # nohup: the run goes on
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):

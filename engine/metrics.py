@@ -28,6 +28,7 @@ from .preprocessing import (
     Scaling,
     band_scaling,
     detect_kind,
+    has_own_mask,
     native_min_span,
     read_masked,
     robust_range,
@@ -152,7 +153,9 @@ class _Sums:
     n_lost: int = 0
     """Pixels valid in the original and not in the reconstruction: left out of every figure (and said)."""
     n_coded_zeros: int = 0
-    """The original's fill zeros the reconstruction holds as values (_Pair.coded_zeros)."""
+    """The original's fill zeros the reconstruction holds as values (_Pair.coded_zeros)..."""
+    coded_zeros_top: float = 0.0
+    """...and the largest value it holds there."""
 
     def add(self, p: _Pair, rng: tuple[float, float]) -> None:
         vmin, vmax = rng
@@ -166,6 +169,8 @@ class _Sums:
         self.n_clipped += int(np.count_nonzero((ov < vmin) | (ov > vmax)))
         self.n_lost += int(np.count_nonzero(p.o_valid & ~p.mask))
         self.n_coded_zeros += p.coded_zeros
+        if p.coded_zeros:
+            self.coded_zeros_top = max(self.coded_zeros_top, p.coded_top)
         if p.o_lin is not None:
             self.sum_orig_lin += float(np.sum(p.o_lin[p.mask]))
             self.sum_recon_lin += float(np.sum(p.r_lin[p.mask]))
@@ -479,7 +484,9 @@ class _Pair:
     """The original's own valid pixels: the default range's (a reconstruction's invalid pixels moved it), and
     those the reconstruction lost (`lost_pixels`)."""
     coded_zeros: int = 0
-    """The original's fill zeros that the reconstruction holds as values (`_coded_zeros`)."""
+    """The original's fill zeros that the reconstruction holds as values (`_coded_zeros`)..."""
+    coded_top: float = 0.0
+    """...and the largest of those values (as read, in the reconstruction's units)."""
 
 
 def _check_kind_fits(kind: str, complex_original: bool, dtype: str = "") -> None:
@@ -506,6 +513,7 @@ def _pair(
     nodata_o,
     nodata_r,
     scalings: tuple[Scaling, Scaling] = (IDENTITY, IDENTITY),
+    masked: Optional[np.ndarray] = None,
 ) -> _Pair:
     """The pair in the metric domains: valid pixels from the raw values, the domains from the values in their own
     units (each raster's GDAL scale and offset, `scalings`, applied: a dB x 100 product is measured in dB)."""
@@ -517,9 +525,13 @@ def _pair(
     r_valid = valid_mask(recon, nodata_r) & np.isfinite(r)
     mask = o_valid & r_valid
     zeros = _coded_zeros(orig, recon, nodata_o, kind) & r_valid
+    if masked is not None:  # the original's own GDAL mask, read as 0: not a zero of its data
+        zeros &= ~masked
     if kind in NATIVE_KINDS:
         mask |= zeros
-    return _Pair(o, r, o_lin, r_lin, mask, o_valid, int(np.count_nonzero(zeros)))
+    count = int(np.count_nonzero(zeros))
+    top = float(np.max(np.abs(recon[zeros]))) if count else 0.0
+    return _Pair(o, r, o_lin, r_lin, mask, o_valid, count, top)
 
 
 def _coded_zeros(orig: np.ndarray, recon: np.ndarray, nodata_o, kind: str) -> np.ndarray:
@@ -670,6 +682,7 @@ def _assemble(kind, rng, source, sums: _Sums, spatial: dict, crop_note: str, pix
         "valid_pixels": sums.n,
         "lost_pixels": sums.n_lost,
         "coded_zeros": sums.n_coded_zeros,
+        "coded_zeros_top": sums.coded_zeros_top,
         "pixels": int(pixels),
         "range": {"vmin": vmin, "vmax": vmax, "unit": "dB" if linear else unit, "source": source},
         "domain": {
@@ -777,13 +790,17 @@ def _zeros_warning(result: dict) -> list[str]:
         return []
     share = 100.0 * zeros / result["pixels"]
     if result["kind"] in NATIVE_KINDS:
-        how = "compression coded them as data within its range, whose bottom is the smallest other value; scored"
+        how = (
+            "compression coded them as data within its range, whose bottom is the smallest other value; scored, "
+            "clipped to the metrics' range as every pixel is (a range that starts above 0 hides their error)"
+        )
     else:
         how = (
             "compression took them for no-signal pixels scattered in the signal and coded them at the signal around "
             "them; not scored (0 has no dB)"
         )
-    return [f"{zeros} exact zeros of the original ({share:.2f} %) decode as other values: {how}"]
+    top = result.get("coded_zeros_top", 0.0)
+    return [f"{zeros} exact zeros of the original ({share:.2f} %) decode as other values, up to {top:.6g}: {how}"]
 
 
 def grid_warnings(so, sr) -> list[str]:
@@ -865,11 +882,21 @@ def evaluate_bands(
     measured = [band for band in per_band if band["valid_pixels"]]
     if not measured:
         raise NoValidPixels(f"no band has a pixel valid in both rasters ({'; '.join(notes)})")
-    notes = list(measured[0]["warnings"]) + notes
+    notes = _band_warnings(measured) + notes
     if count_r > count_o:
         compared = "band 1" if len(rbands) == 1 else f"bands 1-{len(rbands)}"
         notes.append(f"the reconstruction has {count_r} bands, the original {count_o}: only its {compared} compared")
     return {"bands": per_band, "overall": _overall(measured), "warnings": notes}
+
+
+def _band_warnings(measured: list[dict]) -> list[str]:
+    """The bands' warnings: once where every band has it (the grid's), else each named after its band (the lost
+    pixels, the zeros coded as data, another unit: only band 1's were said)."""
+    if len(measured) == 1:
+        return list(measured[0]["warnings"])
+    common = [w for w in measured[0]["warnings"] if all(w in b["warnings"] for b in measured[1:])]
+    own = [f"band {b['band']}: {w}" for b in measured for w in b["warnings"] if w not in common]
+    return common + own
 
 
 def _band_share(progress: Callable[[int, int], None], i: int, n: int) -> Callable[[int, int], None]:
@@ -886,6 +913,7 @@ def _unmeasured(band: int, reason: str) -> dict:
         "valid_pixels": 0,
         "lost_pixels": 0,
         "coded_zeros": 0,
+        "coded_zeros_top": 0.0,
         "pixels": None,
         "range": None,
         "looks": None,
@@ -934,7 +962,9 @@ def _file_pair(pair: _OpenPair, kind: str, **window) -> _Pair:
     so, sr, band, rband, nodata = pair
     orig, recon = read_masked(so, band, **window), read_masked(sr, rband, **window)
     scalings = _scaling(so, band, kind), _scaling(sr, rband, kind)  # a complex original's intensity: neither
-    return _pair(orig, recon, kind, nodata, _nodata(sr, rband), scalings)
+    own = has_own_mask(f.name for f in so.mask_flag_enums[band - 1])
+    masked = so.read_masks(band, **window) == 0 if own else None
+    return _pair(orig, recon, kind, nodata, _nodata(sr, rband), scalings, masked)
 
 
 def _scaling(src, band: int, kind: Optional[str] = None) -> Scaling:

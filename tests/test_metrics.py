@@ -239,6 +239,36 @@ def test_an_evaluation_reports_its_progress_forward(tmp_path, monkeypatch, large
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and any(0.4 < f < 0.6 for f in fractions)
 
 
+def test_zeros_coded_as_data_are_counted_per_band_and_a_gdal_mask_is_not_one(tmp_path):
+    """An original's fill zeros that the reconstruction holds as values are counted, with their largest value, and
+    said band by band (evaluate_bands said band 1's warnings only); the pixels of the original's own GDAL mask,
+    read as 0, are not such zeros (a masked 8x8 patch compared with its unmasked pixels scored 28.6 dB, not inf)."""
+    rng = np.random.default_rng(1)
+    a = rng.integers(100, 200, (128, 128)).astype(np.uint8)
+    profile = {"driver": "GTiff", "width": 128, "height": 128, "count": 1, "dtype": "uint8"}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp_path / "masked.tif", "w", **profile) as dst:
+        dst.write(a, 1)
+        mask = np.full(a.shape, 255, np.uint8)
+        mask[40:48, 40:48] = 0
+        dst.write_mask(mask)
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", **profile) as dst:
+        dst.write(a, 1)
+    result = m.evaluate_files(tmp_path / "masked.tif", plain)
+    assert result["coded_zeros"] == 0 and result["psnr_db"] == math.inf and not result["warnings"]
+    zeroed = a.copy()
+    zeroed[::7, ::5] = 0
+    with rasterio.open(tmp_path / "two.tif", "w", **dict(profile, count=2)) as dst:
+        dst.write(np.stack([a, zeroed]))
+    with rasterio.open(tmp_path / "back.tif", "w", **dict(profile, count=2)) as dst:
+        dst.write(np.stack([a, a]))
+    both = m.evaluate_bands(tmp_path / "two.tif", tmp_path / "back.tif")
+    assert [b["coded_zeros"] for b in both["bands"]] == [0, (zeroed == 0).sum()]
+    assert both["bands"][1]["coded_zeros_top"] == a[zeroed == 0].max()
+    said = [w for w in both["warnings"] if "exact zeros of the original" in w]
+    assert len(said) == 1 and said[0].startswith("band 2: ") and f"up to {a[zeroed == 0].max()}" in said[0]
+
+
 def test_evaluation_warns_of_another_grid_or_more_bands(tmp_path, capsys):
     """Pixels of the same size but on another CRS or geotransform, or a reconstruction with bands the original
     lacks, were compared silently: the figures come with a warning (CLI: on stderr)."""

@@ -731,5 +731,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # disk full, permission denied, ...: still a message, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_writing(args, exc)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _writing(args: argparse.Namespace, exc: OSError) -> str:
+    """What was being written when an OSError names no file (a full disk's '[Errno 28] No space left on device'
+    said nothing of the output): the command's outputs, which were not written."""
+    names = [getattr(args, name, None) for name in WRITERS.get(args.command, ((), ()))[1]]
+    outputs = [str(name) for name in names if name]
+    if exc.filename is not None or not outputs:
+        return ""
+    return f" (writing {' and '.join(outputs)}: not written)"

@@ -328,6 +328,8 @@ def write_vrt(sarz: PathLike, vrt: Optional[PathLike] = None) -> list[Path]:
     if not src.is_file():
         raise InputError(f"not a file: {sarz}")
     out = Path(vrt) if vrt is not None else src.with_name(src.name + ".vrt")
+    if out.suffix.lower() != ".vrt":  # VRT XML under out.tif: GDAL reads it, but batch, QGIS and a file browser go by
+        raise InputError(f"{out}: a VRT's name ends in .vrt")  # the name (decompress refuses such names too)
     if not out.parent.is_dir():
         raise InputError(f"output folder does not exist: {out.parent}")
     texts, file_id = _vrt_texts(src, out)

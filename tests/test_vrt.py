@@ -296,6 +296,9 @@ def test_a_vrt_that_cannot_be_written_whole_leaves_none(sarz, tmp_path, monkeypa
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
     assert [p.name for p in write_vrt(sarz, tmp_path / "v.vrt")] == ["v.vrt", "v.ov1.vrt", "v.ov2.vrt", "v.ov3.vrt"]
+    with pytest.raises(InputError, match=r"v\.tif: a VRT's name ends in \.vrt"):  # VRT XML under a GeoTIFF's name
+        write_vrt(sarz, tmp_path / "v.tif")
+    assert not (tmp_path / "v.tif").exists()
 
 
 def test_a_vrt_written_through_a_symlink_to_another_file_system(sarz, tmp_path):

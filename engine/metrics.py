@@ -27,6 +27,7 @@ from .preprocessing import (
     NOISE_FLOOR,
     Scaling,
     band_scaling,
+    db_zero_fill,
     detect_kind,
     has_own_mask,
     native_min_span,
@@ -125,7 +126,8 @@ def _valid(orig: np.ndarray, nodata: Optional[float], kind: str) -> np.ndarray:
     no-signal fill (preprocessing.zero_is_fill), not zero: fill counted as perfectly kept pixels would score a
     damaged reconstruction higher than a good one."""
     native = "native" if kind == "uint8" else kind
-    return valid_mask(orig, nodata, zero_is_fill(native, orig.dtype))
+    valid = valid_mask(orig, nodata, zero_is_fill(native, orig.dtype))
+    return valid & ~db_zero_fill(orig, kind, nodata)  # a float dB band's zero-filled footprint, as the codec finds it
 
 
 def _percentile_range(values: np.ndarray, pct, kind: str) -> tuple[float, float]:

@@ -690,7 +690,7 @@ def db_zero_fill(raw: np.ndarray, kind: str, nodata: Optional[float]) -> np.ndar
 
 def float_db(kind: str, dtype: object) -> bool:
     """A floating-point dB band: one whose exact zeros may be fill (`db_zero_fill`), left out of its statistics."""
-    return kind == "db" and np.dtype(dtype).kind == "f"
+    return kind == "db" and str(dtype).startswith("float")  # a name (GDAL's complex_int16 has no numpy dtype) or dtype
 
 
 def _near_fill(m: np.ndarray) -> np.ndarray:

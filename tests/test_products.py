@@ -268,6 +268,27 @@ def test_a_db_products_zero_fill_is_restored_and_its_scattered_zeros_are_data():
     assert np.all(result.reconstruction[outside] == 0)  # decoded between -8.5 and +4.7 dB while coded as data
     assert np.all(result.reconstruction[100, 100:103] != 0) and result.stats.valid_pixels == np.count_nonzero(~outside)
     np.testing.assert_array_equal(api.decompress_array(result.data), result.reconstruction)
+    # evaluate leaves the fill out as the codec does (scored as kept pixels it added about 1 dB: a sweep)
+    metrics = evaluate_arrays(db, result.reconstruction, kind="db")
+    inside = evaluate_arrays(db, np.where(outside, np.nan, result.reconstruction), kind="db")
+    assert metrics["valid_pixels"] == np.count_nonzero(~outside) and metrics["psnr_db"] == inside["psnr_db"]
+
+
+def test_inspect_counts_a_db_products_zero_fill(tmp_path):
+    """inspect said 0 % zeros of a float dB band with a zero-filled footprint and took its range over the fill, where
+    compression puts the fill in the mask."""
+    from sar_compressor.engine.inspect import inspect_input
+
+    intensity, _ = simulate_scene(256, 256, seed=3)
+    db = (10 * np.log10(intensity)).astype(np.float32)
+    outside = ~footprint_rows(0, 256, 256, 256)
+    db[outside] = 0
+    path = tmp_path / "db.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=1, dtype="float32") as dst:
+        dst.write(db, 1)
+    summary = inspect_input(path, 1, "db")
+    assert summary.zero_fraction == pytest.approx(outside.mean(), abs=0.02)
+    assert summary.vmax == pytest.approx(float(db[~outside].max()), abs=1e-3)
 
 
 def test_zeros_come_back_as_zeros_in_float_rasters():
@@ -461,8 +482,10 @@ def test_evaluate_excludes_no_signal_fill():
     twin = evaluate_arrays(arr, noisy, kind="amplitude", nodata=0)
     assert filled["valid_pixels"] == np.count_nonzero(arr) == twin["valid_pixels"]
     assert filled["psnr_db"] == pytest.approx(twin["psnr_db"])
-    db = np.where(arr > 0, np.float32(-12.0), np.float32(0.0))
-    assert evaluate_arrays(db, db + 1, kind="db")["valid_pixels"] == arr.size  # dB: zeros are data
+    db = np.where(arr > 0, np.float32(-12.0), np.float32(0.0))  # a float dB band's zero-filled footprint: fill,
+    assert evaluate_arrays(db, db + 1, kind="db")["valid_pixels"] == np.count_nonzero(arr)  # as the codec finds it
+    db[100, 100:103] = 0.0  # 0 dB in the data: data
+    assert evaluate_arrays(db, db + 1, kind="db")["valid_pixels"] == np.count_nonzero(arr)
 
 
 @settings(max_examples=60, deadline=None)

@@ -71,6 +71,15 @@ def _check_settings(
         )
 
 
+NON_FINITE = ("NaN", "Infinity", "-Infinity")
+"""A non-finite nodata in the array's JSON metadata, spelled as Zarr spells its fill_value (Python's json wrote a
+bare NaN, which strict JSON readers refuse)."""
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
 def _is_number(value: object) -> bool:
     """A real number: a Python or numpy scalar, or a 0-d numeric array (not text, not a bool)."""
     if isinstance(value, (str, bytes, bool, np.bool_)):
@@ -107,6 +116,7 @@ class Sarz(Codec):
     ):
         if quality is not None and target_bpp is not None:
             raise InputError("give the Sarz codec a quality or a target_bpp, not both")
+        nodata = float(nodata) if isinstance(nodata, str) and nodata in NON_FINITE else nodata  # from get_config
         _check_settings(quality, target_bpp, kind, tune, scale, offset, nodata)
         self.quality = DEFAULT_QUALITY if quality is None and target_bpp is None else quality
         self.target_bpp = target_bpp
@@ -123,6 +133,8 @@ class Sarz(Codec):
         config = super().get_config()
         if (self.scale, self.offset) == (1.0, 0.0):
             config.pop("scale"), config.pop("offset")
+        if self.nodata is not None and not math.isfinite(self.nodata):  # a bare NaN token is not JSON
+            config["nodata"] = next(name for name in NON_FINITE if _same(float(name), self.nodata))
         return config
 
     def encode(self, buf: Any) -> bytes:

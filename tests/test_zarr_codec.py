@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -35,6 +36,15 @@ def test_registered_and_config_round_trip():
     assert numcodecs.get_codec(codec.get_config()) == codec
     with pytest.raises(InputError, match="not both"):
         Sarz(quality=3, target_bpp=1.0)
+    for value, name in ((float("nan"), "NaN"), (float("-inf"), "-Infinity")):  # strict JSON: no bare NaN token
+        config = Sarz(nodata=value).get_config()
+        assert config["nodata"] == name and json.loads(json.dumps(config), parse_constant=_refuse) == config
+        again = numcodecs.get_codec(config).nodata
+        assert again == value or (np.isnan(again) and np.isnan(value))
+
+
+def _refuse(token: str) -> None:
+    raise ValueError(f"not JSON: {token}")
 
 
 def test_entry_point_declared():

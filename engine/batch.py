@@ -355,9 +355,16 @@ def other_settings(src: str, dst: Path, settings: Mapping[str, Any]) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """An engine error's own message; anything else prefixed with its type (a bug or a system error)."""
+    """An engine error's own message; a system error's words and the file it names (a broken link was reported as
+    'FileNotFoundError: [Errno 2] ...'); anything else prefixed with its type (a bug)."""
     text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, SARCompressorError) else f"{type(exc).__name__}: {text}"
+    if isinstance(exc, SARCompressorError):
+        return text
+    if isinstance(exc, OSError) and exc.filename is not None:
+        name = os.fsdecode(exc.filename)
+        broken = os.path.islink(name) and not os.path.exists(name)
+        return f"{name}: {'a broken link (to ' + os.readlink(name) + ')' if broken else exc.strerror or text}"
+    return f"{type(exc).__name__}: {text}"
 
 
 def worker_ready() -> str:

@@ -634,6 +634,21 @@ def test_lists_globs_and_links_users_make(tmp_path):
     assert found == ["a.tif", "gone.tif"]  # the broken link fails in the report by name
 
 
+def test_a_system_error_is_said_in_words_naming_its_file(tmp_path):
+    """A broken link in a batch was reported as 'FileNotFoundError: [Errno 2] No such file or directory: ...'."""
+    from sar_compressor.engine import batch
+
+    link = tmp_path / "broken.tif"
+    link.symlink_to(tmp_path / "unmounted" / "x.tif")
+    with pytest.raises(OSError) as caught:
+        os.stat(link)
+    assert batch._describe(caught.value) == f"{link}: a broken link (to {tmp_path / 'unmounted' / 'x.tif'})"
+    with pytest.raises(OSError) as caught:
+        os.stat(tmp_path / "absent.tif")
+    assert batch._describe(caught.value) == f"{tmp_path / 'absent.tif'}: No such file or directory"
+    assert batch._describe(ValueError("x")) == "ValueError: x"  # a bug keeps its type
+
+
 def test_an_input_changed_while_coded_fails_and_leaves_no_output(rasters, tmp_path, monkeypatch):
     """An input rewritten while it was coded left a .sarz of the old data that every resume then skipped as done
     (its time stamp is later than the change)."""

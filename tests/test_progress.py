@@ -62,7 +62,7 @@ def test_stage_progress_text_counter_and_time_left(monkeypatch):
     now[0] = 110.0
     stages.progress(1, 4)  # 10 s for a quarter of 90 %
     assert values[-1] == pytest.approx(22.5)
-    assert texts[-1].startswith("coding, tile 2 of 4, about ")
+    assert texts[-1] == "coding, tile 2 of 4, about 30 s left"  # the coding's own: 34 s counted the metrics' share
     now[0] = 130.0
     measuring = stages.follow_stage("metrics")
     assert values[-1] == pytest.approx(90.0) and texts[-1] == "metrics"  # no stale estimate of the time left

@@ -12,6 +12,7 @@ is how an interrupted run resumes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import math
 import os
@@ -360,11 +361,21 @@ def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, SARCompressorError):
         return text
-    if isinstance(exc, OSError) and exc.filename is not None:
-        name = os.fsdecode(exc.filename)
-        broken = os.path.islink(name) and not os.path.exists(name)
-        return f"{name}: {'a broken link (to ' + os.readlink(name) + ')' if broken else exc.strerror or text}"
+    if isinstance(exc, OSError) and isinstance(exc.filename, (str, bytes)):
+        names = " and ".join(os.fsdecode(n) for n in (exc.filename, exc.filename2) if isinstance(n, (str, bytes)))
+        return f"{names}: {_broken_link(exc) or exc.strerror or text}"
     return f"{type(exc).__name__}: {text}"
+
+
+def _broken_link(exc: OSError) -> Optional[str]:
+    """'a broken link (to TARGET)' where `exc` is a missing file met through a link (not a refused or looping one)."""
+    name = os.fsdecode(exc.filename)
+    if exc.errno != errno.ENOENT or not os.path.islink(name):
+        return None
+    try:
+        return f"a broken link (to {os.readlink(name)})"
+    except OSError:
+        return None
 
 
 def worker_ready() -> str:

@@ -710,7 +710,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error (argparse has printed the message)
         return int(exc.code or 0)
-    job = _Job(args.command, args.quiet)
+    job, before = _Job(args.command, args.quiet), _output_stamps(args)
     try:
         with job.running(), _guarded(args):
             return COMMANDS[args.command](args, job)
@@ -731,15 +731,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # disk full, permission denied, ...: still a message, not a traceback
-        print(f"error: {exc}{_writing(args, exc)}", file=sys.stderr)
+        print(f"error: {exc}{_outputs_after(exc, before)}", file=sys.stderr)
         return EXIT_ERROR
 
 
-def _writing(args: argparse.Namespace, exc: OSError) -> str:
-    """What was being written when an OSError names no file (a full disk's '[Errno 28] No space left on device'
-    said nothing of the output): the command's outputs, which were not written."""
+def _output_stamps(args: argparse.Namespace) -> dict[str, Optional[tuple[int, int, int]]]:
+    """The command's outputs as they are before it runs (inode, size, time; None where absent)."""
     names = [getattr(args, name, None) for name in WRITERS.get(args.command, ((), ()))[1]]
-    outputs = [str(name) for name in names if name]
-    if exc.filename is not None or not outputs:
+    return {str(name): _stamp(str(name)) for name in names if name}
+
+
+def _stamp(path: str) -> Optional[tuple[int, int, int]]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _outputs_after(exc: OSError, before: dict[str, Optional[tuple[int, int, int]]]) -> str:
+    """Where the command's outputs stand after an OSError that names no file (a full disk's '[Errno 28] No space
+    left on device' said nothing of them): each written by this run (changed since it started: the error came
+    after, printing the summary to a full disk) or not."""
+    if exc.filename is not None or not before:
         return ""
-    return f" (writing {' and '.join(outputs)}: not written)"
+    written = {name: _stamp(name) not in (stamp, None) for name, stamp in before.items()}
+    return " (" + "; ".join(f"{name} {'written' if done else 'not written'}" for name, done in written.items()) + ")"

@@ -127,6 +127,8 @@ def _valid(orig: np.ndarray, nodata: Optional[float], kind: str) -> np.ndarray:
     damaged reconstruction higher than a good one."""
     native = "native" if kind == "uint8" else kind
     valid = valid_mask(orig, nodata, zero_is_fill(native, orig.dtype))
+    if orig.ndim != 2:  # the fill is runs and blobs of an image (metric_range takes any values)
+        return valid
     return valid & ~db_zero_fill(orig, kind, nodata)  # a float dB band's zero-filled footprint, as the codec finds it
 
 
@@ -526,7 +528,7 @@ def _pair(
     o_valid = _valid(orig, nodata_o, kind) & np.isfinite(o)
     r_valid = valid_mask(recon, nodata_r) & np.isfinite(r)
     mask = o_valid & r_valid
-    zeros = _coded_zeros(orig, recon, nodata_o, kind) & r_valid
+    zeros = _coded_zeros(orig, recon, nodata_o, o_valid) & r_valid
     if masked is not None:  # the original's own GDAL mask, read as 0: not a zero of its data
         zeros &= ~masked
     if kind in NATIVE_KINDS:
@@ -536,15 +538,15 @@ def _pair(
     return _Pair(o, r, o_lin, r_lin, mask, o_valid, count, top)
 
 
-def _coded_zeros(orig: np.ndarray, recon: np.ndarray, nodata_o, kind: str) -> np.ndarray:
-    """The original's exact zeros that `_valid` takes for fill and the reconstruction holds as other values: the
-    codec coded them as data (preprocessing.scattered_no_signal). In native values they are scored (a uint8 raster's
-    5 % scattered zeros decoded near 149, 171 DN off at most, and evaluate measured 52.7 dB where every pixel scored
-    gives 17.7: a sweep); in linear ones 0 has no dB, and they are counted and said."""
-    native = "native" if kind == "uint8" else kind
-    if not zero_is_fill(native, orig.dtype) or nodata_o == 0:
+def _coded_zeros(orig: np.ndarray, recon: np.ndarray, nodata_o, o_valid: np.ndarray) -> np.ndarray:
+    """The original's exact zeros that `_valid` takes for fill (`o_valid` False; not a nodata value of 0) and the
+    reconstruction holds as other values: the codec coded them as data (preprocessing.scattered_no_signal), or the
+    reconstruction is not this codec's (a float dB band's zero-filled footprint, restored as 0). In native values
+    they are scored (a uint8 raster's 5 % scattered zeros decoded near 149, 171 DN off at most, and evaluate measured
+    52.7 dB where every pixel scored gives 17.7: a sweep); otherwise they are counted and said."""
+    if nodata_o == 0:
         return np.zeros(orig.shape, dtype=bool)
-    return (orig == 0) & (recon != 0)
+    return (orig == 0) & ~o_valid & (recon != 0)
 
 
 def evaluate_arrays(
@@ -795,6 +797,11 @@ def _zeros_warning(result: dict) -> list[str]:
         how = (
             "compression coded them as data within its range, whose bottom is the smallest other value; scored, "
             "clipped to the metrics' range as every pixel is (a range that starts above 0 hides their error)"
+        )
+    elif result["kind"] == "db":
+        how = (
+            "they are the original's zero-filled footprint, which compression restores as 0 (a reconstruction from "
+            "another codec or an older version?); not scored"
         )
     else:
         how = (

@@ -690,7 +690,12 @@ def db_zero_fill(raw: np.ndarray, kind: str, nodata: Optional[float]) -> np.ndar
 
 def float_db(kind: str, dtype: object) -> bool:
     """A floating-point dB band: one whose exact zeros may be fill (`db_zero_fill`), left out of its statistics."""
-    return kind == "db" and str(dtype).startswith("float")  # a name (GDAL's complex_int16 has no numpy dtype) or dtype
+    if kind != "db":
+        return False
+    try:
+        return np.dtype(dtype).kind == "f"  # any byte order ('>f4')
+    except TypeError:  # GDAL's complex_int16 names no numpy dtype
+        return False
 
 
 def _near_fill(m: np.ndarray) -> np.ndarray:

@@ -647,6 +647,14 @@ def test_a_system_error_is_said_in_words_naming_its_file(tmp_path):
         os.stat(tmp_path / "absent.tif")
     assert batch._describe(caught.value) == f"{tmp_path / 'absent.tif'}: No such file or directory"
     assert batch._describe(ValueError("x")) == "ValueError: x"  # a bug keeps its type
+    loop = tmp_path / "loop.tif"
+    loop.symlink_to(loop)
+    with pytest.raises(OSError) as caught:
+        os.stat(loop)
+    assert "broken link" not in batch._describe(caught.value)  # a loop, a refused target: their own words
+    moved = OSError(18, "Invalid cross-device link", str(tmp_path / ".x.tmp"), None, str(tmp_path / "x.sarz"))
+    assert batch._describe(moved) == f"{tmp_path / '.x.tmp'} and {tmp_path / 'x.sarz'}: Invalid cross-device link"
+    assert batch._describe(OSError(9, "Bad file descriptor", 3)) == "OSError: [Errno 9] Bad file descriptor: 3"
 
 
 def test_an_input_changed_while_coded_fails_and_leaves_no_output(rasters, tmp_path, monkeypatch):

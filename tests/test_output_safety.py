@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -362,8 +363,22 @@ def test_a_failed_sarz_write_leaves_the_old_file(scene, sarz, tmp_path, monkeypa
     argv = ["-q", "compress", str(scene), str(out), "--reconstruction", str(tmp_path / "r.tif"), "--overwrite"]
     assert main(argv) == 2
     said = capsys.readouterr().err  # the outputs named: a bare '[Errno 28] No space left on device' said none
-    assert f"No space left on device (writing {out} and {tmp_path / 'r.tif'}: not written)" in said
+    assert f"No space left on device ({out} not written; {tmp_path / 'r.tif'} not written)" in said
     assert digest(out) == digest(sarz) and listing(tmp_path) == ["out.sarz"]
+
+
+def test_a_full_disk_after_the_outputs_says_they_are_written(scene, tmp_path, monkeypatch, capsys):
+    """The summary printed to a full disk (stdout > /dev/full) after the .sarz was in place: the error must not
+    call it 'not written' (a user could remove a good file)."""
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "o.sarz"
+    monkeypatch.setattr(sys, "stdout", Full())
+    assert main(["-q", "compress", str(scene), str(out)]) == 2
+    assert f"No space left on device ({out} written)" in capsys.readouterr().err and out.stat().st_size > 0
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from sar_compressor.engine.cli import main
 from sar_compressor.engine.codec.entropy.mask_coding import decode_codes, decode_mask, encode_codes, encode_mask
 from sar_compressor.engine.errors import ContainerError, InputError, UnreachableTarget
 from sar_compressor.engine.inspect import inspect_input
-from sar_compressor.engine.metrics import evaluate_arrays, evaluate_files
+from sar_compressor.engine.metrics import evaluate_arrays, evaluate_files, metric_range
 from sar_compressor.engine.simulate import (
     display_scale,
     encode_intensity,
@@ -272,6 +272,11 @@ def test_a_db_products_zero_fill_is_restored_and_its_scattered_zeros_are_data():
     metrics = evaluate_arrays(db, result.reconstruction, kind="db")
     inside = evaluate_arrays(db, np.where(outside, np.nan, result.reconstruction), kind="db")
     assert metrics["valid_pixels"] == np.count_nonzero(~outside) and metrics["psnr_db"] == inside["psnr_db"]
+    swapped = evaluate_arrays(db.astype(">f4"), result.reconstruction, kind="db")  # big-endian (netCDF3): alike
+    assert swapped["valid_pixels"] == metrics["valid_pixels"]
+    other = evaluate_arrays(db, np.where(outside, np.float32(-5), result.reconstruction), kind="db")
+    assert other["coded_zeros"] == np.count_nonzero(outside)  # a footprint another codec filled: counted, said
+    assert metric_range(np.array([-12, -10, 0, -8, -3, -15, -9], np.float32), "db") is not None  # 1-D values
 
 
 def test_inspect_counts_a_db_products_zero_fill(tmp_path):

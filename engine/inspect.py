@@ -179,9 +179,8 @@ def inspect_input(path: Union[str, Path], band: int = 1, kind: str = "auto") -> 
         warnings += pp.value_warnings(choice.kind, sample, kind)
     except InputError as exc:
         refusal = str(exc)
-    # zeros out of the statistics as pass 1 leaves them out: fill, and a float dB band's (pp.db_zero_fill: a
-    # zero-filled footprint read 0 % zeros and a range over the fill)
-    zero_fill = pp.zero_is_fill(choice.kind, info.dtype) or pp.float_db(choice.kind, info.dtype)
+    # zeros out of the statistics as pass 1 leaves them out (a float dB band's zero-filled footprint read 0 % zeros)
+    zero_fill = pp.zeros_uncounted(choice.kind, info.dtype)
     valid = sample[raw != 0] if zero_fill else sample
     measured = np.abs(valid) ** 2 if valid.dtype.kind == "c" else valid  # range_label
     return InputSummary(

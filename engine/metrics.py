@@ -29,9 +29,9 @@ from .preprocessing import (
     band_scaling,
     db_zero_fill,
     detect_kind,
-    has_own_mask,
     native_min_span,
     read_masked,
+    read_with_mask,
     robust_range,
     sample_stride,
     scaled,
@@ -969,10 +969,8 @@ def _file_pair(pair: _OpenPair, kind: str, **window) -> _Pair:
     each read as the codec reads it (preprocessing.read_masked), the original with its nodata value or the fill the
     codec finds, the reconstruction with its own."""
     so, sr, band, rband, nodata = pair
-    orig, recon = read_masked(so, band, **window), read_masked(sr, rband, **window)
+    (orig, masked), recon = read_with_mask(so, band, **window), read_masked(sr, rband, **window)
     scalings = _scaling(so, band, kind), _scaling(sr, rband, kind)  # a complex original's intensity: neither
-    own = has_own_mask(f.name for f in so.mask_flag_enums[band - 1])
-    masked = so.read_masks(band, **window) == 0 if own else None
     return _pair(orig, recon, kind, nodata, _nodata(sr, rband), scalings, masked)
 
 

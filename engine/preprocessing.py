@@ -402,10 +402,11 @@ def _check_noise_floor(finite: np.ndarray, kind: str) -> None:
     power = np.abs(finite).astype(np.float64)
     power = power[(finite > 0) if kind == "intensity" else (power > 0)]
     power = power if kind == "intensity" else power * power
-    if power.size and np.mean(power < NOISE_FLOOR) > TINY_SHARE:
+    tiny = float(np.mean(power < NOISE_FLOOR)) if power.size else 0.0
+    if tiny > TINY_SHARE:
         smallest = float(np.min(power))
         raise InputError(
-            f"{100 * np.mean(power < NOISE_FLOOR):.3g} % of the values are below {NOISE_FLOOR:.3g} as linear "
+            f"{100 * tiny:.3g} % of the values are below {NOISE_FLOOR:.3g} as linear "
             f"intensity (down to {smallest:.3g}), under what float32 holds at full precision: rescale the raster "
             "first (multiply it by a power of ten; dB and the metrics shift by a constant)"
         )
@@ -536,10 +537,17 @@ def mask_marker(dtype: object, nodata: Optional[float] = None) -> Optional[float
 def read_masked(ds, band: int, **window) -> np.ndarray:
     """Band `band` of an open rasterio dataset (`window` or `out_shape` as rasterio takes them) with the pixels of its
     own GDAL mask at `mask_marker` (its nodata value, NaN or 0): how the codec and the metrics both read a raster."""
+    return read_with_mask(ds, band, **window)[0]
+
+
+def read_with_mask(ds, band: int, **window) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """`read_masked`'s values, and where the band's own GDAL mask hides pixels (None without one): a masked pixel
+    of a uint8 band reads as 0, which is no zero of its data."""
     values = ds.read(band, **window)
-    if has_own_mask(f.name for f in ds.mask_flag_enums[band - 1]):
-        values = mask_out(values, ds.read_masks(band, **window) == 0, ds.nodatavals[band - 1])
-    return values
+    if not has_own_mask(f.name for f in ds.mask_flag_enums[band - 1]):
+        return values, None
+    masked = ds.read_masks(band, **window) == 0
+    return mask_out(values, masked, ds.nodatavals[band - 1]), masked
 
 
 def unmarked_mask(ds, band: int) -> bool:
@@ -686,6 +694,12 @@ def db_zero_fill(raw: np.ndarray, kind: str, nodata: Optional[float]) -> np.ndar
     raw = np.asarray(raw)
     zeros = (raw == 0) if float_db(kind, raw.dtype) and nodata != 0 else np.zeros(raw.shape, bool)
     return zeros & _near_fill(zeros) if zeros.any() else zeros
+
+
+def zeros_uncounted(kind: str, dtype: object) -> bool:
+    """Whether a band's raw zeros stay out of its statistics (pass 1's and `inspect`'s): the fill where zeros are
+    (`zero_is_fill`), and a float dB band's, whatever scaling makes of them (`db_zero_fill`)."""
+    return zero_is_fill(kind, dtype) or float_db(kind, dtype)
 
 
 def float_db(kind: str, dtype: object) -> bool:

@@ -76,10 +76,6 @@ NON_FINITE = ("NaN", "Infinity", "-Infinity")
 bare NaN, which strict JSON readers refuse)."""
 
 
-def _same(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
 def _is_number(value: object) -> bool:
     """A real number: a Python or numpy scalar, or a 0-d numeric array (not text, not a bool)."""
     if isinstance(value, (str, bytes, bool, np.bool_)):
@@ -134,7 +130,7 @@ class Sarz(Codec):
         if (self.scale, self.offset) == (1.0, 0.0):
             config.pop("scale"), config.pop("offset")
         if self.nodata is not None and not math.isfinite(self.nodata):  # a bare NaN token is not JSON
-            config["nodata"] = next(name for name in NON_FINITE if _same(float(name), self.nodata))
+            config["nodata"] = "NaN" if math.isnan(self.nodata) else "Infinity" if self.nodata > 0 else "-Infinity"
         return config
 
     def encode(self, buf: Any) -> bytes:

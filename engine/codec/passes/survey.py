@@ -75,8 +75,8 @@ def survey_band(info: RasterInfo, read: RowReader, kind: str, ssim: bool = False
         tiles.info = info
     choice, scaling, sample = kind_and_values(info, raw, kind)
     warnings = notices + pp.value_warnings(choice.kind, sample, kind)
-    if pp.zero_is_fill(choice.kind, info.dtype) or pp.float_db(choice.kind, info.dtype):
-        sample = sample[raw != 0]  # a raw zero is the fill, whatever the scaling makes of it (dB: pp.db_zero_fill)
+    if pp.zeros_uncounted(choice.kind, info.dtype):
+        sample = sample[raw != 0]
     constant = pp.is_constant(sample)
     db = pp.to_db(sample, choice.kind)
     linear = pp.mean_values(db, choice.kind)
